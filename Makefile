@@ -1,0 +1,45 @@
+# OpenDREC: `make run` starts the platform on embedded parts, `make test` runs every test.
+# Both bootstrap their own environment: a pinned uv in .run/bootstrap, the workspace in .venv.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+BOOT := .run/bootstrap
+UV := $(BOOT)/bin/uv
+PY := .venv/bin/python
+
+.PHONY: run test test-fast bench bench-gateway lint schemas lock clean
+
+$(UV):
+	@mkdir -p .run
+	$(PYTHON) -m venv $(BOOT)
+	$(BOOT)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+run: .venv/.synced
+	exec $(PY) -m opendrec_devstack run
+
+test: .venv/.synced
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: .venv/.synced
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: .venv/.synced
+	$(PY) bench/gateway/bench_forwarding.py
+
+lint: .venv/.synced
+	$(PY) -m opendrec_contracts.schemas --check
+
+schemas: .venv/.synced
+	$(PY) -m opendrec_contracts.schemas
+
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+clean:
+	rm -rf .venv .run

@@ -1,0 +1,226 @@
+"""Embedded PostgreSQL from the `pgserver` wheel, listening on TCP 127.0.0.1.
+
+pgserver's own `PostgresServer` only listens on a unix socket on Linux (it passes `-h ""`),
+and its socket URL (`postgresql://postgres:@/postgres?host=/dir`) is not one every client
+takes. So we use the wheel's binaries and helpers (`pgserver.initdb`, `pgserver.pg_ctl`,
+its root handling) and start the server ourselves on 127.0.0.1:PORT, which gives the plain
+URL `postgresql://postgres@127.0.0.1:PORT/postgres` that asyncpg and psycopg 3 both accept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import stat
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+with warnings.catch_warnings():
+    # pgserver computes a runtime dir at import; platformdirs warns when XDG_RUNTIME_DIR is unset.
+    warnings.simplefilter("ignore")
+    import pgserver
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import PostmasterInfo, find_suitable_socket_dir
+
+from .net import free_port, port_is_free, with_database
+
+log = logging.getLogger(__name__)
+
+PG_USER = "postgres"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 60
+
+
+@dataclass
+class EmbeddedPostgres:
+    pgdata: Path
+    port: int
+    system_user: str | None
+
+    @property
+    def url(self) -> str:
+        """libpq URL of the `postgres` database (trust auth, no password)."""
+        return f"postgresql://{PG_USER}@{HOST}:{self.port}/postgres"
+
+    def url_for(self, database: str) -> str:
+        return with_database(self.url, database)
+
+    @property
+    def pid(self) -> int | None:
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info.pid if info is not None and info.is_running() else None
+
+    def stop(self) -> None:
+        """Fast shutdown (disconnects clients, no crash recovery needed on next start)."""
+        _stop_cluster(self.pgdata, self.system_user)
+
+    def __enter__(self) -> "EmbeddedPostgres":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _system_user() -> str | None:
+    # postgres refuses to run as root; pgserver creates and uses an unprivileged user then.
+    if platform.system() != "Windows" and os.geteuid() == 0:
+        pgserver.utils.ensure_user_exists("pgserver")
+        return "pgserver"
+    return None
+
+
+def _prepare_root_permissions(pgdata: Path, user: str) -> None:
+    """What pgserver.PostgresServer does before initdb when run as root."""
+    import pwd
+
+    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+    ensure_prefix_permissions(pgdata)
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    read_perm = stat.S_IRGRP | stat.S_IROTH
+    execute_perm = stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, execute_perm | read_perm)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read_perm)
+    entry = pwd.getpwnam(user)
+    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+
+
+def _postmaster_process(pgdata: Path) -> psutil.Process | None:
+    """The live postmaster that owns this data dir, if any (checked by cmdline, not by pid only:
+    after a reboot or a kill the pid in postmaster.pid may belong to an unrelated process)."""
+    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "postmaster.pid").exists() else None
+    if info is None or not info.is_running():
+        return None
+    try:
+        cmdline = info.process.cmdline()
+    except psutil.Error:
+        return None
+    if info.process.name() == "postgres" and str(pgdata) in cmdline:
+        return info.process
+    return None
+
+
+def _stop_cluster(pgdata: Path, user: str | None) -> None:
+    proc = _postmaster_process(pgdata)
+    if proc is None:
+        return
+    try:
+        pgserver.pg_ctl(["-w", "-t", "30", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        log.warning("pg_ctl stop failed for %s; killing postmaster %s", pgdata, proc.pid)
+        proc.kill()
+    try:
+        proc.wait(10)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def stop_postgres(pgdata: str | os.PathLike) -> None:
+    """Stop whatever postmaster runs on this data dir (no-op if none)."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    if pgdata.exists():
+        _stop_cluster(pgdata, _system_user())
+
+
+def start_postgres(pgdata: str | os.PathLike, port: int | None = None) -> EmbeddedPostgres:
+    """Start (initdb-ing first if needed) a PostgreSQL server with its data in `pgdata`,
+    listening on 127.0.0.1:`port` (a free port if None). Returns once it accepts connections.
+
+    A server left running on the same data dir by a killed earlier run is stopped first, and a
+    stale postmaster.pid is removed, so starting again after a crash always works.
+    """
+    pgdata = Path(pgdata).expanduser().resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    user = _system_user()
+    if user is not None:
+        _prepare_root_permissions(pgdata, user)
+
+    if not (pgdata / "PG_VERSION").exists():
+        log.info("initdb %s", pgdata)
+        pgserver.initdb(
+            ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "--locale=C", "-U", PG_USER],
+            pgdata=pgdata,
+            user=user,
+        )
+
+    # An orphan from a killed run still holds the data dir: stop it, we want our own port.
+    _stop_cluster(pgdata, user)
+    # A postmaster.pid without a live postmaster is stale; postgres could mistake a reused pid
+    # (owned by another user, so kill(pid, 0) fails with EPERM) for a live server.
+    (pgdata / "postmaster.pid").unlink(missing_ok=True)
+
+    if port is None:
+        port = free_port()
+    elif not port_is_free(port):
+        raise RuntimeError(f"port {port} is in use; cannot start Postgres on it")
+
+    socket_dir = find_suitable_socket_dir(pgdata, pgserver.PostgresServer.runtime_path)
+    if user is not None and socket_dir != pgdata:
+        socket_dir.chmod(0o777)
+    log_file = pgdata / "log"
+    try:
+        pgserver.pg_ctl(
+            [
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "-o",
+                f"-h {HOST} -p {port} -k {socket_dir}",
+                "-l",
+                str(log_file),
+                "start",
+            ],
+            pgdata=pgdata,
+            user=user,
+            # own session: a Ctrl-C in the terminal must not reach postgres before the services
+            # using it are stopped; the owner of this object stops it.
+            start_new_session=True,
+            timeout=START_TIMEOUT_S + 10,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+        raise RuntimeError(f"Postgres failed to start in {pgdata}; log tail:\n{tail}") from None
+
+    _wait_accepting(port)
+    return EmbeddedPostgres(pgdata=pgdata, port=port, system_user=user)
+
+
+def _wait_accepting(port: int, timeout: float = 30.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(f"postgresql://{PG_USER}@{HOST}:{port}/postgres", connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def main() -> None:
+    """`python -m opendrec_devstack.postgres DIR [PORT]`: run a server until Ctrl-C (for poking)."""
+    import signal
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    pg = start_postgres(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    print(pg.url, flush=True)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()

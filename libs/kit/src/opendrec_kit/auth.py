@@ -1,0 +1,129 @@
+"""Token verification and permission checks: every service verifies the caller itself.
+
+Access tokens are EdDSA JWTs signed by identity; public keys come from its JWKS.
+Claims: sub (user id), org (organization id), orgType, role, perms {module: "RWUD"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import aiohttp
+import jwt
+from fastapi import Depends, Request
+
+from .errors import ApiError
+
+ACTIONS = {"Read": "R", "Write": "W", "Update": "U", "Delete": "D"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    organization_id: int
+    organization_type: str
+    role: str
+    email: str
+    permissions: dict[str, str] = field(default_factory=dict)
+    token_id: str = ""
+    api_user_id: str | None = None
+
+    def can(self, module: str, action: str) -> bool:
+        return self.role == "Admin" or ACTIONS[action] in self.permissions.get(module, "")
+
+
+class TokenVerifier:
+    """Verifies access tokens against identity's JWKS, refreshing keys on an unknown `kid`."""
+
+    def __init__(self, jwks_url: str, audience: str, issuer: str, refresh_interval_s: float = 300) -> None:
+        self.jwks_url = jwks_url
+        self.audience = audience
+        self.issuer = issuer
+        self.refresh_interval_s = refresh_interval_s
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+        self.revoked: set[str] = set()  # jti values revoked at logout (fed by identity events)
+
+    def add_key(self, jwk: dict[str, Any]) -> None:
+        """Trust one more public key (identity uses this for its own keys; tests for theirs)."""
+        self._keys[jwk["kid"]] = jwt.PyJWK(jwk)
+
+    async def _refresh(self, force: bool = False) -> None:
+        async with self._lock:
+            if not force and time.monotonic() - self._fetched_at < self.refresh_interval_s and self._keys:
+                return
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(self.jwks_url) as resp:
+                resp.raise_for_status()
+                data = await resp.json()
+            self._keys.update({k["kid"]: jwt.PyJWK(k) for k in data.get("keys", [])})
+            self._fetched_at = time.monotonic()
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise ApiError(401, "Access token is malformed") from exc
+        kid = header.get("kid", "")
+        if kid not in self._keys:
+            try:
+                await self._refresh(force=kid not in self._keys and bool(self._keys))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ApiError(503, "Cannot verify tokens right now: identity keys unavailable") from exc
+        key = self._keys.get(kid)
+        if key is None:
+            raise ApiError(401, "Access token signed by an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["EdDSA", "RS256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "jti"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ApiError(401, "Access token has expired; log in again") from exc
+        except jwt.InvalidTokenError as exc:
+            raise ApiError(401, f"Access token is invalid: {exc}") from exc
+        if claims["jti"] in self.revoked:
+            raise ApiError(401, "Access token has been revoked; log in again")
+        return Principal(
+            user_id=int(claims["sub"]),
+            organization_id=int(claims["org"]),
+            organization_type=claims.get("orgType", ""),
+            role=claims.get("role", ""),
+            email=claims.get("email", ""),
+            permissions=claims.get("perms", {}),
+            token_id=claims["jti"],
+            api_user_id=claims.get("apiUserId"),
+        )
+
+
+async def current_principal(request: Request) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "Missing bearer access token (Authorization: Bearer <token>)")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(token.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def permission(module: str, action: str) -> Any:
+    """Route dependency: `user: Principal = permission("DEVICE_MANAGEMENT_CRUDL", "Write")`."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action}")
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(module, action):
+            raise ApiError(403, f"{action} permission on {module} is required")
+        return principal
+
+    check.required_permission = (module, action)  # type: ignore[attr-defined]
+    return Depends(check)

@@ -1,0 +1,196 @@
+"""Kafka: broker factory, explicit topic creation, and idempotent consumers with retries and a DLQ.
+
+A consumer handler gets a parsed event and an open transaction in which its event_id is
+already claimed in the inbox: its effect and the claim commit together, so a redelivered
+event changes nothing. Offsets are committed after that commit. A message that keeps
+failing goes to `<topic>.dlq` with the error in its headers; an outage (database or broker
+unreachable) is not the message's fault, so it is redelivered instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event
+
+from . import outbox
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: ServiceSettings) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        middlewares=[KafkaTelemetryMiddleware()],
+        # Outbox + inbox give effectively-once effects; Tansu refuses idempotent producers.
+        enable_idempotence=False,
+        acks="all",
+        allow_auto_create_topics=False,
+        logger=logging.getLogger(f"faststream.{settings.service_name}"),
+    )
+
+
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1) -> list[str]:
+    """Create the topics that don't exist yet; returns the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, partitions, replication) for t in missing])
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+        return missing
+    finally:
+        await admin.close()
+
+
+class Poison(Exception):
+    """The message itself is bad (unparseable, unknown type, invalid payload): no retry helps."""
+
+
+_OUTAGE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, _OUTAGE)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return not isinstance(exc, Poison)
+
+
+@dataclass
+class EventContext:
+    """What a handler gets besides the event: the open transaction and where the event came from."""
+
+    conn: asyncpg.Connection
+    envelope: Envelope
+    producer: str
+
+    async def emit(self, event: Event) -> None:
+        await outbox.add(self.conn, event, self.producer)
+
+    async def emit_many(self, events: list[Event]) -> None:
+        await outbox.add_many(self.conn, events, self.producer)
+
+
+Handler = Callable[[Any, EventContext], Awaitable[None]]
+
+
+async def handle_once(pool: asyncpg.Pool, consumer: str, producer: str, envelope: Envelope, event: Event, handler: Handler) -> bool:
+    """Run `handler` in one transaction with the inbox claim; False when the event was already handled."""
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await conn.fetchval(
+            "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            consumer,
+            envelope.event_id,
+            envelope.type,
+        )
+        if not claimed:
+            return False
+        await handler(event, EventContext(conn=conn, envelope=envelope, producer=producer))
+        return True
+
+
+def decode(raw: bytes) -> tuple[Envelope, Event]:
+    try:
+        envelope = Envelope.model_validate_json(raw)
+        return envelope, parse_event(envelope)
+    except (ValidationError, UnknownEvent, ValueError) as exc:
+        raise Poison(str(exc)) from exc
+
+
+def subscribe(
+    broker: KafkaBroker,
+    settings: ServiceSettings,
+    pool_getter: Callable[[], asyncpg.Pool],
+    topic: str,
+    handler: Handler,
+    *,
+    group: str | None = None,
+) -> dict[str, int]:
+    """Register `handler` for `topic` in consumer group `group` (default: the service name).
+
+    Returns live counters (handled, duplicates, dead_lettered) for progress and tests.
+    """
+    group = group or settings.service_name
+    stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0}
+
+    @broker.subscriber(
+        topic,
+        group_id=group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+    )
+    async def consume(body: Any, msg: KafkaMessage) -> None:  # noqa: ARG001 - body decoded by us from msg.body
+        record = msg.raw_message
+        attempts = 0
+        try:
+            envelope, event = decode(msg.body)
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(settings.consumer_max_attempts),
+                wait=wait_exponential(multiplier=settings.consumer_retry_backoff_ms / 1000, max=5),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    done = await handle_once(pool_getter(), group, settings.service_name, envelope, event, handler)
+            stats["handled" if done else "duplicates"] += 1
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("outage while handling; will be redelivered", extra={"topic": topic, "error": repr(exc)})
+                raise
+            await dead_letter(broker, topic, msg, exc, attempts)
+            stats["dead_lettered"] += 1
+            log.error(
+                "message sent to DLQ",
+                extra={"topic": topic, "partition": getattr(record, "partition", None), "offset": getattr(record, "offset", None), "error": repr(exc)},
+            )
+
+    return stats
+
+
+async def dead_letter(broker: KafkaBroker, topic: str, msg: KafkaMessage, exc: BaseException, attempts: int) -> None:
+    record = msg.raw_message
+    headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in (msg.headers or {}).items()}
+    headers.update(
+        {
+            "x-error-type": type(exc).__name__,
+            "x-error-message": str(exc)[:2000],
+            "x-original-topic": topic,
+            "x-original-partition": str(getattr(record, "partition", "")),
+            "x-original-offset": str(getattr(record, "offset", "")),
+            "x-attempts": str(attempts),
+        }
+    )
+    key = getattr(record, "key", None)
+    await broker.publish(msg.body, topic=dlq_topic(topic), key=key, headers=headers)

@@ -1,0 +1,133 @@
+"""Transactional outbox: events are rows written with the change; a relay publishes them.
+
+The relay wakes on NOTIFY (or a poll tick), publishes rows in id order under the trace
+context they were written in, and deletes them only once the broker acknowledged them.
+One relay per service database is active at a time (advisory lock), so per-key order holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+from faststream.kafka import KafkaBroker
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+from opendrec_contracts import Event, envelope_for, topic_of
+
+log = logging.getLogger(__name__)
+
+_RELAY_LOCK = 0x0DEC0001  # advisory lock key, per database
+
+
+async def add(conn: asyncpg.Connection, event: Event, producer: str) -> None:
+    """Record `event` for publication, in the caller's transaction."""
+    env = envelope_for(event, producer)
+    headers: dict[str, str] = {}
+    propagate.inject(headers)  # trace context of the request or message that caused the event
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, envelope, headers) VALUES ($1, $2, $3, $4, $5)",
+        env.event_id,
+        topic_of(event.TYPE),
+        event.key(),
+        env.model_dump_json(),
+        orjson.dumps(headers).decode(),
+    )
+
+
+async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str) -> None:
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    h = orjson.dumps(headers).decode()
+    rows = []
+    for event in events:
+        env = envelope_for(event, producer)
+        rows.append((env.event_id, topic_of(event.TYPE), event.key(), env.model_dump_json(), h))
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, topic, key, envelope, headers) VALUES ($1, $2, $3, $4, $5)", rows
+    )
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, database_url: str, broker: KafkaBroker, batch_size: int = 500, poll_interval_s: float = 1.0) -> None:
+        self.pool = pool
+        self.database_url = database_url
+        self.broker = broker
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+        self.published = 0
+        self.healthy = False
+
+    async def start(self) -> None:
+        self._listener = await asyncpg.connect(self.database_url)
+        await self._listener.add_listener("outbox", lambda *_: self._wake.set())
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener:
+            await self._listener.close()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                sent = await self.publish_pending()
+                self.healthy = True
+                backoff = 0.1
+                if sent >= self.batch_size:
+                    continue  # more waiting: don't sleep
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.healthy = False
+                log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, envelope, headers FROM outbox ORDER BY id LIMIT $1", self.batch_size
+            )
+            if not rows:
+                return 0
+            pending: list[Any] = []
+            for row in rows:
+                pending.append(await self._send(row))
+            await asyncio.gather(*pending)  # every delivery acknowledged before we forget the rows
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _send(self, row: asyncpg.Record) -> Any:
+        carrier = orjson.loads(row["headers"])
+        token = otel_context.attach(propagate.extract(carrier))
+        try:
+            return await self.broker.publish(
+                row["envelope"].encode(),
+                topic=row["topic"],
+                key=row["key"].encode(),
+                headers={"content-type": "application/json"},
+                no_confirm=True,
+            )
+        finally:
+            otel_context.detach(token)

@@ -1,0 +1,206 @@
+"""A service process: HTTP app and event subscribers in one event loop.
+
+Start order: database (created if missing) -> migrations -> pool -> topics -> broker and
+subscribers -> outbox relay -> startup hooks -> serve. /readyz answers 200 only when the
+database and broker answer and the relay runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from opendrec_contracts import all_topics
+
+from . import db
+from .auth import TokenVerifier
+from .errors import install_error_handlers
+from .messaging import Handler, ensure_topics, make_broker, subscribe
+from .outbox import OutboxRelay
+from .settings import ServiceSettings
+from .telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class RequestIdMiddleware:
+    """Takes X-Request-ID from the caller (the gateway sets it) or makes one, and echoes it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = next((v.decode() for k, v in scope["headers"] if k == b"x-request-id"), None) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, *, title: str, migrations: Path | None = None) -> None:
+        if not settings.service_name:
+            raise ValueError("settings.service_name must name the service")
+        self.settings = settings
+        self.name = settings.service_name
+        self.migrations = migrations
+        self.database_url = ""
+        self.pool: asyncpg.Pool | None = None
+        self.broker = make_broker(settings)
+        self.relay: OutboxRelay | None = None
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._background: list[asyncio.Task[None]] = []
+        self.started = False
+        self.consumer_stats: dict[str, dict[str, int]] = {}
+        self.app = self._create_app(title)
+
+    # -- wiring ---------------------------------------------------------------
+    def include_router(self, router: APIRouter) -> None:
+        self.app.include_router(router)
+
+    def subscribe(self, topic: str, handler: Handler, *, group: str | None = None) -> dict[str, int]:
+        stats = subscribe(self.broker, self.settings, lambda: self.pool, topic, handler, group=group)  # type: ignore[arg-type, return-value]
+        self.consumer_stats[topic] = stats
+        return stats
+
+    def on_startup(self, hook: Hook) -> None:
+        self._startup.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        self._shutdown.append(hook)
+
+    def background(self, name: str, coro: Awaitable[None]) -> None:
+        """Run a long-lived task (e.g. a poller); its crash is logged and makes the service unready."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._background.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception():
+            log.error("background task crashed", exc_info=task.exception(), extra={"task": task.get_name()})
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self.database_url = await db.ensure_database(s.database_url, s.database_name)
+        await db.migrate(self.database_url, self.migrations)
+        self.pool = await db.create_pool(self.database_url, s.database_pool_min, s.database_pool_max)
+        await ensure_topics(s.kafka_bootstrap_servers, all_topics(), s.kafka_topic_partitions, s.kafka_replication_factor)
+        await self.broker.start()
+        self.relay = OutboxRelay(self.pool, self.database_url, self.broker, s.outbox_batch_size, s.outbox_poll_interval_s)
+        await self.relay.start()
+        for hook in self._startup:
+            await hook(self)
+        self.started = True
+        log.info("service started", extra={"database": s.database_name})
+
+    async def stop(self) -> None:
+        self.started = False
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for hook in reversed(self._shutdown):
+            with contextlib.suppress(Exception):
+                await hook(self)
+        if self.relay:
+            await self.relay.stop()
+        await self.broker.stop()
+        if self.pool:
+            await self.pool.close()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            assert self.pool is not None
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:  # readiness reports, never raises
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            checks["broker"] = "ok" if self.started and await self.broker.ping(timeout=2) else "unavailable"
+        except Exception as exc:
+            checks["broker"] = f"unavailable: {type(exc).__name__}"
+        checks["outbox"] = "ok" if self.relay and self.relay.healthy else "starting"
+        crashed = [t.get_name() for t in self._background if t.done()]
+        checks["tasks"] = "ok" if not crashed else f"stopped: {', '.join(crashed)}"
+        return checks
+
+    # -- HTTP -----------------------------------------------------------------
+    def _create_app(self, title: str) -> FastAPI:
+        runtime = self
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
+
+        app = FastAPI(title=title, lifespan=lifespan)
+        app.state.runtime = self
+        s = self.settings
+        app.state.token_verifier = TokenVerifier(
+            f"{s.identity_url.rstrip('/')}/.well-known/jwks.json", s.jwt_audience, s.jwt_issuer
+        )
+        install_error_handlers(app)
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok", "service": runtime.name}
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> JSONResponse:
+            checks = await runtime.readiness()
+            ready = all(v == "ok" for v in checks.values())
+            return JSONResponse({"status": "ready" if ready else "unready", "service": runtime.name, "checks": checks}, status_code=200 if ready else 503)
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+        app.add_middleware(RequestIdMiddleware)
+        return app
+
+    def run(self) -> None:
+        """Process entry point: logging, tracing, then serve until SIGINT/SIGTERM."""
+        s = self.settings
+        setup_logging(self.name, s.log_level)
+        setup_tracing(self.name, s.traces_file, s.otel_exporter_otlp_endpoint)
+        config = uvicorn.Config(
+            self.app, host=s.http_host, port=s.http_port, loop="uvloop", http="httptools", log_config=None, access_log=False
+        )
+        uvicorn.Server(config).run()
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.runtime.pool
+
+
+Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]

@@ -1,0 +1,80 @@
+"""Settings from the environment, the same names in every service.
+
+Outside dev and test, a secret still holding its documented dev default is refused:
+production must never run on a value printed in the README.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_PREFIX = "dev-only-"
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value or "")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Fields listed here must not keep a dev default outside dev/test.
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    environment: Literal["dev", "test", "production"] = "dev"
+    service_name: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_name_prefix: str = "opendrec_"
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    # Kafka defaults are 10 s / 3 s; dev and tests set 2000/500 (a group join otherwise takes ~5 s).
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    consumer_retry_backoff_ms: int = Field(default=200, ge=0)
+
+    outbox_poll_interval_s: float = 1.0
+    outbox_batch_size: int = 500
+
+    identity_url: str = "http://127.0.0.1:8101"
+    jwt_audience: str = "opendrec"
+    jwt_issuer: str = "opendrec-identity"
+
+    traces_file: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def database_name(self) -> str:
+        return f"{self.database_name_prefix}{self.service_name.replace('-', '_')}"
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets(self) -> ServiceSettings:
+        if self.environment in ("dev", "test"):
+            return self
+        weak = [name for name in self.SECRET_FIELDS if _plain(getattr(self, name)).startswith(DEV_SECRET_PREFIX)]
+        if weak:
+            raise ValueError(
+                f"{', '.join(n.upper() for n in weak)} still hold the dev default; "
+                f"set real secrets when ENVIRONMENT={self.environment}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_prefix(self) -> ServiceSettings:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.database_name_prefix):
+            raise ValueError("DATABASE_NAME_PREFIX may hold only lower-case letters, digits and _")
+        return self

@@ -1,0 +1,184 @@
+"""Helpers for service tests against a real Postgres and a real broker.
+
+`started(runtime)` runs a service in-process (its real database, migrations, broker,
+subscribers and relay) and gives an HTTP client bound to its app. `TokenIssuer` signs
+real EdDSA tokens with a test key that the service's verifier is told to trust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .runtime import ServiceRuntime
+from .settings import ServiceSettings
+
+
+# (server URL, database name prefix) of every settings_for_test call, for dropping at session end.
+CREATED_PREFIXES: list[tuple[str, str]] = []
+
+
+def settings_for_test(cls: type[ServiceSettings], postgres_url: str, kafka_bootstrap: str, **overrides: Any) -> Any:
+    """Settings for one test module: its own databases (unique prefix), short consumer timeouts."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    CREATED_PREFIXES.append((postgres_url, prefix))
+    values = {
+        "environment": "test",
+        "database_url": postgres_url,
+        "database_name_prefix": prefix,
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 500,
+        "kafka_topic_partitions": 1,
+        "outbox_poll_interval_s": 0.2,
+        "consumer_retry_backoff_ms": 10,
+    }
+    values.update(overrides)
+    return cls(**values)
+
+
+class TokenIssuer:
+    def __init__(self, audience: str = "opendrec", issuer: str = "opendrec-identity") -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.kid = f"test-{uuid.uuid4().hex[:8]}"
+        self.audience = audience
+        self.issuer = issuer
+
+    def jwk(self) -> dict[str, Any]:
+        jwk = jwt.algorithms.OKPAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        return {**jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+
+    def trust_in(self, runtime: ServiceRuntime) -> None:
+        runtime.app.state.token_verifier.add_key(self.jwk())
+
+    def token(
+        self,
+        *,
+        user_id: int = 1,
+        organization_id: int = 1,
+        organization_type: str = "Developer",
+        role: str = "OrganizationAdmin",
+        permissions: dict[str, str] | None = None,
+        expires_in: timedelta = timedelta(minutes=15),
+        **extra: Any,
+    ) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "org": organization_id,
+            "orgType": organization_type,
+            "role": role,
+            "email": f"user{user_id}@example.org",
+            "perms": permissions or {},
+            "jti": uuid.uuid4().hex,
+            "iat": int(now.timestamp()),
+            "exp": int((now + expires_in).timestamp()),
+            "iss": self.issuer,
+            "aud": self.audience,
+            **extra,
+        }
+        return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": self.kid})
+
+    def headers(self, **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(**kwargs)}"}
+
+
+@contextlib.asynccontextmanager
+async def started(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
+    await runtime.start()
+    try:
+        transport = httpx.ASGITransport(app=runtime.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield client
+    finally:
+        await runtime.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns a truthy value or the deadline passes (then fail with its last value)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def drop_test_databases() -> list[str]:
+    """Drop the databases made under settings_for_test prefixes (call at session end)."""
+    dropped: list[str] = []
+    for server_url, prefix in CREATED_PREFIXES:
+        conn = await asyncpg.connect(server_url)
+        try:
+            names = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix)
+            for row in names:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+                dropped.append(row["datname"])
+        finally:
+            await conn.close()
+    CREATED_PREFIXES.clear()
+    return dropped
+
+
+async def wait_for_event(
+    bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read `topic` from the beginning (no consumer group) until an envelope matches; returns (envelope, headers)."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        envelope = orjson.loads(record.value)
+                        matched = match(envelope)
+                    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                        continue  # not an envelope of the shape asked for (other tests publish poison too)
+                    if matched:
+                        headers = {k: v.decode() for k, v in (record.headers or [])}
+                        return envelope, headers
+        raise AssertionError(f"no matching event on {topic} within {timeout}s")
+    finally:
+        await consumer.stop()
+
+
+async def publish_envelopes(bootstrap: str, items: list[tuple[str, str, bytes]]) -> None:
+    """Publish raw (topic, key, value) records, as an upstream service's relay would."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for topic, key, value in items:
+            await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def publish_events(bootstrap: str, events: list[Any], producer: str = "test") -> list[Any]:
+    """Publish events in envelopes (as their owning service would); returns the envelopes so a test can resend them."""
+    from opendrec_contracts import envelope_for, topic_of
+
+    envelopes = [envelope_for(e, producer) for e in events]
+    await publish_envelopes(
+        bootstrap, [(topic_of(e.TYPE), e.key(), env.model_dump_json().encode()) for e, env in zip(events, envelopes, strict=True)]
+    )
+    return envelopes

@@ -1,0 +1,143 @@
+"""Outbox, inbox, retries, DLQ and tracing against the real database and broker."""
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi import APIRouter, Request
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from opendrec_contracts import DeviceRegistered
+from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, outbox
+from opendrec_kit.telemetry import setup_tracing
+from opendrec_kit.testing import eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SPANS = InMemorySpanExporter()
+FAIL_ALWAYS = 999_999_001
+
+
+def device(device_id: int) -> DeviceRegistered:
+    return DeviceRegistered(
+        device_id=device_id, device_uuid=uuid.uuid4(), external_id=f"e{device_id}", organization_id=1, capacity_kw=5,
+        country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=datetime(2024, 1, 1, tzinfo=UTC),
+        onboarded_at=datetime(2024, 2, 1, tzinfo=UTC),
+    )
+
+
+def build(settings: ServiceSettings) -> ServiceRuntime:
+    runtime = ServiceRuntime(settings, title="sample", migrations=Path(__file__).parent / "sample_migrations")
+    router = APIRouter()
+
+    @router.post("/devices/{device_id}")
+    async def register(device_id: int, request: Request, fail: bool = False) -> dict:
+        async with runtime.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    await outbox.add(conn, device(device_id), "sample")
+                    if fail:
+                        raise RuntimeError("rolled back")
+            except RuntimeError:
+                return {"written": False}
+        return {"written": True}
+
+    async def on_device(event: DeviceRegistered, ctx: EventContext) -> None:
+        if event.device_id == FAIL_ALWAYS:
+            raise ValueError("this device always fails")
+        trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+        await ctx.conn.execute("INSERT INTO notes (device_id, trace_id) VALUES ($1, $2)", event.device_id, trace_id)
+
+    runtime.include_router(router)
+    runtime.subscribe("device.registered", on_device)
+    return runtime
+
+
+@pytest.fixture(scope="module")
+async def service(postgres_url, kafka_bootstrap):
+    provider = setup_tracing("sample", None, None)
+    provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    settings = settings_for_test(ServiceSettings, postgres_url, kafka_bootstrap, service_name="sample", consumer_max_attempts=3)
+    runtime = build(settings)
+    async with started(runtime) as client:
+        yield runtime, client
+
+
+def new_id() -> int:
+    return uuid.uuid4().int % 10**9
+
+
+async def notes(runtime, device_id):
+    return await runtime.pool.fetch("SELECT * FROM notes WHERE device_id = $1", device_id)
+
+
+async def test_service_is_ready_with_database_broker_and_relay(service):
+    runtime, client = service
+    await eventually(lambda: _status(client, "/readyz", 200))
+    body = (await client.get("/readyz")).json()
+    assert body["checks"] == {"database": "ok", "broker": "ok", "outbox": "ok", "tasks": "ok"}
+
+
+async def _status(client, path, code):
+    return (await client.get(path)).status_code == code
+
+
+async def test_committed_event_is_published_once_and_rolled_back_one_never(service, kafka_bootstrap):
+    runtime, client = service
+    kept, dropped = new_id(), new_id()
+    assert (await client.post(f"/devices/{dropped}", params={"fail": True})).json() == {"written": False}
+    assert (await client.post(f"/devices/{kept}")).json() == {"written": True}
+    await eventually(lambda: notes(runtime, kept))
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0  # published rows are gone
+    marker = new_id()
+    await client.post(f"/devices/{marker}")
+    await eventually(lambda: notes(runtime, marker))
+    assert await notes(runtime, dropped) == []
+    assert len(await notes(runtime, kept)) == 1
+
+
+async def test_a_delivered_twice_event_changes_nothing(service, kafka_bootstrap):
+    runtime, _ = service
+    device_id = new_id()
+    [env] = await publish_events(kafka_bootstrap, [device(device_id)])
+    await eventually(lambda: notes(runtime, device_id))
+    before = runtime.consumer_stats["device.registered"]["duplicates"]
+    await publish_envelopes(kafka_bootstrap, [("device.registered", str(device_id), env.model_dump_json().encode())])
+    await eventually(lambda: _stat_at_least(runtime, "duplicates", before + 1))
+    assert len(await notes(runtime, device_id)) == 1
+
+
+async def _stat_at_least(runtime, key, n):
+    return runtime.consumer_stats["device.registered"][key] >= n
+
+
+async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves_on(service, kafka_bootstrap):
+    runtime, _ = service
+    tag = uuid.uuid4().hex
+    await publish_envelopes(kafka_bootstrap, [("device.registered", "x", f'{{"not an envelope": "{tag}"}}'.encode())])
+    [failing] = await publish_events(kafka_bootstrap, [device(FAIL_ALWAYS)])
+    after = new_id()
+    await publish_events(kafka_bootstrap, [device(after)])
+    await eventually(lambda: notes(runtime, after))  # not stuck behind the bad ones
+
+    poison, headers = await wait_for_event(kafka_bootstrap, "device.registered.dlq", lambda e: e.get("not an envelope") == tag)
+    assert headers["x-error-type"] == "Poison" and headers["x-original-topic"] == "device.registered"
+    assert headers["x-attempts"] == "0"  # bad data is not retried
+    dead, headers = await wait_for_event(kafka_bootstrap, "device.registered.dlq", lambda e: e.get("event_id") == str(failing.event_id))
+    assert headers["x-error-type"] == "ValueError" and "always fails" in headers["x-error-message"]
+    assert headers["x-attempts"] == "3" and headers["x-original-offset"].isdigit()
+
+
+async def test_trace_started_by_a_request_continues_in_the_consumer(service):
+    runtime, client = service
+    device_id = new_id()
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    await client.post(f"/devices/{device_id}", headers={"traceparent": traceparent})
+    [row] = await eventually(lambda: notes(runtime, device_id))
+    assert row["trace_id"] == trace_id
+    names = {s.name for s in SPANS.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id}
+    assert {"POST /devices/{device_id}", "device.registered publish", "device.registered process"} <= names

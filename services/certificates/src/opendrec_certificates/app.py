@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from opendrec_kit import ServiceRuntime
+
+from . import api, handlers
+from .settings import Settings
+
+
+def build(settings: Settings) -> ServiceRuntime:
+    runtime = ServiceRuntime(settings, title="OpenDREC certificates", migrations=Path(__file__).parent / "migrations")
+    runtime.include_router(api.router)
+    runtime.subscribe("device.registered", handlers.on_device_registered)
+    runtime.subscribe("read.ingested", handlers.on_read_ingested)
+    runtime.subscribe("reservation.created", handlers.on_reservation_created)
+    return runtime

@@ -1,0 +1,143 @@
+"""SQL of the certificates service: one function per query."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from .domain import Allocation, Read, Reservation
+
+
+async def upsert_device(conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int) -> None:
+    await conn.execute(
+        """INSERT INTO devices (device_id, external_id, organization_id) VALUES ($1, $2, $3)
+           ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3""",
+        device_id, external_id, organization_id,
+    )
+
+
+async def insert_reservation(
+    conn: asyncpg.Connection, reservation_id: int, uid: uuid.UUID, name: str, buyer_organization_id: int,
+    start: datetime, end: datetime, frequency: str, target_wh: int | None, authority_to_exceed: bool, device_ids: list[int],
+) -> bool:
+    inserted = await conn.fetchval(
+        """INSERT INTO reservations (reservation_id, uid, name, buyer_organization_id, reservation_start, reservation_end,
+                                     frequency, target_capacity_wh, authority_to_exceed)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
+        reservation_id, uid, name, buyer_organization_id, start, end, frequency, target_wh, authority_to_exceed,
+    )
+    if inserted:
+        await conn.executemany(
+            "INSERT INTO reservation_devices (reservation_id, device_id) VALUES ($1, $2)",
+            [(reservation_id, d) for d in device_ids],
+        )
+    return bool(inserted)
+
+
+async def insert_reads(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    """rows: (device_id, organization_id, start_at, end_at, energy_wh, batch_id); a read seen before is skipped."""
+    await conn.executemany(
+        """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
+        rows,
+    )
+
+
+async def read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
+    """The organization whose accepted reads these are (the device owner when the reads were accepted)."""
+    return await conn.fetchval("SELECT organization_id FROM reads WHERE device_id = $1 ORDER BY id DESC LIMIT 1", device_id)
+
+
+async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
+    """Certification of one device runs one transaction at a time (reads and reservations arrive on two topics)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647)
+
+
+async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
+    rows = await conn.fetch(
+        """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
+                  r.authority_to_exceed,
+                  coalesce((SELECT sum(energy_wh) FROM certificates c WHERE c.reservation_id = r.reservation_id), 0) AS certified
+           FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
+           WHERE rd.device_id = $1 ORDER BY r.reservation_start""",
+        device_id,
+    )
+    return [
+        Reservation(r["reservation_id"], r["reservation_start"], r["reservation_end"], r["frequency"],
+                    r["target_capacity_wh"], r["authority_to_exceed"], int(r["certified"]))
+        for r in rows
+    ]
+
+
+async def uncertified_reads(conn: asyncpg.Connection, device_id: int, reservation_id: int, start: datetime, end: datetime) -> list[Read]:
+    """Reads of the device meeting the window, with energy left, not yet certified for this reservation."""
+    rows = await conn.fetch(
+        """SELECT id, start_at, end_at, energy_wh, certified_wh FROM reads r
+           WHERE device_id = $1 AND end_at >= $3 AND start_at <= $4 AND certified_wh < energy_wh
+             AND NOT EXISTS (SELECT 1 FROM certified_energy ce WHERE ce.read_id = r.id AND ce.reservation_id = $2)
+           ORDER BY end_at, id""",
+        device_id, reservation_id, start, end,
+    )
+    return [Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"]) for r in rows]
+
+
+async def insert_certificate(
+    conn: asyncpg.Connection, certificate_id: uuid.UUID, reservation_id: int, device_id: int, owner_organization_id: int,
+    buyer_organization_id: int, start: datetime, end: datetime, energy_wh: int, allocations: tuple[Allocation, ...],
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """INSERT INTO certificates (id, reservation_id, device_id, owner_organization_id, buyer_organization_id,
+                                     generation_start, generation_end, energy_wh)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
+        certificate_id, reservation_id, device_id, owner_organization_id, buyer_organization_id, start, end, energy_wh,
+    )
+    await conn.executemany(
+        "INSERT INTO certified_energy (read_id, reservation_id, certificate_id, energy_wh) VALUES ($1, $2, $3, $4)",
+        [(a.read_id, reservation_id, certificate_id, a.energy_wh) for a in allocations],
+    )
+    await conn.executemany(
+        "UPDATE reads SET certified_wh = certified_wh + $2 WHERE id = $1",
+        [(a.read_id, a.energy_wh) for a in allocations],
+    )
+    return row
+
+
+async def reservation(conn: asyncpg.Connection, *, reservation_id: int | None = None, uid: uuid.UUID | None = None) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT r.*, array_agg(rd.device_id) AS device_ids FROM reservations r
+           JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
+           WHERE ($1::bigint IS NULL OR r.reservation_id = $1) AND ($2::uuid IS NULL OR r.uid = $2)
+           GROUP BY r.reservation_id""",
+        reservation_id, uid,
+    )
+
+
+async def device_owner(conn: asyncpg.Connection, device_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT organization_id, external_id FROM devices WHERE device_id = $1", device_id)
+
+
+async def certificates_of_reservation(
+    conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT c.*, d.external_id, count(*) OVER () AS total, sum(c.energy_wh) OVER () AS total_wh
+           FROM certificates c LEFT JOIN devices d ON d.device_id = c.device_id
+           WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR c.owner_organization_id = $2)
+           ORDER BY c.generation_start, c.id LIMIT $3 OFFSET $4""",
+        reservation_id, owner_organization_id, limit, offset,
+    )
+
+
+async def owns_any_device(conn: asyncpg.Connection, device_ids: list[int], organization_id: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM devices WHERE device_id = ANY($1::bigint[]) AND organization_id = $2 LIMIT 1",
+            device_ids, organization_id,
+        )
+        or await conn.fetchval(
+            "SELECT true FROM reads WHERE device_id = ANY($1::bigint[]) AND organization_id = $2 LIMIT 1",
+            device_ids, organization_id,
+        )
+    )

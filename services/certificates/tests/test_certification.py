@@ -1,0 +1,179 @@
+"""Certificates from reads and reservations over the real broker and database."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opendrec_contracts import MeterRead, ReadIngested, ReservationCreated
+from opendrec_kit.testing import (
+    TokenIssuer,
+    eventually,
+    publish_envelopes,
+    publish_events,
+    settings_for_test,
+    started,
+    wait_for_event,
+)
+from opendrec_certificates.app import build
+from opendrec_certificates.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
+H = timedelta(hours=1)
+PERMS = {"CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R"}
+
+
+@pytest.fixture(scope="module")
+async def service(postgres_url, kafka_bootstrap):
+    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    async with started(runtime) as client:
+        yield runtime, client, issuer
+
+
+def ids():
+    n = uuid.uuid4().int % 10**9
+    return n, n + 1  # device id, reservation id: unique per test
+
+
+def reservation(reservation_id, device_id, buyer_org, **kw):
+    return ReservationCreated(
+        reservation_id=reservation_id,
+        reservation_uid=uuid.uuid4(),
+        name=f"res-{reservation_id}",
+        buyer_organization_id=buyer_org,
+        device_ids=[device_id],
+        reservation_start=kw.get("start", T0),
+        reservation_end=kw.get("end", T0 + 24 * H),
+        frequency=kw.get("frequency", "hourly"),
+        target_capacity_wh=kw.get("target"),
+        authority_to_exceed=kw.get("exceed", True),
+    )
+
+
+def reads(device_id, owner_org, values, start=T0):
+    return ReadIngested(
+        batch_id=uuid.uuid4(),
+        device_id=device_id,
+        external_id=f"ext-{device_id}",
+        organization_id=owner_org,
+        read_type="Delta",
+        reads=[MeterRead(start=start + i * H, end=start + (i + 1) * H, value_wh=v) for i, v in enumerate(values)],
+    )
+
+
+async def certificates(client, issuer, reservation_id, org):
+    r = await client.get(
+        "/api/certificate-log/by-reservation-groupId",
+        params={"groupId": reservation_id},
+        headers=issuer.headers(organization_id=org, permissions=PERMS),
+    )
+    return r
+
+
+async def total_certified(client, issuer, reservation_id, buyer_org):
+    r = await certificates(client, issuer, reservation_id, buyer_org)
+    return r.json()["totalEnergyWh"] if r.status_code == 200 else None
+
+
+async def test_reads_then_reservation_and_reservation_then_reads_certify_the_same(service, kafka_bootstrap):
+    runtime, client, issuer = service
+    (dev_a, res_a), (dev_b, res_b) = ids(), ids()
+    buyer, owner = 900001, 900002
+    # Order 1: reads before the reservation is known.
+    await publish_events(kafka_bootstrap, [reads(dev_a, owner, [1000, 2000])])
+    await publish_events(kafka_bootstrap, [reservation(res_a, dev_a, buyer)])
+    # Order 2: the reservation first.
+    await publish_events(kafka_bootstrap, [reservation(res_b, dev_b, buyer)])
+    await publish_events(kafka_bootstrap, [reads(dev_b, owner, [1000, 2000])])
+
+    async def both_done():
+        a = await total_certified(client, issuer, res_a, buyer)
+        b = await total_certified(client, issuer, res_b, buyer)
+        return (a, b) if a == 3000 and b == 3000 else None
+
+    await eventually(both_done)
+    body = (await certificates(client, issuer, res_a, buyer)).json()
+    assert [c["energyWh"] for c in body["certificates"]] == [1000, 2000]  # hourly: one per hour
+    assert body["certificates"][0]["certificateStartDate"] == T0.isoformat()
+    event, _ = await wait_for_event(
+        kafka_bootstrap, "certificate.issued", lambda e: e["payload"]["reservation_id"] == res_b and e["payload"]["energy_wh"] == 2000
+    )
+    assert event["payload"]["owner_organization_id"] == owner and event["payload"]["device_id"] == dev_b
+
+
+async def test_a_redelivered_event_changes_nothing(service, kafka_bootstrap):
+    runtime, client, issuer = service
+    dev, res = ids()
+    buyer, owner = 900011, 900012
+    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer)])
+    batch = reads(dev, owner, [700])
+    [env] = await publish_events(kafka_bootstrap, [batch])
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 700))
+    duplicates_before = runtime.consumer_stats["read.ingested"]["duplicates"]
+    # The same envelope again (as after a consumer crash before its offset commit) ...
+    await publish_envelopes(kafka_bootstrap, [("read.ingested", str(dev), env.model_dump_json().encode())])
+    # ... and the same reads under a new event id (a replay by the producer).
+    await publish_events(kafka_bootstrap, [batch])
+    await eventually(lambda: _ge(runtime.consumer_stats["read.ingested"], "duplicates", duplicates_before + 1))
+    marker_dev, marker_res = ids()  # a later event on the same topic proves the replay was processed
+    await publish_events(kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5])])
+    await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5))
+    assert await total_certified(client, issuer, res, buyer) == 700
+    assert len((await certificates(client, issuer, res, buyer)).json()["certificates"]) == 1
+
+
+async def test_target_without_authority_to_exceed_caps_certified_energy(service, kafka_bootstrap):
+    _, client, issuer = service
+    dev, res = ids()
+    buyer, owner = 900021, 900022
+    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer, target=2500, exceed=False)])
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 1000, 1000])])
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 2500))
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000], start=T0 + 5 * H)])
+    marker_dev, marker_res = ids()
+    await publish_events(kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5])])
+    await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5))
+    assert await total_certified(client, issuer, res, buyer) == 2500
+
+
+async def test_reads_outside_the_window_are_not_certified(service, kafka_bootstrap):
+    _, client, issuer = service
+    dev, res = ids()
+    buyer, owner = 900031, 900032
+    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer, start=T0 + 2 * H, end=T0 + 3 * H)])
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200, 300, 400])])  # hours 0..3
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 300))
+
+
+async def test_who_sees_the_certificate_log(service, kafka_bootstrap):
+    _, client, issuer = service
+    dev, res = ids()
+    buyer, owner, stranger = 900041, 900042, 900043
+    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer), reads(dev, owner, [10])])
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 10))
+    owner_view = await certificates(client, issuer, res, owner)
+    assert owner_view.status_code == 200 and owner_view.json()["totalEnergyWh"] == 10
+    hidden = await certificates(client, issuer, res, stranger)
+    assert hidden.status_code == 404 and hidden.json()["statusCode"] == 404
+    no_perm = await client.get(
+        "/api/certificate-log/by-reservation-groupId", params={"groupId": res}, headers=issuer.headers(organization_id=buyer)
+    )
+    assert no_perm.status_code == 403 and "CERTIFICATE_LOG_MANAGEMENT_CRUDL" in no_perm.json()["message"]
+    anonymous = await client.get("/api/certificate-log/by-reservation-groupId", params={"groupId": res})
+    assert anonymous.status_code == 401
+    bad = await client.get(
+        "/api/certificate-log/by-reservation-groupId", params={"groupId": "abc"}, headers=issuer.headers(organization_id=buyer, permissions=PERMS)
+    )
+    assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "groupId"
+
+
+async def _equals(coro, value):
+    return (await coro) == value
+
+
+async def _ge(stats, key, value):
+    return stats[key] >= value

@@ -1,0 +1,22 @@
+from typing import ClassVar
+
+from opendrec_kit import ServiceSettings
+from pydantic import Field
+
+
+class Settings(ServiceSettings):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("kazam_token",)
+
+    service_name: str = "charger-gateway"
+    http_port: int = 8106
+
+    kazam_url: str = "http://127.0.0.1:8110"
+    kazam_token: str = "dev-only-kazam-token"
+    kazam_poll_seconds: float = Field(default=60.0, gt=0)
+    # Each poll also looks this far behind its cursor: transactions that reach Kazam late (chargers that
+    # sync after the fact) or that a page shifted past are still found; txn_id dedup makes re-reading free.
+    kazam_lookback_seconds: int = Field(default=86_400, ge=0)
+    kazam_timeout_seconds: float = Field(default=10.0, gt=0)
+    kazam_page_size: int = Field(default=100, ge=1, le=1000)
+    kazam_chargers_per_request: int = Field(default=100, ge=1)
+    kazam_attempts: int = Field(default=3, ge=1)  # per request, on transport errors and 5xx

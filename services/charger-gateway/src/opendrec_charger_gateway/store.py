@@ -1,0 +1,129 @@
+"""SQL for the charger gateway (asyncpg): one function per query, parameters always bound."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from .domain import Link
+
+
+class ChargerTaken(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- device read model
+
+
+async def upsert_device(
+    conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, onboarded_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (device_id) DO UPDATE SET external_id = EXCLUDED.external_id, "
+        "organization_id = EXCLUDED.organization_id, onboarded_at = EXCLUDED.onboarded_at",
+        device_id,
+        external_id,
+        organization_id,
+        onboarded_at,
+    )
+
+
+async def find_device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT device_id, external_id, organization_id FROM devices WHERE organization_id = $1 AND external_id = $2",
+        organization_id,
+        external_id,
+    )
+
+
+# ---------------------------------------------------------------- links
+
+_LINK_COLUMNS = "l.charger_id, l.device_id, d.external_id, l.organization_id, l.linked_at, l.poll_cursor"
+
+
+async def insert_link(
+    conn: asyncpg.Connection, charger_id: str, device_id: int, organization_id: int, linked_by: int
+) -> asyncpg.Record:
+    """Link a charger; its cursor starts at the link time. Raises ChargerTaken if it is linked already."""
+    try:
+        await conn.execute(
+            "INSERT INTO charger_links (charger_id, device_id, organization_id, linked_by, linked_at, poll_cursor) "
+            "VALUES ($1, $2, $3, $4, now(), floor(extract(epoch FROM now()))::bigint)",
+            charger_id,
+            device_id,
+            organization_id,
+            linked_by,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise ChargerTaken(charger_id) from exc
+    return await conn.fetchrow(
+        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) WHERE l.charger_id = $1",
+        charger_id,
+    )
+
+
+async def list_links(conn: asyncpg.Connection, organization_id: int | None) -> list[asyncpg.Record]:
+    """An organization's links, or every link when organization_id is None."""
+    return await conn.fetch(
+        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
+        "WHERE $1::bigint IS NULL OR l.organization_id = $1 ORDER BY l.charger_id",
+        organization_id,
+    )
+
+
+async def delete_link(conn: asyncpg.Connection, charger_id: str, organization_id: int | None) -> bool:
+    status = await conn.execute(
+        "DELETE FROM charger_links WHERE charger_id = $1 AND ($2::bigint IS NULL OR organization_id = $2)",
+        charger_id,
+        organization_id,
+    )
+    return status != "DELETE 0"
+
+
+async def all_links(conn: asyncpg.Connection) -> list[Link]:
+    rows = await conn.fetch(f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id)")
+    return [Link(**dict(r)) for r in rows]
+
+
+async def lock_links(conn: asyncpg.Connection, charger_ids: list[str]) -> list[Link]:
+    """The links as they are now, locked until the transaction ends (a concurrent unlink or re-link waits)."""
+    rows = await conn.fetch(
+        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
+        "WHERE l.charger_id = ANY($1::text[]) FOR UPDATE OF l",
+        charger_ids,
+    )
+    return [Link(**dict(r)) for r in rows]
+
+
+async def set_cursors(conn: asyncpg.Connection, cursors: dict[str, int]) -> None:
+    await conn.execute(
+        "UPDATE charger_links l SET poll_cursor = c.cursor "
+        "FROM unnest($1::text[], $2::bigint[]) AS c(charger_id, cursor) WHERE l.charger_id = c.charger_id",
+        list(cursors),
+        list(cursors.values()),
+    )
+
+
+# ---------------------------------------------------------------- transactions
+
+
+async def record_transactions(conn: asyncpg.Connection, records: list[tuple]) -> set[str]:
+    """Record transactions not seen before; returns the txn_ids that are new."""
+    if not records:
+        return set()
+    columns = list(zip(*records, strict=True))
+    rows = await conn.fetch(
+        "INSERT INTO kazam_transactions "
+        "(txn_id, charger_id, device_id, start_time, end_time, value_wh, outcome, reason) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], "
+        "$6::bigint[], $7::text[], $8::text[]) "
+        "ON CONFLICT (txn_id) DO NOTHING RETURNING txn_id",
+        *[list(c) for c in columns],
+    )
+    return {r["txn_id"] for r in rows}
+
+
+async def count_transactions(conn: asyncpg.Connection, outcome: str) -> int:
+    return await conn.fetchval("SELECT count(*) FROM kazam_transactions WHERE outcome = $1", outcome)

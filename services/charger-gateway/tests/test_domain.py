@@ -1,0 +1,138 @@
+"""Kazam transaction -> read rules, without I/O."""
+
+from datetime import UTC, datetime
+
+import pytest
+from opendrec_charger_gateway import domain
+from opendrec_charger_gateway.domain import InvalidTransaction, Link
+
+LINKED_AT = datetime(2022, 9, 19, 12, 0, 0, 500000, tzinfo=UTC)  # 1663588800.5
+LINK = Link("3654e5", device_id=7, external_id="ev-1", organization_id=3, linked_at=LINKED_AT, poll_cursor=1663588800)
+
+# "Get Transactions" example of the Kazam collection (finished) ...
+FINISHED = {
+    "txn_id": "1234567890",
+    "connector_id": 0,
+    "device_id": "3654e5",
+    "device_org": "kazam",
+    "initiated_from": "kazam",
+    "segment": "workplace",
+    "subsegment": "corporate_office",
+    "user_id": "9999999999",
+    "device_network_type": 1,
+    "end_time": 1663614985,
+    "power": 687,
+    "start_time": 1663594369,
+    "total_usage": 150.02,
+    "tx_status": 0,
+    "usage_limit": 150,
+    "voltage": 0,
+    "end_reason": "limit_reached",
+    "payment_initialised": False,
+}
+# ... and the shape of its "Private Transactions Excluded" example (still charging)
+ONGOING = {
+    "txn_id": "1234567891",
+    "ack": True,
+    "connector_id": 0,
+    "device_id": "3654e5",
+    "device_org": "kazam",
+    "initiated_from": "kazam",
+    "segment": "fleet",
+    "subsegment": "customer_hub",
+    "user_id": "9999999999",
+    "device_network_type": 0,
+    "power": 3300,
+    "start_time": 1663620000,
+    "total_usage": 12.5,
+    "tx_status": 1,
+}
+
+
+def test_finished_and_ongoing():
+    assert domain.is_finished(FINISHED)
+    assert not domain.is_finished(ONGOING)
+    assert not domain.is_finished({**FINISHED, "tx_status": 1})
+    assert not domain.is_finished({**FINISHED, "end_time": None})
+    assert domain.is_finished({**FINISHED, "end_time": "1663614985", "tx_status": "0"})  # quoted numbers
+
+
+@pytest.mark.parametrize(
+    ("usage", "wh"), [(150.02, 150), (1943.64, 1944), (0.5, 1), (0.04, 0), ("12.5", 13), (0, 0), (2.675, 3)]
+)
+def test_total_usage_is_wh_rounded_half_up(usage, wh):
+    assert domain.usage_wh(usage) == wh
+
+
+@pytest.mark.parametrize("usage", [None, -1, "lots", float("nan"), True])
+def test_unusable_usage(usage):
+    with pytest.raises(InvalidTransaction):
+        domain.usage_wh(usage)
+
+
+def test_a_finished_transaction_is_one_delta_read():
+    read = domain.read_for(FINISHED, LINK)
+    assert read.submission_id == "kazam:1234567890"
+    assert (read.device_id, read.external_id, read.organization_id) == (7, "ev-1", 3)
+    assert (read.read_type, read.source) == ("Delta", "kazam")
+    assert len(read.reads) == 1
+    r = read.reads[0]
+    assert r.start == datetime.fromtimestamp(1663594369, UTC) and r.end == datetime.fromtimestamp(1663614985, UTC)
+    assert r.value_wh == 150
+
+
+def test_transactions_that_cannot_be_reads():
+    with pytest.raises(InvalidTransaction, match="before start_time"):
+        domain.read_for({**FINISHED, "start_time": 1663614986}, LINK)
+    with pytest.raises(InvalidTransaction, match="missing"):
+        domain.read_for({**FINISHED, "start_time": None}, LINK)
+
+
+def test_only_transactions_ending_after_the_link_count():
+    assert domain.counts_for({**FINISHED, "end_time": 1663588800}, LINK)  # in the link's own second
+    assert not domain.counts_for({**FINISHED, "end_time": 1663588799}, LINK)
+    assert not domain.counts_for(ONGOING, LINK)
+
+
+def test_cursor_stops_at_the_oldest_running_transaction():
+    assert domain.next_cursor(2000, []) == 2000
+    assert domain.next_cursor(2000, [1500, 1800]) == 1500
+    assert domain.query_window(2000, 2600, 3600) == (-1600, 2600)
+
+
+def test_links_sharing_a_cursor_share_requests():
+    links = [Link(f"c{i}", i, f"e{i}", 1, LINKED_AT, 100 if i < 5 else 200) for i in range(8)]
+    groups = domain.group_by_cursor(links, size=2)
+    assert [(cursor, [link.charger_id for link in group]) for cursor, group in groups] == [
+        (100, ["c0", "c1"]),
+        (100, ["c2", "c3"]),
+        (100, ["c4"]),
+        (200, ["c5", "c6"]),
+        (200, ["c7"]),
+    ]
+
+
+def test_plan_sorts_a_poll():
+    other = Link("ggw52e", 8, "ev-2", 3, LINKED_AT, 1663588800)
+    links = {LINK.charger_id: LINK, other.charger_id: other}
+    transactions = [
+        FINISHED,
+        FINISHED,  # a page overlap: the same transaction twice
+        ONGOING,
+        {**FINISHED, "txn_id": "old", "start_time": 1663580000, "end_time": 1663585000},  # ended before the link
+        {**FINISHED, "txn_id": "bad", "total_usage": -4},
+        {**FINISHED, "txn_id": "x", "device_id": "not-linked"},
+        {**FINISHED, "txn_id": "other", "device_id": "ggw52e", "total_usage": 1000},
+    ]
+    outcome = domain.plan(transactions, links, window_end=1663630000)
+    assert set(outcome.reads) == {"1234567890", "other"}
+    assert outcome.reads["other"].device_id == 8
+    assert [(r[0], r[6]) for r in outcome.records] == [
+        ("1234567890", "submitted"),
+        ("bad", "skipped"),
+        ("other", "submitted"),
+    ]
+    assert "total_usage" in outcome.records[1][7]
+    # the running transaction holds its charger's cursor back; the other charger moves to the window end
+    assert outcome.cursors == {"3654e5": 1663620000, "ggw52e": 1663630000}
+    assert outcome.ignored == 3

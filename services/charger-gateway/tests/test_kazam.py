@@ -1,0 +1,325 @@
+"""The charger gateway against the real Kazam simulator process, a real broker and Postgres."""
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import aiohttp
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from opendrec_charger_gateway.app import build
+from opendrec_charger_gateway.kazam import KazamClient
+from opendrec_charger_gateway.poller import KazamPoller
+from opendrec_charger_gateway.settings import Settings
+from opendrec_contracts import DeviceRegistered
+from opendrec_devstack.net import free_port, wait_for_port
+from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started, wait_for_event
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ALL = {"DEVICE_MANAGEMENT_CRUDL": "RWUD"}
+
+
+@pytest.fixture(scope="module")
+def kazam_sim(tmp_path_factory):
+    port, token = free_port(), f"sim-{uuid.uuid4().hex}"
+    log = tmp_path_factory.mktemp("kazam") / "sim.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "opendrec_devstack.kazam_sim", "--port", str(port), "--token", token],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
+    url, token = kazam_sim
+    settings = settings_for_test(
+        Settings,
+        postgres_url,
+        kafka_bootstrap,
+        kazam_url=url,
+        kazam_token=token,
+        kazam_poll_seconds=0.2,
+        kazam_lookback_seconds=3600,
+    )
+    runtime = build(settings)
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    async with started(runtime) as client:
+        yield runtime, client, issuer
+
+
+@pytest.fixture(scope="module")
+async def sim(kazam_sim):
+    url, token = kazam_sim
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+def ids():
+    n = uuid.uuid4().int % 10**9
+    return n, n + 1, f"ev-{uuid.uuid4().hex[:10]}", f"ch{uuid.uuid4().hex[:8]}"  # device, org, externalId, charger
+
+
+def headers(issuer, org, perms=ALL, **kw):
+    return issuer.headers(organization_id=org, organization_type="Developer", permissions=perms, **kw)
+
+
+async def register(kafka_bootstrap, device_id, org, external_id):
+    """A device.registered as the devices service would publish it."""
+    event = DeviceRegistered(
+        device_id=device_id,
+        device_uuid=uuid.uuid4(),
+        external_id=external_id,
+        organization_id=org,
+        capacity_kw=7.4,
+        country_code="IND",
+        fuel_code="ES100",
+        device_type_code="TC120",
+        commissioning_date=datetime(2023, 1, 1, tzinfo=UTC),
+        onboarded_at=datetime.now(UTC),
+    )
+    await publish_events(kafka_bootstrap, [event], producer="devices")
+
+
+async def link(client, issuer, org, charger, external_id):
+    """Link once the device has reached the gateway's read model over Kafka."""
+
+    async def attempt():
+        r = await client.post(
+            "/api/charger", json={"chargerId": charger, "externalId": external_id}, headers=headers(issuer, org)
+        )
+        assert r.status_code in (201, 404), r.text
+        return r if r.status_code == 201 else None
+
+    return (await eventually(attempt, timeout=30)).json()
+
+
+async def submissions(bootstrap, submission_id):
+    """Every read.submitted on the topic, start to end, carrying this submission id."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads metadata
+        partitions = [TopicPartition("read.submitted", p) for p in consumer.partitions_for_topic("read.submitted")]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        found = []
+        deadline = time.monotonic() + 30
+        while [p for p in partitions if await consumer.position(p) < end[p]]:
+            assert time.monotonic() < deadline, "could not read read.submitted to its end"
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    envelope = orjson.loads(record.value)
+                    if isinstance(envelope, dict) and envelope.get("payload", {}).get("submission_id") == submission_id:
+                        found.append(envelope)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def polls(runtime, n):
+    """Wait until the poller has completed n more polls."""
+    poller = runtime.app.state.kazam_poller
+    target = poller.ticks + n
+    await eventually(lambda: asyncio.sleep(0, poller.ticks >= target), timeout=30)
+
+
+async def test_a_finished_transaction_becomes_exactly_one_read(gateway, sim, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    await register(kafka_bootstrap, device_id, org, ext)
+    linked = await link(client, issuer, org, charger, ext)
+    assert (linked["chargerId"], linked["externalId"], linked["deviceId"], linked["organizationId"]) == (
+        charger,
+        ext,
+        device_id,
+        org,
+    )
+
+    now = int(time.time())
+    txn = (
+        await sim.post(
+            "/simulator/transactions",
+            json={
+                "device_id": charger,
+                "start_time": now - 1800,
+                "end_time": now,
+                "total_usage": 1234.56,
+            },
+        )
+    ).json()
+
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap,
+        "read.submitted",
+        lambda e: e.get("payload", {}).get("submission_id") == f"kazam:{txn['txn_id']}",
+    )
+    assert envelope["producer"] == "charger-gateway"
+    p = envelope["payload"]
+    assert (p["device_id"], p["external_id"], p["organization_id"]) == (device_id, ext, org)
+    assert (p["read_type"], p["source"]) == ("Delta", "kazam")
+    assert len(p["reads"]) == 1
+    read = p["reads"][0]
+    assert datetime.fromisoformat(read["start"]) == datetime.fromtimestamp(now - 1800, UTC)
+    assert datetime.fromisoformat(read["end"]) == datetime.fromtimestamp(now, UTC)
+    assert read["value_wh"] == 1235  # 1234.56 Wh
+
+    # Kazam keeps answering with the same transaction on every poll: still one read.
+    await polls(runtime, 4)
+    assert len(await submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}")) == 1
+    recorded = await runtime.pool.fetchrow("SELECT * FROM kazam_transactions WHERE txn_id = $1", txn["txn_id"])
+    assert (recorded["outcome"], recorded["value_wh"], recorded["device_id"]) == ("submitted", 1235, device_id)
+
+
+async def test_a_running_transaction_holds_the_cursor_until_it_finishes(gateway, sim, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    await register(kafka_bootstrap, device_id, org, ext)
+    await link(client, issuer, org, charger, ext)
+    started_at = int(time.time()) - 5
+    txn = (
+        await sim.post(
+            "/simulator/transactions", json={"device_id": charger, "ongoing": True, "start_time": started_at}
+        )
+    ).json()
+
+    await polls(runtime, 3)
+    assert await submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") == []
+    listed = {c["chargerId"]: c for c in (await client.get("/api/charger", headers=headers(issuer, org))).json()}
+    assert listed[charger]["pollCursor"] == datetime.fromtimestamp(started_at, UTC).isoformat(
+        timespec="milliseconds"
+    ).replace("+00:00", "Z")
+
+    stop = await sim.post(f"/simulator/transactions/{txn['txn_id']}/stop", json={"total_usage": 500})
+    assert stop.status_code == 200
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap,
+        "read.submitted",
+        lambda e: e.get("payload", {}).get("submission_id") == f"kazam:{txn['txn_id']}",
+    )
+    assert envelope["payload"]["reads"][0]["value_wh"] == 500
+    assert datetime.fromisoformat(envelope["payload"]["reads"][0]["start"]) == datetime.fromtimestamp(started_at, UTC)
+    await polls(runtime, 2)
+    listed = {c["chargerId"]: c for c in (await client.get("/api/charger", headers=headers(issuer, org))).json()}
+    assert listed[charger]["pollCursor"] > datetime.fromtimestamp(started_at, UTC).isoformat()  # moved on
+
+
+async def test_transactions_before_the_link_or_of_unlinked_chargers_are_not_reads(gateway, sim, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    await register(kafka_bootstrap, device_id, org, ext)
+    linked = await link(client, issuer, org, charger, ext)
+    link_time = int(datetime.fromisoformat(linked["linkedAt"]).timestamp())
+    before = (
+        await sim.post(
+            "/simulator/transactions",
+            json={
+                "device_id": charger,
+                "start_time": link_time - 1200,
+                "end_time": link_time - 60,
+                "total_usage": 800,
+            },
+        )
+    ).json()
+    stranger = (await sim.post("/simulator/transactions", json={"device_id": f"x{charger}", "total_usage": 900})).json()
+    await polls(runtime, 3)
+    assert await submissions(kafka_bootstrap, f"kazam:{before['txn_id']}") == []
+    assert await submissions(kafka_bootstrap, f"kazam:{stranger['txn_id']}") == []
+
+
+async def test_charger_links(gateway, kafka_bootstrap):
+    _, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    other_device, other_org, other_ext, other_charger = ids()
+    await register(kafka_bootstrap, device_id, org, ext)
+    await register(kafka_bootstrap, other_device, other_org, other_ext)
+    await link(client, issuer, org, charger, ext)
+    await link(client, issuer, other_org, other_charger, other_ext)
+
+    # another organization's device answers like an unknown one
+    theirs = await client.post(
+        "/api/charger", json={"chargerId": "c-new", "externalId": other_ext}, headers=headers(issuer, org)
+    )
+    unknown = await client.post(
+        "/api/charger", json={"chargerId": "c-new", "externalId": "nope"}, headers=headers(issuer, org)
+    )
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["message"].replace(other_ext, "X") == unknown.json()["message"].replace("nope", "X")
+
+    again = await client.post(
+        "/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org)
+    )
+    assert again.status_code == 409 and charger in again.json()["message"]
+
+    listed = (await client.get("/api/charger", headers=headers(issuer, org))).json()
+    assert [c["chargerId"] for c in listed] == [charger]
+    admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin")
+    assert {charger, other_charger} <= {
+        c["chargerId"] for c in (await client.get("/api/charger", headers=admin)).json()
+    }
+
+    for bad in ({"chargerId": "a/b", "externalId": ext}, {"chargerId": "", "externalId": ext}, {"externalId": ext}):
+        assert (await client.post("/api/charger", json=bad, headers=headers(issuer, org))).status_code == 400
+    read_only = headers(issuer, org, perms={"DEVICE_MANAGEMENT_CRUDL": "R"})
+    assert (
+        await client.post("/api/charger", json={"chargerId": "c2", "externalId": ext}, headers=read_only)
+    ).status_code == 403
+    assert (await client.delete(f"/api/charger/{charger}", headers=read_only)).status_code == 403
+    assert (await client.get("/api/charger")).status_code == 401
+
+    assert (await client.delete(f"/api/charger/{other_charger}", headers=headers(issuer, org))).status_code == 404
+    assert (await client.delete(f"/api/charger/{charger}", headers=headers(issuer, org))).status_code == 204
+    assert (await client.get("/api/charger", headers=headers(issuer, org))).json() == []
+    assert (await client.delete(f"/api/charger/{charger}", headers=headers(issuer, org))).status_code == 404
+    # freed: it can be linked again
+    assert (
+        await client.post("/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org))
+    ).status_code == 201
+
+
+async def test_an_unreachable_or_refusing_kazam_never_stops_the_poller(gateway, kazam_sim):
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    await runtime.pool.execute(
+        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
+        device_id,
+        ext,
+        org,
+    )
+    await client.post("/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org))
+    url, _ = kazam_sim
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        for kazam in (
+            KazamClient(session, f"http://127.0.0.1:{free_port()}", "t", attempts=2),  # nobody listens there
+            KazamClient(session, url, "wrong-token", attempts=2),  # 401
+        ):
+            poller = KazamPoller(
+                runtime.pool, kazam, "charger-gateway", interval_s=0.05, lookback_s=60, chargers_per_request=100
+            )
+            stats = await poller.tick()
+            assert stats["chargers"] >= 1 and stats["requests_failed"] >= 1 and stats["new_reads"] == 0
+            task = asyncio.create_task(poller.run())
+            try:
+                await eventually(lambda p=poller: asyncio.sleep(0, p.ticks >= 4), timeout=30)
+                assert not task.done()
+            finally:
+                task.cancel()
+    # the service's own poller went on meanwhile
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["tasks"] == "ok"

@@ -1,0 +1,1 @@
+"""OpenDREC devices: the registry of generating devices (D-REC device module)."""

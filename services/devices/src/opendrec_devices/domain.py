@@ -1,0 +1,251 @@
+"""Device rules: pure functions, no I/O. Each check raises ValueError with a message meant for the caller."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pycountry
+from opendrec_contracts import DeviceRegistered
+
+from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES
+
+MAX_EXTERNAL_ID = 200
+
+# ---------------------------------------------------------------- coordinates
+
+_LIMIT = {"latitude": 90.0, "longitude": 180.0}
+_HEMISPHERES = {"latitude": {"N": 1, "S": -1}, "longitude": {"E": 1, "W": -1}}
+# Marks after a number that say which part it is. U+FFFD stands for a degree sign lost to a
+# wrong text encoding, as in the D-REC API guide's `19�20'50.97"S`.
+_UNIT_OF_MARK = {
+    "°": 0,
+    "º": 0,
+    "˚": 0,
+    "\ufffd": 0,
+    "'": 1,
+    "′": 1,
+    "’": 1,
+    "‘": 1,
+    '"': 2,
+    "″": 2,
+    "”": 2,
+    "“": 2,
+    "''": 2,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(''|[°º˚\ufffd'′’‘\"″”“])?")
+_SEPARATORS = re.compile(r"[\s:]*")
+
+
+def parse_coordinate(value: Any, axis: str) -> float:
+    """Decimal degrees from a number, a decimal string ("45.67", "-19.3475") or a
+    degrees-minutes-seconds string ("19°20'50.97\\"S", "46 3 3.21 W", "N 19°20.85'").
+
+    `axis` is "latitude" or "longitude": it sets the range and the hemisphere letters allowed.
+    """
+    limit = _LIMIT[axis]
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{axis} is required: decimal degrees or degrees-minutes-seconds")
+    if isinstance(value, int | float):
+        degrees = float(value)
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        degrees = _parse_text(text, axis)
+    else:
+        raise ValueError(f"{axis} must be a number or a string")
+    if not math.isfinite(degrees) or abs(degrees) > limit:
+        raise ValueError(f"{axis} {text} is out of range: it must lie between -{limit:g} and {limit:g} degrees")
+    return round(degrees, 7)
+
+
+def _parse_text(text: str, axis: str) -> float:
+    bad = ValueError(
+        f"{axis} {text!r} is neither decimal degrees (e.g. -19.3475) nor degrees-minutes-seconds (e.g. 19°20'50.97\"S)"
+    )
+    if not text:
+        raise ValueError(f"{axis} is empty")
+    body = text.upper()
+    hemisphere = None
+    if body[0] in "NSEW":
+        hemisphere, body = body[0], body[1:]
+    elif body[-1] in "NSEW":
+        hemisphere, body = body[-1], body[:-1]
+    body = body.strip()
+    sign = 1
+    if body[:1] in ("-", "+"):
+        sign, body = (-1 if body[0] == "-" else 1), body[1:].lstrip()
+    parts = list(_PART.finditer(body))
+    if not parts or _SEPARATORS.fullmatch(_PART.sub("", body)) is None:
+        raise bad
+    if hemisphere is not None:
+        allowed = _HEMISPHERES[axis]
+        if hemisphere not in allowed:
+            raise ValueError(f"{axis} {text!r} has hemisphere {hemisphere}; a {axis} takes {' or '.join(allowed)}")
+        if sign == -1:
+            raise ValueError(f"{axis} {text!r} has both a minus sign and a hemisphere letter; use one of them")
+        sign = allowed[hemisphere]
+    values = [0.0, 0.0, 0.0]
+    next_unit = 0
+    for i, part in enumerate(parts):
+        number, mark = part.group(1), part.group(2)
+        unit = _UNIT_OF_MARK[mark] if mark else next_unit
+        if unit < next_unit or unit > 2:
+            raise bad
+        if "." in number and i != len(parts) - 1:
+            raise ValueError(f"{axis} {text!r}: only the last of degrees, minutes, seconds may have decimals")
+        values[unit] = float(number)
+        next_unit = unit + 1
+    degrees, minutes, seconds = values
+    if minutes >= 60 or seconds >= 60:
+        raise ValueError(f"{axis} {text!r}: minutes and seconds must be below 60")
+    return sign * (degrees + minutes / 60 + seconds / 3600)
+
+
+# ---------------------------------------------------------------- codes and lists
+
+
+def normalize_country(code: str) -> str:
+    """ISO 3166 alpha-2 or alpha-3 (any case) -> alpha-3."""
+    text = code.strip().upper()
+    country = None
+    if len(text) == 2:
+        country = pycountry.countries.get(alpha_2=text)
+    elif len(text) == 3:
+        country = pycountry.countries.get(alpha_3=text)
+    if country is None:
+        raise ValueError(
+            f"countryCode {code!r} is not an ISO 3166 country code: use alpha-2 (e.g. IN) or alpha-3 (e.g. IND); "
+            "GET /api/countrycode/list lists them"
+        )
+    return country.alpha_3
+
+
+def check_fuel_code(code: str) -> str:
+    text = code.strip().upper()
+    if text not in FUEL_CODES:
+        valid = ", ".join(c.code for c in FUEL_TYPES)
+        raise ValueError(f"fuelCode {code!r} is not an I-REC fuel code. Valid codes: {valid}")
+    return text
+
+
+def check_device_type_code(code: str) -> str:
+    text = code.strip().upper()
+    if text not in DEVICE_TYPE_CODES:
+        valid = ", ".join(c.code for c in DEVICE_TYPES)
+        raise ValueError(f"deviceTypeCode {code!r} is not an I-REC technology code. Valid codes: {valid}")
+    return text
+
+
+def check_off_taker(value: str) -> str:
+    wanted = value.strip().lower()
+    for name in OFF_TAKERS:
+        if name.lower() == wanted:
+            return name
+    raise ValueError(f"offTaker {value!r} is not one of: {', '.join(OFF_TAKERS)}")
+
+
+def check_timezone(name: str) -> str:
+    canonical = TIMEZONES.get(name.strip().lower())
+    if canonical is None:
+        raise ValueError(f"timezone {name!r} is not an IANA time zone name (e.g. Asia/Kolkata, Africa/Nairobi)")
+    return canonical
+
+
+def check_external_id(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("externalId must not be empty")
+    if len(text) > MAX_EXTERNAL_ID:
+        raise ValueError(f"externalId is longer than {MAX_EXTERNAL_ID} characters")
+    # It appears in URL paths (/api/device/externalId/{externalId}, /api/meter-reads/new/{externalId}).
+    if any(ch in "/?#%\\" or ord(ch) < 32 for ch in text):
+        raise ValueError("externalId must not contain / ? # % \\ or control characters (it is used in URL paths)")
+    return text
+
+
+def parse_commissioning_date(value: Any, timezone: str | None, now: datetime) -> datetime:
+    """ISO 8601 date or date-time; without an offset it is local time of the device's
+    timezone when known, else UTC. Must not lie in the future."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"commissioningDate {value!r} is not an ISO 8601 date or date-time (e.g. 2022-08-09T19:00:00Z)"
+            ) from None
+    else:
+        raise ValueError("commissioningDate must be an ISO 8601 date-time string")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone) if timezone else UTC)
+    moment = moment.astimezone(UTC)
+    if moment > now:
+        raise ValueError(f"commissioningDate {moment.isoformat()} is in the future")
+    return moment
+
+
+def check_energy_storage(energy_storage: bool | None, capacity: float | None) -> float | None:
+    """A storage capacity only makes sense on a device with storage (0 counts as none)."""
+    if capacity is not None and capacity > 0 and not energy_storage:
+        raise ValueError("energyStorageCapacity is given but energyStorage is not true")
+    return capacity
+
+
+def normalize_sdg_benefits(value: Any) -> list[str]:
+    """D-REC clients send a list of SDG names, or 0/1 as a placeholder (the Postman collection and
+    the API guide do): placeholders and empty values mean none."""
+    if value is None or isinstance(value, bool | int | float):
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if text and text not in ("0", "1"):
+            out.append(text)
+    return out
+
+
+# ---------------------------------------------------------------- events
+
+
+def registered_event(device: Mapping[str, Any]) -> DeviceRegistered:
+    """The `device.registered` fact for a stored device row."""
+    yield_value = device["yield_value"]
+    return DeviceRegistered(
+        device_id=device["id"],
+        device_uuid=device["device_uuid"],
+        external_id=device["external_id"],
+        organization_id=device["organization_id"],
+        capacity_kw=device["capacity_kw"],
+        country_code=device["country_code"],
+        fuel_code=device["fuel_code"],
+        device_type_code=device["device_type_code"],
+        commissioning_date=device["commissioning_date"],
+        onboarded_at=device["created_at"],
+        timezone=device["timezone"],
+        # D-REC clients send 0 for "unknown" (the API guide does); 0 would make every read implausible.
+        yield_value=yield_value if yield_value else None,
+    )
+
+
+def total_pages(total: int, limit: int) -> int:
+    return (total + limit - 1) // limit
+
+
+# ---------------------------------------------------------------- access
+
+
+def sees_all_organizations(role: str) -> bool:
+    return role == "Admin"
+
+
+def may_see(role: str, organization_id: int, device_organization_id: int) -> bool:
+    """Devices are visible to their own organization, and to admins."""
+    return sees_all_organizations(role) or organization_id == device_organization_id

@@ -1,0 +1,1 @@
+"""OpenDREC gateway: the platform's only public door."""

@@ -1,0 +1,34 @@
+"""`python -m opendrec_gateway`: serve the gateway on HTTP_HOST:HTTP_PORT."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from .settings import Settings
+from .telemetry import setup_logging
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging("gateway", settings.log_level)
+    uvicorn.run(
+        "opendrec_gateway.app:create_app",
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        workers=settings.gateway_workers,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        log_config=None,  # our JSON logging (set up again in each worker by create_app)
+        access_log=False,  # spans record every request; ACCESS_LOG=true adds a JSON line each
+        proxy_headers=False,  # the gateway is the edge: X-Forwarded-* from clients are not trusted
+        server_header=False,  # the service's own Server/Date headers pass through
+        date_header=False,
+        backlog=2048,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The public route table: which service owns which D-REC path, and which calls need no token.
+
+Plain data, so that adding a route is a one-line change. Prefixes match on a path-segment
+boundary and the longest one wins: `/api/device-group` is not under `/api/device`.
+"""
+
+from __future__ import annotations
+
+# service name -> name of the settings field (env var) holding its base URL
+SERVICES: dict[str, str] = {
+    "identity": "identity_url",
+    "devices": "devices_url",
+    "readings": "readings_url",
+    "reservations": "reservations_url",
+    "certificates": "certificates_url",
+    "charger-gateway": "charger_gateway_url",
+}
+
+# public path prefix -> owning service
+ROUTES: dict[str, str] = {
+    "/api/user": "identity",
+    "/api/auth": "identity",
+    "/api/Organization": "identity",  # capitalised as in the D-REC API
+    "/api/invitation": "identity",
+    "/api/permission": "identity",
+    "/api/admin": "identity",
+    "/api/access-control": "identity",
+    "/.well-known/jwks.json": "identity",
+    "/api/device": "devices",  # also /api/device/bulk..., but not /api/device-group
+    "/api/countrycode": "devices",
+    "/api/meter-reads": "readings",
+    "/api/device-group": "reservations",
+    "/api/reservation": "reservations",
+    "/api/buyer-reservation": "reservations",  # used by D-REC clients (see the API-user manual)
+    "/api/certificate": "certificates",
+    "/api/certificate-log": "certificates",
+    "/api/charger": "charger-gateway",
+}
+
+# (method, path) reachable without a token; a path ending in "/*" covers everything below it
+PUBLIC: list[tuple[str, str]] = [
+    ("POST", "/api/user/registerWithOrganization"),
+    ("POST", "/api/user/register"),
+    ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/token"),
+    ("PUT", "/api/user/confirm-email/*"),
+    ("POST", "/api/user/forget-password"),
+    ("PUT", "/api/user/reset/password/*"),
+    ("GET", "/api/countrycode/list"),
+    ("GET", "/api/device/fuel-type"),
+    ("GET", "/api/device/device-type"),
+    ("GET", "/.well-known/jwks.json"),
+    ("HEAD", "/.well-known/jwks.json"),
+]
+
+_public_exact = {(m, p.rstrip("/")) for m, p in PUBLIC if not p.endswith("/*")}
+_public_prefix = [(m, p[:-1]) for m, p in PUBLIC if p.endswith("/*")]  # keeps the trailing "/"
+
+
+def resolve(path: str) -> tuple[str, str] | None:
+    """(route prefix, service) owning `path`, or None. Longest prefix on a segment boundary wins."""
+    candidate = path.rstrip("/") or "/"
+    while candidate:
+        service = ROUTES.get(candidate)
+        if service is not None:
+            return candidate, service
+        cut = candidate.rfind("/")
+        if cut <= 0:
+            return None
+        candidate = candidate[:cut]
+    return None
+
+
+def is_public(method: str, path: str) -> bool:
+    if (method, path.rstrip("/")) in _public_exact:
+        return True
+    for m, prefix in _public_prefix:
+        # the wildcard stands for at least one non-empty segment
+        if method == m and path.startswith(prefix) and len(path) > len(prefix):
+            return True
+    return False
+
+
+def has_dot_segment(path: str) -> bool:
+    """True for paths with "." or ".." segments, which could route one way and resolve another."""
+    if "/." not in path:
+        return False
+    return any(seg in (".", "..") for seg in path.split("/"))

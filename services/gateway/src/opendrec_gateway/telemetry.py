@@ -1,0 +1,101 @@
+"""Tracing and JSON logs for one process. Self-contained (only OpenTelemetry and
+python-json-logger), so it can move to the shared kit unchanged.
+
+- TRACES_FILE set: every span is appended to that file as one JSON line
+  (`ReadableSpan.to_json`), through a BatchSpanProcessor.
+- OTEL_EXPORTER_OTLP_ENDPOINT set: spans also go to that collector over OTLP/HTTP.
+- Neither: spans are still created, so trace context is still propagated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from pythonjsonlogger.json import JsonFormatter
+
+
+class JsonLinesFileExporter(SpanExporter):
+    """Appends spans to a file, one JSON object per line.
+
+    Each batch is one O_APPEND write, so several processes can share the file without
+    interleaving lines.
+    """
+
+    def __init__(self, path: str) -> None:
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        data = "".join(span.to_json(indent=None) + "\n" for span in spans).encode()
+        try:
+            with self._lock:
+                os.write(self._fd, data)
+        except OSError:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def setup_tracing(service: str, traces_file: str | None = None, otlp_endpoint: str | None = None) -> TracerProvider:
+    """Install and return this process's tracer provider (call once per process)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if traces_file:
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesFileExporter(traces_file)))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class _TraceIds(logging.Filter):
+    """Adds service, and trace/span ids of the current span, to every log record."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            record.trace_id = format(ctx.trace_id, "032x")
+            record.span_id = format(ctx.span_id, "016x")
+        return True
+
+
+def setup_logging(service: str, level: str = "INFO") -> None:
+    """JSON log lines on stdout for the root logger (uvicorn's loggers included)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    handler.addFilter(_TraceIds(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # one line per request is the access log's job, and it is costly on a hot path
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -1,0 +1,250 @@
+"""Real processes and real HTTP on loopback: the gateway runs as `python -m opendrec_gateway`,
+the six services are small aiohttp servers in the test process that record what they receive."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+
+SERVICES = ["identity", "devices", "readings", "reservations", "certificates", "charger-gateway"]
+BIG = bytes(range(256)) * 32 * 1024  # 8 MiB, not compressible into a coincidence
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- signing keys and tokens ------------------------------------------------------------
+
+
+@dataclass
+class Keys:
+    ed: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    rsa: Any = field(default_factory=lambda: generate_private_key(public_exponent=65537, key_size=2048))
+    stranger: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)  # not in the JWKS
+
+    def jwks(self) -> dict:
+        ed = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.ed.public_key()))
+        ed.update(kid="ed-1", alg="EdDSA", use="sig")
+        rsa = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa.public_key()))
+        rsa.update(kid="rsa-1", alg="RS256", use="sig")
+        return {"keys": [ed, rsa]}
+
+    def token(self, alg: str = "EdDSA", kid: str | None = None, key: Any = None, **claims: Any) -> str:
+        now = int(time.time())
+        body = {
+            "sub": "42", "org": "7", "role": "DeviceOwner", "permissions": {"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
+            "iat": now, "exp": now + 600, "jti": os.urandom(8).hex(), "aud": "opendrec", "iss": "opendrec-identity",
+        }
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        if key is None:
+            key = self.ed if alg == "EdDSA" else self.rsa
+        kid = kid or ("ed-1" if alg == "EdDSA" else "rsa-1")
+        return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture(scope="session")
+def big() -> bytes:
+    """What the services' /big endpoint streams (8 MiB)."""
+    return BIG
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys()
+
+
+# ---- the six services -------------------------------------------------------------------
+
+
+@dataclass
+class Upstream:
+    name: str
+    url: str = ""
+    ready: bool = True
+    requests: list[dict] = field(default_factory=list)
+
+    def last(self, path: str) -> dict:
+        return next(r for r in reversed(self.requests) if r["path"] == path)
+
+
+def upstream_app(up: Upstream, jwks: dict) -> web.Application:
+    hang = asyncio.Event()  # never set: a service that does not answer
+
+    async def readyz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready" if up.ready else "starting"}, status=200 if up.ready else 503)
+
+    async def jwks_view(request: web.Request) -> web.Response:
+        return web.json_response(jwks)
+
+    async def any_path(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        record = {
+            "method": request.method,
+            "path": request.path,
+            "raw_path": request.raw_path,
+            "headers": list(request.headers.items()),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_len": len(body),
+        }
+        up.requests.append(record)
+        tail = request.path.rsplit("/", 1)[-1]
+        if tail == "teapot":
+            resp = web.Response(status=418, body=b"\x00short and stout\xff", content_type="application/octet-stream")
+            resp.headers["X-Custom"] = "kept"
+            resp.headers.add("Set-Cookie", "a=1; Path=/")
+            resp.headers.add("Set-Cookie", "b=2; Path=/")
+            resp.headers["Keep-Alive"] = "timeout=99"  # hop-by-hop: must not reach the client
+            return resp
+        if tail == "big":  # unsized (chunked) 8 MiB answer, written in pieces
+            resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for i in range(0, len(BIG), 256 * 1024):
+                await resp.write(BIG[i : i + 256 * 1024])
+            await resp.write_eof()
+            return resp
+        if tail == "gzipped":
+            payload = gzip.compress(json.dumps({"compressed": True}).encode())
+            return web.Response(body=payload, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        if tail == "hang":
+            await hang.wait()
+        if tail == "created":
+            return web.json_response({"id": 1}, status=201, headers={"Location": "/api/device/1"})
+        return web.json_response({"service": up.name, **{k: record[k] for k in ("method", "path", "body_sha256", "body_len")}})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/readyz", readyz)
+    if up.name == "identity":
+        app.router.add_get("/.well-known/jwks.json", jwks_view)
+    app.router.add_route("*", "/{tail:.*}", any_path)
+    return app
+
+
+@pytest.fixture(scope="session")
+async def upstreams(keys: Keys) -> AsyncIterator[dict[str, Upstream]]:
+    runners = []
+    ups = {}
+    jwks = keys.jwks()
+    for name in SERVICES:
+        up = Upstream(name)
+        runner = web.AppRunner(upstream_app(up, jwks), access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        up.url = f"http://127.0.0.1:{port}"
+        ups[name] = up
+        runners.append(runner)
+    yield ups
+    for runner in runners:
+        await runner.cleanup()
+
+
+# ---- the gateway process ----------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    url: str
+    traces_file: Path
+    process: subprocess.Popen
+
+    async def spans(self, predicate: Callable[[dict], bool], deadline_s: float = 10.0) -> list[dict]:
+        """Spans from TRACES_FILE matching `predicate`, waiting (polling) until one shows up."""
+        end = time.monotonic() + deadline_s
+        while True:
+            if self.traces_file.exists():
+                found = [s for s in map(json.loads, self.traces_file.read_text().splitlines()) if predicate(s)]
+                if found:
+                    return found
+            if time.monotonic() > end:
+                raise AssertionError(f"no matching span in {self.traces_file} within {deadline_s} s")
+            await asyncio.sleep(0.05)
+
+
+async def start_gateway(tmp: Path, urls: dict[str, str], name: str) -> Gateway:
+    port = free_port()
+    traces = tmp / f"{name}-traces.jsonl"
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "TRACES_FILE": str(traces),
+        "OTEL_BSP_SCHEDULE_DELAY": "50",  # spans reach the file quickly
+        "UPSTREAM_READ_TIMEOUT_S": "1",
+        "HEALTH_TIMEOUT_S": "1",
+        "LOG_LEVEL": "INFO",
+        **{f"{svc.upper().replace('-', '_')}_URL": url for svc, url in urls.items()},
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - kept open for the process's life
+    process = subprocess.Popen([sys.executable, "-m", "opendrec_gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    gw = Gateway(f"http://127.0.0.1:{port}", traces, process)
+    end = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(gw.url + "/readyz") as resp:
+                    if resp.status == 200:
+                        return gw
+            except aiohttp.ClientConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > end:
+                process.kill()
+                raise RuntimeError(f"gateway {name} did not become ready:\n{(tmp / f'{name}.log').read_text()}")
+            await asyncio.sleep(0.05)
+
+
+def stop(gw: Gateway) -> None:
+    gw.process.terminate()
+    try:
+        gw.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        gw.process.kill()
+
+
+@pytest.fixture(scope="session")
+async def gateway(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """A gateway in front of all six services."""
+    gw = await start_gateway(tmp_path_factory.mktemp("gw"), {n: u.url for n, u in upstreams.items()}, "all-up")
+    yield gw
+    stop(gw)
+
+
+@pytest.fixture(scope="session")
+async def gateway_readings_down(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """A gateway whose readings service is down (nothing listens on its port)."""
+    urls = {n: u.url for n, u in upstreams.items()}
+    urls["readings"] = f"http://127.0.0.1:{free_port()}"
+    gw = await start_gateway(tmp_path_factory.mktemp("gw-down"), urls, "readings-down")
+    yield gw
+    stop(gw)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    # auto_decompress off: the test sees the bytes exactly as the gateway sent them
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        yield session

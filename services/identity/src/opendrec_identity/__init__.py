@@ -1,0 +1,1 @@
+"""OpenDREC identity: users, organizations, roles, ACL permissions and signed access tokens."""

@@ -1,0 +1,47 @@
+"""The first admin: created at startup from ADMIN_EMAIL / ADMIN_PASSWORD when no admin exists."""
+
+from __future__ import annotations
+
+import logging
+
+from opendrec_kit import ServiceRuntime
+
+from . import domain, store
+from .passwords import Passwords
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BootstrapError(RuntimeError):
+    pass
+
+
+async def ensure_admin(runtime: ServiceRuntime) -> None:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    passwords: Passwords = runtime.app.state.passwords
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await store.lock_admin_bootstrap(conn)  # replicas starting together create one admin, not two
+        if await store.admin_exists(conn):
+            return
+        if await store.email_taken(conn, settings.admin_email):
+            raise BootstrapError(f"ADMIN_EMAIL {settings.admin_email} already belongs to a non-admin user; choose another")
+        org = await store.insert_organization(
+            conn,
+            name=settings.admin_organization_name,
+            address=None,
+            organization_type=domain.ADMIN_ORGANIZATION,
+            secret_key_hash=None,
+        )
+        user = await store.insert_user(
+            conn,
+            organization_id=org["id"],
+            first_name="OpenDREC",
+            last_name="Admin",
+            email=settings.admin_email,
+            password_hash=await passwords.hash(settings.admin_password),
+            role=domain.ADMIN,
+            email_confirmed=True,
+        )
+    log.info("created the first admin", extra={"user_id": user["id"], "email": user["email"], "organization_id": org["id"]})

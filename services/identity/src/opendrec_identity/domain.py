@@ -1,0 +1,187 @@
+"""Identity rules: what a registration must look like, what a role may do, what a token says.
+
+Pure functions and small dataclasses, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+# -- roles, organization types, modules -------------------------------------------------
+
+ADMIN = "Admin"
+ROLES = ("Admin", "OrganizationAdmin", "DeviceOwner", "Buyer", "SubBuyer", "User", "ApiUser")
+
+DEVELOPER = "Developer"
+BUYER = "Buyer"
+ADMIN_ORGANIZATION = "Admin"  # the organization the first admin belongs to
+
+# Who the first user of a self-registered organization becomes.
+FIRST_USER_ROLE = {DEVELOPER: "OrganizationAdmin", BUYER: "Buyer"}
+
+MODULES = (
+    "USER_MANAGEMENT_CRUDL",
+    "DEVICE_MANAGEMENT_CRUDL",
+    "READS_MANAGEMENT_CRUDL",
+    "BUYER_RESERVATION_MANAGEMENT_CRUDL",
+    "CERTIFICATE_LOG_MANAGEMENT_CRUDL",
+    "DEVICE_BULK_MANAGEMENT_CRUDL",
+    "INVITATION_MANAGEMENT_CRUDL",
+    "PASSWORD_MANAGEMENT_CRUDL",
+    "ORGANIZATION_MANAGEMENT_CRUDL",
+    "PERMISSION_MANAGEMENT_CRUDL",
+    "ACL_MODULE_MANAGEMENT_CRUDL",
+)
+
+# Permission letters, in the order they are always written ("RWUD").
+ACTIONS = {"R": "Read", "W": "Write", "U": "Update", "D": "Delete"}
+LETTERS = "".join(ACTIONS)
+
+
+class Invalid(ValueError):
+    """A value breaks a rule; the message says which and how to fix it."""
+
+
+# -- registration rules ------------------------------------------------------------------
+
+# The WHATWG (HTML5) definition of a valid e-mail address, with at least one dot in the domain.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+EMAIL_MAX = 254
+PASSWORD_MIN, PASSWORD_MAX = 6, 128
+_SECRET_KEY = re.compile(r"[A-Z0-9]{6}")
+
+PASSWORD_RULE = f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long and contain at least one letter and one digit"
+SECRET_KEY_RULE = "secretKey must be exactly 6 characters, each an upper-case letter A-Z or a digit 0-9 (e.g. AB0123)"
+
+
+def normalize_email(value: str) -> str:
+    """Trimmed and lower-cased: e-mail addresses are unique regardless of letter case."""
+    email = value.strip().lower()
+    if not email:
+        raise Invalid("email is required")
+    if len(email) > EMAIL_MAX or not _EMAIL.fullmatch(email):
+        raise Invalid("email must be a valid e-mail address, like name@example.org")
+    return email
+
+
+def check_password(value: str) -> str:
+    if not (PASSWORD_MIN <= len(value) <= PASSWORD_MAX):
+        raise Invalid(PASSWORD_RULE)
+    if not any(c.isalpha() for c in value) or not any(c.isdecimal() for c in value):
+        raise Invalid(PASSWORD_RULE)
+    return value
+
+
+def check_secret_key(value: str) -> str:
+    if not _SECRET_KEY.fullmatch(value):
+        raise Invalid(SECRET_KEY_RULE)
+    return value
+
+
+def normalize_organization_type(value: str) -> str:
+    """'developer', 'DEVELOPER', 'Developer' -> 'Developer'; only Developer and Buyer register themselves."""
+    by_lower = {t.lower(): t for t in FIRST_USER_ROLE}
+    found = by_lower.get(value.strip().lower())
+    if found is None:
+        raise Invalid("organizationType must be Developer or Buyer")
+    return found
+
+
+def required_text(value: str, field: str, max_length: int) -> str:
+    text = value.strip()
+    if not text:
+        raise Invalid(f"{field} is required")
+    if len(text) > max_length:
+        raise Invalid(f"{field} must be at most {max_length} characters")
+    return text
+
+
+def optional_text(value: str | None, field: str, max_length: int) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return required_text(value, field, max_length)
+
+
+def first_user_role(organization_type: str) -> str:
+    return FIRST_USER_ROLE[organization_type]
+
+
+# -- permissions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModuleGrant:
+    """One ACL module as seen by one user: what it offers and what their role and they were granted."""
+
+    module: str
+    supported: str = LETTERS  # the actions the module offers
+    enabled: bool = True
+    role_actions: str = ""
+    user_actions: str = ""
+
+
+def merge_actions(*granted: str) -> str:
+    """The union of permission letters, written in RWUD order."""
+    return "".join(letter for letter in LETTERS if any(letter in g for g in granted))
+
+
+def effective_permissions(role: str, grants: Iterable[ModuleGrant]) -> dict[str, str]:
+    """Module -> letters: role grants plus the user's own grants, limited to what each enabled module offers.
+
+    Admin holds every action of every enabled module.
+    """
+    perms: dict[str, str] = {}
+    for grant in grants:
+        if not grant.enabled:
+            continue
+        granted = grant.supported if role == ADMIN else merge_actions(grant.role_actions, grant.user_actions)
+        actions = "".join(letter for letter in LETTERS if letter in granted and letter in grant.supported)
+        if actions:
+            perms[grant.module] = actions
+    return perms
+
+
+def action_names(letters: str) -> list[str]:
+    """'RWU' -> ['Read', 'Write', 'Update'] (the D-REC words for the letters)."""
+    return [ACTIONS[letter] for letter in LETTERS if letter in letters]
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def access_token_claims(
+    *,
+    user_id: int,
+    organization_id: int,
+    organization_type: str,
+    role: str,
+    email: str,
+    permissions: dict[str, str],
+    issuer: str,
+    audience: str,
+    ttl: timedelta,
+    now: datetime,
+    jti: str,
+) -> dict[str, Any]:
+    """The claims every service reads to authorize a call without asking identity."""
+    return {
+        "sub": str(user_id),
+        "org": organization_id,
+        "orgType": organization_type,
+        "role": role,
+        "email": email,
+        "perms": dict(permissions),
+        "jti": jti,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+        "iss": issuer,
+        "aud": audience,
+    }

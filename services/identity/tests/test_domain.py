@@ -1,0 +1,164 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opendrec_identity import domain
+from opendrec_identity.domain import Invalid, ModuleGrant
+
+
+# -- registration rules --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("UAT_STAGE_DEVELOPER1_231122@gmail.com", "uat_stage_developer1_231122@gmail.com"),
+        ("  buyerswag@gmail.com ", "buyerswag@gmail.com"),
+        ("first.last+tag@sub.example.org", "first.last+tag@sub.example.org"),
+    ],
+)
+def test_email_is_trimmed_and_lower_cased(given, stored):
+    assert domain.normalize_email(given) == stored
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "plainaddress",
+        "no-at.example.org",
+        "a@b",
+        "a@@example.org",
+        "a b@example.org",
+        "a@-example.org",
+        "x" * 250 + "@example.org",
+    ],
+)
+def test_bad_emails_are_refused(bad):
+    with pytest.raises(Invalid, match="email"):
+        domain.normalize_email(bad)
+
+
+@pytest.mark.parametrize("good", ["MNO133", "DEF123", "abc123", "Pass w0rd with spaces", "ä1ö2ü3"])
+def test_password_policy_accepts_the_drec_samples(good):
+    assert domain.check_password(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "AB12", "ABC12", "abcdef", "123456", "!!!!!!", "a1" * 65])
+def test_password_policy_refuses_short_letterless_or_digitless(bad):
+    with pytest.raises(Invalid, match="at least one letter and one digit"):
+        domain.check_password(bad)
+
+
+@pytest.mark.parametrize("good", ["MNLA70", "AB0123", "NPO170", "ABCDEF", "123456"])
+def test_secret_key_accepts_the_drec_samples(good):
+    assert domain.check_secret_key(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "ab0123", "AB012", "AB01234", "AB-123", "AB 123", "ÄB0123"])
+def test_secret_key_refuses_other_shapes(bad):
+    with pytest.raises(Invalid, match="secretKey must be exactly 6 characters"):
+        domain.check_secret_key(bad)
+
+
+@pytest.mark.parametrize(
+    ("given", "kind"), [("developer", "Developer"), ("DEVELOPER", "Developer"), ("Buyer", "Buyer"), (" bUyEr ", "Buyer")]
+)
+def test_organization_type_in_any_letter_case(given, kind):
+    assert domain.normalize_organization_type(given) == kind
+
+
+@pytest.mark.parametrize("bad", ["ApiUser", "Admin", "seller", ""])
+def test_only_developer_and_buyer_register_themselves(bad):
+    with pytest.raises(Invalid, match="Developer or Buyer"):
+        domain.normalize_organization_type(bad)
+
+
+def test_first_user_administers_the_organization():
+    assert domain.first_user_role("Developer") == "OrganizationAdmin"
+    assert domain.first_user_role("Buyer") == "Buyer"
+
+
+def test_required_text_is_trimmed_and_bounded():
+    assert domain.required_text("  Drec4 ", "orgName", 10) == "Drec4"
+    with pytest.raises(Invalid, match="orgName is required"):
+        domain.required_text("   ", "orgName", 10)
+    with pytest.raises(Invalid, match="at most 10"):
+        domain.required_text("x" * 11, "orgName", 10)
+    assert domain.optional_text("  ", "orgAddress", 10) is None
+
+
+# -- permissions -----------------------------------------------------------------------------
+
+
+def test_role_and_user_grants_are_merged_in_rwud_order():
+    grants = [
+        ModuleGrant("DEVICE_MANAGEMENT_CRUDL", role_actions="R", user_actions="DW"),
+        ModuleGrant("READS_MANAGEMENT_CRUDL", role_actions="RWU"),
+        ModuleGrant("USER_MANAGEMENT_CRUDL", user_actions="R"),
+        ModuleGrant("INVITATION_MANAGEMENT_CRUDL"),
+    ]
+    assert domain.effective_permissions("OrganizationAdmin", grants) == {
+        "DEVICE_MANAGEMENT_CRUDL": "RWD",
+        "READS_MANAGEMENT_CRUDL": "RWU",
+        "USER_MANAGEMENT_CRUDL": "R",
+    }
+
+
+def test_disabled_modules_and_unsupported_actions_give_nothing():
+    grants = [
+        ModuleGrant("DEVICE_MANAGEMENT_CRUDL", enabled=False, role_actions="RWUD"),
+        ModuleGrant("CERTIFICATE_LOG_MANAGEMENT_CRUDL", supported="R", role_actions="RWUD"),
+    ]
+    assert domain.effective_permissions("Buyer", grants) == {"CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R"}
+
+
+def test_admin_holds_every_action_of_every_enabled_module():
+    grants = [
+        ModuleGrant("ACL_MODULE_MANAGEMENT_CRUDL"),
+        ModuleGrant("CERTIFICATE_LOG_MANAGEMENT_CRUDL", supported="RU"),
+        ModuleGrant("DEVICE_MANAGEMENT_CRUDL", enabled=False),
+    ]
+    assert domain.effective_permissions("Admin", grants) == {
+        "ACL_MODULE_MANAGEMENT_CRUDL": "RWUD",
+        "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "RU",
+    }
+
+
+def test_action_names_use_the_drec_words():
+    assert domain.action_names("RWUD") == ["Read", "Write", "Update", "Delete"]
+    assert domain.action_names("DR") == ["Read", "Delete"]
+
+
+# -- token claims ------------------------------------------------------------------------------
+
+
+def test_access_token_claims():
+    now = datetime(2024, 6, 4, 12, 0, tzinfo=UTC)
+    claims = domain.access_token_claims(
+        user_id=7,
+        organization_id=3,
+        organization_type="Buyer",
+        role="Buyer",
+        email="b@example.org",
+        permissions={"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"},
+        issuer="opendrec-identity",
+        audience="opendrec",
+        ttl=timedelta(seconds=3600),
+        now=now,
+        jti="abc",
+    )
+    assert claims == {
+        "sub": "7",
+        "org": 3,
+        "orgType": "Buyer",
+        "role": "Buyer",
+        "email": "b@example.org",
+        "perms": {"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"},
+        "jti": "abc",
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + 3600,
+        "iss": "opendrec-identity",
+        "aud": "opendrec",
+    }

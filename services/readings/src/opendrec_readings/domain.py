@@ -1,0 +1,514 @@
+"""The D-REC meter-read rules as pure functions: no I/O, the clock is passed in.
+
+A batch of reads of one device is parsed (timestamps to UTC, values to whole Wh),
+then judged as a whole against the device and its last accepted read. Every rule is a
+small function returning the reason it refuses, or None; the batch functions run them
+over every read so a rejection lists every bad read, and turn accepted reads into energy
+intervals (start, end, Wh) — the only thing stored and announced.
+
+Read types:
+- History: closed intervals before the device's onboarding, start and end given.
+- Delta: energy since the previous read; the interval runs from the previous read's end
+  (the first one from the onboarding date). A sent start timestamp is ignored.
+- Aggregate: a meter total; the energy is the difference to the previous total, and the
+  first one is a baseline that carries no energy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cache
+from typing import Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+ReadType = Literal["History", "Delta", "Aggregate"]
+READ_TYPES: tuple[ReadType, ...] = ("History", "Delta", "Aggregate")
+ONGOING_TYPES = ("Delta", "Aggregate")
+
+MAX_READS_PER_REQUEST = 10_000
+# Watt-hours per unit, as powers of ten so the conversion stays exact.
+UNIT_EXPONENTS = {"Wh": 0, "kWh": 3, "MWh": 6, "GWh": 9}
+MAX_WH = 2**63 - 1  # stored as Postgres bigint
+
+DEFAULT_ANNUAL_YIELD = 2000.0  # kWh per kWp per year, when neither device nor country has one
+PLAUSIBILITY_MARGIN = 1.2
+YEARLY_DEGRADATION = 0.995
+HOURS_PER_YEAR = 8760
+HISTORY_MAX_YEARS_BEFORE_ONBOARDING = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """What the rules need to know about a device."""
+
+    device_id: int
+    capacity_kw: float
+    commissioning_date: datetime
+    onboarded_at: datetime
+    annual_yield: float = DEFAULT_ANNUAL_YIELD  # kWh per kWp per year
+
+
+@dataclass(frozen=True, slots=True)
+class LastRead:
+    """The device's latest accepted ongoing (Delta/Aggregate) read: all the state the rules need."""
+
+    ongoing_type: str | None = None  # fixed by the first Delta or Aggregate read
+    end: datetime | None = None
+    value_wh: int | None = None  # energy of the latest interval (0 for an Aggregate baseline)
+    meter_total_wh: int | None = None  # Aggregate only: the latest meter total
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One parsed read: UTC timestamps, value in whole Wh (energy, or a meter total for Aggregate)."""
+
+    index: int
+    start: datetime | None
+    end: datetime
+    value_wh: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """Energy of one device between two instants: what an accepted read becomes."""
+
+    start: datetime
+    end: datetime
+    wh: int
+    index: int  # the read it came from
+
+
+@dataclass(frozen=True, slots=True)
+class ReadError:
+    index: int | None  # None: the batch as a whole
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"index": self.index, "reason": self.reason}
+
+
+@dataclass
+class Verdict:
+    intervals: list[Interval] = field(default_factory=list)
+    errors: list[ReadError] = field(default_factory=list)
+    last: LastRead = field(default_factory=LastRead)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.errors
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+def to_wh(value: Decimal | int, unit: str) -> int:
+    """`value` in `unit` as whole watt-hours, exactly (powers of ten shift digits, no arithmetic).
+
+    Refuses a value that is not a whole number of Wh: rounding would invent or lose energy.
+    """
+    if unit not in UNIT_EXPONENTS:
+        raise ValueError(f"unknown unit {unit!r}; use one of {', '.join(UNIT_EXPONENTS)}")
+    if isinstance(value, int):  # the common case: whole numbers need no digit shifting
+        wh = value * 10 ** UNIT_EXPONENTS[unit]
+        if abs(wh) > MAX_WH:
+            raise ValueError(f"value {value} {unit} is too large")
+        return wh
+    if not value.is_finite():
+        raise ValueError("value must be a finite number")
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    exponent += UNIT_EXPONENTS[unit]
+    if exponent >= 0:
+        if len(digits) + exponent > 19:
+            raise ValueError(f"value {value} {unit} is too large")
+        wh = int("".join(map(str, digits)) or "0") * 10**exponent
+    else:
+        whole, fraction = digits[:exponent], digits[exponent:]
+        if any(fraction):
+            scaled = format(Decimal((sign, digits, exponent)), "f")
+            raise ValueError(f"value {value} {unit} is {scaled} Wh: only whole watt-hours are accepted")
+        wh = int("".join(map(str, whole)) or "0")
+    if wh > MAX_WH:
+        raise ValueError(f"value {value} {unit} is too large")
+    return -wh if sign else wh
+
+
+@cache
+def _zone_names() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+def resolve_timezone(name: str) -> ZoneInfo:
+    """An IANA zone by name, case-insensitively (as the reference accepts)."""
+    canonical = _zone_names().get(name.strip().lower())
+    if canonical is None:
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Asia/Kolkata")
+    return ZoneInfo(canonical)
+
+
+def parse_timestamp(text: str | None, tz: ZoneInfo | None) -> datetime | None:
+    """ISO 8601 to an aware UTC datetime; blank ("", " ") means none.
+
+    A timestamp without offset is local time in `tz`; without `tz` it is refused rather than guessed.
+    """
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 timestamp (e.g. 2022-10-18T11:35:27.640Z)") from None
+    if parsed.tzinfo is None:
+        if tz is None:
+            raise ValueError(f"{text!r} has no UTC offset: send UTC (ending in Z) or give a timezone for local times")
+        local = parsed.replace(tzinfo=tz)
+        utc = local.astimezone(UTC)
+        if utc.astimezone(tz).replace(tzinfo=None) != parsed:
+            raise ValueError(f"{text!r} does not exist in {tz.key} (skipped by a daylight-saving change)")
+        return utc
+    return parsed.astimezone(UTC)
+
+
+def parse_reads(
+    raw: Iterable[tuple[str | None, str | None, Decimal | int]],
+    read_type: ReadType,
+    unit: str,
+    tz: ZoneInfo | None,
+) -> tuple[list[Read], list[ReadError]]:
+    """(starttimestamp, endtimestamp, value) triples to reads; errors carry the read's index.
+
+    Delta and Aggregate intervals start where the previous read ended, so their start is not read.
+    """
+    reads: list[Read] = []
+    errors: list[ReadError] = []
+    for index, (start_text, end_text, value) in enumerate(raw):
+        reasons: list[str] = []
+        start = end = None
+        wh = 0
+        if read_type == "History":
+            try:
+                start = parse_timestamp(start_text, tz)
+            except ValueError as exc:
+                reasons.append(f"starttimestamp {exc}")
+        try:
+            end = parse_timestamp(end_text, tz)
+            if end is None:
+                reasons.append("endtimestamp is required")
+        except ValueError as exc:
+            reasons.append(f"endtimestamp {exc}")
+        try:
+            wh = to_wh(value, unit)
+        except ValueError as exc:
+            reasons.append(str(exc))
+        if reasons:
+            errors.append(ReadError(index, "; ".join(reasons)))
+        else:
+            assert end is not None
+            reads.append(Read(index, start, end, wh))
+    return reads, errors
+
+
+def fingerprint(read_type: str, reads: Sequence[Read]) -> bytes:
+    """Identifies the content of a batch: an identical resubmission has the same fingerprint."""
+    history = read_type == "History"
+    text = "|".join([f"{r.start if history else ''},{r.end},{r.value_wh}" for r in reads])
+    return hashlib.sha256(f"{read_type}|{text}".encode()).digest()
+
+
+# -- yield and plausibility -------------------------------------------------------
+
+
+def annual_yield(device_yield: float | None, country_code: str | None, country_yields: Mapping[str, float]) -> float:
+    """kWh per kWp per year: the device's own, else its country's, else the default."""
+    if device_yield and device_yield > 0:
+        return device_yield
+    if country_code and country_yields.get(country_code, 0) > 0:
+        return country_yields[country_code]
+    return DEFAULT_ANNUAL_YIELD
+
+
+def whole_years_between(earlier: datetime, later: datetime) -> int:
+    years = later.year - earlier.year
+    if (later.month, later.day, later.time()) < (earlier.month, earlier.day, earlier.time()):
+        years -= 1
+    return years
+
+
+def years_before(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year - years)
+    except ValueError:  # 29 February in a year without one
+        return moment.replace(year=moment.year - years, day=28)
+
+
+def plausibility_bound_wh(device: Device, start: datetime, end: datetime) -> float:
+    """The most energy a device can plausibly produce between start and end.
+
+    1.2 × capacity (kW) × 1000 × hours × (yield / 8760) × 0.995^(age − 1), age in whole years
+    since commissioning at the interval's start, at least 1.
+    """
+    hours = (end - start).total_seconds() / 3600
+    age = max(1, whole_years_between(device.commissioning_date, start))
+    return (
+        PLAUSIBILITY_MARGIN
+        * device.capacity_kw
+        * 1000
+        * hours
+        * (device.annual_yield / HOURS_PER_YEAR)
+        * YEARLY_DEGRADATION ** (age - 1)
+    )
+
+
+# -- rules: each returns why it refuses, or None -------------------------------------
+
+
+def rule_value_positive(wh: int) -> str | None:
+    return None if wh > 0 else f"value must be greater than 0 (got {wh} Wh)"
+
+
+def rule_meter_total_not_negative(wh: int) -> str | None:
+    return None if wh >= 0 else f"a meter total cannot be negative (got {wh} Wh)"
+
+
+def rule_start_given(start: datetime | None) -> str | None:
+    return None if start is not None else "starttimestamp is required for History reads"
+
+
+def rule_start_before_end(start: datetime, end: datetime) -> str | None:
+    return None if start < end else f"starttimestamp {iso(start)} must be before endtimestamp {iso(end)}"
+
+
+def rule_not_before_commissioning(moment: datetime, device: Device, what: str = "timestamp") -> str | None:
+    if moment < device.commissioning_date:
+        return f"{what} {iso(moment)} is before the device's commissioning date {iso(device.commissioning_date)}"
+    return None
+
+
+def rule_history_before_onboarding(start: datetime, end: datetime, device: Device) -> str | None:
+    """History covers the time before onboarding, back at most 3 years."""
+    if end > device.onboarded_at:
+        return f"History reads must end by the device's onboarding date {iso(device.onboarded_at)} (endtimestamp {iso(end)})"
+    earliest = years_before(device.onboarded_at, HISTORY_MAX_YEARS_BEFORE_ONBOARDING)
+    if start < earliest:
+        return (
+            f"History reads may start at most {HISTORY_MAX_YEARS_BEFORE_ONBOARDING} years before onboarding, "
+            f"not before {iso(earliest)} (starttimestamp {iso(start)})"
+        )
+    return None
+
+
+def rule_end_after_onboarding(end: datetime, device: Device) -> str | None:
+    if end <= device.onboarded_at:
+        return f"endtimestamp {iso(end)} must be after the device's onboarding date {iso(device.onboarded_at)}; earlier energy is a History read"
+    return None
+
+
+def rule_not_in_future(end: datetime, now: datetime) -> str | None:
+    return None if end <= now else f"endtimestamp {iso(end)} is in the future (now {iso(now)})"
+
+
+def rule_end_increasing(end: datetime, previous_end: datetime | None) -> str | None:
+    if previous_end is not None and end <= previous_end:
+        return f"endtimestamp {iso(end)} must be after the previous read's end {iso(previous_end)}"
+    return None
+
+
+def rule_total_increasing(total: int, previous_total: int) -> str | None:
+    if total <= previous_total:
+        return f"meter total {total} Wh must be greater than the previous total {previous_total} Wh"
+    return None
+
+
+def rule_ongoing_type(current: str | None, requested: str) -> str | None:
+    """A device's ongoing read type is fixed by its first Delta or Aggregate read."""
+    if requested in ONGOING_TYPES and current is not None and current != requested:
+        return f"this device reports {current} reads; {requested} reads are refused (the type is fixed by the first ongoing read)"
+    return None
+
+
+def rule_plausible(device: Device, start: datetime, end: datetime, wh: int) -> str | None:
+    bound = plausibility_bound_wh(device, start, end)
+    if wh < bound:
+        return None
+    hours = (end - start).total_seconds() / 3600
+    return (
+        f"{wh} Wh between {iso(start)} and {iso(end)} ({hours:.2f} h) is not plausible for a "
+        f"{device.capacity_kw:g} kW device: it must be below {math.floor(bound)} Wh "
+        f"(1.2 × capacity × hours × {device.annual_yield:g}/8760 × 0.995^(age−1))"
+    )
+
+
+def rule_no_overlap(start: datetime, end: datetime, other_start: datetime, other_end: datetime, what: str) -> str | None:
+    if start < other_end and other_start < end:
+        return f"overlaps {what} {iso(other_start)} – {iso(other_end)}"
+    return None
+
+
+# -- batches ------------------------------------------------------------------------
+
+
+def validate_batch(
+    read_type: ReadType,
+    device: Device,
+    last: LastRead,
+    reads: Sequence[Read],
+    *,
+    now: datetime,
+    history: Sequence[tuple[datetime, datetime]] = (),
+) -> Verdict:
+    """Judge a whole batch; `history` holds the device's accepted History intervals near the batch."""
+    type_error = rule_ongoing_type(last.ongoing_type, read_type)
+    if type_error:
+        return Verdict(errors=[ReadError(None, type_error)], last=last)
+    if read_type == "History":
+        return validate_history(device, last, reads, history)
+    if read_type == "Delta":
+        return validate_delta(device, last, reads, now=now)
+    return validate_aggregate(device, last, reads, now=now)
+
+
+def validate_history(
+    device: Device, last: LastRead, reads: Sequence[Read], history: Sequence[tuple[datetime, datetime]]
+) -> Verdict:
+    verdict = Verdict(last=last)
+    reasons_by_index: dict[int, list[str]] = {}
+    candidates: list[Read] = []
+    for r in reads:
+        reasons: list[str] = []
+        if r.start is None:
+            reasons += _present(rule_start_given(r.start))
+        elif order := rule_start_before_end(r.start, r.end):
+            reasons.append(order)
+        else:
+            reasons += _present(
+                rule_not_before_commissioning(r.start, device, "starttimestamp"),
+                rule_history_before_onboarding(r.start, r.end, device),
+                rule_value_positive(r.value_wh) or rule_plausible(device, r.start, r.end, r.value_wh),
+            )
+            candidates.append(r)
+        if r.start is None or r.start >= r.end:
+            reasons += _present(rule_value_positive(r.value_wh))
+        reasons_by_index[r.index] = reasons
+
+    # Overlaps: with accepted History reads, and between reads of this batch.
+    known = sorted(history)
+    known_ends = [end for _, end in known]
+    latest: Read | None = None
+    for r in sorted(candidates, key=lambda c: (c.start, c.end)):
+        assert r.start is not None
+        i = bisect_right(known_ends, r.start)  # first accepted interval ending after r starts
+        if i < len(known):
+            clash = rule_no_overlap(r.start, r.end, known[i][0], known[i][1], "an accepted History read")
+            if clash:
+                reasons_by_index[r.index].append(clash)
+        if latest is not None:
+            assert latest.start is not None
+            clash = rule_no_overlap(r.start, r.end, latest.start, latest.end, f"read {latest.index} of this batch")
+            if clash:
+                reasons_by_index[r.index].append(clash)
+        if latest is None or r.end > latest.end:
+            latest = r
+
+    for r in reads:
+        if reasons := reasons_by_index[r.index]:
+            verdict.errors.append(ReadError(r.index, "; ".join(reasons)))
+        elif r.start is not None:
+            verdict.intervals.append(Interval(r.start, r.end, r.value_wh, r.index))
+    if verdict.errors:
+        verdict.intervals = []
+    return verdict
+
+
+def _present(*reasons: str | None) -> list[str]:
+    return [reason for reason in reasons if reason]
+
+
+def _end_reasons(r: Read, device: Device, previous_end: datetime | None, now: datetime) -> list[str]:
+    return _present(
+        rule_end_after_onboarding(r.end, device),
+        rule_not_before_commissioning(r.end, device, "endtimestamp"),
+        rule_not_in_future(r.end, now),
+        rule_end_increasing(r.end, previous_end),
+    )
+
+
+def validate_delta(device: Device, last: LastRead, reads: Sequence[Read], *, now: datetime) -> Verdict:
+    verdict = Verdict()
+    previous_end = last.end  # None: the first Delta read of the device, which counts from onboarding
+    last_wh = last.value_wh
+    for r in reads:
+        end_reasons = _end_reasons(r, device, previous_end, now)
+        reasons = list(end_reasons)
+        start = previous_end or device.onboarded_at
+        positive = rule_value_positive(r.value_wh)
+        if positive:
+            reasons.append(positive)
+        elif not reasons:
+            plausible = rule_plausible(device, start, r.end, r.value_wh)
+            if plausible:
+                reasons.append(plausible)
+        if reasons:
+            verdict.errors.append(ReadError(r.index, "; ".join(reasons)))
+        else:
+            verdict.intervals.append(Interval(start, r.end, r.value_wh, r.index))
+            last_wh = r.value_wh
+        if not end_reasons:
+            previous_end = r.end  # later reads are judged from this end, even if this value was bad
+    verdict.last = LastRead("Delta", previous_end, last_wh, None)
+    if verdict.errors:
+        verdict.intervals, verdict.last = [], last
+    return verdict
+
+
+def validate_aggregate(device: Device, last: LastRead, reads: Sequence[Read], *, now: datetime) -> Verdict:
+    verdict = Verdict()
+    previous_end, previous_total = last.end, last.meter_total_wh
+    last_wh = last.value_wh
+    for r in reads:
+        end_reasons = _end_reasons(r, device, previous_end, now)
+        reasons = list(end_reasons)
+        total_ok = False
+        negative = rule_meter_total_not_negative(r.value_wh)
+        if negative:
+            reasons.append(negative)
+        elif previous_total is None:
+            total_ok = True  # the first total is the baseline: it carries no energy
+        else:
+            increasing = rule_total_increasing(r.value_wh, previous_total)
+            if increasing:
+                reasons.append(increasing)
+            else:
+                total_ok = True
+                if not reasons:
+                    assert previous_end is not None
+                    plausible = rule_plausible(device, previous_end, r.end, r.value_wh - previous_total)
+                    if plausible:
+                        reasons.append(plausible)
+        if reasons:
+            verdict.errors.append(ReadError(r.index, "; ".join(reasons)))
+        elif previous_total is None:
+            last_wh = 0
+        else:
+            assert previous_end is not None
+            last_wh = r.value_wh - previous_total
+            verdict.intervals.append(Interval(previous_end, r.end, last_wh, r.index))
+        if total_ok and not end_reasons:
+            # Later reads are judged from this one, even if its energy was implausible.
+            previous_end, previous_total = r.end, r.value_wh
+    verdict.last = LastRead("Aggregate", previous_end, last_wh, previous_total)
+    if verdict.errors:
+        verdict.intervals, verdict.last = [], last
+    return verdict
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with Z, milliseconds unless finer precision is present (as the reference prints)."""
+    moment = moment.astimezone(UTC)
+    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")

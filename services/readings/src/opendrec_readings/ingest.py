@@ -1,0 +1,178 @@
+"""Judging and storing one batch of reads of one device: shared by the HTTP API and the
+read.submitted handler (and later the CSV import), always inside the caller's transaction.
+
+The device's last-read row is locked first, so batches of one device are judged one after
+the other against the state the previous one left; a resubmission (same Idempotency-Key,
+or the same content) is recognised under that lock and answered like the first time.
+Accepted reads go in with COPY, the last read is updated, and read.ingested is written to
+the outbox — all in the one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from opendrec_contracts import ReadIngested
+from opendrec_kit import outbox
+
+from . import domain, store
+from .domain import Read, ReadError, ReadType
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    batch_id: uuid.UUID
+    external_id: str
+    read_type: str
+    count: int
+    total_wh: int
+    first_at: datetime
+    last_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "batchId": str(self.batch_id),
+            "externalId": self.external_id,
+            "type": self.read_type,
+            "count": self.count,
+            "totalWh": self.total_wh,
+            "firstTimestamp": domain.iso(self.first_at),
+            "lastTimestamp": domain.iso(self.last_at),
+        }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    summary: BatchSummary
+    replayed: bool  # True: this batch had been accepted before; nothing was added
+
+
+@dataclass(frozen=True)
+class Rejected:
+    errors: list[ReadError]
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used for different content."""
+
+
+def device_facts(row: asyncpg.Record, settings: Settings) -> domain.Device:
+    return domain.Device(
+        device_id=row["device_id"],
+        capacity_kw=row["capacity_kw"],
+        commissioning_date=row["commissioning_date"],
+        onboarded_at=row["onboarded_at"],
+        annual_yield=domain.annual_yield(row["yield_value"], row["country_code"], settings.country_yields),
+    )
+
+
+def _summary(row: asyncpg.Record, external_id: str) -> BatchSummary:
+    return BatchSummary(
+        row["batch_id"], external_id, row["read_type"], row["read_count"], int(row["total_wh"]), row["first_at"], row["last_at"]
+    )
+
+
+async def ingest(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    device: asyncpg.Record,
+    read_type: ReadType,
+    reads: Sequence[Read],
+    *,
+    source: str,
+    parse_errors: Sequence[ReadError] = (),
+    idempotency_key: str | None = None,
+    timezone: str | None = None,
+    now: datetime | None = None,
+) -> Accepted | Rejected:
+    """Judge `reads` of `device` as one batch and store them if all pass. Call inside a transaction."""
+    device_id, external_id = device["device_id"], device["external_id"]
+    last = await store.lock_last_read(conn, device_id)
+
+    fingerprint = domain.fingerprint(read_type, reads)
+    if not parse_errors:
+        previous = await store.find_batch_by_key(conn, device_id, idempotency_key) if idempotency_key else None
+        if previous is not None and bytes(previous["fingerprint"]) != fingerprint:
+            raise IdempotencyConflict(idempotency_key)
+        previous = previous or await store.find_batch_by_fingerprint(conn, device_id, fingerprint)
+        if previous is not None:
+            return Accepted(_summary(previous, external_id), replayed=True)
+
+    history: list[tuple[datetime, datetime]] = []
+    starts = [r.start for r in reads if r.start is not None]
+    if read_type == "History" and starts:
+        history = await store.history_between(conn, device_id, min(starts), max(r.end for r in reads))
+    verdict = domain.validate_batch(
+        read_type, device_facts(device, settings), last, reads, now=now or datetime.now(UTC), history=history
+    )
+    if parse_errors or verdict.errors:
+        errors = sorted([*parse_errors, *verdict.errors], key=lambda e: -1 if e.index is None else e.index)
+        return Rejected(errors)
+
+    batch_id = uuid.uuid4()
+    intervals = verdict.intervals
+    if intervals:
+        await store.copy_intervals(conn, device_id, read_type, source, batch_id, intervals)
+    if read_type != "History":
+        await store.save_last_read(conn, device_id, verdict.last)
+    if timezone and device["timezone"] is None:
+        await store.set_timezone_if_missing(conn, device_id, timezone)
+    summary = BatchSummary(
+        batch_id=batch_id,
+        external_id=external_id,
+        read_type=read_type,
+        count=len(reads),
+        total_wh=sum(i.wh for i in intervals),
+        # An Aggregate baseline alone has no interval: its end is the batch's only instant.
+        first_at=min(i.start for i in intervals) if intervals else min(r.end for r in reads),
+        last_at=max(r.end for r in reads),
+    )
+    await store.insert_batch(
+        conn,
+        batch_id=batch_id,
+        device_id=device_id,
+        read_type=read_type,
+        source=source,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        read_count=summary.count,
+        total_wh=summary.total_wh,
+        first_at=summary.first_at,
+        last_at=summary.last_at,
+    )
+    for event in ingested_events(device, read_type, batch_id, intervals, settings.read_ingested_max_reads):
+        await outbox.add(conn, event, settings.service_name)
+    return Accepted(summary, replayed=False)
+
+
+def ingested_events(
+    device: asyncpg.Record, read_type: str, batch_id: uuid.UUID, intervals: Sequence[domain.Interval], max_reads: int
+) -> list[ReadIngested]:
+    """read.ingested for a batch: one event, or several with the same batch_id when it is too big for one message.
+
+    A batch without energy (an Aggregate baseline alone) announces nothing.
+    """
+    events = []
+    for first in range(0, len(intervals), max_reads):
+        part = intervals[first : first + max_reads]
+        events.append(
+            # Validated from plain dicts: pydantic-core does this faster than building MeterRead objects.
+            ReadIngested.model_validate(
+                {
+                    "batch_id": batch_id,
+                    "device_id": device["device_id"],
+                    "external_id": device["external_id"],
+                    "organization_id": device["organization_id"],
+                    "read_type": read_type,
+                    "reads": [{"start": i.start, "end": i.end, "value_wh": i.wh} for i in part],
+                }
+            )
+        )
+    return events

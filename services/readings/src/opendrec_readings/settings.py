@@ -1,0 +1,24 @@
+"""Readings settings: the platform's common ones plus what the read rules and events need."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from opendrec_kit import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "readings"
+    http_port: int = 8103
+
+    # Annual yield (kWh per kWp per year) per country code for the plausibility bound, as JSON:
+    # COUNTRY_YIELDS='{"IND": 1600, "NGA": 1700}'. A device's own yield wins; the default is 2000.
+    country_yields: dict[str, float] = Field(default_factory=dict)
+
+    # A read.ingested event carries at most this many reads: Kafka refuses messages over 1 MiB
+    # by default and one read takes up to ~100 bytes of JSON. Larger batches are announced in
+    # several events with the same batch_id.
+    read_ingested_max_reads: int = Field(default=5_000, ge=1, le=8_000)
+
+    # Outbox rows here can be ~0.5 MB each (a whole batch of reads): relay fewer at a time.
+    outbox_batch_size: int = 50

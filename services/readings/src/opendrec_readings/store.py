@@ -1,0 +1,260 @@
+"""SQL of the readings service: one function per query, `conn` first, parameters bound."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from opendrec_contracts import DeviceRegistered
+
+from .domain import Interval, LastRead
+
+INTERVAL_COLUMNS = ("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id")
+
+
+# -- devices ----------------------------------------------------------------------
+
+
+async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered) -> None:
+    await conn.execute(
+        """
+        INSERT INTO devices (device_id, device_uuid, external_id, organization_id, capacity_kw, country_code,
+                             commissioning_date, onboarded_at, timezone, yield_value)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (device_id) DO UPDATE SET
+            device_uuid = EXCLUDED.device_uuid, external_id = EXCLUDED.external_id,
+            organization_id = EXCLUDED.organization_id, capacity_kw = EXCLUDED.capacity_kw,
+            country_code = EXCLUDED.country_code, commissioning_date = EXCLUDED.commissioning_date,
+            onboarded_at = EXCLUDED.onboarded_at,
+            timezone = COALESCE(EXCLUDED.timezone, devices.timezone),
+            yield_value = EXCLUDED.yield_value, updated_at = now()
+        """,
+        e.device_id, e.device_uuid, e.external_id, e.organization_id, e.capacity_kw, e.country_code,
+        e.commissioning_date, e.onboarded_at, e.timezone, e.yield_value,
+    )  # fmt: skip
+    await conn.execute("INSERT INTO last_reads (device_id) VALUES ($1) ON CONFLICT DO NOTHING", e.device_id)
+
+
+async def find_device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM devices WHERE organization_id = $1 AND external_id = $2", organization_id, external_id
+    )
+
+
+async def get_device(conn: asyncpg.Connection, device_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1", device_id)
+
+
+async def lock_device_arrival(conn: asyncpg.Connection, device_id: int) -> None:
+    """Until the transaction ends, no other transaction registers this device or parks a read for it."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"readings.device:{device_id}")
+
+
+async def set_timezone_if_missing(conn: asyncpg.Connection, device_id: int, timezone: str) -> None:
+    await conn.execute(
+        "UPDATE devices SET timezone = $2, updated_at = now() WHERE device_id = $1 AND timezone IS NULL",
+        device_id,
+        timezone,
+    )
+
+
+# -- last read ----------------------------------------------------------------------
+
+
+def _last_read(row: asyncpg.Record) -> LastRead:
+    return LastRead(row["ongoing_type"], row["last_end"], row["last_value_wh"], row["meter_total_wh"])
+
+
+async def lock_last_read(conn: asyncpg.Connection, device_id: int) -> LastRead:
+    """The device's last read, locked until the transaction ends: batches of one device go one at a time."""
+    row = await conn.fetchrow("SELECT * FROM last_reads WHERE device_id = $1 FOR UPDATE", device_id)
+    if row is None:
+        raise LookupError(f"device {device_id} has no last_reads row")
+    return _last_read(row)
+
+
+async def get_last_read(conn: asyncpg.Connection, device_id: int) -> LastRead | None:
+    row = await conn.fetchrow("SELECT * FROM last_reads WHERE device_id = $1", device_id)
+    return _last_read(row) if row else None
+
+
+async def save_last_read(conn: asyncpg.Connection, device_id: int, last: LastRead) -> None:
+    await conn.execute(
+        """
+        UPDATE last_reads SET ongoing_type = $2, last_end = $3, last_value_wh = $4, meter_total_wh = $5,
+                              updated_at = now()
+        WHERE device_id = $1
+        """,
+        device_id,
+        last.ongoing_type,
+        last.end,
+        last.value_wh,
+        last.meter_total_wh,
+    )
+
+
+# -- intervals ----------------------------------------------------------------------
+
+
+async def copy_intervals(
+    conn: asyncpg.Connection,
+    device_id: int,
+    read_type: str,
+    source: str,
+    batch_id: uuid.UUID,
+    intervals: Sequence[Interval],
+) -> None:
+    await conn.copy_records_to_table(
+        "intervals",
+        records=[(device_id, i.start, i.end, i.wh, read_type, source, batch_id) for i in intervals],
+        columns=INTERVAL_COLUMNS,
+    )
+
+
+async def history_between(
+    conn: asyncpg.Connection, device_id: int, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Accepted History intervals of the device that overlap [start, end)."""
+    rows = await conn.fetch(
+        """
+        SELECT start_at, end_at FROM intervals
+        WHERE device_id = $1 AND read_type = 'History' AND end_at > $2 AND start_at < $3
+        ORDER BY start_at
+        """,
+        device_id,
+        start,
+        end,
+    )
+    return [(r["start_at"], r["end_at"]) for r in rows]
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[str, list[Any]]:
+    """Conditions for intervals overlapping [start, end), numbered after $1 (the device); either bound may be open."""
+    clauses, args = [], []
+    if start is not None:
+        args.append(start)
+        clauses.append(f"end_at > ${len(args) + 1}")
+    if end is not None:
+        args.append(end)
+        clauses.append(f"start_at < ${len(args) + 1}")
+    return "".join(f" AND {c}" for c in clauses), args
+
+
+async def count_intervals(conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None) -> int:
+    where, args = _window(start, end)
+    return await conn.fetchval(f"SELECT count(*) FROM intervals WHERE device_id = $1{where}", device_id, *args)
+
+
+async def list_intervals(
+    conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    where, args = _window(start, end)
+    n = len(args)
+    return await conn.fetch(
+        f"""
+        SELECT start_at, end_at, wh, read_type FROM intervals
+        WHERE device_id = $1{where}
+        ORDER BY end_at LIMIT ${n + 2} OFFSET ${n + 3}
+        """,
+        device_id,
+        *args,
+        limit,
+        offset,
+    )
+
+
+# -- batches ------------------------------------------------------------------------
+
+
+async def insert_batch(
+    conn: asyncpg.Connection,
+    *,
+    batch_id: uuid.UUID,
+    device_id: int,
+    read_type: str,
+    source: str,
+    idempotency_key: str | None,
+    fingerprint: bytes,
+    read_count: int,
+    total_wh: int,
+    first_at: datetime,
+    last_at: datetime,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO batches (batch_id, device_id, read_type, source, idempotency_key, fingerprint,
+                             read_count, total_wh, first_at, last_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        """,
+        batch_id, device_id, read_type, source, idempotency_key, fingerprint,
+        read_count, total_wh, first_at, last_at,
+    )  # fmt: skip
+
+
+async def find_batch_by_key(conn: asyncpg.Connection, device_id: int, idempotency_key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM batches WHERE device_id = $1 AND idempotency_key = $2", device_id, idempotency_key
+    )
+
+
+async def find_batch_by_fingerprint(conn: asyncpg.Connection, device_id: int, fingerprint: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM batches WHERE device_id = $1 AND fingerprint = $2 ORDER BY created_at LIMIT 1",
+        device_id,
+        fingerprint,
+    )
+
+
+# -- submissions (read.submitted) ---------------------------------------------------------
+
+
+async def submission_known(conn: asyncpg.Connection, submission_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM submissions WHERE submission_id = $1", submission_id))
+
+
+async def record_submission(
+    conn: asyncpg.Connection,
+    *,
+    submission_id: str,
+    device_id: int,
+    source: str,
+    status: str,
+    event_id: uuid.UUID,
+    batch_id: uuid.UUID | None = None,
+    reasons: list[dict[str, Any]] | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Insert a submission, or settle a waiting one."""
+    await conn.execute(
+        """
+        INSERT INTO submissions (submission_id, device_id, source, status, batch_id, reasons, payload, event_id,
+                                 decided_at)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, CASE WHEN $4 = 'waiting' THEN NULL ELSE now() END)
+        ON CONFLICT (submission_id) DO UPDATE SET
+            status = EXCLUDED.status, batch_id = EXCLUDED.batch_id, reasons = EXCLUDED.reasons,
+            payload = NULL, decided_at = now()
+        WHERE submissions.status = 'waiting'
+        """,
+        submission_id, device_id, source, status, batch_id,
+        _json(reasons), _json(payload), event_id,
+    )  # fmt: skip
+
+
+async def waiting_submissions(conn: asyncpg.Connection, device_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT submission_id, event_id, payload FROM submissions
+        WHERE device_id = $1 AND status = 'waiting' ORDER BY received_at, submission_id
+        FOR UPDATE
+        """,
+        device_id,
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()

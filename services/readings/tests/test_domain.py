@@ -1,0 +1,354 @@
+"""The D-REC read rules, each accepted and refused, without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from opendrec_readings import domain
+from opendrec_readings.domain import Device, LastRead, Read
+
+COMMISSIONED = datetime(2020, 1, 1, tzinfo=UTC)
+ONBOARDED = datetime(2023, 6, 1, tzinfo=UTC)
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+# 100 kW at 2000 kWh/kWp/year: the bound is ~27.4 kWh per hour in the first years.
+DEVICE = Device(device_id=1, capacity_kw=100, commissioning_date=COMMISSIONED, onboarded_at=ONBOARDED)
+H = timedelta(hours=1)
+
+
+def read(index: int, end: datetime, wh: int, start: datetime | None = None) -> Read:
+    return Read(index, start, end, wh)
+
+
+# -- units --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "wh"),
+    [
+        (Decimal("5000"), "Wh", 5000),
+        (Decimal("1.2"), "kWh", 1200),
+        (Decimal("0.000001"), "MWh", 1),
+        (Decimal("2.5"), "GWh", 2_500_000_000),
+        (Decimal("1.5E+3"), "Wh", 1500),
+        (Decimal("1200.000"), "Wh", 1200),
+        (7, "kWh", 7000),
+        (Decimal("-3"), "Wh", -3),  # the sign is for the rules to judge
+    ],
+)
+def test_units_convert_exactly_to_whole_watt_hours(value, unit, wh):
+    assert domain.to_wh(value, unit) == wh
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "message"),
+    [
+        (Decimal("1.0005"), "kWh", "1000.5 Wh: only whole watt-hours"),
+        (Decimal("0.5"), "Wh", "only whole watt-hours"),
+        (Decimal("1.0000000000000000000001"), "GWh", "only whole watt-hours"),  # beyond float precision
+        (Decimal("1E+30"), "Wh", "too large"),
+        (Decimal("NaN"), "Wh", "finite"),
+    ],
+)
+def test_units_refuse_fractions_of_a_watt_hour_and_absurd_values(value, unit, message):
+    with pytest.raises(ValueError, match=message):
+        domain.to_wh(value, unit)
+
+
+# -- timestamps ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("blank", [None, "", " ", "  "])
+def test_blank_timestamps_mean_none(blank):
+    assert domain.parse_timestamp(blank, None) is None
+
+
+def test_timestamps_in_utc_or_with_offset_become_utc():
+    assert domain.parse_timestamp("2022-09-08T12:55:47.335Z", None) == datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)
+    assert domain.parse_timestamp("2022-09-08T18:25:47+05:30", None) == datetime(2022, 9, 8, 12, 55, 47, tzinfo=UTC)
+
+
+def test_local_times_are_converted_with_the_timezone():
+    tz = domain.resolve_timezone("asia/kolkata")  # case-insensitive, as the reference
+    assert tz.key == "Asia/Kolkata"
+    assert domain.parse_timestamp("2022-09-08 18:25:47.5", tz) == datetime(2022, 9, 8, 12, 55, 47, 500000, tzinfo=UTC)
+
+
+def test_timestamps_refused_when_unparseable_local_without_zone_or_skipped_by_dst():
+    with pytest.raises(ValueError, match="not an ISO 8601"):
+        domain.parse_timestamp("08/09/2022", None)
+    with pytest.raises(ValueError, match="no UTC offset"):
+        domain.parse_timestamp("2022-09-08 12:55:47", None)
+    with pytest.raises(ValueError, match="does not exist"):
+        domain.parse_timestamp("2024-03-31 02:30:00", domain.resolve_timezone("Europe/Berlin"))
+    with pytest.raises(ValueError, match="unknown time zone"):
+        domain.resolve_timezone("Mars/Olympus")
+
+
+def test_parse_reads_reports_every_bad_read_by_index():
+    raw = [
+        ("", "2023-07-01T00:00:00Z", Decimal("1")),
+        (" ", "", Decimal("2")),
+        (None, "yesterday", Decimal("3")),
+        (None, "2023-07-02T00:00:00Z", Decimal("0.5")),
+    ]
+    reads, errors = domain.parse_reads(raw, "Delta", "Wh", None)
+    assert [r.index for r in reads] == [0]
+    assert [(e.index, e.reason.split(" ")[0]) for e in errors] == [(1, "endtimestamp"), (2, "endtimestamp"), (3, "value")]
+
+
+def test_parse_reads_ignores_the_start_of_ongoing_reads_but_reads_it_for_history():
+    raw = [("not a date", "2023-07-01T00:00:00Z", Decimal("1"))]
+    reads, errors = domain.parse_reads(raw, "Delta", "kWh", None)
+    assert not errors and reads[0].start is None and reads[0].value_wh == 1000
+    reads, errors = domain.parse_reads(raw, "History", "kWh", None)
+    assert not reads and "starttimestamp" in errors[0].reason
+
+
+def test_fingerprint_identifies_identical_content():
+    a = [read(0, ONBOARDED + H, 10)]
+    assert domain.fingerprint("Delta", a) == domain.fingerprint("Delta", [read(0, ONBOARDED + H, 10)])
+    assert domain.fingerprint("Delta", a) != domain.fingerprint("Delta", [read(0, ONBOARDED + H, 11)])
+    assert domain.fingerprint("Delta", a) != domain.fingerprint("Aggregate", a)
+
+
+# -- single rules: accept and refuse ---------------------------------------------------
+
+
+def test_rule_value_positive():
+    assert domain.rule_value_positive(1) is None
+    assert "greater than 0" in domain.rule_value_positive(0)
+
+
+def test_rule_meter_total_not_negative():
+    assert domain.rule_meter_total_not_negative(0) is None
+    assert "negative" in domain.rule_meter_total_not_negative(-1)
+
+
+def test_rule_start_given():
+    assert domain.rule_start_given(ONBOARDED) is None
+    assert "required" in domain.rule_start_given(None)
+
+
+def test_rule_start_before_end():
+    assert domain.rule_start_before_end(ONBOARDED - H, ONBOARDED) is None
+    assert "must be before" in domain.rule_start_before_end(ONBOARDED, ONBOARDED)
+
+
+def test_rule_not_before_commissioning():
+    assert domain.rule_not_before_commissioning(COMMISSIONED, DEVICE) is None
+    assert "commissioning" in domain.rule_not_before_commissioning(COMMISSIONED - H, DEVICE)
+
+
+def test_rule_history_before_onboarding():
+    assert domain.rule_history_before_onboarding(ONBOARDED - H, ONBOARDED, DEVICE) is None
+    assert "onboarding" in domain.rule_history_before_onboarding(ONBOARDED - H, ONBOARDED + H, DEVICE)
+    three_years = datetime(2020, 6, 1, tzinfo=UTC)
+    assert domain.rule_history_before_onboarding(three_years, three_years + H, DEVICE) is None
+    assert "3 years" in domain.rule_history_before_onboarding(three_years - H, three_years, DEVICE)
+
+
+def test_rule_end_after_onboarding():
+    assert domain.rule_end_after_onboarding(ONBOARDED + H, DEVICE) is None
+    assert "onboarding" in domain.rule_end_after_onboarding(ONBOARDED, DEVICE)
+
+
+def test_rule_not_in_future():
+    assert domain.rule_not_in_future(NOW, NOW) is None
+    assert "future" in domain.rule_not_in_future(NOW + timedelta(seconds=1), NOW)
+
+
+def test_rule_end_increasing():
+    assert domain.rule_end_increasing(ONBOARDED + H, None) is None
+    assert domain.rule_end_increasing(ONBOARDED + 2 * H, ONBOARDED + H) is None
+    assert "previous read" in domain.rule_end_increasing(ONBOARDED + H, ONBOARDED + H)
+
+
+def test_rule_total_increasing():
+    assert domain.rule_total_increasing(101, 100) is None
+    assert "greater than the previous total" in domain.rule_total_increasing(100, 100)
+
+
+def test_rule_ongoing_type():
+    assert domain.rule_ongoing_type(None, "Aggregate") is None
+    assert domain.rule_ongoing_type("Delta", "Delta") is None
+    assert domain.rule_ongoing_type("Delta", "History") is None  # History stays possible
+    assert "Delta reads" in domain.rule_ongoing_type("Delta", "Aggregate")
+
+
+def test_rule_no_overlap():
+    assert domain.rule_no_overlap(ONBOARDED - 2 * H, ONBOARDED - H, ONBOARDED - H, ONBOARDED, "x") is None  # touching
+    assert "overlaps" in domain.rule_no_overlap(ONBOARDED - 2 * H, ONBOARDED - H + timedelta(seconds=1), ONBOARDED - H, ONBOARDED, "x")
+
+
+def test_plausibility_bound_follows_the_formula():
+    # 1.2 × 100 kW × 1000 × 10 h × 2000/8760, no degradation in the first years
+    start = datetime(2021, 6, 1, tzinfo=UTC)
+    assert domain.plausibility_bound_wh(DEVICE, start, start + 10 * H) == pytest.approx(1.2 * 100 * 1000 * 10 * 2000 / 8760)
+    # 4 whole years since commissioning: 0.995^3; a device yield replaces the default
+    older = Device(1, 100, COMMISSIONED, ONBOARDED, annual_yield=1500)
+    start = datetime(2024, 2, 1, tzinfo=UTC)
+    assert domain.plausibility_bound_wh(older, start, start + H) == pytest.approx(1.2 * 100 * 1000 * 1500 / 8760 * 0.995**3)
+
+
+def test_rule_plausible():
+    # 3 whole years after commissioning: 1.2 × 100 × 1000 × 2000/8760 × 0.995² = 27123.3 Wh in an hour
+    start = ONBOARDED
+    assert domain.rule_plausible(DEVICE, start, start + H, 27_123) is None
+    refusal = domain.rule_plausible(DEVICE, start, start + H, 27_124)
+    assert "must be below 27123 Wh" in refusal
+
+
+def test_annual_yield_device_then_country_then_default():
+    assert domain.annual_yield(1700, "IND", {"IND": 1600}) == 1700
+    assert domain.annual_yield(None, "IND", {"IND": 1600}) == 1600
+    assert domain.annual_yield(None, "NGA", {"IND": 1600}) == domain.DEFAULT_ANNUAL_YIELD
+
+
+# -- History batches ---------------------------------------------------------------
+
+
+def history(index: int, start: datetime, hours: int, wh: int) -> Read:
+    return Read(index, start, start + hours * H, wh)
+
+
+def test_history_accepted_becomes_intervals_and_leaves_ongoing_state_alone():
+    reads = [history(0, ONBOARDED - 10 * H, 5, 1000), history(1, ONBOARDED - 5 * H, 5, 2000)]
+    verdict = domain.validate_batch("History", DEVICE, LastRead(), reads, now=NOW)
+    assert verdict.accepted
+    assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [(r.start, r.end, r.value_wh) for r in reads]
+    assert verdict.last == LastRead()
+
+
+def test_history_refused_reads_are_listed_by_index_and_nothing_is_accepted():
+    reads = [
+        history(0, ONBOARDED - 10 * H, 1, 1000),  # fine
+        Read(1, None, ONBOARDED, 1000),  # no start
+        Read(2, ONBOARDED - H, ONBOARDED - 2 * H, 10),  # start after end
+        history(3, ONBOARDED - H, 2, 10),  # ends after onboarding
+        history(4, COMMISSIONED - H, 2, 10),  # starts before commissioning (and > 3 years before onboarding)
+        history(5, ONBOARDED - 20 * H, 1, 0),  # no energy
+        history(6, ONBOARDED - 30 * H, 1, 10**9),  # implausible
+    ]
+    verdict = domain.validate_batch("History", DEVICE, LastRead(), reads, now=NOW)
+    assert not verdict.intervals
+    reasons = {e.index: e.reason for e in verdict.errors}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
+    assert "required" in reasons[1]
+    assert "must be before" in reasons[2]
+    assert "onboarding" in reasons[3]
+    assert "commissioning" in reasons[4] and "3 years" in reasons[4]
+    assert "greater than 0" in reasons[5]
+    assert "not plausible" in reasons[6]
+
+
+def test_history_overlap_with_accepted_history_or_within_the_batch_is_refused():
+    accepted = [(ONBOARDED - 10 * H, ONBOARDED - 8 * H)]
+    touching = [history(0, ONBOARDED - 8 * H, 2, 100), history(1, ONBOARDED - 12 * H, 2, 100)]
+    assert domain.validate_batch("History", DEVICE, LastRead(), touching, now=NOW, history=accepted).accepted
+
+    clashing = [history(0, ONBOARDED - 9 * H, 2, 100), history(1, ONBOARDED - 5 * H, 2, 100), history(2, ONBOARDED - 4 * H, 1, 100)]
+    verdict = domain.validate_batch("History", DEVICE, LastRead(), clashing, now=NOW, history=accepted)
+    reasons = {e.index: e.reason for e in verdict.errors}
+    assert sorted(reasons) == [0, 2]
+    assert "accepted History read" in reasons[0]
+    assert "read 1 of this batch" in reasons[2]
+
+
+# -- Delta batches -----------------------------------------------------------------
+
+
+def test_delta_first_read_counts_from_onboarding_then_from_the_previous_end():
+    reads = [read(0, ONBOARDED + H, 100), read(1, ONBOARDED + 3 * H, 200)]
+    verdict = domain.validate_batch("Delta", DEVICE, LastRead(), reads, now=NOW)
+    assert verdict.accepted
+    assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [
+        (ONBOARDED, ONBOARDED + H, 100),
+        (ONBOARDED + H, ONBOARDED + 3 * H, 200),
+    ]
+    assert verdict.last == LastRead("Delta", ONBOARDED + 3 * H, 200, None)
+
+    later = domain.validate_batch("Delta", DEVICE, verdict.last, [read(0, ONBOARDED + 4 * H, 50)], now=NOW)
+    assert [(i.start, i.end) for i in later.intervals] == [(ONBOARDED + 3 * H, ONBOARDED + 4 * H)]
+
+
+def test_delta_refusals_by_index_and_nothing_accepted():
+    last = LastRead("Delta", ONBOARDED + 10 * H, 5, None)
+    reads = [
+        read(0, ONBOARDED + 11 * H, 100),  # fine
+        read(1, ONBOARDED + 11 * H, 100),  # not after the previous end
+        read(2, ONBOARDED + 12 * H, 0),  # no energy
+        read(3, NOW + H, 100),  # future
+        read(4, ONBOARDED + 13 * H, 10**7),  # implausible for 1 h
+        read(5, ONBOARDED + 14 * H, 100),  # fine: judged from read 4's end although read 4 was bad
+    ]
+    verdict = domain.validate_batch("Delta", DEVICE, last, reads, now=NOW)
+    assert not verdict.intervals and verdict.last == last
+    reasons = {e.index: e.reason for e in verdict.errors}
+    assert sorted(reasons) == [1, 2, 3, 4]
+    assert "previous read's end" in reasons[1]
+    assert "greater than 0" in reasons[2]
+    assert "future" in reasons[3]
+    assert "not plausible" in reasons[4]
+
+
+def test_delta_refused_before_onboarding_or_commissioning():
+    late = Device(1, 100, commissioning_date=ONBOARDED + 5 * H, onboarded_at=ONBOARDED)
+    verdict = domain.validate_batch("Delta", late, LastRead(), [read(0, ONBOARDED, 10), read(1, ONBOARDED + 2 * H, 10)], now=NOW)
+    reasons = {e.index: e.reason for e in verdict.errors}
+    assert "onboarding" in reasons[0]
+    assert "commissioning" in reasons[1]
+
+
+def test_ongoing_type_is_fixed_by_the_first_ongoing_read():
+    verdict = domain.validate_batch("Aggregate", DEVICE, LastRead("Delta", ONBOARDED + H, 1, None), [read(0, ONBOARDED + 2 * H, 10)], now=NOW)
+    assert [e.index for e in verdict.errors] == [None]
+    assert "Delta reads" in verdict.errors[0].reason
+
+
+# -- Aggregate batches -------------------------------------------------------------------
+
+
+def test_aggregate_first_total_is_a_baseline_then_differences_are_energy():
+    reads = [read(0, ONBOARDED + H, 1_000_000), read(1, ONBOARDED + 2 * H, 1_010_000), read(2, ONBOARDED + 4 * H, 1_030_000)]
+    verdict = domain.validate_batch("Aggregate", DEVICE, LastRead(), reads, now=NOW)
+    assert verdict.accepted
+    assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [
+        (ONBOARDED + H, ONBOARDED + 2 * H, 10_000),
+        (ONBOARDED + 2 * H, ONBOARDED + 4 * H, 20_000),
+    ]
+    assert verdict.last == LastRead("Aggregate", ONBOARDED + 4 * H, 20_000, 1_030_000)
+
+
+def test_aggregate_baseline_alone_carries_no_energy():
+    verdict = domain.validate_batch("Aggregate", DEVICE, LastRead(), [read(0, ONBOARDED + H, 500)], now=NOW)
+    assert verdict.accepted and verdict.intervals == []
+    assert verdict.last == LastRead("Aggregate", ONBOARDED + H, 0, 500)
+
+
+def test_aggregate_refusals():
+    last = LastRead("Aggregate", ONBOARDED + H, 0, 1000)
+    reads = [
+        read(0, ONBOARDED + 2 * H, 1000),  # total not greater
+        read(1, ONBOARDED + 2 * H, 2000),  # fine (judged against the total before read 0)
+        read(2, ONBOARDED + 2 * H, 3000),  # end not after the previous
+        read(3, ONBOARDED + 3 * H, -5),  # negative total
+        read(4, ONBOARDED + 4 * H, 10**8),  # implausible difference
+        read(5, NOW + H, 10**8 + 1),  # future
+    ]
+    verdict = domain.validate_batch("Aggregate", DEVICE, last, reads, now=NOW)
+    assert not verdict.intervals and verdict.last == last
+    reasons = {e.index: e.reason for e in verdict.errors}
+    assert sorted(reasons) == [0, 2, 3, 4, 5]
+    assert "greater than the previous total" in reasons[0]
+    assert "previous read's end" in reasons[2]
+    assert "negative" in reasons[3]
+    assert "not plausible" in reasons[4]
+    assert "future" in reasons[5]
+
+
+def test_iso_prints_milliseconds_like_the_reference():
+    assert domain.iso(datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)) == "2022-09-08T12:55:47.335Z"
+    assert domain.iso(datetime(2022, 9, 8, 12, 55, 47, 335001, tzinfo=UTC)) == "2022-09-08T12:55:47.335001Z"

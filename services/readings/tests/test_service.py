@@ -1,0 +1,387 @@
+"""The readings service against a real Postgres and a real Kafka-protocol broker.
+
+Devices arrive as device.registered envelopes on the broker, reads over HTTP or as
+read.submitted envelopes; what is stored is read back from the service's database and
+what is announced from the read.ingested topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from zoneinfo import ZoneInfo
+
+from opendrec_contracts import DeviceRegistered, MeterRead, ReadSubmitted, envelope_for
+from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
+from opendrec_readings.app import build
+from opendrec_readings.domain import iso
+from opendrec_readings.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+H = timedelta(hours=1)
+RW = {"READS_MANAGEMENT_CRUDL": "RW"}
+
+
+@pytest.fixture(scope="module")
+async def service(postgres_url, kafka_bootstrap):
+    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    async with started(runtime) as client:
+        yield Service(runtime, client, issuer, kafka_bootstrap)
+
+
+class Service:
+    def __init__(self, runtime, client, issuer, bootstrap):
+        self.runtime, self.client, self.issuer, self.bootstrap = runtime, client, issuer, bootstrap
+
+    def headers(self, organization_id: int, **extra) -> dict[str, str]:
+        return self.issuer.headers(user_id=7, organization_id=organization_id, permissions=RW) | extra
+
+    async def fetch(self, sql: str, *args):
+        return await self.runtime.pool.fetch(sql, *args)
+
+    async def intervals(self, device_id: int):
+        return await self.fetch("SELECT start_at, end_at, wh, read_type, source, batch_id FROM intervals WHERE device_id = $1 ORDER BY end_at", device_id)
+
+    async def register(self, *, onboarded_days_ago: float = 30, capacity_kw: float = 100, yield_value: float | None = None) -> DeviceRegistered:
+        """Publish device.registered as the devices service would, and wait until this service knows the device."""
+        device = new_device(onboarded_days_ago=onboarded_days_ago, capacity_kw=capacity_kw, yield_value=yield_value)
+        await publish_events(self.bootstrap, [device])
+        await eventually(lambda: self.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id))
+        return device
+
+    async def post(self, device: DeviceRegistered, body: dict, organization_id: int | None = None, **headers):
+        return await self.client.post(
+            f"/api/meter-reads/new/{device.external_id}",
+            json=body,
+            headers=self.headers(organization_id or device.organization_id, **headers),
+        )
+
+
+def new_id() -> int:
+    return uuid.uuid4().int % 10**9 + 1
+
+
+def new_device(*, onboarded_days_ago: float = 30, capacity_kw: float = 100, yield_value: float | None = None) -> DeviceRegistered:
+    now = datetime.now(UTC).replace(microsecond=0)
+    device_id = new_id()
+    return DeviceRegistered(
+        device_id=device_id, device_uuid=uuid.uuid4(), external_id=f"EXT-{device_id}", organization_id=new_id(),
+        capacity_kw=capacity_kw, country_code="IND", fuel_code="ES100", device_type_code="TC110",
+        commissioning_date=now - timedelta(days=700), onboarded_at=now - timedelta(days=onboarded_days_ago),
+        timezone=None, yield_value=yield_value,
+    )  # fmt: skip
+
+
+def delta(device: DeviceRegistered, hours: list[int], wh: int = 1000) -> dict:
+    """A Delta request as the D-REC examples send it: blank start, UTC end."""
+    return {
+        "type": "Delta",
+        "unit": "Wh",
+        "reads": [{"starttimestamp": " ", "endtimestamp": iso(device.onboarded_at + h * H), "value": wh} for h in hours],
+    }
+
+
+def ingested(batch_id: str):
+    return lambda envelope: envelope["type"] == "read.ingested" and envelope["payload"]["batch_id"] == batch_id
+
+
+# -- HTTP: add reads -------------------------------------------------------------------
+
+
+async def test_delta_batch_is_stored_and_announced_once_with_its_reads(service):
+    device = await service.register()
+    body = delta(device, [1, 2, 4])
+    body["unit"] = "kWh"
+    for r, value in zip(body["reads"], ["1.5", "2", "0.25"], strict=True):
+        r["value"] = float(value)
+    response = await service.post(device, body)
+    assert response.status_code == 201, response.text
+    summary = response.json()
+    assert summary["count"] == 3 and summary["totalWh"] == 3750 and summary["type"] == "Delta"
+    assert summary["firstTimestamp"] == iso(device.onboarded_at)  # the first Delta read counts from onboarding
+    assert summary["lastTimestamp"] == iso(device.onboarded_at + 4 * H)
+
+    rows = await service.intervals(device.device_id)
+    assert [(r["start_at"], r["end_at"], r["wh"]) for r in rows] == [
+        (device.onboarded_at, device.onboarded_at + H, 1500),
+        (device.onboarded_at + H, device.onboarded_at + 2 * H, 2000),
+        (device.onboarded_at + 2 * H, device.onboarded_at + 4 * H, 250),
+    ]
+    assert {(r["read_type"], r["source"], str(r["batch_id"])) for r in rows} == {("Delta", "api", summary["batchId"])}
+
+    envelope, _ = await wait_for_event(service.bootstrap, "read.ingested", ingested(summary["batchId"]))
+    payload = envelope["payload"]
+    assert (payload["device_id"], payload["external_id"], payload["organization_id"], payload["read_type"]) == (
+        device.device_id, device.external_id, device.organization_id, "Delta",
+    )  # fmt: skip
+    assert [(datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"]), r["value_wh"]) for r in payload["reads"]] == [
+        (r["start_at"], r["end_at"], r["wh"]) for r in rows
+    ]
+
+    # Read back through the API, D-REC style, and the latest read.
+    listing = await service.client.get(
+        f"/api/meter-reads/new/{device.external_id}", params={"limit": 2, "pagenumber": 2}, headers=service.headers(device.organization_id)
+    )
+    assert listing.status_code == 200, listing.text
+    assert listing.json() == {
+        "historyread": [],
+        "ongoing": [{"startdate": iso(device.onboarded_at + 2 * H), "enddate": iso(device.onboarded_at + 4 * H), "value": 250}],
+        "numberOfReads": 3,
+        "numberOfPages": 2,
+        "currentPageNumber": 2,
+    }
+    window = await service.client.get(
+        f"/api/meter-reads/new/{device.external_id}",
+        params={"start": iso(device.onboarded_at + H), "end": iso(device.onboarded_at + 2 * H)},
+        headers=service.headers(device.organization_id),
+    )
+    assert [r["value"] for r in window.json()["ongoing"]] == [2000]
+    latest = await service.client.get(f"/api/meter-reads/latestread/{device.external_id}", headers=service.headers(device.organization_id))
+    assert latest.json() == {"enddate": iso(device.onboarded_at + 4 * H), "value": 250, "readType": "Delta"}
+
+
+async def test_batch_with_bad_reads_is_refused_whole_with_index_and_reason(service):
+    device = await service.register()
+    body = delta(device, [1, 2, 3, 5])
+    body["reads"][1]["value"] = 0
+    body["reads"][3]["endtimestamp"] = iso(datetime.now(UTC) + timedelta(days=1))
+    response = await service.post(device, body)
+    assert response.status_code == 400
+    error = response.json()
+    assert "nothing was stored" in error["message"]
+    assert [d["index"] for d in error["details"]] == [1, 3]
+    assert "greater than 0" in error["details"][0]["reason"]
+    assert "in the future" in error["details"][1]["reason"]
+
+    assert await service.intervals(device.device_id) == []
+    assert await service.fetch("SELECT 1 FROM batches WHERE device_id = $1", device.device_id) == []
+    assert (await service.fetch("SELECT last_end FROM last_reads WHERE device_id = $1", device.device_id))[0]["last_end"] is None
+    # ... and the same reads, corrected, are then accepted from the onboarding date.
+    body["reads"][1]["value"], body["reads"][3]["endtimestamp"] = 10, iso(device.onboarded_at + 5 * H)
+    assert (await service.post(device, body)).status_code == 201
+
+
+async def test_resubmission_never_adds_energy_twice(service):
+    device = await service.register()
+    body = delta(device, [1, 2])
+    first = await service.post(device, body, **{"Idempotency-Key": "k-1"})
+    assert first.status_code == 201
+    again = await service.post(device, body, **{"Idempotency-Key": "k-1"})
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    identical = await service.post(device, body)  # no key, same content
+    assert identical.status_code == 201 and identical.json() == first.json()
+    reused = await service.post(device, delta(device, [3]), **{"Idempotency-Key": "k-1"})
+    assert reused.status_code == 409
+
+    rows = await service.intervals(device.device_id)
+    assert len(rows) == 2 and sum(r["wh"] for r in rows) == 2000
+    assert len(await service.fetch("SELECT 1 FROM batches WHERE device_id = $1", device.device_id)) == 1
+    # Exactly one announcement: a later batch's event is on the topic, the first batch's only once.
+    later = await service.post(device, delta(device, [3]))
+    await wait_for_event(service.bootstrap, "read.ingested", ingested(later.json()["batchId"]))
+    announced = await _ingested_for_device(service, device.device_id)
+    assert [e["payload"]["batch_id"] for e in announced] == [first.json()["batchId"], later.json()["batchId"]]
+
+
+async def _ingested_for_device(service, device_id: int) -> list[dict]:
+    """Every read.ingested of the device on the topic so far, in order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=service.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata, for the partitions
+        partitions = [TopicPartition("read.ingested", p) for p in consumer.partitions_for_topic("read.ingested")]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[dict] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [e for e in (orjson.loads(r.value) for r in records) if e["payload"]["device_id"] == device_id]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_concurrent_batches_of_one_device_are_judged_one_after_the_other(service):
+    device = await service.register()
+    # Both start after the same last read; only one may take the hours 1..3.
+    a, b = await asyncio.gather(service.post(device, delta(device, [1, 2, 3])), service.post(device, delta(device, [2, 3])))
+    assert sorted([a.status_code, b.status_code]) == [201, 400]
+    rows = await service.intervals(device.device_id)
+    assert [r["end_at"] for r in rows] == [device.onboarded_at + h * H for h in ([1, 2, 3] if a.status_code == 201 else [2, 3])]
+
+
+async def test_history_and_aggregate_reads(service):
+    device = await service.register()
+    onboarded = device.onboarded_at
+    history = {
+        "type": "History",
+        "unit": "Wh",
+        "reads": [
+            {"starttimestamp": iso(onboarded - 48 * H), "endtimestamp": iso(onboarded - 24 * H), "value": 5000},
+            {"starttimestamp": iso(onboarded - 24 * H), "endtimestamp": iso(onboarded), "value": 6000},
+        ],
+    }
+    assert (await service.post(device, history)).status_code == 201
+    overlapping = {**history, "reads": [{"starttimestamp": iso(onboarded - 30 * H), "endtimestamp": iso(onboarded - 25 * H), "value": 1}]}
+    refused = await service.post(device, overlapping)
+    assert refused.status_code == 400 and "overlaps an accepted History read" in refused.json()["details"][0]["reason"]
+
+    # Local times in the request's zone; the baseline carries no energy.
+    kolkata = "Asia/Kolkata"
+
+    def local_time(hours: int) -> str:
+        return (onboarded + hours * H).astimezone(ZoneInfo(kolkata)).strftime("%Y-%m-%d %H:%M:%S")
+
+    aggregate = {
+        "type": "Aggregate",
+        "unit": "MWh",
+        "timezone": kolkata,
+        "reads": [
+            {"starttimestamp": "", "endtimestamp": local_time(1), "value": 12.5},
+            {"starttimestamp": "", "endtimestamp": local_time(2), "value": 12.52},
+        ],
+    }
+    response = await service.post(device, aggregate)
+    assert response.status_code == 201, response.text
+    assert response.json()["totalWh"] == 20_000
+    rows = await service.intervals(device.device_id)
+    assert [(r["read_type"], r["start_at"], r["end_at"], r["wh"]) for r in rows][-1] == ("Aggregate", onboarded + H, onboarded + 2 * H, 20_000)
+    assert (await service.fetch("SELECT timezone FROM devices WHERE device_id = $1", device.device_id))[0]["timezone"] == kolkata
+    latest = await service.client.get(f"/api/meter-reads/latestread/{device.external_id}", headers=service.headers(device.organization_id))
+    assert latest.json() == {"enddate": iso(onboarded + 2 * H), "value": 20_000, "readType": "Aggregate", "meterTotal": 12_520_000}
+
+    listing = await service.client.get(f"/api/meter-reads/new/{device.external_id}", params={"limit": 10}, headers=service.headers(device.organization_id))
+    assert [r["value"] for r in listing.json()["historyread"]] == [5000, 6000]
+    assert [r["value"] for r in listing.json()["ongoing"]] == [20_000]
+
+    wrong_type = await service.post(device, delta(device, [3]))
+    assert wrong_type.status_code == 400 and wrong_type.json()["details"][0]["index"] is None
+
+
+async def test_a_batch_of_10000_reads_is_stored_and_announced_in_parts_of_one_batch(service):
+    device = await service.register(onboarded_days_ago=500)
+    response = await service.post(device, delta(device, list(range(1, 10_001)), wh=12_345))
+    assert response.status_code == 201, response.text
+    batch_id = response.json()["batchId"]
+    assert response.json()["totalWh"] == 10_000 * 12_345
+    assert (await service.fetch("SELECT count(*) AS n, sum(wh) AS wh FROM intervals WHERE device_id = $1", device.device_id))[0][
+        "wh"
+    ] == 10_000 * 12_345
+    announced = await eventually(lambda: _parts_announced(service, device.device_id, 2), timeout=30)
+    assert [len(e["payload"]["reads"]) for e in announced] == [5000, 5000]
+    assert {e["payload"]["batch_id"] for e in announced} == {batch_id}
+
+    too_many = await service.post(device, delta(device, list(range(10_001, 20_002))))
+    assert too_many.status_code == 400 and "reads" in too_many.json()["message"]
+
+
+async def _parts_announced(service, device_id, n):
+    found = await _ingested_for_device(service, device_id)
+    return found if len(found) >= n else None
+
+
+async def test_only_the_callers_organization_devices_are_reachable(service):
+    device = await service.register()
+    stranger = new_id()
+    assert (await service.post(device, delta(device, [1]), organization_id=stranger)).status_code == 404
+    for path in (f"/api/meter-reads/new/{device.external_id}", f"/api/meter-reads/latestread/{device.external_id}"):
+        response = await service.client.get(path, headers=service.headers(stranger))
+        assert response.status_code == 404
+    assert await service.intervals(device.device_id) == []
+    no_write = service.issuer.headers(organization_id=device.organization_id, permissions={"READS_MANAGEMENT_CRUDL": "R"})
+    assert (await service.client.post(f"/api/meter-reads/new/{device.external_id}", json=delta(device, [1]), headers=no_write)).status_code == 403
+
+
+async def test_malformed_requests_are_refused_with_the_field(service):
+    device = await service.register()
+    bad_unit = await service.post(device, {**delta(device, [1]), "unit": "kW"})
+    assert bad_unit.status_code == 400 and bad_unit.json()["details"][0]["field"] == "unit"
+    bad_zone = await service.post(device, {**delta(device, [1]), "timezone": "Mars/Base"})
+    assert bad_zone.status_code == 400 and "unknown time zone" in bad_zone.json()["message"]
+    fraction = await service.post(device, {**delta(device, [1]), "unit": "kWh", "reads": [{"endtimestamp": iso(device.onboarded_at + H), "value": 1.0005}]})
+    assert fraction.status_code == 400 and "only whole watt-hours" in fraction.json()["details"][0]["reason"]
+
+
+# -- read.submitted --------------------------------------------------------------------
+
+
+def submission(device: DeviceRegistered, hours: list[int], wh: int = 500, submission_id: str | None = None, **changes) -> ReadSubmitted:
+    fields = {
+        "submission_id": submission_id or f"kazam:{uuid.uuid4().hex}",
+        "device_id": device.device_id,
+        "external_id": device.external_id,
+        "organization_id": device.organization_id,
+        "read_type": "Delta",
+        "source": "charger-gateway",
+        "reads": [MeterRead(start=None, end=device.onboarded_at + h * H, value_wh=wh) for h in hours],
+    }
+    return ReadSubmitted(**(fields | changes))
+
+
+async def _submission(service, submission_id):
+    rows = await service.fetch("SELECT status, batch_id, reasons FROM submissions WHERE submission_id = $1 AND status <> 'waiting'", submission_id)
+    return rows[0] if rows else None
+
+
+async def test_submitted_reads_are_stored_and_announced_and_a_second_delivery_changes_nothing(service):
+    device = await service.register()
+    event = submission(device, [1, 2])
+    [envelope] = await publish_events(service.bootstrap, [event])
+    decided = await eventually(lambda: _submission(service, event.submission_id))
+    assert decided["status"] == "accepted"
+    rows = await service.intervals(device.device_id)
+    assert [(r["end_at"], r["wh"], r["source"]) for r in rows] == [
+        (device.onboarded_at + H, 500, "charger-gateway"),
+        (device.onboarded_at + 2 * H, 500, "charger-gateway"),
+    ]
+    announced, _ = await wait_for_event(service.bootstrap, "read.ingested", ingested(str(decided["batch_id"])))
+    assert [r["value_wh"] for r in announced["payload"]["reads"]] == [500, 500]
+
+    # The same envelope again (inbox), the same submission in a new envelope, and even a changed
+    # one under the same submission id: it was decided once.
+    await publish_envelopes(service.bootstrap, [("read.submitted", str(device.device_id), envelope.model_dump_json().encode())])
+    await publish_events(service.bootstrap, [event, submission(device, [5], submission_id=event.submission_id)])
+    marker = submission(device, [3])
+    await publish_events(service.bootstrap, [marker])
+    await eventually(lambda: _submission(service, marker.submission_id))  # processed after the duplicates
+    assert [r["end_at"] for r in await service.intervals(device.device_id)] == [device.onboarded_at + h * H for h in (1, 2, 3)]
+    assert len(await service.fetch("SELECT 1 FROM batches WHERE device_id = $1", device.device_id)) == 2
+
+
+async def test_a_bad_submission_is_recorded_and_does_not_hold_up_the_next(service):
+    device = await service.register()
+    future = submission(device, [1], submission_id=f"bad:{uuid.uuid4().hex}")
+    future = future.model_copy(update={"reads": [MeterRead(end=datetime.now(UTC) + timedelta(days=2), value_wh=5)]})
+    foreign = submission(device, [1], organization_id=new_id())
+    good = submission(device, [1])
+    poison = envelope_for(submission(device, [2]), "test").model_copy(update={"payload": {"submission_id": "x", "reads": []}})
+    await publish_events(service.bootstrap, [future, foreign])
+    await publish_envelopes(service.bootstrap, [("read.submitted", str(device.device_id), poison.model_dump_json().encode())])
+    await publish_events(service.bootstrap, [good])
+
+    assert (await eventually(lambda: _submission(service, good.submission_id)))["status"] == "accepted"
+    rejected = await _submission(service, future.submission_id)
+    assert rejected["status"] == "rejected" and "in the future" in rejected["reasons"]
+    assert "organization" in (await _submission(service, foreign.submission_id))["reasons"]
+    await wait_for_event(service.bootstrap, "read.submitted.dlq", lambda e: e.get("event_id") == str(poison.event_id))
+    assert [r["wh"] for r in await service.intervals(device.device_id)] == [500]
+
+
+async def test_a_submission_for_a_device_not_yet_known_waits_for_it(service):
+    device = new_device()
+    event = submission(device, [1])
+    await publish_events(service.bootstrap, [event])
+    await eventually(lambda: service.fetch("SELECT 1 FROM submissions WHERE submission_id = $1 AND status = 'waiting'", event.submission_id))
+    await publish_events(service.bootstrap, [device])
+    assert (await eventually(lambda: _submission(service, event.submission_id)))["status"] == "accepted"
+    assert [r["wh"] for r in await service.intervals(device.device_id)] == [500]

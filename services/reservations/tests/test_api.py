@@ -1,0 +1,120 @@
+"""Reserving devices over HTTP, against the real database and broker."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opendrec_contracts import DeviceRegistered
+from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started, wait_for_event
+from opendrec_reservations.app import build
+from opendrec_reservations.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PERMS = {"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"}
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+async def service(postgres_url, kafka_bootstrap):
+    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    async with started(runtime) as client:
+        yield runtime, client, issuer
+
+
+async def devices(runtime, kafka_bootstrap, n=2, org=500):
+    ids = [uuid.uuid4().int % 10**9 for _ in range(n)]
+    await publish_events(
+        kafka_bootstrap,
+        [
+            DeviceRegistered(
+                device_id=i, device_uuid=uuid.uuid4(), external_id=f"d{i}", organization_id=org, capacity_kw=100,
+                country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=T0 - timedelta(days=400),
+                onboarded_at=T0 - timedelta(days=10),
+            )
+            for i in ids
+        ],
+    )
+
+    async def known():
+        return await runtime.pool.fetchval("SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", ids) == n
+
+    await eventually(known)
+    return ids
+
+
+def payload(device_ids, **kw):
+    body = {
+        "name": "UAT-STAGE-231122-RES1",
+        "deviceIds": device_ids,
+        "targetCapacityInMegaWattHour": 20,
+        "reservationStartDate": T0.isoformat(),
+        "reservationEndDate": (T0 + timedelta(days=30)).isoformat(),
+        "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": True,
+        "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
+        "authorityToExceed": True,
+        "frequency": "hourly",
+    }
+    body.update(kw)
+    return body
+
+
+def buyer(issuer, org=700, **kw):
+    return issuer.headers(organization_id=org, organization_type="Buyer", role="Buyer", permissions=PERMS, **kw)
+
+
+async def test_buyer_reserves_devices_and_the_event_is_published(service, kafka_bootstrap):
+    runtime, client, issuer = service
+    ids = await devices(runtime, kafka_bootstrap)
+    r = await client.post("/api/device-group", json=payload(ids), headers=buyer(issuer))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["deviceIds"] == ids and body["organizationId"] == 700 and body["targetCapacityInMegaWattHour"] == 20
+    event, headers = await wait_for_event(kafka_bootstrap, "reservation.created", lambda e: e["payload"]["reservation_uid"] == body["devicegroup_uid"])
+    assert event["payload"]["device_ids"] == ids and event["payload"]["target_capacity_wh"] == 20_000_000
+    assert event["payload"]["reservation_id"] == body["id"]
+    mine = (await client.get("/api/device-group/my", headers=buyer(issuer))).json()
+    assert body["id"] in [g["id"] for g in mine["deviceGroups"]]
+    assert (await client.get(f"/api/device-group/{body['id']}", headers=buyer(issuer, org=701))).status_code == 404
+
+
+async def test_a_device_cannot_be_reserved_twice_in_overlapping_windows(service, kafka_bootstrap):
+    runtime, client, issuer = service
+    ids = await devices(runtime, kafka_bootstrap)
+    assert (await client.post("/api/device-group", json=payload(ids[:1]), headers=buyer(issuer))).status_code == 201
+    strict = payload(ids, continueWithReservationIfOneOrMoreDevicesUnavailableForReservation=False)
+    refused = await client.post("/api/device-group", json=strict, headers=buyer(issuer, org=702))
+    assert refused.status_code == 400
+    assert refused.json()["details"] == [{"deviceId": ids[0], "reason": "already reserved in an overlapping window"}]
+    lenient = await client.post("/api/device-group", json=payload(ids), headers=buyer(issuer, org=702))
+    assert lenient.status_code == 201 and lenient.json()["deviceIds"] == [ids[1]]
+    later = payload(ids[:1], reservationStartDate=(T0 + timedelta(days=30)).isoformat(), reservationEndDate=(T0 + timedelta(days=60)).isoformat())
+    assert (await client.post("/api/device-group", json=later, headers=buyer(issuer))).status_code == 201
+
+
+async def test_invalid_payloads_are_refused_with_every_field_named(service):
+    _, client, issuer = service
+    r = await client.post("/api/device-group", json={"name": "", "deviceIds": [], "frequency": "yearly"}, headers=buyer(issuer))
+    assert r.status_code == 400
+    fields = {d["field"] for d in r.json()["details"]}
+    assert {"name", "deviceIds", "frequency", "reservationStartDate", "reservationEndDate"} <= fields
+    backwards = payload([1], reservationStartDate=T0.isoformat(), reservationEndDate=(T0 - timedelta(days=1)).isoformat())
+    r = await client.post("/api/device-group", json=backwards, headers=buyer(issuer))
+    assert r.status_code == 400 and "reservationEndDate must be after" in r.text
+    unknown = await client.post("/api/device-group", json=payload([123456789012]), headers=buyer(issuer))
+    assert unknown.status_code == 400 and unknown.json()["details"][0]["reason"] == "unknown device"
+
+
+async def test_only_buyers_with_permission_reserve(service, kafka_bootstrap):
+    runtime, client, issuer = service
+    ids = await devices(runtime, kafka_bootstrap, n=1)
+    developer = issuer.headers(organization_id=500, organization_type="Developer", permissions=PERMS)
+    assert (await client.post("/api/device-group", json=payload(ids), headers=developer)).status_code == 403
+    no_perm = issuer.headers(organization_id=700, organization_type="Buyer", role="Buyer")
+    assert (await client.post("/api/device-group", json=payload(ids), headers=no_perm)).status_code == 403
+    assert (await client.post("/api/device-group", json=payload(ids))).status_code == 401
+    other_org = payload(ids, organizationId=999)
+    assert (await client.post("/api/device-group", json=other_org, headers=buyer(issuer))).status_code == 403

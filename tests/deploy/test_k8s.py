@@ -1,0 +1,190 @@
+"""Kubernetes manifests under deploy/k8s, checked without a cluster.
+
+Each resource is validated (strictly: unknown fields are errors) against the Kubernetes
+JSON schemas shipped in the kubernetes-validate package.
+"""
+
+import copy
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+PLATFORM_PORTS = {
+    "gateway": 8000,
+    "identity": 8101,
+    "devices": 8102,
+    "readings": 8103,
+    "reservations": 8104,
+    "certificates": 8105,
+    "charger-gateway": 8106,
+}
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.fixture(scope="module")
+def resources() -> list[dict]:
+    docs = []
+    for path in manifest_files():
+        docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
+
+
+def by_kind(resources, kind) -> dict[str, dict]:
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+def test_kustomization_applies_every_manifest():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in manifest_files())
+
+
+def test_every_resource_matches_the_kubernetes_schema(resources):
+    problems = []
+    for resource in resources:
+        try:
+            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(map(str, e.path))
+            problems.append(f"{resource['kind']}/{resource['metadata']['name']}: {path}: {e.message}")
+    assert problems == []
+
+
+def test_the_schema_check_rejects_a_misspelled_field(resources):
+    deployment = copy.deepcopy(by_kind(resources, "Deployment")["gateway"])
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbes"] = container.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def container_of(deployment: dict) -> dict:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_each_service_has_a_deployment_and_a_service(resources):
+    deployments, services = by_kind(resources, "Deployment"), by_kind(resources, "Service")
+    assert set(deployments) == set(PLATFORM_PORTS)
+    assert set(services) == set(PLATFORM_PORTS)
+
+
+def test_deployments_probe_readyz_and_healthz_on_the_served_port(resources):
+    for name, port in PLATFORM_PORTS.items():
+        container = container_of(by_kind(resources, "Deployment")[name])
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["http"] == port, name
+        assert env_of(container)["HTTP_PORT"]["value"] == str(port), name
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            get = container[probe]["httpGet"]
+            assert get["path"] == path, f"{name} {probe}"
+            assert get["port"] in ("http", port), f"{name} {probe}"
+
+
+def test_deployments_set_requests_and_limits(resources):
+    for name in PLATFORM_PORTS:
+        resources_ = container_of(by_kind(resources, "Deployment")[name])["resources"]
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources_[bound]), f"{name} {bound}"
+
+
+def test_services_route_to_their_pods(resources):
+    for name, port in PLATFORM_PORTS.items():
+        deployment, service = by_kind(resources, "Deployment")[name], by_kind(resources, "Service")[name]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), name
+        assert service["spec"]["selector"].items() <= pod_labels.items(), name
+        (service_port,) = service["spec"]["ports"]
+        assert service_port["port"] == port and service_port["targetPort"] in ("http", port), name
+
+
+def test_shared_settings_come_from_the_config_map_and_point_at_the_services(resources):
+    (config,) = by_kind(resources, "ConfigMap").values()
+    data = config["data"]
+    assert data["ENVIRONMENT"] == "production"
+    for key in ("KAFKA_BOOTSTRAP_SERVERS", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        assert data.get(key), key
+    urls = {
+        "IDENTITY_URL": "identity",
+        "DEVICES_URL": "devices",
+        "READINGS_URL": "readings",
+        "RESERVATIONS_URL": "reservations",
+        "CERTIFICATES_URL": "certificates",
+        "CHARGER_GATEWAY_URL": "charger-gateway",
+    }
+    for key, service in urls.items():
+        assert data[key] == f"http://{service}:{PLATFORM_PORTS[service]}", key
+    for name in PLATFORM_PORTS:
+        container = container_of(by_kind(resources, "Deployment")[name])
+        refs = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+        assert refs == [config["metadata"]["name"]], name
+
+
+def secret_refs(resources) -> set[tuple[str, str]]:
+    """(secret name, key) pairs the Deployments read, from env and from volumes."""
+    refs = set()
+    for deployment in by_kind(resources, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        for env in env_of(pod["containers"][0]).values():
+            if ref := env.get("valueFrom", {}).get("secretKeyRef"):
+                refs.add((ref["name"], ref["key"]))
+        for volume in pod.get("volumes", []):
+            if secret := volume.get("secret"):
+                refs |= {(secret["secretName"], item["key"]) for item in secret["items"]}
+    return refs
+
+
+def test_secrets_are_referenced_never_committed(resources):
+    assert by_kind(resources, "Secret") == {}, "secret values must not live in the repository"
+    for name in PLATFORM_PORTS:
+        env = env_of(container_of(by_kind(resources, "Deployment")[name]))
+        assert "secretKeyRef" in env["DATABASE_URL"]["valueFrom"], name
+    identity = env_of(container_of(by_kind(resources, "Deployment")["identity"]))
+    for key in ("ADMIN_PASSWORD", "ADMIN_EMAIL", "SMTP_URL"):
+        assert "secretKeyRef" in identity[key]["valueFrom"], key
+    assert (
+        "secretKeyRef"
+        in env_of(container_of(by_kind(resources, "Deployment")["charger-gateway"]))["KAZAM_TOKEN"][
+            "valueFrom"
+        ]
+    )
+
+
+def test_the_readme_creates_every_secret_key_the_deployments_read(resources):
+    readme = (REPO / "deploy" / "README.md").read_text()
+    created = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", readme))
+    missing = {key for _, key in secret_refs(resources)} - created
+    assert not missing, f"deploy/README.md does not create secret keys {sorted(missing)}"
+
+
+def test_identity_reads_its_signing_key_from_the_mounted_secret(resources):
+    deployment = by_kind(resources, "Deployment")["identity"]
+    container = container_of(deployment)
+    key_file = Path(env_of(container)["JWT_PRIVATE_KEY_FILE"]["value"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    (volume,) = [name for name, path in mounts.items() if Path(path) == key_file.parent]
+    assert key_file.name in {item["path"] for item in volumes[volume]["secret"]["items"]}
+
+
+def test_pods_run_as_the_image_user_without_privileges(resources):
+    dockerfile_user = re.findall(r"^USER\s+(\d+)", (REPO / "Dockerfile").read_text(), re.M)[-1]
+    for name in PLATFORM_PORTS:
+        pod = by_kind(resources, "Deployment")[name]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert str(pod["securityContext"]["runAsUser"]) == dockerfile_user, name
+        container = pod["containers"][0]["securityContext"]
+        assert container["allowPrivilegeEscalation"] is False, name
+        assert container["readOnlyRootFilesystem"] is True, name

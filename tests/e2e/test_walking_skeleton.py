@@ -1,0 +1,205 @@
+"""The walking skeleton: every step through the gateway over real HTTP, broker and Postgres,
+with every service running as its own process (the same launcher as `make run`)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opendrec_kit.testing import eventually, wait_for_event
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def register_and_login(http: httpx.AsyncClient, org_type: str) -> tuple[str, dict]:
+    tag = uuid.uuid4().hex[:10]
+    body = {
+        "firstName": "energy",
+        "lastName": "dev",
+        "email": f"UAT_{org_type.upper()}_{tag}@example.org",
+        "organizationType": org_type,
+        "password": "MNO133",
+        "confirmPassword": "MNO133",
+        "orgName": f"Org {tag}",
+        "orgAddress": "Hyderabad",
+        "secretKey": "MNLA70",
+    }
+    r = await http.post("/api/user/registerWithOrganization", json=body)
+    assert r.status_code == 201, r.text
+    r = await http.post("/api/auth/login", json={"username": body["email"], "password": "MNO133"})
+    assert r.status_code == 200, r.text
+    token = r.json()["accessToken"]
+    return token, body
+
+
+def device_payload(external_id: str) -> dict:
+    # The Postman collection's "Register Device" payload.
+    return {
+        "externalId": external_id,
+        "projectName": f"{external_id}_energy1",
+        "address": "donno",
+        "latitude": "45.67",
+        "longitude": "78.990",
+        "countryCode": "IND",
+        "fuelCode": "ES430",
+        "deviceTypeCode": "TC120",
+        "capacity": 2000,
+        "commissioningDate": "2021-01-02T11:35:27.740Z",
+        "gridInterconnection": True,
+        "offTaker": "Residential",
+        "impactStory": "DemoimpactStory",
+        "data": "",
+        "images": ["string"],
+        "deviceDescription": "Rooftop Solar",
+        "energyStorage": True,
+        "energyStorageCapacity": 90,
+        "qualityLabels": "qualityLabels",
+        "SDGBenefits": 0,
+        "version": "1.0",
+    }
+
+
+async def post_read(http, auth, external_id, end: datetime, value: int, expect=201):
+    body = {"type": "Delta", "unit": "Wh", "reads": [{"starttimestamp": " ", "endtimestamp": iso(end), "value": value}]}
+
+    async def accepted():
+        r = await http.post(f"/api/meter-reads/new/{external_id}", json=body, headers=auth)
+        if r.status_code == 404:  # the readings service learns of the device from device.registered: wait for it
+            return None
+        return r
+
+    r = await eventually(accepted)
+    assert r.status_code == expect, r.text
+    return r
+
+
+async def add_kazam_transaction(platform, charger_id: str, start: datetime, end: datetime, usage_wh: float) -> str:
+    """A finished charging session at the Kazam simulator (its control API); returns the txn id."""
+    async with httpx.AsyncClient(base_url=platform.kazam_url, headers={"Authorization": f"Bearer {platform.kazam_token}"}) as kazam:
+        r = await kazam.post(
+            "/simulator/transactions",
+            json={"device_id": charger_id, "start_time": int(start.timestamp()), "end_time": int(end.timestamp()), "total_usage": usage_wh},
+        )
+        assert r.status_code == 201, r.text
+        return r.json()["txn_id"]
+
+
+def spans_of(traces_dir: Path, trace_id: str) -> dict[str, set[str]]:
+    """service -> span names of one trace, from the JSON-lines span files every process writes."""
+    found: dict[str, set[str]] = {}
+    for path in traces_dir.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            span = json.loads(line)
+            if span["context"]["trace_id"] == f"0x{trace_id}":
+                found.setdefault(span["resource"]["attributes"]["service.name"], set()).add(span["name"])
+    return found
+
+
+async def test_walking_skeleton(platform):
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as http:
+        health = await http.get("/healthz")
+        assert health.status_code == 200 and all(v["status"] == "ready" for v in health.json()["services"].values()), health.text
+
+        # 1. A developer registers with an organization and logs in.
+        dev_token, _ = await register_and_login(http, "Developer")
+        dev = {"Authorization": f"Bearer {dev_token}"}
+
+        # 2. The developer registers a device -> device.registered on Kafka. Our traceparent starts the trace.
+        external_id = f"UAT_STAGE_{uuid.uuid4().hex[:8]}"
+        trace_id = uuid.uuid4().hex
+        r = await http.post(
+            "/api/device", json=device_payload(external_id), headers={**dev, "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}
+        )
+        assert r.status_code == 201, r.text
+        device = r.json()
+        registered, _ = await wait_for_event(platform.kafka_bootstrap, "device.registered", lambda e: e["payload"]["external_id"] == external_id)
+        assert registered["payload"]["device_id"] == device["id"] and registered["payload"]["country_code"] == "IND"
+
+        # 3. A Delta read -> read.ingested.
+        # (Small values: a Delta read counts from the device's onboarding a moment ago, and the
+        # plausibility rule bounds what 2 MW can make in milliseconds.)
+        await post_read(http, dev, external_id, datetime.now(UTC), 1)
+        ingested, _ = await wait_for_event(platform.kafka_bootstrap, "read.ingested", lambda e: e["payload"]["external_id"] == external_id)
+        assert [r["value_wh"] for r in ingested["payload"]["reads"]] == [1]
+
+        # 4. A buyer registers, logs in and reserves the device, hourly.
+        buyer_token, _ = await register_and_login(http, "Buyer")
+        buyer = {"Authorization": f"Bearer {buyer_token}"}
+        reservation = {
+            "name": f"UAT-RES-{uuid.uuid4().hex[:6]}",
+            "deviceIds": [device["id"]],
+            "targetCapacityInMegaWattHour": 20,
+            "reservationStartDate": iso(datetime.now(UTC) - timedelta(hours=1)),
+            "reservationEndDate": iso(datetime.now(UTC) + timedelta(days=1)),
+            "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": False,
+            "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
+            "authorityToExceed": True,
+            "frequency": "hourly",
+        }
+
+        async def reserved():
+            r = await http.post("/api/device-group", json=reservation, headers=buyer)
+            return r if r.status_code != 400 or "unknown device" not in r.text else None
+
+        r = await eventually(reserved)
+        assert r.status_code == 201, r.text
+        group_id = r.json()["id"]
+
+        # 5. Reads inside the window lead to certificates within seconds.
+        second_end = datetime.now(UTC)
+        await post_read(http, dev, external_id, second_end, 2)
+
+        async def certified():
+            r = await http.get("/api/certificate-log/by-reservation-groupId", params={"groupId": group_id}, headers=buyer)
+            return r.json() if r.status_code == 200 and r.json()["totalEnergyWh"] == 3 else None
+
+        log = await eventually(certified)
+        assert all(c["deviceId"] == device["id"] for c in log["certificates"])
+
+        # 6. The charger gateway turns a finished Kazam transaction into a read of the linked device.
+        charger_id = uuid.uuid4().hex[:6]
+
+        async def linked():
+            r = await http.post("/api/charger", json={"chargerId": charger_id, "externalId": external_id}, headers=dev)
+            return r if r.status_code != 404 else None
+
+        assert (await eventually(linked)).status_code == 201
+        # A charging session after the last read (Delta reads move forward in time). Kazam counts whole
+        # seconds and a read may not end in the future: wait for the clock to pass the session's end.
+        start = datetime.fromtimestamp(int(second_end.timestamp()) + 1, UTC)
+        end = start + timedelta(seconds=1)
+        await eventually(_sync(lambda: datetime.now(UTC) > end), timeout=5, interval=0.02)
+        txn = await add_kazam_transaction(platform, charger_id, start, end, usage_wh=40)
+
+        async def charger_read():
+            r = await http.get(f"/api/meter-reads/new/{external_id}", headers=dev)
+            assert r.status_code == 200, r.text
+            return [x for x in r.json()["ongoing"] if x["value"] == 40] or None
+
+        [read] = await eventually(charger_read, timeout=30)
+        submitted, _ = await wait_for_event(platform.kafka_bootstrap, "read.submitted", lambda e: e["payload"]["submission_id"] == f"kazam:{txn}")
+        assert submitted["payload"]["external_id"] == external_id
+
+        # The trace begun at the gateway continued into devices and, over Kafka, into its consumers.
+        def traced():
+            found = spans_of(platform.traces_dir, trace_id)
+            return found if {"gateway", "devices", "readings"} <= set(found) else None
+
+        found = await eventually(_sync(traced), timeout=10)
+        assert "device.registered process" in found["readings"]
+
+
+def _sync(fn):
+    async def check():
+        return fn()
+
+    return check
