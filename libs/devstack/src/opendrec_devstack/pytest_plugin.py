@@ -135,6 +135,23 @@ def _interrupt(proc: subprocess.Popen, timeout: float = PLATFORM_STOP_TIMEOUT_S)
     return proc.returncode
 
 
+def _readiness_report(info: dict | None) -> str:
+    """Each service's /readyz answer, to say which one held the platform back."""
+    import urllib.error
+    import urllib.request
+
+    lines = []
+    for name, url in ((info or {}).get("service_urls") or {}).items():
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                lines.append(f"  {name}: {resp.status}")
+        except urllib.error.HTTPError as exc:
+            lines.append(f"  {name}: {exc.code} {exc.read()[:300]!r}")
+        except Exception as exc:  # a diagnosis must not hide the original failure
+            lines.append(f"  {name}: {exc!r}")
+    return "\n".join(lines) or "  (no service URLs known yet)"
+
+
 def start_platform(state_dir: str | os.PathLike, *, database_url: str, kafka_bootstrap: str,
                    database_name_prefix: str | None = None, services_file: str | os.PathLike | None = None,
                    environment: str = "test", extra_env: dict[str, str] | None = None,
@@ -169,9 +186,10 @@ def start_platform(state_dir: str | os.PathLike, *, database_url: str, kafka_boo
                 break
         if proc.poll() is not None or time.monotonic() > deadline:
             why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready after {timeout}s"
+            report = _readiness_report(info)
             _interrupt(proc)
             tail = (state_dir / "run.log").read_text(errors="replace")[-5000:]
-            raise RuntimeError(f"platform {why}; log tail:\n{tail}")
+            raise RuntimeError(f"platform {why}; readiness:\n{report}\nlog tail:\n{tail}")
         time.sleep(0.1)
     return Platform(
         gateway_url=info["gateway_url"],

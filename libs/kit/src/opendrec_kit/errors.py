@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -76,3 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return _respond(request, 500, "Internal error; it has been logged with this requestId")
+
+
+def field_rule(check: Callable[..., Any], *args: Any) -> Any:
+    """Run a domain rule inside a pydantic validator: its ValueError becomes that field's
+    error with the rule's message as is (and so a 400 naming the field)."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise PydanticCustomError("invalid", "{reason}", {"reason": str(exc)}) from None

@@ -135,11 +135,13 @@ def subscribe(
     *,
     group: str | None = None,
 ) -> dict[str, int]:
-    """Register `handler` for `topic` in consumer group `group` (default: the service name).
+    """Register `handler` for `topic` in consumer group `group` (default: `<service>.<topic>`).
+
+    One group per topic: a rebalance of one subscription never pauses another.
 
     Returns live counters (handled, duplicates, dead_lettered) for progress and tests.
     """
-    group = group or settings.service_name
+    group = group or f"{settings.service_name}.{topic}"
     stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0}
 
     @broker.subscriber(

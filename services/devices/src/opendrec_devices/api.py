@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query
 from opendrec_kit import ApiError, Pool, Principal, Runtime, outbox, permission
+from opendrec_kit.errors import field_rule
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -19,14 +19,6 @@ DEFAULT_PAGE_SIZE = 20  # D-REC's page size for /api/device/my
 MAX_PAGE_SIZE = 100
 
 router = APIRouter(prefix="/api", tags=["devices"])
-
-
-def _rule(check: Callable[..., Any], *args: Any) -> Any:
-    """Run a domain check; its ValueError becomes a field error carrying the domain's message as is."""
-    try:
-        return check(*args)
-    except ValueError as exc:
-        raise PydanticCustomError("invalid", "{reason}", {"reason": str(exc)}) from None
 
 
 class DeviceRegistration(BaseModel):
@@ -67,27 +59,27 @@ class DeviceRegistration(BaseModel):
     @field_validator("externalId")
     @classmethod
     def _external_id(cls, v: str) -> str:
-        return _rule(domain.check_external_id, v)
+        return field_rule(domain.check_external_id, v)
 
     @field_validator("latitude", "longitude", mode="before")
     @classmethod
     def _coordinate(cls, v: Any, info: ValidationInfo) -> float:
-        return _rule(domain.parse_coordinate, v, info.field_name)
+        return field_rule(domain.parse_coordinate, v, info.field_name)
 
     @field_validator("countryCode")
     @classmethod
     def _country(cls, v: str) -> str:
-        return _rule(domain.normalize_country, v)
+        return field_rule(domain.normalize_country, v)
 
     @field_validator("fuelCode")
     @classmethod
     def _fuel(cls, v: str) -> str:
-        return _rule(domain.check_fuel_code, v)
+        return field_rule(domain.check_fuel_code, v)
 
     @field_validator("deviceTypeCode")
     @classmethod
     def _device_type(cls, v: str) -> str:
-        return _rule(domain.check_device_type_code, v)
+        return field_rule(domain.check_device_type_code, v)
 
     @field_validator("capacity")
     @classmethod
@@ -99,24 +91,24 @@ class DeviceRegistration(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, v: str | None) -> str | None:
-        return _rule(domain.check_timezone, v) if v else None
+        return field_rule(domain.check_timezone, v) if v else None
 
     @field_validator("commissioningDate", mode="before")
     @classmethod
     def _commissioning(cls, v: Any, info: ValidationInfo) -> datetime:
-        return _rule(domain.parse_commissioning_date, v, info.data.get("timezone"), datetime.now(UTC))
+        return field_rule(domain.parse_commissioning_date, v, info.data.get("timezone"), datetime.now(UTC))
 
     @field_validator("offTaker")
     @classmethod
     def _off_taker(cls, v: str) -> str:
-        return _rule(domain.check_off_taker, v)
+        return field_rule(domain.check_off_taker, v)
 
     @field_validator("energyStorageCapacity")
     @classmethod
     def _storage(cls, v: float | None, info: ValidationInfo) -> float | None:
         if "energyStorage" not in info.data:  # energyStorage itself is invalid and already reported
             return v
-        return _rule(domain.check_energy_storage, info.data["energyStorage"], v)
+        return field_rule(domain.check_energy_storage, info.data["energyStorage"], v)
 
     @field_validator("SDGBenefits", mode="before")
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from opendrec_contracts import OrganizationRegistered, UserRegistered
 from opendrec_kit import ApiError, CurrentPrincipal, Pool, Runtime, outbox
+from opendrec_kit.errors import field_rule
 
 from . import domain, store
 from .passwords import Passwords
@@ -39,14 +39,6 @@ Hasher = Annotated[Passwords, Depends(_passwords)]
 Tokens = Annotated[TokenService, Depends(_tokens)]
 
 
-def _rule(check: Callable[..., Any], *args: Any) -> Any:
-    """Run a domain check; its message becomes the field's error, as is."""
-    try:
-        return check(*args)
-    except domain.Invalid as exc:
-        raise PydanticCustomError("invalid", str(exc)) from None
-
-
 # -- request and response bodies (D-REC field names) ------------------------------------
 
 
@@ -68,22 +60,22 @@ class RegisterWithOrganization(BaseModel):
     @field_validator("firstName", "lastName")
     @classmethod
     def _name(cls, value: str, info: ValidationInfo) -> str:
-        return _rule(domain.required_text, value, info.field_name, 100)
+        return field_rule(domain.required_text, value, info.field_name, 100)
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        return _rule(domain.normalize_email, value)
+        return field_rule(domain.normalize_email, value)
 
     @field_validator("organizationType")
     @classmethod
     def _organization_type(cls, value: str) -> str:
-        return _rule(domain.normalize_organization_type, value)
+        return field_rule(domain.normalize_organization_type, value)
 
     @field_validator("password")
     @classmethod
     def _password(cls, value: str) -> str:
-        return _rule(domain.check_password, value)
+        return field_rule(domain.check_password, value)
 
     @field_validator("confirmPassword")
     @classmethod
@@ -96,17 +88,17 @@ class RegisterWithOrganization(BaseModel):
     @field_validator("orgName")
     @classmethod
     def _org_name(cls, value: str) -> str:
-        return _rule(domain.required_text, value, "orgName", 200)
+        return field_rule(domain.required_text, value, "orgName", 200)
 
     @field_validator("orgAddress")
     @classmethod
     def _org_address(cls, value: str | None) -> str | None:
-        return _rule(domain.optional_text, value, "orgAddress", 500)
+        return field_rule(domain.optional_text, value, "orgAddress", 500)
 
     @field_validator("secretKey")
     @classmethod
     def _secret_key(cls, value: str) -> str:
-        return _rule(domain.check_secret_key, value)
+        return field_rule(domain.check_secret_key, value)
 
 
 class Login(BaseModel):

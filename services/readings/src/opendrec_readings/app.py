@@ -17,7 +17,6 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="OpenDREC readings", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     handlers = Handlers(settings)
-    # One consumer group per topic: a rebalance or a slow batch on one topic doesn't pause the other.
-    for topic, handler in ((DeviceRegistered.TYPE, handlers.on_device_registered), (ReadSubmitted.TYPE, handlers.on_read_submitted)):
-        runtime.subscribe(topic, handler, group=f"{settings.service_name}.{topic}")
+    runtime.subscribe(DeviceRegistered.TYPE, handlers.on_device_registered)
+    runtime.subscribe(ReadSubmitted.TYPE, handlers.on_read_submitted)
     return runtime
