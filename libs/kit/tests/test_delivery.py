@@ -141,3 +141,29 @@ async def test_trace_started_by_a_request_continues_in_the_consumer(service):
     assert row["trace_id"] == trace_id
     names = {s.name for s in SPANS.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id}
     assert {"POST /devices/{device_id}", "device.registered publish", "device.registered process"} <= names
+
+
+async def test_a_revoked_token_is_refused_within_moments(service, kafka_bootstrap):
+    from datetime import timedelta
+
+    from opendrec_contracts import AccessTokenRevoked
+    from opendrec_kit.testing import TokenIssuer
+
+    runtime, client = service
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    token = issuer.token(user_id=77)
+    verifier = runtime.app.state.token_verifier
+    assert (await verifier.verify(token)).user_id == 77
+    jti = __import__("jwt").decode(token, options={"verify_signature": False})["jti"]
+    await publish_events(
+        kafka_bootstrap,
+        [AccessTokenRevoked(token_id=jti, user_id=77, expires_at=datetime.now(UTC) + timedelta(minutes=15))],
+    )
+    await eventually(lambda: _async(verifier.is_revoked(jti)))
+    with pytest.raises(Exception, match="revoked"):
+        await verifier.verify(token)
+
+
+async def _async(value):
+    return value

@@ -1,11 +1,16 @@
 from .envelope import Envelope
 from .events import (
+    AccessTokenRevoked,
     CertificateIssued,
+    DeviceDeleted,
     DeviceRegistered,
+    DeviceUpdated,
     Event,
     MeterRead,
     OrganizationRegistered,
     ReadIngested,
+    ReadRejected,
+    ReadRejection,
     ReadSubmitted,
     ReservationCreated,
     UserRegistered,
@@ -14,6 +19,11 @@ from .registry import EVENTS, UnknownEvent, all_topics, dlq_topic, envelope_for,
 
 __all__ = [
     "EVENTS",
+    "AccessTokenRevoked",
+    "DeviceDeleted",
+    "DeviceUpdated",
+    "ReadRejected",
+    "ReadRejection",
     "CertificateIssued",
     "DeviceRegistered",
     "Envelope",

@@ -68,6 +68,35 @@ class DeviceRegistered(Event):
     yield_value: float | None = None  # kWh per kWp per year, for plausibility checks
 
 
+class DeviceUpdated(Event):
+    """The device after a change: the full current state, so a read model just replaces its row."""
+
+    TYPE = "device.updated"
+    KEY = "device_id"
+
+    device_id: int
+    device_uuid: uuid.UUID
+    external_id: str
+    organization_id: int
+    capacity_kw: float
+    country_code: str
+    fuel_code: str
+    device_type_code: str
+    commissioning_date: AwareDatetime
+    onboarded_at: AwareDatetime
+    timezone: str | None = None
+    yield_value: float | None = None
+
+
+class DeviceDeleted(Event):
+    TYPE = "device.deleted"
+    KEY = "device_id"
+
+    device_id: int
+    external_id: str
+    organization_id: int
+
+
 class MeterRead(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -105,6 +134,28 @@ class ReadIngested(Event):
     reads: list[MeterRead] = Field(min_length=1)
 
 
+class ReadRejection(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    index: int | None = None  # position in the submission's reads; None: the submission as a whole
+    reason: str
+
+
+class ReadRejected(Event):
+    """A read.submitted that the readings service refused, with every reason."""
+
+    TYPE = "read.rejected"
+    KEY = "device_id"
+
+    submission_id: str
+    device_id: int
+    external_id: str
+    organization_id: int
+    read_type: ReadType
+    source: str
+    reasons: list[ReadRejection] = Field(min_length=1)
+
+
 class ReservationCreated(Event):
     TYPE = "reservation.created"
     KEY = "reservation_id"
@@ -134,3 +185,14 @@ class CertificateIssued(Event):
     generation_start: datetime
     generation_end: datetime
     energy_wh: int = Field(gt=0)
+
+
+class AccessTokenRevoked(Event):
+    """An access token that must be refused from now on (logout, password change, removal)."""
+
+    TYPE = "token.revoked"
+    KEY = "user_id"
+
+    token_id: str  # the jti
+    user_id: int
+    expires_at: AwareDatetime  # after this the token is refused anyway: the revocation can be forgotten

@@ -11,11 +11,15 @@ from typing import Any
 
 from .envelope import Envelope
 from .events import (
+    AccessTokenRevoked,
     CertificateIssued,
+    DeviceDeleted,
     DeviceRegistered,
+    DeviceUpdated,
     Event,
     OrganizationRegistered,
     ReadIngested,
+    ReadRejected,
     ReadSubmitted,
     ReservationCreated,
     UserRegistered,
@@ -27,10 +31,14 @@ EVENTS: dict[str, type[Event]] = {
         OrganizationRegistered,
         UserRegistered,
         DeviceRegistered,
+        DeviceUpdated,
+        DeviceDeleted,
         ReadSubmitted,
         ReadIngested,
+        ReadRejected,
         ReservationCreated,
         CertificateIssued,
+        AccessTokenRevoked,
     )
 }
 

@@ -46,7 +46,18 @@ class TokenVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
-        self.revoked: set[str] = set()  # jti values revoked at logout (fed by identity events)
+        self._revoked: dict[str, float] = {}  # jti -> expiry (unix s), fed by token.revoked events
+
+    def revoke(self, token_id: str, expires_at: float) -> None:
+        """Refuse this token from now on; forgotten once it would have expired anyway."""
+        now = time.time()
+        if expires_at > now:
+            self._revoked[token_id] = expires_at
+        if len(self._revoked) > 10_000:
+            self._revoked = {k: v for k, v in self._revoked.items() if v > now}
+
+    def is_revoked(self, token_id: str) -> bool:
+        return token_id in self._revoked
 
     def add_key(self, jwk: dict[str, Any]) -> None:
         """Trust one more public key (identity uses this for its own keys; tests for theirs)."""
@@ -90,7 +101,7 @@ class TokenVerifier:
             raise ApiError(401, "Access token has expired; log in again") from exc
         except jwt.InvalidTokenError as exc:
             raise ApiError(401, f"Access token is invalid: {exc}") from exc
-        if claims["jti"] in self.revoked:
+        if self.is_revoked(claims["jti"]):
             raise ApiError(401, "Access token has been revoked; log in again")
         return Principal(
             user_id=int(claims["sub"]),

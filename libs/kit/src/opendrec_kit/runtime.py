@@ -27,7 +27,7 @@ from opendrec_contracts import all_topics
 from . import db
 from .auth import TokenVerifier
 from .errors import install_error_handlers
-from .messaging import Handler, ensure_topics, make_broker, subscribe
+from .messaging import Handler, ensure_topics, follow_revocations, make_broker, subscribe
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
@@ -75,6 +75,7 @@ class ServiceRuntime:
         self.started = False
         self.consumer_stats: dict[str, dict[str, int]] = {}
         self.app = self._create_app(title)
+        follow_revocations(self.broker, settings, self.app.state.token_verifier)
 
     # -- wiring ---------------------------------------------------------------
     def include_router(self, router: APIRouter) -> None:
