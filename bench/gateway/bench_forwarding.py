@@ -68,7 +68,9 @@ def serve_upstream(port: int, jwks_file: str) -> None:
     async def ready() -> dict:
         return {"status": "ready"}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
+    )
 
 
 # ---- helpers
@@ -116,8 +118,15 @@ def make_token() -> tuple[str, dict]:
     jwk.update(kid="bench", alg="EdDSA", use="sig")
     now = int(time.time())
     claims = {
-        "sub": "1", "org": "1", "role": "DeviceOwner", "permissions": {"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
-        "iat": now, "exp": now + 3600, "jti": "bench-token", "aud": "opendrec", "iss": "opendrec-identity",
+        "sub": "1",
+        "org": "1",
+        "role": "DeviceOwner",
+        "permissions": {"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
+        "iat": now,
+        "exp": now + 3600,
+        "jti": "bench-token",
+        "aud": "opendrec",
+        "iss": "opendrec-identity",
     }
     token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "bench"})
     return token, {"keys": [jwk]}
@@ -149,7 +158,8 @@ def run_wrk(url: str, connections: int, duration: float, headers: dict[str, str]
         "rps": requests / elapsed,
         "p50_ms": parse_wrk_latency(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
         "p99_ms": parse_wrk_latency(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
-        "errors": (int(errors.group(1)) if errors else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+        "errors": (int(errors.group(1)) if errors else 0)
+        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
     }
 
 
@@ -198,8 +208,8 @@ def run_python_load(url: str, connections: int, duration: float, headers: dict[s
 
 
 def start_proxy(spec: str, port: int, upstream_url: str, base_env: dict[str, str], workdir: Path) -> subprocess.Popen:
-    """spec: "gateway" with optional "+wN" (GATEWAY_WORKERS=N) and "+traces" (TRACES_FILE set),
-    or the name of a bare proxy in variants.py."""
+    """spec: "gateway" with optional "+wN" (GATEWAY_WORKERS=N), "+traces" (TRACES_FILE set) and
+    "+sampleN" (parent-based sampling of N% of new traces), or a bare proxy in variants.py."""
     name, *options = spec.split("+")
     env = {**base_env, "HTTP_PORT": str(port)}
     if name != "gateway":
@@ -209,6 +219,9 @@ def start_proxy(spec: str, port: int, upstream_url: str, base_env: dict[str, str
             env["TRACES_FILE"] = str(workdir / f"traces-{port}.jsonl")
         elif option.startswith("w") and option[1:].isdigit():
             env["GATEWAY_WORKERS"] = option[1:]
+        elif option.startswith("sample") and option[6:].isdigit():  # record N% of new traces
+            env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+            env["OTEL_TRACES_SAMPLER_ARG"] = str(int(option[6:]) / 100)
         else:
             raise SystemExit(f"unknown gateway option +{option}")
     return subprocess.Popen([sys.executable, "-m", "opendrec_gateway"], env=env, stdout=subprocess.DEVNULL)
@@ -217,14 +230,17 @@ def start_proxy(spec: str, port: int, upstream_url: str, base_env: dict[str, str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput phase (2 per target)")
-    parser.add_argument("--latency-duration", type=float, default=3.0, help="seconds per one-connection phase (2 per target)")
+    parser.add_argument(
+        "--latency-duration", type=float, default=3.0, help="seconds per one-connection phase (2 per target)"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
     parser.add_argument(
         "--proxies",
         default="gateway",
         help="comma-separated, measured in the same run, interleaved; the first is judged against the goal. "
-        "gateway[+wN][+traces] (N worker processes; TRACES_FILE on), or a bare proxy from variants.py: "
+        "gateway[+wN][+traces][+sampleN] (N worker processes; TRACES_FILE on; N%% of traces recorded), "
+        "or a bare proxy from variants.py: asgi-pool, "
         "asgi-aiohttp, aiohttp-web, fastapi-aiohttp, asgi-httpx",
     )
     parser.add_argument("--serve-upstream", nargs=2, metavar=("PORT", "JWKS_FILE"), help=argparse.SUPPRESS)
@@ -246,17 +262,34 @@ def main() -> int:
         "ENVIRONMENT": "test",
         "GATEWAY_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
-        **{name: upstream_url for name in (
-            "IDENTITY_URL", "DEVICES_URL", "READINGS_URL", "RESERVATIONS_URL", "CERTIFICATES_URL", "CHARGER_GATEWAY_URL")},
+        **{
+            name: upstream_url
+            for name in (
+                "IDENTITY_URL",
+                "DEVICES_URL",
+                "READINGS_URL",
+                "RESERVATIONS_URL",
+                "CERTIFICATES_URL",
+                "CHARGER_GATEWAY_URL",
+            )
+        },
     }
-    for name in ("TRACES_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT", "ACCESS_LOG", "OTEL_TRACES_SAMPLER"):
+    for name in (
+        "TRACES_FILE",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "ACCESS_LOG",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+    ):
         base_env.pop(name, None)
 
     auth = {"Authorization": f"Bearer {token}"}
     procs: dict[str, subprocess.Popen] = {}
     targets: dict[str, tuple[str, dict[str, str]]] = {"direct": (upstream_url + ENDPOINT, {})}
     try:
-        procs["direct"] = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port), str(jwks_file)], env=base_env)
+        procs["direct"] = subprocess.Popen(
+            [sys.executable, __file__, "--serve-upstream", str(up_port), str(jwks_file)], env=base_env
+        )
         wait_http(upstream_url + "/readyz")
         for spec in proxies:
             port = free_port()
@@ -280,11 +313,16 @@ def main() -> int:
                 result = load(url, connections, duration, headers)
                 n = max(result["requests"], 1)
                 result["cpu_upstream_us"] = (cpu_seconds(procs["direct"].pid) - cpu_before["direct"]) * 1e6 / n
-                result["cpu_proxy_us"] = (cpu_seconds(procs[name].pid) - cpu_before[name]) * 1e6 / n if name != "direct" else 0.0
+                result["cpu_proxy_us"] = (
+                    (cpu_seconds(procs[name].pid) - cpu_before[name]) * 1e6 / n if name != "direct" else 0.0
+                )
                 results[name].append(result)
             return results
 
-        print(f"load generator: {args.load}; cpus: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.2f}")
+        load_before = os.getloadavg()[0]
+        print(f"load generator: {args.load}; cpus: {os.cpu_count()}; load average before: {load_before:.2f}")
+        if load_before > 1.0:
+            print("note: other work is running on this machine; the proxied path needs both cores, so it suffers most")
         throughput = phases(args.connections, args.duration)
         latency = phases(1, args.latency_duration)
     finally:
@@ -305,25 +343,34 @@ def main() -> int:
 
     width = max(len(t) for t in targets)
     print(f"\nthroughput, {args.connections} connections, 2 x {args.duration:g} s per target:")
-    print(f"  {'':{width}} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}  CPU us/req: upstream + proxy   rounds")
+    print(
+        f"  {'':{width}} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}  CPU us/req: upstream + proxy   rounds"
+    )
     for name, runs in throughput.items():
         ratio = rps(runs) / rps(throughput["direct"])
         rounds = " / ".join(f"{r['rps']:.0f}" for r in runs)
-        print(f"  {name:{width}} {rps(runs):8.0f} {ratio:6.0%} {mean(runs, 'p50_ms'):7.2f} {mean(runs, 'p99_ms'):7.2f}"
-              f"  {mean(runs, 'cpu_upstream_us'):6.0f} + {mean(runs, 'cpu_proxy_us'):5.0f}   {rounds}")
+        print(
+            f"  {name:{width}} {rps(runs):8.0f} {ratio:6.0%} {mean(runs, 'p50_ms'):7.2f} {mean(runs, 'p99_ms'):7.2f}"
+            f"  {mean(runs, 'cpu_upstream_us'):6.0f} + {mean(runs, 'cpu_proxy_us'):5.0f}   {rounds}"
+        )
     print(f"\nlatency, 1 connection, 2 x {args.latency_duration:g} s per target:")
     print(f"  {'':{width}} {'req/s':>8} {'p50 ms':>7} {'added':>7} {'p99 ms':>7}")
     for name, runs in latency.items():
         added = mean(runs, "p50_ms") - mean(latency["direct"], "p50_ms")
         print(f"  {name:{width}} {rps(runs):8.0f} {mean(runs, 'p50_ms'):7.3f} {added:7.3f} {mean(runs, 'p99_ms'):7.3f}")
 
+    load_after = os.getloadavg()[0]
+    print(f"\nload average after: {load_after:.2f} (this run alone adds about 2)")
+
     judged = proxies[0]
     ratio = rps(throughput[judged]) / rps(throughput["direct"])
     added = mean(latency[judged], "p50_ms") - mean(latency["direct"], "p50_ms")
     errors = sum(r["errors"] for runs in (*throughput.values(), *latency.values()) for r in runs)
     ok_ratio, ok_added = ratio >= GOAL_RATIO, added <= GOAL_ADDED_MS
-    print(f"\n{judged}: throughput {ratio:.0%} of direct (goal >= {GOAL_RATIO:.0%}) {'PASS' if ok_ratio else 'FAIL'}; "
-          f"median latency added {added:.3f} ms (goal <= {GOAL_ADDED_MS:g} ms) {'PASS' if ok_added else 'FAIL'}")
+    print(
+        f"\n{judged}: throughput {ratio:.0%} of direct (goal >= {GOAL_RATIO:.0%}) {'PASS' if ok_ratio else 'FAIL'}; "
+        f"median latency added {added:.3f} ms (goal <= {GOAL_ADDED_MS:g} ms) {'PASS' if ok_added else 'FAIL'}"
+    )
     if errors:
         print(f"errors: {errors} non-2xx or socket errors  FAIL")
     passed = ok_ratio and ok_added and not errors

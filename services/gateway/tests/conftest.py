@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httptools
 import jwt
 import pytest
 from aiohttp import web
@@ -53,8 +54,15 @@ class Keys:
     def token(self, alg: str = "EdDSA", kid: str | None = None, key: Any = None, **claims: Any) -> str:
         now = int(time.time())
         body = {
-            "sub": "42", "org": "7", "role": "DeviceOwner", "permissions": {"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
-            "iat": now, "exp": now + 600, "jti": os.urandom(8).hex(), "aud": "opendrec", "iss": "opendrec-identity",
+            "sub": "42",
+            "org": "7",
+            "role": "DeviceOwner",
+            "permissions": {"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
+            "iat": now,
+            "exp": now + 600,
+            "jti": os.urandom(8).hex(),
+            "aud": "opendrec",
+            "iss": "opendrec-identity",
         }
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
@@ -84,14 +92,13 @@ class Upstream:
     url: str = ""
     ready: bool = True
     requests: list[dict] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends the /hang handlers
 
     def last(self, path: str) -> dict:
         return next(r for r in reversed(self.requests) if r["path"] == path)
 
 
 def upstream_app(up: Upstream, jwks: dict) -> web.Application:
-    hang = asyncio.Event()  # never set: a service that does not answer
-
     async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ready" if up.ready else "starting"}, status=200 if up.ready else 503)
 
@@ -107,6 +114,7 @@ def upstream_app(up: Upstream, jwks: dict) -> web.Application:
             "headers": list(request.headers.items()),
             "body_sha256": hashlib.sha256(body).hexdigest(),
             "body_len": len(body),
+            "peer": request.transport.get_extra_info("peername") if request.transport else None,
         }
         up.requests.append(record)
         tail = request.path.rsplit("/", 1)[-1]
@@ -125,14 +133,18 @@ def upstream_app(up: Upstream, jwks: dict) -> web.Application:
                 await resp.write(BIG[i : i + 256 * 1024])
             await resp.write_eof()
             return resp
+        if tail == "medium":  # sized, above the pool's read-pause mark, below the gateway's buffer limit
+            return web.Response(body=BIG[: 1000 * 1024], content_type="application/octet-stream")
         if tail == "gzipped":
             payload = gzip.compress(json.dumps({"compressed": True}).encode())
             return web.Response(body=payload, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
-        if tail == "hang":
-            await hang.wait()
+        if tail == "hang":  # a service that does not answer (until teardown)
+            await up.release.wait()
         if tail == "created":
             return web.json_response({"id": 1}, status=201, headers={"Location": "/api/device/1"})
-        return web.json_response({"service": up.name, **{k: record[k] for k in ("method", "path", "body_sha256", "body_len")}})
+        return web.json_response(
+            {"service": up.name, **{k: record[k] for k in ("method", "path", "body_sha256", "body_len")}}
+        )
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/readyz", readyz)
@@ -157,6 +169,8 @@ async def upstreams(keys: Keys) -> AsyncIterator[dict[str, Upstream]]:
         ups[name] = up
         runners.append(runner)
     yield ups
+    for up in ups.values():
+        up.release.set()
     for runner in runners:
         await runner.cleanup()
 
@@ -199,8 +213,10 @@ async def start_gateway(tmp: Path, urls: dict[str, str], name: str) -> Gateway:
         **{f"{svc.upper().replace('-', '_')}_URL": url for svc, url in urls.items()},
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - kept open for the process's life
-    process = subprocess.Popen([sys.executable, "-m", "opendrec_gateway"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp / f"{name}.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opendrec_gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     gw = Gateway(f"http://127.0.0.1:{port}", traces, process)
     end = time.monotonic() + 30
     async with aiohttp.ClientSession() as session:
@@ -233,12 +249,67 @@ async def gateway(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempP
     stop(gw)
 
 
+class RawService(asyncio.Protocol):
+    """A service that misbehaves on purpose, written at the socket level (httptools parses
+    the requests). What it answers depends on the last path segment:
+      stale        on a connection that already served a request: close without answering
+      until-close  an answer with neither Content-Length nor chunking, ended by closing
+      early-hints  a 103 informational answer, then the real one
+      garbage      bytes that are not HTTP
+      anything else: 200 "ok", kept alive
+    """
+
+    connections = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        RawService.connections += 1
+        self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
+        self.served = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_url(self, url: bytes) -> None:
+        self.url = url
+
+    def on_message_complete(self) -> None:
+        tail = self.url.split(b"?")[0].rsplit(b"/", 1)[-1]
+        write = self.transport.write
+        if tail == b"stale" and self.served:
+            self.transport.close()
+            return
+        self.served += 1
+        if tail == b"until-close":
+            write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" + b"x" * 100_000)
+            self.transport.close()
+        elif tail == b"early-hints":
+            write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+            write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+        elif tail == b"garbage":
+            write(b"this is not HTTP\r\n\r\n")
+        else:
+            write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+
+
 @pytest.fixture(scope="session")
-async def gateway_readings_down(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
-    """A gateway whose readings service is down (nothing listens on its port)."""
+async def raw_service() -> AsyncIterator[str]:
+    port = free_port()
+    server = await asyncio.get_running_loop().create_server(RawService, "127.0.0.1", port)
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+
+
+@pytest.fixture(scope="session")
+async def gateway_odd(
+    upstreams: dict[str, Upstream], raw_service: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    """A gateway whose readings service is down (nothing listens on its port) and whose
+    charger-gateway is the misbehaving RawService."""
     urls = {n: u.url for n, u in upstreams.items()}
     urls["readings"] = f"http://127.0.0.1:{free_port()}"
-    gw = await start_gateway(tmp_path_factory.mktemp("gw-down"), urls, "readings-down")
+    urls["charger-gateway"] = raw_service
+    gw = await start_gateway(tmp_path_factory.mktemp("gw-odd"), urls, "odd")
     yield gw
     stop(gw)
 
@@ -246,5 +317,6 @@ async def gateway_readings_down(upstreams: dict[str, Upstream], tmp_path_factory
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     # auto_decompress off: the test sees the bytes exactly as the gateway sent them
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
+    timeout = aiohttp.ClientTimeout(total=30)  # a hung gateway fails the test instead of stalling the run
+    async with aiohttp.ClientSession(auto_decompress=False, timeout=timeout) as session:
         yield session

@@ -12,7 +12,6 @@ import aiohttp
 import jwt
 import pytest
 from aiohttp import web
-
 from opendrec_gateway.auth import Authenticator, AuthError, Jwks
 
 if TYPE_CHECKING:  # the `keys` fixture's type, from conftest.py
@@ -76,7 +75,9 @@ async def test_verified_token_is_cached_and_revocation_still_applies(
     assert err.value.status == 401
 
 
-async def test_cache_is_bounded(jwks_server: tuple[JwksServer, str], session: aiohttp.ClientSession, keys: Keys) -> None:
+async def test_cache_is_bounded(
+    jwks_server: tuple[JwksServer, str], session: aiohttp.ClientSession, keys: Keys
+) -> None:
     _, url = jwks_server
     auth = authenticator(url, session)
     for _ in range(5):

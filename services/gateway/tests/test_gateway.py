@@ -9,7 +9,6 @@ import os
 import re
 import time
 from datetime import datetime
-
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -70,12 +69,16 @@ async def test_routes_to_owning_service(
 
 
 @pytest.mark.parametrize("path", ["/api/devices/1", "/api/unknown", "/somewhere", "/api"])
-async def test_unknown_route_is_404_envelope(gateway: Gateway, keys: Keys, http: aiohttp.ClientSession, path: str) -> None:
+async def test_unknown_route_is_404_envelope(
+    gateway: Gateway, keys: Keys, http: aiohttp.ClientSession, path: str
+) -> None:
     async with http.get(gateway.url + path, headers=auth(keys.token())) as resp:
         await assert_envelope(resp, 404, path)
 
 
-async def test_jwks_is_served_through_the_gateway_without_token(gateway: Gateway, keys: Keys, http: aiohttp.ClientSession) -> None:
+async def test_jwks_is_served_through_the_gateway_without_token(
+    gateway: Gateway, keys: Keys, http: aiohttp.ClientSession
+) -> None:
     async with http.get(gateway.url + "/.well-known/jwks.json") as resp:
         assert resp.status == 200
         assert json.loads(await resp.read()) == keys.jwks()
@@ -106,7 +109,12 @@ async def test_public_calls_need_no_token(
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/api/auth/login"), ("GET", "/api/device/my"), ("POST", "/api/meter-reads/new/Ext1"), ("PUT", "/api/user/confirm-email/")],
+    [
+        ("GET", "/api/auth/login"),
+        ("GET", "/api/device/my"),
+        ("POST", "/api/meter-reads/new/Ext1"),
+        ("PUT", "/api/user/confirm-email/"),
+    ],
 )
 async def test_protected_calls_without_token_get_401(
     gateway: Gateway, upstreams: dict[str, Upstream], http: aiohttp.ClientSession, method: str, path: str
@@ -213,7 +221,9 @@ async def test_request_is_forwarded_as_sent(
 async def test_request_id_kept_or_made_and_sent_both_ways(
     gateway: Gateway, upstreams: dict[str, Upstream], keys: Keys, http: aiohttp.ClientSession
 ) -> None:
-    async with http.get(gateway.url + "/api/device/rid-given", headers={**auth(keys.token()), "X-Request-ID": "client-req-1"}) as resp:
+    async with http.get(
+        gateway.url + "/api/device/rid-given", headers={**auth(keys.token()), "X-Request-ID": "client-req-1"}
+    ) as resp:
         assert resp.headers["X-Request-ID"] == "client-req-1"
     assert dict(upstreams["devices"].last("/api/device/rid-given")["headers"])["X-Request-ID"] == "client-req-1"
 
@@ -223,7 +233,9 @@ async def test_request_id_kept_or_made_and_sent_both_ways(
     assert dict(upstreams["devices"].last("/api/device/rid-made")["headers"])["X-Request-ID"] == made
 
 
-async def test_large_response_is_streamed_intact(gateway: Gateway, keys: Keys, http: aiohttp.ClientSession, big: bytes) -> None:
+async def test_large_response_is_streamed_intact(
+    gateway: Gateway, keys: Keys, http: aiohttp.ClientSession, big: bytes
+) -> None:
     async with http.get(gateway.url + "/api/device/big", headers=auth(keys.token())) as resp:
         assert resp.status == 200
         assert resp.headers.get("Transfer-Encoding") == "chunked"
@@ -233,6 +245,15 @@ async def test_large_response_is_streamed_intact(gateway: Gateway, keys: Keys, h
             size += len(chunk)
     assert size == len(big)
     assert digest.hexdigest() == hashlib.sha256(big).hexdigest()
+
+
+async def test_medium_response_is_read_whole_and_sent_with_its_length(
+    gateway: Gateway, keys: Keys, http: aiohttp.ClientSession, big: bytes
+) -> None:
+    async with http.get(gateway.url + "/api/device/medium", headers=auth(keys.token())) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Length"] == str(1000 * 1024)
+        assert await resp.read() == big[: 1000 * 1024]
 
 
 async def test_large_request_body_is_streamed_intact(
@@ -273,9 +294,9 @@ async def test_head_keeps_length_without_body(gateway: Gateway, keys: Keys, http
 # ---- upstream failures ------------------------------------------------------------------
 
 
-async def test_service_down_is_502_envelope(gateway_readings_down: Gateway, keys: Keys, http: aiohttp.ClientSession) -> None:
+async def test_service_down_is_502_envelope(gateway_odd: Gateway, keys: Keys, http: aiohttp.ClientSession) -> None:
     path = "/api/meter-reads/new/Ext1"
-    async with http.post(gateway_readings_down.url + path, headers=auth(keys.token()), json={}) as resp:
+    async with http.post(gateway_odd.url + path, headers=auth(keys.token()), json={}) as resp:
         body = await assert_envelope(resp, 502, path)
     assert "readings" in body["message"]
 
@@ -360,8 +381,8 @@ async def test_healthz_is_200_only_when_every_service_is_ready(
         assert resp.status == 200
 
 
-async def test_healthz_is_503_when_a_service_is_down(gateway_readings_down: Gateway, http: aiohttp.ClientSession) -> None:
-    async with http.get(gateway_readings_down.url + "/healthz") as resp:
+async def test_healthz_is_503_when_a_service_is_down(gateway_odd: Gateway, http: aiohttp.ClientSession) -> None:
+    async with http.get(gateway_odd.url + "/healthz") as resp:
         assert resp.status == 503
         body = json.loads(await resp.read())
     assert body["status"] == "unavailable"
@@ -373,3 +394,58 @@ async def test_readyz(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     async with http.get(gateway.url + "/readyz") as resp:
         assert resp.status == 200
         assert json.loads(await resp.read()) == {"status": "ready"}
+
+
+# ---- connections to the services ----------------------------------------------------------
+
+
+async def test_connections_to_a_service_are_kept_alive_and_reused(
+    gateway: Gateway, upstreams: dict[str, Upstream], keys: Keys, http: aiohttp.ClientSession
+) -> None:
+    peers = set()
+    for i in range(5):  # one after the other: one pooled connection is enough
+        path = f"/api/certificate/reuse-{i}"
+        async with http.get(gateway.url + path, headers=auth(keys.token())) as resp:
+            assert resp.status == 200
+        peers.add(upstreams["certificates"].last(path)["peer"])
+    assert len(peers) == 1
+
+
+async def test_idempotent_request_is_retried_when_a_kept_alive_connection_was_closed(
+    gateway_odd: Gateway, keys: Keys, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(gateway_odd.url + "/api/charger/warm-up", headers=auth(keys.token())) as resp:
+        assert resp.status == 200  # leaves one idle connection in the pool
+    async with http.get(gateway_odd.url + "/api/charger/stale", headers=auth(keys.token())) as resp:
+        assert resp.status == 200  # that connection is dropped unanswered; a new one answers
+        assert await resp.read() == b"ok"
+
+
+async def test_non_idempotent_request_is_not_retried(
+    gateway_odd: Gateway, keys: Keys, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(gateway_odd.url + "/api/charger/warm-up", headers=auth(keys.token())) as resp:
+        assert resp.status == 200
+    path = "/api/charger/stale"
+    async with http.post(gateway_odd.url + path, headers=auth(keys.token()), json={"start": True}) as resp:
+        await assert_envelope(resp, 502, path)
+
+
+async def test_answer_ended_by_closing_the_connection(
+    gateway_odd: Gateway, keys: Keys, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(gateway_odd.url + "/api/charger/until-close", headers=auth(keys.token())) as resp:
+        assert resp.status == 200
+        assert await resp.read() == b"x" * 100_000
+
+
+async def test_informational_answer_is_skipped(gateway_odd: Gateway, keys: Keys, http: aiohttp.ClientSession) -> None:
+    async with http.get(gateway_odd.url + "/api/charger/early-hints", headers=auth(keys.token())) as resp:
+        assert resp.status == 200
+        assert await resp.read() == b"final"
+
+
+async def test_invalid_answer_is_502_envelope(gateway_odd: Gateway, keys: Keys, http: aiohttp.ClientSession) -> None:
+    path = "/api/charger/garbage"
+    async with http.get(gateway_odd.url + path, headers=auth(keys.token())) as resp:
+        await assert_envelope(resp, 502, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from opendrec_gateway.routes import has_dot_segment, is_public, resolve
 
 
@@ -48,8 +47,19 @@ def test_longest_prefix_wins() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/devices", "/api/devicex/1", "/api/user-x", "/api/organization", "/api", "/api/", "/", "/apix/device",
-     "/api/unknown/device", "/device", "/.well-known/other"],
+    [
+        "/api/devices",
+        "/api/devicex/1",
+        "/api/user-x",
+        "/api/organization",
+        "/api",
+        "/api/",
+        "/",
+        "/apix/device",
+        "/api/unknown/device",
+        "/device",
+        "/.well-known/other",
+    ],
 )
 def test_prefix_only_matches_whole_segments(path: str) -> None:
     assert resolve(path) is None

@@ -27,6 +27,7 @@ def main() -> None:
         server_header=False,  # the service's own Server/Date headers pass through
         date_header=False,
         backlog=2048,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # a stuck request must not hold the process
     )
 
 

@@ -1,13 +1,14 @@
 """The gateway: a raw ASGI app that authenticates D-REC calls and forwards them.
 
-Why raw ASGI and not FastAPI: the forwarding path is measured (bench/gateway). Routing
-through FastAPI/Starlette costs about as much as the upstream service itself; a plain
-ASGI callable on uvicorn (httptools, uvloop) with one pooled aiohttp ClientSession per
-process roughly halves the gateway's CPU per request.
+The forwarding path was chosen by measurement (bench/gateway, figures in its README):
+FastAPI routing on the hot path costs about as much as the light service behind it, and
+aiohttp's client about twice the rest of the proxy; so this is a plain ASGI callable on
+uvicorn (httptools, uvloop) forwarding through `upstream.UpstreamPool`. aiohttp is used
+off the hot path (JWKS, health probes).
 
-Per forwarded request: one server span (its traceparent goes upstream), the request id
+Per forwarded request: one server span whose traceparent goes upstream, the request id
 (kept from X-Request-ID or made here) sent upstream and back, hop-by-hop headers dropped
-both ways, small bodies read whole, large or unsized ones streamed.
+both ways, the body passed through as bytes (small answers read whole, others streamed).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import logging
 import os
 import re
 import time
-from email.utils import formatdate
 from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 
 import aiohttp
@@ -26,13 +27,13 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from yarl import URL
 
 from . import routes
 from .auth import Authenticator, AuthError, Jwks
 from .errors import envelope_bytes
 from .settings import Settings
 from .telemetry import setup_logging, setup_tracing
+from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("opendrec_gateway")
 
@@ -42,28 +43,48 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded.
 HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer", b"trailers",
-     b"transfer-encoding", b"upgrade"}
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
 )
-# Request headers the gateway does not pass on as received: hop-by-hop ones, and the ones
-# it sets itself (Host and Content-Length by aiohttp; trace, request id, forwarding here).
-_REQUEST_OWN = frozenset(
-    {b"host", b"content-length", b"expect", b"traceparent", b"tracestate", b"x-request-id", b"x-forwarded-for",
-     b"x-forwarded-proto", b"x-forwarded-host"}
-)
-_REQUEST_SKIP = HOP_BY_HOP | _REQUEST_OWN
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_JSON = [(b"content-type", b"application/json")]
+# Request headers not passed on as received: hop-by-hop ones, framing (set by the pool),
+# and the ones the gateway sets itself.
+_REQUEST_SKIP = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"expect",
+    b"traceparent",
+    b"tracestate",
+    b"x-request-id",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+}
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_JSON = (b"content-type", b"application/json")
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
 
 
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.service_urls = settings.service_urls()
+        self.pools: dict[str, UpstreamPool] = {}
+        self.session: aiohttp.ClientSession | None = None  # JWKS and health probes
+        self.authenticator: Authenticator | None = None
         self._access_log = settings.access_log
         self._buffer_limit = settings.buffer_limit_bytes
-        self.session: aiohttp.ClientSession | None = None
-        self.authenticator: Authenticator | None = None
         self._provider = None
         self._tracer: trace.Tracer = trace.get_tracer(__name__)
         self._propagator = TraceContextTextMapPropagator()
@@ -82,7 +103,7 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
-                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                except Exception as exc:  # reported to the server, which exits
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -95,21 +116,21 @@ class Gateway:
         s = self.settings
         self._provider = setup_tracing("gateway", s.traces_file, s.otel_exporter_otlp_endpoint)
         self._tracer = self._provider.get_tracer(__name__)
-        connector = aiohttp.TCPConnector(
-            limit=0,  # no global cap; one pool per service below
-            limit_per_host=s.upstream_pool_per_service,
-            keepalive_timeout=s.upstream_keepalive_s,
-            ttl_dns_cache=300,
-        )
+        self.pools = {
+            name: UpstreamPool(
+                url,
+                max_connections=s.upstream_pool_per_service,
+                keepalive_s=s.upstream_keepalive_s,
+                connect_timeout_s=s.upstream_connect_timeout_s,
+                read_timeout_s=s.upstream_read_timeout_s,
+            )
+            for name, url in self.service_urls.items()
+        }
         self.session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),  # a proxy must not keep or add cookies
-            auto_decompress=False,  # bytes pass through as the service encoded them
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             timeout=aiohttp.ClientTimeout(
                 total=None, connect=s.upstream_connect_timeout_s, sock_read=s.upstream_read_timeout_s
             ),
-            raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         jwks = Jwks(
             self.service_urls["identity"] + "/.well-known/jwks.json",
@@ -129,6 +150,8 @@ class Gateway:
         log.info("gateway started", extra={"services": self.service_urls, "jwks": jwks.loaded})
 
     async def shutdown(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
         if self.session is not None:
             await self.session.close()
         if self._provider is not None:
@@ -140,61 +163,60 @@ class Gateway:
         path: str = scope["path"]
         method: str = scope["method"]
 
-        # One pass over the request headers: what we need, and what goes upstream.
-        forward: list[tuple[str, str]] = []
+        # One pass over the request headers: what we need, and what goes upstream as is.
+        forward: list[tuple[bytes, bytes]] = []
         request_id = authorization = traceparent = tracestate = forwarded_for = host = content_length = None
         connection = None
         for key, value in scope["headers"]:
             if key in _REQUEST_SKIP:
                 if key == b"x-request-id":
-                    request_id = value.decode("latin-1")
+                    request_id = value
                 elif key == b"traceparent":
-                    traceparent = value.decode("latin-1")
+                    traceparent = value
                 elif key == b"tracestate":
-                    tracestate = value.decode("latin-1")
+                    tracestate = value
                 elif key == b"host":
-                    host = value.decode("latin-1")
+                    host = value
                 elif key == b"content-length":
-                    content_length = value.decode("latin-1")
+                    content_length = value
                 elif key == b"x-forwarded-for":
-                    forwarded_for = value.decode("latin-1")
+                    forwarded_for = value
                 elif key == b"connection":
-                    connection = value.decode("latin-1")
+                    connection = value
                 continue
-            text = value.decode("latin-1")
             if key == b"authorization":
-                authorization = text
-            forward.append((key.decode("latin-1"), text))
+                authorization = value
+            forward.append((key, value))
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
-            request_id = os.urandom(16).hex()
+            request_id = os.urandom(16).hex().encode()
+        rid = request_id.decode()
 
         route = routes.resolve(path)
         if route is None:
             if path == "/healthz":
-                return await self._healthz(method, path, request_id, send)
+                return await self._healthz(method, path, rid, send)
             if path == "/readyz":
-                return await self._readyz(method, path, request_id, send)
-            return await self._error(send, 404, f"No route {method} {path}", path, request_id)
+                return await self._readyz(method, path, rid, send)
+            return await self._error(send, 404, f"No route {method} {path}", path, rid)
         if routes.has_dot_segment(path):
-            return await self._error(send, 400, "Path must not contain '.' or '..' segments", path, request_id)
+            return await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
         prefix, service = route
 
         parent = None
         if traceparent is not None:
-            carrier = {"traceparent": traceparent}
+            carrier = {"traceparent": traceparent.decode("latin-1")}
             if tracestate is not None:
-                carrier["tracestate"] = tracestate
+                carrier["tracestate"] = tracestate.decode("latin-1")
             parent = self._propagator.extract(carrier)
         span = self._tracer.start_span(
             f"{method} {prefix}",
             context=parent,
             kind=SpanKind.SERVER,
             attributes={
-                # few attributes on purpose: each costs ~4 us of SDK validation on the hot path
                 "http.request.method": method,
                 "http.route": prefix,
                 "url.path": path,
-                "opendrec.request_id": request_id,
+                "opendrec.request_id": rid,
             },
         )
         started = time.perf_counter()
@@ -202,25 +224,29 @@ class Gateway:
         try:
             if not routes.is_public(method, path):
                 try:
-                    await self.authenticator.authenticate(authorization)
+                    await self.authenticator.authenticate(authorization.decode("latin-1") if authorization else None)
                 except AuthError as exc:
                     status = exc.status
-                    headers = [(b"www-authenticate", b'Bearer error="invalid_token"')] if status == 401 else []
-                    return await self._error(send, status, exc.message, path, request_id, headers)
+                    # RFC 6750 3: no error code when no credentials were sent at all
+                    challenge = b'Bearer error="invalid_token"' if authorization else b"Bearer"
+                    headers = [(b"www-authenticate", challenge)] if status == 401 else None
+                    return await self._error(send, status, exc.message, path, rid, headers)
 
             if connection is not None:  # headers named in Connection are hop-by-hop too
-                named = {token.strip().lower() for token in connection.split(",")}
+                named = {token.strip().lower() for token in connection.split(b",")}
                 forward = [(k, v) for k, v in forward if k not in named]
-            carrier: dict[str, str] = {}
+            carrier = {}
             self._propagator.inject(carrier, context=trace.set_span_in_context(span))
-            forward.extend(carrier.items())
-            forward.append(("x-request-id", request_id))
+            for key, value in carrier.items():
+                forward.append((key.encode(), value.encode("latin-1")))
+            forward.append((b"x-request-id", request_id))
             client = scope.get("client")
             if client:
-                forward.append(("x-forwarded-for", f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]))
-            forward.append(("x-forwarded-proto", scope.get("scheme", "http")))
+                address = client[0].encode()
+                forward.append((b"x-forwarded-for", forwarded_for + b", " + address if forwarded_for else address))
+            forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
             if host is not None:
-                forward.append(("x-forwarded-host", host))
+                forward.append((b"x-forwarded-host", host))
 
             status = await self._forward(scope, receive, send, service, forward, content_length, request_id)
         finally:
@@ -237,7 +263,7 @@ class Gateway:
                         "status": status,
                         "upstream": service,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                        "request_id": request_id,
+                        "request_id": rid,
                         "trace_id": format(span.get_span_context().trace_id, "032x"),
                     },
                 )
@@ -248,90 +274,75 @@ class Gateway:
         receive: Receive,
         send: Send,
         service: str,
-        headers: list[tuple[str, str]],
-        content_length: str | None,
-        request_id: str,
+        headers: list[tuple[bytes, bytes]],
+        content_length: bytes | None,
+        request_id: bytes,
     ) -> int:
         """Send the request to `service` and its answer to the client; returns the status sent."""
         path: str = scope["path"]
-        target = self.service_urls[service] + scope["raw_path"].decode("latin-1")
+        method: str = scope["method"]
+        rid = request_id.decode()
+        target: bytes = scope["raw_path"] or path.encode()
         if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        try:
-            url = URL(target, encoded=True)  # already percent-encoded by the client: pass as is
-        except ValueError:
-            return await self._error(send, 400, "Malformed request target", path, request_id)
+            target += b"?" + scope["query_string"]
 
         message = await receive()
         if message["type"] == "http.disconnect":
-            return 499  # client gone before sending its body; nothing to answer
-        data: bytes | AsyncIterator[bytes] | None
+            return 499  # the client left before sending its body; nobody to answer
+        body: bytes | AsyncIterator[bytes]
         if message.get("more_body"):
-            data = _request_body(message.get("body", b""), receive)
-            if content_length is not None:
-                headers.append(("content-length", content_length))  # else aiohttp sends it chunked
+            body = _request_body(message.get("body", b""), receive)
         else:
-            data = message.get("body") or None
+            body = message.get("body", b"")
 
         try:
-            response = await self.session.request(scope["method"], url, headers=headers, data=data, allow_redirects=False)
-        except TimeoutError:
-            return await self._upstream_timeout(send, service, path, request_id)
-        except (aiohttp.ClientError, OSError) as exc:
-            return await self._upstream_down(send, service, path, request_id, exc)
+            response = await self.pools[service].request(method, target, headers, body, content_length)
+        except _ClientGone:
+            return 499
+        except UpstreamTimeout as exc:
+            return await self._upstream_failed(send, 504, service, path, rid, exc)
+        except UpstreamError as exc:
+            return await self._upstream_failed(send, 502, service, path, rid, exc)
 
-        try:
-            out: list[tuple[bytes, bytes]] = []
-            has_request_id = False
-            for key, value in response.raw_headers:
-                key = key.lower()
-                if key in HOP_BY_HOP:
-                    continue
-                if key == b"x-request-id":
-                    has_request_id = True
-                out.append((key, value))
-            if not has_request_id:
-                out.append((b"x-request-id", request_id.encode()))
-
-            status = response.status
-            length = response.content_length
-            if (length is not None and length <= self._buffer_limit) or scope["method"] == "HEAD" or status in (204, 304):
-                try:
-                    body = await response.read()
-                except TimeoutError:
-                    return await self._upstream_timeout(send, service, path, request_id)
-                except (aiohttp.ClientError, OSError) as exc:
-                    return await self._upstream_down(send, service, path, request_id, exc)
-                await send({"type": "http.response.start", "status": status, "headers": out})
-                await send({"type": "http.response.body", "body": body})
-                return status
-
-            # Streamed: headers go now; if the service fails half-way the client sees a cut
-            # connection (the status line is already out), which is the honest signal.
+        out = [(key, value) for key, value in response.headers if key not in HOP_BY_HOP]
+        if not any(key == b"x-request-id" for key, _ in out):
+            out.append((b"x-request-id", request_id))
+        status = response.status
+        length = response.content_length
+        if response.complete or method == "HEAD" or (length is not None and length <= self._buffer_limit):
+            try:
+                data = await response.read()
+            except UpstreamTimeout as exc:
+                return await self._upstream_failed(send, 504, service, path, rid, exc)
+            except UpstreamError as exc:
+                return await self._upstream_failed(send, 502, service, path, rid, exc)
             await send({"type": "http.response.start", "status": status, "headers": out})
-            async for chunk in response.content.iter_any():
+            await send({"type": "http.response.body", "body": data})
+            return status
+
+        # Streamed: the status line goes now; if the service fails half-way the client sees
+        # a cut connection, the only honest signal left once headers are out.
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            async for chunk in response.iter_chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-            return status
-        except BaseException:
-            response.close()  # the connection may hold an unread rest; never reuse it
-            raise
         finally:
-            response.release()  # back to the pool (no-op after close)
+            response.close()  # no-op once the body is complete
+        return status
 
     # ---- answers the gateway writes itself ------------------------------------------
 
-    async def _upstream_timeout(self, send: Send, service: str, path: str, request_id: str) -> int:
-        log.warning("upstream timed out", extra={"upstream": service, "path": path, "request_id": request_id})
-        message = f"The {service} service did not answer in time"
-        return await self._error(send, 504, message, path, request_id)
-
-    async def _upstream_down(self, send: Send, service: str, path: str, request_id: str, exc: BaseException) -> int:
+    async def _upstream_failed(self, send: Send, status: int, service: str, path: str, rid: str, exc: Exception) -> int:
         log.warning(
-            "upstream unreachable", extra={"upstream": service, "path": path, "request_id": request_id, "error": repr(exc)}
+            "upstream failed",
+            extra={"upstream": service, "path": path, "request_id": rid, "status": status, "error": str(exc)},
         )
-        message = f"The {service} service is unreachable"
-        return await self._error(send, 502, message, path, request_id)
+        if status == 504:
+            message = f"The {service} service did not answer in time"
+        else:
+            message = f"The {service} service is unreachable"
+        return await self._error(send, status, message, path, rid)
 
     async def _error(
         self,
@@ -339,24 +350,23 @@ class Gateway:
         status: int,
         message: str,
         path: str,
-        request_id: str,
+        rid: str,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> int:
-        body = envelope_bytes(status, message, path, request_id)
-        await _send_json(send, status, body, request_id, headers)
+        await _send_json(send, status, envelope_bytes(status, message, path, rid), rid, headers)
         return status
 
-    async def _healthz(self, method: str, path: str, request_id: str, send: Send) -> None:
+    async def _healthz(self, method: str, path: str, rid: str, send: Send) -> None:
         """200 only when every service's /readyz answers 200; the per-service map either way."""
         if method not in ("GET", "HEAD"):
-            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, request_id)
+            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
             return
         names = list(self.service_urls)
         results = await asyncio.gather(*(self._probe(self.service_urls[name]) for name in names))
         services = dict(zip(names, results, strict=True))
         ready = all(r["status"] == "ready" for r in services.values())
         body = orjson.dumps({"status": "ok" if ready else "unavailable", "services": services})
-        await _send_json(send, 200 if ready else 503, body, request_id)
+        await _send_json(send, 200 if ready else 503, body, rid)
 
     async def _probe(self, base_url: str) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout_s)
@@ -369,28 +379,28 @@ class Gateway:
         except (aiohttp.ClientError, OSError) as exc:
             return {"status": "unreachable", "statusCode": None, "error": type(exc).__name__}
 
-    async def _readyz(self, method: str, path: str, request_id: str, send: Send) -> None:
-        """Ready when this process can serve: client pool open and identity's keys loaded."""
+    async def _readyz(self, method: str, path: str, rid: str, send: Send) -> None:
+        """Ready when this process can serve: started, and identity's signing keys loaded."""
         if method not in ("GET", "HEAD"):
-            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, request_id)
+            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
             return
         jwks = self.authenticator.jwks
         await jwks.ensure_loaded()
-        if jwks.loaded and self.session is not None and not self.session.closed:
-            await _send_json(send, 200, orjson.dumps({"status": "ready"}), request_id)
+        if jwks.loaded and self.pools:
+            await _send_json(send, 200, orjson.dumps({"status": "ready"}), rid)
         else:
             body = orjson.dumps({"status": "not ready", "reason": "identity signing keys not loaded yet"})
-            await _send_json(send, 503, body, request_id)
+            await _send_json(send, 503, body, rid)
 
 
 async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
-    """The client's body as it arrives (for bodies uvicorn hands over in several parts)."""
+    """The client's body as it arrives (uvicorn hands large bodies over in parts)."""
     if first:
         yield first
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ConnectionResetError("client disconnected while sending its body")
+            raise _ClientGone
         if message.get("body"):
             yield message["body"]
         if not message.get("more_body"):
@@ -398,12 +408,12 @@ async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
 
 
 async def _send_json(
-    send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send, status: int, body: bytes, rid: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     out = [
-        *_JSON,
+        _JSON,
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
+        (b"x-request-id", rid.encode()),
         (b"date", formatdate(usegmt=True).encode()),  # uvicorn's own Date header is off (see __main__)
     ]
     if headers:

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     # larger or chunked ones are streamed through.
     buffer_limit_bytes: int = 1 << 20
     health_timeout_s: float = 2.0
+    shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM
 
     # Tokens: the same audience/issuer the services check (JWT_AUDIENCE / JWT_ISSUER).
     jwt_audience: str | None = "opendrec"

@@ -9,24 +9,29 @@ python-json-logger), so it can move to the shared kit unchanged.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import ns_to_iso_str
+from opentelemetry.trace import SpanContext
 from pythonjsonlogger.json import JsonFormatter
 
 
 class JsonLinesFileExporter(SpanExporter):
-    """Appends spans to a file, one JSON object per line.
+    """Appends spans to a file, one JSON object per line, in `ReadableSpan.to_json`'s layout.
 
-    Each batch is one O_APPEND write, so several processes can share the file without
-    interleaving lines.
+    Serialised with orjson and a cached resource: `to_json` costs ~65 us a span here, which
+    on the gateway's hot path (its CPU is shared with the export thread) cost a third of
+    its throughput. Each batch is one O_APPEND write, so several processes can share the file.
     """
 
     def __init__(self, path: str) -> None:
@@ -34,9 +39,10 @@ class JsonLinesFileExporter(SpanExporter):
         os.makedirs(directory, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._lock = threading.Lock()
+        self._resources: dict[int, dict] = {}
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        data = "".join(span.to_json(indent=None) + "\n" for span in spans).encode()
+        data = b"".join(orjson.dumps(self._as_dict(span), option=orjson.OPT_APPEND_NEWLINE) for span in spans)
         try:
             with self._lock:
                 os.write(self._fd, data)
@@ -44,11 +50,45 @@ class JsonLinesFileExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
+    def _as_dict(self, span: ReadableSpan) -> dict:
+        resource = self._resources.get(id(span.resource))
+        if resource is None:
+            resource = self._resources[id(span.resource)] = json.loads(span.resource.to_json())
+        status = {"status_code": span.status.status_code.name}
+        if span.status.description:
+            status["description"] = span.status.description
+        return {
+            "name": span.name,
+            "context": _context(span.context) if span.context else None,
+            "kind": str(span.kind),
+            "parent_id": f"0x{span.parent.span_id:016x}" if span.parent is not None else None,
+            "start_time": ns_to_iso_str(span.start_time) if span.start_time else None,
+            "end_time": ns_to_iso_str(span.end_time) if span.end_time else None,
+            "status": status,
+            "attributes": dict(span.attributes or {}),
+            "events": [
+                {"name": e.name, "timestamp": ns_to_iso_str(e.timestamp), "attributes": dict(e.attributes or {})}
+                for e in span.events
+            ],
+            "links": [
+                {"context": _context(link.context), "attributes": dict(link.attributes or {})} for link in span.links
+            ],
+            "resource": resource,
+        }
+
     def shutdown(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def _context(ctx: SpanContext) -> dict[str, str]:
+    return {
+        "trace_id": f"0x{ctx.trace_id:032x}",
+        "span_id": f"0x{ctx.span_id:016x}",
+        "trace_state": repr(ctx.trace_state),
+    }
 
 
 def setup_tracing(service: str, traces_file: str | None = None, otlp_endpoint: str | None = None) -> TracerProvider:
@@ -59,7 +99,9 @@ def setup_tracing(service: str, traces_file: str | None = None, otlp_endpoint: s
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")))
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces"))
+        )
     trace.set_tracer_provider(provider)
     return provider
 
