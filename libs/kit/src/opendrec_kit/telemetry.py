@@ -3,11 +3,11 @@ that carry the trace id, so a log line leads to its trace."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -69,7 +69,8 @@ def span_json_line(span: ReadableSpan) -> str:
         "links": [{"trace_id": f"0x{link.context.trace_id:032x}", "span_id": f"0x{link.context.span_id:016x}"} for link in span.links],
         "resource": {"attributes": {k: _plain(v) for k, v in span.resource.attributes.items()}},
     }
-    return json.dumps(record, default=str) + "\n"
+    # orjson: the SDK's own to_json costs ~65 us a span (measured in bench/gateway)
+    return orjson.dumps(record, default=str).decode() + "\n"
 
 
 def setup_tracing(service: str, traces_file: str | None, otlp_endpoint: str | None) -> TracerProvider:
