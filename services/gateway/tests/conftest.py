@@ -197,7 +197,7 @@ class Gateway:
             await asyncio.sleep(0.05)
 
 
-async def start_gateway(tmp: Path, urls: dict[str, str], name: str) -> Gateway:
+async def start_gateway(tmp: Path, urls: dict[str, str], name: str, extra_env: dict[str, str] | None = None) -> Gateway:
     port = free_port()
     traces = tmp / f"{name}-traces.jsonl"
     env = {
@@ -211,6 +211,7 @@ async def start_gateway(tmp: Path, urls: dict[str, str], name: str) -> Gateway:
         "HEALTH_TIMEOUT_S": "1",
         "LOG_LEVEL": "INFO",
         **{f"{svc.upper().replace('-', '_')}_URL": url for svc, url in urls.items()},
+        **(extra_env or {}),
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     log = open(tmp / f"{name}.log", "w")

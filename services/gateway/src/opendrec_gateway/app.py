@@ -14,6 +14,7 @@ both ways, the body passed through as bytes (small answers read whole, others st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from . import routes
 from .auth import Authenticator, AuthError, Jwks
 from .errors import envelope_bytes
+from .revocations import follow_revocations
 from .settings import Settings
 from .telemetry import setup_logging, setup_tracing
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
@@ -83,6 +85,7 @@ class Gateway:
         self.pools: dict[str, UpstreamPool] = {}
         self.session: aiohttp.ClientSession | None = None  # JWKS and health probes
         self.authenticator: Authenticator | None = None
+        self._revocations: asyncio.Task[None] | None = None
         self._access_log = settings.access_log
         self._buffer_limit = settings.buffer_limit_bytes
         self._provider = None
@@ -145,11 +148,19 @@ class Gateway:
             issuer=s.jwt_issuer,
             leeway_s=s.jwt_leeway_s,
         )
+        if s.kafka_bootstrap_servers:
+            self._revocations = asyncio.create_task(
+                follow_revocations(s.kafka_bootstrap_servers, self.authenticator.revoke), name="token-revocations"
+            )
         # Not fatal when identity is not up yet: keys are fetched again on first use.
         await jwks.ensure_loaded()
         log.info("gateway started", extra={"services": self.service_urls, "jwks": jwks.loaded})
 
     async def shutdown(self) -> None:
+        if self._revocations is not None:
+            self._revocations.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._revocations
         for pool in self.pools.values():
             pool.close()
         if self.session is not None:

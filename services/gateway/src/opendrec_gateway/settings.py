@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     jwks_ttl_s: float = 300.0
     jwks_min_refresh_interval_s: float = 5.0  # refetch on an unknown kid at most this often
 
+    # token.revoked is followed here when set, so logged-out tokens stop at the door
+    kafka_bootstrap_servers: str | None = None
+
     traces_file: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
     log_level: str = "INFO"
