@@ -79,6 +79,7 @@ def test_prefix_only_matches_whole_segments(path: str) -> None:
         ("GET", "/api/device/fuel-type"),
         ("GET", "/api/device/device-type"),
         ("GET", "/.well-known/jwks.json"),
+        ("POST", "/api/invitation/register/9f2c1e"),
     ],
 )
 def test_public(method: str, path: str) -> None:
@@ -97,6 +98,8 @@ def test_public(method: str, path: str) -> None:
         ("GET", "/api/device/fuel-type/extra"),
         ("POST", "/api/user/registerWithOrganizationX"),
         ("GET", "/api/countrycode"),
+        ("POST", "/api/invitation"),
+        ("PUT", "/api/invitation/register/9f2c1e"),
     ],
 )
 def test_protected(method: str, path: str) -> None:

@@ -162,3 +162,67 @@ def test_access_token_claims():
         "iss": "opendrec-identity",
         "aud": "opendrec",
     }
+
+
+# -- login throttling, one-time tokens, member roles ----------------------------------------------
+
+
+
+POLICY = domain.ThrottlePolicy(
+    window=timedelta(minutes=15), slowdown_after=3, slowdown_base_s=1, slowdown_max_s=8, lockout_after=6, lockout=timedelta(minutes=10)
+)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_failures_below_the_threshold_block_nothing():
+    state = None
+    for n in (1, 2):
+        state = domain.after_failure(POLICY, state, T0)
+        assert (state.failures, state.blocked_until) == (n, None)
+
+
+def test_the_slowdown_doubles_up_to_its_maximum_then_locks_out():
+    state, delays = None, []
+    for _ in range(6):
+        state = domain.after_failure(POLICY, state, T0)
+        delays.append(None if state.blocked_until is None else (state.blocked_until - T0).total_seconds())
+    assert delays == [None, None, 1, 2, 4, 600]
+
+
+def test_old_failures_are_forgotten_after_the_window():
+    state = domain.ThrottleState(failures=5, window_start=T0, blocked_until=None)
+    later = T0 + timedelta(minutes=15)
+    assert domain.after_failure(POLICY, state, later) == domain.ThrottleState(1, later, None)
+
+
+def test_retry_after_is_whole_seconds_at_least_one():
+    assert domain.retry_after_seconds(None, T0) is None
+    assert domain.retry_after_seconds(T0, T0) is None
+    assert domain.retry_after_seconds(T0 + timedelta(milliseconds=10), T0) == 1
+    assert domain.retry_after_seconds(T0 + timedelta(seconds=2.5), T0) == 3
+
+
+def test_client_address_trusts_only_the_entry_the_gateway_appended():
+    assert domain.client_address("10.0.0.1", "1.2.3.4, 5.6.7.8", True) == "5.6.7.8"
+    assert domain.client_address("10.0.0.1", "1.2.3.4, 5.6.7.8", False) == "10.0.0.1"
+    assert domain.client_address("10.0.0.1", None, True) == "10.0.0.1"
+    assert domain.client_address(None, None, True) == "unknown"
+
+
+def test_token_digest_is_sha256_hex():
+    digest = domain.token_digest("abc")
+    assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_member_roles_follow_the_organization_type():
+    assert domain.check_member_role("Developer", "DeviceOwner") == "DeviceOwner"
+    assert domain.check_member_role("Buyer", "SubBuyer") == "SubBuyer"
+    with pytest.raises(domain.Invalid, match="OrganizationAdmin, DeviceOwner, User"):
+        domain.check_member_role("Developer", "SubBuyer")
+    with pytest.raises(domain.Invalid, match="Buyer, SubBuyer, User"):
+        domain.check_member_role("Buyer", "Admin")
+
+
+def test_pages():
+    assert domain.Page(3, 10).offset == 20
+    assert (domain.total_pages(0, 10), domain.total_pages(10, 10), domain.total_pages(11, 10)) == (0, 1, 2)

@@ -46,6 +46,7 @@ PUBLIC: list[tuple[str, str]] = [
     ("PUT", "/api/user/confirm-email/*"),
     ("POST", "/api/user/forget-password"),
     ("PUT", "/api/user/reset/password/*"),
+    ("POST", "/api/invitation/register/*"),  # an invitee without an account registers with the mailed token
     ("GET", "/api/countrycode/list"),
     ("GET", "/api/device/fuel-type"),
     ("GET", "/api/device/device-type"),

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request, Response
+import jwt
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from opendrec_contracts import OrganizationRegistered, UserRegistered
+from opendrec_contracts import AccessTokenRevoked, OrganizationRegistered, UserRegistered
 from opendrec_kit import ApiError, CurrentPrincipal, Pool, Runtime, outbox
 from opendrec_kit.errors import field_rule
 
-from . import domain, store
+from . import domain, mail, store
 from .passwords import Passwords
+from .settings import Settings
+from .throttle import LoginThrottle
 from .tokens import TokenService
 
 log = logging.getLogger(__name__)
@@ -180,7 +183,7 @@ def _conflict(email: bool, organization_name: bool) -> ApiError:
 
 
 @router.post("/api/user/registerWithOrganization", status_code=201, response_model=UserOut, tags=["user"])
-async def register_with_organization(body: RegisterWithOrganization, pool: Pool, runtime: Runtime, passwords: Hasher) -> dict[str, Any]:
+async def register_with_organization(body: RegisterWithOrganization, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher) -> dict[str, Any]:
     """Create an organization (Developer or Buyer) and its first user, who administers it."""
     async with pool.acquire() as conn:
         email_taken = await store.email_taken(conn, body.email)
@@ -212,11 +215,16 @@ async def register_with_organization(body: RegisterWithOrganization, pool: Pool,
                 producer,
             )
             await outbox.add(conn, UserRegistered(user_id=user["id"], organization_id=org["id"], email=user["email"], role=role), producer)
+            settings: Settings = runtime.settings  # type: ignore[assignment]
+            await mail.queue_confirmation(
+                conn, user["id"], user["email"], user["first_name"], settings.public_url, settings.email_confirmation_ttl_seconds
+            )
     except asyncpg.UniqueViolationError as exc:
         # Someone registered the same e-mail or name between our check and our insert.
         if exc.constraint_name not in (store.EMAIL_UNIQUE, store.ORGANIZATION_NAME_UNIQUE):
             raise
         raise _conflict(exc.constraint_name == store.EMAIL_UNIQUE, exc.constraint_name == store.ORGANIZATION_NAME_UNIQUE) from None
+    request.app.state.mailer.wake()
     log.info(
         "organization registered",
         extra={"organization_id": org["id"], "organization_type": org["organization_type"], "user_id": user["id"], "role": role},
@@ -238,10 +246,23 @@ async def register_with_organization(body: RegisterWithOrganization, pool: Pool,
     "/api/auth/login",
     response_model=AccessToken,
     tags=["auth"],
-    responses={401: {"description": INVALID_CREDENTIALS + " (the same answer whether or not the e-mail exists)"}},
+    responses={
+        401: {"description": INVALID_CREDENTIALS + " (the same answer whether or not the e-mail exists)"},
+        429: {"description": "Too many failed logins for this account or address; retry after the Retry-After header's seconds"},
+    },
 )
-async def login(body: Login, pool: Pool, passwords: Hasher, tokens: Tokens) -> dict[str, str]:
+async def login(body: Login, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher, tokens: Tokens) -> dict[str, str]:
     """Exchange e-mail and password for a signed access token."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = domain.client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"), settings.trust_forwarded_for)
+    keys = throttle.keys(body.username, address)
+    # Checked before the password, for known and unknown e-mails alike: a blocked key learns nothing.
+    wait = await throttle.retry_after(pool, keys)
+    if wait is not None:
+        log.info("login throttled", extra={"retry_after_s": wait})
+        raise HTTPException(429, f"Too many failed logins; try again in {wait} seconds", headers={"Retry-After": str(wait)})
+
     try:
         email = domain.normalize_email(body.username)
     except domain.Invalid:
@@ -250,31 +271,80 @@ async def login(body: Login, pool: Pool, passwords: Hasher, tokens: Tokens) -> d
         user = await store.user_by_email(conn, email) if email else None
     if user is None:
         await passwords.spend_verify_time(body.password)  # as slow as a wrong password: no e-mail probing
+        await throttle.failed(pool, keys)
         log.info("login refused", extra={"reason": "unknown account"})
         raise ApiError(401, INVALID_CREDENTIALS)
     if not await passwords.verify(user["password_hash"], body.password):
+        await throttle.failed(pool, keys)
         log.info("login refused", extra={"reason": "wrong password", "user_id": user["id"]})
         raise ApiError(401, INVALID_CREDENTIALS)
+    await throttle.succeeded(pool, keys)
     if user["status"] != "Active":
         # The password was right, so saying why tells a stranger nothing.
         raise ApiError(403, f"This account is {user['status'].lower()}; it cannot log in")
 
     # Hashes made under older argon2 parameters are upgraded while we know the password.
     new_hash = await passwords.hash(body.password) if passwords.needs_rehash(user["password_hash"]) else None
+    token = await issue_access_token(pool, tokens, user, new_password_hash=new_hash)
+    log.info("login", extra={"user_id": user["id"], "organization_id": user["organization_id"]})
+    return {"accessToken": token}
+
+
+async def issue_access_token(pool: asyncpg.Pool, tokens: TokenService, user: asyncpg.Record, new_password_hash: str | None = None) -> str:
+    """Sign a token with the user's current role and permissions, and record it (so that a password
+    change or a removal from the organization can revoke it)."""
     async with pool.acquire() as conn:
         grants = await store.module_grants(conn, user["role"], user["id"])
-        if new_hash:
-            await store.update_password_hash(conn, user["id"], new_hash)
-    token = tokens.issue(
+        api_user = await store.api_user_by_user(conn, user["id"]) if user["role"] == "ApiUser" else None
+    token, claims = tokens.issue_with_claims(
         user_id=user["id"],
         organization_id=user["organization_id"],
         organization_type=user["organization_type"],
         role=user["role"],
         email=user["email"],
         permissions=domain.effective_permissions(user["role"], grants),
+        api_user_id=str(api_user["id"]) if api_user else None,
     )
-    log.info("login", extra={"user_id": user["id"], "organization_id": user["organization_id"]})
-    return {"accessToken": token}
+    async with pool.acquire() as conn, conn.transaction():
+        await store.record_access_token(conn, claims["jti"], user["id"], datetime.fromtimestamp(claims["exp"], UTC))
+        if new_password_hash:
+            await store.update_password_hash(conn, user["id"], new_password_hash)
+    return token
+
+
+class Done(BaseModel):
+    success: bool = True
+    message: str
+
+
+async def revoke(conn: asyncpg.Connection, revoked: list[tuple[str, datetime]], user_id: int, producer: str) -> None:
+    """Tell every service (token.revoked, through the outbox) to refuse these tokens."""
+    for jti, expires_at in revoked:
+        await outbox.add(conn, AccessTokenRevoked(token_id=jti, user_id=user_id, expires_at=expires_at), producer)
+
+
+def revoke_here(request: Request, revoked: list[tuple[str, datetime]]) -> None:
+    """Refuse them in this instance at once (other instances follow token.revoked within moments)."""
+    for jti, expires_at in revoked:
+        request.app.state.token_verifier.revoke(jti, expires_at.timestamp())
+
+
+def _caller_token_expiry(request: Request) -> datetime:
+    # The token was verified by the CurrentPrincipal dependency; only its exp is read here.
+    token = request.headers["authorization"].partition(" ")[2].strip()
+    return datetime.fromtimestamp(jwt.decode(token, options={"verify_signature": False})["exp"], UTC)
+
+
+@router.post("/api/auth/logout", response_model=Done, tags=["auth"])
+async def logout(principal: CurrentPrincipal, request: Request, pool: Pool, runtime: Runtime) -> dict[str, Any]:
+    """Revoke the caller's access token: every service refuses it from now on."""
+    revoked = [(principal.token_id, _caller_token_expiry(request))]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.revoke_access_token(conn, principal.token_id, principal.user_id, revoked[0][1])
+        await revoke(conn, revoked, principal.user_id, runtime.settings.service_name)
+    revoke_here(request, revoked)
+    log.info("logout", extra={"user_id": principal.user_id})
+    return {"success": True, "message": "Logged out; this access token is revoked"}
 
 
 @router.get("/api/user/me", response_model=Me, tags=["user"])

@@ -5,6 +5,8 @@ Pure functions and small dataclasses, no I/O.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -170,9 +172,12 @@ def access_token_claims(
     ttl: timedelta,
     now: datetime,
     jti: str,
+    api_user_id: str | None = None,
 ) -> dict[str, Any]:
     """The claims every service reads to authorize a call without asking identity."""
+    extra = {"apiUserId": api_user_id} if api_user_id else {}
     return {
+        **extra,
         "sub": str(user_id),
         "org": organization_id,
         "orgType": organization_type,
@@ -185,3 +190,95 @@ def access_token_claims(
         "iss": issuer,
         "aud": audience,
     }
+
+
+# -- one-time tokens (e-mail confirmation, password reset) ----------------------------------------
+
+
+def token_digest(token: str) -> str:
+    """What is stored for a one-time token: its SHA-256 (the token is 256 random bits, so no salt or slow hash)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- login throttling ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    window: timedelta  # failures older than this are forgotten
+    slowdown_after: int  # from this many failures, each try must wait a growing delay
+    slowdown_base_s: float
+    slowdown_max_s: float
+    lockout_after: int  # from this many failures, refused for `lockout`
+    lockout: timedelta
+
+
+@dataclass(frozen=True)
+class ThrottleState:
+    failures: int
+    window_start: datetime
+    blocked_until: datetime | None
+
+
+def after_failure(policy: ThrottlePolicy, state: ThrottleState | None, now: datetime) -> ThrottleState:
+    """The state after one more failed login for a key."""
+    if state is None or state.window_start + policy.window <= now:
+        failures, window_start = 1, now
+    else:
+        failures, window_start = state.failures + 1, state.window_start
+    if failures >= policy.lockout_after:
+        blocked: datetime | None = now + policy.lockout
+    elif failures >= policy.slowdown_after:
+        delay = min(policy.slowdown_base_s * 2 ** (failures - policy.slowdown_after), policy.slowdown_max_s)
+        blocked = now + timedelta(seconds=delay)
+    else:
+        blocked = None
+    return ThrottleState(failures, window_start, blocked)
+
+
+def retry_after_seconds(blocked_until: datetime | None, now: datetime) -> int | None:
+    """Whole seconds to wait (at least 1) while a key is blocked, else None."""
+    if blocked_until is None or blocked_until <= now:
+        return None
+    return max(1, math.ceil((blocked_until - now).total_seconds()))
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trust_forwarded_for: bool) -> str:
+    """The caller's address: the last X-Forwarded-For entry (the one our gateway appended) when trusted."""
+    if trust_forwarded_for and forwarded_for:
+        last = forwarded_for.split(",")[-1].strip()
+        if last:
+            return last
+    return peer or "unknown"
+
+
+# -- organization members ---------------------------------------------------------------------------
+
+# The roles a member of each organization type may be given.
+MEMBER_ROLES = {
+    DEVELOPER: ("OrganizationAdmin", "DeviceOwner", "User"),
+    BUYER: ("Buyer", "SubBuyer", "User"),
+}
+
+
+def check_member_role(organization_type: str, role: str) -> str:
+    allowed = MEMBER_ROLES.get(organization_type, ())
+    if role not in allowed:
+        if not allowed:
+            raise Invalid(f"members of a {organization_type} organization cannot be given roles")
+        raise Invalid(f"role must be one of {', '.join(allowed)} in a {organization_type} organization")
+    return role
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.limit
+
+
+def total_pages(total: int, limit: int) -> int:
+    return math.ceil(total / limit) if total else 0

@@ -31,6 +31,35 @@ class Settings(ServiceSettings):
     jwt_private_key_file: str = ".run/identity/jwt-private-key.pem"
     access_token_ttl_seconds: int = Field(default=3600, ge=60)
 
+    # API users' client assertions (RFC 7523) may live this long at most (exp - now).
+    client_assertion_max_lifetime_seconds: int = Field(default=300, ge=10)
+
+    # Outgoing mail: smtp://host:port (smtps:// for TLS; user:password@ if the server wants a login).
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    mail_from: str = "OpenDREC <no-reply@opendrec.local>"
+    mail_poll_interval_s: float = Field(default=1.0, gt=0)
+    mail_max_attempts: int = Field(default=10, ge=1)
+    # Where the links in mails point (the gateway, or a web front end serving the same paths).
+    public_url: str = "http://127.0.0.1:8000"
+    email_confirmation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    password_reset_ttl_seconds: int = Field(default=3600, ge=60)
+    invitation_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+
+    # Login throttling, per account (e-mail as typed, known or not) and per client address, over a window:
+    # from `*_slowdown_after` failures each further try must wait base * 2^n seconds (up to max);
+    # at `*_lockout_after` failures the key is refused for lockout seconds. Answers are 429 with Retry-After.
+    login_window_seconds: int = Field(default=900, ge=1)
+    login_account_slowdown_after: int = Field(default=3, ge=1)
+    login_address_slowdown_after: int = Field(default=20, ge=1)  # many people may share one address
+    login_slowdown_base_seconds: float = Field(default=1.0, gt=0)
+    login_slowdown_max_seconds: float = Field(default=60.0, gt=0)
+    login_account_lockout_after: int = Field(default=10, ge=1)
+    login_address_lockout_after: int = Field(default=50, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+    # Identity sits behind the gateway, which appends the client address to X-Forwarded-For:
+    # the last entry is the one to trust. Set false when clients reach identity directly.
+    trust_forwarded_for: bool = True
+
     @field_validator("admin_email")
     @classmethod
     def _admin_email(cls, value: str) -> str:

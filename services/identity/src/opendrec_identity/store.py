@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import asyncpg
 
 from . import domain
@@ -29,15 +32,22 @@ async def organization_name_taken(conn: asyncpg.Connection, name: str) -> bool:
 
 
 async def insert_organization(
-    conn: asyncpg.Connection, *, name: str, address: str | None, organization_type: str, secret_key_hash: str | None
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    address: str | None,
+    organization_type: str,
+    secret_key_hash: str | None,
+    api_user_id: Any = None,
 ) -> asyncpg.Record:
     return await conn.fetchrow(
-        "INSERT INTO organizations (name, address, organization_type, secret_key_hash) VALUES ($1, $2, $3, $4) "
+        "INSERT INTO organizations (name, address, organization_type, secret_key_hash, api_user_id) VALUES ($1, $2, $3, $4, $5) "
         "RETURNING id, name, address, organization_type, status, created_at",
         name,
         address,
         organization_type,
         secret_key_hash,
+        api_user_id,
     )
 
 
@@ -111,3 +121,304 @@ async def lock_admin_bootstrap(conn: asyncpg.Connection) -> None:
 
 async def admin_exists(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'Admin')"))
+
+
+# -- access tokens ---------------------------------------------------------------------------------
+
+
+async def record_access_token(conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime) -> None:
+    await conn.execute("INSERT INTO access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)", jti, user_id, expires_at)
+
+
+async def revoke_access_token(conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime) -> bool:
+    """Mark one token revoked; False if it was already. Unknown tokens are recorded revoked."""
+    status = await conn.execute(
+        "INSERT INTO access_tokens (jti, user_id, expires_at, revoked_at) VALUES ($1, $2, $3, now()) "
+        "ON CONFLICT (jti) DO UPDATE SET revoked_at = now() WHERE access_tokens.revoked_at IS NULL",
+        jti,
+        user_id,
+        expires_at,
+    )
+    return status.endswith(" 1")
+
+
+async def revoke_user_tokens(conn: asyncpg.Connection, user_id: int, keep_jti: str | None = None) -> list[asyncpg.Record]:
+    """Revoke every live token of a user (but `keep_jti`); returns (jti, expires_at) of those revoked."""
+    return await conn.fetch(
+        "UPDATE access_tokens SET revoked_at = now() "
+        "WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() AND jti IS DISTINCT FROM $2 "
+        "RETURNING jti, expires_at",
+        user_id,
+        keep_jti,
+    )
+
+
+# -- one-time tokens -------------------------------------------------------------------------------
+
+
+async def create_user_token(conn: asyncpg.Connection, user_id: int, purpose: str, token_hash: str, ttl_seconds: int) -> None:
+    """A new token of a purpose replaces the user's earlier unused ones."""
+    await conn.execute(
+        "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL", user_id, purpose
+    )
+    await conn.execute(
+        "INSERT INTO user_tokens (user_id, purpose, token_hash, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        user_id,
+        purpose,
+        token_hash,
+        float(ttl_seconds),
+    )
+
+
+async def use_user_token(conn: asyncpg.Connection, purpose: str, token_hash: str) -> int | None:
+    """Spend a live token (exactly once, even under concurrent calls); returns its user id."""
+    return await conn.fetchval(
+        "UPDATE user_tokens SET used_at = now() "
+        "WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() RETURNING user_id",
+        token_hash,
+        purpose,
+    )
+
+
+async def confirm_email(conn: asyncpg.Connection, user_id: int) -> None:
+    await conn.execute("UPDATE users SET email_confirmed = true, updated_at = now() WHERE id = $1", user_id)
+
+
+async def update_profile(conn: asyncpg.Connection, user_id: int, first_name: str | None, last_name: str | None) -> None:
+    await conn.execute(
+        "UPDATE users SET first_name = coalesce($2, first_name), last_name = coalesce($3, last_name), updated_at = now() WHERE id = $1",
+        user_id,
+        first_name,
+        last_name,
+    )
+
+
+# -- login throttling ------------------------------------------------------------------------------
+
+
+async def throttle_states(conn: asyncpg.Connection, keys: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = ANY($1::text[])", keys)
+
+
+async def lock_throttle_row(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
+    """The key's row, created if missing, locked until the caller's transaction ends."""
+    await conn.execute("INSERT INTO login_throttle (key) VALUES ($1) ON CONFLICT (key) DO NOTHING", key)
+    return await conn.fetchrow("SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = $1 FOR UPDATE", key)
+
+
+async def save_throttle(conn: asyncpg.Connection, key: str, failures: int, window_start: datetime, blocked_until: datetime | None) -> None:
+    await conn.execute(
+        "UPDATE login_throttle SET failures = $2, window_start = $3, blocked_until = $4 WHERE key = $1",
+        key,
+        failures,
+        window_start,
+        blocked_until,
+    )
+
+
+async def clear_throttle(conn: asyncpg.Connection, key: str) -> None:
+    await conn.execute("DELETE FROM login_throttle WHERE key = $1", key)
+
+
+async def now(conn: asyncpg.Connection) -> datetime:
+    """The database's clock: every instance judges throttling windows by the same one."""
+    return await conn.fetchval("SELECT now()")
+
+
+# -- organizations and members ---------------------------------------------------------------------
+
+_ORGANIZATION = "SELECT id, name, address, organization_type, status, created_at FROM organizations"
+
+
+async def organization_by_id(conn: asyncpg.Connection, organization_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(_ORGANIZATION + " WHERE id = $1", organization_id)
+
+
+async def organizations_page(conn: asyncpg.Connection, page: domain.Page, organization_type: str | None) -> tuple[list[asyncpg.Record], int]:
+    where = " WHERE ($1::text IS NULL OR organization_type = $1)"
+    rows = await conn.fetch(_ORGANIZATION + where + " ORDER BY id LIMIT $2 OFFSET $3", organization_type, page.limit, page.offset)
+    total = await conn.fetchval("SELECT count(*) FROM organizations" + where, organization_type)
+    return rows, total
+
+
+async def users_page(conn: asyncpg.Connection, page: domain.Page, organization_id: int | None, members_only: bool) -> tuple[list[asyncpg.Record], int]:
+    """Users (of one organization, or all), oldest first; `members_only` leaves removed members out."""
+    where = " WHERE ($1::bigint IS NULL OR u.organization_id = $1) AND (NOT $2 OR u.status <> 'Deleted')"
+    rows = await conn.fetch(
+        _USER_WITH_ORGANIZATION + where + " ORDER BY u.id LIMIT $3 OFFSET $4", organization_id, members_only, page.limit, page.offset
+    )
+    total = await conn.fetchval("SELECT count(*) FROM users u" + where, organization_id, members_only)
+    return rows, total
+
+
+async def set_role(conn: asyncpg.Connection, user_id: int, role: str) -> None:
+    await conn.execute("UPDATE users SET role = $2, updated_at = now() WHERE id = $1", user_id, role)
+
+
+async def set_status(conn: asyncpg.Connection, user_id: int, status: str) -> None:
+    await conn.execute("UPDATE users SET status = $2, updated_at = now() WHERE id = $1", user_id, status)
+
+
+# -- invitations -----------------------------------------------------------------------------------
+
+INVITATION_PENDING_UNIQUE = "invitations_pending_unique"
+
+_INVITATION = """
+SELECT i.id, i.organization_id, i.email, i.role, i.status, i.sender_id, i.expires_at, i.created_at, i.updated_at,
+       o.name AS organization_name, o.organization_type, s.email AS sender_email
+FROM invitations i JOIN organizations o ON o.id = i.organization_id JOIN users s ON s.id = i.sender_id
+"""
+
+
+async def insert_invitation(
+    conn: asyncpg.Connection, *, organization_id: int, email: str, role: str, sender_id: int, token_hash: str, ttl_seconds: int
+) -> int:
+    return await conn.fetchval(
+        "INSERT INTO invitations (organization_id, email, role, sender_id, token_hash, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id",
+        organization_id,
+        email,
+        role,
+        sender_id,
+        token_hash,
+        float(ttl_seconds),
+    )
+
+
+async def invitation_by_id(conn: asyncpg.Connection, invitation_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    if lock:
+        await conn.execute("SELECT 1 FROM invitations WHERE id = $1 FOR UPDATE", invitation_id)
+    return await conn.fetchrow(_INVITATION + " WHERE i.id = $1", invitation_id)
+
+
+async def invitation_id_by_token(conn: asyncpg.Connection, token_hash: str) -> int | None:
+    return await conn.fetchval("SELECT id FROM invitations WHERE token_hash = $1", token_hash)
+
+
+async def invitations_page(conn: asyncpg.Connection, organization_id: int, page: domain.Page) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(_INVITATION + " WHERE i.organization_id = $1 ORDER BY i.id LIMIT $2 OFFSET $3", organization_id, page.limit, page.offset)
+    total = await conn.fetchval("SELECT count(*) FROM invitations WHERE organization_id = $1", organization_id)
+    return rows, total
+
+
+async def answer_invitation(conn: asyncpg.Connection, invitation_id: int, status: str) -> None:
+    await conn.execute("UPDATE invitations SET status = $2, updated_at = now() WHERE id = $1", invitation_id, status)
+
+
+async def move_user(conn: asyncpg.Connection, user_id: int, organization_id: int, role: str) -> None:
+    """Into another organization with a role; an account that had been removed is active again."""
+    await conn.execute(
+        "UPDATE users SET organization_id = $2, role = $3, status = 'Active', updated_at = now() WHERE id = $1", user_id, organization_id, role
+    )
+
+
+async def reactivate_user(
+    conn: asyncpg.Connection, user_id: int, *, organization_id: int, role: str, first_name: str, last_name: str, password_hash: str
+) -> None:
+    await conn.execute(
+        "UPDATE users SET organization_id = $2, role = $3, first_name = $4, last_name = $5, password_hash = $6, "
+        "status = 'Active', email_confirmed = true, updated_at = now() WHERE id = $1",
+        user_id,
+        organization_id,
+        role,
+        first_name,
+        last_name,
+        password_hash,
+    )
+
+
+# -- API users ---------------------------------------------------------------------------------------
+
+
+async def insert_api_user(conn: asyncpg.Connection, api_user_id: Any, user_id: int, public_key_pem: str) -> None:
+    await conn.execute("INSERT INTO api_users (id, user_id, public_key_pem) VALUES ($1, $2, $3)", api_user_id, user_id, public_key_pem)
+
+
+async def api_user_by_id(conn: asyncpg.Connection, api_user_id: Any) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT a.id, a.user_id, a.public_key_pem, a.permission_status, u.status AS user_status "
+        "FROM api_users a JOIN users u ON u.id = a.user_id WHERE a.id = $1",
+        api_user_id,
+    )
+
+
+async def api_user_by_user(conn: asyncpg.Connection, user_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT id, user_id, permission_status FROM api_users WHERE user_id = $1", user_id)
+
+
+async def module_names_by_id(conn: asyncpg.Connection) -> dict[int, tuple[str, str]]:
+    """ACL module id -> (name, the actions it offers)."""
+    return {r["id"]: (r["name"], r["actions"]) for r in await conn.fetch("SELECT id, name, actions FROM acl_modules WHERE status = 'Enable'")}
+
+
+async def replace_permission_request(conn: asyncpg.Connection, api_user_id: Any, requested: dict[str, str]) -> None:
+    """The new request replaces the old one, and nothing is granted until an admin approves it."""
+    await conn.execute("DELETE FROM api_user_permission_requests WHERE api_user_id = $1", api_user_id)
+    await conn.executemany(
+        "INSERT INTO api_user_permission_requests (api_user_id, module, actions) VALUES ($1, $2, $3)",
+        [(api_user_id, module, actions) for module, actions in requested.items()],
+    )
+    await conn.execute("UPDATE api_users SET permission_status = 'Request' WHERE id = $1", api_user_id)
+    await conn.execute("DELETE FROM user_permissions WHERE user_id = (SELECT user_id FROM api_users WHERE id = $1)", api_user_id)
+
+
+async def permission_request(conn: asyncpg.Connection, api_user_id: Any) -> dict[str, str]:
+    rows = await conn.fetch("SELECT module, actions FROM api_user_permission_requests WHERE api_user_id = $1 ORDER BY module", api_user_id)
+    return {r["module"]: r["actions"] for r in rows}
+
+
+async def set_api_user_permissions(conn: asyncpg.Connection, api_user_id: Any, user_id: int, status: str) -> None:
+    """Active: grant what was requested; Deactive: grant nothing."""
+    await conn.execute("UPDATE api_users SET permission_status = $2 WHERE id = $1", api_user_id, status)
+    await conn.execute("DELETE FROM user_permissions WHERE user_id = $1", user_id)
+    if status == "Active":
+        await conn.execute(
+            "INSERT INTO user_permissions (user_id, module, actions) SELECT $2, module, actions FROM api_user_permission_requests WHERE api_user_id = $1",
+            api_user_id,
+            user_id,
+        )
+
+
+async def spend_assertion(conn: asyncpg.Connection, jti: str, api_user_id: Any, expires_at: datetime) -> bool:
+    """Record an assertion id; False if it was seen before (a replay). Expired ids are forgotten."""
+    await conn.execute("DELETE FROM client_assertions WHERE expires_at < now() - interval '1 minute'")
+    status = await conn.execute(
+        "INSERT INTO client_assertions (jti, api_user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
+        jti,
+        api_user_id,
+        expires_at,
+    )
+    return status.endswith(" 1")
+
+
+async def replace_api_user_key(conn: asyncpg.Connection, api_user_id: Any, public_key_pem: str) -> None:
+    await conn.execute("UPDATE api_users SET public_key_pem = $2, key_created_at = now() WHERE id = $1", api_user_id, public_key_pem)
+
+
+async def api_user_organizations_page(
+    conn: asyncpg.Connection, api_user_id: Any, name: str | None, page: domain.Page
+) -> tuple[list[asyncpg.Record], int]:
+    """Organizations registered under an API user (all API users' when None), optionally whose name contains `name`."""
+    where = (
+        " WHERE api_user_id IS NOT NULL AND ($1::uuid IS NULL OR api_user_id = $1)"
+        " AND ($2::text IS NULL OR strpos(lower(name), lower($2)) > 0)"
+    )
+    rows = await conn.fetch(_ORGANIZATION + where + " ORDER BY id LIMIT $3 OFFSET $4", api_user_id, name, page.limit, page.offset)
+    total = await conn.fetchval("SELECT count(*) FROM organizations" + where, api_user_id, name)
+    return rows, total
+
+
+async def api_users_page(conn: asyncpg.Connection, status: str | None, page: domain.Page) -> tuple[list[asyncpg.Record], int]:
+    where = " WHERE ($1::text IS NULL OR a.permission_status = $1)"
+    rows = await conn.fetch(
+        "SELECT a.id, a.user_id, a.permission_status, a.created_at, u.email, u.organization_id, o.name AS organization_name, "
+        "coalesce((SELECT json_object_agg(r.module, r.actions) FROM api_user_permission_requests r WHERE r.api_user_id = a.id), '{}')::text AS requested "
+        "FROM api_users a JOIN users u ON u.id = a.user_id JOIN organizations o ON o.id = u.organization_id"
+        + where
+        + " ORDER BY a.created_at, a.id LIMIT $2 OFFSET $3",
+        status,
+        page.limit,
+        page.offset,
+    )
+    total = await conn.fetchval("SELECT count(*) FROM api_users a" + where, status)
+    return rows, total

@@ -103,7 +103,10 @@ class TokenService:
         self.audience = audience
         self.ttl = timedelta(seconds=ttl_seconds)
 
-    def issue(
+    def issue(self, **identity: Any) -> str:
+        return self.issue_with_claims(**identity)[0]
+
+    def issue_with_claims(
         self,
         *,
         user_id: int,
@@ -112,7 +115,9 @@ class TokenService:
         role: str,
         email: str,
         permissions: dict[str, str],
-    ) -> str:
+        api_user_id: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The signed token and its claims (the caller records `jti` and `exp` to revoke it later)."""
         claims = domain.access_token_claims(
             user_id=user_id,
             organization_id=organization_id,
@@ -125,8 +130,9 @@ class TokenService:
             ttl=self.ttl,
             now=datetime.now(UTC),
             jti=uuid.uuid4().hex,
+            api_user_id=api_user_id,
         )
-        return self.key.sign(claims)
+        return self.key.sign(claims), claims
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.key.public_jwk()]}
