@@ -352,3 +352,25 @@ def test_aggregate_refusals():
 def test_iso_prints_milliseconds_like_the_reference():
     assert domain.iso(datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)) == "2022-09-08T12:55:47.335Z"
     assert domain.iso(datetime(2022, 9, 8, 12, 55, 47, 335001, tzinfo=UTC)) == "2022-09-08T12:55:47.335001Z"
+
+
+def test_read_ingested_built_for_speed_is_the_contracts_event_on_the_wire():
+    import uuid as _uuid
+
+    from opendrec_contracts import ReadIngested, envelope_for
+    from opendrec_readings.domain import Interval
+    from opendrec_readings.ingest import ingested_events
+
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    intervals = [Interval(t + timedelta(hours=i), t + timedelta(hours=i + 1), 100 + i, i) for i in range(5)]
+    batch = _uuid.uuid4()
+    device = {"device_id": 7, "external_id": "E", "organization_id": 3}
+    events = ingested_events(device, "Delta", batch, intervals, max_reads=3)
+    payloads = [envelope_for(e, "readings").payload for e in events]
+    expected = [
+        ReadIngested(batch_id=batch, device_id=7, external_id="E", organization_id=3, read_type="Delta",
+                     reads=[{"start": i.start, "end": i.end, "value_wh": i.wh} for i in part])
+        for part in (intervals[:3], intervals[3:])
+    ]  # fmt: skip
+    assert payloads == [e.model_dump(mode="json") for e in expected]
+    assert [ReadIngested.model_validate(p) for p in payloads] == expected

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from zoneinfo import ZoneInfo
 
-from opendrec_contracts import DeviceRegistered, MeterRead, ReadSubmitted, envelope_for
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, MeterRead, ReadSubmitted, ReservationCreated, envelope_for
 from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
 from opendrec_readings.app import build
 from opendrec_readings.domain import iso
@@ -194,18 +194,23 @@ async def test_resubmission_never_adds_energy_twice(service):
 
 async def _ingested_for_device(service, device_id: int) -> list[dict]:
     """Every read.ingested of the device on the topic so far, in order."""
+    return [e for e in await _topic(service, "read.ingested") if e["payload"]["device_id"] == device_id]
+
+
+async def _topic(service, topic: str) -> list[dict]:
+    """Every envelope on `topic` so far, in order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=service.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer.topics()  # metadata, for the partitions
-        partitions = [TopicPartition("read.ingested", p) for p in consumer.partitions_for_topic("read.ingested")]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         found: list[dict] = []
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for records in (await consumer.getmany(timeout_ms=200)).values():
-                found += [e for e in (orjson.loads(r.value) for r in records) if e["payload"]["device_id"] == device_id]
+                found += [orjson.loads(r.value) for r in records]
         return found
     finally:
         await consumer.stop()
@@ -373,8 +378,26 @@ async def test_a_bad_submission_is_recorded_and_does_not_hold_up_the_next(servic
     rejected = await _submission(service, future.submission_id)
     assert rejected["status"] == "rejected" and "in the future" in rejected["reasons"]
     assert "organization" in (await _submission(service, foreign.submission_id))["reasons"]
+    # Each refusal is announced on read.rejected, with the reasons and the read's index.
+    announced, _ = await wait_for_event(service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == future.submission_id)
+    payload = announced["payload"]
+    assert (payload["device_id"], payload["external_id"], payload["organization_id"], payload["source"], payload["read_type"]) == (
+        device.device_id, device.external_id, device.organization_id, "charger-gateway", "Delta",
+    )  # fmt: skip
+    assert [r["index"] for r in payload["reasons"]] == [0] and "in the future" in payload["reasons"][0]["reason"]
+    foreign_announced, _ = await wait_for_event(
+        service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == foreign.submission_id
+    )
+    assert foreign_announced["payload"]["reasons"][0]["index"] is None
+    good_rejections = await _rejections_of(service, good.submission_id)
+    assert good_rejections == []
     await wait_for_event(service.bootstrap, "read.submitted.dlq", lambda e: e.get("event_id") == str(poison.event_id))
     assert [r["wh"] for r in await service.intervals(device.device_id)] == [500]
+
+
+async def _rejections_of(service, submission_id: str) -> list[dict]:
+    """Every read.rejected of the submission on the topic so far."""
+    return [e for e in await _topic(service, "read.rejected") if e["payload"]["submission_id"] == submission_id]
 
 
 async def test_a_submission_for_a_device_not_yet_known_waits_for_it(service):
@@ -385,3 +408,174 @@ async def test_a_submission_for_a_device_not_yet_known_waits_for_it(service):
     await publish_events(service.bootstrap, [device])
     assert (await eventually(lambda: _submission(service, event.submission_id)))["status"] == "accepted"
     assert [r["wh"] for r in await service.intervals(device.device_id)] == [500]
+
+
+# -- device.updated / device.deleted ------------------------------------------------------
+
+
+def updated(device: DeviceRegistered, **changes) -> DeviceUpdated:
+    return DeviceUpdated(**(device.model_dump() | changes))
+
+
+async def _device_row(service, device_id: int):
+    return (await service.fetch("SELECT * FROM devices WHERE device_id = $1", device_id))[0]
+
+
+async def test_an_updated_device_is_judged_by_its_new_capacity_yield_and_timezone(service):
+    device = await service.register(capacity_kw=1)
+    # 1 kW for one hour: the bound is 1.2 × 1 × 1000 × 2000/8760 ≈ 273 Wh.
+    refused = await service.post(device, delta(device, [1], wh=1000))
+    assert refused.status_code == 400 and "below 273 Wh" in refused.json()["details"][0]["reason"]
+
+    await publish_events(service.bootstrap, [updated(device, capacity_kw=10, timezone="Asia/Kolkata")])
+    await eventually(lambda: _has(service, device.device_id, "capacity_kw = 10"))
+    assert (await _device_row(service, device.device_id))["timezone"] == "Asia/Kolkata"
+    assert (await service.post(device, delta(device, [1], wh=1000))).status_code == 201
+
+    # A lower yield makes the same energy implausible again (10 kW × 100/8760 × 1.2 ≈ 136 Wh per hour).
+    await publish_events(service.bootstrap, [updated(device, capacity_kw=10, yield_value=100)])
+    await eventually(lambda: _has(service, device.device_id, "yield_value = 100"))
+    low = await service.post(device, delta(device, [2], wh=1000))
+    assert low.status_code == 400 and "below 136 Wh" in low.json()["details"][0]["reason"]
+
+    # device.registered travels on another topic: arriving late, its older state changes nothing.
+    stale = envelope_for(device, "devices").model_copy(update={"occurred_at": datetime.now(UTC) - timedelta(hours=1)})
+    marker = new_device()
+    await publish_envelopes(service.bootstrap, [("device.registered", str(device.device_id), stale.model_dump_json().encode())])
+    await publish_events(service.bootstrap, [marker])
+    await eventually(lambda: _has(service, marker.device_id, "true"))  # processed after the stale one
+    row = await _device_row(service, device.device_id)
+    assert (row["capacity_kw"], row["yield_value"]) == (10, 100)
+
+
+async def _has(service, device_id: int, condition: str) -> bool:
+    return bool(await service.fetch(f"SELECT 1 FROM devices WHERE device_id = $1 AND {condition}", device_id))
+
+
+async def test_a_deleted_device_refuses_new_reads_and_keeps_its_old_ones(service):
+    device = await service.register()
+    assert (await service.post(device, delta(device, [1]))).status_code == 201
+    await publish_events(service.bootstrap, [DeviceDeleted(device_id=device.device_id, external_id=device.external_id, organization_id=device.organization_id)])
+    await eventually(lambda: _has(service, device.device_id, "deleted_at IS NOT NULL"))
+
+    refused = await service.post(device, delta(device, [2]))
+    assert refused.status_code == 409 and "was deleted" in refused.json()["message"]
+    event = submission(device, [2])
+    await publish_events(service.bootstrap, [event])
+    rejected, _ = await wait_for_event(service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == event.submission_id)
+    assert "was deleted" in rejected["payload"]["reasons"][0]["reason"]
+    # An update arriving after the deletion doesn't bring the device back.
+    other = await service.register()
+    await publish_events(service.bootstrap, [updated(device, capacity_kw=55), updated(other, capacity_kw=56)])
+    await eventually(lambda: _has(service, other.device_id, "capacity_kw = 56"))  # one partition: handled after
+    assert (await service.post(device, delta(device, [2]))).status_code == 409
+    listing = await service.client.get(f"/api/meter-reads/new/{device.external_id}", headers=service.headers(device.organization_id))
+    assert [r["value"] for r in listing.json()["ongoing"]] == [1000]
+    assert [r["wh"] for r in await service.intervals(device.device_id)] == [1000]
+
+    # A deletion that arrives before the device: the device never takes reads.
+    ghost = new_device()
+    await publish_events(service.bootstrap, [DeviceDeleted(device_id=ghost.device_id, external_id=ghost.external_id, organization_id=ghost.organization_id)])
+    await eventually(lambda: service.fetch("SELECT 1 FROM deleted_devices WHERE device_id = $1", ghost.device_id))
+    early = submission(ghost, [1])
+    await publish_events(service.bootstrap, [early, ghost])
+    assert (await eventually(lambda: _submission(service, early.submission_id)))["status"] == "rejected"
+    assert await service.intervals(ghost.device_id) == []
+
+
+# -- queries: sums per period, buyers ----------------------------------------------------------
+
+ONBOARDED = datetime(2025, 1, 31, 20, tzinfo=UTC)
+
+
+async def _fixed_device(service, timezone: str | None) -> DeviceRegistered:
+    """Onboarded 2025-01-31T20:00Z with 30 hourly Delta reads of 100 Wh (ends 21:00Z … 2025-02-02T02:00Z)."""
+    device = new_device().model_copy(
+        update={"onboarded_at": ONBOARDED, "commissioning_date": datetime(2024, 1, 1, tzinfo=UTC), "timezone": timezone}
+    )
+    await publish_events(service.bootstrap, [device])
+    await eventually(lambda: _has(service, device.device_id, "true"))
+    assert (await service.post(device, delta(device, list(range(1, 31)), wh=100))).status_code == 201
+    return device
+
+
+async def _sums(service, device, granularity: str, headers=None, path=None, **params):
+    response = await service.client.get(
+        f"/api/meter-reads/new/{path or device.external_id}",
+        params={"readType": "accumulated", "granularity": granularity, **params},
+        headers=headers or service.headers(device.organization_id),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_sums_per_period_in_utc_when_the_device_has_no_timezone(service):
+    device = await _fixed_device(service, None)
+    days = await _sums(service, device, "day")
+    assert days["timezone"] == "UTC" and days["totalWh"] == 3000
+    # An interval ending exactly at midnight belongs to the day it closes.
+    assert [(d["startdate"], d["enddate"], d["value"]) for d in days["accumulated"]] == [
+        ("2025-01-31T00:00:00.000Z", "2025-02-01T00:00:00.000Z", 400),
+        ("2025-02-01T00:00:00.000Z", "2025-02-02T00:00:00.000Z", 2400),
+        ("2025-02-02T00:00:00.000Z", "2025-02-03T00:00:00.000Z", 200),
+    ]
+    hours = (await _sums(service, device, "hour"))["accumulated"]
+    assert len(hours) == 30 and {h["value"] for h in hours} == {100}
+    assert (hours[0]["startdate"], hours[0]["enddate"]) == ("2025-01-31T20:00:00.000Z", "2025-01-31T21:00:00.000Z")
+    months = (await _sums(service, device, "month"))["accumulated"]
+    assert [(m["startdate"], m["enddate"], m["value"]) for m in months] == [
+        ("2025-01-01T00:00:00.000Z", "2025-02-01T00:00:00.000Z", 400),
+        ("2025-02-01T00:00:00.000Z", "2025-03-01T00:00:00.000Z", 2600),
+    ]
+    assert [(y["startdate"], y["value"]) for y in (await _sums(service, device, "year"))["accumulated"]] == [("2025-01-01T00:00:00.000Z", 3000)]
+    window = await _sums(service, device, "day", start="2025-02-01T00:00:00Z", end="2025-02-02T00:00:00Z")
+    assert [d["value"] for d in window["accumulated"]] == [2400]
+
+    missing = await service.client.get(
+        f"/api/meter-reads/new/{device.external_id}", params={"readType": "accumulated"}, headers=service.headers(device.organization_id)
+    )
+    assert missing.status_code == 400 and missing.json()["details"][0]["field"] == "granularity"
+
+
+async def test_sums_per_period_follow_the_devices_timezone(service):
+    device = await _fixed_device(service, "Asia/Kolkata")  # UTC+05:30
+    days = await _sums(service, device, "day")
+    assert days["timezone"] == "Asia/Kolkata"
+    assert [(d["startdate"], d["enddate"], d["value"]) for d in days["accumulated"]] == [
+        ("2025-01-31T18:30:00.000Z", "2025-02-01T18:30:00.000Z", 2200),
+        ("2025-02-01T18:30:00.000Z", "2025-02-02T18:30:00.000Z", 800),
+    ]
+    months = (await _sums(service, device, "month"))["accumulated"]
+    assert [(m["startdate"], m["enddate"], m["value"]) for m in months] == [("2025-01-31T18:30:00.000Z", "2025-02-28T18:30:00.000Z", 3000)]
+    hours = (await _sums(service, device, "hour"))["accumulated"]
+    # The first read ends 21:00Z = 02:30 local: the local hour 02:00–03:00 (20:30Z–21:30Z).
+    assert hours[0]["startdate"] == "2025-01-31T20:30:00.000Z" and hours[0]["value"] == 100
+
+
+async def test_buyers_see_the_reads_of_their_reserved_devices_within_the_reservation(service):
+    device = await _fixed_device(service, None)
+    buyer, other_buyer = new_id(), new_id()
+    reservation = ReservationCreated(
+        reservation_id=new_id(), reservation_uid=uuid.uuid4(), name="r", buyer_organization_id=buyer,
+        device_ids=[new_id(), device.device_id], reservation_start=ONBOARDED + 2 * H, reservation_end=ONBOARDED + 5 * H,
+        frequency="daily",
+    )  # fmt: skip
+    await publish_events(service.bootstrap, [reservation])
+    await eventually(lambda: service.fetch("SELECT 1 FROM reservations WHERE reservation_id = $1", reservation.reservation_id))
+
+    def as_buyer(organization_id: int) -> dict[str, str]:
+        return service.issuer.headers(organization_id=organization_id, organization_type="Buyer", role="Buyer", permissions={"READS_MANAGEMENT_CRUDL": "R"})
+
+    path = f"/api/meter-reads/new/{device.device_id}"
+    seen = await service.client.get(path, params={"limit": 100}, headers=as_buyer(buyer))
+    assert seen.status_code == 200, seen.text
+    assert [(r["enddate"], r["value"]) for r in seen.json()["ongoing"]] == [(iso(ONBOARDED + h * H), 100) for h in (3, 4, 5)]
+    sums = await _sums(service, device, "day", headers=as_buyer(buyer), path=device.device_id)
+    assert sums["totalWh"] == 300
+    # The latest read lies after the reservation: not the buyer's to see.
+    assert (await service.client.get(f"/api/meter-reads/latestread/{device.device_id}", headers=as_buyer(buyer))).status_code == 404
+
+    # Nobody else: another buyer, the buyer by external id, a developer of another organization by device id.
+    assert (await service.client.get(path, headers=as_buyer(other_buyer))).status_code == 404
+    assert (await service.client.get(f"/api/meter-reads/new/{device.external_id}", headers=as_buyer(buyer))).status_code == 404
+    assert (await service.client.get(path, headers=service.headers(new_id()))).status_code == 404

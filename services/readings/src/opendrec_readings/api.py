@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -18,10 +19,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import NotRequired, TypedDict
 
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
 
-from . import domain, ingest, store
+from . import domain, imports, ingest, store
 from .domain import MAX_READS_PER_REQUEST, ReadType
 
 router = APIRouter(tags=["meter-reads"])
@@ -31,12 +33,11 @@ DEFAULT_PAGE_SIZE = 5  # the reference's page size
 MAX_PAGE_SIZE = 1000
 
 
-class ReadIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ReadIn(TypedDict):
+    # A TypedDict, not a model: validating 10,000 dicts is ~3x faster than building models.
     # Strings, judged by the rules: blank means none, local times need `timezone`.
-    starttimestamp: str | None = None
-    endtimestamp: str | None = None
+    starttimestamp: NotRequired[str | None]
+    endtimestamp: NotRequired[str | None]
     value: int | Decimal  # JSON integers stay int; decimals arrive exact (see parse_body)
 
 
@@ -109,11 +110,13 @@ async def add_meter_reads(
         except ValueError as exc:
             raise ApiError(400, str(exc), [{"field": "timezone", "message": str(exc), "where": "body"}]) from exc
     reads, parse_errors = domain.parse_reads(
-        ((r.starttimestamp, r.endtimestamp, r.value) for r in body.reads), body.type, body.unit, tz
+        ((r.get("starttimestamp"), r.get("endtimestamp"), r["value"]) for r in body.reads), body.type, body.unit, tz
     )
     organization_id = _organization(user, body.organizationId)
     async with pool.acquire() as conn:
         device = await _device(conn, organization_id, externalId)
+        if device["deleted_at"] is not None:
+            raise ApiError(409, f"Device {externalId!r} was deleted on {domain.iso(device['deleted_at'])}: it takes no new reads")
         try:
             async with conn.transaction():
                 result = await ingest.ingest(
@@ -153,7 +156,31 @@ def _read_out(row: Any) -> dict[str, Any]:
     return {"startdate": domain.iso(row["start_at"]), "enddate": domain.iso(row["end_at"]), "value": row["wh"]}
 
 
-@router.get("/api/meter-reads/new/{externalId}", summary="Meter reads of a device in a time window, a page at a time")
+async def _visible(conn: Any, user: Principal, organization_id: int | None, path_id: str) -> tuple[Any, tuple[datetime, datetime] | None]:
+    """The device the caller may read, and the window it may see (None: all of it).
+
+    Developers name their own devices by external id. Buyers name a device by its id (as in
+    the D-REC manual) and see it only if one of their reservations holds it, within the span
+    of those reservations.
+    """
+    organization = _organization(user, organization_id)
+    if user.organization_type != "Buyer":
+        return await _device(conn, organization, path_id), None
+    device_id = int(path_id) if path_id.strip().isdigit() else None
+    span = await store.reservation_span(conn, organization, device_id) if device_id is not None else None
+    device = await store.get_device(conn, device_id) if span is not None else None
+    if device is None or span is None:
+        raise ApiError(404, f"No device with id {path_id!r} in a reservation of organization {organization}")
+    return device, span
+
+
+def _clip(start: datetime | None, end: datetime | None, span: tuple[datetime, datetime] | None) -> tuple[datetime | None, datetime | None]:
+    if span is None:
+        return start, end
+    return max(start, span[0]) if start else span[0], min(end, span[1]) if end else span[1]
+
+
+@router.get("/api/meter-reads/new/{externalId}", summary="Meter reads of a device in a time window, a page at a time, or sums per period")
 async def get_meter_reads(
     externalId: str,
     pool: Pool,
@@ -162,17 +189,34 @@ async def get_meter_reads(
     end: datetime | None = None,
     pagenumber: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    readType: Literal["meterReads"] = "meterReads",  # noqa: ARG001 - `accumulated` comes with the aggregation queries
+    readType: Literal["meterReads", "accumulated"] = "meterReads",
+    granularity: Literal["hour", "day", "month", "year"] | None = None,
     organizationId: int | None = None,
 ) -> dict[str, Any]:
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start >= end:
         raise ApiError(400, "start must be before end" if start > end else "The given start and end timestamps are the same")
-    organization_id = _organization(user, organizationId)
+    if readType == "accumulated" and granularity is None:
+        message = "readType=accumulated needs granularity: hour, day, month or year"
+        raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
     async with pool.acquire() as conn:
-        device = await _device(conn, organization_id, externalId)
-        total = await store.count_intervals(conn, device["device_id"], start, end)
-        rows = await store.list_intervals(conn, device["device_id"], start, end, limit, (pagenumber - 1) * limit)
+        device, span = await _visible(conn, user, organizationId, externalId)
+        start, end = _clip(start, end, span)
+        empty = start is not None and end is not None and start >= end
+        if readType == "accumulated":
+            assert granularity is not None
+            zone = device["timezone"] or "UTC"
+            rows = [] if empty else await store.accumulate(conn, device["device_id"], granularity, zone, start, end)
+            return {
+                "externalId": device["external_id"],
+                "deviceId": device["device_id"],
+                "granularity": granularity,
+                "timezone": zone,
+                "accumulated": [_read_out(r) for r in rows],
+                "totalWh": sum(r["wh"] for r in rows),
+            }
+        total = 0 if empty else await store.count_intervals(conn, device["device_id"], start, end)
+        rows = [] if empty else await store.list_intervals(conn, device["device_id"], start, end, limit, (pagenumber - 1) * limit)
     return {
         "historyread": [_read_out(r) for r in rows if r["read_type"] == "History"],
         "ongoing": [_read_out(r) for r in rows if r["read_type"] != "History"],
@@ -189,13 +233,95 @@ async def get_latest_read(
     user: Principal = permission(MODULE, "Read"),
     organizationId: int | None = None,
 ) -> dict[str, Any]:
-    organization_id = _organization(user, organizationId)
     async with pool.acquire() as conn:
-        device = await _device(conn, organization_id, externalId)
+        device, span = await _visible(conn, user, organizationId, externalId)
         last = await store.get_last_read(conn, device["device_id"])
-    if last is None or last.end is None:
-        raise ApiError(404, f"Device {externalId!r} has no Delta or Aggregate read yet")
+    if last is None or last.end is None or (span is not None and not span[0] < last.end <= span[1]):
+        raise ApiError(404, f"Device {externalId!r} has no Delta or Aggregate read yet" + (" within your reservations" if span else ""))
     answer: dict[str, Any] = {"enddate": domain.iso(last.end), "value": last.value_wh, "readType": last.ongoing_type}
     if last.ongoing_type == "Aggregate":
         answer["meterTotal"] = last.meter_total_wh
     return answer
+
+
+# -- bulk read import (CSV) ------------------------------------------------------------------
+
+
+def _job_rows_out(rows: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"row": r["row_number"], "status": "accepted" if r["accepted"] else "rejected", "reason": r["reason"],
+         "batchId": str(r["batch_id"]) if r["batch_id"] else None}
+        for r in rows
+    ]  # fmt: skip
+
+
+@router.post(
+    "/api/meter-reads/bulk-upload",
+    status_code=202,
+    summary="Upload a CSV of reads (deviceExternalId,timezone,type,unit,value,startDate,endDate), processed in the background",
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def upload_reads(
+    request: Request,
+    pool: Pool,
+    runtime: Runtime,
+    user: Principal = permission(MODULE, "Write"),
+    organizationId: int | None = None,
+    fileName: Annotated[str | None, Query(max_length=300)] = None,
+) -> dict[str, Any]:
+    organization_id = _organization(user, organizationId)
+    settings = runtime.settings
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > settings.import_max_bytes:  # type: ignore[attr-defined]
+            raise ApiError(413, f"The file is larger than {settings.import_max_bytes} bytes")  # type: ignore[attr-defined]
+    try:
+        content = raw.decode("utf-8")
+        rows = imports.parse_csv(content)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "The file is not UTF-8 text") from exc
+    except ValueError as exc:
+        raise ApiError(400, f"Not a reads CSV: {exc}") from exc
+    if not rows:
+        raise ApiError(400, "The file has a header but no rows")
+    async with pool.acquire() as conn:
+        job = await store.create_job(
+            conn, job_id=uuid.uuid4(), organization_id=organization_id, user_id=user.user_id,
+            file_name=fileName, content=content, rows_total=len(rows),
+        )  # fmt: skip
+    request.app.state.import_worker.wake.set()
+    return imports.job_out(job)
+
+
+@router.get("/api/meter-reads/bulk-upload", summary="The organization's bulk read imports, newest first")
+async def list_uploads(
+    pool: Pool,
+    user: Principal = permission(MODULE, "Read"),
+    organizationId: int | None = None,
+    pagenumber: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+) -> dict[str, Any]:
+    organization_id = _organization(user, organizationId)
+    async with pool.acquire() as conn:
+        jobs = await store.list_jobs(conn, organization_id, limit, (pagenumber - 1) * limit)
+    return {"jobs": [imports.job_out(j) for j in jobs], "currentPageNumber": pagenumber}
+
+
+@router.get("/api/meter-reads/bulk-upload/{jobId}", summary="Progress of a bulk read import and its per-row results")
+async def get_upload(
+    jobId: uuid.UUID,
+    pool: Pool,
+    user: Principal = permission(MODULE, "Read"),
+    organizationId: int | None = None,
+    status: Literal["accepted", "rejected"] | None = None,
+    pagenumber: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+) -> dict[str, Any]:
+    organization_id = _organization(user, organizationId)
+    async with pool.acquire() as conn:
+        job = await store.get_job(conn, jobId, with_content=False)
+        if job is None or job["organization_id"] != organization_id:
+            raise ApiError(404, f"No bulk read import {jobId} in organization {organization_id}")
+        rows = await store.job_rows(conn, jobId, None if status is None else status == "accepted", limit, (pagenumber - 1) * limit)
+    return {**imports.job_out(job), "rows": _job_rows_out(rows), "currentPageNumber": pagenumber}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opendrec_contracts import DeviceRegistered, ReadSubmitted
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadSubmitted, ReservationCreated
 from opendrec_kit import ServiceRuntime
 
 from . import api
 from .handlers import Handlers
+from .imports import ImportWorker
 from .settings import Settings
 
 
@@ -18,5 +19,17 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
     runtime.include_router(api.router)
     handlers = Handlers(settings)
     runtime.subscribe(DeviceRegistered.TYPE, handlers.on_device_registered)
+    runtime.subscribe(DeviceUpdated.TYPE, handlers.on_device_updated)
+    runtime.subscribe(DeviceDeleted.TYPE, handlers.on_device_deleted)
     runtime.subscribe(ReadSubmitted.TYPE, handlers.on_read_submitted)
+    runtime.subscribe(ReservationCreated.TYPE, handlers.on_reservation_created)
+    worker = ImportWorker(settings)
+    runtime.app.state.import_worker = worker
+    if settings.import_worker:
+
+        async def start_worker(rt: ServiceRuntime) -> None:
+            assert rt.pool is not None
+            rt.background("bulk-read-import", worker.run(rt.pool))
+
+        runtime.on_startup(start_worker)
     return runtime

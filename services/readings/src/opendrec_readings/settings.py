@@ -22,3 +22,9 @@ class Settings(ServiceSettings):
 
     # Outbox rows here can be ~0.5 MB each (a whole batch of reads): relay fewer at a time.
     outbox_batch_size: int = 50
+
+    # Bulk read import: whether this process works on jobs, and how often it looks for ones
+    # it wasn't told about (uploaded to another replica, or left by a restart).
+    import_worker: bool = True
+    import_poll_interval_s: float = 5.0
+    import_max_bytes: int = 100 * 1024 * 1024

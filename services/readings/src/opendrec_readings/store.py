@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from opendrec_contracts import DeviceRegistered
+from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReservationCreated
 
 from .domain import Interval, LastRead
 
@@ -20,29 +20,60 @@ INTERVAL_COLUMNS = ("device_id", "start_at", "end_at", "wh", "read_type", "sourc
 # -- devices ----------------------------------------------------------------------
 
 
-async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered) -> None:
-    await conn.execute(
+async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUpdated, state_at: datetime) -> bool:
+    """Take the device's state as announced at `state_at`; an older state than the stored one is ignored.
+
+    A timezone the event leaves out keeps the one learned from reads. False: nothing changed
+    (an older state, or a device deleted already).
+    """
+    if await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", e.device_id):
+        return False
+    status = await conn.execute(
         """
         INSERT INTO devices (device_id, device_uuid, external_id, organization_id, capacity_kw, country_code,
-                             commissioning_date, onboarded_at, timezone, yield_value)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                             commissioning_date, onboarded_at, timezone, yield_value, state_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         ON CONFLICT (device_id) DO UPDATE SET
             device_uuid = EXCLUDED.device_uuid, external_id = EXCLUDED.external_id,
             organization_id = EXCLUDED.organization_id, capacity_kw = EXCLUDED.capacity_kw,
             country_code = EXCLUDED.country_code, commissioning_date = EXCLUDED.commissioning_date,
             onboarded_at = EXCLUDED.onboarded_at,
             timezone = COALESCE(EXCLUDED.timezone, devices.timezone),
-            yield_value = EXCLUDED.yield_value, updated_at = now()
+            yield_value = EXCLUDED.yield_value, state_at = EXCLUDED.state_at, updated_at = now()
+        WHERE devices.state_at IS NULL OR devices.state_at <= EXCLUDED.state_at
         """,
         e.device_id, e.device_uuid, e.external_id, e.organization_id, e.capacity_kw, e.country_code,
-        e.commissioning_date, e.onboarded_at, e.timezone, e.yield_value,
+        e.commissioning_date, e.onboarded_at, e.timezone, e.yield_value, state_at,
     )  # fmt: skip
     await conn.execute("INSERT INTO last_reads (device_id) VALUES ($1) ON CONFLICT DO NOTHING", e.device_id)
+    return status != "INSERT 0 0"
+
+
+async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: datetime) -> None:
+    """Remember the deletion (even of a device not known yet) and mark the device: it takes no new reads."""
+    await conn.execute(
+        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", device_id, deleted_at
+    )
+    await conn.execute(
+        "UPDATE devices SET deleted_at = $2, updated_at = now() WHERE device_id = $1 AND deleted_at IS NULL",
+        device_id,
+        deleted_at,
+    )
+
+
+async def is_deleted(conn: asyncpg.Connection, device_id: int) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", device_id))
 
 
 async def find_device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record | None:
+    """The organization's device by external id: the live one, else the latest deleted one (to say so)."""
     return await conn.fetchrow(
-        "SELECT * FROM devices WHERE organization_id = $1 AND external_id = $2", organization_id, external_id
+        """
+        SELECT * FROM devices WHERE organization_id = $1 AND external_id = $2
+        ORDER BY deleted_at IS NOT NULL, deleted_at DESC LIMIT 1
+        """,
+        organization_id,
+        external_id,
     )
 
 
@@ -258,3 +289,171 @@ async def waiting_submissions(conn: asyncpg.Connection, device_id: int) -> list[
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
+
+
+# -- reservations (what buyers may see) -----------------------------------------------------
+
+
+async def upsert_reservation(conn: asyncpg.Connection, e: ReservationCreated) -> None:
+    await conn.execute(
+        """
+        INSERT INTO reservations (reservation_id, buyer_organization_id, device_ids, reservation_start, reservation_end)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (reservation_id) DO UPDATE SET
+            buyer_organization_id = EXCLUDED.buyer_organization_id, device_ids = EXCLUDED.device_ids,
+            reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end
+        """,
+        e.reservation_id, e.buyer_organization_id, e.device_ids, e.reservation_start, e.reservation_end,
+    )  # fmt: skip
+
+
+async def reservation_span(
+    conn: asyncpg.Connection, buyer_organization_id: int, device_id: int
+) -> tuple[datetime, datetime] | None:
+    """From the earliest start to the latest end of the buyer's reservations holding the device; None: none."""
+    row = await conn.fetchrow(
+        """
+        SELECT min(reservation_start) AS start_at, max(reservation_end) AS end_at FROM reservations
+        WHERE buyer_organization_id = $1 AND device_ids @> ARRAY[$2::bigint]
+        """,
+        buyer_organization_id,
+        device_id,
+    )
+    return (row["start_at"], row["end_at"]) if row["start_at"] is not None else None
+
+
+# -- sums per period ---------------------------------------------------------------------------
+
+
+async def accumulate(
+    conn: asyncpg.Connection, device_id: int, granularity: str, timezone: str, start: datetime | None, end: datetime | None
+) -> list[asyncpg.Record]:
+    """Energy per hour/day/month/year in `timezone`: each interval counts in the period where it ends.
+
+    An interval ending exactly on a boundary belongs to the period it closes (hence − 1 µs);
+    `start`/`end` select intervals ending in (start, end].
+    """
+    clauses, args = [], []
+    if start is not None:
+        args.append(start)
+        clauses.append(f"end_at > ${len(args) + 3}")
+    if end is not None:
+        args.append(end)
+        clauses.append(f"end_at <= ${len(args) + 3}")
+    where = "".join(f" AND {c}" for c in clauses)
+    return await conn.fetch(
+        f"""
+        WITH sums AS (
+            SELECT date_trunc($2, end_at - interval '1 microsecond', $3) AS period, sum(wh)::bigint AS wh
+            FROM intervals WHERE device_id = $1{where}
+            GROUP BY 1
+        )
+        SELECT period AS start_at,
+               CASE WHEN $2 = 'hour' THEN period + interval '1 hour'
+                    ELSE ((period AT TIME ZONE $3) + ('1 ' || $2)::interval) AT TIME ZONE $3 END AS end_at,
+               wh
+        FROM sums ORDER BY period
+        """,
+        device_id,
+        granularity,
+        timezone,
+        *args,
+    )
+
+
+# -- bulk import jobs ------------------------------------------------------------------------
+
+
+async def create_job(
+    conn: asyncpg.Connection, *, job_id: uuid.UUID, organization_id: int, user_id: int | None,
+    file_name: str | None, content: str, rows_total: int,
+) -> asyncpg.Record:  # fmt: skip
+    return await conn.fetchrow(
+        """
+        INSERT INTO import_jobs (job_id, organization_id, user_id, file_name, content, status, rows_total)
+        VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING *
+        """,
+        job_id, organization_id, user_id, file_name, content, rows_total,
+    )  # fmt: skip
+
+
+_JOB_FIELDS = "job_id, organization_id, file_name, status, rows_total, rows_done, accepted, last_row, created_at, finished_at"
+
+
+async def get_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, with_content: bool = True) -> asyncpg.Record | None:
+    fields = f"{_JOB_FIELDS}, content" if with_content else _JOB_FIELDS
+    return await conn.fetchrow(f"SELECT {fields} FROM import_jobs WHERE job_id = $1", job_id)
+
+
+async def list_jobs(conn: asyncpg.Connection, organization_id: int, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_JOB_FIELDS} FROM import_jobs WHERE organization_id = $1 ORDER BY created_at DESC LIMIT $2 OFFSET $3",
+        organization_id,
+        limit,
+        offset,
+    )
+
+
+async def job_rows(
+    conn: asyncpg.Connection, job_id: uuid.UUID, accepted: bool | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT row_number, accepted, reason, batch_id FROM import_rows
+        WHERE job_id = $1 AND ($2::boolean IS NULL OR accepted = $2)
+        ORDER BY row_number LIMIT $3 OFFSET $4
+        """,
+        job_id,
+        accepted,
+        limit,
+        offset,
+    )
+
+
+async def unfinished_jobs(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    rows = await conn.fetch("SELECT job_id FROM import_jobs WHERE status IN ('queued', 'running') ORDER BY created_at")
+    return [r["job_id"] for r in rows]
+
+
+def _job_lock(job_id: uuid.UUID) -> str:
+    return f"readings.import:{job_id}"
+
+
+async def try_lock_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> bool:
+    """A session lock: held while this connection works on the job, gone with it if the process dies."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", _job_lock(job_id)))
+
+
+async def unlock_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", _job_lock(job_id))
+
+
+async def mark_job_running(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE import_jobs SET status = 'running', updated_at = now() WHERE job_id = $1", job_id)
+
+
+async def save_row_results(conn: asyncpg.Connection, job_id: uuid.UUID, results: Sequence[Any]) -> None:
+    await conn.copy_records_to_table(
+        "import_rows",
+        records=[(job_id, r.number, r.accepted, r.reason, r.batch_id) for r in results],
+        columns=("job_id", "row_number", "accepted", "reason", "batch_id"),
+    )
+
+
+async def advance_job(conn: asyncpg.Connection, job_id: uuid.UUID, last_row: int, done: int, accepted: int) -> None:
+    await conn.execute(
+        """
+        UPDATE import_jobs SET last_row = $2, rows_done = rows_done + $3, accepted = accepted + $4, updated_at = now()
+        WHERE job_id = $1
+        """,
+        job_id,
+        last_row,
+        done,
+        accepted,
+    )
+
+
+async def finish_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE import_jobs SET status = 'done', finished_at = now(), updated_at = now() WHERE job_id = $1", job_id
+    )

@@ -1,0 +1,418 @@
+"""Readings benchmarks: figures printed, ratios measured in the same run (not timed tests).
+
+    python bench/readings/bench_readings.py [--clients 4] [--batch 5000] [--batches-per-client 10]
+                                            [--rss-reads 1000000] [--direct] [--skip a,b,c]
+
+Starts, as real processes on loopback: an embedded Postgres and a Tansu broker (devstack),
+the readings service (`python -m opendrec_readings`), and the gateway
+(`python -m opendrec_gateway`, READINGS_URL on the service, IDENTITY_URL on a JWKS served
+here); with --direct, or if the gateway does not come up, clients call the service directly
+(the output says which). Devices are announced as device.registered on the broker.
+
+(a) ingestion: --clients concurrent clients, each posting --batches-per-client batches of
+    --batch Delta reads (one device per client), timed until every batch is answered 201 AND
+    its reads are on the read.ingested topic; then a bare asyncpg copy_records_to_table of the
+    same rows (same table shape, same number of concurrent connections, one transaction per
+    batch) in the same Postgres. Prints both rates and the ratio.
+    Goals: >= 100,000 reads/s end to end and >= 50% of the copy.
+(b) a year of hourly reads (8,760) of one device, summed per day (readType=accumulated,
+    granularity=day): median and p99 latency of 200 requests, one at a time. Goal: p50 < 50 ms.
+(c) resident memory of the readings service while --rss-reads reads are ingested (as in (a)):
+    sampled every 0.2 s; prints the RSS before, at each quarter, and the peak (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from opendrec_contracts import DeviceRegistered
+from opendrec_devstack.broker import start_broker
+from opendrec_devstack.net import free_port
+from opendrec_devstack.postgres import start_postgres
+from opendrec_devstack.procs import stop_process
+from opendrec_kit.testing import TokenIssuer, publish_events
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+PERMS = {"READS_MANAGEMENT_CRUDL": "RW"}
+
+
+# ---- processes ----------------------------------------------------------------------------
+
+
+def serve_jwks(jwk: dict) -> tuple[ThreadingHTTPServer, str]:
+    body = json.dumps({"keys": [jwk]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+async def wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 60) -> bool:
+    end = time.monotonic() + deadline_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                return False
+            try:
+                if (await client.get(url, timeout=2)).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    return False
+
+
+def rss_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in kB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+# ---- workload -----------------------------------------------------------------------------
+
+
+def new_device(onboarded: datetime, capacity_kw: float = 1000) -> DeviceRegistered:
+    device_id = uuid.uuid4().int % 10**12 + 1
+    return DeviceRegistered(
+        device_id=device_id, device_uuid=uuid.uuid4(), external_id=f"BENCH-{device_id}", organization_id=4242,
+        capacity_kw=capacity_kw, country_code="IND", fuel_code="ES100", device_type_code="TC110",
+        commissioning_date=onboarded - timedelta(days=30), onboarded_at=onboarded,
+    )  # fmt: skip
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def delta_bodies(device: DeviceRegistered, batches: int, size: int, step: timedelta, wh: int) -> list[bytes]:
+    """The request bodies (encoded before the clock starts), consecutive Delta reads from onboarding."""
+    bodies, n = [], 0
+    for _ in range(batches):
+        reads = []
+        for _ in range(size):
+            n += 1
+            reads.append({"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + n * step), "value": wh})
+        bodies.append(orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads}))
+    return bodies
+
+
+async def register(bootstrap: str, pg_url: str, devices: list[DeviceRegistered]) -> None:
+    await publish_events(bootstrap, devices, producer="devices")
+    conn = await asyncpg.connect(pg_url)
+    try:
+        ids = [d.device_id for d in devices]
+        end = time.monotonic() + 60
+        while await conn.fetchval("SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", ids) < len(ids):
+            if time.monotonic() > end:
+                raise RuntimeError("the readings service did not learn the devices")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+class IngestedCounter:
+    """Counts reads announced on read.ingested for the given devices, from the topic's current end."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.reads = 0
+        self.devices: set[int] = set()
+        self.target = 0
+        self.done = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+        await self.consumer.start()
+        await self.consumer.topics()
+        partitions = [TopicPartition("read.ingested", p) for p in self.consumer.partitions_for_topic("read.ingested")]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await self.consumer.position(tp)
+        self.task = asyncio.create_task(self._run())
+
+    def expect(self, devices: list[DeviceRegistered], reads: int) -> None:
+        self.devices, self.reads, self.target = {d.device_id for d in devices}, 0, reads
+        self.done.clear()
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while True:
+            for records in (await self.consumer.getmany(timeout_ms=100)).values():
+                for r in records:
+                    payload = orjson.loads(r.value)["payload"]
+                    if payload["device_id"] in self.devices:
+                        self.reads += len(payload["reads"])
+            if self.target and self.reads >= self.target:
+                self.done.set()
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        assert self.consumer is not None
+        await self.consumer.stop()
+
+
+async def ingest(base: str, headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter) -> float:
+    """Post every body (one client per device, batches in order); seconds until all are stored and announced."""
+
+    async def client(external_id: str, bodies: list[bytes]) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=300) as http:
+            for body in bodies:
+                response = await http.post(
+                    f"/api/meter-reads/new/{external_id}", content=body, headers={**headers, "Content-Type": "application/json"}
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:500]}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(e, b) for e, b in work.items()))
+    await asyncio.wait_for(counter.done.wait(), 600)
+    return time.perf_counter() - start
+
+
+INTERVALS_DDL = """
+CREATE TABLE intervals (
+    device_id bigint NOT NULL, start_at timestamptz NOT NULL, end_at timestamptz NOT NULL,
+    wh bigint NOT NULL CHECK (wh >= 0),
+    read_type text NOT NULL CHECK (read_type IN ('History', 'Delta', 'Aggregate')),
+    source text NOT NULL, batch_id uuid NOT NULL, CHECK (start_at < end_at), PRIMARY KEY (device_id, end_at)
+) PARTITION BY RANGE (end_at);
+DO $$ BEGIN FOR y IN 2015..2040 LOOP
+  EXECUTE format('CREATE TABLE intervals_y%s PARTITION OF intervals FOR VALUES FROM (%L) TO (%L)',
+                 y, make_timestamptz(y, 1, 1, 0, 0, 0, 'UTC'), make_timestamptz(y + 1, 1, 1, 0, 0, 0, 'UTC'));
+END LOOP; END $$;
+CREATE TABLE intervals_default PARTITION OF intervals DEFAULT;
+"""
+
+
+async def bare_copy(pg: object, clients: int, batches: int, size: int, onboarded: datetime) -> float:
+    """Seconds for `clients` connections to COPY the same rows, one transaction per batch."""
+    admin = await asyncpg.connect(pg.url)  # type: ignore[attr-defined]
+    name = f"bench_copy_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    url = pg.url_for(name)  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(url)
+    await conn.execute(INTERVALS_DDL)
+    await conn.close()
+    work = []
+    for c in range(clients):
+        batch_rows = []
+        for b in range(batches):
+            batch_id = uuid.uuid4()
+            first = b * size
+            batch_rows.append(
+                [(c + 1, onboarded + (first + i) * MINUTE, onboarded + (first + i + 1) * MINUTE, 100, "Delta", "api", batch_id) for i in range(size)]
+            )
+        work.append(batch_rows)
+    conns = [await asyncpg.connect(url) for _ in range(clients)]
+
+    async def copy(conn: asyncpg.Connection, batch_rows: list[list[tuple]]) -> None:
+        for rows in batch_rows:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "intervals", records=rows, columns=("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id")
+                )
+
+    start = time.perf_counter()
+    await asyncio.gather(*(copy(c, w) for c, w in zip(conns, work, strict=True)))
+    elapsed = time.perf_counter() - start
+    for c in conns:
+        await c.close()
+    return elapsed
+
+
+# ---- main ---------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> int:
+    skip = set(args.skip.split(",")) if args.skip else set()
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-readings-"))
+    pg = start_postgres(work_dir / "pgdata")
+    broker = start_broker(log_path=work_dir / "tansu.log")
+    issuer = TokenIssuer()
+    jwks_server, jwks_url = serve_jwks(issuer.jwk())
+    headers = issuer.headers(organization_id=4242, permissions=PERMS, expires_in=timedelta(hours=6))
+    service_port, gateway_port = free_port(), free_port()
+    common = {
+        "ENVIRONMENT": "dev", "DATABASE_URL": pg.url, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "IDENTITY_URL": jwks_url,
+        "LOG_LEVEL": "WARNING", "HTTP_HOST": "127.0.0.1",
+    }  # fmt: skip
+    service = spawn("opendrec_readings", {**common, "HTTP_PORT": str(service_port)}, work_dir / "readings.log")
+    gateway = None
+    procs = [service]
+    try:
+        if not await wait_ready(f"http://127.0.0.1:{service_port}/readyz", service):
+            print(f"readings service did not become ready; see {work_dir / 'readings.log'}")
+            return 1
+        base, path = f"http://127.0.0.1:{service_port}", "directly to the readings service"
+        if not args.direct:
+            urls = {f"{s}_URL": f"http://127.0.0.1:{service_port}" for s in ("DEVICES", "READINGS", "RESERVATIONS", "CERTIFICATES", "CHARGER_GATEWAY")}
+            gateway = spawn("opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gateway.log")
+            procs.append(gateway)
+            if await wait_ready(f"http://127.0.0.1:{gateway_port}/healthz", gateway, 30):
+                base, path = f"http://127.0.0.1:{gateway_port}", "through the gateway"
+            else:
+                print(f"gateway did not start (see {work_dir / 'gateway.log'}): clients call the service directly")
+        print(f"clients post {path}; postgres {pg.url}, broker {broker.bootstrap}, logs in {work_dir}")
+        counter = IngestedCounter(broker.bootstrap)
+        await counter.start()
+
+        if "a" not in skip:
+            onboarded = datetime(2016, 1, 1, tzinfo=UTC)
+            devices = [new_device(onboarded) for _ in range(args.clients)]
+            await register(broker.bootstrap, pg.url_for("opendrec_readings"), devices)
+            work = {d.external_id: delta_bodies(d, args.batches_per_client, args.batch, MINUTE, 100) for d in devices}
+            total = args.clients * args.batches_per_client * args.batch
+            counter.expect(devices, total)
+            cpu0 = cpu_seconds(service.pid)
+            e2e = await ingest(base, headers, work, counter)
+            cpu_service = cpu_seconds(service.pid) - cpu0
+            copy = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, onboarded)
+            e2e_rate, copy_rate = total / e2e, total / copy
+            print(f"\n(a) ingestion of {total:,} Delta reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
+            print(f"    end to end (201 + on read.ingested): {e2e:7.2f} s  {e2e_rate:10,.0f} reads/s   readings service CPU {cpu_service:.1f} s")
+            print(f"    bare copy_records_to_table:          {copy:7.2f} s  {copy_rate:10,.0f} reads/s")
+            print(f"    ratio end-to-end / copy: {e2e_rate / copy_rate:.1%}   goals: >= 100,000 reads/s "
+                  f"[{'PASS' if e2e_rate >= 100_000 else 'FAIL'}], >= 50% of copy [{'PASS' if e2e_rate >= copy_rate / 2 else 'FAIL'}]")  # fmt: skip
+
+        if "b" not in skip:
+            year = datetime(2024, 1, 1, tzinfo=UTC)
+            device = new_device(year, capacity_kw=100)
+            await register(broker.bootstrap, pg.url_for("opendrec_readings"), [device])
+            bodies = delta_bodies(device, 2, 4380, HOUR, 1000)
+            counter.expect([device], 8760)
+            await ingest(base, headers, {device.external_id: bodies}, counter)
+            params = {"readType": "accumulated", "granularity": "day", "start": iso(year), "end": iso(year + 366 * 24 * HOUR)}
+            for name, url in [(path, base), ("directly to the readings service", f"http://127.0.0.1:{service_port}")]:
+                latencies = []
+                async with httpx.AsyncClient(base_url=url) as http:
+                    for i in range(220):
+                        t = time.perf_counter()
+                        response = await http.get(f"/api/meter-reads/new/{device.external_id}", params=params, headers=headers)
+                        if i >= 20:  # warm-up excluded
+                            latencies.append((time.perf_counter() - t) * 1000)
+                        assert response.status_code == 200 and len(response.json()["accumulated"]) == 365, response.text[:300]
+                latencies.sort()
+                p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+                print(f"\n(b) 8,760 hourly reads summed per day (365 sums), {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                      f"[goal p50 < 50 ms: {'PASS' if p50 < 50 else 'FAIL'}]")  # fmt: skip
+                if url == base and path.startswith("directly"):
+                    break
+
+        if "c" not in skip:
+            per_client = max(1, args.rss_reads // (args.clients * args.batch))
+            total = per_client * args.clients * args.batch
+            onboarded = datetime(2015, 1, 1, tzinfo=UTC)
+            devices = [new_device(onboarded) for _ in range(args.clients)]
+            await register(broker.bootstrap, pg.url_for("opendrec_readings"), devices)
+            before, _ = rss_kb(service.pid)
+            samples: list[tuple[int, int]] = []
+            counter.expect(devices, total)
+
+            async def sample() -> None:
+                while True:
+                    samples.append((counter.reads, rss_kb(service.pid)[0]))
+                    await asyncio.sleep(0.2)
+
+            sampler = asyncio.create_task(sample())
+            # Bodies built per client as it goes: the bench itself must not hold 10M reads.
+            elapsed = await ingest_streamed(base, headers, devices, per_client, args.batch, counter)
+            sampler.cancel()
+            rss, peak = rss_kb(service.pid)
+            quarters = []
+            for q in (0.25, 0.5, 0.75, 1.0):
+                at = [r for n, r in samples if n <= total * q]
+                quarters.append(max(at) if at else before)
+            print(f"\n(c) readings service memory during an ingest of {total:,} reads ({total / elapsed:,.0f} reads/s, {path})")
+            print(f"    RSS before {before / 1024:.0f} MiB; max RSS by 25/50/75/100% announced: "
+                  + ", ".join(f"{q / 1024:.0f}" for q in quarters) + f" MiB; after {rss / 1024:.0f} MiB; peak (VmHWM) {peak / 1024:.0f} MiB")  # fmt: skip
+        await counter.stop()
+        return 0
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        jwks_server.shutdown()
+        broker.stop()
+        pg.stop()
+
+
+async def ingest_streamed(
+    base: str, headers: dict[str, str], devices: list[DeviceRegistered], batches: int, size: int, counter: IngestedCounter
+) -> float:
+    async def client(device: DeviceRegistered) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=300) as http:
+            for b in range(batches):
+                reads = [
+                    {"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + (b * size + i + 1) * MINUTE), "value": 100}
+                    for i in range(size)
+                ]
+                body = orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads})
+                response = await http.post(
+                    f"/api/meter-reads/new/{device.external_id}", content=body, headers={**headers, "Content-Type": "application/json"}
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:500]}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(d) for d in devices))
+    await asyncio.wait_for(counter.done.wait(), 1800)
+    return time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batches-per-client", type=int, default=10)
+    parser.add_argument("--rss-reads", type=int, default=1_000_000)
+    parser.add_argument("--direct", action="store_true", help="clients call the readings service, not the gateway")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
+    sys.exit(asyncio.run(main(parser.parse_args())))
