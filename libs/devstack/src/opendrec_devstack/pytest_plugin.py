@@ -164,6 +164,7 @@ def start_platform(state_dir: str | os.PathLike, *, database_url: str, kafka_boo
     prefix = database_name_prefix if database_name_prefix is not None else f"t{uuid.uuid4().hex[:8]}_"
     env = {k: v for k, v in os.environ.items() if k not in ("SMTP_URL", "KAZAM_URL", "KAZAM_TOKEN")}
     env.update(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_NAME_PREFIX=prefix,
+               KAFKA_GROUP_PREFIX=prefix,
                PYTHONUNBUFFERED="1", **(extra_env or {}))
     argv = [sys.executable, "-m", "opendrec_devstack", "run", "--state-dir", str(state_dir), "--free-ports",
             "--environment", environment]

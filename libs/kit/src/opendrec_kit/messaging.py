@@ -135,13 +135,14 @@ def subscribe(
     *,
     group: str | None = None,
 ) -> dict[str, int]:
-    """Register `handler` for `topic` in consumer group `group` (default: `<service>.<topic>`).
+    """Register `handler` for `topic` in consumer group `group` (default: `<service>.<topic>`,
+    after KAFKA_GROUP_PREFIX).
 
     One group per topic: a rebalance of one subscription never pauses another.
 
     Returns live counters (handled, duplicates, dead_lettered) for progress and tests.
     """
-    group = group or f"{settings.service_name}.{topic}"
+    group = settings.kafka_group_prefix + (group or f"{settings.service_name}.{topic}")
     stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0}
 
     @broker.subscriber(

@@ -43,6 +43,8 @@ class ServiceSettings(BaseSettings):
     # Kafka defaults are 10 s / 3 s; dev and tests set 2000/500 (a group join otherwise takes ~5 s).
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
+    # Prepended to consumer group names: tests and side-by-side stacks on one broker keep their own offsets.
+    kafka_group_prefix: str = ""
     consumer_max_attempts: int = Field(default=3, ge=1)
     consumer_retry_backoff_ms: int = Field(default=200, ge=0)
 

@@ -36,6 +36,7 @@ def settings_for_test(cls: type[ServiceSettings], postgres_url: str, kafka_boots
         "environment": "test",
         "database_url": postgres_url,
         "database_name_prefix": prefix,
+        "kafka_group_prefix": prefix,
         "kafka_bootstrap_servers": kafka_bootstrap,
         "kafka_session_timeout_ms": 2000,
         "kafka_heartbeat_interval_ms": 500,
