@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.exceptions import RequestValidationError
 from opendrec_kit import ApiError, Pool, Principal, Runtime, outbox, permission
 from opendrec_kit.errors import field_rule
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from . import codes, domain, store
@@ -149,6 +150,35 @@ class DeviceRegistration(BaseModel):
         }
 
 
+# D-REC field name -> column, the inverse of DeviceRegistration.columns().
+FIELD_COLUMNS: dict[str, str] = {
+    "externalId": "external_id",
+    "projectName": "project_name",
+    "address": "address",
+    "latitude": "latitude",
+    "longitude": "longitude",
+    "countryCode": "country_code",
+    "fuelCode": "fuel_code",
+    "deviceTypeCode": "device_type_code",
+    "capacity": "capacity_kw",
+    "commissioningDate": "commissioning_date",
+    "gridInterconnection": "grid_interconnection",
+    "offTaker": "off_taker",
+    "yieldValue": "yield_value",
+    "labels": "labels",
+    "impactStory": "impact_story",
+    "data": "data",
+    "images": "images",
+    "deviceDescription": "device_description",
+    "energyStorage": "energy_storage",
+    "energyStorageCapacity": "energy_storage_capacity",
+    "qualityLabels": "quality_labels",
+    "SDGBenefits": "sdg_benefits",
+    "version": "version",
+    "timezone": "timezone",
+}
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -219,23 +249,138 @@ async def register_device(
     return to_drec(row)
 
 
-@router.get("/device/my")
-async def my_devices(
-    pool: Pool,
-    pagenumber: int = Query(1, ge=1, description="1-based page number"),
-    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
-    user: Principal = permission(MODULE, "Read"),
+class DeviceQuery(BaseModel):
+    """Paging and filters of device listings. List filters take repeated values or commas
+    (?fuelCode=ES100,ES200); codes are checked like at registration."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
+
+    pagenumber: int = Field(1, ge=1, description="1-based page number")
+    limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    afterId: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="keyset paging: devices older than this id (pagenumber is then ignored)"
+    )
+    countryCode: list[str] | None = Field(None, description="ISO 3166 alpha-2 or alpha-3")
+    fuelCode: list[str] | None = None
+    deviceTypeCode: list[str] | None = None
+    offTaker: list[str] | None = None
+    capacityMin: float | None = Field(None, ge=0, description="kW, inclusive")
+    capacityMax: float | None = Field(None, ge=0, description="kW, inclusive")
+    commissioningDateFrom: datetime | None = Field(None, description="ISO 8601 date or date-time, inclusive")
+    commissioningDateTo: datetime | None = Field(None, description="ISO 8601; a bare date includes that whole day")
+
+    @field_validator("countryCode")
+    @classmethod
+    def _countries(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.normalize_country, domain.split_list(v)) or None
+
+    @field_validator("fuelCode")
+    @classmethod
+    def _fuels(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.check_fuel_code, domain.split_list(v)) or None
+
+    @field_validator("deviceTypeCode")
+    @classmethod
+    def _types(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.check_device_type_code, domain.split_list(v)) or None
+
+    @field_validator("offTaker")
+    @classmethod
+    def _off_takers(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.check_off_taker, domain.split_list(v)) or None
+
+    @field_validator("capacityMax")
+    @classmethod
+    def _capacity_range(cls, v: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("capacityMin")
+        if v is not None and low is not None and v < low:
+            raise PydanticCustomError("invalid", "capacityMax must not be below capacityMin")
+        return v
+
+    @field_validator("commissioningDateFrom", mode="before")
+    @classmethod
+    def _from(cls, v: Any) -> Any:
+        return field_rule(domain.parse_date_bound, v) if isinstance(v, str) else v
+
+    @field_validator("commissioningDateTo", mode="before")
+    @classmethod
+    def _to(cls, v: Any) -> Any:
+        return field_rule(domain.parse_date_bound, v, True) if isinstance(v, str) else v
+
+    @field_validator("commissioningDateTo")
+    @classmethod
+    def _date_range(cls, v: datetime | None, info: ValidationInfo) -> datetime | None:
+        low = info.data.get("commissioningDateFrom")
+        if v is not None and low is not None and v < low:
+            raise PydanticCustomError("invalid", "commissioningDateTo must not be before commissioningDateFrom")
+        return v
+
+    def filters(self, organization_id: int | None) -> dict[str, Any]:
+        return {
+            "organization_id": organization_id,
+            "country_codes": self.countryCode,
+            "fuel_codes": self.fuelCode,
+            "device_type_codes": self.deviceTypeCode,
+            "off_takers": self.offTaker,
+            "capacity_min": self.capacityMin,
+            "capacity_max": self.capacityMax,
+            "commissioned_from": self.commissioningDateFrom,
+            "commissioned_to": self.commissioningDateTo,
+            "after_id": self.afterId,
+        }
+
+
+async def _page(
+    pool: asyncpg.Pool, query: DeviceQuery, organization_id: int | None, *, available_only: bool = False
 ) -> dict[str, Any]:
-    """The caller organization's devices, newest first, in D-REC's paged shape."""
+    """One page in D-REC's paged shape, plus `nextAfterId` for keyset paging."""
+    offset = 0 if query.afterId else (query.pagenumber - 1) * query.limit
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        total = await store.count_organization_devices(conn, user.organization_id)
-        rows = await store.list_organization_devices(conn, user.organization_id, limit, (pagenumber - 1) * limit)
+        total, rows = await store.list_devices(
+            conn, query.filters(organization_id), query.limit, offset, available_only=available_only
+        )
     return {
         "devices": [to_drec(r) for r in rows],
-        "currentPage": pagenumber,
-        "totalPages": domain.total_pages(total, limit),
+        "currentPage": query.pagenumber,
+        "totalPages": domain.total_pages(total, query.limit),
         "totalCount": total,
+        "nextAfterId": rows[-1]["id"] if len(rows) == query.limit else None,
     }
+
+
+@router.get("/device/my")
+async def my_devices(
+    pool: Pool, query: Annotated[DeviceQuery, Query()], user: Principal = permission(MODULE, "Read")
+) -> dict[str, Any]:
+    """The caller organization's devices, newest first, filtered."""
+    return await _page(pool, query, user.organization_id)
+
+
+@router.get("/device")
+async def all_devices(
+    pool: Pool,
+    query: Annotated[DeviceQuery, Query()],
+    organizationId: int | None = Query(None, ge=1, le=2**63 - 1, description="only this organization's devices"),
+    user: Principal = permission(MODULE, "Read"),
+) -> dict[str, Any]:
+    """Every organization's devices, for admins."""
+    if not domain.sees_all_organizations(user.role):
+        raise ApiError(403, "Only admins list every organization's devices; use GET /api/device/my")
+    return await _page(pool, query, organizationId)
+
+
+@router.get("/device/ungrouped/buyerreservation")
+async def devices_for_reservation(
+    pool: Pool, query: Annotated[DeviceQuery, Query()], user: Principal = permission(MODULE, "Read")
+) -> dict[str, Any]:
+    """Devices of every developer that no active reservation holds: what a buyer may reserve."""
+    if user.organization_type != "Buyer" and not domain.sees_all_organizations(user.role):
+        raise ApiError(
+            403,
+            f"Only Buyer organizations look for devices to reserve; your organization is of type "
+            f"{user.organization_type or 'unknown'}",
+        )
+    return await _page(pool, query, None, available_only=True)
 
 
 @router.get("/device/fuel-type")
@@ -291,3 +436,85 @@ async def device_by_id(
     if row is None or not domain.may_see(user.role, user.organization_id, row["organization_id"]):
         raise _not_found(str(id))
     return to_drec(row)
+
+
+async def _device_by_external_id(
+    conn: asyncpg.Connection, user: Principal, external_id: str, organization_id: int | None
+) -> asyncpg.Record:
+    """The caller's device with this externalId (an admin may look in any organization)."""
+    admin = domain.sees_all_organizations(user.role)
+    rows = await store.find_by_external_id(conn, external_id, organization_id if admin else user.organization_id)
+    if not rows:
+        raise _not_found(f"with externalId {external_id!r}")
+    if len(rows) > 1:
+        orgs = ", ".join(str(r["organization_id"]) for r in rows)
+        raise ApiError(400, f"externalId {external_id!r} is used in organizations {orgs}; add ?organizationId=")
+    return rows[0]
+
+
+def merge_patch(current: asyncpg.Record, patch: dict[str, Any]) -> DeviceRegistration:
+    """The device after applying `patch` (D-REC field names, only the fields to change), checked
+    by the registration rules as a whole, so cross-field rules (storage, timezone) hold after it.
+    Errors name the patch's fields: the stored ones were valid already."""
+    merged = {name: current[column] for name, column in FIELD_COLUMNS.items()}
+    merged["images"] = list(merged["images"])
+    merged["SDGBenefits"] = list(merged["SDGBenefits"])
+    merged.update(patch)
+    try:
+        return DeviceRegistration.model_validate(merged)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+@router.patch("/device/{externalId}")
+async def update_device(
+    pool: Pool,
+    runtime: Runtime,
+    externalId: str = Path(max_length=domain.MAX_EXTERNAL_ID),
+    organizationId: int | None = Query(None, description="Admins only: the organization of the device"),
+    body: dict[str, Any] = Body(description="the D-REC device fields to change; the others keep their values"),
+    user: Principal = permission(MODULE, "Update"),
+) -> dict[str, Any]:
+    """Change some fields of a device; publishes device.updated with the full current state."""
+    patch = {k: v for k, v in body.items() if k in FIELD_COLUMNS}
+    if not patch:
+        raise ApiError(400, f"Nothing to change: give at least one of {', '.join(FIELD_COLUMNS)}")
+    async with pool.acquire() as conn, conn.transaction():
+        found = await _device_by_external_id(conn, user, externalId, organizationId)
+        current = await store.lock_device(conn, found["id"])
+        if current is None:  # deleted meanwhile
+            raise _not_found(f"with externalId {externalId!r}")
+        values = merge_patch(current, patch).columns()
+        if all(values[c] == current[c] or (c in ("images", "sdg_benefits") and list(current[c]) == values[c])
+               for c in store.DEVICE_COLUMNS):
+            return to_drec(current)  # nothing changed: no event
+        try:
+            row = await store.update_device(conn, current["id"], values)
+        except store.ExternalIdTaken:
+            raise ApiError(
+                409, f"externalId {values['external_id']!r} is already used by another device of the organization"
+            ) from None
+        await outbox.add(conn, domain.updated_event(row), runtime.name)
+    return to_drec(row)
+
+
+@router.delete("/device/{id}")
+async def delete_device(
+    pool: Pool,
+    runtime: Runtime,
+    id: int = Path(ge=1, le=2**63 - 1),
+    user: Principal = permission(MODULE, "Delete"),
+) -> dict[str, Any]:
+    """Remove a device; refused (409) while it is in an active reservation or has certified energy."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.lock_device(conn, id)
+        if row is None or not domain.may_see(user.role, user.organization_id, row["organization_id"]):
+            raise _not_found(str(id))
+        refusal = domain.deletion_refusal(
+            await store.active_reservations(conn, id), await store.certified_wh(conn, id)
+        )
+        if refusal:
+            raise ApiError(409, refusal)
+        await store.delete_device(conn, id)
+        await outbox.add(conn, domain.deleted_event(row), runtime.name)
+    return {"id": row["id"], "externalId": row["external_id"], "organizationId": row["organization_id"], "deleted": True}

@@ -1,12 +1,26 @@
+import asyncio
 from pathlib import Path
 
 from opendrec_kit import ServiceRuntime
 
-from . import api
+from . import api, bulk_api, handlers, worker
 from .settings import Settings
 
 
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="OpenDREC devices", migrations=Path(__file__).parent / "migrations")
+    # bulk routes first: /api/device/bulk-jobs must not be taken for /api/device/{id}
+    runtime.include_router(bulk_api.router)
     runtime.include_router(api.router)
+    runtime.subscribe("reservation.created", handlers.on_reservation_created)
+    runtime.subscribe("certificate.issued", handlers.on_certificate_issued)
+    wake = asyncio.Event()
+    runtime.app.state.bulk_wake = wake
+
+    async def start_worker(rt: ServiceRuntime) -> None:
+        # picks up jobs left unfinished by a previous run, then new ones as uploads wake it
+        if settings.bulk_worker_enabled:
+            rt.background("bulk-onboarding", worker.run(rt, wake))
+
+    runtime.on_startup(start_worker)
     return runtime

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pycountry
-from opendrec_contracts import DeviceRegistered
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 
 from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES
 
@@ -191,6 +191,42 @@ def parse_commissioning_date(value: Any, timezone: str | None, now: datetime) ->
     return moment
 
 
+def parse_date_bound(value: str, end_of_day: bool = False) -> datetime:
+    """A listing filter bound: ISO 8601 date or date-time, UTC unless it has an offset.
+    A bare date as an upper bound means the whole of that day."""
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date or date-time (e.g. 2022-08-09)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end_of_day and len(text) == 10:
+        moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return moment.astimezone(UTC)
+
+
+def split_list(values: list[str] | str | None) -> list[str]:
+    """Query values as given repeatedly (?x=a&x=b) and/or comma-separated (?x=a,b)."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str) else values
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def check_each(check: Any, values: list[str]) -> list[str]:
+    """Run a code check on every value; one error naming all the bad ones."""
+    out, errors = [], []
+    for value in values:
+        try:
+            out.append(check(value))
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValueError("; ".join(errors))
+    return list(dict.fromkeys(out))
+
+
 def check_energy_storage(energy_storage: bool | None, capacity: float | None) -> float | None:
     """A storage capacity only makes sense on a device with storage (0 counts as none)."""
     if capacity is not None and capacity > 0 and not energy_storage:
@@ -215,24 +251,53 @@ def normalize_sdg_benefits(value: Any) -> list[str]:
 # ---------------------------------------------------------------- events
 
 
+def _device_state(device: Mapping[str, Any]) -> dict[str, Any]:
+    yield_value = device["yield_value"]
+    return {
+        "device_id": device["id"],
+        "device_uuid": device["device_uuid"],
+        "external_id": device["external_id"],
+        "organization_id": device["organization_id"],
+        "capacity_kw": device["capacity_kw"],
+        "country_code": device["country_code"],
+        "fuel_code": device["fuel_code"],
+        "device_type_code": device["device_type_code"],
+        "commissioning_date": device["commissioning_date"],
+        "onboarded_at": device["created_at"],
+        "timezone": device["timezone"],
+        # D-REC clients send 0 for "unknown" (the API guide does); 0 would make every read implausible.
+        "yield_value": yield_value if yield_value else None,
+    }
+
+
 def registered_event(device: Mapping[str, Any]) -> DeviceRegistered:
     """The `device.registered` fact for a stored device row."""
-    yield_value = device["yield_value"]
-    return DeviceRegistered(
-        device_id=device["id"],
-        device_uuid=device["device_uuid"],
-        external_id=device["external_id"],
-        organization_id=device["organization_id"],
-        capacity_kw=device["capacity_kw"],
-        country_code=device["country_code"],
-        fuel_code=device["fuel_code"],
-        device_type_code=device["device_type_code"],
-        commissioning_date=device["commissioning_date"],
-        onboarded_at=device["created_at"],
-        timezone=device["timezone"],
-        # D-REC clients send 0 for "unknown" (the API guide does); 0 would make every read implausible.
-        yield_value=yield_value if yield_value else None,
+    return DeviceRegistered(**_device_state(device))
+
+
+def updated_event(device: Mapping[str, Any]) -> DeviceUpdated:
+    """The `device.updated` fact: the full current state of the stored row."""
+    return DeviceUpdated(**_device_state(device))
+
+
+def deleted_event(device: Mapping[str, Any]) -> DeviceDeleted:
+    return DeviceDeleted(
+        device_id=device["id"], external_id=device["external_id"], organization_id=device["organization_id"]
     )
+
+
+def deletion_refusal(active_reservations: list[int], certified_wh: int) -> str | None:
+    """Why a device may not be deleted, or None. A device in an active reservation, or with
+    certified energy, is part of someone's claim: removing it would orphan that claim."""
+    reasons = []
+    if active_reservations:
+        ids = ", ".join(str(r) for r in active_reservations)
+        reasons.append(f"it is in active reservation(s) {ids}")
+    if certified_wh > 0:
+        reasons.append(f"it has certified energy ({certified_wh} Wh)")
+    if not reasons:
+        return None
+    return "The device cannot be deleted: " + " and ".join(reasons)
 
 
 def total_pages(total: int, limit: int) -> int:

@@ -1,6 +1,12 @@
 from opendrec_kit import ServiceSettings
+from pydantic import Field
 
 
 class Settings(ServiceSettings):
     service_name: str = "devices"
     http_port: int = 8102
+    # Bulk CSV onboarding
+    bulk_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)  # larger uploads get a 413
+    bulk_batch_size: int = Field(default=500, ge=1)  # rows registered per transaction
+    bulk_poll_interval_s: float = 1.0  # how often the worker looks for jobs it was not woken for
+    bulk_worker_enabled: bool = True

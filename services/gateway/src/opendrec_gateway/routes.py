@@ -32,6 +32,9 @@ ROUTES: dict[str, str] = {
     "/api/device-group": "reservations",
     "/api/reservation": "reservations",
     "/api/buyer-reservation": "reservations",  # used by D-REC clients (see the API-user manual)
+    # D-REC keeps the device bulk-upload job listings under buyer-reservation; devices owns those jobs
+    "/api/buyer-reservation/bulk-upload": "devices",
+    "/api/buyer-reservation/bulk-upload-status": "devices",
     "/api/certificate": "certificates",
     "/api/certificate-log": "certificates",
     "/api/charger": "charger-gateway",
