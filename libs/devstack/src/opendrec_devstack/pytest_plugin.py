@@ -18,6 +18,7 @@ Set OPENDREC_TESTCONTAINERS=never to skip the Docker probe (embedded parts only)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -274,9 +275,17 @@ def fresh_database(postgres_url):
 @pytest.fixture(scope="session")
 def platform(postgres_url, kafka_bootstrap, tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("platform")
-    running = start_platform(state_dir, database_url=postgres_url, kafka_bootstrap=kafka_bootstrap)
-    try:
-        yield running
-    finally:
-        running.stop()
-        drop_databases(postgres_url, databases_with_prefix(postgres_url, running.database_name_prefix))
+    with contextlib.ExitStack() as stack:
+        bootstrap = kafka_bootstrap
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not docker_available():
+            # A broker of its own: the session broker holds every other test's events (ids from
+            # other databases included), which a fresh platform would otherwise consume as history.
+            from .broker import start_broker
+
+            bootstrap = stack.enter_context(start_broker(log_path=state_dir.parent / "platform-tansu.log")).bootstrap
+        running = start_platform(state_dir, database_url=postgres_url, kafka_bootstrap=bootstrap)
+        try:
+            yield running
+        finally:
+            running.stop()
+            drop_databases(postgres_url, databases_with_prefix(postgres_url, running.database_name_prefix))
