@@ -4,7 +4,8 @@ import pytest
 
 from opendrec_devstack.net import free_port
 from opendrec_devstack.smtp_sink import start_smtp_sink
-from opendrec_kit.testing import settings_for_test
+from opendrec_kit.testing import settings_for_test, started
+from opendrec_identity.app import build
 from opendrec_identity.settings import Settings
 
 
@@ -46,3 +47,15 @@ def make_identity_settings(postgres_url, kafka_bootstrap, tmp_path_factory, smtp
 @pytest.fixture(scope="module")
 def identity_settings(make_identity_settings) -> Settings:
     return make_identity_settings()
+
+
+@pytest.fixture(scope="module")
+async def runtime(identity_settings):
+    """Identity running in-process for one test module: its own database, real broker."""
+    return build(identity_settings)
+
+
+@pytest.fixture(scope="module")
+async def client(runtime):
+    async with started(runtime) as client:
+        yield client

@@ -16,17 +16,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture(scope="module")
-async def runtime(identity_settings):
-    return build(identity_settings)
-
-
-@pytest.fixture(scope="module")
-async def client(runtime):
-    async with started(runtime) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def mail_dir(smtp_sink):
     return smtp_sink[1]
 

@@ -9,8 +9,7 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 
-from opendrec_kit.testing import started, wait_for_event
-from opendrec_identity.app import build
+from opendrec_kit.testing import wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -34,17 +33,6 @@ BUYER_PERMS = {
     "PASSWORD_MANAGEMENT_CRUDL": "RWU",
     "ORGANIZATION_MANAGEMENT_CRUDL": "RWU",
 }
-
-
-@pytest.fixture(scope="module")
-async def runtime(identity_settings):
-    return build(identity_settings)
-
-
-@pytest.fixture(scope="module")
-async def client(runtime):
-    async with started(runtime) as client:
-        yield client
 
 
 def registration(kind: str = "Developer", **overrides) -> dict:

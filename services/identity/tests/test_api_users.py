@@ -8,23 +8,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from opendrec_kit.testing import started, wait_for_event
-from opendrec_identity.app import build
+from opendrec_kit.testing import wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-@pytest.fixture(scope="module")
-async def runtime(identity_settings):
-    return build(identity_settings)
-
-
-@pytest.fixture(scope="module")
-async def client(runtime):
-    async with started(runtime) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -7,24 +7,12 @@ import uuid
 import pytest
 
 from opendrec_devstack.smtp_sink import wait_for_mails
-from opendrec_kit.testing import TokenIssuer, started, wait_for_event
+from opendrec_kit.testing import TokenIssuer, wait_for_event
 from opendrec_identity import store
-from opendrec_identity.app import build
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 PASSWORD = "Invite123"
-
-
-@pytest.fixture(scope="module")
-async def runtime(identity_settings):
-    return build(identity_settings)
-
-
-@pytest.fixture(scope="module")
-async def client(runtime):
-    async with started(runtime) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

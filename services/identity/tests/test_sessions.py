@@ -12,17 +12,6 @@ from opendrec_identity.app import build
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest.fixture(scope="module")
-async def runtime(identity_settings):
-    return build(identity_settings)
-
-
-@pytest.fixture(scope="module")
-async def client(runtime):
-    async with started(runtime) as client:
-        yield client
-
-
 async def register_and_login(client) -> tuple[dict, str]:
     tag = uuid.uuid4().hex[:10]
     body = {

@@ -50,8 +50,9 @@ class UserRegistered(Event):
     role: str
 
 
-class DeviceRegistered(Event):
-    TYPE = "device.registered"
+class DeviceState(Event):
+    """A device as other services need to know it."""
+
     KEY = "device_id"
 
     device_id: int
@@ -68,24 +69,14 @@ class DeviceRegistered(Event):
     yield_value: float | None = None  # kWh per kWp per year, for plausibility checks
 
 
-class DeviceUpdated(Event):
+class DeviceRegistered(DeviceState):
+    TYPE = "device.registered"
+
+
+class DeviceUpdated(DeviceState):
     """The device after a change: the full current state, so a read model just replaces its row."""
 
     TYPE = "device.updated"
-    KEY = "device_id"
-
-    device_id: int
-    device_uuid: uuid.UUID
-    external_id: str
-    organization_id: int
-    capacity_kw: float
-    country_code: str
-    fuel_code: str
-    device_type_code: str
-    commissioning_date: AwareDatetime
-    onboarded_at: AwareDatetime
-    timezone: str | None = None
-    yield_value: float | None = None
 
 
 class DeviceDeleted(Event):
