@@ -45,35 +45,21 @@ Tokens = Annotated[TokenService, Depends(_tokens)]
 # -- request and response bodies (D-REC field names) ------------------------------------
 
 
-class RegisterWithOrganization(BaseModel):
-    """Every field is checked on its own, so one 400 lists every bad field."""
+class NewAccount(BaseModel):
+    """Who a new user is and the password they chose; shared by every way of creating an account.
+    Every field is checked on its own, so one 400 lists every bad field."""
 
     model_config = ConfigDict(str_strip_whitespace=False, hide_input_in_errors=True)
 
     firstName: str
     lastName: str
-    email: str
-    organizationType: str = Field(description="Developer or Buyer, in any letter case")
     password: str = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
-    orgName: str
-    orgAddress: str | None = None
-    secretKey: str = Field(description=domain.SECRET_KEY_RULE)
 
     @field_validator("firstName", "lastName")
     @classmethod
     def _name(cls, value: str, info: ValidationInfo) -> str:
         return field_rule(domain.required_text, value, info.field_name, 100)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        return field_rule(domain.normalize_email, value)
-
-    @field_validator("organizationType")
-    @classmethod
-    def _organization_type(cls, value: str) -> str:
-        return field_rule(domain.normalize_organization_type, value)
 
     @field_validator("password")
     @classmethod
@@ -87,6 +73,24 @@ class RegisterWithOrganization(BaseModel):
         if "password" in info.data and value != info.data["password"]:
             raise PydanticCustomError("mismatch", "confirmPassword must match password")
         return value
+
+
+class RegisterWithOrganization(NewAccount):
+    email: str
+    organizationType: str = Field(description="Developer or Buyer, in any letter case")
+    orgName: str
+    orgAddress: str | None = None
+    secretKey: str = Field(description=domain.SECRET_KEY_RULE)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return field_rule(domain.normalize_email, value)
+
+    @field_validator("organizationType")
+    @classmethod
+    def _organization_type(cls, value: str) -> str:
+        return field_rule(domain.normalize_organization_type, value)
 
     @field_validator("orgName")
     @classmethod

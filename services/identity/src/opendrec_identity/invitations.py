@@ -15,15 +15,14 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, field_validator
 
 from opendrec_contracts import UserRegistered
 from opendrec_kit import ApiError, CurrentPrincipal, Pool, Principal, Runtime, outbox, permission
 from opendrec_kit.errors import field_rule
 
 from . import domain, mail, store
-from .api import Hasher, UserOut, _joined_user_out, revoke, revoke_here
+from .api import Hasher, NewAccount, UserOut, _joined_user_out, revoke, revoke_here
 from .organizations import Paging, own_organization
 from .settings import Settings
 
@@ -48,29 +47,8 @@ class Answer(BaseModel):
     status: Literal["Accepted", "Rejected"]
 
 
-class InvitedRegistration(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)
-    firstName: str
-    lastName: str
-    password: str = Field(description=domain.PASSWORD_RULE)
-    confirmPassword: str
-
-    @field_validator("firstName", "lastName")
-    @classmethod
-    def _name(cls, value: str, info: ValidationInfo) -> str:
-        return field_rule(domain.required_text, value, info.field_name, 100)
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: str) -> str:
-        return field_rule(domain.check_password, value)
-
-    @field_validator("confirmPassword")
-    @classmethod
-    def _confirm(cls, value: str, info: ValidationInfo) -> str:
-        if "password" in info.data and value != info.data["password"]:
-            raise PydanticCustomError("mismatch", "confirmPassword must match password")
-        return value
+class InvitedRegistration(NewAccount):
+    """An invitee without an account registers with the mailed token (the email is the invitation's)."""
 
 
 class InvitationOrganization(BaseModel):
