@@ -8,11 +8,10 @@ import pytest
 
 from opendrec_devstack.smtp_sink import wait_for_mails
 from opendrec_kit.testing import TokenIssuer, wait_for_event
-from opendrec_identity import store
+
+from .accounts import PASSWORD, add_member, bearer, headers_for, login, new_organization
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-
-PASSWORD = "Invite123"
 
 
 @pytest.fixture(scope="module")
@@ -23,52 +22,6 @@ async def admin_headers(client, identity_settings):
 @pytest.fixture(scope="module")
 def mail_dir(smtp_sink):
     return smtp_sink[1]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def login(client, email: str, password: str = PASSWORD):
-    return await client.post("/api/auth/login", json={"username": email, "password": password})
-
-
-async def headers_for(client, email: str, password: str = PASSWORD) -> dict[str, str]:
-    resp = await login(client, email, password)
-    assert resp.status_code == 200, resp.text
-    return bearer(resp.json()["accessToken"])
-
-
-async def new_organization(client, kind: str = "Developer") -> tuple[dict, dict]:
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "Inv",
-        "lastName": "Iter",
-        "email": f"inviter-{tag}@example.org",
-        "organizationType": kind,
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        "orgName": f"Inviting-{tag}",
-        "secretKey": "JK6789",
-    }
-    resp = await client.post("/api/user/registerWithOrganization", json=body)
-    assert resp.status_code == 201, resp.text
-    return resp.json(), await headers_for(client, body["email"])
-
-
-async def add_member(runtime, organization_id: int, role: str) -> dict:
-    email = f"{role.lower()}-{uuid.uuid4().hex[:8]}@example.org"
-    async with runtime.pool.acquire() as conn:
-        user = await store.insert_user(
-            conn,
-            organization_id=organization_id,
-            first_name=role,
-            last_name="Member",
-            email=email,
-            password_hash=await runtime.app.state.passwords.hash(PASSWORD),
-            role=role,
-        )
-    return dict(user)
 
 
 def invitee() -> str:

@@ -19,7 +19,7 @@ from opendrec_kit import ApiError, CurrentPrincipal, Pool, Principal, Runtime, p
 from opendrec_kit.errors import field_rule
 
 from . import domain, mail, store
-from .api import Done, Hasher, UserOut, _joined_user_out, revoke, revoke_here
+from .api import Done, Hasher, UserOut, _joined_user_out, revoke_here, revoke_sessions
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ async def reset_password(body: ResetPassword, request: Request, pool: Pool, runt
             raise ApiError(400, BAD_RESET)
         await store.update_password_hash(conn, user_id, password_hash)
         # Whoever knew the old password is logged out everywhere.
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, user_id)]
-        await revoke(conn, revoked, user_id, runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, user_id, runtime.settings.service_name)
         user = await store.user_by_id(conn, user_id)
         await store.clear_throttle(conn, f"account:{user['email']}")
     revoke_here(request, revoked)
@@ -190,8 +189,7 @@ async def change_password(
     password_hash = await passwords.hash(body.newPassword)
     async with pool.acquire() as conn, conn.transaction():
         await store.update_password_hash(conn, user["id"], password_hash)
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, user["id"], keep_jti=principal.token_id)]
-        await revoke(conn, revoked, user["id"], runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, user["id"], runtime.settings.service_name, keep_jti=principal.token_id)
     revoke_here(request, revoked)
     log.info("password changed", extra={"user_id": user["id"], "tokens_revoked": len(revoked)})
     return {"success": True, "message": "Your password has been changed"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -108,6 +110,56 @@ class RegisterWithOrganization(NewAccount):
         return field_rule(domain.check_secret_key, value)
 
 
+@contextlib.contextmanager
+def refusing_duplicates() -> Iterator[None]:
+    """Someone registered the same e-mail or organization name between our check and our insert: 409."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name not in (store.EMAIL_UNIQUE, store.ORGANIZATION_NAME_UNIQUE):
+            raise
+        raise _conflict(exc.constraint_name == store.EMAIL_UNIQUE, exc.constraint_name == store.ORGANIZATION_NAME_UNIQUE) from None
+
+
+async def register_organization(
+    conn: asyncpg.Connection,
+    body: RegisterWithOrganization,
+    *,
+    role: str,
+    password_hash: str,
+    secret_key_hash: str,
+    settings: Settings,
+    api_user_id: str | None = None,
+    owner_api_user_id: Any = None,
+) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """An organization and its first user, their events and the confirmation mail, in the caller's transaction."""
+    org = await store.insert_organization(
+        conn,
+        name=body.orgName,
+        address=body.orgAddress,
+        organization_type=body.organizationType,
+        secret_key_hash=secret_key_hash,
+        api_user_id=owner_api_user_id,
+    )
+    user = await store.insert_user(
+        conn,
+        organization_id=org["id"],
+        first_name=body.firstName,
+        last_name=body.lastName,
+        email=body.email,
+        password_hash=password_hash,
+        role=role,
+    )
+    producer = settings.service_name
+    organization = OrganizationRegistered(
+        organization_id=org["id"], name=org["name"], organization_type=org["organization_type"], api_user_id=api_user_id
+    )
+    await outbox.add(conn, organization, producer)
+    await outbox.add(conn, UserRegistered(user_id=user["id"], organization_id=org["id"], email=user["email"], role=role), producer)
+    await mail.queue_confirmation(conn, user["id"], user["email"], user["first_name"], settings.public_url, settings.email_confirmation_ttl_seconds)
+    return org, user
+
+
 class Login(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
@@ -198,36 +250,12 @@ async def register_with_organization(body: RegisterWithOrganization, request: Re
     # Hashed before the transaction opens, so no connection waits on argon2.
     password_hash, secret_key_hash = await asyncio.gather(passwords.hash(body.password), passwords.hash(body.secretKey))
     role = domain.first_user_role(body.organizationType)
-    producer = runtime.settings.service_name
-    try:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    with refusing_duplicates():
         async with pool.acquire() as conn, conn.transaction():
-            org = await store.insert_organization(
-                conn, name=body.orgName, address=body.orgAddress, organization_type=body.organizationType, secret_key_hash=secret_key_hash
+            org, user = await register_organization(
+                conn, body, role=role, password_hash=password_hash, secret_key_hash=secret_key_hash, settings=settings
             )
-            user = await store.insert_user(
-                conn,
-                organization_id=org["id"],
-                first_name=body.firstName,
-                last_name=body.lastName,
-                email=body.email,
-                password_hash=password_hash,
-                role=role,
-            )
-            await outbox.add(
-                conn,
-                OrganizationRegistered(organization_id=org["id"], name=org["name"], organization_type=org["organization_type"]),
-                producer,
-            )
-            await outbox.add(conn, UserRegistered(user_id=user["id"], organization_id=org["id"], email=user["email"], role=role), producer)
-            settings: Settings = runtime.settings  # type: ignore[assignment]
-            await mail.queue_confirmation(
-                conn, user["id"], user["email"], user["first_name"], settings.public_url, settings.email_confirmation_ttl_seconds
-            )
-    except asyncpg.UniqueViolationError as exc:
-        # Someone registered the same e-mail or name between our check and our insert.
-        if exc.constraint_name not in (store.EMAIL_UNIQUE, store.ORGANIZATION_NAME_UNIQUE):
-            raise
-        raise _conflict(exc.constraint_name == store.EMAIL_UNIQUE, exc.constraint_name == store.ORGANIZATION_NAME_UNIQUE) from None
     request.app.state.mailer.wake()
     log.info(
         "organization registered",
@@ -325,6 +353,13 @@ async def revoke(conn: asyncpg.Connection, revoked: list[tuple[str, datetime]], 
     """Tell every service (token.revoked, through the outbox) to refuse these tokens."""
     for jti, expires_at in revoked:
         await outbox.add(conn, AccessTokenRevoked(token_id=jti, user_id=user_id, expires_at=expires_at), producer)
+
+
+async def revoke_sessions(conn: asyncpg.Connection, user_id: int, producer: str, keep_jti: str | None = None) -> list[tuple[str, datetime]]:
+    """End the user's sessions (all but `keep_jti`): marked revoked here and announced to every service."""
+    revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, user_id, keep_jti=keep_jti)]
+    await revoke(conn, revoked, user_id, producer)
+    return revoked
 
 
 def revoke_here(request: Request, revoked: list[tuple[str, datetime]]) -> None:

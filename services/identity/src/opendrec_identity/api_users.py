@@ -20,12 +20,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from opendrec_contracts import OrganizationRegistered, UserRegistered
-from opendrec_kit import ApiError, CurrentPrincipal, Pool, Principal, Runtime, outbox, permission
+from opendrec_kit import ApiError, CurrentPrincipal, Pool, Principal, Runtime, permission
 from opendrec_kit.auth import current_principal
 
-from . import domain, mail, store
-from .api import Hasher, RegisterWithOrganization, Tokens, UserOut, _conflict, _joined_user_out, issue_access_token, revoke, revoke_here
+from . import domain, store
+from .api import Hasher, RegisterWithOrganization, Tokens, UserOut, _conflict, _joined_user_out, issue_access_token, refusing_duplicates, register_organization, revoke_here, revoke_sessions
 from .organizations import OrganizationsPage, Paging, admin_only, organization_out
 from .settings import Settings
 
@@ -126,32 +125,21 @@ async def register(body: Register, request: Request, response: Response, pool: P
     else:
         private_pem = public_pem = None
         api_user_id, role, owner = body.api_user_id, domain.first_user_role(body.organizationType), body.api_user_id
-    producer = settings.service_name
-    try:
+    with refusing_duplicates():
         async with pool.acquire() as conn, conn.transaction():
-            org = await store.insert_organization(
-                conn, name=body.orgName, address=body.orgAddress, organization_type=body.organizationType, secret_key_hash=secret_key_hash, api_user_id=owner
-            )
-            user = await store.insert_user(
+            org, user = await register_organization(
                 conn,
-                organization_id=org["id"],
-                first_name=body.firstName,
-                last_name=body.lastName,
-                email=body.email,
-                password_hash=password_hash,
+                body,
                 role=role,
+                password_hash=password_hash,
+                secret_key_hash=secret_key_hash,
+                settings=settings,
+                api_user_id=str(api_user_id),
+                owner_api_user_id=owner,
             )
             if public_pem:
                 await store.insert_api_user(conn, api_user_id, user["id"], public_pem)
-            event = OrganizationRegistered(organization_id=org["id"], name=org["name"], organization_type=body.organizationType, api_user_id=str(api_user_id))  # type: ignore[arg-type]
-            await outbox.add(conn, event, producer)
-            await outbox.add(conn, UserRegistered(user_id=user["id"], organization_id=org["id"], email=user["email"], role=role), producer)
-            await mail.queue_confirmation(conn, user["id"], user["email"], user["first_name"], settings.public_url, settings.email_confirmation_ttl_seconds)
             joined = await store.user_by_id(conn, user["id"])
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name not in (store.EMAIL_UNIQUE, store.ORGANIZATION_NAME_UNIQUE):
-            raise
-        raise _conflict(exc.constraint_name == store.EMAIL_UNIQUE, exc.constraint_name == store.ORGANIZATION_NAME_UNIQUE) from None
     request.app.state.mailer.wake()
     response.headers["Cache-Control"] = "no-store"
     log.info(
@@ -296,8 +284,7 @@ async def request_permissions(body: list[ModuleRequest], principal: CurrentPrinc
                 raise ApiError(400, f"Invalid request: check {i}", [{"field": f"{i}.permissions", "message": f"{name} offers only {', '.join(domain.action_names(by_name[name]))}"}])
             requested[name] = letters
         await store.replace_permission_request(conn, api_user["id"], requested)
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, principal.user_id, keep_jti=principal.token_id)]
-        await revoke(conn, revoked, principal.user_id, runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, principal.user_id, runtime.settings.service_name, keep_jti=principal.token_id)
         state = await _permission_state(conn, api_user["id"], "Request")
     revoke_here(request, revoked)
     log.info("api user permissions requested", extra={"api_user_id": state["apiUserId"], "modules": sorted(requested)})
@@ -322,8 +309,7 @@ async def verify_permissions(
         if body.status == "Active" and not await store.permission_request(conn, apiuserId):
             raise ApiError(409, "This API user has not asked for any module")
         await store.set_api_user_permissions(conn, apiuserId, api_user["user_id"], body.status)
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, api_user["user_id"])]
-        await revoke(conn, revoked, api_user["user_id"], runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, api_user["user_id"], runtime.settings.service_name)
         state = await _permission_state(conn, apiuserId, body.status)
     revoke_here(request, revoked)
     log.info("api user permissions verified", extra={"api_user_id": str(apiuserId), "status": body.status, "by": principal.user_id})
@@ -347,8 +333,7 @@ async def rotate_key(principal: CurrentPrincipal, request: Request, response: Re
         if api_user is None:
             raise ApiError(403, "This account is not an API user")
         await store.replace_api_user_key(conn, api_user["id"], public_pem)
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, principal.user_id)]
-        await revoke(conn, revoked, principal.user_id, runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, principal.user_id, runtime.settings.service_name)
     revoke_here(request, revoked)
     response.headers["Cache-Control"] = "no-store"
     log.info("api user key rotated", extra={"api_user_id": str(api_user["id"])})

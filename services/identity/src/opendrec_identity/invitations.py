@@ -22,7 +22,7 @@ from opendrec_kit import ApiError, CurrentPrincipal, Pool, Principal, Runtime, o
 from opendrec_kit.errors import field_rule
 
 from . import domain, mail, store
-from .api import Hasher, NewAccount, UserOut, _joined_user_out, revoke, revoke_here
+from .api import Hasher, NewAccount, UserOut, _joined_user_out, revoke_here, revoke_sessions
 from .organizations import Paging, own_organization
 from .settings import Settings
 
@@ -181,8 +181,7 @@ async def answer(invitationId: int, body: Answer, principal: CurrentPrincipal, r
             if user["role"] not in ("DeviceOwner", "SubBuyer", "User"):
                 raise ApiError(409, f"As {user['role']} of your organization you cannot move to another one")
             await store.move_user(conn, user["id"], invitation["organization_id"], invitation["role"])
-            revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, user["id"])]
-            await revoke(conn, revoked, user["id"], runtime.settings.service_name)
+            revoked = await revoke_sessions(conn, user["id"], runtime.settings.service_name)
         await store.answer_invitation(conn, invitationId, body.status)
         invitation = await store.invitation_by_id(conn, invitationId)
     revoke_here(request, revoked)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
 
 from . import domain, store
-from .api import Done, OrganizationOut, UserOut, _joined_user_out, revoke, revoke_here
+from .api import Done, OrganizationOut, UserOut, _joined_user_out, revoke_here, revoke_sessions
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,7 @@ async def change_role(
         except domain.Invalid as exc:
             raise ApiError(400, "Invalid request: check role", [{"field": "role", "message": str(exc)}]) from None
         await store.set_role(conn, userId, role)
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, userId)]
-        await revoke(conn, revoked, userId, runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, userId, runtime.settings.service_name)
         updated = await store.user_by_id(conn, userId)
     revoke_here(request, revoked)
     log.info("member role changed", extra={"organization_id": organizationId, "user_id": userId, "role": role, "by": principal.user_id})
@@ -190,8 +189,7 @@ async def remove_member(
     async with pool.acquire() as conn, conn.transaction():
         await _member(conn, organizationId, userId, principal)
         await store.set_status(conn, userId, "Deleted")
-        revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, userId)]
-        await revoke(conn, revoked, userId, runtime.settings.service_name)
+        revoked = await revoke_sessions(conn, userId, runtime.settings.service_name)
     revoke_here(request, revoked)
     log.info("member removed", extra={"organization_id": organizationId, "user_id": userId, "by": principal.user_id})
     return {"success": True, "message": f"User {userId} has been removed from organization {organizationId}"}
