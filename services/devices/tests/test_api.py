@@ -4,9 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from opendrec_devices.app import build
-from opendrec_devices.settings import Settings
-from opendrec_kit.testing import TokenIssuer, settings_for_test, started, wait_for_event
+from opendrec_kit.testing import wait_for_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -63,15 +61,6 @@ GUIDE = {
     "groupId": 0,
     "SDGBenefits": 1,
 }
-
-
-@pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        yield client, issuer
 
 
 def new_org() -> int:

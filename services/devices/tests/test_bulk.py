@@ -39,13 +39,8 @@ def to_csv(rows, columns=COLUMNS, delimiter=","):
 
 
 @pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    settings = settings_for_test(Settings, postgres_url, kafka_bootstrap, bulk_max_bytes=100_000, bulk_batch_size=7)
-    runtime = build(settings)
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        yield client, issuer
+def settings_overrides() -> dict:
+    return {"bulk_max_bytes": 100_000, "bulk_batch_size": 7}
 
 
 def developer(issuer, org, perms=BULK):

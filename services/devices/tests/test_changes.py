@@ -5,23 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from opendrec_contracts import CertificateIssued, ReservationCreated
-from opendrec_devices.app import build
-from opendrec_devices.settings import Settings
-from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
+from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
 
 from .test_api import ALL, dev, fields, new_org, payload
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        client.runtime = runtime
-        yield client, issuer
 
 
 async def register(client, issuer, org, **changes):

@@ -4,25 +4,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from opendrec_devices.app import build
-from opendrec_devices.settings import Settings
-from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
+from opendrec_kit.testing import eventually, publish_events
 
 from .test_api import dev, fields, new_org, payload
 from .test_changes import reservation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    # its own databases: the admin and buyer listings see every device of the service
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        client.runtime = runtime
-        yield client, issuer
 
 
 # (countryCode, fuelCode, deviceTypeCode, offTaker, capacity, commissioningDate)
