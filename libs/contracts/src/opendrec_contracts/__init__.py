@@ -13,6 +13,7 @@ from .events import (
     ReadRejection,
     ReadSubmitted,
     ReservationCreated,
+    ReservationEnded,
     UserRegistered,
 )
 from .registry import EVENTS, UnknownEvent, all_topics, dlq_topic, envelope_for, parse_event, topic_of
@@ -33,6 +34,7 @@ __all__ = [
     "ReadIngested",
     "ReadSubmitted",
     "ReservationCreated",
+    "ReservationEnded",
     "UnknownEvent",
     "UserRegistered",
     "all_topics",

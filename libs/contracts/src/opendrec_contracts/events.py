@@ -163,6 +163,20 @@ class ReservationCreated(Event):
     authority_to_exceed: bool = True
 
 
+class ReservationEnded(Event):
+    """A reservation that stopped: its end date passed or its buyer ended it. Its devices are free again."""
+
+    TYPE = "reservation.ended"
+    KEY = "reservation_id"
+
+    reservation_id: int
+    reservation_uid: uuid.UUID
+    buyer_organization_id: int
+    device_ids: list[int] = Field(min_length=1)
+    ended_at: AwareDatetime
+    reason: Literal["expired", "ended_by_buyer"]
+
+
 class CertificateIssued(Event):
     TYPE = "certificate.issued"
     KEY = "certificate_id"

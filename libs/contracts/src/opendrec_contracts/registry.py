@@ -22,6 +22,7 @@ from .events import (
     ReadRejected,
     ReadSubmitted,
     ReservationCreated,
+    ReservationEnded,
     UserRegistered,
 )
 
@@ -37,6 +38,7 @@ EVENTS: dict[str, type[Event]] = {
         ReadIngested,
         ReadRejected,
         ReservationCreated,
+    ReservationEnded,
         CertificateIssued,
         AccessTokenRevoked,
     )

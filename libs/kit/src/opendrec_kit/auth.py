@@ -14,6 +14,10 @@ from typing import Annotated, Any
 import aiohttp
 import jwt
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from fastapi.dependencies.models import Dependant
+
+from opendrec_contracts.access import ROLES, roles_granted
 
 from .errors import ApiError
 
@@ -124,6 +128,7 @@ async def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+current_principal.any_signed_in = True  # type: ignore[attr-defined]
 
 
 def permission(module: str, action: str) -> Any:
@@ -138,3 +143,61 @@ def permission(module: str, action: str) -> Any:
 
     check.required_permission = (module, action)  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def only_roles(*roles: str) -> Any:
+    """Route dependency for endpoints that belong to some roles whatever the module grants
+    (e.g. admin listings): `user: Principal = only_roles("Admin")`."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(403, f"Only {' or '.join(roles)} may do this")
+        return principal
+
+    check.required_roles = tuple(roles)  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+def _calls(dependant: Dependant) -> list[Any]:
+    found = []
+    for sub in dependant.dependencies:
+        found.append(sub.call)
+        found.extend(_calls(sub))
+    return found
+
+
+def access_of(route: APIRoute) -> dict[str, Any]:
+    """What a caller needs to reach this route, read from its dependencies (so it cannot drift from the checks)."""
+    calls = _calls(route.dependant)
+    # dict.fromkeys: the same check may be reached twice (route and router dependencies)
+    permissions = list(dict.fromkeys(c.required_permission for c in calls if hasattr(c, "required_permission")))
+    role_sets = list(dict.fromkeys(c.required_roles for c in calls if hasattr(c, "required_roles")))
+    signed_in = any(getattr(c, "any_signed_in", False) for c in calls)
+    if not (permissions or role_sets or signed_in):
+        return {"x-access": "public"}
+    roles: set[str] = set(ROLES)
+    for module, action in permissions:
+        roles &= set(roles_granted(module, action)) | {"ApiUser"}
+    for allowed in role_sets:
+        roles &= set(allowed)
+    access: dict[str, Any] = {"x-access": "signed-in", "x-roles": [r for r in ROLES if r in roles]}
+    if permissions:
+        access["x-permissions"] = [{"module": m, "action": a} for m, a in permissions]
+    return access
+
+
+def describe_access(route: APIRoute) -> None:
+    """Put the route's access rule into its OpenAPI operation: x-access, x-permissions, x-roles, and a sentence."""
+    access = access_of(route)
+    if access["x-access"] == "public":
+        sentence = "Access: public (no token)."
+    else:
+        needs = "; ".join(f"{p['action']} on {p['module']}" for p in access.get("x-permissions", []))
+        sentence = f"Access: {needs or 'any signed-in user'}. Roles by default: {', '.join(access['x-roles'])}."
+        if "ApiUser" in access["x-roles"] and access.get("x-permissions"):
+            sentence += " ApiUser: once an admin approved its request for the module."
+    route.openapi_extra = {**(route.openapi_extra or {}), **access}
+    route.description = f"{route.description}\n\n{sentence}".strip()

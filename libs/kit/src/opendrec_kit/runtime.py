@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,9 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from opendrec_contracts import all_topics
 
 from . import db
-from .auth import TokenVerifier
+from .auth import TokenVerifier, describe_access
 from .errors import install_error_handlers
 from .messaging import Handler, ensure_topics, follow_revocations, make_broker, subscribe
+from .organizations import remember_organization
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
@@ -79,12 +81,19 @@ class ServiceRuntime:
 
     # -- wiring ---------------------------------------------------------------
     def include_router(self, router: APIRouter) -> None:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and "x-access" not in (route.openapi_extra or {}):
+                describe_access(route)
         self.app.include_router(router)
 
     def subscribe(self, topic: str, handler: Handler, *, group: str | None = None) -> dict[str, int]:
         stats = subscribe(self.broker, self.settings, lambda: self.pool, topic, handler, group=group)  # type: ignore[arg-type, return-value]
         self.consumer_stats[topic] = stats
         return stats
+
+    def follow_organizations(self) -> None:
+        """Keep `organization_directory` from organization.registered (for `acting_organization`)."""
+        self.subscribe("organization.registered", remember_organization)
 
     def on_startup(self, hook: Hook) -> None:
         self._startup.append(hook)

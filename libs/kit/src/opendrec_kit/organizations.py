@@ -1,0 +1,126 @@
+"""Which organization a request acts for.
+
+A user acts for their own organization. An API user acts for the Developer and Buyer
+organizations registered under it and names one with `organizationId` (as in the D-REC API
+user manual); never for another API user's. Services learn organizations from
+organization.registered into `organization_directory` (call `runtime.follow_organizations()`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from opendrec_contracts import OrganizationRegistered
+
+from .auth import Principal
+from .errors import ApiError
+from .messaging import EventContext
+
+ADMIN = "Admin"
+API_USER = "ApiUser"
+
+
+@dataclass(frozen=True)
+class KnownOrganization:
+    organization_id: int
+    name: str
+    organization_type: str
+    api_user_id: str | None
+
+
+async def remember_organization(event: OrganizationRegistered, ctx: EventContext) -> None:
+    await ctx.conn.execute(
+        "INSERT INTO organization_directory (organization_id, name, organization_type, api_user_id) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id) DO UPDATE "
+        "SET name = EXCLUDED.name, organization_type = EXCLUDED.organization_type, api_user_id = EXCLUDED.api_user_id",
+        event.organization_id,
+        event.name,
+        event.organization_type,
+        event.api_user_id,
+    )
+
+
+async def find_organization(conn: asyncpg.Connection | asyncpg.Pool, organization_id: int) -> KnownOrganization | None:
+    row = await conn.fetchrow(
+        "SELECT organization_id, name, organization_type, api_user_id FROM organization_directory WHERE organization_id = $1",
+        organization_id,
+    )
+    return KnownOrganization(**dict(row)) if row else None
+
+
+async def api_user_organizations(
+    conn: asyncpg.Connection | asyncpg.Pool, api_user_id: str, organization_type: str | None = None
+) -> list[int]:
+    """The organizations registered under this API user (of one type, if given), oldest first."""
+    rows = await conn.fetch(
+        "SELECT organization_id FROM organization_directory "
+        "WHERE api_user_id = $1 AND ($2::text IS NULL OR organization_type = $2) ORDER BY organization_id",
+        api_user_id,
+        organization_type,
+    )
+    return [r["organization_id"] for r in rows]
+
+
+def _check_type(organization_id: int, actual: str, required: str | None) -> None:
+    if required and actual != required:
+        raise ApiError(
+            403, f"Organization {organization_id} is a {actual} organization; this needs a {required} organization"
+        )
+
+
+async def acting_organization(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    principal: Principal,
+    organization_id: int | None,
+    *,
+    organization_type: str | None = None,
+) -> int:
+    """The organization this request acts for, or a 400/403/404 saying why not.
+
+    - API user: `organizationId` is required and must be one of its organizations (of the required type).
+    - Admin: any known organization (its own when none is named).
+    - Anyone else: their own organization; naming another one is refused.
+    """
+    if principal.role == API_USER:
+        if organization_id is None:
+            kind = f"{organization_type} " if organization_type else ""
+            raise ApiError(400, f"organizationId is required: an API user acts for one of its {kind}organizations")
+        known = await find_organization(conn, organization_id)
+        if known is None or not principal.api_user_id or known.api_user_id != principal.api_user_id:
+            raise ApiError(403, f"Organization {organization_id} is not one of your organizations")
+        _check_type(organization_id, known.organization_type, organization_type)
+        return organization_id
+    if principal.role == ADMIN:
+        if organization_id is None or organization_id == principal.organization_id:
+            return principal.organization_id
+        known = await find_organization(conn, organization_id)
+        if known is None:
+            raise ApiError(404, f"Organization {organization_id} does not exist")
+        _check_type(organization_id, known.organization_type, organization_type)
+        return organization_id
+    if organization_id is not None and organization_id != principal.organization_id:
+        raise ApiError(403, f"You act for your own organization ({principal.organization_id}) only")
+    _check_type(principal.organization_id, principal.organization_type, organization_type)
+    return principal.organization_id
+
+
+async def visible_organizations(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    principal: Principal,
+    organization_id: int | None,
+    *,
+    organization_type: str | None = None,
+) -> list[int] | None:
+    """For listings: the organizations whose data the caller may list (None: all, for an admin naming none).
+
+    An API user naming none sees all its organizations (of the type), as `GET /api/device/my` does in the manual.
+    """
+    if principal.role == API_USER and organization_id is None:
+        if not principal.api_user_id:
+            return []
+        return await api_user_organizations(conn, principal.api_user_id, organization_type)
+    if principal.role == ADMIN and organization_id is None:
+        return None
+    return [await acting_organization(conn, principal, organization_id, organization_type=organization_type)]
