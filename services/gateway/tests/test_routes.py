@@ -33,6 +33,7 @@ from opendrec_gateway.routes import has_dot_segment, is_public, resolve
         ("/api/invitation", "identity"),
         ("/api/permission/module/apiuser/request", "identity"),
         ("/api/admin/users", "identity"),
+        ("/api/aclmodules/3", "identity"),
         ("/api/access-control/modules", "identity"),
         ("/.well-known/jwks.json", "identity"),
     ],

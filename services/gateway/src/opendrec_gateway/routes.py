@@ -23,6 +23,7 @@ ROUTES: dict[str, str] = {
     "/api/Organization": "identity",  # capitalised as in the D-REC API
     "/api/invitation": "identity",
     "/api/permission": "identity",
+    "/api/aclmodules": "identity",
     "/api/admin": "identity",
     "/api/access-control": "identity",
     "/.well-known/jwks.json": "identity",
