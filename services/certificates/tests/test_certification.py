@@ -1,82 +1,12 @@
 """Certificates from reads and reservations over the real broker and database."""
 
-import uuid
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
-from opendrec_contracts import MeterRead, ReadIngested, ReservationCreated
-from opendrec_kit.testing import (
-    TokenIssuer,
-    eventually,
-    publish_envelopes,
-    publish_events,
-    settings_for_test,
-    started,
-    wait_for_event,
-)
-from opendrec_certificates.app import build
-from opendrec_certificates.settings import Settings
+from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
+
+from .helpers import PERMS, H, T0, _equals, _ge, certificates, ids, reads, reservation, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-T0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
-H = timedelta(hours=1)
-PERMS = {"CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R"}
-
-
-@pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        yield runtime, client, issuer
-
-
-def ids():
-    n = uuid.uuid4().int % 10**9
-    return n, n + 1  # device id, reservation id: unique per test
-
-
-def reservation(reservation_id, device_id, buyer_org, **kw):
-    return ReservationCreated(
-        reservation_id=reservation_id,
-        reservation_uid=uuid.uuid4(),
-        name=f"res-{reservation_id}",
-        buyer_organization_id=buyer_org,
-        device_ids=[device_id],
-        reservation_start=kw.get("start", T0),
-        reservation_end=kw.get("end", T0 + 24 * H),
-        frequency=kw.get("frequency", "hourly"),
-        target_capacity_wh=kw.get("target"),
-        authority_to_exceed=kw.get("exceed", True),
-    )
-
-
-def reads(device_id, owner_org, values, start=T0):
-    return ReadIngested(
-        batch_id=uuid.uuid4(),
-        device_id=device_id,
-        external_id=f"ext-{device_id}",
-        organization_id=owner_org,
-        read_type="Delta",
-        reads=[MeterRead(start=start + i * H, end=start + (i + 1) * H, value_wh=v) for i, v in enumerate(values)],
-    )
-
-
-async def certificates(client, issuer, reservation_id, org):
-    r = await client.get(
-        "/api/certificate-log/by-reservation-groupId",
-        params={"groupId": reservation_id},
-        headers=issuer.headers(organization_id=org, permissions=PERMS),
-    )
-    return r
-
-
-async def total_certified(client, issuer, reservation_id, buyer_org):
-    r = await certificates(client, issuer, reservation_id, buyer_org)
-    return r.json()["totalEnergyWh"] if r.status_code == 200 else None
 
 
 async def test_reads_then_reservation_and_reservation_then_reads_certify_the_same(service, kafka_bootstrap):
@@ -169,11 +99,3 @@ async def test_who_sees_the_certificate_log(service, kafka_bootstrap):
         "/api/certificate-log/by-reservation-groupId", params={"groupId": "abc"}, headers=issuer.headers(organization_id=buyer, permissions=PERMS)
     )
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "groupId"
-
-
-async def _equals(coro, value):
-    return (await coro) == value
-
-
-async def _ge(stats, key, value):
-    return stats[key] >= value

@@ -84,3 +84,13 @@ def test_period_start(frequency, expected):
 
 def test_interval_ending_on_the_hour_belongs_to_the_hour_before():
     assert period_start(T0 + H, "hourly") == T0
+
+
+def test_an_early_end_moves_the_window_end_and_a_later_one_does_not():
+    from opendrec_certificates.domain import effective_end
+
+    assert effective_end(T0 + 10 * H, None) == T0 + 10 * H
+    assert effective_end(T0 + 10 * H, T0 + 2 * H) == T0 + 2 * H
+    assert effective_end(T0 + 10 * H, T0 + 12 * H) == T0 + 10 * H
+    # Ended before it started: an empty window, nothing is certified.
+    assert allocate([Read(1, T0, T0 + H, 1000, 0)], res(start=T0 + H, end=effective_end(T0 + 10 * H, T0))) == []

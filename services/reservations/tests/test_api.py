@@ -1,69 +1,14 @@
 """Reserving devices over HTTP, against the real database and broker."""
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from opendrec_contracts import DeviceRegistered
-from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started, wait_for_event
-from opendrec_reservations.app import build
-from opendrec_reservations.settings import Settings
+from opendrec_kit.testing import wait_for_event
+
+from .helpers import PERMS, T0, buyer, devices, payload
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-PERMS = {"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"}
-T0 = datetime(2025, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        yield runtime, client, issuer
-
-
-async def devices(runtime, kafka_bootstrap, n=2, org=500):
-    ids = [uuid.uuid4().int % 10**9 for _ in range(n)]
-    await publish_events(
-        kafka_bootstrap,
-        [
-            DeviceRegistered(
-                device_id=i, device_uuid=uuid.uuid4(), external_id=f"d{i}", organization_id=org, capacity_kw=100,
-                country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=T0 - timedelta(days=400),
-                onboarded_at=T0 - timedelta(days=10),
-            )
-            for i in ids
-        ],
-    )
-
-    async def known():
-        return await runtime.pool.fetchval("SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", ids) == n
-
-    await eventually(known)
-    return ids
-
-
-def payload(device_ids, **kw):
-    body = {
-        "name": "UAT-STAGE-231122-RES1",
-        "deviceIds": device_ids,
-        "targetCapacityInMegaWattHour": 20,
-        "reservationStartDate": T0.isoformat(),
-        "reservationEndDate": (T0 + timedelta(days=30)).isoformat(),
-        "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": True,
-        "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
-        "authorityToExceed": True,
-        "frequency": "hourly",
-    }
-    body.update(kw)
-    return body
-
-
-def buyer(issuer, org=700, **kw):
-    return issuer.headers(organization_id=org, organization_type="Buyer", role="Buyer", permissions=PERMS, **kw)
 
 
 async def test_buyer_reserves_devices_and_the_event_is_published(service, kafka_bootstrap):
@@ -118,3 +63,12 @@ async def test_only_buyers_with_permission_reserve(service, kafka_bootstrap):
     assert (await client.post("/api/device-group", json=payload(ids))).status_code == 401
     other_org = payload(ids, organizationId=999)
     assert (await client.post("/api/device-group", json=other_org, headers=buyer(issuer))).status_code == 403
+
+
+async def test_out_of_range_numbers_are_refused_not_failed(service):
+    _, client, issuer = service
+    huge = payload([2**64], targetCapacityInMegaWattHour=10**15, organizationId=2**64)
+    r = await client.post("/api/device-group", json=huge, headers=buyer(issuer))
+    assert r.status_code == 400
+    assert {"deviceIds.0", "targetCapacityInMegaWattHour", "organizationId"} <= {d["field"] for d in r.json()["details"]}
+    assert (await client.get(f"/api/device-group/{2**64}", headers=buyer(issuer))).status_code == 400

@@ -1,7 +1,19 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from opendrec_reservations.domain import DeviceState, Window, select_devices, target_wh
+import uuid
+
+from opendrec_reservations.domain import (
+    DeviceState,
+    Page,
+    Window,
+    refuse_end,
+    same_api_user,
+    select_devices,
+    state_of,
+    target_wh,
+    total_pages,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 D = timedelta(days=1)
@@ -24,3 +36,25 @@ def test_target_converts_mwh_to_whole_wh_exactly():
     assert target_wh(Decimal("20")) == 20_000_000
     assert target_wh(Decimal("0.000001")) == 1
     assert target_wh(None) is None
+
+
+def test_a_reservation_is_ended_once_recorded_or_once_its_end_date_passed():
+    end = T0 + D
+    assert state_of(end, None, None, T0).state == "active"
+    assert state_of(end, T0 + D / 2, "ended_by_buyer", T0 + D / 2) == state_of(end, T0 + D / 2, "ended_by_buyer", T0)
+    assert state_of(end, T0 + D / 2, "ended_by_buyer", T0).ended_at == T0 + D / 2
+    passed = state_of(end, None, None, end)  # the sweep has not run yet: still shown ended, at its end date
+    assert (passed.state, passed.ended_at, passed.end_reason) == ("ended", end, "expired")
+
+
+def test_ending_is_refused_once_ended():
+    end = T0 + D
+    assert refuse_end(7, end, None, None, T0) is None
+    assert refuse_end(7, end, T0, "ended_by_buyer", T0) == f"Reservation 7 already ended at {T0.isoformat()} (ended by its buyer)"
+    assert "its end date passed" in refuse_end(7, end, None, None, end + D)
+
+
+def test_pages_and_api_user_ids():
+    assert Page(3, 20).offset == 40 and total_pages(0, 20) == 0 and total_pages(41, 20) == 3
+    me = uuid.uuid4()
+    assert same_api_user(str(me).upper(), me) and not same_api_user(None, me) and not same_api_user("x", me)

@@ -12,4 +12,6 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime.subscribe("device.registered", handlers.on_device_registered)
     runtime.subscribe("read.ingested", handlers.on_read_ingested)
     runtime.subscribe("reservation.created", handlers.on_reservation_created)
+    runtime.subscribe("reservation.ended", handlers.on_reservation_ended)
+    runtime.follow_organizations()
     return runtime

@@ -1,10 +1,11 @@
 """How accepted energy becomes certificates, without I/O.
 
 A read's energy goes to a reservation in proportion to how much of the read's interval
-lies inside the reservation window (rounded down to whole Wh), never more than the read
-has left uncertified, and never past the reservation's target unless it has authority to
-exceed it. What is certified in one run is grouped into one certificate per frequency
-period (hour, day, ...) of the read ends.
+lies inside the reservation window (rounded down to whole Wh; the window stops at the
+reservation's end if it was ended early), never more than the read has left uncertified,
+and never past the reservation's target unless it has authority to exceed it. What is
+certified in one run is grouped into one certificate per frequency period (hour, day, ...)
+of the read ends.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ class Issue:
     generation_end: datetime
     energy_wh: int
     allocations: tuple[Allocation, ...]
+
+
+def effective_end(end: datetime, ended_at: datetime | None) -> datetime:
+    """Where a reservation's window really stops: its end date, or earlier if it was ended before that."""
+    return min(end, ended_at) if ended_at is not None else end
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.limit
+
+
+def total_pages(total: int, limit: int) -> int:
+    return -(-total // limit)
 
 
 def share_in_window(read: Read, start: datetime, end: datetime) -> tuple[int, datetime, datetime] | None:

@@ -1,11 +1,11 @@
-"""Events that lead to certificates: accepted reads and reservations, in either order."""
+"""Events that lead to certificates: accepted reads and reservations (and their ends), in any order."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 
-from opendrec_contracts import CertificateIssued, DeviceRegistered, ReadIngested, ReservationCreated
+from opendrec_contracts import CertificateIssued, DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
 from opendrec_kit import EventContext
 
 from . import domain, store
@@ -38,6 +38,12 @@ async def on_reservation_created(event: ReservationCreated, ctx: EventContext) -
     for device_id in sorted(event.device_ids):  # fixed order: no deadlock with another multi-device run
         await store.lock_device(ctx.conn, device_id)
         await certify_device(ctx, device_id)
+
+
+async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> None:
+    """From now on the reservation's window stops at `ended_at`: energy generated after it is not certified for it
+    (certify_device reads the effective end). Nothing to certify anew: ending only shrinks the window."""
+    await store.record_reservation_end(ctx.conn, event.reservation_id, event.ended_at, event.reason)
 
 
 async def certify_device(ctx: EventContext, device_id: int) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .domain import Allocation, Read, Reservation
+from .domain import Allocation, Read, Reservation, effective_end
 
 
 async def upsert_device(conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int) -> None:
@@ -36,6 +36,14 @@ async def insert_reservation(
     return bool(inserted)
 
 
+async def record_reservation_end(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str) -> None:
+    """The first end of a reservation is the one (it ends once; a replayed event changes nothing)."""
+    await conn.execute(
+        "INSERT INTO reservation_ends (reservation_id, ended_at, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        reservation_id, ended_at, reason,
+    )
+
+
 async def insert_reads(conn: asyncpg.Connection, rows: list[tuple]) -> None:
     """rows: (device_id, organization_id, start_at, end_at, energy_wh, batch_id); a read seen before is skipped."""
     await conn.executemany(
@@ -58,14 +66,15 @@ async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
 async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
     rows = await conn.fetch(
         """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
-                  r.authority_to_exceed,
+                  r.authority_to_exceed, e.ended_at,
                   coalesce((SELECT sum(energy_wh) FROM certificates c WHERE c.reservation_id = r.reservation_id), 0) AS certified
            FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
+           LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
            WHERE rd.device_id = $1 ORDER BY r.reservation_start""",
         device_id,
     )
     return [
-        Reservation(r["reservation_id"], r["reservation_start"], r["reservation_end"], r["frequency"],
+        Reservation(r["reservation_id"], r["reservation_start"], effective_end(r["reservation_end"], r["ended_at"]), r["frequency"],
                     r["target_capacity_wh"], r["authority_to_exceed"], int(r["certified"]))
         for r in rows
     ]
@@ -106,7 +115,9 @@ async def insert_certificate(
 
 async def reservation(conn: asyncpg.Connection, *, reservation_id: int | None = None, uid: uuid.UUID | None = None) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        """SELECT r.*, array_agg(rd.device_id) AS device_ids FROM reservations r
+        """SELECT r.*, array_agg(rd.device_id) AS device_ids,
+                  (SELECT e.ended_at FROM reservation_ends e WHERE e.reservation_id = r.reservation_id) AS ended_at
+           FROM reservations r
            JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
            WHERE ($1::bigint IS NULL OR r.reservation_id = $1) AND ($2::uuid IS NULL OR r.uid = $2)
            GROUP BY r.reservation_id""",

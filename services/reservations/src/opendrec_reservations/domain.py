@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +25,7 @@ class Window:
 class DeviceState:
     device_id: int
     organization_id: int
-    reserved: list[Window] = field(default_factory=list)  # windows of the device's active reservations
+    reserved: list[Window] = field(default_factory=list)  # windows of the device's reservations, up to their effective end
 
 
 @dataclass
@@ -54,3 +56,58 @@ def target_wh(target_mwh: Decimal | None) -> int | None:
     if target_mwh is None:
         return None
     return int(target_mwh * WH_PER_MWH)
+
+
+# -- the end of a reservation ---------------------------------------------------------------
+
+END_REASONS = {"expired": "its end date passed", "ended_by_buyer": "ended by its buyer"}
+
+
+@dataclass(frozen=True)
+class State:
+    state: str  # "active" | "ended"
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+def state_of(end: datetime, ended_at: datetime | None, end_reason: str | None, now: datetime) -> State:
+    """What a reader should see: a reservation whose end date passed is ended even before the sweep records it."""
+    if ended_at is not None:
+        return State("ended", ended_at, end_reason)
+    if end <= now:
+        return State("ended", end, "expired")
+    return State("active", None, None)
+
+
+def refuse_end(reservation_id: int, end: datetime, ended_at: datetime | None, end_reason: str | None, now: datetime) -> str | None:
+    """Why the buyer cannot end this reservation now (None: it can): it ends only once."""
+    state = state_of(end, ended_at, end_reason, now)
+    if state.state == "active":
+        return None
+    why = END_REASONS.get(state.end_reason or "", state.end_reason)
+    return f"Reservation {reservation_id} already ended at {state.ended_at.isoformat()} ({why})"  # type: ignore[union-attr]
+
+
+# -- paging and who may list ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.limit
+
+
+def total_pages(total: int, limit: int) -> int:
+    return math.ceil(total / limit) if total else 0
+
+
+def same_api_user(own: str | None, named: uuid.UUID) -> bool:
+    """Whether an API user's own id (a token claim, text) is the one named in a query."""
+    try:
+        return own is not None and uuid.UUID(own) == named
+    except ValueError:
+        return False

@@ -22,15 +22,17 @@ async def upsert_device(
 
 
 async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, DeviceState]:
-    """The devices with their active reservation windows, row-locked so two reservations can't race for one device."""
+    """The devices with their reservation windows, row-locked so two reservations can't race for one device."""
     rows = await conn.fetch(
         "SELECT device_id, organization_id FROM devices WHERE device_id = ANY($1::bigint[]) ORDER BY device_id FOR UPDATE",
         device_ids,
     )
+    # A reservation holds its devices up to its effective end: an early end frees the rest of the window
+    # (LEAST skips a NULL ended_at); one ended before it started holds nothing.
     windows = await conn.fetch(
-        """SELECT rd.device_id, r.reservation_start, r.reservation_end
+        """SELECT rd.device_id, r.reservation_start, LEAST(r.reservation_end, r.ended_at) AS reservation_end
            FROM reservation_devices rd JOIN reservations r ON r.id = rd.reservation_id
-           WHERE rd.device_id = ANY($1::bigint[]) AND r.status = 'Active'""",
+           WHERE rd.device_id = ANY($1::bigint[]) AND LEAST(r.reservation_end, r.ended_at) > r.reservation_start""",
         device_ids,
     )
     reserved: dict[int, list[Window]] = {}
@@ -73,14 +75,58 @@ async def reservation(conn: asyncpg.Connection, reservation_id: int) -> asyncpg.
     )
 
 
-async def reservations_of_buyer(conn: asyncpg.Connection, organization_id: int, limit: int, offset: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT r.*, array_agg(rd.device_id ORDER BY rd.device_id) AS device_ids, count(*) OVER () AS total
-           FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.id
-           WHERE r.buyer_organization_id = $1 GROUP BY r.id ORDER BY r.id DESC LIMIT $2 OFFSET $3""",
-        organization_id, limit, offset,
+async def count_reservations(conn: asyncpg.Connection, organization_ids: list[int] | None) -> int:
+    """How many reservations the buyer organizations hold (all of them for None)."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM reservations WHERE $1::bigint[] IS NULL OR buyer_organization_id = ANY($1::bigint[])",
+        organization_ids,
     )
 
 
-async def count_reservations_of_buyer(conn: asyncpg.Connection, organization_id: int) -> int:
-    return await conn.fetchval("SELECT count(*) FROM reservations WHERE buyer_organization_id = $1", organization_id)
+async def reservations_page(
+    conn: asyncpg.Connection, organization_ids: list[int] | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """Newest first, of the buyer organizations (all of them for None)."""
+    return await conn.fetch(
+        """SELECT r.*, (SELECT array_agg(rd.device_id ORDER BY rd.device_id) FROM reservation_devices rd
+                        WHERE rd.reservation_id = r.id) AS device_ids
+           FROM reservations r
+           WHERE $1::bigint[] IS NULL OR r.buyer_organization_id = ANY($1::bigint[])
+           ORDER BY r.id DESC LIMIT $2 OFFSET $3""",
+        organization_ids, limit, offset,
+    )
+
+
+async def lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> bool:
+    """Row-lock one reservation so its end is decided once (the sweep skips it meanwhile); False when unknown."""
+    return bool(await conn.fetchval("SELECT true FROM reservations WHERE id = $1 FOR UPDATE", reservation_id))
+
+
+async def end_reservation(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str) -> asyncpg.Record | None:
+    """Mark it ended unless it already is (None then)."""
+    return await conn.fetchrow(
+        """UPDATE reservations SET ended_at = $2, end_reason = $3, status = 'Ended'
+           WHERE id = $1 AND ended_at IS NULL RETURNING *""",
+        reservation_id, ended_at, reason,
+    )
+
+
+async def end_expired(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """End up to `limit` reservations whose end date is at or before `now`, each exactly once: rows another
+    transaction holds are skipped (it is ending them, or a buyer is), and `ended_at IS NULL` is checked again
+    under the lock. Returns the ended ones with their devices."""
+    return await conn.fetch(
+        """WITH due AS (
+               SELECT id FROM reservations WHERE ended_at IS NULL AND reservation_end <= $1
+               ORDER BY reservation_end, id LIMIT $2 FOR UPDATE SKIP LOCKED
+           ), ended AS (
+               UPDATE reservations r SET ended_at = r.reservation_end, end_reason = 'expired', status = 'Ended'
+               FROM due WHERE r.id = due.id AND r.ended_at IS NULL
+               RETURNING r.*
+           )
+           SELECT e.*, (SELECT array_agg(rd.device_id ORDER BY rd.device_id) FROM reservation_devices rd
+                        WHERE rd.reservation_id = e.id) AS device_ids
+           FROM ended e
+           ORDER BY e.id""",
+        now, limit,
+    )

@@ -1,0 +1,17 @@
+"""The certificates service in-process, one for all its test modules (every test uses its own ids): its own databases, the real broker."""
+
+import pytest
+
+from opendrec_certificates.app import build
+from opendrec_certificates.settings import Settings
+from opendrec_kit.testing import TokenIssuer, settings_for_test, started
+
+
+@pytest.fixture(scope="package")
+async def service(postgres_url, kafka_bootstrap):
+    """(runtime, client, issuer)."""
+    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    async with started(runtime) as client:
+        yield runtime, client, issuer

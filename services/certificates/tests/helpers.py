@@ -1,0 +1,63 @@
+"""Helpers shared by the certificates integration tests."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from opendrec_contracts import MeterRead, ReadIngested, ReservationCreated
+
+T0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
+H = timedelta(hours=1)
+PERMS = {"CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R"}
+
+
+def ids():
+    n = uuid.uuid4().int % 10**9
+    return n, n + 1  # device id, reservation id: unique per test
+
+
+def reservation(reservation_id, device_id, buyer_org, **kw):
+    return ReservationCreated(
+        reservation_id=reservation_id,
+        reservation_uid=uuid.uuid4(),
+        name=f"res-{reservation_id}",
+        buyer_organization_id=buyer_org,
+        device_ids=[device_id],
+        reservation_start=kw.get("start", T0),
+        reservation_end=kw.get("end", T0 + 24 * H),
+        frequency=kw.get("frequency", "hourly"),
+        target_capacity_wh=kw.get("target"),
+        authority_to_exceed=kw.get("exceed", True),
+    )
+
+
+def reads(device_id, owner_org, values, start=T0):
+    return ReadIngested(
+        batch_id=uuid.uuid4(),
+        device_id=device_id,
+        external_id=f"ext-{device_id}",
+        organization_id=owner_org,
+        read_type="Delta",
+        reads=[MeterRead(start=start + i * H, end=start + (i + 1) * H, value_wh=v) for i, v in enumerate(values)],
+    )
+
+
+async def certificates(client, issuer, reservation_id, org):
+    r = await client.get(
+        "/api/certificate-log/by-reservation-groupId",
+        params={"groupId": reservation_id},
+        headers=issuer.headers(organization_id=org, permissions=PERMS),
+    )
+    return r
+
+
+async def total_certified(client, issuer, reservation_id, buyer_org):
+    r = await certificates(client, issuer, reservation_id, buyer_org)
+    return r.json()["totalEnergyWh"] if r.status_code == 200 else None
+
+
+async def _equals(coro, value):
+    return (await coro) == value
+
+
+async def _ge(stats, key, value):
+    return stats[key] >= value

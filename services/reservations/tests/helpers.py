@@ -1,0 +1,90 @@
+"""Helpers shared by the reservations integration tests."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+import orjson
+
+from opendrec_contracts import DeviceRegistered
+from opendrec_kit.testing import eventually, publish_events
+
+PERMS = {"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"}
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+async def devices(runtime, kafka_bootstrap, n=2, org=500):
+    """Registers `n` new devices (device.registered) and waits until the service knows them."""
+    ids = [uuid.uuid4().int % 10**9 for _ in range(n)]
+    await publish_events(
+        kafka_bootstrap,
+        [
+            DeviceRegistered(
+                device_id=i, device_uuid=uuid.uuid4(), external_id=f"d{i}", organization_id=org, capacity_kw=100,
+                country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=T0 - timedelta(days=400),
+                onboarded_at=T0 - timedelta(days=10),
+            )
+            for i in ids
+        ],
+    )
+
+    async def known():
+        return await runtime.pool.fetchval("SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", ids) == n
+
+    await eventually(known)
+    return ids
+
+
+def payload(device_ids, start=T0, end=None, **kw):
+    body = {
+        "name": "UAT-STAGE-231122-RES1",
+        "deviceIds": device_ids,
+        "targetCapacityInMegaWattHour": 20,
+        "reservationStartDate": start.isoformat(),
+        "reservationEndDate": (end or start + timedelta(days=30)).isoformat(),
+        "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": True,
+        "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
+        "authorityToExceed": True,
+        "frequency": "hourly",
+    }
+    body.update(kw)
+    return body
+
+
+def buyer(issuer, org=700, permissions=PERMS, **kw):
+    return issuer.headers(organization_id=org, organization_type="Buyer", role="Buyer", permissions=permissions, **kw)
+
+
+async def reserve(client, headers, device_ids, path="/api/device-group", **kw):
+    r = await client.post(path, json=payload(device_ids, **kw), headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def outbox_drained(runtime):
+    return await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def all_events(bootstrap, topic, match):
+    """Every envelope on `topic` (from the beginning up to its current end) that `match`es."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata, so the partitions are known
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        found = []
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    try:
+                        envelope = orjson.loads(record.value)
+                        if match(envelope):
+                            found.append(envelope)
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue
+        return found
+    finally:
+        await consumer.stop()
