@@ -249,6 +249,37 @@ async def test_key_rotation_invalidates_the_old_key_and_tokens(client):
     assert (await token_call(client, assertion(rotated))).status_code == 200
 
 
+async def test_the_private_key_downloads_as_a_pem_file_that_signs_accepted_assertions(client, runtime):
+    resp = await client.post("/api/user/register", headers={"Accept": "application/x-pem-file"}, json=registration())
+    assert resp.status_code == 201, resp.text
+    api_user_id = resp.headers["x-api-user-id"]
+    assert resp.headers["content-type"].startswith("application/x-pem-file")
+    assert resp.headers["content-disposition"] == f'attachment; filename="opendrec-apiuser-{api_user_id}.pem"'
+    assert resp.headers["cache-control"] == "no-store"
+    assert resp.text.startswith("-----BEGIN PRIVATE KEY-----")
+    assert await runtime.pool.fetchval("SELECT count(*) FROM api_users WHERE id = $1", uuid.UUID(api_user_id)) == 1
+    downloaded = {"apiUserId": api_user_id, "privateKey": resp.text}
+    token = await token_call(client, assertion(downloaded))
+    assert token.status_code == 200, token.text
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    rotated = await client.post("/api/user/apiuser/rotate-key?download=pem", headers=headers)
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["content-type"].startswith("application/x-pem-file") and rotated.headers["x-api-user-id"] == api_user_id
+    assert "attachment" in rotated.headers["content-disposition"] and rotated.text != resp.text
+    assert (await token_call(client, assertion(downloaded))).status_code == 401
+    assert (await token_call(client, assertion({"apiUserId": api_user_id, "privateKey": rotated.text}))).status_code == 200
+
+
+async def test_only_an_api_user_registration_downloads_a_key(client, runtime, admin):
+    api_user = await register(client)
+    body = organization_under(api_user)
+    resp = await client.post("/api/user/register?download=pem", headers=admin, json=body)
+    assert resp.status_code == 400 and "ApiUser" in resp.json()["message"]
+    assert await runtime.pool.fetchval("SELECT count(*) FROM users WHERE email = $1", body["email"]) == 0
+    assert (await client.post("/api/user/register?download=zip", json=registration())).status_code == 400
+
+
 async def test_key_rotation_is_for_api_users_only(client, admin):
     assert (await client.post("/api/user/apiuser/rotate-key")).status_code == 401
     assert (await client.post("/api/user/apiuser/rotate-key", headers=admin)).status_code == 403
@@ -296,8 +327,9 @@ async def test_an_approved_api_user_registers_and_lists_its_organizations(client
     buyer = await client.post("/api/user/register", headers=headers, json=organization_under(api_user, "Buyer", orgName=f"Wind-{uuid.uuid4().hex[:8]}"))
     assert buyer.status_code == 201 and buyer.json()["role"] == "Buyer"
 
-    envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == dev["orgName"])
-    assert envelope["payload"]["api_user_id"] == api_user["apiUserId"]
+    for name, kind in ((dev["orgName"], "Developer"), (buyer.json()["organization"]["name"], "Buyer")):
+        envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e, name=name: e["payload"].get("name") == name)
+        assert (envelope["payload"]["api_user_id"], envelope["payload"]["organization_type"]) == (api_user["apiUserId"], kind)
 
     listed = (await client.get("/api/Organization/apiuser/all_organization", headers=headers)).json()
     assert [o["name"] for o in listed["organizations"]] == [dev["orgName"], buyer.json()["organization"]["name"]]
@@ -314,7 +346,7 @@ async def test_an_approved_api_user_registers_and_lists_its_organizations(client
     assert dev["orgName"] in [o["name"] for o in everyone["organizations"]]
 
 
-async def test_registering_under_an_api_user_refusals(client, admin):
+async def test_registering_under_an_api_user_refusals(client, admin, kafka_bootstrap):
     api_user = await register(client)
     unapproved = await api_user_headers(client, api_user)
     body = organization_under(api_user)
@@ -325,6 +357,9 @@ async def test_registering_under_an_api_user_refusals(client, admin):
     assert (await client.post("/api/user/register", headers=other, json=body)).status_code == 403  # not under itself
     assert (await client.post("/api/user/register", headers=admin, json=organization_under({"apiUserId": str(uuid.uuid4())}))).status_code == 404
     assert (await client.post("/api/user/register", headers=admin, json=body)).status_code == 201
+    # Registered by an Admin, the organization still belongs to the API user (services read api_user_id to let it act).
+    envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"])
+    assert (envelope["payload"]["api_user_id"], envelope["payload"]["organization_type"]) == (api_user["apiUserId"], "Developer")
 
 
 async def test_only_api_users_list_api_user_organizations(client):

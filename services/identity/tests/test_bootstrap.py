@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from opendrec_contracts import access
 from opendrec_kit.testing import started
 from opendrec_identity import domain
 from opendrec_identity.app import build
@@ -46,6 +47,22 @@ async def test_first_admin_is_created_once_across_restarts(identity_settings):
         await admin_login(client, identity_settings)  # the original password still works
         # A token signed before the restart still verifies: the key file was reused, not replaced.
         assert (await client.get("/api/user/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_migrations_seed_exactly_the_contracts_roles_modules_and_grants(identity_settings):
+    """Other services compute their OpenAPI role lists from opendrec_contracts.access: the seed must not drift from it."""
+    runtime = build(identity_settings)
+    async with started(runtime):
+        roles = [r["name"] for r in await runtime.pool.fetch("SELECT name FROM roles")]
+        modules = [r["name"] for r in await runtime.pool.fetch("SELECT name FROM acl_modules ORDER BY id")]
+        grants: dict[str, dict[str, str]] = {role: {} for role in roles if role != access.ADMIN}
+        for r in await runtime.pool.fetch("SELECT role, module, actions FROM role_permissions"):
+            grants.setdefault(r["role"], {})[r["module"]] = r["actions"]
+    assert sorted(roles) == sorted(access.ROLES)
+    assert modules == list(access.MODULES)
+    assert grants == access.DEFAULT_ROLE_GRANTS
 
 
 def test_production_refuses_the_dev_admin_password(tmp_path, monkeypatch):

@@ -226,3 +226,23 @@ def test_member_roles_follow_the_organization_type():
 def test_pages():
     assert domain.Page(3, 10).offset == 20
     assert (domain.total_pages(0, 10), domain.total_pages(10, 10), domain.total_pages(11, 10)) == (0, 1, 2)
+
+
+def test_grant_rules():
+    assert domain.letters_of(["Write", "Read", "Read"]) == "RW"
+    assert (domain.removed_actions("RWU", "RW"), domain.removed_actions("RW", "RWD")) == ("U", "")
+    assert domain.check_offered("M", "RW", "W") == "W"
+    with pytest.raises(domain.Invalid, match="M offers only Read, Write"):
+        domain.check_offered("M", "RW", "RD")
+    assert domain.grantable_role("DeviceOwner") == "DeviceOwner"
+    for role, text in (("Admin", "holds every action"), ("ApiUser", "approval"), ("Nobody", "one of OrganizationAdmin")):
+        with pytest.raises(domain.Invalid, match=text):
+            domain.grantable_role(role)
+    assert (domain.grantable_user_id(42), domain.grantable_user_id(" 42 ")) == (42, 42)
+    for bad in ("x", "0", -1, "1.5", str(2**63)):
+        with pytest.raises(domain.Invalid):
+            domain.grantable_user_id(bad)
+    assert domain.check_module_name(" METER_READS_CRUDL ") == "METER_READS_CRUDL"
+    for bad in ("meter", "AB", "1ABC", "A-B-C", "A" * 101):
+        with pytest.raises(domain.Invalid):
+            domain.check_module_name(bad)

@@ -362,6 +362,16 @@ async def revoke_sessions(conn: asyncpg.Connection, user_id: int, producer: str,
     return revoked
 
 
+async def revoke_sessions_of_users(conn: asyncpg.Connection, user_ids: list[int], producer: str) -> list[tuple[str, datetime]]:
+    """End every session of these users (e.g. all holders of a role whose grant was reduced)."""
+    if not user_ids:
+        return []
+    rows = await store.revoke_tokens_of_users(conn, user_ids)
+    for r in rows:
+        await outbox.add(conn, AccessTokenRevoked(token_id=r["jti"], user_id=r["user_id"], expires_at=r["expires_at"]), producer)
+    return [(r["jti"], r["expires_at"]) for r in rows]
+
+
 def revoke_here(request: Request, revoked: list[tuple[str, datetime]]) -> None:
     """Refuse them in this instance at once (other instances follow token.revoked within moments)."""
     for jti, expires_at in revoked:

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from opendrec_kit import ApiError, CurrentPrincipal, Pool, Principal, Runtime, permission
-from opendrec_kit.auth import current_principal
+from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
+from opendrec_kit.auth import current_principal, only_roles
 
 from . import domain, store
 from .api import Hasher, RegisterWithOrganization, Tokens, UserOut, _conflict, _joined_user_out, issue_access_token, refusing_duplicates, register_organization, revoke_here, revoke_sessions
-from .organizations import OrganizationsPage, Paging, admin_only, organization_out
+from .organizations import ADMIN_ONLY, OrganizationsPage, Paging, organization_out
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,34 @@ class Verdict(BaseModel):
     status: Literal["Active", "Deactive"]
 
 
+PEM = "application/x-pem-file"
+PEM_ANSWER = {
+    "content": {PEM: {"schema": {"type": "string"}}},
+    "description": "JSON (privateKey field); or, when asked for (Accept: application/x-pem-file or download=pem), the private key as a PEM file",
+}
+DownloadParam = Query(None, description="pem: answer the private key itself as a file download (as does Accept: application/x-pem-file)")
+
+
+def _wants_pem(request: Request, download: str | None) -> bool:
+    if download == "pem":
+        return True
+    return any(part.split(";")[0].strip().lower() == PEM for part in request.headers.get("accept", "").split(","))
+
+
+def _pem_file(api_user_id: str, private_pem: str, status_code: int) -> Response:
+    """The key as the manual's one-time file download; the JSON answer's other fields are not needed by then."""
+    return Response(
+        private_pem,
+        status_code=status_code,
+        media_type=PEM,
+        headers={
+            "Content-Disposition": f'attachment; filename="opendrec-apiuser-{api_user_id}.pem"',
+            "X-Api-User-Id": api_user_id,
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 def _new_key_pair() -> tuple[str, str]:
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
@@ -104,13 +132,25 @@ async def _permission_state(conn: asyncpg.Connection, api_user_id: Any, status: 
 # -- registration ----------------------------------------------------------------------------------------------
 
 
-@router.post("/api/user/register", status_code=201, response_model=Registered, tags=["user"])
-async def register(body: Register, request: Request, response: Response, pool: Pool, runtime: Runtime, passwords: Hasher) -> dict[str, Any]:
+@router.post("/api/user/register", status_code=201, response_model=Registered, tags=["user"], responses={201: PEM_ANSWER})
+async def register(
+    body: Register,
+    request: Request,
+    response: Response,
+    pool: Pool,
+    runtime: Runtime,
+    passwords: Hasher,
+    download: Literal["pem"] | None = DownloadParam,
+) -> dict[str, Any] | Response:
     """Register an API user (no login; its own organization of type ApiUser): the answer holds the
-    private key, which is not stored anywhere and cannot be shown again. Or, called by an API user
-    holding ORGANIZATION_MANAGEMENT_CRUDL Write (or by an Admin), register a Developer or Buyer
-    organization under that API user (api_user_id) with its first user."""
+    private key, which is not stored anywhere and cannot be shown again. With `Accept: application/x-pem-file`
+    or `?download=pem` the answer is the key itself, as a file download (`X-Api-User-Id` header: the apiUserId).
+    Or, called by an API user holding ORGANIZATION_MANAGEMENT_CRUDL Write (or by an Admin; a bearer token is
+    then required), register a Developer or Buyer organization under that API user (api_user_id) with its first user."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
+    pem = _wants_pem(request, download)
+    if pem and body.organizationType != "ApiUser":
+        raise ApiError(400, "Only an ApiUser registration has a private key to download; ask for JSON (no download=pem)")
     if body.organizationType != "ApiUser":
         await _may_register_under(request, pool, body.api_user_id)
     async with pool.acquire() as conn:
@@ -146,6 +186,8 @@ async def register(body: Register, request: Request, response: Response, pool: P
         "registered with /api/user/register",
         extra={"organization_type": body.organizationType, "api_user_id": str(api_user_id), "user_id": user["id"], "organization_id": org["id"]},
     )
+    if pem and private_pem:
+        return _pem_file(str(api_user_id), private_pem, 201)
     return {**_joined_user_out(joined), "apiUserId": str(api_user_id), "privateKey": private_pem}
 
 
@@ -261,11 +303,11 @@ async def client_credentials_token(request: Request, response: Response, pool: P
 
 
 @router.post("/api/permission/module/apiuser/request", response_model=PermissionState, tags=["permission"])
-async def request_permissions(body: list[ModuleRequest], principal: CurrentPrincipal, request: Request, pool: Pool, runtime: Runtime) -> dict[str, Any]:
+async def request_permissions(
+    body: list[ModuleRequest], request: Request, pool: Pool, runtime: Runtime, principal: Principal = only_roles("ApiUser")
+) -> dict[str, Any]:
     """An API user asks for modules. Until an admin approves, it holds none of them; a new request
     replaces the previous one and withdraws what was granted until it is approved again."""
-    if principal.role != "ApiUser":
-        raise ApiError(403, "Only an API user asks for module permissions this way")
     if not body:
         raise ApiError(400, "Invalid request: ask for at least one module", [{"field": "body", "message": "empty list"}])
     async with pool.acquire() as conn, conn.transaction():
@@ -291,14 +333,14 @@ async def request_permissions(body: list[ModuleRequest], principal: CurrentPrinc
     return state
 
 
-@router.put("/api/permission/module/verify/ByAdmin/{apiuserId}", response_model=PermissionState, tags=["permission"])
+@router.put("/api/permission/module/verify/ByAdmin/{apiuserId}", response_model=PermissionState, tags=["permission"], dependencies=ADMIN_ONLY)
 async def verify_permissions(
     apiuserId: uuid.UUID,  # noqa: N803
     body: Verdict,
     request: Request,
     pool: Pool,
     runtime: Runtime,
-    principal: Principal = admin_only("PERMISSION_MANAGEMENT_CRUDL", "Update"),
+    principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Update"),
 ) -> dict[str, Any]:
     """Approve (Active) or withdraw (Deactive) what an API user asked for. Admin only. Its current
     tokens are revoked: the next token carries the new permissions."""
@@ -321,12 +363,18 @@ class RotatedKey(BaseModel):
     privateKey: str = Field(description="the new Ed25519 private key (PEM), shown this once only")
 
 
-@router.post("/api/user/apiuser/rotate-key", response_model=RotatedKey, tags=["user"])
-async def rotate_key(principal: CurrentPrincipal, request: Request, response: Response, pool: Pool, runtime: Runtime) -> dict[str, Any]:
+@router.post("/api/user/apiuser/rotate-key", response_model=RotatedKey, tags=["user"], responses={200: PEM_ANSWER})
+async def rotate_key(
+    request: Request,
+    response: Response,
+    pool: Pool,
+    runtime: Runtime,
+    download: Literal["pem"] | None = DownloadParam,
+    principal: Principal = only_roles("ApiUser"),
+) -> dict[str, Any] | Response:
     """Replace the API user's key pair: assertions signed with the old key are refused from now on, and
-    every current token of the API user (this one included) is revoked. The new private key is shown once."""
-    if principal.role != "ApiUser":
-        raise ApiError(403, "Only an API user has a key to rotate")
+    every current token of the API user (this one included) is revoked. The new private key is shown once
+    (as a PEM file download with `Accept: application/x-pem-file` or `?download=pem`)."""
     private_pem, public_pem = await asyncio.to_thread(_new_key_pair)
     async with pool.acquire() as conn, conn.transaction():
         api_user = await store.api_user_by_user(conn, principal.user_id)
@@ -337,10 +385,17 @@ async def rotate_key(principal: CurrentPrincipal, request: Request, response: Re
     revoke_here(request, revoked)
     response.headers["Cache-Control"] = "no-store"
     log.info("api user key rotated", extra={"api_user_id": str(api_user["id"])})
+    if _wants_pem(request, download):
+        return _pem_file(str(api_user["id"]), private_pem, 200)
     return {"apiUserId": str(api_user["id"]), "privateKey": private_pem}
 
 
-@router.get("/api/Organization/apiuser/all_organization", response_model=OrganizationsPage, tags=["organization"])
+@router.get(
+    "/api/Organization/apiuser/all_organization",
+    response_model=OrganizationsPage,
+    tags=["organization"],
+    dependencies=[only_roles(domain.ADMIN, domain.API_USER)],
+)
 async def api_user_organizations(
     pool: Pool,
     page: domain.Page = Paging,
@@ -350,10 +405,10 @@ async def api_user_organizations(
     """The Developer and Buyer organizations registered under the calling API user (Admin: under every API user)."""
     if principal.role == domain.ADMIN:
         owner = None
-    elif principal.role == "ApiUser" and principal.api_user_id:
+    elif principal.api_user_id:
         owner = uuid.UUID(principal.api_user_id)
-    else:
-        raise ApiError(403, "Only an API user (or an Admin) lists an API user's organizations")
+    else:  # an ApiUser token without its apiUserId claim: nothing to list
+        raise ApiError(403, "This token names no API user; get one from POST /api/auth/token")
     async with pool.acquire() as conn:
         rows, total = await store.api_user_organizations_page(conn, owner, organizationName or None, page)
     return {
@@ -382,12 +437,12 @@ class ApiUsersPage(BaseModel):
     totalCount: int
 
 
-@router.get("/api/admin/apiusers", response_model=ApiUsersPage, tags=["admin"])
+@router.get("/api/admin/apiusers", response_model=ApiUsersPage, tags=["admin"], dependencies=ADMIN_ONLY)
 async def all_api_users(
     pool: Pool,
     page: domain.Page = Paging,
     permissionStatus: Literal["Request", "Active", "Deactive"] | None = Query(None, description="e.g. Request: waiting for approval"),  # noqa: N803
-    principal: Principal = admin_only("USER_MANAGEMENT_CRUDL", "Read"),
+    principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every API user with the modules it asked for and the state of that request, a page at a time. Admin only."""
     async with pool.acquire() as conn:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from opendrec_kit import ServiceRuntime
 
-from . import account, api, api_users, invitations, organizations
+from . import account, api, api_users, grants, invitations, organizations
 from .bootstrap import ensure_admin
 from .mail import MailSender, parse_smtp_url
 from .passwords import Passwords
@@ -33,6 +33,7 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime.include_router(organizations.router)
     runtime.include_router(invitations.router)
     runtime.include_router(api_users.router)
+    runtime.include_router(grants.router)
 
     async def trust_own_key(rt: ServiceRuntime) -> None:
         # Identity verifies its own tokens (GET /api/user/me) without fetching its own JWKS over HTTP.

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+# Roles, modules and default grants are the platform's contract: identity seeds its tables from them
+# (tests check the migration) and other services document their endpoints' roles from them.
+from opendrec_contracts.access import ACTION_LETTERS, ADMIN, MODULES, ROLES  # noqa: F401 (re-exported)
+
 # -- roles, organization types, modules -------------------------------------------------
 
-ADMIN = "Admin"
-ROLES = ("Admin", "OrganizationAdmin", "DeviceOwner", "Buyer", "SubBuyer", "User", "ApiUser")
+API_USER = "ApiUser"
 
 DEVELOPER = "Developer"
 BUYER = "Buyer"
@@ -25,22 +28,8 @@ ADMIN_ORGANIZATION = "Admin"  # the organization the first admin belongs to
 # Who the first user of a self-registered organization becomes.
 FIRST_USER_ROLE = {DEVELOPER: "OrganizationAdmin", BUYER: "Buyer"}
 
-MODULES = (
-    "USER_MANAGEMENT_CRUDL",
-    "DEVICE_MANAGEMENT_CRUDL",
-    "READS_MANAGEMENT_CRUDL",
-    "BUYER_RESERVATION_MANAGEMENT_CRUDL",
-    "CERTIFICATE_LOG_MANAGEMENT_CRUDL",
-    "DEVICE_BULK_MANAGEMENT_CRUDL",
-    "INVITATION_MANAGEMENT_CRUDL",
-    "PASSWORD_MANAGEMENT_CRUDL",
-    "ORGANIZATION_MANAGEMENT_CRUDL",
-    "PERMISSION_MANAGEMENT_CRUDL",
-    "ACL_MODULE_MANAGEMENT_CRUDL",
-)
-
 # Permission letters, in the order they are always written ("RWUD").
-ACTIONS = {"R": "Read", "W": "Write", "U": "Update", "D": "Delete"}
+ACTIONS = {letter: name for name, letter in ACTION_LETTERS.items()}
 LETTERS = "".join(ACTIONS)
 
 
@@ -154,6 +143,61 @@ def effective_permissions(role: str, grants: Iterable[ModuleGrant]) -> dict[str,
 def action_names(letters: str) -> list[str]:
     """'RWU' -> ['Read', 'Write', 'Update'] (the D-REC words for the letters)."""
     return [ACTIONS[letter] for letter in LETTERS if letter in letters]
+
+
+def letters_of(names: Iterable[str]) -> str:
+    """['Write', 'Read', 'Read'] -> 'RW' (callers validated the names)."""
+    return merge_actions(*(ACTION_LETTERS[name] for name in names))
+
+
+def removed_actions(before: str, after: str) -> str:
+    """The letters `before` holds and `after` does not: a non-empty answer is a reduction."""
+    return "".join(letter for letter in before if letter not in after)
+
+
+# -- ACL modules and grants (administered by an Admin) ---------------------------------------
+
+_MODULE_NAME = re.compile(r"[A-Z][A-Z0-9_]{2,99}")
+MODULE_NAME_RULE = "name must be 3 to 100 characters: upper-case letters, digits and _, starting with a letter (e.g. METER_MANAGEMENT_CRUDL)"
+API_USER_GRANTS = (
+    "API users get modules only through their own request and an admin's approval "
+    "(POST /api/permission/module/apiuser/request, PUT /api/permission/module/verify/ByAdmin/{apiUserId})"
+)
+ADMIN_GRANTS = "Admin holds every action of every enabled module; it takes no grants"
+GRANTABLE_ROLES = tuple(r for r in ROLES if r not in (ADMIN, API_USER))
+
+
+def check_module_name(value: str) -> str:
+    name = value.strip()
+    if not _MODULE_NAME.fullmatch(name):
+        raise Invalid(MODULE_NAME_RULE)
+    return name
+
+
+def check_offered(module: str, offered: str, letters: str) -> str:
+    """A grant may hold only actions its module offers; the message lists those it does."""
+    if set(letters) - set(offered):
+        raise Invalid(f"{module} offers only {', '.join(action_names(offered))}")
+    return letters
+
+
+def grantable_role(role: str) -> str:
+    """A role that grants may be given to (Admin needs none; API users go through approval)."""
+    if role == ADMIN:
+        raise Invalid(ADMIN_GRANTS)
+    if role == API_USER:
+        raise Invalid(API_USER_GRANTS)
+    if role not in GRANTABLE_ROLES:
+        raise Invalid(f"entityId must be a role: one of {', '.join(GRANTABLE_ROLES)}")
+    return role
+
+
+def grantable_user_id(value: str | int) -> int:
+    """A user grant names the user by id: 42 or "42"."""
+    text = str(value).strip()
+    if not text.isdecimal() or not (0 < int(text) < 2**63):
+        raise Invalid("entityId must be a user id (a positive whole number) when entityType is User")
+    return int(text)
 
 
 # -- tokens ----------------------------------------------------------------------------------

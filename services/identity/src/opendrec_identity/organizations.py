@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
+from opendrec_kit.auth import only_roles
 
 from . import domain, store
 from .api import Done, OrganizationOut, UserOut, _joined_user_out, revoke_here, revoke_sessions
@@ -59,18 +60,6 @@ class OrganizationsPage(BaseModel):
 
 class ChangeRole(BaseModel):
     role: str
-
-
-def admin_only(module: str, action: str) -> Any:
-    """The module permission, and the Admin role: these listings cross every organization."""
-
-    async def check(principal: Principal = permission(module, action)) -> Principal:
-        if principal.role != domain.ADMIN:
-            raise ApiError(403, "Only a platform Admin may list every organization's data")
-        return principal
-
-    check.required_permission = (module, action)  # type: ignore[attr-defined]
-    return Depends(check)
 
 
 def own_organization(principal: Principal, organization_id: int) -> None:
@@ -198,23 +187,27 @@ async def remove_member(
 # -- admin listings -------------------------------------------------------------------------------------------
 
 
-@router.get("/api/admin/users", response_model=UsersPage, tags=["admin"])
+# Admin listings cross every organization: the Admin role, whatever a module grant says.
+ADMIN_ONLY = [only_roles(domain.ADMIN)]
+
+
+@router.get("/api/admin/users", response_model=UsersPage, tags=["admin"], dependencies=ADMIN_ONLY)
 async def all_users(
     pool: Pool,
     page: domain.Page = Paging,
     organizationId: int | None = Query(None, description="only this organization's users"),  # noqa: N803
-    principal: Principal = admin_only("USER_MANAGEMENT_CRUDL", "Read"),
+    principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every user of the platform (removed ones included, with status Deleted), a page at a time. Admin only."""
     return await _users_page(pool, page, organizationId, members_only=False)
 
 
-@router.get("/api/admin/organizations", response_model=OrganizationsPage, tags=["admin"])
+@router.get("/api/admin/organizations", response_model=OrganizationsPage, tags=["admin"], dependencies=ADMIN_ONLY)
 async def all_organizations(
     pool: Pool,
     page: domain.Page = Paging,
     organizationType: Literal["Developer", "Buyer", "ApiUser", "Admin"] | None = Query(None),  # noqa: N803
-    principal: Principal = admin_only("ORGANIZATION_MANAGEMENT_CRUDL", "Read"),
+    principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every organization, a page at a time. Admin only."""
     async with pool.acquire() as conn:

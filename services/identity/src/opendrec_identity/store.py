@@ -422,3 +422,138 @@ async def api_users_page(conn: asyncpg.Connection, status: str | None, page: dom
     )
     total = await conn.fetchval("SELECT count(*) FROM api_users a" + where, status)
     return rows, total
+
+
+# -- ACL modules ---------------------------------------------------------------------------------------
+
+ACL_MODULE_NAME_UNIQUE = "acl_modules_name_key"
+ROLE_GRANT_UNIQUE = "role_permissions_pkey"
+USER_GRANT_UNIQUE = "user_permissions_pkey"
+
+_ACL_MODULE = "SELECT id, name, description, actions, status, created_at FROM acl_modules"
+
+
+async def insert_acl_module(conn: asyncpg.Connection, name: str, description: str, actions: str, status: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO acl_modules (name, description, actions, status) VALUES ($1, $2, $3, $4) "
+        "RETURNING id, name, description, actions, status, created_at",
+        name,
+        description,
+        actions,
+        status,
+    )
+
+
+async def acl_module_by_id(conn: asyncpg.Connection, module_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(_ACL_MODULE + " WHERE id = $1" + (" FOR UPDATE" if lock else ""), module_id)
+
+
+async def acl_module_by_name(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(_ACL_MODULE + " WHERE name = $1", name)
+
+
+async def acl_modules_page(conn: asyncpg.Connection, page: domain.Page) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(_ACL_MODULE + " ORDER BY id LIMIT $1 OFFSET $2", page.limit, page.offset)
+    return rows, await conn.fetchval("SELECT count(*) FROM acl_modules")
+
+
+async def update_acl_module(conn: asyncpg.Connection, module_id: int, description: str | None, actions: str | None, status: str | None) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE acl_modules SET description = coalesce($2, description), actions = coalesce($3, actions), status = coalesce($4, status) "
+        "WHERE id = $1 RETURNING id, name, description, actions, status, created_at",
+        module_id,
+        description,
+        actions,
+        status,
+    )
+
+
+async def users_holding(conn: asyncpg.Connection, module: str, letters: str) -> list[int]:
+    """Non-admin users granted any of `letters` in `module` (by their role or to them): those a reduction affects.
+    Admins are left out: they hold every action of every module whatever their token lists."""
+    return [
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT u.id FROM users u WHERE u.role <> 'Admin' AND ("
+            " EXISTS (SELECT 1 FROM role_permissions rp WHERE rp.role = u.role AND rp.module = $1 AND rp.actions ~ ('[' || $2 || ']'))"
+            " OR EXISTS (SELECT 1 FROM user_permissions up WHERE up.user_id = u.id AND up.module = $1 AND up.actions ~ ('[' || $2 || ']')))",
+            module,
+            letters,
+        )
+    ]
+
+
+async def limit_grants_to(conn: asyncpg.Connection, module: str, offered: str) -> None:
+    """Keep only the actions `module` still offers in every grant and API-user request; a grant left empty goes."""
+    for table in ("role_permissions", "user_permissions", "api_user_permission_requests"):  # fixed names, not input
+        kept = f"regexp_replace(actions, '[^' || $2 || ']', '', 'g')"
+        await conn.execute(f"DELETE FROM {table} WHERE module = $1 AND {kept} = ''", module, offered)
+        await conn.execute(f"UPDATE {table} SET actions = {kept} WHERE module = $1 AND actions <> {kept}", module, offered)
+
+
+# -- grants (role and user permissions) ------------------------------------------------------------------
+
+_GRANTS = """
+SELECT * FROM (
+    SELECT g.id, m.id AS module_id, m.name AS module, m.actions AS offered, 'Role' AS entity_type, g.role AS entity_id, g.actions
+    FROM role_permissions g JOIN acl_modules m ON m.name = g.module
+    UNION ALL
+    SELECT g.id, m.id, m.name, m.actions, 'User', g.user_id::text, g.actions
+    FROM user_permissions g JOIN acl_modules m ON m.name = g.module
+) grants
+"""
+
+
+async def insert_role_grant(conn: asyncpg.Connection, role: str, module: str, actions: str) -> int:
+    return await conn.fetchval("INSERT INTO role_permissions (role, module, actions) VALUES ($1, $2, $3) RETURNING id", role, module, actions)
+
+
+async def insert_user_grant(conn: asyncpg.Connection, user_id: int, module: str, actions: str) -> int:
+    return await conn.fetchval("INSERT INTO user_permissions (user_id, module, actions) VALUES ($1, $2, $3) RETURNING id", user_id, module, actions)
+
+
+async def grant_by_id(conn: asyncpg.Connection, grant_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(_GRANTS + " WHERE id = $1", grant_id)
+
+
+async def grant_for(conn: asyncpg.Connection, entity_type: str, entity_id: str, module: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(_GRANTS + " WHERE entity_type = $1 AND entity_id = $2 AND module = $3", entity_type, entity_id, module)
+
+
+_GRANT_TABLES = {"Role": "role_permissions", "User": "user_permissions"}
+
+
+async def lock_grant(conn: asyncpg.Connection, entity_type: str, grant_id: int) -> str | None:
+    """The grant's actions, locked until the caller's transaction ends (None once it is gone):
+    two changes of one grant apply one after the other."""
+    return await conn.fetchval(f"SELECT actions FROM {_GRANT_TABLES[entity_type]} WHERE id = $1 FOR UPDATE", grant_id)
+
+
+async def set_grant_actions(conn: asyncpg.Connection, entity_type: str, grant_id: int, actions: str) -> None:
+    await conn.execute(f"UPDATE {_GRANT_TABLES[entity_type]} SET actions = $2 WHERE id = $1", grant_id, actions)
+
+
+async def delete_grant(conn: asyncpg.Connection, entity_type: str, grant_id: int) -> None:
+    await conn.execute(f"DELETE FROM {_GRANT_TABLES[entity_type]} WHERE id = $1", grant_id)
+
+
+async def grants_page(
+    conn: asyncpg.Connection, page: domain.Page, entity_type: str | None, entity_id: str | None, module: str | None
+) -> tuple[list[asyncpg.Record], int]:
+    where = " WHERE ($1::text IS NULL OR entity_type = $1) AND ($2::text IS NULL OR entity_id = $2) AND ($3::text IS NULL OR module = $3)"
+    rows = await conn.fetch(_GRANTS + where + " ORDER BY id LIMIT $4 OFFSET $5", entity_type, entity_id, module, page.limit, page.offset)
+    total = await conn.fetchval("SELECT count(*) FROM (" + _GRANTS + where + ") matching", entity_type, entity_id, module)
+    return rows, total
+
+
+async def user_ids_with_role(conn: asyncpg.Connection, role: str) -> list[int]:
+    return [r["id"] for r in await conn.fetch("SELECT id FROM users WHERE role = $1", role)]
+
+
+async def revoke_tokens_of_users(conn: asyncpg.Connection, user_ids: list[int]) -> list[asyncpg.Record]:
+    """Revoke every live token of these users; returns (user_id, jti, expires_at) of those revoked."""
+    return await conn.fetch(
+        "UPDATE access_tokens SET revoked_at = now() WHERE user_id = ANY($1::bigint[]) AND revoked_at IS NULL AND expires_at > now() "
+        "RETURNING user_id, jti, expires_at",
+        user_ids,
+    )
