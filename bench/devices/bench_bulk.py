@@ -189,6 +189,13 @@ async def main() -> int:
             await wait_ready(client, proc)
             admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin")
             org = 1000
+            # Onboarding needs a Developer organization the service knows (normally from organization.registered).
+            conn = await asyncpg.connect(with_database(database_url, f"{prefix}devices"))
+            try:
+                await conn.execute("INSERT INTO organization_directory (organization_id, name, organization_type) "
+                                   "VALUES ($1, 'bench developer', 'Developer') ON CONFLICT DO NOTHING", org)
+            finally:
+                await conn.close()
             rss_start = peak_rss_mb(proc.pid)
             warm_s, _ = await run_job(client, admin, org, csv_file(1_000, "warm"))
             rss_warm = peak_rss_mb(proc.pid)

@@ -16,7 +16,8 @@ from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.kazam import KazamClient
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
-from opendrec_contracts import DeviceRegistered
+from opendrec_contracts import DeviceRegistered, OrganizationRegistered
+from opendrec_kit.organizations import find_organization
 from opendrec_devstack.net import free_port, wait_for_port
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started, wait_for_event
 
@@ -323,3 +324,69 @@ async def test_an_unreachable_or_refusing_kazam_never_stops_the_poller(gateway, 
     # the service's own poller went on meanwhile
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["tasks"] == "ok"
+
+
+async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizations(gateway, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    base = uuid.uuid4().int % 10**9
+    own, developer, other_developer, buyer, foreign = base, base + 1, base + 2, base + 3, base + 4
+    organizations = [
+        OrganizationRegistered(organization_id=own, name="api", organization_type="ApiUser", api_user_id=mine),
+        OrganizationRegistered(organization_id=developer, name="dev", organization_type="Developer", api_user_id=mine),
+        OrganizationRegistered(organization_id=other_developer, name="dev2", organization_type="Developer", api_user_id=mine),
+        OrganizationRegistered(organization_id=buyer, name="buy", organization_type="Buyer", api_user_id=mine),
+        OrganizationRegistered(organization_id=foreign, name="theirs", organization_type="Developer", api_user_id=theirs),
+    ]
+    await publish_events(kafka_bootstrap, organizations, producer="identity")
+    for o in organizations:
+        await eventually(lambda o=o: find_organization(runtime.pool, o.organization_id))
+    device_id, ext = base + 10, f"ev-{uuid.uuid4().hex[:10]}"
+    foreign_device, foreign_ext = base + 11, f"ev-{uuid.uuid4().hex[:10]}"
+    await register(kafka_bootstrap, device_id, developer, ext)
+    await register(kafka_bootstrap, foreign_device, foreign, foreign_ext)
+    api_user = issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=ALL,
+                              apiUserId=mine)
+    charger = f"ch{uuid.uuid4().hex[:8]}"
+
+    async def attempt(body, headers=api_user):
+        return await client.post("/api/charger", json={"chargerId": charger, "externalId": ext, **body}, headers=headers)
+
+    async def linked():
+        r = await attempt({"organizationId": developer})
+        assert r.status_code in (201, 404), r.text  # 404 until device.registered has reached the gateway
+        return r if r.status_code == 201 else None
+
+    link_row = (await eventually(linked, timeout=30)).json()
+    assert (link_row["deviceId"], link_row["organizationId"]) == (device_id, developer)
+
+    def refused(r, status, fragment):
+        assert r.status_code == status, r.text
+        assert fragment in r.json()["message"]
+
+    refused(await attempt({}), 400, "organizationId is required")
+    refused(await attempt({"organizationId": foreign}), 403, "not one of your organizations")
+    refused(await attempt({"organizationId": buyer}), 403, "is a Buyer organization; this needs a Developer organization")
+    # its own other Developer organization does not hold the device; another API user's device is not reachable
+    refused(await attempt({"organizationId": other_developer}), 404, "No device")
+    await eventually(lambda: runtime.pool.fetchval("SELECT count(*) = 1 FROM devices WHERE device_id = $1", foreign_device))
+    refused(await attempt({"externalId": foreign_ext, "organizationId": developer}), 404, "No device")
+    admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin", permissions=ALL)
+    refused(await attempt({}, admin), 400, "organizationId is required")
+    # a developer organization's own user cannot link into an API user's organization either
+    refused(await attempt({"organizationId": developer}, headers(issuer, base + 99)), 403, "own organization")
+
+    listed = (await client.get("/api/charger", headers=api_user)).json()  # all its Developer organizations
+    assert [c["chargerId"] for c in listed] == [charger]
+    assert [c["chargerId"] for c in (await client.get("/api/charger", params={"organizationId": developer}, headers=api_user)).json()] == [charger]
+    assert (await client.get("/api/charger", params={"organizationId": other_developer}, headers=api_user)).json() == []
+    refused(await client.get("/api/charger", params={"organizationId": foreign}, headers=api_user), 403, "not one of your")
+    other_api_user = issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=base + 5,
+                                    permissions=ALL, apiUserId=theirs)
+    assert charger not in [c["chargerId"] for c in (await client.get("/api/charger", headers=other_api_user)).json()]
+    refused(await client.delete(f"/api/charger/{charger}", headers=other_api_user), 404, "No charger")
+    assert (await client.delete(f"/api/charger/{charger}", headers=api_user)).status_code == 204
+    assert (await client.get("/api/charger", headers=api_user)).json() == []
+    # an admin links for the Developer organization it names
+    by_admin = await attempt({"organizationId": developer}, admin)
+    assert by_admin.status_code == 201 and by_admin.json()["organizationId"] == developer

@@ -1,5 +1,7 @@
 """The devices service in-process for each test module: its own databases, the real broker."""
 
+import uuid
+
 import pytest
 
 from opendrec_devices.app import build
@@ -20,5 +22,9 @@ async def service(postgres_url, kafka_bootstrap, settings_overrides):
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     async with started(runtime) as client:
+        # Device ids apart from other modules': every module's service reads the shared reservation and
+        # certificate topics from their start, so another module's reservation of its device 3 must not
+        # hold this module's device 3.
+        await runtime.pool.execute("SELECT setval('devices_id_seq', $1)", 10**10 + uuid.uuid4().int % 10**14)
         client.runtime = runtime
         yield client, issuer

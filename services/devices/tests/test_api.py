@@ -4,7 +4,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from opendrec_kit.testing import wait_for_event
+from opendrec_contracts import OrganizationRegistered
+from opendrec_kit.organizations import find_organization
+from opendrec_kit.testing import eventually, publish_events, wait_for_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -69,6 +71,19 @@ def new_org() -> int:
 
 def dev(issuer, org, **kw):
     return issuer.headers(organization_id=org, organization_type="Developer", permissions=ALL, **kw)
+
+
+async def known_organizations(client, kafka_bootstrap, *organizations):
+    """Organizations as identity announces them (organization.registered), once the service has taken them in.
+    Each is (organization id, type) or (organization id, type, API user id)."""
+    events = [
+        OrganizationRegistered(organization_id=o[0], name=f"org {o[0]}", organization_type=o[1],
+                               api_user_id=o[2] if len(o) > 2 else None)
+        for o in organizations
+    ]
+    await publish_events(kafka_bootstrap, events, producer="identity")
+    for event in events:
+        await eventually(lambda e=event: find_organization(client.runtime.pool, e.organization_id))
 
 
 def payload(base=POSTMAN, **changes):
@@ -319,8 +334,11 @@ async def test_single_device_is_visible_to_its_organization_and_admins_only(serv
     chosen = await client.get(f"/api/device/externalId/{ext}", params={"organizationId": other}, headers=admin)
     assert chosen.json()["id"] == twin["id"]
     # a non-admin's organizationId is not a way into another organization
-    own = await client.get(f"/api/device/externalId/{ext}", params={"organizationId": other}, headers=dev(issuer, org))
-    assert own.json()["id"] == device["id"]
+    for path in (f"/api/device/{device['id']}", f"/api/device/externalId/{ext}"):
+        foreign = await client.get(path, params={"organizationId": other}, headers=dev(issuer, org))
+        assert foreign.status_code == 403 and f"own organization ({org})" in foreign.json()["message"]
+    named = await client.get(f"/api/device/externalId/{ext}", params={"organizationId": org}, headers=dev(issuer, org))
+    assert named.json()["id"] == device["id"]
 
 
 async def test_public_code_lists(service):

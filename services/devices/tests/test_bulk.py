@@ -11,7 +11,7 @@ from opendrec_devices.app import build
 from opendrec_devices.settings import Settings
 from opendrec_kit.testing import TokenIssuer, eventually, settings_for_test, started
 
-from .test_api import ALL, dev, new_org, payload
+from .test_api import ALL, dev, known_organizations, new_org, payload
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -175,7 +175,9 @@ async def test_semicolon_file_with_a_short_row(service):
         (to_csv([good("n-1")]) + b'n-2,"unterminated\n', "text/csv", 400, "not valid CSV"),
         (to_csv([good(f"big-{i}") for i in range(1000)]), "text/csv", 413, "larger than 100000 bytes"),
         (to_csv([good("j-1")]), "application/json", 415, "Expected a CSV file"),
-        (to_csv([good("m-1")]), "multipart/form-data; boundary=x", 415, "not a multipart form"),
+        (to_csv([good("m-1")]), "multipart/mixed; boundary=x", 415, "as multipart/form-data or as the request body"),
+        (to_csv([good("m-2")]), "multipart/form-data", 400, "has no boundary"),
+        (to_csv([good("m-3")]), "multipart/form-data; boundary=x", 400, "malformed"),
     ],
 )
 async def test_malformed_files_are_refused_without_a_job(service, body, content_type, status, fragment):
@@ -190,9 +192,10 @@ async def test_malformed_files_are_refused_without_a_job(service, body, content_
     assert (await client.get("/api/device/my", headers=dev(issuer, org))).json()["totalCount"] == 0
 
 
-async def test_who_may_upload_and_see_jobs(service):
+async def test_who_may_upload_and_see_jobs(service, kafka_bootstrap):
     client, issuer = service
-    org, other = new_org(), new_org()
+    org, other, buyer_org = new_org(), new_org(), new_org()
+    await known_organizations(client, kafka_bootstrap, (org, "Developer"), (buyer_org, "Buyer"))
     body = to_csv([good(f"p-{uuid.uuid4().hex[:6]}")])
     buyer = issuer.headers(organization_id=org, organization_type="Buyer", permissions=BULK)
     r = await upload(client, buyer, body, org)
@@ -204,6 +207,12 @@ async def test_who_may_upload_and_see_jobs(service):
     assert (await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", content=body)).status_code == 401
 
     admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin")
+    r = await upload(client, admin, body, buyer_org)
+    assert r.status_code == 403 and "Buyer organization" in r.json()["message"]
+    r = await upload(client, admin, body, other)  # no such organization (identity never announced it)
+    assert r.status_code == 404 and f"Organization {other} does not exist" in r.json()["message"]
+    r = await upload(client, admin, body)  # the admin's own organization holds no devices
+    assert r.status_code == 400 and "organizationId is required" in r.json()["message"]
     r = await upload(client, admin, body, org)
     assert r.status_code == 202 and r.json()["organizationId"] == org
     job_id = r.json()["jobId"]
@@ -263,3 +272,99 @@ async def test_a_restart_in_the_middle_resumes_without_registering_a_row_twice(p
         # Each device's event is written in the transaction that inserts it (checked by the mixed-file test).
         # Not read back from the topic here: scanning device.registered right after this restart made the
         # embedded Tansu exit, failing every later test of the session.
+
+
+# ---------------------------------------------------------------- multipart/form-data uploads
+
+BOUNDARY = "----opendrec-test-boundary"
+FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def form(*parts, closed=True):
+    """A multipart/form-data body: parts are (field name, filename or None, Content-Type or None, bytes)."""
+    out = b""
+    for name, filename, content_type, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
+        if content_type:
+            out += f"Content-Type: {content_type}\r\n".encode()
+        out += b"\r\n" + data + b"\r\n"
+    return out + (f"--{BOUNDARY}--\r\n".encode() if closed else b"")
+
+
+async def post_form(client, headers, org, body):
+    return await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", content=body,
+                             headers={**headers, "Content-Type": FORM_TYPE})
+
+
+async def test_a_form_upload_as_clients_send_it(service):
+    client, issuer = service
+    org = new_org()
+    headers = developer(issuer, org)
+    tag = uuid.uuid4().hex[:6]
+    # httpx builds the form as a browser would: the file field with its filename, beside a plain field
+    r = await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", headers=headers,
+                          files={"file": ("fleet.csv", to_csv([good(f"{tag}-1"), good(f"{tag}-2")]), "text/csv")},
+                          data={"comment": "two rooftops"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert (job["totalRows"], job["fileName"], job["organizationId"]) == (2, "fleet.csv", org)
+    job = await finished(client, headers, job["jobId"])
+    assert job["createdRows"] == 2
+    device = (await client.get(f"/api/device/externalId/{tag}-2", headers=dev(issuer, org))).json()
+    assert device["projectName"] == f"project {tag}-2" and device["organizationId"] == org
+
+    # curl -F "file=<fleet.csv": a field named file, without a filename; fileName from the query
+    body = form(("file", None, None, to_csv([good(f"{tag}-3")])))
+    r = await client.post("/api/device/bulk", content=body, params={"fileName": "by-curl.csv"},
+                          headers={**headers, "Content-Type": FORM_TYPE})
+    assert r.status_code == 202, r.text
+    assert (r.json()["totalRows"], r.json()["fileName"]) == (1, "by-curl.csv")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (form(("file", "l.csv", "text/csv", to_csv([good("l-1")]).replace(b"12 Main Rd", "Café".encode("latin-1")))),
+         400, "not UTF-8"),
+        (form(("file", "h.csv", "text/csv", b"externalId,projectName\nx,y\n")), 400, "lacks required column(s) address"),
+        (form(("file", "e.csv", "text/csv", b"")), 400, "empty"),
+        (form(("file", "p.png", "image/png", b"\x89PNG\r\n\x1a\n\x00\x00")), 415, "got image/png for form field 'file'"),
+        (form(("upload", "p.csv", "application/octet-stream", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")), 400, "not UTF-8"),
+        (form(("file", "big.csv", "text/csv", to_csv([good(f"big-{i}") for i in range(1000)]))), 413,
+         "larger than 100000 bytes"),
+        (form(("comment", None, None, b"no file here")), 400, "has no file"),
+        (form(("a", "a.csv", "text/csv", to_csv([good("a-1")])), ("b", "b.csv", "text/csv", to_csv([good("b-1")]))),
+         400, "more than one file"),
+        (form(("file", "c.csv", "text/csv", to_csv([good("c-1")])), closed=False), 400, "cut short"),
+        (form(("comment", None, None, b"x" * 10_000), ("file", "f.csv", "text/csv", to_csv([good("f-1")]))),
+         400, "larger than 8192 bytes"),
+    ],
+)
+async def test_malformed_form_uploads_are_refused_without_a_job(service, body, status, fragment):
+    client, issuer = service
+    org = new_org()  # a developer acts for its own organization: no need for identity's announcement
+    headers = developer(issuer, org)
+    r = await post_form(client, headers, org, body)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["message"]
+    assert (await client.get("/api/device/bulk-jobs", headers=headers)).json()["totalCount"] == 0
+    assert (await client.get("/api/device/my", headers=dev(issuer, org))).json()["totalCount"] == 0
+
+
+async def test_size_limit_holds_for_streamed_bodies_without_a_length(service):
+    """Chunked bodies (no Content-Length) are counted as they stream in, raw and as a form."""
+    client, issuer = service
+    org = new_org()
+    headers = developer(issuer, org)
+    big = to_csv([good(f"s-{i}") for i in range(1000)])
+
+    async def chunks(data):
+        for i in range(0, len(data), 8192):
+            yield data[i:i + 8192]
+
+    for content_type, data in (("text/csv", big), (FORM_TYPE, form(("file", "s.csv", "text/csv", big)))):
+        r = await client.post("/api/device/bulk", content=chunks(data), headers={**headers, "Content-Type": content_type})
+        assert r.status_code == 413, r.text
+        assert "larger than 100000 bytes" in r.json()["message"]
+    assert (await client.get("/api/device/bulk-jobs", headers=headers)).json()["totalCount"] == 0

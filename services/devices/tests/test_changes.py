@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from opendrec_contracts import CertificateIssued, ReservationCreated
+from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
 from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
 
 from .test_api import ALL, dev, fields, new_org, payload
@@ -146,6 +146,18 @@ def reservation(device_ids, start, end):
     )
 
 
+def ended(created: ReservationCreated, reason="ended_by_buyer") -> ReservationEnded:
+    """reservation.ended for a reservation, as the reservations service announces it."""
+    return ReservationEnded(
+        reservation_id=created.reservation_id,
+        reservation_uid=created.reservation_uid,
+        buyer_organization_id=created.buyer_organization_id,
+        device_ids=created.device_ids,
+        ended_at=datetime.now(UTC),
+        reason=reason,
+    )
+
+
 async def test_delete_is_refused_while_reserved_or_certified(service, kafka_bootstrap):
     client, issuer = service
     org = new_org()
@@ -188,3 +200,50 @@ async def test_delete_is_refused_while_reserved_or_certified(service, kafka_boot
     # a reservation whose window has ended does not hold its devices
     assert (await client.delete(f"/api/device/{ended['id']}", headers=dev(issuer, org))).status_code == 200
     assert (await client.delete(f"/api/device/{free['id']}", headers=dev(issuer, org))).status_code == 200
+
+
+async def test_delete_is_allowed_again_once_the_reservation_ended(service, kafka_bootstrap):
+    client, issuer = service
+    org = new_org()
+    now = datetime.now(UTC)
+    twice, certified, held = [await register(client, issuer, org) for _ in range(3)]
+    first = reservation([twice["id"], certified["id"]], now - timedelta(days=5), now + timedelta(days=60))
+    second = reservation([twice["id"], held["id"]], now - timedelta(days=5), now + timedelta(days=60))
+    certificate = CertificateIssued(
+        certificate_id=uuid.uuid4(), reservation_id=first.reservation_id, reservation_uid=first.reservation_uid,
+        device_id=certified["id"], buyer_organization_id=first.buyer_organization_id, owner_organization_id=org,
+        generation_start=now - timedelta(days=5), generation_end=now - timedelta(days=1), energy_wh=500,
+    )
+    await publish_events(kafka_bootstrap, [first, second, certificate])
+    await followed(client, "SELECT count(*) = 4 FROM reservation_devices WHERE reservation_id = ANY($1)",
+                   [first.reservation_id, second.reservation_id])
+    await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certified["id"])
+
+    async def refusal(device):
+        r = await client.delete(f"/api/device/{device['id']}", headers=dev(issuer, org))
+        assert r.status_code == 409, r.text
+        return r.json()["message"]
+
+    both = ", ".join(str(i) for i in sorted([first.reservation_id, second.reservation_id]))
+    assert f"active reservation(s) {both}" in await refusal(twice)
+
+    await publish_events(kafka_bootstrap, [ended(first)])
+    # the ended reservation no longer holds its devices; the other one still does
+    await eventually(lambda: _is(refusal(twice), f"The device cannot be deleted: it is in active reservation(s) {second.reservation_id}"))
+    # certified energy is not undone by the end of its reservation
+    assert await refusal(certified) == "The device cannot be deleted: it has certified energy (500 Wh)"
+
+    await publish_events(kafka_bootstrap, [ended(second, reason="expired")])
+
+    async def deleted(device):
+        r = await client.delete(f"/api/device/{device['id']}", headers=dev(issuer, org))
+        assert r.status_code in (200, 409), r.text
+        return r.status_code == 200
+
+    await eventually(lambda: deleted(twice))
+    assert await deleted(held)
+    assert (await client.get(f"/api/device/{twice['id']}", headers=dev(issuer, org))).status_code == 404
+
+
+async def _is(value, expected):
+    return await value == expected

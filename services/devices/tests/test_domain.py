@@ -191,7 +191,17 @@ def test_registered_event_from_a_row():
 
 
 def test_visibility_and_pages():
-    assert domain.may_see("OrganizationAdmin", 1, 1)
-    assert not domain.may_see("OrganizationAdmin", 1, 2)
-    assert domain.may_see("Admin", 1, 2)
+    assert domain.within([1, 5], 5) and not domain.within([1], 2) and not domain.within([], 2)
+    assert domain.within(None, 2)  # an admin's unscoped request
     assert [domain.total_pages(n, 20) for n in (0, 1, 20, 21)] == [0, 1, 1, 2]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(25, 25), ("25", 25), (" 7 ", 7), (None, None), ("", None)])
+def test_organization_id_in_a_body(value, expected):
+    assert domain.parse_organization_id(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -3, "x", "2.5", 2.5, True, [1], "²", 2**63])
+def test_bad_organization_id_in_a_body(value):
+    with pytest.raises(ValueError, match="organization id"):
+        domain.parse_organization_id(value)

@@ -7,7 +7,7 @@ import pytest
 from opendrec_kit.testing import eventually, publish_events
 
 from .test_api import dev, fields, new_org, payload
-from .test_changes import reservation
+from .test_changes import ended, reservation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -125,7 +125,7 @@ async def test_admin_lists_every_organization(service, fleet):
     page = (await client.get("/api/device", params={"limit": 2, "pagenumber": 2}, headers=admin)).json()
     assert [d["id"] for d in page["devices"]] == listed[2:4]
     denied = await client.get("/api/device", headers=dev(issuer, org))
-    assert denied.status_code == 403 and "GET /api/device/my" in denied.json()["message"]
+    assert denied.status_code == 403 and denied.json()["message"] == "Only Admin may do this"
     assert (await client.get("/api/device")).status_code == 401
 
 
@@ -162,6 +162,51 @@ async def test_buyers_see_devices_not_in_an_active_reservation(service, kafka_bo
     assert bad.status_code == 400 and fields(bad) == {"pagenumber"}
 
     developer = await client.get("/api/device/ungrouped/buyerreservation", headers=dev(issuer, org))
-    assert developer.status_code == 403 and "Buyer" in developer.json()["message"]
+    assert developer.status_code == 403 and "Buyer or SubBuyer" in developer.json()["message"]
+    sub_buyer = issuer.headers(organization_id=new_org(), organization_type="Buyer", role="SubBuyer",
+                               permissions={"DEVICE_MANAGEMENT_CRUDL": "R"})
+    assert (await client.get("/api/device/ungrouped/buyerreservation", headers=sub_buyer)).status_code == 200
+    # a Buyer naming another organization than its own
+    other = await client.get("/api/device/ungrouped/buyerreservation", params={"organizationId": org}, headers=headers)
+    assert other.status_code == 403 and "own organization" in other.json()["message"]
     assert (await client.get("/api/device/ungrouped/buyerreservation", headers=buyer(issuer, "W"))).status_code == 403
     assert (await client.get("/api/device/ungrouped/buyerreservation")).status_code == 401
+
+
+async def test_a_device_whose_reservation_ended_is_offered_again(service, kafka_bootstrap):
+    client, issuer = service
+    org = new_org()
+    marker = f"again-{uuid.uuid4().hex[:6]}"
+    devices = [
+        (await client.post("/api/device", json=payload(fuelCode="ES530", projectName=marker), headers=dev(issuer, org))).json()["id"]
+        for _ in range(4)
+    ]
+    now = datetime.now(UTC)
+    stopping = reservation(devices[:2], now - timedelta(days=1), now + timedelta(days=90))
+    running = reservation([devices[2]], now - timedelta(days=1), now + timedelta(days=90))
+    headers = buyer(issuer)
+
+    async def offered():
+        r = await client.get("/api/device/ungrouped/buyerreservation",
+                             params={"fuelCode": "ES530", "limit": 100}, headers=headers)
+        assert r.status_code == 200, r.text
+        return [d["id"] for d in r.json()["devices"] if d["projectName"] == marker]
+
+    async def offered_is(expected):
+        return await offered() == expected
+
+    await publish_events(kafka_bootstrap, [stopping, running])
+    await eventually(lambda: offered_is([devices[3]]))
+    await publish_events(kafka_bootstrap, [ended(stopping)])
+    await eventually(lambda: offered_is([devices[3], devices[1], devices[0]]))
+
+    # reservation.ended may be read before its reservation.created (two topics): the device stays free
+    late = reservation([devices[3]], now - timedelta(days=1), now + timedelta(days=90))
+    await publish_events(kafka_bootstrap, [ended(late)])
+    await eventually(lambda: client.runtime.pool.fetchval(
+        "SELECT count(*) = 1 FROM ended_reservations WHERE reservation_id = $1", late.reservation_id))
+    await publish_events(kafka_bootstrap, [late])
+    await eventually(lambda: client.runtime.pool.fetchval(
+        "SELECT count(*) = 1 FROM reservation_devices WHERE reservation_id = $1", late.reservation_id))
+    assert await offered() == [devices[3], devices[1], devices[0]]
+    assert devices[2] not in await offered()

@@ -15,6 +15,8 @@ def build(settings: Settings) -> ServiceRuntime:
     )
     runtime.include_router(api.router)
     runtime.subscribe("device.registered", handlers.on_device_registered)
+    # organization_directory: the Developer organizations an API user links chargers for
+    runtime.follow_organizations()
 
     async def start_poller(rt: ServiceRuntime) -> None:
         # One HTTP session for the life of the process (connection reuse); every request bounded in time.

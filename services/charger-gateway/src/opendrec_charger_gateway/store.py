@@ -64,20 +64,21 @@ async def insert_link(
     )
 
 
-async def list_links(conn: asyncpg.Connection, organization_id: int | None) -> list[asyncpg.Record]:
-    """An organization's links, or every link when organization_id is None."""
+async def list_links(conn: asyncpg.Connection, organization_ids: list[int] | None) -> list[asyncpg.Record]:
+    """These organizations' links, or every link when organization_ids is None."""
     return await conn.fetch(
         f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
-        "WHERE $1::bigint IS NULL OR l.organization_id = $1 ORDER BY l.charger_id",
-        organization_id,
+        "WHERE $1::bigint[] IS NULL OR l.organization_id = ANY($1) ORDER BY l.charger_id",
+        organization_ids,
     )
 
 
-async def delete_link(conn: asyncpg.Connection, charger_id: str, organization_id: int | None) -> bool:
+async def delete_link(conn: asyncpg.Connection, charger_id: str, organization_ids: list[int] | None) -> bool:
+    """Remove a link of one of these organizations (any when None); False when there is none."""
     status = await conn.execute(
-        "DELETE FROM charger_links WHERE charger_id = $1 AND ($2::bigint IS NULL OR organization_id = $2)",
+        "DELETE FROM charger_links WHERE charger_id = $1 AND ($2::bigint[] IS NULL OR organization_id = ANY($2))",
         charger_id,
-        organization_id,
+        organization_ids,
     )
     return status != "DELETE 0"
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from opendrec_kit import ApiError, Pool, Principal, Runtime, outbox, permission
+from opendrec_kit.auth import only_roles
 from opendrec_kit.errors import field_rule
+from opendrec_kit.organizations import acting_organization, visible_organizations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -32,6 +35,11 @@ class DeviceRegistration(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
+    organizationId: int | None = Field(
+        None,
+        description="API users (required) and admins: the Developer organization the device is for; "
+        "checked before the device fields",
+    )
     externalId: str
     projectName: str = Field(min_length=1, max_length=500)
     address: str = Field(min_length=1, max_length=1000)
@@ -223,27 +231,92 @@ def to_drec(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def developer_writer(user: Principal = permission(MODULE, "Write")) -> Principal:
-    """Devices belong to Developer organizations; checked before the body so a Buyer gets 403, not 400."""
-    if user.organization_type != "Developer":
+# ---------------------------------------------------------------- which organization a request acts for
+# Roles are checked by route dependencies (they show in OpenAPI); which organization's devices a
+# caller reaches is settled here, against the organization directory (organization.registered).
+
+async def developer_organization(
+    conn: asyncpg.Connection | asyncpg.Pool, user: Principal, organization_id: int | None, doing: str
+) -> int:
+    """The Developer organization a write (registration, bulk onboarding) is for: an API user's
+    named one, an admin's named one, anyone else's own."""
+    if user.role == domain.ADMIN and organization_id in (None, user.organization_id):
+        raise ApiError(400, f"organizationId is required: an admin {doing} for the Developer organization it names")
+    if user.role not in (domain.ADMIN, domain.API_USER) and user.organization_type != "Developer":
         raise ApiError(
             403,
-            f"Only Developer organizations can register devices; your organization is of type "
-            f"{user.organization_type or 'unknown'}",
+            f"Only Developer organizations {doing}; your organization is of type {user.organization_type or 'unknown'}",
         )
-    return user
+    return await acting_organization(conn, user, organization_id, organization_type="Developer")
+
+
+async def device_scope(
+    conn: asyncpg.Connection | asyncpg.Pool, user: Principal, organization_id: int | None
+) -> int | None:
+    """The organization a single-device request looks in (None: any, for an admin naming none).
+    An API user names one of its Developer organizations; others get their own."""
+    if user.role == domain.ADMIN:
+        return organization_id
+    kind = "Developer" if user.role == domain.API_USER else None
+    return await acting_organization(conn, user, organization_id, organization_type=kind)
+
+
+async def listing_scope(
+    conn: asyncpg.Connection | asyncpg.Pool, user: Principal, organization_id: int | None, *, admin_default: str
+) -> list[int] | None:
+    """Organizations a listing shows (None: all). An API user naming none sees all its Developer
+    organizations; an admin naming none sees its own ("own") or every one ("all")."""
+    if user.role == domain.ADMIN:
+        if organization_id is not None:
+            return [organization_id]
+        return None if admin_default == "all" else [user.organization_id]
+    kind = "Developer" if user.role == domain.API_USER else None
+    return await visible_organizations(conn, user, organization_id, organization_type=kind)
+
+
+@dataclass(frozen=True)
+class Acting:
+    user: Principal
+    organization_id: int
+
+
+def organization_in_body(body: Any) -> int | None:
+    """`organizationId` of a JSON body (D-REC API users put it there), or a 400 naming it."""
+    if not isinstance(body, dict):
+        return None
+    try:
+        return domain.parse_organization_id(body.get("organizationId"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc), [{"field": "organizationId", "message": str(exc), "where": "body"}]) from None
+
+
+async def _body_organization_id(request: Request) -> int | None:
+    # FastAPI has read and parsed the JSON body before dependencies run; this reads its cached value.
+    try:
+        body = await request.json()
+    except ValueError:
+        return None  # not JSON: the body validation reports it
+    return organization_in_body(body)
+
+
+async def registering_for(request: Request, pool: Pool, user: Principal = permission(MODULE, "Write")) -> Acting:
+    """The organization a registration is for, settled before the device fields are checked: a
+    caller who may not register there gets 403, never a 400 about the device."""
+    organization_id = await _body_organization_id(request)
+    return Acting(user, await developer_organization(pool, user, organization_id, "register devices"))
 
 
 @router.post("/device", status_code=201)
 async def register_device(
-    body: DeviceRegistration, pool: Pool, runtime: Runtime, user: Principal = Depends(developer_writer)
+    body: DeviceRegistration, pool: Pool, runtime: Runtime, acting: Acting = Depends(registering_for)
 ) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
         try:
-            row = await store.insert_device(conn, user.organization_id, user.user_id, body.columns())
+            row = await store.insert_device(conn, acting.organization_id, acting.user.user_id, body.columns())
         except store.ExternalIdTaken:
             raise ApiError(
-                409, f"externalId {body.externalId!r} is already used by a device of your organization"
+                409,
+                f"externalId {body.externalId!r} is already used by a device of organization {acting.organization_id}",
             ) from None
         await outbox.add(conn, domain.registered_event(row), runtime.name)
     return to_drec(row)
@@ -315,9 +388,9 @@ class DeviceQuery(BaseModel):
             raise PydanticCustomError("invalid", "commissioningDateTo must not be before commissioningDateFrom")
         return v
 
-    def filters(self, organization_id: int | None) -> dict[str, Any]:
+    def filters(self, organization_ids: list[int] | None) -> dict[str, Any]:
         return {
-            "organization_id": organization_id,
+            "organization_ids": organization_ids,
             "country_codes": self.countryCode,
             "fuel_codes": self.fuelCode,
             "device_type_codes": self.deviceTypeCode,
@@ -331,13 +404,13 @@ class DeviceQuery(BaseModel):
 
 
 async def _page(
-    pool: asyncpg.Pool, query: DeviceQuery, organization_id: int | None, *, available_only: bool = False
+    pool: asyncpg.Pool, query: DeviceQuery, organization_ids: list[int] | None, *, available_only: bool = False
 ) -> dict[str, Any]:
     """One page in D-REC's paged shape, plus `nextAfterId` for keyset paging."""
     offset = 0 if query.afterId else (query.pagenumber - 1) * query.limit
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         total, rows = await store.list_devices(
-            conn, query.filters(organization_id), query.limit, offset, available_only=available_only
+            conn, query.filters(organization_ids), query.limit, offset, available_only=available_only
         )
     return {
         "devices": [to_drec(r) for r in rows],
@@ -350,36 +423,42 @@ async def _page(
 
 @router.get("/device/my")
 async def my_devices(
-    pool: Pool, query: Annotated[DeviceQuery, Query()], user: Principal = permission(MODULE, "Read")
+    pool: Pool,
+    query: Annotated[DeviceQuery, Query()],
+    organizationId: int | None = Query(
+        None, ge=1, le=2**63 - 1,
+        description="API users: one of your Developer organizations (none: all of them); admins: any organization",
+    ),
+    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    """The caller organization's devices, newest first, filtered."""
-    return await _page(pool, query, user.organization_id)
+    """The caller organization's devices (an API user's: its Developer organizations'), newest first, filtered."""
+    return await _page(pool, query, await listing_scope(pool, user, organizationId, admin_default="own"))
 
 
-@router.get("/device")
+@router.get("/device", dependencies=[only_roles("Admin")])
 async def all_devices(
     pool: Pool,
     query: Annotated[DeviceQuery, Query()],
     organizationId: int | None = Query(None, ge=1, le=2**63 - 1, description="only this organization's devices"),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    """Every organization's devices, for admins."""
-    if not domain.sees_all_organizations(user.role):
-        raise ApiError(403, "Only admins list every organization's devices; use GET /api/device/my")
-    return await _page(pool, query, organizationId)
+    """Every organization's devices, for admins (others: GET /api/device/my)."""
+    return await _page(pool, query, await listing_scope(pool, user, organizationId, admin_default="all"))
 
 
-@router.get("/device/ungrouped/buyerreservation")
+@router.get("/device/ungrouped/buyerreservation", dependencies=[only_roles("Admin", "Buyer", "SubBuyer", "ApiUser")])
 async def devices_for_reservation(
-    pool: Pool, query: Annotated[DeviceQuery, Query()], user: Principal = permission(MODULE, "Read")
+    pool: Pool,
+    query: Annotated[DeviceQuery, Query()],
+    organizationId: int | None = Query(
+        None, ge=1, le=2**63 - 1, description="API users (required): the Buyer organization you act for"
+    ),
+    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """Devices of every developer that no active reservation holds: what a buyer may reserve."""
-    if user.organization_type != "Buyer" and not domain.sees_all_organizations(user.role):
-        raise ApiError(
-            403,
-            f"Only Buyer organizations look for devices to reserve; your organization is of type "
-            f"{user.organization_type or 'unknown'}",
-        )
+    if user.role != domain.ADMIN or organizationId is not None:
+        # the buyer acted for: an API user's named Buyer organization, a buyer's own
+        await acting_organization(pool, user, organizationId, organization_type="Buyer")
     return await _page(pool, query, None, available_only=True)
 
 
@@ -406,50 +485,48 @@ def _not_found(what: str) -> ApiError:
     return ApiError(404, f"No device {what}")
 
 
+def _one_of(rows: list[asyncpg.Record], external_id: str) -> asyncpg.Record:
+    if not rows:
+        raise _not_found(f"with externalId {external_id!r}")
+    if len(rows) > 1:  # only possible for an admin looking across organizations
+        orgs = ", ".join(str(r["organization_id"]) for r in rows)
+        raise ApiError(400, f"externalId {external_id!r} is used in organizations {orgs}; add ?organizationId=")
+    return rows[0]
+
+
 @router.get("/device/externalId/{externalId}")
 async def device_by_external_id(
     pool: Pool,
     externalId: str = Path(max_length=domain.MAX_EXTERNAL_ID),
-    organizationId: int | None = Query(None, description="Admins only: the organization to look in"),
+    organizationId: int | None = Query(
+        None, ge=1, le=2**63 - 1, description="API users (required): your Developer organization; admins: where to look"
+    ),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    admin = domain.sees_all_organizations(user.role)
-    scope = organizationId if admin else user.organization_id
     async with pool.acquire() as conn:
+        scope = await device_scope(conn, user, organizationId)
         rows = await store.find_by_external_id(conn, externalId, scope)
-    if not rows:
-        raise _not_found(f"with externalId {externalId!r}")
-    if len(rows) > 1:  # only possible for an admin looking across organizations
-        orgs = ", ".join(str(r["organization_id"]) for r in rows)
-        raise ApiError(400, f"externalId {externalId!r} is used in organizations {orgs}; add ?organizationId=")
-    return to_drec(rows[0])
+    return to_drec(_one_of(rows, externalId))
 
 
 @router.get("/device/{id}")
 async def device_by_id(
     pool: Pool,
     id: int = Path(ge=1, le=2**63 - 1),
+    organizationId: int | None = Query(
+        None, ge=1, le=2**63 - 1, description="API users (required): the Developer organization of the device"
+    ),
+    apiUserId: str | None = Query(None, max_length=100, description="API users: your API user id (as in D-REC)"),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
+    if apiUserId is not None and apiUserId != user.api_user_id:
+        raise ApiError(403, "apiUserId is not yours: give your own API user id, or leave it out")
     async with pool.acquire() as conn:
+        scope = await device_scope(conn, user, organizationId)
         row = await store.get_device(conn, id)
-    if row is None or not domain.may_see(user.role, user.organization_id, row["organization_id"]):
+    if row is None or not domain.within(None if scope is None else [scope], row["organization_id"]):
         raise _not_found(str(id))
     return to_drec(row)
-
-
-async def _device_by_external_id(
-    conn: asyncpg.Connection, user: Principal, external_id: str, organization_id: int | None
-) -> asyncpg.Record:
-    """The caller's device with this externalId (an admin may look in any organization)."""
-    admin = domain.sees_all_organizations(user.role)
-    rows = await store.find_by_external_id(conn, external_id, organization_id if admin else user.organization_id)
-    if not rows:
-        raise _not_found(f"with externalId {external_id!r}")
-    if len(rows) > 1:
-        orgs = ", ".join(str(r["organization_id"]) for r in rows)
-        raise ApiError(400, f"externalId {external_id!r} is used in organizations {orgs}; add ?organizationId=")
-    return rows[0]
 
 
 def merge_patch(current: asyncpg.Record, patch: dict[str, Any]) -> DeviceRegistration:
@@ -471,16 +548,22 @@ async def update_device(
     pool: Pool,
     runtime: Runtime,
     externalId: str = Path(max_length=domain.MAX_EXTERNAL_ID),
-    organizationId: int | None = Query(None, description="Admins only: the organization of the device"),
+    organizationId: int | None = Query(
+        None, ge=1, le=2**63 - 1,
+        description="API users (required, here or in the body): your Developer organization; admins: where to look",
+    ),
     body: dict[str, Any] = Body(description="the D-REC device fields to change; the others keep their values"),
     user: Principal = permission(MODULE, "Update"),
 ) -> dict[str, Any]:
     """Change some fields of a device; publishes device.updated with the full current state."""
+    if organizationId is None:
+        organizationId = organization_in_body(body)
     patch = {k: v for k, v in body.items() if k in FIELD_COLUMNS}
-    if not patch:
-        raise ApiError(400, f"Nothing to change: give at least one of {', '.join(FIELD_COLUMNS)}")
     async with pool.acquire() as conn, conn.transaction():
-        found = await _device_by_external_id(conn, user, externalId, organizationId)
+        scope = await device_scope(conn, user, organizationId)  # who may change what, before what is asked
+        if not patch:
+            raise ApiError(400, f"Nothing to change: give at least one of {', '.join(FIELD_COLUMNS)}")
+        found = _one_of(await store.find_by_external_id(conn, externalId, scope), externalId)
         current = await store.lock_device(conn, found["id"])
         if current is None:  # deleted meanwhile
             raise _not_found(f"with externalId {externalId!r}")
@@ -503,12 +586,16 @@ async def delete_device(
     pool: Pool,
     runtime: Runtime,
     id: int = Path(ge=1, le=2**63 - 1),
+    organizationId: int | None = Query(
+        None, ge=1, le=2**63 - 1, description="API users (required): the Developer organization of the device"
+    ),
     user: Principal = permission(MODULE, "Delete"),
 ) -> dict[str, Any]:
-    """Remove a device; refused (409) while it is in an active reservation or has certified energy."""
+    """Remove a device; refused (409) while an active reservation holds it or it has certified energy."""
     async with pool.acquire() as conn, conn.transaction():
+        scope = await device_scope(conn, user, organizationId)
         row = await store.lock_device(conn, id)
-        if row is None or not domain.may_see(user.role, user.organization_id, row["organization_id"]):
+        if row is None or not domain.within(None if scope is None else [scope], row["organization_id"]):
             raise _not_found(str(id))
         refusal = domain.deletion_refusal(
             await store.active_reservations(conn, id), await store.certified_wh(conn, id)

@@ -13,7 +13,10 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime.include_router(bulk_api.router)
     runtime.include_router(api.router)
     runtime.subscribe("reservation.created", handlers.on_reservation_created)
+    runtime.subscribe("reservation.ended", handlers.on_reservation_ended)
     runtime.subscribe("certificate.issued", handlers.on_certificate_issued)
+    # organization_directory: which organizations an API user acts for, and their types
+    runtime.follow_organizations()
     wake = asyncio.Event()
     runtime.app.state.bulk_wake = wake
 

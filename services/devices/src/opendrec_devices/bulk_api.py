@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from opendrec_kit import ApiError, Pool, Principal, permission
 
-from . import bulk, domain, store
-from .api import FIELD_COLUMNS, _iso
+from . import bulk, domain, store, upload
+from .api import FIELD_COLUMNS, _iso, developer_organization, listing_scope
 
 MODULE = "DEVICE_BULK_MANAGEMENT_CRUDL"
 STAGE_BATCH = 1000
-SPOOL_IN_MEMORY = 1024 * 1024  # bytes of an upload kept in memory before it spills to a temporary file
-CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream", "application/vnd.ms-excel")
 ROW_STATUSES = ("pending", "created", "created_with_warnings", "failed")
 
 router = APIRouter(prefix="/api", tags=["bulk onboarding"])
@@ -27,38 +24,6 @@ def wake_worker(request: Request) -> None:
     wake: asyncio.Event | None = getattr(request.app.state, "bulk_wake", None)
     if wake is not None:
         wake.set()
-
-
-def _target_organization(user: Principal, organization_id: int | None) -> int:
-    """Admins onboard for any organization; a developer organization's users for their own."""
-    if domain.sees_all_organizations(user.role):
-        return organization_id or user.organization_id
-    if user.organization_type != "Developer":
-        raise ApiError(
-            403, f"Only Developer organizations onboard devices; your organization is of type {user.organization_type or 'unknown'}"
-        )
-    if organization_id is not None and organization_id != user.organization_id:
-        raise ApiError(403, f"You may onboard devices for your own organization ({user.organization_id}) only")
-    return user.organization_id
-
-
-async def _spool(request: Request, max_bytes: int) -> tempfile.SpooledTemporaryFile:
-    """The request body in a spooled file: memory stays flat whatever the file size."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type.startswith("multipart/"):
-        raise ApiError(415, "Send the CSV file itself as the request body (Content-Type: text/csv), not a multipart form")
-    if content_type and content_type not in CSV_TYPES:
-        raise ApiError(415, f"Expected a CSV file (Content-Type: text/csv), got {content_type}")
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            spool.close()
-            raise ApiError(413, f"The file is larger than {max_bytes} bytes; split it into several uploads")
-        spool.write(chunk)
-    spool.seek(0)
-    return spool
 
 
 async def _stage(conn: asyncpg.Connection, job_id: int, rows: Any) -> int:
@@ -96,15 +61,24 @@ def job_view(job: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def _upload(request: Request, pool: asyncpg.Pool, user: Principal, organization_id: int, file_name: str | None) -> dict[str, Any]:
+async def _upload(
+    request: Request, pool: asyncpg.Pool, user: Principal, organization_id: int | None, file_name: str | None
+) -> dict[str, Any]:
     settings = request.app.state.runtime.settings
-    spool = await _spool(request, settings.bulk_max_bytes)
+    # who may onboard where is settled before a byte of the file is read
+    organization_id = await developer_organization(pool, user, organization_id, "onboard devices")
+    headers = request.headers
+    spooled = await upload.spool(
+        headers.get("content-type", ""), headers.get("content-length"), request.stream(), settings.bulk_max_bytes
+    )
     try:
         # One transaction: a file found bad half-way leaves no job and no staged row.
         async with pool.acquire() as conn, conn.transaction():
             try:
-                header, rows = bulk.read_rows(spool, list(FIELD_COLUMNS))
-                job_id = await store.create_job(conn, organization_id, user.user_id, file_name, header.warnings)
+                header, rows = bulk.read_rows(spooled.file, list(FIELD_COLUMNS))
+                job_id = await store.create_job(
+                    conn, organization_id, user.user_id, file_name or spooled.file_name, header.warnings
+                )
                 total = await _stage(conn, job_id, rows)
             except bulk.BadFile as exc:
                 raise ApiError(400, f"Unusable CSV file: {exc}") from None
@@ -112,55 +86,82 @@ async def _upload(request: Request, pool: asyncpg.Pool, user: Principal, organiz
                 raise ApiError(400, "Unusable CSV file: it has a header but no rows")
             job = await store.set_job_total(conn, job_id, total)
     finally:
-        spool.close()
+        spooled.file.close()
     wake_worker(request)
     return job_view(job)
 
 
-@router.post("/device/addByAdmin/process-creation-bulk-devices-csv/{organizationId}", status_code=202)
+# The CSV as the request body (text/csv), or as the file field of a multipart/form-data form.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "the CSV file"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/device/addByAdmin/process-creation-bulk-devices-csv/{organizationId}", status_code=202, openapi_extra=UPLOAD_BODY
+)
 async def upload_for_organization(
     request: Request,
     pool: Pool,
-    organizationId: int = Path(ge=1, le=2**63 - 1),
-    fileName: str | None = Query(None, max_length=255),
+    organizationId: int = Path(ge=1, le=2**63 - 1, description="the Developer organization the devices are for"),
+    fileName: str | None = Query(None, max_length=255, description="default: the uploaded file's name"),
     user: Principal = permission(MODULE, "Write"),
 ) -> dict[str, Any]:
-    """D-REC's bulk upload: the CSV is the request body; answers the job at once (202)."""
-    return await _upload(request, pool, user, _target_organization(user, organizationId), fileName)
+    """D-REC's bulk upload (a CSV file, as the body or a form's file field); answers the job at once (202).
+    Admins onboard for any Developer organization, API users for theirs, others for their own."""
+    return await _upload(request, pool, user, organizationId, fileName)
 
 
-@router.post("/device/bulk", status_code=202)
-async def upload(
+@router.post("/device/bulk", status_code=202, openapi_extra=UPLOAD_BODY)
+async def upload_own(
     request: Request,
     pool: Pool,
-    fileName: str | None = Query(None, max_length=255),
+    organizationId: int | None = Query(None, ge=1, le=2**63 - 1, description="API users and admins (required)"),
+    fileName: str | None = Query(None, max_length=255, description="default: the uploaded file's name"),
     user: Principal = permission(MODULE, "Write"),
 ) -> dict[str, Any]:
-    """Bulk upload for the caller's own organization."""
-    return await _upload(request, pool, user, _target_organization(user, None), fileName)
+    """Bulk upload for the caller's own organization (an API user's or admin's named one)."""
+    return await _upload(request, pool, user, organizationId, fileName)
 
 
-def _scope(user: Principal, organization_id: int | None) -> int | None:
-    """Organization whose jobs the caller may see (None: all, for admins)."""
-    if domain.sees_all_organizations(user.role):
-        return organization_id
-    if organization_id is not None and organization_id != user.organization_id:
-        raise ApiError(403, f"You may see the jobs of your own organization ({user.organization_id}) only")
-    return user.organization_id
+async def _scope(pool: asyncpg.Pool, user: Principal, organization_id: int | None) -> list[int] | None:
+    """Organizations whose jobs the caller may see (None: all, for an admin naming none)."""
+    return await listing_scope(pool, user, organization_id, admin_default="all")
 
 
-async def _jobs_page(pool: asyncpg.Pool, scope: int | None, page: int, limit: int) -> dict[str, Any]:
+async def _jobs_page(pool: asyncpg.Pool, scope: list[int] | None, page: int, limit: int) -> dict[str, Any]:
     async with pool.acquire() as conn:
         total, rows = await store.list_jobs(conn, scope, limit, (page - 1) * limit)
     return {"csvJobs": [job_view(r) for r in rows], "currentPage": page, "totalPages": domain.total_pages(total, limit), "totalCount": total}
 
 
-async def _job(pool: asyncpg.Pool, user: Principal, job_id: int) -> asyncpg.Record:
+async def _job(pool: asyncpg.Pool, user: Principal, job_id: int, organization_id: int | None) -> asyncpg.Record:
+    scope = await _scope(pool, user, organization_id)
     async with pool.acquire() as conn:
         job = await store.get_job(conn, job_id)
-    if job is None or not domain.may_see(user.role, user.organization_id, job["organization_id"]):
-        raise ApiError(404, f"No bulk job {job_id}")
+    if job is None or not domain.within(scope, job["organization_id"]):
+        where = f" in organization {organization_id}" if organization_id else ""
+        raise ApiError(404, f"No bulk job {job_id}{where}")
     return job
+
+
+def job_organization() -> Any:
+    # a new Query per parameter: FastAPI binds a parameter's name into its FieldInfo, so one cannot be shared
+    return Query(
+        None, ge=1, le=2**63 - 1, description="API users: one of your Developer organizations (none: any of them)"
+    )
 
 
 @router.get("/device/bulk-jobs")
@@ -168,17 +169,20 @@ async def list_jobs(
     pool: Pool,
     pagenumber: int = Query(1, ge=1),
     limit: int = Query(20, ge=1, le=100),
-    organizationId: int | None = Query(None, ge=1, le=2**63 - 1),
+    organizationId: int | None = job_organization(),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return await _jobs_page(pool, _scope(user, organizationId), pagenumber, limit)
+    return await _jobs_page(pool, await _scope(pool, user, organizationId), pagenumber, limit)
 
 
 @router.get("/device/bulk-jobs/{jobId}")
 async def job_status(
-    pool: Pool, jobId: int = Path(ge=1, le=2**63 - 1), user: Principal = permission(MODULE, "Read")
+    pool: Pool,
+    jobId: int = Path(ge=1, le=2**63 - 1),
+    organizationId: int | None = job_organization(),
+    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return job_view(await _job(pool, user, jobId))
+    return job_view(await _job(pool, user, jobId, organizationId))
 
 
 @router.get("/device/bulk-jobs/{jobId}/results")
@@ -188,10 +192,11 @@ async def job_results(
     status: str | None = Query(None, pattern="^(" + "|".join(ROW_STATUSES) + ")$"),
     pagenumber: int = Query(1, ge=1),
     limit: int = Query(100, ge=1, le=1000),
+    organizationId: int | None = job_organization(),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """Per-row outcome: created, created_with_warnings (and why), failed (with every error), or pending."""
-    job = await _job(pool, user, jobId)
+    job = await _job(pool, user, jobId, organizationId)
     async with pool.acquire() as conn:
         total, rows = await store.job_rows(conn, jobId, status, limit, (pagenumber - 1) * limit)
     return {
@@ -217,23 +222,19 @@ async def job_results(
 @router.get("/buyer-reservation/bulk-upload/get-all-csv-jobs-of-organization")
 async def drec_list_jobs(
     pool: Pool,
-    orgId: int | None = Query(None, ge=1, le=2**63 - 1),
+    orgId: int | None = job_organization(),
     pageNumber: int = Query(1, ge=1),
     limit: int = Query(20, ge=1, le=100),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return await _jobs_page(pool, _scope(user, orgId), pageNumber, limit)
+    return await _jobs_page(pool, await _scope(pool, user, orgId), pageNumber, limit)
 
 
 @router.get("/buyer-reservation/bulk-upload-status/{jobId}")
 async def drec_job_status(
     pool: Pool,
     jobId: int = Path(ge=1, le=2**63 - 1),
-    orgId: int | None = Query(None, ge=1, le=2**63 - 1),
+    orgId: int | None = job_organization(),
     user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    _scope(user, orgId)
-    job = await _job(pool, user, jobId)
-    if orgId is not None and job["organization_id"] != orgId:
-        raise ApiError(404, f"No bulk job {jobId} in organization {orgId}")
-    return job_view(job)
+    return job_view(await _job(pool, user, jobId, orgId))

@@ -306,11 +306,22 @@ def total_pages(total: int, limit: int) -> int:
 
 # ---------------------------------------------------------------- access
 
+ADMIN = "Admin"
+API_USER = "ApiUser"
 
-def sees_all_organizations(role: str) -> bool:
-    return role == "Admin"
+
+def within(organizations: list[int] | None, organization_id: int) -> bool:
+    """Whether a record of `organization_id` lies in a caller's scope (None: every organization)."""
+    return organizations is None or organization_id in organizations
 
 
-def may_see(role: str, organization_id: int, device_organization_id: int) -> bool:
-    """Devices are visible to their own organization, and to admins."""
-    return sees_all_organizations(role) or organization_id == device_organization_id
+def parse_organization_id(value: Any) -> int | None:
+    """`organizationId` as D-REC clients send it in a JSON body: a number or a numeric string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("organizationId must be an organization id (a positive integer)")
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**63 - 1:
+        raise ValueError(f"organizationId {value!r} is not an organization id (a positive integer)")
+    return int(text)

@@ -122,11 +122,18 @@ async def delete_device(conn: asyncpg.Connection, device_id: int) -> None:
     await conn.execute("DELETE FROM devices WHERE id = $1", device_id)
 
 
+# A reservation row `r` holds its device while its window is open and no reservation.ended came for it.
+_HOLDS = (
+    "r.reservation_end > now() "
+    "AND NOT EXISTS (SELECT 1 FROM ended_reservations e WHERE e.reservation_id = r.reservation_id)"
+)
+
+
 async def active_reservations(conn: asyncpg.Connection, device_id: int) -> list[int]:
-    """Reservations of this device whose window has not ended."""
+    """Reservations that hold this device now."""
     rows = await conn.fetch(
-        "SELECT reservation_id FROM reservation_devices WHERE device_id = $1 AND reservation_end > now() "
-        "ORDER BY reservation_id",
+        f"SELECT r.reservation_id FROM reservation_devices r WHERE r.device_id = $1 AND {_HOLDS} "
+        "ORDER BY r.reservation_id",
         device_id,
     )
     return [r["reservation_id"] for r in rows]
@@ -152,6 +159,17 @@ async def record_reservation(
     )
 
 
+async def record_reservation_ended(conn: asyncpg.Connection, reservation_id: int, ended_at: Any, reason: str) -> None:
+    # the first end counts: a redelivered or repeated event does not move it
+    await conn.execute(
+        "INSERT INTO ended_reservations (reservation_id, ended_at, reason) VALUES ($1, $2, $3) "
+        "ON CONFLICT (reservation_id) DO NOTHING",
+        reservation_id,
+        ended_at,
+        reason,
+    )
+
+
 async def record_certificate(conn: asyncpg.Connection, certificate_id: Any, device_id: int, energy_wh: int) -> None:
     await conn.execute(
         "INSERT INTO certified_energy (certificate_id, device_id, energy_wh) VALUES ($1, $2, $3) "
@@ -167,6 +185,7 @@ async def record_certificate(conn: asyncpg.Connection, certificate_id: Any, devi
 # Filter name -> SQL condition on `d` with {} for the parameter placeholder.
 _FILTERS = {
     "organization_id": "d.organization_id = {}",
+    "organization_ids": "d.organization_id = ANY({}::bigint[])",
     "country_codes": "d.country_code = ANY({}::text[])",
     "fuel_codes": "d.fuel_code = ANY({}::text[])",
     "device_type_codes": "d.device_type_code = ANY({}::text[])",
@@ -178,7 +197,7 @@ _FILTERS = {
     "after_id": "d.id < {}",
 }
 
-_AVAILABLE = "NOT EXISTS (SELECT 1 FROM reservation_devices r WHERE r.device_id = d.id AND r.reservation_end > now())"
+_AVAILABLE = f"NOT EXISTS (SELECT 1 FROM reservation_devices r WHERE r.device_id = d.id AND {_HOLDS})"
 
 
 def _where(filters: dict[str, Any], available_only: bool) -> tuple[str, list[Any]]:
@@ -186,6 +205,9 @@ def _where(filters: dict[str, Any], available_only: bool) -> tuple[str, list[Any
     for name, value in filters.items():
         if value is None or name not in _FILTERS:
             continue
+        if name == "organization_ids" and len(value) == 1:
+            # equality, not ANY: the plan then walks an (organization_id, ..., id DESC) index in page order
+            name, value = "organization_id", value[0]
         args.append(value)
         conditions.append(_FILTERS[name].format(f"${len(args)}"))
     if available_only:
@@ -315,14 +337,16 @@ async def get_job(conn: asyncpg.Connection, job_id: int) -> asyncpg.Record | Non
 
 
 async def list_jobs(
-    conn: asyncpg.Connection, organization_id: int | None, limit: int, offset: int
+    conn: asyncpg.Connection, organization_ids: list[int] | None, limit: int, offset: int
 ) -> tuple[int, list[asyncpg.Record]]:
+    """Jobs of these organizations (all when None), newest first."""
     total = await conn.fetchval(
-        "SELECT count(*) FROM bulk_jobs WHERE $1::bigint IS NULL OR organization_id = $1", organization_id
+        "SELECT count(*) FROM bulk_jobs WHERE $1::bigint[] IS NULL OR organization_id = ANY($1)", organization_ids
     )
     rows = await conn.fetch(
-        "SELECT * FROM bulk_jobs WHERE $1::bigint IS NULL OR organization_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
-        organization_id,
+        "SELECT * FROM bulk_jobs WHERE $1::bigint[] IS NULL OR organization_id = ANY($1) "
+        "ORDER BY id DESC LIMIT $2 OFFSET $3",
+        organization_ids,
         limit,
         offset,
     )
