@@ -72,17 +72,3 @@ def test_judge_row_collects_every_error_and_warns():
     assert bad.columns is None and {e["field"] for e in bad.errors} == {"capacity", "latitude", "gridInterconnection"}
     short = bulk.judge_row({"__width__": 2, "__expected__": 12}, DeviceRegistration)
     assert short.errors[0]["message"] == "the row has 2 cells; the header has 12"
-
-
-def test_a_form_file_name_loses_the_clients_path():
-    import asyncio
-
-    from opendrec_devices import upload
-
-    async def chunks(data):
-        yield data
-
-    body = (b'--B\r\nContent-Disposition: form-data; name="upload"; filename="C:\\\\Users\\\\ana\\\\fleet.csv"\r\n'
-            b"Content-Type: text/csv\r\n\r\na,b\r\n--B--\r\n")
-    spooled = asyncio.run(upload.spool("multipart/form-data; boundary=B", None, chunks(body), 1000))
-    assert (spooled.file_name, spooled.file.read()) == ("fleet.csv", b"a,b")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -357,20 +358,160 @@ def test_iso_prints_milliseconds_like_the_reference():
 def test_read_ingested_built_for_speed_is_the_contracts_event_on_the_wire():
     import uuid as _uuid
 
-    from opendrec_contracts import ReadIngested, envelope_for
+    from opendrec_contracts import Envelope, ReadIngested, envelope_for, parse_event
     from opendrec_readings.domain import Interval
     from opendrec_readings.ingest import ingested_events
 
-    t = datetime(2024, 1, 1, tzinfo=UTC)
-    intervals = [Interval(t + timedelta(hours=i), t + timedelta(hours=i + 1), 100 + i, i) for i in range(5)]
+    t = datetime(2024, 1, 1, 0, 0, 0, 250_001, tzinfo=UTC)  # sub-second digits are printed too
+    # Three consecutive intervals (one event), then two with gaps (another): both ways of writing them.
+    intervals = [Interval(t + timedelta(hours=i), t + timedelta(hours=i + 1), 100 + i, i) for i in range(3)]
+    intervals += [Interval(t + timedelta(hours=i, seconds=1), t + timedelta(hours=i + 1), 100 + i, i) for i in (4, 6)]
     batch = _uuid.uuid4()
     device = {"device_id": 7, "external_id": "E", "organization_id": 3}
     events = ingested_events(device, "Delta", batch, intervals, max_reads=3)
-    payloads = [envelope_for(e, "readings").payload for e in events]
     expected = [
         ReadIngested(batch_id=batch, device_id=7, external_id="E", organization_id=3, read_type="Delta",
                      reads=[{"start": i.start, "end": i.end, "value_wh": i.wh} for i in part])
         for part in (intervals[:3], intervals[3:])
     ]  # fmt: skip
-    assert payloads == [e.model_dump(mode="json") for e in expected]
-    assert [ReadIngested.model_validate(p) for p in payloads] == expected
+
+    def wire(event: ReadIngested) -> bytes:
+        # What the outbox stores and the relay publishes, with the envelope's own ids fixed.
+        env = envelope_for(event, "readings")
+        return env.model_copy(update={"event_id": _uuid.UUID(int=1), "occurred_at": t}).model_dump_json().encode()
+
+    assert [wire(e) for e in events] == [wire(e) for e in expected]
+    assert [parse_event(Envelope.model_validate_json(wire(e))) for e in events] == expected
+
+
+# -- whole-batch fast paths: the same answers as read by read ---------------------------------
+
+
+def _per_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn off the whole-batch paths, leaving the read-by-read rules."""
+    monkeypatch.setattr(domain, "_parse_utc_batch", lambda *_: None)
+    monkeypatch.setattr(domain, "_delta_all_accepted", lambda *_: None)
+
+
+def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
+    rows = [("", "2023-07-01T01:00:00Z", 5), (None, "2023-07-01T02:00:00.000250+00:00", 7), ("x", "2023-07-01T03:00:00Z", 0)]
+    history = [("2023-01-01T00:00:00Z", "2023-01-01T01:00:00Z", 3), ("2023-01-01T01:00:00Z", "2023-01-01T02:00:00Z", 4)]
+    fast = [domain.parse_reads(rows, "Delta", "kWh", None), domain.parse_reads(history, "History", "Wh", None)]
+    assert domain._parse_utc_batch(rows, "Delta", "kWh") is not None  # the fast path was taken
+    _per_read(monkeypatch)
+    assert fast == [domain.parse_reads(rows, "Delta", "kWh", None), domain.parse_reads(history, "History", "Wh", None)]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("", "2023-07-01T01:00:00+02:00", 5)],  # an offset other than UTC
+        [("", "2023-07-01T01:00:00", 5)],  # local time without a zone: refused
+        [("", " 2023-07-01T01:00:00Z", 5)],  # surrounding blanks
+        [("", "2023-07-01T01:00:00Z", Decimal("1.5"))],
+        [("", "2023-07-01T01:00:00Z", 2**62)],  # too large in kWh
+        [("", None, 5)],
+    ],
+)
+def test_parse_reads_leaves_anything_unusual_to_the_read_by_read_rules(rows, monkeypatch):
+    assert domain._parse_utc_batch(rows, "Delta", "kWh") is None
+    answer = domain.parse_reads(rows, "Delta", "kWh", None)
+    _per_read(monkeypatch)
+    assert answer == domain.parse_reads(rows, "Delta", "kWh", None)
+
+
+def test_micros_since_is_exact_for_even_and_uneven_spacing():
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    t = datetime(2023, 7, 1, 0, 0, 0, 7, tzinfo=UTC)
+    for moments in (
+        [t + i * timedelta(minutes=15) for i in range(50)],
+        [t + i * i * timedelta(seconds=1) for i in range(50)],
+        [t, t, t],
+        [t + timedelta(hours=3 - i) for i in range(4)],
+    ):
+        assert list(domain.micros_since(epoch, moments)) == [(m - epoch) // timedelta(microseconds=1) for m in moments]
+
+
+@pytest.mark.parametrize("commissioned", [COMMISSIONED, datetime(2016, 2, 29, 13, 30, 0, 5, tzinfo=UTC)])
+def test_plausibility_bounds_for_a_batch_are_the_formula_to_the_last_bit(commissioned):
+    device = Device(device_id=1, capacity_kw=3.7, commissioning_date=commissioned, onboarded_at=ONBOARDED, annual_yield=1555.5)
+    bounds = domain.PlausibilityBounds(device)
+    # Starts every 7 h 13 min across several anniversaries (and a 29 February), and right at and around them.
+    starts = [commissioned + timedelta(days=300) + i * timedelta(hours=7, minutes=13) for i in range(12_000)]
+    edges = [domain.years_before(commissioned, -y) for y in range(1, 6)] + [datetime(y, 3, 1, tzinfo=UTC) for y in (2017, 2018, 2019)]
+    us = timedelta(microseconds=1)
+    for start in starts + [e + d for e in edges for d in (-us, 0 * us, us)]:
+        for length in (timedelta(minutes=15), timedelta(hours=7, minutes=13)):
+            assert bounds.bound(start, start + length) == domain.plausibility_bound_wh(device, start, start + length)
+    ends = [s + timedelta(hours=7, minutes=13) for s in starts]
+    exact = [math.ceil(domain.plausibility_bound_wh(device, s, e)) - 1 for s, e in zip(starts, ends, strict=True)]
+    assert bounds.all_below(starts, ends, exact)
+    for i in (0, 4_000, 11_999):  # one read at its bound (rounded up) is enough to refuse
+        assert not bounds.all_below(starts, ends, [*exact[:i], math.ceil(domain.plausibility_bound_wh(device, starts[i], ends[i])), *exact[i + 1 :]])
+
+
+def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
+    device = Device(device_id=1, capacity_kw=1, commissioning_date=datetime(2021, 6, 1, tzinfo=UTC), onboarded_at=ONBOARDED, annual_yield=8760)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    # 1 kW at 8760 kWh/kWp/year: 1.2 kWh per hour, less 0.5% a year of age; hourly reads across an anniversary.
+    ends = [datetime(2024, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
+    bound = [domain.plausibility_bound_wh(device, e - H, e) for e in ends]
+    batches = {
+        "all plausible": [read(i, e, math.ceil(b) - 1) for i, (e, b) in enumerate(zip(ends, bound, strict=True))],
+        "one at its bound": [read(i, e, math.ceil(b) if i == 6 else 1) for i, (e, b) in enumerate(zip(ends, bound, strict=True))],
+        "one not after the one before": [read(i, ends[3] if i == 5 else e, 1) for i, e in enumerate(ends)],
+        "one in the future": [read(i, now + H if i == 9 else e, 1) for i, e in enumerate(ends)],
+        "one zero": [read(i, e, 0 if i == 2 else 1) for i, e in enumerate(ends)],
+        "uneven": [read(i, e + i * timedelta(minutes=i), 1) for i, e in enumerate(ends)],
+    }
+    lasts = [LastRead(), LastRead("Delta", ends[0] - H, 1, None), LastRead("Delta", ends[0], 1, None)]
+    fast = {(name, n): domain.validate_batch("Delta", device, last, reads, now=now) for name, reads in batches.items() for n, last in enumerate(lasts)}
+    assert fast[("all plausible", 1)].accepted and not fast[("one at its bound", 1)].accepted
+    _per_read(monkeypatch)
+    for (name, n), verdict in fast.items():
+        assert verdict == domain.validate_batch("Delta", device, lasts[n], batches[name], now=now), name
+
+
+def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():
+    # 1 kW at 8760 kWh/kWp/year in its first year: exactly 1,200 Wh per hour.
+    device = Device(device_id=1, capacity_kw=1, commissioning_date=COMMISSIONED, onboarded_at=COMMISSIONED, annual_yield=8760)
+    starts = [COMMISSIONED + i * H for i in range(3)]
+    ends = [s + H for s in starts]
+    assert domain.plausibility_bound_wh(device, starts[0], ends[0]) == 1200
+    assert domain.PlausibilityBounds(device).all_below(starts, ends, [1199, 1199, 1199])
+    assert not domain.PlausibilityBounds(device).all_below(starts, ends, [1199, 1200, 1199])
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [{"starttimestamp": "", "endtimestamp": "2023-07-01T01:00:00Z", "value": 5}, {"endtimestamp": None, "value": 7, "x": 1}],
+        [{"endtimestamp": "2023-07-01T01:00:00Z", "value": 0.1}],  # a decimal: exact digits, not a float
+        [{"endtimestamp": "2023-07-01T01:00:00Z", "value": "12"}],
+        [{"endtimestamp": "2023-07-01T01:00:00Z", "value": True}],
+        [{"endtimestamp": 20230701, "value": 1}],
+        [{"endtimestamp": "2023-07-01T01:00:00Z"}],
+        ["not a read"],
+        [],
+    ],
+)
+def test_request_body_read_quickly_or_exactly_gives_the_same_reads_or_errors(reads, monkeypatch):
+    import json
+
+    from fastapi.exceptions import RequestValidationError
+
+    from opendrec_readings import api
+
+    def outcome():
+        raw = json.dumps({"type": "Delta", "unit": "kWh", "reads": reads}).encode()
+        try:
+            body, rows = api.parse_body(raw)
+        except RequestValidationError as exc:
+            return exc.errors()
+        return body.type, body.unit, [(*row, type(row[2])) for row in rows]
+
+    quick = outcome()
+    monkeypatch.setattr(api, "_plain_reads", lambda _: None)  # always the exact path
+    assert quick == outcome()
+    if reads and isinstance(reads[0], dict) and reads[0].get("value") == 0.1:
+        assert quick[2][0][2:] == (Decimal("0.1"), Decimal)

@@ -10,7 +10,9 @@ import asyncpg
 from fastapi import APIRouter, Path, Query, Request
 from opendrec_kit import ApiError, Pool, Principal, permission
 
-from . import bulk, domain, store, upload
+from opendrec_kit import uploads
+
+from . import bulk, domain, store
 from .api import FIELD_COLUMNS, _iso, developer_organization, listing_scope
 
 MODULE = "DEVICE_BULK_MANAGEMENT_CRUDL"
@@ -68,7 +70,7 @@ async def _upload(
     # who may onboard where is settled before a byte of the file is read
     organization_id = await developer_organization(pool, user, organization_id, "onboard devices")
     headers = request.headers
-    spooled = await upload.spool(
+    spooled = await uploads.spool(
         headers.get("content-type", ""), headers.get("content-length"), request.stream(), settings.bulk_max_bytes
     )
     try:

@@ -17,6 +17,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, title="OpenDREC readings", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
+    runtime.follow_organizations()
     handlers = Handlers(settings)
     runtime.subscribe(DeviceRegistered.TYPE, handlers.on_device_registered)
     runtime.subscribe(DeviceUpdated.TYPE, handlers.on_device_updated)

@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import eq, itemgetter
 from typing import Any
 
 import asyncpg
+import orjson
 
 from opendrec_contracts import ReadIngested
 from opendrec_kit import outbox
@@ -57,6 +59,9 @@ class Accepted:
 @dataclass(frozen=True)
 class Rejected:
     errors: list[ReadError]
+
+
+_INTERVAL_START, _INTERVAL_WH, _READ_END = itemgetter(0), itemgetter(2), itemgetter(2)  # for map()
 
 
 class IdempotencyConflict(Exception):
@@ -112,8 +117,8 @@ async def ingest(
             return Accepted(_summary(previous, external_id), replayed=True)
 
     history: list[tuple[datetime, datetime]] = []
-    starts = [r.start for r in reads if r.start is not None]
-    if read_type == "History" and starts:
+    starts = [r.start for r in reads if r.start is not None] if read_type == "History" else []
+    if starts:
         history = await store.history_between(conn, device_id, min(starts), max(r.end for r in reads))
     verdict = domain.validate_batch(
         read_type, device_facts(device, settings), last, reads, now=now or datetime.now(UTC), history=history
@@ -135,10 +140,10 @@ async def ingest(
         external_id=external_id,
         read_type=read_type,
         count=len(reads),
-        total_wh=sum(i.wh for i in intervals),
+        total_wh=sum(map(_INTERVAL_WH, intervals)),
         # An Aggregate baseline alone has no interval: its end is the batch's only instant.
-        first_at=min(i.start for i in intervals) if intervals else min(r.end for r in reads),
-        last_at=max(r.end for r in reads),
+        first_at=min(map(_INTERVAL_START, intervals)) if intervals else min(map(_READ_END, reads)),
+        last_at=max(map(_READ_END, reads)),
     )
     await store.insert_batch(
         conn,
@@ -159,7 +164,7 @@ async def ingest(
 
 
 class _ReadIngestedPayload(ReadIngested):
-    """read.ingested built cheaply: the reads as plain dicts, not MeterRead models.
+    """read.ingested built cheaply: the reads as plain dicts (instants as their JSON text), not MeterRead models.
 
     The JSON on the wire is the same as ReadIngested's (a test checks it). Building 5,000
     MeterRead objects per batch (validated or not) cost more than the COPY; every value here
@@ -167,6 +172,15 @@ class _ReadIngestedPayload(ReadIngested):
     """
 
     reads: list[dict[str, Any]]  # type: ignore[assignment]
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:  # type: ignore[override]
+        # The outbox puts this payload in the envelope (a dict of Any) and serializes that once,
+        # to JSON text, writing UUIDs and datetimes as the typed fields do. Converting 5,000 reads
+        # to JSON-mode Python values first, as model_dump(mode="json") does, cost ~2 µs a read.
+        return {
+            "batch_id": self.batch_id, "device_id": self.device_id, "external_id": self.external_id,
+            "organization_id": self.organization_id, "read_type": self.read_type, "reads": self.reads,
+        }  # fmt: skip
 
 
 def ingested_events(
@@ -186,7 +200,26 @@ def ingested_events(
                 external_id=device["external_id"],
                 organization_id=device["organization_id"],
                 read_type=read_type,
-                reads=[{"start": i.start, "end": i.end, "value_wh": i.wh} for i in part],
+                reads=_wire_reads(part),
             )
         )
     return events
+
+
+def _wire_reads(intervals: Sequence[domain.Interval]) -> list[dict[str, Any]]:
+    """The reads of read.ingested, instants already as the JSON text pydantic would write."""
+    starts, ends, whs = (list(map(itemgetter(k), intervals)) for k in range(3))
+    end_texts = _wire_times(ends)
+    if all(map(eq, starts[1:], ends[:-1])):  # consecutive: each start is the end before
+        start_texts = [*_wire_times(starts[:1]), *end_texts[:-1]]
+    else:
+        start_texts = _wire_times(starts)
+    return [{"start": start, "end": end, "value_wh": wh} for start, end, wh in zip(start_texts, end_texts, whs)]
+
+
+def _wire_times(moments: list[datetime]) -> list[str] | list[datetime]:
+    # For UTC instants orjson writes the same text as pydantic ("…T00:00:00Z", "….000005Z"), in
+    # C and ~5x faster (a test compares the wire bytes). Anything else is left to pydantic.
+    if {m.tzinfo for m in moments} <= {UTC}:
+        return orjson.loads(orjson.dumps(moments, option=orjson.OPT_UTC_Z))
+    return moments

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from opendrec_kit import ApiError
+from .errors import ApiError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 SPOOL_IN_MEMORY = 1024 * 1024  # bytes of an upload kept in memory before it spills to a temporary file
