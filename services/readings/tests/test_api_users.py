@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from opendrec_contracts import OrganizationRegistered, ReservationCreated
+from opendrec_contracts import OrganizationRegistered, ReservationCreated, ReservationEnded
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
 from opendrec_readings.app import build
@@ -112,6 +112,19 @@ async def test_an_api_user_reads_the_reserved_devices_of_its_buyer_organization(
     # Through its developer organization (no reservation there) or a stranger's: nothing.
     assert (await side.client.get(path, params={"organizationId": side.developer}, headers=side.headers())).status_code == 404
     assert (await side.client.get(path, params={"organizationId": side.foreign}, headers=side.headers())).status_code == 403
+
+    # The buyer ends the reservation early: what it sees stops there.
+    ended = ReservationEnded(
+        reservation_id=reservation.reservation_id, reservation_uid=reservation.reservation_uid, buyer_organization_id=side.buyer,
+        device_ids=[device.device_id], ended_at=t + 2 * H, reason="ended_by_buyer",
+    )  # fmt: skip
+    await publish_events(side.bootstrap, [ended])
+
+    async def clipped():
+        seen = await side.client.get(path, params={"organizationId": side.buyer, "limit": 100}, headers=side.headers())
+        return seen.json()["ongoing"] if len(seen.json()["ongoing"]) == 2 else None
+
+    assert [r["enddate"] for r in await eventually(clipped)] == [iso(t + h * H) for h in (1, 2)]
 
 
 async def test_an_api_user_imports_a_csv_as_a_multipart_form(side):

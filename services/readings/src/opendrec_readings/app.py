@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadSubmitted, ReservationCreated
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadSubmitted, ReservationCreated, ReservationEnded
 from opendrec_kit import ServiceRuntime
 
 from . import api
@@ -24,6 +24,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
     runtime.subscribe(DeviceDeleted.TYPE, handlers.on_device_deleted)
     runtime.subscribe(ReadSubmitted.TYPE, handlers.on_read_submitted)
     runtime.subscribe(ReservationCreated.TYPE, handlers.on_reservation_created)
+    runtime.subscribe(ReservationEnded.TYPE, handlers.on_reservation_ended)
     worker = ImportWorker(settings)
     runtime.app.state.import_worker = worker
     if settings.import_worker:

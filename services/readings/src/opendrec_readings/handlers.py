@@ -23,6 +23,7 @@ from opendrec_contracts import (
     ReadRejection,
     ReadSubmitted,
     ReservationCreated,
+    ReservationEnded,
 )
 from opendrec_kit import EventContext, outbox
 
@@ -72,6 +73,10 @@ class Handlers:
     async def on_reservation_created(self, event: ReservationCreated, ctx: EventContext) -> None:
         # The buyer may now see the reads of these devices (GET by device id).
         await store.upsert_reservation(ctx.conn, event)
+
+    async def on_reservation_ended(self, event: ReservationEnded, ctx: EventContext) -> None:
+        # An early end shortens what the buyer sees; an expiry (ended at the planned end) changes nothing.
+        await store.record_reservation_end(ctx.conn, event.reservation_id, event.ended_at)
 
     async def on_read_submitted(self, event: ReadSubmitted, ctx: EventContext) -> None:
         if await store.submission_known(ctx.conn, event.submission_id):

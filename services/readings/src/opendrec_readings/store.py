@@ -340,14 +340,24 @@ async def upsert_reservation(conn: asyncpg.Connection, e: ReservationCreated) ->
     )  # fmt: skip
 
 
+async def record_reservation_end(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime) -> None:
+    """The first end recorded stands (a redelivered or late event changes nothing)."""
+    await conn.execute(
+        "INSERT INTO reservation_ends (reservation_id, ended_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        reservation_id,
+        ended_at,
+    )
+
+
 async def reservation_span(
     conn: asyncpg.Connection, buyer_organization_id: int, device_id: int
 ) -> tuple[datetime, datetime] | None:
-    """From the earliest start to the latest end of the buyer's reservations holding the device; None: none."""
+    """From the earliest start to the latest (actual) end of the buyer's reservations holding the device; None: none."""
     row = await conn.fetchrow(
         """
-        SELECT min(reservation_start) AS start_at, max(reservation_end) AS end_at FROM reservations
-        WHERE buyer_organization_id = $1 AND device_ids @> ARRAY[$2::bigint]
+        SELECT min(r.reservation_start) AS start_at, max(LEAST(r.reservation_end, e.ended_at)) AS end_at
+        FROM reservations r LEFT JOIN reservation_ends e USING (reservation_id)
+        WHERE r.buyer_organization_id = $1 AND r.device_ids @> ARRAY[$2::bigint]
         """,
         buyer_organization_id,
         device_id,
