@@ -389,3 +389,37 @@ async def test_admin_lists_api_users_and_their_requests(client, admin):
     assert (await client.get("/api/admin/apiusers?permissionStatus=Maybe", headers=admin)).status_code == 400
     assert (await client.get("/api/admin/apiusers")).status_code == 401
     assert (await client.get("/api/admin/apiusers", headers=headers)).status_code == 403
+
+
+async def test_an_api_user_manages_the_organizations_registered_under_it_only(client, admin):
+    modules = {
+        "ORGANIZATION_MANAGEMENT_CRUDL": ["Read", "Write", "Update"],
+        "USER_MANAGEMENT_CRUDL": ["Read"],
+        "INVITATION_MANAGEMENT_CRUDL": ["Read", "Write"],
+    }
+    api_user, headers = await approved_api_user(client, admin, modules)
+    created = await client.post("/api/user/register", headers=headers, json=organization_under(api_user))
+    assert created.status_code == 201, created.text
+    organization_id, member_email = created.json()["organization"]["id"], created.json()["email"]
+
+    own = await client.get(f"/api/Organization/{organization_id}", headers=headers)
+    assert own.status_code == 200 and own.json()["id"] == organization_id
+    members = await client.get(f"/api/Organization/{organization_id}/users", headers=headers)
+    assert members.status_code == 200 and [u["email"] for u in members.json()["users"]] == [member_email]
+    invited = await client.post(
+        f"/api/invitation?organizationId={organization_id}", headers=headers,
+        json={"email": f"dev-{uuid.uuid4().hex[:8]}@example.org", "role": "DeviceOwner"},
+    )  # fmt: skip
+    assert invited.status_code == 201, invited.text
+    listed = await client.get(f"/api/invitation?organizationId={organization_id}", headers=headers)
+    assert listed.status_code == 200 and listed.json()["totalCount"] == 1
+
+    _, stranger = await approved_api_user(client, admin, modules)
+    for response in (
+        await client.get(f"/api/Organization/{organization_id}", headers=stranger),
+        await client.get(f"/api/Organization/{organization_id}/users", headers=stranger),
+        await client.get(f"/api/invitation?organizationId={organization_id}", headers=stranger),
+        await client.post(f"/api/invitation?organizationId={organization_id}", headers=stranger, json={"email": "x@example.org", "role": "User"}),
+    ):
+        assert response.status_code == 403, response.text
+        assert member_email not in response.text

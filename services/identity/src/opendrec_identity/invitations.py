@@ -106,7 +106,7 @@ async def invite(
     """Invite an e-mail address to join an organization with a role; a mail is sent to it."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
     organization_id = organizationId or principal.organization_id
-    own_organization(principal, organization_id)
+    await own_organization(pool, principal, organization_id)
     token = secrets.token_urlsafe(32)
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -150,7 +150,7 @@ async def invitations(
 ) -> dict[str, Any]:
     """The invitations an organization sent, a page at a time."""
     organization_id = organizationId or principal.organization_id
-    own_organization(principal, organization_id)
+    await own_organization(pool, principal, organization_id)
     async with pool.acquire() as conn:
         rows, total = await store.invitations_page(conn, organization_id, page)
     return {

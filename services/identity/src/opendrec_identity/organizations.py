@@ -62,9 +62,17 @@ class ChangeRole(BaseModel):
     role: str
 
 
-def own_organization(principal: Principal, organization_id: int) -> None:
-    if principal.role != domain.ADMIN and principal.organization_id != organization_id:
-        raise ApiError(403, "You can manage only your own organization")
+async def own_organization(pool: Any, principal: Principal, organization_id: int) -> None:
+    """The caller may manage this organization: its own, an API user's Developer and Buyer
+    organizations (registered under it), any for an Admin."""
+    if principal.role == domain.ADMIN or principal.organization_id == organization_id:
+        return
+    if principal.role == "ApiUser" and principal.api_user_id:
+        async with pool.acquire() as conn:
+            row = await store.organization_by_id(conn, organization_id)
+        if row is not None and row["api_user_id"] is not None and str(row["api_user_id"]) == principal.api_user_id:
+            return
+    raise ApiError(403, "You can manage only your own organization")
 
 
 async def _users_page(pool: Any, page: domain.Page, organization_id: int | None, members_only: bool) -> dict[str, Any]:
@@ -118,7 +126,7 @@ async def organization(
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """One organization: the caller's own (Admin: any)."""
-    own_organization(principal, organizationId)
+    await own_organization(pool, principal, organizationId)
     async with pool.acquire() as conn:
         row = await store.organization_by_id(conn, organizationId)
     if row is None:
@@ -134,7 +142,7 @@ async def organization_users(
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """The members of an organization: the caller's own (Admin: any)."""
-    own_organization(principal, organizationId)
+    await own_organization(pool, principal, organizationId)
     return await _users_page(pool, page, organizationId, members_only=True)
 
 
@@ -149,7 +157,7 @@ async def change_role(
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
 ) -> dict[str, Any]:
     """Give a member another role of their organization's type; their current tokens are revoked."""
-    own_organization(principal, organizationId)
+    await own_organization(pool, principal, organizationId)
     async with pool.acquire() as conn, conn.transaction():
         organization, user = await _member(conn, organizationId, userId, principal)
         try:
@@ -174,7 +182,7 @@ async def remove_member(
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
 ) -> dict[str, Any]:
     """Remove a member from the organization: they can no longer log in and their tokens are revoked."""
-    own_organization(principal, organizationId)
+    await own_organization(pool, principal, organizationId)
     async with pool.acquire() as conn, conn.transaction():
         await _member(conn, organizationId, userId, principal)
         await store.set_status(conn, userId, "Deleted")

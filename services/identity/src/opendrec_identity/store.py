@@ -227,7 +227,7 @@ async def now(conn: asyncpg.Connection) -> datetime:
 
 # -- organizations and members ---------------------------------------------------------------------
 
-_ORGANIZATION = "SELECT id, name, address, organization_type, status, created_at FROM organizations"
+_ORGANIZATION = "SELECT id, name, address, organization_type, status, created_at, api_user_id FROM organizations"
 
 
 async def organization_by_id(conn: asyncpg.Connection, organization_id: int) -> asyncpg.Record | None:
