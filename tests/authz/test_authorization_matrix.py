@@ -116,6 +116,21 @@ async def test_every_operation_declares_its_access_and_the_gateway_routes_it(htt
     assert not problems, report("operations without a proper access declaration or route", problems)
 
 
+async def test_the_gateway_publishes_one_document_of_every_operation_and_its_access(http, operations):
+    resp = await http.get("/openapi.json")
+    assert resp.status_code == 200, resp.text
+    published = {(m.upper(), p): op for p, ops in resp.json()["paths"].items() for m, op in ops.items()}
+    problems = []
+    for op in operations:
+        listed = published.get((op.method, op.path))
+        if listed is None:
+            problems.append(f"{op.key}: missing from the gateway's /openapi.json")
+        elif (listed.get("x-access"), tuple(listed.get("x-roles", ()))) != (op.access, op.roles):
+            problems.append(f"{op.key}: the gateway's document says {listed.get('x-access')} {listed.get('x-roles')}")
+    assert len(published) == len(operations), "the gateway lists exactly the services' operations"
+    assert not problems, report("gateway OpenAPI differs from the services'", problems)
+
+
 # -- every operation as every role ---------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import routes
+from . import openapi, routes
 from .auth import Authenticator, AuthError, Jwks
 from .errors import envelope_bytes
 from .revocations import follow_revocations
@@ -208,6 +208,8 @@ class Gateway:
                 return await self._healthz(method, path, rid, send)
             if path == "/readyz":
                 return await self._readyz(method, path, rid, send)
+            if path == "/openapi.json":
+                return await self._openapi(method, path, rid, send)
             return await self._error(send, 404, f"No route {method} {path}", path, rid)
         if routes.has_dot_segment(path):
             return await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
@@ -389,6 +391,28 @@ class Gateway:
             return {"status": "unreachable", "statusCode": None, "error": "timed out"}
         except (aiohttp.ClientError, OSError) as exc:
             return {"status": "unreachable", "statusCode": None, "error": type(exc).__name__}
+
+    async def _openapi(self, method: str, path: str, rid: str, send: Send) -> None:
+        """The whole public API in one document, merged from the services' own (always current)."""
+        if method not in ("GET", "HEAD"):
+            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
+            return
+        names = list(self.service_urls)
+        fetched = await asyncio.gather(*(self._fetch_openapi(self.service_urls[name]) for name in names))
+        missing = [name for name, document in zip(names, fetched, strict=True) if document is None]
+        if missing:
+            await self._error(send, 503, f"Cannot describe the API right now: no answer from {', '.join(missing)}", path, rid)
+            return
+        merged = openapi.merge(dict(zip(names, fetched, strict=True)), title="OpenDREC", version="0.1.0")  # type: ignore[arg-type]
+        await _send_json(send, 200, orjson.dumps(merged), rid)
+
+    async def _fetch_openapi(self, base_url: str) -> dict[str, Any] | None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout_s)
+        try:
+            async with self.session.get(base_url + "/openapi.json", timeout=timeout) as resp:
+                return await resp.json() if resp.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return None
 
     async def _readyz(self, method: str, path: str, rid: str, send: Send) -> None:
         """Ready when this process can serve: started, and identity's signing keys loaded."""
