@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from opendrec_contracts.access import MODULES
+from opendrec_contracts.access import API_USER_MODULES
 from opendrec_kit.testing import eventually
 
 from .principals import (
@@ -186,7 +186,7 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
     )
     # The API user may ask for every module with every action; the admin approves all of it, so the
     # matrix expects it wherever a permission (not a fixed role) guards the operation.
-    everything = {m: ALL_ACTIONS for m in MODULES}
+    everything = {m: ALL_ACTIONS for m in API_USER_MODULES}
     device_owner, user, sub_buyer, api_user, other_api_user, unapproved_api_user, device = await asyncio.gather(
         invite_member(http, platform.mail_dir, org_admin, "DeviceOwner", "DeviceOwner"),
         invite_member(http, platform.mail_dir, org_admin, "User", "User"),

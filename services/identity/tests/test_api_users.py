@@ -210,6 +210,9 @@ async def test_requested_modules_are_granted_only_once_an_admin_approves(client,
         ([{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": []}], "0.permissions"),
         ([{"permissions": ["Read"]}], "0"),
         ([], "body"),
+        # access administration is for admins only
+        ([{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read"]}, {"moduleName": "PERMISSION_MANAGEMENT_CRUDL", "permissions": ["Read"]}], "1"),
+        ([{"moduleName": "ACL_MODULE_MANAGEMENT_CRUDL", "permissions": ["Write"]}], "0"),
     ],
 )
 async def test_permission_request_validation(client, request_body, field):

@@ -24,6 +24,10 @@ MODULES = (
     "ACL_MODULE_MANAGEMENT_CRUDL",
 )
 
+# Modules that administer access itself: never granted to an API user (it may not even ask for them).
+ADMIN_MODULES = ("PERMISSION_MANAGEMENT_CRUDL", "ACL_MODULE_MANAGEMENT_CRUDL")
+API_USER_MODULES = tuple(m for m in MODULES if m not in ADMIN_MODULES)
+
 ACTION_LETTERS = {"Read": "R", "Write": "W", "Update": "U", "Delete": "D"}
 
 # Admin holds everything and needs no rows; ApiUser holds only what an admin approved.

@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.dependencies.models import Dependant
 
-from opendrec_contracts.access import ROLES, roles_granted
+from opendrec_contracts.access import ADMIN_MODULES, ROLES, roles_granted
 
 from .errors import ApiError
 
@@ -180,7 +180,8 @@ def access_of(route: APIRoute) -> dict[str, Any]:
         return {"x-access": "public"}
     roles: set[str] = set(ROLES)
     for module, action in permissions:
-        roles &= set(roles_granted(module, action)) | {"ApiUser"}
+        # an API user holds what an admin approved, never the modules that administer access
+        roles &= set(roles_granted(module, action)) | (set() if module in ADMIN_MODULES else {"ApiUser"})
     for allowed in role_sets:
         roles &= set(allowed)
     access: dict[str, Any] = {"x-access": "signed-in", "x-roles": [r for r in ROLES if r in roles]}

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from opendrec_contracts.access import ADMIN_MODULES
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
 from opendrec_kit.auth import current_principal, only_roles
 
@@ -321,6 +322,9 @@ async def request_permissions(
             name = modules.get(item.aclmodulesId, (None, ""))[0] if item.aclmodulesId is not None else item.moduleName
             if name not in by_name:
                 raise ApiError(400, f"Invalid request: check {i}", [{"field": str(i), "message": "no such enabled ACL module"}])
+            if name in ADMIN_MODULES:
+                allowed = ", ".join(m for m in by_name if m not in ADMIN_MODULES)
+                raise ApiError(400, f"Invalid request: check {i}", [{"field": str(i), "message": f"{name} is for administrators only; an API user may ask for {allowed}"}])
             letters = domain.merge_actions(requested.get(name, ""), "".join(a[0] for a in item.permissions))
             if set(letters) - set(by_name[name]):
                 raise ApiError(400, f"Invalid request: check {i}", [{"field": f"{i}.permissions", "message": f"{name} offers only {', '.join(domain.action_names(by_name[name]))}"}])
