@@ -405,6 +405,11 @@ async def test_an_api_user_manages_the_organizations_registered_under_it_only(cl
     assert created.status_code == 201, created.text
     organization_id, member_email = created.json()["organization"]["id"], created.json()["email"]
 
+    # D-REC: the users of an API user's organizations do not log in; the API user acts for them.
+    refused = await client.post("/api/auth/login", json={"username": member_email, "password": "ApiUser123"})
+    assert refused.status_code == 401 and "managed by an API user" in refused.json()["message"]
+    assert (await client.post("/api/auth/login", json={"username": member_email, "password": "Wrong123"})).json()["message"] != refused.json()["message"]
+
     own = await client.get(f"/api/Organization/{organization_id}", headers=headers)
     assert own.status_code == 200 and own.json()["id"] == organization_id
     members = await client.get(f"/api/Organization/{organization_id}/users", headers=headers)

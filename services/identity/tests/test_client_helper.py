@@ -52,6 +52,19 @@ async def test_the_helper_gets_a_token_and_calls_the_api(identity_settings):
         assert status == 403  # no module approved yet: the helper passes the API's answer through
         assert api.token() == first  # reused, not fetched again
 
+        # Asking for modules and their approval revoke the current token: the helper gets a new one by itself.
+        status, _ = await asyncio.to_thread(
+            api.call, "POST", "/api/permission/module/apiuser/request", [{"moduleName": "ORGANIZATION_MANAGEMENT_CRUDL", "permissions": ["Read"]}]
+        )  # fmt: skip
+        assert status == 200
+        login = await client.post("/api/auth/login", json={"username": identity_settings.admin_email, "password": identity_settings.admin_password})
+        admin = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+        approved = await client.put(f"/api/permission/module/verify/ByAdmin/{created['apiUserId']}", headers=admin, json={"status": "Active"})
+        assert approved.status_code == 200, approved.text
+        status, organizations = await asyncio.to_thread(api.call, "GET", "/api/Organization/apiuser/all_organization", None, {"limit": 5})
+        assert status == 200 and organizations["totalCount"] == 0
+        assert api.token() != first
+
         wrong = ApiUserClient(base_url, str(uuid.uuid4()), created["privateKey"])
         with pytest.raises(Exception, match="401"):
             await asyncio.to_thread(wrong.token)

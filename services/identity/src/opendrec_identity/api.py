@@ -314,6 +314,9 @@ async def login(body: Login, request: Request, pool: Pool, runtime: Runtime, pas
     if user["status"] != "Active":
         # The password was right, so saying why tells a stranger nothing.
         raise ApiError(403, f"This account is {user['status'].lower()}; it cannot log in")
+    if user["organization_api_user_id"] is not None:
+        # D-REC: the users of an API user's organizations do not log in; the API user acts for them.
+        raise ApiError(401, "This account belongs to an organization managed by an API user; that API user acts for it")
 
     # Hashes made under older argon2 parameters are upgraded while we know the password.
     new_hash = await passwords.hash(body.password) if passwords.needs_rehash(user["password_hash"]) else None

@@ -70,12 +70,17 @@ class ApiUserClient:
         """(status, parsed JSON body) of one API call made as the API user."""
         if query:
             path = f"{path}?{urllib.parse.urlencode(query)}"
-        headers = {"Authorization": f"Bearer {self.token()}"}
         data = None
+        headers = {}
         if json_body is not None:
             data = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
-        return self._send(method, path, data, headers)
+        status, body = self._send(method, path, data, {**headers, "Authorization": f"Bearer {self.token()}"})
+        if status == 401:
+            # The token was revoked (e.g. an admin just approved new modules): one fresh token, one retry.
+            self._token = None
+            status, body = self._send(method, path, data, {**headers, "Authorization": f"Bearer {self.token()}"})
+        return status, body
 
     def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
         request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)

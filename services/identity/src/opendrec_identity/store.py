@@ -18,7 +18,8 @@ _ADMIN_BOOTSTRAP_LOCK = 0x1DE0001  # advisory lock key: one replica creates the 
 _USER_WITH_ORGANIZATION = """
 SELECT u.id, u.first_name, u.last_name, u.email, u.password_hash, u.role, u.status, u.email_confirmed,
        u.created_at, u.organization_id, o.name AS organization_name, o.address AS organization_address,
-       o.organization_type, o.status AS organization_status, o.created_at AS organization_created_at
+       o.organization_type, o.status AS organization_status, o.created_at AS organization_created_at,
+       o.api_user_id AS organization_api_user_id
 FROM users u JOIN organizations o ON o.id = u.organization_id
 """
 
