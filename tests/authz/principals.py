@@ -137,7 +137,8 @@ async def approved_api_user(http: httpx.AsyncClient, admin: Caller, name: str, o
 
 
 async def organization_under(http: httpx.AsyncClient, api_user: Caller, kind: str, name: str, org_name: str) -> Caller:
-    """An organization registered by the API user under itself; returns its first user (logged in)."""
+    """An organization registered by the API user under itself; returns its first user. That user does
+    not log in (D-REC manual 2.1: the API user acts for the organization), so it has no token."""
     t = tag()
     body = {
         "firstName": "Authz", "lastName": kind, "email": f"authz-{kind.lower()}-of-api-{t}@example.org",
@@ -145,6 +146,7 @@ async def organization_under(http: httpx.AsyncClient, api_user: Caller, kind: st
         "orgName": f"{org_name} {t}", "orgAddress": "Pune", "secretKey": "AP1234", "api_user_id": api_user.api_user_id,
     }
     created = expect(await http.post("/api/user/register", headers=api_user.headers, json=body), 201)
-    caller = Caller(name, created["role"], await login(http, body["email"]), email=body["email"])
+    caller = Caller(name, created["role"], None, user_id=created["id"], organization_id=created["organization"]["id"],
+                    organization_type=kind, email=body["email"])
     caller.extra["organization_name"] = body["orgName"]
-    return await whoami(http, caller)
+    return caller

@@ -114,29 +114,39 @@ class World:
         return self.api if caller.role == "ApiUser" else self.first
 
 
-async def _device(http: httpx.AsyncClient, owner: Caller, label: str) -> dict[str, Any]:
+async def _device(http: httpx.AsyncClient, owner: Caller, label: str, organization_id: int | None = None) -> dict[str, Any]:
     external_id = f"AUTHZ_{label}_{tag()}"
     body = device_payload(external_id, f"Authz project {label} {tag()}")
-    return expect(await http.post("/api/device", json=body, headers=owner.headers), 201)
+    if organization_id is None:
+        return expect(await http.post("/api/device", json=body, headers=owner.headers), 201)
+
+    async def registered():
+        r = await http.post("/api/device", json={**body, "organizationId": organization_id}, headers=owner.headers)
+        # devices learns of the API user's organization from organization.registered: wait for it
+        return None if r.status_code == 403 and "not one of your organizations" in r.text else r
+
+    return expect(await eventually(registered), 201)
 
 
-async def _reserve(http: httpx.AsyncClient, buyer: Caller, device_id: int, name: str) -> dict[str, Any]:
-    body = reservation_payload(name, [device_id])
+async def _reserve(http: httpx.AsyncClient, buyer: Caller, device_id: int, name: str, organization_id: int | None = None) -> dict[str, Any]:
+    body = reservation_payload(name, [device_id]) | ({"organizationId": organization_id} if organization_id else {})
 
     async def reserved():
         r = await http.post("/api/device-group", json=body, headers=buyer.headers)
-        # reservations learns of the device from device.registered: wait for it
-        return None if r.status_code == 400 and "Some devices are not available" in r.text and "unknown" in r.text.lower() else r
+        # reservations learns of the device (and an API user's organization) from events: wait for them
+        waiting = r.status_code == 400 and "Some devices are not available" in r.text and "unknown" in r.text.lower()
+        return None if waiting or (r.status_code == 403 and "not one of your organizations" in r.text) else r
 
     return expect(await eventually(reserved), 201)
 
 
-async def _known_reserved(http: httpx.AsyncClient, buyer: Caller, device_id: int) -> None:
+async def _known_reserved(http: httpx.AsyncClient, buyer: Caller, device_id: int, organization_id: int | None = None) -> None:
     """Wait until devices knows the device is reserved (then deleting it is refused with 409, so the
     matrix's DELETE cannot remove it)."""
 
     async def reserved():
-        r = await http.get("/api/device/ungrouped/buyerreservation", params={"afterId": device_id + 1, "limit": 1}, headers=buyer.headers)
+        params = {"afterId": device_id + 1, "limit": 1} | ({"organizationId": organization_id} if organization_id else {})
+        r = await http.get("/api/device/ungrouped/buyerreservation", params=params, headers=buyer.headers)
         if r.status_code != 200:
             return None
         return all(d["id"] != device_id for d in r.json()["devices"])
@@ -202,9 +212,10 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
     )
 
     async def api_things():
-        api_device = await _device(http, api_developer, "API")  # registered by the organization's own admin
-        api_reservation = await _reserve(http, api_buyer, api_device["id"], f"Authz api reservation {tag()}")
-        await _known_reserved(http, api_buyer, api_device["id"])
+        # the API user acts for its organizations (their own users do not log in)
+        api_device = await _device(http, api_user, "API", api_developer.organization_id)
+        api_reservation = await _reserve(http, api_user, api_device["id"], f"Authz api reservation {tag()}", api_buyer.organization_id)
+        await _known_reserved(http, api_user, api_device["id"], api_buyer.organization_id)
         return api_device, api_reservation
 
     async def first_reservation():
