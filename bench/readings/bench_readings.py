@@ -2,6 +2,7 @@
 
     python bench/readings/bench_readings.py [--clients 4] [--batch 5000] [--batches-per-client 10]
                                             [--rss-reads 1000000] [--direct] [--skip a,b,c]
+                                            [--processes 1] [--profile FILE]
 
 Starts, as real processes on loopback: an embedded Postgres and a Tansu broker (devstack),
 the readings service (`python -m opendrec_readings`), and the gateway
@@ -13,8 +14,14 @@ here); with --direct, or if the gateway does not come up, clients call the servi
     --batch Delta reads (one device per client), timed until every batch is answered 201 AND
     its reads are on the read.ingested topic; then a bare asyncpg copy_records_to_table of the
     same rows (same table shape, same number of concurrent connections, one transaction per
-    batch) in the same Postgres. Prints both rates and the ratio.
+    batch) in the same Postgres. Prints both rates and the ratio, the load average, the CPU
+    each process used meanwhile, and the service's peak RSS.
     Goals: >= 100,000 reads/s end to end and >= 50% of the copy.
+    The clients post with aiohttp: they stand in for machines elsewhere, and httpx spent
+    ~10 ms of CPU per 400 kB post on the 2 cores the system needs.
+    --processes N: N readings processes, clients spread over them (directly, not through the
+    gateway). --profile FILE: the (single) service under cProfile in CPU time
+    (profiled_service.py); read it with pstats.
 (b) a year of hourly reads (8,760) of one device, summed per day (readType=accumulated,
     granularity=day): median and p99 latency of 200 requests, one at a time. Goal: p50 < 50 ms.
 (c) resident memory of the readings service while --rss-reads reads are ingested (as in (a)):
@@ -38,8 +45,10 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import httpx
+import psutil
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -77,9 +86,11 @@ def serve_jwks(jwk: dict) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_port}"
 
 
-def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+def spawn(module: str, env: dict[str, str], log: Path, profile: Path | None = None) -> subprocess.Popen:
+    # --profile: the service under cProfile (profiled_service.py), written when it stops.
+    command = [str(Path(__file__).with_name("profiled_service.py")), str(profile)] if profile else ["-m", module]
     return subprocess.Popen(
-        [sys.executable, "-m", module],
+        [sys.executable, *command],
         env={**os.environ, **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -162,7 +173,10 @@ class IngestedCounter:
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+        # A short fetch wait: the time an event is on the topic is measured, not a consumer's polling interval.
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=20
+        )
         await self.consumer.start()
         await self.consumer.topics()
         partitions = [TopicPartition("read.ingested", p) for p in self.consumer.partitions_for_topic("read.ingested")]
@@ -193,22 +207,38 @@ class IngestedCounter:
         await self.consumer.stop()
 
 
-async def ingest(base: str, headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter) -> float:
-    """Post every body (one client per device, batches in order); seconds until all are stored and announced."""
+def meter_client(base: str) -> aiohttp.ClientSession:
+    # The clients stand in for meters and integrators on other machines, but here they share the
+    # 2 cores: aiohttp posts a 400 kB body for ~1/10 of httpx's CPU (~10 ms a post), which the
+    # system under test would otherwise lose.
+    return aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=300))
 
-    async def client(external_id: str, bodies: list[bytes]) -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=300) as http:
+
+async def post_reads(http: aiohttp.ClientSession, external_id: str, body: bytes, headers: dict[str, str]) -> None:
+    async with http.post(f"/api/meter-reads/new/{external_id}", data=body, headers={**headers, "Content-Type": "application/json"}) as response:
+        if response.status != 201:
+            raise RuntimeError(f"{response.status}: {(await response.text())[:500]}")
+        await response.read()
+
+
+async def ingest(
+    base: str | list[str], headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter
+) -> tuple[float, float]:
+    """Post every body (one client per device, batches in order); seconds until all are stored and announced,
+    and until all are stored (answered 201)."""
+
+    bases = [base] if isinstance(base, str) else base
+
+    async def client(n: int, external_id: str, bodies: list[bytes]) -> None:
+        async with meter_client(bases[n % len(bases)]) as http:
             for body in bodies:
-                response = await http.post(
-                    f"/api/meter-reads/new/{external_id}", content=body, headers={**headers, "Content-Type": "application/json"}
-                )
-                if response.status_code != 201:
-                    raise RuntimeError(f"{response.status_code}: {response.text[:500]}")
+                await post_reads(http, external_id, body, headers)
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(e, b) for e, b in work.items()))
+    await asyncio.gather(*(client(n, e, b) for n, (e, b) in enumerate(work.items())))
+    stored = time.perf_counter() - start
     await asyncio.wait_for(counter.done.wait(), 600)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, stored
 
 
 INTERVALS_DDL = """
@@ -226,8 +256,8 @@ CREATE TABLE intervals_default PARTITION OF intervals DEFAULT;
 """
 
 
-async def bare_copy(pg: object, clients: int, batches: int, size: int, onboarded: datetime) -> float:
-    """Seconds for `clients` connections to COPY the same rows, one transaction per batch."""
+async def bare_copy(pg: object, clients: int, batches: int, size: int, onboarded: datetime) -> tuple[float, dict[str, float]]:
+    """Seconds for `clients` connections to COPY the same rows, one transaction per batch, and the CPU it took."""
     admin = await asyncpg.connect(pg.url)  # type: ignore[attr-defined]
     name = f"bench_copy_{uuid.uuid4().hex[:8]}"
     await admin.execute(f"CREATE DATABASE {name}")
@@ -255,12 +285,14 @@ async def bare_copy(pg: object, clients: int, batches: int, size: int, onboarded
                     "intervals", records=rows, columns=("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id")
                 )
 
+    cpu0 = tree_cpu_seconds(pg.pid), time.process_time()  # type: ignore[attr-defined]
     start = time.perf_counter()
     await asyncio.gather(*(copy(c, w) for c, w in zip(conns, work, strict=True)))
     elapsed = time.perf_counter() - start
+    cpu = {"postgres": tree_cpu_seconds(pg.pid) - cpu0[0], "bench": time.process_time() - cpu0[1]}  # type: ignore[attr-defined]
     for c in conns:
         await c.close()
-    return elapsed
+    return elapsed, cpu
 
 
 # ---- main ---------------------------------------------------------------------------------
@@ -280,15 +312,25 @@ async def main(args: argparse.Namespace) -> int:
         "KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "IDENTITY_URL": jwks_url,
         "LOG_LEVEL": "WARNING", "HTTP_HOST": "127.0.0.1",
     }  # fmt: skip
-    service = spawn("opendrec_readings", {**common, "HTTP_PORT": str(service_port)}, work_dir / "readings.log")
+    profile = Path(args.profile).resolve() if args.profile else None
+    service = spawn("opendrec_readings", {**common, "HTTP_PORT": str(service_port)}, work_dir / "readings.log", profile)
     gateway = None
     procs = [service]
+    # --processes N: more readings processes on the same database and broker, each on its own
+    # port, the clients spread over them (directly: the gateway knows one address per service).
+    extra_ports = [free_port() for _ in range(args.processes - 1)]
+    extra = [spawn("opendrec_readings", {**common, "HTTP_PORT": str(port)}, work_dir / f"readings-{port}.log") for port in extra_ports]
+    procs += extra
     try:
-        if not await wait_ready(f"http://127.0.0.1:{service_port}/readyz", service):
-            print(f"readings service did not become ready; see {work_dir / 'readings.log'}")
-            return 1
+        for port, proc in [(service_port, service), *zip(extra_ports, extra, strict=True)]:
+            if not await wait_ready(f"http://127.0.0.1:{port}/readyz", proc):
+                print(f"readings service did not become ready; see the logs in {work_dir}")
+                return 1
         base, path = f"http://127.0.0.1:{service_port}", "directly to the readings service"
-        if not args.direct:
+        bases = [base] + [f"http://127.0.0.1:{port}" for port in extra_ports]
+        if extra:
+            path = f"directly to {args.processes} readings processes"
+        if not args.direct and not extra:
             urls = {f"{s}_URL": f"http://127.0.0.1:{service_port}" for s in ("DEVICES", "READINGS", "RESERVATIONS", "CERTIFICATES", "CHARGER_GATEWAY")}
             gateway = spawn("opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gateway.log")
             procs.append(gateway)
@@ -307,14 +349,31 @@ async def main(args: argparse.Namespace) -> int:
             work = {d.external_id: delta_bodies(d, args.batches_per_client, args.batch, MINUTE, 100) for d in devices}
             total = args.clients * args.batches_per_client * args.batch
             counter.expect(devices, total)
-            cpu0 = cpu_seconds(service.pid)
-            e2e = await ingest(base, headers, work, counter)
-            cpu_service = cpu_seconds(service.pid) - cpu0
-            copy = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, onboarded)
+            watched = {"readings": service.pid, "gateway": gateway.pid if gateway else None, "postgres": pg.pid,
+                       "tansu": broker.process.pid, "bench": os.getpid()}  # fmt: skip
+            idle0 = tree_cpu_seconds(service.pid, False)
+            await asyncio.sleep(2)
+            idle = (tree_cpu_seconds(service.pid, False) - idle0) / 2  # consumers polling, relay ticking
+            readings_pids = [service.pid] + [proc.pid for proc in extra]
+            cpu0 = {name: tree_cpu_seconds(pid, name == "postgres") for name, pid in watched.items()}
+            extra0 = sum(tree_cpu_seconds(pid, False) for pid in readings_pids[1:])
+            sys0 = psutil.Process(service.pid).cpu_times().system
+            load0 = os.getloadavg()[0]
+            e2e, stored = await ingest(bases, headers, work, counter)
+            cpu = {name: tree_cpu_seconds(pid, name == "postgres") - cpu0[name] for name, pid in watched.items()}
+            cpu["readings"] += sum(tree_cpu_seconds(pid, False) for pid in readings_pids[1:]) - extra0
+            readings_sys = psutil.Process(service.pid).cpu_times().system - sys0
+            copy, copy_cpu = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, onboarded)
             e2e_rate, copy_rate = total / e2e, total / copy
             print(f"\n(a) ingestion of {total:,} Delta reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
-            print(f"    end to end (201 + on read.ingested): {e2e:7.2f} s  {e2e_rate:10,.0f} reads/s   readings service CPU {cpu_service:.1f} s")
+            print(f"    end to end (201 + on read.ingested): {e2e:7.2f} s  {e2e_rate:10,.0f} reads/s   (load average before: {load0:.2f}; "
+                  f"all answered 201 after {stored:.2f} s)")  # fmt: skip
+            print("    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items())
+                  + f"; readings {cpu['readings'] / total * 1e6:.1f} us/read ({readings_sys:.2f} s of it in the kernel; idle, it uses {idle:.2f} CPU s/s)")  # fmt: skip
             print(f"    bare copy_records_to_table:          {copy:7.2f} s  {copy_rate:10,.0f} reads/s")
+            print("    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in copy_cpu.items()))
+            rss, peak = rss_kb(service.pid)
+            print(f"    readings RSS after {rss / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB")
             print(f"    ratio end-to-end / copy: {e2e_rate / copy_rate:.1%}   goals: >= 100,000 reads/s "
                   f"[{'PASS' if e2e_rate >= 100_000 else 'FAIL'}], >= 50% of copy [{'PASS' if e2e_rate >= copy_rate / 2 else 'FAIL'}]")  # fmt: skip
 
@@ -383,23 +442,37 @@ async def ingest_streamed(
     base: str, headers: dict[str, str], devices: list[DeviceRegistered], batches: int, size: int, counter: IngestedCounter
 ) -> float:
     async def client(device: DeviceRegistered) -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=300) as http:
+        async with meter_client(base) as http:
             for b in range(batches):
                 reads = [
                     {"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + (b * size + i + 1) * MINUTE), "value": 100}
                     for i in range(size)
                 ]
-                body = orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads})
-                response = await http.post(
-                    f"/api/meter-reads/new/{device.external_id}", content=body, headers={**headers, "Content-Type": "application/json"}
-                )
-                if response.status_code != 201:
-                    raise RuntimeError(f"{response.status_code}: {response.text[:500]}")
+                await post_reads(http, device.external_id, orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads}), headers)
 
     start = time.perf_counter()
     await asyncio.gather(*(client(d) for d in devices))
     await asyncio.wait_for(counter.done.wait(), 1800)
     return time.perf_counter() - start
+
+
+def tree_cpu_seconds(pid: int | None, children: bool = True) -> float:
+    """CPU of a process (and its live children: postgres backends), user + system."""
+    if pid is None:
+        return 0.0
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True) if children else []
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -414,5 +487,7 @@ if __name__ == "__main__":
     parser.add_argument("--batches-per-client", type=int, default=10)
     parser.add_argument("--rss-reads", type=int, default=1_000_000)
     parser.add_argument("--direct", action="store_true", help="clients call the readings service, not the gateway")
+    parser.add_argument("--processes", type=int, default=1, help="readings processes (more than 1: clients call them directly)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
+    parser.add_argument("--profile", default="", help="write a cProfile of the readings service to this file")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -112,6 +112,15 @@ def test_links_sharing_a_cursor_share_requests():
     ]
 
 
+def test_reads_of_a_poll_go_out_oldest_first():
+    # Kazam lists transactions newest first; readings takes a charger's Delta reads only in time order.
+    newest = {**FINISHED, "txn_id": "newest", "start_time": 1663620000, "end_time": 1663621000}
+    middle = {**FINISHED, "txn_id": "middle", "start_time": 1663615000, "end_time": 1663616000}
+    outcome = domain.plan([newest, middle, FINISHED], {LINK.charger_id: LINK}, window_end=1663630000)
+    assert list(outcome.reads) == ["1234567890", "middle", "newest"]
+    assert [r[0] for r in outcome.records] == ["1234567890", "middle", "newest"]
+
+
 def test_plan_sorts_a_poll():
     other = Link("ggw52e", 8, "ev-2", 3, LINKED_AT, 1663588800)
     links = {LINK.charger_id: LINK, other.charger_id: other}

@@ -16,7 +16,7 @@ from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.kazam import KazamClient
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
-from opendrec_contracts import DeviceRegistered, OrganizationRegistered
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, OrganizationRegistered
 from opendrec_kit.organizations import find_organization
 from opendrec_devstack.net import free_port, wait_for_port
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started, wait_for_event
@@ -390,3 +390,36 @@ async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizati
     # an admin links for the Developer organization it names
     by_admin = await attempt({"organizationId": developer}, admin)
     assert by_admin.status_code == 201 and by_admin.json()["organizationId"] == developer
+
+
+async def test_links_follow_device_renames_deletions_and_reused_external_ids(gateway, kafka_bootstrap):
+    _, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    await register(kafka_bootstrap, device_id, org, ext)
+    await link(client, issuer, org, charger, ext)
+
+    # renamed: linkable under the new external id only
+    renamed = f"{ext}-renamed"
+    update = DeviceUpdated(
+        device_id=device_id, device_uuid=uuid.uuid4(), external_id=renamed, organization_id=org, capacity_kw=7.4,
+        country_code="IND", fuel_code="ES100", device_type_code="TC120", commissioning_date=datetime(2023, 1, 1, tzinfo=UTC),
+        onboarded_at=datetime.now(UTC),
+    )  # fmt: skip
+    await publish_events(kafka_bootstrap, [update], producer="devices")
+    second = f"ch{uuid.uuid4().hex[:8]}"
+    await link(client, issuer, org, second, renamed)
+    old_name = await client.post("/api/charger", json={"chargerId": f"ch{uuid.uuid4().hex[:8]}", "externalId": ext}, headers=headers(issuer, org))
+    assert old_name.status_code == 404
+
+    # deleted: its chargers are unlinked (no longer polled) and the external id is free for a new device
+    await publish_events(kafka_bootstrap, [DeviceDeleted(device_id=device_id, external_id=renamed, organization_id=org)], producer="devices")
+
+    async def unlinked():
+        listed = (await client.get("/api/charger", headers=headers(issuer, org))).json()
+        return listed == []
+
+    await eventually(unlinked)
+    new_device = device_id + 7
+    await register(kafka_bootstrap, new_device, org, renamed)
+    relinked = await link(client, issuer, org, charger, renamed)
+    assert relinked["deviceId"] == new_device

@@ -82,6 +82,8 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
+            # Cleared before reading the table: a NOTIFY arriving during the publish below wakes the next wait.
+            self._wake.clear()
             try:
                 sent = await self.publish_pending()
                 self.healthy = True
@@ -96,7 +98,6 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
 

@@ -15,6 +15,8 @@ def build(settings: Settings) -> ServiceRuntime:
     )
     runtime.include_router(api.router)
     runtime.subscribe("device.registered", handlers.on_device_registered)
+    runtime.subscribe("device.updated", handlers.on_device_updated)
+    runtime.subscribe("device.deleted", handlers.on_device_deleted)
     # organization_directory: the Developer organizations an API user links chargers for
     runtime.follow_organizations()
 

@@ -129,6 +129,11 @@ class Outcome:
     ignored: int = 0
 
 
+def _end_order(txn: Mapping[str, Any]) -> tuple[bool, int]:
+    end = unix(txn.get("end_time"))
+    return (end is None, end or 0)
+
+
 def plan(transactions: Iterable[Mapping[str, Any]], links: Mapping[str, Link], window_end: int) -> Outcome:
     """Sort a poll's transactions into reads to submit, transactions to skip (with the reason) and
     new cursors. Transactions of other chargers, ongoing ones and ones that ended before their
@@ -136,7 +141,9 @@ def plan(transactions: Iterable[Mapping[str, Any]], links: Mapping[str, Link], w
     outcome = Outcome(records=[], reads={}, cursors={})
     ongoing: dict[str, list[int]] = defaultdict(list)
     seen: set[str] = set()
-    for txn in transactions:
+    # Oldest end first: Kazam answers newest first, but a charger's Delta reads must arrive in time order
+    # (readings refuses a Delta that does not end after the previous one).
+    for txn in sorted(transactions, key=_end_order):
         link = links.get(str(txn.get("device_id")))
         txn_id = txn.get("txn_id")
         if link is None or txn_id is None or str(txn_id) in seen:

@@ -19,10 +19,20 @@ class ChargerTaken(Exception):
 async def upsert_device(
     conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, onboarded_at: datetime
 ) -> None:
+    """The device as announced (registered or updated). Another live row holding the same external id
+    is a device the owner deleted (its device.deleted may not have arrived yet: topics are not ordered)."""
+    await conn.execute(
+        "UPDATE devices SET deleted_at = now() "
+        "WHERE organization_id = $1 AND external_id = $2 AND device_id <> $3 AND deleted_at IS NULL",
+        organization_id,
+        external_id,
+        device_id,
+    )
     await conn.execute(
         "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (device_id) DO UPDATE SET external_id = EXCLUDED.external_id, "
-        "organization_id = EXCLUDED.organization_id, onboarded_at = EXCLUDED.onboarded_at",
+        "organization_id = EXCLUDED.organization_id, onboarded_at = EXCLUDED.onboarded_at "
+        "WHERE devices.deleted_at IS NULL",
         device_id,
         external_id,
         organization_id,
@@ -30,9 +40,18 @@ async def upsert_device(
     )
 
 
+async def delete_device(conn: asyncpg.Connection, device_id: int) -> int:
+    """Mark the device deleted and remove its charger links (their chargers are no longer polled);
+    returns how many links were removed."""
+    await conn.execute("UPDATE devices SET deleted_at = now() WHERE device_id = $1 AND deleted_at IS NULL", device_id)
+    status = await conn.execute("DELETE FROM charger_links WHERE device_id = $1", device_id)
+    return int(status.split()[-1])
+
+
 async def find_device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT device_id, external_id, organization_id FROM devices WHERE organization_id = $1 AND external_id = $2",
+        "SELECT device_id, external_id, organization_id FROM devices "
+        "WHERE organization_id = $1 AND external_id = $2 AND deleted_at IS NULL",
         organization_id,
         external_id,
     )

@@ -61,7 +61,7 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class _MeterReadsEnvelope(MeterReadsIn):
-    # The body without judging each read: those are checked by _plain_reads, in one tight loop.
+    # The body without judging each read: those are checked by _plain_reads, a column at a time.
     reads: list[Any] = Field(min_length=1, max_length=MAX_READS_PER_REQUEST)  # type: ignore[assignment]
 
 
