@@ -73,6 +73,9 @@ async def test_the_log_is_paged_with_totals_and_bad_paging_is_refused(world):
     second = (await client.get(LOG, params={**params, "pageNumber": 2}, headers=world["as_a"])).json()
     assert [c["energyWh"] for c in first["certificates"]] == [10, 20] and [c["energyWh"] for c in second["certificates"]] == [30]
     assert first["totalPages"] == second["totalPages"] == 2 and first["totalCount"] == 3 and second["currentPage"] == 2
+    beyond = (await client.get(LOG, params={**params, "pageNumber": 5}, headers=world["as_a"])).json()
+    assert beyond["certificates"] == [] and beyond["currentPage"] == 5
+    assert (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (3, 60, 2)  # over the whole log, not the page
     for bad in ({"pageNumber": 0}, {"pageNumber": "one"}, {"limit": 0}, {"limit": 1001}, {"organizationId": "x"}):
         r = await client.get(LOG, params={**params, **bad}, headers=world["as_a"])
         assert r.status_code == 400 and r.json()["details"][0]["field"] in bad, (bad, r.text)

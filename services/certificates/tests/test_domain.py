@@ -94,3 +94,10 @@ def test_an_early_end_moves_the_window_end_and_a_later_one_does_not():
     assert effective_end(T0 + 10 * H, T0 + 12 * H) == T0 + 10 * H
     # Ended before it started: an empty window, nothing is certified.
     assert allocate([Read(1, T0, T0 + H, 1000, 0)], res(start=T0 + H, end=effective_end(T0 + 10 * H, T0))) == []
+
+
+def test_an_organizations_log_is_of_its_devices_or_its_reservations():
+    from opendrec_certificates.domain import organization_view
+
+    assert organization_view("Developer") == "owner" and organization_view("Buyer") == "buyer"
+    assert organization_view("Admin") is None and organization_view("ApiUser") is None

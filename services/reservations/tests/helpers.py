@@ -10,23 +10,22 @@ from opendrec_contracts import DeviceRegistered
 from opendrec_kit.testing import eventually, publish_events
 
 PERMS = {"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"}
-T0 = datetime(2025, 6, 1, tzinfo=UTC)
+# Reservations must end after now: default windows start at a midnight a month ahead.
+T0 = (datetime.now(UTC) + timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def registered(device_id, org=500):
+    return DeviceRegistered(
+        device_id=device_id, device_uuid=uuid.uuid4(), external_id=f"d{device_id}", organization_id=org, capacity_kw=100,
+        country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=T0 - timedelta(days=400),
+        onboarded_at=T0 - timedelta(days=10),
+    )
 
 
 async def devices(runtime, kafka_bootstrap, n=2, org=500):
     """Registers `n` new devices (device.registered) and waits until the service knows them."""
     ids = [uuid.uuid4().int % 10**9 for _ in range(n)]
-    await publish_events(
-        kafka_bootstrap,
-        [
-            DeviceRegistered(
-                device_id=i, device_uuid=uuid.uuid4(), external_id=f"d{i}", organization_id=org, capacity_kw=100,
-                country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=T0 - timedelta(days=400),
-                onboarded_at=T0 - timedelta(days=10),
-            )
-            for i in ids
-        ],
-    )
+    await publish_events(kafka_bootstrap, [registered(i, org) for i in ids])
 
     async def known():
         return await runtime.pool.fetchval("SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", ids) == n

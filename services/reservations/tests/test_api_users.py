@@ -180,3 +180,16 @@ async def test_openapi_documents_access_of_the_api_user_paths(world):
         assert "ApiUser" in op["x-roles"] and "DeviceOwner" not in op["x-roles"]
     names = {p["name"] for p in spec["/api/buyer-reservation"]["get"]["parameters"]}
     assert {"apiuserId", "organizationId", "pageNumber", "limit"} <= names
+
+
+async def test_an_admin_reserves_for_a_buyer_organization_it_names(world, kafka_bootstrap):
+    client, orgs, admin = world["client"], world["orgs"], world["admin"]
+    [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
+    body = payload([device])
+    for path, json in (("/api/device-group", body), ("/api/buyer-reservation", body), ("/api/device-group", {**body, "organizationId": 1})):
+        r = await client.post(path, json=json, headers=admin)
+        assert r.status_code == 400 and "Buyer organization" in r.json()["message"], (path, r.text)
+    developer = await client.post(f"/api/buyer-reservation?orgId={orgs['a_dev']}", json=body, headers=admin)
+    assert developer.status_code == 403 and "Developer organization" in developer.json()["message"]
+    made = await client.post(f"/api/buyer-reservation?orgId={orgs['a_buyer']}", json=body, headers=admin)
+    assert made.status_code == 201 and made.json()["organizationId"] == orgs["a_buyer"] and made.json()["deviceIds"] == [device]

@@ -7,7 +7,9 @@ from opendrec_reservations.domain import (
     DeviceState,
     Page,
     Window,
+    refuse_buyer,
     refuse_end,
+    refuse_window,
     same_api_user,
     select_devices,
     state_of,
@@ -58,3 +60,20 @@ def test_pages_and_api_user_ids():
     assert Page(3, 20).offset == 40 and total_pages(0, 20) == 0 and total_pages(41, 20) == 3
     me = uuid.uuid4()
     assert same_api_user(str(me).upper(), me) and not same_api_user(None, me) and not same_api_user("x", me)
+
+
+def test_deleted_devices_are_refused():
+    sel = select_devices([1, 2], {1: DeviceState(1, 10, deleted=True), 2: DeviceState(2, 10)}, Window(T0, T0 + D))
+    assert sel.accepted == [2] and sel.refused == {1: "device deleted"}
+
+
+def test_a_window_must_end_after_now():
+    assert refuse_window(Window(T0 - D, T0 + D), T0) is None
+    assert "is in the past" in refuse_window(Window(T0 - D, T0), T0)
+
+
+def test_an_admin_names_a_buyer_organization():
+    assert "organizationId is required" in refuse_buyer("Admin", 1, "Admin", None)
+    assert "your own Admin organization" in refuse_buyer("Admin", 1, "Admin", 1)
+    assert refuse_buyer("Admin", 1, "Admin", 7) is None  # acting_organization checks it is a Buyer organization
+    assert refuse_buyer("Buyer", 7, "Buyer", None) is None

@@ -8,7 +8,7 @@ import pytest
 from opendrec_kit.testing import eventually, wait_for_event
 from opendrec_reservations import lifecycle
 
-from .helpers import T0, all_events, buyer, devices, outbox_drained, payload, reserve
+from .helpers import all_events, buyer, devices, outbox_drained, payload, reserve
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -66,9 +66,11 @@ async def test_a_buyer_ending_while_a_sweep_runs_ends_each_reservation_once(serv
 async def test_the_background_sweep_ends_a_reservation_whose_end_date_passed(service, kafka_bootstrap):
     runtime, client, issuer = service
     [device] = await devices(runtime, kafka_bootstrap, n=1)
-    past = await reserve(client, buyer(issuer, org=711), [device], start=T0, end=T0 + DAY)
+    now = datetime.now(UTC)
+    end = now + timedelta(seconds=2)  # a reservation must end after now: this one ends while we wait
+    past = await reserve(client, buyer(issuer, org=711), [device], start=now - DAY, end=end)
     event, _ = await wait_for_event(kafka_bootstrap, "reservation.ended", ended_for({past["devicegroup_uid"]}))
-    assert event["payload"]["reason"] == "expired" and event["payload"]["ended_at"].startswith("2025-06-02T00:00:00")
+    assert event["payload"]["reason"] == "expired" and datetime.fromisoformat(event["payload"]["ended_at"]) == end
     again = await client.post(f"/api/device-group/{past['id']}/end", headers=buyer(issuer, org=711))
     assert again.status_code == 409 and "already ended" in again.json()["message"] and "end date passed" in again.json()["message"]
 

@@ -74,6 +74,15 @@ def total_pages(total: int, limit: int) -> int:
     return -(-total // limit)
 
 
+ORGANIZATION_VIEWS = {"Developer": "owner", "Buyer": "buyer"}
+
+
+def organization_view(organization_type: str) -> str | None:
+    """Which certificates an organization's log shows: a Developer's are those of its devices ("owner"),
+    a Buyer's those of its reservations ("buyer"); other kinds of organization have none (None)."""
+    return ORGANIZATION_VIEWS.get(organization_type)
+
+
 def share_in_window(read: Read, start: datetime, end: datetime) -> tuple[int, datetime, datetime] | None:
     """The Wh of `read` inside [start, end) and the overlapping interval, or None when they don't meet."""
     if read.end <= read.start:  # an instant: inside when its time is

@@ -132,12 +132,49 @@ async def device_owner(conn: asyncpg.Connection, device_id: int) -> asyncpg.Reco
 async def certificates_of_reservation(
     conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None, limit: int, offset: int
 ) -> list[asyncpg.Record]:
+    """One page of the reservation's certificates (of one owner's devices, if given), by generation start."""
     return await conn.fetch(
-        """SELECT c.*, d.external_id, count(*) OVER () AS total, sum(c.energy_wh) OVER () AS total_wh
+        """SELECT c.*, d.external_id
            FROM certificates c LEFT JOIN devices d ON d.device_id = c.device_id
            WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR c.owner_organization_id = $2)
            ORDER BY c.generation_start, c.id LIMIT $3 OFFSET $4""",
         reservation_id, owner_organization_id, limit, offset,
+    )
+
+
+async def reservation_totals(conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None) -> asyncpg.Record:
+    """How many certificates and Wh the whole view holds (not one page): `count`, `energy_wh`."""
+    return await conn.fetchrow(
+        """SELECT count(*) AS count, coalesce(sum(energy_wh), 0)::bigint AS energy_wh FROM certificates
+           WHERE reservation_id = $1 AND ($2::bigint IS NULL OR owner_organization_id = $2)""",
+        reservation_id, owner_organization_id,
+    )
+
+
+async def organization_certificates(
+    conn: asyncpg.Connection, owner_organization_id: int | None, buyer_organization_id: int | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """One page of the certificates of an organization's devices (owner) or of its reservations (buyer), or all
+    (neither given), newest reservation first, then by generation start; with the reservation's uid and name."""
+    return await conn.fetch(
+        """SELECT c.*, d.external_id, r.uid AS reservation_uid, r.name AS reservation_name
+           FROM certificates c
+           JOIN reservations r ON r.reservation_id = c.reservation_id
+           LEFT JOIN devices d ON d.device_id = c.device_id
+           WHERE ($1::bigint IS NULL OR c.owner_organization_id = $1) AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
+           ORDER BY c.reservation_id DESC, c.generation_start, c.id LIMIT $3 OFFSET $4""",
+        owner_organization_id, buyer_organization_id, limit, offset,
+    )
+
+
+async def organization_totals(
+    conn: asyncpg.Connection, owner_organization_id: int | None, buyer_organization_id: int | None
+) -> asyncpg.Record:
+    """`count` and `energy_wh` of the whole view of organization_certificates."""
+    return await conn.fetchrow(
+        """SELECT count(*) AS count, coalesce(sum(energy_wh), 0)::bigint AS energy_wh FROM certificates
+           WHERE ($1::bigint IS NULL OR owner_organization_id = $1) AND ($2::bigint IS NULL OR buyer_organization_id = $2)""",
+        owner_organization_id, buyer_organization_id,
     )
 
 

@@ -125,9 +125,15 @@ async def _page(pool: asyncpg.Pool, organizations: list[int] | None, page: domai
 
 
 async def create(body: NewReservation, user: Principal, pool: asyncpg.Pool, organization_id: int | None) -> dict:
+    refusal = domain.refuse_buyer(user.role, user.organization_id, user.organization_type, organization_id)
+    if refusal:
+        raise ApiError(400, refusal)
     async with pool.acquire() as conn:
         buyer_organization_id = await acting_organization(conn, user, organization_id, organization_type=BUYER)
     window = domain.Window(body.reservationStartDate, body.reservationEndDate)
+    refusal = domain.refuse_window(window, datetime.now(UTC))
+    if refusal:
+        raise ApiError(400, refusal, [{"field": "reservationEndDate", "message": refusal}])
     async with pool.acquire() as conn, conn.transaction():
         known = await store.lock_devices(conn, body.deviceIds)
         selection = domain.select_devices(body.deviceIds, known, window)

@@ -10,6 +10,7 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="OpenDREC reservations", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     runtime.subscribe("device.registered", handlers.on_device_registered)
+    runtime.subscribe("device.deleted", handlers.on_device_deleted)
     runtime.follow_organizations()
 
     async def start_expiry_sweep(rt: ServiceRuntime) -> None:

@@ -26,6 +26,7 @@ class DeviceState:
     device_id: int
     organization_id: int
     reserved: list[Window] = field(default_factory=list)  # windows of the device's reservations, up to their effective end
+    deleted: bool = False  # deleted in the devices service (device.deleted)
 
 
 @dataclass
@@ -44,11 +45,33 @@ def select_devices(
         device = known.get(device_id)
         if device is None:
             refused[device_id] = "unknown device"
+        elif device.deleted:
+            refused[device_id] = "device deleted"
         elif any(window.overlaps(w) for w in device.reserved):
             refused[device_id] = "already reserved in an overlapping window"
         else:
             accepted.append(device_id)
     return Selection(accepted, refused)
+
+
+def refuse_window(window: Window, now: datetime) -> str | None:
+    """Why a reservation can't be made over `window` now (None: it can). One ending in the past would be made
+    and ended at once by the expiry sweep; a start in the past is fine (energy generated since then counts)."""
+    if window.end <= now:
+        return f"reservationEndDate {window.end.isoformat()} is in the past: a reservation must end after now"
+    return None
+
+
+def refuse_buyer(role: str, own_organization_id: int, own_organization_type: str, named: int | None) -> str | None:
+    """Why this reservation can't be made for the organization named (None: acting_organization decides).
+    An admin reserves for a Buyer organization it names, not for its own Admin organization."""
+    if role != "Admin" or own_organization_type == "Buyer":
+        return None
+    if named is None:
+        return "organizationId is required: an admin reserves for a Buyer organization it names (orgId or body organizationId)"
+    if named == own_organization_id:
+        return f"Organization {named} is your own {own_organization_type} organization; an admin reserves for a Buyer organization"
+    return None
 
 
 def target_wh(target_mwh: Decimal | None) -> int | None:

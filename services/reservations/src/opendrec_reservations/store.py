@@ -10,21 +10,37 @@ import asyncpg
 from .domain import DeviceState, Window
 
 
+async def lock_device_change(conn: asyncpg.Connection, device_id: int) -> None:
+    """Registration and deletion of one device (two topics) are handled one after the other, so neither
+    misses the other's uncommitted row: a deletion heard first is always seen by a late registration."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"reservations.device:{device_id}")
+
+
 async def upsert_device(
     conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, capacity_kw: float, country_code: str, onboarded_at: datetime
 ) -> None:
+    """A device registered after its deletion was heard is stored deleted (never revived)."""
     await conn.execute(
-        """INSERT INTO devices (device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        """INSERT INTO devices (device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at, deleted_at)
+           VALUES ($1, $2, $3, $4, $5, $6, (SELECT deleted_at FROM deleted_devices WHERE device_id = $1))
            ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, capacity_kw = $4, country_code = $5""",
         device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at,
     )
 
 
+async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: datetime) -> None:
+    """Remember the deletion (even of a device not known yet) and mark the device: it can't be reserved any more.
+    The UPDATE takes the device's row lock, so a reservation deciding on it meanwhile finishes first."""
+    await conn.execute(
+        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", device_id, deleted_at
+    )
+    await conn.execute("UPDATE devices SET deleted_at = $2 WHERE device_id = $1 AND deleted_at IS NULL", device_id, deleted_at)
+
+
 async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, DeviceState]:
     """The devices with their reservation windows, row-locked so two reservations can't race for one device."""
     rows = await conn.fetch(
-        "SELECT device_id, organization_id FROM devices WHERE device_id = ANY($1::bigint[]) ORDER BY device_id FOR UPDATE",
+        "SELECT device_id, organization_id, deleted_at FROM devices WHERE device_id = ANY($1::bigint[]) ORDER BY device_id FOR UPDATE",
         device_ids,
     )
     # A reservation holds its devices up to its effective end: an early end frees the rest of the window
@@ -38,7 +54,10 @@ async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[
     reserved: dict[int, list[Window]] = {}
     for w in windows:
         reserved.setdefault(w["device_id"], []).append(Window(w["reservation_start"], w["reservation_end"]))
-    return {r["device_id"]: DeviceState(r["device_id"], r["organization_id"], reserved.get(r["device_id"], [])) for r in rows}
+    return {
+        r["device_id"]: DeviceState(r["device_id"], r["organization_id"], reserved.get(r["device_id"], []), r["deleted_at"] is not None)
+        for r in rows
+    }
 
 
 async def insert_reservation(
