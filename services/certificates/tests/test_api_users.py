@@ -5,8 +5,7 @@ import uuid
 import pytest
 
 from opendrec_contracts import OrganizationRegistered
-from opendrec_kit.organizations import find_organization
-from opendrec_kit.testing import eventually, publish_events
+from opendrec_kit.testing import announce_organizations, eventually, publish_events
 
 from .helpers import PERMS, _equals, ids, reads, reservation, total_certified
 
@@ -22,14 +21,12 @@ async def world(service, kafka_bootstrap):
     base = 820_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     orgs = {"a_buyer": base + 1, "a_buyer2": base + 2, "a_dev": base + 3, "b_buyer": base + 4}
-    await publish_events(kafka_bootstrap, [
+    await announce_organizations(kafka_bootstrap, runtime, [
         OrganizationRegistered(organization_id=orgs["a_buyer"], name=f"a buyer {base}", organization_type="Buyer", api_user_id=a),
         OrganizationRegistered(organization_id=orgs["a_buyer2"], name=f"a buyer2 {base}", organization_type="Buyer", api_user_id=a),
         OrganizationRegistered(organization_id=orgs["a_dev"], name=f"a dev {base}", organization_type="Developer", api_user_id=a),
         OrganizationRegistered(organization_id=orgs["b_buyer"], name=f"b buyer {base}", organization_type="Buyer", api_user_id=b),
     ])
-    for org in orgs.values():
-        await eventually(lambda org=org: find_organization(runtime.pool, org))
     dev, res = ids()
     created = reservation(res, dev, orgs["a_buyer"])
     await publish_events(kafka_bootstrap, [created, reads(dev, orgs["a_dev"], [10, 20, 30])])

@@ -183,3 +183,13 @@ async def publish_events(bootstrap: str, events: list[Any], producer: str = "tes
         bootstrap, [(topic_of(e.TYPE), e.key(), env.model_dump_json().encode()) for e, env in zip(events, envelopes, strict=True)]
     )
     return envelopes
+
+
+async def announce_organizations(bootstrap: str, runtime: ServiceRuntime, organizations: list[Any]) -> None:
+    """Publish organization.registered events as identity would, and wait until `runtime`'s
+    organization directory knows every one of them (for tests of `acting_organization`)."""
+    from .organizations import find_organization
+
+    await publish_events(bootstrap, organizations, producer="identity")
+    for organization in organizations:
+        await eventually(lambda o=organization: find_organization(runtime.pool, o.organization_id))

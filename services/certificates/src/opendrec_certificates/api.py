@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 
 from opendrec_kit import ApiError, Pool, Principal, permission
+from opendrec_kit.paging import page_query
 from opendrec_kit.organizations import acting_organization, find_organization, visible_organizations
 
 from . import domain, store
@@ -22,17 +23,7 @@ OrganizationId = Annotated[
 ]
 
 
-def paging(
-    pageNumber: Annotated[int | None, Query(ge=1, le=1_000_000, description="1-based page number (default 1)")] = None,  # noqa: N803 (D-REC names)
-    pagenumber: Annotated[int | None, Query(ge=1, le=1_000_000, include_in_schema=False)] = None,  # older spelling
-    limit: Annotated[int, Query(ge=1, le=1000, description="certificates per page")] = 100,
-) -> domain.Page:
-    if pageNumber is not None and pagenumber is not None and pageNumber != pagenumber:
-        raise ApiError(400, "pageNumber and pagenumber disagree: give one of them")
-    return domain.Page(pageNumber or pagenumber or 1, limit)
-
-
-Paging = Annotated[domain.Page, Depends(paging)]
+Paging = Annotated[domain.Page, Depends(page_query(default_limit=100, max_limit=1000, what="certificates"))]
 
 
 def _certificate(row) -> dict:  # noqa: ANN001

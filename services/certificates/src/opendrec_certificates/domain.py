@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,6 @@ def effective_end(end: datetime, ended_at: datetime | None) -> datetime:
     return min(end, ended_at) if ended_at is not None else end
 
 
-@dataclass(frozen=True)
-class Page:
-    number: int  # 1-based
-    limit: int
-
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.limit
-
-
-def total_pages(total: int, limit: int) -> int:
-    return -(-total // limit)
 
 
 ORGANIZATION_VIEWS = {"Developer": "owner", "Buyer": "buyer"}

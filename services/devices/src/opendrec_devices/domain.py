@@ -13,6 +13,7 @@ import pycountry
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 
 from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES
+from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 MAX_EXTERNAL_ID = 200
 
@@ -300,8 +301,6 @@ def deletion_refusal(active_reservations: list[int], certified_wh: int) -> str |
     return "The device cannot be deleted: " + " and ".join(reasons)
 
 
-def total_pages(total: int, limit: int) -> int:
-    return (total + limit - 1) // limit
 
 
 # ---------------------------------------------------------------- access

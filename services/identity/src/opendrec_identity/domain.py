@@ -16,6 +16,7 @@ from typing import Any
 # Roles, modules and default grants are the platform's contract: identity seeds its tables from them
 # (tests check the migration) and other services document their endpoints' roles from them.
 from opendrec_contracts.access import ACTION_LETTERS, ADMIN, MODULES, ROLES  # noqa: F401 (re-exported)
+from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 # -- roles, organization types, modules -------------------------------------------------
 
@@ -314,15 +315,3 @@ def check_member_role(organization_type: str, role: str) -> str:
     return role
 
 
-@dataclass(frozen=True)
-class Page:
-    number: int  # 1-based
-    limit: int
-
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.limit
-
-
-def total_pages(total: int, limit: int) -> int:
-    return math.ceil(total / limit) if total else 0

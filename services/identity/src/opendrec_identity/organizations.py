@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
+from opendrec_kit.paging import page_query
 from opendrec_kit.auth import only_roles
 
 from . import domain, store
@@ -34,14 +35,7 @@ def organization_out(row: Any) -> dict[str, Any]:
     }
 
 
-def paging(
-    pageNumber: int = Query(1, ge=1, description="1-based page number"),  # noqa: N803 (D-REC names)
-    limit: int = Query(10, ge=1, le=100, description="items per page"),
-) -> domain.Page:
-    return domain.Page(pageNumber, limit)
-
-
-Paging = Depends(paging)
+Paging = Depends(page_query(default_limit=10, max_limit=100))
 
 
 class UsersPage(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from opendrec_contracts import ReservationCreated
 from opendrec_kit import ApiError, Pool, Principal, outbox, permission
+from opendrec_kit.paging import page_query
 from opendrec_kit.organizations import acting_organization, api_user_organizations, visible_organizations
 
 from . import domain, lifecycle, store
@@ -81,17 +82,7 @@ def _as_json(row, now: datetime) -> dict:  # noqa: ANN001
     }
 
 
-def paging(
-    pageNumber: Annotated[int | None, Query(ge=1, le=1_000_000, description="1-based page number (default 1)")] = None,  # noqa: N803 (D-REC names)
-    pagenumber: Annotated[int | None, Query(ge=1, le=1_000_000, include_in_schema=False)] = None,  # older spelling
-    limit: Annotated[int, Query(ge=1, le=100, description="items per page")] = 20,
-) -> domain.Page:
-    if pageNumber is not None and pagenumber is not None and pageNumber != pagenumber:
-        raise ApiError(400, "pageNumber and pagenumber disagree: give one of them")
-    return domain.Page(pageNumber or pagenumber or 1, limit)
-
-
-Paging = Annotated[domain.Page, Depends(paging)]
+Paging = Annotated[domain.Page, Depends(page_query(default_limit=20, max_limit=100, what="items"))]
 
 
 async def _scope(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 WH_PER_MWH = 1_000_000
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly")
@@ -114,18 +114,6 @@ def refuse_end(reservation_id: int, end: datetime, ended_at: datetime | None, en
 # -- paging and who may list ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Page:
-    number: int  # 1-based
-    limit: int
-
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.limit
-
-
-def total_pages(total: int, limit: int) -> int:
-    return math.ceil(total / limit) if total else 0
 
 
 def same_api_user(own: str | None, named: uuid.UUID) -> bool:
