@@ -197,7 +197,7 @@ class IngestedCounter:
                 for r in records:
                     payload = orjson.loads(r.value)["payload"]
                     if payload["device_id"] in self.devices:
-                        self.reads += len(payload["reads"])
+                        self.reads += len(payload["values_wh"])
             if self.target and self.reads >= self.target:
                 self.done.set()
 

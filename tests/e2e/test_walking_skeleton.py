@@ -129,7 +129,7 @@ async def test_walking_skeleton(platform):
         # plausibility rule bounds what 2 MW can make in milliseconds.)
         await post_read(http, dev, external_id, datetime.now(UTC), 1)
         ingested, _ = await wait_for_event(platform.kafka_bootstrap, "read.ingested", lambda e: e["payload"]["external_id"] == external_id)
-        assert [r["value_wh"] for r in ingested["payload"]["reads"]] == [1]
+        assert ingested["version"] == 2 and ingested["payload"]["values_wh"] == [1]
 
         # 4. A buyer registers, logs in and reserves the device, hourly.
         buyer_token, _ = await register_and_login(http, "Buyer")

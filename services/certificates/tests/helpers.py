@@ -3,7 +3,7 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from opendrec_contracts import MeterRead, ReadIngested, ReservationCreated
+from opendrec_contracts import ReadIngested, ReservationCreated
 
 T0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -37,7 +37,7 @@ def reads(device_id, owner_org, values, start=T0):
         external_id=f"ext-{device_id}",
         organization_id=owner_org,
         read_type="Delta",
-        reads=[MeterRead(start=start + i * H, end=start + (i + 1) * H, value_wh=v) for i, v in enumerate(values)],
+        **ReadIngested.columns([start + i * H for i in range(len(values))], [start + (i + 1) * H for i in range(len(values))], list(values)),
     )
 
 

@@ -7,10 +7,14 @@ Energy is always in watt-hours (integers), times are timezone-aware UTC.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from operator import eq, lt, sub
+from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+_MICROSECOND = timedelta(microseconds=1)
 
 OrganizationType = Literal["Developer", "Buyer", "ApiUser"]
 ReadType = Literal["History", "Delta", "Aggregate"]
@@ -112,9 +116,16 @@ class ReadSubmitted(Event):
 
 
 class ReadIngested(Event):
-    """A batch of accepted reads of one device."""
+    """A batch of accepted reads of one device, as energy intervals, in columns.
+
+    Interval i runs from `origin + starts_us[i]` to `origin + ends_us[i]` (microseconds) and
+    carries `values_wh[i]`. Without `starts_us` the intervals are consecutive: each starts where
+    the one before ended, the first at `origin` (every Delta batch). v1 listed the intervals as
+    {start, end, value_wh} objects, ~75 bytes a read; this is ~17, and a batch is one message.
+    """
 
     TYPE = "read.ingested"
+    VERSION = 2
     KEY = "device_id"
 
     batch_id: uuid.UUID
@@ -122,7 +133,64 @@ class ReadIngested(Event):
     external_id: str
     organization_id: int
     read_type: ReadType
-    reads: list[MeterRead] = Field(min_length=1)
+    origin: AwareDatetime  # the earliest start
+    ends_us: list[int] = Field(min_length=1)
+    values_wh: list[int] = Field(min_length=1)
+    starts_us: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _intervals_are_whole(self) -> ReadIngested:
+        count = len(self.ends_us)
+        if len(self.values_wh) != count or (self.starts_us is not None and len(self.starts_us) != count):
+            raise ValueError("ends_us, values_wh (and starts_us when given) must have one entry per interval")
+        if min(self.values_wh) < 0:
+            raise ValueError("values_wh must not be negative")
+        starts = self.starts_us if self.starts_us is not None else [0, *self.ends_us[:-1]]
+        if not all(map(lt, starts, self.ends_us)):
+            raise ValueError("every interval must end after it starts")
+        return self
+
+    def intervals(self) -> list[tuple[datetime, datetime, int]]:
+        """(start, end, Wh) of every interval, in the order sent."""
+        origin = self.origin
+        ends = [origin + timedelta(microseconds=e) for e in self.ends_us]
+        if self.starts_us is None:
+            starts = [origin, *ends[:-1]]
+        else:
+            starts = [origin + timedelta(microseconds=s) for s in self.starts_us]
+        return list(zip(starts, ends, self.values_wh, strict=True))
+
+    @staticmethod
+    def columns(starts: list[datetime], ends: list[datetime], values_wh: list[int]) -> dict[str, Any]:
+        """origin, ends_us, values_wh and (unless consecutive) starts_us of the intervals (starts[i], ends[i], values_wh[i])."""
+        origin = min(starts)
+        consecutive = starts[0] == origin and all(map(eq, starts[1:], ends[:-1]))
+        return {
+            "origin": origin,
+            "ends_us": _micros_after(origin, ends),
+            "values_wh": values_wh,
+            "starts_us": None if consecutive else _micros_after(origin, starts),
+        }
+
+
+def _micros_after(origin: datetime, moments: list[datetime]) -> list[int]:
+    # Meter reads are mostly evenly spaced: then every offset but the first follows by addition
+    # (a datetime difference in microseconds costs ~0.4 µs; 10,000 of them per batch add up).
+    if len(moments) > 2:
+        steps = set(map(sub, moments[1:], moments[:-1]))
+        if len(steps) == 1:
+            step = steps.pop() // _MICROSECOND
+            first = (moments[0] - origin) // _MICROSECOND
+            return list(range(first, first + step * len(moments), step)) if step else [first] * len(moments)
+    return [(m - origin) // _MICROSECOND for m in moments]
+
+
+def _read_ingested_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 listed each interval as {start, end, value_wh} (ISO 8601 instants; start always set)."""
+    reads = payload.pop("reads")
+    ends = [datetime.fromisoformat(r["end"]) for r in reads]
+    starts = [datetime.fromisoformat(r["start"]) if r.get("start") else end for r, end in zip(reads, ends, strict=True)]
+    return {**payload, **ReadIngested.columns(starts, ends, [r["value_wh"] for r in reads])}
 
 
 class ReadRejection(BaseModel):

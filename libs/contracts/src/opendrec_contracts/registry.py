@@ -24,6 +24,7 @@ from .events import (
     ReservationCreated,
     ReservationEnded,
     UserRegistered,
+    _read_ingested_v1_to_v2,
 )
 
 EVENTS: dict[str, type[Event]] = {
@@ -38,7 +39,7 @@ EVENTS: dict[str, type[Event]] = {
         ReadIngested,
         ReadRejected,
         ReservationCreated,
-    ReservationEnded,
+        ReservationEnded,
         CertificateIssued,
         AccessTokenRevoked,
     )
@@ -46,7 +47,9 @@ EVENTS: dict[str, type[Event]] = {
 
 # (type, from_version) -> function turning that version's payload into the next version's.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("read.ingested", 1): _read_ingested_v1_to_v2,
+}
 
 
 class UnknownEvent(ValueError):

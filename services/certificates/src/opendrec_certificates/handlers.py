@@ -19,8 +19,7 @@ async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> No
 
 async def on_read_ingested(event: ReadIngested, ctx: EventContext) -> None:
     rows = [
-        (event.device_id, event.organization_id, r.start or r.end, r.end, r.value_wh, event.batch_id)
-        for r in event.reads
+        (event.device_id, event.organization_id, start, end, wh, event.batch_id) for start, end, wh in event.intervals()
     ]
     await store.lock_device(ctx.conn, event.device_id)
     await store.insert_reads(ctx.conn, rows)

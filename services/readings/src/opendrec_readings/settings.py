@@ -16,11 +16,12 @@ class Settings(ServiceSettings):
     country_yields: dict[str, float] = Field(default_factory=dict)
 
     # A read.ingested event carries at most this many reads: Kafka refuses messages over 1 MiB
-    # by default and one read takes up to ~100 bytes of JSON. Larger batches are announced in
-    # several events with the same batch_id.
-    read_ingested_max_reads: int = Field(default=5_000, ge=1, le=8_000)
+    # by default and one interval takes ~17 bytes of JSON (evenly spaced, consecutive), at worst
+    # ~45 (History over years, huge values). A larger batch would go out in several events with
+    # the same batch_id; the default announces any batch (at most 10,000 reads) in one.
+    read_ingested_max_reads: int = Field(default=10_000, ge=1, le=20_000)
 
-    # Outbox rows here can be ~0.5 MB each (a whole batch of reads): relay fewer at a time.
+    # Outbox rows here can be up to ~0.4 MB each (a whole batch of reads): relay fewer at a time.
     outbox_batch_size: int = 50
 
     # Bulk read import: whether this process works on jobs, and how often it looks for ones
