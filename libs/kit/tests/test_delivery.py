@@ -1,9 +1,11 @@
 """Outbox, inbox, retries, DLQ and tracing against the real database and broker."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 from fastapi import APIRouter, Request
 from opentelemetry import trace
@@ -167,3 +169,18 @@ async def test_a_revoked_token_is_refused_within_moments(service, kafka_bootstra
 
 async def _async(value):
     return value
+
+
+async def test_replicas_starting_at_once_prepare_one_database_without_failing(postgres_url, kafka_bootstrap):
+    # HTTP_WORKERS or several replicas: each one creates its database if missing and migrates it.
+    settings = settings_for_test(ServiceSettings, postgres_url, kafka_bootstrap, service_name="sample")
+    replicas = [build(settings) for _ in range(6)]
+    await asyncio.gather(*(replica.prepare() for replica in replicas))
+    assert len({replica.database_url for replica in replicas}) == 1
+    conn = await asyncpg.connect(replicas[0].database_url)
+    try:
+        applied = await conn.fetch("SELECT migration_id FROM _yoyo_migration ORDER BY migration_id")
+    finally:
+        await conn.close()
+    ids = [r["migration_id"] for r in applied]
+    assert len(ids) == len(set(ids)) and any(i.startswith("kit-") for i in ids) and len(ids) > 3

@@ -34,8 +34,10 @@ async def ensure_database(server_url: str, name: str) -> str:
                 # Identifiers cannot be bound as parameters; the name is checked above.
                 await conn.execute(f'CREATE DATABASE "{name}"')
                 log.info("created database", extra={"database": name})
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process created it between our check and our create
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                # Another process created it between our check and our create (a create still
+                # in flight when ours started fails on pg_database's unique index instead).
+                pass
     finally:
         await conn.close()
     return with_database(server_url, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -112,12 +113,17 @@ class ServiceRuntime:
             log.error("background task crashed", exc_info=task.exception(), extra={"task": task.get_name()})
 
     # -- lifecycle --------------------------------------------------------------
-    async def start(self) -> None:
+    async def prepare(self) -> None:
+        """What must exist before serving: the database, its migrations, the topics. Idempotent."""
         s = self.settings
         self.database_url = await db.ensure_database(s.database_url, s.database_name)
         await db.migrate(self.database_url, self.migrations)
-        self.pool = await db.create_pool(self.database_url, s.database_pool_min, s.database_pool_max)
         await ensure_topics(s.kafka_bootstrap_servers, all_topics(), s.kafka_topic_partitions, s.kafka_replication_factor)
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.prepare()
+        self.pool = await db.create_pool(self.database_url, s.database_pool_min, s.database_pool_max)
         await self.broker.start()
         self.relay = OutboxRelay(self.pool, self.database_url, self.broker, s.outbox_batch_size, s.outbox_poll_interval_s)
         await self.relay.start()
@@ -187,22 +193,45 @@ class ServiceRuntime:
         async def readyz() -> JSONResponse:
             checks = await runtime.readiness()
             ready = all(v == "ok" for v in checks.values())
-            return JSONResponse({"status": "ready" if ready else "unready", "service": runtime.name, "checks": checks}, status_code=200 if ready else 503)
+            # pid: which process answered (a service may run several workers on its port).
+            return JSONResponse(
+                {"status": "ready" if ready else "unready", "service": runtime.name, "pid": os.getpid(), "checks": checks},
+                status_code=200 if ready else 503,
+            )
 
         # One span per request: no child span per body chunk received or sent (a 400 kB read batch is ~7 of each).
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"])
         app.add_middleware(RequestIdMiddleware)
         return app
 
-    def run(self) -> None:
-        """Process entry point: logging, tracing, then serve until SIGINT/SIGTERM."""
+    def setup_process(self) -> FastAPI:
+        """Logging and tracing of this process; the app to serve."""
         s = self.settings
         setup_logging(self.name, s.log_level)
         setup_tracing(self.name, s.traces_file, s.otel_exporter_otlp_endpoint)
-        config = uvicorn.Config(
-            self.app, host=s.http_host, port=s.http_port, loop="uvloop", http="httptools", log_config=None, access_log=False
-        )
-        uvicorn.Server(config).run()
+        return self.app
+
+    def run(self, worker_factory: str | None = None) -> None:
+        """Process entry point: logging, tracing, then serve until SIGINT/SIGTERM.
+
+        With HTTP_WORKERS > 1, uvicorn starts that many processes on the port, each building the
+        service anew with `worker_factory` ("module:function" returning `setup_process()`), and
+        restarts one that dies; SIGINT/SIGTERM stop them all.
+        """
+        s = self.settings
+        options: dict[str, Any] = {
+            "host": s.http_host, "port": s.http_port, "loop": "uvloop", "http": "httptools", "log_config": None, "access_log": False,
+        }  # fmt: skip
+        if s.http_workers > 1:
+            if worker_factory is None:
+                raise RuntimeError(f"{self.name} has no worker factory: it runs with HTTP_WORKERS=1 only")
+            setup_logging(self.name, s.log_level)
+            # Once, before the workers: they would otherwise all create the database and migrate at once.
+            asyncio.run(self.prepare())
+            log.info("starting workers", extra={"workers": s.http_workers})
+            uvicorn.run(worker_factory, factory=True, workers=s.http_workers, **options)
+            return
+        uvicorn.Server(uvicorn.Config(self.setup_process(), **options)).run()
 
 
 def get_runtime(request: Request) -> ServiceRuntime:

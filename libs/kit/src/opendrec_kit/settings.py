@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
     service_name: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Processes serving this service on the one port (uvicorn workers; each runs its own
+    # subscribers, sharing the consumer groups). Everything a service does is replica-safe
+    # (inbox, outbox relay under an advisory lock, jobs claimed with locks).
+    http_workers: int = Field(default=1, ge=1, le=64)
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_name_prefix: str = "opendrec_"

@@ -1,10 +1,17 @@
+from fastapi import FastAPI
+
 from .app import build
 from .settings import Settings
 
 
+def worker() -> FastAPI:
+    """One of HTTP_WORKERS processes: uvicorn calls this in each."""
+    return build(Settings()).setup_process()
+
+
 def main() -> None:
     runtime = build(Settings())
-    runtime.run()
+    runtime.run(worker_factory="opendrec_charger_gateway.__main__:worker")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 import gc
 
+from fastapi import FastAPI
+
+from opendrec_kit import ServiceRuntime
+
 from .app import build
 from .settings import Settings
 
@@ -9,12 +13,21 @@ from .settings import Settings
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
-def main() -> None:
+def prepared() -> ServiceRuntime:
     runtime = build(Settings())
     # Everything imported so far lives as long as the process: frozen, no collection walks it.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    runtime.run()
+    return runtime
+
+
+def worker() -> FastAPI:
+    """One of HTTP_WORKERS processes: uvicorn calls this in each."""
+    return prepared().setup_process()
+
+
+def main() -> None:
+    prepared().run(worker_factory="opendrec_readings.__main__:worker")
 
 
 if __name__ == "__main__":
