@@ -1,8 +1,8 @@
 """Readings benchmarks: figures printed, ratios measured in the same run (not timed tests).
 
-    python bench/readings/bench_readings.py [--clients 4] [--batch 5000] [--batches-per-client 10]
+    python bench/readings/bench_readings.py [--clients 4] [--batch 5000] [--batches-per-client 40]
                                             [--rss-reads 1000000] [--direct] [--skip a,b,c]
-                                            [--processes 1] [--profile FILE]
+                                            [--workers 1] [--profile FILE]
 
 Starts, as real processes on loopback: an embedded Postgres and a Tansu broker (devstack),
 the readings service (`python -m opendrec_readings`), and the gateway
@@ -19,8 +19,8 @@ here); with --direct, or if the gateway does not come up, clients call the servi
     Goals: >= 100,000 reads/s end to end and >= 50% of the copy.
     The clients post with aiohttp: they stand in for machines elsewhere, and httpx spent
     ~10 ms of CPU per 400 kB post on the 2 cores the system needs.
-    --processes N: N readings processes, clients spread over them (directly, not through the
-    gateway). --profile FILE: the (single) service under cProfile in CPU time
+    --workers N: the readings service with HTTP_WORKERS=N (N processes on its one port: how it
+    scales on a machine's cores); its CPU and memory are those of all its processes. --profile FILE: the (single) service under cProfile in CPU time
     (profiled_service.py); read it with pstats.
 (b) a year of hourly reads (8,760) of one device, summed per day (readType=accumulated,
     granularity=day): median and p99 latency of 200 requests, one at a time. Goal: p50 < 50 ms.
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -111,6 +112,12 @@ async def wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 60) -
                 pass
             await asyncio.sleep(0.2)
     return False
+
+
+def service_rss_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB of the readings process serving requests: the largest of its workers, or itself."""
+    pids = [child.pid for child in psutil.Process(pid).children()] or [pid]
+    return max(rss_kb(p) for p in pids)
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
@@ -221,21 +228,17 @@ async def post_reads(http: aiohttp.ClientSession, external_id: str, body: bytes,
         await response.read()
 
 
-async def ingest(
-    base: str | list[str], headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter
-) -> tuple[float, float]:
+async def ingest(base: str, headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter) -> tuple[float, float]:
     """Post every body (one client per device, batches in order); seconds until all are stored and announced,
     and until all are stored (answered 201)."""
 
-    bases = [base] if isinstance(base, str) else base
-
-    async def client(n: int, external_id: str, bodies: list[bytes]) -> None:
-        async with meter_client(bases[n % len(bases)]) as http:
+    async def client(external_id: str, bodies: list[bytes]) -> None:
+        async with meter_client(base) as http:
             for body in bodies:
                 await post_reads(http, external_id, body, headers)
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(n, e, b) for n, (e, b) in enumerate(work.items())))
+    await asyncio.gather(*(client(e, b) for e, b in work.items()))
     stored = time.perf_counter() - start
     await asyncio.wait_for(counter.done.wait(), 600)
     return time.perf_counter() - start, stored
@@ -313,24 +316,20 @@ async def main(args: argparse.Namespace) -> int:
         "LOG_LEVEL": "WARNING", "HTTP_HOST": "127.0.0.1",
     }  # fmt: skip
     profile = Path(args.profile).resolve() if args.profile else None
-    service = spawn("opendrec_readings", {**common, "HTTP_PORT": str(service_port)}, work_dir / "readings.log", profile)
+    workers = 1 if profile else args.workers
+    service = spawn(
+        "opendrec_readings", {**common, "HTTP_PORT": str(service_port), "HTTP_WORKERS": str(workers)}, work_dir / "readings.log", profile
+    )
     gateway = None
     procs = [service]
-    # --processes N: more readings processes on the same database and broker, each on its own
-    # port, the clients spread over them (directly: the gateway knows one address per service).
-    extra_ports = [free_port() for _ in range(args.processes - 1)]
-    extra = [spawn("opendrec_readings", {**common, "HTTP_PORT": str(port)}, work_dir / f"readings-{port}.log") for port in extra_ports]
-    procs += extra
     try:
-        for port, proc in [(service_port, service), *zip(extra_ports, extra, strict=True)]:
-            if not await wait_ready(f"http://127.0.0.1:{port}/readyz", proc):
-                print(f"readings service did not become ready; see the logs in {work_dir}")
-                return 1
+        if not await wait_ready(f"http://127.0.0.1:{service_port}/readyz", service):
+            print(f"readings service did not become ready; see the logs in {work_dir}")
+            return 1
+        if not await workers_ready(f"http://127.0.0.1:{service_port}/readyz", workers):
+            print(f"not every one of the {workers} readings workers answered ready within a minute: measuring anyway")
         base, path = f"http://127.0.0.1:{service_port}", "directly to the readings service"
-        bases = [base] + [f"http://127.0.0.1:{port}" for port in extra_ports]
-        if extra:
-            path = f"directly to {args.processes} readings processes"
-        if not args.direct and not extra:
+        if not args.direct:
             urls = {f"{s}_URL": f"http://127.0.0.1:{service_port}" for s in ("DEVICES", "READINGS", "RESERVATIONS", "CERTIFICATES", "CHARGER_GATEWAY")}
             gateway = spawn("opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gateway.log")
             procs.append(gateway)
@@ -338,7 +337,7 @@ async def main(args: argparse.Namespace) -> int:
                 base, path = f"http://127.0.0.1:{gateway_port}", "through the gateway"
             else:
                 print(f"gateway did not start (see {work_dir / 'gateway.log'}): clients call the service directly")
-        print(f"clients post {path}; postgres {pg.url}, broker {broker.bootstrap}, logs in {work_dir}")
+        print(f"readings service: {workers} process(es) (HTTP_WORKERS={workers}); clients post {path}; postgres {pg.url}, broker {broker.bootstrap}, logs in {work_dir}")
         counter = IngestedCounter(broker.bootstrap)
         await counter.start()
 
@@ -351,18 +350,15 @@ async def main(args: argparse.Namespace) -> int:
             counter.expect(devices, total)
             watched = {"readings": service.pid, "gateway": gateway.pid if gateway else None, "postgres": pg.pid,
                        "tansu": broker.process.pid, "bench": os.getpid()}  # fmt: skip
-            idle0 = tree_cpu_seconds(service.pid, False)
+            idle0 = tree_cpu_seconds(service.pid, True)
             await asyncio.sleep(2)
-            idle = (tree_cpu_seconds(service.pid, False) - idle0) / 2  # consumers polling, relay ticking
-            readings_pids = [service.pid] + [proc.pid for proc in extra]
-            cpu0 = {name: tree_cpu_seconds(pid, name == "postgres") for name, pid in watched.items()}
-            extra0 = sum(tree_cpu_seconds(pid, False) for pid in readings_pids[1:])
-            sys0 = psutil.Process(service.pid).cpu_times().system
+            idle = (tree_cpu_seconds(service.pid, True) - idle0) / 2  # consumers polling, relay ticking
+            cpu0 = {name: tree_cpu_seconds(pid, name in ("postgres", "readings")) for name, pid in watched.items()}
+            sys0 = tree_system_seconds(service.pid)
             load0 = os.getloadavg()[0]
-            e2e, stored = await ingest(bases, headers, work, counter)
-            cpu = {name: tree_cpu_seconds(pid, name == "postgres") - cpu0[name] for name, pid in watched.items()}
-            cpu["readings"] += sum(tree_cpu_seconds(pid, False) for pid in readings_pids[1:]) - extra0
-            readings_sys = psutil.Process(service.pid).cpu_times().system - sys0
+            e2e, stored = await ingest(base, headers, work, counter)
+            cpu = {name: tree_cpu_seconds(pid, name in ("postgres", "readings")) - cpu0[name] for name, pid in watched.items()}
+            readings_sys = tree_system_seconds(service.pid) - sys0
             copy, copy_cpu = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, onboarded)
             e2e_rate, copy_rate = total / e2e, total / copy
             print(f"\n(a) ingestion of {total:,} Delta reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
@@ -372,8 +368,8 @@ async def main(args: argparse.Namespace) -> int:
                   + f"; readings {cpu['readings'] / total * 1e6:.1f} us/read ({readings_sys:.2f} s of it in the kernel; idle, it uses {idle:.2f} CPU s/s)")  # fmt: skip
             print(f"    bare copy_records_to_table:          {copy:7.2f} s  {copy_rate:10,.0f} reads/s")
             print("    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in copy_cpu.items()))
-            rss, peak = rss_kb(service.pid)
-            print(f"    readings RSS after {rss / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB")
+            rss, peak = service_rss_kb(service.pid)
+            print(f"    readings RSS after {rss / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB (the largest of its processes)")
             print(f"    ratio end-to-end / copy: {e2e_rate / copy_rate:.1%}   goals: >= 100,000 reads/s "
                   f"[{'PASS' if e2e_rate >= 100_000 else 'FAIL'}], >= 50% of copy [{'PASS' if e2e_rate >= copy_rate / 2 else 'FAIL'}]")  # fmt: skip
 
@@ -407,20 +403,20 @@ async def main(args: argparse.Namespace) -> int:
             onboarded = datetime(2015, 1, 1, tzinfo=UTC)
             devices = [new_device(onboarded) for _ in range(args.clients)]
             await register(broker.bootstrap, pg.url_for("opendrec_readings"), devices)
-            before, _ = rss_kb(service.pid)
+            before, _ = service_rss_kb(service.pid)
             samples: list[tuple[int, int]] = []
             counter.expect(devices, total)
 
             async def sample() -> None:
                 while True:
-                    samples.append((counter.reads, rss_kb(service.pid)[0]))
+                    samples.append((counter.reads, service_rss_kb(service.pid)[0]))
                     await asyncio.sleep(0.2)
 
             sampler = asyncio.create_task(sample())
             # Bodies built per client as it goes: the bench itself must not hold 10M reads.
             elapsed = await ingest_streamed(base, headers, devices, per_client, args.batch, counter)
             sampler.cancel()
-            rss, peak = rss_kb(service.pid)
+            rss, peak = service_rss_kb(service.pid)
             quarters = []
             for q in (0.25, 0.5, 0.75, 1.0):
                 at = [r for n, r in samples if n <= total * q]
@@ -456,6 +452,27 @@ async def ingest_streamed(
     return time.perf_counter() - start
 
 
+def tree_system_seconds(pid: int) -> float:
+    """Kernel CPU of a process and its live children."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(p.cpu_times().system for p in procs)
+
+
+async def workers_ready(url: str, workers: int, deadline_s: float = 60) -> bool:
+    """With HTTP_WORKERS > 1 the first ready answer comes from one worker: ask on new connections
+    (the kernel hands each to one of the workers) until every worker has answered ready."""
+    ready: set[int] = set()
+    end = time.monotonic() + deadline_s
+    while len(ready) < workers and time.monotonic() < end:
+        async with httpx.AsyncClient() as client:  # a new connection each time
+            with contextlib.suppress(httpx.HTTPError):
+                response = await client.get(url, timeout=2)
+                if response.status_code == 200:
+                    ready.add(response.json()["pid"])
+        await asyncio.sleep(0.05)
+    return len(ready) >= workers
+
+
 def tree_cpu_seconds(pid: int | None, children: bool = True) -> float:
     """CPU of a process (and its live children: postgres backends), user + system."""
     if pid is None:
@@ -484,10 +501,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=5000)
-    parser.add_argument("--batches-per-client", type=int, default=10)
+    parser.add_argument("--batches-per-client", type=int, default=40)
     parser.add_argument("--rss-reads", type=int, default=1_000_000)
     parser.add_argument("--direct", action="store_true", help="clients call the readings service, not the gateway")
-    parser.add_argument("--processes", type=int, default=1, help="readings processes (more than 1: clients call them directly)")
+    parser.add_argument("--workers", type=int, default=1, help="HTTP_WORKERS of the readings service (processes on its port)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
     parser.add_argument("--profile", default="", help="write a cProfile of the readings service to this file")
     sys.exit(asyncio.run(main(parser.parse_args())))
