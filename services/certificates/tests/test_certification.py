@@ -1,7 +1,12 @@
 """Certificates from reads and reservations over the real broker and database."""
 
+import asyncio
+
 import pytest
 
+from opendrec_certificates import handlers
+from opendrec_contracts import envelope_for
+from opendrec_kit import EventContext
 from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
 
 from .helpers import PERMS, H, T0, _equals, _ge, certificates, ids, reads, reservation, total_certified
@@ -99,3 +104,41 @@ async def test_who_sees_the_certificate_log(service, kafka_bootstrap):
         "/api/certificate-log/by-reservation-groupId", params={"groupId": "abc"}, headers=issuer.headers(organization_id=buyer, permissions=PERMS)
     )
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "groupId"
+
+
+async def test_devices_certified_at_the_same_time_never_exceed_their_reservations_target(service, kafka_bootstrap):
+    # Two devices of one reservation, certified in two transactions at once (two consumers, or two
+    # replicas): the second must see what the first certified, or each could fill what is left.
+    runtime, client, issuer = service
+    (first_dev, res), (second_dev, _) = ids(), ids()
+    buyer, owner = 900061, 900062
+    created = reservation(res, first_dev, buyer, target=1500, exceed=False).model_copy(update={"device_ids": [first_dev, second_dev]})
+    await publish_events(kafka_bootstrap, [created])
+    await eventually(lambda: runtime.pool.fetchval("SELECT 1 FROM reservations WHERE reservation_id = $1", res))
+    first, second = reads(first_dev, owner, [1000]), reads(second_dev, owner, [1000])
+
+    async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
+        busy = one.transaction()
+        await busy.start()
+        await handlers.on_read_ingested(first, EventContext(one, envelope_for(first, "readings"), "certificates"))
+
+        async def certify_second() -> None:
+            async with other.transaction():
+                await handlers.on_read_ingested(second, EventContext(other, envelope_for(second, "readings"), "certificates"))
+
+        waiting = asyncio.create_task(certify_second())
+        other_pid = other.get_server_pid()
+
+        async def blocked() -> bool:
+            state = await runtime.pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid)
+            return state == "Lock"
+
+        try:
+            assert await eventually(blocked, timeout=5)  # the second waits for the first transaction
+        finally:
+            await busy.commit()
+            await waiting
+
+    body = (await certificates(client, issuer, res, buyer)).json()
+    assert sorted(c["energyWh"] for c in body["certificates"]) == [500, 1000]
+    assert body["totalEnergyWh"] == 1500

@@ -34,8 +34,12 @@ async def on_reservation_created(event: ReservationCreated, ctx: EventContext) -
     )
     if not inserted:
         return
-    for device_id in sorted(event.device_ids):  # fixed order: no deadlock with another multi-device run
+    # Every device first, in a fixed order, then certify: certify_device also takes reservation
+    # locks, and a device lock must never be awaited while one is held (no deadlock with a read).
+    devices = sorted(event.device_ids)
+    for device_id in devices:
         await store.lock_device(ctx.conn, device_id)
+    for device_id in devices:
         await certify_device(ctx, device_id)
 
 
@@ -50,6 +54,9 @@ async def certify_device(ctx: EventContext, device_id: int) -> None:
     owner = await store.read_owner(ctx.conn, device_id)
     if owner is None:
         return  # no accepted energy yet
+    # A reservation's target is shared by its devices, which other transactions certify at the same
+    # time: its certified total is read under its lock, or two devices could each fill what is left.
+    await store.lock_capped_reservations(ctx.conn, device_id)
     for reservation in await store.reservations_of_device(ctx.conn, device_id):
         reads = await store.uncertified_reads(ctx.conn, device_id, reservation.reservation_id, reservation.start, reservation.end)
         allocations = domain.allocate(reads, reservation)

@@ -63,6 +63,18 @@ async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647)
 
 
+async def lock_capped_reservations(conn: asyncpg.Connection, device_id: int) -> None:
+    """Lock, in id order (no deadlock between devices), the device's reservations whose target may not be exceeded."""
+    ids = await conn.fetch(
+        """SELECT r.reservation_id FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
+           WHERE rd.device_id = $1 AND r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed
+           ORDER BY r.reservation_id""",
+        device_id,
+    )
+    for row in ids:
+        await conn.execute("SELECT pg_advisory_xact_lock(0x0DED, $1::int)", row["reservation_id"] % 2_147_483_647)
+
+
 async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
     rows = await conn.fetch(
         """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
