@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import httpx
@@ -16,10 +16,10 @@ from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.kazam import KazamClient
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, OrganizationRegistered
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, OrganizationRegistered, envelope_for, topic_of
 from opendrec_kit.organizations import find_organization
 from opendrec_devstack.net import free_port, wait_for_port
-from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started, wait_for_event
+from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -94,7 +94,7 @@ async def register(kafka_bootstrap, device_id, org, external_id):
         commissioning_date=datetime(2023, 1, 1, tzinfo=UTC),
         onboarded_at=datetime.now(UTC),
     )
-    await publish_events(kafka_bootstrap, [event], producer="devices")
+    return (await publish_events(kafka_bootstrap, [event], producer="devices"))[0]
 
 
 async def link(client, issuer, org, charger, external_id):
@@ -423,3 +423,47 @@ async def test_links_follow_device_renames_deletions_and_reused_external_ids(gat
     await register(kafka_bootstrap, new_device, org, renamed)
     relinked = await link(client, issuer, org, charger, renamed)
     assert relinked["deviceId"] == new_device
+
+
+async def _handled(runtime, envelope) -> bool:
+    return bool(await runtime.pool.fetchval("SELECT 1 FROM inbox WHERE event_id = $1", envelope.event_id))
+
+
+async def _link_status(client, issuer, org, external_id) -> int:
+    r = await client.post("/api/charger", json={"chargerId": f"ch{uuid.uuid4().hex[:8]}", "externalId": external_id}, headers=headers(issuer, org))
+    return r.status_code
+
+
+async def test_a_deletion_that_arrives_before_the_registration_keeps_the_device_deleted(gateway, kafka_bootstrap):
+    # device.deleted and device.registered travel on two topics: the deletion may be read first.
+    runtime, client, issuer = gateway
+    device_id, org, ext, _ = ids()
+    deleted = await publish_events(kafka_bootstrap, [DeviceDeleted(device_id=device_id, external_id=ext, organization_id=org)], producer="devices")
+    await eventually(lambda: _handled(runtime, deleted[0]))
+    registered = await register(kafka_bootstrap, device_id, org, ext)
+    await eventually(lambda: _handled(runtime, registered))
+    assert await _link_status(client, issuer, org, ext) == 404
+
+    # The external id stays free for a device registered under it later.
+    await register(kafka_bootstrap, device_id + 3, org, ext)
+    assert (await link(client, issuer, org, f"ch{uuid.uuid4().hex[:8]}", ext))["deviceId"] == device_id + 3
+
+
+async def test_an_older_device_state_arriving_late_is_ignored(gateway, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    renamed = f"{ext}-renamed"
+    state = dict(
+        device_id=device_id, device_uuid=uuid.uuid4(), organization_id=org, capacity_kw=7.4, country_code="IND", fuel_code="ES100",
+        device_type_code="TC120", commissioning_date=datetime(2023, 1, 1, tzinfo=UTC), onboarded_at=datetime.now(UTC),
+    )  # fmt: skip
+    update = envelope_for(DeviceUpdated(external_id=renamed, **state), "devices")
+    # The registration happened first but is read last.
+    original = DeviceRegistered(external_id=ext, **state)
+    late = envelope_for(original, "devices").model_copy(update={"occurred_at": update.occurred_at - timedelta(seconds=5)})
+    await publish_envelopes(kafka_bootstrap, [("device.updated", str(device_id), update.model_dump_json().encode())])
+    await eventually(lambda: _handled(runtime, update))
+    await publish_envelopes(kafka_bootstrap, [(topic_of(original.TYPE), str(device_id), late.model_dump_json().encode())])
+    await eventually(lambda: _handled(runtime, late))
+    assert (await link(client, issuer, org, charger, renamed))["deviceId"] == device_id
+    assert await _link_status(client, issuer, org, ext) == 404

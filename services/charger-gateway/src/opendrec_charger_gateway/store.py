@@ -17,10 +17,16 @@ class ChargerTaken(Exception):
 
 
 async def upsert_device(
-    conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, onboarded_at: datetime
-) -> None:
-    """The device as announced (registered or updated). Another live row holding the same external id
-    is a device the owner deleted (its device.deleted may not have arrived yet: topics are not ordered)."""
+    conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, onboarded_at: datetime, state_at: datetime
+) -> bool:
+    """The device as announced (registered or updated) at `state_at`. False: nothing changed (the device
+    was deleted, or the stored state is newer). Another live row holding the same external id is a device
+    the owner deleted (its device.deleted may not have arrived yet: topics are not ordered)."""
+    if await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", device_id):
+        return False
+    stored_at = await conn.fetchval("SELECT state_at FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
+    if stored_at is not None and stored_at > state_at:
+        return False
     await conn.execute(
         "UPDATE devices SET deleted_at = now() "
         "WHERE organization_id = $1 AND external_id = $2 AND device_id <> $3 AND deleted_at IS NULL",
@@ -29,21 +35,26 @@ async def upsert_device(
         device_id,
     )
     await conn.execute(
-        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, $4) "
+        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at, state_at) VALUES ($1, $2, $3, $4, $5) "
         "ON CONFLICT (device_id) DO UPDATE SET external_id = EXCLUDED.external_id, "
-        "organization_id = EXCLUDED.organization_id, onboarded_at = EXCLUDED.onboarded_at "
+        "organization_id = EXCLUDED.organization_id, onboarded_at = EXCLUDED.onboarded_at, state_at = EXCLUDED.state_at "
         "WHERE devices.deleted_at IS NULL",
         device_id,
         external_id,
         organization_id,
         onboarded_at,
+        state_at,
     )
+    return True
 
 
-async def delete_device(conn: asyncpg.Connection, device_id: int) -> int:
-    """Mark the device deleted and remove its charger links (their chargers are no longer polled);
-    returns how many links were removed."""
-    await conn.execute("UPDATE devices SET deleted_at = now() WHERE device_id = $1 AND deleted_at IS NULL", device_id)
+async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: datetime) -> int:
+    """Remember the deletion (even of a device not known yet), mark the device deleted and remove its
+    charger links (their chargers are no longer polled); returns how many links were removed."""
+    await conn.execute(
+        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", device_id, deleted_at
+    )
+    await conn.execute("UPDATE devices SET deleted_at = $2 WHERE device_id = $1 AND deleted_at IS NULL", device_id, deleted_at)
     status = await conn.execute("DELETE FROM charger_links WHERE device_id = $1", device_id)
     return int(status.split()[-1])
 
