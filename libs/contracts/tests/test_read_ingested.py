@@ -43,9 +43,9 @@ def test_the_wire_form_is_a_few_bytes_a_read():
         ({"values_wh": [1, 2]}, "one entry per interval"),
         ({"starts_us": [0]}, "one entry per interval"),
         ({"values_wh": [1, -2, 3]}, "must not be negative"),
-        ({"ends_us": [10, 10, 20]}, "end after it starts"),  # consecutive: the second would last 0 µs
-        ({"ends_us": [0, 10, 20]}, "end after it starts"),  # the first would end at the origin
-        ({"starts_us": [0, 30, 10]}, "end after it starts"),
+        ({"ends_us": [10, 5, 20]}, "end before it starts"),  # consecutive: the second would run backwards
+        ({"ends_us": [-1, 10, 20]}, "end before it starts"),  # the first would end before the origin
+        ({"starts_us": [0, 30, 10]}, "end before it starts"),
         ({"ends_us": []}, "at least 1"),
     ],
 )
@@ -70,3 +70,10 @@ def test_a_v1_event_is_upcast_to_the_same_intervals():
     event = parse_event(Envelope.model_validate_json(orjson.dumps(v1)))
     assert isinstance(event, ReadIngested) and event.read_type == "History"
     assert event.intervals() == [(T, T + H, 40), (T + 2 * H, T + 3 * H, 60)]
+
+
+def test_a_v1_read_without_a_start_is_an_instant():
+    # v1 allowed a read without a start (certificates count it whole when its time is in a window).
+    payload = {**IDS, "batch_id": str(IDS["batch_id"]), "reads": [{"start": None, "end": "2025-03-01T10:00:00.500001Z", "value_wh": 9}]}
+    envelope = Envelope(type="read.ingested", version=1, producer="readings", payload=payload)
+    assert parse_event(envelope).intervals() == [(T, T, 9)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from operator import eq, lt, sub
+from operator import eq, le, sub
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -146,8 +146,8 @@ class ReadIngested(Event):
         if min(self.values_wh) < 0:
             raise ValueError("values_wh must not be negative")
         starts = self.starts_us if self.starts_us is not None else [0, *self.ends_us[:-1]]
-        if not all(map(lt, starts, self.ends_us)):
-            raise ValueError("every interval must end after it starts")
+        if not all(map(le, starts, self.ends_us)):  # an instant (start = end) is an interval too, as v1 allowed
+            raise ValueError("no interval may end before it starts")
         return self
 
     def intervals(self) -> list[tuple[datetime, datetime, int]]:
