@@ -173,9 +173,10 @@ async def test_walking_skeleton(platform):
             return r if r.status_code != 404 else None
 
         assert (await eventually(linked)).status_code == 201
-        # A charging session after the last read (Delta reads move forward in time). Kazam counts whole
-        # seconds and a read may not end in the future: wait for the clock to pass the session's end.
-        start = datetime.fromtimestamp(int(second_end.timestamp()) + 1, UTC)
+        # A charging session after the link (earlier ones are not polled) and so after the last read (Delta
+        # reads move forward in time). Kazam counts whole seconds and a read may not end in the future: wait
+        # for the clock to pass the session's end.
+        start = datetime.fromtimestamp(int(max(second_end, datetime.now(UTC)).timestamp()) + 1, UTC)
         end = start + timedelta(seconds=1)
         await eventually(_sync(lambda: datetime.now(UTC) > end), timeout=5, interval=0.02)
         txn = await add_kazam_transaction(platform, charger_id, start, end, usage_wh=40)

@@ -4,7 +4,6 @@ import asyncio
 
 import pytest
 
-from opendrec_certificates import handlers
 from opendrec_contracts import envelope_for
 from opendrec_kit import EventContext
 from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
@@ -120,11 +119,11 @@ async def test_devices_certified_at_the_same_time_never_exceed_their_reservation
     async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
         busy = one.transaction()
         await busy.start()
-        await handlers.on_read_ingested(first, EventContext(one, envelope_for(first, "readings"), "certificates"))
+        await runtime.app.state.handlers.on_read_ingested(first, EventContext(one, envelope_for(first, "readings"), "certificates"))
 
         async def certify_second() -> None:
             async with other.transaction():
-                await handlers.on_read_ingested(second, EventContext(other, envelope_for(second, "readings"), "certificates"))
+                await runtime.app.state.handlers.on_read_ingested(second, EventContext(other, envelope_for(second, "readings"), "certificates"))
 
         waiting = asyncio.create_task(certify_second())
         other_pid = other.get_server_pid()

@@ -78,3 +78,4 @@ async def test_expiry_at_the_end_date_changes_nothing_and_a_repeated_end_is_igno
     await publish_events(kafka_bootstrap, [reads(dev, owner, [10, 20, 30, 40])])
     assert await first_total(client, issuer, res, buyer) == 60
 
+

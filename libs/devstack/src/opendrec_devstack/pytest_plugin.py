@@ -283,7 +283,9 @@ def platform(postgres_url, kafka_bootstrap, tmp_path_factory):
             from .broker import start_broker
 
             bootstrap = stack.enter_context(start_broker(log_path=state_dir.parent / "platform-tansu.log")).bootstrap
-        running = start_platform(state_dir, database_url=postgres_url, kafka_bootstrap=bootstrap)
+        # Certificates wait CERTIFY_SETTLE_S (30 s) after energy is generated before certifying it; the journeys
+        # post reads of the last moments and look for their certificates: a second is enough here.
+        running = start_platform(state_dir, database_url=postgres_url, kafka_bootstrap=bootstrap, extra_env={"CERTIFY_SETTLE_S": "1"})
         try:
             yield running
         finally:

@@ -1,6 +1,14 @@
+from pydantic import Field
+
 from opendrec_kit import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: str = "certificates"
     http_port: int = 8105
+
+    # Energy generated in the last this-many seconds is certified once they have passed: an early end of a
+    # reservation (reservation.ended, another topic) published meanwhile is then known first.
+    certify_settle_s: float = Field(default=30.0, ge=0)
+    # How often settled energy is looked for.
+    certify_sweep_interval_s: float = Field(default=5.0, gt=0)

@@ -75,6 +75,38 @@ async def lock_capped_reservations(conn: asyncpg.Connection, device_id: int) -> 
         await conn.execute("SELECT pg_advisory_xact_lock(0x0DED, $1::int)", row["reservation_id"] % 2_147_483_647)
 
 
+async def try_lock_device(conn: asyncpg.Connection, device_id: int) -> bool:
+    """lock_device, unless another transaction holds it (it is certifying the device right now)."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647))
+
+
+async def latest_unsettled_end(conn: asyncpg.Connection, device_id: int, settled_before: datetime) -> datetime | None:
+    """The latest end of the device's reads with energy left that are not settled yet."""
+    return await conn.fetchval(
+        "SELECT max(end_at) FROM reads WHERE device_id = $1 AND end_at > $2 AND certified_wh < energy_wh", device_id, settled_before
+    )
+
+
+async def set_certification_due(conn: asyncpg.Connection, device_id: int, due_at: datetime | None) -> None:
+    """When the device is due for certification again (None: it is not). Caller holds the device lock."""
+    if due_at is None:
+        await conn.execute("DELETE FROM certification_due WHERE device_id = $1", device_id)
+        return
+    await conn.execute(
+        "INSERT INTO certification_due (device_id, due_at) VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET due_at = $2",
+        device_id, due_at,
+    )
+
+
+async def due_devices(conn: asyncpg.Connection, now: datetime, limit: int) -> list[int]:
+    rows = await conn.fetch("SELECT device_id FROM certification_due WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit)
+    return [r["device_id"] for r in rows]
+
+
+async def is_certification_due(conn: asyncpg.Connection, device_id: int, now: datetime) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM certification_due WHERE device_id = $1 AND due_at <= $2", device_id, now))
+
+
 async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
     rows = await conn.fetch(
         """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
@@ -92,14 +124,17 @@ async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> li
     ]
 
 
-async def uncertified_reads(conn: asyncpg.Connection, device_id: int, reservation_id: int, start: datetime, end: datetime) -> list[Read]:
-    """Reads of the device meeting the window, with energy left, not yet certified for this reservation."""
+async def uncertified_reads(
+    conn: asyncpg.Connection, device_id: int, reservation_id: int, start: datetime, end: datetime, settled_before: datetime
+) -> list[Read]:
+    """Settled reads of the device (ending at or before `settled_before`) meeting the window, with energy left,
+    not yet certified for this reservation."""
     rows = await conn.fetch(
         """SELECT id, start_at, end_at, energy_wh, certified_wh FROM reads r
-           WHERE device_id = $1 AND end_at >= $3 AND start_at <= $4 AND certified_wh < energy_wh
+           WHERE device_id = $1 AND end_at >= $3 AND start_at <= $4 AND certified_wh < energy_wh AND end_at <= $5
              AND NOT EXISTS (SELECT 1 FROM certified_energy ce WHERE ce.read_id = r.id AND ce.reservation_id = $2)
            ORDER BY end_at, id""",
-        device_id, reservation_id, start, end,
+        device_id, reservation_id, start, end, settled_before,
     )
     return [Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"]) for r in rows]
 
