@@ -130,7 +130,7 @@ class ServiceRuntime:
         for hook in self._startup:
             await hook(self)
         self.started = True
-        log.info("service started", extra={"database": s.database_name})
+        log.info("service started", extra={"database": s.database_name, "pid": os.getpid()})
 
     async def stop(self) -> None:
         self.started = False
