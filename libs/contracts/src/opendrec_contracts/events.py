@@ -167,22 +167,25 @@ class ReadIngested(Event):
         consecutive = starts[0] == origin and all(map(eq, starts[1:], ends[:-1]))
         return {
             "origin": origin,
-            "ends_us": _micros_after(origin, ends),
+            "ends_us": micros_since(origin, ends),
             "values_wh": values_wh,
-            "starts_us": None if consecutive else _micros_after(origin, starts),
+            "starts_us": None if consecutive else micros_since(origin, starts),
         }
 
 
-def _micros_after(origin: datetime, moments: list[datetime]) -> list[int]:
-    # Meter reads are mostly evenly spaced: then every offset but the first follows by addition
-    # (a datetime difference in microseconds costs ~0.4 µs; 10,000 of them per batch add up).
+def micros_since(epoch: datetime, moments: list[datetime]) -> list[int]:
+    """Whole microseconds from `epoch` to each moment.
+
+    A datetime becomes an integer in ~0.4 µs; meter reads are usually evenly spaced, and then all
+    but the first follow by addition (10,000 of them per batch add up).
+    """
     if len(moments) > 2:
         steps = set(map(sub, moments[1:], moments[:-1]))
         if len(steps) == 1:
             step = steps.pop() // _MICROSECOND
-            first = (moments[0] - origin) // _MICROSECOND
+            first = (moments[0] - epoch) // _MICROSECOND
             return list(range(first, first + step * len(moments), step)) if step else [first] * len(moments)
-    return [(m - origin) // _MICROSECOND for m in moments]
+    return [(m - epoch) // _MICROSECOND for m in moments]
 
 
 def _read_ingested_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
