@@ -43,6 +43,12 @@ async def _handled(runtime, envelope) -> bool:
     return bool(await runtime.pool.fetchval("SELECT 1 FROM inbox WHERE event_id = $1", envelope.event_id))
 
 
+async def _delivered(runtime, kafka_bootstrap, events) -> None:
+    """Publish events and wait until the service has handled each one."""
+    for envelope in await publish_events(kafka_bootstrap, events):
+        await eventually(lambda envelope=envelope: _handled(runtime, envelope))
+
+
 async def _due_at(runtime, device_id):
     return await runtime.pool.fetchval("SELECT due_at FROM certification_due WHERE device_id = $1", device_id)
 
@@ -54,15 +60,13 @@ async def test_an_end_that_arrives_after_the_read_still_keeps_the_energy_after_i
     now = clock.now
     created = reservation(res, dev, buyer, start=now - 4 * H, end=now + 20 * H)
     read = reads(dev, owner, [3600], start=now - H)  # 3,600 Wh from an hour ago until now: 1 Wh a second
-    for envelope in await publish_events(kafka_bootstrap, [created, read]):
-        await eventually(lambda envelope=envelope: _handled(runtime, envelope))
+    await _delivered(runtime, kafka_bootstrap, [created, read])
     # Handled, not settled: nothing certified yet, the device is due when the read's end has settled.
     assert await total_certified(client, issuer, res, buyer) == 0
     assert await _due_at(runtime, dev) == now + timedelta(seconds=SETTLE_S)
 
     # The buyer had ended the reservation half an hour ago; the end arrives now, after the read.
-    end = await publish_events(kafka_bootstrap, [ended(created, now - H / 2)])
-    await eventually(lambda: _handled(runtime, end[0]))
+    await _delivered(runtime, kafka_bootstrap, [ended(created, now - H / 2)])
     clock.now = now + timedelta(seconds=SETTLE_S)  # settled
     assert await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 1800))
     await eventually(lambda: _equals(_due_at(runtime, dev), None))
@@ -76,7 +80,6 @@ async def test_settled_energy_is_certified_when_it_arrives(settling, kafka_boots
     now = clock.now
     created = reservation(res, dev, buyer, start=now - 10 * H, end=now + 20 * H)
     old = reads(dev, owner, [100, 200], start=now - 5 * H)  # ended 3 hours ago: settled long since
-    for envelope in await publish_events(kafka_bootstrap, [created, old]):
-        await eventually(lambda envelope=envelope: _handled(runtime, envelope))
+    await _delivered(runtime, kafka_bootstrap, [created, old])
     assert await total_certified(client, issuer, res, buyer) == 300
     assert await _due_at(runtime, dev) is None
