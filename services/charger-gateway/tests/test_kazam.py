@@ -12,11 +12,13 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from opendrec_charger_gateway import handlers
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.kazam import KazamClient
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, OrganizationRegistered, envelope_for, topic_of
+from opendrec_kit import EventContext
 from opendrec_kit.organizations import find_organization
 from opendrec_devstack.net import free_port, wait_for_port
 from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
@@ -466,4 +468,37 @@ async def test_an_older_device_state_arriving_late_is_ignored(gateway, kafka_boo
     await publish_envelopes(kafka_bootstrap, [(topic_of(original.TYPE), str(device_id), late.model_dump_json().encode())])
     await eventually(lambda: _handled(runtime, late))
     assert (await link(client, issuer, org, charger, renamed))["deviceId"] == device_id
+    assert await _link_status(client, issuer, org, ext) == 404
+
+
+async def test_a_registration_handled_while_the_deletion_is_in_flight_does_not_bring_the_device_back(gateway):
+    # The two events come on two topics, so two consumers may handle them at the same moment.
+    runtime, client, issuer = gateway
+    device_id, org, ext, _ = ids()
+    deleted = DeviceDeleted(device_id=device_id, external_id=ext, organization_id=org)
+    registered = DeviceRegistered(
+        device_id=device_id, device_uuid=uuid.uuid4(), external_id=ext, organization_id=org, capacity_kw=7.4,
+        country_code="IND", fuel_code="ES100", device_type_code="TC120", commissioning_date=datetime(2023, 1, 1, tzinfo=UTC),
+        onboarded_at=datetime.now(UTC),
+    )  # fmt: skip
+    async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
+        deleting = one.transaction()
+        await deleting.start()
+        await handlers.on_device_deleted(deleted, EventContext(one, envelope_for(deleted, "devices"), "charger-gateway"))
+
+        async def register_meanwhile() -> None:
+            async with other.transaction():
+                await handlers.on_device_registered(registered, EventContext(other, envelope_for(registered, "devices"), "charger-gateway"))
+
+        registering = asyncio.create_task(register_meanwhile())
+        other_pid = other.get_server_pid()
+
+        async def blocked() -> bool:
+            return await runtime.pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid) == "Lock"
+
+        try:
+            assert await eventually(blocked, timeout=5)  # the registration waits for the deletion
+        finally:
+            await deleting.commit()
+            await registering
     assert await _link_status(client, issuer, org, ext) == 404

@@ -7,7 +7,6 @@ Energy is always in watt-hours (integers), times are timezone-aware UTC.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from operator import eq, le, sub
 from typing import Any, ClassVar, Literal

@@ -16,15 +16,21 @@ class ChargerTaken(Exception):
 # ---------------------------------------------------------------- device read model
 
 
+async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
+    """Events of one device are applied one transaction at a time: registered, updated and deleted come on three
+    topics, read by three consumers at once, and each decides from what the others have stored."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"charger-gateway.device:{device_id}")
+
+
 async def upsert_device(
     conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, onboarded_at: datetime, state_at: datetime
 ) -> bool:
-    """The device as announced (registered or updated) at `state_at`. False: nothing changed (the device
+    """The device as announced (registered or updated) at `state_at`; caller holds lock_device. False: nothing changed (the device
     was deleted, or the stored state is newer). Another live row holding the same external id is a device
     the owner deleted (its device.deleted may not have arrived yet: topics are not ordered)."""
     if await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", device_id):
         return False
-    stored_at = await conn.fetchval("SELECT state_at FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
+    stored_at = await conn.fetchval("SELECT state_at FROM devices WHERE device_id = $1", device_id)
     if stored_at is not None and stored_at > state_at:
         return False
     await conn.execute(
