@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from opendrec_readings import domain
-from opendrec_readings.domain import Device, LastRead, Read
+from opendrec_readings.domain import Device, LastRead, Read, Reads
 
 COMMISSIONED = datetime(2020, 1, 1, tzinfo=UTC)
 ONBOARDED = datetime(2023, 6, 1, tzinfo=UTC)
@@ -21,6 +21,19 @@ H = timedelta(hours=1)
 
 def read(index: int, end: datetime, wh: int, start: datetime | None = None) -> Read:
     return Read(index, start, end, wh)
+
+
+def judge(read_type, device, last, reads: list[Read], **kwargs) -> domain.Verdict:
+    return domain.validate_batch(read_type, device, last, Reads.of(reads), **kwargs)
+
+
+def columns(rows: list[tuple]) -> list[list]:
+    """(starttimestamp, endtimestamp, value) rows as the three columns parse_reads takes."""
+    return [list(column) for column in zip(*rows)]
+
+
+def parse(rows: list[tuple], read_type, unit, tz) -> tuple[Reads, list[domain.ReadError]]:
+    return domain.parse_reads(*columns(rows), read_type, unit, tz)
 
 
 # -- units --------------------------------------------------------------------------
@@ -95,23 +108,23 @@ def test_parse_reads_reports_every_bad_read_by_index():
         (None, "yesterday", Decimal("3")),
         (None, "2023-07-02T00:00:00Z", Decimal("0.5")),
     ]
-    reads, errors = domain.parse_reads(raw, "Delta", "Wh", None)
+    reads, errors = parse(raw, "Delta", "Wh", None)
     assert [r.index for r in reads] == [0]
     assert [(e.index, e.reason.split(" ")[0]) for e in errors] == [(1, "endtimestamp"), (2, "endtimestamp"), (3, "value")]
 
 
 def test_parse_reads_ignores_the_start_of_ongoing_reads_but_reads_it_for_history():
     raw = [("not a date", "2023-07-01T00:00:00Z", Decimal("1"))]
-    reads, errors = domain.parse_reads(raw, "Delta", "kWh", None)
-    assert not errors and reads[0].start is None and reads[0].value_wh == 1000
-    reads, errors = domain.parse_reads(raw, "History", "kWh", None)
+    reads, errors = parse(raw, "Delta", "kWh", None)
+    assert not errors and reads.starts == [None] and reads.values_wh == [1000]
+    reads, errors = parse(raw, "History", "kWh", None)
     assert not reads and "starttimestamp" in errors[0].reason
 
 
 def test_fingerprint_identifies_identical_content():
-    a = [read(0, ONBOARDED + H, 10)]
-    assert domain.fingerprint("Delta", a) == domain.fingerprint("Delta", [read(0, ONBOARDED + H, 10)])
-    assert domain.fingerprint("Delta", a) != domain.fingerprint("Delta", [read(0, ONBOARDED + H, 11)])
+    a = Reads.of([read(0, ONBOARDED + H, 10)])
+    assert domain.fingerprint("Delta", a) == domain.fingerprint("Delta", Reads.of([read(0, ONBOARDED + H, 10)]))
+    assert domain.fingerprint("Delta", a) != domain.fingerprint("Delta", Reads.of([read(0, ONBOARDED + H, 11)]))
     assert domain.fingerprint("Delta", a) != domain.fingerprint("Aggregate", a)
 
 
@@ -217,7 +230,7 @@ def history(index: int, start: datetime, hours: int, wh: int) -> Read:
 
 def test_history_accepted_becomes_intervals_and_leaves_ongoing_state_alone():
     reads = [history(0, ONBOARDED - 10 * H, 5, 1000), history(1, ONBOARDED - 5 * H, 5, 2000)]
-    verdict = domain.validate_batch("History", DEVICE, LastRead(), reads, now=NOW)
+    verdict = judge("History", DEVICE, LastRead(), reads, now=NOW)
     assert verdict.accepted
     assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [(r.start, r.end, r.value_wh) for r in reads]
     assert verdict.last == LastRead()
@@ -233,7 +246,7 @@ def test_history_refused_reads_are_listed_by_index_and_nothing_is_accepted():
         history(5, ONBOARDED - 20 * H, 1, 0),  # no energy
         history(6, ONBOARDED - 30 * H, 1, 10**9),  # implausible
     ]
-    verdict = domain.validate_batch("History", DEVICE, LastRead(), reads, now=NOW)
+    verdict = judge("History", DEVICE, LastRead(), reads, now=NOW)
     assert not verdict.intervals
     reasons = {e.index: e.reason for e in verdict.errors}
     assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
@@ -248,10 +261,10 @@ def test_history_refused_reads_are_listed_by_index_and_nothing_is_accepted():
 def test_history_overlap_with_accepted_history_or_within_the_batch_is_refused():
     accepted = [(ONBOARDED - 10 * H, ONBOARDED - 8 * H)]
     touching = [history(0, ONBOARDED - 8 * H, 2, 100), history(1, ONBOARDED - 12 * H, 2, 100)]
-    assert domain.validate_batch("History", DEVICE, LastRead(), touching, now=NOW, history=accepted).accepted
+    assert judge("History", DEVICE, LastRead(), touching, now=NOW, history=accepted).accepted
 
     clashing = [history(0, ONBOARDED - 9 * H, 2, 100), history(1, ONBOARDED - 5 * H, 2, 100), history(2, ONBOARDED - 4 * H, 1, 100)]
-    verdict = domain.validate_batch("History", DEVICE, LastRead(), clashing, now=NOW, history=accepted)
+    verdict = judge("History", DEVICE, LastRead(), clashing, now=NOW, history=accepted)
     reasons = {e.index: e.reason for e in verdict.errors}
     assert sorted(reasons) == [0, 2]
     assert "accepted History read" in reasons[0]
@@ -263,7 +276,7 @@ def test_history_overlap_with_accepted_history_or_within_the_batch_is_refused():
 
 def test_delta_first_read_counts_from_onboarding_then_from_the_previous_end():
     reads = [read(0, ONBOARDED + H, 100), read(1, ONBOARDED + 3 * H, 200)]
-    verdict = domain.validate_batch("Delta", DEVICE, LastRead(), reads, now=NOW)
+    verdict = judge("Delta", DEVICE, LastRead(), reads, now=NOW)
     assert verdict.accepted
     assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [
         (ONBOARDED, ONBOARDED + H, 100),
@@ -271,7 +284,7 @@ def test_delta_first_read_counts_from_onboarding_then_from_the_previous_end():
     ]
     assert verdict.last == LastRead("Delta", ONBOARDED + 3 * H, 200, None)
 
-    later = domain.validate_batch("Delta", DEVICE, verdict.last, [read(0, ONBOARDED + 4 * H, 50)], now=NOW)
+    later = judge("Delta", DEVICE, verdict.last, [read(0, ONBOARDED + 4 * H, 50)], now=NOW)
     assert [(i.start, i.end) for i in later.intervals] == [(ONBOARDED + 3 * H, ONBOARDED + 4 * H)]
 
 
@@ -285,7 +298,7 @@ def test_delta_refusals_by_index_and_nothing_accepted():
         read(4, ONBOARDED + 13 * H, 10**7),  # implausible for 1 h
         read(5, ONBOARDED + 14 * H, 100),  # fine: judged from read 4's end although read 4 was bad
     ]
-    verdict = domain.validate_batch("Delta", DEVICE, last, reads, now=NOW)
+    verdict = judge("Delta", DEVICE, last, reads, now=NOW)
     assert not verdict.intervals and verdict.last == last
     reasons = {e.index: e.reason for e in verdict.errors}
     assert sorted(reasons) == [1, 2, 3, 4]
@@ -297,14 +310,14 @@ def test_delta_refusals_by_index_and_nothing_accepted():
 
 def test_delta_refused_before_onboarding_or_commissioning():
     late = Device(1, 100, commissioning_date=ONBOARDED + 5 * H, onboarded_at=ONBOARDED)
-    verdict = domain.validate_batch("Delta", late, LastRead(), [read(0, ONBOARDED, 10), read(1, ONBOARDED + 2 * H, 10)], now=NOW)
+    verdict = judge("Delta", late, LastRead(), [read(0, ONBOARDED, 10), read(1, ONBOARDED + 2 * H, 10)], now=NOW)
     reasons = {e.index: e.reason for e in verdict.errors}
     assert "onboarding" in reasons[0]
     assert "commissioning" in reasons[1]
 
 
 def test_ongoing_type_is_fixed_by_the_first_ongoing_read():
-    verdict = domain.validate_batch("Aggregate", DEVICE, LastRead("Delta", ONBOARDED + H, 1, None), [read(0, ONBOARDED + 2 * H, 10)], now=NOW)
+    verdict = judge("Aggregate", DEVICE, LastRead("Delta", ONBOARDED + H, 1, None), [read(0, ONBOARDED + 2 * H, 10)], now=NOW)
     assert [e.index for e in verdict.errors] == [None]
     assert "Delta reads" in verdict.errors[0].reason
 
@@ -314,7 +327,7 @@ def test_ongoing_type_is_fixed_by_the_first_ongoing_read():
 
 def test_aggregate_first_total_is_a_baseline_then_differences_are_energy():
     reads = [read(0, ONBOARDED + H, 1_000_000), read(1, ONBOARDED + 2 * H, 1_010_000), read(2, ONBOARDED + 4 * H, 1_030_000)]
-    verdict = domain.validate_batch("Aggregate", DEVICE, LastRead(), reads, now=NOW)
+    verdict = judge("Aggregate", DEVICE, LastRead(), reads, now=NOW)
     assert verdict.accepted
     assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [
         (ONBOARDED + H, ONBOARDED + 2 * H, 10_000),
@@ -324,8 +337,8 @@ def test_aggregate_first_total_is_a_baseline_then_differences_are_energy():
 
 
 def test_aggregate_baseline_alone_carries_no_energy():
-    verdict = domain.validate_batch("Aggregate", DEVICE, LastRead(), [read(0, ONBOARDED + H, 500)], now=NOW)
-    assert verdict.accepted and verdict.intervals == []
+    verdict = judge("Aggregate", DEVICE, LastRead(), [read(0, ONBOARDED + H, 500)], now=NOW)
+    assert verdict.accepted and len(verdict.intervals) == 0
     assert verdict.last == LastRead("Aggregate", ONBOARDED + H, 0, 500)
 
 
@@ -339,7 +352,7 @@ def test_aggregate_refusals():
         read(4, ONBOARDED + 4 * H, 10**8),  # implausible difference
         read(5, NOW + H, 10**8 + 1),  # future
     ]
-    verdict = domain.validate_batch("Aggregate", DEVICE, last, reads, now=NOW)
+    verdict = judge("Aggregate", DEVICE, last, reads, now=NOW)
     assert not verdict.intervals and verdict.last == last
     reasons = {e.index: e.reason for e in verdict.errors}
     assert sorted(reasons) == [0, 2, 3, 4, 5]
@@ -359,21 +372,21 @@ def test_read_ingested_built_without_validation_passes_the_contracts_validation(
     import uuid as _uuid
 
     from opendrec_contracts import Envelope, ReadIngested, envelope_for, parse_event
-    from opendrec_readings.domain import Interval
+    from opendrec_readings.domain import Interval, Intervals
     from opendrec_readings.ingest import ingested_events
 
     t = datetime(2024, 1, 1, 0, 0, 0, 250_001, tzinfo=UTC)  # sub-second instants survive
     # Three consecutive intervals (one event, starts left out), then two with gaps (another, starts sent).
-    intervals = [Interval(t + timedelta(hours=i), t + timedelta(hours=i + 1), 100 + i, i) for i in range(3)]
-    intervals += [Interval(t + timedelta(hours=i, seconds=1), t + timedelta(hours=i + 1), 100 + i, i) for i in (4, 6)]
+    intervals = [Interval(t + timedelta(hours=i), t + timedelta(hours=i + 1), 100 + i) for i in range(3)]
+    intervals += [Interval(t + timedelta(hours=i, seconds=1), t + timedelta(hours=i + 1), 100 + i) for i in (4, 6)]
     batch = _uuid.uuid4()
     device = {"device_id": 7, "external_id": "E", "organization_id": 3}
-    events = ingested_events(device, "Delta", batch, intervals, max_reads=3)
+    events = ingested_events(device, "Delta", batch, Intervals.of(intervals), max_reads=3)
     assert [e.starts_us is None for e in events] == [True, False]
 
     parsed = [parse_event(Envelope.model_validate_json(envelope_for(e, "readings").model_dump_json())) for e in events]
     assert [(p.batch_id, p.device_id, p.external_id, p.organization_id, p.read_type) for p in parsed] == [(batch, 7, "E", 3, "Delta")] * 2
-    assert [p.intervals() for p in parsed] == [[(i.start, i.end, i.wh) for i in part] for part in (intervals[:3], intervals[3:])]
+    assert [p.intervals() for p in parsed] == [intervals[:3], intervals[3:]]
     assert all(isinstance(p, ReadIngested) for p in parsed)
 
 
@@ -389,10 +402,10 @@ def _per_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
     rows = [("", "2023-07-01T01:00:00Z", 5), (None, "2023-07-01T02:00:00.000250+00:00", 7), ("x", "2023-07-01T03:00:00Z", 0)]
     history = [("2023-01-01T00:00:00Z", "2023-01-01T01:00:00Z", 3), ("2023-01-01T01:00:00Z", "2023-01-01T02:00:00Z", 4)]
-    fast = [domain.parse_reads(rows, "Delta", "kWh", None), domain.parse_reads(history, "History", "Wh", None)]
-    assert domain._parse_utc_batch(rows, "Delta", "kWh") is not None  # the fast path was taken
+    fast = [parse(rows, "Delta", "kWh", None), parse(history, "History", "Wh", None)]
+    assert domain._parse_utc_batch(*columns(rows), "Delta", "kWh") is not None  # the fast path was taken
     _per_read(monkeypatch)
-    assert fast == [domain.parse_reads(rows, "Delta", "kWh", None), domain.parse_reads(history, "History", "Wh", None)]
+    assert fast == [parse(rows, "Delta", "kWh", None), parse(history, "History", "Wh", None)]
 
 
 @pytest.mark.parametrize(
@@ -407,10 +420,10 @@ def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
     ],
 )
 def test_parse_reads_leaves_anything_unusual_to_the_read_by_read_rules(rows, monkeypatch):
-    assert domain._parse_utc_batch(rows, "Delta", "kWh") is None
-    answer = domain.parse_reads(rows, "Delta", "kWh", None)
+    assert domain._parse_utc_batch(*columns(rows), "Delta", "kWh") is None
+    answer = parse(rows, "Delta", "kWh", None)
     _per_read(monkeypatch)
-    assert answer == domain.parse_reads(rows, "Delta", "kWh", None)
+    assert answer == parse(rows, "Delta", "kWh", None)
 
 
 def test_micros_since_is_exact_for_even_and_uneven_spacing():
@@ -438,9 +451,11 @@ def test_plausibility_bounds_for_a_batch_are_the_formula_to_the_last_bit(commiss
             assert bounds.bound(start, start + length) == domain.plausibility_bound_wh(device, start, start + length)
     ends = [s + timedelta(hours=7, minutes=13) for s in starts]
     exact = [math.ceil(domain.plausibility_bound_wh(device, s, e)) - 1 for s, e in zip(starts, ends, strict=True)]
-    assert bounds.all_below(starts, ends, exact)
+    starts_us, ends_us = [domain.micros(s) for s in starts], [domain.micros(e) for e in ends]
+    assert bounds.all_below(starts_us, ends_us, exact)
     for i in (0, 4_000, 11_999):  # one read at its bound (rounded up) is enough to refuse
-        assert not bounds.all_below(starts, ends, [*exact[:i], math.ceil(domain.plausibility_bound_wh(device, starts[i], ends[i])), *exact[i + 1 :]])
+        at_bound = math.ceil(domain.plausibility_bound_wh(device, starts[i], ends[i]))
+        assert not bounds.all_below(starts_us, ends_us, [*exact[:i], at_bound, *exact[i + 1 :]])
 
 
 def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
@@ -458,11 +473,12 @@ def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
         "uneven": [read(i, e + i * timedelta(minutes=i), 1) for i, e in enumerate(ends)],
     }
     lasts = [LastRead(), LastRead("Delta", ends[0] - H, 1, None), LastRead("Delta", ends[0], 1, None)]
-    fast = {(name, n): domain.validate_batch("Delta", device, last, reads, now=now) for name, reads in batches.items() for n, last in enumerate(lasts)}
+    fast = {(name, n): judge("Delta", device, last, reads, now=now) for name, reads in batches.items() for n, last in enumerate(lasts)}
     assert fast[("all plausible", 1)].accepted and not fast[("one at its bound", 1)].accepted
+    assert domain._delta_all_accepted(device, lasts[1], Reads.of(batches["all plausible"]), now) is not None  # taken
     _per_read(monkeypatch)
     for (name, n), verdict in fast.items():
-        assert verdict == domain.validate_batch("Delta", device, lasts[n], batches[name], now=now), name
+        assert verdict == judge("Delta", device, lasts[n], batches[name], now=now), name
 
 
 def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():
@@ -471,8 +487,9 @@ def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():
     starts = [COMMISSIONED + i * H for i in range(3)]
     ends = [s + H for s in starts]
     assert domain.plausibility_bound_wh(device, starts[0], ends[0]) == 1200
-    assert domain.PlausibilityBounds(device).all_below(starts, ends, [1199, 1199, 1199])
-    assert not domain.PlausibilityBounds(device).all_below(starts, ends, [1199, 1200, 1199])
+    starts_us, ends_us = [domain.micros(s) for s in starts], [domain.micros(e) for e in ends]
+    assert domain.PlausibilityBounds(device).all_below(starts_us, ends_us, [1199, 1199, 1199])
+    assert not domain.PlausibilityBounds(device).all_below(starts_us, ends_us, [1199, 1200, 1199])
 
 
 @pytest.mark.parametrize(
@@ -498,10 +515,10 @@ def test_request_body_read_quickly_or_exactly_gives_the_same_reads_or_errors(rea
     def outcome():
         raw = json.dumps({"type": "Delta", "unit": "kWh", "reads": reads}).encode()
         try:
-            body, rows = api.parse_body(raw)
+            body, (starts, ends, values) = api.parse_body(raw)
         except RequestValidationError as exc:
             return exc.errors()
-        return body.type, body.unit, [(*row, type(row[2])) for row in rows]
+        return body.type, body.unit, [(*row, type(row[2])) for row in zip(starts, ends, values, strict=True)]
 
     quick = outcome()
     monkeypatch.setattr(api, "_plain_reads", lambda _: None)  # always the exact path

@@ -7,13 +7,14 @@ Energy is always in watt-hours (integers), times are timezone-aware UTC.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
-from operator import eq, le, sub
+from datetime import UTC, datetime, timedelta
+from operator import le, sub
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 _MICROSECOND = timedelta(microseconds=1)
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 OrganizationType = Literal["Developer", "Buyer", "ApiUser"]
 ReadType = Literal["History", "Delta", "Aggregate"]
@@ -162,13 +163,18 @@ class ReadIngested(Event):
     @staticmethod
     def columns(starts: list[datetime], ends: list[datetime], values_wh: list[int]) -> dict[str, Any]:
         """origin, ends_us, values_wh and (unless consecutive) starts_us of the intervals (starts[i], ends[i], values_wh[i])."""
-        origin = min(starts)
-        consecutive = starts[0] == origin and all(map(eq, starts[1:], ends[:-1]))
+        return ReadIngested.columns_us(micros_since(UNIX_EPOCH, starts), micros_since(UNIX_EPOCH, ends), values_wh)
+
+    @staticmethod
+    def columns_us(starts_us: list[int], ends_us: list[int], values_wh: list[int]) -> dict[str, Any]:
+        """The same, from instants as microseconds since the Unix epoch (for a service that holds them so)."""
+        origin = min(starts_us)
+        consecutive = starts_us[0] == origin and starts_us[1:] == ends_us[:-1]
         return {
-            "origin": origin,
-            "ends_us": micros_since(origin, ends),
+            "origin": UNIX_EPOCH + timedelta(microseconds=origin),
+            "ends_us": [end - origin for end in ends_us],
             "values_wh": values_wh,
-            "starts_us": None if consecutive else micros_since(origin, starts),
+            "starts_us": None if consecutive else [start - origin for start in starts_us],
         }
 
 

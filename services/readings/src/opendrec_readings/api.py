@@ -12,6 +12,7 @@ import math
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -65,11 +66,12 @@ class _MeterReadsEnvelope(MeterReadsIn):
     reads: list[Any] = Field(min_length=1, max_length=MAX_READS_PER_REQUEST)  # type: ignore[assignment]
 
 
-RawRead = tuple[str | None, str | None, int | Decimal]  # (starttimestamp, endtimestamp, value)
+# The reads of a body as columns: starttimestamp, endtimestamp, value.
+RawReads = tuple[list[str | None], list[str | None], list[int | Decimal]]
 
 
-def parse_body(raw: bytes) -> tuple[MeterReadsIn, list[RawRead]]:
-    """The request and its reads as (starttimestamp, endtimestamp, value) tuples.
+def parse_body(raw: bytes) -> tuple[MeterReadsIn, RawReads]:
+    """The request and its reads as columns (starttimestamps, endtimestamps, values).
 
     The common body (integers, strings) is parsed by orjson and checked without a model per read;
     one with a fractional number, or anything unusual, takes the exact path: decimals straight from
@@ -97,25 +99,35 @@ def parse_body(raw: bytes) -> tuple[MeterReadsIn, list[RawRead]]:
         body = MeterReadsIn.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
-    return body, [(r.get("starttimestamp"), r.get("endtimestamp"), r["value"]) for r in body.reads]
+    return body, (
+        [r.get("starttimestamp") for r in body.reads],
+        [r.get("endtimestamp") for r in body.reads],
+        [r["value"] for r in body.reads],
+    )
 
 
-def _plain_reads(items: list[Any]) -> list[RawRead] | None:
+def _plain_reads(items: list[Any]) -> RawReads | None:
     """Reads that are objects with string (or null) timestamps and an integer value; None if any is not.
 
     Column by column, so the loops run in C: the types of a whole column are checked at once.
     """
     if set(map(type, items)) != {dict}:
         return None
-    starts = [r.get("starttimestamp") for r in items]
-    ends = [r.get("endtimestamp") for r in items]
-    values = [r.get("value") for r in items]
+    try:
+        starts = list(map(_START, items))
+    except KeyError:  # optional: Delta and Aggregate reads may leave it out
+        starts = [r.get("starttimestamp") for r in items]
+    try:
+        ends, values = list(map(_END, items)), list(map(_VALUE, items))
+    except KeyError:
+        return None  # the full model says which read lacks what
     # bool is not int here (type, not isinstance); floats and strings go the exact path.
     if set(map(type, values)) != {int} or not set(map(type, starts)) <= _TEXT or not set(map(type, ends)) <= _TEXT:
         return None
-    return list(zip(starts, ends, values))
+    return starts, ends, values
 
 
+_START, _END, _VALUE = itemgetter("starttimestamp"), itemgetter("endtimestamp"), itemgetter("value")
 _TEXT = {str, type(None)}
 
 
@@ -153,7 +165,7 @@ async def add_meter_reads(
     user: Principal = permission(MODULE, "Write"),
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
-    body, raw_reads = parse_body(await request.body())
+    body, (starts, ends, values) = parse_body(await request.body())
     settings = runtime.settings
     tz = None
     if body.timezone and body.timezone.strip():
@@ -161,7 +173,7 @@ async def add_meter_reads(
             tz = domain.resolve_timezone(body.timezone)
         except ValueError as exc:
             raise ApiError(400, str(exc), [{"field": "timezone", "message": str(exc), "where": "body"}]) from exc
-    reads, parse_errors = domain.parse_reads(raw_reads, body.type, body.unit, tz)
+    reads, parse_errors = domain.parse_reads(starts, ends, values, body.type, body.unit, tz)
     async with pool.acquire() as conn:
         organization_id = await _organization(conn, user, body.organizationId, "Developer")
         device = await _device(conn, organization_id, externalId)

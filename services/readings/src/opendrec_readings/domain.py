@@ -20,17 +20,18 @@ import hashlib
 import math
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import cache
 from itertools import repeat
-from operator import itemgetter, lt, sub
+from operator import attrgetter, lt, sub
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-from opendrec_contracts.events import micros_since  # one integer encoding of instants, shared with read.ingested
+# One integer encoding of instants (µs since the Unix epoch), shared with read.ingested.
+from opendrec_contracts.events import UNIX_EPOCH, micros_since
 
 ReadType = Literal["History", "Delta", "Aggregate"]
 READ_TYPES: tuple[ReadType, ...] = ("History", "Delta", "Aggregate")
@@ -69,8 +70,10 @@ class LastRead:
     meter_total_wh: int | None = None  # Aggregate only: the latest meter total
 
 
-# Read and Interval are named tuples, not dataclasses: a batch makes 10,000s of them, and a
-# tuple is built (with _new below) in a fraction of a frozen dataclass's time.
+# A read or an interval on its own is a named tuple (for the per-read rules and tests); a batch
+# is held in columns (Reads, Intervals): 10,000 reads are parsed, judged, fingerprinted, copied
+# and announced a column at a time, with loops that run in C, and each instant becomes an
+# integer once.
 class Read(NamedTuple):
     """One parsed read: UTC timestamps, value in whole Wh (energy, or a meter total for Aggregate)."""
 
@@ -86,10 +89,71 @@ class Interval(NamedTuple):
     start: datetime
     end: datetime
     wh: int
-    index: int  # the read it came from
 
 
 _new = tuple.__new__  # _new(Read, (index, start, end, wh)): a named tuple without its Python-level __new__
+
+
+def micros(moment: datetime) -> int:
+    """An instant as whole microseconds since the Unix epoch."""
+    return (moment - UNIX_EPOCH) // _MICROSECOND
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """A parsed batch, a column per field: read i is (indexes[i], starts[i], ends[i], values_wh[i]).
+
+    Instants are aware UTC datetimes; `ends_us` are the ends as microseconds since the Unix epoch.
+    Iterating gives Read tuples, for the per-read rules.
+    """
+
+    indexes: list[int]  # position in the submission (or row number in an import)
+    starts: list[datetime | None]  # None: not given (always, for Delta and Aggregate)
+    ends: list[datetime]
+    values_wh: list[int]
+    ends_us: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ends_us", micros_since(UNIX_EPOCH, self.ends))
+
+    @classmethod
+    def of(cls, reads: Iterable[Read]) -> Reads:
+        columns = [list(column) for column in zip(*reads)] or [[], [], [], []]
+        return cls(*columns)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __iter__(self) -> Iterator[Read]:
+        return map(_new, repeat(Read), zip(self.indexes, self.starts, self.ends, self.values_wh))
+
+
+@dataclass(frozen=True, slots=True)
+class Intervals:
+    """The accepted energy of a batch, a column per field: interval i runs from starts[i] to ends[i]
+    and carries whs[i] Wh. `starts_us`, `ends_us`: the same instants as microseconds since the Unix
+    epoch, as they are stored and announced. Iterating gives Interval tuples."""
+
+    starts: list[datetime]
+    ends: list[datetime]
+    whs: list[int]
+    starts_us: list[int]
+    ends_us: list[int]
+
+    @classmethod
+    def of(cls, intervals: Iterable[Interval]) -> Intervals:
+        starts, ends, whs = [list(column) for column in zip(*intervals)] or [[], [], []]
+        return cls(starts, ends, whs, micros_since(UNIX_EPOCH, starts), micros_since(UNIX_EPOCH, ends))
+
+    def __len__(self) -> int:
+        return len(self.whs)
+
+    def __iter__(self) -> Iterator[Interval]:
+        return map(_new, repeat(Interval), zip(self.starts, self.ends, self.whs))
+
+    def part(self, first: int, last: int) -> Intervals:
+        """Intervals first to last (excluded)."""
+        return Intervals(*(column[first:last] for column in (self.starts, self.ends, self.whs, self.starts_us, self.ends_us)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +167,7 @@ class ReadError:
 
 @dataclass
 class Verdict:
-    intervals: list[Interval] = field(default_factory=list)
+    intervals: Intervals = field(default_factory=lambda: Intervals.of(()))
     errors: list[ReadError] = field(default_factory=list)
     last: LastRead = field(default_factory=LastRead)
 
@@ -184,21 +248,22 @@ def parse_timestamp(text: str | None, tz: ZoneInfo | None) -> datetime | None:
 
 
 def parse_reads(
-    raw: Iterable[tuple[str | None, str | None, Decimal | int]],
+    starts: Sequence[str | None],
+    ends: Sequence[str | None],
+    values: Sequence[Decimal | int],
     read_type: ReadType,
     unit: str,
     tz: ZoneInfo | None,
-) -> tuple[list[Read], list[ReadError]]:
-    """(starttimestamp, endtimestamp, value) triples to reads; errors carry the read's index.
+) -> tuple[Reads, list[ReadError]]:
+    """Columns of starttimestamp, endtimestamp and value to reads; errors carry the read's index.
 
     Delta and Aggregate intervals start where the previous read ended, so their start is not read.
     """
-    rows = raw if isinstance(raw, list) else list(raw)
-    reads = _parse_utc_batch(rows, read_type, unit)
+    reads = _parse_utc_batch(starts, ends, values, read_type, unit)
     if reads is not None:
         return reads, []
-    reads, errors = [], []
-    for index, (start_text, end_text, value) in enumerate(rows):
+    parsed, errors = [], []
+    for index, (start_text, end_text, value) in enumerate(zip(starts, ends, values, strict=True)):
         reasons: list[str] = []
         start = end = None
         wh = 0
@@ -221,19 +286,18 @@ def parse_reads(
             errors.append(ReadError(index, "; ".join(reasons)))
         else:
             assert end is not None
-            reads.append(Read(index, start, end, wh))
-    return reads, errors
+            parsed.append(Read(index, start, end, wh))
+    return Reads.of(parsed), errors
 
 
-def _parse_utc_batch(rows: list[tuple[str | None, str | None, Decimal | int]], read_type: str, unit: str) -> list[Read] | None:
+def _parse_utc_batch(
+    starts: Sequence[str | None], ends: Sequence[str | None], values: Sequence[Decimal | int], read_type: str, unit: str
+) -> Reads | None:
     """The common batch, parsed in a few passes that run in C: every timestamp ISO 8601 in UTC,
     every value a whole number in range. None if any read is not: the per-read path judges them
     (blanks, local times, other offsets, decimals, bad values) and says what is wrong.
     """
-    if not rows or unit not in UNIT_EXPONENTS:
-        return None
-    starts, ends, values = zip(*rows)
-    if set(map(type, values)) != {int} or set(map(type, ends)) != {str}:
+    if not ends or unit not in UNIT_EXPONENTS or set(map(type, values)) != {int} or set(map(type, ends)) != {str}:
         return None
     scale = 10 ** UNIT_EXPONENTS[unit]
     whs = list(values) if scale == 1 else [v * scale for v in values]
@@ -241,15 +305,18 @@ def _parse_utc_batch(rows: list[tuple[str | None, str | None, Decimal | int]], r
         return None
     try:
         end_at = list(map(datetime.fromisoformat, ends))
-        start_at = list(map(datetime.fromisoformat, starts)) if read_type == "History" else repeat(None)
+        start_at = list(map(datetime.fromisoformat, starts)) if read_type == "History" else [None] * len(ends)  # type: ignore[arg-type]
     except (TypeError, ValueError):  # not text, or not a timestamp
         return None
-    if {e.tzinfo for e in end_at} != {UTC} or (read_type == "History" and {s.tzinfo for s in start_at} != {UTC}):
+    if set(map(_TZINFO, end_at)) != {UTC} or (read_type == "History" and set(map(_TZINFO, start_at)) != {UTC}):
         return None
-    return list(map(_new, repeat(Read), zip(range(len(rows)), start_at, end_at, whs)))
+    return Reads(list(range(len(ends))), start_at, end_at, whs)
 
 
-def fingerprint(read_type: str, reads: Sequence[Read]) -> bytes:
+_TZINFO = attrgetter("tzinfo")
+
+
+def fingerprint(read_type: str, reads: Reads) -> bytes:
     """Identifies the content of a batch: an identical resubmission has the same fingerprint.
 
     (start or -1, end, Wh) per read, instants as microseconds since the epoch, packed as
@@ -257,19 +324,17 @@ def fingerprint(read_type: str, reads: Sequence[Read]) -> bytes:
     """
     numbers = array("q", [-1]) * (3 * len(reads))
     if reads:
-        numbers[1::3] = array("q", micros_since(_EPOCH, list(map(_END, reads))))
-        numbers[2::3] = array("q", map(_VALUE, reads))
+        numbers[1::3] = array("q", reads.ends_us)
+        numbers[2::3] = array("q", reads.values_wh)
         if read_type == "History":
-            starts = list(map(_START, reads))
+            starts = reads.starts
             if None in starts:
-                numbers[0::3] = array("q", [-1 if start is None else (start - _EPOCH) // _MICROSECOND for start in starts])
+                numbers[0::3] = array("q", [-1 if start is None else micros(start) for start in starts])
             else:
-                numbers[0::3] = array("q", micros_since(_EPOCH, starts))
+                numbers[0::3] = array("q", micros_since(UNIX_EPOCH, starts))  # type: ignore[arg-type]
     return hashlib.sha256(read_type.encode() + numbers.tobytes()).digest()
 
 
-_INDEX, _START, _END, _VALUE = (itemgetter(i) for i in range(4))  # fields of a Read, for map()
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -347,37 +412,45 @@ class PlausibilityBounds:
         return found
 
     def of(self, span: timedelta, degradation: float) -> float:
-        return self.capacity_factor * (span.total_seconds() / 3600) * self.yield_factor * degradation
+        return self.of_us(span // _MICROSECOND, degradation)
+
+    def of_us(self, span_us: int, degradation: float) -> float:
+        # span_us / 1_000_000 is what timedelta.total_seconds() computes: the same float.
+        return self.capacity_factor * (span_us / 1_000_000 / 3600) * self.yield_factor * degradation
 
     def bound(self, start: datetime, end: datetime) -> float:
         anniversary, before, after = self._year(start.year, start.tzinfo)
         # Datetimes of one zone compare by wall time.
         return self.of(end - start, before if start < anniversary else after)
 
-    def all_below(self, starts: list[datetime], ends: list[datetime], whs: list[int]) -> bool:
-        """Whether every wh is below the bound of its interval; `starts` ascending, all in one zone.
+    def all_below(self, starts_us: list[int], ends_us: list[int], whs: list[int]) -> bool:
+        """Whether every wh is below the bound of its interval; instants as µs since the Unix epoch,
+        `starts_us` ascending, ages counted in UTC.
 
         Whole runs at a time: the starts are cut where the age changes, and within a run the
         bound depends only on the interval's length, mostly the same for a whole batch.
         """
-        zone = starts[0].tzinfo
-        spans = list(map(sub, ends, starts))
+        spans = list(map(sub, ends_us, starts_us))
         cuts: list[tuple[int, float]] = []  # (first index, degradation from there)
-        for year in range(starts[0].year, starts[-1].year + 1):
-            anniversary, before, after = self._year(year, zone)
-            cuts.append((bisect_left(starts, datetime(year, 1, 1, tzinfo=zone)), before))
-            cuts.append((bisect_left(starts, anniversary), after))
-        for (first, degradation), (last, _) in zip(cuts, [*cuts[1:], (len(starts), 0.0)]):
+        for year in range(_utc(starts_us[0]).year, _utc(starts_us[-1]).year + 1):
+            anniversary, before, after = self._year(year, UTC)
+            cuts.append((bisect_left(starts_us, micros(datetime(year, 1, 1, tzinfo=UTC))), before))
+            cuts.append((bisect_left(starts_us, micros(anniversary)), after))
+        for (first, degradation), (last, _) in zip(cuts, [*cuts[1:], (len(starts_us), 0.0)]):
             if first >= last:
                 continue
             run_spans, run_whs = spans[first:last], whs[first:last]
-            limits = {span: self.of(span, degradation) for span in set(run_spans)}
+            limits = {span: self.of_us(span, degradation) for span in set(run_spans)}
             if len(limits) == 1:
                 if max(run_whs) >= limits[run_spans[0]]:
                     return False
             elif not all(map(lt, run_whs, map(limits.__getitem__, run_spans))):
                 return False
         return True
+
+
+def _utc(us: int) -> datetime:
+    return UNIX_EPOCH + timedelta(microseconds=us)
 
 
 # -- rules: each returns why it refuses, or None -------------------------------------
@@ -472,7 +545,7 @@ def validate_batch(
     read_type: ReadType,
     device: Device,
     last: LastRead,
-    reads: Sequence[Read],
+    reads: Reads,
     *,
     now: datetime,
     history: Sequence[tuple[datetime, datetime]] = (),
@@ -489,7 +562,7 @@ def validate_batch(
 
 
 def validate_history(
-    device: Device, last: LastRead, reads: Sequence[Read], history: Sequence[tuple[datetime, datetime]]
+    device: Device, last: LastRead, reads: Reads, history: Sequence[tuple[datetime, datetime]]
 ) -> Verdict:
     verdict = Verdict(last=last)
     reasons_by_index: dict[int, list[str]] = {}
@@ -530,13 +603,14 @@ def validate_history(
         if latest is None or r.end > latest.end:
             latest = r
 
+    accepted: list[Interval] = []
     for r in reads:
         if reasons := reasons_by_index[r.index]:
             verdict.errors.append(ReadError(r.index, "; ".join(reasons)))
         elif r.start is not None:
-            verdict.intervals.append(Interval(r.start, r.end, r.value_wh, r.index))
-    if verdict.errors:
-        verdict.intervals = []
+            accepted.append(Interval(r.start, r.end, r.value_wh))
+    if not verdict.errors:
+        verdict.intervals = Intervals.of(accepted)
     return verdict
 
 
@@ -558,16 +632,17 @@ def _end_reasons(r: Read, device: Device, previous_end: datetime | None, now: da
     )
 
 
-def validate_delta(device: Device, last: LastRead, reads: Sequence[Read], *, now: datetime) -> Verdict:
-    accepted = _delta_all_accepted(device, last, reads, now)
-    if accepted is not None:
-        return accepted
+def validate_delta(device: Device, last: LastRead, reads: Reads, *, now: datetime) -> Verdict:
+    all_accepted = _delta_all_accepted(device, last, reads, now)
+    if all_accepted is not None:
+        return all_accepted
     verdict = Verdict()
     previous_end = last.end  # None: the first Delta read of the device, which counts from onboarding
     last_wh = last.value_wh
     bounds = PlausibilityBounds(device)
     onboarded, commissioned = device.onboarded_at, device.commissioning_date
-    accept = verdict.intervals.append
+    accepted: list[Interval] = []
+    accept = accepted.append
     for r in reads:
         end, wh = r.end, r.value_wh
         # The common case, every rule passing, in a few comparisons (_end_reasons' fast test, value
@@ -576,7 +651,7 @@ def validate_delta(device: Device, last: LastRead, reads: Sequence[Read], *, now
             previous_end is not None and previous_end < end <= now and end > onboarded and end >= commissioned
             and wh > 0 and wh < bounds.bound(previous_end, end)
         ):  # fmt: skip
-            accept(_new(Interval, (previous_end, end, wh, r.index)))
+            accept(_new(Interval, (previous_end, end, wh)))
             previous_end, last_wh = end, wh
             continue
         end_reasons = _end_reasons(r, device, previous_end, now)
@@ -592,45 +667,50 @@ def validate_delta(device: Device, last: LastRead, reads: Sequence[Read], *, now
         if reasons:
             verdict.errors.append(ReadError(r.index, "; ".join(reasons)))
         else:
-            accept(Interval(start, r.end, r.value_wh, r.index))
+            accept(Interval(start, r.end, r.value_wh))
             last_wh = r.value_wh
         if not end_reasons:
             previous_end = r.end  # later reads are judged from this end, even if this value was bad
     verdict.last = LastRead("Delta", previous_end, last_wh, None)
     if verdict.errors:
-        verdict.intervals, verdict.last = [], last
+        verdict.last = last
+    else:
+        verdict.intervals = Intervals.of(accepted)
     return verdict
 
 
-def _delta_all_accepted(device: Device, last: LastRead, reads: Sequence[Read], now: datetime) -> Verdict | None:
+def _delta_all_accepted(device: Device, last: LastRead, reads: Reads, now: datetime) -> Verdict | None:
     """The verdict on a Delta batch whose every read passes every rule, found a whole batch at a time; None otherwise.
 
-    The same conditions as validate_delta's per-read ones: ends after the previous read's (or,
-    for a device's first, after onboarding), increasing, not in the future, not before
-    commissioning; values positive and plausible.
+    The same conditions as validate_delta's per-read ones, on the instants as integers: ends after
+    the previous read's (or, for a device's first, after onboarding), increasing, not in the future,
+    not before commissioning; values positive and plausible. Ages for plausibility are counted in
+    UTC, so every instant must be in UTC (as parsed) for the answer to be the per-read one.
     """
     if not reads:
         return None
-    ends = list(map(_END, reads))
-    whs = list(map(_VALUE, reads))
-    starts = [last.end or device.onboarded_at, *ends[:-1]]
+    first_start = last.end or device.onboarded_at
+    ends, ends_us, whs = reads.ends, reads.ends_us, reads.values_wh
+    starts_us = [micros(first_start), *ends_us[:-1]]
     if not (
-        starts[0] < ends[0] and ends[0] > device.onboarded_at and ends[0] >= device.commissioning_date
-        and ends[-1] <= now and all(map(lt, ends[:-1], ends[1:])) and min(whs) > 0
-        and len({s.tzinfo for s in starts}) == 1 and PlausibilityBounds(device).all_below(starts, ends, whs)
+        starts_us[0] < ends_us[0] and ends[0] > device.onboarded_at and ends[0] >= device.commissioning_date
+        and ends[-1] <= now and all(map(lt, ends_us, ends_us[1:])) and min(whs) > 0
+        and first_start.tzinfo is UTC and set(map(_TZINFO, ends)) == {UTC}
+        and PlausibilityBounds(device).all_below(starts_us, ends_us, whs)
     ):  # fmt: skip
         return None
-    intervals = list(map(_new, repeat(Interval), zip(starts, ends, whs, map(_INDEX, reads))))
+    intervals = Intervals([first_start, *ends[:-1]], ends, whs, starts_us, ends_us)
     return Verdict(intervals=intervals, last=LastRead("Delta", ends[-1], whs[-1], None))
 
 
-def validate_aggregate(device: Device, last: LastRead, reads: Sequence[Read], *, now: datetime) -> Verdict:
+def validate_aggregate(device: Device, last: LastRead, reads: Reads, *, now: datetime) -> Verdict:
     verdict = Verdict()
     previous_end, previous_total = last.end, last.meter_total_wh
     last_wh = last.value_wh
     bounds = PlausibilityBounds(device)
     onboarded, commissioned = device.onboarded_at, device.commissioning_date
-    accept = verdict.intervals.append
+    accepted: list[Interval] = []
+    accept = accepted.append
     for r in reads:
         end, total = r.end, r.value_wh
         # The common case (as in validate_delta): a later end, a greater total, plausible energy.
@@ -640,7 +720,7 @@ def validate_aggregate(device: Device, last: LastRead, reads: Sequence[Read], *,
             and total - previous_total < bounds.bound(previous_end, end)
         ):  # fmt: skip
             last_wh = total - previous_total
-            accept(_new(Interval, (previous_end, end, last_wh, r.index)))
+            accept(_new(Interval, (previous_end, end, last_wh)))
             previous_end, previous_total = end, total
             continue
         end_reasons = _end_reasons(r, device, previous_end, now)
@@ -669,13 +749,15 @@ def validate_aggregate(device: Device, last: LastRead, reads: Sequence[Read], *,
         else:
             assert previous_end is not None
             last_wh = r.value_wh - previous_total
-            accept(Interval(previous_end, r.end, last_wh, r.index))
+            accept(Interval(previous_end, r.end, last_wh))
         if total_ok and not end_reasons:
             # Later reads are judged from this one, even if its energy was implausible.
             previous_end, previous_total = r.end, r.value_wh
     verdict.last = LastRead("Aggregate", previous_end, last_wh, previous_total)
     if verdict.errors:
-        verdict.intervals, verdict.last = [], last
+        verdict.last = last
+    else:
+        verdict.intervals = Intervals.of(accepted)
     return verdict
 
 

@@ -122,10 +122,12 @@ class Handlers:
                 ]
             )
         else:
-            reads = [domain.Read(i, r.start.astimezone(UTC) if r.start else None, r.end.astimezone(UTC), r.value_wh) for i, r in enumerate(event.reads)]
-            if event.read_type != "History":
-                # Ongoing intervals run from the previous read's end: a sent start plays no part.
-                reads = [domain.Read(r.index, None, r.end, r.value_wh) for r in reads]
+            # Ongoing intervals run from the previous read's end: a sent start plays no part.
+            history = event.read_type == "History"
+            reads = domain.Reads.of(
+                domain.Read(i, r.start.astimezone(UTC) if history and r.start else None, r.end.astimezone(UTC), r.value_wh)
+                for i, r in enumerate(event.reads)
+            )
             result = await ingest.ingest(
                 conn, self.settings, device, event.read_type, reads, source=event.source, now=datetime.now(UTC)
             )

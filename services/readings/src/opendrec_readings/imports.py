@@ -110,7 +110,7 @@ def group_error(first: CsvRow) -> str | None:
     return None
 
 
-def parse_group(rows: Sequence[CsvRow]) -> tuple[list[domain.Read], list[RowResult]]:
+def parse_group(rows: Sequence[CsvRow]) -> tuple[domain.Reads, list[RowResult]]:
     """Reads of a group (indexed by row number), and the rows refused already by their form."""
     first = rows[0]
     tz = domain.resolve_timezone(first.timezone) if first.timezone else None
@@ -125,10 +125,10 @@ def parse_group(rows: Sequence[CsvRow]) -> tuple[list[domain.Read], list[RowResu
         except InvalidOperation:
             refused.append(RowResult(row.number, False, f"value {row.value!r} is not a number"))
     reads, errors = domain.parse_reads(
-        ((r.start, r.end, v) for r, v in zip(usable, values, strict=True)), first.read_type, first.unit, tz  # type: ignore[arg-type]
+        [r.start for r in usable], [r.end for r in usable], values, first.read_type, first.unit, tz  # type: ignore[arg-type]
     )
     # parse_reads indexes by position: back to row numbers.
-    reads = [domain.Read(usable[r.index].number, r.start, r.end, r.value_wh) for r in reads]
+    reads = domain.Reads([usable[i].number for i in reads.indexes], reads.starts, reads.ends, reads.values_wh)
     refused += [RowResult(usable[e.index].number, False, e.reason) for e in errors if e.index is not None]
     return reads, refused
 
@@ -154,18 +154,18 @@ async def judge_group(
     while remaining:
         verdict = await ingest.ingest(conn, settings, device, first.read_type, remaining, source=SOURCE, timezone=tz)  # type: ignore[arg-type]
         if isinstance(verdict, ingest.Accepted):
-            results += [RowResult(r.index, True, None, verdict.summary.batch_id) for r in remaining]
+            results += [RowResult(number, True, None, verdict.summary.batch_id) for number in remaining.indexes]
             break
         whole = [e.reason for e in verdict.errors if e.index is None]
         if whole:
-            results += [RowResult(r.index, False, whole[0]) for r in remaining]
+            results += [RowResult(number, False, whole[0]) for number in remaining.indexes]
             break
         bad: dict[int, str] = {}
         for e in verdict.errors:
             assert e.index is not None
             bad[e.index] = f"{bad[e.index]}; {e.reason}" if e.index in bad else e.reason
         results += [RowResult(number, False, why) for number, why in bad.items()]
-        remaining = [r for r in remaining if r.index not in bad]
+        remaining = domain.Reads.of(r for r in remaining if r.index not in bad)
     return sorted(results, key=lambda r: r.number)
 
 

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -23,7 +22,7 @@ from opendrec_contracts import ReadIngested
 from opendrec_kit import outbox
 
 from . import domain, store
-from .domain import Read, ReadError, ReadType
+from .domain import Intervals, ReadError, Reads, ReadType
 from .settings import Settings
 
 
@@ -60,9 +59,6 @@ class Rejected:
     errors: list[ReadError]
 
 
-_INTERVAL_START, _INTERVAL_WH, _READ_END = itemgetter(0), itemgetter(2), itemgetter(2)  # for map()
-
-
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was already used for different content."""
 
@@ -88,7 +84,7 @@ async def ingest(
     settings: Settings,
     device: asyncpg.Record,
     read_type: ReadType,
-    reads: Sequence[Read],
+    reads: Reads,
     *,
     source: str,
     parse_errors: Sequence[ReadError] = (),
@@ -116,9 +112,9 @@ async def ingest(
             return Accepted(_summary(previous, external_id), replayed=True)
 
     history: list[tuple[datetime, datetime]] = []
-    starts = [r.start for r in reads if r.start is not None] if read_type == "History" else []
+    starts = [start for start in reads.starts if start is not None] if read_type == "History" else []
     if starts:
-        history = await store.history_between(conn, device_id, min(starts), max(r.end for r in reads))
+        history = await store.history_between(conn, device_id, min(starts), max(reads.ends))
     verdict = domain.validate_batch(
         read_type, device_facts(device, settings), last, reads, now=now or datetime.now(UTC), history=history
     )
@@ -139,10 +135,10 @@ async def ingest(
         external_id=external_id,
         read_type=read_type,
         count=len(reads),
-        total_wh=sum(map(_INTERVAL_WH, intervals)),
+        total_wh=sum(intervals.whs),
         # An Aggregate baseline alone has no interval: its end is the batch's only instant.
-        first_at=min(map(_INTERVAL_START, intervals)) if intervals else min(map(_READ_END, reads)),
-        last_at=max(map(_READ_END, reads)),
+        first_at=min(intervals.starts) if intervals else min(reads.ends),
+        last_at=max(reads.ends),
     )
     await store.insert_batch(
         conn,
@@ -163,7 +159,7 @@ async def ingest(
 
 
 def ingested_events(
-    device: asyncpg.Record, read_type: str, batch_id: uuid.UUID, intervals: Sequence[domain.Interval], max_reads: int
+    device: asyncpg.Record, read_type: str, batch_id: uuid.UUID, intervals: Intervals, max_reads: int
 ) -> list[ReadIngested]:
     """read.ingested for a batch: one event, or several with the same batch_id when it is too big for one message.
 
@@ -171,7 +167,7 @@ def ingested_events(
     """
     events: list[ReadIngested] = []
     for first in range(0, len(intervals), max_reads):
-        part = intervals[first : first + max_reads]
+        part = intervals.part(first, first + max_reads)
         # Not validated again: every value comes from reads this service has just checked
         # (aware UTC instants, start < end, Wh >= 0); a test holds this to the contract's validation.
         events.append(
@@ -181,7 +177,7 @@ def ingested_events(
                 external_id=device["external_id"],
                 organization_id=device["organization_id"],
                 read_type=read_type,
-                **ReadIngested.columns(*(list(map(itemgetter(k), part)) for k in range(3))),
+                **ReadIngested.columns_us(part.starts_us, part.ends_us, part.whs),
             )
         )
     return events

@@ -5,9 +5,8 @@ from __future__ import annotations
 import struct
 import uuid
 from itertools import repeat
-from operator import eq, itemgetter
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,7 +14,7 @@ import orjson
 
 from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReservationCreated
 
-from .domain import Interval, LastRead, micros_since
+from .domain import Intervals, LastRead
 
 INTERVAL_COLUMNS = ("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id")
 
@@ -141,7 +140,7 @@ async def copy_intervals(
     read_type: str,
     source: str,
     batch_id: uuid.UUID,
-    intervals: Sequence[Interval],
+    intervals: Intervals,
 ) -> None:
     payload = binary_copy(device_id, read_type, source, batch_id, intervals)
 
@@ -151,13 +150,13 @@ async def copy_intervals(
     await conn.copy_to_table("intervals", source=chunks(), columns=INTERVAL_COLUMNS, format="binary")
 
 
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz in binary COPY: microseconds since then
-_MICROSECOND = timedelta(microseconds=1)
+# timestamptz in binary COPY: microseconds since 2000-01-01, the Unix epoch's micros less this.
+_PG_EPOCH_US = 946_684_800_000_000
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _COPY_TRAILER = b"\xff\xff"
 
 
-def binary_copy(device_id: int, read_type: str, source: str, batch_id: uuid.UUID, intervals: Sequence[Interval]) -> bytes:
+def binary_copy(device_id: int, read_type: str, source: str, batch_id: uuid.UUID, intervals: Intervals) -> bytes:
     """Intervals as a binary COPY stream in INTERVAL_COLUMNS order.
 
     Built here with one struct.pack per row: asyncpg's copy_records_to_table encodes every
@@ -169,14 +168,13 @@ def binary_copy(device_id: int, read_type: str, source: str, batch_id: uuid.UUID
     head = struct.pack(">hiq", len(INTERVAL_COLUMNS), 8, device_id)
     tail = struct.pack(f">i{len(kind)}si{len(origin)}si16s", len(kind), kind, len(origin), origin, 16, batch_id.bytes)
     row = struct.Struct(f">{len(head)}siqiqiq{len(tail)}s").pack
-    epoch, us, eight = _PG_EPOCH, _MICROSECOND, repeat(8)
-    start_at, end_at, whs = (list(map(itemgetter(i), intervals)) for i in range(3))
-    ends = micros_since(epoch, end_at)
-    if all(map(eq, start_at[1:], end_at[:-1])):  # consecutive intervals (Delta, Aggregate): starts are the ends before
-        starts = [(start_at[0] - epoch) // us, *ends[:-1]] if intervals else []
+    shift, eight = _PG_EPOCH_US, repeat(8)
+    ends = [end - shift for end in intervals.ends_us]
+    if intervals.starts_us[1:] == intervals.ends_us[:-1]:  # consecutive intervals (Delta, Aggregate): starts are the ends before
+        starts = [intervals.starts_us[0] - shift, *ends[:-1]] if intervals else []
     else:
-        starts = micros_since(epoch, start_at)
-    rows = map(row, repeat(head), eight, starts, eight, ends, eight, whs, repeat(tail))
+        starts = [start - shift for start in intervals.starts_us]
+    rows = map(row, repeat(head), eight, starts, eight, ends, eight, intervals.whs, repeat(tail))
     return b"".join((_COPY_HEADER, *rows, _COPY_TRAILER))
 
 
