@@ -128,6 +128,24 @@ def test_fingerprint_identifies_identical_content():
     assert domain.fingerprint("Delta", a) != domain.fingerprint("Aggregate", a)
 
 
+def test_fingerprint_keeps_its_encoding_so_batches_stored_earlier_are_still_recognised():
+    """sha256 of the type and (start µs or -1, end µs, Wh) per read, as 64-bit integers: fingerprints
+    stored with batches were made so, and a resubmission must still match them."""
+    import hashlib
+    import struct
+
+    def micros(moment):
+        return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+    t = datetime(2023, 7, 1, 0, 0, 0, 7, tzinfo=UTC)
+    history = [read(i, t + (i + 1) * H, 5 + i, None if i == 2 else t + i * H) for i in range(4)]
+    delta = [read(i, t + i * i * timedelta(seconds=1), 10 * i) for i in range(6)]
+    for read_type, reads in (("History", history), ("Delta", delta)):
+        numbers = [n for r in reads for n in (-1 if r.start is None else micros(r.start), micros(r.end), r.value_wh)]
+        expected = hashlib.sha256(read_type.encode() + struct.pack(f"={len(numbers)}q", *numbers)).digest()
+        assert domain.fingerprint(read_type, Reads.of(reads)) == expected
+
+
 # -- single rules: accept and refuse ---------------------------------------------------
 
 
