@@ -2,7 +2,7 @@
 
     python bench/readings/bench_readings.py [--clients 4] [--batch 5000] [--batches-per-client 40]
                                             [--rss-reads 1000000] [--direct] [--skip a,b,c]
-                                            [--workers 1] [--profile FILE]
+                                            [--workers 1] [--profile FILE] [--read-type Delta|Aggregate]
 
 Starts, as real processes on loopback: an embedded Postgres and a Tansu broker (devstack),
 the readings service (`python -m opendrec_readings`), and the gateway
@@ -11,7 +11,8 @@ here); with --direct, or if the gateway does not come up, clients call the servi
 (the output says which). Devices are announced as device.registered on the broker.
 
 (a) ingestion: --clients concurrent clients, each posting --batches-per-client batches of
-    --batch Delta reads (one device per client), timed until every batch is answered 201 AND
+    --batch Delta reads (one device per client; --read-type Aggregate: meter totals instead,
+    the same energy), timed until every batch is answered 201 AND
     its reads are on the read.ingested topic; then a bare asyncpg copy_records_to_table of the
     same rows (same table shape, same number of concurrent connections, one transaction per
     batch) in the same Postgres. Prints both rates and the ratio, the load average, the CPU
@@ -142,15 +143,17 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def delta_bodies(device: DeviceRegistered, batches: int, size: int, step: timedelta, wh: int) -> list[bytes]:
-    """The request bodies (encoded before the clock starts), consecutive Delta reads from onboarding."""
+def read_bodies(device: DeviceRegistered, batches: int, size: int, step: timedelta, wh: int, read_type: str = "Delta") -> list[bytes]:
+    """The request bodies (encoded before the clock starts), consecutive reads from onboarding of `wh`
+    each: Delta values, or Aggregate meter totals (the device's first one a baseline without energy)."""
     bodies, n = [], 0
     for _ in range(batches):
         reads = []
         for _ in range(size):
             n += 1
-            reads.append({"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + n * step), "value": wh})
-        bodies.append(orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads}))
+            value = wh if read_type == "Delta" else n * wh
+            reads.append({"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + n * step), "value": value})
+        bodies.append(orjson.dumps({"type": read_type, "unit": "Wh", "reads": reads}))
     return bodies
 
 
@@ -346,9 +349,10 @@ async def main(args: argparse.Namespace) -> int:
             onboarded = datetime(2016, 1, 1, tzinfo=UTC)
             devices = [new_device(onboarded) for _ in range(args.clients)]
             await register(broker.bootstrap, pg.url_for("opendrec_readings"), devices)
-            work = {d.external_id: delta_bodies(d, args.batches_per_client, args.batch, MINUTE, 100) for d in devices}
+            work = {d.external_id: read_bodies(d, args.batches_per_client, args.batch, MINUTE, 100, args.read_type) for d in devices}
             total = args.clients * args.batches_per_client * args.batch
-            counter.expect(devices, total)
+            # An Aggregate device's first read is a baseline: no interval is announced for it.
+            counter.expect(devices, total - (args.clients if args.read_type == "Aggregate" else 0))
             watched = {"readings": service.pid, "gateway": gateway.pid if gateway else None, "postgres": pg.pid,
                        "tansu": broker.process.pid, "bench": os.getpid()}  # fmt: skip
             idle0 = tree_cpu_seconds(service.pid, True)
@@ -362,7 +366,7 @@ async def main(args: argparse.Namespace) -> int:
             readings_sys = tree_system_seconds(service.pid) - sys0
             copy, copy_cpu = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, onboarded)
             e2e_rate, copy_rate = total / e2e, total / copy
-            print(f"\n(a) ingestion of {total:,} Delta reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
+            print(f"\n(a) ingestion of {total:,} {args.read_type} reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
             print(f"    end to end (201 + on read.ingested): {e2e:7.2f} s  {e2e_rate:10,.0f} reads/s   (load average before: {load0:.2f}; "
                   f"all answered 201 after {stored:.2f} s)")  # fmt: skip
             print("    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items())
@@ -380,7 +384,7 @@ async def main(args: argparse.Namespace) -> int:
             year = datetime(2024, 1, 1, tzinfo=UTC)
             device = new_device(year, capacity_kw=100)
             await register(broker.bootstrap, pg.url_for("opendrec_readings"), [device])
-            bodies = delta_bodies(device, 2, 4380, HOUR, 1000)
+            bodies = read_bodies(device, 2, 4380, HOUR, 1000)
             counter.expect([device], 8760)
             await ingest(base, headers, {device.external_id: bodies}, counter)
             params = {"readType": "accumulated", "granularity": "day", "start": iso(year), "end": iso(year + 366 * 24 * HOUR)}
@@ -515,6 +519,7 @@ if __name__ == "__main__":
     parser.add_argument("--rss-reads", type=int, default=1_000_000)
     parser.add_argument("--direct", action="store_true", help="clients call the readings service, not the gateway")
     parser.add_argument("--workers", type=int, default=1, help="HTTP_WORKERS of the readings service (processes on its port)")
+    parser.add_argument("--read-type", choices=("Delta", "Aggregate"), default="Delta", help="what (a) posts")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
     parser.add_argument("--profile", default="", help="write a cProfile of the readings service to this file")
     sys.exit(asyncio.run(main(parser.parse_args())))

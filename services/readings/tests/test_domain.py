@@ -415,6 +415,7 @@ def _per_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Turn off the whole-batch paths, leaving the read-by-read rules."""
     monkeypatch.setattr(domain, "_parse_utc_batch", lambda *_: None)
     monkeypatch.setattr(domain, "_delta_all_accepted", lambda *_: None)
+    monkeypatch.setattr(domain, "_aggregate_all_accepted", lambda *_: None)
 
 
 def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
@@ -497,6 +498,39 @@ def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
     _per_read(monkeypatch)
     for (name, n), verdict in fast.items():
         assert verdict == judge("Delta", device, lasts[n], batches[name], now=now), name
+
+
+def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
+    device = Device(device_id=1, capacity_kw=1, commissioning_date=datetime(2021, 6, 1, tzinfo=UTC), onboarded_at=ONBOARDED, annual_yield=8760)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ends = [datetime(2024, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
+    # Energies just under the bound of each hour (across an anniversary), as meter totals from 1,000 Wh.
+    energies = [math.ceil(domain.plausibility_bound_wh(device, e - H, e)) - 1 for e in ends]
+    totals = [1000 + sum(energies[: i + 1]) for i in range(10)]
+
+    def batch(totals=totals, ends=ends):
+        return [read(i, e, total) for i, (e, total) in enumerate(zip(ends, totals, strict=True))]
+
+    batches = {
+        "all plausible": batch(),
+        "one at its bound": batch(totals=[t + (1 if i >= 6 else 0) for i, t in enumerate(totals)]),
+        "one total not greater": batch(totals=[totals[3] if i == 4 else t for i, t in enumerate(totals)]),
+        "one total lower": batch(totals=[5 if i == 7 else t for i, t in enumerate(totals)]),
+        "negative baseline": batch(totals=[t - totals[0] - 1 for t in totals]),  # -1, then plausible increases
+        "one not after the one before": batch(ends=[ends[3] if i == 5 else e for i, e in enumerate(ends)]),
+        "one in the future": batch(ends=[now + H if i == 9 else e for i, e in enumerate(ends)]),
+        "baseline alone": batch()[:1],
+        "uneven": [read(i, e + i * timedelta(minutes=i), 1000 + i) for i, e in enumerate(ends)],
+    }
+    lasts = [LastRead(), LastRead("Aggregate", ends[0] - H, 5, 1000), LastRead("Aggregate", ends[0], 5, 900)]
+    fast = {(name, n): judge("Aggregate", device, last, reads, now=now) for name, reads in batches.items() for n, last in enumerate(lasts)}
+    assert fast[("all plausible", 0)].accepted and fast[("all plausible", 1)].accepted
+    assert not fast[("one at its bound", 1)].accepted and fast[("baseline alone", 0)].accepted
+    for n in (0, 1):  # taken, with and without a baseline in the batch
+        assert domain._aggregate_all_accepted(device, lasts[n], Reads.of(batches["all plausible"]), now) is not None
+    _per_read(monkeypatch)
+    for (name, n), verdict in fast.items():
+        assert verdict == judge("Aggregate", device, lasts[n], batches[name], now=now), (name, n)
 
 
 def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():

@@ -679,18 +679,19 @@ def validate_delta(device: Device, last: LastRead, reads: Reads, *, now: datetim
     return verdict
 
 
-def _delta_all_accepted(device: Device, last: LastRead, reads: Reads, now: datetime) -> Verdict | None:
-    """The verdict on a Delta batch whose every read passes every rule, found a whole batch at a time; None otherwise.
+def _consecutive_all_accepted(
+    device: Device, first_start: datetime, ends: list[datetime], ends_us: list[int], whs: list[int], now: datetime
+) -> Intervals | None:
+    """The intervals first_start–ends[0], ends[0]–ends[1], … carrying `whs`, if every one passes the
+    rules of an ongoing read; None otherwise (the per-read rules then say what is wrong).
 
-    The same conditions as validate_delta's per-read ones, on the instants as integers: ends after
-    the previous read's (or, for a device's first, after onboarding), increasing, not in the future,
-    not before commissioning; values positive and plausible. Ages for plausibility are counted in
-    UTC, so every instant must be in UTC (as parsed) for the answer to be the per-read one.
+    The conditions of the per-read loops, a whole batch at a time on the instants as integers: each
+    end after the one before (the first after `first_start`), after onboarding, not before
+    commissioning, not in the future; energy positive and plausible. Ages for plausibility are
+    counted in UTC, so every instant must be in UTC (as parsed) for the answer to be the per-read one.
     """
-    if not reads:
-        return None
-    first_start = last.end or device.onboarded_at
-    ends, ends_us, whs = reads.ends, reads.ends_us, reads.values_wh
+    if not ends:
+        return Intervals.of(())
     starts_us = [micros(first_start), *ends_us[:-1]]
     if not (
         starts_us[0] < ends_us[0] and ends[0] > device.onboarded_at and ends[0] >= device.commissioning_date
@@ -699,11 +700,53 @@ def _delta_all_accepted(device: Device, last: LastRead, reads: Reads, now: datet
         and PlausibilityBounds(device).all_below(starts_us, ends_us, whs)
     ):  # fmt: skip
         return None
-    intervals = Intervals([first_start, *ends[:-1]], ends, whs, starts_us, ends_us)
-    return Verdict(intervals=intervals, last=LastRead("Delta", ends[-1], whs[-1], None))
+    return Intervals([first_start, *ends[:-1]], ends, whs, starts_us, ends_us)
+
+
+def _delta_all_accepted(device: Device, last: LastRead, reads: Reads, now: datetime) -> Verdict | None:
+    """The verdict on a Delta batch whose every read passes every rule, found a whole batch at a time; None otherwise."""
+    if not reads:
+        return None
+    intervals = _consecutive_all_accepted(device, last.end or device.onboarded_at, reads.ends, reads.ends_us, reads.values_wh, now)
+    if intervals is None:
+        return None
+    return Verdict(intervals=intervals, last=LastRead("Delta", reads.ends[-1], reads.values_wh[-1], None))
+
+
+def _aggregate_all_accepted(device: Device, last: LastRead, reads: Reads, now: datetime) -> Verdict | None:
+    """The verdict on an Aggregate batch whose every read passes every rule, found a whole batch at a time; None otherwise.
+
+    Energies are the differences of consecutive totals (positive when the totals increase); a
+    device's first total is the baseline, which must pass the end rules and not be negative.
+    """
+    if not reads:
+        return None
+    ends, ends_us, totals = reads.ends, reads.ends_us, reads.values_wh
+    if last.meter_total_wh is None:
+        first = ends[0]
+        if not (
+            (last.end is None or first > last.end) and first > device.onboarded_at
+            and first >= device.commissioning_date and first <= now and totals[0] >= 0
+        ):  # fmt: skip
+            return None
+        first_start, base_total = first, totals[0]
+        ends, ends_us, totals = ends[1:], ends_us[1:], totals[1:]
+    elif last.end is None or last.meter_total_wh < 0:
+        return None
+    else:
+        first_start, base_total = last.end, last.meter_total_wh
+    energies = list(map(sub, totals, [base_total, *totals[:-1]]))
+    intervals = _consecutive_all_accepted(device, first_start, ends, ends_us, energies, now)
+    if intervals is None:
+        return None
+    last_wh = energies[-1] if energies else 0  # a baseline alone carries no energy
+    return Verdict(intervals=intervals, last=LastRead("Aggregate", reads.ends[-1], last_wh, reads.values_wh[-1]))
 
 
 def validate_aggregate(device: Device, last: LastRead, reads: Reads, *, now: datetime) -> Verdict:
+    all_accepted = _aggregate_all_accepted(device, last, reads, now)
+    if all_accepted is not None:
+        return all_accepted
     verdict = Verdict()
     previous_end, previous_total = last.end, last.meter_total_wh
     last_wh = last.value_wh
