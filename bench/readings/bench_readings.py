@@ -2,7 +2,7 @@
 
     python bench/readings/bench_readings.py [--clients 4] [--batch 5000] [--batches-per-client 40]
                                             [--rss-reads 1000000] [--direct] [--skip a,b,c]
-                                            [--workers 1] [--profile FILE] [--read-type Delta|Aggregate]
+                                            [--workers 1] [--profile FILE] [--read-type Delta|Aggregate|History]
 
 Starts, as real processes on loopback: an embedded Postgres and a Tansu broker (devstack),
 the readings service (`python -m opendrec_readings`), and the gateway
@@ -12,7 +12,7 @@ here); with --direct, or if the gateway does not come up, clients call the servi
 
 (a) ingestion: --clients concurrent clients, each posting --batches-per-client batches of
     --batch Delta reads (one device per client; --read-type Aggregate: meter totals instead,
-    the same energy), timed until every batch is answered 201 AND
+    the same energy; History: intervals before onboarding), timed until every batch is answered 201 AND
     its reads are on the read.ingested topic; then a bare asyncpg copy_records_to_table of the
     same rows (same table shape, same number of concurrent connections, one transaction per
     batch) in the same Postgres. Prints both rates and the ratio, the load average, the CPU
@@ -130,12 +130,12 @@ def rss_kb(pid: int) -> tuple[int, int]:
 # ---- workload -----------------------------------------------------------------------------
 
 
-def new_device(onboarded: datetime, capacity_kw: float = 1000) -> DeviceRegistered:
+def new_device(onboarded: datetime, capacity_kw: float = 1000, commissioned_days_before: int = 30) -> DeviceRegistered:
     device_id = uuid.uuid4().int % 10**12 + 1
     return DeviceRegistered(
         device_id=device_id, device_uuid=uuid.uuid4(), external_id=f"BENCH-{device_id}", organization_id=4242,
         capacity_kw=capacity_kw, country_code="IND", fuel_code="ES100", device_type_code="TC110",
-        commissioning_date=onboarded - timedelta(days=30), onboarded_at=onboarded,
+        commissioning_date=onboarded - timedelta(days=commissioned_days_before), onboarded_at=onboarded,
     )  # fmt: skip
 
 
@@ -144,13 +144,18 @@ def iso(moment: datetime) -> str:
 
 
 def read_bodies(device: DeviceRegistered, batches: int, size: int, step: timedelta, wh: int, read_type: str = "Delta") -> list[bytes]:
-    """The request bodies (encoded before the clock starts), consecutive reads from onboarding of `wh`
-    each: Delta values, or Aggregate meter totals (the device's first one a baseline without energy)."""
+    """The request bodies (encoded before the clock starts), consecutive reads of `wh` each: from
+    onboarding, Delta values or Aggregate meter totals (the device's first one a baseline without
+    energy); History intervals from commissioning."""
     bodies, n = [], 0
     for _ in range(batches):
         reads = []
         for _ in range(size):
             n += 1
+            if read_type == "History":
+                start, end = device.commissioning_date + (n - 1) * step, device.commissioning_date + n * step
+                reads.append({"starttimestamp": iso(start), "endtimestamp": iso(end), "value": wh})
+                continue
             value = wh if read_type == "Delta" else n * wh
             reads.append({"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + n * step), "value": value})
         bodies.append(orjson.dumps({"type": read_type, "unit": "Wh", "reads": reads}))
@@ -347,7 +352,8 @@ async def main(args: argparse.Namespace) -> int:
 
         if "a" not in skip:
             onboarded = datetime(2016, 1, 1, tzinfo=UTC)
-            devices = [new_device(onboarded) for _ in range(args.clients)]
+            # History covers the time before onboarding: up to 3 years, after commissioning.
+            devices = [new_device(onboarded, commissioned_days_before=1000 if args.read_type == "History" else 30) for _ in range(args.clients)]
             await register(broker.bootstrap, pg.url_for("opendrec_readings"), devices)
             work = {d.external_id: read_bodies(d, args.batches_per_client, args.batch, MINUTE, 100, args.read_type) for d in devices}
             total = args.clients * args.batches_per_client * args.batch
@@ -519,7 +525,7 @@ if __name__ == "__main__":
     parser.add_argument("--rss-reads", type=int, default=1_000_000)
     parser.add_argument("--direct", action="store_true", help="clients call the readings service, not the gateway")
     parser.add_argument("--workers", type=int, default=1, help="HTTP_WORKERS of the readings service (processes on its port)")
-    parser.add_argument("--read-type", choices=("Delta", "Aggregate"), default="Delta", help="what (a) posts")
+    parser.add_argument("--read-type", choices=("Delta", "Aggregate", "History"), default="Delta", help="what (a) posts")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
     parser.add_argument("--profile", default="", help="write a cProfile of the readings service to this file")
     sys.exit(asyncio.run(main(parser.parse_args())))

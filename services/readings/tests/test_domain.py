@@ -416,6 +416,7 @@ def _per_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(domain, "_parse_utc_batch", lambda *_: None)
     monkeypatch.setattr(domain, "_delta_all_accepted", lambda *_: None)
     monkeypatch.setattr(domain, "_aggregate_all_accepted", lambda *_: None)
+    monkeypatch.setattr(domain, "_history_all_accepted", lambda *_: None)
 
 
 def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
@@ -531,6 +532,44 @@ def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
     _per_read(monkeypatch)
     for (name, n), verdict in fast.items():
         assert verdict == judge("Aggregate", device, lasts[n], batches[name], now=now), (name, n)
+
+
+def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
+    device = Device(device_id=1, capacity_kw=1, commissioning_date=datetime(2021, 6, 1, tzinfo=UTC), onboarded_at=ONBOARDED, annual_yield=8760)
+    # Hourly reads up to onboarding, across an anniversary of commissioning (1 June 2022), each just under its bound.
+    starts = [datetime(2022, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
+    bound = [math.ceil(domain.plausibility_bound_wh(device, s, s + H)) - 1 for s in starts]
+
+    def batch(starts=starts, hours=1, whs=bound):
+        return [history(i, s, hours, wh) for i, (s, wh) in enumerate(zip(starts, whs, strict=True))]
+
+    early = domain.years_before(ONBOARDED, 3)
+    batches = {
+        "all plausible": batch(),
+        "with gaps": batch(starts=[s + i * H for i, s in enumerate(starts)]),
+        "out of order": list(reversed(batch())),
+        "one at its bound": batch(whs=[b + (1 if i == 6 else 0) for i, b in enumerate(bound)]),
+        "one zero": batch(whs=[0 if i == 2 else b for i, b in enumerate(bound)]),
+        "overlapping the next": batch(hours=2),
+        "ending after onboarding": batch(starts=[ONBOARDED - 5 * H + i * H for i in range(10)], whs=[1] * 10),
+        "starting too early": batch(starts=[early - 2 * H + i * H for i in range(10)], whs=[1] * 10),
+        "before commissioning": [history(0, datetime(2021, 5, 31, 23, tzinfo=UTC), 1, 1), *batch()[1:]],
+        "no start": [*batch()[:3], read(3, starts[3] + H, 1), *batch()[4:]],
+    }
+    assert early < datetime(2021, 6, 1, tzinfo=UTC) < starts[0]
+    histories = [
+        [],
+        [(starts[0] - 3 * H, starts[0]), (starts[-1] + H, starts[-1] + 2 * H)],  # touching the batch on both sides
+        [(starts[4] + timedelta(minutes=30), starts[4] + timedelta(minutes=45))],  # inside one read
+        [(starts[0] - H, starts[0] + timedelta(seconds=1))],  # overlapping the first by a second
+    ]
+    fast = {(name, n): judge("History", device, LastRead(), reads, now=NOW, history=known) for name, reads in batches.items() for n, known in enumerate(histories)}
+    assert fast[("all plausible", 1)].accepted and not fast[("all plausible", 2)].accepted and not fast[("all plausible", 3)].accepted
+    for n in (0, 1):  # taken, with and without accepted History around
+        assert domain._history_all_accepted(device, LastRead(), Reads.of(batches["all plausible"]), histories[n]) is not None
+    _per_read(monkeypatch)
+    for (name, n), verdict in fast.items():
+        assert verdict == judge("History", device, LastRead(), batches[name], now=NOW, history=histories[n]), (name, n)
 
 
 def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import cache
 from itertools import repeat
-from operator import attrgetter, lt, sub
+from operator import attrgetter, le, lt, sub
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -103,8 +103,9 @@ def micros(moment: datetime) -> int:
 class Reads:
     """A parsed batch, a column per field: read i is (indexes[i], starts[i], ends[i], values_wh[i]).
 
-    Instants are aware UTC datetimes; `ends_us` are the ends as microseconds since the Unix epoch.
-    Iterating gives Read tuples, for the per-read rules.
+    Instants are aware UTC datetimes; `ends_us` are the ends as microseconds since the Unix epoch,
+    `starts_us` the starts so when every read has one (else None). Iterating gives Read tuples,
+    for the per-read rules.
     """
 
     indexes: list[int]  # position in the submission (or row number in an import)
@@ -112,9 +113,11 @@ class Reads:
     ends: list[datetime]
     values_wh: list[int]
     ends_us: list[int] = field(init=False, repr=False, compare=False)
+    starts_us: list[int] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ends_us", micros_since(UNIX_EPOCH, self.ends))
+        object.__setattr__(self, "starts_us", None if None in self.starts else micros_since(UNIX_EPOCH, self.starts))  # type: ignore[arg-type]
 
     @classmethod
     def of(cls, reads: Iterable[Read]) -> Reads:
@@ -327,11 +330,10 @@ def fingerprint(read_type: str, reads: Reads) -> bytes:
         numbers[1::3] = array("q", reads.ends_us)
         numbers[2::3] = array("q", reads.values_wh)
         if read_type == "History":
-            starts = reads.starts
-            if None in starts:
-                numbers[0::3] = array("q", [-1 if start is None else micros(start) for start in starts])
-            else:
-                numbers[0::3] = array("q", micros_since(UNIX_EPOCH, starts))  # type: ignore[arg-type]
+            starts = reads.starts_us
+            if starts is None:
+                starts = [-1 if start is None else micros(start) for start in reads.starts]
+            numbers[0::3] = array("q", starts)
     return hashlib.sha256(read_type.encode() + numbers.tobytes()).digest()
 
 
@@ -564,6 +566,9 @@ def validate_batch(
 def validate_history(
     device: Device, last: LastRead, reads: Reads, history: Sequence[tuple[datetime, datetime]]
 ) -> Verdict:
+    all_accepted = _history_all_accepted(device, last, reads, history)
+    if all_accepted is not None:
+        return all_accepted
     verdict = Verdict(last=last)
     reasons_by_index: dict[int, list[str]] = {}
     candidates: list[Read] = []
@@ -612,6 +617,42 @@ def validate_history(
     if not verdict.errors:
         verdict.intervals = Intervals.of(accepted)
     return verdict
+
+
+def _history_all_accepted(
+    device: Device, last: LastRead, reads: Reads, history: Sequence[tuple[datetime, datetime]]
+) -> Verdict | None:
+    """The verdict on a History batch whose every read passes every rule, found a whole batch at a time; None otherwise.
+
+    Taken when the reads come in time order, none overlapping the next (how a backfill is sent);
+    any other order is left to the per-read rules. The conditions of validate_history on the
+    instants as integers: each start before its end, not before commissioning nor more than 3 years
+    before onboarding, each end by onboarding; values positive and plausible (ages counted in UTC:
+    every start must be in UTC); no overlap with the accepted History reads in `history`.
+    """
+    starts_us = reads.starts_us
+    if not reads or starts_us is None:
+        return None
+    ends_us, whs = reads.ends_us, reads.values_wh
+    earliest = max(device.commissioning_date, years_before(device.onboarded_at, HISTORY_MAX_YEARS_BEFORE_ONBOARDING))
+    if not (
+        all(map(lt, starts_us, ends_us)) and all(map(le, ends_us, starts_us[1:]))
+        and starts_us[0] >= micros(earliest) and ends_us[-1] <= micros(device.onboarded_at) and min(whs) > 0
+        and set(map(_TZINFO, reads.starts)) == {UTC}
+        and PlausibilityBounds(device).all_below(starts_us, ends_us, whs)
+        and not _overlaps_any(starts_us, ends_us, history)
+    ):  # fmt: skip
+        return None
+    return Verdict(intervals=Intervals(reads.starts, reads.ends, whs, starts_us, ends_us), last=last)  # type: ignore[arg-type]
+
+
+def _overlaps_any(starts_us: list[int], ends_us: list[int], others: Sequence[tuple[datetime, datetime]]) -> bool:
+    """Whether any of the intervals (in time order, none overlapping the next) overlaps any of `others`."""
+    for other_start, other_end in others:
+        i = bisect_right(ends_us, micros(other_start))  # the first interval ending after the other starts
+        if i < len(ends_us) and starts_us[i] < micros(other_end):
+            return True
+    return False
 
 
 def _present(*reasons: str | None) -> list[str]:
