@@ -264,10 +264,13 @@ DO $$ BEGIN FOR y IN 2015..2040 LOOP
                  y, make_timestamptz(y, 1, 1, 0, 0, 0, 'UTC'), make_timestamptz(y + 1, 1, 1, 0, 0, 0, 'UTC'));
 END LOOP; END $$;
 CREATE TABLE intervals_default PARTITION OF intervals DEFAULT;
+CREATE INDEX intervals_history ON intervals (device_id, end_at) INCLUDE (start_at) WHERE read_type = 'History';
 """
 
 
-async def bare_copy(pg: object, clients: int, batches: int, size: int, onboarded: datetime) -> tuple[float, dict[str, float]]:
+async def bare_copy(
+    pg: object, clients: int, batches: int, size: int, first_start: datetime, read_type: str
+) -> tuple[float, dict[str, float]]:
     """Seconds for `clients` connections to COPY the same rows, one transaction per batch, and the CPU it took."""
     admin = await asyncpg.connect(pg.url)  # type: ignore[attr-defined]
     name = f"bench_copy_{uuid.uuid4().hex[:8]}"
@@ -284,7 +287,7 @@ async def bare_copy(pg: object, clients: int, batches: int, size: int, onboarded
             batch_id = uuid.uuid4()
             first = b * size
             batch_rows.append(
-                [(c + 1, onboarded + (first + i) * MINUTE, onboarded + (first + i + 1) * MINUTE, 100, "Delta", "api", batch_id) for i in range(size)]
+                [(c + 1, first_start + (first + i) * MINUTE, first_start + (first + i + 1) * MINUTE, 100, read_type, "api", batch_id) for i in range(size)]
             )
         work.append(batch_rows)
     conns = [await asyncpg.connect(url) for _ in range(clients)]
@@ -370,7 +373,8 @@ async def main(args: argparse.Namespace) -> int:
             e2e, stored = await ingest(base, headers, work, counter)
             cpu = {name: tree_cpu_seconds(pid, name in ("postgres", "readings")) - cpu0[name] for name, pid in watched.items()}
             readings_sys = tree_system_seconds(service.pid) - sys0
-            copy, copy_cpu = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, onboarded)
+            first_start = devices[0].commissioning_date if args.read_type == "History" else onboarded
+            copy, copy_cpu = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, first_start, args.read_type)
             e2e_rate, copy_rate = total / e2e, total / copy
             print(f"\n(a) ingestion of {total:,} {args.read_type} reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
             print(f"    end to end (201 + on read.ingested): {e2e:7.2f} s  {e2e_rate:10,.0f} reads/s   (load average before: {load0:.2f}; "
