@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test test-fast bench bench-gateway bench-devices bench-readings lint schemas lock clean
+.PHONY: run test test-fast bench bench-gateway bench-devices bench-readings bench-certificates lint schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -29,9 +29,9 @@ test: .venv/.synced
 test-fast: .venv/.synced
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-# All three, each to its end even if one misses its goal; fails if any did.
+# All of them, each to its end even if one misses its goal; fails if any did.
 bench: .venv/.synced
-	@status=0; for b in gateway devices readings; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
+	@status=0; for b in gateway devices readings certificates; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
 
 bench-gateway: .venv/.synced
 	$(PY) bench/gateway/bench_forwarding.py
@@ -41,6 +41,9 @@ bench-devices: .venv/.synced
 
 bench-readings: .venv/.synced
 	$(PY) bench/readings/bench_readings.py $(BENCH_ARGS)
+
+bench-certificates: .venv/.synced
+	$(PY) bench/certificates/bench_certification.py
 
 lint: .venv/.synced
 	$(PY) -m opendrec_contracts.schemas --check

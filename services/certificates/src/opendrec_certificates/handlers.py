@@ -36,11 +36,9 @@ class Handlers:
         await store.upsert_device(ctx.conn, event.device_id, event.external_id, event.organization_id)
 
     async def on_read_ingested(self, event: ReadIngested, ctx: EventContext) -> None:
-        rows = [
-            (event.device_id, event.organization_id, start, end, wh, event.batch_id) for start, end, wh in event.intervals()
-        ]
+        starts, ends, energies = (list(column) for column in zip(*event.intervals(), strict=True))
         await store.lock_device(ctx.conn, event.device_id)
-        await store.insert_reads(ctx.conn, rows)
+        await store.insert_reads(ctx.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies)
         await self.certify_device(ctx.conn, event.device_id)
 
     async def on_reservation_created(self, event: ReservationCreated, ctx: EventContext) -> None:

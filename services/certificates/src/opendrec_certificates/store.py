@@ -44,13 +44,19 @@ async def record_reservation_end(conn: asyncpg.Connection, reservation_id: int, 
     )
 
 
-async def insert_reads(conn: asyncpg.Connection, rows: list[tuple]) -> None:
-    """rows: (device_id, organization_id, start_at, end_at, energy_wh, batch_id); a read seen before is skipped."""
-    await conn.executemany(
+async def insert_reads(
+    conn: asyncpg.Connection, device_id: int, organization_id: int, batch_id: uuid.UUID,
+    starts: list[datetime], ends: list[datetime], energies_wh: list[int],
+) -> None:
+    """The intervals of one read.ingested event, in one statement (arrays, not a statement per read);
+    a read seen before is skipped."""
+    await conn.execute(
         """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
-        rows,
-    )
+           SELECT $1, $2, r.start_at, r.end_at, r.energy_wh, $3
+           FROM unnest($4::timestamptz[], $5::timestamptz[], $6::bigint[]) AS r (start_at, end_at, energy_wh)
+           ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
+        device_id, organization_id, batch_id, starts, ends, energies_wh,
+    )  # fmt: skip
 
 
 async def read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
@@ -149,13 +155,18 @@ async def insert_certificate(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
         certificate_id, reservation_id, device_id, owner_organization_id, buyer_organization_id, start, end, energy_wh,
     )
-    await conn.executemany(
-        "INSERT INTO certified_energy (read_id, reservation_id, certificate_id, energy_wh) VALUES ($1, $2, $3, $4)",
-        [(a.read_id, reservation_id, certificate_id, a.energy_wh) for a in allocations],
+    # A certificate covers up to thousands of reads: two statements over arrays, not two per read.
+    read_ids, energies = [a.read_id for a in allocations], [a.energy_wh for a in allocations]
+    await conn.execute(
+        """INSERT INTO certified_energy (read_id, reservation_id, certificate_id, energy_wh)
+           SELECT a.read_id, $1, $2, a.energy_wh FROM unnest($3::bigint[], $4::bigint[]) AS a (read_id, energy_wh)""",
+        reservation_id, certificate_id, read_ids, energies,
     )
-    await conn.executemany(
-        "UPDATE reads SET certified_wh = certified_wh + $2 WHERE id = $1",
-        [(a.read_id, a.energy_wh) for a in allocations],
+    # One allocation per read (certified_energy's key holds it), so each read is updated once.
+    await conn.execute(
+        """UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
+           FROM unnest($1::bigint[], $2::bigint[]) AS a (read_id, energy_wh) WHERE reads.id = a.read_id""",
+        read_ids, energies,
     )
     return row
 

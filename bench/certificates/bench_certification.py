@@ -1,0 +1,139 @@
+"""Certificates benchmark: how fast read.ingested batches become certificates.
+
+    python bench/certificates/bench_certification.py [--batches 10] [--batch 5000]
+
+Starts an embedded Postgres (or uses DATABASE_URL when set), creates the certificates database
+with its migrations, and calls the service's own handlers (`Handlers`) with real transactions, as
+its consumer does for each event; the broker is left out (it only delivers the events). One device,
+one reservation over all its reads, minute reads; each frequency (hourly: 60 reads a certificate,
+daily: 1,440) in its own database:
+
+  certification: --batches read.ingested events of --batch intervals, handled one after the other
+                 (reads stored, allocated, certificates and certificate.issued written);
+                 prints reads/s, the certificates issued and the energy they hold.
+  baseline:      a bare copy_records_to_table of the same reads into the same `reads` table,
+                 one transaction a batch, in the same run; prints reads/s and the ratio.
+
+Printed figures, not a test (no goal is set for this path): the exit status is 1 only if the
+certificates do not hold exactly the energy of the reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+import opendrec_certificates
+from opendrec_certificates.handlers import Handlers
+from opendrec_certificates.settings import Settings
+from opendrec_contracts import ReadIngested, ReservationCreated, envelope_for
+from opendrec_devstack.postgres import start_postgres
+from opendrec_kit import EventContext, db
+
+MINUTE = timedelta(minutes=1)
+MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
+
+
+def read_batches(device_id: int, owner: int, first: datetime, batches: int, size: int) -> list[ReadIngested]:
+    """Consecutive minute reads of 100 Wh, `size` a batch, as readings announces them."""
+    events = []
+    for b in range(batches):
+        t = first + b * size * MINUTE
+        events.append(
+            ReadIngested(
+                batch_id=uuid.uuid4(), device_id=device_id, external_id=f"BENCH-{device_id}", organization_id=owner,
+                read_type="Delta",
+                **ReadIngested.columns([t + i * MINUTE for i in range(size)], [t + (i + 1) * MINUTE for i in range(size)], [100] * size),
+            )  # fmt: skip
+        )
+    return events
+
+
+async def handle(conn: asyncpg.Connection, handler, event) -> None:  # type: ignore[no-untyped-def]
+    async with conn.transaction():
+        await handler(event, EventContext(conn=conn, envelope=envelope_for(event, "bench"), producer="bench"))
+
+
+async def certification(server_url: str, frequency: str, events: list[ReadIngested], first: datetime) -> tuple[float, int, int]:
+    """Seconds to handle `events`, certificates issued, Wh they hold."""
+    url = await db.ensure_database(server_url, f"bench_cert_{frequency}_{uuid.uuid4().hex[:6]}")
+    await db.migrate(url, MIGRATIONS)
+    handlers = Handlers(Settings(database_url=server_url, certify_settle_s=0))
+    device_id, reservation_id = 1, 2
+    conn = await asyncpg.connect(url)
+    try:
+        reservation = ReservationCreated(
+            reservation_id=reservation_id, reservation_uid=uuid.uuid4(), name="bench", buyer_organization_id=3,
+            device_ids=[device_id], reservation_start=first, reservation_end=first + timedelta(days=3650),
+            frequency=frequency, target_capacity_wh=None, authority_to_exceed=True,
+        )  # fmt: skip
+        await handle(conn, handlers.on_reservation_created, reservation)
+        start = time.perf_counter()
+        for event in events:
+            await handle(conn, handlers.on_read_ingested, event)
+        elapsed = time.perf_counter() - start
+        count, energy = await conn.fetchrow("SELECT count(*), coalesce(sum(energy_wh), 0) FROM certificates")
+        return elapsed, count, int(energy)
+    finally:
+        await conn.close()
+
+
+async def bare_copy(server_url: str, events: list[ReadIngested]) -> float:
+    """Seconds to COPY the same reads into a fresh `reads` table, one transaction a batch."""
+    url = await db.ensure_database(server_url, f"bench_cert_copy_{uuid.uuid4().hex[:6]}")
+    await db.migrate(url, MIGRATIONS)
+    batches = [
+        [(e.device_id, e.organization_id, s, end, wh, e.batch_id) for s, end, wh in e.intervals()] for e in events
+    ]  # built before the clock starts, as the events are
+    conn = await asyncpg.connect(url)
+    try:
+        start = time.perf_counter()
+        for rows in batches:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "reads", records=rows, columns=("device_id", "organization_id", "start_at", "end_at", "energy_wh", "batch_id")
+                )
+        return time.perf_counter() - start
+    finally:
+        await conn.close()
+
+
+async def main(args: argparse.Namespace) -> int:
+    total = args.batches * args.batch
+    # Reads end before now: energy is certified once settled, and readings refuses reads in the future.
+    first = (datetime.now(UTC) - total * MINUTE - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    events = read_batches(1, 4, first, args.batches, args.batch)
+    with tempfile.TemporaryDirectory() as pgdata:
+        pg = None if os.environ.get("DATABASE_URL") else start_postgres(pgdata)
+        server_url = os.environ.get("DATABASE_URL") or pg.url  # type: ignore[union-attr]
+        try:
+            print(f"{total:,} minute reads of one device in {args.batches} read.ingested events of {args.batch:,}; postgres {server_url}")
+            wrong = False
+            copy = await bare_copy(server_url, events)
+            for frequency in ("hourly", "daily"):
+                elapsed, count, energy = await certification(server_url, frequency, events, first)
+                print(f"  {frequency:7s} certificates: {elapsed:6.2f} s {total / elapsed:10,.0f} reads/s; {count:,} certificates holding {energy:,} Wh")
+                wrong |= energy != 100 * total
+            print(f"  bare COPY of the reads: {copy:6.2f} s {total / copy:10,.0f} reads/s (same run)")
+            if wrong:
+                print(f"certificates do not hold the reads' {100 * total:,} Wh")
+            return 1 if wrong else 0
+        finally:
+            if pg:
+                pg.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=5000)
+    sys.exit(asyncio.run(main(parser.parse_args())))
