@@ -6,7 +6,7 @@ import struct
 import uuid
 from itertools import repeat
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -14,7 +14,7 @@ import orjson
 
 from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReservationCreated
 
-from .domain import Intervals, LastRead
+from .domain import Intervals, LastRead, micros
 
 INTERVAL_COLUMNS = ("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id")
 
@@ -150,8 +150,8 @@ async def copy_intervals(
     await conn.copy_to_table("intervals", source=chunks(), columns=INTERVAL_COLUMNS, format="binary")
 
 
-# timestamptz in binary COPY: microseconds since 2000-01-01, the Unix epoch's micros less this.
-_PG_EPOCH_US = 946_684_800_000_000
+# timestamptz in binary COPY: microseconds since 2000-01-01, i.e. the Unix-epoch µs less this.
+_PG_EPOCH_US = micros(datetime(2000, 1, 1, tzinfo=UTC))
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _COPY_TRAILER = b"\xff\xff"
 
