@@ -17,7 +17,7 @@ def main() -> int:
         # urlopen raises HTTPError for 4xx/5xx, so reaching the body means 2xx/3xx.
         with urllib.request.urlopen(url, timeout=float(os.environ.get("HEALTHCHECK_TIMEOUT", "4"))):
             return 0
-    except Exception as exc:  # any failure means "not healthy"; say why in the health log
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; say why in the health log
         print(f"{url}: {exc}", file=sys.stderr)
         return 1
 

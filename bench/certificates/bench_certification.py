@@ -50,10 +50,15 @@ def read_batches(device_id: int, owner: int, first: datetime, batches: int, size
         t = first + b * size * MINUTE
         events.append(
             ReadIngested(
-                batch_id=uuid.uuid4(), device_id=device_id, external_id=f"BENCH-{device_id}", organization_id=owner,
+                batch_id=uuid.uuid4(),
+                device_id=device_id,
+                external_id=f"BENCH-{device_id}",
+                organization_id=owner,
                 read_type="Delta",
-                **ReadIngested.columns([t + i * MINUTE for i in range(size)], [t + (i + 1) * MINUTE for i in range(size)], [100] * size),
-            )  # fmt: skip
+                **ReadIngested.columns(
+                    [t + i * MINUTE for i in range(size)], [t + (i + 1) * MINUTE for i in range(size)], [100] * size
+                ),
+            )
         )
     return events
 
@@ -63,7 +68,9 @@ async def handle(conn: asyncpg.Connection, handler, event) -> None:  # type: ign
         await handler(event, EventContext(conn=conn, envelope=envelope_for(event, "bench"), producer="bench"))
 
 
-async def certification(server_url: str, frequency: str, events: list[ReadIngested], first: datetime) -> tuple[float, int, int]:
+async def certification(
+    server_url: str, frequency: str, events: list[ReadIngested], first: datetime
+) -> tuple[float, int, int]:
     """Seconds to handle `events`, certificates issued, Wh they hold."""
     url = await db.ensure_database(server_url, f"bench_cert_{frequency}_{uuid.uuid4().hex[:6]}")
     await db.migrate(url, MIGRATIONS)
@@ -100,7 +107,9 @@ async def bare_copy(server_url: str, events: list[ReadIngested]) -> float:
         for rows in batches:
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    "reads", records=rows, columns=("device_id", "organization_id", "start_at", "end_at", "energy_wh", "batch_id")
+                    "reads",
+                    records=rows,
+                    columns=("device_id", "organization_id", "start_at", "end_at", "energy_wh", "batch_id"),
                 )
         return time.perf_counter() - start
     finally:
@@ -116,12 +125,16 @@ async def main(args: argparse.Namespace) -> int:
         pg = None if os.environ.get("DATABASE_URL") else start_postgres(pgdata)
         server_url = os.environ.get("DATABASE_URL") or pg.url  # type: ignore[union-attr]
         try:
-            print(f"{total:,} minute reads of one device in {args.batches} read.ingested events of {args.batch:,}; postgres {server_url}")
+            print(
+                f"{total:,} minute reads of one device in {args.batches} read.ingested events of {args.batch:,}; postgres {server_url}"
+            )
             wrong = False
             copy = await bare_copy(server_url, events)
             for frequency in ("hourly", "daily"):
                 elapsed, count, energy = await certification(server_url, frequency, events, first)
-                print(f"  {frequency:7s} certificates: {elapsed:6.2f} s {total / elapsed:10,.0f} reads/s; {count:,} certificates holding {energy:,} Wh")
+                print(
+                    f"  {frequency:7s} certificates: {elapsed:6.2f} s {total / elapsed:10,.0f} reads/s; {count:,} certificates holding {energy:,} Wh"
+                )
                 wrong |= energy != 100 * total
             print(f"  bare COPY of the reads: {copy:6.2f} s {total / copy:10,.0f} reads/s (same run)")
             if wrong:

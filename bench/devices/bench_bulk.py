@@ -38,13 +38,27 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+
 from opendrec_devstack.broker import start_broker
 from opendrec_devstack.net import free_port, with_database
 from opendrec_devstack.postgres import start_postgres
 from opendrec_kit.testing import TokenIssuer
 
-COLUMNS = ["externalId", "projectName", "address", "latitude", "longitude", "countryCode", "fuelCode",
-           "deviceTypeCode", "capacity", "commissioningDate", "gridInterconnection", "offTaker", "timezone"]
+COLUMNS = [
+    "externalId",
+    "projectName",
+    "address",
+    "latitude",
+    "longitude",
+    "countryCode",
+    "fuelCode",
+    "deviceTypeCode",
+    "capacity",
+    "commissioningDate",
+    "gridInterconnection",
+    "offTaker",
+    "timezone",
+]
 FUELS = ["ES100", "ES200", "ES300"]
 
 
@@ -53,9 +67,23 @@ def csv_file(rows: int, tag: str) -> bytes:
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     for i in range(rows):
-        writer.writerow([f"{tag}-{i}", f"Rooftop {i}", f"{i} Main Road", f"{-(i % 80) - 0.5}", f"{(i % 170) + 0.25}",
-                         "KE", FUELS[i % 3], "TC120", 5 + i % 500, "2021-03-04T05:06:07Z", "true", "School",
-                         "Africa/Nairobi"])
+        writer.writerow(
+            [
+                f"{tag}-{i}",
+                f"Rooftop {i}",
+                f"{i} Main Road",
+                f"{-(i % 80) - 0.5}",
+                f"{(i % 170) + 0.25}",
+                "KE",
+                FUELS[i % 3],
+                "TC120",
+                5 + i % 500,
+                "2021-03-04T05:06:07Z",
+                "true",
+                "School",
+                "Africa/Nairobi",
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -63,7 +91,7 @@ def serve_jwks(issuer: TokenIssuer) -> tuple[ThreadingHTTPServer, int]:
     body = json.dumps({"keys": [issuer.jwk()]}).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -102,8 +130,11 @@ async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen, timeout:
 
 async def run_job(client: httpx.AsyncClient, headers: dict, org: int, body: bytes) -> tuple[float, dict]:
     start = time.perf_counter()
-    r = await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", content=body,
-                          headers={**headers, "Content-Type": "text/csv"})
+    r = await client.post(
+        f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}",
+        content=body,
+        headers={**headers, "Content-Type": "text/csv"},
+    )
     r.raise_for_status()
     job_id = r.json()["jobId"]
     while True:
@@ -183,8 +214,12 @@ async def main() -> int:
         "IDENTITY_URL": f"http://127.0.0.1:{jwks_port}",
         "LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "opendrec_devices"], env=env,
-                            stdout=open(workdir / "devices.log", "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once before the measurement
+        [sys.executable, "-m", "opendrec_devices"],
+        env=env,
+        stdout=open(workdir / "devices.log", "wb"),  # noqa: ASYNC230, SIM115 - the child process owns the log file
+        stderr=subprocess.STDOUT,
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             await wait_ready(client, proc)
@@ -193,8 +228,11 @@ async def main() -> int:
             # Onboarding needs a Developer organization the service knows (normally from organization.registered).
             conn = await asyncpg.connect(with_database(database_url, f"{prefix}devices"))
             try:
-                await conn.execute("INSERT INTO organization_directory (organization_id, name, organization_type) "
-                                   "VALUES ($1, 'bench developer', 'Developer') ON CONFLICT DO NOTHING", org)
+                await conn.execute(
+                    "INSERT INTO organization_directory (organization_id, name, organization_type) "
+                    "VALUES ($1, 'bench developer', 'Developer') ON CONFLICT DO NOTHING",
+                    org,
+                )
             finally:
                 await conn.close()
             rss_start = peak_rss_mb(proc.pid)
@@ -203,31 +241,40 @@ async def main() -> int:
             body = csv_file(args.rows, "bulk")
             seconds, job = await run_job(client, admin, org, body)
             rss_big = peak_rss_mb(proc.pid)
-            print(f"bulk: {args.rows} rows ({len(body) / 1e6:.1f} MB) in {seconds:.2f} s = {args.rows / seconds:,.0f} rows/s"
-                  f" (created {job['createdRows']}, failed {job['failedRows']}); goal < 20 s:"
-                  f" {'PASS' if seconds < 20 and job['createdRows'] == args.rows else 'FAIL'}")
+            print(
+                f"bulk: {args.rows} rows ({len(body) / 1e6:.1f} MB) in {seconds:.2f} s = {args.rows / seconds:,.0f} rows/s"
+                f" (created {job['createdRows']}, failed {job['failedRows']}); goal < 20 s:"
+                f" {'PASS' if seconds < 20 and job['createdRows'] == args.rows else 'FAIL'}"
+            )
             misses += [] if seconds < 20 and job["createdRows"] == args.rows else ["bulk job"]
-            print(f"bulk: service peak RSS {rss_start:.0f} MB at start, {rss_warm:.0f} MB after a 1,000-row job"
-                  f" ({warm_s:.2f} s), {rss_big:.0f} MB after the {args.rows}-row job")
+            print(
+                f"bulk: service peak RSS {rss_start:.0f} MB at start, {rss_warm:.0f} MB after a 1,000-row job"
+                f" ({warm_s:.2f} s), {rss_big:.0f} MB after the {args.rows}-row job"
+            )
 
             listing_org = 2000
             t = time.perf_counter()
             await seed_devices(with_database(database_url, f"{prefix}devices"), listing_org, args.devices)
             print(f"listing: seeded {args.devices:,} devices in {time.perf_counter() - t:.1f} s")
-            headers = issuer.headers(organization_id=listing_org, organization_type="Developer",
-                                     permissions={"DEVICE_MANAGEMENT_CRUDL": "R"})
+            headers = issuer.headers(
+                organization_id=listing_org, organization_type="Developer", permissions={"DEVICE_MANAGEMENT_CRUDL": "R"}
+            )
             await timings(client, headers, {}, 20)  # warm-up: connections, plans, token keys
             for label, params in [
                 ("page 1", {"pagenumber": 1}),
                 ("page 1, fuelCode=ES200", {"pagenumber": 1, "fuelCode": "ES200"}),
-                ("page 1, capacity 100-200 kW, commissioned since 2022", {"capacityMin": 100, "capacityMax": 200,
-                                                                         "commissioningDateFrom": "2022-01-01"}),
+                (
+                    "page 1, capacity 100-200 kW, commissioned since 2022",
+                    {"capacityMin": 100, "capacityMax": 200, "commissioningDateFrom": "2022-01-01"},
+                ),
                 ("keyset page deep in the list (afterId)", {"afterId": 50_000}),
             ]:
                 p50, p95, total = await timings(client, headers, params, args.requests)
                 verdict = f"; goal p50 < 50 ms: {'PASS' if p50 < 50 else 'FAIL'}" if label == "page 1" else ""
                 misses += ["listing p50"] if label == "page 1" and p50 >= 50 else []
-                print(f"listing: GET /api/device/my {label} over {total:,} matching: p50 {p50:.1f} ms, p95 {p95:.1f} ms{verdict}")
+                print(
+                    f"listing: GET /api/device/my {label} over {total:,} matching: p50 {p50:.1f} ms, p95 {p95:.1f} ms{verdict}"
+                )
     finally:
         proc.terminate()
         try:

@@ -50,8 +50,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import httpx
-import psutil
 import orjson
+import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from opendrec_contracts import DeviceRegistered
@@ -73,7 +73,7 @@ def serve_jwks(jwk: dict) -> tuple[ThreadingHTTPServer, str]:
     body = json.dumps({"keys": [jwk]}).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -143,7 +143,9 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_bodies(device: DeviceRegistered, batches: int, size: int, step: timedelta, wh: int, read_type: str = "Delta") -> list[bytes]:
+def read_bodies(
+    device: DeviceRegistered, batches: int, size: int, step: timedelta, wh: int, read_type: str = "Delta"
+) -> list[bytes]:
     """The request bodies (encoded before the clock starts), consecutive reads of `wh` each: from
     onboarding, Delta values or Aggregate meter totals (the device's first one a baseline without
     energy); History intervals from commissioning."""
@@ -190,7 +192,10 @@ class IngestedCounter:
     async def start(self) -> None:
         # A short fetch wait: the time an event is on the topic is measured, not a consumer's polling interval.
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20, fetch_max_wait_ms=20
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 << 20,
+            fetch_max_wait_ms=20,
         )
         await self.consumer.start()
         await self.consumer.topics()
@@ -230,13 +235,17 @@ def meter_client(base: str) -> aiohttp.ClientSession:
 
 
 async def post_reads(http: aiohttp.ClientSession, external_id: str, body: bytes, headers: dict[str, str]) -> None:
-    async with http.post(f"/api/meter-reads/new/{external_id}", data=body, headers={**headers, "Content-Type": "application/json"}) as response:
+    async with http.post(
+        f"/api/meter-reads/new/{external_id}", data=body, headers={**headers, "Content-Type": "application/json"}
+    ) as response:
         if response.status != 201:
             raise RuntimeError(f"{response.status}: {(await response.text())[:500]}")
         await response.read()
 
 
-async def ingest(base: str, headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter) -> tuple[float, float]:
+async def ingest(
+    base: str, headers: dict[str, str], work: dict[str, list[bytes]], counter: IngestedCounter
+) -> tuple[float, float]:
     """Post every body (one client per device, batches in order); seconds until all are stored and announced,
     and until all are stored (answered 201)."""
 
@@ -287,7 +296,18 @@ async def bare_copy(
             batch_id = uuid.uuid4()
             first = b * size
             batch_rows.append(
-                [(c + 1, first_start + (first + i) * MINUTE, first_start + (first + i + 1) * MINUTE, 100, read_type, "api", batch_id) for i in range(size)]
+                [
+                    (
+                        c + 1,
+                        first_start + (first + i) * MINUTE,
+                        first_start + (first + i + 1) * MINUTE,
+                        100,
+                        read_type,
+                        "api",
+                        batch_id,
+                    )
+                    for i in range(size)
+                ]
             )
         work.append(batch_rows)
     conns = [await asyncpg.connect(url) for _ in range(clients)]
@@ -296,7 +316,9 @@ async def bare_copy(
         for rows in batch_rows:
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    "intervals", records=rows, columns=("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id")
+                    "intervals",
+                    records=rows,
+                    columns=("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id"),
                 )
 
     cpu0 = tree_cpu_seconds(pg.pid), time.process_time()  # type: ignore[attr-defined]
@@ -327,10 +349,13 @@ async def main(args: argparse.Namespace) -> int:
         "KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "IDENTITY_URL": jwks_url,
         "LOG_LEVEL": "WARNING", "HTTP_HOST": "127.0.0.1",
     }  # fmt: skip
-    profile = Path(args.profile).resolve() if args.profile else None
+    profile = Path(args.profile).resolve() if args.profile else None  # noqa: ASYNC240 - once at start, before any load
     workers = 1 if profile else args.workers
     service = spawn(
-        "opendrec_readings", {**common, "HTTP_PORT": str(service_port), "HTTP_WORKERS": str(workers)}, work_dir / "readings.log", profile
+        "opendrec_readings",
+        {**common, "HTTP_PORT": str(service_port), "HTTP_WORKERS": str(workers)},
+        work_dir / "readings.log",
+        profile,
     )
     gateway = None
     procs = [service]
@@ -342,23 +367,36 @@ async def main(args: argparse.Namespace) -> int:
             print(f"not every one of the {workers} readings workers answered ready within a minute: measuring anyway")
         base, path = f"http://127.0.0.1:{service_port}", "directly to the readings service"
         if not args.direct:
-            urls = {f"{s}_URL": f"http://127.0.0.1:{service_port}" for s in ("DEVICES", "READINGS", "RESERVATIONS", "CERTIFICATES", "CHARGER_GATEWAY")}
-            gateway = spawn("opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gateway.log")
+            urls = {
+                f"{s}_URL": f"http://127.0.0.1:{service_port}"
+                for s in ("DEVICES", "READINGS", "RESERVATIONS", "CERTIFICATES", "CHARGER_GATEWAY")
+            }
+            gateway = spawn(
+                "opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gateway.log"
+            )
             procs.append(gateway)
             if await wait_ready(f"http://127.0.0.1:{gateway_port}/healthz", gateway, 30):
                 base, path = f"http://127.0.0.1:{gateway_port}", "through the gateway"
             else:
                 print(f"gateway did not start (see {work_dir / 'gateway.log'}): clients call the service directly")
-        print(f"readings service: {workers} process(es) (HTTP_WORKERS={workers}); clients post {path}; postgres {pg.url}, broker {broker.bootstrap}, logs in {work_dir}")
+        print(
+            f"readings service: {workers} process(es) (HTTP_WORKERS={workers}); clients post {path}; postgres {pg.url}, broker {broker.bootstrap}, logs in {work_dir}"
+        )
         counter = IngestedCounter(broker.bootstrap)
         await counter.start()
 
         if "a" not in skip:
             onboarded = datetime(2016, 1, 1, tzinfo=UTC)
             # History covers the time before onboarding: up to 3 years, after commissioning.
-            devices = [new_device(onboarded, commissioned_days_before=1000 if args.read_type == "History" else 30) for _ in range(args.clients)]
+            devices = [
+                new_device(onboarded, commissioned_days_before=1000 if args.read_type == "History" else 30)
+                for _ in range(args.clients)
+            ]
             await register(broker.bootstrap, pg.url_for("opendrec_readings"), devices)
-            work = {d.external_id: read_bodies(d, args.batches_per_client, args.batch, MINUTE, 100, args.read_type) for d in devices}
+            work = {
+                d.external_id: read_bodies(d, args.batches_per_client, args.batch, MINUTE, 100, args.read_type)
+                for d in devices
+            }
             total = args.clients * args.batches_per_client * args.batch
             # An Aggregate device's first read is a baseline: no interval is announced for it.
             counter.expect(devices, total - (args.clients if args.read_type == "Aggregate" else 0))
@@ -371,20 +409,31 @@ async def main(args: argparse.Namespace) -> int:
             sys0 = tree_system_seconds(service.pid)
             load0 = os.getloadavg()[0]
             e2e, stored = await ingest(base, headers, work, counter)
-            cpu = {name: tree_cpu_seconds(pid, name in ("postgres", "readings")) - cpu0[name] for name, pid in watched.items()}
+            cpu = {
+                name: tree_cpu_seconds(pid, name in ("postgres", "readings")) - cpu0[name]
+                for name, pid in watched.items()
+            }
             readings_sys = tree_system_seconds(service.pid) - sys0
             first_start = devices[0].commissioning_date if args.read_type == "History" else onboarded
-            copy, copy_cpu = await bare_copy(pg, args.clients, args.batches_per_client, args.batch, first_start, args.read_type)
+            copy, copy_cpu = await bare_copy(
+                pg, args.clients, args.batches_per_client, args.batch, first_start, args.read_type
+            )
             e2e_rate, copy_rate = total / e2e, total / copy
-            print(f"\n(a) ingestion of {total:,} {args.read_type} reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})")
+            print(
+                f"\n(a) ingestion of {total:,} {args.read_type} reads, {args.clients} clients x {args.batches_per_client} batches of {args.batch:,} ({path})"
+            )
             print(f"    end to end (201 + on read.ingested): {e2e:7.2f} s  {e2e_rate:10,.0f} reads/s   (load average before: {load0:.2f}; "
                   f"all answered 201 after {stored:.2f} s)")  # fmt: skip
             print("    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items())
                   + f"; readings {cpu['readings'] / total * 1e6:.1f} us/read ({readings_sys:.2f} s of it in the kernel; idle, it uses {idle:.2f} CPU s/s)")  # fmt: skip
             print(f"    bare copy_records_to_table:          {copy:7.2f} s  {copy_rate:10,.0f} reads/s")
-            print("    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in copy_cpu.items()))
+            print(
+                "    CPU seconds during it: " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in copy_cpu.items())
+            )
             rss, peak = service_rss_kb(service.pid)
-            print(f"    readings RSS after {rss / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB (the largest of its processes)")
+            print(
+                f"    readings RSS after {rss / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB (the largest of its processes)"
+            )
             print(f"    ratio end-to-end / copy: {e2e_rate / copy_rate:.1%}   goals: >= 100,000 reads/s "
                   f"[{'PASS' if e2e_rate >= 100_000 else 'FAIL'}], >= 50% of copy [{'PASS' if e2e_rate >= copy_rate / 2 else 'FAIL'}]")  # fmt: skip
             misses += ["(a) reads/s"] if e2e_rate < 100_000 else []
@@ -397,16 +446,25 @@ async def main(args: argparse.Namespace) -> int:
             bodies = read_bodies(device, 2, 4380, HOUR, 1000)
             counter.expect([device], 8760)
             await ingest(base, headers, {device.external_id: bodies}, counter)
-            params = {"readType": "accumulated", "granularity": "day", "start": iso(year), "end": iso(year + 366 * 24 * HOUR)}
+            params = {
+                "readType": "accumulated",
+                "granularity": "day",
+                "start": iso(year),
+                "end": iso(year + 366 * 24 * HOUR),
+            }
             for name, url in [(path, base), ("directly to the readings service", f"http://127.0.0.1:{service_port}")]:
                 latencies = []
                 async with httpx.AsyncClient(base_url=url) as http:
                     for i in range(220):
                         t = time.perf_counter()
-                        response = await http.get(f"/api/meter-reads/new/{device.external_id}", params=params, headers=headers)
+                        response = await http.get(
+                            f"/api/meter-reads/new/{device.external_id}", params=params, headers=headers
+                        )
                         if i >= 20:  # warm-up excluded
                             latencies.append((time.perf_counter() - t) * 1000)
-                        assert response.status_code == 200 and len(response.json()["accumulated"]) == 365, response.text[:300]
+                        assert response.status_code == 200 and len(response.json()["accumulated"]) == 365, (
+                            response.text[:300]
+                        )
                 latencies.sort()
                 p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
                 print(f"\n(b) 8,760 hourly reads summed per day (365 sums), {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
@@ -439,7 +497,9 @@ async def main(args: argparse.Namespace) -> int:
             for q in (0.25, 0.5, 0.75, 1.0):
                 at = [r for n, r in samples if n <= total * q]
                 quarters.append(max(at) if at else before)
-            print(f"\n(c) readings service memory during an ingest of {total:,} reads ({total / elapsed:,.0f} reads/s, {path})")
+            print(
+                f"\n(c) readings service memory during an ingest of {total:,} reads ({total / elapsed:,.0f} reads/s, {path})"
+            )
             print(f"    RSS before {before / 1024:.0f} MiB; max RSS by 25/50/75/100% announced: "
                   + ", ".join(f"{q / 1024:.0f}" for q in quarters) + f" MiB; after {rss / 1024:.0f} MiB; peak (VmHWM) {peak / 1024:.0f} MiB")  # fmt: skip
             # Flat: the last quarter holds no more than 10% over the first (a leak grows with the reads).
@@ -459,16 +519,27 @@ async def main(args: argparse.Namespace) -> int:
 
 
 async def ingest_streamed(
-    base: str, headers: dict[str, str], devices: list[DeviceRegistered], batches: int, size: int, counter: IngestedCounter
+    base: str,
+    headers: dict[str, str],
+    devices: list[DeviceRegistered],
+    batches: int,
+    size: int,
+    counter: IngestedCounter,
 ) -> float:
     async def client(device: DeviceRegistered) -> None:
         async with meter_client(base) as http:
             for b in range(batches):
                 reads = [
-                    {"starttimestamp": "", "endtimestamp": iso(device.onboarded_at + (b * size + i + 1) * MINUTE), "value": 100}
+                    {
+                        "starttimestamp": "",
+                        "endtimestamp": iso(device.onboarded_at + (b * size + i + 1) * MINUTE),
+                        "value": 100,
+                    }
                     for i in range(size)
                 ]
-                await post_reads(http, device.external_id, orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads}), headers)
+                await post_reads(
+                    http, device.external_id, orjson.dumps({"type": "Delta", "unit": "Wh", "reads": reads}), headers
+                )
 
     start = time.perf_counter()
     await asyncio.gather(*(client(d) for d in devices))
@@ -528,8 +599,12 @@ if __name__ == "__main__":
     parser.add_argument("--batches-per-client", type=int, default=40)
     parser.add_argument("--rss-reads", type=int, default=1_000_000)
     parser.add_argument("--direct", action="store_true", help="clients call the readings service, not the gateway")
-    parser.add_argument("--workers", type=int, default=1, help="HTTP_WORKERS of the readings service (processes on its port)")
-    parser.add_argument("--read-type", choices=("Delta", "Aggregate", "History"), default="Delta", help="what (a) posts")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="HTTP_WORKERS of the readings service (processes on its port)"
+    )
+    parser.add_argument(
+        "--read-type", choices=("Delta", "Aggregate", "History"), default="Delta", help="what (a) posts"
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
     parser.add_argument("--profile", default="", help="write a cProfile of the readings service to this file")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -44,7 +44,9 @@ NOTHING = 2**31 - 1
 def _acts_for_buyer(op: Operation) -> bool:
     """Whether an API user names its Buyer organization here: reservations and the certificate log are
     the buyers'; so is an operation only Buyer-side roles reach (e.g. the devices one may reserve)."""
-    buyer_side = {"Buyer", "SubBuyer"} & set(op.roles) and not {"OrganizationAdmin", "DeviceOwner", "User"} & set(op.roles)
+    buyer_side = {"Buyer", "SubBuyer"} & set(op.roles) and not {"OrganizationAdmin", "DeviceOwner", "User"} & set(
+        op.roles
+    )
     return op.service in ("reservations", "certificates") or bool(buyer_side)
 
 
@@ -58,8 +60,12 @@ def _organization(op: Operation, caller: Caller, side: Side) -> int:
 
 def _nothing(op: Operation) -> dict[str, Any]:
     return {
-        "id": NOTHING, "externalId": f"authz-no-such-device-{tag()}", "reservation_id": NOTHING,
-        "groupUid": str(uuid.uuid4()), "invitationId": NOTHING, "chargerId": NO_SUCH_CHARGER,
+        "id": NOTHING,
+        "externalId": f"authz-no-such-device-{tag()}",
+        "reservation_id": NOTHING,
+        "groupUid": str(uuid.uuid4()),
+        "invitationId": NOTHING,
+        "chargerId": NO_SUCH_CHARGER,
         "jobId": str(uuid.uuid4()) if op.service == "readings" else NO_SUCH_DEVICE_JOB,
     }
 
@@ -68,7 +74,9 @@ def path_values(op: Operation, caller: Caller, side: Side, *, own: bool) -> dict
     """Values for the path parameters. `own`: the caller's side, chosen so that an authorized caller
     passes (a missing thing answers 404, which is fine); otherwise `side` is a victim's things."""
     values: dict[str, Any] = {
-        "organizationId": _organization(op, caller, side) if own else (side.buyer_org if _acts_for_buyer(op) else side.developer_org),
+        "organizationId": _organization(op, caller, side)
+        if own
+        else (side.buyer_org if _acts_for_buyer(op) else side.developer_org),
         # {id} is a device under /api/device; elsewhere (ACL modules, permission rows) not an organization's
         "id": side.device_id if op.path.startswith("/api/device/") else NOTHING,
         "externalId": side.external_id,
@@ -80,7 +88,9 @@ def path_values(op: Operation, caller: Caller, side: Side, *, own: bool) -> dict
         "chargerId": NO_SUCH_CHARGER if own or not side.charger_id else side.charger_id,
         "apiuserId": str(uuid.uuid4()),
         "token": f"not-a-token-{tag()}",
-        "jobId": (side.reads_job_id or str(uuid.uuid4())) if op.service == "readings" else (side.device_job_id or NO_SUCH_DEVICE_JOB),
+        "jobId": (side.reads_job_id or str(uuid.uuid4()))
+        if op.service == "readings"
+        else (side.device_job_id or NO_SUCH_DEVICE_JOB),
     }
     if own and op.method != "GET" and op.key not in REVIEWED_MUTATIONS:
         values.update(_nothing(op))
@@ -120,7 +130,13 @@ def body(op: Operation, caller: Caller, side: Side, *, own: bool) -> dict[str, A
         return {"json": {**payload, "organizationId": side.buyer_org} if api else payload}
     if key == "POST /api/charger":
         external_id = side.external_id if not own else f"no-such-device-{tag()}"
-        return {"json": {"chargerId": f"authz{tag()[:6]}", "externalId": external_id, **({"organizationId": side.developer_org} if api else {})}}
+        return {
+            "json": {
+                "chargerId": f"authz{tag()[:6]}",
+                "externalId": external_id,
+                **({"organizationId": side.developer_org} if api else {}),
+            }
+        }
     if key == "POST /api/invitation":
         return {"json": {"email": f"authz-matrix-{tag()}@example.org", "role": "NoSuchRole"}}
     if key == "PUT /api/invitation/{invitationId}":
@@ -136,7 +152,14 @@ def body(op: Operation, caller: Caller, side: Side, *, own: bool) -> dict[str, A
     if key == "POST /api/meter-reads/new/{externalId}":
         # a valid read, so that checks after body validation run too (1 Wh now: plausible for any device)
         read = {"starttimestamp": " ", "endtimestamp": iso(datetime.now(UTC)), "value": 1}
-        return {"json": {"type": "Delta", "unit": "Wh", "reads": [read], **({"organizationId": side.developer_org} if api else {})}}
+        return {
+            "json": {
+                "type": "Delta",
+                "unit": "Wh",
+                "reads": [read],
+                **({"organizationId": side.developer_org} if api else {}),
+            }
+        }
     if "application/json" in op.body_types:
         return {"json": {}}
     if "application/x-www-form-urlencoded" in op.body_types:

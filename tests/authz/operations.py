@@ -45,18 +45,20 @@ async def collect(service_urls: dict[str, str]) -> list[Operation]:
                     if method not in METHODS:
                         continue
                     params = op.get("parameters", [])
-                    found.append(Operation(
-                        service=service,
-                        method=method.upper(),
-                        path=path,
-                        access=op.get("x-access"),
-                        roles=tuple(op.get("x-roles") or ()),
-                        permissions=tuple((p["module"], p["action"]) for p in op.get("x-permissions") or ()),
-                        path_params=tuple(p["name"] for p in params if p["in"] == "path"),
-                        query_params=tuple(p["name"] for p in params if p["in"] == "query"),
-                        required_query=tuple(p["name"] for p in params if p["in"] == "query" and p.get("required")),
-                        body_types=tuple((op.get("requestBody") or {}).get("content", {})),
-                    ))
+                    found.append(
+                        Operation(
+                            service=service,
+                            method=method.upper(),
+                            path=path,
+                            access=op.get("x-access"),
+                            roles=tuple(op.get("x-roles") or ()),
+                            permissions=tuple((p["module"], p["action"]) for p in op.get("x-permissions") or ()),
+                            path_params=tuple(p["name"] for p in params if p["in"] == "path"),
+                            query_params=tuple(p["name"] for p in params if p["in"] == "query"),
+                            required_query=tuple(p["name"] for p in params if p["in"] == "query" and p.get("required")),
+                            body_types=tuple((op.get("requestBody") or {}).get("content", {})),
+                        )
+                    )
     return found
 
 
@@ -78,7 +80,9 @@ def declaration_problems(op: Operation) -> list[str]:
         for module, action in op.permissions:
             granted &= {*roles_granted(module, action), "ApiUser"}
         if set(op.roles) - granted:
-            return [f"x-roles lists {sorted(set(op.roles) - granted)}, whom {list(op.permissions)} do not grant by default"]
+            return [
+                f"x-roles lists {sorted(set(op.roles) - granted)}, whom {list(op.permissions)} do not grant by default"
+            ]
     elif op.roles or op.permissions:
         return ["public, yet it lists x-roles or x-permissions"]
     return []

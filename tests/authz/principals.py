@@ -44,7 +44,9 @@ class Caller:
 
 
 def expect(resp: httpx.Response, *statuses: int) -> Any:
-    assert resp.status_code in statuses, f"{resp.request.method} {resp.request.url} -> {resp.status_code}: {resp.text[:500]}"
+    assert resp.status_code in statuses, (
+        f"{resp.request.method} {resp.request.url} -> {resp.status_code}: {resp.text[:500]}"
+    )
     return resp.json() if resp.content else None
 
 
@@ -65,9 +67,15 @@ async def register_organization(http: httpx.AsyncClient, kind: str, name: str, o
     """registerWithOrganization, then log in: the organization's first user (OrganizationAdmin or Buyer)."""
     t = tag()
     body = {
-        "firstName": "Authz", "lastName": kind, "email": f"authz-{kind.lower()}-{t}@example.org",
-        "organizationType": kind, "password": PASSWORD, "confirmPassword": PASSWORD,
-        "orgName": f"{org_name} {t}", "orgAddress": "Hyderabad", "secretKey": "AZ1234",
+        "firstName": "Authz",
+        "lastName": kind,
+        "email": f"authz-{kind.lower()}-{t}@example.org",
+        "organizationType": kind,
+        "password": PASSWORD,
+        "confirmPassword": PASSWORD,
+        "orgName": f"{org_name} {t}",
+        "orgAddress": "Hyderabad",
+        "secretKey": "AZ1234",
     }
     created = expect(await http.post("/api/user/registerWithOrganization", json=body), 201)
     role = created["role"]
@@ -104,8 +112,11 @@ async def invite_member(http: httpx.AsyncClient, mail_dir, inviter: Caller, role
 
 
 async def api_user_token(http: httpx.AsyncClient, caller: Caller) -> str:
-    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(caller.api_user_id, caller.private_key)}
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": client_assertion(caller.api_user_id, caller.private_key),
+    }
     return expect(await http.post("/api/auth/token", data=form), 200)["access_token"]
 
 
@@ -113,18 +124,28 @@ async def api_user(http: httpx.AsyncClient, name: str, org_name: str) -> Caller:
     """An ApiUser registered (POST /api/user/register), holding no module until an admin approves some."""
     t = tag()
     body = {
-        "firstName": "Authz", "lastName": "Integrator", "email": f"authz-apiuser-{t}@example.org",
-        "organizationType": "ApiUser", "password": PASSWORD, "confirmPassword": PASSWORD,
-        "orgName": f"{org_name} {t}", "orgAddress": "Pune", "secretKey": "AP1234",
+        "firstName": "Authz",
+        "lastName": "Integrator",
+        "email": f"authz-apiuser-{t}@example.org",
+        "organizationType": "ApiUser",
+        "password": PASSWORD,
+        "confirmPassword": PASSWORD,
+        "orgName": f"{org_name} {t}",
+        "orgAddress": "Pune",
+        "secretKey": "AP1234",
     }
     created = expect(await http.post("/api/user/register", json=body), 201)
-    caller = Caller(name, "ApiUser", email=body["email"], api_user_id=created["apiUserId"], private_key=created["privateKey"])
+    caller = Caller(
+        name, "ApiUser", email=body["email"], api_user_id=created["apiUserId"], private_key=created["privateKey"]
+    )
     caller.token = await api_user_token(http, caller)
     caller.extra.update(organization_name=body["orgName"], approved=False)
     return await whoami(http, caller)
 
 
-async def approved_api_user(http: httpx.AsyncClient, admin: Caller, name: str, org_name: str, modules: dict[str, list[str]]) -> Caller:
+async def approved_api_user(
+    http: httpx.AsyncClient, admin: Caller, name: str, org_name: str, modules: dict[str, list[str]]
+) -> Caller:
     """An ApiUser that asked for `modules` and was approved by the admin; its token carries them."""
     caller = await api_user(http, name, org_name)
     request = [{"moduleName": m, "permissions": actions} for m, actions in modules.items()]
@@ -141,12 +162,26 @@ async def organization_under(http: httpx.AsyncClient, api_user: Caller, kind: st
     not log in (D-REC manual 2.1: the API user acts for the organization), so it has no token."""
     t = tag()
     body = {
-        "firstName": "Authz", "lastName": kind, "email": f"authz-{kind.lower()}-of-api-{t}@example.org",
-        "organizationType": kind, "password": PASSWORD, "confirmPassword": PASSWORD,
-        "orgName": f"{org_name} {t}", "orgAddress": "Pune", "secretKey": "AP1234", "api_user_id": api_user.api_user_id,
+        "firstName": "Authz",
+        "lastName": kind,
+        "email": f"authz-{kind.lower()}-of-api-{t}@example.org",
+        "organizationType": kind,
+        "password": PASSWORD,
+        "confirmPassword": PASSWORD,
+        "orgName": f"{org_name} {t}",
+        "orgAddress": "Pune",
+        "secretKey": "AP1234",
+        "api_user_id": api_user.api_user_id,
     }
     created = expect(await http.post("/api/user/register", headers=api_user.headers, json=body), 201)
-    caller = Caller(name, created["role"], None, user_id=created["id"], organization_id=created["organization"]["id"],
-                    organization_type=kind, email=body["email"])
+    caller = Caller(
+        name,
+        created["role"],
+        None,
+        user_id=created["id"],
+        organization_id=created["organization"]["id"],
+        organization_type=kind,
+        email=body["email"],
+    )
     caller.extra["organization_name"] = body["orgName"]
     return caller

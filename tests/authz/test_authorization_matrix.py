@@ -22,9 +22,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from .calls import Call, build
 from .operations import Operation, collect, declaration_problems, expected, verdict
 from .principals import Caller, api_user_token, login
-from .calls import Call, build
 from .world import Side, World, build_world
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -39,8 +39,19 @@ EXCEPTIONS: dict[str, dict[str, Any]] = {}
 SESSION_ENDING = ("POST /api/auth/logout", "POST /api/user/apiuser/rotate-key")
 
 # Path/query parameters naming something an organization owns.
-ORG_OWNED = {"organizationId", "orgId", "groupId", "id", "externalId", "reservation_id", "groupUid", "invitationId",
-             "userId", "chargerId", "jobId"}
+ORG_OWNED = {
+    "organizationId",
+    "orgId",
+    "groupId",
+    "id",
+    "externalId",
+    "reservation_id",
+    "groupUid",
+    "invitationId",
+    "userId",
+    "chargerId",
+    "jobId",
+}
 # Operations taking another organization (or its thing) in the body.
 ORG_OWNED_IN_BODY = ("POST /api/charger", "POST /api/device", "POST /api/device-group", "POST /api/buyer-reservation")
 # Listings meant to show other organizations' things.
@@ -108,11 +119,22 @@ async def test_every_operation_declares_its_access_and_the_gateway_routes_it(htt
     problems = [f"{op.key} ({op.service}): {p}" for op in operations for p in declaration_problems(op)]
     # Anonymous calls with made-up ids: enough to see whether the gateway has a route.
     anonymous = Caller("anonymous", None)
-    made_up = Side(developer_org=1, buyer_org=1, device_id=1, external_id="authz-route-probe", reservation_id=1,
-                   reservation_uid=str(uuid.uuid4()), reservation_name="")
+    made_up = Side(
+        developer_org=1,
+        buyer_org=1,
+        device_id=1,
+        external_id="authz-route-probe",
+        reservation_id=1,
+        reservation_uid=str(uuid.uuid4()),
+        reservation_name="",
+    )
     calls = [(op, build(op, anonymous, None, victim=made_up)) for op in operations]
     answers = await gather(send(http, call, anonymous) for _, call in calls)
-    problems += [f"{op.key} ({op.service}): the gateway has no route for it ({message(r)})" for (op, _), r in zip(calls, answers) if not_routed(r)]
+    problems += [
+        f"{op.key} ({op.service}): the gateway has no route for it ({message(r)})"
+        for (op, _), r in zip(calls, answers, strict=False)
+        if not_routed(r)
+    ]
     assert not problems, report("operations without a proper access declaration or route", problems)
 
 
@@ -143,9 +165,16 @@ def mismatch(op: Operation, caller: Caller, call: Call, resp: httpx.Response) ->
         return f"{op.key} as {caller.name}: no gateway route"
     if want == got:
         return None
-    refused = "an API user holds no module before approval" if caller.extra.get("approved") is False and op.permissions else f"{caller.name} is not in x-roles {list(op.roles)}"
-    why = {"401": "anonymous must get 401", "403": refused,
-           "pass": "public operation" if op.access == "public" else f"{caller.name} is in x-roles {list(op.roles)}"}[want]
+    refused = (
+        "an API user holds no module before approval"
+        if caller.extra.get("approved") is False and op.permissions
+        else f"{caller.name} is not in x-roles {list(op.roles)}"
+    )
+    why = {
+        "401": "anonymous must get 401",
+        "403": refused,
+        "pass": "public operation" if op.access == "public" else f"{caller.name} is in x-roles {list(op.roles)}",
+    }[want]
     return f"{op.key} as {caller.name}: expected {want if want != 'pass' else 'not 401/403'} ({why}), got {resp.status_code} {message(resp)}"
 
 
@@ -162,8 +191,10 @@ async def test_every_role_reaches_exactly_the_operations_it_may(http, operations
     pairs = [(op, caller) for op in operations for caller in world.matrix_callers]
     ordinary = [(op, c) for op, c in pairs if op.key not in SESSION_ENDING]
     calls = [build(op, c, world) for op, c in ordinary]
-    answers = await gather(send(http, call, c) for (_, c), call in zip(ordinary, calls))
-    problems = [m for (op, c), call, r in zip(ordinary, calls, answers) if (m := mismatch(op, c, call, r))]
+    answers = await gather(send(http, call, c) for (_, c), call in zip(ordinary, calls, strict=False))
+    problems = [
+        m for (op, c), call, r in zip(ordinary, calls, answers, strict=False) if (m := mismatch(op, c, call, r))
+    ]
 
     # Session-ending operations last: logouts each with a second session of the caller, then the key
     # rotations with the callers' own tokens (for the API user that revokes every token: the very last call).
@@ -176,9 +207,9 @@ async def test_every_role_reaches_exactly_the_operations_it_may(http, operations
 
     for batch, spare in ((logouts, True), (rotations, False)):
         tokens = [await throwaway_token(http, c) if spare else None for _, c in batch]
-        answers = await gather(end_session(op, c, token) for (op, c), token in zip(batch, tokens))
-        problems += [m for (op, c), (call, r) in zip(batch, answers) if (m := mismatch(op, c, call, r))]
-    for (_, caller), (_, resp) in zip(rotations, answers):
+        answers = await gather(end_session(op, c, token) for (op, c), token in zip(batch, tokens, strict=False))
+        problems += [m for (op, c), (call, r) in zip(batch, answers, strict=False) if (m := mismatch(op, c, call, r))]
+    for (_, caller), (_, resp) in zip(rotations, answers, strict=False):
         if caller is world.api_user and resp.status_code == 200:  # carry on with the new key
             caller.private_key = resp.json()["privateKey"]
             caller.token = await api_user_token(http, caller)
@@ -190,7 +221,8 @@ async def test_every_role_reaches_exactly_the_operations_it_may(http, operations
 
 def takes_org_owned_id(op: Operation) -> bool:
     return op.access == "signed-in" and (
-        bool(ORG_OWNED & set(op.path_params + op.query_params)) or op.key in ORG_OWNED_IN_BODY)
+        bool(ORG_OWNED & set(op.path_params + op.query_params)) or op.key in ORG_OWNED_IN_BODY
+    )
 
 
 def leaked(resp: httpx.Response, secrets: list[str]) -> list[str]:
@@ -204,13 +236,17 @@ async def still_intact(http: httpx.AsyncClient, world: World) -> list[str]:
     first = world.first
     device = await http.get(f"/api/device/{first.device_id}", headers=world.org_admin.headers)
     if device.status_code != 200 or device.json()["address"] != "donno":
-        problems.append(f"device {first.device_id} of the first organization changed or vanished: {device.status_code} {message(device)}")
+        problems.append(
+            f"device {first.device_id} of the first organization changed or vanished: {device.status_code} {message(device)}"
+        )
     chargers = await http.get("/api/charger", headers=world.org_admin.headers)
     if first.charger_id not in chargers.text:
         problems.append(f"charger link {first.charger_id} of the first organization vanished")
     reservation = await http.get(f"/api/device-group/{first.reservation_id}", headers=world.buyer.headers)
     if reservation.status_code != 200 or not reservation.json().get("reservationActive"):
-        problems.append(f"reservation {first.reservation_id} of the first Buyer organization ended or vanished: {reservation.status_code} {message(reservation)}")
+        problems.append(
+            f"reservation {first.reservation_id} of the first Buyer organization ended or vanished: {reservation.status_code} {message(reservation)}"
+        )
     members = await http.get("/api/Organization/users", params={"limit": 100}, headers=world.org_admin.headers)
     roles = {u["email"]: u["role"] for u in members.json().get("users", [])} if members.status_code == 200 else {}
     if roles.get(world.user.email) != "User" or roles.get(world.device_owner.email) != "DeviceOwner":
@@ -220,12 +256,17 @@ async def still_intact(http: httpx.AsyncClient, world: World) -> list[str]:
 
 async def test_no_one_reaches_another_organizations_things(http, operations, world):
     victims: list[tuple[str, Side]] = [("the first organizations'", world.first), ("the API user's", world.api)]
-    cases = [(op, caller, label, side) for op in operations if takes_org_owned_id(op)
-             for caller in world.outsiders for label, side in victims]
+    cases = [
+        (op, caller, label, side)
+        for op in operations
+        if takes_org_owned_id(op)
+        for caller in world.outsiders
+        for label, side in victims
+    ]
     calls = [build(op, caller, world, victim=side) for op, caller, _, side in cases]
-    answers = await gather(send(http, call, caller) for (_, caller, _, _), call in zip(cases, calls))
+    answers = await gather(send(http, call, caller) for (_, caller, _, _), call in zip(cases, calls, strict=False))
     problems = []
-    for (op, caller, label, side), call, resp in zip(cases, calls, answers):
+    for (op, caller, label, side), call, resp in zip(cases, calls, answers, strict=False):
         where = f"{op.key} as {caller.name} with {label} ids ({call.method} {call.path} {call.params or ''})"
         if resp.status_code not in (403, 404):
             problems.append(f"{where}: expected 403 or 404, got {resp.status_code} {message(resp)}")
@@ -244,7 +285,12 @@ async def test_listings_show_only_the_callers_organization(http, operations, wor
         (world.org_admin, "/api/charger", {}, world.first.charger_id),
         (world.buyer, "/api/device-group/my", {}, world.first.reservation_name),
         (world.buyer, "/api/buyer-reservation", {}, world.first.reservation_name),
-        (world.api_user, "/api/Organization/apiuser/all_organization", {}, world.api_developer.extra["organization_name"]),
+        (
+            world.api_user,
+            "/api/Organization/apiuser/all_organization",
+            {},
+            world.api_developer.extra["organization_name"],
+        ),
         (world.api_user, "/api/device/my", {"organizationId": world.api.developer_org}, world.api.external_id),
         (world.api_user, "/api/buyer-reservation", {"organizationId": world.api.buyer_org}, world.api.reservation_name),
     ]
@@ -252,14 +298,29 @@ async def test_listings_show_only_the_callers_organization(http, operations, wor
     for caller, path, params, needle in controls:
         resp = await http.get(path, params=params, headers=caller.headers)
         if resp.status_code != 200 or needle.lower() not in resp.text.lower():
-            problems.append(f"control: GET {path} {params or ''} as {caller.name} should list {needle!r}: {resp.status_code} {message(resp)}")
+            problems.append(
+                f"control: GET {path} {params or ''} as {caller.name} should list {needle!r}: {resp.status_code} {message(resp)}"
+            )
 
-    listings = [op for op in operations if op.method == "GET" and op.access == "signed-in" and not op.path_params
-                and not op.required_query and op.key not in MARKETPLACE]
-    secrets = [*world.first.secrets, world.first.external_id, world.first.charger_id, *world.api.secrets, world.api.external_id]
+    listings = [
+        op
+        for op in operations
+        if op.method == "GET"
+        and op.access == "signed-in"
+        and not op.path_params
+        and not op.required_query
+        and op.key not in MARKETPLACE
+    ]
+    secrets = [
+        *world.first.secrets,
+        world.first.external_id,
+        world.first.charger_id,
+        *world.api.secrets,
+        world.api.external_id,
+    ]
     cases = [(op, caller) for op in listings for caller in world.outsiders]
     answers = await gather(http.get(op.path, headers=caller.headers) for op, caller in cases)
-    for (op, caller), resp in zip(cases, answers):
+    for (op, caller), resp in zip(cases, answers, strict=False):
         if resp.status_code >= 500:
             problems.append(f"{op.key} as {caller.name}: {resp.status_code} {message(resp)}")
         if found := leaked(resp, secrets):

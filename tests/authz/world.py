@@ -16,7 +16,6 @@ from opendrec_kit.testing import eventually
 
 from .principals import (
     Caller,
-    api_user as register_api_user,
     approved_api_user,
     expect,
     invite_member,
@@ -25,6 +24,9 @@ from .principals import (
     register_organization,
     tag,
     whoami,
+)
+from .principals import (
+    api_user as register_api_user,
 )
 
 ALL_ACTIONS = ["Read", "Write", "Update", "Delete"]
@@ -37,28 +39,49 @@ def iso(t: datetime) -> str:
 def device_payload(external_id: str, project: str) -> dict[str, Any]:
     # The Postman collection's "Register Device" payload.
     return {
-        "externalId": external_id, "projectName": project, "address": "donno", "latitude": "45.67",
-        "longitude": "78.990", "countryCode": "IND", "fuelCode": "ES430", "deviceTypeCode": "TC120",
-        "capacity": 2000, "commissioningDate": "2021-01-02T11:35:27.740Z", "gridInterconnection": True,
-        "offTaker": "Residential", "impactStory": "DemoimpactStory", "data": "", "images": ["string"],
-        "deviceDescription": "Rooftop Solar", "energyStorage": True, "energyStorageCapacity": 90,
-        "qualityLabels": "qualityLabels", "SDGBenefits": 0, "version": "1.0",
+        "externalId": external_id,
+        "projectName": project,
+        "address": "donno",
+        "latitude": "45.67",
+        "longitude": "78.990",
+        "countryCode": "IND",
+        "fuelCode": "ES430",
+        "deviceTypeCode": "TC120",
+        "capacity": 2000,
+        "commissioningDate": "2021-01-02T11:35:27.740Z",
+        "gridInterconnection": True,
+        "offTaker": "Residential",
+        "impactStory": "DemoimpactStory",
+        "data": "",
+        "images": ["string"],
+        "deviceDescription": "Rooftop Solar",
+        "energyStorage": True,
+        "energyStorageCapacity": 90,
+        "qualityLabels": "qualityLabels",
+        "SDGBenefits": 0,
+        "version": "1.0",
     }
 
 
 def reservation_payload(name: str, device_ids: list[int]) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
-        "name": name, "deviceIds": device_ids, "targetCapacityInMegaWattHour": 20,
-        "reservationStartDate": iso(now - timedelta(hours=1)), "reservationEndDate": iso(now + timedelta(days=1)),
+        "name": name,
+        "deviceIds": device_ids,
+        "targetCapacityInMegaWattHour": 20,
+        "reservationStartDate": iso(now - timedelta(hours=1)),
+        "reservationEndDate": iso(now + timedelta(days=1)),
         "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": False,
         "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
-        "authorityToExceed": True, "frequency": "hourly",
+        "authorityToExceed": True,
+        "frequency": "hourly",
     }
 
 
-DEVICE_CSV_HEADER = ("externalId,projectName,address,latitude,longitude,countryCode,fuelCode,deviceTypeCode,"
-                     "capacity,commissioningDate,gridInterconnection,offTaker\n")
+DEVICE_CSV_HEADER = (
+    "externalId,projectName,address,latitude,longitude,countryCode,fuelCode,deviceTypeCode,"
+    "capacity,commissioningDate,gridInterconnection,offTaker\n"
+)
 READS_CSV_HEADER = "deviceExternalId,timezone,type,unit,value,startDate,endDate\n"
 
 
@@ -103,8 +126,17 @@ class World:
 
     @property
     def matrix_callers(self) -> list[Caller]:
-        return [self.anonymous, self.admin, self.org_admin, self.device_owner, self.user, self.buyer,
-                self.sub_buyer, self.api_user, self.unapproved_api_user]
+        return [
+            self.anonymous,
+            self.admin,
+            self.org_admin,
+            self.device_owner,
+            self.user,
+            self.buyer,
+            self.sub_buyer,
+            self.api_user,
+            self.unapproved_api_user,
+        ]
 
     @property
     def outsiders(self) -> list[Caller]:
@@ -114,7 +146,9 @@ class World:
         return self.api if caller.role == "ApiUser" else self.first
 
 
-async def _device(http: httpx.AsyncClient, owner: Caller, label: str, organization_id: int | None = None) -> dict[str, Any]:
+async def _device(
+    http: httpx.AsyncClient, owner: Caller, label: str, organization_id: int | None = None
+) -> dict[str, Any]:
     external_id = f"AUTHZ_{label}_{tag()}"
     body = device_payload(external_id, f"Authz project {label} {tag()}")
     if organization_id is None:
@@ -128,7 +162,9 @@ async def _device(http: httpx.AsyncClient, owner: Caller, label: str, organizati
     return expect(await eventually(registered), 201)
 
 
-async def _reserve(http: httpx.AsyncClient, buyer: Caller, device_id: int, name: str, organization_id: int | None = None) -> dict[str, Any]:
+async def _reserve(
+    http: httpx.AsyncClient, buyer: Caller, device_id: int, name: str, organization_id: int | None = None
+) -> dict[str, Any]:
     body = reservation_payload(name, [device_id]) | ({"organizationId": organization_id} if organization_id else {})
 
     async def reserved():
@@ -140,12 +176,16 @@ async def _reserve(http: httpx.AsyncClient, buyer: Caller, device_id: int, name:
     return expect(await eventually(reserved), 201)
 
 
-async def _known_reserved(http: httpx.AsyncClient, buyer: Caller, device_id: int, organization_id: int | None = None) -> None:
+async def _known_reserved(
+    http: httpx.AsyncClient, buyer: Caller, device_id: int, organization_id: int | None = None
+) -> None:
     """Wait until devices knows the device is reserved (then deleting it is refused with 409, so the
     matrix's DELETE cannot remove it)."""
 
     async def reserved():
-        params = {"afterId": device_id + 1, "limit": 1} | ({"organizationId": organization_id} if organization_id else {})
+        params = {"afterId": device_id + 1, "limit": 1} | (
+            {"organizationId": organization_id} if organization_id else {}
+        )
         r = await http.get("/api/device/ungrouped/buyerreservation", params=params, headers=buyer.headers)
         if r.status_code != 200:
             return None
@@ -155,7 +195,11 @@ async def _known_reserved(http: httpx.AsyncClient, buyer: Caller, device_id: int
 
 
 async def _read(http: httpx.AsyncClient, owner: Caller, external_id: str) -> None:
-    body = {"type": "Delta", "unit": "Wh", "reads": [{"starttimestamp": " ", "endtimestamp": iso(datetime.now(UTC)), "value": 1}]}
+    body = {
+        "type": "Delta",
+        "unit": "Wh",
+        "reads": [{"starttimestamp": " ", "endtimestamp": iso(datetime.now(UTC)), "value": 1}],
+    }
 
     async def accepted():
         r = await http.post(f"/api/meter-reads/new/{external_id}", json=body, headers=owner.headers)
@@ -168,7 +212,9 @@ async def _charger(http: httpx.AsyncClient, owner: Caller, external_id: str) -> 
     charger_id = f"authz{tag()[:6]}"
 
     async def linked():
-        r = await http.post("/api/charger", json={"chargerId": charger_id, "externalId": external_id}, headers=owner.headers)
+        r = await http.post(
+            "/api/charger", json={"chargerId": charger_id, "externalId": external_id}, headers=owner.headers
+        )
         return None if r.status_code == 404 else r
 
     expect(await eventually(linked), 201)
@@ -177,7 +223,9 @@ async def _charger(http: httpx.AsyncClient, owner: Caller, external_id: str) -> 
 
 async def _certificates_know(http: httpx.AsyncClient, buyer: Caller, reservation_id: int) -> None:
     async def known():
-        r = await http.get("/api/certificate-log/by-reservation-groupId", params={"groupId": reservation_id}, headers=buyer.headers)
+        r = await http.get(
+            "/api/certificate-log/by-reservation-groupId", params={"groupId": reservation_id}, headers=buyer.headers
+        )
         return r.status_code == 200
 
     await eventually(known)
@@ -185,8 +233,13 @@ async def _certificates_know(http: httpx.AsyncClient, buyer: Caller, reservation
 
 async def build_world(http: httpx.AsyncClient, platform) -> World:
     # Independent steps run concurrently: most of the time goes to waiting for events between services.
-    admin = Caller("Admin", "Admin", await login(http, platform.admin_email, platform.admin_password),
-                   email=platform.admin_email, password=platform.admin_password)
+    admin = Caller(
+        "Admin",
+        "Admin",
+        await login(http, platform.admin_email, platform.admin_password),
+        email=platform.admin_email,
+        password=platform.admin_password,
+    )
     org_admin, buyer, other_developer, other_buyer, _ = await asyncio.gather(
         register_organization(http, "Developer", "OrganizationAdmin", "Authz Developer"),
         register_organization(http, "Buyer", "Buyer", "Authz Buyer"),
@@ -214,22 +267,29 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
     async def api_things():
         # the API user acts for its organizations (their own users do not log in)
         api_device = await _device(http, api_user, "API", api_developer.organization_id)
-        api_reservation = await _reserve(http, api_user, api_device["id"], f"Authz api reservation {tag()}", api_buyer.organization_id)
+        api_reservation = await _reserve(
+            http, api_user, api_device["id"], f"Authz api reservation {tag()}", api_buyer.organization_id
+        )
         await _known_reserved(http, api_user, api_device["id"], api_buyer.organization_id)
         return api_device, api_reservation
 
     async def first_reservation():
         reservation = await _reserve(http, buyer, device["id"], f"Authz reservation {tag()}")
-        await asyncio.gather(_known_reserved(http, buyer, device["id"]), _certificates_know(http, buyer, reservation["id"]))
+        await asyncio.gather(
+            _known_reserved(http, buyer, device["id"]), _certificates_know(http, buyer, reservation["id"])
+        )
         return reservation
 
     bad_row = f"AUTHZ_BULK_{tag()},p,a,45.6,78.9,XX,ES430,TC120,10,2021-01-02T11:35:27Z,true,School\n"
     reads_row = f"{device['externalId']},UTC,Delta,Wh,1,,{iso(datetime.now(UTC) + timedelta(days=3650))}\n"
     csv = {**org_admin.headers, "Content-Type": "text/csv"}
+
     async def spare_sessions():
         # Logging in costs a deliberate password hash (~1 s): done here, while the services exchange events.
         members = [admin, org_admin, device_owner, user, buyer, sub_buyer]
-        for caller, token in zip(members, await asyncio.gather(*(login(http, c.email, c.password) for c in members))):
+        for caller, token in zip(
+            members, await asyncio.gather(*(login(http, c.email, c.password) for c in members)), strict=False
+        ):
             caller.spare_token = token
 
     (api_device, api_reservation), reservation, _, charger_id, device_job, reads_job, _ = await asyncio.gather(
@@ -237,8 +297,18 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
         first_reservation(),
         _read(http, org_admin, device["externalId"]),
         _charger(http, org_admin, device["externalId"]),
-        http.post("/api/device/bulk", content=(DEVICE_CSV_HEADER + bad_row).encode(), params={"fileName": "authz.csv"}, headers=csv),
-        http.post("/api/meter-reads/bulk-upload", content=(READS_CSV_HEADER + reads_row).encode(), params={"fileName": "authz-reads.csv"}, headers=csv),
+        http.post(
+            "/api/device/bulk",
+            content=(DEVICE_CSV_HEADER + bad_row).encode(),
+            params={"fileName": "authz.csv"},
+            headers=csv,
+        ),
+        http.post(
+            "/api/meter-reads/bulk-upload",
+            content=(READS_CSV_HEADER + reads_row).encode(),
+            params={"fileName": "authz-reads.csv"},
+            headers=csv,
+        ),
         spare_sessions(),
     )
     device_job, reads_job = expect(device_job, 202), expect(reads_job, 202)
@@ -256,8 +326,15 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
         charger_id=charger_id,
         invitation_id=device_owner.extra["invitation_id"],
         member_user_id=user.user_id,
-        secrets=[org_admin.extra["organization_name"], buyer.extra["organization_name"], device["projectName"],
-                 reservation["name"], device_owner.email, user.email, sub_buyer.email],
+        secrets=[
+            org_admin.extra["organization_name"],
+            buyer.extra["organization_name"],
+            device["projectName"],
+            reservation["name"],
+            device_owner.email,
+            user.email,
+            sub_buyer.email,
+        ],
     )
     api = Side(
         developer_org=api_developer.organization_id,
@@ -268,11 +345,30 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
         reservation_uid=api_reservation["devicegroup_uid"],
         reservation_name=api_reservation["name"],
         member_user_id=api_developer.user_id,
-        secrets=[api_developer.extra["organization_name"], api_buyer.extra["organization_name"],
-                 api_device["projectName"], api_reservation["name"], api_developer.email, api_buyer.email],
+        secrets=[
+            api_developer.extra["organization_name"],
+            api_buyer.extra["organization_name"],
+            api_device["projectName"],
+            api_reservation["name"],
+            api_developer.email,
+            api_buyer.email,
+        ],
     )
     return World(
-        anonymous=Caller("anonymous", None), admin=admin, org_admin=org_admin, device_owner=device_owner, user=user,
-        buyer=buyer, sub_buyer=sub_buyer, api_user=api_user, unapproved_api_user=unapproved_api_user, api_developer=api_developer, api_buyer=api_buyer,
-        other_developer=other_developer, other_buyer=other_buyer, other_api_user=other_api_user, first=first, api=api,
+        anonymous=Caller("anonymous", None),
+        admin=admin,
+        org_admin=org_admin,
+        device_owner=device_owner,
+        user=user,
+        buyer=buyer,
+        sub_buyer=sub_buyer,
+        api_user=api_user,
+        unapproved_api_user=unapproved_api_user,
+        api_developer=api_developer,
+        api_buyer=api_buyer,
+        other_developer=other_developer,
+        other_buyer=other_buyer,
+        other_api_user=other_api_user,
+        first=first,
+        api=api,
     )

@@ -215,10 +215,7 @@ def test_database_url_carries_no_literal_password(services):
 
 def test_env_example_lists_every_required_setting(compose_files):
     required = {
-        var
-        for path, _ in compose_files
-        for var, op, _ in interpolations(path.read_text())
-        if op in (":?", "?")
+        var for path, _ in compose_files for var, op, _ in interpolations(path.read_text()) if op in (":?", "?")
     }
     example = REPO / "deploy" / "env.example"
     listed = {}
@@ -235,9 +232,7 @@ def test_dependencies_start_in_order_and_are_healthchecked(services):
         for dep, spec in (svc.get("depends_on") or {}).items():
             assert dep in services, f"{name} depends on unknown service {dep}"
             if spec["condition"] == "service_healthy":
-                assert services[dep][1].get("healthcheck"), (
-                    f"{name} waits for {dep}, which has no healthcheck"
-                )
+                assert services[dep][1].get("healthcheck"), f"{name} waits for {dep}, which has no healthcheck"
     for name in PLATFORM_PORTS:
         deps = services[name][1]["depends_on"]
         for infra in ("kafka", "postgres"):

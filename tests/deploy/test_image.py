@@ -15,7 +15,25 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 HEALTHCHECK = REPO / "deploy" / "healthcheck.py"
 KNOWN_INSTRUCTIONS = set(
-    "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL ONBUILD RUN SHELL STOPSIGNAL USER VOLUME WORKDIR".split()
+    [
+        "ADD",
+        "ARG",
+        "CMD",
+        "COPY",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "FROM",
+        "HEALTHCHECK",
+        "LABEL",
+        "ONBUILD",
+        "RUN",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
+    ]
 )
 
 
@@ -148,9 +166,7 @@ def service():
 
 def probe(port: int, path: str = "/readyz") -> subprocess.CompletedProcess:
     env = {**os.environ, "HTTP_PORT": str(port)}
-    return subprocess.run(
-        [sys.executable, str(HEALTHCHECK), path], env=env, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, str(HEALTHCHECK), path], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_healthcheck_passes_when_the_service_is_ready(service):

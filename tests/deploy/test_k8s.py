@@ -156,9 +156,7 @@ def test_secrets_are_referenced_never_committed(resources):
         assert "secretKeyRef" in identity[key]["valueFrom"], key
     assert (
         "secretKeyRef"
-        in env_of(container_of(by_kind(resources, "Deployment")["charger-gateway"]))["KAZAM_TOKEN"][
-            "valueFrom"
-        ]
+        in env_of(container_of(by_kind(resources, "Deployment")["charger-gateway"]))["KAZAM_TOKEN"]["valueFrom"]
     )
 
 

@@ -161,11 +161,17 @@ async def register_api_user(http: httpx.AsyncClient, tag: str) -> ApiUser:
 
 async def ask_and_get_approved(http: httpx.AsyncClient, admin: dict, user: ApiUser) -> None:
     user.client = ApiUserClient(str(http.base_url), user.api_user_id, user.private_pem)
-    r = await http.post("/api/permission/module/apiuser/request", json=as_request(MODULES), headers=await user.headers())
+    r = await http.post(
+        "/api/permission/module/apiuser/request", json=as_request(MODULES), headers=await user.headers()
+    )
     assert r.status_code == 200, r.text
-    r = await http.put(f"/api/permission/module/verify/ByAdmin/{user.api_user_id}", json={"status": "Active"}, headers=admin)
+    r = await http.put(
+        f"/api/permission/module/verify/ByAdmin/{user.api_user_id}", json={"status": "Active"}, headers=admin
+    )
     assert r.status_code == 200 and r.json()["status"] == "Active", r.text
-    user.client = ApiUserClient(str(http.base_url), user.api_user_id, user.private_pem)  # approval revoked the old token
+    user.client = ApiUserClient(
+        str(http.base_url), user.api_user_id, user.private_pem
+    )  # approval revoked the old token
 
 
 def as_request(modules: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -221,7 +227,9 @@ async def ungrouped_has(http: httpx.AsyncClient, headers: dict, buyer_org: int, 
 
 
 async def certificate_log(http: httpx.AsyncClient, headers: dict, group_id: int, buyer_org: int) -> httpx.Response:
-    return await http.get(CERTIFICATE_LOG, params={"groupId": group_id, "organizationId": buyer_org, "limit": 1000}, headers=headers)
+    return await http.get(
+        CERTIFICATE_LOG, params={"groupId": group_id, "organizationId": buyer_org, "limit": 1000}, headers=headers
+    )
 
 
 # ---------------------------------------------------------------- the journey
@@ -238,7 +246,11 @@ async def test_1_register_an_api_user_and_download_its_key(http, platform, journ
     )
     assert r.status_code == 200, r.text
     answer = r.json()
-    assert answer["token_type"] == "Bearer" and answer["expires_in"] > 0 and answer["access_token"] == answer["accessToken"]
+    assert (
+        answer["token_type"] == "Bearer"
+        and answer["expires_in"] > 0
+        and answer["access_token"] == answer["accessToken"]
+    )
     assert r.headers["cache-control"] == "no-store"
     replay = await http.post(
         "/api/auth/token",
@@ -249,7 +261,11 @@ async def test_1_register_an_api_user_and_download_its_key(http, platform, journ
 
     me = await http.get("/api/user/me", headers=token)
     assert me.status_code == 200, me.text
-    assert (me.json()["email"], me.json()["role"], me.json()["organization"]["organizationType"]) == (user.email.lower(), "ApiUser", "ApiUser")
+    assert (me.json()["email"], me.json()["role"], me.json()["organization"]["organizationType"]) == (
+        user.email.lower(),
+        "ApiUser",
+        "ApiUser",
+    )
     assert me.json()["permissions"] == {}  # nothing until an admin approves
     assert "PRIVATE" not in me.text
 
@@ -281,12 +297,23 @@ async def test_2_modules_need_an_admins_approval(http, admin, journey):
     # Asked, not granted: a device registration and the organization listing are refused.
     r = await http.post("/api/device", json=device_payload(f"E2E-{journey.tag}-early", 1), headers=before)
     refused(r, 403, "DEVICE_MANAGEMENT_CRUDL")
-    refused(await http.get("/api/Organization/apiuser/all_organization", headers=before), 403, "ORGANIZATION_MANAGEMENT_CRUDL")
+    refused(
+        await http.get("/api/Organization/apiuser/all_organization", headers=before),
+        403,
+        "ORGANIZATION_MANAGEMENT_CRUDL",
+    )
     # Only an admin approves, not the API user itself.
-    refused(await http.put(f"/api/permission/module/verify/ByAdmin/{user.api_user_id}", json={"status": "Active"}, headers=before), 403)
+    refused(
+        await http.put(
+            f"/api/permission/module/verify/ByAdmin/{user.api_user_id}", json={"status": "Active"}, headers=before
+        ),
+        403,
+    )
 
     journey.helper_before_approval = user.client
-    r = await http.put(f"/api/permission/module/verify/ByAdmin/{user.api_user_id}", json={"status": "Active"}, headers=admin)
+    r = await http.put(
+        f"/api/permission/module/verify/ByAdmin/{user.api_user_id}", json={"status": "Active"}, headers=admin
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"apiUserId": user.api_user_id, "status": "Active", "modules": MODULES}
     # The approval revoked the token that held none of the modules ...
@@ -311,7 +338,9 @@ async def test_3_developer_and_buyer_organizations_under_the_api_user(http, jour
         r = await http.post("/api/user/register", json=body, headers=headers)
         assert r.status_code == 201, r.text
         created = r.json()
-        assert created["organization"]["organizationType"] == kind and created["organization"]["name"] == body["orgName"]
+        assert (
+            created["organization"]["organizationType"] == kind and created["organization"]["name"] == body["orgName"]
+        )
         assert created["role"] == {"Developer": "OrganizationAdmin", "Buyer": "Buyer"}[kind]
         assert created["apiUserId"] == user.api_user_id and created["privateKey"] is None
         made[kind] = created["organization"]
@@ -321,11 +350,17 @@ async def test_3_developer_and_buyer_organizations_under_the_api_user(http, jour
     listed = {o["id"]: (o["name"], o["organizationType"]) for o in r.json()["organizations"]}
     assert listed == {o["id"]: (o["name"], o["organizationType"]) for o in made.values()}
     assert r.json()["totalCount"] == 2
-    r = await http.get("/api/Organization/apiuser/all_organization", params={"organizationName": made["Buyer"]["name"].upper()}, headers=headers)
+    r = await http.get(
+        "/api/Organization/apiuser/all_organization",
+        params={"organizationName": made["Buyer"]["name"].upper()},
+        headers=headers,
+    )
     assert r.status_code == 200 and [o["id"] for o in r.json()["organizations"]] == [made["Buyer"]["id"]], r.text
 
     # Without the bearer token nobody registers organizations under this API user.
-    anonymous = await http.post("/api/user/register", json=registration("Developer", journey.tag, api_user_id=user.api_user_id))
+    anonymous = await http.post(
+        "/api/user/register", json=registration("Developer", journey.tag, api_user_id=user.api_user_id)
+    )
     assert anonymous.status_code in (401, 403), anonymous.text
     journey.developer_org, journey.buyer_org = made["Developer"]["id"], made["Buyer"]["id"]
 
@@ -347,21 +382,44 @@ async def test_4_a_device_for_the_developer_organization_only(http, journey):
     await eventually(lambda: devices_knows(buyer, "/api/device/ungrouped/buyerreservation"))
 
     external_id = f"E2E-{journey.tag}"
-    refused(await http.post("/api/device", json={**device_payload(external_id, dev), "organizationId": None}, headers=headers), 400, "organizationId is required")
+    refused(
+        await http.post(
+            "/api/device", json={**device_payload(external_id, dev), "organizationId": None}, headers=headers
+        ),
+        400,
+        "organizationId is required",
+    )
     r = await http.post("/api/device", json=device_payload(external_id, dev), headers=headers)
     assert r.status_code == 201, r.text
     device = r.json()
-    assert (device["externalId"], device["organizationId"], device["countryCode"], device["capacity"]) == (external_id, dev, "IND", 2000)
+    assert (device["externalId"], device["organizationId"], device["countryCode"], device["capacity"]) == (
+        external_id,
+        dev,
+        "IND",
+        2000,
+    )
 
     # The manual's 4.1: a Buyer organization's id is refused.
-    refused(await http.post("/api/device", json=device_payload(f"{external_id}-b", buyer), headers=headers), 403, "Buyer organization")
+    refused(
+        await http.post("/api/device", json=device_payload(f"{external_id}-b", buyer), headers=headers),
+        403,
+        "Buyer organization",
+    )
 
     r = await http.get("/api/device/my", params={"organizationId": dev, "pagenumber": 1}, headers=headers)
     assert r.status_code == 200, r.text
-    assert [(d["id"], d["externalId"]) for d in r.json()["devices"]] == [(device["id"], external_id)] and r.json()["totalCount"] == 1
-    r = await http.get(f"/api/device/{device['id']}", params={"organizationId": dev, "apiUserId": journey.api_user.api_user_id}, headers=headers)
+    assert [(d["id"], d["externalId"]) for d in r.json()["devices"]] == [(device["id"], external_id)] and r.json()[
+        "totalCount"
+    ] == 1
+    r = await http.get(
+        f"/api/device/{device['id']}",
+        params={"organizationId": dev, "apiUserId": journey.api_user.api_user_id},
+        headers=headers,
+    )
     assert r.status_code == 200 and r.json()["externalId"] == external_id, r.text
-    refused(await http.get("/api/device/my", params={"organizationId": buyer}, headers=headers), 403, "Buyer organization")
+    refused(
+        await http.get("/api/device/my", params={"organizationId": buyer}, headers=headers), 403, "Buyer organization"
+    )
     journey.device = device
 
 
@@ -384,12 +442,18 @@ async def test_5_delta_reads_for_the_device(http, journey):
 
     # The Buyer organization sees no reads of a device none of its reservations holds (manual 5.2: by device id).
     async def readings_knows_the_buyer():
-        r = await http.get(f"/api/meter-reads/new/{device['id']}", params={"organizationId": journey.buyer_org}, headers=headers)
+        r = await http.get(
+            f"/api/meter-reads/new/{device['id']}", params={"organizationId": journey.buyer_org}, headers=headers
+        )
         return r if not (r.status_code == 403 and NOT_YOURS in r.text) else None
 
     refused(await eventually(readings_knows_the_buyer), 404, "in a reservation of organization")
     # Reads are added for the Developer organization only (manual 5.1).
-    refused(await http.post(path, json=delta_reads(journey.buyer_org, [(now_ms(), 1)]), headers=headers), 403, "Buyer organization")
+    refused(
+        await http.post(path, json=delta_reads(journey.buyer_org, [(now_ms(), 1)]), headers=headers),
+        403,
+        "Buyer organization",
+    )
 
     # Two Delta reads in one batch, each over half the time since onboarding. Small values: the
     # plausibility rule bounds what 2 MW make in a fraction of a second (~120 Wh/s), so let at least
@@ -402,7 +466,12 @@ async def test_5_delta_reads_for_the_device(http, journey):
     r = await http.post(path, json=delta_reads(dev, [(middle, 2), (end, 3)]), headers=headers)
     assert r.status_code == 201, r.text
     summary = r.json()
-    assert (summary["externalId"], summary["type"], summary["count"], summary["totalWh"]) == (device["externalId"], "Delta", 2, 5)
+    assert (summary["externalId"], summary["type"], summary["count"], summary["totalWh"]) == (
+        device["externalId"],
+        "Delta",
+        2,
+        5,
+    )
     journey.read_ends, journey.read_wh = [middle, end], 5
 
     r = await http.get(path, params={"organizationId": dev, "limit": 10}, headers=headers)
@@ -414,7 +483,9 @@ async def test_5_delta_reads_for_the_device(http, journey):
     # a Delta read runs from the previous end; the first from onboarding
     assert abs(parse(back["ongoing"][0]["startdate"]) - onboarded) < timedelta(milliseconds=1)
     assert parse(back["ongoing"][1]["startdate"]) == middle
-    r = await http.get(f"/api/meter-reads/latestread/{device['externalId']}", params={"organizationId": dev}, headers=headers)
+    r = await http.get(
+        f"/api/meter-reads/latestread/{device['externalId']}", params={"organizationId": dev}, headers=headers
+    )
     assert r.status_code == 200 and (r.json()["value"], parse(r.json()["enddate"])) == (3, end), r.text
 
 
@@ -437,7 +508,12 @@ async def test_6_reserve_the_device_for_the_buyer_organization(http, journey):
         "authorityToExceed": True,
         "frequency": "hourly",
     }
-    refused(await http.post("/api/buyer-reservation", params={"orgId": journey.developer_org}, json=payload, headers=headers), 403)
+    refused(
+        await http.post(
+            "/api/buyer-reservation", params={"orgId": journey.developer_org}, json=payload, headers=headers
+        ),
+        403,
+    )
 
     async def reserved():
         r = await http.post("/api/buyer-reservation", params={"orgId": buyer}, json=payload, headers=headers)
@@ -449,18 +525,35 @@ async def test_6_reserve_the_device_for_the_buyer_organization(http, journey):
     r = await eventually(reserved)
     assert r.status_code == 201, r.text
     reservation = r.json()
-    assert reservation["organizationId"] == buyer and reservation["deviceIds"] == [device_id] and reservation["name"] == payload["name"]
-    assert (reservation["state"], reservation["reservationActive"], reservation["frequency"]) == ("active", True, "hourly")
+    assert (
+        reservation["organizationId"] == buyer
+        and reservation["deviceIds"] == [device_id]
+        and reservation["name"] == payload["name"]
+    )
+    assert (reservation["state"], reservation["reservationActive"], reservation["frequency"]) == (
+        "active",
+        True,
+        "hourly",
+    )
     assert reservation["targetCapacityInMegaWattHour"] == 20 and reservation["unavailableDevices"] == []
     journey.reservation = reservation
 
     # The device is no longer offered to buyers ...
     assert await eventually(lambda: _not(ungrouped_has(http, headers, buyer, device_id)))
     # ... and reserving it again over the same window is refused.
-    again = await http.post("/api/buyer-reservation", params={"orgId": buyer}, json={**payload, "name": f"{payload['name']}-2"}, headers=headers)
-    assert again.status_code == 400 and again.json()["details"] == [{"deviceId": device_id, "reason": "already reserved in an overlapping window"}], again.text
+    again = await http.post(
+        "/api/buyer-reservation",
+        params={"orgId": buyer},
+        json={**payload, "name": f"{payload['name']}-2"},
+        headers=headers,
+    )
+    assert again.status_code == 400 and again.json()["details"] == [
+        {"deviceId": device_id, "reason": "already reserved in an overlapping window"}
+    ], again.text
 
-    r = await http.get("/api/buyer-reservation", params={"organizationId": buyer, "pageNumber": 1, "limit": 10}, headers=headers)
+    r = await http.get(
+        "/api/buyer-reservation", params={"organizationId": buyer, "pageNumber": 1, "limit": 10}, headers=headers
+    )
     assert r.status_code == 200, r.text
     assert [g["id"] for g in r.json()["deviceGroups"]] == [reservation["id"]] and r.json()["totalCount"] == 1
     r = await http.get("/api/buyer-reservation", params={"apiuserId": journey.api_user.api_user_id}, headers=headers)
@@ -491,12 +584,20 @@ async def test_7_certificates_for_the_reservation(http, journey):
 
     # The reads already sent lie inside the window: certified once the reservation is known.
     log = await eventually(lambda: certified(journey.read_wh))
-    assert log["groupId"] == group_id and log["devicegroup_uid"] == journey.reservation["devicegroup_uid"] and log["reservationEndedAt"] is None
+    assert (
+        log["groupId"] == group_id
+        and log["devicegroup_uid"] == journey.reservation["devicegroup_uid"]
+        and log["reservationEndedAt"] is None
+    )
 
     # A read sent now is certified within seconds (a quarter second after the last one, for plausibility).
     await clock_past(journey.read_ends[-1] + timedelta(milliseconds=250))
     end = now_ms()
-    r = await http.post(f"/api/meter-reads/new/{device['externalId']}", json=delta_reads(journey.developer_org, [(end, 4)]), headers=headers)
+    r = await http.post(
+        f"/api/meter-reads/new/{device['externalId']}",
+        json=delta_reads(journey.developer_org, [(end, 4)]),
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     journey.read_ends.append(end)
     journey.read_wh += 4
@@ -507,14 +608,31 @@ async def test_7_certificates_for_the_reservation(http, journey):
     assert sum(c["energyWh"] for c in certificates) == journey.read_wh
     for c in certificates:
         assert (c["groupId"], c["deviceId"], c["externalId"]) == (group_id, device["id"], device["externalId"])
-        assert (c["ownerOrganizationId"], c["buyerOrganizationId"], c["status"]) == (journey.developer_org, buyer, "Issued")
-        assert parse(journey.device["createdAt"]) - timedelta(milliseconds=1) <= parse(c["certificateStartDate"]) < parse(c["certificateEndDate"]) <= end
+        assert (c["ownerOrganizationId"], c["buyerOrganizationId"], c["status"]) == (
+            journey.developer_org,
+            buyer,
+            "Issued",
+        )
+        assert (
+            parse(journey.device["createdAt"]) - timedelta(milliseconds=1)
+            <= parse(c["certificateStartDate"])
+            < parse(c["certificateEndDate"])
+            <= end
+        )
     assert max(parse(c["certificateEndDate"]) for c in certificates) == end
 
     # The same log by the reservation's uid; an API user must say which organization it acts for.
-    r = await http.get(f"/api/certificate-log/issuer/certified/{journey.reservation['devicegroup_uid']}", params={"organizationId": buyer}, headers=headers)
+    r = await http.get(
+        f"/api/certificate-log/issuer/certified/{journey.reservation['devicegroup_uid']}",
+        params={"organizationId": buyer},
+        headers=headers,
+    )
     assert r.status_code == 200 and r.json()["totalEnergyWh"] == journey.read_wh, r.text
-    refused(await http.get(CERTIFICATE_LOG, params={"groupId": group_id}, headers=headers), 400, "organizationId is required")
+    refused(
+        await http.get(CERTIFICATE_LOG, params={"groupId": group_id}, headers=headers),
+        400,
+        "organizationId is required",
+    )
 
 
 async def test_8_end_the_reservation_early(http, journey):
@@ -527,7 +645,12 @@ async def test_8_end_the_reservation_early(http, journey):
     r = await http.post(path, params={"organizationId": buyer}, headers=headers)
     assert r.status_code == 200, r.text
     ended = r.json()
-    assert (ended["id"], ended["state"], ended["reservationActive"], ended["endReason"]) == (group_id, "ended", False, "ended_by_buyer")
+    assert (ended["id"], ended["state"], ended["reservationActive"], ended["endReason"]) == (
+        group_id,
+        "ended",
+        False,
+        "ended_by_buyer",
+    )
     assert parse(ended["endedAt"]) < parse(journey.reservation["reservationEndDate"])
     refused(await http.post(path, params={"organizationId": buyer}, headers=headers), 409, "already ended")
 
@@ -561,16 +684,32 @@ async def test_9_another_api_user_reaches_none_of_it(http, admin, journey):
     r = await http.get("/api/Organization/apiuser/all_organization", headers=headers)
     assert r.status_code == 200 and r.json()["organizations"] == [], r.text
     refused(
-        await http.post("/api/user/register", json=registration("Developer", journey.tag, api_user_id=journey.api_user.api_user_id), headers=headers),
+        await http.post(
+            "/api/user/register",
+            json=registration("Developer", journey.tag, api_user_id=journey.api_user.api_user_id),
+            headers=headers,
+        ),
         403,
     )
 
     # Devices: listing, one device, registration, the buyer's list of reservable devices.
     refused(await http.get("/api/device/my", params={"organizationId": dev}, headers=headers), 403, NOT_YOURS)
     if journey.device:
-        refused(await http.get(f"/api/device/{journey.device['id']}", params={"organizationId": dev}, headers=headers), 403, NOT_YOURS)
-    refused(await http.post("/api/device", json=device_payload(f"E2E-{journey.tag}-other", dev), headers=headers), 403, NOT_YOURS)
-    refused(await http.get("/api/device/ungrouped/buyerreservation", params={"organizationId": buyer}, headers=headers), 403, NOT_YOURS)
+        refused(
+            await http.get(f"/api/device/{journey.device['id']}", params={"organizationId": dev}, headers=headers),
+            403,
+            NOT_YOURS,
+        )
+    refused(
+        await http.post("/api/device", json=device_payload(f"E2E-{journey.tag}-other", dev), headers=headers),
+        403,
+        NOT_YOURS,
+    )
+    refused(
+        await http.get("/api/device/ungrouped/buyerreservation", params={"organizationId": buyer}, headers=headers),
+        403,
+        NOT_YOURS,
+    )
     # Its own listing shows none of the first API user's devices.
     r = await http.get("/api/device/my", headers=headers)
     assert r.status_code == 200 and r.json()["devices"] == [], r.text
@@ -578,15 +717,33 @@ async def test_9_another_api_user_reaches_none_of_it(http, admin, journey):
     # Reads: read back, latest read, add (organizationId in the body), and as the buyer.
     path = f"/api/meter-reads/new/{external_id}"
     refused(await http.get(path, params={"organizationId": dev}, headers=headers), 403, NOT_YOURS)
-    refused(await http.get(f"/api/meter-reads/latestread/{external_id}", params={"organizationId": dev}, headers=headers), 403, NOT_YOURS)
+    refused(
+        await http.get(f"/api/meter-reads/latestread/{external_id}", params={"organizationId": dev}, headers=headers),
+        403,
+        NOT_YOURS,
+    )
     refused(await http.post(path, json=delta_reads(dev, [(now_ms(), 1)]), headers=headers), 403, NOT_YOURS)
     if journey.device:
-        refused(await http.get(f"/api/meter-reads/new/{journey.device['id']}", params={"organizationId": buyer}, headers=headers), 403, NOT_YOURS)
+        refused(
+            await http.get(
+                f"/api/meter-reads/new/{journey.device['id']}", params={"organizationId": buyer}, headers=headers
+            ),
+            403,
+            NOT_YOURS,
+        )
 
     # Reservations: list, one, create, end; the other's apiuserId.
     refused(await http.get("/api/buyer-reservation", params={"organizationId": buyer}, headers=headers), 403, NOT_YOURS)
-    refused(await http.get("/api/buyer-reservation", params={"apiuserId": journey.api_user.api_user_id}, headers=headers), 403, "another API user")
-    refused(await http.get(f"/api/buyer-reservation/{group_id}", params={"organizationId": buyer}, headers=headers), 403, NOT_YOURS)
+    refused(
+        await http.get("/api/buyer-reservation", params={"apiuserId": journey.api_user.api_user_id}, headers=headers),
+        403,
+        "another API user",
+    )
+    refused(
+        await http.get(f"/api/buyer-reservation/{group_id}", params={"organizationId": buyer}, headers=headers),
+        403,
+        NOT_YOURS,
+    )
     reservation = {
         "name": f"E2E-RES-{journey.tag}-other",
         "deviceIds": [journey.device["id"] if journey.device else 1],
@@ -594,15 +751,27 @@ async def test_9_another_api_user_reaches_none_of_it(http, admin, journey):
         "reservationEndDate": iso(datetime.now(UTC) + timedelta(days=1)),
         "frequency": "hourly",
     }
-    refused(await http.post("/api/buyer-reservation", params={"orgId": buyer}, json=reservation, headers=headers), 403, NOT_YOURS)
-    refused(await http.post(f"/api/device-group/{group_id}/end", params={"organizationId": buyer}, headers=headers), 403, NOT_YOURS)
+    refused(
+        await http.post("/api/buyer-reservation", params={"orgId": buyer}, json=reservation, headers=headers),
+        403,
+        NOT_YOURS,
+    )
+    refused(
+        await http.post(f"/api/device-group/{group_id}/end", params={"organizationId": buyer}, headers=headers),
+        403,
+        NOT_YOURS,
+    )
     r = await http.get("/api/buyer-reservation", headers=headers)
     assert r.status_code == 200 and r.json()["deviceGroups"] == [], r.text
 
     # Certificates of the first one's reservation.
     refused(await certificate_log(http, headers, group_id, buyer), 403, NOT_YOURS)
     if journey.reservation:
-        r = await http.get(f"/api/certificate-log/issuer/certified/{journey.reservation['devicegroup_uid']}", params={"organizationId": buyer}, headers=headers)
+        r = await http.get(
+            f"/api/certificate-log/issuer/certified/{journey.reservation['devicegroup_uid']}",
+            params={"organizationId": buyer},
+            headers=headers,
+        )
         refused(r, 403, NOT_YOURS)
 
 
@@ -613,7 +782,9 @@ async def test_10_users_of_an_api_users_organizations_do_not_log_in(http, journe
     r = await http.post("/api/user/register", json=body, headers=await journey.api_user.headers())
     assert r.status_code == 201, r.text
     login = await http.post("/api/auth/login", json={"username": body["email"], "password": body["password"]})
-    assert login.status_code in (401, 403), f"login answered {login.status_code}: the user of an API user's Developer organization got a token"
+    assert login.status_code in (401, 403), (
+        f"login answered {login.status_code}: the user of an API user's Developer organization got a token"
+    )
 
 
 async def test_11_the_client_helper_keeps_working_after_the_approval(journey):

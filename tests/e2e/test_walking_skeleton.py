@@ -84,10 +84,17 @@ async def post_read(http, auth, external_id, end: datetime, value: int, expect=2
 
 async def add_kazam_transaction(platform, charger_id: str, start: datetime, end: datetime, usage_wh: float) -> str:
     """A finished charging session at the Kazam simulator (its control API); returns the txn id."""
-    async with httpx.AsyncClient(base_url=platform.kazam_url, headers={"Authorization": f"Bearer {platform.kazam_token}"}) as kazam:
+    async with httpx.AsyncClient(
+        base_url=platform.kazam_url, headers={"Authorization": f"Bearer {platform.kazam_token}"}
+    ) as kazam:
         r = await kazam.post(
             "/simulator/transactions",
-            json={"device_id": charger_id, "start_time": int(start.timestamp()), "end_time": int(end.timestamp()), "total_usage": usage_wh},
+            json={
+                "device_id": charger_id,
+                "start_time": int(start.timestamp()),
+                "end_time": int(end.timestamp()),
+                "total_usage": usage_wh,
+            },
         )
         assert r.status_code == 201, r.text
         return r.json()["txn_id"]
@@ -107,7 +114,9 @@ def spans_of(traces_dir: Path, trace_id: str) -> dict[str, set[str]]:
 async def test_walking_skeleton(platform):
     async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as http:
         health = await http.get("/healthz")
-        assert health.status_code == 200 and all(v["status"] == "ready" for v in health.json()["services"].values()), health.text
+        assert health.status_code == 200 and all(v["status"] == "ready" for v in health.json()["services"].values()), (
+            health.text
+        )
 
         # 1. A developer registers with an organization and logs in.
         dev_token, _ = await register_and_login(http, "Developer")
@@ -117,18 +126,24 @@ async def test_walking_skeleton(platform):
         external_id = f"UAT_STAGE_{uuid.uuid4().hex[:8]}"
         trace_id = uuid.uuid4().hex
         r = await http.post(
-            "/api/device", json=device_payload(external_id), headers={**dev, "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}
+            "/api/device",
+            json=device_payload(external_id),
+            headers={**dev, "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"},
         )
         assert r.status_code == 201, r.text
         device = r.json()
-        registered, _ = await wait_for_event(platform.kafka_bootstrap, "device.registered", lambda e: e["payload"]["external_id"] == external_id)
+        registered, _ = await wait_for_event(
+            platform.kafka_bootstrap, "device.registered", lambda e: e["payload"]["external_id"] == external_id
+        )
         assert registered["payload"]["device_id"] == device["id"] and registered["payload"]["country_code"] == "IND"
 
         # 3. A Delta read -> read.ingested.
         # (Small values: a Delta read counts from the device's onboarding a moment ago, and the
         # plausibility rule bounds what 2 MW can make in milliseconds.)
         await post_read(http, dev, external_id, datetime.now(UTC), 1)
-        ingested, _ = await wait_for_event(platform.kafka_bootstrap, "read.ingested", lambda e: e["payload"]["external_id"] == external_id)
+        ingested, _ = await wait_for_event(
+            platform.kafka_bootstrap, "read.ingested", lambda e: e["payload"]["external_id"] == external_id
+        )
         assert ingested["version"] == 2 and ingested["payload"]["values_wh"] == [1]
 
         # 4. A buyer registers, logs in and reserves the device, hourly.
@@ -159,7 +174,9 @@ async def test_walking_skeleton(platform):
         await post_read(http, dev, external_id, second_end, 2)
 
         async def certified():
-            r = await http.get("/api/certificate-log/by-reservation-groupId", params={"groupId": group_id}, headers=buyer)
+            r = await http.get(
+                "/api/certificate-log/by-reservation-groupId", params={"groupId": group_id}, headers=buyer
+            )
             return r.json() if r.status_code == 200 and r.json()["totalEnergyWh"] == 3 else None
 
         log = await eventually(certified)
@@ -186,8 +203,10 @@ async def test_walking_skeleton(platform):
             assert r.status_code == 200, r.text
             return [x for x in r.json()["ongoing"] if x["value"] == 40] or None
 
-        [read] = await eventually(charger_read, timeout=30)
-        submitted, _ = await wait_for_event(platform.kafka_bootstrap, "read.submitted", lambda e: e["payload"]["submission_id"] == f"kazam:{txn}")
+        [_read] = await eventually(charger_read, timeout=30)
+        submitted, _ = await wait_for_event(
+            platform.kafka_bootstrap, "read.submitted", lambda e: e["payload"]["submission_id"] == f"kazam:{txn}"
+        )
         assert submitted["payload"]["external_id"] == external_id
 
         # The trace begun at the gateway continued into devices and, over Kafka, into its consumers.

@@ -3,6 +3,7 @@
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -15,9 +16,9 @@ from opendrec_contracts import (
     UnknownEvent,
     envelope_for,
     parse_event,
+    registry,
 )
 from opendrec_contracts.events import Event, MeterRead
-from opendrec_contracts import registry
 from opendrec_contracts.schemas import breaking_changes, check_committed, current_schema, write_all
 
 
@@ -34,8 +35,8 @@ def test_missing_committed_schema_is_reported(tmp_path):
 def test_written_schemas_are_the_committed_ones(tmp_path):
     write_all(tmp_path)
     for path in tmp_path.iterdir():
-        committed = (registry.__file__.rsplit("/", 1)[0] + "/schemas/" + path.name)
-        assert json.loads(path.read_text()) == json.loads(open(committed).read()), path.name
+        committed = registry.__file__.rsplit("/", 1)[0] + "/schemas/" + path.name
+        assert json.loads(path.read_text()) == json.loads(Path(committed).read_text()), path.name
 
 
 class _Old(Event):

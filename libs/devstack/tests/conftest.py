@@ -13,10 +13,14 @@ def dummy_services(tmp_path):
     """A two-service table of stand-ins (tests/dummy/opendrec_devstack_dummy.py), and the env
     that lets `python -m` find them."""
     path = tmp_path / "services.json"
-    path.write_text(json.dumps([
-        {"name": "identity", "module": "opendrec_devstack_dummy", "port": 8101, "url_env": "IDENTITY_URL"},
-        {"name": "gateway", "module": "opendrec_devstack_dummy", "port": 8000, "url_env": "GATEWAY_URL"},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {"name": "identity", "module": "opendrec_devstack_dummy", "port": 8101, "url_env": "IDENTITY_URL"},
+                {"name": "gateway", "module": "opendrec_devstack_dummy", "port": 8000, "url_env": "GATEWAY_URL"},
+            ]
+        )
+    )
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(DUMMY_DIR), os.environ.get("PYTHONPATH")]))}
     return path, env
 

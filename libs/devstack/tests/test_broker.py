@@ -33,9 +33,14 @@ async def test_create_produce_consume_then_stop(tmp_path):
         finally:
             await producer.stop()
 
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id="devstack-test",
-                                    auto_offset_reset="earliest", session_timeout_ms=2000,
-                                    heartbeat_interval_ms=500)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker.bootstrap,
+            group_id="devstack-test",
+            auto_offset_reset="earliest",
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+        )
         await consumer.start()
         try:
             msg = await asyncio.wait_for(consumer.getone(), 20)

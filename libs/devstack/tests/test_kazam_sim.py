@@ -16,8 +16,9 @@ T0 = 1_700_000_000
 
 
 def client(state_file=None):
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(TOKEN, state_file)),
-                             base_url="http://kazam", headers=AUTH)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(TOKEN, state_file)), base_url="http://kazam", headers=AUTH
+    )
 
 
 async def add(c, **tx):
@@ -29,16 +30,43 @@ async def add(c, **tx):
 @pytest.fixture
 async def kazam():
     async with client() as c:
-        await c.post("/simulator/devices", json={"device_id": "3654e5", "host_id": "hostA",
-                                                 "location": [28.44, 77.29]})
-        await c.post("/simulator/devices", json={"device_id": "3pt6d3", "host_id": "hostB",
-                                                 "location": [12.97, 77.59], "sockets": ["ccs"]})
-        await add(c, device_id="3654e5", txn_id="1000000001", user_id="u1", start_time=T0, end_time=T0 + 3600,
-                  total_usage=1943.64, power=687, voltage=236.5)
-        await add(c, device_id="3654e5", txn_id="1000000002", user_id="u2", start_time=T0 + 7200,
-                  end_time=T0 + 9000, total_usage=150.02, usage_limit=150, end_reason="limit_reached")
-        await add(c, device_id="3pt6d3", txn_id="1000000003", user_id="u1", start_time=T0 + 100,
-                  end_time=T0 + 200, total_usage=0.05, private=True)
+        await c.post("/simulator/devices", json={"device_id": "3654e5", "host_id": "hostA", "location": [28.44, 77.29]})
+        await c.post(
+            "/simulator/devices",
+            json={"device_id": "3pt6d3", "host_id": "hostB", "location": [12.97, 77.59], "sockets": ["ccs"]},
+        )
+        await add(
+            c,
+            device_id="3654e5",
+            txn_id="1000000001",
+            user_id="u1",
+            start_time=T0,
+            end_time=T0 + 3600,
+            total_usage=1943.64,
+            power=687,
+            voltage=236.5,
+        )
+        await add(
+            c,
+            device_id="3654e5",
+            txn_id="1000000002",
+            user_id="u2",
+            start_time=T0 + 7200,
+            end_time=T0 + 9000,
+            total_usage=150.02,
+            usage_limit=150,
+            end_reason="limit_reached",
+        )
+        await add(
+            c,
+            device_id="3pt6d3",
+            txn_id="1000000003",
+            user_id="u1",
+            start_time=T0 + 100,
+            end_time=T0 + 200,
+            total_usage=0.05,
+            private=True,
+        )
         yield c
 
 
@@ -57,11 +85,24 @@ async def test_transaction_has_the_collection_fields_in_order(kazam):
     tx = r.json()
     assert tuple(tx) == FINISHED_FIELDS
     assert tx == {
-        "txn_id": "1000000001", "connector_id": 0, "device_id": "3654e5", "device_org": "kazam",
-        "initiated_from": "kazam", "segment": "workplace", "subsegment": "corporate_office", "user_id": "u1",
-        "device_network_type": 1, "end_time": T0 + 3600, "power": 687, "start_time": T0,
-        "total_usage": 1943.64, "tx_status": 0, "usage_limit": 1000000, "voltage": 236.5,
-        "end_reason": "plug_disconnected", "payment_initialised": False,
+        "txn_id": "1000000001",
+        "connector_id": 0,
+        "device_id": "3654e5",
+        "device_org": "kazam",
+        "initiated_from": "kazam",
+        "segment": "workplace",
+        "subsegment": "corporate_office",
+        "user_id": "u1",
+        "device_network_type": 1,
+        "end_time": T0 + 3600,
+        "power": 687,
+        "start_time": T0,
+        "total_usage": 1943.64,
+        "tx_status": 0,
+        "usage_limit": 1000000,
+        "voltage": 236.5,
+        "end_reason": "plug_disconnected",
+        "payment_initialised": False,
     }
     r = await kazam.post("/getTransactionDetails", json={"txn_id": "404"})
     assert (r.status_code, r.json()) == (404, {"message": "txn_not_found"})
@@ -112,8 +153,15 @@ async def test_bad_requests_are_400(kazam):
 
 
 async def test_ongoing_transaction_then_stop(kazam):
-    tx = await add(kazam, device_id="3654e5", txn_id="1000000009", start_time=T0 + 20000, ongoing=True,
-                   total_usage=12.5, power=3300)
+    tx = await add(
+        kazam,
+        device_id="3654e5",
+        txn_id="1000000009",
+        start_time=T0 + 20000,
+        ongoing=True,
+        total_usage=12.5,
+        power=3300,
+    )
     assert tx["tx_status"] == 1 and tx["ack"] is True
     assert "end_time" not in tx and "end_reason" not in tx
 
@@ -163,13 +211,26 @@ async def test_state_file_survives_restart(tmp_path):
 def test_command_line_simulator(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "opendrec_devstack.kazam_sim", "--port", str(port), "--token", TOKEN,
-            "--state", str(tmp_path / "state.json")]
-    with start_helper("kazam-sim", argv, port, log_path=tmp_path / "sim.log"):
-        with httpx.Client(base_url=url, headers=AUTH) as c:
-            created = c.post("/simulator/transactions", json={"device_id": "d1", "total_usage": 1000}).json()
-            assert len(created["txn_id"]) == 10 and created["end_time"] - created["start_time"] == 3600
-            r = c.post("/getTransactions", json={"device_id": "d1", "start_time": created["start_time"],
-                                                 "end_time": created["end_time"]})
-            assert [t["txn_id"] for t in r.json()["transactions"]] == [created["txn_id"]]
-            assert httpx.post(url + "/getLatestTransaction", json={"device_id": "d1"}).status_code == 401
+    argv = [
+        sys.executable,
+        "-m",
+        "opendrec_devstack.kazam_sim",
+        "--port",
+        str(port),
+        "--token",
+        TOKEN,
+        "--state",
+        str(tmp_path / "state.json"),
+    ]
+    with (
+        start_helper("kazam-sim", argv, port, log_path=tmp_path / "sim.log"),
+        httpx.Client(base_url=url, headers=AUTH) as c,
+    ):
+        created = c.post("/simulator/transactions", json={"device_id": "d1", "total_usage": 1000}).json()
+        assert len(created["txn_id"]) == 10 and created["end_time"] - created["start_time"] == 3600
+        r = c.post(
+            "/getTransactions",
+            json={"device_id": "d1", "start_time": created["start_time"], "end_time": created["end_time"]},
+        )
+        assert [t["txn_id"] for t in r.json()["transactions"]] == [created["txn_id"]]
+        assert httpx.post(url + "/getLatestTransaction", json={"device_id": "d1"}).status_code == 401

@@ -50,13 +50,15 @@ def test_docker_probe_is_quick():
     assert time.monotonic() - t < 5
 
 
-def test_platform_fixture_in_a_test_session(tmp_path, postgres_url, kafka_bootstrap, dummy_services,
-        processes_mentioning):
+def test_platform_fixture_in_a_test_session(
+    tmp_path, postgres_url, kafka_bootstrap, dummy_services, processes_mentioning
+):
     """An inner pytest session (plugin loaded through its entry point) uses `platform` and
     `fresh_database`; afterwards every database it made is gone and nothing is left running."""
     services_file, env = dummy_services
     report = tmp_path / "report.json"
-    (tmp_path / "test_inner.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "test_inner.py").write_text(
+        textwrap.dedent(f"""
         import json, httpx, psycopg
 
         def test_inner(platform, fresh_database):
@@ -67,13 +69,37 @@ def test_platform_fixture_in_a_test_session(tmp_path, postgres_url, kafka_bootst
                 names = [r[0] for r in conn.execute("select datname from pg_database")]
             json.dump({{"fresh": url.rsplit("/", 1)[1], "prefix": platform.database_name_prefix,
                         "state_dir": str(platform.state_dir), "names": names}}, open({str(report)!r}, "w"))
-    """))
-    inner_env = {**os.environ, **env, "DATABASE_URL": postgres_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-                 "OPENDREC_DEVSTACK_SERVICES": str(services_file)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                             "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "inner-tmp"),
-                             str(tmp_path / "test_inner.py")],
-                            cwd=tmp_path, env=inner_env, capture_output=True, text=True, timeout=120)
+    """)
+    )
+    inner_env = {
+        **os.environ,
+        **env,
+        "DATABASE_URL": postgres_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "OPENDREC_DEVSTACK_SERVICES": str(services_file),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(tmp_path),
+            "--basetemp",
+            str(tmp_path / "inner-tmp"),
+            str(tmp_path / "test_inner.py"),
+        ],
+        cwd=tmp_path,
+        env=inner_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     seen = json.loads(report.read_text())
     assert seen["fresh"] in seen["names"]

@@ -26,8 +26,11 @@ def pgdata():
 
 
 def postmasters(pgdata):
-    return [p for p in psutil.process_iter(["name", "cmdline"])
-            if p.info["name"] == "postgres" and str(pgdata) in (p.info["cmdline"] or [])]
+    return [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and str(pgdata) in (p.info["cmdline"] or [])
+    ]
 
 
 async def test_both_drivers_connect_over_tcp(pgdata):

@@ -17,25 +17,44 @@ from opendrec_devstack.stack import Infra, ensure_jwt_key, service_env
 
 def test_service_table_matches_the_platform_conventions():
     assert {s.name: (s.module, s.port) for s in SERVICES} == {
-        "gateway": ("opendrec_gateway", 8000), "identity": ("opendrec_identity", 8101),
-        "devices": ("opendrec_devices", 8102), "readings": ("opendrec_readings", 8103),
-        "reservations": ("opendrec_reservations", 8104), "certificates": ("opendrec_certificates", 8105),
+        "gateway": ("opendrec_gateway", 8000),
+        "identity": ("opendrec_identity", 8101),
+        "devices": ("opendrec_devices", 8102),
+        "readings": ("opendrec_readings", 8103),
+        "reservations": ("opendrec_reservations", 8104),
+        "certificates": ("opendrec_certificates", 8105),
         "charger-gateway": ("opendrec_charger_gateway", 8106),
     }
 
 
 def test_service_env(tmp_path):
-    infra = Infra("postgresql://postgres@127.0.0.1:5555/postgres", "127.0.0.1:9092", "smtp://127.0.0.1:8025",
-                  "http://127.0.0.1:8110", "tok", str(tmp_path / "mail"))
+    infra = Infra(
+        "postgresql://postgres@127.0.0.1:5555/postgres",
+        "127.0.0.1:9092",
+        "smtp://127.0.0.1:8025",
+        "http://127.0.0.1:8110",
+        "tok",
+        str(tmp_path / "mail"),
+    )
     spec = ServiceSpec("charger-gateway", "opendrec_charger_gateway", 8106, "CHARGER_GATEWAY_URL")
     ports = {s.name: s.port for s in SERVICES}
-    env = service_env(spec, base={"PATH": "/bin", "KAZAM_POLL_SECONDS": "5"}, ports=ports, services=SERVICES,
-                      infra=infra, state_dir=tmp_path, environment="dev")
+    env = service_env(
+        spec,
+        base={"PATH": "/bin", "KAZAM_POLL_SECONDS": "5"},
+        ports=ports,
+        services=SERVICES,
+        infra=infra,
+        state_dir=tmp_path,
+        environment="dev",
+    )
     assert env["PATH"] == "/bin"
     assert env["ENVIRONMENT"] == "dev"
     assert env["DATABASE_URL"] == infra.database_url
     assert (env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_SESSION_TIMEOUT_MS"], env["KAFKA_HEARTBEAT_INTERVAL_MS"]) == (
-        "127.0.0.1:9092", "2000", "500")
+        "127.0.0.1:9092",
+        "2000",
+        "500",
+    )
     assert (env["HTTP_HOST"], env["HTTP_PORT"]) == ("127.0.0.1", "8106")
     assert env["TRACES_FILE"] == str(tmp_path / "traces" / "charger-gateway.jsonl")
     assert env["JWT_PRIVATE_KEY_FILE"] == str(tmp_path / "keys" / "jwt-ed25519.pem")
@@ -56,13 +75,20 @@ def test_jwt_key_is_made_once(tmp_path):
     assert path.read_bytes() == first
 
 
-def test_run_start_ready_stop_and_run_again(tmp_path, postgres_url, kafka_bootstrap, dummy_services,
-        processes_mentioning):
+def test_run_start_ready_stop_and_run_again(
+    tmp_path, postgres_url, kafka_bootstrap, dummy_services, processes_mentioning
+):
     services_file, env = dummy_services
     state = tmp_path / "state"
     for attempt in (1, 2):
-        p = start_platform(state, database_url=postgres_url, kafka_bootstrap=kafka_bootstrap,
-                           services_file=services_file, extra_env=env, timeout=60)
+        p = start_platform(
+            state,
+            database_url=postgres_url,
+            kafka_bootstrap=kafka_bootstrap,
+            services_file=services_file,
+            extra_env=env,
+            timeout=60,
+        )
         try:
             assert set(p.service_urls) == {"identity", "gateway"}
             assert p.gateway_url == p.service_urls["gateway"]
@@ -77,8 +103,11 @@ def test_run_start_ready_stop_and_run_again(tmp_path, postgres_url, kafka_bootst
             assert seen["GATEWAY_URL"] == p.gateway_url and seen["IDENTITY_URL"] == p.service_urls["identity"]
             assert (seen["ADMIN_EMAIL"], seen["ADMIN_PASSWORD"]) == (p.admin_email, p.admin_password)
 
-            r = httpx.post(p.kazam_url + "/getTransactions", json={"device_id": "x", "start_time": 0, "end_time": 1},
-                           headers={"Authorization": f"Bearer {p.kazam_token}"})
+            r = httpx.post(
+                p.kazam_url + "/getTransactions",
+                json={"device_id": "x", "start_time": 0, "end_time": 1},
+                headers={"Authorization": f"Bearer {p.kazam_token}"},
+            )
             assert r.json()["count"]["total"] == 0
             host, port = seen["SMTP_URL"].removeprefix("smtp://").split(":")
             with smtplib.SMTP(host, int(port)) as smtp:
@@ -99,18 +128,29 @@ def test_run_start_ready_stop_and_run_again(tmp_path, postgres_url, kafka_bootst
         assert not (state / "stack.json").exists()
 
 
-def test_a_failing_service_stops_the_whole_stack(tmp_path, postgres_url, kafka_bootstrap, dummy_services,
-        processes_mentioning):
+def test_a_failing_service_stops_the_whole_stack(
+    tmp_path, postgres_url, kafka_bootstrap, dummy_services, processes_mentioning
+):
     _, env = dummy_services
     services_file = tmp_path / "broken.json"
-    services_file.write_text(json.dumps([
-        {"name": "gateway", "module": "opendrec_devstack_dummy", "port": 8000, "url_env": "GATEWAY_URL"},
-        {"name": "broken", "module": "opendrec_no_such_service", "port": 8999, "url_env": "BROKEN_URL"},
-    ]))
+    services_file.write_text(
+        json.dumps(
+            [
+                {"name": "gateway", "module": "opendrec_devstack_dummy", "port": 8000, "url_env": "GATEWAY_URL"},
+                {"name": "broken", "module": "opendrec_no_such_service", "port": 8999, "url_env": "BROKEN_URL"},
+            ]
+        )
+    )
     state = tmp_path / "state"
     with pytest.raises(RuntimeError, match="exited with 1") as err:
-        start_platform(state, database_url=postgres_url, kafka_bootstrap=kafka_bootstrap,
-                       services_file=services_file, extra_env=env, timeout=60)
+        start_platform(
+            state,
+            database_url=postgres_url,
+            kafka_bootstrap=kafka_bootstrap,
+            services_file=services_file,
+            extra_env=env,
+            timeout=60,
+        )
     assert "No module named opendrec_no_such_service" in str(err.value)
     assert processes_mentioning(str(state)) == []
     assert processes_mentioning("opendrec_devstack_dummy") == []

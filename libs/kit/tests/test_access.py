@@ -2,14 +2,18 @@
 
 import uuid
 
-import httpx
 import pytest
 from fastapi import APIRouter
 
 from opendrec_contracts import OrganizationRegistered
 from opendrec_kit import ApiError, ServiceRuntime, ServiceSettings
 from opendrec_kit.auth import CurrentPrincipal, Principal, only_roles, permission
-from opendrec_kit.organizations import acting_organization, api_user_organizations, find_organization, visible_organizations
+from opendrec_kit.organizations import (
+    acting_organization,
+    api_user_organizations,
+    find_organization,
+    visible_organizations,
+)
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -86,7 +90,11 @@ async def test_role_and_permission_checks_answer_401_and_403(service, issuer):
 
 def principal(role: str, organization_id: int, organization_type: str, api_user_id: str | None = None) -> Principal:
     return Principal(
-        user_id=1, organization_id=organization_id, organization_type=organization_type, role=role, email="a@b.org",
+        user_id=1,
+        organization_id=organization_id,
+        organization_type=organization_type,
+        role=role,
+        email="a@b.org",
         api_user_id=api_user_id,
     )
 
@@ -102,11 +110,20 @@ async def test_an_api_user_acts_for_its_own_organizations_only(service, kafka_bo
     base = 900_000_000 + uuid.uuid4().int % 1_000_000 * 10
     mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
     developer, buyer, others = base + 1, base + 2, base + 3
-    await publish_events(kafka_bootstrap, [
-        OrganizationRegistered(organization_id=developer, name=f"dev {base}", organization_type="Developer", api_user_id=mine),
-        OrganizationRegistered(organization_id=buyer, name=f"buy {base}", organization_type="Buyer", api_user_id=mine),
-        OrganizationRegistered(organization_id=others, name=f"oth {base}", organization_type="Developer", api_user_id=theirs),
-    ])
+    await publish_events(
+        kafka_bootstrap,
+        [
+            OrganizationRegistered(
+                organization_id=developer, name=f"dev {base}", organization_type="Developer", api_user_id=mine
+            ),
+            OrganizationRegistered(
+                organization_id=buyer, name=f"buy {base}", organization_type="Buyer", api_user_id=mine
+            ),
+            OrganizationRegistered(
+                organization_id=others, name=f"oth {base}", organization_type="Developer", api_user_id=theirs
+            ),
+        ],
+    )
     await eventually(lambda: api_user_organizations(runtime.pool, theirs))
     await eventually(lambda: api_user_organizations(runtime.pool, mine, "Buyer"))
     api_user = principal("ApiUser", base, "ApiUser", mine)
@@ -128,15 +145,20 @@ async def test_an_api_user_acts_for_its_own_organizations_only(service, kafka_bo
 async def test_users_act_for_their_own_organization_and_admins_for_any(service, kafka_bootstrap):
     runtime, _ = service
     base = 910_000_000 + uuid.uuid4().int % 1_000_000 * 10
-    await publish_events(kafka_bootstrap, [
-        OrganizationRegistered(organization_id=base + 1, name=f"dev {base}", organization_type="Developer"),
-    ])
+    await publish_events(
+        kafka_bootstrap,
+        [
+            OrganizationRegistered(organization_id=base + 1, name=f"dev {base}", organization_type="Developer"),
+        ],
+    )
     owner = principal("DeviceOwner", 42, "Developer")
     assert await acting_organization(runtime.pool, owner, None) == 42
     assert await acting_organization(runtime.pool, owner, 42, organization_type="Developer") == 42
     other = await error_of(acting_organization(runtime.pool, owner, base + 1))
     assert other.status == 403 and "own organization (42)" in other.message
-    buyer = await error_of(acting_organization(runtime.pool, principal("Buyer", 43, "Buyer"), None, organization_type="Developer"))
+    buyer = await error_of(
+        acting_organization(runtime.pool, principal("Buyer", 43, "Buyer"), None, organization_type="Developer")
+    )
     assert buyer.status == 403
 
     admin = principal("Admin", 1, "Admin")

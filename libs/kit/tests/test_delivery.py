@@ -13,9 +13,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opendrec_contracts import DeviceRegistered
-from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, outbox
+from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, UoW
 from opendrec_kit.telemetry import setup_tracing
-from opendrec_kit.testing import eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
+from opendrec_kit.testing import (
+    eventually,
+    publish_envelopes,
+    publish_events,
+    settings_for_test,
+    started,
+    wait_for_event,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -25,8 +32,15 @@ FAIL_ALWAYS = 999_999_001
 
 def device(device_id: int) -> DeviceRegistered:
     return DeviceRegistered(
-        device_id=device_id, device_uuid=uuid.uuid4(), external_id=f"e{device_id}", organization_id=1, capacity_kw=5,
-        country_code="IND", fuel_code="ES100", device_type_code="TC110", commissioning_date=datetime(2024, 1, 1, tzinfo=UTC),
+        device_id=device_id,
+        device_uuid=uuid.uuid4(),
+        external_id=f"e{device_id}",
+        organization_id=1,
+        capacity_kw=5,
+        country_code="IND",
+        fuel_code="ES100",
+        device_type_code="TC110",
+        commissioning_date=datetime(2024, 1, 1, tzinfo=UTC),
         onboarded_at=datetime(2024, 2, 1, tzinfo=UTC),
     )
 
@@ -36,15 +50,14 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     router = APIRouter()
 
     @router.post("/devices/{device_id}")
-    async def register(device_id: int, request: Request, fail: bool = False) -> dict:
-        async with runtime.pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    await outbox.add(conn, device(device_id), "sample")
-                    if fail:
-                        raise RuntimeError("rolled back")
-            except RuntimeError:
-                return {"written": False}
+    async def register(device_id: int, request: Request, uow: UoW, fail: bool = False) -> dict:
+        try:
+            async with uow:
+                uow.record(device(device_id))
+                if fail:
+                    raise RuntimeError("rolled back")
+        except RuntimeError:
+            return {"written": False}
         return {"written": True}
 
     async def on_device(event: DeviceRegistered, ctx: EventContext) -> None:
@@ -54,7 +67,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
         await ctx.conn.execute("INSERT INTO notes (device_id, trace_id) VALUES ($1, $2)", event.device_id, trace_id)
 
     runtime.include_router(router)
-    runtime.subscribe("device.registered", on_device)
+    runtime.on(DeviceRegistered, on_device)
     return runtime
 
 
@@ -62,7 +75,9 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
 async def service(postgres_url, kafka_bootstrap):
     provider = setup_tracing("sample", None, None)
     provider.add_span_processor(SimpleSpanProcessor(SPANS))
-    settings = settings_for_test(ServiceSettings, postgres_url, kafka_bootstrap, service_name="sample", consumer_max_attempts=3)
+    settings = settings_for_test(
+        ServiceSettings, postgres_url, kafka_bootstrap, service_name="sample", consumer_max_attempts=3
+    )
     runtime = build(settings)
     async with started(runtime) as client:
         yield runtime, client
@@ -77,7 +92,7 @@ async def notes(runtime, device_id):
 
 
 async def test_service_is_ready_with_database_broker_and_relay(service):
-    runtime, client = service
+    _runtime, client = service
     await eventually(lambda: _status(client, "/readyz", 200))
     body = (await client.get("/readyz")).json()
     assert body["checks"] == {"database": "ok", "broker": "ok", "outbox": "ok", "tasks": "ok"}
@@ -125,10 +140,14 @@ async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves
     await publish_events(kafka_bootstrap, [device(after)])
     await eventually(lambda: notes(runtime, after))  # not stuck behind the bad ones
 
-    poison, headers = await wait_for_event(kafka_bootstrap, "device.registered.dlq", lambda e: e.get("not an envelope") == tag)
+    _poison, headers = await wait_for_event(
+        kafka_bootstrap, "device.registered.dlq", lambda e: e.get("not an envelope") == tag
+    )
     assert headers["x-error-type"] == "Poison" and headers["x-original-topic"] == "device.registered"
     assert headers["x-attempts"] == "0"  # bad data is not retried
-    dead, headers = await wait_for_event(kafka_bootstrap, "device.registered.dlq", lambda e: e.get("event_id") == str(failing.event_id))
+    _dead, headers = await wait_for_event(
+        kafka_bootstrap, "device.registered.dlq", lambda e: e.get("event_id") == str(failing.event_id)
+    )
     assert headers["x-error-type"] == "ValueError" and "always fails" in headers["x-error-message"]
     assert headers["x-attempts"] == "3" and headers["x-original-offset"].isdigit()
 
@@ -151,7 +170,7 @@ async def test_a_revoked_token_is_refused_within_moments(service, kafka_bootstra
     from opendrec_contracts import AccessTokenRevoked
     from opendrec_kit.testing import TokenIssuer
 
-    runtime, client = service
+    runtime, _client = service
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     token = issuer.token(user_id=77)

@@ -72,7 +72,11 @@ async def test_malformed_json_is_400(client):
 
 async def test_domain_error_unknown_route_and_method(client):
     r = await client.post("/items", json={"name": "taken", "capacity": 1}, headers={"x-request-id": "abc"})
-    assert r.status_code == 409 and r.json()["message"] == "An item with this name exists" and r.json()["requestId"] == "abc"
+    assert (
+        r.status_code == 409
+        and r.json()["message"] == "An item with this name exists"
+        and r.json()["requestId"] == "abc"
+    )
     r = await client.get("/nowhere")
     assert r.status_code == 404 and r.json()["message"] == "No route GET /nowhere"
     r = await client.get("/items")

@@ -11,7 +11,9 @@ from opendrec_kit.testing import TokenIssuer, settings_for_test, started
 async def service(postgres_url, kafka_bootstrap):
     """(runtime, client, issuer)."""
     # Energy of the last second waits for it to pass (the tests' reads are older, but for the settling ones).
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, certify_settle_s=1.0, certify_sweep_interval_s=0.1))
+    runtime = build(
+        settings_for_test(Settings, postgres_url, kafka_bootstrap, certify_settle_s=1.0, certify_sweep_interval_s=0.1)
+    )
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     async with started(runtime) as client:

@@ -37,7 +37,9 @@ def reads(device_id, owner_org, values, start=T0):
         external_id=f"ext-{device_id}",
         organization_id=owner_org,
         read_type="Delta",
-        **ReadIngested.columns([start + i * H for i in range(len(values))], [start + (i + 1) * H for i in range(len(values))], list(values)),
+        **ReadIngested.columns(
+            [start + i * H for i in range(len(values))], [start + (i + 1) * H for i in range(len(values))], list(values)
+        ),
     )
 
 

@@ -21,43 +21,75 @@ async def world(service, kafka_bootstrap):
     base = 820_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     orgs = {"a_buyer": base + 1, "a_buyer2": base + 2, "a_dev": base + 3, "b_buyer": base + 4}
-    await announce_organizations(kafka_bootstrap, runtime, [
-        OrganizationRegistered(organization_id=orgs["a_buyer"], name=f"a buyer {base}", organization_type="Buyer", api_user_id=a),
-        OrganizationRegistered(organization_id=orgs["a_buyer2"], name=f"a buyer2 {base}", organization_type="Buyer", api_user_id=a),
-        OrganizationRegistered(organization_id=orgs["a_dev"], name=f"a dev {base}", organization_type="Developer", api_user_id=a),
-        OrganizationRegistered(organization_id=orgs["b_buyer"], name=f"b buyer {base}", organization_type="Buyer", api_user_id=b),
-    ])
+    await announce_organizations(
+        kafka_bootstrap,
+        runtime,
+        [
+            OrganizationRegistered(
+                organization_id=orgs["a_buyer"], name=f"a buyer {base}", organization_type="Buyer", api_user_id=a
+            ),
+            OrganizationRegistered(
+                organization_id=orgs["a_buyer2"], name=f"a buyer2 {base}", organization_type="Buyer", api_user_id=a
+            ),
+            OrganizationRegistered(
+                organization_id=orgs["a_dev"], name=f"a dev {base}", organization_type="Developer", api_user_id=a
+            ),
+            OrganizationRegistered(
+                organization_id=orgs["b_buyer"], name=f"b buyer {base}", organization_type="Buyer", api_user_id=b
+            ),
+        ],
+    )
     dev, res = ids()
     created = reservation(res, dev, orgs["a_buyer"])
     await publish_events(kafka_bootstrap, [created, reads(dev, orgs["a_dev"], [10, 20, 30])])
     await eventually(lambda: _equals(total_certified(client, issuer, res, orgs["a_buyer"]), 60))
 
     def api_user(who, own):
-        return issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=PERMS, apiUserId=who)
+        return issuer.headers(
+            role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=PERMS, apiUserId=who
+        )
 
-    return {"client": client, "orgs": orgs, "res": res, "uid": str(created.reservation_uid), "runtime": runtime,
-            "as_a": api_user(a, base + 5), "as_b": api_user(b, base + 6)}
+    return {
+        "client": client,
+        "orgs": orgs,
+        "res": res,
+        "uid": str(created.reservation_uid),
+        "runtime": runtime,
+        "as_a": api_user(a, base + 5),
+        "as_b": api_user(b, base + 6),
+    }
 
 
 async def test_an_api_user_reads_the_log_of_its_buyer_organizations_reservation(world):
     client, orgs = world["client"], world["orgs"]
-    by_id = await client.get(LOG, params={"groupId": world["res"], "organizationId": orgs["a_buyer"]}, headers=world["as_a"])
+    by_id = await client.get(
+        LOG, params={"groupId": world["res"], "organizationId": orgs["a_buyer"]}, headers=world["as_a"]
+    )
     assert by_id.status_code == 200, by_id.text
     assert by_id.json()["totalEnergyWh"] == 60 and by_id.json()["totalCount"] == 3
-    by_uid = await client.get(f"/api/certificate-log/issuer/certified/{world['uid']}", params={"organizationId": orgs["a_buyer"]}, headers=world["as_a"])
+    by_uid = await client.get(
+        f"/api/certificate-log/issuer/certified/{world['uid']}",
+        params={"organizationId": orgs["a_buyer"]},
+        headers=world["as_a"],
+    )
     assert by_uid.status_code == 200 and [c["energyWh"] for c in by_uid.json()["certificates"]] == [10, 20, 30]
 
 
 async def test_an_api_user_must_name_its_buyer_organization(world):
     client, orgs = world["client"], world["orgs"]
-    for path, params in ((LOG, {"groupId": world["res"]}), (f"/api/certificate-log/issuer/certified/{world['uid']}", {})):
+    for path, params in (
+        (LOG, {"groupId": world["res"]}),
+        (f"/api/certificate-log/issuer/certified/{world['uid']}", {}),
+    ):
         missing = await client.get(path, params=params, headers=world["as_a"])
         assert missing.status_code == 400 and "organizationId is required" in missing.json()["message"]
         foreign = await client.get(path, params={**params, "organizationId": orgs["b_buyer"]}, headers=world["as_a"])
         assert foreign.status_code == 403 and "not one of your organizations" in foreign.json()["message"]
         developer = await client.get(path, params={**params, "organizationId": orgs["a_dev"]}, headers=world["as_a"])
         assert developer.status_code == 403 and "Developer organization" in developer.json()["message"]
-        other_buyer = await client.get(path, params={**params, "organizationId": orgs["a_buyer2"]}, headers=world["as_a"])
+        other_buyer = await client.get(
+            path, params={**params, "organizationId": orgs["a_buyer2"]}, headers=world["as_a"]
+        )
         assert other_buyer.status_code == 404  # its organization, but not this reservation's buyer
         b_own = await client.get(path, params={**params, "organizationId": orgs["b_buyer"]}, headers=world["as_b"])
         assert b_own.status_code == 404
@@ -68,11 +100,17 @@ async def test_the_log_is_paged_with_totals_and_bad_paging_is_refused(world):
     params = {"groupId": world["res"], "organizationId": orgs["a_buyer"], "limit": 2}
     first = (await client.get(LOG, params=params, headers=world["as_a"])).json()
     second = (await client.get(LOG, params={**params, "pageNumber": 2}, headers=world["as_a"])).json()
-    assert [c["energyWh"] for c in first["certificates"]] == [10, 20] and [c["energyWh"] for c in second["certificates"]] == [30]
+    assert [c["energyWh"] for c in first["certificates"]] == [10, 20] and [
+        c["energyWh"] for c in second["certificates"]
+    ] == [30]
     assert first["totalPages"] == second["totalPages"] == 2 and first["totalCount"] == 3 and second["currentPage"] == 2
     beyond = (await client.get(LOG, params={**params, "pageNumber": 5}, headers=world["as_a"])).json()
     assert beyond["certificates"] == [] and beyond["currentPage"] == 5
-    assert (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (3, 60, 2)  # over the whole log, not the page
+    assert (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (
+        3,
+        60,
+        2,
+    )  # over the whole log, not the page
     for bad in ({"pageNumber": 0}, {"pageNumber": "one"}, {"limit": 0}, {"limit": 1001}, {"organizationId": "x"}):
         r = await client.get(LOG, params={**params, **bad}, headers=world["as_a"])
         assert r.status_code == 400 and r.json()["details"][0]["field"] in bad, (bad, r.text)

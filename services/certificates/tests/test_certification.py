@@ -8,13 +8,13 @@ from opendrec_contracts import envelope_for
 from opendrec_kit import EventContext
 from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
 
-from .helpers import PERMS, H, T0, _equals, _ge, certificates, ids, reads, reservation, total_certified
+from .helpers import PERMS, T0, H, _equals, _ge, certificates, ids, reads, reservation, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_reads_then_reservation_and_reservation_then_reads_certify_the_same(service, kafka_bootstrap):
-    runtime, client, issuer = service
+    _runtime, client, issuer = service
     (dev_a, res_a), (dev_b, res_b) = ids(), ids()
     buyer, owner = 900001, 900002
     # Order 1: reads before the reservation is known.
@@ -34,7 +34,9 @@ async def test_reads_then_reservation_and_reservation_then_reads_certify_the_sam
     assert [c["energyWh"] for c in body["certificates"]] == [1000, 2000]  # hourly: one per hour
     assert body["certificates"][0]["certificateStartDate"] == T0.isoformat()
     event, _ = await wait_for_event(
-        kafka_bootstrap, "certificate.issued", lambda e: e["payload"]["reservation_id"] == res_b and e["payload"]["energy_wh"] == 2000
+        kafka_bootstrap,
+        "certificate.issued",
+        lambda e: e["payload"]["reservation_id"] == res_b and e["payload"]["energy_wh"] == 2000,
     )
     assert event["payload"]["owner_organization_id"] == owner and event["payload"]["device_id"] == dev_b
 
@@ -94,13 +96,17 @@ async def test_who_sees_the_certificate_log(service, kafka_bootstrap):
     hidden = await certificates(client, issuer, res, stranger)
     assert hidden.status_code == 404 and hidden.json()["statusCode"] == 404
     no_perm = await client.get(
-        "/api/certificate-log/by-reservation-groupId", params={"groupId": res}, headers=issuer.headers(organization_id=buyer)
+        "/api/certificate-log/by-reservation-groupId",
+        params={"groupId": res},
+        headers=issuer.headers(organization_id=buyer),
     )
     assert no_perm.status_code == 403 and "CERTIFICATE_LOG_MANAGEMENT_CRUDL" in no_perm.json()["message"]
     anonymous = await client.get("/api/certificate-log/by-reservation-groupId", params={"groupId": res})
     assert anonymous.status_code == 401
     bad = await client.get(
-        "/api/certificate-log/by-reservation-groupId", params={"groupId": "abc"}, headers=issuer.headers(organization_id=buyer, permissions=PERMS)
+        "/api/certificate-log/by-reservation-groupId",
+        params={"groupId": "abc"},
+        headers=issuer.headers(organization_id=buyer, permissions=PERMS),
     )
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "groupId"
 
@@ -111,7 +117,9 @@ async def test_devices_certified_at_the_same_time_never_exceed_their_reservation
     runtime, client, issuer = service
     (first_dev, res), (second_dev, _) = ids(), ids()
     buyer, owner = 900061, 900062
-    created = reservation(res, first_dev, buyer, target=1500, exceed=False).model_copy(update={"device_ids": [first_dev, second_dev]})
+    created = reservation(res, first_dev, buyer, target=1500, exceed=False).model_copy(
+        update={"device_ids": [first_dev, second_dev]}
+    )
     await publish_events(kafka_bootstrap, [created])
     await eventually(lambda: runtime.pool.fetchval("SELECT 1 FROM reservations WHERE reservation_id = $1", res))
     first, second = reads(first_dev, owner, [1000]), reads(second_dev, owner, [1000])
@@ -119,17 +127,23 @@ async def test_devices_certified_at_the_same_time_never_exceed_their_reservation
     async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
         busy = one.transaction()
         await busy.start()
-        await runtime.app.state.handlers.on_read_ingested(first, EventContext(one, envelope_for(first, "readings"), "certificates"))
+        await runtime.app.state.handlers.on_read_ingested(
+            first, EventContext(one, envelope_for(first, "readings"), "certificates")
+        )
 
         async def certify_second() -> None:
             async with other.transaction():
-                await runtime.app.state.handlers.on_read_ingested(second, EventContext(other, envelope_for(second, "readings"), "certificates"))
+                await runtime.app.state.handlers.on_read_ingested(
+                    second, EventContext(other, envelope_for(second, "readings"), "certificates")
+                )
 
         waiting = asyncio.create_task(certify_second())
         other_pid = other.get_server_pid()
 
         async def blocked() -> bool:
-            state = await runtime.pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid)
+            state = await runtime.pool.fetchval(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid
+            )
             return state == "Lock"
 
         try:

@@ -62,7 +62,11 @@ def test_instant_read_counts_when_its_time_is_inside():
 
 
 def test_hourly_issues_group_by_hour_of_read_end():
-    reads = [Read(1, T0, T0 + timedelta(minutes=30), 100, 0), Read(2, T0 + timedelta(minutes=30), T0 + H, 200, 0), Read(3, T0 + H, T0 + 2 * H, 300, 0)]
+    reads = [
+        Read(1, T0, T0 + timedelta(minutes=30), 100, 0),
+        Read(2, T0 + timedelta(minutes=30), T0 + H, 200, 0),
+        Read(3, T0 + H, T0 + 2 * H, 300, 0),
+    ]
     out = issues(allocate(reads, res()), "hourly")
     assert [(i.period_start, i.energy_wh) for i in out] == [(T0, 300), (T0 + H, 300)]
     assert out[0].generation_start == T0 and out[0].generation_end == T0 + H

@@ -23,30 +23,61 @@ async def world(service, kafka_bootstrap):
     base = 830_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     orgs = {"a_buyer": base + 1, "a_dev": base + 2, "b_buyer": base + 3, "b_dev": base + 4}
-    await publish_events(kafka_bootstrap, [
-        OrganizationRegistered(organization_id=orgs[k], name=f"{k} {base}", organization_type="Buyer" if "buyer" in k else "Developer",
-                               api_user_id=a if k.startswith("a_") else b)
-        for k in orgs
-    ])
+    await publish_events(
+        kafka_bootstrap,
+        [
+            OrganizationRegistered(
+                organization_id=orgs[k],
+                name=f"{k} {base}",
+                organization_type="Buyer" if "buyer" in k else "Developer",
+                api_user_id=a if k.startswith("a_") else b,
+            )
+            for k in orgs
+        ],
+    )
     for org in orgs.values():
         await eventually(lambda org=org: find_organization(runtime.pool, org))
     made = {}
-    for name, buyer, owner, values in (("r1", "a_buyer", "a_dev", [10, 20, 30]), ("r2", "b_buyer", "b_dev", [5]), ("r3", "b_buyer", "a_dev", [7])):
+    for name, buyer, owner, values in (
+        ("r1", "a_buyer", "a_dev", [10, 20, 30]),
+        ("r2", "b_buyer", "b_dev", [5]),
+        ("r3", "b_buyer", "a_dev", [7]),
+    ):
         dev, res = ids()
         created = reservation(res, dev, orgs[buyer])
         await publish_events(kafka_bootstrap, [created, reads(dev, orgs[owner], values)])
-        await eventually(lambda res=res, buyer=buyer, values=values: _equals(total_certified(client, issuer, res, orgs[buyer]), sum(values)))
+        await eventually(
+            lambda res=res, buyer=buyer, values=values: _equals(
+                total_certified(client, issuer, res, orgs[buyer]), sum(values)
+            )
+        )
         made[name] = {"id": res, "uid": str(created.reservation_uid)}
 
     def api_user(who, own):
-        return issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=PERMS, apiUserId=who)
+        return issuer.headers(
+            role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=PERMS, apiUserId=who
+        )
 
     def member(org, kind):
-        return issuer.headers(organization_id=orgs[org], organization_type=kind, role="OrganizationAdmin" if kind == "Developer" else "Buyer", permissions=PERMS)
+        return issuer.headers(
+            organization_id=orgs[org],
+            organization_type=kind,
+            role="OrganizationAdmin" if kind == "Developer" else "Buyer",
+            permissions=PERMS,
+        )
 
-    return {"client": client, "orgs": orgs, "res": made, "as_a": api_user(a, base + 5), "as_b": api_user(b, base + 6),
-            "a_dev": member("a_dev", "Developer"), "b_buyer": member("b_buyer", "Buyer"), "a_buyer": member("a_buyer", "Buyer"),
-            "admin": issuer.headers(role="Admin", organization_type="Admin", organization_id=1, permissions=PERMS), "runtime": runtime}
+    return {
+        "client": client,
+        "orgs": orgs,
+        "res": made,
+        "as_a": api_user(a, base + 5),
+        "as_b": api_user(b, base + 6),
+        "a_dev": member("a_dev", "Developer"),
+        "b_buyer": member("b_buyer", "Buyer"),
+        "a_buyer": member("a_buyer", "Buyer"),
+        "admin": issuer.headers(role="Admin", organization_type="Admin", organization_id=1, permissions=PERMS),
+        "runtime": runtime,
+    }
 
 
 def energies(body):
@@ -59,14 +90,19 @@ async def test_a_developer_sees_the_certificates_of_its_devices_in_every_reserva
     body = r.json()
     assert energies(body) == [7, 10, 20, 30] and body["totalCount"] == 4 and body["totalEnergyWh"] == 67
     assert body["view"] == "developer" and body["organizationId"] == world["orgs"]["a_dev"]
-    assert {c["devicegroup_uid"] for c in body["certificatelog"]} == {world["res"]["r1"]["uid"], world["res"]["r3"]["uid"]}
+    assert {c["devicegroup_uid"] for c in body["certificatelog"]} == {
+        world["res"]["r1"]["uid"],
+        world["res"]["r3"]["uid"],
+    }
     assert {c["ownerOrganizationId"] for c in body["certificatelog"]} == {world["orgs"]["a_dev"]}
 
 
 async def test_a_buyer_sees_the_certificates_of_its_reservations_only(world):
     body = (await world["client"].get(LOG, headers=world["b_buyer"])).json()
     assert energies(body) == [5, 7] and body["totalEnergyWh"] == 12 and body["view"] == "buyer"
-    other = await world["client"].get(LOG, params={"organizationId": world["orgs"]["a_buyer"]}, headers=world["b_buyer"])
+    other = await world["client"].get(
+        LOG, params={"organizationId": world["orgs"]["a_buyer"]}, headers=world["b_buyer"]
+    )
     assert other.status_code == 403
 
 
@@ -102,8 +138,19 @@ async def test_the_organization_log_is_paged_with_totals_over_every_page(world):
     assert len(first["certificatelog"]) == 3 and len(second["certificatelog"]) == 1
     assert sorted(c["energyWh"] for c in first["certificatelog"] + second["certificatelog"]) == [7, 10, 20, 30]
     beyond = (await client.get(LOG, params={"limit": 3, "pageNumber": 9}, headers=world["a_dev"])).json()
-    assert beyond["certificatelog"] == [] and (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (4, 67, 2)
-    for bad in ({"pageNumber": 0}, {"pageNumber": "x"}, {"limit": 0}, {"limit": 1001}, {"organizationId": "x"}, {"organizationId": 0}):
+    assert beyond["certificatelog"] == [] and (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (
+        4,
+        67,
+        2,
+    )
+    for bad in (
+        {"pageNumber": 0},
+        {"pageNumber": "x"},
+        {"limit": 0},
+        {"limit": 1001},
+        {"organizationId": "x"},
+        {"organizationId": 0},
+    ):
         r = await client.get(LOG, params=bad, headers=world["a_dev"])
         assert r.status_code == 400 and r.json()["details"][0]["field"] in bad, (bad, r.text)
     assert (await client.get(LOG)).status_code == 401
@@ -116,7 +163,9 @@ async def test_certified_new_by_uid_for_the_buyer_and_its_api_user(world):
     assert mine.status_code == 200, mine.text
     assert [c["energyWh"] for c in mine.json()["certificates"]] == [10, 20, 30] and mine.json()["totalEnergyWh"] == 60
     paged = (await client.get(path, params={"limit": 2, "pageNumber": 2}, headers=world["as_a"])).json()
-    assert [c["energyWh"] for c in paged["certificates"]] == [30] and paged["totalCount"] == 3 and paged["totalPages"] == 2
+    assert (
+        [c["energyWh"] for c in paged["certificates"]] == [30] and paged["totalCount"] == 3 and paged["totalPages"] == 2
+    )
     assert (await client.get(path, headers=world["a_buyer"])).status_code == 200
     assert (await client.get(path, headers=world["as_b"])).status_code == 404  # another API user's reservation
     assert (await client.get(path, headers=world["b_buyer"])).status_code == 404
@@ -124,7 +173,9 @@ async def test_certified_new_by_uid_for_the_buyer_and_its_api_user(world):
     assert named.status_code == 403
     r2 = f"/api/certificate-log/issuer/certified/new/{res['r2']['uid']}"
     assert (await client.get(r2, headers=world["as_a"])).status_code == 404
-    assert (await client.get("/api/certificate-log/issuer/certified/new/not-a-uuid", headers=world["as_a"])).status_code == 400
+    assert (
+        await client.get("/api/certificate-log/issuer/certified/new/not-a-uuid", headers=world["as_a"])
+    ).status_code == 400
 
 
 async def test_openapi_documents_the_new_paths(world):

@@ -7,15 +7,19 @@ import pytest
 from opendrec_contracts import ReservationEnded
 from opendrec_kit.testing import eventually, publish_events
 
-from .helpers import H, T0, certificates, ids, reads, reservation, total_certified
+from .helpers import T0, H, certificates, ids, reads, reservation, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def ended(created, at, reason="ended_by_buyer"):
     return ReservationEnded(
-        reservation_id=created.reservation_id, reservation_uid=created.reservation_uid,
-        buyer_organization_id=created.buyer_organization_id, device_ids=created.device_ids, ended_at=at, reason=reason,
+        reservation_id=created.reservation_id,
+        reservation_uid=created.reservation_uid,
+        buyer_organization_id=created.buyer_organization_id,
+        device_ids=created.device_ids,
+        ended_at=at,
+        reason=reason,
     )
 
 
@@ -77,5 +81,3 @@ async def test_expiry_at_the_end_date_changes_nothing_and_a_repeated_end_is_igno
     assert await end_known(client, issuer, res, buyer, T0 + 3 * H)
     await publish_events(kafka_bootstrap, [reads(dev, owner, [10, 20, 30, 40])])
     assert await first_total(client, issuer, res, buyer) == 60
-
-

@@ -30,7 +30,11 @@ class Clock:
 @pytest.fixture(scope="module")
 async def settling(postgres_url, kafka_bootstrap):
     """(runtime, client, issuer, clock): a service of its own whose clock the test moves."""
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, certify_settle_s=SETTLE_S, certify_sweep_interval_s=0.05))
+    runtime = build(
+        settings_for_test(
+            Settings, postgres_url, kafka_bootstrap, certify_settle_s=SETTLE_S, certify_sweep_interval_s=0.05
+        )
+    )
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
     runtime.app.state.handlers.clock = clock
     issuer = TokenIssuer()

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+
 from opendrec_charger_gateway import domain
 from opendrec_charger_gateway.domain import InvalidTransaction, Link
 

@@ -12,16 +12,32 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from opendrec_charger_gateway import handlers
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.kazam import KazamClient
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, OrganizationRegistered, envelope_for, topic_of
+from opendrec_contracts import (
+    DeviceDeleted,
+    DeviceRegistered,
+    DeviceUpdated,
+    OrganizationRegistered,
+    envelope_for,
+    topic_of,
+)
+from opendrec_devstack.net import free_port, wait_for_port
 from opendrec_kit import EventContext
 from opendrec_kit.organizations import find_organization
-from opendrec_devstack.net import free_port, wait_for_port
-from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
+from opendrec_kit.testing import (
+    TokenIssuer,
+    eventually,
+    publish_envelopes,
+    publish_events,
+    settings_for_test,
+    started,
+    wait_for_event,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -336,9 +352,13 @@ async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizati
     organizations = [
         OrganizationRegistered(organization_id=own, name="api", organization_type="ApiUser", api_user_id=mine),
         OrganizationRegistered(organization_id=developer, name="dev", organization_type="Developer", api_user_id=mine),
-        OrganizationRegistered(organization_id=other_developer, name="dev2", organization_type="Developer", api_user_id=mine),
+        OrganizationRegistered(
+            organization_id=other_developer, name="dev2", organization_type="Developer", api_user_id=mine
+        ),
         OrganizationRegistered(organization_id=buyer, name="buy", organization_type="Buyer", api_user_id=mine),
-        OrganizationRegistered(organization_id=foreign, name="theirs", organization_type="Developer", api_user_id=theirs),
+        OrganizationRegistered(
+            organization_id=foreign, name="theirs", organization_type="Developer", api_user_id=theirs
+        ),
     ]
     await publish_events(kafka_bootstrap, organizations, producer="identity")
     for o in organizations:
@@ -347,12 +367,15 @@ async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizati
     foreign_device, foreign_ext = base + 11, f"ev-{uuid.uuid4().hex[:10]}"
     await register(kafka_bootstrap, device_id, developer, ext)
     await register(kafka_bootstrap, foreign_device, foreign, foreign_ext)
-    api_user = issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=ALL,
-                              apiUserId=mine)
+    api_user = issuer.headers(
+        role="ApiUser", organization_type="ApiUser", organization_id=own, permissions=ALL, apiUserId=mine
+    )
     charger = f"ch{uuid.uuid4().hex[:8]}"
 
     async def attempt(body, headers=api_user):
-        return await client.post("/api/charger", json={"chargerId": charger, "externalId": ext, **body}, headers=headers)
+        return await client.post(
+            "/api/charger", json={"chargerId": charger, "externalId": ext, **body}, headers=headers
+        )
 
     async def linked():
         r = await attempt({"organizationId": developer})
@@ -368,10 +391,14 @@ async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizati
 
     refused(await attempt({}), 400, "organizationId is required")
     refused(await attempt({"organizationId": foreign}), 403, "not one of your organizations")
-    refused(await attempt({"organizationId": buyer}), 403, "is a Buyer organization; this needs a Developer organization")
+    refused(
+        await attempt({"organizationId": buyer}), 403, "is a Buyer organization; this needs a Developer organization"
+    )
     # its own other Developer organization does not hold the device; another API user's device is not reachable
     refused(await attempt({"organizationId": other_developer}), 404, "No device")
-    await eventually(lambda: runtime.pool.fetchval("SELECT count(*) = 1 FROM devices WHERE device_id = $1", foreign_device))
+    await eventually(
+        lambda: runtime.pool.fetchval("SELECT count(*) = 1 FROM devices WHERE device_id = $1", foreign_device)
+    )
     refused(await attempt({"externalId": foreign_ext, "organizationId": developer}), 404, "No device")
     admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin", permissions=ALL)
     refused(await attempt({}, admin), 400, "organizationId is required")
@@ -380,11 +407,17 @@ async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizati
 
     listed = (await client.get("/api/charger", headers=api_user)).json()  # all its Developer organizations
     assert [c["chargerId"] for c in listed] == [charger]
-    assert [c["chargerId"] for c in (await client.get("/api/charger", params={"organizationId": developer}, headers=api_user)).json()] == [charger]
+    assert [
+        c["chargerId"]
+        for c in (await client.get("/api/charger", params={"organizationId": developer}, headers=api_user)).json()
+    ] == [charger]
     assert (await client.get("/api/charger", params={"organizationId": other_developer}, headers=api_user)).json() == []
-    refused(await client.get("/api/charger", params={"organizationId": foreign}, headers=api_user), 403, "not one of your")
-    other_api_user = issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=base + 5,
-                                    permissions=ALL, apiUserId=theirs)
+    refused(
+        await client.get("/api/charger", params={"organizationId": foreign}, headers=api_user), 403, "not one of your"
+    )
+    other_api_user = issuer.headers(
+        role="ApiUser", organization_type="ApiUser", organization_id=base + 5, permissions=ALL, apiUserId=theirs
+    )
     assert charger not in [c["chargerId"] for c in (await client.get("/api/charger", headers=other_api_user)).json()]
     refused(await client.delete(f"/api/charger/{charger}", headers=other_api_user), 404, "No charger")
     assert (await client.delete(f"/api/charger/{charger}", headers=api_user)).status_code == 204
@@ -410,11 +443,17 @@ async def test_links_follow_device_renames_deletions_and_reused_external_ids(gat
     await publish_events(kafka_bootstrap, [update], producer="devices")
     second = f"ch{uuid.uuid4().hex[:8]}"
     await link(client, issuer, org, second, renamed)
-    old_name = await client.post("/api/charger", json={"chargerId": f"ch{uuid.uuid4().hex[:8]}", "externalId": ext}, headers=headers(issuer, org))
+    old_name = await client.post(
+        "/api/charger", json={"chargerId": f"ch{uuid.uuid4().hex[:8]}", "externalId": ext}, headers=headers(issuer, org)
+    )
     assert old_name.status_code == 404
 
     # deleted: its chargers are unlinked (no longer polled) and the external id is free for a new device
-    await publish_events(kafka_bootstrap, [DeviceDeleted(device_id=device_id, external_id=renamed, organization_id=org)], producer="devices")
+    await publish_events(
+        kafka_bootstrap,
+        [DeviceDeleted(device_id=device_id, external_id=renamed, organization_id=org)],
+        producer="devices",
+    )
 
     async def unlinked():
         listed = (await client.get("/api/charger", headers=headers(issuer, org))).json()
@@ -432,7 +471,11 @@ async def _handled(runtime, envelope) -> bool:
 
 
 async def _link_status(client, issuer, org, external_id) -> int:
-    r = await client.post("/api/charger", json={"chargerId": f"ch{uuid.uuid4().hex[:8]}", "externalId": external_id}, headers=headers(issuer, org))
+    r = await client.post(
+        "/api/charger",
+        json={"chargerId": f"ch{uuid.uuid4().hex[:8]}", "externalId": external_id},
+        headers=headers(issuer, org),
+    )
     return r.status_code
 
 
@@ -440,7 +483,9 @@ async def test_a_deletion_that_arrives_before_the_registration_keeps_the_device_
     # device.deleted and device.registered travel on two topics: the deletion may be read first.
     runtime, client, issuer = gateway
     device_id, org, ext, _ = ids()
-    deleted = await publish_events(kafka_bootstrap, [DeviceDeleted(device_id=device_id, external_id=ext, organization_id=org)], producer="devices")
+    deleted = await publish_events(
+        kafka_bootstrap, [DeviceDeleted(device_id=device_id, external_id=ext, organization_id=org)], producer="devices"
+    )
     await eventually(lambda: _handled(runtime, deleted[0]))
     registered = await register(kafka_bootstrap, device_id, org, ext)
     await eventually(lambda: _handled(runtime, registered))
@@ -462,10 +507,14 @@ async def test_an_older_device_state_arriving_late_is_ignored(gateway, kafka_boo
     update = envelope_for(DeviceUpdated(external_id=renamed, **state), "devices")
     # The registration happened first but is read last.
     original = DeviceRegistered(external_id=ext, **state)
-    late = envelope_for(original, "devices").model_copy(update={"occurred_at": update.occurred_at - timedelta(seconds=5)})
+    late = envelope_for(original, "devices").model_copy(
+        update={"occurred_at": update.occurred_at - timedelta(seconds=5)}
+    )
     await publish_envelopes(kafka_bootstrap, [("device.updated", str(device_id), update.model_dump_json().encode())])
     await eventually(lambda: _handled(runtime, update))
-    await publish_envelopes(kafka_bootstrap, [(topic_of(original.TYPE), str(device_id), late.model_dump_json().encode())])
+    await publish_envelopes(
+        kafka_bootstrap, [(topic_of(original.TYPE), str(device_id), late.model_dump_json().encode())]
+    )
     await eventually(lambda: _handled(runtime, late))
     assert (await link(client, issuer, org, charger, renamed))["deviceId"] == device_id
     assert await _link_status(client, issuer, org, ext) == 404
@@ -484,17 +533,24 @@ async def test_a_registration_handled_while_the_deletion_is_in_flight_does_not_b
     async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
         deleting = one.transaction()
         await deleting.start()
-        await handlers.on_device_deleted(deleted, EventContext(one, envelope_for(deleted, "devices"), "charger-gateway"))
+        await handlers.on_device_deleted(
+            deleted, EventContext(one, envelope_for(deleted, "devices"), "charger-gateway")
+        )
 
         async def register_meanwhile() -> None:
             async with other.transaction():
-                await handlers.on_device_registered(registered, EventContext(other, envelope_for(registered, "devices"), "charger-gateway"))
+                await handlers.on_device_registered(
+                    registered, EventContext(other, envelope_for(registered, "devices"), "charger-gateway")
+                )
 
         registering = asyncio.create_task(register_meanwhile())
         other_pid = other.get_server_pid()
 
         async def blocked() -> bool:
-            return await runtime.pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid) == "Lock"
+            return (
+                await runtime.pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid)
+                == "Lock"
+            )
 
         try:
             assert await eventually(blocked, timeout=5)  # the registration waits for the deletion

@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from opendrec_contracts import OrganizationRegistered
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import eventually, publish_events, wait_for_event
@@ -77,8 +78,9 @@ async def known_organizations(client, kafka_bootstrap, *organizations):
     """Organizations as identity announces them (organization.registered), once the service has taken them in.
     Each is (organization id, type) or (organization id, type, API user id)."""
     events = [
-        OrganizationRegistered(organization_id=o[0], name=f"org {o[0]}", organization_type=o[1],
-                               api_user_id=o[2] if len(o) > 2 else None)
+        OrganizationRegistered(
+            organization_id=o[0], name=f"org {o[0]}", organization_type=o[1], api_user_id=o[2] if len(o) > 2 else None
+        )
         for o in organizations
     ]
     await publish_events(kafka_bootstrap, events, producer="identity")

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+
 from opendrec_devices import worker
 from opendrec_devices.app import build
 from opendrec_devices.settings import Settings
@@ -16,17 +17,49 @@ from .test_api import ALL, dev, known_organizations, new_org, payload
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 BULK = {"DEVICE_BULK_MANAGEMENT_CRUDL": "RW", **ALL}
-COLUMNS = ["externalId", "projectName", "address", "latitude", "longitude", "countryCode", "fuelCode",
-           "deviceTypeCode", "capacity", "commissioningDate", "gridInterconnection", "offTaker", "yieldValue",
-           "images", "SDGBenefits", "energyStorage", "energyStorageCapacity", "timezone"]
+COLUMNS = [
+    "externalId",
+    "projectName",
+    "address",
+    "latitude",
+    "longitude",
+    "countryCode",
+    "fuelCode",
+    "deviceTypeCode",
+    "capacity",
+    "commissioningDate",
+    "gridInterconnection",
+    "offTaker",
+    "yieldValue",
+    "images",
+    "SDGBenefits",
+    "energyStorage",
+    "energyStorageCapacity",
+    "timezone",
+]
 
 
 def good(ext, **changes):
-    row = {"externalId": ext, "projectName": f"project {ext}", "address": "12 Main Rd", "latitude": "19°20'50.97\"S",
-           "longitude": "46.05", "countryCode": "KE", "fuelCode": "ES100", "deviceTypeCode": "TC120", "capacity": "12.5",
-           "commissioningDate": "2021-03-04T05:06:07Z", "gridInterconnection": "true", "offTaker": "School",
-           "yieldValue": "1400", "images": "a.png;b.png", "SDGBenefits": "SDG7|SDG13", "energyStorage": "false",
-           "energyStorageCapacity": "", "timezone": "Africa/Nairobi"}
+    row = {
+        "externalId": ext,
+        "projectName": f"project {ext}",
+        "address": "12 Main Rd",
+        "latitude": "19°20'50.97\"S",
+        "longitude": "46.05",
+        "countryCode": "KE",
+        "fuelCode": "ES100",
+        "deviceTypeCode": "TC120",
+        "capacity": "12.5",
+        "commissioningDate": "2021-03-04T05:06:07Z",
+        "gridInterconnection": "true",
+        "offTaker": "School",
+        "yieldValue": "1400",
+        "images": "a.png;b.png",
+        "SDGBenefits": "SDG7|SDG13",
+        "energyStorage": "false",
+        "energyStorageCapacity": "",
+        "timezone": "Africa/Nairobi",
+    }
     return {**row, **changes}
 
 
@@ -49,8 +82,9 @@ def developer(issuer, org, perms=BULK):
 
 async def upload(client, headers, body, org=None, content_type="text/csv"):
     path = f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}" if org else "/api/device/bulk"
-    return await client.post(path, content=body, headers={**headers, "Content-Type": content_type},
-                             params={"fileName": "devices.csv"})
+    return await client.post(
+        path, content=body, headers={**headers, "Content-Type": content_type}, params={"fileName": "devices.csv"}
+    )
 
 
 async def finished(client, headers, job_id):
@@ -73,8 +107,9 @@ async def registered_events(bootstrap, external_ids, absent=()):
     shown up, then on until the topic is idle (what was published with them has been read too)."""
     import orjson
 
-    consumer = AIOKafkaConsumer("device.registered", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        "device.registered", bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     seen = {e: set() for e in [*external_ids, *absent]}
     try:
@@ -108,15 +143,15 @@ async def test_mixed_file_good_bad_and_duplicate_rows(service, kafka_bootstrap):
     old = await client.post("/api/device", json=existing, headers=dev(issuer, org))
     assert old.status_code == 201
     rows = [
-        good(f"{tag}-1"),                                                          # row 2: created
-        good(f"{tag}-2", timezone="", commissioningDate="2020-01-01T00:00:00"),    # row 3: created with a warning
-        good(f"{tag}-3", capacity="0", countryCode="XX", fuelCode="fuel8"),        # row 4: failed, three reasons
-        good(f"{tag}-1", projectName="twin"),                                      # row 5: repeats row 2
-        good(f"{tag}-old"),                                                        # row 6: already registered
-        good(f"{tag}-4", latitude="95", offTaker="", energyStorageCapacity="3"),   # row 7: failed, three reasons
-        good(f"{tag}-5", yieldValue="0"),                                          # row 8: created with a warning
-    ] + [good(f"{tag}-bulk{i}") for i in range(10)]                               # rows 9-18: created
-    body = to_csv(rows, COLUMNS + ["notes"])
+        good(f"{tag}-1"),  # row 2: created
+        good(f"{tag}-2", timezone="", commissioningDate="2020-01-01T00:00:00"),  # row 3: created with a warning
+        good(f"{tag}-3", capacity="0", countryCode="XX", fuelCode="fuel8"),  # row 4: failed, three reasons
+        good(f"{tag}-1", projectName="twin"),  # row 5: repeats row 2
+        good(f"{tag}-old"),  # row 6: already registered
+        good(f"{tag}-4", latitude="95", offTaker="", energyStorageCapacity="3"),  # row 7: failed, three reasons
+        good(f"{tag}-5", yieldValue="0"),  # row 8: created with a warning
+    ] + [good(f"{tag}-bulk{i}") for i in range(10)]  # rows 9-18: created
+    body = to_csv(rows, [*COLUMNS, "notes"])
     r = await upload(client, headers, body)
     assert r.status_code == 202, r.text
     job = r.json()
@@ -124,16 +159,30 @@ async def test_mixed_file_good_bad_and_duplicate_rows(service, kafka_bootstrap):
     assert job["warnings"] == ["column(s) ignored, not device fields: notes"]
 
     job = await finished(client, headers, job["jobId"])
-    assert (job["processedRows"], job["createdRows"], job["createdWithWarningsRows"], job["failedRows"]) == (17, 11, 2, 4)
+    assert (job["processedRows"], job["createdRows"], job["createdWithWarningsRows"], job["failedRows"]) == (
+        17,
+        11,
+        2,
+        4,
+    )
     assert job["progress"] == 100.0 and job["finishedAt"] >= job["startedAt"]
 
     by_row = await results(client, headers, job["jobId"])
     assert [by_row[n]["status"] for n in range(2, 9)] == [
-        "created", "created_with_warnings", "failed", "failed", "failed", "failed", "created_with_warnings"]
+        "created",
+        "created_with_warnings",
+        "failed",
+        "failed",
+        "failed",
+        "failed",
+        "created_with_warnings",
+    ]
     assert all(by_row[n]["status"] == "created" for n in range(9, 19))
     assert "read as UTC" in by_row[3]["warnings"][0] and "yieldValue 0" in by_row[8]["warnings"][0]
     assert {e["field"] for e in by_row[4]["errors"]} == {"capacity", "countryCode", "fuelCode"}
-    assert by_row[5]["errors"] == [{"field": "externalId", "message": f"externalId '{tag}-1' repeats row 2 of this file"}]
+    assert by_row[5]["errors"] == [
+        {"field": "externalId", "message": f"externalId '{tag}-1' repeats row 2 of this file"}
+    ]
     assert f"already used by device {old.json()['id']}" in by_row[6]["errors"][0]["message"]
     assert {e["field"] for e in by_row[7]["errors"]} == {"latitude", "offTaker", "energyStorageCapacity"}
     failed = await results(client, headers, job["jobId"], status="failed")
@@ -167,7 +216,7 @@ async def test_semicolon_file_with_a_short_row(service):
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "fragment"),
     [
-        ("externalId,projectName\nx,y\n".encode(), "text/csv", 400, "lacks required column(s) address, latitude"),
+        (b"externalId,projectName\nx,y\n", "text/csv", 400, "lacks required column(s) address, latitude"),
         (to_csv([good("l-1")]).replace(b"12 Main Rd", "Café ü".encode("latin-1")), "text/csv", 400, "not UTF-8"),
         (b"", "text/csv", 400, "empty"),
         (to_csv([]), "text/csv", 400, "no rows"),
@@ -204,7 +253,9 @@ async def test_who_may_upload_and_see_jobs(service, kafka_bootstrap):
     assert r.status_code == 403 and "your own organization" in r.json()["message"]
     r = await upload(client, developer(issuer, org, ALL), body, org)
     assert r.status_code == 403 and "DEVICE_BULK_MANAGEMENT_CRUDL" in r.json()["message"]
-    assert (await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", content=body)).status_code == 401
+    assert (
+        await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", content=body)
+    ).status_code == 401
 
     admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin")
     r = await upload(client, admin, body, buyer_org)
@@ -222,19 +273,29 @@ async def test_who_may_upload_and_see_jobs(service, kafka_bootstrap):
     mine = developer(issuer, org, {"DEVICE_BULK_MANAGEMENT_CRUDL": "R"})
     assert (await client.get(f"/api/device/bulk-jobs/{job_id}", headers=mine)).json()["createdRows"] == 1
     assert (await client.get(f"/api/device/bulk-jobs/{job_id}", headers=developer(issuer, other))).status_code == 404
-    assert (await client.get(f"/api/device/bulk-jobs/{job_id}/results", headers=developer(issuer, other))).status_code == 404
+    assert (
+        await client.get(f"/api/device/bulk-jobs/{job_id}/results", headers=developer(issuer, other))
+    ).status_code == 404
     listed = (await client.get("/api/device/bulk-jobs", headers=mine)).json()
     assert [j["jobId"] for j in listed["csvJobs"]] == [job_id]
     # the D-REC paths
-    drec = await client.get("/api/buyer-reservation/bulk-upload/get-all-csv-jobs-of-organization",
-                            params={"orgId": org, "pageNumber": 1, "limit": 1}, headers=mine)
+    drec = await client.get(
+        "/api/buyer-reservation/bulk-upload/get-all-csv-jobs-of-organization",
+        params={"orgId": org, "pageNumber": 1, "limit": 1},
+        headers=mine,
+    )
     assert drec.status_code == 200 and [j["jobId"] for j in drec.json()["csvJobs"]] == [job_id]
-    status = await client.get(f"/api/buyer-reservation/bulk-upload-status/{job_id}", params={"orgId": org}, headers=mine)
+    status = await client.get(
+        f"/api/buyer-reservation/bulk-upload-status/{job_id}", params={"orgId": org}, headers=mine
+    )
     assert status.status_code == 200 and status.json()["status"] == "completed"
-    foreign = await client.get("/api/buyer-reservation/bulk-upload/get-all-csv-jobs-of-organization",
-                               params={"orgId": other}, headers=mine)
+    foreign = await client.get(
+        "/api/buyer-reservation/bulk-upload/get-all-csv-jobs-of-organization", params={"orgId": other}, headers=mine
+    )
     assert foreign.status_code == 403
-    by_admin = await client.get(f"/api/buyer-reservation/bulk-upload-status/{job_id}", params={"orgId": other}, headers=admin)
+    by_admin = await client.get(
+        f"/api/buyer-reservation/bulk-upload-status/{job_id}", params={"orgId": other}, headers=admin
+    )
     assert by_admin.status_code == 404
     no_read = developer(issuer, org, ALL)
     assert (await client.get(f"/api/device/bulk-jobs/{job_id}", headers=no_read)).status_code == 403
@@ -293,8 +354,11 @@ def form(*parts, closed=True):
 
 
 async def post_form(client, headers, org, body):
-    return await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", content=body,
-                             headers={**headers, "Content-Type": FORM_TYPE})
+    return await client.post(
+        f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}",
+        content=body,
+        headers={**headers, "Content-Type": FORM_TYPE},
+    )
 
 
 async def test_a_form_upload_as_clients_send_it(service):
@@ -303,9 +367,12 @@ async def test_a_form_upload_as_clients_send_it(service):
     headers = developer(issuer, org)
     tag = uuid.uuid4().hex[:6]
     # httpx builds the form as a browser would: the file field with its filename, beside a plain field
-    r = await client.post(f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}", headers=headers,
-                          files={"file": ("fleet.csv", to_csv([good(f"{tag}-1"), good(f"{tag}-2")]), "text/csv")},
-                          data={"comment": "two rooftops"})
+    r = await client.post(
+        f"/api/device/addByAdmin/process-creation-bulk-devices-csv/{org}",
+        headers=headers,
+        files={"file": ("fleet.csv", to_csv([good(f"{tag}-1"), good(f"{tag}-2")]), "text/csv")},
+        data={"comment": "two rooftops"},
+    )
     assert r.status_code == 202, r.text
     job = r.json()
     assert (job["totalRows"], job["fileName"], job["organizationId"]) == (2, "fleet.csv", org)
@@ -316,8 +383,12 @@ async def test_a_form_upload_as_clients_send_it(service):
 
     # curl -F "file=<fleet.csv": a field named file, without a filename; fileName from the query
     body = form(("file", None, None, to_csv([good(f"{tag}-3")])))
-    r = await client.post("/api/device/bulk", content=body, params={"fileName": "by-curl.csv"},
-                          headers={**headers, "Content-Type": FORM_TYPE})
+    r = await client.post(
+        "/api/device/bulk",
+        content=body,
+        params={"fileName": "by-curl.csv"},
+        headers={**headers, "Content-Type": FORM_TYPE},
+    )
     assert r.status_code == 202, r.text
     assert (r.json()["totalRows"], r.json()["fileName"]) == (1, "by-curl.csv")
 
@@ -325,20 +396,44 @@ async def test_a_form_upload_as_clients_send_it(service):
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        (form(("file", "l.csv", "text/csv", to_csv([good("l-1")]).replace(b"12 Main Rd", "Café".encode("latin-1")))),
-         400, "not UTF-8"),
-        (form(("file", "h.csv", "text/csv", b"externalId,projectName\nx,y\n")), 400, "lacks required column(s) address"),
+        (
+            form(("file", "l.csv", "text/csv", to_csv([good("l-1")]).replace(b"12 Main Rd", "Café".encode("latin-1")))),
+            400,
+            "not UTF-8",
+        ),
+        (
+            form(("file", "h.csv", "text/csv", b"externalId,projectName\nx,y\n")),
+            400,
+            "lacks required column(s) address",
+        ),
         (form(("file", "e.csv", "text/csv", b"")), 400, "empty"),
-        (form(("file", "p.png", "image/png", b"\x89PNG\r\n\x1a\n\x00\x00")), 415, "got image/png for form field 'file'"),
-        (form(("upload", "p.csv", "application/octet-stream", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")), 400, "not UTF-8"),
-        (form(("file", "big.csv", "text/csv", to_csv([good(f"big-{i}") for i in range(1000)]))), 413,
-         "larger than 100000 bytes"),
+        (
+            form(("file", "p.png", "image/png", b"\x89PNG\r\n\x1a\n\x00\x00")),
+            415,
+            "got image/png for form field 'file'",
+        ),
+        (
+            form(("upload", "p.csv", "application/octet-stream", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")),
+            400,
+            "not UTF-8",
+        ),
+        (
+            form(("file", "big.csv", "text/csv", to_csv([good(f"big-{i}") for i in range(1000)]))),
+            413,
+            "larger than 100000 bytes",
+        ),
         (form(("comment", None, None, b"no file here")), 400, "has no file"),
-        (form(("a", "a.csv", "text/csv", to_csv([good("a-1")])), ("b", "b.csv", "text/csv", to_csv([good("b-1")]))),
-         400, "more than one file"),
+        (
+            form(("a", "a.csv", "text/csv", to_csv([good("a-1")])), ("b", "b.csv", "text/csv", to_csv([good("b-1")]))),
+            400,
+            "more than one file",
+        ),
         (form(("file", "c.csv", "text/csv", to_csv([good("c-1")])), closed=False), 400, "cut short"),
-        (form(("comment", None, None, b"x" * 10_000), ("file", "f.csv", "text/csv", to_csv([good("f-1")]))),
-         400, "larger than 8192 bytes"),
+        (
+            form(("comment", None, None, b"x" * 10_000), ("file", "f.csv", "text/csv", to_csv([good("f-1")]))),
+            400,
+            "larger than 8192 bytes",
+        ),
     ],
 )
 async def test_malformed_form_uploads_are_refused_without_a_job(service, body, status, fragment):
@@ -361,10 +456,12 @@ async def test_size_limit_holds_for_streamed_bodies_without_a_length(service):
 
     async def chunks(data):
         for i in range(0, len(data), 8192):
-            yield data[i:i + 8192]
+            yield data[i : i + 8192]
 
     for content_type, data in (("text/csv", big), (FORM_TYPE, form(("file", "s.csv", "text/csv", big)))):
-        r = await client.post("/api/device/bulk", content=chunks(data), headers={**headers, "Content-Type": content_type})
+        r = await client.post(
+            "/api/device/bulk", content=chunks(data), headers={**headers, "Content-Type": content_type}
+        )
         assert r.status_code == 413, r.text
         assert "larger than 100000 bytes" in r.json()["message"]
     assert (await client.get("/api/device/bulk-jobs", headers=headers)).json()["totalCount"] == 0

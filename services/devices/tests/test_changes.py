@@ -4,10 +4,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
 from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
 
-from .test_api import ALL, dev, fields, new_org, payload
+from .test_api import dev, fields, new_org, payload
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -35,10 +36,25 @@ async def test_patch_changes_only_given_fields_and_publishes_full_state(service,
     assert r.status_code == 200, r.text
     after = r.json()
     assert (after["capacity"], after["countryCode"], after["latitude"], after["projectName"]) == (
-        310.5, "KEN", "-1.2833333", "renamed"
+        310.5,
+        "KEN",
+        "-1.2833333",
+        "renamed",
     )
-    unchanged = {"id", "deviceUuid", "externalId", "fuelCode", "deviceTypeCode", "commissioningDate", "offTaker",
-                 "longitude", "timezone", "energyStorageCapacity", "images", "createdAt"}
+    unchanged = {
+        "id",
+        "deviceUuid",
+        "externalId",
+        "fuelCode",
+        "deviceTypeCode",
+        "commissioningDate",
+        "offTaker",
+        "longitude",
+        "timezone",
+        "energyStorageCapacity",
+        "images",
+        "createdAt",
+    }
     assert {k: after[k] for k in unchanged} == {k: device[k] for k in unchanged}
     assert after["updatedAt"] > device["updatedAt"]
     assert (await client.get(f"/api/device/{device['id']}", headers=dev(issuer, org))).json() == after
@@ -57,7 +73,9 @@ async def test_patch_can_rename_external_id_but_not_onto_a_used_one(service):
     client, issuer = service
     org = new_org()
     a, b = await register(client, issuer, org), await register(client, issuer, org)
-    clash = await client.patch(f"/api/device/{a['externalId']}", json={"externalId": b["externalId"]}, headers=dev(issuer, org))
+    clash = await client.patch(
+        f"/api/device/{a['externalId']}", json={"externalId": b["externalId"]}, headers=dev(issuer, org)
+    )
     assert clash.status_code == 409 and b["externalId"] in clash.json()["message"]
     new_ext = f"renamed-{uuid.uuid4().hex[:8]}"
     r = await client.patch(f"/api/device/{a['externalId']}", json={"externalId": new_ext}, headers=dev(issuer, org))
@@ -118,8 +136,14 @@ async def test_delete_publishes_device_deleted(service, kafka_bootstrap):
     assert r.status_code == 200 and r.json()["deleted"] is True
     assert (await client.get(path, headers=dev(issuer, org))).status_code == 404
     assert (await client.delete(path, headers=dev(issuer, org))).status_code == 404
-    envelope, _ = await wait_for_event(kafka_bootstrap, "device.deleted", lambda e: e["payload"]["device_id"] == device["id"])
-    assert envelope["payload"] == {"device_id": device["id"], "external_id": device["externalId"], "organization_id": org}
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "device.deleted", lambda e: e["payload"]["device_id"] == device["id"]
+    )
+    assert envelope["payload"] == {
+        "device_id": device["id"],
+        "external_id": device["externalId"],
+        "organization_id": org,
+    }
     # the externalId is free again
     await register(client, issuer, org, externalId=device["externalId"])
 
@@ -177,8 +201,11 @@ async def test_delete_is_refused_while_reserved_or_certified(service, kafka_boot
         energy_wh=12_345,
     )
     envelopes = await publish_events(kafka_bootstrap, [current, past, certificate])
-    await followed(client, "SELECT count(*) = 3 FROM reservation_devices WHERE reservation_id = ANY($1)",
-                   [current.reservation_id, past.reservation_id])
+    await followed(
+        client,
+        "SELECT count(*) = 3 FROM reservation_devices WHERE reservation_id = ANY($1)",
+        [current.reservation_id, past.reservation_id],
+    )
     await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certified["id"])
 
     async def refused(device):
@@ -193,7 +220,9 @@ async def test_delete_is_refused_while_reserved_or_certified(service, kafka_boot
     # a certificate redelivered counts once
     stats = client.runtime.consumer_stats["certificate.issued"]
     duplicates = stats["duplicates"]
-    await publish_envelopes(kafka_bootstrap, [("certificate.issued", certificate.key(), envelopes[2].model_dump_json().encode())])
+    await publish_envelopes(
+        kafka_bootstrap, [("certificate.issued", certificate.key(), envelopes[2].model_dump_json().encode())]
+    )
     await eventually(lambda: _true(stats["duplicates"] > duplicates))
     assert "(12345 Wh)" in (await refused(certified)).json()["message"]
     assert (await client.get(f"/api/device/{active['id']}", headers=dev(issuer, org))).status_code == 200
@@ -210,13 +239,22 @@ async def test_delete_is_allowed_again_once_the_reservation_ended(service, kafka
     first = reservation([twice["id"], certified["id"]], now - timedelta(days=5), now + timedelta(days=60))
     second = reservation([twice["id"], held["id"]], now - timedelta(days=5), now + timedelta(days=60))
     certificate = CertificateIssued(
-        certificate_id=uuid.uuid4(), reservation_id=first.reservation_id, reservation_uid=first.reservation_uid,
-        device_id=certified["id"], buyer_organization_id=first.buyer_organization_id, owner_organization_id=org,
-        generation_start=now - timedelta(days=5), generation_end=now - timedelta(days=1), energy_wh=500,
+        certificate_id=uuid.uuid4(),
+        reservation_id=first.reservation_id,
+        reservation_uid=first.reservation_uid,
+        device_id=certified["id"],
+        buyer_organization_id=first.buyer_organization_id,
+        owner_organization_id=org,
+        generation_start=now - timedelta(days=5),
+        generation_end=now - timedelta(days=1),
+        energy_wh=500,
     )
     await publish_events(kafka_bootstrap, [first, second, certificate])
-    await followed(client, "SELECT count(*) = 4 FROM reservation_devices WHERE reservation_id = ANY($1)",
-                   [first.reservation_id, second.reservation_id])
+    await followed(
+        client,
+        "SELECT count(*) = 4 FROM reservation_devices WHERE reservation_id = ANY($1)",
+        [first.reservation_id, second.reservation_id],
+    )
     await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certified["id"])
 
     async def refusal(device):
@@ -229,7 +267,11 @@ async def test_delete_is_allowed_again_once_the_reservation_ended(service, kafka
 
     await publish_events(kafka_bootstrap, [ended(first)])
     # the ended reservation no longer holds its devices; the other one still does
-    await eventually(lambda: _is(refusal(twice), f"The device cannot be deleted: it is in active reservation(s) {second.reservation_id}"))
+    await eventually(
+        lambda: _is(
+            refusal(twice), f"The device cannot be deleted: it is in active reservation(s) {second.reservation_id}"
+        )
+    )
     # certified energy is not undone by the end of its reservation
     assert await refusal(certified) == "The device cannot be deleted: it has certified energy (500 Wh)"
 

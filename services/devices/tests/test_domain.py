@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from opendrec_devices import codes, domain
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)

@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from opendrec_kit.testing import eventually, publish_events
 
 from .test_api import dev, fields, new_org, payload
@@ -28,8 +29,15 @@ async def fleet(service):
     org = new_org()
     ids = []
     for country, fuel, kind, taker, capacity, date in FLEET:
-        body = payload(countryCode=country, fuelCode=fuel, deviceTypeCode=kind, offTaker=taker, capacity=capacity,
-                       commissioningDate=date, energyStorage=True)
+        body = payload(
+            countryCode=country,
+            fuelCode=fuel,
+            deviceTypeCode=kind,
+            offTaker=taker,
+            capacity=capacity,
+            commissioningDate=date,
+            energyStorage=True,
+        )
         r = await client.post("/api/device", json=body, headers=dev(issuer, org))
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
@@ -130,8 +138,12 @@ async def test_admin_lists_every_organization(service, fleet):
 
 
 def buyer(issuer, perms="R"):
-    return issuer.headers(organization_id=new_org(), organization_type="Buyer", role="Buyer",
-                          permissions={"DEVICE_MANAGEMENT_CRUDL": perms})
+    return issuer.headers(
+        organization_id=new_org(),
+        organization_type="Buyer",
+        role="Buyer",
+        permissions={"DEVICE_MANAGEMENT_CRUDL": perms},
+    )
 
 
 async def test_buyers_see_devices_not_in_an_active_reservation(service, kafka_bootstrap):
@@ -140,31 +152,49 @@ async def test_buyers_see_devices_not_in_an_active_reservation(service, kafka_bo
     marker = f"avail-{uuid.uuid4().hex[:6]}"
     devices = []
     for _ in range(5):
-        r = await client.post("/api/device", json=payload(fuelCode="ES510", projectName=marker), headers=dev(issuer, org))
+        r = await client.post(
+            "/api/device", json=payload(fuelCode="ES510", projectName=marker), headers=dev(issuer, org)
+        )
         devices.append(r.json()["id"])
     now = datetime.now(UTC)
     active = reservation(devices[:2], now - timedelta(days=1), now + timedelta(days=90))
     ended = reservation([devices[2]], now - timedelta(days=90), now - timedelta(days=1))
     await publish_events(kafka_bootstrap, [active, ended])
-    await eventually(lambda: client.runtime.pool.fetchval(
-        "SELECT count(*) = 3 FROM reservation_devices WHERE reservation_id = ANY($1)",
-        [active.reservation_id, ended.reservation_id]))
+    await eventually(
+        lambda: client.runtime.pool.fetchval(
+            "SELECT count(*) = 3 FROM reservation_devices WHERE reservation_id = ANY($1)",
+            [active.reservation_id, ended.reservation_id],
+        )
+    )
 
     headers = buyer(issuer)
-    r = await client.get("/api/device/ungrouped/buyerreservation", params={"pagenumber": 1, "fuelCode": "ES510", "limit": 100}, headers=headers)
+    r = await client.get(
+        "/api/device/ungrouped/buyerreservation",
+        params={"pagenumber": 1, "fuelCode": "ES510", "limit": 100},
+        headers=headers,
+    )
     assert r.status_code == 200, r.text
     mine = [d["id"] for d in r.json()["devices"] if d["projectName"] == marker]
     assert mine == devices[2:][::-1]  # the reserved two are left out; the ended reservation frees its device
-    page = (await client.get("/api/device/ungrouped/buyerreservation",
-                             params={"pagenumber": 2, "limit": 1, "fuelCode": "ES510"}, headers=headers)).json()
+    page = (
+        await client.get(
+            "/api/device/ungrouped/buyerreservation",
+            params={"pagenumber": 2, "limit": 1, "fuelCode": "ES510"},
+            headers=headers,
+        )
+    ).json()
     assert page["currentPage"] == 2 and len(page["devices"]) == 1 and page["totalCount"] >= 3
     bad = await client.get("/api/device/ungrouped/buyerreservation", params={"pagenumber": 0}, headers=headers)
     assert bad.status_code == 400 and fields(bad) == {"pagenumber"}
 
     developer = await client.get("/api/device/ungrouped/buyerreservation", headers=dev(issuer, org))
     assert developer.status_code == 403 and "Buyer or SubBuyer" in developer.json()["message"]
-    sub_buyer = issuer.headers(organization_id=new_org(), organization_type="Buyer", role="SubBuyer",
-                               permissions={"DEVICE_MANAGEMENT_CRUDL": "R"})
+    sub_buyer = issuer.headers(
+        organization_id=new_org(),
+        organization_type="Buyer",
+        role="SubBuyer",
+        permissions={"DEVICE_MANAGEMENT_CRUDL": "R"},
+    )
     assert (await client.get("/api/device/ungrouped/buyerreservation", headers=sub_buyer)).status_code == 200
     # a Buyer naming another organization than its own
     other = await client.get("/api/device/ungrouped/buyerreservation", params={"organizationId": org}, headers=headers)
@@ -178,7 +208,11 @@ async def test_a_device_whose_reservation_ended_is_offered_again(service, kafka_
     org = new_org()
     marker = f"again-{uuid.uuid4().hex[:6]}"
     devices = [
-        (await client.post("/api/device", json=payload(fuelCode="ES530", projectName=marker), headers=dev(issuer, org))).json()["id"]
+        (
+            await client.post(
+                "/api/device", json=payload(fuelCode="ES530", projectName=marker), headers=dev(issuer, org)
+            )
+        ).json()["id"]
         for _ in range(4)
     ]
     now = datetime.now(UTC)
@@ -187,8 +221,9 @@ async def test_a_device_whose_reservation_ended_is_offered_again(service, kafka_
     headers = buyer(issuer)
 
     async def offered():
-        r = await client.get("/api/device/ungrouped/buyerreservation",
-                             params={"fuelCode": "ES530", "limit": 100}, headers=headers)
+        r = await client.get(
+            "/api/device/ungrouped/buyerreservation", params={"fuelCode": "ES530", "limit": 100}, headers=headers
+        )
         assert r.status_code == 200, r.text
         return [d["id"] for d in r.json()["devices"] if d["projectName"] == marker]
 
@@ -203,10 +238,16 @@ async def test_a_device_whose_reservation_ended_is_offered_again(service, kafka_
     # reservation.ended may be read before its reservation.created (two topics): the device stays free
     late = reservation([devices[3]], now - timedelta(days=1), now + timedelta(days=90))
     await publish_events(kafka_bootstrap, [ended(late)])
-    await eventually(lambda: client.runtime.pool.fetchval(
-        "SELECT count(*) = 1 FROM ended_reservations WHERE reservation_id = $1", late.reservation_id))
+    await eventually(
+        lambda: client.runtime.pool.fetchval(
+            "SELECT count(*) = 1 FROM ended_reservations WHERE reservation_id = $1", late.reservation_id
+        )
+    )
     await publish_events(kafka_bootstrap, [late])
-    await eventually(lambda: client.runtime.pool.fetchval(
-        "SELECT count(*) = 1 FROM reservation_devices WHERE reservation_id = $1", late.reservation_id))
+    await eventually(
+        lambda: client.runtime.pool.fetchval(
+            "SELECT count(*) = 1 FROM reservation_devices WHERE reservation_id = $1", late.reservation_id
+        )
+    )
     assert await offered() == [devices[3], devices[1], devices[0]]
     assert devices[2] not in await offered()

@@ -4,6 +4,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+
 from opendrec_devices import bulk, domain
 from opendrec_devices.api import FIELD_COLUMNS, DeviceRegistration
 
@@ -20,7 +21,9 @@ def test_deletion_refusal_names_every_reason():
 
 def test_date_bounds():
     assert domain.parse_date_bound("2022-03-01") == datetime(2022, 3, 1, tzinfo=UTC)
-    assert domain.parse_date_bound("2022-03-01", end_of_day=True) == datetime(2022, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    assert domain.parse_date_bound("2022-03-01", end_of_day=True) == datetime(
+        2022, 3, 1, 23, 59, 59, 999999, tzinfo=UTC
+    )
     assert domain.parse_date_bound("2022-03-01T05:30:00+05:30", end_of_day=True) == datetime(2022, 3, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="ISO 8601"):
         domain.parse_date_bound("March")
@@ -47,12 +50,21 @@ def test_list_values_and_checks():
 )
 def test_bad_files(text, fragment):
     with pytest.raises(bulk.BadFile, match=fragment.replace("(", r"\(").replace(")", r"\)")):
-        header, rows = bulk.read_rows(io.BytesIO(text), KNOWN)
+        _header, rows = bulk.read_rows(io.BytesIO(text), KNOWN)
         list(rows)
 
 
 def test_rows_are_read_lazily_with_bom_tabs_and_quoted_newlines():
-    text = "\ufeff" + HEADER.replace(",", "\t") + "\tNotes\n" + "\t".join(["a"] * 13) + "\n\n" + '"b\nc"' + "\tx" * 12 + "\n"
+    text = (
+        "\ufeff"
+        + HEADER.replace(",", "\t")
+        + "\tNotes\n"
+        + "\t".join(["a"] * 13)
+        + "\n\n"
+        + '"b\nc"'
+        + "\tx" * 12
+        + "\n"
+    )
     header, rows = bulk.read_rows(io.BytesIO(text.encode()), KNOWN)
     assert header.warnings == ["column(s) ignored, not device fields: Notes"]
     first = next(rows)
@@ -62,9 +74,21 @@ def test_rows_are_read_lazily_with_bom_tabs_and_quoted_newlines():
 
 
 def test_judge_row_collects_every_error_and_warns():
-    row = {"externalId": "x", "projectName": "p", "address": "a", "latitude": "1", "longitude": "2",
-           "countryCode": "KE", "fuelCode": "ES100", "deviceTypeCode": "TC120", "capacity": "3",
-           "commissioningDate": "2020-01-01", "gridInterconnection": "yes", "offTaker": "school", "yieldValue": "0"}
+    row = {
+        "externalId": "x",
+        "projectName": "p",
+        "address": "a",
+        "latitude": "1",
+        "longitude": "2",
+        "countryCode": "KE",
+        "fuelCode": "ES100",
+        "deviceTypeCode": "TC120",
+        "capacity": "3",
+        "commissioningDate": "2020-01-01",
+        "gridInterconnection": "yes",
+        "offTaker": "school",
+        "yieldValue": "0",
+    }
     ok = bulk.judge_row(row, DeviceRegistration)
     assert ok.errors == [] and ok.columns["grid_interconnection"] is True and ok.columns["off_taker"] == "School"
     assert len(ok.warnings) == 2

@@ -12,6 +12,7 @@ import aiohttp
 import jwt
 import pytest
 from aiohttp import web
+
 from opendrec_gateway.auth import Authenticator, AuthError, Jwks
 
 if TYPE_CHECKING:  # the `keys` fixture's type, from conftest.py

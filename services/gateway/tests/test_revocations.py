@@ -1,6 +1,5 @@
 """A token revoked at logout (token.revoked on Kafka) is refused at the gateway within moments."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import aiohttp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from opendrec_gateway.routes import has_dot_segment, is_public, resolve
 
 

@@ -12,6 +12,7 @@ import json
 import re
 
 import pytest
+
 from opendrec_gateway import openapi
 from opendrec_gateway.routes import SERVICES, is_public, resolve
 
@@ -48,7 +49,9 @@ def test_every_operation_is_routed_to_its_service_with_the_same_access(service: 
         if access not in ("public", "signed-in"):
             wrong.append(f"{method} {path}: no x-access in OpenAPI")
         elif (access == "public") != is_public(method, concrete(path)):
-            wrong.append(f"{method} {path}: service says {access}, gateway says {'public' if is_public(method, concrete(path)) else 'signed-in'}")
+            wrong.append(
+                f"{method} {path}: service says {access}, gateway says {'public' if is_public(method, concrete(path)) else 'signed-in'}"
+            )
     assert not wrong, "\n".join(wrong)
 
 
@@ -56,7 +59,10 @@ def test_the_gateway_document_lists_every_operation_with_its_access_rule(tmp_pat
     documents = {service: service_openapi(service, tmp_path) for service in SERVICES}
     merged = openapi.merge(documents, title="OpenDREC", version="test")
     expected = {
-        (method, path): op for doc in documents.values() for path, ops in doc["paths"].items() for method, op in ops.items()
+        (method, path): op
+        for doc in documents.values()
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
     }
     listed = {(method, path): op for path, ops in merged["paths"].items() for method, op in ops.items()}
     assert set(listed) == set(expected)
@@ -77,9 +83,14 @@ def test_components_named_alike_but_different_are_kept_apart() -> None:
             "components": {"schemas": {"Page": {"type": "object", "description": description}}},
         }  # fmt: skip
 
-    merged = openapi.merge({"devices": doc("/api/device/my", "devices"), "readings": doc("/api/meter-reads/x", "reads")},
-                           title="t", version="v")
+    merged = openapi.merge(
+        {"devices": doc("/api/device/my", "devices"), "readings": doc("/api/meter-reads/x", "reads")},
+        title="t",
+        version="v",
+    )
     schemas = merged["components"]["schemas"]
     assert (schemas["Page"]["description"], schemas["ReadingsPage"]["description"]) == ("devices", "reads")
-    ref = merged["paths"]["/api/meter-reads/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    ref = merged["paths"]["/api/meter-reads/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
+        "$ref"
+    ]
     assert ref == "#/components/schemas/ReadingsPage"

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+
 from opendrec_gateway.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 PAYLOAD = bytes(range(256)) * 16 * 1024  # 4 MiB
@@ -75,7 +76,7 @@ async def test_at_most_max_connections_are_used(service: tuple[Service, str]) ->
         return await response.read()
 
     calls = [asyncio.create_task(call()) for _ in range(5)]
-    while svc.in_flight < 2:  # the first two reach the service; the others wait for a connection
+    while svc.in_flight < 2:  # noqa: ASYNC110 - the first two reach the service; the others wait for a connection
         await asyncio.sleep(0.01)
     svc.release.set()
     assert await asyncio.gather(*calls) == [b"released"] * 5

@@ -4,9 +4,9 @@ import pytest
 
 from opendrec_devstack.net import free_port
 from opendrec_devstack.smtp_sink import start_smtp_sink
-from opendrec_kit.testing import settings_for_test, started
 from opendrec_identity.app import build
 from opendrec_identity.settings import Settings
+from opendrec_kit.testing import settings_for_test, started
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import pytest
 
 from opendrec_devstack.net import free_port
 from opendrec_devstack.smtp_sink import read_mails, start_smtp_sink, wait_for_mails
-from opendrec_kit.testing import TokenIssuer, eventually, started
 from opendrec_identity.app import build
+from opendrec_kit.testing import TokenIssuer, eventually, started
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -107,7 +107,9 @@ async def test_an_unknown_confirmation_token_is_refused(client):
 async def test_an_expired_confirmation_token_is_refused(client, mail_dir, runtime):
     _, created = await register(client)
     token = token_in((await mails_to(mail_dir, created["email"]))[0])
-    await runtime.pool.execute("UPDATE user_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", created["id"])
+    await runtime.pool.execute(
+        "UPDATE user_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", created["id"]
+    )
     assert (await client.put(f"/api/user/confirm-email/{token}")).status_code == 400
     assert await runtime.pool.fetchval("SELECT email_confirmed FROM users WHERE id = $1", created["id"]) is False
 
@@ -165,13 +167,17 @@ async def test_reset_sets_the_new_password_once_and_ends_every_session(client, m
     session = await token_for(client, body["email"], body["password"])
     token = await reset_token(client, mail_dir, created["email"], 2)
 
-    resp = await client.put(f"/api/user/reset/password/{token}", json={"newPassword": "Second456", "confirmPassword": "Second456"})
+    resp = await client.put(
+        f"/api/user/reset/password/{token}", json={"newPassword": "Second456", "confirmPassword": "Second456"}
+    )
     assert resp.status_code == 200, resp.text
     assert (await login(client, body["email"], body["password"])).status_code == 401
     assert (await login(client, body["email"], "Second456")).status_code == 200
     assert (await client.get("/api/user/me", headers=bearer(session))).status_code == 401
 
-    again = await client.put(f"/api/user/reset/password/{token}", json={"newPassword": "Third789x", "confirmPassword": "Third789x"})
+    again = await client.put(
+        f"/api/user/reset/password/{token}", json={"newPassword": "Third789x", "confirmPassword": "Third789x"}
+    )
     assert again.status_code == 400
     assert (await login(client, body["email"], "Second456")).status_code == 200
 
@@ -189,9 +195,12 @@ async def test_an_expired_reset_token_is_refused(client, mail_dir, runtime):
     body, created = await register(client)
     token = await reset_token(client, mail_dir, created["email"], 2)
     await runtime.pool.execute(
-        "UPDATE user_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1 AND purpose = 'reset_password'", created["id"]
+        "UPDATE user_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1 AND purpose = 'reset_password'",
+        created["id"],
     )
-    resp = await client.put(f"/api/user/reset/password/{token}", json={"newPassword": "Other1234", "confirmPassword": "Other1234"})
+    resp = await client.put(
+        f"/api/user/reset/password/{token}", json={"newPassword": "Other1234", "confirmPassword": "Other1234"}
+    )
     assert resp.status_code == 400
     assert (await login(client, body["email"], body["password"])).status_code == 200
 
@@ -210,12 +219,16 @@ async def test_reset_validates_the_new_password_without_spending_the_token(clien
     _, created = await register(client)
     token = await reset_token(client, mail_dir, created["email"], 2)
     assert_field_error(await client.put(f"/api/user/reset/password/{token}", json=payload), field, text)
-    ok = await client.put(f"/api/user/reset/password/{token}", json={"newPassword": "Good12345", "confirmPassword": "Good12345"})
+    ok = await client.put(
+        f"/api/user/reset/password/{token}", json={"newPassword": "Good12345", "confirmPassword": "Good12345"}
+    )
     assert ok.status_code == 200
 
 
 async def test_reset_with_an_unknown_token_is_refused(client):
-    resp = await client.put(f"/api/user/reset/password/{'b' * 43}", json={"newPassword": "Good12345", "confirmPassword": "Good12345"})
+    resp = await client.put(
+        f"/api/user/reset/password/{'b' * 43}", json={"newPassword": "Good12345", "confirmPassword": "Good12345"}
+    )
     assert resp.status_code == 400
 
 
@@ -226,7 +239,9 @@ async def test_change_password_keeps_this_session_and_ends_the_others(client):
     body, _ = await register(client)
     this, other = [await token_for(client, body["email"], body["password"]) for _ in range(2)]
     resp = await client.put(
-        "/api/user/password", headers=bearer(this), json={"oldPassword": body["password"], "newPassword": "Changed99", "confirmPassword": "Changed99"}
+        "/api/user/password",
+        headers=bearer(this),
+        json={"oldPassword": body["password"], "newPassword": "Changed99", "confirmPassword": "Changed99"},
     )
     assert resp.status_code == 200, resp.text
     assert (await client.get("/api/user/me", headers=bearer(this))).status_code == 200
@@ -238,10 +253,22 @@ async def test_change_password_keeps_this_session_and_ends_the_others(client):
 @pytest.mark.parametrize(
     ("payload", "field", "text"),
     [
-        ({"oldPassword": "Wrong1234", "newPassword": "Changed99", "confirmPassword": "Changed99"}, "oldPassword", "not your current password"),
-        ({"oldPassword": "First123", "newPassword": "First123", "confirmPassword": "First123"}, "newPassword", "must differ"),
+        (
+            {"oldPassword": "Wrong1234", "newPassword": "Changed99", "confirmPassword": "Changed99"},
+            "oldPassword",
+            "not your current password",
+        ),
+        (
+            {"oldPassword": "First123", "newPassword": "First123", "confirmPassword": "First123"},
+            "newPassword",
+            "must differ",
+        ),
         ({"oldPassword": "First123", "newPassword": "weak", "confirmPassword": "weak"}, "newPassword", "6 to 128"),
-        ({"oldPassword": "First123", "newPassword": "Changed99", "confirmPassword": "Changed98"}, "confirmPassword", "must match"),
+        (
+            {"oldPassword": "First123", "newPassword": "Changed99", "confirmPassword": "Changed98"},
+            "confirmPassword",
+            "must match",
+        ),
         ({"newPassword": "Changed99", "confirmPassword": "Changed99"}, "oldPassword", "required"),
     ],
 )
@@ -257,7 +284,11 @@ async def test_change_password_needs_login_and_the_password_permission(client, r
     assert (await client.put("/api/user/password", json=payload)).status_code == 401
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
-    resp = await client.put("/api/user/password", json=payload, headers=issuer.headers(role="ApiUser", organization_type="ApiUser", permissions={}))
+    resp = await client.put(
+        "/api/user/password",
+        json=payload,
+        headers=issuer.headers(role="ApiUser", organization_type="ApiUser", permissions={}),
+    )
     assert resp.status_code == 403
     assert "PASSWORD_MANAGEMENT_CRUDL" in resp.json()["message"]
 
@@ -268,7 +299,9 @@ async def test_change_password_needs_login_and_the_password_permission(client, r
 async def test_profile_changes_the_names(client):
     body, created = await register(client)
     token = await token_for(client, body["email"], body["password"])
-    resp = await client.put("/api/user/profile", headers=bearer(token), json={"firstName": " Grace ", "lastName": "Hopper"})
+    resp = await client.put(
+        "/api/user/profile", headers=bearer(token), json={"firstName": " Grace ", "lastName": "Hopper"}
+    )
     assert resp.status_code == 200, resp.text
     assert (resp.json()["firstName"], resp.json()["lastName"], resp.json()["id"]) == ("Grace", "Hopper", created["id"])
     only_last = await client.put("/api/user/profile", headers=bearer(token), json={"lastName": "H."})
@@ -280,8 +313,14 @@ async def test_profile_changes_the_names(client):
 async def test_profile_validation_and_login(client):
     body, _ = await register(client)
     token = await token_for(client, body["email"], body["password"])
-    assert_field_error(await client.put("/api/user/profile", headers=bearer(token), json={"firstName": "  "}), "firstName", "required")
-    assert_field_error(await client.put("/api/user/profile", headers=bearer(token), json={"lastName": "x" * 101}), "lastName", "at most 100")
+    assert_field_error(
+        await client.put("/api/user/profile", headers=bearer(token), json={"firstName": "  "}), "firstName", "required"
+    )
+    assert_field_error(
+        await client.put("/api/user/profile", headers=bearer(token), json={"lastName": "x" * 101}),
+        "lastName",
+        "at most 100",
+    )
     empty = await client.put("/api/user/profile", headers=bearer(token), json={})
     assert empty.status_code == 400 and "firstName, lastName or both" in empty.text
     assert (await client.put("/api/user/profile", json={"firstName": "X"})).status_code == 401
@@ -320,13 +359,26 @@ async def test_no_token_or_password_reaches_the_logs(client, mail_dir, caplog):
         confirm = token_in((await mails_to(mail_dir, created["email"]))[0])
         await client.put(f"/api/user/confirm-email/{confirm}")
         reset = await reset_token(client, mail_dir, created["email"], 2)
-        await client.put(f"/api/user/reset/password/{reset}", json={"newPassword": "Secret789", "confirmPassword": "Secret789"})
+        await client.put(
+            f"/api/user/reset/password/{reset}", json={"newPassword": "Secret789", "confirmPassword": "Secret789"}
+        )
         session = await token_for(client, body["email"], "Secret789")
-        await client.put("/api/user/password", headers=bearer(session), json={"oldPassword": "Secret789", "newPassword": "Secret790", "confirmPassword": "Secret790"})
+        await client.put(
+            "/api/user/password",
+            headers=bearer(session),
+            json={"oldPassword": "Secret789", "newPassword": "Secret790", "confirmPassword": "Secret790"},
+        )
     # httpx is the test's own client (it logs the URLs it calls) and mail.log the in-process SMTP sink
     # (it logs what it receives); everything else is the service.
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records if r.name not in ("httpx", "mail.log"))
     assert "password reset" in logged and "email confirmed" in logged
-    for name, secret in {"confirm": confirm, "reset": reset, "pw1": "Secret789", "pw2": "Secret790", "pw0": body["password"], "sig": session.split(".")[2]}.items():
+    for name, secret in {
+        "confirm": confirm,
+        "reset": reset,
+        "pw1": "Secret789",
+        "pw2": "Secret790",
+        "pw0": body["password"],
+        "sig": session.split(".")[2],
+    }.items():
         i = logged.find(secret)
-        assert i < 0, (name, logged[max(0, i - 300): i + 100])
+        assert i < 0, (name, logged[max(0, i - 300) : i + 100])

@@ -87,10 +87,20 @@ async def test_register_developer_creates_organization_and_its_admin(client, run
     assert created["emailConfirmed"] is False
     org = created["organization"]
     assert isinstance(org["id"], int) and isinstance(created["id"], int)
-    assert (org["name"], org["address"], org["organizationType"], org["status"]) == (body["orgName"], "Hyderabad", "Developer", "Active")
+    assert (org["name"], org["address"], org["organizationType"], org["status"]) == (
+        body["orgName"],
+        "Hyderabad",
+        "Developer",
+        "Active",
+    )
     # Nothing secret comes back.
     text = str(created)
-    assert "MNO133" not in text and "MNLA70" not in text and "password" not in text.lower() and "secret" not in text.lower()
+    assert (
+        "MNO133" not in text
+        and "MNLA70" not in text
+        and "password" not in text.lower()
+        and "secret" not in text.lower()
+    )
 
     row = await runtime.pool.fetchrow(
         "SELECT u.password_hash, o.secret_key_hash FROM users u JOIN organizations o ON o.id = u.organization_id WHERE u.id = $1",
@@ -143,7 +153,8 @@ async def test_each_bad_field_is_a_clear_400(client, overrides, field, message):
 
 
 @pytest.mark.parametrize(
-    "field", ["firstName", "lastName", "email", "organizationType", "password", "confirmPassword", "orgName", "secretKey"]
+    "field",
+    ["firstName", "lastName", "email", "organizationType", "password", "confirmPassword", "orgName", "secretKey"],
 )
 async def test_each_required_field_is_required(client, field):
     body = registration()
@@ -184,7 +195,9 @@ async def test_duplicate_organization_name_is_409_whatever_the_letter_case(clien
 
 async def test_both_duplicates_are_reported_together(client):
     body, _ = await register(client)
-    resp = await client.post("/api/user/registerWithOrganization", json=registration(email=body["email"], orgName=body["orgName"].lower()))
+    resp = await client.post(
+        "/api/user/registerWithOrganization", json=registration(email=body["email"], orgName=body["orgName"].lower())
+    )
     assert resp.status_code == 409
     assert [d["field"] for d in resp.json()["details"]] == ["email", "orgName"]
 
@@ -193,7 +206,9 @@ async def test_registration_publishes_both_events(client, kafka_bootstrap):
     body, created = await register(client)
     org_id = created["organization"]["id"]
 
-    envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"])
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"]
+    )
     assert envelope["producer"] == "identity" and envelope["version"] == 1
     assert envelope["payload"] == {
         "organization_id": org_id,
@@ -202,7 +217,9 @@ async def test_registration_publishes_both_events(client, kafka_bootstrap):
         "api_user_id": None,
     }
 
-    envelope, _ = await wait_for_event(kafka_bootstrap, "user.registered", lambda e: e["payload"].get("email") == created["email"])
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "user.registered", lambda e: e["payload"].get("email") == created["email"]
+    )
     assert envelope["producer"] == "identity"
     assert envelope["payload"] == {
         "user_id": created["id"],
@@ -229,7 +246,9 @@ async def test_developer_token_verifies_against_jwks_and_carries_claims(client, 
 
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "EdDSA"
-    claims = jwt.decode(token, await jwks_key(client, token), algorithms=["EdDSA"], audience="opendrec", issuer="opendrec-identity")
+    claims = jwt.decode(
+        token, await jwks_key(client, token), algorithms=["EdDSA"], audience="opendrec", issuer="opendrec-identity"
+    )
     assert set(claims) == {"sub", "org", "orgType", "role", "email", "perms", "jti", "iat", "exp", "iss", "aud"}
     assert claims["sub"] == str(created["id"])
     assert claims["org"] == created["organization"]["id"]
@@ -250,7 +269,10 @@ async def test_buyer_token_carries_buyer_permissions(client):
 async def test_each_login_gets_its_own_token_id(client):
     body, _ = await register(client)
     first, second = await token_for(client, body), await token_for(client, body)
-    assert jwt.decode(first, options={"verify_signature": False})["jti"] != jwt.decode(second, options={"verify_signature": False})["jti"]
+    assert (
+        jwt.decode(first, options={"verify_signature": False})["jti"]
+        != jwt.decode(second, options={"verify_signature": False})["jti"]
+    )
 
 
 async def test_username_is_matched_whatever_the_letter_case(client):
@@ -270,7 +292,10 @@ async def test_wrong_password_and_unknown_email_get_the_same_answer(client):
         return resp.status_code, data["message"], data["error"], data.get("details")
 
     assert (
-        comparable(wrong) == comparable(unknown) == comparable(not_an_email) == (401, "Invalid username or password", "Unauthorized", None)
+        comparable(wrong)
+        == comparable(unknown)
+        == comparable(not_an_email)
+        == (401, "Invalid username or password", "Unauthorized", None)
     )
 
 
@@ -364,7 +389,9 @@ async def test_logs_hold_no_password_secret_key_or_token(client, caplog):
         await login(client, body["email"], password + "x")
         await login(client, f"{password}@example.org", password)  # a password typed as username
         await client.get("/api/user/me", headers=bearer(token))
-        await client.post("/api/user/registerWithOrganization", json=registration(password=password, confirmPassword=password + "y"))
+        await client.post(
+            "/api/user/registerWithOrganization", json=registration(password=password, confirmPassword=password + "y")
+        )
     assert caplog.records, "expected the service to log something"
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     for secret_value in (password, secret, token, token.split(".")[2]):

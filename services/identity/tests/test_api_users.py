@@ -17,7 +17,10 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 @pytest.fixture(scope="module")
 async def admin(client, identity_settings):
-    resp = await client.post("/api/auth/login", json={"username": identity_settings.admin_email, "password": identity_settings.admin_password})
+    resp = await client.post(
+        "/api/auth/login",
+        json={"username": identity_settings.admin_email, "password": identity_settings.admin_password},
+    )
     return {"Authorization": f"Bearer {resp.json()['accessToken']}"}
 
 
@@ -45,18 +48,32 @@ async def register(client) -> dict:
 
 def assertion(api_user: dict, key=None, **overrides) -> str:
     now = int(time.time())
-    claims = {"iss": api_user["apiUserId"], "sub": api_user["apiUserId"], "aud": "opendrec-identity", "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": api_user["apiUserId"],
+        "sub": api_user["apiUserId"],
+        "aud": "opendrec-identity",
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
     claims.update(overrides)
     key = key or serialization.load_pem_private_key(api_user["privateKey"].encode(), password=None)
     return jwt.encode(claims, key, algorithm="EdDSA")
 
 
 async def token_call(client, signed: str, **overrides):
-    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE, "client_assertion": signed, **overrides}
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": signed,
+        **overrides,
+    }
     return await client.post("/api/auth/token", data=form)
 
 
-async def test_registration_returns_the_private_key_once_and_stores_only_the_public_key(client, runtime, kafka_bootstrap):
+async def test_registration_returns_the_private_key_once_and_stores_only_the_public_key(
+    client, runtime, kafka_bootstrap
+):
     body = registration()
     resp = await client.post("/api/user/register", json=body)
     assert resp.status_code == 201, resp.text
@@ -68,7 +85,11 @@ async def test_registration_returns_the_private_key_once_and_stores_only_the_pub
     assert stored["public_key_pem"].startswith("-----BEGIN PUBLIC KEY-----")
     assert "PRIVATE" not in str(dict(stored))
     private = serialization.load_pem_private_key(created["privateKey"].encode(), password=None)
-    public = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     assert public == stored["public_key_pem"]
 
     login = await client.post("/api/auth/login", json={"username": body["email"], "password": body["password"]})
@@ -77,8 +98,13 @@ async def test_registration_returns_the_private_key_once_and_stores_only_the_pub
     assert "privateKey" not in me.text and "PRIVATE" not in me.text
     assert jwt.decode(token, options={"verify_signature": False})["apiUserId"] == created["apiUserId"]
 
-    envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"])
-    assert envelope["payload"]["organization_type"] == "ApiUser" and envelope["payload"]["api_user_id"] == created["apiUserId"]
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"]
+    )
+    assert (
+        envelope["payload"]["organization_type"] == "ApiUser"
+        and envelope["payload"]["api_user_id"] == created["apiUserId"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,7 +113,10 @@ async def test_registration_returns_the_private_key_once_and_stores_only_the_pub
         ({"organizationType": "Seller"}, "organizationType"),
         ({"organizationType": "Developer"}, "body"),  # without api_user_id
         ({"api_user_id": "00000000-0000-0000-0000-000000000001"}, "body"),  # an ApiUser is under nobody
-        ({"email": "x"}, "email"), ({"secretKey": "abc"}, "secretKey"), ({"confirmPassword": "Other123"}, "confirmPassword")],
+        ({"email": "x"}, "email"),
+        ({"secretKey": "abc"}, "secretKey"),
+        ({"confirmPassword": "Other123"}, "confirmPassword"),
+    ],
 )
 async def test_registration_validation(client, overrides, field):
     resp = await client.post("/api/user/register", json=registration(**overrides))
@@ -107,9 +136,17 @@ async def test_a_signed_assertion_gets_a_token_once(client):
     resp = await token_call(client, signed)
     assert resp.status_code == 200, resp.text
     answer = resp.json()
-    assert answer["token_type"] == "Bearer" and answer["expires_in"] == 3600 and answer["access_token"] == answer["accessToken"]
+    assert (
+        answer["token_type"] == "Bearer"
+        and answer["expires_in"] == 3600
+        and answer["access_token"] == answer["accessToken"]
+    )
     claims = jwt.decode(answer["access_token"], options={"verify_signature": False})
-    assert (claims["role"], claims["apiUserId"], claims["sub"]) == ("ApiUser", api_user["apiUserId"], str(api_user["id"]))
+    assert (claims["role"], claims["apiUserId"], claims["sub"]) == (
+        "ApiUser",
+        api_user["apiUserId"],
+        str(api_user["id"]),
+    )
     assert claims["perms"] == {}  # nothing approved yet
     me = await client.get("/api/user/me", headers={"Authorization": f"Bearer {answer['access_token']}"})
     assert me.status_code == 200
@@ -120,7 +157,14 @@ async def test_a_signed_assertion_gets_a_token_once(client):
 
 async def test_json_bodies_work_too(client):
     api_user = await register(client)
-    resp = await client.post("/api/auth/token", json={"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion(api_user)})
+    resp = await client.post(
+        "/api/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion(api_user),
+        },
+    )
     assert resp.status_code == 200, resp.text
 
 
@@ -130,7 +174,9 @@ async def test_bad_assertions_are_refused(client):
     now = int(time.time())
     cases = {
         "another key": assertion(api_user, key=Ed25519PrivateKey.generate()),
-        "another user's key": assertion(api_user, key=serialization.load_pem_private_key(other["privateKey"].encode(), password=None)),
+        "another user's key": assertion(
+            api_user, key=serialization.load_pem_private_key(other["privateKey"].encode(), password=None)
+        ),
         "expired": assertion(api_user, iat=now - 120, exp=now - 60),
         "too long-lived": assertion(api_user, exp=now + 3600),
         "wrong audience": assertion(api_user, aud="somebody-else"),
@@ -146,7 +192,9 @@ async def test_bad_assertions_are_refused(client):
     no_jti = assertion(api_user)
     claims = jwt.decode(no_jti, options={"verify_signature": False})
     del claims["jti"]
-    signed = jwt.encode(claims, serialization.load_pem_private_key(api_user["privateKey"].encode(), password=None), algorithm="EdDSA")
+    signed = jwt.encode(
+        claims, serialization.load_pem_private_key(api_user["privateKey"].encode(), password=None), algorithm="EdDSA"
+    )
     assert (await token_call(client, signed)).status_code == 401
 
 
@@ -172,7 +220,10 @@ def perms(headers) -> dict:
 async def test_requested_modules_are_granted_only_once_an_admin_approves(client, admin):
     api_user = await register(client)
     headers = await api_user_headers(client, api_user)
-    request = [{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read", "Write"]}, {"aclmodulesId": 3, "permissions": ["Read"]}]
+    request = [
+        {"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read", "Write"]},
+        {"aclmodulesId": 3, "permissions": ["Read"]},
+    ]
     resp = await client.post("/api/permission/module/apiuser/request", headers=headers, json=request)
     assert resp.status_code == 200, resp.text
     assert resp.json() == {
@@ -185,12 +236,18 @@ async def test_requested_modules_are_granted_only_once_an_admin_approves(client,
     url = f"/api/permission/module/verify/ByAdmin/{api_user['apiUserId']}"
     approved = await client.put(url, headers=admin, json={"status": "Active"})
     assert approved.status_code == 200 and approved.json()["status"] == "Active"
-    assert (await client.get("/api/user/me", headers=headers)).status_code == 401  # tokens with the old permissions are revoked
+    assert (
+        await client.get("/api/user/me", headers=headers)
+    ).status_code == 401  # tokens with the old permissions are revoked
     granted = await api_user_headers(client, api_user)
     assert perms(granted) == {"DEVICE_MANAGEMENT_CRUDL": "RW", "READS_MANAGEMENT_CRUDL": "R"}
 
     # A later edit withdraws everything until it is approved again.
-    edit = await client.post("/api/permission/module/apiuser/request", headers=granted, json=[{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read", "Write", "Update"]}])
+    edit = await client.post(
+        "/api/permission/module/apiuser/request",
+        headers=granted,
+        json=[{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read", "Write", "Update"]}],
+    )
     assert edit.status_code == 200 and edit.json()["status"] == "Request"
     assert perms(await api_user_headers(client, api_user)) == {}
     assert (await client.put(url, headers=admin, json={"status": "Active"})).status_code == 200
@@ -211,7 +268,13 @@ async def test_requested_modules_are_granted_only_once_an_admin_approves(client,
         ([{"permissions": ["Read"]}], "0"),
         ([], "body"),
         # access administration is for admins only
-        ([{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read"]}, {"moduleName": "PERMISSION_MANAGEMENT_CRUDL", "permissions": ["Read"]}], "1"),
+        (
+            [
+                {"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read"]},
+                {"moduleName": "PERMISSION_MANAGEMENT_CRUDL", "permissions": ["Read"]},
+            ],
+            "1",
+        ),
         ([{"moduleName": "ACL_MODULE_MANAGEMENT_CRUDL", "permissions": ["Write"]}], "0"),
     ],
 )
@@ -227,16 +290,26 @@ async def test_permission_refusals(client, admin):
     headers = await api_user_headers(client, api_user)
     body = [{"moduleName": "DEVICE_MANAGEMENT_CRUDL", "permissions": ["Read"]}]
     assert (await client.post("/api/permission/module/apiuser/request", json=body)).status_code == 401
-    assert (await client.post("/api/permission/module/apiuser/request", headers=admin, json=body)).status_code == 403  # not an API user
+    assert (
+        await client.post("/api/permission/module/apiuser/request", headers=admin, json=body)
+    ).status_code == 403  # not an API user
 
     url = f"/api/permission/module/verify/ByAdmin/{api_user['apiUserId']}"
     assert (await client.put(url, json={"status": "Active"})).status_code == 401
-    assert (await client.put(url, headers=headers, json={"status": "Active"})).status_code == 403  # an API user cannot approve itself
+    assert (
+        await client.put(url, headers=headers, json={"status": "Active"})
+    ).status_code == 403  # an API user cannot approve itself
     nothing = await client.put(url, headers=admin, json={"status": "Active"})
     assert nothing.status_code == 409
     assert (await client.put(url, headers=admin, json={"status": "Maybe"})).status_code == 400
-    assert (await client.put(f"/api/permission/module/verify/ByAdmin/{uuid.uuid4()}", headers=admin, json={"status": "Active"})).status_code == 404
-    assert (await client.put("/api/permission/module/verify/ByAdmin/not-a-uuid", headers=admin, json={"status": "Active"})).status_code == 400
+    assert (
+        await client.put(
+            f"/api/permission/module/verify/ByAdmin/{uuid.uuid4()}", headers=admin, json={"status": "Active"}
+        )
+    ).status_code == 404
+    assert (
+        await client.put("/api/permission/module/verify/ByAdmin/not-a-uuid", headers=admin, json={"status": "Active"})
+    ).status_code == 400
 
 
 async def test_key_rotation_invalidates_the_old_key_and_tokens(client):
@@ -268,10 +341,15 @@ async def test_the_private_key_downloads_as_a_pem_file_that_signs_accepted_asser
 
     rotated = await client.post("/api/user/apiuser/rotate-key?download=pem", headers=headers)
     assert rotated.status_code == 200, rotated.text
-    assert rotated.headers["content-type"].startswith("application/x-pem-file") and rotated.headers["x-api-user-id"] == api_user_id
+    assert (
+        rotated.headers["content-type"].startswith("application/x-pem-file")
+        and rotated.headers["x-api-user-id"] == api_user_id
+    )
     assert "attachment" in rotated.headers["content-disposition"] and rotated.text != resp.text
     assert (await token_call(client, assertion(downloaded))).status_code == 401
-    assert (await token_call(client, assertion({"apiUserId": api_user_id, "privateKey": rotated.text}))).status_code == 200
+    assert (
+        await token_call(client, assertion({"apiUserId": api_user_id, "privateKey": rotated.text}))
+    ).status_code == 200
 
 
 async def test_only_an_api_user_registration_downloads_a_key(client, runtime, admin):
@@ -296,7 +374,9 @@ async def test_no_private_key_or_assertion_reaches_the_logs(client, caplog):
         signed = assertion(api_user)
         await token_call(client, signed)
         await token_call(client, signed)  # a replay
-        rotated = (await client.post("/api/user/apiuser/rotate-key", headers=await api_user_headers(client, api_user))).json()
+        rotated = (
+            await client.post("/api/user/apiuser/rotate-key", headers=await api_user_headers(client, api_user))
+        ).json()
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records if r.name not in ("httpx", "mail.log"))
     assert "registered with /api/user/register" in logged
     body = api_user["privateKey"].splitlines()[1]
@@ -311,8 +391,14 @@ async def approved_api_user(client, admin, modules) -> tuple[dict, dict]:
     api_user = await register(client)
     headers = await api_user_headers(client, api_user)
     request = [{"moduleName": m, "permissions": p} for m, p in modules.items()]
-    assert (await client.post("/api/permission/module/apiuser/request", headers=headers, json=request)).status_code == 200
-    assert (await client.put(f"/api/permission/module/verify/ByAdmin/{api_user['apiUserId']}", headers=admin, json={"status": "Active"})).status_code == 200
+    assert (
+        await client.post("/api/permission/module/apiuser/request", headers=headers, json=request)
+    ).status_code == 200
+    assert (
+        await client.put(
+            f"/api/permission/module/verify/ByAdmin/{api_user['apiUserId']}", headers=admin, json={"status": "Active"}
+        )
+    ).status_code == 200
     return api_user, await api_user_headers(client, api_user)
 
 
@@ -326,25 +412,47 @@ async def test_an_approved_api_user_registers_and_lists_its_organizations(client
     resp = await client.post("/api/user/register", headers=headers, json=dev)
     assert resp.status_code == 201, resp.text
     created = resp.json()
-    assert (created["role"], created["organization"]["organizationType"], created["privateKey"]) == ("OrganizationAdmin", "Developer", None)
-    buyer = await client.post("/api/user/register", headers=headers, json=organization_under(api_user, "Buyer", orgName=f"Wind-{uuid.uuid4().hex[:8]}"))
+    assert (created["role"], created["organization"]["organizationType"], created["privateKey"]) == (
+        "OrganizationAdmin",
+        "Developer",
+        None,
+    )
+    buyer = await client.post(
+        "/api/user/register",
+        headers=headers,
+        json=organization_under(api_user, "Buyer", orgName=f"Wind-{uuid.uuid4().hex[:8]}"),
+    )
     assert buyer.status_code == 201 and buyer.json()["role"] == "Buyer"
 
     for name, kind in ((dev["orgName"], "Developer"), (buyer.json()["organization"]["name"], "Buyer")):
-        envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e, name=name: e["payload"].get("name") == name)
-        assert (envelope["payload"]["api_user_id"], envelope["payload"]["organization_type"]) == (api_user["apiUserId"], kind)
+        envelope, _ = await wait_for_event(
+            kafka_bootstrap, "organization.registered", lambda e, name=name: e["payload"].get("name") == name
+        )
+        assert (envelope["payload"]["api_user_id"], envelope["payload"]["organization_type"]) == (
+            api_user["apiUserId"],
+            kind,
+        )
 
     listed = (await client.get("/api/Organization/apiuser/all_organization", headers=headers)).json()
     assert [o["name"] for o in listed["organizations"]] == [dev["orgName"], buyer.json()["organization"]["name"]]
     assert listed["totalCount"] == 2
-    filtered = (await client.get("/api/Organization/apiuser/all_organization?organizationName=SOLAR", headers=headers)).json()
+    filtered = (
+        await client.get("/api/Organization/apiuser/all_organization?organizationName=SOLAR", headers=headers)
+    ).json()
     assert [o["name"] for o in filtered["organizations"]] == [dev["orgName"]]
-    paged = (await client.get("/api/Organization/apiuser/all_organization?limit=1&pageNumber=2", headers=headers)).json()
-    assert (paged["totalPages"], [o["name"] for o in paged["organizations"]]) == (2, [buyer.json()["organization"]["name"]])
+    paged = (
+        await client.get("/api/Organization/apiuser/all_organization?limit=1&pageNumber=2", headers=headers)
+    ).json()
+    assert (paged["totalPages"], [o["name"] for o in paged["organizations"]]) == (
+        2,
+        [buyer.json()["organization"]["name"]],
+    )
 
     # Another API user sees none of them; the admin sees them all.
     _, other_headers = await approved_api_user(client, admin, {"ORGANIZATION_MANAGEMENT_CRUDL": ["Read"]})
-    assert (await client.get("/api/Organization/apiuser/all_organization", headers=other_headers)).json()["totalCount"] == 0
+    assert (await client.get("/api/Organization/apiuser/all_organization", headers=other_headers)).json()[
+        "totalCount"
+    ] == 0
     everyone = (await client.get("/api/Organization/apiuser/all_organization?limit=100", headers=admin)).json()
     assert dev["orgName"] in [o["name"] for o in everyone["organizations"]]
 
@@ -358,19 +466,35 @@ async def test_registering_under_an_api_user_refusals(client, admin, kafka_boots
     assert denied.status_code == 403 and "ORGANIZATION_MANAGEMENT_CRUDL" in denied.json()["message"]
     _, other = await approved_api_user(client, admin, {"ORGANIZATION_MANAGEMENT_CRUDL": ["Read", "Write"]})
     assert (await client.post("/api/user/register", headers=other, json=body)).status_code == 403  # not under itself
-    assert (await client.post("/api/user/register", headers=admin, json=organization_under({"apiUserId": str(uuid.uuid4())}))).status_code == 404
+    assert (
+        await client.post(
+            "/api/user/register", headers=admin, json=organization_under({"apiUserId": str(uuid.uuid4())})
+        )
+    ).status_code == 404
     assert (await client.post("/api/user/register", headers=admin, json=body)).status_code == 201
     # Registered by an Admin, the organization still belongs to the API user (services read api_user_id to let it act).
-    envelope, _ = await wait_for_event(kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"])
-    assert (envelope["payload"]["api_user_id"], envelope["payload"]["organization_type"]) == (api_user["apiUserId"], "Developer")
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "organization.registered", lambda e: e["payload"].get("name") == body["orgName"]
+    )
+    assert (envelope["payload"]["api_user_id"], envelope["payload"]["organization_type"]) == (
+        api_user["apiUserId"],
+        "Developer",
+    )
 
 
 async def test_only_api_users_list_api_user_organizations(client):
     assert (await client.get("/api/Organization/apiuser/all_organization")).status_code == 401
     tag = uuid.uuid4().hex[:8]
-    dev = {**registration(), "organizationType": "Developer", "email": f"dev-{tag}@example.org", "orgName": f"Dev-{tag}"}
+    dev = {
+        **registration(),
+        "organizationType": "Developer",
+        "email": f"dev-{tag}@example.org",
+        "orgName": f"Dev-{tag}",
+    }
     assert (await client.post("/api/user/registerWithOrganization", json=dev)).status_code == 201
-    token = (await client.post("/api/auth/login", json={"username": dev["email"], "password": dev["password"]})).json()["accessToken"]
+    token = (await client.post("/api/auth/login", json={"username": dev["email"], "password": dev["password"]})).json()[
+        "accessToken"
+    ]
     resp = await client.get("/api/Organization/apiuser/all_organization", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 403
 
@@ -378,12 +502,20 @@ async def test_only_api_users_list_api_user_organizations(client):
 async def test_admin_lists_api_users_and_their_requests(client, admin):
     api_user = await register(client)
     headers = await api_user_headers(client, api_user)
-    await client.post("/api/permission/module/apiuser/request", headers=headers, json=[{"moduleName": "READS_MANAGEMENT_CRUDL", "permissions": ["Write", "Read"]}])
+    await client.post(
+        "/api/permission/module/apiuser/request",
+        headers=headers,
+        json=[{"moduleName": "READS_MANAGEMENT_CRUDL", "permissions": ["Write", "Read"]}],
+    )
     resp = await client.get("/api/admin/apiusers?permissionStatus=Request&limit=100", headers=admin)
     assert resp.status_code == 200, resp.text
     mine = [u for u in resp.json()["apiusers"] if u["apiUserId"] == api_user["apiUserId"]]
     assert len(mine) == 1
-    assert (mine[0]["email"], mine[0]["permissionStatus"], mine[0]["requestedModules"]) == (api_user["email"], "Request", {"READS_MANAGEMENT_CRUDL": ["Read", "Write"]})
+    assert (mine[0]["email"], mine[0]["permissionStatus"], mine[0]["requestedModules"]) == (
+        api_user["email"],
+        "Request",
+        {"READS_MANAGEMENT_CRUDL": ["Read", "Write"]},
+    )
     assert "privateKey" not in resp.text and "PUBLIC KEY" not in resp.text
     assert {u["permissionStatus"] for u in resp.json()["apiusers"]} == {"Request"}
     one = (await client.get("/api/admin/apiusers?limit=1&pageNumber=1", headers=admin)).json()
@@ -408,7 +540,9 @@ async def test_an_api_user_manages_the_organizations_registered_under_it_only(cl
     # D-REC: the users of an API user's organizations do not log in; the API user acts for them.
     refused = await client.post("/api/auth/login", json={"username": member_email, "password": "ApiUser123"})
     assert refused.status_code == 401 and "managed by an API user" in refused.json()["message"]
-    assert (await client.post("/api/auth/login", json={"username": member_email, "password": "Wrong123"})).json()["message"] != refused.json()["message"]
+    assert (await client.post("/api/auth/login", json={"username": member_email, "password": "Wrong123"})).json()[
+        "message"
+    ] != refused.json()["message"]
 
     own = await client.get(f"/api/Organization/{organization_id}", headers=headers)
     assert own.status_code == 200 and own.json()["id"] == organization_id
@@ -427,7 +561,11 @@ async def test_an_api_user_manages_the_organizations_registered_under_it_only(cl
         await client.get(f"/api/Organization/{organization_id}", headers=stranger),
         await client.get(f"/api/Organization/{organization_id}/users", headers=stranger),
         await client.get(f"/api/invitation?organizationId={organization_id}", headers=stranger),
-        await client.post(f"/api/invitation?organizationId={organization_id}", headers=stranger, json={"email": "x@example.org", "role": "User"}),
+        await client.post(
+            f"/api/invitation?organizationId={organization_id}",
+            headers=stranger,
+            json={"email": "x@example.org", "role": "User"},
+        ),
     ):
         assert response.status_code == 403, response.text
         assert member_email not in response.text

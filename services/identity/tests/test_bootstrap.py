@@ -11,15 +11,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from opendrec_contracts import access
-from opendrec_kit.testing import started
 from opendrec_identity import domain
 from opendrec_identity.app import build
 from opendrec_identity.settings import Settings
 from opendrec_identity.tokens import SigningKeyError, load_signing_key
+from opendrec_kit.testing import started
 
 
 async def admin_login(client, settings) -> str:
-    resp = await client.post("/api/auth/login", json={"username": settings.admin_email, "password": settings.admin_password})
+    resp = await client.post(
+        "/api/auth/login", json={"username": settings.admin_email, "password": settings.admin_password}
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()["accessToken"]
 
@@ -42,7 +44,9 @@ async def test_first_admin_is_created_once_across_restarts(identity_settings):
     second_settings = identity_settings.model_copy(update={"admin_password": "Changed-pass-2025"})
     second = build(second_settings)
     async with started(second) as client:
-        assert [r["id"] for r in await second.pool.fetch("SELECT id FROM users WHERE role = 'Admin'")] == [admins[0]["id"]]
+        assert [r["id"] for r in await second.pool.fetch("SELECT id FROM users WHERE role = 'Admin'")] == [
+            admins[0]["id"]
+        ]
         assert await second.pool.fetchval("SELECT count(*) FROM organizations WHERE organization_type = 'Admin'") == 1
         await admin_login(client, identity_settings)  # the original password still works
         # A token signed before the restart still verifies: the key file was reused, not replaced.
@@ -80,7 +84,9 @@ def test_a_weak_admin_password_is_refused_without_echoing_it():
 
 
 def test_production_without_a_key_file_does_not_start(tmp_path):
-    settings = Settings(environment="production", admin_password="Real-secret-2024", jwt_private_key_file=str(tmp_path / "missing.pem"))
+    settings = Settings(
+        environment="production", admin_password="Real-secret-2024", jwt_private_key_file=str(tmp_path / "missing.pem")
+    )
     with pytest.raises(SigningKeyError, match="does not exist"):
         build(settings)
     assert not (tmp_path / "missing.pem").exists()
@@ -89,7 +95,9 @@ def test_production_without_a_key_file_does_not_start(tmp_path):
 def test_production_uses_the_key_file_it_is_given(tmp_path):
     path = tmp_path / "prod.pem"
     key = Ed25519PrivateKey.generate()
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     settings = Settings(environment="production", admin_password="Real-secret-2024", jwt_private_key_file=str(path))
     runtime = build(settings)
     token = runtime.app.state.tokens.issue(
@@ -114,13 +122,24 @@ def test_the_kid_follows_the_key(tmp_path):
     a = load_signing_key(tmp_path / "a.pem", may_create=True)
     b = load_signing_key(tmp_path / "b.pem", may_create=True)
     assert a.kid != b.kid
-    assert a.public_jwk() == {"kty": "OKP", "crv": "Ed25519", "x": a.public_jwk()["x"], "kid": a.kid, "alg": "EdDSA", "use": "sig"}
+    assert a.public_jwk() == {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": a.public_jwk()["x"],
+        "kid": a.kid,
+        "alg": "EdDSA",
+        "use": "sig",
+    }
 
 
 def test_a_key_of_another_type_is_refused(tmp_path):
     path = tmp_path / "rsa.pem"
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     with pytest.raises(SigningKeyError, match="Ed25519"):
         load_signing_key(path, may_create=True)
     (tmp_path / "junk.pem").write_text(f"not a key {uuid.uuid4()}")

@@ -8,9 +8,9 @@ import pytest
 import uvicorn
 
 from opendrec_devstack.net import free_port
-from opendrec_kit.testing import eventually, started
 from opendrec_identity.app import build
 from opendrec_identity.client import ApiUserClient
+from opendrec_kit.testing import eventually, started
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -36,8 +36,14 @@ async def test_the_helper_gets_a_token_and_calls_the_api(identity_settings):
         registered = await client.post(
             "/api/user/register",
             json={
-                "firstName": "Int", "lastName": "Egrator", "email": f"helper-{tag}@example.org", "organizationType": "ApiUser",
-                "password": "Helper123", "confirmPassword": "Helper123", "orgName": f"Helper-{tag}", "secretKey": "HL0001",
+                "firstName": "Int",
+                "lastName": "Egrator",
+                "email": f"helper-{tag}@example.org",
+                "organizationType": "ApiUser",
+                "password": "Helper123",
+                "confirmPassword": "Helper123",
+                "orgName": f"Helper-{tag}",
+                "secretKey": "HL0001",
             },
         )
         created = registered.json()
@@ -48,7 +54,9 @@ async def test_the_helper_gets_a_token_and_calls_the_api(identity_settings):
         assert status == 200, me
         assert (me["id"], me["role"]) == (created["id"], "ApiUser")
         first = api.token()
-        status, _ = await asyncio.to_thread(api.call, "GET", "/api/Organization/apiuser/all_organization", None, {"limit": 5})
+        status, _ = await asyncio.to_thread(
+            api.call, "GET", "/api/Organization/apiuser/all_organization", None, {"limit": 5}
+        )
         assert status == 403  # no module approved yet: the helper passes the API's answer through
         assert api.token() == first  # reused, not fetched again
 
@@ -57,11 +65,18 @@ async def test_the_helper_gets_a_token_and_calls_the_api(identity_settings):
             api.call, "POST", "/api/permission/module/apiuser/request", [{"moduleName": "ORGANIZATION_MANAGEMENT_CRUDL", "permissions": ["Read"]}]
         )  # fmt: skip
         assert status == 200
-        login = await client.post("/api/auth/login", json={"username": identity_settings.admin_email, "password": identity_settings.admin_password})
+        login = await client.post(
+            "/api/auth/login",
+            json={"username": identity_settings.admin_email, "password": identity_settings.admin_password},
+        )
         admin = {"Authorization": f"Bearer {login.json()['accessToken']}"}
-        approved = await client.put(f"/api/permission/module/verify/ByAdmin/{created['apiUserId']}", headers=admin, json={"status": "Active"})
+        approved = await client.put(
+            f"/api/permission/module/verify/ByAdmin/{created['apiUserId']}", headers=admin, json={"status": "Active"}
+        )
         assert approved.status_code == 200, approved.text
-        status, organizations = await asyncio.to_thread(api.call, "GET", "/api/Organization/apiuser/all_organization", None, {"limit": 5})
+        status, organizations = await asyncio.to_thread(
+            api.call, "GET", "/api/Organization/apiuser/all_organization", None, {"limit": 5}
+        )
         assert status == 200 and organizations["totalCount"] == 0
         assert api.token() != first
 

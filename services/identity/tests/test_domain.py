@@ -5,7 +5,6 @@ import pytest
 from opendrec_identity import domain
 from opendrec_identity.domain import Invalid, ModuleGrant
 
-
 # -- registration rules --------------------------------------------------------------------
 
 
@@ -63,7 +62,8 @@ def test_secret_key_refuses_other_shapes(bad):
 
 
 @pytest.mark.parametrize(
-    ("given", "kind"), [("developer", "Developer"), ("DEVELOPER", "Developer"), ("Buyer", "Buyer"), (" bUyEr ", "Buyer")]
+    ("given", "kind"),
+    [("developer", "Developer"), ("DEVELOPER", "Developer"), ("Buyer", "Buyer"), (" bUyEr ", "Buyer")],
 )
 def test_organization_type_in_any_letter_case(given, kind):
     assert domain.normalize_organization_type(given) == kind
@@ -167,9 +167,13 @@ def test_access_token_claims():
 # -- login throttling, one-time tokens, member roles ----------------------------------------------
 
 
-
 POLICY = domain.ThrottlePolicy(
-    window=timedelta(minutes=15), slowdown_after=3, slowdown_base_s=1, slowdown_max_s=8, lockout_after=6, lockout=timedelta(minutes=10)
+    window=timedelta(minutes=15),
+    slowdown_after=3,
+    slowdown_base_s=1,
+    slowdown_max_s=8,
+    lockout_after=6,
+    lockout=timedelta(minutes=10),
 )
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -235,7 +239,11 @@ def test_grant_rules():
     with pytest.raises(domain.Invalid, match="M offers only Read, Write"):
         domain.check_offered("M", "RW", "RD")
     assert domain.grantable_role("DeviceOwner") == "DeviceOwner"
-    for role, text in (("Admin", "holds every action"), ("ApiUser", "approval"), ("Nobody", "one of OrganizationAdmin")):
+    for role, text in (
+        ("Admin", "holds every action"),
+        ("ApiUser", "approval"),
+        ("Nobody", "one of OrganizationAdmin"),
+    ):
         with pytest.raises(domain.Invalid, match=text):
             domain.grantable_role(role)
     assert (domain.grantable_user_id(42), domain.grantable_user_id(" 42 ")) == (42, 42)

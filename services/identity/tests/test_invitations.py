@@ -9,7 +9,7 @@ import pytest
 from opendrec_devstack.smtp_sink import wait_for_mails
 from opendrec_kit.testing import TokenIssuer, wait_for_event
 
-from .accounts import PASSWORD, add_member, bearer, headers_for, login, new_organization
+from .accounts import PASSWORD, add_member, headers_for, login, new_organization
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -29,13 +29,19 @@ def invitee() -> str:
 
 
 async def invite(client, headers, organization_id, email, role="DeviceOwner"):
-    return await client.post(f"/api/invitation?organizationId={organization_id}", headers=headers, json={"email": email, "role": role})
+    return await client.post(
+        f"/api/invitation?organizationId={organization_id}", headers=headers, json={"email": email, "role": role}
+    )
 
 
 async def invitation_mail(mail_dir, email):
     [mail] = await asyncio.to_thread(wait_for_mails, mail_dir, email.lower(), 1, 20.0)
     text = mail.get_body(("plain",)).get_content()
-    return mail, re.search(r"^Token: (\S+)$", text, re.M).group(1), int(re.search(r"^Invitation: (\d+)$", text, re.M).group(1))
+    return (
+        mail,
+        re.search(r"^Token: (\S+)$", text, re.M).group(1),
+        int(re.search(r"^Invitation: (\d+)$", text, re.M).group(1)),
+    )
 
 
 def registration(**overrides) -> dict:
@@ -45,7 +51,9 @@ def registration(**overrides) -> dict:
 # -- inviting ---------------------------------------------------------------------------------------------
 
 
-async def test_an_invitation_is_mailed_and_the_invitee_registers_into_the_organization(client, mail_dir, runtime, kafka_bootstrap):
+async def test_an_invitation_is_mailed_and_the_invitee_registers_into_the_organization(
+    client, mail_dir, runtime, kafka_bootstrap
+):
     owner, headers = await new_organization(client)
     org_id = owner["organization"]["id"]
     email = invitee()
@@ -53,28 +61,44 @@ async def test_an_invitation_is_mailed_and_the_invitee_registers_into_the_organi
     resp = await invite(client, headers, org_id, email)
     assert resp.status_code == 201, resp.text
     sent = resp.json()
-    assert (sent["email"], sent["role"], sent["status"], sent["sender"]) == (email.lower(), "DeviceOwner", "Pending", owner["email"])
+    assert (sent["email"], sent["role"], sent["status"], sent["sender"]) == (
+        email.lower(),
+        "DeviceOwner",
+        "Pending",
+        owner["email"],
+    )
     assert sent["organization"] == {"id": org_id, "name": owner["organization"]["name"]}
     assert "token" not in str(sent).lower()
 
     mail, token, invitation_id = await invitation_mail(mail_dir, email)
     assert invitation_id == sent["id"]
     assert mail["Subject"] == f"You are invited to join {owner['organization']['name']} on OpenDREC"
-    assert await runtime.pool.fetchval("SELECT count(*) FROM invitations WHERE token_hash = $1", token) == 0  # stored hashed
+    assert (
+        await runtime.pool.fetchval("SELECT count(*) FROM invitations WHERE token_hash = $1", token) == 0
+    )  # stored hashed
 
     registered = await client.post(f"/api/invitation/register/{token}", json=registration())
     assert registered.status_code == 201, registered.text
     user = registered.json()
-    assert (user["email"], user["role"], user["emailConfirmed"], user["organization"]["id"]) == (email.lower(), "DeviceOwner", True, org_id)
+    assert (user["email"], user["role"], user["emailConfirmed"], user["organization"]["id"]) == (
+        email.lower(),
+        "DeviceOwner",
+        True,
+        org_id,
+    )
     me = (await client.get("/api/user/me", headers=await headers_for(client, email))).json()
     assert me["organization"]["id"] == org_id and me["role"] == "DeviceOwner"
 
-    envelope, _ = await wait_for_event(kafka_bootstrap, "user.registered", lambda e: e["payload"].get("email") == email.lower())
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "user.registered", lambda e: e["payload"].get("email") == email.lower()
+    )
     assert envelope["payload"]["organization_id"] == org_id and envelope["payload"]["role"] == "DeviceOwner"
 
     listed = (await client.get(f"/api/invitation?organizationId={org_id}", headers=headers)).json()
     assert [(i["id"], i["status"]) for i in listed["invitations"]] == [(sent["id"], "Accepted")]
-    assert (await client.post(f"/api/invitation/register/{token}", json=registration())).status_code == 400  # single use
+    assert (
+        await client.post(f"/api/invitation/register/{token}", json=registration())
+    ).status_code == 400  # single use
 
 
 @pytest.mark.parametrize(
@@ -89,7 +113,9 @@ async def test_an_invitation_is_mailed_and_the_invitee_registers_into_the_organi
 )
 async def test_invite_validation(client, payload, field):
     owner, headers = await new_organization(client)
-    resp = await client.post(f"/api/invitation?organizationId={owner['organization']['id']}", headers=headers, json=payload)
+    resp = await client.post(
+        f"/api/invitation?organizationId={owner['organization']['id']}", headers=headers, json=payload
+    )
     assert resp.status_code == 400, resp.text
     assert [d["field"] for d in resp.json()["details"]] == [field]
 
@@ -158,7 +184,9 @@ async def test_invited_registration_refusals(client, mail_dir, runtime):
     email = invitee()
     sent = (await invite(client, headers, org_id, email)).json()
     _, token, _ = await invitation_mail(mail_dir, email)
-    await runtime.pool.execute("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1", sent["id"])
+    await runtime.pool.execute(
+        "UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1", sent["id"]
+    )
     assert (await client.post(f"/api/invitation/register/{token}", json=registration())).status_code == 400
 
     # The address already has an account: log in and accept instead.
@@ -174,10 +202,14 @@ async def test_a_removed_member_can_come_back_by_invitation(client, mail_dir, ru
     owner, headers = await new_organization(client)
     org_id = owner["organization"]["id"]
     member = await add_member(runtime, org_id, "User")
-    assert (await client.post(f"/api/Organization/{org_id}/remove-member/{member['id']}", headers=headers)).status_code == 200
+    assert (
+        await client.post(f"/api/Organization/{org_id}/remove-member/{member['id']}", headers=headers)
+    ).status_code == 200
     assert (await invite(client, headers, org_id, member["email"], "DeviceOwner")).status_code == 201
     _, token, _ = await invitation_mail(mail_dir, member["email"])
-    resp = await client.post(f"/api/invitation/register/{token}", json=registration(password="Back1234", confirmPassword="Back1234"))
+    resp = await client.post(
+        f"/api/invitation/register/{token}", json=registration(password="Back1234", confirmPassword="Back1234")
+    )
     assert resp.status_code == 201, resp.text
     assert (resp.json()["id"], resp.json()["role"], resp.json()["status"]) == (member["id"], "DeviceOwner", "Active")
     assert (await login(client, member["email"], "Back1234")).status_code == 200
@@ -197,10 +229,14 @@ async def test_an_account_holder_accepts_and_moves_to_the_organization(client, r
     resp = await client.put(f"/api/invitation/{sent['id']}", headers=member_headers, json={"status": "Accepted"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "Accepted"
-    assert (await client.get("/api/user/me", headers=member_headers)).status_code == 401  # its token named the old organization
+    assert (
+        await client.get("/api/user/me", headers=member_headers)
+    ).status_code == 401  # its token named the old organization
     me = (await client.get("/api/user/me", headers=await headers_for(client, member["email"]))).json()
     assert (me["organization"]["id"], me["role"]) == (org_id, "SubBuyer")
-    again = await client.put(f"/api/invitation/{sent['id']}", headers=await headers_for(client, member["email"]), json={"status": "Rejected"})
+    again = await client.put(
+        f"/api/invitation/{sent['id']}", headers=await headers_for(client, member["email"]), json={"status": "Rejected"}
+    )
     assert again.status_code == 409
 
 
@@ -229,14 +265,20 @@ async def test_answer_refusals(client, runtime):
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "status"
     not_mine = await client.put(url, headers=other_admin, json={"status": "Accepted"})
     assert not_mine.status_code == 404
-    assert (await client.put("/api/invitation/987654321", headers=other_admin, json={"status": "Accepted"})).status_code == 404
+    assert (
+        await client.put("/api/invitation/987654321", headers=other_admin, json={"status": "Accepted"})
+    ).status_code == 404
 
     # An organization's administrator cannot walk away from it.
     admin_invite = (await invite(client, headers, org_id, other["email"], "User")).json()
-    refused = await client.put(f"/api/invitation/{admin_invite['id']}", headers=other_admin, json={"status": "Accepted"})
+    refused = await client.put(
+        f"/api/invitation/{admin_invite['id']}", headers=other_admin, json={"status": "Accepted"}
+    )
     assert refused.status_code == 409 and "OrganizationAdmin" in refused.json()["message"]
 
-    await runtime.pool.execute("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1", sent["id"])
+    await runtime.pool.execute(
+        "UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1", sent["id"]
+    )
     expired = await client.put(url, headers=await headers_for(client, member["email"]), json={"status": "Accepted"})
     assert expired.status_code == 409 and "expired" in expired.json()["message"]
 
@@ -257,7 +299,9 @@ async def test_invitations_are_listed_a_page_at_a_time_for_one_organization(clie
     assert [i["id"] for i in first["invitations"] + second["invitations"]] == ids
     default = (await client.get("/api/invitation", headers=headers)).json()
     assert [i["id"] for i in default["invitations"]] == ids
-    assert (await client.get(f"/api/invitation?organizationId={org_id}", headers=admin_headers)).json()["totalCount"] == 3
+    assert (await client.get(f"/api/invitation?organizationId={org_id}", headers=admin_headers)).json()[
+        "totalCount"
+    ] == 3
 
     assert (await client.get("/api/invitation")).status_code == 401
     assert (await client.get(f"/api/invitation?organizationId={org_id}", headers=other_headers)).status_code == 403
@@ -270,5 +314,9 @@ async def test_invitations_are_listed_a_page_at_a_time_for_one_organization(clie
 async def test_an_api_user_without_approved_modules_cannot_invite(client, runtime):
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
-    resp = await client.post("/api/invitation", headers=issuer.headers(role="ApiUser", organization_type="ApiUser"), json={"email": invitee(), "role": "User"})
+    resp = await client.post(
+        "/api/invitation",
+        headers=issuer.headers(role="ApiUser", organization_type="ApiUser"),
+        json={"email": invitee(), "role": "User"},
+    )
     assert resp.status_code == 403

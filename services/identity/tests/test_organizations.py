@@ -4,14 +4,17 @@ import pytest
 
 from opendrec_kit.testing import TokenIssuer
 
-from .accounts import PASSWORD, add_member, bearer, headers_for, login, new_organization
+from .accounts import add_member, bearer, headers_for, login, new_organization
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
 @pytest.fixture(scope="module")
 async def admin(client, identity_settings):
-    resp = await client.post("/api/auth/login", json={"username": identity_settings.admin_email, "password": identity_settings.admin_password})
+    resp = await client.post(
+        "/api/auth/login",
+        json={"username": identity_settings.admin_email, "password": identity_settings.admin_password},
+    )
     return bearer(resp.json()["accessToken"])
 
 
@@ -30,7 +33,9 @@ async def test_my_organization_needs_login_and_permission(client, runtime):
     assert (await client.get("/api/Organization/me")).status_code == 401
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
-    resp = await client.get("/api/Organization/me", headers=issuer.headers(role="ApiUser", organization_type="ApiUser", permissions={}))
+    resp = await client.get(
+        "/api/Organization/me", headers=issuer.headers(role="ApiUser", organization_type="ApiUser", permissions={})
+    )
     assert resp.status_code == 403 and "ORGANIZATION_MANAGEMENT_CRUDL" in resp.json()["message"]
 
 
@@ -85,7 +90,9 @@ async def test_change_role_applies_at_next_login_and_revokes_the_old_tokens(clie
     member = await add_member(runtime, org_id, "DeviceOwner")
     member_headers = await headers_for(client, member["email"])
 
-    resp = await client.put(f"/api/Organization/{org_id}/change-role/{member['id']}", headers=headers, json={"role": "User"})
+    resp = await client.put(
+        f"/api/Organization/{org_id}/change-role/{member['id']}", headers=headers, json={"role": "User"}
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["role"] == "User"
     assert (await client.get("/api/user/me", headers=member_headers)).status_code == 401
@@ -93,11 +100,18 @@ async def test_change_role_applies_at_next_login_and_revokes_the_old_tokens(clie
     assert me["role"] == "User" and me["permissions"]["DEVICE_MANAGEMENT_CRUDL"] == ["Read"]
 
 
-@pytest.mark.parametrize(("kind", "role"), [("Developer", "SubBuyer"), ("Developer", "Admin"), ("Buyer", "OrganizationAdmin"), ("Buyer", "Nobody")])
+@pytest.mark.parametrize(
+    ("kind", "role"),
+    [("Developer", "SubBuyer"), ("Developer", "Admin"), ("Buyer", "OrganizationAdmin"), ("Buyer", "Nobody")],
+)
 async def test_change_role_to_a_role_outside_the_organization_type_is_400(client, runtime, kind, role):
     owner, headers = await new_organization(client, kind)
     member = await add_member(runtime, owner["organization"]["id"], "User")
-    resp = await client.put(f"/api/Organization/{owner['organization']['id']}/change-role/{member['id']}", headers=headers, json={"role": role})
+    resp = await client.put(
+        f"/api/Organization/{owner['organization']['id']}/change-role/{member['id']}",
+        headers=headers,
+        json={"role": role},
+    )
     assert resp.status_code == 400, resp.text
     assert resp.json()["details"][0]["field"] == "role" and kind in resp.json()["details"][0]["message"]
 
@@ -120,7 +134,9 @@ async def test_change_role_refusals(client, runtime):
     assert (await client.put(f"{url}/987654321", headers=headers, json={"role": "User"})).status_code == 404
     foreign = await client.put(f"{url}/{member['id']}", headers=other_headers, json={"role": "User"})
     assert foreign.status_code == 403
-    device_owner = await client.put(f"{url}/{member['id']}", headers=await headers_for(client, member["email"]), json={"role": "OrganizationAdmin"})
+    device_owner = await client.put(
+        f"{url}/{member['id']}", headers=await headers_for(client, member["email"]), json={"role": "OrganizationAdmin"}
+    )
     assert device_owner.status_code == 403 and "ORGANIZATION_MANAGEMENT_CRUDL" in device_owner.json()["message"]
     assert await runtime.pool.fetchval("SELECT role FROM users WHERE id = $1", member["id"]) == "DeviceOwner"
 
@@ -154,7 +170,9 @@ async def test_remove_member_refusals(client, runtime):
     assert (await client.post(f"{url}/{member['id']}")).status_code == 401
     assert (await client.post(f"{url}/{owner['id']}", headers=headers)).status_code == 400
     assert (await client.post(f"{url}/{member['id']}", headers=other_headers)).status_code == 403
-    assert (await client.post(f"{url}/{owner['id']}", headers=await headers_for(client, member["email"]))).status_code == 403
+    assert (
+        await client.post(f"{url}/{owner['id']}", headers=await headers_for(client, member["email"]))
+    ).status_code == 403
     assert await runtime.pool.fetchval("SELECT status FROM users WHERE id = $1", member["id"]) == "Active"
 
 
@@ -186,7 +204,9 @@ async def test_admin_lists_organizations_filtered_by_type(client, admin):
 
 @pytest.mark.parametrize("path", ["/api/admin/users", "/api/admin/organizations"])
 async def test_admin_listings_are_for_the_admin_only(client, path):
-    _, headers = await new_organization(client)  # an OrganizationAdmin holds USER/ORGANIZATION Read, but not the Admin role
+    _, headers = await new_organization(
+        client
+    )  # an OrganizationAdmin holds USER/ORGANIZATION Read, but not the Admin role
     assert (await client.get(path)).status_code == 401
     resp = await client.get(path, headers=headers)
     assert resp.status_code == 403 and "Admin" in resp.json()["message"]

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 
-from opendrec_kit.testing import eventually, started, wait_for_event
 from opendrec_identity.app import build
+from opendrec_kit.testing import eventually, started, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -73,7 +73,9 @@ async def test_logout_publishes_token_revoked_for_every_service(client, kafka_bo
     claims = jwt.decode(token, options={"verify_signature": False})
     assert (await client.post("/api/auth/logout", headers=bearer(token))).status_code == 200
 
-    envelope, _ = await wait_for_event(kafka_bootstrap, "token.revoked", lambda e: e["payload"].get("token_id") == claims["jti"])
+    envelope, _ = await wait_for_event(
+        kafka_bootstrap, "token.revoked", lambda e: e["payload"].get("token_id") == claims["jti"]
+    )
     assert envelope["producer"] == "identity"
     payload = envelope["payload"]
     assert payload["user_id"] == int(claims["sub"])

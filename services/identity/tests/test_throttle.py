@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from opendrec_kit.testing import eventually, started
 from opendrec_identity.app import build
+from opendrec_kit.testing import eventually, started
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -68,7 +68,11 @@ async def register(client) -> dict:
 
 
 async def login(client, email: str, password: str, ip: str):
-    return await client.post("/api/auth/login", json={"username": email, "password": password}, headers={"X-Forwarded-For": f"203.0.113.9, {ip}"})
+    return await client.post(
+        "/api/auth/login",
+        json={"username": email, "password": password},
+        headers={"X-Forwarded-For": f"203.0.113.9, {ip}"},
+    )
 
 
 def answer(resp) -> tuple:
@@ -134,7 +138,9 @@ async def test_one_address_guessing_many_accounts_is_slowed_down(slow):
         assert (await login(slow, f"guess-{uuid.uuid4().hex[:8]}@example.org", "Guess123", ip)).status_code == 401
     refused = await login(slow, victim["email"], victim["password"], ip)
     assert refused.status_code == 429 and refused.headers["retry-after"]
-    assert (await login(slow, victim["email"], victim["password"], address())).status_code == 200  # other addresses are not affected
+    assert (
+        await login(slow, victim["email"], victim["password"], address())
+    ).status_code == 200  # other addresses are not affected
 
 
 async def test_the_state_is_shared_by_every_identity_instance(slow, slow_settings):
@@ -156,7 +162,9 @@ async def test_an_account_is_locked_out_for_a_while(lock):
 
 async def test_an_address_is_locked_out_for_a_while(lock):
     ip = address()
-    results = await asyncio.gather(*[login(lock, f"guess-{uuid.uuid4().hex[:8]}@example.org", "Guess123", ip) for _ in range(6)])
+    results = await asyncio.gather(
+        *[login(lock, f"guess-{uuid.uuid4().hex[:8]}@example.org", "Guess123", ip) for _ in range(6)]
+    )
     assert [r.status_code for r in results] == [401] * 6  # concurrent failures are all counted
     body = await register(lock)
     refused = await login(lock, body["email"], body["password"], ip)

@@ -47,7 +47,9 @@ class ApiUserSide:
     async def device_of(self, organization_id: int):
         device = new_device().model_copy(update={"organization_id": organization_id})
         await publish_events(self.bootstrap, [device])
-        await eventually(lambda: self.runtime.pool.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id))
+        await eventually(
+            lambda: self.runtime.pool.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id)
+        )
         return device
 
     async def post(self, device, body: dict, organization_id: int | None = None):
@@ -58,7 +60,11 @@ class ApiUserSide:
 
 @pytest.fixture(scope="module")
 async def side(postgres_url, kafka_bootstrap):
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, service_name="readings-apiusers", import_poll_interval_s=0.2))
+    runtime = build(
+        settings_for_test(
+            Settings, postgres_url, kafka_bootstrap, service_name="readings-apiusers", import_poll_interval_s=0.2
+        )
+    )
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     async with started(runtime) as client:
@@ -73,7 +79,11 @@ async def test_an_api_user_adds_reads_for_a_device_of_its_developer_organization
     assert added.status_code == 201, added.text
     rows = await side.runtime.pool.fetch("SELECT wh FROM intervals WHERE device_id = $1", device.device_id)
     assert sum(r["wh"] for r in rows) == 2000
-    latest = await side.client.get(f"/api/meter-reads/latestread/{device.external_id}", params={"organizationId": side.developer}, headers=side.headers())
+    latest = await side.client.get(
+        f"/api/meter-reads/latestread/{device.external_id}",
+        params={"organizationId": side.developer},
+        headers=side.headers(),
+    )
     assert latest.status_code == 200, latest.text
 
 
@@ -96,22 +106,32 @@ async def test_an_api_user_reads_the_reserved_devices_of_its_buyer_organization(
     device = await side.device_of(new_id())
     t = device.onboarded_at
     owner = side.issuer.headers(organization_id=device.organization_id, permissions=READS)
-    added = await side.client.post(f"/api/meter-reads/new/{device.external_id}", json=delta(device, [1, 2, 3]), headers=owner)
+    added = await side.client.post(
+        f"/api/meter-reads/new/{device.external_id}", json=delta(device, [1, 2, 3]), headers=owner
+    )
     assert added.status_code == 201, added.text
     reservation = ReservationCreated(
         reservation_id=new_id(), reservation_uid=uuid.uuid4(), name="r", buyer_organization_id=side.buyer,
         device_ids=[device.device_id], reservation_start=t, reservation_end=t + 10 * H, frequency="daily",
     )  # fmt: skip
     await publish_events(side.bootstrap, [reservation])
-    await eventually(lambda: side.runtime.pool.fetch("SELECT 1 FROM reservations WHERE reservation_id = $1", reservation.reservation_id))
+    await eventually(
+        lambda: side.runtime.pool.fetch(
+            "SELECT 1 FROM reservations WHERE reservation_id = $1", reservation.reservation_id
+        )
+    )
 
     path = f"/api/meter-reads/new/{device.device_id}"
     seen = await side.client.get(path, params={"organizationId": side.buyer, "limit": 100}, headers=side.headers())
     assert seen.status_code == 200, seen.text
     assert [r["enddate"] for r in seen.json()["ongoing"]] == [iso(t + h * H) for h in (1, 2, 3)]
     # Through its developer organization (no reservation there) or a stranger's: nothing.
-    assert (await side.client.get(path, params={"organizationId": side.developer}, headers=side.headers())).status_code == 404
-    assert (await side.client.get(path, params={"organizationId": side.foreign}, headers=side.headers())).status_code == 403
+    assert (
+        await side.client.get(path, params={"organizationId": side.developer}, headers=side.headers())
+    ).status_code == 404
+    assert (
+        await side.client.get(path, params={"organizationId": side.foreign}, headers=side.headers())
+    ).status_code == 403
 
     # The buyer ends the reservation early: what it sees stops there.
     ended = ReservationEnded(
@@ -141,7 +161,11 @@ async def test_an_api_user_imports_a_csv_as_a_multipart_form(side):
     assert response.json()["fileName"] == "meter reads.csv"
 
     async def done():
-        job = await side.client.get(f"/api/meter-reads/bulk-upload/{response.json()['jobId']}", params={"organizationId": side.developer}, headers=side.headers())
+        job = await side.client.get(
+            f"/api/meter-reads/bulk-upload/{response.json()['jobId']}",
+            params={"organizationId": side.developer},
+            headers=side.headers(),
+        )
         return job.json() if job.json()["status"] == "done" else None
 
     job = await eventually(done, timeout=30)

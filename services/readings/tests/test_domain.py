@@ -29,7 +29,7 @@ def judge(read_type, device, last, reads: list[Read], **kwargs) -> domain.Verdic
 
 def columns(rows: list[tuple]) -> list[list]:
     """(starttimestamp, endtimestamp, value) rows as the three columns parse_reads takes."""
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=False)]
 
 
 def parse(rows: list[tuple], read_type, unit, tz) -> tuple[Reads, list[domain.ReadError]]:
@@ -80,7 +80,9 @@ def test_blank_timestamps_mean_none(blank):
 
 
 def test_timestamps_in_utc_or_with_offset_become_utc():
-    assert domain.parse_timestamp("2022-09-08T12:55:47.335Z", None) == datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)
+    assert domain.parse_timestamp("2022-09-08T12:55:47.335Z", None) == datetime(
+        2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC
+    )
     assert domain.parse_timestamp("2022-09-08T18:25:47+05:30", None) == datetime(2022, 9, 8, 12, 55, 47, tzinfo=UTC)
 
 
@@ -110,7 +112,11 @@ def test_parse_reads_reports_every_bad_read_by_index():
     ]
     reads, errors = parse(raw, "Delta", "Wh", None)
     assert [r.index for r in reads] == [0]
-    assert [(e.index, e.reason.split(" ")[0]) for e in errors] == [(1, "endtimestamp"), (2, "endtimestamp"), (3, "value")]
+    assert [(e.index, e.reason.split(" ")[0]) for e in errors] == [
+        (1, "endtimestamp"),
+        (2, "endtimestamp"),
+        (3, "value"),
+    ]
 
 
 def test_parse_reads_ignores_the_start_of_ongoing_reads_but_reads_it_for_history():
@@ -212,17 +218,23 @@ def test_rule_ongoing_type():
 
 def test_rule_no_overlap():
     assert domain.rule_no_overlap(ONBOARDED - 2 * H, ONBOARDED - H, ONBOARDED - H, ONBOARDED, "x") is None  # touching
-    assert "overlaps" in domain.rule_no_overlap(ONBOARDED - 2 * H, ONBOARDED - H + timedelta(seconds=1), ONBOARDED - H, ONBOARDED, "x")
+    assert "overlaps" in domain.rule_no_overlap(
+        ONBOARDED - 2 * H, ONBOARDED - H + timedelta(seconds=1), ONBOARDED - H, ONBOARDED, "x"
+    )
 
 
 def test_plausibility_bound_follows_the_formula():
     # 1.2 × 100 kW × 1000 × 10 h × 2000/8760, no degradation in the first years
     start = datetime(2021, 6, 1, tzinfo=UTC)
-    assert domain.plausibility_bound_wh(DEVICE, start, start + 10 * H) == pytest.approx(1.2 * 100 * 1000 * 10 * 2000 / 8760)
+    assert domain.plausibility_bound_wh(DEVICE, start, start + 10 * H) == pytest.approx(
+        1.2 * 100 * 1000 * 10 * 2000 / 8760
+    )
     # 4 whole years since commissioning: 0.995^3; a device yield replaces the default
     older = Device(1, 100, COMMISSIONED, ONBOARDED, annual_yield=1500)
     start = datetime(2024, 2, 1, tzinfo=UTC)
-    assert domain.plausibility_bound_wh(older, start, start + H) == pytest.approx(1.2 * 100 * 1000 * 1500 / 8760 * 0.995**3)
+    assert domain.plausibility_bound_wh(older, start, start + H) == pytest.approx(
+        1.2 * 100 * 1000 * 1500 / 8760 * 0.995**3
+    )
 
 
 def test_rule_plausible():
@@ -281,7 +293,11 @@ def test_history_overlap_with_accepted_history_or_within_the_batch_is_refused():
     touching = [history(0, ONBOARDED - 8 * H, 2, 100), history(1, ONBOARDED - 12 * H, 2, 100)]
     assert judge("History", DEVICE, LastRead(), touching, now=NOW, history=accepted).accepted
 
-    clashing = [history(0, ONBOARDED - 9 * H, 2, 100), history(1, ONBOARDED - 5 * H, 2, 100), history(2, ONBOARDED - 4 * H, 1, 100)]
+    clashing = [
+        history(0, ONBOARDED - 9 * H, 2, 100),
+        history(1, ONBOARDED - 5 * H, 2, 100),
+        history(2, ONBOARDED - 4 * H, 1, 100),
+    ]
     verdict = judge("History", DEVICE, LastRead(), clashing, now=NOW, history=accepted)
     reasons = {e.index: e.reason for e in verdict.errors}
     assert sorted(reasons) == [0, 2]
@@ -335,7 +351,9 @@ def test_delta_refused_before_onboarding_or_commissioning():
 
 
 def test_ongoing_type_is_fixed_by_the_first_ongoing_read():
-    verdict = judge("Aggregate", DEVICE, LastRead("Delta", ONBOARDED + H, 1, None), [read(0, ONBOARDED + 2 * H, 10)], now=NOW)
+    verdict = judge(
+        "Aggregate", DEVICE, LastRead("Delta", ONBOARDED + H, 1, None), [read(0, ONBOARDED + 2 * H, 10)], now=NOW
+    )
     assert [e.index for e in verdict.errors] == [None]
     assert "Delta reads" in verdict.errors[0].reason
 
@@ -344,7 +362,11 @@ def test_ongoing_type_is_fixed_by_the_first_ongoing_read():
 
 
 def test_aggregate_first_total_is_a_baseline_then_differences_are_energy():
-    reads = [read(0, ONBOARDED + H, 1_000_000), read(1, ONBOARDED + 2 * H, 1_010_000), read(2, ONBOARDED + 4 * H, 1_030_000)]
+    reads = [
+        read(0, ONBOARDED + H, 1_000_000),
+        read(1, ONBOARDED + 2 * H, 1_010_000),
+        read(2, ONBOARDED + 4 * H, 1_030_000),
+    ]
     verdict = judge("Aggregate", DEVICE, LastRead(), reads, now=NOW)
     assert verdict.accepted
     assert [(i.start, i.end, i.wh) for i in verdict.intervals] == [
@@ -403,7 +425,9 @@ def test_read_ingested_built_without_validation_passes_the_contracts_validation(
     assert [e.starts_us is None for e in events] == [True, False]
 
     parsed = [parse_event(Envelope.model_validate_json(envelope_for(e, "readings").model_dump_json())) for e in events]
-    assert [(p.batch_id, p.device_id, p.external_id, p.organization_id, p.read_type) for p in parsed] == [(batch, 7, "E", 3, "Delta")] * 2
+    assert [(p.batch_id, p.device_id, p.external_id, p.organization_id, p.read_type) for p in parsed] == [
+        (batch, 7, "E", 3, "Delta")
+    ] * 2
     assert [p.intervals() for p in parsed] == [intervals[:3], intervals[3:]]
     assert all(isinstance(p, ReadIngested) for p in parsed)
 
@@ -420,7 +444,11 @@ def _per_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
-    rows = [("", "2023-07-01T01:00:00Z", 5), (None, "2023-07-01T02:00:00.000250+00:00", 7), ("x", "2023-07-01T03:00:00Z", 0)]
+    rows = [
+        ("", "2023-07-01T01:00:00Z", 5),
+        (None, "2023-07-01T02:00:00.000250+00:00", 7),
+        ("x", "2023-07-01T03:00:00Z", 0),
+    ]
     history = [("2023-01-01T00:00:00Z", "2023-01-01T01:00:00Z", 3), ("2023-01-01T01:00:00Z", "2023-01-01T02:00:00Z", 4)]
     fast = [parse(rows, "Delta", "kWh", None), parse(history, "History", "Wh", None)]
     assert domain._parse_utc_batch(*columns(rows), "Delta", "kWh") is not None  # the fast path was taken
@@ -460,11 +488,15 @@ def test_micros_since_is_exact_for_even_and_uneven_spacing():
 
 @pytest.mark.parametrize("commissioned", [COMMISSIONED, datetime(2016, 2, 29, 13, 30, 0, 5, tzinfo=UTC)])
 def test_plausibility_bounds_for_a_batch_are_the_formula_to_the_last_bit(commissioned):
-    device = Device(device_id=1, capacity_kw=3.7, commissioning_date=commissioned, onboarded_at=ONBOARDED, annual_yield=1555.5)
+    device = Device(
+        device_id=1, capacity_kw=3.7, commissioning_date=commissioned, onboarded_at=ONBOARDED, annual_yield=1555.5
+    )
     bounds = domain.PlausibilityBounds(device)
     # Starts every 7 h 13 min across several anniversaries (and a 29 February), and right at and around them.
     starts = [commissioned + timedelta(days=300) + i * timedelta(hours=7, minutes=13) for i in range(12_000)]
-    edges = [domain.years_before(commissioned, -y) for y in range(1, 6)] + [datetime(y, 3, 1, tzinfo=UTC) for y in (2017, 2018, 2019)]
+    edges = [domain.years_before(commissioned, -y) for y in range(1, 6)] + [
+        datetime(y, 3, 1, tzinfo=UTC) for y in (2017, 2018, 2019)
+    ]
     us = timedelta(microseconds=1)
     for start in starts + [e + d for e in edges for d in (-us, 0 * us, us)]:
         for length in (timedelta(minutes=15), timedelta(hours=7, minutes=13)):
@@ -479,21 +511,33 @@ def test_plausibility_bounds_for_a_batch_are_the_formula_to_the_last_bit(commiss
 
 
 def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
-    device = Device(device_id=1, capacity_kw=1, commissioning_date=datetime(2021, 6, 1, tzinfo=UTC), onboarded_at=ONBOARDED, annual_yield=8760)
+    device = Device(
+        device_id=1,
+        capacity_kw=1,
+        commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
+        onboarded_at=ONBOARDED,
+        annual_yield=8760,
+    )
     now = datetime(2026, 1, 1, tzinfo=UTC)
     # 1 kW at 8760 kWh/kWp/year: 1.2 kWh per hour, less 0.5% a year of age; hourly reads across an anniversary.
     ends = [datetime(2024, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
     bound = [domain.plausibility_bound_wh(device, e - H, e) for e in ends]
     batches = {
         "all plausible": [read(i, e, math.ceil(b) - 1) for i, (e, b) in enumerate(zip(ends, bound, strict=True))],
-        "one at its bound": [read(i, e, math.ceil(b) if i == 6 else 1) for i, (e, b) in enumerate(zip(ends, bound, strict=True))],
+        "one at its bound": [
+            read(i, e, math.ceil(b) if i == 6 else 1) for i, (e, b) in enumerate(zip(ends, bound, strict=True))
+        ],
         "one not after the one before": [read(i, ends[3] if i == 5 else e, 1) for i, e in enumerate(ends)],
         "one in the future": [read(i, now + H if i == 9 else e, 1) for i, e in enumerate(ends)],
         "one zero": [read(i, e, 0 if i == 2 else 1) for i, e in enumerate(ends)],
         "uneven": [read(i, e + i * timedelta(minutes=i), 1) for i, e in enumerate(ends)],
     }
     lasts = [LastRead(), LastRead("Delta", ends[0] - H, 1, None), LastRead("Delta", ends[0], 1, None)]
-    fast = {(name, n): judge("Delta", device, last, reads, now=now) for name, reads in batches.items() for n, last in enumerate(lasts)}
+    fast = {
+        (name, n): judge("Delta", device, last, reads, now=now)
+        for name, reads in batches.items()
+        for n, last in enumerate(lasts)
+    }
     assert fast[("all plausible", 1)].accepted and not fast[("one at its bound", 1)].accepted
     assert domain._delta_all_accepted(device, lasts[1], Reads.of(batches["all plausible"]), now) is not None  # taken
     _per_read(monkeypatch)
@@ -502,7 +546,13 @@ def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
 
 
 def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
-    device = Device(device_id=1, capacity_kw=1, commissioning_date=datetime(2021, 6, 1, tzinfo=UTC), onboarded_at=ONBOARDED, annual_yield=8760)
+    device = Device(
+        device_id=1,
+        capacity_kw=1,
+        commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
+        onboarded_at=ONBOARDED,
+        annual_yield=8760,
+    )
     now = datetime(2026, 1, 1, tzinfo=UTC)
     ends = [datetime(2024, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
     # Energies just under the bound of each hour (across an anniversary), as meter totals from 1,000 Wh.
@@ -524,7 +574,11 @@ def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
         "uneven": [read(i, e + i * timedelta(minutes=i), 1000 + i) for i, e in enumerate(ends)],
     }
     lasts = [LastRead(), LastRead("Aggregate", ends[0] - H, 5, 1000), LastRead("Aggregate", ends[0], 5, 900)]
-    fast = {(name, n): judge("Aggregate", device, last, reads, now=now) for name, reads in batches.items() for n, last in enumerate(lasts)}
+    fast = {
+        (name, n): judge("Aggregate", device, last, reads, now=now)
+        for name, reads in batches.items()
+        for n, last in enumerate(lasts)
+    }
     assert fast[("all plausible", 0)].accepted and fast[("all plausible", 1)].accepted
     assert not fast[("one at its bound", 1)].accepted and fast[("baseline alone", 0)].accepted
     for n in (0, 1):  # taken, with and without a baseline in the batch
@@ -535,7 +589,13 @@ def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
 
 
 def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
-    device = Device(device_id=1, capacity_kw=1, commissioning_date=datetime(2021, 6, 1, tzinfo=UTC), onboarded_at=ONBOARDED, annual_yield=8760)
+    device = Device(
+        device_id=1,
+        capacity_kw=1,
+        commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
+        onboarded_at=ONBOARDED,
+        annual_yield=8760,
+    )
     # Hourly reads up to onboarding, across an anniversary of commissioning (1 June 2022), each just under its bound.
     starts = [datetime(2022, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
     bound = [math.ceil(domain.plausibility_bound_wh(device, s, s + H)) - 1 for s in starts]
@@ -563,10 +623,21 @@ def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
         [(starts[4] + timedelta(minutes=30), starts[4] + timedelta(minutes=45))],  # inside one read
         [(starts[0] - H, starts[0] + timedelta(seconds=1))],  # overlapping the first by a second
     ]
-    fast = {(name, n): judge("History", device, LastRead(), reads, now=NOW, history=known) for name, reads in batches.items() for n, known in enumerate(histories)}
-    assert fast[("all plausible", 1)].accepted and not fast[("all plausible", 2)].accepted and not fast[("all plausible", 3)].accepted
+    fast = {
+        (name, n): judge("History", device, LastRead(), reads, now=NOW, history=known)
+        for name, reads in batches.items()
+        for n, known in enumerate(histories)
+    }
+    assert (
+        fast[("all plausible", 1)].accepted
+        and not fast[("all plausible", 2)].accepted
+        and not fast[("all plausible", 3)].accepted
+    )
     for n in (0, 1):  # taken, with and without accepted History around
-        assert domain._history_all_accepted(device, LastRead(), Reads.of(batches["all plausible"]), histories[n]) is not None
+        assert (
+            domain._history_all_accepted(device, LastRead(), Reads.of(batches["all plausible"]), histories[n])
+            is not None
+        )
     _per_read(monkeypatch)
     for (name, n), verdict in fast.items():
         assert verdict == judge("History", device, LastRead(), batches[name], now=NOW, history=histories[n]), (name, n)
@@ -574,7 +645,9 @@ def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
 
 def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():
     # 1 kW at 8760 kWh/kWp/year in its first year: exactly 1,200 Wh per hour.
-    device = Device(device_id=1, capacity_kw=1, commissioning_date=COMMISSIONED, onboarded_at=COMMISSIONED, annual_yield=8760)
+    device = Device(
+        device_id=1, capacity_kw=1, commissioning_date=COMMISSIONED, onboarded_at=COMMISSIONED, annual_yield=8760
+    )
     starts = [COMMISSIONED + i * H for i in range(3)]
     ends = [s + H for s in starts]
     assert domain.plausibility_bound_wh(device, starts[0], ends[0]) == 1200
@@ -586,7 +659,10 @@ def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():
 @pytest.mark.parametrize(
     "reads",
     [
-        [{"starttimestamp": "", "endtimestamp": "2023-07-01T01:00:00Z", "value": 5}, {"endtimestamp": None, "value": 7, "x": 1}],
+        [
+            {"starttimestamp": "", "endtimestamp": "2023-07-01T01:00:00Z", "value": 5},
+            {"endtimestamp": None, "value": 7, "x": 1},
+        ],
         [{"endtimestamp": "2023-07-01T01:00:00Z", "value": 0.1}],  # a decimal: exact digits, not a float
         [{"endtimestamp": "2023-07-01T01:00:00Z", "value": "12"}],
         [{"endtimestamp": "2023-07-01T01:00:00Z", "value": True}],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
 from opendrec_readings import imports
@@ -13,7 +14,6 @@ from opendrec_readings.settings import Settings
 
 from .test_service import RW, H, new_device
 
-
 HEADER = "deviceExternalId,timezone,type,unit,value,startDate,endDate\n"
 
 
@@ -21,7 +21,9 @@ HEADER = "deviceExternalId,timezone,type,unit,value,startDate,endDate\n"
 
 
 def test_csv_columns_are_found_by_name_in_any_order_and_case():
-    rows = imports.parse_csv("\ufeffENDDATE,value,unit,type,timezone,deviceexternalid,startdate\n2024-01-01T00:00:00Z, 5 ,Wh,Delta,,D1,\n\n")
+    rows = imports.parse_csv(
+        "\ufeffENDDATE,value,unit,type,timezone,deviceexternalid,startdate\n2024-01-01T00:00:00Z, 5 ,Wh,Delta,,D1,\n\n"
+    )
     assert rows == [imports.CsvRow(1, "D1", "", "Delta", "Wh", "5", "", "2024-01-01T00:00:00Z")]
 
 
@@ -33,7 +35,9 @@ def test_a_csv_without_a_column_is_refused_naming_it():
 
 
 def test_consecutive_rows_of_one_device_type_unit_and_zone_form_a_group():
-    rows = imports.parse_csv(HEADER + "A,,Delta,Wh,1,,x\nA,,Delta,Wh,2,,x\nA,,Delta,kWh,3,,x\nB,,Delta,Wh,4,,x\nA,,Delta,Wh,5,,x\n")
+    rows = imports.parse_csv(
+        HEADER + "A,,Delta,Wh,1,,x\nA,,Delta,Wh,2,,x\nA,,Delta,kWh,3,,x\nB,,Delta,Wh,4,,x\nA,,Delta,Wh,5,,x\n"
+    )
     assert [[r.number for r in g] for g in imports.groups(rows)] == [[1, 2], [3], [4], [5]]
     assert [[r.number for r in g] for g in imports.groups(rows[:2], max_size=1)] == [[1], [2]]
 
@@ -43,7 +47,9 @@ def test_group_errors_and_row_form_errors():
     assert "unknown time zone" in imports.group_error(row)
     [row] = imports.parse_csv(HEADER + "A,,Daily,Wh,1,,2024-01-01T00:00:00Z\n")
     assert "type 'Daily'" in imports.group_error(row)
-    rows = imports.parse_csv(HEADER + "A,,Delta,kWh,1.5,,2024-01-01T00:00:00Z\nA,,Delta,kWh,x,,2024-01-01T01:00:00Z\nA,,Delta,kWh,1,,\n")
+    rows = imports.parse_csv(
+        HEADER + "A,,Delta,kWh,1.5,,2024-01-01T00:00:00Z\nA,,Delta,kWh,x,,2024-01-01T01:00:00Z\nA,,Delta,kWh,1,,\n"
+    )
     reads, refused = imports.parse_group(rows)
     assert [(r.index, r.value_wh) for r in reads] == [(1, 1500)]
     assert [(r.number, r.accepted) for r in refused] == [(2, False), (3, False)]
@@ -58,19 +64,28 @@ class Instance:
         self.runtime, self.client, self.issuer, self.bootstrap = runtime, client, issuer, bootstrap
 
     def headers(self, organization_id: int) -> dict[str, str]:
-        return self.issuer.headers(user_id=7, organization_id=organization_id, permissions=RW) | {"Content-Type": "text/csv"}
+        return self.issuer.headers(user_id=7, organization_id=organization_id, permissions=RW) | {
+            "Content-Type": "text/csv"
+        }
 
     async def register(self, device):
         await publish_events(self.bootstrap, [device])
-        await eventually(lambda: self.runtime.pool.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id))
+        await eventually(
+            lambda: self.runtime.pool.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id)
+        )
 
     async def upload(self, organization_id: int, text: str):
         return await self.client.post(
-            "/api/meter-reads/bulk-upload", content=text.encode(), params={"fileName": "reads.csv"}, headers=self.headers(organization_id)
+            "/api/meter-reads/bulk-upload",
+            content=text.encode(),
+            params={"fileName": "reads.csv"},
+            headers=self.headers(organization_id),
         )
 
     async def job(self, organization_id: int, job_id: str, **params):
-        response = await self.client.get(f"/api/meter-reads/bulk-upload/{job_id}", params=params, headers=self.headers(organization_id))
+        response = await self.client.get(
+            f"/api/meter-reads/bulk-upload/{job_id}", params=params, headers=self.headers(organization_id)
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -85,7 +100,11 @@ class Instance:
 @pytest.fixture(scope="module")
 async def instance(postgres_url, kafka_bootstrap):
     # Its own service name: its own database and consumer groups (it reads every event from the start).
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, service_name="readings-import", import_poll_interval_s=0.2))
+    runtime = build(
+        settings_for_test(
+            Settings, postgres_url, kafka_bootstrap, service_name="readings-import", import_poll_interval_s=0.2
+        )
+    )
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     async with started(runtime) as client:
@@ -128,7 +147,9 @@ async def test_an_import_judges_each_row_and_reports_it(instance):
     rejected = await instance.job(device.organization_id, job["jobId"], status="rejected")
     assert [r["row"] for r in rejected["rows"]] == [3, 5, 6, 8, 9]
 
-    rows = await instance.runtime.pool.fetch("SELECT start_at, end_at, wh, source FROM intervals WHERE device_id = $1 ORDER BY end_at", device.device_id)
+    rows = await instance.runtime.pool.fetch(
+        "SELECT start_at, end_at, wh, source FROM intervals WHERE device_id = $1 ORDER BY end_at", device.device_id
+    )
     assert [(r["start_at"], r["end_at"], r["wh"]) for r in rows] == [
         (t, t + H, 100), (t + H, t + 2 * H, 200), (t + 2 * H, t + 4 * H, 300), (t + 4 * H, t + 6 * H, 50),
     ]  # fmt: skip
@@ -136,7 +157,9 @@ async def test_an_import_judges_each_row_and_reports_it(instance):
     listed = await instance.client.get("/api/meter-reads/bulk-upload", headers=instance.headers(device.organization_id))
     assert [j["jobId"] for j in listed.json()["jobs"]] == [job["jobId"]]
     # Nobody else sees the job.
-    stranger = await instance.client.get(f"/api/meter-reads/bulk-upload/{job['jobId']}", headers=instance.headers(device.organization_id + 1))
+    stranger = await instance.client.get(
+        f"/api/meter-reads/bulk-upload/{job['jobId']}", headers=instance.headers(device.organization_id + 1)
+    )
     assert stranger.status_code == 404
 
 
@@ -149,7 +172,9 @@ async def test_a_file_that_is_not_a_reads_csv_is_refused_at_upload(instance):
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_job_left_by_a_stopped_service_is_done_after_a_restart(postgres_url, kafka_bootstrap):
-    settings = settings_for_test(Settings, postgres_url, kafka_bootstrap, service_name="readings-restart", import_worker=False)
+    settings = settings_for_test(
+        Settings, postgres_url, kafka_bootstrap, service_name="readings-restart", import_worker=False
+    )
     device = new_device()
     issuer = TokenIssuer()
     first = build(settings)
@@ -157,7 +182,13 @@ async def test_a_job_left_by_a_stopped_service_is_done_after_a_restart(postgres_
     async with started(first) as client:
         before = Instance(first, client, issuer, kafka_bootstrap)
         await before.register(device)
-        text = _csv(device, [(device.external_id, "", "Delta", "Wh", 1000 + h, "", iso(device.onboarded_at + h * H)) for h in range(1, 601)])
+        text = _csv(
+            device,
+            [
+                (device.external_id, "", "Delta", "Wh", 1000 + h, "", iso(device.onboarded_at + h * H))
+                for h in range(1, 601)
+            ],
+        )
         response = await before.upload(device.organization_id, text)
         assert response.status_code == 202
         job_id = response.json()["jobId"]

@@ -10,16 +10,32 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from zoneinfo import ZoneInfo
 
 from opendrec_contracts import (
-    DeviceDeleted, DeviceRegistered, DeviceUpdated, Envelope, MeterRead, ReadSubmitted, ReservationCreated, envelope_for, parse_event,
+    DeviceDeleted,
+    DeviceRegistered,
+    DeviceUpdated,
+    Envelope,
+    MeterRead,
+    ReadSubmitted,
+    ReservationCreated,
+    envelope_for,
+    parse_event,
 )  # fmt: skip
-from opendrec_kit.testing import TokenIssuer, eventually, publish_envelopes, publish_events, settings_for_test, started, wait_for_event
+from opendrec_kit.testing import (
+    TokenIssuer,
+    eventually,
+    publish_envelopes,
+    publish_events,
+    settings_for_test,
+    started,
+    wait_for_event,
+)
 from opendrec_readings.app import build
 from opendrec_readings.domain import iso
 from opendrec_readings.settings import Settings
@@ -50,9 +66,14 @@ class Service:
         return await self.runtime.pool.fetch(sql, *args)
 
     async def intervals(self, device_id: int):
-        return await self.fetch("SELECT start_at, end_at, wh, read_type, source, batch_id FROM intervals WHERE device_id = $1 ORDER BY end_at", device_id)
+        return await self.fetch(
+            "SELECT start_at, end_at, wh, read_type, source, batch_id FROM intervals WHERE device_id = $1 ORDER BY end_at",
+            device_id,
+        )
 
-    async def register(self, *, onboarded_days_ago: float = 30, capacity_kw: float = 100, yield_value: float | None = None) -> DeviceRegistered:
+    async def register(
+        self, *, onboarded_days_ago: float = 30, capacity_kw: float = 100, yield_value: float | None = None
+    ) -> DeviceRegistered:
         """Publish device.registered as the devices service would, and wait until this service knows the device."""
         device = new_device(onboarded_days_ago=onboarded_days_ago, capacity_kw=capacity_kw, yield_value=yield_value)
         await publish_events(self.bootstrap, [device])
@@ -71,7 +92,9 @@ def new_id() -> int:
     return uuid.uuid4().int % 10**9 + 1
 
 
-def new_device(*, onboarded_days_ago: float = 30, capacity_kw: float = 100, yield_value: float | None = None) -> DeviceRegistered:
+def new_device(
+    *, onboarded_days_ago: float = 30, capacity_kw: float = 100, yield_value: float | None = None
+) -> DeviceRegistered:
     now = datetime.now(UTC).replace(microsecond=0)
     device_id = new_id()
     return DeviceRegistered(
@@ -87,7 +110,9 @@ def delta(device: DeviceRegistered, hours: list[int], wh: int = 1000) -> dict:
     return {
         "type": "Delta",
         "unit": "Wh",
-        "reads": [{"starttimestamp": " ", "endtimestamp": iso(device.onboarded_at + h * H), "value": wh} for h in hours],
+        "reads": [
+            {"starttimestamp": " ", "endtimestamp": iso(device.onboarded_at + h * H), "value": wh} for h in hours
+        ],
     }
 
 
@@ -124,16 +149,22 @@ async def test_delta_batch_is_stored_and_announced_once_with_its_reads(service):
     assert (payload["device_id"], payload["external_id"], payload["organization_id"], payload["read_type"]) == (
         device.device_id, device.external_id, device.organization_id, "Delta",
     )  # fmt: skip
-    assert parse_event(Envelope.model_validate(envelope)).intervals() == [(r["start_at"], r["end_at"], r["wh"]) for r in rows]
+    assert parse_event(Envelope.model_validate(envelope)).intervals() == [
+        (r["start_at"], r["end_at"], r["wh"]) for r in rows
+    ]
 
     # Read back through the API, D-REC style, and the latest read.
     listing = await service.client.get(
-        f"/api/meter-reads/new/{device.external_id}", params={"limit": 2, "pagenumber": 2}, headers=service.headers(device.organization_id)
+        f"/api/meter-reads/new/{device.external_id}",
+        params={"limit": 2, "pagenumber": 2},
+        headers=service.headers(device.organization_id),
     )
     assert listing.status_code == 200, listing.text
     assert listing.json() == {
         "historyread": [],
-        "ongoing": [{"startdate": iso(device.onboarded_at + 2 * H), "enddate": iso(device.onboarded_at + 4 * H), "value": 250}],
+        "ongoing": [
+            {"startdate": iso(device.onboarded_at + 2 * H), "enddate": iso(device.onboarded_at + 4 * H), "value": 250}
+        ],
         "numberOfReads": 3,
         "numberOfPages": 2,
         "currentPageNumber": 2,
@@ -144,7 +175,9 @@ async def test_delta_batch_is_stored_and_announced_once_with_its_reads(service):
         headers=service.headers(device.organization_id),
     )
     assert [r["value"] for r in window.json()["ongoing"]] == [2000]
-    latest = await service.client.get(f"/api/meter-reads/latestread/{device.external_id}", headers=service.headers(device.organization_id))
+    latest = await service.client.get(
+        f"/api/meter-reads/latestread/{device.external_id}", headers=service.headers(device.organization_id)
+    )
     assert latest.json() == {"enddate": iso(device.onboarded_at + 4 * H), "value": 250, "readType": "Delta"}
 
 
@@ -163,7 +196,9 @@ async def test_batch_with_bad_reads_is_refused_whole_with_index_and_reason(servi
 
     assert await service.intervals(device.device_id) == []
     assert await service.fetch("SELECT 1 FROM batches WHERE device_id = $1", device.device_id) == []
-    assert (await service.fetch("SELECT last_end FROM last_reads WHERE device_id = $1", device.device_id))[0]["last_end"] is None
+    assert (await service.fetch("SELECT last_end FROM last_reads WHERE device_id = $1", device.device_id))[0][
+        "last_end"
+    ] is None
     # ... and the same reads, corrected, are then accepted from the onboarding date.
     body["reads"][1]["value"], body["reads"][3]["endtimestamp"] = 10, iso(device.onboarded_at + 5 * H)
     assert (await service.post(device, body)).status_code == 201
@@ -219,10 +254,14 @@ async def _topic(service, topic: str) -> list[dict]:
 async def test_concurrent_batches_of_one_device_are_judged_one_after_the_other(service):
     device = await service.register()
     # Both start after the same last read; only one may take the hours 1..3.
-    a, b = await asyncio.gather(service.post(device, delta(device, [1, 2, 3])), service.post(device, delta(device, [2, 3])))
+    a, b = await asyncio.gather(
+        service.post(device, delta(device, [1, 2, 3])), service.post(device, delta(device, [2, 3]))
+    )
     assert sorted([a.status_code, b.status_code]) == [201, 400]
     rows = await service.intervals(device.device_id)
-    assert [r["end_at"] for r in rows] == [device.onboarded_at + h * H for h in ([1, 2, 3] if a.status_code == 201 else [2, 3])]
+    assert [r["end_at"] for r in rows] == [
+        device.onboarded_at + h * H for h in ([1, 2, 3] if a.status_code == 201 else [2, 3])
+    ]
 
 
 async def test_history_and_aggregate_reads(service):
@@ -237,7 +276,10 @@ async def test_history_and_aggregate_reads(service):
         ],
     }
     assert (await service.post(device, history)).status_code == 201
-    overlapping = {**history, "reads": [{"starttimestamp": iso(onboarded - 30 * H), "endtimestamp": iso(onboarded - 25 * H), "value": 1}]}
+    overlapping = {
+        **history,
+        "reads": [{"starttimestamp": iso(onboarded - 30 * H), "endtimestamp": iso(onboarded - 25 * H), "value": 1}],
+    }
     refused = await service.post(device, overlapping)
     assert refused.status_code == 400 and "overlaps an accepted History read" in refused.json()["details"][0]["reason"]
 
@@ -260,12 +302,30 @@ async def test_history_and_aggregate_reads(service):
     assert response.status_code == 201, response.text
     assert response.json()["totalWh"] == 20_000
     rows = await service.intervals(device.device_id)
-    assert [(r["read_type"], r["start_at"], r["end_at"], r["wh"]) for r in rows][-1] == ("Aggregate", onboarded + H, onboarded + 2 * H, 20_000)
-    assert (await service.fetch("SELECT timezone FROM devices WHERE device_id = $1", device.device_id))[0]["timezone"] == kolkata
-    latest = await service.client.get(f"/api/meter-reads/latestread/{device.external_id}", headers=service.headers(device.organization_id))
-    assert latest.json() == {"enddate": iso(onboarded + 2 * H), "value": 20_000, "readType": "Aggregate", "meterTotal": 12_520_000}
+    assert [(r["read_type"], r["start_at"], r["end_at"], r["wh"]) for r in rows][-1] == (
+        "Aggregate",
+        onboarded + H,
+        onboarded + 2 * H,
+        20_000,
+    )
+    assert (await service.fetch("SELECT timezone FROM devices WHERE device_id = $1", device.device_id))[0][
+        "timezone"
+    ] == kolkata
+    latest = await service.client.get(
+        f"/api/meter-reads/latestread/{device.external_id}", headers=service.headers(device.organization_id)
+    )
+    assert latest.json() == {
+        "enddate": iso(onboarded + 2 * H),
+        "value": 20_000,
+        "readType": "Aggregate",
+        "meterTotal": 12_520_000,
+    }
 
-    listing = await service.client.get(f"/api/meter-reads/new/{device.external_id}", params={"limit": 10}, headers=service.headers(device.organization_id))
+    listing = await service.client.get(
+        f"/api/meter-reads/new/{device.external_id}",
+        params={"limit": 10},
+        headers=service.headers(device.organization_id),
+    )
     assert [r["value"] for r in listing.json()["historyread"]] == [5000, 6000]
     assert [r["value"] for r in listing.json()["ongoing"]] == [20_000]
 
@@ -279,9 +339,9 @@ async def test_a_batch_of_10000_reads_is_stored_and_announced_in_one_message_und
     assert response.status_code == 201, response.text
     batch_id = response.json()["batchId"]
     assert response.json()["totalWh"] == 10_000 * 12_345
-    assert (await service.fetch("SELECT count(*) AS n, sum(wh) AS wh FROM intervals WHERE device_id = $1", device.device_id))[0][
-        "wh"
-    ] == 10_000 * 12_345
+    assert (
+        await service.fetch("SELECT count(*) AS n, sum(wh) AS wh FROM intervals WHERE device_id = $1", device.device_id)
+    )[0]["wh"] == 10_000 * 12_345
     announced = await eventually(lambda: _parts_announced(service, device.device_id, 1), timeout=30)
     assert [(e["payload"]["batch_id"], len(e["payload"]["values_wh"])) for e in announced] == [(batch_id, 10_000)]
     assert sum(parse_event(Envelope.model_validate(announced[0])).values_wh) == 10_000 * 12_345
@@ -304,8 +364,14 @@ async def test_only_the_callers_organization_devices_are_reachable(service):
         response = await service.client.get(path, headers=service.headers(stranger))
         assert response.status_code == 404
     assert await service.intervals(device.device_id) == []
-    no_write = service.issuer.headers(organization_id=device.organization_id, permissions={"READS_MANAGEMENT_CRUDL": "R"})
-    assert (await service.client.post(f"/api/meter-reads/new/{device.external_id}", json=delta(device, [1]), headers=no_write)).status_code == 403
+    no_write = service.issuer.headers(
+        organization_id=device.organization_id, permissions={"READS_MANAGEMENT_CRUDL": "R"}
+    )
+    assert (
+        await service.client.post(
+            f"/api/meter-reads/new/{device.external_id}", json=delta(device, [1]), headers=no_write
+        )
+    ).status_code == 403
 
 
 async def test_malformed_requests_are_refused_with_the_field(service):
@@ -314,14 +380,23 @@ async def test_malformed_requests_are_refused_with_the_field(service):
     assert bad_unit.status_code == 400 and bad_unit.json()["details"][0]["field"] == "unit"
     bad_zone = await service.post(device, {**delta(device, [1]), "timezone": "Mars/Base"})
     assert bad_zone.status_code == 400 and "unknown time zone" in bad_zone.json()["message"]
-    fraction = await service.post(device, {**delta(device, [1]), "unit": "kWh", "reads": [{"endtimestamp": iso(device.onboarded_at + H), "value": 1.0005}]})
+    fraction = await service.post(
+        device,
+        {
+            **delta(device, [1]),
+            "unit": "kWh",
+            "reads": [{"endtimestamp": iso(device.onboarded_at + H), "value": 1.0005}],
+        },
+    )
     assert fraction.status_code == 400 and "only whole watt-hours" in fraction.json()["details"][0]["reason"]
 
 
 # -- read.submitted --------------------------------------------------------------------
 
 
-def submission(device: DeviceRegistered, hours: list[int], wh: int = 500, submission_id: str | None = None, **changes) -> ReadSubmitted:
+def submission(
+    device: DeviceRegistered, hours: list[int], wh: int = 500, submission_id: str | None = None, **changes
+) -> ReadSubmitted:
     fields = {
         "submission_id": submission_id or f"kazam:{uuid.uuid4().hex}",
         "device_id": device.device_id,
@@ -335,7 +410,10 @@ def submission(device: DeviceRegistered, hours: list[int], wh: int = 500, submis
 
 
 async def _submission(service, submission_id):
-    rows = await service.fetch("SELECT status, batch_id, reasons FROM submissions WHERE submission_id = $1 AND status <> 'waiting'", submission_id)
+    rows = await service.fetch(
+        "SELECT status, batch_id, reasons FROM submissions WHERE submission_id = $1 AND status <> 'waiting'",
+        submission_id,
+    )
     return rows[0] if rows else None
 
 
@@ -355,12 +433,16 @@ async def test_submitted_reads_are_stored_and_announced_and_a_second_delivery_ch
 
     # The same envelope again (inbox), the same submission in a new envelope, and even a changed
     # one under the same submission id: it was decided once.
-    await publish_envelopes(service.bootstrap, [("read.submitted", str(device.device_id), envelope.model_dump_json().encode())])
+    await publish_envelopes(
+        service.bootstrap, [("read.submitted", str(device.device_id), envelope.model_dump_json().encode())]
+    )
     await publish_events(service.bootstrap, [event, submission(device, [5], submission_id=event.submission_id)])
     marker = submission(device, [3])
     await publish_events(service.bootstrap, [marker])
     await eventually(lambda: _submission(service, marker.submission_id))  # processed after the duplicates
-    assert [r["end_at"] for r in await service.intervals(device.device_id)] == [device.onboarded_at + h * H for h in (1, 2, 3)]
+    assert [r["end_at"] for r in await service.intervals(device.device_id)] == [
+        device.onboarded_at + h * H for h in (1, 2, 3)
+    ]
     assert len(await service.fetch("SELECT 1 FROM batches WHERE device_id = $1", device.device_id)) == 2
 
 
@@ -370,9 +452,13 @@ async def test_a_bad_submission_is_recorded_and_does_not_hold_up_the_next(servic
     future = future.model_copy(update={"reads": [MeterRead(end=datetime.now(UTC) + timedelta(days=2), value_wh=5)]})
     foreign = submission(device, [1], organization_id=new_id())
     good = submission(device, [1])
-    poison = envelope_for(submission(device, [2]), "test").model_copy(update={"payload": {"submission_id": "x", "reads": []}})
+    poison = envelope_for(submission(device, [2]), "test").model_copy(
+        update={"payload": {"submission_id": "x", "reads": []}}
+    )
     await publish_events(service.bootstrap, [future, foreign])
-    await publish_envelopes(service.bootstrap, [("read.submitted", str(device.device_id), poison.model_dump_json().encode())])
+    await publish_envelopes(
+        service.bootstrap, [("read.submitted", str(device.device_id), poison.model_dump_json().encode())]
+    )
     await publish_events(service.bootstrap, [good])
 
     assert (await eventually(lambda: _submission(service, good.submission_id)))["status"] == "accepted"
@@ -380,7 +466,9 @@ async def test_a_bad_submission_is_recorded_and_does_not_hold_up_the_next(servic
     assert rejected["status"] == "rejected" and "in the future" in rejected["reasons"]
     assert "organization" in (await _submission(service, foreign.submission_id))["reasons"]
     # Each refusal is announced on read.rejected, with the reasons and the read's index.
-    announced, _ = await wait_for_event(service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == future.submission_id)
+    announced, _ = await wait_for_event(
+        service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == future.submission_id
+    )
     payload = announced["payload"]
     assert (payload["device_id"], payload["external_id"], payload["organization_id"], payload["source"], payload["read_type"]) == (
         device.device_id, device.external_id, device.organization_id, "charger-gateway", "Delta",
@@ -405,7 +493,11 @@ async def test_a_submission_for_a_device_not_yet_known_waits_for_it(service):
     device = new_device()
     event = submission(device, [1])
     await publish_events(service.bootstrap, [event])
-    await eventually(lambda: service.fetch("SELECT 1 FROM submissions WHERE submission_id = $1 AND status = 'waiting'", event.submission_id))
+    await eventually(
+        lambda: service.fetch(
+            "SELECT 1 FROM submissions WHERE submission_id = $1 AND status = 'waiting'", event.submission_id
+        )
+    )
     await publish_events(service.bootstrap, [device])
     assert (await eventually(lambda: _submission(service, event.submission_id)))["status"] == "accepted"
     assert [r["wh"] for r in await service.intervals(device.device_id)] == [500]
@@ -442,7 +534,9 @@ async def test_an_updated_device_is_judged_by_its_new_capacity_yield_and_timezon
     # device.registered travels on another topic: arriving late, its older state changes nothing.
     stale = envelope_for(device, "devices").model_copy(update={"occurred_at": datetime.now(UTC) - timedelta(hours=1)})
     marker = new_device()
-    await publish_envelopes(service.bootstrap, [("device.registered", str(device.device_id), stale.model_dump_json().encode())])
+    await publish_envelopes(
+        service.bootstrap, [("device.registered", str(device.device_id), stale.model_dump_json().encode())]
+    )
     await publish_events(service.bootstrap, [marker])
     await eventually(lambda: _has(service, marker.device_id, "true"))  # processed after the stale one
     row = await _device_row(service, device.device_id)
@@ -456,27 +550,45 @@ async def _has(service, device_id: int, condition: str) -> bool:
 async def test_a_deleted_device_refuses_new_reads_and_keeps_its_old_ones(service):
     device = await service.register()
     assert (await service.post(device, delta(device, [1]))).status_code == 201
-    await publish_events(service.bootstrap, [DeviceDeleted(device_id=device.device_id, external_id=device.external_id, organization_id=device.organization_id)])
+    await publish_events(
+        service.bootstrap,
+        [
+            DeviceDeleted(
+                device_id=device.device_id, external_id=device.external_id, organization_id=device.organization_id
+            )
+        ],
+    )
     await eventually(lambda: _has(service, device.device_id, "deleted_at IS NOT NULL"))
 
     refused = await service.post(device, delta(device, [2]))
     assert refused.status_code == 409 and "was deleted" in refused.json()["message"]
     event = submission(device, [2])
     await publish_events(service.bootstrap, [event])
-    rejected, _ = await wait_for_event(service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == event.submission_id)
+    rejected, _ = await wait_for_event(
+        service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == event.submission_id
+    )
     assert "was deleted" in rejected["payload"]["reasons"][0]["reason"]
     # An update arriving after the deletion doesn't bring the device back.
     other = await service.register()
     await publish_events(service.bootstrap, [updated(device, capacity_kw=55), updated(other, capacity_kw=56)])
     await eventually(lambda: _has(service, other.device_id, "capacity_kw = 56"))  # one partition: handled after
     assert (await service.post(device, delta(device, [2]))).status_code == 409
-    listing = await service.client.get(f"/api/meter-reads/new/{device.external_id}", headers=service.headers(device.organization_id))
+    listing = await service.client.get(
+        f"/api/meter-reads/new/{device.external_id}", headers=service.headers(device.organization_id)
+    )
     assert [r["value"] for r in listing.json()["ongoing"]] == [1000]
     assert [r["wh"] for r in await service.intervals(device.device_id)] == [1000]
 
     # A deletion that arrives before the device: the device never takes reads.
     ghost = new_device()
-    await publish_events(service.bootstrap, [DeviceDeleted(device_id=ghost.device_id, external_id=ghost.external_id, organization_id=ghost.organization_id)])
+    await publish_events(
+        service.bootstrap,
+        [
+            DeviceDeleted(
+                device_id=ghost.device_id, external_id=ghost.external_id, organization_id=ghost.organization_id
+            )
+        ],
+    )
     await eventually(lambda: service.fetch("SELECT 1 FROM deleted_devices WHERE device_id = $1", ghost.device_id))
     early = submission(ghost, [1])
     await publish_events(service.bootstrap, [early, ghost])
@@ -528,12 +640,16 @@ async def test_sums_per_period_in_utc_when_the_device_has_no_timezone(service):
         ("2025-01-01T00:00:00.000Z", "2025-02-01T00:00:00.000Z", 400),
         ("2025-02-01T00:00:00.000Z", "2025-03-01T00:00:00.000Z", 2600),
     ]
-    assert [(y["startdate"], y["value"]) for y in (await _sums(service, device, "year"))["accumulated"]] == [("2025-01-01T00:00:00.000Z", 3000)]
+    assert [(y["startdate"], y["value"]) for y in (await _sums(service, device, "year"))["accumulated"]] == [
+        ("2025-01-01T00:00:00.000Z", 3000)
+    ]
     window = await _sums(service, device, "day", start="2025-02-01T00:00:00Z", end="2025-02-02T00:00:00Z")
     assert [d["value"] for d in window["accumulated"]] == [2400]
 
     missing = await service.client.get(
-        f"/api/meter-reads/new/{device.external_id}", params={"readType": "accumulated"}, headers=service.headers(device.organization_id)
+        f"/api/meter-reads/new/{device.external_id}",
+        params={"readType": "accumulated"},
+        headers=service.headers(device.organization_id),
     )
     assert missing.status_code == 400 and missing.json()["details"][0]["field"] == "granularity"
 
@@ -547,7 +663,9 @@ async def test_sums_per_period_follow_the_devices_timezone(service):
         ("2025-02-01T18:30:00.000Z", "2025-02-02T18:30:00.000Z", 800),
     ]
     months = (await _sums(service, device, "month"))["accumulated"]
-    assert [(m["startdate"], m["enddate"], m["value"]) for m in months] == [("2025-01-31T18:30:00.000Z", "2025-02-28T18:30:00.000Z", 3000)]
+    assert [(m["startdate"], m["enddate"], m["value"]) for m in months] == [
+        ("2025-01-31T18:30:00.000Z", "2025-02-28T18:30:00.000Z", 3000)
+    ]
     hours = (await _sums(service, device, "hour"))["accumulated"]
     # The first read ends 21:00Z = 02:30 local: the local hour 02:00–03:00 (20:30Z–21:30Z).
     assert hours[0]["startdate"] == "2025-01-31T20:30:00.000Z" and hours[0]["value"] == 100
@@ -562,21 +680,34 @@ async def test_buyers_see_the_reads_of_their_reserved_devices_within_the_reserva
         frequency="daily",
     )  # fmt: skip
     await publish_events(service.bootstrap, [reservation])
-    await eventually(lambda: service.fetch("SELECT 1 FROM reservations WHERE reservation_id = $1", reservation.reservation_id))
+    await eventually(
+        lambda: service.fetch("SELECT 1 FROM reservations WHERE reservation_id = $1", reservation.reservation_id)
+    )
 
     def as_buyer(organization_id: int) -> dict[str, str]:
-        return service.issuer.headers(organization_id=organization_id, organization_type="Buyer", role="Buyer", permissions={"READS_MANAGEMENT_CRUDL": "R"})
+        return service.issuer.headers(
+            organization_id=organization_id,
+            organization_type="Buyer",
+            role="Buyer",
+            permissions={"READS_MANAGEMENT_CRUDL": "R"},
+        )
 
     path = f"/api/meter-reads/new/{device.device_id}"
     seen = await service.client.get(path, params={"limit": 100}, headers=as_buyer(buyer))
     assert seen.status_code == 200, seen.text
-    assert [(r["enddate"], r["value"]) for r in seen.json()["ongoing"]] == [(iso(ONBOARDED + h * H), 100) for h in (3, 4, 5)]
+    assert [(r["enddate"], r["value"]) for r in seen.json()["ongoing"]] == [
+        (iso(ONBOARDED + h * H), 100) for h in (3, 4, 5)
+    ]
     sums = await _sums(service, device, "day", headers=as_buyer(buyer), path=device.device_id)
     assert sums["totalWh"] == 300
     # The latest read lies after the reservation: not the buyer's to see.
-    assert (await service.client.get(f"/api/meter-reads/latestread/{device.device_id}", headers=as_buyer(buyer))).status_code == 404
+    assert (
+        await service.client.get(f"/api/meter-reads/latestread/{device.device_id}", headers=as_buyer(buyer))
+    ).status_code == 404
 
     # Nobody else: another buyer, the buyer by external id, a developer of another organization by device id.
     assert (await service.client.get(path, headers=as_buyer(other_buyer))).status_code == 404
-    assert (await service.client.get(f"/api/meter-reads/new/{device.external_id}", headers=as_buyer(buyer))).status_code == 404
+    assert (
+        await service.client.get(f"/api/meter-reads/new/{device.external_id}", headers=as_buyer(buyer))
+    ).status_code == 404
     assert (await service.client.get(path, headers=service.headers(new_id()))).status_code == 404

@@ -17,6 +17,7 @@ from opendrec_kit.testing import eventually, settings_for_test
 from opendrec_readings.app import build
 from opendrec_readings.settings import Settings
 
+
 def _parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -40,7 +41,9 @@ async def test_two_workers_serve_on_one_port_and_stop_together(postgres_url, kaf
         "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "HTTP_WORKERS": "2", "LOG_LEVEL": "INFO",
     }  # fmt: skip
     log = tmp_path / "readings.log"
-    proc = subprocess.Popen([sys.executable, "-m", "opendrec_readings"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a test starts its process once
+        [sys.executable, "-m", "opendrec_readings"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
 
     def started_workers() -> set[int]:
         # Each worker logs "service started" with its pid once its database pool, broker and relay run.

@@ -10,7 +10,9 @@ from opendrec_reservations.settings import Settings
 @pytest.fixture(scope="module")
 async def service(postgres_url, kafka_bootstrap):
     """(runtime, client, issuer); the expiry sweep runs every 0.2 s."""
-    settings = settings_for_test(Settings, postgres_url, kafka_bootstrap, expiry_sweep_interval_s=0.2, expiry_sweep_batch_size=50)
+    settings = settings_for_test(
+        Settings, postgres_url, kafka_bootstrap, expiry_sweep_interval_s=0.2, expiry_sweep_batch_size=50
+    )
     runtime = build(settings)
     issuer = TokenIssuer()
     issuer.trust_in(runtime)

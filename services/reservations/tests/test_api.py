@@ -20,7 +20,9 @@ async def test_buyer_reserves_devices_and_the_event_is_published(service, kafka_
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["deviceIds"] == ids and body["organizationId"] == 700 and body["targetCapacityInMegaWattHour"] == 20
-    event, headers = await wait_for_event(kafka_bootstrap, "reservation.created", lambda e: e["payload"]["reservation_uid"] == body["devicegroup_uid"])
+    event, _headers = await wait_for_event(
+        kafka_bootstrap, "reservation.created", lambda e: e["payload"]["reservation_uid"] == body["devicegroup_uid"]
+    )
     assert event["payload"]["device_ids"] == ids and event["payload"]["target_capacity_wh"] == 20_000_000
     assert event["payload"]["reservation_id"] == body["id"]
     mine = (await client.get("/api/device-group/my", headers=buyer(issuer))).json()
@@ -38,17 +40,25 @@ async def test_a_device_cannot_be_reserved_twice_in_overlapping_windows(service,
     assert refused.json()["details"] == [{"deviceId": ids[0], "reason": "already reserved in an overlapping window"}]
     lenient = await client.post("/api/device-group", json=payload(ids), headers=buyer(issuer, org=702))
     assert lenient.status_code == 201 and lenient.json()["deviceIds"] == [ids[1]]
-    later = payload(ids[:1], reservationStartDate=(T0 + timedelta(days=30)).isoformat(), reservationEndDate=(T0 + timedelta(days=60)).isoformat())
+    later = payload(
+        ids[:1],
+        reservationStartDate=(T0 + timedelta(days=30)).isoformat(),
+        reservationEndDate=(T0 + timedelta(days=60)).isoformat(),
+    )
     assert (await client.post("/api/device-group", json=later, headers=buyer(issuer))).status_code == 201
 
 
 async def test_invalid_payloads_are_refused_with_every_field_named(service):
     _, client, issuer = service
-    r = await client.post("/api/device-group", json={"name": "", "deviceIds": [], "frequency": "yearly"}, headers=buyer(issuer))
+    r = await client.post(
+        "/api/device-group", json={"name": "", "deviceIds": [], "frequency": "yearly"}, headers=buyer(issuer)
+    )
     assert r.status_code == 400
     fields = {d["field"] for d in r.json()["details"]}
     assert {"name", "deviceIds", "frequency", "reservationStartDate", "reservationEndDate"} <= fields
-    backwards = payload([1], reservationStartDate=T0.isoformat(), reservationEndDate=(T0 - timedelta(days=1)).isoformat())
+    backwards = payload(
+        [1], reservationStartDate=T0.isoformat(), reservationEndDate=(T0 - timedelta(days=1)).isoformat()
+    )
     r = await client.post("/api/device-group", json=backwards, headers=buyer(issuer))
     assert r.status_code == 400 and "reservationEndDate must be after" in r.text
     unknown = await client.post("/api/device-group", json=payload([123456789012]), headers=buyer(issuer))
@@ -72,7 +82,9 @@ async def test_out_of_range_numbers_are_refused_not_failed(service):
     huge = payload([2**64], targetCapacityInMegaWattHour=10**15, organizationId=2**64)
     r = await client.post("/api/device-group", json=huge, headers=buyer(issuer))
     assert r.status_code == 400
-    assert {"deviceIds.0", "targetCapacityInMegaWattHour", "organizationId"} <= {d["field"] for d in r.json()["details"]}
+    assert {"deviceIds.0", "targetCapacityInMegaWattHour", "organizationId"} <= {
+        d["field"] for d in r.json()["details"]
+    }
     assert (await client.get(f"/api/device-group/{2**64}", headers=buyer(issuer))).status_code == 400
 
 
@@ -84,7 +96,9 @@ async def test_a_deleted_device_is_refused_like_other_unavailable_devices(servic
     runtime, client, issuer = service
     ids = await devices(runtime, kafka_bootstrap)
     await publish_events(kafka_bootstrap, [deleted(ids[0])])
-    await eventually(lambda: runtime.pool.fetchval("SELECT deleted_at IS NOT NULL FROM devices WHERE device_id = $1", ids[0]))
+    await eventually(
+        lambda: runtime.pool.fetchval("SELECT deleted_at IS NOT NULL FROM devices WHERE device_id = $1", ids[0])
+    )
     strict = payload(ids, continueWithReservationIfOneOrMoreDevicesUnavailableForReservation=False)
     r = await client.post("/api/device-group", json=strict, headers=buyer(issuer))
     assert r.status_code == 400, r.text

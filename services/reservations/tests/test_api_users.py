@@ -21,14 +21,30 @@ async def world(service, kafka_bootstrap):
     base = 800_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     orgs = {"a_buyer": base + 1, "a_buyer2": base + 2, "a_dev": base + 3, "b_buyer": base + 4}
-    await announce_organizations(kafka_bootstrap, runtime, [
-        OrganizationRegistered(organization_id=orgs["a_buyer"], name=f"a buyer {base}", organization_type="Buyer", api_user_id=a),
-        OrganizationRegistered(organization_id=orgs["a_buyer2"], name=f"a buyer2 {base}", organization_type="Buyer", api_user_id=a),
-        OrganizationRegistered(organization_id=orgs["a_dev"], name=f"a dev {base}", organization_type="Developer", api_user_id=a),
-        OrganizationRegistered(organization_id=orgs["b_buyer"], name=f"b buyer {base}", organization_type="Buyer", api_user_id=b),
-    ])
-    as_a = issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=base + 5, permissions=PERMS, apiUserId=a)
-    as_b = issuer.headers(role="ApiUser", organization_type="ApiUser", organization_id=base + 6, permissions=PERMS, apiUserId=b)
+    await announce_organizations(
+        kafka_bootstrap,
+        runtime,
+        [
+            OrganizationRegistered(
+                organization_id=orgs["a_buyer"], name=f"a buyer {base}", organization_type="Buyer", api_user_id=a
+            ),
+            OrganizationRegistered(
+                organization_id=orgs["a_buyer2"], name=f"a buyer2 {base}", organization_type="Buyer", api_user_id=a
+            ),
+            OrganizationRegistered(
+                organization_id=orgs["a_dev"], name=f"a dev {base}", organization_type="Developer", api_user_id=a
+            ),
+            OrganizationRegistered(
+                organization_id=orgs["b_buyer"], name=f"b buyer {base}", organization_type="Buyer", api_user_id=b
+            ),
+        ],
+    )
+    as_a = issuer.headers(
+        role="ApiUser", organization_type="ApiUser", organization_id=base + 5, permissions=PERMS, apiUserId=a
+    )
+    as_b = issuer.headers(
+        role="ApiUser", organization_type="ApiUser", organization_id=base + 6, permissions=PERMS, apiUserId=b
+    )
     admin = issuer.headers(role="Admin", organization_type="Admin", organization_id=1)
     ids = await devices(runtime, kafka_bootstrap, n=3)
     now = datetime.now(UTC)
@@ -36,8 +52,21 @@ async def world(service, kafka_bootstrap):
     r1 = await reserve(client, as_a, ids[:1], path=f"/api/buyer-reservation?orgId={orgs['a_buyer']}", **window)
     r2 = await reserve(client, as_a, ids[1:2], organizationId=orgs["a_buyer2"], **window)
     r3 = await reserve(client, as_b, ids[2:], path=f"/api/buyer-reservation?orgId={orgs['b_buyer']}", **window)
-    return {"client": client, "a": a, "b": b, "orgs": orgs, "as_a": as_a, "as_b": as_b, "admin": admin,
-            "r1": r1, "r2": r2, "r3": r3, "devices": ids, "issuer": issuer, "runtime": runtime}
+    return {
+        "client": client,
+        "a": a,
+        "b": b,
+        "orgs": orgs,
+        "as_a": as_a,
+        "as_b": as_b,
+        "admin": admin,
+        "r1": r1,
+        "r2": r2,
+        "r3": r3,
+        "devices": ids,
+        "issuer": issuer,
+        "runtime": runtime,
+    }
 
 
 def ids_of(page):
@@ -60,9 +89,15 @@ async def test_an_api_user_must_name_one_of_its_buyer_organizations_to_reserve(w
     assert foreign.status_code == 403 and "not one of your organizations" in foreign.json()["message"]
     developer = await client.post(f"/api/buyer-reservation?orgId={orgs['a_dev']}", json=body, headers=world["as_a"])
     assert developer.status_code == 403 and "Developer organization" in developer.json()["message"]
-    via_body = await client.post("/api/device-group", json={**body, "organizationId": orgs["a_dev"]}, headers=world["as_a"])
+    via_body = await client.post(
+        "/api/device-group", json={**body, "organizationId": orgs["a_dev"]}, headers=world["as_a"]
+    )
     assert via_body.status_code == 403
-    clash = await client.post(f"/api/buyer-reservation?orgId={orgs['a_buyer']}", json={**body, "organizationId": orgs["a_buyer2"]}, headers=world["as_a"])
+    clash = await client.post(
+        f"/api/buyer-reservation?orgId={orgs['a_buyer']}",
+        json={**body, "organizationId": orgs["a_buyer2"]},
+        headers=world["as_a"],
+    )
     assert clash.status_code == 400 and "different organizations" in clash.json()["message"]
     bad = await client.post("/api/buyer-reservation?orgId=abc", json=body, headers=world["as_a"])
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "orgId"
@@ -77,9 +112,15 @@ async def test_an_api_user_lists_the_reservations_of_its_buyer_organizations(wor
     assert listed.status_code == 200, listed.text
     mine = ids_of(listed.json())
     assert {r1["id"], r2["id"]} <= set(mine) and world["r3"]["id"] not in mine
-    filtered = (await client.get("/api/buyer-reservation", params={"organizationId": orgs["a_buyer2"]}, headers=world["as_a"])).json()
+    filtered = (
+        await client.get("/api/buyer-reservation", params={"organizationId": orgs["a_buyer2"]}, headers=world["as_a"])
+    ).json()
     assert ids_of(filtered) == [r2["id"]] and filtered["totalCount"] == 1 and filtered["totalPages"] == 1
-    itself = await client.get("/api/buyer-reservation", params={"apiuserId": world["a"], "organizationId": orgs["a_buyer2"]}, headers=world["as_a"])
+    itself = await client.get(
+        "/api/buyer-reservation",
+        params={"apiuserId": world["a"], "organizationId": orgs["a_buyer2"]},
+        headers=world["as_a"],
+    )
     assert itself.status_code == 200 and ids_of(itself.json()) == [r2["id"]]
 
 
@@ -88,29 +129,50 @@ async def test_pages_of_reservations_carry_totals(world):
     params = {"organizationId": orgs["a_buyer2"]}
     first = (await client.get("/api/buyer-reservation", params={**params, "limit": 1}, headers=world["as_a"])).json()
     assert first["currentPage"] == 1 and first["totalCount"] == 1 and len(first["deviceGroups"]) == 1
-    beyond = (await client.get("/api/buyer-reservation", params={**params, "limit": 1, "pageNumber": 5}, headers=world["as_a"])).json()
+    beyond = (
+        await client.get(
+            "/api/buyer-reservation", params={**params, "limit": 1, "pageNumber": 5}, headers=world["as_a"]
+        )
+    ).json()
     assert beyond["deviceGroups"] == [] and beyond["totalCount"] == 1 and beyond["currentPage"] == 5
     everything = (await client.get("/api/buyer-reservation", params={"limit": 1}, headers=world["as_a"])).json()
     assert everything["totalCount"] >= 2 and everything["totalPages"] == everything["totalCount"]
-    second = (await client.get("/api/buyer-reservation", params={"limit": 1, "pageNumber": 2}, headers=world["as_a"])).json()
+    second = (
+        await client.get("/api/buyer-reservation", params={"limit": 1, "pageNumber": 2}, headers=world["as_a"])
+    ).json()
     assert ids_of(second) != ids_of(everything)
-    for bad in ({"pageNumber": 0}, {"pageNumber": "x"}, {"limit": 0}, {"limit": 101}, {"organizationId": "x"}, {"apiuserId": "nope"}):
+    for bad in (
+        {"pageNumber": 0},
+        {"pageNumber": "x"},
+        {"limit": 0},
+        {"limit": 101},
+        {"organizationId": "x"},
+        {"apiuserId": "nope"},
+    ):
         r = await client.get("/api/buyer-reservation", params=bad, headers=world["as_a"])
         assert r.status_code == 400 and r.json()["details"][0]["field"] in bad, (bad, r.text)
-    disagree = await client.get("/api/device-group/my", params={"pageNumber": 1, "pagenumber": 2}, headers=world["as_a"])
+    disagree = await client.get(
+        "/api/device-group/my", params={"pageNumber": 1, "pagenumber": 2}, headers=world["as_a"]
+    )
     assert disagree.status_code == 400 and "disagree" in disagree.json()["message"]
 
 
 async def test_an_api_user_cannot_list_another_api_users_or_developer_organizations(world):
     client, orgs = world["client"], world["orgs"]
-    foreign = await client.get("/api/buyer-reservation", params={"organizationId": orgs["b_buyer"]}, headers=world["as_a"])
+    foreign = await client.get(
+        "/api/buyer-reservation", params={"organizationId": orgs["b_buyer"]}, headers=world["as_a"]
+    )
     assert foreign.status_code == 403 and "not one of your organizations" in foreign.json()["message"]
-    developer = await client.get("/api/buyer-reservation", params={"organizationId": orgs["a_dev"]}, headers=world["as_a"])
+    developer = await client.get(
+        "/api/buyer-reservation", params={"organizationId": orgs["a_dev"]}, headers=world["as_a"]
+    )
     assert developer.status_code == 403 and "Developer organization" in developer.json()["message"]
     other_user = await client.get("/api/buyer-reservation", params={"apiuserId": world["b"]}, headers=world["as_a"])
     assert other_user.status_code == 403 and "only an admin" in other_user.json()["message"]
     a_buyer = buyer(world["issuer"], org=orgs["a_buyer"])  # a plain buyer user may not list by API user either
-    assert (await client.get("/api/buyer-reservation", params={"apiuserId": world["a"]}, headers=a_buyer)).status_code == 403
+    assert (
+        await client.get("/api/buyer-reservation", params={"apiuserId": world["a"]}, headers=a_buyer)
+    ).status_code == 403
 
 
 async def test_an_admin_lists_by_api_user(world):
@@ -119,7 +181,11 @@ async def test_an_admin_lists_by_api_user(world):
     assert {world["r1"]["id"], world["r2"]["id"]} <= set(ids_of(of_a)) and world["r3"]["id"] not in ids_of(of_a)
     of_b = (await client.get("/api/buyer-reservation", params={"apiuserId": world["b"]}, headers=world["admin"])).json()
     assert ids_of(of_b) == [world["r3"]["id"]]
-    narrowed = await client.get("/api/buyer-reservation", params={"apiuserId": world["a"], "organizationId": orgs["a_buyer"]}, headers=world["admin"])
+    narrowed = await client.get(
+        "/api/buyer-reservation",
+        params={"apiuserId": world["a"], "organizationId": orgs["a_buyer"]},
+        headers=world["admin"],
+    )
     assert world["r2"]["id"] not in ids_of(narrowed.json())
     everyone = (await client.get("/api/buyer-reservation", params={"limit": 100}, headers=world["admin"])).json()
     assert {world["r1"]["id"], world["r2"]["id"], world["r3"]["id"]} <= set(ids_of(everyone))
@@ -129,7 +195,11 @@ async def test_one_reservation_for_an_api_user(world):
     client, orgs, r1 = world["client"], world["orgs"], world["r1"]
     path = f"/api/buyer-reservation/{r1['id']}"
     ok = await client.get(path, params={"organizationId": orgs["a_buyer"]}, headers=world["as_a"])
-    assert ok.status_code == 200 and ok.json()["devicegroup_uid"] == r1["devicegroup_uid"] and ok.json()["state"] == "active"
+    assert (
+        ok.status_code == 200
+        and ok.json()["devicegroup_uid"] == r1["devicegroup_uid"]
+        and ok.json()["state"] == "active"
+    )
     missing = await client.get(path, headers=world["as_a"])
     assert missing.status_code == 400 and "organizationId is required" in missing.json()["message"]
     foreign = await client.get(path, params={"organizationId": orgs["b_buyer"]}, headers=world["as_a"])
@@ -160,11 +230,17 @@ async def test_an_api_user_ends_a_reservation_of_its_buyer_organization(world, k
     client, orgs = world["client"], world["orgs"]
     [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
     now = datetime.now(UTC)
-    res = await reserve(client, world["as_a"], [device], organizationId=orgs["a_buyer"], start=now, end=now + timedelta(days=3))
+    res = await reserve(
+        client, world["as_a"], [device], organizationId=orgs["a_buyer"], start=now, end=now + timedelta(days=3)
+    )
     path = f"/api/device-group/{res['id']}/end"
     assert (await client.post(path, headers=world["as_a"])).status_code == 400
-    assert (await client.post(path, params={"organizationId": orgs["b_buyer"]}, headers=world["as_b"])).status_code == 404
-    assert (await client.post(path, params={"organizationId": orgs["a_buyer"]}, headers=world["as_b"])).status_code == 403
+    assert (
+        await client.post(path, params={"organizationId": orgs["b_buyer"]}, headers=world["as_b"])
+    ).status_code == 404
+    assert (
+        await client.post(path, params={"organizationId": orgs["a_buyer"]}, headers=world["as_b"])
+    ).status_code == 403
     ended = await client.post(path, params={"organizationId": orgs["a_buyer"]}, headers=world["as_a"])
     assert ended.status_code == 200 and ended.json()["endReason"] == "ended_by_buyer"
 
@@ -183,10 +259,18 @@ async def test_an_admin_reserves_for_a_buyer_organization_it_names(world, kafka_
     client, orgs, admin = world["client"], world["orgs"], world["admin"]
     [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
     body = payload([device])
-    for path, json in (("/api/device-group", body), ("/api/buyer-reservation", body), ("/api/device-group", {**body, "organizationId": 1})):
+    for path, json in (
+        ("/api/device-group", body),
+        ("/api/buyer-reservation", body),
+        ("/api/device-group", {**body, "organizationId": 1}),
+    ):
         r = await client.post(path, json=json, headers=admin)
         assert r.status_code == 400 and "Buyer organization" in r.json()["message"], (path, r.text)
     developer = await client.post(f"/api/buyer-reservation?orgId={orgs['a_dev']}", json=body, headers=admin)
     assert developer.status_code == 403 and "Developer organization" in developer.json()["message"]
     made = await client.post(f"/api/buyer-reservation?orgId={orgs['a_buyer']}", json=body, headers=admin)
-    assert made.status_code == 201 and made.json()["organizationId"] == orgs["a_buyer"] and made.json()["deviceIds"] == [device]
+    assert (
+        made.status_code == 201
+        and made.json()["organizationId"] == orgs["a_buyer"]
+        and made.json()["deviceIds"] == [device]
+    )

@@ -1,7 +1,6 @@
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-
-import uuid
 
 from opendrec_reservations.domain import (
     DeviceState,
@@ -52,7 +51,10 @@ def test_a_reservation_is_ended_once_recorded_or_once_its_end_date_passed():
 def test_ending_is_refused_once_ended():
     end = T0 + D
     assert refuse_end(7, end, None, None, T0) is None
-    assert refuse_end(7, end, T0, "ended_by_buyer", T0) == f"Reservation 7 already ended at {T0.isoformat()} (ended by its buyer)"
+    assert (
+        refuse_end(7, end, T0, "ended_by_buyer", T0)
+        == f"Reservation 7 already ended at {T0.isoformat()} (ended by its buyer)"
+    )
     assert "its end date passed" in refuse_end(7, end, None, None, end + D)
 
 

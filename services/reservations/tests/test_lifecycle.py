@@ -72,7 +72,11 @@ async def test_the_background_sweep_ends_a_reservation_whose_end_date_passed(ser
     event, _ = await wait_for_event(kafka_bootstrap, "reservation.ended", ended_for({past["devicegroup_uid"]}))
     assert event["payload"]["reason"] == "expired" and datetime.fromisoformat(event["payload"]["ended_at"]) == end
     again = await client.post(f"/api/device-group/{past['id']}/end", headers=buyer(issuer, org=711))
-    assert again.status_code == 409 and "already ended" in again.json()["message"] and "end date passed" in again.json()["message"]
+    assert (
+        again.status_code == 409
+        and "already ended" in again.json()["message"]
+        and "end date passed" in again.json()["message"]
+    )
 
 
 async def test_a_buyer_ends_its_reservation_early_once_and_the_devices_are_free_again(service, kafka_bootstrap):
@@ -81,7 +85,12 @@ async def test_a_buyer_ends_its_reservation_early_once_and_the_devices_are_free_
     ids = await devices(runtime, kafka_bootstrap, n=2)
     res = await reserve(client, buyer(issuer, org=712), ids, start=now - DAY, end=now + 30 * DAY)
     assert res["state"] == "active" and res["endedAt"] is None
-    follow_on = payload(ids, start=now + 2 * DAY, end=now + 5 * DAY, continueWithReservationIfOneOrMoreDevicesUnavailableForReservation=False)
+    follow_on = payload(
+        ids,
+        start=now + 2 * DAY,
+        end=now + 5 * DAY,
+        continueWithReservationIfOneOrMoreDevicesUnavailableForReservation=False,
+    )
     taken = await client.post("/api/device-group", json=follow_on, headers=buyer(issuer, org=713))
     assert taken.status_code == 400  # still reserved by the first
 
@@ -117,21 +126,35 @@ async def test_only_the_buyer_organization_or_an_admin_ends_a_reservation(servic
     assert other.status_code == 404 and other.json()["message"] == f"No reservation {res['id']}"
     naming = await client.post(path, params={"organizationId": 714}, headers=buyer(issuer, org=715))
     assert naming.status_code == 403
-    read_only = await client.post(path, headers=buyer(issuer, org=714, permissions={"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RW"}))
-    assert read_only.status_code == 403 and "Update permission on BUYER_RESERVATION_MANAGEMENT_CRUDL" in read_only.json()["message"]
-    developer = issuer.headers(organization_id=714, organization_type="Developer", role="OrganizationAdmin", permissions={"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"})
+    read_only = await client.post(
+        path, headers=buyer(issuer, org=714, permissions={"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RW"})
+    )
+    assert (
+        read_only.status_code == 403
+        and "Update permission on BUYER_RESERVATION_MANAGEMENT_CRUDL" in read_only.json()["message"]
+    )
+    developer = issuer.headers(
+        organization_id=714,
+        organization_type="Developer",
+        role="OrganizationAdmin",
+        permissions={"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"},
+    )
     assert (await client.post(path, headers=developer)).status_code == 403
     assert (await client.post(path)).status_code == 401
     assert (await client.post("/api/device-group/999999999999/end", headers=buyer(issuer, org=714))).status_code == 404
     assert (await client.post("/api/device-group/abc/end", headers=buyer(issuer, org=714))).status_code == 400
-    assert (await client.get(f"/api/device-group/{res['id']}", headers=buyer(issuer, org=714))).json()["state"] == "active"
+    assert (await client.get(f"/api/device-group/{res['id']}", headers=buyer(issuer, org=714))).json()[
+        "state"
+    ] == "active"
 
     admin = issuer.headers(organization_id=1, organization_type="Admin", role="Admin")
     ended = await client.post(path, headers=admin)
     assert ended.status_code == 200 and ended.json()["state"] == "ended"
     # The other reservation on a device it never touched is untouched.
     second = await reserve(client, buyer(issuer, org=714), ids[1:], start=now, end=now + 30 * DAY)
-    assert (await client.get(f"/api/device-group/{second['id']}", headers=buyer(issuer, org=714))).json()["state"] == "active"
+    assert (await client.get(f"/api/device-group/{second['id']}", headers=buyer(issuer, org=714))).json()[
+        "state"
+    ] == "active"
 
 
 async def test_openapi_shows_who_may_end_a_reservation(service):

@@ -84,9 +84,7 @@ def parse_event(envelope: Envelope) -> Event:
     if model is None:
         raise UnknownEvent(f"unknown event type {envelope.type!r}")
     if envelope.version > model.VERSION:
-        raise UnknownEvent(
-            f"{envelope.type} v{envelope.version} is newer than this consumer knows (v{model.VERSION})"
-        )
+        raise UnknownEvent(f"{envelope.type} v{envelope.version} is newer than this consumer knows (v{model.VERSION})")
     payload, version = dict(envelope.payload), envelope.version
     while version < model.VERSION:
         payload = UPCASTERS[(envelope.type, version)](payload)

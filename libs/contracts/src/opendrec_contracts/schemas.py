@@ -80,7 +80,7 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _compare(old, new, old_defs, new_defs, path, problems) -> None:  # noqa: ANN001
+def _compare(old, new, old_defs, new_defs, path, problems) -> None:
     old, new = _resolve(old, old_defs), _resolve(new, new_defs)
     old_types, new_types = _types(old, old_defs), _types(new, new_defs)
     if old_types != new_types:
@@ -112,7 +112,9 @@ def check_committed(directory: Path = SCHEMA_DIR) -> list[str]:
     for model in EVENTS.values():
         path = directory / schema_file(model.TYPE, model.VERSION).name
         if not path.exists():
-            problems.append(f"{model.TYPE} v{model.VERSION}: no committed schema at {path.name} (run python -m opendrec_contracts.schemas)")
+            problems.append(
+                f"{model.TYPE} v{model.VERSION}: no committed schema at {path.name} (run python -m opendrec_contracts.schemas)"
+            )
             continue
         committed = json.loads(path.read_text())
         problems += [f"{model.TYPE} v{model.VERSION}: {p}" for p in breaking_changes(committed, current_schema(model))]

@@ -19,8 +19,14 @@ from .procs import Helper, start_helper
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
 # Tansu also reads these from the environment; our flags must win over a developer's shell.
-_TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY",
-              "OTEL_EXPORTER_OTLP_ENDPOINT")
+_TANSU_ENV = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
 
 
 def tansu_command(port: int) -> list[str]:
@@ -44,8 +50,9 @@ class EmbeddedBroker(Helper):
         return f"{HOST}:{self.port}"
 
 
-def start_broker(port: int | None = None, log_path: str | os.PathLike | None = None,
-                 pid_dir: str | os.PathLike | None = None) -> EmbeddedBroker:
+def start_broker(
+    port: int | None = None, log_path: str | os.PathLike | None = None, pid_dir: str | os.PathLike | None = None
+) -> EmbeddedBroker:
     """Start Tansu on 127.0.0.1:`port` (free port if None) and return once a Kafka client gets
     cluster metadata from it. Its output goes to `log_path` (or is discarded). With `pid_dir`,
     its pid is recorded there so a later run can stop it if this one gets killed."""
@@ -55,8 +62,16 @@ def start_broker(port: int | None = None, log_path: str | os.PathLike | None = N
         raise RuntimeError(f"port {port} is in use; cannot start the Kafka broker on it")
     env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
     bootstrap = f"{HOST}:{port}"
-    helper = start_helper("tansu", tansu_command(port), port, log_path=log_path, pid_dir=pid_dir, env=env,
-                          ready=lambda: _kafka_answers(bootstrap), timeout=READY_TIMEOUT_S)
+    helper = start_helper(
+        "tansu",
+        tansu_command(port),
+        port,
+        log_path=log_path,
+        pid_dir=pid_dir,
+        env=env,
+        ready=lambda: _kafka_answers(bootstrap),
+        timeout=READY_TIMEOUT_S,
+    )
     return EmbeddedBroker(helper.name, helper.process, helper.port, helper.log_path, helper.pid_file)
 
 
@@ -64,7 +79,7 @@ def _kafka_answers(bootstrap: str) -> bool:
     try:
         wait_kafka_ready(bootstrap, timeout=0)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - a probe: any failure means not answering
         return False
 
 
@@ -99,4 +114,4 @@ def wait_kafka_ready(bootstrap: str, timeout: float = READY_TIMEOUT_S) -> None:
         pool.submit(asyncio.run, kafka_ready(bootstrap, timeout)).result()
 
 
-__all__ = ["EmbeddedBroker", "start_broker", "kafka_ready", "wait_kafka_ready", "free_port", "tansu_command"]
+__all__ = ["EmbeddedBroker", "free_port", "kafka_ready", "start_broker", "tansu_command", "wait_kafka_ready"]

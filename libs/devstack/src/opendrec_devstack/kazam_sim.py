@@ -51,12 +51,45 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 # Field order of a transaction as in the collection's "Get Transactions" example.
-FINISHED_FIELDS = ("txn_id", "connector_id", "device_id", "device_org", "initiated_from", "segment", "subsegment",
-                   "user_id", "device_network_type", "end_time", "power", "start_time", "total_usage", "tx_status",
-                   "usage_limit", "voltage", "end_reason", "payment_initialised")
-ONGOING_FIELDS = ("txn_id", "ack", "connector_id", "device_id", "device_org", "initiated_from", "segment",
-                  "subsegment", "user_id", "device_network_type", "power", "start_time", "total_usage", "tx_status",
-                  "usage_limit", "voltage", "payment_initialised")
+FINISHED_FIELDS = (
+    "txn_id",
+    "connector_id",
+    "device_id",
+    "device_org",
+    "initiated_from",
+    "segment",
+    "subsegment",
+    "user_id",
+    "device_network_type",
+    "end_time",
+    "power",
+    "start_time",
+    "total_usage",
+    "tx_status",
+    "usage_limit",
+    "voltage",
+    "end_reason",
+    "payment_initialised",
+)
+ONGOING_FIELDS = (
+    "txn_id",
+    "ack",
+    "connector_id",
+    "device_id",
+    "device_org",
+    "initiated_from",
+    "segment",
+    "subsegment",
+    "user_id",
+    "device_network_type",
+    "power",
+    "start_time",
+    "total_usage",
+    "tx_status",
+    "usage_limit",
+    "voltage",
+    "payment_initialised",
+)
 TX_FINISHED = 0
 TX_ONGOING = 1
 
@@ -72,6 +105,7 @@ class KazamError(Exception):
 
 
 # ---------------------------------------------------------------- request bodies
+
 
 def _unix(v: Any) -> Any:
     # the collection sends times both as numbers and as quoted numbers
@@ -153,6 +187,7 @@ class StopIn(BaseModel):
 
 
 # ---------------------------------------------------------------- state
+
 
 class Simulator:
     """All simulator state; optionally mirrored to a JSON file after every change."""
@@ -261,14 +296,15 @@ class Simulator:
             hosted = {d for d, dev in self.devices.items() if dev["host_id"] == q.host_id}
             device_ids = hosted if device_ids is None else device_ids & hosted
         found = [
-            t for t in self.transactions.values()
+            t
+            for t in self.transactions.values()
             if (device_ids is None or t["device_id"] in device_ids)
             and (q.user_id is None or t["user_id"] == q.user_id)
             and q.start_time <= t["start_time"] <= q.end_time
             and (q.private is None or t["private"] == q.private)
         ]
         found.sort(key=lambda t: (t["start_time"], t["txn_id"]), reverse=True)
-        return len(found), found[q.offset:q.offset + q.limit]
+        return len(found), found[q.offset : q.offset + q.limit]
 
     def latest_transaction(self, device_id: str) -> dict:
         mine = [t for t in self.transactions.values() if t["device_id"] == device_id]
@@ -337,12 +373,17 @@ def charger_details(dev: dict, full_address: bool) -> dict:
     }
     if full_address:
         # the real API forwards Google reverse geocoding results: an array of address objects
-        out["address"] = [{"formatted_address": dev["address"], "geometry": {"location": {
-            "lat": dev["location"][0], "lng": dev["location"][1]}}}]
+        out["address"] = [
+            {
+                "formatted_address": dev["address"],
+                "geometry": {"location": {"lat": dev["location"][0], "lng": dev["location"][1]}},
+            }
+        ]
     return out
 
 
 # ---------------------------------------------------------------- app
+
 
 def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastAPI:
     sim = Simulator(state_file)
@@ -351,7 +392,7 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
     app.state.sim = sim
     bearer = HTTPBearer(auto_error=False)
 
-    async def authorized(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+    async def authorized(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if cred is None or cred.credentials != token:
             raise KazamError(401, "unauthorized")
 
@@ -377,8 +418,10 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
     async def get_transactions(request: Request):
         q = await body(request, TransactionsQuery)
         total, page = sim.find_transactions(q)
-        return {"count": {"start": q.offset, "end": q.limit, "total": total},
-                "transactions": [kazam_view(t) for t in page]}
+        return {
+            "count": {"start": q.offset, "end": q.limit, "total": total},
+            "transactions": [kazam_view(t) for t in page],
+        }
 
     @app.post("/getLatestTransaction", dependencies=auth)
     async def get_latest_transaction(request: Request):
@@ -401,8 +444,13 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
         return sim.device_state(q.device_id)
 
     @app.get("/getDeviceDetails", dependencies=auth)
-    async def get_device_details(loc: str | None = None, dist: float = 5.0, fullAddress: bool = False,
-                                 socket: str | None = None, parking: str | None = None):
+    async def get_device_details(
+        loc: str | None = None,
+        dist: float = 5.0,
+        fullAddress: bool = False,
+        socket: str | None = None,
+        parking: str | None = None,
+    ):
         center = None
         if loc is not None:
             try:
@@ -460,8 +508,9 @@ def jsonable_errors(errors) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m opendrec_devstack.kazam_sim",
-                                     description="Kazam platform simulator")
+    parser = argparse.ArgumentParser(
+        prog="python -m opendrec_devstack.kazam_sim", description="Kazam platform simulator"
+    )
     parser.add_argument("--port", type=int, default=8110)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--token", default=os.environ.get("KAZAM_TOKEN"), help="bearer token clients must send")

@@ -60,7 +60,7 @@ class EmbeddedPostgres:
         """Fast shutdown (disconnects clients, no crash recovery needed on next start)."""
         _stop_cluster(self.pgdata, self.system_user)
 
-    def __enter__(self) -> "EmbeddedPostgres":
+    def __enter__(self) -> EmbeddedPostgres:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -78,8 +78,14 @@ def kill_recorded(pid_dir: str | os.PathLike) -> list[str]:
 class Helper:
     """A helper process we started (broker, SMTP sink, Kazam simulator)."""
 
-    def __init__(self, name: str, process: subprocess.Popen, port: int, log_path: Path | None = None,
-                 pid_file: Path | None = None):
+    def __init__(
+        self,
+        name: str,
+        process: subprocess.Popen,
+        port: int,
+        log_path: Path | None = None,
+        pid_file: Path | None = None,
+    ):
         self.name = name
         self.process = process
         self.port = port
@@ -97,7 +103,7 @@ class Helper:
             return ""
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def __enter__(self) -> "Helper":
+    def __enter__(self) -> Helper:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -107,9 +113,17 @@ class Helper:
         return f"Helper({self.name!r}, pid={self.process.pid}, port={self.port})"
 
 
-def start_helper(name: str, argv: list[str], port: int, *, log_path: str | os.PathLike | None = None,
-                 pid_dir: str | os.PathLike | None = None, env: dict[str, str] | None = None,
-                 ready=None, timeout: float = 30.0) -> Helper:
+def start_helper(
+    name: str,
+    argv: list[str],
+    port: int,
+    *,
+    log_path: str | os.PathLike | None = None,
+    pid_dir: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    ready=None,
+    timeout: float = 30.0,
+) -> Helper:
     """Start `argv` in its own session with output to `log_path`; return once it listens on
     127.0.0.1:`port` and `ready()` (if given) returns true. Stops it again on failure."""
     from .net import wait_for_port
@@ -117,10 +131,11 @@ def start_helper(name: str, argv: list[str], port: int, *, log_path: str | os.Pa
     log_path = Path(log_path) if log_path is not None else None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL
+    out = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115 - the child process owns the log file; closed in finally
     try:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
     finally:
         if out is not subprocess.DEVNULL:
             out.close()

@@ -59,12 +59,13 @@ def docker_available() -> bool:
                     _docker_answer = bool(client.ping())
                 finally:
                     client.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure means no Docker engine
                 _docker_answer = False
     return _docker_answer
 
 
 # ---------------------------------------------------------------- databases
+
 
 def create_database(server_url: str, name: str) -> str:
     import psycopg
@@ -94,6 +95,7 @@ def databases_with_prefix(server_url: str, prefix: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- platform
+
 
 @dataclass
 class Platform:
@@ -148,15 +150,22 @@ def _readiness_report(info: dict | None) -> str:
                 lines.append(f"  {name}: {resp.status}")
         except urllib.error.HTTPError as exc:
             lines.append(f"  {name}: {exc.code} {exc.read()[:300]!r}")
-        except Exception as exc:  # a diagnosis must not hide the original failure
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the original failure
             lines.append(f"  {name}: {exc!r}")
     return "\n".join(lines) or "  (no service URLs known yet)"
 
 
-def start_platform(state_dir: str | os.PathLike, *, database_url: str, kafka_bootstrap: str,
-                   database_name_prefix: str | None = None, services_file: str | os.PathLike | None = None,
-                   environment: str = "test", extra_env: dict[str, str] | None = None,
-                   timeout: float = PLATFORM_START_TIMEOUT_S) -> Platform:
+def start_platform(
+    state_dir: str | os.PathLike,
+    *,
+    database_url: str,
+    kafka_bootstrap: str,
+    database_name_prefix: str | None = None,
+    services_file: str | os.PathLike | None = None,
+    environment: str = "test",
+    extra_env: dict[str, str] | None = None,
+    timeout: float = PLATFORM_START_TIMEOUT_S,
+) -> Platform:
     """Run `python -m opendrec_devstack run --free-ports` on the given Postgres server and broker,
     with the SMTP sink and Kazam simulator embedded, and wait until every service's /readyz
     answers 200 (raises with the log tail if it exits or the deadline passes)."""
@@ -164,11 +173,25 @@ def start_platform(state_dir: str | os.PathLike, *, database_url: str, kafka_boo
     state_dir.mkdir(parents=True, exist_ok=True)
     prefix = database_name_prefix if database_name_prefix is not None else f"t{uuid.uuid4().hex[:8]}_"
     env = {k: v for k, v in os.environ.items() if k not in ("SMTP_URL", "KAZAM_URL", "KAZAM_TOKEN")}
-    env.update(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_NAME_PREFIX=prefix,
-               KAFKA_GROUP_PREFIX=prefix,
-               PYTHONUNBUFFERED="1", **(extra_env or {}))
-    argv = [sys.executable, "-m", "opendrec_devstack", "run", "--state-dir", str(state_dir), "--free-ports",
-            "--environment", environment]
+    env.update(
+        DATABASE_URL=database_url,
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        DATABASE_NAME_PREFIX=prefix,
+        KAFKA_GROUP_PREFIX=prefix,
+        PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "opendrec_devstack",
+        "run",
+        "--state-dir",
+        str(state_dir),
+        "--free-ports",
+        "--environment",
+        environment,
+    ]
     if services_file is not None:
         argv += ["--services", str(services_file)]
     stack_file = state_dir / "stack.json"
@@ -211,6 +234,7 @@ def start_platform(state_dir: str | os.PathLike, *, database_url: str, kafka_boo
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory) -> str:
@@ -285,7 +309,9 @@ def platform(postgres_url, kafka_bootstrap, tmp_path_factory):
             bootstrap = stack.enter_context(start_broker(log_path=state_dir.parent / "platform-tansu.log")).bootstrap
         # Certificates wait CERTIFY_SETTLE_S (30 s) after energy is generated before certifying it; the journeys
         # post reads of the last moments and look for their certificates: a second is enough here.
-        running = start_platform(state_dir, database_url=postgres_url, kafka_bootstrap=bootstrap, extra_env={"CERTIFY_SETTLE_S": "1"})
+        running = start_platform(
+            state_dir, database_url=postgres_url, kafka_bootstrap=bootstrap, extra_env={"CERTIFY_SETTLE_S": "1"}
+        )
         try:
             yield running
         finally:

@@ -34,7 +34,7 @@ class EmlDirHandler:
         self.mail_dir = Path(mail_dir)
         self.mail_dir.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         head = (
             f"X-Peer: {session.peer[0] if isinstance(session.peer, tuple) else session.peer}\n"
             f"X-MailFrom: {envelope.mail_from}\n"
@@ -46,7 +46,7 @@ class EmlDirHandler:
         data = head + body.replace(b"\r\n", b"\n")
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
         tmp = self.mail_dir / f".{name}.tmp"
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f:  # noqa: ASYNC230 - a dev mail sink: small local writes
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -90,8 +90,9 @@ def read_mails(mail_dir: str | os.PathLike, to: str | None = None) -> list[Email
     return out
 
 
-def wait_for_mails(mail_dir: str | os.PathLike, to: str | None = None, count: int = 1,
-                   timeout: float = 15.0) -> list[EmailMessage]:
+def wait_for_mails(
+    mail_dir: str | os.PathLike, to: str | None = None, count: int = 1, timeout: float = 15.0
+) -> list[EmailMessage]:
     """Poll `read_mails` until at least `count` messages match, or raise TimeoutError."""
     deadline = time.monotonic() + timeout
     while True:

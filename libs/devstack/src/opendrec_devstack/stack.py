@@ -25,11 +25,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import httpx
 import psutil
@@ -99,8 +99,16 @@ def service_ports(services: Sequence[ServiceSpec], free: bool) -> dict[str, int]
     return {s.name: (free_port() if free else s.port) for s in services}
 
 
-def service_env(spec: ServiceSpec, *, base: Mapping[str, str], ports: Mapping[str, int],
-                services: Sequence[ServiceSpec], infra: Infra, state_dir: Path, environment: str) -> dict[str, str]:
+def service_env(
+    spec: ServiceSpec,
+    *,
+    base: Mapping[str, str],
+    ports: Mapping[str, int],
+    services: Sequence[ServiceSpec],
+    infra: Infra,
+    state_dir: Path,
+    environment: str,
+) -> dict[str, str]:
     """The environment one service process gets (the conventions of the platform brief)."""
     env = dict(base)
     env.update(
@@ -150,8 +158,7 @@ class _Manager(Manager):
         self._on_started()
 
 
-def _watch(manager: Manager, urls: Mapping[str, str], gateway_url: str, state: Path,
-           stop: threading.Event) -> None:
+def _watch(manager: Manager, urls: Mapping[str, str], gateway_url: str, state: Path, stop: threading.Event) -> None:
     """Runs beside honcho's loop: records the service processes' pids (so that a later run can
     clean up if this one is killed -9) and polls every service's /readyz. Readiness is announced
     once, through honcho's event queue, so the line never interleaves with service output."""
@@ -269,9 +276,16 @@ def _start_infra(cfg: StackConfig, stack: ExitStack, state: Path) -> Infra:
     else:
         port = free_port() if cfg.free_ports else svc_table.SMTP_SINK_PORT
         mail_dir = str((state / "mail").resolve())
-        stack.enter_context(start_helper(
-            "smtp-sink", [python, "-m", "opendrec_devstack.smtp_sink", "--dir", mail_dir, "--port", str(port)],
-            port, log_path=logs / "smtp-sink.log", pid_dir=pids, ready=lambda: smtp_ready(port)))
+        stack.enter_context(
+            start_helper(
+                "smtp-sink",
+                [python, "-m", "opendrec_devstack.smtp_sink", "--dir", mail_dir, "--port", str(port)],
+                port,
+                log_path=logs / "smtp-sink.log",
+                pid_dir=pids,
+                ready=lambda: smtp_ready(port),
+            )
+        )
         smtp_url = f"smtp://{HOST}:{port}"
         _say(f"SMTP sink: {smtp_url} (mails in {mail_dir})")
 
@@ -282,11 +296,25 @@ def _start_infra(cfg: StackConfig, stack: ExitStack, state: Path) -> Infra:
     else:
         port = free_port() if cfg.free_ports else svc_table.KAZAM_SIM_PORT
         kazam_url = f"http://{HOST}:{port}"
-        stack.enter_context(start_helper(
-            "kazam-sim", [python, "-m", "opendrec_devstack.kazam_sim", "--port", str(port),
-                          "--state", str(state / "kazam.json")],
-            port, log_path=logs / "kazam-sim.log", pid_dir=pids, env={**env, "KAZAM_TOKEN": kazam_token},
-            ready=lambda: _http_ok(kazam_url + "/healthz")))
+        stack.enter_context(
+            start_helper(
+                "kazam-sim",
+                [
+                    python,
+                    "-m",
+                    "opendrec_devstack.kazam_sim",
+                    "--port",
+                    str(port),
+                    "--state",
+                    str(state / "kazam.json"),
+                ],
+                port,
+                log_path=logs / "kazam-sim.log",
+                pid_dir=pids,
+                env={**env, "KAZAM_TOKEN": kazam_token},
+                ready=lambda: _http_ok(kazam_url + "/healthz"),
+            )
+        )
         _say(f"Kazam simulator: {kazam_url} (token {kazam_token})")
 
     return Infra(database_url, kafka, smtp_url, kazam_url, kazam_token, mail_dir)
@@ -344,37 +372,48 @@ def run(cfg: StackConfig) -> int:
 def _supervise(cfg: StackConfig, state: Path, stack_file: Path, ports: Mapping[str, int], infra: Infra) -> int:
     urls = {s.name: f"http://{HOST}:{ports[s.name]}" for s in cfg.services}
     gateway_url = urls.get(GATEWAY, next(iter(urls.values())))
-    _write_json(stack_file, {
-        "ready": False,
-        "pid": os.getpid(),
-        "state_dir": str(state),
-        "environment": cfg.environment,
-        "gateway_url": gateway_url,
-        "service_urls": urls,
-        "database_url": infra.database_url,
-        "database_name_prefix": cfg.env.get("DATABASE_NAME_PREFIX", ""),
-        "kafka_bootstrap": infra.kafka_bootstrap,
-        "smtp_url": infra.smtp_url,
-        "mail_dir": infra.mail_dir,
-        "kazam_url": infra.kazam_url,
-        "kazam_token": infra.kazam_token,
-        "traces_dir": str(state / "traces"),
-        "jwt_private_key_file": str(state / "keys" / "jwt-ed25519.pem"),
-        "admin_email": cfg.env.get("ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL),
-        "admin_password": cfg.env.get("ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
-    })
+    _write_json(
+        stack_file,
+        {
+            "ready": False,
+            "pid": os.getpid(),
+            "state_dir": str(state),
+            "environment": cfg.environment,
+            "gateway_url": gateway_url,
+            "service_urls": urls,
+            "database_url": infra.database_url,
+            "database_name_prefix": cfg.env.get("DATABASE_NAME_PREFIX", ""),
+            "kafka_bootstrap": infra.kafka_bootstrap,
+            "smtp_url": infra.smtp_url,
+            "mail_dir": infra.mail_dir,
+            "kazam_url": infra.kazam_url,
+            "kazam_token": infra.kazam_token,
+            "traces_dir": str(state / "traces"),
+            "jwt_private_key_file": str(state / "keys" / "jwt-ed25519.pem"),
+            "admin_email": cfg.env.get("ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL),
+            "admin_password": cfg.env.get("ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
+        },
+    )
 
     stop_watch = threading.Event()
     manager: _Manager
 
     def start_watcher():
-        threading.Thread(target=_watch, args=(manager, urls, gateway_url, state, stop_watch),
-                         name="readyz-watch", daemon=True).start()
+        threading.Thread(
+            target=_watch, args=(manager, urls, gateway_url, state, stop_watch), name="readyz-watch", daemon=True
+        ).start()
 
     manager = _Manager(start_watcher, printer=_StackPrinter(sys.stdout))
     for spec in cfg.services:
-        env = service_env(spec, base=cfg.env, ports=ports, services=cfg.services, infra=infra,
-                          state_dir=state, environment=cfg.environment)
+        env = service_env(
+            spec,
+            base=cfg.env,
+            ports=ports,
+            services=cfg.services,
+            infra=infra,
+            state_dir=state,
+            environment=cfg.environment,
+        )
         # exec: the shell honcho starts is replaced by the service, so signals reach it directly
         manager.add_process(spec.name, f"exec {shlex.quote(sys.executable)} -m {spec.module}", env=env)
     try:

@@ -2,9 +2,11 @@
 
 from .auth import CurrentPrincipal, Principal, permission
 from .errors import ApiError
-from .messaging import EventContext
-from .runtime import Pool, Runtime, ServiceRuntime
+from .runtime import Pool, Runtime, ServiceRuntime, UoW
 from .settings import ServiceSettings
+from .timestamps import iso
+from .uow import EventContext, UnitOfWork
+from .workers import Worker
 
 __all__ = [
     "ApiError",
@@ -15,5 +17,9 @@ __all__ = [
     "Runtime",
     "ServiceRuntime",
     "ServiceSettings",
+    "UnitOfWork",
+    "UoW",
+    "Worker",
+    "iso",
     "permission",
 ]

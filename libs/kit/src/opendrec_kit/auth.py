@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import aiohttp
 import jwt
 from fastapi import Depends, Request
-from fastapi.routing import APIRoute
 from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from opendrec_contracts.access import ADMIN_MODULES, ROLES, roles_granted
 

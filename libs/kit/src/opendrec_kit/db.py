@@ -44,7 +44,11 @@ async def ensure_database(server_url: str, name: str) -> str:
 
 
 def _migrate_sync(database_url: str, sources: list[Path]) -> list[str]:
-    backend = get_backend(database_url.replace("postgresql://", "postgresql+psycopg://", 1).replace("postgres://", "postgresql+psycopg://", 1))
+    backend = get_backend(
+        database_url.replace("postgresql://", "postgresql+psycopg://", 1).replace(
+            "postgres://", "postgresql+psycopg://", 1
+        )
+    )
     applied: list[str] = []
     try:
         # Kit tables first, then the service's own, each source in file order.

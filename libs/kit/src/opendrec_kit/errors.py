@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,9 +41,11 @@ def envelope(status: int, message: str, path: str, request_id: str | None, detai
     return body
 
 
-def _respond(request: Request, status: int, message: str, details: Any = None, headers=None) -> JSONResponse:  # noqa: ANN001
+def _respond(request: Request, status: int, message: str, details: Any = None, headers=None) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
-    return JSONResponse(envelope(status, message, request.url.path, request_id, details), status_code=status, headers=headers)
+    return JSONResponse(
+        envelope(status, message, request.url.path, request_id, details), status_code=status, headers=headers
+    )
 
 
 def _field(loc: tuple) -> str:
@@ -59,7 +61,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid"), "where": (e.get("loc") or ["body"])[0]}
+            {
+                "field": _field(tuple(e.get("loc", ()))),
+                "message": e.get("msg", "invalid"),
+                "where": (e.get("loc") or ["body"])[0],
+            }
             for e in exc.errors()
         ]
         fields = ", ".join(sorted({d["field"] for d in details}))

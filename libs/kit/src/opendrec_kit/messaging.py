@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,10 +23,10 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event
+from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event, topic_of
 
-from . import outbox
 from .settings import ServiceSettings
+from .uow import EventContext
 
 log = logging.getLogger(__name__)
 
@@ -84,28 +83,18 @@ def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, Poison)
 
 
-@dataclass
-class EventContext:
-    """What a handler gets besides the event: the open transaction and where the event came from."""
-
-    conn: asyncpg.Connection
-    envelope: Envelope
-    producer: str
-
-    async def emit(self, event: Event) -> None:
-        await outbox.add(self.conn, event, self.producer)
-
-    async def emit_many(self, events: list[Event]) -> None:
-        await outbox.add_many(self.conn, events, self.producer)
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, EventContext], Awaitable[None]]
 
 
-Handler = Callable[[Any, EventContext], Awaitable[None]]
+async def handle_once(
+    pool: asyncpg.Pool, consumer: str, producer: str, envelope: Envelope, event: E, handler: Handler[E]
+) -> bool:
+    """Run `handler` in one unit of work with the inbox claim; False when the event was already handled.
 
-
-async def handle_once(pool: asyncpg.Pool, consumer: str, producer: str, envelope: Envelope, event: Event, handler: Handler) -> bool:
-    """Run `handler` in one transaction with the inbox claim; False when the event was already handled."""
-    async with pool.acquire() as conn, conn.transaction():
-        claimed = await conn.fetchval(
+    The handler's effect, the events it records and the claim commit together."""
+    async with EventContext(pool, producer, envelope) as uow:
+        claimed = await uow.conn.fetchval(
             "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true",
             consumer,
@@ -114,7 +103,7 @@ async def handle_once(pool: asyncpg.Pool, consumer: str, producer: str, envelope
         )
         if not claimed:
             return False
-        await handler(event, EventContext(conn=conn, envelope=envelope, producer=producer))
+        await handler(event, uow)
         return True
 
 
@@ -130,18 +119,20 @@ def subscribe(
     broker: KafkaBroker,
     settings: ServiceSettings,
     pool_getter: Callable[[], asyncpg.Pool],
-    topic: str,
-    handler: Handler,
+    event_class: type[E],
+    handler: Handler[E],
     *,
     group: str | None = None,
 ) -> dict[str, int]:
-    """Register `handler` for `topic` in consumer group `group` (default: `<service>.<topic>`,
-    after KAFKA_GROUP_PREFIX).
+    """Register `handler` for the events of `event_class`, on its topic, in consumer group `group` (default:
+    `<service>.<topic>`, after KAFKA_GROUP_PREFIX). The envelope is decoded, upcast and validated into
+    `event_class` before the handler runs; a message that is not such an event is poison (DLQ).
 
     One group per topic: a rebalance of one subscription never pauses another.
 
     Returns live counters (handled, duplicates, dead_lettered) for progress and tests.
     """
+    topic = topic_of(event_class.TYPE)
     group = settings.kafka_group_prefix + (group or f"{settings.service_name}.{topic}")
     stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0}
 
@@ -153,11 +144,13 @@ def subscribe(
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
     )
-    async def consume(body: Any, msg: KafkaMessage) -> None:  # noqa: ARG001 - body decoded by us from msg.body
+    async def consume(body: Any, msg: KafkaMessage) -> None:
         record = msg.raw_message
         attempts = 0
         try:
             envelope, event = decode(msg.body)
+            if not isinstance(event, event_class):
+                raise Poison(f"{envelope.type} on {topic}: this consumer handles {event_class.TYPE} only")
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(settings.consumer_max_attempts),
                 wait=wait_exponential(multiplier=settings.consumer_retry_backoff_ms / 1000, max=5),
@@ -176,7 +169,12 @@ def subscribe(
             stats["dead_lettered"] += 1
             log.error(
                 "message sent to DLQ",
-                extra={"topic": topic, "partition": getattr(record, "partition", None), "offset": getattr(record, "offset", None), "error": repr(exc)},
+                extra={
+                    "topic": topic,
+                    "partition": getattr(record, "partition", None),
+                    "offset": getattr(record, "offset", None),
+                    "error": repr(exc),
+                },
             )
 
     return stats
@@ -193,7 +191,7 @@ def follow_revocations(broker: KafkaBroker, settings: ServiceSettings, verifier:
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
     )
-    async def revoked(body: Any, msg: KafkaMessage) -> None:  # noqa: ARG001
+    async def revoked(body: Any, msg: KafkaMessage) -> None:
         try:
             _, event = decode(msg.body)
         except Poison:
@@ -204,7 +202,9 @@ def follow_revocations(broker: KafkaBroker, settings: ServiceSettings, verifier:
 
 async def dead_letter(broker: KafkaBroker, topic: str, msg: KafkaMessage, exc: BaseException, attempts: int) -> None:
     record = msg.raw_message
-    headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in (msg.headers or {}).items()}
+    headers = {
+        k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in (msg.headers or {}).items()
+    }
     headers.update(
         {
             "x-error-type": type(exc).__name__,

@@ -8,7 +8,6 @@ One relay per service database is active at a time (advisory lock), so per-key o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,6 +18,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from opendrec_contracts import Event, envelope_for, topic_of
+
+from .workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -54,52 +55,42 @@ async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str)
 
 
 class OutboxRelay:
-    def __init__(self, pool: asyncpg.Pool, database_url: str, broker: KafkaBroker, batch_size: int = 500, poll_interval_s: float = 1.0) -> None:
+    """Publishes outbox rows: a worker woken by NOTIFY (or its poll interval) runs `publish_pending`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database_url: str,
+        broker: KafkaBroker,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+    ) -> None:
         self.pool = pool
         self.database_url = database_url
         self.broker = broker
         self.batch_size = batch_size
-        self.poll_interval_s = poll_interval_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.worker = Worker(
+            "outbox-relay", self._step, interval_s=poll_interval_s, backoff_max_s=5.0, affects_readiness=True
+        )
         self._listener: asyncpg.Connection | None = None
         self.published = 0
-        self.healthy = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.worker.healthy
 
     async def start(self) -> None:
         self._listener = await asyncpg.connect(self.database_url)
-        await self._listener.add_listener("outbox", lambda *_: self._wake.set())
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        await self._listener.add_listener("outbox", lambda *_: self.worker.wake())
+        self.worker.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.worker.stop()
         if self._listener:
             await self._listener.close()
 
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            # Cleared before reading the table: a NOTIFY arriving during the publish below wakes the next wait.
-            self._wake.clear()
-            try:
-                sent = await self.publish_pending()
-                self.healthy = True
-                backoff = 0.1
-                if sent >= self.batch_size:
-                    continue  # more waiting: don't sleep
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.healthy = False
-                log.exception("outbox relay failed; retrying", extra={"retry_in_s": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+    async def _step(self) -> bool:
+        return await self.publish_pending() >= self.batch_size  # a full batch: more are waiting
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""

@@ -31,8 +31,12 @@ def page_query(default_limit: int, max_limit: int, what: str = "items") -> Any:
     """A route dependency reading the page asked for: `Paging = Annotated[Page, Depends(page_query(20, 100))]`."""
 
     def paging(
-        pageNumber: Annotated[int | None, Query(ge=1, le=MAX_PAGE_NUMBER, description="1-based page number (default 1)")] = None,  # noqa: N803 (D-REC names)
-        pagenumber: Annotated[int | None, Query(ge=1, le=MAX_PAGE_NUMBER, include_in_schema=False)] = None,  # older spelling
+        pageNumber: Annotated[
+            int | None, Query(ge=1, le=MAX_PAGE_NUMBER, description="1-based page number (default 1)")
+        ] = None,
+        pagenumber: Annotated[
+            int | None, Query(ge=1, le=MAX_PAGE_NUMBER, include_in_schema=False)
+        ] = None,  # older spelling
         limit: Annotated[int, Query(ge=1, le=max_limit, description=f"{what} per page")] = default_limit,
     ) -> Page:
         if pageNumber is not None and pagenumber is not None and pageNumber != pagenumber:

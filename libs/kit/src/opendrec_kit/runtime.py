@@ -19,21 +19,23 @@ from typing import Annotated, Any
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from opendrec_contracts import all_topics
+from opendrec_contracts import OrganizationRegistered, all_topics, topic_of
 
 from . import db
 from .auth import TokenVerifier, describe_access
 from .errors import install_error_handlers
-from .messaging import Handler, ensure_topics, follow_revocations, make_broker, subscribe
+from .messaging import E, Handler, ensure_topics, follow_revocations, make_broker, subscribe
 from .organizations import remember_organization
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
+from .uow import UnitOfWork
+from .workers import Step, Worker
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class ServiceRuntime:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._background: list[asyncio.Task[None]] = []
+        self.workers: list[Worker] = []
         self.started = False
         self.consumer_stats: dict[str, dict[str, int]] = {}
         self.app = self._create_app(title)
@@ -87,14 +90,36 @@ class ServiceRuntime:
                 describe_access(route)
         self.app.include_router(router)
 
-    def subscribe(self, topic: str, handler: Handler, *, group: str | None = None) -> dict[str, int]:
-        stats = subscribe(self.broker, self.settings, lambda: self.pool, topic, handler, group=group)  # type: ignore[arg-type, return-value]
+    def on(self, event_class: type[E], handler: Handler[E], *, group: str | None = None) -> dict[str, int]:
+        """Handle every `event_class` event of its topic, once each (inbox), in consumer group `group`
+        (default `<service>.<topic>`). Returns live counters (handled, duplicates, dead_lettered)."""
+        topic = topic_of(event_class.TYPE)
+        stats = subscribe(self.broker, self.settings, self._pool, event_class, handler, group=group)
         self.consumer_stats[topic] = stats
         return stats
 
     def follow_organizations(self) -> None:
         """Keep `organization_directory` from organization.registered (for `acting_organization`)."""
-        self.subscribe("organization.registered", remember_organization)
+        self.on(OrganizationRegistered, remember_organization)
+
+    def worker(
+        self, name: str, step: Step, *, interval_s: float, backoff_max_s: float = 30.0, enabled: bool = True
+    ) -> Worker:
+        """A background worker started with the service (after the startup hooks) and stopped with it;
+        its health is reported by /readyz. `enabled=False` registers it without starting it (tests, CLI)."""
+        worker = Worker(name, step, interval_s=interval_s, backoff_max_s=backoff_max_s)
+        if enabled:
+            self.workers.append(worker)
+        return worker
+
+    def uow(self) -> UnitOfWork:
+        """A unit of work on this service's database; events it records are published as from this service."""
+        return UnitOfWork(self._pool(), self.name)
+
+    def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError(f"{self.name} is not started: no database pool yet")
+        return self.pool
 
     def on_startup(self, hook: Hook) -> None:
         self._startup.append(hook)
@@ -118,22 +143,30 @@ class ServiceRuntime:
         s = self.settings
         self.database_url = await db.ensure_database(s.database_url, s.database_name)
         await db.migrate(self.database_url, self.migrations)
-        await ensure_topics(s.kafka_bootstrap_servers, all_topics(), s.kafka_topic_partitions, s.kafka_replication_factor)
+        await ensure_topics(
+            s.kafka_bootstrap_servers, all_topics(), s.kafka_topic_partitions, s.kafka_replication_factor
+        )
 
     async def start(self) -> None:
         s = self.settings
         await self.prepare()
         self.pool = await db.create_pool(self.database_url, s.database_pool_min, s.database_pool_max)
         await self.broker.start()
-        self.relay = OutboxRelay(self.pool, self.database_url, self.broker, s.outbox_batch_size, s.outbox_poll_interval_s)
+        self.relay = OutboxRelay(
+            self.pool, self.database_url, self.broker, s.outbox_batch_size, s.outbox_poll_interval_s
+        )
         await self.relay.start()
         for hook in self._startup:
             await hook(self)
+        for worker in self.workers:
+            worker.start()
         self.started = True
         log.info("service started", extra={"database": s.database_name, "pid": os.getpid()})
 
     async def stop(self) -> None:
         self.started = False
+        for worker in self.workers:
+            await worker.stop()
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -154,16 +187,21 @@ class ServiceRuntime:
             async with asyncio.timeout(2):
                 await self.pool.fetchval("SELECT 1")
             checks["database"] = "ok"
-        except Exception as exc:  # readiness reports, never raises
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             checks["database"] = f"unavailable: {type(exc).__name__}"
         try:
             checks["broker"] = "ok" if self.started and await self.broker.ping(timeout=2) else "unavailable"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         checks["outbox"] = "ok" if self.relay and self.relay.healthy else "starting"
         crashed = [t.get_name() for t in self._background if t.done()]
         checks["tasks"] = "ok" if not crashed else f"stopped: {', '.join(crashed)}"
         return checks
+
+    def worker_status(self) -> dict[str, str]:
+        """Each background worker's state: reported by /readyz without making the service unready (a worker
+        retries on its own; the API still answers)."""
+        return {w.name: w.status for w in self.workers}
 
     # -- HTTP -----------------------------------------------------------------
     def _create_app(self, title: str) -> FastAPI:
@@ -195,7 +233,12 @@ class ServiceRuntime:
             ready = all(v == "ok" for v in checks.values())
             # pid: which process answered (a service may run several workers on its port).
             return JSONResponse(
-                {"status": "ready" if ready else "unready", "service": runtime.name, "pid": os.getpid(), "checks": checks},
+                {
+                    "status": "ready" if ready else "unready",
+                    "service": runtime.name,
+                    "pid": os.getpid(),
+                    "checks": checks,
+                },
                 status_code=200 if ready else 503,
             )
 
@@ -242,5 +285,11 @@ def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.runtime.pool
 
 
+def get_uow(request: Request) -> UnitOfWork:
+    """A fresh, unopened unit of work for the use case a route calls (the use case opens it)."""
+    return request.app.state.runtime.uow()
+
+
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+UoW = Annotated[UnitOfWork, Depends(get_uow)]

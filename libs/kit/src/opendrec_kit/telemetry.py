@@ -34,7 +34,11 @@ class _TraceIds(logging.Filter):
 def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
-        JsonFormatter("{asctime}{levelname}{name}{message}", style="{", rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
     )
     handler.addFilter(_TraceIds(service))
     root = logging.getLogger()
@@ -65,8 +69,18 @@ def span_json_line(span: ReadableSpan) -> str:
         "end_time": span.end_time,
         "status": {"status_code": span.status.status_code.name, "description": span.status.description},
         "attributes": {k: _plain(v) for k, v in (span.attributes or {}).items()},
-        "events": [{"name": e.name, "timestamp": e.timestamp, "attributes": {k: _plain(v) for k, v in (e.attributes or {}).items()}} for e in span.events],
-        "links": [{"trace_id": f"0x{link.context.trace_id:032x}", "span_id": f"0x{link.context.span_id:016x}"} for link in span.links],
+        "events": [
+            {
+                "name": e.name,
+                "timestamp": e.timestamp,
+                "attributes": {k: _plain(v) for k, v in (e.attributes or {}).items()},
+            }
+            for e in span.events
+        ],
+        "links": [
+            {"trace_id": f"0x{link.context.trace_id:032x}", "span_id": f"0x{link.context.span_id:016x}"}
+            for link in span.links
+        ],
         "resource": {"attributes": {k: _plain(v) for k, v in span.resource.attributes.items()}},
     }
     # orjson: the SDK's own to_json costs ~65 us a span (measured in bench/gateway)
@@ -93,7 +107,9 @@ def setup_tracing(service: str, traces_file: str | None, otlp_endpoint: str | No
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")))
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces"))
+        )
     trace.set_tracer_provider(provider)
     _configured = True
     return provider

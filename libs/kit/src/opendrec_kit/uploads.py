@@ -8,8 +8,9 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .errors import ApiError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+from .errors import ApiError
 
 SPOOL_IN_MEMORY = 1024 * 1024  # bytes of an upload kept in memory before it spills to a temporary file
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream", "application/vnd.ms-excel")
@@ -49,7 +50,7 @@ async def spool(content_type: str, content_length: str | None, stream: AsyncIter
     if kind.startswith("multipart/"):
         raise ApiError(415, f"Send the CSV as multipart/form-data or as the request body (text/csv), not {kind}")
     _check_csv_type(kind, "the request body")
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned to the caller, who closes it
     size = 0
     try:
         async for chunk in stream:
@@ -70,7 +71,7 @@ class _Form:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.out = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        self.out = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - owned by this object, closed by its close()
         self.file_name: str | None = None
         self.found = False  # a file part has begun
         self.ended = False  # the closing boundary was read

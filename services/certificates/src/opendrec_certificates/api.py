@@ -9,8 +9,8 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 
 from opendrec_kit import ApiError, Pool, Principal, permission
-from opendrec_kit.paging import page_query
 from opendrec_kit.organizations import acting_organization, find_organization, visible_organizations
+from opendrec_kit.paging import page_query
 
 from . import domain, store
 
@@ -19,14 +19,18 @@ MODULE = "CERTIFICATE_LOG_MANAGEMENT_CRUDL"
 MAX_ID = 2**63 - 1
 OrganizationId = Annotated[
     int | None,
-    Query(ge=1, le=MAX_ID, description="API users: the buyer organization of the reservation (required); others: their own"),
+    Query(
+        ge=1,
+        le=MAX_ID,
+        description="API users: the buyer organization of the reservation (required); others: their own",
+    ),
 ]
 
 
 Paging = Annotated[domain.Page, Depends(page_query(default_limit=100, max_limit=1000, what="certificates"))]
 
 
-def _certificate(row) -> dict:  # noqa: ANN001
+def _certificate(row) -> dict:
     return {
         "id": str(row["id"]),
         "groupId": row["reservation_id"],
@@ -52,8 +56,14 @@ async def _viewer(conn: asyncpg.Connection, user: Principal, organization_id: in
 
 
 async def _certificate_log(
-    pool, user: Principal, reservation_id: int | None, uid: uuid.UUID | None, page: domain.Page, organization_id: int | None,  # noqa: ANN001
-    *, api_user_names_none: bool = False,
+    pool,
+    user: Principal,
+    reservation_id: int | None,
+    uid: uuid.UUID | None,
+    page: domain.Page,
+    organization_id: int | None,
+    *,
+    api_user_names_none: bool = False,
 ) -> dict:
     """`api_user_names_none`: an API user naming no organization sees the reservation if one of its Buyer
     organizations holds it (the D-REC .../certified/new/{groupUid} path has no organizationId)."""
@@ -100,8 +110,8 @@ async def _certificate_log(
 async def by_reservation_group_id(
     pool: Pool,
     page: Paging,
-    groupId: Annotated[int, Query(ge=1, le=MAX_ID, description="The reservation (device group) id")],  # noqa: N803
-    organizationId: OrganizationId = None,  # noqa: N803
+    groupId: Annotated[int, Query(ge=1, le=MAX_ID, description="The reservation (device group) id")],
+    organizationId: OrganizationId = None,
     user: Principal = permission(MODULE, "Read"),
 ) -> dict:
     return await _certificate_log(pool, user, groupId, None, page, organizationId)
@@ -109,10 +119,10 @@ async def by_reservation_group_id(
 
 @router.get("/api/certificate-log/issuer/certified/{groupUid}", summary="Certificates of a reservation (by group uid)")
 async def by_reservation_uid(
-    groupUid: uuid.UUID,  # noqa: N803
+    groupUid: uuid.UUID,
     pool: Pool,
     page: Paging,
-    organizationId: OrganizationId = None,  # noqa: N803
+    organizationId: OrganizationId = None,
     user: Principal = permission(MODULE, "Read"),
 ) -> dict:
     return await _certificate_log(pool, user, None, groupUid, page, organizationId)
@@ -123,19 +133,25 @@ async def by_reservation_uid(
     summary="Certificates of a reservation (by group uid; D-REC API-user manual 8.2)",
 )
 async def by_reservation_uid_new(
-    groupUid: uuid.UUID,  # noqa: N803
+    groupUid: uuid.UUID,
     pool: Pool,
     page: Paging,
-    organizationId: Annotated[  # noqa: N803
+    organizationId: Annotated[
         int | None,
-        Query(ge=1, le=MAX_ID, description="The buyer organization of the reservation (optional: API users see their Buyer organizations')"),
+        Query(
+            ge=1,
+            le=MAX_ID,
+            description="The buyer organization of the reservation (optional: API users see their Buyer organizations')",
+        ),
     ] = None,
     user: Principal = permission(MODULE, "Read"),
 ) -> dict:
     return await _certificate_log(pool, user, None, groupUid, page, organizationId, api_user_names_none=True)
 
 
-async def _log_owner(conn: asyncpg.Connection, user: Principal, organization_id: int | None) -> tuple[int | None, str | None]:
+async def _log_owner(
+    conn: asyncpg.Connection, user: Principal, organization_id: int | None
+) -> tuple[int | None, str | None]:
     """(organization, view) of an organization's certificate log: view "owner" (a Developer: its devices'
     certificates) or "buyer" (a Buyer: its reservations'); (None, None) for an admin naming none: all."""
     if user.role == "Admin" and organization_id is None:
@@ -144,11 +160,16 @@ async def _log_owner(conn: asyncpg.Connection, user: Principal, organization_id:
     if org == user.organization_id and user.role != "ApiUser":
         kind = user.organization_type
     else:
-        known = await find_organization(conn, org)  # acting_organization found it: an API user's or an admin's named one
+        known = await find_organization(
+            conn, org
+        )  # acting_organization found it: an API user's or an admin's named one
         kind = known.organization_type if known else ""
     view = domain.organization_view(kind)
     if view is None:
-        raise ApiError(403, f"Organization {org} is a {kind or 'unknown'} organization; this log is of a Developer or Buyer organization")
+        raise ApiError(
+            403,
+            f"Organization {org} is a {kind or 'unknown'} organization; this log is of a Developer or Buyer organization",
+        )
     return org, view
 
 
@@ -159,9 +180,13 @@ async def _log_owner(conn: asyncpg.Connection, user: Principal, organization_id:
 async def certified_log_of_devices(
     pool: Pool,
     page: Paging,
-    organizationId: Annotated[  # noqa: N803
+    organizationId: Annotated[
         int | None,
-        Query(ge=1, le=MAX_ID, description="API users: one of their Developer or Buyer organizations (required); admins: any; others: their own"),
+        Query(
+            ge=1,
+            le=MAX_ID,
+            description="API users: one of their Developer or Buyer organizations (required); admins: any; others: their own",
+        ),
     ] = None,
     user: Principal = permission(MODULE, "Read"),
 ) -> dict:
@@ -174,7 +199,8 @@ async def certified_log_of_devices(
         "organizationId": org,
         "view": {"owner": "developer", "buyer": "buyer"}.get(view or "", "all"),
         "certificatelog": [
-            {**_certificate(r), "devicegroup_uid": str(r["reservation_uid"]), "reservationName": r["reservation_name"]} for r in rows
+            {**_certificate(r), "devicegroup_uid": str(r["reservation_uid"]), "reservationName": r["reservation_name"]}
+            for r in rows
         ],
         "totalEnergyWh": totals["energy_wh"],
         "currentPage": page.number,

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
 from opendrec_kit import ServiceRuntime
 
 from . import api
@@ -11,10 +12,10 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="OpenDREC certificates", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     handlers = Handlers(settings)
-    runtime.subscribe("device.registered", handlers.on_device_registered)
-    runtime.subscribe("read.ingested", handlers.on_read_ingested)
-    runtime.subscribe("reservation.created", handlers.on_reservation_created)
-    runtime.subscribe("reservation.ended", handlers.on_reservation_ended)
+    runtime.on(DeviceRegistered, handlers.on_device_registered)
+    runtime.on(ReadIngested, handlers.on_read_ingested)
+    runtime.on(ReservationCreated, handlers.on_reservation_created)
+    runtime.on(ReservationEnded, handlers.on_reservation_ended)
     runtime.follow_organizations()
     runtime.app.state.handlers = handlers
 

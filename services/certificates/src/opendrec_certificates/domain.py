@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
 from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 
@@ -59,8 +60,6 @@ class Issue:
 def effective_end(end: datetime, ended_at: datetime | None) -> datetime:
     """Where a reservation's window really stops: its end date, or earlier if it was ended before that."""
     return min(end, ended_at) if ended_at is not None else end
-
-
 
 
 ORGANIZATION_VIEWS = {"Developer": "owner", "Buyer": "buyer"}

@@ -38,7 +38,9 @@ class Handlers:
     async def on_read_ingested(self, event: ReadIngested, ctx: EventContext) -> None:
         starts, ends, energies = (list(column) for column in zip(*event.intervals(), strict=True))
         await store.lock_device(ctx.conn, event.device_id)
-        await store.insert_reads(ctx.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies)
+        await store.insert_reads(
+            ctx.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies
+        )
         await self.certify_device(ctx.conn, event.device_id)
 
     async def on_reservation_created(self, event: ReservationCreated, ctx: EventContext) -> None:
@@ -98,7 +100,15 @@ class Handlers:
                     ),
                     self.settings.service_name,
                 )
-                log.info("certificate issued", extra={"certificate_id": str(certificate_id), "reservation_id": reservation.reservation_id, "device_id": device_id, "energy_wh": issue.energy_wh})
+                log.info(
+                    "certificate issued",
+                    extra={
+                        "certificate_id": str(certificate_id),
+                        "reservation_id": reservation.reservation_id,
+                        "device_id": device_id,
+                        "energy_wh": issue.energy_wh,
+                    },
+                )
         unsettled = await store.latest_unsettled_end(conn, device_id, settled_before)
         await store.set_certification_due(conn, device_id, unsettled + self.settle if unsettled else None)
 
@@ -112,7 +122,9 @@ class Handlers:
                 async with conn.transaction():
                     # A device busy in another transaction (a read, a reservation, another replica's sweep) is
                     # certified there; its due time is set again when that one ends.
-                    if await store.try_lock_device(conn, device_id) and await store.is_certification_due(conn, device_id, now):
+                    if await store.try_lock_device(conn, device_id) and await store.is_certification_due(
+                        conn, device_id, now
+                    ):
                         await self.certify_device(conn, device_id)
                         done += 1
         return done

@@ -14,19 +14,38 @@ async def upsert_device(conn: asyncpg.Connection, device_id: int, external_id: s
     await conn.execute(
         """INSERT INTO devices (device_id, external_id, organization_id) VALUES ($1, $2, $3)
            ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3""",
-        device_id, external_id, organization_id,
+        device_id,
+        external_id,
+        organization_id,
     )
 
 
 async def insert_reservation(
-    conn: asyncpg.Connection, reservation_id: int, uid: uuid.UUID, name: str, buyer_organization_id: int,
-    start: datetime, end: datetime, frequency: str, target_wh: int | None, authority_to_exceed: bool, device_ids: list[int],
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    uid: uuid.UUID,
+    name: str,
+    buyer_organization_id: int,
+    start: datetime,
+    end: datetime,
+    frequency: str,
+    target_wh: int | None,
+    authority_to_exceed: bool,
+    device_ids: list[int],
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO reservations (reservation_id, uid, name, buyer_organization_id, reservation_start, reservation_end,
                                      frequency, target_capacity_wh, authority_to_exceed)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
-        reservation_id, uid, name, buyer_organization_id, start, end, frequency, target_wh, authority_to_exceed,
+        reservation_id,
+        uid,
+        name,
+        buyer_organization_id,
+        start,
+        end,
+        frequency,
+        target_wh,
+        authority_to_exceed,
     )
     if inserted:
         await conn.executemany(
@@ -36,17 +55,26 @@ async def insert_reservation(
     return bool(inserted)
 
 
-async def record_reservation_end(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str) -> None:
+async def record_reservation_end(
+    conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str
+) -> None:
     """The first end of a reservation is the one (it ends once; a replayed event changes nothing)."""
     await conn.execute(
         "INSERT INTO reservation_ends (reservation_id, ended_at, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        reservation_id, ended_at, reason,
+        reservation_id,
+        ended_at,
+        reason,
     )
 
 
 async def insert_reads(
-    conn: asyncpg.Connection, device_id: int, organization_id: int, batch_id: uuid.UUID,
-    starts: list[datetime], ends: list[datetime], energies_wh: list[int],
+    conn: asyncpg.Connection,
+    device_id: int,
+    organization_id: int,
+    batch_id: uuid.UUID,
+    starts: list[datetime],
+    ends: list[datetime],
+    energies_wh: list[int],
 ) -> None:
     """The intervals of one read.ingested event, in one statement (arrays, not a statement per read);
     a read seen before is skipped."""
@@ -61,7 +89,9 @@ async def insert_reads(
 
 async def read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
     """The organization whose accepted reads these are (the device owner when the reads were accepted)."""
-    return await conn.fetchval("SELECT organization_id FROM reads WHERE device_id = $1 ORDER BY id DESC LIMIT 1", device_id)
+    return await conn.fetchval(
+        "SELECT organization_id FROM reads WHERE device_id = $1 ORDER BY id DESC LIMIT 1", device_id
+    )
 
 
 async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
@@ -89,7 +119,9 @@ async def try_lock_device(conn: asyncpg.Connection, device_id: int) -> bool:
 async def latest_unsettled_end(conn: asyncpg.Connection, device_id: int, settled_before: datetime) -> datetime | None:
     """The latest end of the device's reads with energy left that are not settled yet."""
     return await conn.fetchval(
-        "SELECT max(end_at) FROM reads WHERE device_id = $1 AND end_at > $2 AND certified_wh < energy_wh", device_id, settled_before
+        "SELECT max(end_at) FROM reads WHERE device_id = $1 AND end_at > $2 AND certified_wh < energy_wh",
+        device_id,
+        settled_before,
     )
 
 
@@ -100,17 +132,22 @@ async def set_certification_due(conn: asyncpg.Connection, device_id: int, due_at
         return
     await conn.execute(
         "INSERT INTO certification_due (device_id, due_at) VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET due_at = $2",
-        device_id, due_at,
+        device_id,
+        due_at,
     )
 
 
 async def due_devices(conn: asyncpg.Connection, now: datetime, limit: int) -> list[int]:
-    rows = await conn.fetch("SELECT device_id FROM certification_due WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit)
+    rows = await conn.fetch(
+        "SELECT device_id FROM certification_due WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit
+    )
     return [r["device_id"] for r in rows]
 
 
 async def is_certification_due(conn: asyncpg.Connection, device_id: int, now: datetime) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM certification_due WHERE device_id = $1 AND due_at <= $2", device_id, now))
+    return bool(
+        await conn.fetchval("SELECT 1 FROM certification_due WHERE device_id = $1 AND due_at <= $2", device_id, now)
+    )
 
 
 async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
@@ -124,14 +161,26 @@ async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> li
         device_id,
     )
     return [
-        Reservation(r["reservation_id"], r["reservation_start"], effective_end(r["reservation_end"], r["ended_at"]), r["frequency"],
-                    r["target_capacity_wh"], r["authority_to_exceed"], int(r["certified"]))
+        Reservation(
+            r["reservation_id"],
+            r["reservation_start"],
+            effective_end(r["reservation_end"], r["ended_at"]),
+            r["frequency"],
+            r["target_capacity_wh"],
+            r["authority_to_exceed"],
+            int(r["certified"]),
+        )
         for r in rows
     ]
 
 
 async def uncertified_reads(
-    conn: asyncpg.Connection, device_id: int, reservation_id: int, start: datetime, end: datetime, settled_before: datetime
+    conn: asyncpg.Connection,
+    device_id: int,
+    reservation_id: int,
+    start: datetime,
+    end: datetime,
+    settled_before: datetime,
 ) -> list[Read]:
     """Settled reads of the device (ending at or before `settled_before`) meeting the window, with energy left,
     not yet certified for this reservation."""
@@ -140,38 +189,63 @@ async def uncertified_reads(
            WHERE device_id = $1 AND end_at >= $3 AND start_at <= $4 AND certified_wh < energy_wh AND end_at <= $5
              AND NOT EXISTS (SELECT 1 FROM certified_energy ce WHERE ce.read_id = r.id AND ce.reservation_id = $2)
            ORDER BY end_at, id""",
-        device_id, reservation_id, start, end, settled_before,
+        device_id,
+        reservation_id,
+        start,
+        end,
+        settled_before,
     )
     return [Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"]) for r in rows]
 
 
 async def insert_certificate(
-    conn: asyncpg.Connection, certificate_id: uuid.UUID, reservation_id: int, device_id: int, owner_organization_id: int,
-    buyer_organization_id: int, start: datetime, end: datetime, energy_wh: int, allocations: tuple[Allocation, ...],
+    conn: asyncpg.Connection,
+    certificate_id: uuid.UUID,
+    reservation_id: int,
+    device_id: int,
+    owner_organization_id: int,
+    buyer_organization_id: int,
+    start: datetime,
+    end: datetime,
+    energy_wh: int,
+    allocations: tuple[Allocation, ...],
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
         """INSERT INTO certificates (id, reservation_id, device_id, owner_organization_id, buyer_organization_id,
                                      generation_start, generation_end, energy_wh)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
-        certificate_id, reservation_id, device_id, owner_organization_id, buyer_organization_id, start, end, energy_wh,
+        certificate_id,
+        reservation_id,
+        device_id,
+        owner_organization_id,
+        buyer_organization_id,
+        start,
+        end,
+        energy_wh,
     )
     # A certificate covers up to thousands of reads: two statements over arrays, not two per read.
     read_ids, energies = [a.read_id for a in allocations], [a.energy_wh for a in allocations]
     await conn.execute(
         """INSERT INTO certified_energy (read_id, reservation_id, certificate_id, energy_wh)
            SELECT a.read_id, $1, $2, a.energy_wh FROM unnest($3::bigint[], $4::bigint[]) AS a (read_id, energy_wh)""",
-        reservation_id, certificate_id, read_ids, energies,
+        reservation_id,
+        certificate_id,
+        read_ids,
+        energies,
     )
     # One allocation per read (certified_energy's key holds it), so each read is updated once.
     await conn.execute(
         """UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
            FROM unnest($1::bigint[], $2::bigint[]) AS a (read_id, energy_wh) WHERE reads.id = a.read_id""",
-        read_ids, energies,
+        read_ids,
+        energies,
     )
     return row
 
 
-async def reservation(conn: asyncpg.Connection, *, reservation_id: int | None = None, uid: uuid.UUID | None = None) -> asyncpg.Record | None:
+async def reservation(
+    conn: asyncpg.Connection, *, reservation_id: int | None = None, uid: uuid.UUID | None = None
+) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT r.*, array_agg(rd.device_id) AS device_ids,
                   (SELECT e.ended_at FROM reservation_ends e WHERE e.reservation_id = r.reservation_id) AS ended_at
@@ -179,7 +253,8 @@ async def reservation(conn: asyncpg.Connection, *, reservation_id: int | None = 
            JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
            WHERE ($1::bigint IS NULL OR r.reservation_id = $1) AND ($2::uuid IS NULL OR r.uid = $2)
            GROUP BY r.reservation_id""",
-        reservation_id, uid,
+        reservation_id,
+        uid,
     )
 
 
@@ -196,21 +271,31 @@ async def certificates_of_reservation(
            FROM certificates c LEFT JOIN devices d ON d.device_id = c.device_id
            WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR c.owner_organization_id = $2)
            ORDER BY c.generation_start, c.id LIMIT $3 OFFSET $4""",
-        reservation_id, owner_organization_id, limit, offset,
+        reservation_id,
+        owner_organization_id,
+        limit,
+        offset,
     )
 
 
-async def reservation_totals(conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None) -> asyncpg.Record:
+async def reservation_totals(
+    conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None
+) -> asyncpg.Record:
     """How many certificates and Wh the whole view holds (not one page): `count`, `energy_wh`."""
     return await conn.fetchrow(
         """SELECT count(*) AS count, coalesce(sum(energy_wh), 0)::bigint AS energy_wh FROM certificates
            WHERE reservation_id = $1 AND ($2::bigint IS NULL OR owner_organization_id = $2)""",
-        reservation_id, owner_organization_id,
+        reservation_id,
+        owner_organization_id,
     )
 
 
 async def organization_certificates(
-    conn: asyncpg.Connection, owner_organization_id: int | None, buyer_organization_id: int | None, limit: int, offset: int
+    conn: asyncpg.Connection,
+    owner_organization_id: int | None,
+    buyer_organization_id: int | None,
+    limit: int,
+    offset: int,
 ) -> list[asyncpg.Record]:
     """One page of the certificates of an organization's devices (owner) or of its reservations (buyer), or all
     (neither given), newest reservation first, then by generation start; with the reservation's uid and name."""
@@ -221,7 +306,10 @@ async def organization_certificates(
            LEFT JOIN devices d ON d.device_id = c.device_id
            WHERE ($1::bigint IS NULL OR c.owner_organization_id = $1) AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
            ORDER BY c.reservation_id DESC, c.generation_start, c.id LIMIT $3 OFFSET $4""",
-        owner_organization_id, buyer_organization_id, limit, offset,
+        owner_organization_id,
+        buyer_organization_id,
+        limit,
+        offset,
     )
 
 
@@ -232,7 +320,8 @@ async def organization_totals(
     return await conn.fetchrow(
         """SELECT count(*) AS count, coalesce(sum(energy_wh), 0)::bigint AS energy_wh FROM certificates
            WHERE ($1::bigint IS NULL OR owner_organization_id = $1) AND ($2::bigint IS NULL OR buyer_organization_id = $2)""",
-        owner_organization_id, buyer_organization_id,
+        owner_organization_id,
+        buyer_organization_id,
     )
 
 
@@ -240,10 +329,12 @@ async def owns_any_device(conn: asyncpg.Connection, device_ids: list[int], organ
     return bool(
         await conn.fetchval(
             "SELECT true FROM devices WHERE device_id = ANY($1::bigint[]) AND organization_id = $2 LIMIT 1",
-            device_ids, organization_id,
+            device_ids,
+            organization_id,
         )
         or await conn.fetchval(
             "SELECT true FROM reads WHERE device_id = ANY($1::bigint[]) AND organization_id = $2 LIMIT 1",
-            device_ids, organization_id,
+            device_ids,
+            organization_id,
         )
     )

@@ -8,9 +8,10 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
 from opendrec_kit import ApiError, Pool, Principal, permission
 from opendrec_kit.organizations import acting_organization, visible_organizations
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import store
 
@@ -29,7 +30,9 @@ class ChargerLinkIn(BaseModel):
     )
     externalId: str = Field(min_length=1, max_length=200, description="externalId of one of your devices")
     organizationId: int | None = Field(
-        None, ge=1, le=2**63 - 1,
+        None,
+        ge=1,
+        le=2**63 - 1,
         description="API users (required) and admins: the Developer organization of the device",
     )
 
@@ -69,7 +72,9 @@ async def link_charger(
     body: ChargerLinkIn, pool: Pool, user: Principal = permission(MODULE, "Write")
 ) -> dict[str, Any]:
     if user.role == ADMIN and body.organizationId in (None, user.organization_id):
-        raise ApiError(400, "organizationId is required: an admin links chargers for the Developer organization it names")
+        raise ApiError(
+            400, "organizationId is required: an admin links chargers for the Developer organization it names"
+        )
     async with pool.acquire() as conn, conn.transaction():
         # the device's organization: an API user's named Developer organization, an admin's named one, one's own
         organization_id = await acting_organization(conn, user, body.organizationId, organization_type="Developer")

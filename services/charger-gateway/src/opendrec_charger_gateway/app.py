@@ -1,6 +1,8 @@
 from pathlib import Path
 
 import aiohttp
+
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers
@@ -14,9 +16,9 @@ def build(settings: Settings) -> ServiceRuntime:
         settings, title="OpenDREC charger gateway", migrations=Path(__file__).parent / "migrations"
     )
     runtime.include_router(api.router)
-    runtime.subscribe("device.registered", handlers.on_device_registered)
-    runtime.subscribe("device.updated", handlers.on_device_updated)
-    runtime.subscribe("device.deleted", handlers.on_device_deleted)
+    runtime.on(DeviceRegistered, handlers.on_device_registered)
+    runtime.on(DeviceUpdated, handlers.on_device_updated)
+    runtime.on(DeviceDeleted, handlers.on_device_deleted)
     # organization_directory: the Developer organizations an API user links chargers for
     runtime.follow_organizations()
 

@@ -14,7 +14,12 @@ async def on_device_registered(event: DeviceRegistered | DeviceUpdated, ctx: Eve
     # The event time orders states that arrive out of order (registered, updated and deleted are three topics).
     await store.lock_device(ctx.conn, event.device_id)
     await store.upsert_device(
-        ctx.conn, event.device_id, event.external_id, event.organization_id, event.onboarded_at, ctx.envelope.occurred_at
+        ctx.conn,
+        event.device_id,
+        event.external_id,
+        event.organization_id,
+        event.onboarded_at,
+        ctx.envelope.occurred_at,
     )
 
 
@@ -27,4 +32,6 @@ async def on_device_deleted(event: DeviceDeleted, ctx: EventContext) -> None:
     await store.lock_device(ctx.conn, event.device_id)
     unlinked = await store.delete_device(ctx.conn, event.device_id, ctx.envelope.occurred_at)
     if unlinked:
-        log.info("device deleted: its chargers are unlinked", extra={"device_id": event.device_id, "chargers": unlinked})
+        log.info(
+            "device deleted: its chargers are unlinked", extra={"device_id": event.device_id, "chargers": unlinked}
+        )

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import asyncpg
+
 from opendrec_kit import outbox
 
 from . import domain, store

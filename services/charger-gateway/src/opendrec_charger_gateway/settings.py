@@ -1,7 +1,8 @@
 from typing import ClassVar
 
-from opendrec_kit import ServiceSettings
 from pydantic import Field
+
+from opendrec_kit import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -23,7 +23,12 @@ async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
 
 
 async def upsert_device(
-    conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, onboarded_at: datetime, state_at: datetime
+    conn: asyncpg.Connection,
+    device_id: int,
+    external_id: str,
+    organization_id: int,
+    onboarded_at: datetime,
+    state_at: datetime,
 ) -> bool:
     """The device as announced (registered or updated) at `state_at`; caller holds lock_device. False: nothing changed (the device
     was deleted, or the stored state is newer). Another live row holding the same external id is a device
@@ -58,9 +63,13 @@ async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: da
     """Remember the deletion (even of a device not known yet), mark the device deleted and remove its
     charger links (their chargers are no longer polled); returns how many links were removed."""
     await conn.execute(
-        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", device_id, deleted_at
+        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        device_id,
+        deleted_at,
     )
-    await conn.execute("UPDATE devices SET deleted_at = $2 WHERE device_id = $1 AND deleted_at IS NULL", device_id, deleted_at)
+    await conn.execute(
+        "UPDATE devices SET deleted_at = $2 WHERE device_id = $1 AND deleted_at IS NULL", device_id, deleted_at
+    )
     status = await conn.execute("DELETE FROM charger_links WHERE device_id = $1", device_id)
     return int(status.split()[-1])
 

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
 from opendrec_kit import ApiError, Pool, Principal, Runtime, outbox, permission
 from opendrec_kit.auth import only_roles
 from opendrec_kit.errors import field_rule
 from opendrec_kit.organizations import acting_organization, visible_organizations
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
 from . import codes, domain, store
 
@@ -235,6 +236,7 @@ def to_drec(row: asyncpg.Record) -> dict[str, Any]:
 # Roles are checked by route dependencies (they show in OpenAPI); which organization's devices a
 # caller reaches is settled here, against the organization directory (organization.registered).
 
+
 async def developer_organization(
     conn: asyncpg.Connection | asyncpg.Pool, user: Principal, organization_id: int | None, doing: str
 ) -> int:
@@ -426,7 +428,9 @@ async def my_devices(
     pool: Pool,
     query: Annotated[DeviceQuery, Query()],
     organizationId: int | None = Query(
-        None, ge=1, le=2**63 - 1,
+        None,
+        ge=1,
+        le=2**63 - 1,
         description="API users: one of your Developer organizations (none: all of them); admins: any organization",
     ),
     user: Principal = permission(MODULE, "Read"),
@@ -549,18 +553,19 @@ async def update_device(
     runtime: Runtime,
     externalId: str = Path(max_length=domain.MAX_EXTERNAL_ID),
     organizationId: int | None = Query(
-        None, ge=1, le=2**63 - 1,
+        None,
+        ge=1,
+        le=2**63 - 1,
         description="API users (required, here or in the body): your Developer organization; admins: where to look",
     ),
     body: dict[str, Any] = Body(description="the D-REC device fields to change; the others keep their values"),
     user: Principal = permission(MODULE, "Update"),
 ) -> dict[str, Any]:
     """Change some fields of a device; publishes device.updated with the full current state."""
-    if organizationId is None:
-        organizationId = organization_in_body(body)
+    organization_id = organizationId if organizationId is not None else organization_in_body(body)
     patch = {k: v for k, v in body.items() if k in FIELD_COLUMNS}
     async with pool.acquire() as conn, conn.transaction():
-        scope = await device_scope(conn, user, organizationId)  # who may change what, before what is asked
+        scope = await device_scope(conn, user, organization_id)  # who may change what, before what is asked
         if not patch:
             raise ApiError(400, f"Nothing to change: give at least one of {', '.join(FIELD_COLUMNS)}")
         found = _one_of(await store.find_by_external_id(conn, externalId, scope), externalId)
@@ -568,8 +573,10 @@ async def update_device(
         if current is None:  # deleted meanwhile
             raise _not_found(f"with externalId {externalId!r}")
         values = merge_patch(current, patch).columns()
-        if all(values[c] == current[c] or (c in ("images", "sdg_benefits") and list(current[c]) == values[c])
-               for c in store.DEVICE_COLUMNS):
+        if all(
+            values[c] == current[c] or (c in ("images", "sdg_benefits") and list(current[c]) == values[c])
+            for c in store.DEVICE_COLUMNS
+        ):
             return to_drec(current)  # nothing changed: no event
         try:
             row = await store.update_device(conn, current["id"], values)
@@ -597,11 +604,14 @@ async def delete_device(
         row = await store.lock_device(conn, id)
         if row is None or not domain.within(None if scope is None else [scope], row["organization_id"]):
             raise _not_found(str(id))
-        refusal = domain.deletion_refusal(
-            await store.active_reservations(conn, id), await store.certified_wh(conn, id)
-        )
+        refusal = domain.deletion_refusal(await store.active_reservations(conn, id), await store.certified_wh(conn, id))
         if refusal:
             raise ApiError(409, refusal)
         await store.delete_device(conn, id)
         await outbox.add(conn, domain.deleted_event(row), runtime.name)
-    return {"id": row["id"], "externalId": row["external_id"], "organizationId": row["organization_id"], "deleted": True}
+    return {
+        "id": row["id"],
+        "externalId": row["external_id"],
+        "organizationId": row["organization_id"],
+        "deleted": True,
+    }

@@ -1,6 +1,7 @@
 import asyncio
 from pathlib import Path
 
+from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
 from opendrec_kit import ServiceRuntime
 
 from . import api, bulk_api, handlers, worker
@@ -12,9 +13,9 @@ def build(settings: Settings) -> ServiceRuntime:
     # bulk routes first: /api/device/bulk-jobs must not be taken for /api/device/{id}
     runtime.include_router(bulk_api.router)
     runtime.include_router(api.router)
-    runtime.subscribe("reservation.created", handlers.on_reservation_created)
-    runtime.subscribe("reservation.ended", handlers.on_reservation_ended)
-    runtime.subscribe("certificate.issued", handlers.on_certificate_issued)
+    runtime.on(ReservationCreated, handlers.on_reservation_created)
+    runtime.on(ReservationEnded, handlers.on_reservation_ended)
+    runtime.on(CertificateIssued, handlers.on_certificate_issued)
     # organization_directory: which organizations an API user acts for, and their types
     runtime.follow_organizations()
     wake = asyncio.Event()

@@ -125,7 +125,16 @@ class RowResult:
 def judge_row(data: dict[str, Any], model: Any) -> RowResult:
     """Check one row with the registration model (the same rules as POST /api/device)."""
     if "__width__" in data:
-        return RowResult(None, [{"field": "row", "message": f"the row has {data['__width__']} cells; the header has {data['__expected__']}"}], [])
+        return RowResult(
+            None,
+            [
+                {
+                    "field": "row",
+                    "message": f"the row has {data['__width__']} cells; the header has {data['__expected__']}",
+                }
+            ],
+            [],
+        )
     values: dict[str, Any] = dict(data)
     for name in LIST_FIELDS:
         if name in values:

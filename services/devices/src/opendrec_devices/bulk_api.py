@@ -8,9 +8,8 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Path, Query, Request
-from opendrec_kit import ApiError, Pool, Principal, permission
 
-from opendrec_kit import uploads
+from opendrec_kit import ApiError, Pool, Principal, permission, uploads
 
 from . import bulk, domain, store
 from .api import FIELD_COLUMNS, _iso, developer_organization, listing_scope
@@ -146,7 +145,12 @@ async def _scope(pool: asyncpg.Pool, user: Principal, organization_id: int | Non
 async def _jobs_page(pool: asyncpg.Pool, scope: list[int] | None, page: int, limit: int) -> dict[str, Any]:
     async with pool.acquire() as conn:
         total, rows = await store.list_jobs(conn, scope, limit, (page - 1) * limit)
-    return {"csvJobs": [job_view(r) for r in rows], "currentPage": page, "totalPages": domain.total_pages(total, limit), "totalCount": total}
+    return {
+        "csvJobs": [job_view(r) for r in rows],
+        "currentPage": page,
+        "totalPages": domain.total_pages(total, limit),
+        "totalCount": total,
+    }
 
 
 async def _job(pool: asyncpg.Pool, user: Principal, job_id: int, organization_id: int | None) -> asyncpg.Record:

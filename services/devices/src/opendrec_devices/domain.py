@@ -10,10 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pycountry
+
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
+from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES
-from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 MAX_EXTERNAL_ID = 200
 
@@ -299,8 +300,6 @@ def deletion_refusal(active_reservations: list[int], certified_wh: int) -> str |
     if not reasons:
         return None
     return "The device cannot be deleted: " + " and ".join(reasons)
-
-
 
 
 # ---------------------------------------------------------------- access

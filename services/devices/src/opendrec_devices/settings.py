@@ -1,5 +1,6 @@
-from opendrec_kit import ServiceSettings
 from pydantic import Field
+
+from opendrec_kit import ServiceSettings
 
 
 class Settings(ServiceSettings):

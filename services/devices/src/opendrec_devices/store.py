@@ -73,7 +73,9 @@ async def insert_devices(
     )
     external_ids = [v["external_id"] for v in values]
     rows = await conn.fetch(
-        "SELECT * FROM devices WHERE organization_id = $1 AND external_id = ANY($2::text[])", organization_id, external_ids
+        "SELECT * FROM devices WHERE organization_id = $1 AND external_id = ANY($2::text[])",
+        organization_id,
+        external_ids,
     )
     by_external_id = {r["external_id"]: r for r in rows}
     return [by_external_id[e] for e in external_ids]
@@ -288,7 +290,9 @@ async def first_rows_of(conn: asyncpg.Connection, job_id: int, external_ids: lis
     return {r["external_id"]: r["first"] for r in rows}
 
 
-async def existing_external_ids(conn: asyncpg.Connection, organization_id: int, external_ids: list[str]) -> dict[str, int]:
+async def existing_external_ids(
+    conn: asyncpg.Connection, organization_id: int, external_ids: list[str]
+) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT external_id, id FROM devices WHERE organization_id = $1 AND external_id = ANY($2::text[])",
         organization_id,
@@ -298,15 +302,23 @@ async def existing_external_ids(conn: asyncpg.Connection, organization_id: int, 
 
 
 async def record_row_results(
-    conn: asyncpg.Connection, job_id: int, results: list[tuple[int, str, int | None, list[Any] | None, list[str] | None]]
+    conn: asyncpg.Connection,
+    job_id: int,
+    results: list[tuple[int, str, int | None, list[Any] | None, list[str] | None]],
 ) -> None:
     """(row number, status, device id, errors, warnings) per row."""
     await conn.executemany(
         "UPDATE bulk_job_rows SET status = $3, device_id = $4, errors = $5::jsonb, warnings = $6::jsonb "
         "WHERE job_id = $1 AND row_number = $2",
         [
-            (job_id, n, status, device, json.dumps(errors) if errors else None,
-             json.dumps(warnings) if warnings else None)
+            (
+                job_id,
+                n,
+                status,
+                device,
+                json.dumps(errors) if errors else None,
+                json.dumps(warnings) if warnings else None,
+            )
             for n, status, device, errors, warnings in results
         ],
     )

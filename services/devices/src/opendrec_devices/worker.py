@@ -13,6 +13,7 @@ import json
 import logging
 
 import asyncpg
+
 from opendrec_kit import ServiceRuntime, outbox
 
 from . import bulk, domain, store
@@ -43,7 +44,9 @@ async def process_batch(pool: asyncpg.Pool, producer: str, batch_size: int) -> b
             ext = result.columns["external_id"] if result.columns else (row["external_id"] or "").strip()
             first = first_rows.get(row["external_id"])
             if first is not None and first < row["row_number"]:
-                errors.append({"field": "externalId", "message": f"externalId {ext!r} repeats row {first} of this file"})
+                errors.append(
+                    {"field": "externalId", "message": f"externalId {ext!r} repeats row {first} of this file"}
+                )
             elif ext in taken:
                 errors.append(
                     {"field": "externalId", "message": f"externalId {ext!r} is already used by device {taken[ext]}"}

@@ -106,7 +106,7 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
-                except Exception as exc:  # reported to the server, which exits
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -401,7 +401,9 @@ class Gateway:
         fetched = await asyncio.gather(*(self._fetch_openapi(self.service_urls[name]) for name in names))
         missing = [name for name, document in zip(names, fetched, strict=True) if document is None]
         if missing:
-            await self._error(send, 503, f"Cannot describe the API right now: no answer from {', '.join(missing)}", path, rid)
+            await self._error(
+                send, 503, f"Cannot describe the API right now: no answer from {', '.join(missing)}", path, rid
+            )
             return
         merged = openapi.merge(dict(zip(names, fetched, strict=True)), title="OpenDREC", version="0.1.0")  # type: ignore[arg-type]
         await _send_json(send, 200, orjson.dumps(merged), rid)

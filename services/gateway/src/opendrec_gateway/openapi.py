@@ -25,7 +25,7 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
         out = {}
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str) and value.startswith(_REF_PREFIX):
-                name = value[len(_REF_PREFIX):]
+                name = value[len(_REF_PREFIX) :]
                 out[key] = _REF_PREFIX + renames.get(name, name)
             else:
                 out[key] = _rename_refs(value, renames)
@@ -42,7 +42,11 @@ def merge(documents: dict[str, dict[str, Any]], *, title: str, version: str) -> 
     for service in sorted(documents):
         document = documents[service]
         own = document.get("components", {}).get("schemas", {})
-        renames = {name: f"{_camel(service)}{name}" for name, schema in own.items() if name in schemas and schemas[name] != schema}
+        renames = {
+            name: f"{_camel(service)}{name}"
+            for name, schema in own.items()
+            if name in schemas and schemas[name] != schema
+        }
         document = _rename_refs(document, renames)
         for name, schema in document.get("components", {}).get("schemas", {}).items():
             schemas[renames.get(name, name)] = schema

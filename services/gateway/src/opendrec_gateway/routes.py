@@ -79,11 +79,7 @@ def resolve(path: str) -> tuple[str, str] | None:
 def is_public(method: str, path: str) -> bool:
     if (method, path.rstrip("/")) in _public_exact:
         return True
-    for m, prefix in _public_prefix:
-        # the wildcard stands for at least one non-empty segment
-        if method == m and path.startswith(prefix) and len(path) > len(prefix):
-            return True
-    return False
+    return any(method == m and path.startswith(prefix) and len(path) > len(prefix) for m, prefix in _public_prefix)
 
 
 def has_dot_segment(path: str) -> bool:

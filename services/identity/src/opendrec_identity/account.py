@@ -38,8 +38,12 @@ def _settings(runtime: Any) -> Settings:
     return runtime.settings
 
 
-async def queue_confirmation(conn: asyncpg.Connection, settings: Settings, user_id: int, email: str, first_name: str) -> None:
-    await mail.queue_confirmation(conn, user_id, email, first_name, settings.public_url, settings.email_confirmation_ttl_seconds)
+async def queue_confirmation(
+    conn: asyncpg.Connection, settings: Settings, user_id: int, email: str, first_name: str
+) -> None:
+    await mail.queue_confirmation(
+        conn, user_id, email, first_name, settings.public_url, settings.email_confirmation_ttl_seconds
+    )
 
 
 def mail_now(request: Request) -> None:
@@ -120,7 +124,9 @@ async def confirm_email(pool: Pool, token: str = TokenParam) -> dict[str, Any]:
 
 
 @router.put("/api/user/resend-confirm-email", response_model=Done)
-async def resend_confirm_email(principal: CurrentPrincipal, request: Request, pool: Pool, runtime: Runtime) -> dict[str, Any]:
+async def resend_confirm_email(
+    principal: CurrentPrincipal, request: Request, pool: Pool, runtime: Runtime
+) -> dict[str, Any]:
     """Mail a new confirmation token to the caller (earlier ones stop working)."""
     async with pool.acquire() as conn, conn.transaction():
         user = await store.user_by_id(conn, principal.user_id)
@@ -141,8 +147,12 @@ async def forget_password(body: ForgetPassword, request: Request, pool: Pool, ru
         user = await store.user_by_email(conn, body.email)
         if user is not None and user["status"] == "Active":
             token = secrets.token_urlsafe(32)
-            await store.create_user_token(conn, user["id"], RESET, domain.token_digest(token), settings.password_reset_ttl_seconds)
-            subject, text = mail.reset_mail(user["first_name"], settings.public_url, token, settings.password_reset_ttl_seconds // 60)
+            await store.create_user_token(
+                conn, user["id"], RESET, domain.token_digest(token), settings.password_reset_ttl_seconds
+            )
+            subject, text = mail.reset_mail(
+                user["first_name"], settings.public_url, token, settings.password_reset_ttl_seconds // 60
+            )
             await mail.queue(conn, user["email"], subject, text)
     if user is not None:
         mail_now(request)
@@ -151,7 +161,9 @@ async def forget_password(body: ForgetPassword, request: Request, pool: Pool, ru
 
 
 @router.put("/api/user/reset/password/{token}", response_model=Done)
-async def reset_password(body: ResetPassword, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher, token: str = TokenParam) -> dict[str, Any]:
+async def reset_password(
+    body: ResetPassword, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher, token: str = TokenParam
+) -> dict[str, Any]:
     """Set a new password with the token from the reset mail (no login needed). Every session of the account ends."""
     password_hash = await passwords.hash(body.newPassword)
     async with pool.acquire() as conn, conn.transaction():
@@ -183,9 +195,17 @@ async def change_password(
     if user is None:
         raise ApiError(401, "The account of this access token no longer exists")
     if not await passwords.verify(user["password_hash"], body.oldPassword):
-        raise ApiError(400, "Invalid request: check oldPassword", [{"field": "oldPassword", "message": "oldPassword is not your current password"}])
+        raise ApiError(
+            400,
+            "Invalid request: check oldPassword",
+            [{"field": "oldPassword", "message": "oldPassword is not your current password"}],
+        )
     if body.newPassword == body.oldPassword:
-        raise ApiError(400, "Invalid request: check newPassword", [{"field": "newPassword", "message": "newPassword must differ from oldPassword"}])
+        raise ApiError(
+            400,
+            "Invalid request: check newPassword",
+            [{"field": "newPassword", "message": "newPassword must differ from oldPassword"}],
+        )
     password_hash = await passwords.hash(body.newPassword)
     async with pool.acquire() as conn, conn.transaction():
         await store.update_password_hash(conn, user["id"], password_hash)

@@ -118,7 +118,9 @@ def refusing_duplicates() -> Iterator[None]:
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name not in (store.EMAIL_UNIQUE, store.ORGANIZATION_NAME_UNIQUE):
             raise
-        raise _conflict(exc.constraint_name == store.EMAIL_UNIQUE, exc.constraint_name == store.ORGANIZATION_NAME_UNIQUE) from None
+        raise _conflict(
+            exc.constraint_name == store.EMAIL_UNIQUE, exc.constraint_name == store.ORGANIZATION_NAME_UNIQUE
+        ) from None
 
 
 async def register_organization(
@@ -155,8 +157,17 @@ async def register_organization(
         organization_id=org["id"], name=org["name"], organization_type=org["organization_type"], api_user_id=api_user_id
     )
     await outbox.add(conn, organization, producer)
-    await outbox.add(conn, UserRegistered(user_id=user["id"], organization_id=org["id"], email=user["email"], role=role), producer)
-    await mail.queue_confirmation(conn, user["id"], user["email"], user["first_name"], settings.public_url, settings.email_confirmation_ttl_seconds)
+    await outbox.add(
+        conn, UserRegistered(user_id=user["id"], organization_id=org["id"], email=user["email"], role=role), producer
+    )
+    await mail.queue_confirmation(
+        conn,
+        user["id"],
+        user["email"],
+        user["first_name"],
+        settings.public_url,
+        settings.email_confirmation_ttl_seconds,
+    )
     return org, user
 
 
@@ -239,7 +250,9 @@ def _conflict(email: bool, organization_name: bool) -> ApiError:
 
 
 @router.post("/api/user/registerWithOrganization", status_code=201, response_model=UserOut, tags=["user"])
-async def register_with_organization(body: RegisterWithOrganization, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher) -> dict[str, Any]:
+async def register_with_organization(
+    body: RegisterWithOrganization, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher
+) -> dict[str, Any]:
     """Create an organization (Developer or Buyer) and its first user, who administers it."""
     async with pool.acquire() as conn:
         email_taken = await store.email_taken(conn, body.email)
@@ -259,7 +272,12 @@ async def register_with_organization(body: RegisterWithOrganization, request: Re
     request.app.state.mailer.wake()
     log.info(
         "organization registered",
-        extra={"organization_id": org["id"], "organization_type": org["organization_type"], "user_id": user["id"], "role": role},
+        extra={
+            "organization_id": org["id"],
+            "organization_type": org["organization_type"],
+            "user_id": user["id"],
+            "role": role,
+        },
     )
     return _user_out(
         user,
@@ -280,20 +298,30 @@ async def register_with_organization(body: RegisterWithOrganization, request: Re
     tags=["auth"],
     responses={
         401: {"description": INVALID_CREDENTIALS + " (the same answer whether or not the e-mail exists)"},
-        429: {"description": "Too many failed logins for this account or address; retry after the Retry-After header's seconds"},
+        429: {
+            "description": "Too many failed logins for this account or address; retry after the Retry-After header's seconds"
+        },
     },
 )
-async def login(body: Login, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher, tokens: Tokens) -> dict[str, str]:
+async def login(
+    body: Login, request: Request, pool: Pool, runtime: Runtime, passwords: Hasher, tokens: Tokens
+) -> dict[str, str]:
     """Exchange e-mail and password for a signed access token."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
     throttle: LoginThrottle = request.app.state.login_throttle
-    address = domain.client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"), settings.trust_forwarded_for)
+    address = domain.client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trust_forwarded_for,
+    )
     keys = throttle.keys(body.username, address)
     # Checked before the password, for known and unknown e-mails alike: a blocked key learns nothing.
     wait = await throttle.retry_after(pool, keys)
     if wait is not None:
         log.info("login throttled", extra={"retry_after_s": wait})
-        raise HTTPException(429, f"Too many failed logins; try again in {wait} seconds", headers={"Retry-After": str(wait)})
+        raise HTTPException(
+            429, f"Too many failed logins; try again in {wait} seconds", headers={"Retry-After": str(wait)}
+        )
 
     try:
         email = domain.normalize_email(body.username)
@@ -325,7 +353,9 @@ async def login(body: Login, request: Request, pool: Pool, runtime: Runtime, pas
     return {"accessToken": token}
 
 
-async def issue_access_token(pool: asyncpg.Pool, tokens: TokenService, user: asyncpg.Record, new_password_hash: str | None = None) -> str:
+async def issue_access_token(
+    pool: asyncpg.Pool, tokens: TokenService, user: asyncpg.Record, new_password_hash: str | None = None
+) -> str:
     """Sign a token with the user's current role and permissions, and record it (so that a password
     change or a removal from the organization can revoke it)."""
     async with pool.acquire() as conn:
@@ -358,20 +388,26 @@ async def revoke(conn: asyncpg.Connection, revoked: list[tuple[str, datetime]], 
         await outbox.add(conn, AccessTokenRevoked(token_id=jti, user_id=user_id, expires_at=expires_at), producer)
 
 
-async def revoke_sessions(conn: asyncpg.Connection, user_id: int, producer: str, keep_jti: str | None = None) -> list[tuple[str, datetime]]:
+async def revoke_sessions(
+    conn: asyncpg.Connection, user_id: int, producer: str, keep_jti: str | None = None
+) -> list[tuple[str, datetime]]:
     """End the user's sessions (all but `keep_jti`): marked revoked here and announced to every service."""
     revoked = [(r["jti"], r["expires_at"]) for r in await store.revoke_user_tokens(conn, user_id, keep_jti=keep_jti)]
     await revoke(conn, revoked, user_id, producer)
     return revoked
 
 
-async def revoke_sessions_of_users(conn: asyncpg.Connection, user_ids: list[int], producer: str) -> list[tuple[str, datetime]]:
+async def revoke_sessions_of_users(
+    conn: asyncpg.Connection, user_ids: list[int], producer: str
+) -> list[tuple[str, datetime]]:
     """End every session of these users (e.g. all holders of a role whose grant was reduced)."""
     if not user_ids:
         return []
     rows = await store.revoke_tokens_of_users(conn, user_ids)
     for r in rows:
-        await outbox.add(conn, AccessTokenRevoked(token_id=r["jti"], user_id=r["user_id"], expires_at=r["expires_at"]), producer)
+        await outbox.add(
+            conn, AccessTokenRevoked(token_id=r["jti"], user_id=r["user_id"], expires_at=r["expires_at"]), producer
+        )
     return [(r["jti"], r["expires_at"]) for r in rows]
 
 

@@ -25,7 +25,19 @@ from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
 from opendrec_kit.auth import current_principal, only_roles
 
 from . import domain, store
-from .api import Hasher, RegisterWithOrganization, Tokens, UserOut, _conflict, _joined_user_out, issue_access_token, refusing_duplicates, register_organization, revoke_here, revoke_sessions
+from .api import (
+    Hasher,
+    RegisterWithOrganization,
+    Tokens,
+    UserOut,
+    _conflict,
+    _joined_user_out,
+    issue_access_token,
+    refusing_duplicates,
+    register_organization,
+    revoke_here,
+    revoke_sessions,
+)
 from .organizations import ADMIN_ONLY, OrganizationsPage, Paging, organization_out
 from .settings import Settings
 
@@ -38,8 +50,12 @@ INVALID_CLIENT = "invalid_client: the client assertion is not valid for any API 
 
 
 class Register(RegisterWithOrganization):
-    organizationType: str = Field(description="ApiUser; or Developer/Buyer together with api_user_id, called by that API user")
-    api_user_id: uuid.UUID | None = Field(default=None, description="the API user the Developer/Buyer organization is registered under")
+    organizationType: str = Field(
+        description="ApiUser; or Developer/Buyer together with api_user_id, called by that API user"
+    )
+    api_user_id: uuid.UUID | None = Field(
+        default=None, description="the API user the Developer/Buyer organization is registered under"
+    )
 
     @field_validator("organizationType")
     @classmethod
@@ -52,7 +68,9 @@ class Register(RegisterWithOrganization):
     @model_validator(mode="after")
     def _api_user(self) -> Register:
         if self.organizationType == "ApiUser" and self.api_user_id is not None:
-            raise PydanticCustomError("api_user_id", "api_user_id is only for Developer and Buyer organizations registered under an API user")
+            raise PydanticCustomError(
+                "api_user_id", "api_user_id is only for Developer and Buyer organizations registered under an API user"
+            )
         if self.organizationType != "ApiUser" and self.api_user_id is None:
             raise PydanticCustomError(
                 "api_user_id",
@@ -62,9 +80,13 @@ class Register(RegisterWithOrganization):
 
 
 class Registered(UserOut):
-    apiUserId: str | None = Field(default=None, description="the API user: for ApiUser registrations its client_id (iss and sub of its assertions)")
+    apiUserId: str | None = Field(
+        default=None,
+        description="the API user: for ApiUser registrations its client_id (iss and sub of its assertions)",
+    )
     privateKey: str | None = Field(
-        default=None, description="ApiUser registrations only: the Ed25519 private key (PEM, PKCS#8), shown this once only; sign client assertions with it (EdDSA)"
+        default=None,
+        description="ApiUser registrations only: the Ed25519 private key (PEM, PKCS#8), shown this once only; sign client assertions with it (EdDSA)",
     )
 
 
@@ -95,7 +117,9 @@ PEM_ANSWER = {
     "content": {PEM: {"schema": {"type": "string"}}},
     "description": "JSON (privateKey field); or, when asked for (Accept: application/x-pem-file or download=pem), the private key as a PEM file",
 }
-DownloadParam = Query(None, description="pem: answer the private key itself as a file download (as does Accept: application/x-pem-file)")
+DownloadParam = Query(
+    None, description="pem: answer the private key itself as a file download (as does Accept: application/x-pem-file)"
+)
 
 
 def _wants_pem(request: Request, download: str | None) -> bool:
@@ -120,20 +144,32 @@ def _pem_file(api_user_id: str, private_pem: str, status_code: int) -> Response:
 
 def _new_key_pair() -> tuple[str, str]:
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
 async def _permission_state(conn: asyncpg.Connection, api_user_id: Any, status: str) -> dict[str, Any]:
     requested = await store.permission_request(conn, api_user_id)
-    return {"apiUserId": str(api_user_id), "status": status, "modules": {m: domain.action_names(a) for m, a in requested.items()}}
+    return {
+        "apiUserId": str(api_user_id),
+        "status": status,
+        "modules": {m: domain.action_names(a) for m, a in requested.items()},
+    }
 
 
 # -- registration ----------------------------------------------------------------------------------------------
 
 
-@router.post("/api/user/register", status_code=201, response_model=Registered, tags=["user"], responses={201: PEM_ANSWER})
+@router.post(
+    "/api/user/register", status_code=201, response_model=Registered, tags=["user"], responses={201: PEM_ANSWER}
+)
 async def register(
     body: Register,
     request: Request,
@@ -151,7 +187,9 @@ async def register(
     settings: Settings = runtime.settings  # type: ignore[assignment]
     pem = _wants_pem(request, download)
     if pem and body.organizationType != "ApiUser":
-        raise ApiError(400, "Only an ApiUser registration has a private key to download; ask for JSON (no download=pem)")
+        raise ApiError(
+            400, "Only an ApiUser registration has a private key to download; ask for JSON (no download=pem)"
+        )
     if body.organizationType != "ApiUser":
         await _may_register_under(request, pool, body.api_user_id)
     async with pool.acquire() as conn:
@@ -185,7 +223,12 @@ async def register(
     response.headers["Cache-Control"] = "no-store"
     log.info(
         "registered with /api/user/register",
-        extra={"organization_type": body.organizationType, "api_user_id": str(api_user_id), "user_id": user["id"], "organization_id": org["id"]},
+        extra={
+            "organization_type": body.organizationType,
+            "api_user_id": str(api_user_id),
+            "user_id": user["id"],
+            "organization_id": org["id"],
+        },
     )
     if pem and private_pem:
         return _pem_file(str(api_user_id), private_pem, 201)
@@ -203,7 +246,10 @@ async def _may_register_under(request: Request, pool: Any, api_user_id: uuid.UUI
     if principal.role != "ApiUser" or principal.api_user_id != str(api_user_id):
         raise ApiError(403, "Only that API user (or an Admin) registers organizations under an API user")
     if not principal.can("ORGANIZATION_MANAGEMENT_CRUDL", "Write"):
-        raise ApiError(403, "Write permission on ORGANIZATION_MANAGEMENT_CRUDL is required (ask for it and wait for an admin's approval)")
+        raise ApiError(
+            403,
+            "Write permission on ORGANIZATION_MANAGEMENT_CRUDL is required (ask for it and wait for an admin's approval)",
+        )
 
 
 # -- client credentials --------------------------------------------------------------------------------------
@@ -236,7 +282,9 @@ async def _token_request(request: Request) -> TokenRequest:
         return TokenRequest.model_validate(data)
     except ValidationError as exc:
         fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
-        raise ApiError(400, f"invalid_request: check {', '.join(fields)}", [{"field": f, "message": "required"} for f in fields]) from None
+        raise ApiError(
+            400, f"invalid_request: check {', '.join(fields)}", [{"field": f, "message": "required"} for f in fields]
+        ) from None
 
 
 @router.post(
@@ -250,7 +298,9 @@ async def _token_request(request: Request) -> TokenRequest:
         }
     },
 )
-async def client_credentials_token(request: Request, response: Response, pool: Pool, runtime: Runtime, tokens: Tokens) -> dict[str, Any]:
+async def client_credentials_token(
+    request: Request, response: Response, pool: Pool, runtime: Runtime, tokens: Tokens
+) -> dict[str, Any]:
     """An access token for an API user, for a client assertion it signed with its private key
     (grant_type=client_credentials, client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer).
     The assertion: iss = sub = apiUserId, aud = opendrec-identity (or this endpoint's URL), a unique jti,
@@ -286,9 +336,14 @@ async def client_credentials_token(request: Request, response: Response, pool: P
     if claims["sub"] != claims["iss"]:
         raise ApiError(401, "invalid_client: sub must equal iss (the apiUserId)")
     if claims["exp"] - now > settings.client_assertion_max_lifetime_seconds:
-        raise ApiError(401, f"invalid_client: the assertion may live at most {settings.client_assertion_max_lifetime_seconds} seconds")
+        raise ApiError(
+            401,
+            f"invalid_client: the assertion may live at most {settings.client_assertion_max_lifetime_seconds} seconds",
+        )
     async with pool.acquire() as conn:
-        if not await store.spend_assertion(conn, str(claims["jti"])[:200], client_id, datetime.fromtimestamp(claims["exp"], UTC)):
+        if not await store.spend_assertion(
+            conn, str(claims["jti"])[:200], client_id, datetime.fromtimestamp(claims["exp"], UTC)
+        ):
             raise ApiError(401, "invalid_client: this client assertion was already used (jti)")
         user = await store.user_by_id(conn, api_user["user_id"])
     if user is None or user["status"] != "Active":
@@ -305,12 +360,18 @@ async def client_credentials_token(request: Request, response: Response, pool: P
 
 @router.post("/api/permission/module/apiuser/request", response_model=PermissionState, tags=["permission"])
 async def request_permissions(
-    body: list[ModuleRequest], request: Request, pool: Pool, runtime: Runtime, principal: Principal = only_roles("ApiUser")
+    body: list[ModuleRequest],
+    request: Request,
+    pool: Pool,
+    runtime: Runtime,
+    principal: Principal = only_roles("ApiUser"),
 ) -> dict[str, Any]:
     """An API user asks for modules. Until an admin approves, it holds none of them; a new request
     replaces the previous one and withdraws what was granted until it is approved again."""
     if not body:
-        raise ApiError(400, "Invalid request: ask for at least one module", [{"field": "body", "message": "empty list"}])
+        raise ApiError(
+            400, "Invalid request: ask for at least one module", [{"field": "body", "message": "empty list"}]
+        )
     async with pool.acquire() as conn, conn.transaction():
         api_user = await store.api_user_by_user(conn, principal.user_id)
         if api_user is None:
@@ -321,25 +382,52 @@ async def request_permissions(
         for i, item in enumerate(body):
             name = modules.get(item.aclmodulesId, (None, ""))[0] if item.aclmodulesId is not None else item.moduleName
             if name not in by_name:
-                raise ApiError(400, f"Invalid request: check {i}", [{"field": str(i), "message": "no such enabled ACL module"}])
+                raise ApiError(
+                    400, f"Invalid request: check {i}", [{"field": str(i), "message": "no such enabled ACL module"}]
+                )
             if name in ADMIN_MODULES:
                 allowed = ", ".join(m for m in by_name if m not in ADMIN_MODULES)
-                raise ApiError(400, f"Invalid request: check {i}", [{"field": str(i), "message": f"{name} is for administrators only; an API user may ask for {allowed}"}])
+                raise ApiError(
+                    400,
+                    f"Invalid request: check {i}",
+                    [
+                        {
+                            "field": str(i),
+                            "message": f"{name} is for administrators only; an API user may ask for {allowed}",
+                        }
+                    ],
+                )
             letters = domain.merge_actions(requested.get(name, ""), "".join(a[0] for a in item.permissions))
             if set(letters) - set(by_name[name]):
-                raise ApiError(400, f"Invalid request: check {i}", [{"field": f"{i}.permissions", "message": f"{name} offers only {', '.join(domain.action_names(by_name[name]))}"}])
+                raise ApiError(
+                    400,
+                    f"Invalid request: check {i}",
+                    [
+                        {
+                            "field": f"{i}.permissions",
+                            "message": f"{name} offers only {', '.join(domain.action_names(by_name[name]))}",
+                        }
+                    ],
+                )
             requested[name] = letters
         await store.replace_permission_request(conn, api_user["id"], requested)
-        revoked = await revoke_sessions(conn, principal.user_id, runtime.settings.service_name, keep_jti=principal.token_id)
+        revoked = await revoke_sessions(
+            conn, principal.user_id, runtime.settings.service_name, keep_jti=principal.token_id
+        )
         state = await _permission_state(conn, api_user["id"], "Request")
     revoke_here(request, revoked)
     log.info("api user permissions requested", extra={"api_user_id": state["apiUserId"], "modules": sorted(requested)})
     return state
 
 
-@router.put("/api/permission/module/verify/ByAdmin/{apiuserId}", response_model=PermissionState, tags=["permission"], dependencies=ADMIN_ONLY)
+@router.put(
+    "/api/permission/module/verify/ByAdmin/{apiuserId}",
+    response_model=PermissionState,
+    tags=["permission"],
+    dependencies=ADMIN_ONLY,
+)
 async def verify_permissions(
-    apiuserId: uuid.UUID,  # noqa: N803
+    apiuserId: uuid.UUID,
     body: Verdict,
     request: Request,
     pool: Pool,
@@ -358,7 +446,10 @@ async def verify_permissions(
         revoked = await revoke_sessions(conn, api_user["user_id"], runtime.settings.service_name)
         state = await _permission_state(conn, apiuserId, body.status)
     revoke_here(request, revoked)
-    log.info("api user permissions verified", extra={"api_user_id": str(apiuserId), "status": body.status, "by": principal.user_id})
+    log.info(
+        "api user permissions verified",
+        extra={"api_user_id": str(apiuserId), "status": body.status, "by": principal.user_id},
+    )
     return state
 
 
@@ -403,7 +494,9 @@ async def rotate_key(
 async def api_user_organizations(
     pool: Pool,
     page: domain.Page = Paging,
-    organizationName: str | None = Query(None, max_length=200, description="only names containing this (any letter case)"),  # noqa: N803
+    organizationName: str | None = Query(
+        None, max_length=200, description="only names containing this (any letter case)"
+    ),
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """The Developer and Buyer organizations registered under the calling API user (Admin: under every API user)."""
@@ -445,7 +538,9 @@ class ApiUsersPage(BaseModel):
 async def all_api_users(
     pool: Pool,
     page: domain.Page = Paging,
-    permissionStatus: Literal["Request", "Active", "Deactive"] | None = Query(None, description="e.g. Request: waiting for approval"),  # noqa: N803
+    permissionStatus: Literal["Request", "Active", "Deactive"] | None = Query(
+        None, description="e.g. Request: waiting for approval"
+    ),
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every API user with the modules it asked for and the state of that request, a page at a time. Admin only."""
@@ -460,7 +555,9 @@ async def all_api_users(
                 "organizationId": r["organization_id"],
                 "organizationName": r["organization_name"],
                 "permissionStatus": r["permission_status"],
-                "requestedModules": {m: domain.action_names(a) for m, a in sorted(orjson.loads(r["requested"]).items())},
+                "requestedModules": {
+                    m: domain.action_names(a) for m, a in sorted(orjson.loads(r["requested"]).items())
+                },
                 "createdAt": r["created_at"],
             }
             for r in rows

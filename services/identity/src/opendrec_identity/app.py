@@ -43,7 +43,9 @@ def build(settings: Settings) -> ServiceRuntime:
 
     async def start_mail_sender(rt: ServiceRuntime) -> None:
         assert rt.pool is not None
-        sender = MailSender(rt.pool, smtp_server, settings.mail_from, settings.mail_poll_interval_s, settings.mail_max_attempts)
+        sender = MailSender(
+            rt.pool, smtp_server, settings.mail_from, settings.mail_poll_interval_s, settings.mail_max_attempts
+        )
         rt.app.state.mailer = sender
         rt.background("mail-sender", sender.run())
 

@@ -26,7 +26,9 @@ async def ensure_admin(runtime: ServiceRuntime) -> None:
         if await store.admin_exists(conn):
             return
         if await store.email_taken(conn, settings.admin_email):
-            raise BootstrapError(f"ADMIN_EMAIL {settings.admin_email} already belongs to a non-admin user; choose another")
+            raise BootstrapError(
+                f"ADMIN_EMAIL {settings.admin_email} already belongs to a non-admin user; choose another"
+            )
         org = await store.insert_organization(
             conn,
             name=settings.admin_organization_name,
@@ -44,4 +46,6 @@ async def ensure_admin(runtime: ServiceRuntime) -> None:
             role=domain.ADMIN,
             email_confirmed=True,
         )
-    log.info("created the first admin", extra={"user_id": user["id"], "email": user["email"], "organization_id": org["id"]})
+    log.info(
+        "created the first admin", extra={"user_id": user["id"], "email": user["email"], "organization_id": org["id"]}
+    )

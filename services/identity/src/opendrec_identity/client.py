@@ -25,11 +25,20 @@ from cryptography.hazmat.primitives import serialization
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def client_assertion(api_user_id: str, private_key_pem: str, audience: str = "opendrec-identity", lifetime_s: int = 60) -> str:
+def client_assertion(
+    api_user_id: str, private_key_pem: str, audience: str = "opendrec-identity", lifetime_s: int = 60
+) -> str:
     """A one-time assertion: iss = sub = the API user's id, a fresh jti, valid for `lifetime_s` seconds."""
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     now = int(time.time())
-    claims = {"iss": api_user_id, "sub": api_user_id, "aud": audience, "iat": now, "exp": now + lifetime_s, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": api_user_id,
+        "sub": api_user_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime_s,
+        "jti": uuid.uuid4().hex,
+    }
     return jwt.encode(claims, key, algorithm="EdDSA")  # type: ignore[arg-type]
 
 
@@ -60,13 +69,20 @@ class ApiUserClient:
                 "client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": client_assertion(self.api_user_id, self._key),
             }
-            status, body = self._send("POST", "/api/auth/token", urllib.parse.urlencode(form).encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+            status, body = self._send(
+                "POST",
+                "/api/auth/token",
+                urllib.parse.urlencode(form).encode(),
+                {"Content-Type": "application/x-www-form-urlencoded"},
+            )
             if status != 200:
                 raise ApiError(status, body)
             self._token, self._expires = body["access_token"], time.time() + body["expires_in"]
         return self._token
 
-    def call(self, method: str, path: str, json_body: Any = None, query: dict[str, Any] | None = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, json_body: Any = None, query: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
         """(status, parsed JSON body) of one API call made as the API user."""
         if query:
             path = f"{path}?{urllib.parse.urlencode(query)}"
@@ -85,7 +101,7 @@ class ApiUserClient:
     def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
         request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 (the caller's own API URL)
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()

@@ -50,7 +50,9 @@ EMAIL_MAX = 254
 PASSWORD_MIN, PASSWORD_MAX = 6, 128
 _SECRET_KEY = re.compile(r"[A-Z0-9]{6}")
 
-PASSWORD_RULE = f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long and contain at least one letter and one digit"
+PASSWORD_RULE = (
+    f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long and contain at least one letter and one digit"
+)
 SECRET_KEY_RULE = "secretKey must be exactly 6 characters, each an upper-case letter A-Z or a digit 0-9 (e.g. AB0123)"
 
 
@@ -313,5 +315,3 @@ def check_member_role(organization_type: str, role: str) -> str:
             raise Invalid(f"members of a {organization_type} organization cannot be given roles")
         raise Invalid(f"role must be one of {', '.join(allowed)} in a {organization_type} organization")
     return role
-
-

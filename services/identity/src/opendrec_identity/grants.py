@@ -53,7 +53,9 @@ class NewModule(BaseModel):
 
 class ModuleChange(BaseModel):
     description: str | None = None
-    permissions: list[Action] | None = Field(default=None, min_length=1, description="the actions the module offers from now on")
+    permissions: list[Action] | None = Field(
+        default=None, min_length=1, description="the actions the module offers from now on"
+    )
     status: ModuleStatus | None = None
 
     @field_validator("description")
@@ -99,7 +101,9 @@ class NewGrant(BaseModel):
 
 
 class GrantChange(BaseModel):
-    permissions: list[Action] = Field(min_length=1, description="the actions granted from now on (to remove them all, DELETE the grant)")
+    permissions: list[Action] = Field(
+        min_length=1, description="the actions granted from now on (to remove them all, DELETE the grant)"
+    )
 
 
 class GrantOut(BaseModel):
@@ -190,11 +194,15 @@ async def create_module(
     """Add an ACL module and the actions it offers; then grant them to roles or users (POST /api/permission)."""
     try:
         async with pool.acquire() as conn:
-            row = await store.insert_acl_module(conn, body.name, body.description, domain.letters_of(body.permissions), body.status)
+            row = await store.insert_acl_module(
+                conn, body.name, body.description, domain.letters_of(body.permissions), body.status
+            )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != store.ACL_MODULE_NAME_UNIQUE:
             raise
-        raise ApiError(409, f"An ACL module named {body.name} already exists", [{"field": "name", "message": "already exists"}]) from None
+        raise ApiError(
+            409, f"An ACL module named {body.name} already exists", [{"field": "name", "message": "already exists"}]
+        ) from None
     log.info("acl module created", extra={"module": row["name"], "module_id": row["id"], "by": principal.user_id})
     return module_out(row)
 
@@ -206,11 +214,18 @@ async def modules(
     """Every ACL module, oldest first, a page at a time."""
     async with pool.acquire() as conn:
         rows, total = await store.acl_modules_page(conn, page)
-    return {"aclmodules": [module_out(r) for r in rows], "currentPage": page.number, "totalPages": domain.total_pages(total, page.limit), "totalCount": total}
+    return {
+        "aclmodules": [module_out(r) for r in rows],
+        "currentPage": page.number,
+        "totalPages": domain.total_pages(total, page.limit),
+        "totalCount": total,
+    }
 
 
 @router.get("/api/aclmodules/{id}", response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
-async def module(id: int, pool: Pool, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Read")) -> dict[str, Any]:  # noqa: A002
+async def module(
+    id: int, pool: Pool, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Read")
+) -> dict[str, Any]:
     """One ACL module."""
     async with pool.acquire() as conn:
         row = await store.acl_module_by_id(conn, id)
@@ -221,7 +236,7 @@ async def module(id: int, pool: Pool, principal: Principal = permission("ACL_MOD
 
 @router.put("/api/aclmodules/{id}", response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
 async def change_module(
-    id: int,  # noqa: A002
+    id: int,
     body: ModuleChange,
     request: Request,
     pool: Pool,
@@ -248,7 +263,13 @@ async def change_module(
     revoke_here(request, revoked)
     log.info(
         "acl module changed",
-        extra={"module": row["name"], "actions": row["actions"], "status": row["status"], "users_affected": len(affected), "by": principal.user_id},
+        extra={
+            "module": row["name"],
+            "actions": row["actions"],
+            "status": row["status"],
+            "users_affected": len(affected),
+            "by": principal.user_id,
+        },
     )
     return module_out(row)
 
@@ -257,7 +278,9 @@ async def change_module(
 
 
 @router.post("/api/permission", status_code=201, response_model=GrantOut, tags=["permission"], dependencies=ADMIN_ONLY)
-async def grant(body: NewGrant, pool: Pool, principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Write")) -> dict[str, Any]:
+async def grant(
+    body: NewGrant, pool: Pool, principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Write")
+) -> dict[str, Any]:
     """Grant actions of a module to a role (entityType Role, entityId the role's name) or to one user
     (entityType User, entityId the user's id), on top of what they hold. Holders see it in their next token."""
     letters = domain.letters_of(body.permissions)
@@ -289,12 +312,26 @@ async def grant(body: NewGrant, pool: Pool, principal: Principal = permission("P
         if exc.constraint_name not in (store.ROLE_GRANT_UNIQUE, store.USER_GRANT_UNIQUE):
             raise
         raise _duplicate(body.entityType, str(body.entityId), str(body.moduleName or body.aclmodulesId), None) from None
-    log.info("permission granted", extra={"grant_id": grant_id, "entity_type": body.entityType, "entity_id": entity_id, "module": module["name"], "actions": letters, "by": principal.user_id})
+    log.info(
+        "permission granted",
+        extra={
+            "grant_id": grant_id,
+            "entity_type": body.entityType,
+            "entity_id": entity_id,
+            "module": module["name"],
+            "actions": letters,
+            "by": principal.user_id,
+        },
+    )
     return grant_out(row)
 
 
 def _duplicate(entity_type: str, entity_id: str, module: str, grant_id: int | None) -> ApiError:
-    where = f" (id {grant_id}); change it with PUT /api/permission/{grant_id}" if grant_id else "; change it with PUT /api/permission/{id}"
+    where = (
+        f" (id {grant_id}); change it with PUT /api/permission/{grant_id}"
+        if grant_id
+        else "; change it with PUT /api/permission/{id}"
+    )
     return ApiError(409, f"{entity_type} {entity_id} already has a grant in {module}{where}")
 
 
@@ -302,10 +339,10 @@ def _duplicate(entity_type: str, entity_id: str, module: str, grant_id: int | No
 async def grants(
     pool: Pool,
     page: domain.Page = Paging,
-    entityType: Literal["Role", "User"] | None = Query(None),  # noqa: N803 (D-REC names)
-    entityId: str | None = Query(None, max_length=100, description="a role's name or a user's id"),  # noqa: N803
-    moduleName: str | None = Query(None, max_length=100),  # noqa: N803
-    aclmodulesId: int | None = Query(None),  # noqa: N803
+    entityType: Literal["Role", "User"] | None = Query(None),
+    entityId: str | None = Query(None, max_length=100, description="a role's name or a user's id"),
+    moduleName: str | None = Query(None, max_length=100),
+    aclmodulesId: int | None = Query(None),
     principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Role and user grants, oldest first, a page at a time; filter by entityType, entityId and module."""
@@ -317,7 +354,12 @@ async def grants(
                 return {"permissions": [], "currentPage": page.number, "totalPages": 0, "totalCount": 0}
             module_name = module["name"]
         rows, total = await store.grants_page(conn, page, entityType, entityId, module_name)
-    return {"permissions": [grant_out(r) for r in rows], "currentPage": page.number, "totalPages": domain.total_pages(total, page.limit), "totalCount": total}
+    return {
+        "permissions": [grant_out(r) for r in rows],
+        "currentPage": page.number,
+        "totalPages": domain.total_pages(total, page.limit),
+        "totalCount": total,
+    }
 
 
 async def _grant(conn: asyncpg.Connection, grant_id: int) -> tuple[asyncpg.Record, str]:
@@ -334,7 +376,7 @@ async def _grant(conn: asyncpg.Connection, grant_id: int) -> tuple[asyncpg.Recor
 
 @router.put("/api/permission/{id}", response_model=GrantOut, tags=["permission"], dependencies=ADMIN_ONLY)
 async def change_grant(
-    id: int,  # noqa: A002
+    id: int,
     body: GrantChange,
     request: Request,
     pool: Pool,
@@ -353,13 +395,16 @@ async def change_grant(
         revoked = await revoke_sessions_of_users(conn, affected, runtime.settings.service_name)
         row = await store.grant_by_id(conn, id)
     revoke_here(request, revoked)
-    log.info("permission changed", extra={"grant_id": id, "actions": letters, "users_affected": len(affected), "by": principal.user_id})
+    log.info(
+        "permission changed",
+        extra={"grant_id": id, "actions": letters, "users_affected": len(affected), "by": principal.user_id},
+    )
     return grant_out(row)
 
 
 @router.delete("/api/permission/{id}", response_model=Done, tags=["permission"], dependencies=ADMIN_ONLY)
 async def remove_grant(
-    id: int,  # noqa: A002
+    id: int,
     request: Request,
     pool: Pool,
     runtime: Runtime,
@@ -373,4 +418,7 @@ async def remove_grant(
         revoked = await revoke_sessions_of_users(conn, affected, runtime.settings.service_name)
     revoke_here(request, revoked)
     log.info("permission removed", extra={"grant_id": id, "users_affected": len(affected), "by": principal.user_id})
-    return {"success": True, "message": f"Permission {id} ({row['entity_type']} {row['entity_id']}, {row['module']}) has been removed"}
+    return {
+        "success": True,
+        "message": f"Permission {id} ({row['entity_type']} {row['entity_id']}, {row['module']}) has been removed",
+    }

@@ -35,7 +35,9 @@ BAD_TOKEN = "This invitation token is invalid, already used or expired; ask for 
 
 class Invite(BaseModel):
     email: str
-    role: str = Field(description="a role of the organization's type: Developer OrganizationAdmin|DeviceOwner|User, Buyer Buyer|SubBuyer|User")
+    role: str = Field(
+        description="a role of the organization's type: Developer OrganizationAdmin|DeviceOwner|User, Buyer Buyer|SubBuyer|User"
+    )
 
     @field_validator("email")
     @classmethod
@@ -100,7 +102,7 @@ async def invite(
     request: Request,
     pool: Pool,
     runtime: Runtime,
-    organizationId: int | None = Query(None, description="the inviting organization (default: the caller's)"),  # noqa: N803
+    organizationId: int | None = Query(None, description="the inviting organization (default: the caller's)"),
     principal: Principal = permission("INVITATION_MANAGEMENT_CRUDL", "Write"),
 ) -> dict[str, Any]:
     """Invite an e-mail address to join an organization with a role; a mail is sent to it."""
@@ -118,7 +120,11 @@ async def invite(
             except domain.Invalid as exc:
                 raise ApiError(400, "Invalid request: check role", [{"field": "role", "message": str(exc)}]) from None
             existing = await store.user_by_email(conn, body.email)
-            if existing is not None and existing["organization_id"] == organization_id and existing["status"] != "Deleted":
+            if (
+                existing is not None
+                and existing["organization_id"] == organization_id
+                and existing["status"] != "Deleted"
+            ):
                 raise ApiError(409, f"{body.email} is already a member of this organization")
             invitation_id = await store.insert_invitation(
                 conn,
@@ -129,7 +135,9 @@ async def invite(
                 token_hash=domain.token_digest(token),
                 ttl_seconds=settings.invitation_ttl_seconds,
             )
-            subject, text = mail.invitation_mail(organization["name"], role, principal.email, settings.public_url, invitation_id, token)
+            subject, text = mail.invitation_mail(
+                organization["name"], role, principal.email, settings.public_url, invitation_id, token
+            )
             await mail.queue(conn, body.email, subject, text)
             invitation = await store.invitation_by_id(conn, invitation_id)
     except asyncpg.UniqueViolationError as exc:
@@ -137,7 +145,15 @@ async def invite(
             raise
         raise ApiError(409, f"{body.email} already has an open invitation to this organization") from None
     request.app.state.mailer.wake()
-    log.info("invitation sent", extra={"invitation_id": invitation_id, "organization_id": organization_id, "role": role, "by": principal.user_id})
+    log.info(
+        "invitation sent",
+        extra={
+            "invitation_id": invitation_id,
+            "organization_id": organization_id,
+            "role": role,
+            "by": principal.user_id,
+        },
+    )
     return invitation_out(invitation)
 
 
@@ -145,7 +161,7 @@ async def invite(
 async def invitations(
     pool: Pool,
     page: domain.Page = Paging,
-    organizationId: int | None = Query(None, description="default: the caller's organization"),  # noqa: N803
+    organizationId: int | None = Query(None, description="default: the caller's organization"),
     principal: Principal = permission("INVITATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """The invitations an organization sent, a page at a time."""
@@ -162,7 +178,9 @@ async def invitations(
 
 
 @router.put("/api/invitation/{invitationId}", response_model=InvitationOut)
-async def answer(invitationId: int, body: Answer, principal: CurrentPrincipal, request: Request, pool: Pool, runtime: Runtime) -> dict[str, Any]:  # noqa: N803
+async def answer(
+    invitationId: int, body: Answer, principal: CurrentPrincipal, request: Request, pool: Pool, runtime: Runtime
+) -> dict[str, Any]:
     """Accept or reject an invitation sent to the caller's e-mail address. Accepting moves the caller
     into the inviting organization with the invited role; their current tokens are revoked (log in again)."""
     revoked: list[tuple[str, datetime]] = []
@@ -185,12 +203,17 @@ async def answer(invitationId: int, body: Answer, principal: CurrentPrincipal, r
         await store.answer_invitation(conn, invitationId, body.status)
         invitation = await store.invitation_by_id(conn, invitationId)
     revoke_here(request, revoked)
-    log.info("invitation answered", extra={"invitation_id": invitationId, "status": body.status, "user_id": principal.user_id})
+    log.info(
+        "invitation answered",
+        extra={"invitation_id": invitationId, "status": body.status, "user_id": principal.user_id},
+    )
     return invitation_out(invitation)
 
 
 @router.post("/api/invitation/register/{token}", status_code=201, response_model=UserOut)
-async def register_invited(body: InvitedRegistration, pool: Pool, runtime: Runtime, passwords: Hasher, token: str) -> dict[str, Any]:
+async def register_invited(
+    body: InvitedRegistration, pool: Pool, runtime: Runtime, passwords: Hasher, token: str
+) -> dict[str, Any]:
     """Create the account of an invited e-mail address (no login: the mailed token is the proof) and
     join the organization. The e-mail counts as confirmed."""
     if len(token) > 200:
@@ -204,16 +227,28 @@ async def register_invited(body: InvitedRegistration, pool: Pool, runtime: Runti
         existing = await store.user_by_email(conn, invitation["email"])
         if existing is not None and existing["status"] != "Deleted":
             raise ApiError(409, f"An account with this e-mail exists: log in and accept invitation {invitation['id']}")
-        common = {"organization_id": invitation["organization_id"], "role": invitation["role"], "first_name": body.firstName, "last_name": body.lastName}
+        common = {
+            "organization_id": invitation["organization_id"],
+            "role": invitation["role"],
+            "first_name": body.firstName,
+            "last_name": body.lastName,
+        }
         if existing is not None:  # removed from an organization earlier: the account comes back
             await store.reactivate_user(conn, existing["id"], password_hash=password_hash, **common)
             user_id = existing["id"]
         else:
-            created = await store.insert_user(conn, email=invitation["email"], password_hash=password_hash, email_confirmed=True, **common)
+            created = await store.insert_user(
+                conn, email=invitation["email"], password_hash=password_hash, email_confirmed=True, **common
+            )
             user_id = created["id"]
             await outbox.add(
                 conn,
-                UserRegistered(user_id=user_id, organization_id=invitation["organization_id"], email=invitation["email"], role=invitation["role"]),
+                UserRegistered(
+                    user_id=user_id,
+                    organization_id=invitation["organization_id"],
+                    email=invitation["email"],
+                    role=invitation["role"],
+                ),
                 runtime.settings.service_name,
             )
         await store.answer_invitation(conn, invitation["id"], "Accepted")

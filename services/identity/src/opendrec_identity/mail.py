@@ -85,7 +85,9 @@ def compose(sender: str, recipient: str, subject: str, body: str) -> EmailMessag
 def deliver(server: SmtpServer, msg: EmailMessage, timeout: float = 10.0) -> None:
     """Blocking SMTP transaction (run it in a thread)."""
     if server.tls:
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=ssl.create_default_context())
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            server.host, server.port, timeout=timeout, context=ssl.create_default_context()
+        )
     else:
         smtp = smtplib.SMTP(server.host, server.port, timeout=timeout)
     with smtp:
@@ -95,7 +97,9 @@ def deliver(server: SmtpServer, msg: EmailMessage, timeout: float = 10.0) -> Non
 
 
 class MailSender:
-    def __init__(self, pool: asyncpg.Pool, server: SmtpServer, sender: str, poll_interval_s: float, max_attempts: int) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, server: SmtpServer, sender: str, poll_interval_s: float, max_attempts: int
+    ) -> None:
         self.pool = pool
         self.server = server
         self.sender = sender
@@ -149,7 +153,11 @@ class MailSender:
                 float(delay),
             )
             level = logging.ERROR if attempts >= self.max_attempts else logging.WARNING
-            log.log(level, "mail not sent", extra={"mail_id": row["id"], "attempts": attempts, "error": type(exc).__name__, "retry_in_s": delay})
+            log.log(
+                level,
+                "mail not sent",
+                extra={"mail_id": row["id"], "attempts": attempts, "error": type(exc).__name__, "retry_in_s": delay},
+            )
             return
         # Deleted once accepted: the body may hold a one-time token that must not linger.
         await conn.execute("DELETE FROM mails WHERE id = $1", row["id"])
@@ -183,7 +191,9 @@ def reset_mail(first_name: str, public_url: str, token: str, ttl_minutes: int) -
     )
 
 
-def invitation_mail(organization_name: str, role: str, inviter: str, public_url: str, invitation_id: int, token: str) -> tuple[str, str]:
+def invitation_mail(
+    organization_name: str, role: str, inviter: str, public_url: str, invitation_id: int, token: str
+) -> tuple[str, str]:
     base = public_url.rstrip("/")
     return (
         f"You are invited to join {organization_name} on OpenDREC",
@@ -194,5 +204,5 @@ def invitation_mail(organization_name: str, role: str, inviter: str, public_url:
         f"POST {base}/api/invitation/register/{token}\n"
         '{"firstName": "...", "lastName": "...", "password": "...", "confirmPassword": "..."}\n\n'
         "With an account, log in with this e-mail address and answer with\n"
-        f'PUT {base}/api/invitation/{invitation_id}   {{"status": "Accepted"}} or {{"status": "Rejected"}}\n'
+        f'PUT {base}/api/invitation/{invitation_id}   {{"status": "Accepted"}} or {{"status": "Rejected"}}\n',
     )

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission
-from opendrec_kit.paging import page_query
 from opendrec_kit.auth import only_roles
+from opendrec_kit.paging import page_query
 
 from . import domain, store
 from .api import Done, OrganizationOut, UserOut, _joined_user_out, revoke_here, revoke_sessions
@@ -96,7 +96,9 @@ async def _member(conn: Any, organization_id: int, user_id: int, principal: Prin
 
 
 @router.get("/api/Organization/me", response_model=OrganizationOut, tags=["organization"])
-async def my_organization(pool: Pool, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")) -> dict[str, Any]:
+async def my_organization(
+    pool: Pool, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
+) -> dict[str, Any]:
     """The caller's organization."""
     async with pool.acquire() as conn:
         row = await store.organization_by_id(conn, principal.organization_id)
@@ -115,7 +117,7 @@ async def my_organization_users(
 
 @router.get("/api/Organization/{organizationId}", response_model=OrganizationOut, tags=["organization"])
 async def organization(
-    organizationId: int,  # noqa: N803
+    organizationId: int,
     pool: Pool,
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
@@ -130,7 +132,7 @@ async def organization(
 
 @router.get("/api/Organization/{organizationId}/users", response_model=UsersPage, tags=["organization"])
 async def organization_users(
-    organizationId: int,  # noqa: N803
+    organizationId: int,
     pool: Pool,
     page: domain.Page = Paging,
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
@@ -142,8 +144,8 @@ async def organization_users(
 
 @router.put("/api/Organization/{organizationId}/change-role/{userId}", response_model=UserOut, tags=["organization"])
 async def change_role(
-    organizationId: int,  # noqa: N803
-    userId: int,  # noqa: N803
+    organizationId: int,
+    userId: int,
     body: ChangeRole,
     request: Request,
     pool: Pool,
@@ -153,7 +155,7 @@ async def change_role(
     """Give a member another role of their organization's type; their current tokens are revoked."""
     await own_organization(pool, principal, organizationId)
     async with pool.acquire() as conn, conn.transaction():
-        organization, user = await _member(conn, organizationId, userId, principal)
+        organization, _user = await _member(conn, organizationId, userId, principal)
         try:
             role = domain.check_member_role(organization["organization_type"], body.role)
         except domain.Invalid as exc:
@@ -162,14 +164,17 @@ async def change_role(
         revoked = await revoke_sessions(conn, userId, runtime.settings.service_name)
         updated = await store.user_by_id(conn, userId)
     revoke_here(request, revoked)
-    log.info("member role changed", extra={"organization_id": organizationId, "user_id": userId, "role": role, "by": principal.user_id})
+    log.info(
+        "member role changed",
+        extra={"organization_id": organizationId, "user_id": userId, "role": role, "by": principal.user_id},
+    )
     return _joined_user_out(updated)
 
 
 @router.post("/api/Organization/{organizationId}/remove-member/{userId}", response_model=Done, tags=["organization"])
 async def remove_member(
-    organizationId: int,  # noqa: N803
-    userId: int,  # noqa: N803
+    organizationId: int,
+    userId: int,
     request: Request,
     pool: Pool,
     runtime: Runtime,
@@ -197,7 +202,7 @@ ADMIN_ONLY = [only_roles(domain.ADMIN)]
 async def all_users(
     pool: Pool,
     page: domain.Page = Paging,
-    organizationId: int | None = Query(None, description="only this organization's users"),  # noqa: N803
+    organizationId: int | None = Query(None, description="only this organization's users"),
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every user of the platform (removed ones included, with status Deleted), a page at a time. Admin only."""
@@ -208,7 +213,7 @@ async def all_users(
 async def all_organizations(
     pool: Pool,
     page: domain.Page = Paging,
-    organizationType: Literal["Developer", "Buyer", "ApiUser", "Admin"] | None = Query(None),  # noqa: N803
+    organizationType: Literal["Developer", "Buyer", "ApiUser", "Admin"] | None = Query(None),
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every organization, a page at a time. Admin only."""

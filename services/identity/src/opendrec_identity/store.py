@@ -128,7 +128,9 @@ async def admin_exists(conn: asyncpg.Connection) -> bool:
 
 
 async def record_access_token(conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime) -> None:
-    await conn.execute("INSERT INTO access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)", jti, user_id, expires_at)
+    await conn.execute(
+        "INSERT INTO access_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3)", jti, user_id, expires_at
+    )
 
 
 async def revoke_access_token(conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime) -> bool:
@@ -143,7 +145,9 @@ async def revoke_access_token(conn: asyncpg.Connection, jti: str, user_id: int, 
     return status.endswith(" 1")
 
 
-async def revoke_user_tokens(conn: asyncpg.Connection, user_id: int, keep_jti: str | None = None) -> list[asyncpg.Record]:
+async def revoke_user_tokens(
+    conn: asyncpg.Connection, user_id: int, keep_jti: str | None = None
+) -> list[asyncpg.Record]:
     """Revoke every live token of a user (but `keep_jti`); returns (jti, expires_at) of those revoked."""
     return await conn.fetch(
         "UPDATE access_tokens SET revoked_at = now() "
@@ -157,10 +161,14 @@ async def revoke_user_tokens(conn: asyncpg.Connection, user_id: int, keep_jti: s
 # -- one-time tokens -------------------------------------------------------------------------------
 
 
-async def create_user_token(conn: asyncpg.Connection, user_id: int, purpose: str, token_hash: str, ttl_seconds: int) -> None:
+async def create_user_token(
+    conn: asyncpg.Connection, user_id: int, purpose: str, token_hash: str, ttl_seconds: int
+) -> None:
     """A new token of a purpose replaces the user's earlier unused ones."""
     await conn.execute(
-        "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL", user_id, purpose
+        "UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        user_id,
+        purpose,
     )
     await conn.execute(
         "INSERT INTO user_tokens (user_id, purpose, token_hash, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
@@ -198,16 +206,22 @@ async def update_profile(conn: asyncpg.Connection, user_id: int, first_name: str
 
 
 async def throttle_states(conn: asyncpg.Connection, keys: list[str]) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = ANY($1::text[])", keys)
+    return await conn.fetch(
+        "SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = ANY($1::text[])", keys
+    )
 
 
 async def lock_throttle_row(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
     """The key's row, created if missing, locked until the caller's transaction ends."""
     await conn.execute("INSERT INTO login_throttle (key) VALUES ($1) ON CONFLICT (key) DO NOTHING", key)
-    return await conn.fetchrow("SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = $1 FOR UPDATE", key)
+    return await conn.fetchrow(
+        "SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = $1 FOR UPDATE", key
+    )
 
 
-async def save_throttle(conn: asyncpg.Connection, key: str, failures: int, window_start: datetime, blocked_until: datetime | None) -> None:
+async def save_throttle(
+    conn: asyncpg.Connection, key: str, failures: int, window_start: datetime, blocked_until: datetime | None
+) -> None:
     await conn.execute(
         "UPDATE login_throttle SET failures = $2, window_start = $3, blocked_until = $4 WHERE key = $1",
         key,
@@ -235,18 +249,28 @@ async def organization_by_id(conn: asyncpg.Connection, organization_id: int) -> 
     return await conn.fetchrow(_ORGANIZATION + " WHERE id = $1", organization_id)
 
 
-async def organizations_page(conn: asyncpg.Connection, page: domain.Page, organization_type: str | None) -> tuple[list[asyncpg.Record], int]:
+async def organizations_page(
+    conn: asyncpg.Connection, page: domain.Page, organization_type: str | None
+) -> tuple[list[asyncpg.Record], int]:
     where = " WHERE ($1::text IS NULL OR organization_type = $1)"
-    rows = await conn.fetch(_ORGANIZATION + where + " ORDER BY id LIMIT $2 OFFSET $3", organization_type, page.limit, page.offset)
+    rows = await conn.fetch(
+        _ORGANIZATION + where + " ORDER BY id LIMIT $2 OFFSET $3", organization_type, page.limit, page.offset
+    )
     total = await conn.fetchval("SELECT count(*) FROM organizations" + where, organization_type)
     return rows, total
 
 
-async def users_page(conn: asyncpg.Connection, page: domain.Page, organization_id: int | None, members_only: bool) -> tuple[list[asyncpg.Record], int]:
+async def users_page(
+    conn: asyncpg.Connection, page: domain.Page, organization_id: int | None, members_only: bool
+) -> tuple[list[asyncpg.Record], int]:
     """Users (of one organization, or all), oldest first; `members_only` leaves removed members out."""
     where = " WHERE ($1::bigint IS NULL OR u.organization_id = $1) AND (NOT $2 OR u.status <> 'Deleted')"
     rows = await conn.fetch(
-        _USER_WITH_ORGANIZATION + where + " ORDER BY u.id LIMIT $3 OFFSET $4", organization_id, members_only, page.limit, page.offset
+        _USER_WITH_ORGANIZATION + where + " ORDER BY u.id LIMIT $3 OFFSET $4",
+        organization_id,
+        members_only,
+        page.limit,
+        page.offset,
     )
     total = await conn.fetchval("SELECT count(*) FROM users u" + where, organization_id, members_only)
     return rows, total
@@ -272,7 +296,14 @@ FROM invitations i JOIN organizations o ON o.id = i.organization_id JOIN users s
 
 
 async def insert_invitation(
-    conn: asyncpg.Connection, *, organization_id: int, email: str, role: str, sender_id: int, token_hash: str, ttl_seconds: int
+    conn: asyncpg.Connection,
+    *,
+    organization_id: int,
+    email: str,
+    role: str,
+    sender_id: int,
+    token_hash: str,
+    ttl_seconds: int,
 ) -> int:
     return await conn.fetchval(
         "INSERT INTO invitations (organization_id, email, role, sender_id, token_hash, expires_at) "
@@ -286,7 +317,9 @@ async def insert_invitation(
     )
 
 
-async def invitation_by_id(conn: asyncpg.Connection, invitation_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+async def invitation_by_id(
+    conn: asyncpg.Connection, invitation_id: int, *, lock: bool = False
+) -> asyncpg.Record | None:
     if lock:
         await conn.execute("SELECT 1 FROM invitations WHERE id = $1 FOR UPDATE", invitation_id)
     return await conn.fetchrow(_INVITATION + " WHERE i.id = $1", invitation_id)
@@ -296,8 +329,15 @@ async def invitation_id_by_token(conn: asyncpg.Connection, token_hash: str) -> i
     return await conn.fetchval("SELECT id FROM invitations WHERE token_hash = $1", token_hash)
 
 
-async def invitations_page(conn: asyncpg.Connection, organization_id: int, page: domain.Page) -> tuple[list[asyncpg.Record], int]:
-    rows = await conn.fetch(_INVITATION + " WHERE i.organization_id = $1 ORDER BY i.id LIMIT $2 OFFSET $3", organization_id, page.limit, page.offset)
+async def invitations_page(
+    conn: asyncpg.Connection, organization_id: int, page: domain.Page
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        _INVITATION + " WHERE i.organization_id = $1 ORDER BY i.id LIMIT $2 OFFSET $3",
+        organization_id,
+        page.limit,
+        page.offset,
+    )
     total = await conn.fetchval("SELECT count(*) FROM invitations WHERE organization_id = $1", organization_id)
     return rows, total
 
@@ -309,12 +349,22 @@ async def answer_invitation(conn: asyncpg.Connection, invitation_id: int, status
 async def move_user(conn: asyncpg.Connection, user_id: int, organization_id: int, role: str) -> None:
     """Into another organization with a role; an account that had been removed is active again."""
     await conn.execute(
-        "UPDATE users SET organization_id = $2, role = $3, status = 'Active', updated_at = now() WHERE id = $1", user_id, organization_id, role
+        "UPDATE users SET organization_id = $2, role = $3, status = 'Active', updated_at = now() WHERE id = $1",
+        user_id,
+        organization_id,
+        role,
     )
 
 
 async def reactivate_user(
-    conn: asyncpg.Connection, user_id: int, *, organization_id: int, role: str, first_name: str, last_name: str, password_hash: str
+    conn: asyncpg.Connection,
+    user_id: int,
+    *,
+    organization_id: int,
+    role: str,
+    first_name: str,
+    last_name: str,
+    password_hash: str,
 ) -> None:
     await conn.execute(
         "UPDATE users SET organization_id = $2, role = $3, first_name = $4, last_name = $5, password_hash = $6, "
@@ -332,7 +382,9 @@ async def reactivate_user(
 
 
 async def insert_api_user(conn: asyncpg.Connection, api_user_id: Any, user_id: int, public_key_pem: str) -> None:
-    await conn.execute("INSERT INTO api_users (id, user_id, public_key_pem) VALUES ($1, $2, $3)", api_user_id, user_id, public_key_pem)
+    await conn.execute(
+        "INSERT INTO api_users (id, user_id, public_key_pem) VALUES ($1, $2, $3)", api_user_id, user_id, public_key_pem
+    )
 
 
 async def api_user_by_id(conn: asyncpg.Connection, api_user_id: Any) -> asyncpg.Record | None:
@@ -349,7 +401,10 @@ async def api_user_by_user(conn: asyncpg.Connection, user_id: int) -> asyncpg.Re
 
 async def module_names_by_id(conn: asyncpg.Connection) -> dict[int, tuple[str, str]]:
     """ACL module id -> (name, the actions it offers)."""
-    return {r["id"]: (r["name"], r["actions"]) for r in await conn.fetch("SELECT id, name, actions FROM acl_modules WHERE status = 'Enable'")}
+    return {
+        r["id"]: (r["name"], r["actions"])
+        for r in await conn.fetch("SELECT id, name, actions FROM acl_modules WHERE status = 'Enable'")
+    }
 
 
 async def replace_permission_request(conn: asyncpg.Connection, api_user_id: Any, requested: dict[str, str]) -> None:
@@ -360,11 +415,15 @@ async def replace_permission_request(conn: asyncpg.Connection, api_user_id: Any,
         [(api_user_id, module, actions) for module, actions in requested.items()],
     )
     await conn.execute("UPDATE api_users SET permission_status = 'Request' WHERE id = $1", api_user_id)
-    await conn.execute("DELETE FROM user_permissions WHERE user_id = (SELECT user_id FROM api_users WHERE id = $1)", api_user_id)
+    await conn.execute(
+        "DELETE FROM user_permissions WHERE user_id = (SELECT user_id FROM api_users WHERE id = $1)", api_user_id
+    )
 
 
 async def permission_request(conn: asyncpg.Connection, api_user_id: Any) -> dict[str, str]:
-    rows = await conn.fetch("SELECT module, actions FROM api_user_permission_requests WHERE api_user_id = $1 ORDER BY module", api_user_id)
+    rows = await conn.fetch(
+        "SELECT module, actions FROM api_user_permission_requests WHERE api_user_id = $1 ORDER BY module", api_user_id
+    )
     return {r["module"]: r["actions"] for r in rows}
 
 
@@ -393,7 +452,9 @@ async def spend_assertion(conn: asyncpg.Connection, jti: str, api_user_id: Any, 
 
 
 async def replace_api_user_key(conn: asyncpg.Connection, api_user_id: Any, public_key_pem: str) -> None:
-    await conn.execute("UPDATE api_users SET public_key_pem = $2, key_created_at = now() WHERE id = $1", api_user_id, public_key_pem)
+    await conn.execute(
+        "UPDATE api_users SET public_key_pem = $2, key_created_at = now() WHERE id = $1", api_user_id, public_key_pem
+    )
 
 
 async def api_user_organizations_page(
@@ -404,12 +465,16 @@ async def api_user_organizations_page(
         " WHERE api_user_id IS NOT NULL AND ($1::uuid IS NULL OR api_user_id = $1)"
         " AND ($2::text IS NULL OR strpos(lower(name), lower($2)) > 0)"
     )
-    rows = await conn.fetch(_ORGANIZATION + where + " ORDER BY id LIMIT $3 OFFSET $4", api_user_id, name, page.limit, page.offset)
+    rows = await conn.fetch(
+        _ORGANIZATION + where + " ORDER BY id LIMIT $3 OFFSET $4", api_user_id, name, page.limit, page.offset
+    )
     total = await conn.fetchval("SELECT count(*) FROM organizations" + where, api_user_id, name)
     return rows, total
 
 
-async def api_users_page(conn: asyncpg.Connection, status: str | None, page: domain.Page) -> tuple[list[asyncpg.Record], int]:
+async def api_users_page(
+    conn: asyncpg.Connection, status: str | None, page: domain.Page
+) -> tuple[list[asyncpg.Record], int]:
     where = " WHERE ($1::text IS NULL OR a.permission_status = $1)"
     rows = await conn.fetch(
         "SELECT a.id, a.user_id, a.permission_status, a.created_at, u.email, u.organization_id, o.name AS organization_name, "
@@ -434,7 +499,9 @@ USER_GRANT_UNIQUE = "user_permissions_pkey"
 _ACL_MODULE = "SELECT id, name, description, actions, status, created_at FROM acl_modules"
 
 
-async def insert_acl_module(conn: asyncpg.Connection, name: str, description: str, actions: str, status: str) -> asyncpg.Record:
+async def insert_acl_module(
+    conn: asyncpg.Connection, name: str, description: str, actions: str, status: str
+) -> asyncpg.Record:
     return await conn.fetchrow(
         "INSERT INTO acl_modules (name, description, actions, status) VALUES ($1, $2, $3, $4) "
         "RETURNING id, name, description, actions, status, created_at",
@@ -458,7 +525,9 @@ async def acl_modules_page(conn: asyncpg.Connection, page: domain.Page) -> tuple
     return rows, await conn.fetchval("SELECT count(*) FROM acl_modules")
 
 
-async def update_acl_module(conn: asyncpg.Connection, module_id: int, description: str | None, actions: str | None, status: str | None) -> asyncpg.Record:
+async def update_acl_module(
+    conn: asyncpg.Connection, module_id: int, description: str | None, actions: str | None, status: str | None
+) -> asyncpg.Record:
     return await conn.fetchrow(
         "UPDATE acl_modules SET description = coalesce($2, description), actions = coalesce($3, actions), status = coalesce($4, status) "
         "WHERE id = $1 RETURNING id, name, description, actions, status, created_at",
@@ -487,9 +556,11 @@ async def users_holding(conn: asyncpg.Connection, module: str, letters: str) -> 
 async def limit_grants_to(conn: asyncpg.Connection, module: str, offered: str) -> None:
     """Keep only the actions `module` still offers in every grant and API-user request; a grant left empty goes."""
     for table in ("role_permissions", "user_permissions", "api_user_permission_requests"):  # fixed names, not input
-        kept = f"regexp_replace(actions, '[^' || $2 || ']', '', 'g')"
+        kept = "regexp_replace(actions, '[^' || $2 || ']', '', 'g')"
         await conn.execute(f"DELETE FROM {table} WHERE module = $1 AND {kept} = ''", module, offered)
-        await conn.execute(f"UPDATE {table} SET actions = {kept} WHERE module = $1 AND actions <> {kept}", module, offered)
+        await conn.execute(
+            f"UPDATE {table} SET actions = {kept} WHERE module = $1 AND actions <> {kept}", module, offered
+        )
 
 
 # -- grants (role and user permissions) ------------------------------------------------------------------
@@ -506,11 +577,18 @@ SELECT * FROM (
 
 
 async def insert_role_grant(conn: asyncpg.Connection, role: str, module: str, actions: str) -> int:
-    return await conn.fetchval("INSERT INTO role_permissions (role, module, actions) VALUES ($1, $2, $3) RETURNING id", role, module, actions)
+    return await conn.fetchval(
+        "INSERT INTO role_permissions (role, module, actions) VALUES ($1, $2, $3) RETURNING id", role, module, actions
+    )
 
 
 async def insert_user_grant(conn: asyncpg.Connection, user_id: int, module: str, actions: str) -> int:
-    return await conn.fetchval("INSERT INTO user_permissions (user_id, module, actions) VALUES ($1, $2, $3) RETURNING id", user_id, module, actions)
+    return await conn.fetchval(
+        "INSERT INTO user_permissions (user_id, module, actions) VALUES ($1, $2, $3) RETURNING id",
+        user_id,
+        module,
+        actions,
+    )
 
 
 async def grant_by_id(conn: asyncpg.Connection, grant_id: int) -> asyncpg.Record | None:
@@ -518,7 +596,9 @@ async def grant_by_id(conn: asyncpg.Connection, grant_id: int) -> asyncpg.Record
 
 
 async def grant_for(conn: asyncpg.Connection, entity_type: str, entity_id: str, module: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(_GRANTS + " WHERE entity_type = $1 AND entity_id = $2 AND module = $3", entity_type, entity_id, module)
+    return await conn.fetchrow(
+        _GRANTS + " WHERE entity_type = $1 AND entity_id = $2 AND module = $3", entity_type, entity_id, module
+    )
 
 
 _GRANT_TABLES = {"Role": "role_permissions", "User": "user_permissions"}
@@ -542,8 +622,12 @@ async def grants_page(
     conn: asyncpg.Connection, page: domain.Page, entity_type: str | None, entity_id: str | None, module: str | None
 ) -> tuple[list[asyncpg.Record], int]:
     where = " WHERE ($1::text IS NULL OR entity_type = $1) AND ($2::text IS NULL OR entity_id = $2) AND ($3::text IS NULL OR module = $3)"
-    rows = await conn.fetch(_GRANTS + where + " ORDER BY id LIMIT $4 OFFSET $5", entity_type, entity_id, module, page.limit, page.offset)
-    total = await conn.fetchval("SELECT count(*) FROM (" + _GRANTS + where + ") matching", entity_type, entity_id, module)
+    rows = await conn.fetch(
+        _GRANTS + where + " ORDER BY id LIMIT $4 OFFSET $5", entity_type, entity_id, module, page.limit, page.offset
+    )
+    total = await conn.fetchval(
+        "SELECT count(*) FROM (" + _GRANTS + where + ") matching", entity_type, entity_id, module
+    )
     return rows, total
 
 

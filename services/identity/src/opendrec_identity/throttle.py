@@ -46,7 +46,11 @@ class LoginThrottle:
             now = await store.now(conn)
             for key in sorted(keys):  # one lock order for every instance: no deadlocks
                 row = await store.lock_throttle_row(conn, key)
-                before = domain.ThrottleState(row["failures"], row["window_start"], row["blocked_until"]) if row["failures"] else None
+                before = (
+                    domain.ThrottleState(row["failures"], row["window_start"], row["blocked_until"])
+                    if row["failures"]
+                    else None
+                )
                 after = domain.after_failure(keys[key], before, now)
                 await store.save_throttle(conn, key, after.failures, after.window_start, after.blocked_until)
 

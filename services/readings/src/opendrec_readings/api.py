@@ -13,14 +13,14 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import itemgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from opendrec_kit import ApiError, Pool, Principal, Runtime, permission, uploads
 from opendrec_kit.organizations import acting_organization, find_organization
@@ -155,7 +155,9 @@ async def _device(conn: Any, organization_id: int, external_id: str) -> Any:
     "/api/meter-reads/new/{externalId}",
     status_code=201,
     summary="Add meter reads (History, Delta or Aggregate) to a device, accepted or refused as a whole",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(MeterReadsIn)}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(MeterReadsIn)}}}
+    },
 )
 async def add_meter_reads(
     externalId: str,
@@ -178,7 +180,9 @@ async def add_meter_reads(
         organization_id = await _organization(conn, user, body.organizationId, "Developer")
         device = await _device(conn, organization_id, externalId)
         if device["deleted_at"] is not None:
-            raise ApiError(409, f"Device {externalId!r} was deleted on {domain.iso(device['deleted_at'])}: it takes no new reads")
+            raise ApiError(
+                409, f"Device {externalId!r} was deleted on {domain.iso(device['deleted_at'])}: it takes no new reads"
+            )
         try:
             async with conn.transaction():
                 result = await ingest.ingest(
@@ -193,7 +197,9 @@ async def add_meter_reads(
                     timezone=tz.key if tz else None,
                 )
         except ingest.IdempotencyConflict as exc:
-            raise ApiError(409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device") from exc
+            raise ApiError(
+                409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device"
+            ) from exc
     if isinstance(result, ingest.Rejected):
         bad = len({e.index for e in result.errors})
         raise ApiError(
@@ -204,7 +210,9 @@ async def add_meter_reads(
             [e.as_dict() for e in result.errors],
         )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return Response(orjson.dumps(result.summary.as_json()), status_code=201, headers=headers, media_type="application/json")
+    return Response(
+        orjson.dumps(result.summary.as_json()), status_code=201, headers=headers, media_type="application/json"
+    )
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -218,7 +226,9 @@ def _read_out(row: Any) -> dict[str, Any]:
     return {"startdate": domain.iso(row["start_at"]), "enddate": domain.iso(row["end_at"]), "value": row["wh"]}
 
 
-async def _visible(conn: Any, user: Principal, organization_id: int | None, path_id: str) -> tuple[Any, tuple[datetime, datetime] | None]:
+async def _visible(
+    conn: Any, user: Principal, organization_id: int | None, path_id: str
+) -> tuple[Any, tuple[datetime, datetime] | None]:
     """The device the caller may read, and the window it may see (None: all of it).
 
     Developers name their own devices by external id. Buyers name a device by its id (as in
@@ -236,13 +246,18 @@ async def _visible(conn: Any, user: Principal, organization_id: int | None, path
     return device, span
 
 
-def _clip(start: datetime | None, end: datetime | None, span: tuple[datetime, datetime] | None) -> tuple[datetime | None, datetime | None]:
+def _clip(
+    start: datetime | None, end: datetime | None, span: tuple[datetime, datetime] | None
+) -> tuple[datetime | None, datetime | None]:
     if span is None:
         return start, end
     return max(start, span[0]) if start else span[0], min(end, span[1]) if end else span[1]
 
 
-@router.get("/api/meter-reads/new/{externalId}", summary="Meter reads of a device in a time window, a page at a time, or sums per period")
+@router.get(
+    "/api/meter-reads/new/{externalId}",
+    summary="Meter reads of a device in a time window, a page at a time, or sums per period",
+)
 async def get_meter_reads(
     externalId: str,
     pool: Pool,
@@ -257,7 +272,9 @@ async def get_meter_reads(
 ) -> dict[str, Any]:
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start >= end:
-        raise ApiError(400, "start must be before end" if start > end else "The given start and end timestamps are the same")
+        raise ApiError(
+            400, "start must be before end" if start > end else "The given start and end timestamps are the same"
+        )
     if readType == "accumulated" and granularity is None:
         message = "readType=accumulated needs granularity: hour, day, month or year"
         raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
@@ -278,7 +295,11 @@ async def get_meter_reads(
                 "totalWh": sum(r["wh"] for r in rows),
             }
         total = 0 if empty else await store.count_intervals(conn, device["device_id"], start, end)
-        rows = [] if empty else await store.list_intervals(conn, device["device_id"], start, end, limit, (pagenumber - 1) * limit)
+        rows = (
+            []
+            if empty
+            else await store.list_intervals(conn, device["device_id"], start, end, limit, (pagenumber - 1) * limit)
+        )
     return {
         "historyread": [_read_out(r) for r in rows if r["read_type"] == "History"],
         "ongoing": [_read_out(r) for r in rows if r["read_type"] != "History"],
@@ -288,7 +309,9 @@ async def get_meter_reads(
     }
 
 
-@router.get("/api/meter-reads/latestread/{externalId}", summary="The latest ongoing (Delta or Aggregate) read of a device")
+@router.get(
+    "/api/meter-reads/latestread/{externalId}", summary="The latest ongoing (Delta or Aggregate) read of a device"
+)
 async def get_latest_read(
     externalId: str,
     pool: Pool,
@@ -299,7 +322,10 @@ async def get_latest_read(
         device, span = await _visible(conn, user, organizationId, externalId)
         last = await store.get_last_read(conn, device["device_id"])
     if last is None or last.end is None or (span is not None and not span[0] < last.end <= span[1]):
-        raise ApiError(404, f"Device {externalId!r} has no Delta or Aggregate read yet" + (" within your reservations" if span else ""))
+        raise ApiError(
+            404,
+            f"Device {externalId!r} has no Delta or Aggregate read yet" + (" within your reservations" if span else ""),
+        )
     answer: dict[str, Any] = {"enddate": domain.iso(last.end), "value": last.value_wh, "readType": last.ongoing_type}
     if last.ongoing_type == "Aggregate":
         answer["meterTotal"] = last.meter_total_wh
@@ -321,10 +347,17 @@ def _job_rows_out(rows: list[Any]) -> list[dict[str, Any]]:
     "/api/meter-reads/bulk-upload",
     status_code=202,
     summary="Upload a CSV of reads (deviceExternalId,timezone,type,unit,value,startDate,endDate), processed in the background",
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "text/csv": {"schema": {"type": "string"}},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
-    }}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                },
+            },
+        }
+    },
 )
 async def upload_reads(
     request: Request,
@@ -391,5 +424,7 @@ async def get_upload(
         job = await store.get_job(conn, jobId, with_content=False)
         if job is None or job["organization_id"] != organization_id:
             raise ApiError(404, f"No bulk read import {jobId} in organization {organization_id}")
-        rows = await store.job_rows(conn, jobId, None if status is None else status == "accepted", limit, (pagenumber - 1) * limit)
+        rows = await store.job_rows(
+            conn, jobId, None if status is None else status == "accepted", limit, (pagenumber - 1) * limit
+        )
     return {**imports.job_out(job), "rows": _job_rows_out(rows), "currentPageNumber": pagenumber}

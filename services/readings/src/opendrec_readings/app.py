@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadSubmitted, ReservationCreated, ReservationEnded
+from opendrec_contracts import (
+    DeviceDeleted,
+    DeviceRegistered,
+    DeviceUpdated,
+    ReadSubmitted,
+    ReservationCreated,
+    ReservationEnded,
+)
 from opendrec_kit import ServiceRuntime
 
 from . import api
@@ -19,12 +26,12 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
     runtime.include_router(api.router)
     runtime.follow_organizations()
     handlers = Handlers(settings)
-    runtime.subscribe(DeviceRegistered.TYPE, handlers.on_device_registered)
-    runtime.subscribe(DeviceUpdated.TYPE, handlers.on_device_updated)
-    runtime.subscribe(DeviceDeleted.TYPE, handlers.on_device_deleted)
-    runtime.subscribe(ReadSubmitted.TYPE, handlers.on_read_submitted)
-    runtime.subscribe(ReservationCreated.TYPE, handlers.on_reservation_created)
-    runtime.subscribe(ReservationEnded.TYPE, handlers.on_reservation_ended)
+    runtime.on(DeviceRegistered, handlers.on_device_registered)
+    runtime.on(DeviceUpdated, handlers.on_device_updated)
+    runtime.on(DeviceDeleted, handlers.on_device_deleted)
+    runtime.on(ReadSubmitted, handlers.on_read_submitted)
+    runtime.on(ReservationCreated, handlers.on_reservation_created)
+    runtime.on(ReservationEnded, handlers.on_reservation_ended)
     worker = ImportWorker(settings)
     runtime.app.state.import_worker = worker
     if settings.import_worker:

@@ -121,14 +121,14 @@ class Reads:
 
     @classmethod
     def of(cls, reads: Iterable[Read]) -> Reads:
-        columns = [list(column) for column in zip(*reads)] or [[], [], [], []]
+        columns = [list(column) for column in zip(*reads, strict=False)] or [[], [], [], []]
         return cls(*columns)
 
     def __len__(self) -> int:
         return len(self.ends)
 
     def __iter__(self) -> Iterator[Read]:
-        return map(_new, repeat(Read), zip(self.indexes, self.starts, self.ends, self.values_wh))
+        return map(_new, repeat(Read), zip(self.indexes, self.starts, self.ends, self.values_wh, strict=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,18 +145,20 @@ class Intervals:
 
     @classmethod
     def of(cls, intervals: Iterable[Interval]) -> Intervals:
-        starts, ends, whs = [list(column) for column in zip(*intervals)] or [[], [], []]
+        starts, ends, whs = [list(column) for column in zip(*intervals, strict=False)] or [[], [], []]
         return cls(starts, ends, whs, micros_since(UNIX_EPOCH, starts), micros_since(UNIX_EPOCH, ends))
 
     def __len__(self) -> int:
         return len(self.whs)
 
     def __iter__(self) -> Iterator[Interval]:
-        return map(_new, repeat(Interval), zip(self.starts, self.ends, self.whs))
+        return map(_new, repeat(Interval), zip(self.starts, self.ends, self.whs, strict=False))
 
     def part(self, first: int, last: int) -> Intervals:
         """Intervals first to last (excluded)."""
-        return Intervals(*(column[first:last] for column in (self.starts, self.ends, self.whs, self.starts_us, self.ends_us)))
+        return Intervals(
+            *(column[first:last] for column in (self.starts, self.ends, self.whs, self.starts_us, self.ends_us))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +440,7 @@ class PlausibilityBounds:
             anniversary, before, after = self._year(year, UTC)
             cuts.append((bisect_left(starts_us, micros(datetime(year, 1, 1, tzinfo=UTC))), before))
             cuts.append((bisect_left(starts_us, micros(anniversary)), after))
-        for (first, degradation), (last, _) in zip(cuts, [*cuts[1:], (len(starts_us), 0.0)]):
+        for (first, degradation), (last, _) in zip(cuts, [*cuts[1:], (len(starts_us), 0.0)], strict=False):
             if first >= last:
                 continue
             run_spans, run_whs = spans[first:last], whs[first:last]
@@ -534,7 +536,9 @@ def rule_plausible(device: Device, start: datetime, end: datetime, wh: int) -> s
     )
 
 
-def rule_no_overlap(start: datetime, end: datetime, other_start: datetime, other_end: datetime, what: str) -> str | None:
+def rule_no_overlap(
+    start: datetime, end: datetime, other_start: datetime, other_end: datetime, what: str
+) -> str | None:
     if start < other_end and other_start < end:
         return f"overlaps {what} {iso(other_start)} – {iso(other_end)}"
     return None
@@ -663,7 +667,12 @@ def _end_reasons(r: Read, device: Device, previous_end: datetime | None, now: da
     end = r.end
     # The common case (an end after the previous one, after onboarding, not in the future) in
     # three comparisons; otherwise the rules say what is wrong.
-    if previous_end is not None and previous_end < end <= now and end > device.onboarded_at and end >= device.commissioning_date:
+    if (
+        previous_end is not None
+        and previous_end < end <= now
+        and end > device.onboarded_at
+        and end >= device.commissioning_date
+    ):
         return []
     return _present(
         rule_end_after_onboarding(end, device),
@@ -748,7 +757,9 @@ def _delta_all_accepted(device: Device, last: LastRead, reads: Reads, now: datet
     """The verdict on a Delta batch whose every read passes every rule, found a whole batch at a time; None otherwise."""
     if not reads:
         return None
-    intervals = _consecutive_all_accepted(device, last.end or device.onboarded_at, reads.ends, reads.ends_us, reads.values_wh, now)
+    intervals = _consecutive_all_accepted(
+        device, last.end or device.onboarded_at, reads.ends, reads.ends_us, reads.values_wh, now
+    )
     if intervals is None:
         return None
     return Verdict(intervals=intervals, last=LastRead("Delta", reads.ends[-1], reads.values_wh[-1], None))

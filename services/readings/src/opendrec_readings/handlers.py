@@ -51,7 +51,10 @@ class Handlers:
         if await store.get_device(ctx.conn, event.device_id):
             await store.lock_last_read(ctx.conn, event.device_id)
         if not await store.upsert_device(ctx.conn, event, ctx.envelope.occurred_at):
-            log.info("device state older than the one known, or device deleted; ignored", extra={"device_id": event.device_id})
+            log.info(
+                "device state older than the one known, or device deleted; ignored",
+                extra={"device_id": event.device_id},
+            )
         await self._decide_waiting(ctx.conn, event.device_id)
 
     async def on_device_deleted(self, event: DeviceDeleted, ctx: EventContext) -> None:
@@ -106,11 +109,15 @@ class Handlers:
             return
         await self.decide(ctx.conn, device, event, ctx.envelope.event_id)
 
-    async def decide(self, conn: asyncpg.Connection, device: asyncpg.Record | None, event: ReadSubmitted, event_id: object) -> None:
+    async def decide(
+        self, conn: asyncpg.Connection, device: asyncpg.Record | None, event: ReadSubmitted, event_id: object
+    ) -> None:
         """Accept or reject one submission of a known (or deleted) device, and record the decision."""
         result: ingest.Accepted | ingest.Rejected
         if device is None:  # deleted before it was ever known here
-            result = ingest.Rejected([domain.ReadError(None, f"device {event.device_id} was deleted: it takes no new reads")])
+            result = ingest.Rejected(
+                [domain.ReadError(None, f"device {event.device_id} was deleted: it takes no new reads")]
+            )
         elif device["organization_id"] != event.organization_id or device["external_id"] != event.external_id:
             result = ingest.Rejected(
                 [
@@ -125,18 +132,30 @@ class Handlers:
             # Ongoing intervals run from the previous read's end: a sent start plays no part.
             history = event.read_type == "History"
             reads = domain.Reads.of(
-                domain.Read(i, r.start.astimezone(UTC) if history and r.start else None, r.end.astimezone(UTC), r.value_wh)
+                domain.Read(
+                    i, r.start.astimezone(UTC) if history and r.start else None, r.end.astimezone(UTC), r.value_wh
+                )
                 for i, r in enumerate(event.reads)
             )
             result = await ingest.ingest(
                 conn, self.settings, device, event.read_type, reads, source=event.source, now=datetime.now(UTC)
             )
-        common = {"submission_id": event.submission_id, "device_id": event.device_id, "source": event.source, "event_id": event_id}
+        common = {
+            "submission_id": event.submission_id,
+            "device_id": event.device_id,
+            "source": event.source,
+            "event_id": event_id,
+        }
         if isinstance(result, ingest.Accepted):
             await store.record_submission(conn, status="accepted", batch_id=result.summary.batch_id, **common)  # type: ignore[arg-type]
             log.info(
                 "read submission accepted",
-                extra={**common, "event_id": str(event_id), "batch_id": str(result.summary.batch_id), "replayed": result.replayed},
+                extra={
+                    **common,
+                    "event_id": str(event_id),
+                    "batch_id": str(result.summary.batch_id),
+                    "replayed": result.replayed,
+                },
             )
         else:
             reasons = [e.as_dict() for e in result.errors]

@@ -125,7 +125,12 @@ def parse_group(rows: Sequence[CsvRow]) -> tuple[domain.Reads, list[RowResult]]:
         except InvalidOperation:
             refused.append(RowResult(row.number, False, f"value {row.value!r} is not a number"))
     reads, errors = domain.parse_reads(
-        [r.start for r in usable], [r.end for r in usable], values, first.read_type, first.unit, tz  # type: ignore[arg-type]
+        [r.start for r in usable],
+        [r.end for r in usable],
+        values,
+        first.read_type,
+        first.unit,
+        tz,  # type: ignore[arg-type]
     )
     # parse_reads indexes by position: back to row numbers.
     reads = domain.Reads([usable[i].number for i in reads.indexes], reads.starts, reads.ends, reads.values_wh)
@@ -218,9 +223,7 @@ class ImportWorker:
             async with self.pool.acquire() as conn, conn.transaction():
                 results = await judge_group(conn, self.settings, job["organization_id"], group)
                 await store.save_row_results(conn, job_id, results)
-                await store.advance_job(
-                    conn, job_id, group[-1].number, len(results), sum(r.accepted for r in results)
-                )
+                await store.advance_job(conn, job_id, group[-1].number, len(results), sum(r.accepted for r in results))
         await store.finish_job(self.pool, job_id)
         log.info("bulk read import done", extra={"job_id": str(job_id)})
 

@@ -75,7 +75,13 @@ def device_facts(row: asyncpg.Record, settings: Settings) -> domain.Device:
 
 def _summary(row: asyncpg.Record, external_id: str) -> BatchSummary:
     return BatchSummary(
-        row["batch_id"], external_id, row["read_type"], row["read_count"], int(row["total_wh"]), row["first_at"], row["last_at"]
+        row["batch_id"],
+        external_id,
+        row["read_type"],
+        row["read_count"],
+        int(row["total_wh"]),
+        row["first_at"],
+        row["last_at"],
     )
 
 
@@ -99,7 +105,12 @@ async def ingest(
     device = await store.get_device(conn, device_id)
     if device["deleted_at"] is not None:
         return Rejected(
-            [ReadError(None, f"device {external_id!r} was deleted on {domain.iso(device['deleted_at'])}: it takes no new reads")]
+            [
+                ReadError(
+                    None,
+                    f"device {external_id!r} was deleted on {domain.iso(device['deleted_at'])}: it takes no new reads",
+                )
+            ]
         )
 
     fingerprint = domain.fingerprint(read_type, reads)

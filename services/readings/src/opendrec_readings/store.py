@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import struct
 import uuid
-from itertools import repeat
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import asyncpg
@@ -54,7 +54,9 @@ async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUp
 async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: datetime) -> None:
     """Remember the deletion (even of a device not known yet) and mark the device: it takes no new reads."""
     await conn.execute(
-        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", device_id, deleted_at
+        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        device_id,
+        deleted_at,
     )
     await conn.execute(
         "UPDATE devices SET deleted_at = $2, updated_at = now() WHERE device_id = $1 AND deleted_at IS NULL",
@@ -170,7 +172,9 @@ def binary_copy(device_id: int, read_type: str, source: str, batch_id: uuid.UUID
     row = struct.Struct(f">{len(head)}siqiqiq{len(tail)}s").pack
     shift, eight = _PG_EPOCH_US, repeat(8)
     ends = [end - shift for end in intervals.ends_us]
-    if intervals.starts_us[1:] == intervals.ends_us[:-1]:  # consecutive intervals (Delta, Aggregate): starts are the ends before
+    if (
+        intervals.starts_us[1:] == intervals.ends_us[:-1]
+    ):  # consecutive intervals (Delta, Aggregate): starts are the ends before
         starts = [intervals.starts_us[0] - shift, *ends[:-1]] if intervals else []
     else:
         starts = [start - shift for start in intervals.starts_us]
@@ -207,7 +211,9 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[str, list[Any
     return "".join(f" AND {c}" for c in clauses), args
 
 
-async def count_intervals(conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None) -> int:
+async def count_intervals(
+    conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None
+) -> int:
     where, args = _window(start, end)
     return await conn.fetchval(f"SELECT count(*) FROM intervals WHERE device_id = $1{where}", device_id, *args)
 
@@ -264,7 +270,9 @@ async def find_batch_by_key(conn: asyncpg.Connection, device_id: int, idempotenc
     )
 
 
-async def find_batch_by_fingerprint(conn: asyncpg.Connection, device_id: int, fingerprint: bytes) -> asyncpg.Record | None:
+async def find_batch_by_fingerprint(
+    conn: asyncpg.Connection, device_id: int, fingerprint: bytes
+) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM batches WHERE device_id = $1 AND fingerprint = $2 ORDER BY created_at LIMIT 1",
         device_id,
@@ -367,7 +375,12 @@ async def reservation_span(
 
 
 async def accumulate(
-    conn: asyncpg.Connection, device_id: int, granularity: str, timezone: str, start: datetime | None, end: datetime | None
+    conn: asyncpg.Connection,
+    device_id: int,
+    granularity: str,
+    timezone: str,
+    start: datetime | None,
+    end: datetime | None,
 ) -> list[asyncpg.Record]:
     """Energy per hour/day/month/year in `timezone`: each interval counts in the period where it ends.
 
@@ -418,10 +431,14 @@ async def create_job(
     )  # fmt: skip
 
 
-_JOB_FIELDS = "job_id, organization_id, file_name, status, rows_total, rows_done, accepted, last_row, created_at, finished_at"
+_JOB_FIELDS = (
+    "job_id, organization_id, file_name, status, rows_total, rows_done, accepted, last_row, created_at, finished_at"
+)
 
 
-async def get_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, with_content: bool = True) -> asyncpg.Record | None:
+async def get_job(
+    conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, with_content: bool = True
+) -> asyncpg.Record | None:
     fields = f"{_JOB_FIELDS}, content" if with_content else _JOB_FIELDS
     return await conn.fetchrow(f"SELECT {fields} FROM import_jobs WHERE job_id = $1", job_id)
 

@@ -13,8 +13,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from opendrec_contracts import ReservationCreated
 from opendrec_kit import ApiError, Pool, Principal, outbox, permission
-from opendrec_kit.paging import page_query
 from opendrec_kit.organizations import acting_organization, api_user_organizations, visible_organizations
+from opendrec_kit.paging import page_query
 
 from . import domain, lifecycle, store
 
@@ -43,7 +43,9 @@ class NewReservation(BaseModel):
     continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration: bool = True
     authorityToExceed: bool = True
     frequency: Annotated[str, Field(description="hourly, daily, weekly, monthly or quarterly")]
-    organizationId: int | None = Field(default=None, ge=1, le=MAX_ID)  # API users name the buyer organization they act for
+    organizationId: int | None = Field(
+        default=None, ge=1, le=MAX_ID
+    )  # API users name the buyer organization they act for
 
     @field_validator("frequency")
     @classmethod
@@ -59,7 +61,7 @@ class NewReservation(BaseModel):
         return self
 
 
-def _as_json(row, now: datetime) -> dict:  # noqa: ANN001
+def _as_json(row, now: datetime) -> dict:
     target = row["target_capacity_wh"]
     state = domain.state_of(row["reservation_end"], row["ended_at"], row["end_reason"], now)
     return {
@@ -95,7 +97,7 @@ async def _scope(
     return await visible_organizations(conn, user, organization_id, organization_type=BUYER)
 
 
-async def _visible_reservation(conn: asyncpg.Connection, reservation_id: int, organizations: list[int] | None):  # noqa: ANN202
+async def _visible_reservation(conn: asyncpg.Connection, reservation_id: int, organizations: list[int] | None):
     row = await store.reservation(conn, reservation_id)
     if row is None or (organizations is not None and row["buyer_organization_id"] not in organizations):
         raise ApiError(404, f"No reservation {reservation_id}")  # another's: as if absent, so ids leak nothing
@@ -129,7 +131,9 @@ async def create(body: NewReservation, user: Principal, pool: asyncpg.Pool, orga
         known = await store.lock_devices(conn, body.deviceIds)
         selection = domain.select_devices(body.deviceIds, known, window)
         refused = [{"deviceId": d, "reason": why} for d, why in selection.refused.items()]
-        if not selection.accepted or (refused and not body.continueWithReservationIfOneOrMoreDevicesUnavailableForReservation):
+        if not selection.accepted or (
+            refused and not body.continueWithReservationIfOneOrMoreDevicesUnavailableForReservation
+        ):
             raise ApiError(400, "Some devices are not available for this reservation", refused)
         row = await store.insert_reservation(
             conn,
@@ -163,9 +167,7 @@ async def create(body: NewReservation, user: Principal, pool: asyncpg.Pool, orga
 
 
 @router.post("/api/device-group", status_code=201, summary="Reserve devices (D-REC Create Reservation)")
-async def create_device_group(
-    body: NewReservation, pool: Pool, user: Principal = permission(MODULE, "Write")
-) -> dict:
+async def create_device_group(body: NewReservation, pool: Pool, user: Principal = permission(MODULE, "Write")) -> dict:
     return await create(body, user, pool, body.organizationId)
 
 
@@ -173,7 +175,9 @@ async def create_device_group(
 async def create_buyer_reservation(
     body: NewReservation,
     pool: Pool,
-    orgId: Annotated[int | None, Query(ge=1, le=MAX_ID, description="The buyer organization (API users: required)")] = None,  # noqa: N803
+    orgId: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="The buyer organization (API users: required)")
+    ] = None,
     user: Principal = permission(MODULE, "Write"),
 ) -> dict:
     if orgId is not None and body.organizationId is not None and orgId != body.organizationId:
@@ -181,20 +185,26 @@ async def create_buyer_reservation(
     return await create(body, user, pool, orgId if orgId is not None else body.organizationId)
 
 
-@router.get("/api/buyer-reservation", summary="Reservations (D-REC Get Reservation; API users: of their buyer organizations)")
+@router.get(
+    "/api/buyer-reservation", summary="Reservations (D-REC Get Reservation; API users: of their buyer organizations)"
+)
 async def list_buyer_reservations(
     pool: Pool,
     page: Paging,
-    organizationId: OrganizationId = None,  # noqa: N803
-    apiuserId: Annotated[uuid.UUID | None, Query(description="Admins: the API user whose reservations to list")] = None,  # noqa: N803
+    organizationId: OrganizationId = None,
+    apiuserId: Annotated[uuid.UUID | None, Query(description="Admins: the API user whose reservations to list")] = None,
     user: Principal = permission(MODULE, "Read"),
 ) -> dict:
     async with pool.acquire() as conn:
         if apiuserId is not None and user.role == "Admin":
             mine = await api_user_organizations(conn, str(apiuserId), BUYER)
             organizations = [o for o in mine if organizationId in (None, o)]
-        elif apiuserId is not None and not (user.role == "ApiUser" and domain.same_api_user(user.api_user_id, apiuserId)):
-            raise ApiError(403, "apiuserId names another API user: only an admin may list another API user's reservations")
+        elif apiuserId is not None and not (
+            user.role == "ApiUser" and domain.same_api_user(user.api_user_id, apiuserId)
+        ):
+            raise ApiError(
+                403, "apiuserId names another API user: only an admin may list another API user's reservations"
+            )
         else:
             organizations = await _scope(conn, user, organizationId, acting=False)
     return await _page(pool, organizations, page)
@@ -202,7 +212,7 @@ async def list_buyer_reservations(
 
 @router.get("/api/device-group/my", summary="My reservations")
 async def my_reservations(
-    pool: Pool, page: Paging, organizationId: OrganizationId = None, user: Principal = permission(MODULE, "Read")  # noqa: N803
+    pool: Pool, page: Paging, organizationId: OrganizationId = None, user: Principal = permission(MODULE, "Read")
 ) -> dict:
     if user.role == "Admin" and organizationId is None:
         organizations: list[int] | None = [user.organization_id]  # "my": an admin's own, not everyone's
@@ -214,7 +224,10 @@ async def my_reservations(
 
 @router.get("/api/buyer-reservation/{reservation_id}", summary="One reservation (D-REC Get Reservation By Id)")
 async def one_buyer_reservation(
-    reservation_id: ReservationId, pool: Pool, organizationId: OrganizationId = None, user: Principal = permission(MODULE, "Read")  # noqa: N803
+    reservation_id: ReservationId,
+    pool: Pool,
+    organizationId: OrganizationId = None,
+    user: Principal = permission(MODULE, "Read"),
 ) -> dict:
     async with pool.acquire() as conn:
         row = await _visible_reservation(conn, reservation_id, await _scope(conn, user, organizationId, acting=True))
@@ -223,7 +236,10 @@ async def one_buyer_reservation(
 
 @router.get("/api/device-group/{reservation_id}", summary="One reservation")
 async def one_reservation(
-    reservation_id: ReservationId, pool: Pool, organizationId: OrganizationId = None, user: Principal = permission(MODULE, "Read")  # noqa: N803
+    reservation_id: ReservationId,
+    pool: Pool,
+    organizationId: OrganizationId = None,
+    user: Principal = permission(MODULE, "Read"),
 ) -> dict:
     async with pool.acquire() as conn:
         row = await _visible_reservation(conn, reservation_id, await _scope(conn, user, organizationId, acting=False))
@@ -232,7 +248,10 @@ async def one_reservation(
 
 @router.post("/api/device-group/{reservation_id}/end", summary="End a reservation before its end date")
 async def end_reservation(
-    reservation_id: ReservationId, pool: Pool, organizationId: OrganizationId = None, user: Principal = permission(MODULE, "Update")  # noqa: N803
+    reservation_id: ReservationId,
+    pool: Pool,
+    organizationId: OrganizationId = None,
+    user: Principal = permission(MODULE, "Update"),
 ) -> dict:
     """Its devices' output after now is no longer certified for it, and they can be reserved again from now.
     Emits reservation.ended (reason ended_by_buyer). A reservation ends once: 409 if it already ended."""

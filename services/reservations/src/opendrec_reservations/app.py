@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from opendrec_contracts import DeviceDeleted, DeviceRegistered
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers, lifecycle
@@ -9,8 +10,8 @@ from .settings import Settings
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="OpenDREC reservations", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
-    runtime.subscribe("device.registered", handlers.on_device_registered)
-    runtime.subscribe("device.deleted", handlers.on_device_deleted)
+    runtime.on(DeviceRegistered, handlers.on_device_registered)
+    runtime.on(DeviceDeleted, handlers.on_device_deleted)
     runtime.follow_organizations()
 
     async def start_expiry_sweep(rt: ServiceRuntime) -> None:

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+
 from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
 
 WH_PER_MWH = 1_000_000
@@ -25,7 +26,9 @@ class Window:
 class DeviceState:
     device_id: int
     organization_id: int
-    reserved: list[Window] = field(default_factory=list)  # windows of the device's reservations, up to their effective end
+    reserved: list[Window] = field(
+        default_factory=list
+    )  # windows of the device's reservations, up to their effective end
     deleted: bool = False  # deleted in the devices service (device.deleted)
 
 
@@ -35,9 +38,7 @@ class Selection:
     refused: dict[int, str]  # device id -> why
 
 
-def select_devices(
-    requested: list[int], known: dict[int, DeviceState], window: Window
-) -> Selection:
+def select_devices(requested: list[int], known: dict[int, DeviceState], window: Window) -> Selection:
     """Which requested devices can join a reservation over `window`, and why the others can't."""
     accepted: list[int] = []
     refused: dict[int, str] = {}
@@ -102,7 +103,9 @@ def state_of(end: datetime, ended_at: datetime | None, end_reason: str | None, n
     return State("active", None, None)
 
 
-def refuse_end(reservation_id: int, end: datetime, ended_at: datetime | None, end_reason: str | None, now: datetime) -> str | None:
+def refuse_end(
+    reservation_id: int, end: datetime, ended_at: datetime | None, end_reason: str | None, now: datetime
+) -> str | None:
     """Why the buyer cannot end this reservation now (None: it can): it ends only once."""
     state = state_of(end, ended_at, end_reason, now)
     if state.state == "active":
@@ -112,8 +115,6 @@ def refuse_end(reservation_id: int, end: datetime, ended_at: datetime | None, en
 
 
 # -- paging and who may list ------------------------------------------------------------------
-
-
 
 
 def same_api_user(own: str | None, named: uuid.UUID) -> bool:

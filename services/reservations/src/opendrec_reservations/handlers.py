@@ -9,7 +9,13 @@ from . import store
 async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> None:
     await store.lock_device_change(ctx.conn, event.device_id)  # serialised with its deletion (other topic)
     await store.upsert_device(
-        ctx.conn, event.device_id, event.external_id, event.organization_id, event.capacity_kw, event.country_code, event.onboarded_at
+        ctx.conn,
+        event.device_id,
+        event.external_id,
+        event.organization_id,
+        event.capacity_kw,
+        event.country_code,
+        event.onboarded_at,
     )
 
 

@@ -17,14 +17,25 @@ async def lock_device_change(conn: asyncpg.Connection, device_id: int) -> None:
 
 
 async def upsert_device(
-    conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int, capacity_kw: float, country_code: str, onboarded_at: datetime
+    conn: asyncpg.Connection,
+    device_id: int,
+    external_id: str,
+    organization_id: int,
+    capacity_kw: float,
+    country_code: str,
+    onboarded_at: datetime,
 ) -> None:
     """A device registered after its deletion was heard is stored deleted (never revived)."""
     await conn.execute(
         """INSERT INTO devices (device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at, deleted_at)
            VALUES ($1, $2, $3, $4, $5, $6, (SELECT deleted_at FROM deleted_devices WHERE device_id = $1))
            ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, capacity_kw = $4, country_code = $5""",
-        device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at,
+        device_id,
+        external_id,
+        organization_id,
+        capacity_kw,
+        country_code,
+        onboarded_at,
     )
 
 
@@ -32,9 +43,13 @@ async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: da
     """Remember the deletion (even of a device not known yet) and mark the device: it can't be reserved any more.
     The UPDATE takes the device's row lock, so a reservation deciding on it meanwhile finishes first."""
     await conn.execute(
-        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", device_id, deleted_at
+        "INSERT INTO deleted_devices (device_id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        device_id,
+        deleted_at,
     )
-    await conn.execute("UPDATE devices SET deleted_at = $2 WHERE device_id = $1 AND deleted_at IS NULL", device_id, deleted_at)
+    await conn.execute(
+        "UPDATE devices SET deleted_at = $2 WHERE device_id = $1 AND deleted_at IS NULL", device_id, deleted_at
+    )
 
 
 async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, DeviceState]:
@@ -55,7 +70,9 @@ async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[
     for w in windows:
         reserved.setdefault(w["device_id"], []).append(Window(w["reservation_start"], w["reservation_end"]))
     return {
-        r["device_id"]: DeviceState(r["device_id"], r["organization_id"], reserved.get(r["device_id"], []), r["deleted_at"] is not None)
+        r["device_id"]: DeviceState(
+            r["device_id"], r["organization_id"], reserved.get(r["device_id"], []), r["deleted_at"] is not None
+        )
         for r in rows
     }
 
@@ -77,7 +94,15 @@ async def insert_reservation(
         """INSERT INTO reservations (uid, name, buyer_organization_id, buyer_user_id, reservation_start, reservation_end,
                                      frequency, target_capacity_wh, authority_to_exceed)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
-        uid, name, buyer_organization_id, buyer_user_id, window.start, window.end, frequency, target_capacity_wh, authority_to_exceed,
+        uid,
+        name,
+        buyer_organization_id,
+        buyer_user_id,
+        window.start,
+        window.end,
+        frequency,
+        target_capacity_wh,
+        authority_to_exceed,
     )
     await conn.copy_records_to_table(
         "reservation_devices", records=[(row["id"], d) for d in device_ids], columns=["reservation_id", "device_id"]
@@ -112,7 +137,9 @@ async def reservations_page(
            FROM reservations r
            WHERE $1::bigint[] IS NULL OR r.buyer_organization_id = ANY($1::bigint[])
            ORDER BY r.id DESC LIMIT $2 OFFSET $3""",
-        organization_ids, limit, offset,
+        organization_ids,
+        limit,
+        offset,
     )
 
 
@@ -121,12 +148,16 @@ async def lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> boo
     return bool(await conn.fetchval("SELECT true FROM reservations WHERE id = $1 FOR UPDATE", reservation_id))
 
 
-async def end_reservation(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str) -> asyncpg.Record | None:
+async def end_reservation(
+    conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str
+) -> asyncpg.Record | None:
     """Mark it ended unless it already is (None then)."""
     return await conn.fetchrow(
         """UPDATE reservations SET ended_at = $2, end_reason = $3, status = 'Ended'
            WHERE id = $1 AND ended_at IS NULL RETURNING *""",
-        reservation_id, ended_at, reason,
+        reservation_id,
+        ended_at,
+        reason,
     )
 
 
@@ -147,5 +178,6 @@ async def end_expired(conn: asyncpg.Connection, now: datetime, limit: int) -> li
                         WHERE rd.reservation_id = e.id) AS device_ids
            FROM ended e
            ORDER BY e.id""",
-        now, limit,
+        now,
+        limit,
     )

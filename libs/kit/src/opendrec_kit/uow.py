@@ -1,0 +1,119 @@
+"""The unit of work: one transaction of a use case, and the events it records, written to the outbox at commit.
+
+A use case takes a `UnitOfWork` and runs its changes inside `async with uow:`; it records the facts it
+establishes with `uow.record(event)`. At a clean exit the recorded events are written to the outbox in the
+same transaction, then the transaction commits; on an exception it rolls back and nothing is published.
+
+Entering a unit of work that is already open (an event handler's, opened by the kit around the inbox claim,
+or a use case calling another) joins it: only the outermost exit commits. A unit of work may be entered again
+after it closed: each entry is a new transaction (batch loops).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Literal
+
+import asyncpg
+
+from opendrec_contracts import Envelope, Event
+
+from . import outbox
+
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: str,
+        *,
+        isolation: Isolation | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.producer = producer
+        self._isolation = isolation
+        self._readonly = readonly
+        self._conn: asyncpg.Connection | None = None
+        self._owns_conn = False
+        self._tx: asyncpg.transaction.Transaction | None = None
+        self._depth = 0
+        self.events: list[Event] = []
+        self.committed: list[Event] = []  # events of the last commit, for callers that answer with them
+
+    def reading(self, isolation: Isolation = "repeatable_read") -> UnitOfWork:
+        """The same pool, for a read-only use case: one consistent snapshot (e.g. a page and its total)."""
+        return UnitOfWork(self.pool, self.producer, isolation=isolation, readonly=True)
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        if self._conn is None or self._depth == 0:
+            raise RuntimeError("the unit of work is not open: use `async with uow:`")
+        return self._conn
+
+    def record(self, event: Event) -> None:
+        """Publish `event` if, and only if, this unit of work commits."""
+        self.events.append(event)
+
+    def record_all(self, events: Iterable[Event]) -> None:
+        self.events.extend(events)
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._depth += 1
+        if self._depth > 1:
+            return self  # joined: the outermost entry owns the transaction
+        try:
+            if self._conn is None:
+                self._conn = await self.pool.acquire()
+                self._owns_conn = True
+            self._tx = self._conn.transaction(isolation=self._isolation, readonly=self._readonly)
+            await self._tx.start()
+        except BaseException:
+            await self._close()
+            raise
+        self.events = []
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        assert self._tx is not None
+        try:
+            if exc_type is None:
+                try:
+                    if self.events:
+                        await outbox.add_many(self._conn, self.events, self.producer)
+                    await self._tx.commit()
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the commit's own error is the one to raise
+                        await self._tx.rollback()
+                    raise
+                self.committed, self.events = self.events, []
+            else:
+                self.events = []
+                await self._tx.rollback()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        self._tx = None
+        self._depth = 0
+        if self._conn is not None and self._owns_conn:
+            conn, self._conn, self._owns_conn = self._conn, None, False
+            await self.pool.release(conn)
+
+
+class EventContext(UnitOfWork):
+    """What an event handler gets: the unit of work the kit opened around the inbox claim (use cases called
+    with it join that transaction), and the envelope the event came in."""
+
+    def __init__(self, pool: asyncpg.Pool, producer: str, envelope: Envelope) -> None:
+        super().__init__(pool, producer)
+        self.envelope = envelope
