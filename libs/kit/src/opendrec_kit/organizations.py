@@ -9,8 +9,10 @@ organization.registered into `organization_directory` (call `runtime.follow_orga
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import asyncpg
+from fastapi import Query
 
 from opendrec_contracts import OrganizationRegistered
 
@@ -20,6 +22,13 @@ from .messaging import EventContext
 
 ADMIN = "Admin"
 API_USER = "ApiUser"
+MAX_ID = 2**63 - 1  # ids are Postgres bigints
+
+# The one `organizationId` query parameter: which organization a request acts for (or lists).
+OrganizationQuery = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_ID, description="The organization acted for: required for API users, else your own"),
+]
 
 
 @dataclass(frozen=True)
