@@ -233,8 +233,9 @@ class Simulator:
     def add_transaction(self, tx: TransactionIn) -> dict:
         device = self.devices.get(tx.device_id)
         if device is None:
-            extra = {"host_id": tx.host_id} if tx.host_id else {}
-            device = self.add_device(DeviceIn(device_id=tx.device_id, **extra))
+            device = self.add_device(
+                DeviceIn(device_id=tx.device_id, host_id=tx.host_id) if tx.host_id else DeviceIn(device_id=tx.device_id)
+            )
         txn_id = tx.txn_id or self._new_txn_id()
         if txn_id in self.transactions:
             raise KazamError(409, "txn_exists")
@@ -483,7 +484,7 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
     @app.post("/simulator/transactions/{txn_id}/stop", dependencies=auth)
     async def stop_transaction(txn_id: str, stop: StopIn | None = None):
         async with lock:
-            return kazam_view(sim.stop_transaction(txn_id, stop or StopIn()))
+            return kazam_view(sim.stop_transaction(txn_id, stop or StopIn(total_usage=None)))
 
     @app.get("/simulator/state", dependencies=auth)
     async def state():

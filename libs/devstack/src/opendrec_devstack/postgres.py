@@ -95,7 +95,7 @@ def _postmaster_process(pgdata: Path) -> psutil.Process | None:
     """The live postmaster that owns this data dir, if any (checked by cmdline, not by pid only:
     after a reboot or a kill the pid in postmaster.pid may belong to an unrelated process)."""
     info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "postmaster.pid").exists() else None
-    if info is None or not info.is_running():
+    if info is None or info.process is None or not info.is_running():
         return None
     try:
         cmdline = info.process.cmdline()
@@ -111,7 +111,9 @@ def _stop_cluster(pgdata: Path, user: str | None) -> None:
     if proc is None:
         return
     try:
-        pgserver.pg_ctl(["-w", "-t", "30", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        pgserver.pg_ctl(  # type: ignore[attr-defined]  # pgserver makes its command wrappers at import
+            ["-w", "-t", "30", "-m", "fast", "stop"], pgdata=pgdata, user=user
+        )
     except subprocess.CalledProcessError:
         log.warning("pg_ctl stop failed for %s; killing postmaster %s", pgdata, proc.pid)
         proc.kill()
@@ -144,7 +146,7 @@ def start_postgres(pgdata: str | os.PathLike, port: int | None = None) -> Embedd
 
     if not (pgdata / "PG_VERSION").exists():
         log.info("initdb %s", pgdata)
-        pgserver.initdb(
+        pgserver.initdb(  # type: ignore[attr-defined]  # pgserver makes its command wrappers at import
             ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "--locale=C", "-U", PG_USER],
             pgdata=pgdata,
             user=user,
@@ -166,7 +168,7 @@ def start_postgres(pgdata: str | os.PathLike, port: int | None = None) -> Embedd
         socket_dir.chmod(0o777)
     log_file = pgdata / "log"
     try:
-        pgserver.pg_ctl(
+        pgserver.pg_ctl(  # type: ignore[attr-defined]  # pgserver makes its command wrappers at import
             [
                 "-w",
                 "-t",

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -103,7 +104,7 @@ class Helper:
             return ""
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def __enter__(self) -> Helper:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -137,7 +138,7 @@ def start_helper(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
     finally:
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):  # our log file, not DEVNULL
             out.close()
     pid_file = record_pid(pid_dir, name, proc) if pid_dir is not None else None
     helper = Helper(name, proc, port, log_path, pid_file)

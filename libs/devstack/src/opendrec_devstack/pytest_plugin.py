@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def start_platform(
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory) -> str:
+def postgres_url(tmp_path_factory) -> Iterator[str]:
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
@@ -245,8 +246,8 @@ def postgres_url(tmp_path_factory) -> str:
     if docker_available():
         from testcontainers.community.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
-            yield pg.get_connection_url()
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
         return
     from .postgres import start_postgres
 
@@ -262,7 +263,7 @@ def postgres_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory) -> str:
+def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
         yield bootstrap

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -23,15 +24,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .runtime import ServiceRuntime
 from .settings import ServiceSettings
 
+S = TypeVar("S", bound=ServiceSettings)
+
 # (server URL, database name prefix) of every settings_for_test call, for dropping at session end.
 CREATED_PREFIXES: list[tuple[str, str]] = []
 
 
-def settings_for_test(cls: type[ServiceSettings], postgres_url: str, kafka_bootstrap: str, **overrides: Any) -> Any:
+def settings_for_test(cls: type[S], postgres_url: str, kafka_bootstrap: str, **overrides: Any) -> S:
     """Settings for one test module: its own databases (unique prefix), short consumer timeouts."""
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     CREATED_PREFIXES.append((postgres_url, prefix))
-    values = {
+    values: dict[str, Any] = {
         "environment": "test",
         "database_url": postgres_url,
         "database_name_prefix": prefix,
@@ -194,7 +197,7 @@ async def announce_organizations(bootstrap: str, runtime: ServiceRuntime, organi
 
     await publish_events(bootstrap, organizations, producer="identity")
     for organization in organizations:
-        await eventually(lambda o=organization: find_organization(runtime.pool, o.organization_id))
+        await eventually(functools.partial(find_organization, runtime.pool, organization.organization_id))
 
 
 async def dispatch(

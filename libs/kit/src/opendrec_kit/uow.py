@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import asyncpg
 
@@ -62,7 +62,7 @@ class UnitOfWork:
     def record_all(self, events: Iterable[Event]) -> None:
         self.events.extend(events)
 
-    async def __aenter__(self) -> UnitOfWork:
+    async def __aenter__(self) -> Self:
         self._depth += 1
         if self._depth > 1:
             return self  # joined: the outermost entry owns the transaction

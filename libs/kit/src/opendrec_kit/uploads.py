@@ -150,7 +150,7 @@ async def _spool_form(content_type: str, stream: AsyncIterator[bytes], max_bytes
     form = _Form(max_bytes)
     try:
         try:
-            parser = MultipartParser(boundary, form.callbacks())
+            parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]  # a dict of the callbacks it names
             async for chunk in stream:
                 parser.write(chunk)
             parser.finalize()
