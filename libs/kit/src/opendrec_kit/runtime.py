@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
 import uvicorn
@@ -39,7 +39,7 @@ from .workers import Step, Worker
 
 log = logging.getLogger(__name__)
 
-Hook = Callable[["ServiceRuntime"], Awaitable[None]]
+Hook = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
 
 
 class RequestIdMiddleware:
@@ -63,8 +63,13 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class ServiceRuntime:
-    def __init__(self, settings: ServiceSettings, *, title: str, migrations: Path | None = None) -> None:
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class ServiceRuntime(Generic[S]):
+    """One service process; generic over its settings class, so `runtime.settings` has the service's own fields."""
+
+    def __init__(self, settings: S, *, title: str, migrations: Path | None = None) -> None:
         if not settings.service_name:
             raise ValueError("settings.service_name must name the service")
         self.settings = settings
@@ -277,7 +282,7 @@ class ServiceRuntime:
         uvicorn.Server(uvicorn.Config(self.setup_process(), **options)).run()
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+def get_runtime(request: Request) -> ServiceRuntime[Any]:
     return request.app.state.runtime
 
 
@@ -290,6 +295,6 @@ def get_uow(request: Request) -> UnitOfWork:
     return request.app.state.runtime.uow()
 
 
-Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+Runtime = Annotated[ServiceRuntime[Any], Depends(get_runtime)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
