@@ -57,7 +57,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opendrec_contracts import DeviceRegistered
 from opendrec_devstack.broker import start_broker
 from opendrec_devstack.net import free_port
-from opendrec_devstack.postgres import start_postgres
+from opendrec_devstack.postgres import EmbeddedPostgres, start_postgres
 from opendrec_devstack.procs import stop_process
 from opendrec_kit.testing import TokenIssuer, publish_events
 
@@ -278,14 +278,14 @@ CREATE INDEX intervals_history ON intervals (device_id, end_at) INCLUDE (start_a
 
 
 async def bare_copy(
-    pg: object, clients: int, batches: int, size: int, first_start: datetime, read_type: str
+    pg: EmbeddedPostgres, clients: int, batches: int, size: int, first_start: datetime, read_type: str
 ) -> tuple[float, dict[str, float]]:
     """Seconds for `clients` connections to COPY the same rows, one transaction per batch, and the CPU it took."""
-    admin = await asyncpg.connect(pg.url)  # type: ignore[attr-defined]
+    admin = await asyncpg.connect(pg.url)
     name = f"bench_copy_{uuid.uuid4().hex[:8]}"
     await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
-    url = pg.url_for(name)  # type: ignore[attr-defined]
+    url = pg.url_for(name)
     conn = await asyncpg.connect(url)
     await conn.execute(INTERVALS_DDL)
     await conn.close()
@@ -321,11 +321,11 @@ async def bare_copy(
                     columns=("device_id", "start_at", "end_at", "wh", "read_type", "source", "batch_id"),
                 )
 
-    cpu0 = tree_cpu_seconds(pg.pid), time.process_time()  # type: ignore[attr-defined]
+    cpu0 = tree_cpu_seconds(pg.pid), time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(copy(c, w) for c, w in zip(conns, work, strict=True)))
     elapsed = time.perf_counter() - start
-    cpu = {"postgres": tree_cpu_seconds(pg.pid) - cpu0[0], "bench": time.process_time() - cpu0[1]}  # type: ignore[attr-defined]
+    cpu = {"postgres": tree_cpu_seconds(pg.pid) - cpu0[0], "bench": time.process_time() - cpu0[1]}
     for c in conns:
         await c.close()
     return elapsed, cpu
