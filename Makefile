@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test test-fast bench bench-gateway bench-devices bench-readings bench-certificates lint schemas lock clean
+.PHONY: run test test-fast bench bench-gateway bench-devices bench-readings bench-certificates lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -45,8 +45,17 @@ bench-readings: .venv/.synced
 bench-certificates: .venv/.synced
 	$(PY) bench/certificates/bench_certification.py
 
+# ruff (lint and format check) and mypy over libs/ and services/*/src (config in pyproject.toml), and the
+# committed event schemas: zero findings is green.
 lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	$(PY) -m opendrec_contracts.schemas --check
+
+format: .venv/.synced
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
 
 schemas: .venv/.synced
 	$(PY) -m opendrec_contracts.schemas
