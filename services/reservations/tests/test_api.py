@@ -20,6 +20,9 @@ async def test_buyer_reserves_devices_and_the_event_is_published(service, kafka_
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["deviceIds"] == ids and body["organizationId"] == 700 and body["targetCapacityInMegaWattHour"] == 20
+    # Timestamps as D-REC writes them (UTC, milliseconds, Z).
+    assert body["reservationStartDate"] == T0.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert body["createdAt"].endswith("Z") and body["endedAt"] is None
     event, _headers = await wait_for_event(
         kafka_bootstrap, "reservation.created", lambda e: e["payload"]["reservation_uid"] == body["devicegroup_uid"]
     )

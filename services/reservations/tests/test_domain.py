@@ -2,9 +2,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from opendrec_kit.paging import Page, total_pages
 from opendrec_reservations.domain import (
     DeviceState,
-    Page,
     Window,
     refuse_buyer,
     refuse_end,
@@ -13,7 +13,6 @@ from opendrec_reservations.domain import (
     select_devices,
     state_of,
     target_wh,
-    total_pages,
 )
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -53,7 +52,7 @@ def test_ending_is_refused_once_ended():
     assert refuse_end(7, end, None, None, T0) is None
     assert (
         refuse_end(7, end, T0, "ended_by_buyer", T0)
-        == f"Reservation 7 already ended at {T0.isoformat()} (ended by its buyer)"
+        == "Reservation 7 already ended at 2025-01-01T00:00:00.000Z (ended by its buyer)"
     )
     assert "its end date passed" in refuse_end(7, end, None, None, end + D)
 

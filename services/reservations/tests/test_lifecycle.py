@@ -6,13 +6,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opendrec_kit.testing import eventually, wait_for_event
-from opendrec_reservations import lifecycle
+from opendrec_reservations import services
 
 from .helpers import all_events, buyer, devices, outbox_drained, payload, reserve
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DAY = timedelta(days=1)
+
+
+async def end_expired(runtime, now, batch_size):
+    """A sweep as the expiry worker runs it: batch after batch until one is not full; how many it ended."""
+    ended = 0
+    while True:
+        n = await services.end_expired(runtime.uow(), now, batch_size)
+        ended += n
+        if n < batch_size:
+            return ended
 
 
 def ended_for(uids):
@@ -29,9 +39,9 @@ async def test_expired_reservations_end_exactly_once_even_when_swept_concurrentl
     uids = {r["devicegroup_uid"] for r in made}
     later = now + 2 * DAY
     # Four sweeps at once (as four service instances would), small batches so they contend row by row, then again.
-    counts = await asyncio.gather(*(lifecycle.end_expired(runtime.pool, later, batch_size=2) for _ in range(4)))
+    counts = await asyncio.gather(*(end_expired(runtime, later, batch_size=2) for _ in range(4)))
     assert sum(counts) == len(made)
-    assert await lifecycle.end_expired(runtime.pool, later, batch_size=2) == 0
+    assert await end_expired(runtime, later, batch_size=2) == 0
 
     await eventually(lambda: outbox_drained(runtime))
     events = await all_events(kafka_bootstrap, "reservation.ended", ended_for(uids))
@@ -52,7 +62,7 @@ async def test_a_buyer_ending_while_a_sweep_runs_ends_each_reservation_once(serv
     ids = await devices(runtime, kafka_bootstrap, n=4)
     made = [await reserve(client, buyer(issuer, org=716), [d], start=now - DAY, end=now + DAY) for d in ids]
     ends = [client.post(f"/api/device-group/{r['id']}/end", headers=buyer(issuer, org=716)) for r in made]
-    *answers, swept = await asyncio.gather(*ends, lifecycle.end_expired(runtime.pool, now + 2 * DAY, batch_size=1))
+    *answers, swept = await asyncio.gather(*ends, end_expired(runtime, now + 2 * DAY, batch_size=1))
     assert {a.status_code for a in answers} <= {200, 409}
     assert sum(a.status_code == 200 for a in answers) + swept == len(made)
     await eventually(lambda: outbox_drained(runtime))
@@ -162,3 +172,14 @@ async def test_openapi_shows_who_may_end_a_reservation(service):
     op = runtime.app.openapi()["paths"]["/api/device-group/{reservation_id}/end"]["post"]
     assert op["x-permissions"] == [{"module": "BUYER_RESERVATION_MANAGEMENT_CRUDL", "action": "Update"}]
     assert op["x-roles"] == ["Admin", "Buyer", "SubBuyer", "ApiUser"]
+
+
+async def test_the_expiry_sweep_runs_as_a_kit_worker(service):
+    runtime, _, _ = service
+    [worker] = [w for w in runtime.workers if w.name == "reservation-expiry"]
+    assert worker.interval_s == 0.2
+    await eventually(lambda: _true(worker.status == "ok" and worker.steps >= 1))
+
+
+async def _true(value):
+    return value

@@ -1,9 +1,10 @@
+from datetime import UTC, datetime
 from pathlib import Path
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered
 from opendrec_kit import ServiceRuntime
 
-from . import api, handlers, lifecycle
+from . import api, handlers, services
 from .settings import Settings
 
 
@@ -14,12 +15,11 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime.on(DeviceDeleted, handlers.on_device_deleted)
     runtime.follow_organizations()
 
-    async def start_expiry_sweep(rt: ServiceRuntime) -> None:
-        assert rt.pool is not None
-        rt.background(
-            "reservation-expiry",
-            lifecycle.sweep_forever(rt.pool, settings.expiry_sweep_interval_s, settings.expiry_sweep_batch_size),
-        )
+    batch_size = settings.expiry_sweep_batch_size
 
-    runtime.on_startup(start_expiry_sweep)
+    async def end_expired() -> bool:
+        """The expiry sweep's step: end one batch of reservations whose end date passed; more wait if it was full."""
+        return await services.end_expired(runtime.uow(), datetime.now(UTC), batch_size) == batch_size
+
+    runtime.worker("reservation-expiry", end_expired, interval_s=settings.expiry_sweep_interval_s)
     return runtime

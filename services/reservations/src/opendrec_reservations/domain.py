@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
+from opendrec_kit.timestamps import iso
 
 WH_PER_MWH = 1_000_000
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly")
@@ -59,7 +59,7 @@ def refuse_window(window: Window, now: datetime) -> str | None:
     """Why a reservation can't be made over `window` now (None: it can). One ending in the past would be made
     and ended at once by the expiry sweep; a start in the past is fine (energy generated since then counts)."""
     if window.end <= now:
-        return f"reservationEndDate {window.end.isoformat()} is in the past: a reservation must end after now"
+        return f"reservationEndDate {iso(window.end)} is in the past: a reservation must end after now"
     return None
 
 
@@ -110,11 +110,12 @@ def refuse_end(
     state = state_of(end, ended_at, end_reason, now)
     if state.state == "active":
         return None
+    assert state.ended_at is not None  # an ended state has its moment
     why = END_REASONS.get(state.end_reason or "", state.end_reason)
-    return f"Reservation {reservation_id} already ended at {state.ended_at.isoformat()} ({why})"  # type: ignore[union-attr]
+    return f"Reservation {reservation_id} already ended at {iso(state.ended_at)} ({why})"
 
 
-# -- paging and who may list ------------------------------------------------------------------
+# -- who may list ------------------------------------------------------------------------------
 
 
 def same_api_user(own: str | None, named: uuid.UUID) -> bool:

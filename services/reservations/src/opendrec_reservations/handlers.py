@@ -1,24 +1,14 @@
-"""Events the reservations service listens to."""
+"""Events the reservations service listens to: each calls one use case (services.py) in the kit's unit of work."""
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered
 from opendrec_kit import EventContext
 
-from . import store
+from . import services
 
 
 async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> None:
-    await store.lock_device_change(ctx.conn, event.device_id)  # serialised with its deletion (other topic)
-    await store.upsert_device(
-        ctx.conn,
-        event.device_id,
-        event.external_id,
-        event.organization_id,
-        event.capacity_kw,
-        event.country_code,
-        event.onboarded_at,
-    )
+    await services.register_device(ctx, event)
 
 
 async def on_device_deleted(event: DeviceDeleted, ctx: EventContext) -> None:
-    await store.lock_device_change(ctx.conn, event.device_id)
-    await store.delete_device(ctx.conn, event.device_id, ctx.envelope.occurred_at)
+    await services.delete_device(ctx, event, ctx.envelope.occurred_at)

@@ -1,0 +1,284 @@
+"""The use cases of the reservations service: each runs in the kit's unit of work.
+
+Adapters (api.py, handlers.py, the expiry worker in app.py) parse, authorize and call one of these; the rules
+are in domain.py, the SQL in store.py. Answers are plain dicts in the D-REC shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import asyncpg
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, ReservationCreated, ReservationEnded
+from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit.organizations import (
+    ADMIN,
+    API_USER,
+    MAX_ID,
+    acting_organization,
+    api_user_organizations,
+    visible_organizations,
+)
+from opendrec_kit.paging import Page, total_pages
+from opendrec_kit.timestamps import iso, iso_or_none
+
+from . import domain, store
+
+log = logging.getLogger(__name__)
+BUYER = "Buyer"
+
+
+class NewReservation(BaseModel):
+    """The D-REC "Create Reservation" payload, field names unchanged."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=200)
+    deviceIds: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=10_000)
+    targetCapacityInMegaWattHour: Decimal | None = Field(default=None, gt=0, le=10**12)  # in Wh it must fit a bigint
+    reservationStartDate: AwareDatetime
+    reservationEndDate: AwareDatetime
+    continueWithReservationIfOneOrMoreDevicesUnavailableForReservation: bool = False
+    continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration: bool = True
+    authorityToExceed: bool = True
+    frequency: Annotated[str, Field(description="hourly, daily, weekly, monthly or quarterly")]
+    # API users name the buyer organization they act for
+    organizationId: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency(cls, value: str) -> str:
+        if value.lower() not in domain.FREQUENCIES:
+            raise ValueError(f"frequency must be one of {', '.join(domain.FREQUENCIES)}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _window(self) -> NewReservation:
+        if self.reservationEndDate <= self.reservationStartDate:
+            raise ValueError("reservationEndDate must be after reservationStartDate")
+        return self
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def _answer(row: Any, now: datetime) -> dict[str, Any]:
+    """One reservation as D-REC shows a device group."""
+    target = row["target_capacity_wh"]
+    state = domain.state_of(row["reservation_end"], row["ended_at"], row["end_reason"], now)
+    return {
+        "id": row["id"],
+        "devicegroup_uid": str(row["uid"]),
+        "name": row["name"],
+        "organizationId": row["buyer_organization_id"],
+        "buyerId": row["buyer_user_id"],
+        "deviceIds": list(row["device_ids"]),
+        "reservationStartDate": iso(row["reservation_start"]),
+        "reservationEndDate": iso(row["reservation_end"]),
+        "targetCapacityInMegaWattHour": float(Decimal(target) / domain.WH_PER_MWH) if target is not None else None,
+        "authorityToExceed": row["authority_to_exceed"],
+        "frequency": row["frequency"],
+        "reservationActive": state.state == "active",
+        "state": state.state,
+        "endedAt": iso_or_none(state.ended_at),
+        "endReason": state.end_reason,
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+def _ended_event(row: Any) -> ReservationEnded:
+    """reservation.ended, the same for both ways of ending (the sweep, the buyer)."""
+    return ReservationEnded(
+        reservation_id=row["id"],
+        reservation_uid=row["uid"],
+        buyer_organization_id=row["buyer_organization_id"],
+        device_ids=list(row["device_ids"]),
+        ended_at=row["ended_at"],
+        reason=row["end_reason"],
+    )
+
+
+# -- who may touch which reservations -------------------------------------------------------------
+
+
+async def _acting_buyers(conn: asyncpg.Connection, user: Principal, organization_id: int | None) -> list[int] | None:
+    """The buyer organizations a request that acts on one reservation may touch (None: any). An API user must
+    name the organization it acts for (400 otherwise); an admin naming none may act on any reservation."""
+    if user.role == API_USER:
+        return [await acting_organization(conn, user, organization_id, organization_type=BUYER)]
+    return await visible_organizations(conn, user, organization_id, organization_type=BUYER)
+
+
+async def _visible_reservation(
+    conn: asyncpg.Connection, reservation_id: int, organizations: list[int] | None
+) -> asyncpg.Record:
+    row = await store.reservation(conn, reservation_id)
+    if row is None or (organizations is not None and row["buyer_organization_id"] not in organizations):
+        raise ApiError(404, f"No reservation {reservation_id}")  # another's: as if absent, so ids leak nothing
+    return row
+
+
+# -- use cases ----------------------------------------------------------------------------------------
+
+
+async def create_reservation(
+    uow: UnitOfWork, user: Principal, body: NewReservation, organization_id: int | None
+) -> dict[str, Any]:
+    """Reserve the available devices of `body` for the buyer organization acted for;
+    announces reservation.created. 400 when none, or some with continueWith...Unavailable false, is available."""
+    refusal = domain.refuse_buyer(user.role, user.organization_id, user.organization_type, organization_id)
+    if refusal:
+        raise ApiError(400, refusal)
+    async with uow:
+        buyer_organization_id = await acting_organization(uow.conn, user, organization_id, organization_type=BUYER)
+        window = domain.Window(body.reservationStartDate, body.reservationEndDate)
+        refusal = domain.refuse_window(window, datetime.now(UTC))
+        if refusal:
+            raise ApiError(400, refusal, [{"field": "reservationEndDate", "message": refusal}])
+        known = await store.lock_devices(uow.conn, body.deviceIds)
+        selection = domain.select_devices(body.deviceIds, known, window)
+        refused = [{"deviceId": d, "reason": why} for d, why in selection.refused.items()]
+        if not selection.accepted or (
+            refused and not body.continueWithReservationIfOneOrMoreDevicesUnavailableForReservation
+        ):
+            raise ApiError(400, "Some devices are not available for this reservation", refused)
+        row = await store.insert_reservation(
+            uow.conn,
+            uid=uuid.uuid4(),
+            name=body.name,
+            buyer_organization_id=buyer_organization_id,
+            buyer_user_id=user.user_id,
+            window=window,
+            frequency=body.frequency,
+            target_capacity_wh=domain.target_wh(body.targetCapacityInMegaWattHour),
+            authority_to_exceed=body.authorityToExceed,
+            device_ids=selection.accepted,
+        )
+        uow.record(
+            ReservationCreated(
+                reservation_id=row["id"],
+                reservation_uid=row["uid"],
+                name=row["name"],
+                buyer_organization_id=row["buyer_organization_id"],
+                device_ids=selection.accepted,
+                reservation_start=row["reservation_start"],
+                reservation_end=row["reservation_end"],
+                frequency=row["frequency"],
+                target_capacity_wh=row["target_capacity_wh"],
+                authority_to_exceed=row["authority_to_exceed"],
+            )
+        )
+    return {**_answer({**row, "device_ids": selection.accepted}, datetime.now(UTC)), "unavailableDevices": refused}
+
+
+async def end_reservation(
+    uow: UnitOfWork, user: Principal, reservation_id: int, organization_id: int | None
+) -> dict[str, Any]:
+    """The buyer ends its reservation now (reason ended_by_buyer); announces reservation.ended. 409 if it ended."""
+    async with uow:
+        organizations = await _acting_buyers(uow.conn, user, organization_id)
+        # Locked first, then read: the sweep skips it meanwhile, and we decide on its latest state.
+        await store.lock_reservation(uow.conn, reservation_id)
+        row = await _visible_reservation(uow.conn, reservation_id, organizations)
+        now = datetime.now(UTC)
+        refusal = domain.refuse_end(reservation_id, row["reservation_end"], row["ended_at"], row["end_reason"], now)
+        if refusal:
+            raise ApiError(409, refusal)
+        ended = await store.end_reservation(uow.conn, reservation_id, now, "ended_by_buyer")
+        assert ended is not None  # locked and not ended: refuse_end said so
+        ended_row = {**ended, "device_ids": row["device_ids"]}
+        uow.record(_ended_event(ended_row))
+    return _answer(ended_row, now)
+
+
+async def end_expired(uow: UnitOfWork, now: datetime, batch_size: int) -> int:
+    """End one batch of reservations whose end date is at or before `now` (reason expired, ended at their end
+    date); announces reservation.ended for each. Returns how many it ended. Safe to run in several processes
+    at once: each reservation is ended by exactly one of them (rows held by another are skipped)."""
+    async with uow:
+        rows = await store.end_expired(uow.conn, now, batch_size)
+        uow.record_all(_ended_event(r) for r in rows)
+    if rows:
+        log.info("expired reservations ended", extra={"count": len(rows)})
+    return len(rows)
+
+
+async def reservation(
+    uow: UnitOfWork, user: Principal, reservation_id: int, organization_id: int | None, *, acting: bool
+) -> dict[str, Any]:
+    """One reservation the caller may see. `acting`: the D-REC path where an API user must name its organization."""
+    async with uow.reading() as r:
+        if acting:
+            organizations = await _acting_buyers(r.conn, user, organization_id)
+        else:
+            organizations = await visible_organizations(r.conn, user, organization_id, organization_type=BUYER)
+        row = await _visible_reservation(r.conn, reservation_id, organizations)
+    return _answer(row, datetime.now(UTC))
+
+
+async def reservations(
+    uow: UnitOfWork,
+    user: Principal,
+    page: Page,
+    organization_id: int | None,
+    api_user_id: uuid.UUID | None = None,
+    *,
+    mine: bool = False,
+) -> dict[str, Any]:
+    """A page of the reservations the caller may list, newest first, with totals.
+
+    `api_user_id`: an admin lists that API user's Buyer organizations' (an API user may name only itself).
+    `mine`: the caller's own ("my"): an admin naming no organization sees its own organization's, not everyone's.
+    """
+    async with uow.reading() as r:
+        organizations: list[int] | None
+        if api_user_id is not None and user.role == ADMIN:
+            theirs = await api_user_organizations(r.conn, str(api_user_id), BUYER)
+            organizations = [o for o in theirs if organization_id in (None, o)]
+        elif api_user_id is not None and not (
+            user.role == API_USER and domain.same_api_user(user.api_user_id, api_user_id)
+        ):
+            raise ApiError(
+                403, "apiuserId names another API user: only an admin may list another API user's reservations"
+            )
+        elif mine and user.role == ADMIN and organization_id is None:
+            organizations = [user.organization_id]
+        else:
+            organizations = await visible_organizations(r.conn, user, organization_id, organization_type=BUYER)
+        total = await store.count_reservations(r.conn, organizations)
+        rows = await store.reservations_page(r.conn, organizations, page.limit, page.offset)
+    now = datetime.now(UTC)
+    return {
+        "deviceGroups": [_answer(row, now) for row in rows],
+        "currentPage": page.number,
+        "totalPages": total_pages(total, page.limit),
+        "totalCount": total,
+    }
+
+
+async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
+    """A device that may be reserved (unless its deletion was heard first: then it stays deleted)."""
+    async with uow:
+        await store.lock_device_change(uow.conn, event.device_id)  # serialised with its deletion (other topic)
+        await store.upsert_device(
+            uow.conn,
+            event.device_id,
+            event.external_id,
+            event.organization_id,
+            event.capacity_kw,
+            event.country_code,
+            event.onboarded_at,
+        )
+
+
+async def delete_device(uow: UnitOfWork, event: DeviceDeleted, deleted_at: datetime) -> None:
+    """The device can't be reserved any more (remembered even before its registration is heard)."""
+    async with uow:
+        await store.lock_device_change(uow.conn, event.device_id)
+        await store.delete_device(uow.conn, event.device_id, deleted_at)
