@@ -27,11 +27,13 @@ from opendrec_contracts import (
     topic_of,
 )
 from opendrec_devstack.net import free_port, wait_for_port
-from opendrec_kit import EventContext
+from opendrec_kit import Worker
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import (
     TokenIssuer,
+    dispatch,
     eventually,
+    handling,
     publish_envelopes,
     publish_events,
     settings_for_test,
@@ -153,10 +155,10 @@ async def submissions(bootstrap, submission_id):
 
 
 async def polls(runtime, n):
-    """Wait until the poller has completed n more polls."""
-    poller = runtime.app.state.kazam_poller
-    target = poller.ticks + n
-    await eventually(lambda: asyncio.sleep(0, poller.ticks >= target), timeout=30)
+    """Wait until the kazam-poller worker has completed n more polls."""
+    worker = runtime.app.state.kazam_worker
+    target = worker.steps + n
+    await eventually(lambda: asyncio.sleep(0, worker.steps >= target), timeout=30)
 
 
 async def test_a_finished_transaction_becomes_exactly_one_read(gateway, sim, kafka_bootstrap):
@@ -328,20 +330,22 @@ async def test_an_unreachable_or_refusing_kazam_never_stops_the_poller(gateway, 
             KazamClient(session, f"http://127.0.0.1:{free_port()}", "t", attempts=2),  # nobody listens there
             KazamClient(session, url, "wrong-token", attempts=2),  # 401
         ):
-            poller = KazamPoller(
-                runtime.pool, kazam, "charger-gateway", interval_s=0.05, lookback_s=60, chargers_per_request=100
-            )
-            stats = await poller.tick()
+            poller = KazamPoller(runtime.uow, lookback_s=60, chargers_per_request=100, kazam=kazam)
+            assert await poller.step() is False  # one round, then the interval
+            stats = poller.last
             assert stats["chargers"] >= 1 and stats["requests_failed"] >= 1 and stats["new_reads"] == 0
-            task = asyncio.create_task(poller.run())
+            worker = Worker("test-kazam-poller", poller.step, interval_s=0.05)
+            worker.start()
             try:
-                await eventually(lambda p=poller: asyncio.sleep(0, p.ticks >= 4), timeout=30)
-                assert not task.done()
+                # every round ends well: a failing Kazam is no failure of the step (no retry, no backoff)
+                await eventually(lambda w=worker: asyncio.sleep(0, w.steps >= 4), timeout=30)
+                assert worker.status == "ok" and worker.failures == 0
             finally:
-                task.cancel()
+                await worker.stop()
     # the service's own poller went on meanwhile
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"]["tasks"] == "ok"
+    assert ready.status_code == 200
+    assert runtime.worker_status()["kazam-poller"] == "ok"
 
 
 async def test_an_api_user_links_chargers_to_devices_of_its_developer_organizations(gateway, kafka_bootstrap):
@@ -530,31 +534,28 @@ async def test_a_registration_handled_while_the_deletion_is_in_flight_does_not_b
         country_code="IND", fuel_code="ES100", device_type_code="TC120", commissioning_date=datetime(2023, 1, 1, tzinfo=UTC),
         onboarded_at=datetime.now(UTC),
     )  # fmt: skip
-    async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
-        deleting = one.transaction()
-        await deleting.start()
-        await handlers.on_device_deleted(
-            deleted, EventContext(one, envelope_for(deleted, "devices"), "charger-gateway")
+    # The deletion's unit of work stays open (uncommitted) until the block ends.
+    async with handling(runtime.pool, "charger-gateway", handlers.on_device_deleted, deleted) as deleting:
+        registering = asyncio.create_task(
+            dispatch(runtime.pool, "charger-gateway", handlers.on_device_registered, registered)
         )
-
-        async def register_meanwhile() -> None:
-            async with other.transaction():
-                await handlers.on_device_registered(
-                    registered, EventContext(other, envelope_for(registered, "devices"), "charger-gateway")
-                )
-
-        registering = asyncio.create_task(register_meanwhile())
-        other_pid = other.get_server_pid()
+        deleting_pid = deleting.conn.get_server_pid()
 
         async def blocked() -> bool:
-            return (
-                await runtime.pool.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid)
-                == "Lock"
+            # some transaction waits for a lock the deletion's transaction holds
+            return bool(
+                await runtime.pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND $1 = ANY(pg_blocking_pids(pid))",
+                    deleting_pid,
+                )
             )
 
         try:
             assert await eventually(blocked, timeout=5)  # the registration waits for the deletion
-        finally:
-            await deleting.commit()
-            await registering
+            assert not registering.done()
+        except BaseException:
+            registering.cancel()
+            raise
+    assert await registering  # handled (its inbox claim committed) once the deletion committed
     assert await _link_status(client, issuer, org, ext) == 404

@@ -22,33 +22,33 @@ def build(settings: Settings) -> ServiceRuntime:
     # organization_directory: the Developer organizations an API user links chargers for
     runtime.follow_organizations()
 
-    async def start_poller(rt: ServiceRuntime) -> None:
-        # One HTTP session for the life of the process (connection reuse); every request bounded in time.
+    # The kazam-poller worker: one poll round a step; its client (one HTTP session for the life of the
+    # process, for connection reuse; every request bounded in time) opens at startup, before workers start.
+    poller = KazamPoller(
+        runtime.uow,
+        lookback_s=settings.kazam_lookback_seconds,
+        chargers_per_request=settings.kazam_chargers_per_request,
+    )
+    runtime.app.state.kazam_poller = poller
+    runtime.app.state.kazam_worker = runtime.worker("kazam-poller", poller.step, interval_s=settings.kazam_poll_seconds)
+
+    async def open_kazam(rt: ServiceRuntime) -> None:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.kazam_timeout_seconds))
-        kazam = KazamClient(
+        rt.app.state.kazam_session = session
+        poller.kazam = KazamClient(
             session,
             settings.kazam_url,
             settings.kazam_token,
             page_size=settings.kazam_page_size,
             attempts=settings.kazam_attempts,
         )
-        poller = KazamPoller(
-            rt.pool,
-            kazam,
-            rt.name,
-            interval_s=settings.kazam_poll_seconds,
-            lookback_s=settings.kazam_lookback_seconds,
-            chargers_per_request=settings.kazam_chargers_per_request,
-        )
-        rt.app.state.kazam_session = session
-        rt.app.state.kazam_poller = poller
-        rt.background("kazam-poller", poller.run())
 
-    async def close_session(rt: ServiceRuntime) -> None:
+    async def close_kazam(rt: ServiceRuntime) -> None:
+        # after the workers stopped (the kit stops them before the shutdown hooks)
         session = getattr(rt.app.state, "kazam_session", None)
         if session is not None:
             await session.close()
 
-    runtime.on_startup(start_poller)
-    runtime.on_shutdown(close_session)
+    runtime.on_startup(open_kazam)
+    runtime.on_shutdown(close_kazam)
     return runtime
