@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -13,8 +14,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from opendrec_charger_gateway import handlers
+from opendrec_charger_gateway import handlers, services
 from opendrec_charger_gateway.app import build
+from opendrec_charger_gateway.domain import Link
 from opendrec_charger_gateway.kazam import KazamClient
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
@@ -559,3 +561,51 @@ async def test_a_registration_handled_while_the_deletion_is_in_flight_does_not_b
             raise
     assert await registering  # handled (its inbox claim committed) once the deletion committed
     assert await _link_status(client, issuer, org, ext) == 404
+
+
+async def test_a_kazam_answer_is_recorded_once_and_only_for_links_unchanged_since_the_poll_began(
+    gateway, kafka_bootstrap
+):
+    # services.record_transactions, the write half of a poll round, without the simulator.
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = ids()
+    await runtime.pool.execute(
+        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
+        device_id,
+        ext,
+        org,
+    )
+    linked = (
+        await client.post("/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org))
+    ).json()
+    linked_at = datetime.fromisoformat(linked["linkedAt"])  # µs kept: equal to the stored link time
+    link_now = Link(charger, device_id, ext, org, linked_at, int(linked_at.timestamp()))
+    end = int(linked_at.timestamp()) + 60
+    txn_id, bad_id = f"t{uuid.uuid4().hex}", f"t{uuid.uuid4().hex}"
+    finished = {"txn_id": txn_id, "device_id": charger, "start_time": end - 600, "end_time": end, "total_usage": 10.5}
+    negative = {**finished, "txn_id": bad_id, "total_usage": -1}
+
+    async def recorded(txn: str):
+        return await runtime.pool.fetchrow("SELECT outcome, reason FROM kazam_transactions WHERE txn_id = $1", txn)
+
+    # The poll saw the charger linked earlier (unlinked and linked again meanwhile): nothing is credited.
+    stale = replace(link_now, linked_at=linked_at - timedelta(minutes=5))
+    uow = runtime.uow()
+    assert await services.record_transactions(uow, [stale], [finished, negative], end + 10) == (0, 0)
+    assert uow.committed == [] and await recorded(txn_id) is None and await recorded(bad_id) is None
+
+    uow = runtime.uow()
+    assert await services.record_transactions(uow, [link_now], [finished, negative], end + 10) == (1, 1)
+    assert [(e.submission_id, e.device_id, e.reads[0].value_wh) for e in uow.committed] == [
+        (f"kazam:{txn_id}", device_id, 11)
+    ]
+    await wait_for_event(  # through the outbox
+        kafka_bootstrap, "read.submitted", lambda e: e.get("payload", {}).get("submission_id") == f"kazam:{txn_id}"
+    )
+    assert dict(await recorded(txn_id)) == {"outcome": "submitted", "reason": None}
+    assert (await recorded(bad_id))["outcome"] == "skipped" and "total_usage" in (await recorded(bad_id))["reason"]
+
+    # Seen again (the look-back re-reads it): already recorded, nothing sent.
+    uow = runtime.uow()
+    assert await services.record_transactions(uow, [link_now], [finished, negative], end + 20) == (0, 0)
+    assert uow.committed == []
