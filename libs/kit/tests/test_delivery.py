@@ -96,6 +96,7 @@ async def test_service_is_ready_with_database_broker_and_relay(service):
     await eventually(lambda: _status(client, "/readyz", 200))
     body = (await client.get("/readyz")).json()
     assert body["checks"] == {"database": "ok", "broker": "ok", "outbox": "ok", "tasks": "ok"}
+    assert body["workers"] == {}  # this sample service runs no background worker of its own
 
 
 async def _status(client, path, code):

@@ -243,6 +243,7 @@ class ServiceRuntime(Generic[S]):
                     "service": runtime.name,
                     "pid": os.getpid(),
                     "checks": checks,
+                    "workers": runtime.worker_status(),
                 },
                 status_code=200 if ready else 503,
             )
