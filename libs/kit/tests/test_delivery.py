@@ -45,6 +45,9 @@ def device(device_id: int) -> DeviceRegistered:
     )
 
 
+SWEEP_FAILS = asyncio.Event()
+
+
 def build(settings: ServiceSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="sample", migrations=Path(__file__).parent / "sample_migrations")
     router = APIRouter()
@@ -66,8 +69,14 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         await ctx.conn.execute("INSERT INTO notes (device_id, trace_id) VALUES ($1, $2)", event.device_id, trace_id)
 
+    async def sweep() -> bool:
+        if SWEEP_FAILS.is_set():
+            raise ConnectionError("sweep target unreachable")
+        return False
+
     runtime.include_router(router)
     runtime.on(DeviceRegistered, on_device)
+    runtime.worker("sample-sweep", sweep, interval_s=0.05, backoff_max_s=0.05)
     return runtime
 
 
@@ -96,7 +105,28 @@ async def test_service_is_ready_with_database_broker_and_relay(service):
     await eventually(lambda: _status(client, "/readyz", 200))
     body = (await client.get("/readyz")).json()
     assert body["checks"] == {"database": "ok", "broker": "ok", "outbox": "ok", "tasks": "ok"}
-    assert body["workers"] == {}  # this sample service runs no background worker of its own
+    assert body["workers"] == {"sample-sweep": "ok"}
+
+
+async def test_a_failing_worker_is_reported_without_taking_the_service_out_of_rotation(service):
+    _runtime, client = service
+    SWEEP_FAILS.set()
+    try:
+
+        async def failing() -> dict | None:
+            r = await client.get("/readyz")
+            return r.json() if r.json()["workers"]["sample-sweep"].startswith("failing") else None
+
+        body = await eventually(failing)
+        assert "ConnectionError: sweep target unreachable" in body["workers"]["sample-sweep"]
+        assert body["status"] == "ready"  # the API still answers; the worker retries on its own
+    finally:
+        SWEEP_FAILS.clear()
+    await eventually(lambda: _worker_ok(client))
+
+
+async def _worker_ok(client) -> bool:
+    return (await client.get("/readyz")).json()["workers"]["sample-sweep"] == "ok"
 
 
 async def _status(client, path, code):
