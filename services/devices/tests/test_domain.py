@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opendrec_devices import codes, domain
+from opendrec_kit import paging
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
@@ -194,7 +195,7 @@ def test_registered_event_from_a_row():
 def test_visibility_and_pages():
     assert domain.within([1, 5], 5) and not domain.within([1], 2) and not domain.within([], 2)
     assert domain.within(None, 2)  # an admin's unscoped request
-    assert [domain.total_pages(n, 20) for n in (0, 1, 20, 21)] == [0, 1, 1, 2]
+    assert [paging.total_pages(n, 20) for n in (0, 1, 20, 21)] == [0, 1, 1, 2]
 
 
 @pytest.mark.parametrize(("value", "expected"), [(25, 25), ("25", 25), (" 7 ", 7), (None, None), ("", None)])

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opendrec_devices import bulk, domain
-from opendrec_devices.api import FIELD_COLUMNS, DeviceRegistration
+from opendrec_devices.models import FIELD_COLUMNS, DeviceRegistration
 
 KNOWN = list(FIELD_COLUMNS)
 HEADER = ",".join(bulk.REQUIRED)

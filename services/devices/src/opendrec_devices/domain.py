@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pycountry
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
-from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
+from opendrec_kit.timestamps import iso
 
 from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES
 
@@ -189,7 +189,7 @@ def parse_commissioning_date(value: Any, timezone: str | None, now: datetime) ->
         moment = moment.replace(tzinfo=ZoneInfo(timezone) if timezone else UTC)
     moment = moment.astimezone(UTC)
     if moment > now:
-        raise ValueError(f"commissioningDate {moment.isoformat()} is in the future")
+        raise ValueError(f"commissioningDate {iso(moment)} is in the future")
     return moment
 
 
@@ -303,9 +303,6 @@ def deletion_refusal(active_reservations: list[int], certified_wh: int) -> str |
 
 
 # ---------------------------------------------------------------- access
-
-ADMIN = "Admin"
-API_USER = "ApiUser"
 
 
 def within(organizations: list[int] | None, organization_id: int) -> bool:

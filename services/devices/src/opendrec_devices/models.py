@@ -1,0 +1,275 @@
+"""The request models of the device module, shared by the HTTP adapter, the use cases and the bulk worker.
+
+`DeviceRegistration` is the D-REC device payload and its rules (each field checked by a `domain` rule);
+the bulk worker judges every CSV row with it, so it lives here, not in the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from opendrec_kit.errors import field_rule
+from opendrec_kit.organizations import MAX_ID
+
+from . import domain
+
+
+class DeviceRegistration(BaseModel):
+    """The D-REC device payload (field names as in its API guide and Postman collection).
+
+    Every field is checked and every problem reported in one 400. `groupId` and unknown
+    fields are ignored. Field order matters: `timezone` before `commissioningDate` and
+    `energyStorage` before `energyStorageCapacity`, which read them.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
+
+    organizationId: int | None = Field(
+        None,
+        description="API users (required) and admins: the Developer organization the device is for; "
+        "checked before the device fields",
+    )
+    externalId: str
+    projectName: str = Field(min_length=1, max_length=500)
+    address: str = Field(min_length=1, max_length=1000)
+    latitude: float = Field(description="decimal degrees or degrees-minutes-seconds, e.g. 19°20'50.97\"S")
+    longitude: float = Field(description="decimal degrees or degrees-minutes-seconds, e.g. 46°3'3.21\"W")
+    countryCode: str = Field(description="ISO 3166 alpha-2 or alpha-3; stored as alpha-3")
+    fuelCode: str = Field(description="I-REC fuel code, see GET /api/device/fuel-type")
+    deviceTypeCode: str = Field(description="I-REC technology code, see GET /api/device/device-type")
+    capacity: float = Field(description="kW, > 0")
+    timezone: str | None = Field(None, description="IANA time zone of the device, e.g. Asia/Kolkata")
+    commissioningDate: datetime = Field(description="ISO 8601; without offset: device timezone, else UTC")
+    gridInterconnection: bool
+    offTaker: str
+    yieldValue: float | None = Field(None, ge=0)
+    labels: str | None = None
+    impactStory: str | None = None
+    data: str | None = None
+    images: list[str] = Field(default_factory=list)
+    deviceDescription: str | None = Field(None, max_length=200)
+    energyStorage: bool = False
+    energyStorageCapacity: float | None = Field(None, ge=0)
+    qualityLabels: str | None = None
+    SDGBenefits: list[str] = Field(default_factory=list)
+    version: str | None = "1.0"
+
+    @field_validator("externalId")
+    @classmethod
+    def _external_id(cls, v: str) -> str:
+        return field_rule(domain.check_external_id, v)
+
+    @field_validator("latitude", "longitude", mode="before")
+    @classmethod
+    def _coordinate(cls, v: Any, info: ValidationInfo) -> float:
+        return field_rule(domain.parse_coordinate, v, info.field_name)
+
+    @field_validator("countryCode")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        return field_rule(domain.normalize_country, v)
+
+    @field_validator("fuelCode")
+    @classmethod
+    def _fuel(cls, v: str) -> str:
+        return field_rule(domain.check_fuel_code, v)
+
+    @field_validator("deviceTypeCode")
+    @classmethod
+    def _device_type(cls, v: str) -> str:
+        return field_rule(domain.check_device_type_code, v)
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, v: float) -> float:
+        if v <= 0:
+            raise PydanticCustomError("invalid", "capacity must be greater than 0 kW")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        return field_rule(domain.check_timezone, v) if v else None
+
+    @field_validator("commissioningDate", mode="before")
+    @classmethod
+    def _commissioning(cls, v: Any, info: ValidationInfo) -> datetime:
+        return field_rule(domain.parse_commissioning_date, v, info.data.get("timezone"), datetime.now(UTC))
+
+    @field_validator("offTaker")
+    @classmethod
+    def _off_taker(cls, v: str) -> str:
+        return field_rule(domain.check_off_taker, v)
+
+    @field_validator("energyStorageCapacity")
+    @classmethod
+    def _storage(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if "energyStorage" not in info.data:  # energyStorage itself is invalid and already reported
+            return v
+        return field_rule(domain.check_energy_storage, info.data["energyStorage"], v)
+
+    @field_validator("SDGBenefits", mode="before")
+    @classmethod
+    def _sdg(cls, v: Any) -> list[str]:
+        return domain.normalize_sdg_benefits(v)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "external_id": self.externalId,
+            "project_name": self.projectName,
+            "address": self.address,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "country_code": self.countryCode,
+            "fuel_code": self.fuelCode,
+            "device_type_code": self.deviceTypeCode,
+            "capacity_kw": self.capacity,
+            "commissioning_date": self.commissioningDate,
+            "grid_interconnection": self.gridInterconnection,
+            "off_taker": self.offTaker,
+            "yield_value": self.yieldValue,
+            "labels": self.labels,
+            "impact_story": self.impactStory,
+            "data": self.data,
+            "images": self.images,
+            "device_description": self.deviceDescription,
+            "energy_storage": self.energyStorage,
+            "energy_storage_capacity": self.energyStorageCapacity,
+            "quality_labels": self.qualityLabels,
+            "sdg_benefits": self.SDGBenefits,
+            "version": self.version,
+            "timezone": self.timezone,
+        }
+
+
+# D-REC field name -> column, the inverse of DeviceRegistration.columns().
+FIELD_COLUMNS: dict[str, str] = {
+    "externalId": "external_id",
+    "projectName": "project_name",
+    "address": "address",
+    "latitude": "latitude",
+    "longitude": "longitude",
+    "countryCode": "country_code",
+    "fuelCode": "fuel_code",
+    "deviceTypeCode": "device_type_code",
+    "capacity": "capacity_kw",
+    "commissioningDate": "commissioning_date",
+    "gridInterconnection": "grid_interconnection",
+    "offTaker": "off_taker",
+    "yieldValue": "yield_value",
+    "labels": "labels",
+    "impactStory": "impact_story",
+    "data": "data",
+    "images": "images",
+    "deviceDescription": "device_description",
+    "energyStorage": "energy_storage",
+    "energyStorageCapacity": "energy_storage_capacity",
+    "qualityLabels": "quality_labels",
+    "SDGBenefits": "sdg_benefits",
+    "version": "version",
+    "timezone": "timezone",
+}
+
+
+class DeviceQuery(BaseModel):
+    """Filters of device listings (the page is the kit's `page_query`). List filters take repeated values or
+    commas (?fuelCode=ES100,ES200); codes are checked like at registration."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
+
+    afterId: int | None = Field(
+        None, ge=1, le=MAX_ID, description="keyset paging: devices older than this id (pagenumber is then ignored)"
+    )
+    countryCode: list[str] | None = Field(None, description="ISO 3166 alpha-2 or alpha-3")
+    fuelCode: list[str] | None = None
+    deviceTypeCode: list[str] | None = None
+    offTaker: list[str] | None = None
+    capacityMin: float | None = Field(None, ge=0, description="kW, inclusive")
+    capacityMax: float | None = Field(None, ge=0, description="kW, inclusive")
+    commissioningDateFrom: datetime | None = Field(None, description="ISO 8601 date or date-time, inclusive")
+    commissioningDateTo: datetime | None = Field(None, description="ISO 8601; a bare date includes that whole day")
+
+    @field_validator("countryCode")
+    @classmethod
+    def _countries(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.normalize_country, domain.split_list(v)) or None
+
+    @field_validator("fuelCode")
+    @classmethod
+    def _fuels(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.check_fuel_code, domain.split_list(v)) or None
+
+    @field_validator("deviceTypeCode")
+    @classmethod
+    def _types(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.check_device_type_code, domain.split_list(v)) or None
+
+    @field_validator("offTaker")
+    @classmethod
+    def _off_takers(cls, v: list[str] | None) -> list[str] | None:
+        return field_rule(domain.check_each, domain.check_off_taker, domain.split_list(v)) or None
+
+    @field_validator("capacityMax")
+    @classmethod
+    def _capacity_range(cls, v: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("capacityMin")
+        if v is not None and low is not None and v < low:
+            raise PydanticCustomError("invalid", "capacityMax must not be below capacityMin")
+        return v
+
+    @field_validator("commissioningDateFrom", mode="before")
+    @classmethod
+    def _from(cls, v: Any) -> Any:
+        return field_rule(domain.parse_date_bound, v) if isinstance(v, str) else v
+
+    @field_validator("commissioningDateTo", mode="before")
+    @classmethod
+    def _to(cls, v: Any) -> Any:
+        return field_rule(domain.parse_date_bound, v, True) if isinstance(v, str) else v
+
+    @field_validator("commissioningDateTo")
+    @classmethod
+    def _date_range(cls, v: datetime | None, info: ValidationInfo) -> datetime | None:
+        low = info.data.get("commissioningDateFrom")
+        if v is not None and low is not None and v < low:
+            raise PydanticCustomError("invalid", "commissioningDateTo must not be before commissioningDateFrom")
+        return v
+
+    def filters(self, organization_ids: list[int] | None) -> dict[str, Any]:
+        return {
+            "organization_ids": organization_ids,
+            "country_codes": self.countryCode,
+            "fuel_codes": self.fuelCode,
+            "device_type_codes": self.deviceTypeCode,
+            "off_takers": self.offTaker,
+            "capacity_min": self.capacityMin,
+            "capacity_max": self.capacityMax,
+            "commissioned_from": self.commissioningDateFrom,
+            "commissioned_to": self.commissioningDateTo,
+            "after_id": self.afterId,
+        }
+
+
+def merge_patch(current: Mapping[str, Any], patch: dict[str, Any]) -> DeviceRegistration:
+    """The device after applying `patch` (D-REC field names, only the fields to change), checked
+    by the registration rules as a whole, so cross-field rules (storage, timezone) hold after it.
+    Errors name the patch's fields: the stored ones were valid already."""
+    merged = {name: current[column] for name, column in FIELD_COLUMNS.items()}
+    merged["images"] = list(merged["images"])
+    merged["SDGBenefits"] = list(merged["SDGBenefits"])
+    merged.update(patch)
+    try:
+        return DeviceRegistration.model_validate(merged)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
