@@ -1,11 +1,11 @@
-import asyncio
 from pathlib import Path
 
 from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
 from opendrec_kit import ServiceRuntime
 
-from . import api, bulk_api, handlers, worker
+from . import api, bulk_api, handlers
 from .settings import Settings
+from .worker import bulk_worker
 
 
 def build(settings: Settings) -> ServiceRuntime:
@@ -18,13 +18,6 @@ def build(settings: Settings) -> ServiceRuntime:
     runtime.on(CertificateIssued, handlers.on_certificate_issued)
     # organization_directory: which organizations an API user acts for, and their types
     runtime.follow_organizations()
-    wake = asyncio.Event()
-    runtime.app.state.bulk_wake = wake
-
-    async def start_worker(rt: ServiceRuntime) -> None:
-        # picks up jobs left unfinished by a previous run, then new ones as uploads wake it
-        if settings.bulk_worker_enabled:
-            rt.background("bulk-onboarding", worker.run(rt, wake))
-
-    runtime.on_startup(start_worker)
+    # registers staged bulk rows; uploads wake it (bulk_api), BULK_WORKER_ENABLED=false leaves it stopped
+    runtime.app.state.bulk_worker = bulk_worker(runtime, settings)
     return runtime

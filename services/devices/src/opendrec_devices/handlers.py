@@ -1,23 +1,24 @@
-"""Read models from other services' events: which devices are reserved, which have certified energy."""
+"""Event adapter: other services' events, typed by event class, each handed to one use case.
+
+`ctx` is the unit of work the kit opened around the inbox claim: the use case joins it."""
 
 from __future__ import annotations
 
 from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
-from opendrec_kit.messaging import EventContext
+from opendrec_kit import EventContext
 
-from . import store
+from . import services
 
 
 async def on_reservation_created(event: ReservationCreated, ctx: EventContext) -> None:
-    await store.record_reservation(
-        ctx.conn, event.reservation_id, event.device_ids, event.reservation_start, event.reservation_end
+    await services.record_reservation(
+        ctx, event.reservation_id, event.device_ids, event.reservation_start, event.reservation_end
     )
 
 
 async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> None:
-    # The reservation as a whole stops holding its devices (they may be reserved and deleted again).
-    await store.record_reservation_ended(ctx.conn, event.reservation_id, event.ended_at, event.reason)
+    await services.record_reservation_ended(ctx, event.reservation_id, event.ended_at, event.reason)
 
 
 async def on_certificate_issued(event: CertificateIssued, ctx: EventContext) -> None:
-    await store.record_certificate(ctx.conn, event.certificate_id, event.device_id, event.energy_wh)
+    await services.record_certificate(ctx, event.certificate_id, event.device_id, event.energy_wh)
