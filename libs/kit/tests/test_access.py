@@ -1,13 +1,24 @@
 """Who may call what: the OpenAPI access description, role checks, and the organization a request acts for."""
 
+import socket
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import APIRouter
 
-from opendrec_contracts import OrganizationRegistered
+from opendrec_contracts import AccessTokenRevoked, OrganizationRegistered, envelope_for
 from opendrec_kit import ApiError, ServiceRuntime, ServiceSettings
-from opendrec_kit.auth import CurrentPrincipal, Principal, only_roles, permission
+from opendrec_kit.auth import (
+    CurrentPrincipal,
+    Principal,
+    RevocationFollower,
+    TokenVerifier,
+    bearer_token,
+    only_roles,
+    permission,
+)
 from opendrec_kit.organizations import (
     acting_organization,
     api_user_organizations,
@@ -167,3 +178,76 @@ async def test_users_act_for_their_own_organization_and_admins_for_any(service, 
     assert await visible_organizations(runtime.pool, admin, None) is None
     absent = await error_of(acting_organization(runtime.pool, admin, base + 7))
     assert absent.status == 404
+
+
+# ---- the token verifier on its own (no service, no identity: keys pinned with add_key) ----
+
+
+def unreachable_jwks() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/.well-known/jwks.json"
+
+
+def verifier_trusting(issuer: TokenIssuer, **options) -> TokenVerifier:
+    verifier = TokenVerifier(unreachable_jwks(), issuer.audience, issuer.issuer, **options)
+    verifier.add_key(issuer.jwk())
+    return verifier
+
+
+async def test_a_verified_token_is_cached_with_its_principal(issuer):
+    verifier = verifier_trusting(issuer, cache_size=2)
+    token = issuer.token(user_id=5, organization_id=9, role="DeviceOwner")
+    first = await verifier.verify(token)
+    assert (first.user_id, first.organization_id, first.role) == (5, 9, "DeviceOwner")
+    assert await verifier.verify(token) is first  # from the cache: no second signature check
+    assert (await verifier.claims(token))["jti"] == first.token_id
+    for _ in range(3):
+        await verifier.verify(issuer.token())
+    assert len(verifier._cache) == 2 and token not in verifier._cache  # bounded, least recently used first out
+
+
+async def test_revocations_apply_to_cached_tokens_and_end_with_the_token(issuer, monkeypatch):
+    verifier = verifier_trusting(issuer)
+    token = issuer.token()
+    principal = await verifier.verify(token)
+    verifier.revoke(principal.token_id, time.time() + 900)
+    refused = await error_of(verifier.verify(token))
+    assert refused.status == 401 and "revoked" in refused.message
+
+    verifier.revoke("long-gone", time.time() - 1)  # already expired: nothing to remember
+    assert not verifier.is_revoked("long-gone")
+    # once past their expiry, remembered revocations are dropped when the set grows
+    for n in range(3):
+        verifier.revoke(f"soon-{n}", time.time() + 60)
+    verifier._prune_revoked_at = len(verifier._revoked)  # (10 000 in earnest)
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    verifier.revoke("fresh", later + 60)
+    assert set(verifier._revoked) == {"fresh"}
+
+
+async def test_bad_headers_and_unknown_keys_are_401_and_no_keys_at_all_503(issuer):
+    assert bearer_token("Bearer abc ") == "abc"
+    for header, message in [(None, "Missing bearer"), ("", "Missing bearer"), ("Basic abc", "must be 'Bearer")]:
+        with pytest.raises(ApiError, match=message) as caught:
+            bearer_token(header)
+        assert caught.value.status == 401
+
+    stranger = TokenIssuer()
+    unknown = await error_of(verifier_trusting(issuer).verify(stranger.token()))
+    assert unknown.status == 401 and "unknown key" in unknown.message
+    nothing = TokenVerifier(unreachable_jwks(), "opendrec", "opendrec-identity")
+    down = await error_of(nothing.verify(issuer.token()))
+    assert down.status == 503
+    assert not nothing.loaded
+
+
+async def test_a_token_revoked_message_revokes_until_the_token_expires(issuer):
+    verifier = verifier_trusting(issuer)
+    follower = RevocationFollower("127.0.0.1:1", verifier)
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    revoked = AccessTokenRevoked(token_id="jti-1", user_id=1, expires_at=expires)
+    follower.apply(envelope_for(revoked, "identity").model_dump_json().encode())
+    follower.apply(b"not an envelope")  # logged and skipped
+    assert verifier.is_revoked("jti-1") and verifier._revoked["jti-1"] == expires.timestamp()

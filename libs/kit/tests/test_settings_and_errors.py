@@ -1,11 +1,15 @@
+import re
+
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
 from opendrec_kit import ApiError, ServiceSettings
-from opendrec_kit.errors import install_error_handlers
+from opendrec_kit.errors import envelope, envelope_bytes, install_error_handlers
 from opendrec_kit.runtime import RequestIdMiddleware
+from opendrec_kit.settings import CoreSettings
 
 
 class WithSecret(ServiceSettings):
@@ -27,6 +31,32 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert s.kafka_bootstrap_servers == "kafka:9092" and s.database_name == "prod_charger_gateway"
     with pytest.raises(ValidationError):
         ServiceSettings(database_name_prefix="bad-prefix; drop")
+
+
+def test_core_settings_need_no_database_or_broker(monkeypatch):
+    """What the gateway builds on: one worker-count name (HTTP_WORKERS), nothing of a service's storage."""
+    monkeypatch.setenv("HTTP_WORKERS", "3")
+    monkeypatch.setenv("IDENTITY_URL", "http://identity:8101/")
+    core = CoreSettings()
+    assert core.http_workers == 3 and core.jwks_url == "http://identity:8101/.well-known/jwks.json"
+    assert not hasattr(core, "database_url") and not hasattr(core, "kafka_bootstrap_servers")
+    assert ServiceSettings(service_name="devices").http_workers == 3
+
+    class GatewayLike(CoreSettings):
+        SECRET_FIELDS = ("admin_password",)
+        admin_password: str = "dev-only-change-me"
+
+    with pytest.raises(ValidationError, match="ADMIN_PASSWORD still hold the dev default"):
+        GatewayLike(environment="production")
+
+
+def test_envelope_bytes_are_the_envelope_with_a_millisecond_timestamp():
+    body = orjson.loads(envelope_bytes(502, "The readings service is unreachable", "/api/meter-reads", "r-1"))
+    assert list(body) == ["statusCode", "error", "message", "path", "timestamp", "requestId"]
+    assert body["error"] == "Bad Gateway" and body["requestId"] == "r-1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["timestamp"])
+    detailed = envelope(400, "Invalid", "/x", "r-2", details=[{"field": "name"}])
+    assert list(detailed)[-1] == "details" and detailed["details"] == [{"field": "name"}]
 
 
 class Item(BaseModel):

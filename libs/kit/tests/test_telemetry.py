@@ -4,8 +4,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
-from opendrec_kit.telemetry import span_json_line
+from opendrec_kit.telemetry import JsonLinesFileExporter, span_json_line
 
 
 def test_span_with_bytes_attribute_is_one_json_line():
@@ -23,3 +24,25 @@ def test_span_with_bytes_attribute_is_one_json_line():
     assert record["context"]["trace_id"] == f"0x{parent.context.trace_id:032x}"
     assert record["parent_id"] == f"0x{parent.context.span_id:016x}"
     assert record["resource"]["attributes"]["service.name"] == "devices"
+
+
+def test_traces_file_lines_have_the_sdk_layout(tmp_path):
+    """The TRACES_FILE exporter writes what `ReadableSpan.to_json` would, one span per line."""
+    path = tmp_path / "traces" / "gateway.jsonl"
+    exporter = JsonLinesFileExporter(str(path))
+    provider = TracerProvider(resource=Resource.create({"service.name": "gateway"}))
+    tracer = provider.get_tracer("t")
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with tracer.start_as_current_span("GET /api/device") as span:
+        span.set_attribute("http.response.status_code", 200)
+        span.set_attribute("tags", ("a", "b"))
+        span.add_event("retry", {"attempt": 2})
+        span.set_status(Status(StatusCode.ERROR, "upstream failed"))
+    with tracer.start_as_current_span("plain"):
+        pass
+    spans = memory.get_finished_spans()
+    exporter.export(spans)
+    exporter.shutdown()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [json.loads(s.to_json()) for s in spans]

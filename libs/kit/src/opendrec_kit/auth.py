@@ -1,27 +1,44 @@
-"""Token verification and permission checks: every service verifies the caller itself.
+"""Token verification and permission checks: every service verifies the caller itself, and the
+gateway checks the same way at the door (the same `TokenVerifier`).
 
-Access tokens are EdDSA JWTs signed by identity; public keys come from its JWKS.
+Access tokens are EdDSA (or RS256) JWTs signed by identity; public keys come from its JWKS.
 Claims: sub (user id), org (organization id), orgType, role, perms {module: "RWUD"}.
+A verified token is cached (bounded LRU) until it expires, so the hot path costs a dict lookup:
+the signature is checked once per token and process, not once per request. Revocations
+(token.revoked, followed by `RevocationFollower`) are checked on every call, cache hits
+included, and forgotten once the token has expired anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import aiohttp
 import jwt
+from aiokafka import AIOKafkaConsumer
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
+from opendrec_contracts import AccessTokenRevoked, Envelope, UnknownEvent, parse_event, topic_of
 from opendrec_contracts.access import ADMIN_MODULES, ROLES, roles_granted
 
 from .errors import ApiError
+from .workers import Worker
+
+if TYPE_CHECKING:
+    from .settings import CoreSettings
+
+log = logging.getLogger(__name__)
 
 ACTIONS = {"Read": "R", "Write": "W", "Update": "U", "Delete": "D"}
+ALGORITHMS = ["EdDSA", "RS256"]
 
 
 @dataclass(frozen=True)
@@ -38,76 +55,9 @@ class Principal:
     def can(self, module: str, action: str) -> bool:
         return self.role == "Admin" or ACTIONS[action] in self.permissions.get(module, "")
 
-
-class TokenVerifier:
-    """Verifies access tokens against identity's JWKS, refreshing keys on an unknown `kid`."""
-
-    def __init__(self, jwks_url: str, audience: str, issuer: str, refresh_interval_s: float = 300) -> None:
-        self.jwks_url = jwks_url
-        self.audience = audience
-        self.issuer = issuer
-        self.refresh_interval_s = refresh_interval_s
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = 0.0
-        self._lock = asyncio.Lock()
-        self._revoked: dict[str, float] = {}  # jti -> expiry (unix s), fed by token.revoked events
-
-    def revoke(self, token_id: str, expires_at: float) -> None:
-        """Refuse this token from now on; forgotten once it would have expired anyway."""
-        now = time.time()
-        if expires_at > now:
-            self._revoked[token_id] = expires_at
-        if len(self._revoked) > 10_000:
-            self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-
-    def is_revoked(self, token_id: str) -> bool:
-        return token_id in self._revoked
-
-    def add_key(self, jwk: dict[str, Any]) -> None:
-        """Trust one more public key (identity uses this for its own keys; tests for theirs)."""
-        self._keys[jwk["kid"]] = jwt.PyJWK(jwk)
-
-    async def _refresh(self, force: bool = False) -> None:
-        async with self._lock:
-            if not force and time.monotonic() - self._fetched_at < self.refresh_interval_s and self._keys:
-                return
-            timeout = aiohttp.ClientTimeout(total=5)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(self.jwks_url) as resp:
-                resp.raise_for_status()
-                data = await resp.json()
-            self._keys.update({k["kid"]: jwt.PyJWK(k) for k in data.get("keys", [])})
-            self._fetched_at = time.monotonic()
-
-    async def verify(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as exc:
-            raise ApiError(401, "Access token is malformed") from exc
-        kid = header.get("kid", "")
-        if kid not in self._keys:
-            try:
-                await self._refresh(force=kid not in self._keys and bool(self._keys))
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ApiError(503, "Cannot verify tokens right now: identity keys unavailable") from exc
-        key = self._keys.get(kid)
-        if key is None:
-            raise ApiError(401, "Access token signed by an unknown key")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=["EdDSA", "RS256"],
-                audience=self.audience,
-                issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "jti"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise ApiError(401, "Access token has expired; log in again") from exc
-        except jwt.InvalidTokenError as exc:
-            raise ApiError(401, f"Access token is invalid: {exc}") from exc
-        if self.is_revoked(claims["jti"]):
-            raise ApiError(401, "Access token has been revoked; log in again")
-        return Principal(
+    @classmethod
+    def of(cls, claims: dict[str, Any]) -> Principal:
+        return cls(
             user_id=int(claims["sub"]),
             organization_id=int(claims["org"]),
             organization_type=claims.get("orgType", ""),
@@ -119,12 +69,260 @@ class TokenVerifier:
         )
 
 
-async def current_principal(request: Request) -> Principal:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or a 401 ApiError."""
+    if not authorization:
         raise ApiError(401, "Missing bearer access token (Authorization: Bearer <token>)")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "Authorization must be 'Bearer <token>'")
+    return token
+
+
+class _Verified:
+    """A cache entry: a token's claims, until when they hold, and its Principal once asked for."""
+
+    __slots__ = ("claims", "principal", "until")
+
+    def __init__(self, claims: dict[str, Any], until: float) -> None:
+        self.claims = claims
+        self.until = until
+        self.principal: Principal | None = None
+
+
+class TokenVerifier:
+    """Verifies access tokens against identity's JWKS.
+
+    Keys are fetched when none are loaded, on an unknown `kid`, or when older than
+    `refresh_interval_s`; at most once per `min_refresh_interval_s`, so neither a down identity
+    nor a flood of tokens with made-up kids hammers it. A failed fetch keeps the keys there are:
+    503 only when there are none. Keys given with `add_key` are always trusted.
+    """
+
+    def __init__(
+        self,
+        jwks_url: str,
+        audience: str | None = None,
+        issuer: str | None = None,
+        refresh_interval_s: float = 300,
+        *,
+        min_refresh_interval_s: float = 5.0,
+        leeway_s: float = 0.0,
+        cache_size: int = 10_000,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.jwks_url = jwks_url
+        self.audience = audience or None
+        self.issuer = issuer or None
+        self.refresh_interval_s = refresh_interval_s
+        self.min_refresh_interval_s = min_refresh_interval_s
+        self.leeway_s = leeway_s
+        self.cache_size = cache_size
+        self._session = session  # None: a short-lived session per fetch
+        self._pinned: dict[str, jwt.PyJWK] = {}  # add_key
+        self._fetched: dict[str, jwt.PyJWK] = {}  # the last JWKS fetched
+        self._fetched_at = float("-inf")  # last successful fetch (monotonic)
+        self._tried_at = float("-inf")  # last attempt
+        self._lock = asyncio.Lock()
+        self._cache: OrderedDict[str, _Verified] = OrderedDict()
+        self._revoked: dict[str, float] = {}  # jti -> until when to refuse it (unix s), fed by token.revoked
+        self._prune_revoked_at = 10_000
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings, session: aiohttp.ClientSession | None = None) -> TokenVerifier:
+        return cls(
+            settings.jwks_url,
+            settings.jwt_audience,
+            settings.jwt_issuer,
+            settings.jwks_ttl_s,
+            min_refresh_interval_s=settings.jwks_min_refresh_interval_s,
+            leeway_s=settings.jwt_leeway_s,
+            cache_size=settings.token_cache_size,
+            session=session,
+        )
+
+    # -- revocations ------------------------------------------------------------
+    def revoke(self, token_id: str, expires_at: float) -> None:
+        """Refuse this token from now on; forgotten once it would have expired anyway."""
+        now = time.time()
+        until = expires_at + self.leeway_s
+        if until > now:
+            self._revoked[token_id] = until
+        if len(self._revoked) > self._prune_revoked_at:
+            self._revoked = {k: v for k, v in self._revoked.items() if v > now}
+            self._prune_revoked_at = max(10_000, 2 * len(self._revoked))
+
+    def is_revoked(self, token_id: str) -> bool:
+        return token_id in self._revoked
+
+    # -- keys -------------------------------------------------------------------
+    def add_key(self, jwk: dict[str, Any]) -> None:
+        """Trust one more public key (identity uses this for its own keys; tests for theirs)."""
+        self._pinned[jwk["kid"]] = jwt.PyJWK(jwk)
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._pinned or self._fetched)
+
+    async def refresh(self) -> None:
+        """Fetch the key set now. Raises aiohttp.ClientError / TimeoutError / ValueError / jwt.PyJWTError."""
+        self._tried_at = time.monotonic()
+        timeout = aiohttp.ClientTimeout(total=5)
+        if self._session is not None:
+            data = await self._fetch(self._session, timeout)
+        else:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                data = await self._fetch(session, timeout)
+        keys = {}
+        for jwk in jwt.PyJWKSet.from_dict(data).keys:
+            if jwk.algorithm_name in ALGORITHMS:
+                keys[jwk.key_id or ""] = jwk
+        self._fetched = keys
+        self._fetched_at = time.monotonic()
+
+    async def _fetch(self, session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout) -> Any:
+        async with session.get(self.jwks_url, timeout=timeout) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
+    async def ensure_loaded(self, kid: str | None = None) -> None:
+        """Fetch keys when none are loaded, when `kid` is unknown, or when the set is older than
+        the TTL; at most once per min_refresh_interval_s. A failure is logged, not raised."""
+        now = time.monotonic()
+        if kid is not None and kid in self._pinned:
+            return  # always trusted: nothing to fetch for it
+        fresh = now - self._fetched_at <= self.refresh_interval_s
+        if self._fetched and fresh and (kid is None or kid in self._fetched):
+            return
+        if now - self._tried_at <= self.min_refresh_interval_s:
+            return
+        async with self._lock:  # one fetch for many concurrent requests
+            if self._tried_at >= now:  # somebody fetched while we waited
+                return
+            try:
+                await self.refresh()
+            except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWTError) as exc:
+                log.warning("JWKS fetch failed", extra={"url": self.jwks_url, "error": repr(exc)})
+
+    async def _key(self, kid: str) -> jwt.PyJWK | None:
+        await self.ensure_loaded(kid)
+        if not self.loaded:
+            raise ApiError(503, "Cannot verify tokens right now: identity keys are unavailable")
+        return self._pinned.get(kid) or self._fetched.get(kid)
+
+    # -- tokens -----------------------------------------------------------------
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The token's verified claims (cached until it expires), or a 401/503 ApiError."""
+        return (await self._verified(token)).claims
+
+    async def verify(self, token: str) -> Principal:
+        """The caller a token stands for, or a 401/503 ApiError."""
+        entry = await self._verified(token)
+        if entry.principal is None:
+            entry.principal = Principal.of(entry.claims)
+        return entry.principal
+
+    async def _verified(self, token: str) -> _Verified:
+        entry = self._cache.get(token)
+        if entry is not None:
+            if time.time() < entry.until:
+                self._cache.move_to_end(token)
+                if self._revoked and entry.claims["jti"] in self._revoked:
+                    raise ApiError(401, "Access token has been revoked; log in again")
+                return entry
+            del self._cache[token]
+        claims = await self._decode(token)
+        if self._revoked and claims["jti"] in self._revoked:
+            raise ApiError(401, "Access token has been revoked; log in again")
+        entry = _Verified(claims, float(claims["exp"]) + self.leeway_s)
+        self._cache[token] = entry
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return entry
+
+    async def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, "Access token is malformed") from exc
+        key = await self._key(str(header.get("kid") or ""))
+        if key is None:
+            raise ApiError(401, "Access token is signed by an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp", "iat", "sub", "jti"], "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ApiError(401, "Access token has expired; log in again") from exc
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, f"Access token is invalid: {exc}") from exc
+        return claims
+
+
+class RevocationFollower:
+    """Follows token.revoked into a TokenVerifier, so a logged-out token is refused within moments.
+
+    Every process reads the whole topic without a consumer group (each must see every
+    revocation); the effect is in memory and idempotent, so no offsets or inbox are kept.
+    Run it as a kit worker (`worker()`): one `step` is one poll; a failing step closes the
+    consumer and the worker retries it with backoff (it then reads the topic from the start).
+    """
+
+    def __init__(self, bootstrap: str, verifier: TokenVerifier, *, poll_ms: int = 1000) -> None:
+        self.bootstrap = bootstrap
+        self.verifier = verifier
+        self.poll_ms = poll_ms
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def worker(self, name: str = "token-revocations") -> Worker:
+        return Worker(name, self.step, interval_s=0)
+
+    async def step(self) -> bool:
+        try:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(
+                    topic_of(AccessTokenRevoked.TYPE),
+                    bootstrap_servers=self.bootstrap,
+                    auto_offset_reset="earliest",
+                    enable_auto_commit=False,
+                    metadata_max_age_ms=5000,  # the topic may be created after this process starts
+                )
+                self._consumer = consumer
+                await consumer.start()
+            batches = await self._consumer.getmany(timeout_ms=self.poll_ms)
+        except BaseException:  # failed, or stopped (cancelled): the next step starts afresh
+            await self.close()
+            raise
+        for records in batches.values():
+            for record in records:
+                self.apply(record.value, record.offset)
+        return bool(batches)
+
+    def apply(self, raw: bytes | None, offset: int | None = None) -> None:
+        try:
+            event = parse_event(Envelope.model_validate_json(raw or b""))
+        except (ValidationError, UnknownEvent, ValueError):
+            log.warning("unreadable token.revoked message ignored", extra={"offset": offset})
+            return
+        if isinstance(event, AccessTokenRevoked):
+            self.verifier.revoke(event.token_id, event.expires_at.timestamp())
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
+async def current_principal(request: Request) -> Principal:
     verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(token.strip())
+    return await verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

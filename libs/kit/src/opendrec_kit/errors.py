@@ -1,18 +1,21 @@
-"""One error envelope for every 4xx/5xx answer of every service (and the gateway)."""
+"""One error envelope for every 4xx/5xx answer of every service and of the gateway:
+statusCode, error, message, details (when any), path, timestamp (`...123Z`), requestId."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .timestamps import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,17 @@ def envelope(status: int, message: str, path: str, request_id: str | None, detai
         "error": HTTPStatus(status).phrase,
         "message": message,
         "path": path,
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": now_iso(),
         "requestId": request_id,
     }
     if details is not None:
         body["details"] = details
     return body
+
+
+def envelope_bytes(status: int, message: str, path: str, request_id: str | None, details: Any = None) -> bytes:
+    """The envelope as a JSON body (for answers written without FastAPI, e.g. by the gateway)."""
+    return orjson.dumps(envelope(status, message, path, request_id, details))
 
 
 def _respond(request: Request, status: int, message: str, details: Any = None, headers=None) -> JSONResponse:

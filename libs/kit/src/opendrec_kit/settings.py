@@ -1,7 +1,9 @@
-"""Settings from the environment, the same names in every service.
+"""Settings from the environment, the same names in every process.
 
-Outside dev and test, a secret still holding its documented dev default is refused:
-production must never run on a value printed in the README.
+`CoreSettings` is what every process reads, the gateway included (environment, HTTP, worker
+count, identity's URL and token checks, tracing, logs); `ServiceSettings` adds what a service
+with a database and a broker needs. Outside dev and test, a secret still holding its
+documented dev default is refused: production must never run on a value printed in the README.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ def _plain(value: object) -> str:
     return str(value or "")
 
 
-class ServiceSettings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """What every OpenDREC process reads: no database, no broker."""
+
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     # Fields listed here must not keep a dev default outside dev/test.
@@ -31,10 +35,44 @@ class ServiceSettings(BaseSettings):
     service_name: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    # Processes serving this service on the one port (uvicorn workers; each runs its own
-    # subscribers, sharing the consumer groups). Everything a service does is replica-safe
-    # (inbox, outbox relay under an advisory lock, jobs claimed with locks).
+    # Processes serving on the one port (uvicorn workers). In a service each runs its own
+    # subscribers, sharing the consumer groups; everything a service does is replica-safe (inbox,
+    # outbox relay under an advisory lock, jobs claimed with locks). Each has its own token cache.
     http_workers: int = Field(default=1, ge=1, le=64)
+
+    # Access tokens: identity's keys from IDENTITY_URL/.well-known/jwks.json; aud/iss checked
+    # (an empty JWT_AUDIENCE / JWT_ISSUER disables that check).
+    identity_url: str = "http://127.0.0.1:8101"
+    jwt_audience: str = "opendrec"
+    jwt_issuer: str = "opendrec-identity"
+    jwt_leeway_s: float = Field(default=0.0, ge=0)
+    token_cache_size: int = Field(default=10_000, ge=1)  # verified tokens kept (LRU) until they expire
+    jwks_ttl_s: float = 300.0
+    jwks_min_refresh_interval_s: float = 5.0  # refetch on an unknown kid at most this often
+
+    traces_file: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.identity_url.rstrip('/')}/.well-known/jwks.json"
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets(self) -> CoreSettings:
+        if self.environment in ("dev", "test"):
+            return self
+        weak = [name for name in self.SECRET_FIELDS if _plain(getattr(self, name)).startswith(DEV_SECRET_PREFIX)]
+        if weak:
+            raise ValueError(
+                f"{', '.join(n.upper() for n in weak)} still hold the dev default; "
+                f"set real secrets when ENVIRONMENT={self.environment}"
+            )
+        return self
+
+
+class ServiceSettings(CoreSettings):
+    """A service: the core settings plus its database, its broker and its outbox."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_name_prefix: str = "opendrec_"
@@ -55,29 +93,9 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
 
-    identity_url: str = "http://127.0.0.1:8101"
-    jwt_audience: str = "opendrec"
-    jwt_issuer: str = "opendrec-identity"
-
-    traces_file: str | None = None
-    otel_exporter_otlp_endpoint: str | None = None
-    log_level: str = "INFO"
-
     @property
     def database_name(self) -> str:
         return f"{self.database_name_prefix}{self.service_name.replace('-', '_')}"
-
-    @model_validator(mode="after")
-    def _refuse_dev_secrets(self) -> ServiceSettings:
-        if self.environment in ("dev", "test"):
-            return self
-        weak = [name for name in self.SECRET_FIELDS if _plain(getattr(self, name)).startswith(DEV_SECRET_PREFIX)]
-        if weak:
-            raise ValueError(
-                f"{', '.join(n.upper() for n in weak)} still hold the dev default; "
-                f"set real secrets when ENVIRONMENT={self.environment}"
-            )
-        return self
 
     @model_validator(mode="after")
     def _check_prefix(self) -> ServiceSettings:
