@@ -6,16 +6,21 @@ from datetime import UTC, datetime
 
 
 def iso(moment: datetime) -> str:
-    """`moment` in UTC as D-REC writes it; finer precision (µs) is kept when present, so no read loses it."""
-    moment = moment.astimezone(UTC)
-    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+    """`moment` in UTC as D-REC writes it, to the millisecond (server-stamped times: created, updated, ...)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso_or_none(moment: datetime | None) -> str | None:
     return iso(moment) if moment is not None else None
 
 
+def iso_exact(moment: datetime) -> str:
+    """The same format for an instant a client sent (a read's start and end): milliseconds, or microseconds when
+    the client gave them, so an answer never moves a read's boundary."""
+    moment = moment.astimezone(UTC)
+    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    now = datetime.now(UTC)
-    return iso(now.replace(microsecond=now.microsecond // 1000 * 1000))
+    return iso(datetime.now(UTC))
