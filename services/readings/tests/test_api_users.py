@@ -10,8 +10,8 @@ import pytest
 from opendrec_contracts import OrganizationRegistered, ReservationCreated, ReservationEnded
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
+from opendrec_kit.timestamps import iso
 from opendrec_readings.app import build
-from opendrec_readings.domain import iso
 from opendrec_readings.settings import Settings
 
 from .test_service import H, delta, new_device, new_id

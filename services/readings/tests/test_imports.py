@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
+from opendrec_kit.timestamps import iso
 from opendrec_readings import imports
 from opendrec_readings.app import build
-from opendrec_readings.domain import iso
 from opendrec_readings.settings import Settings
 
 from .test_service import RW, H, new_device

@@ -36,8 +36,8 @@ from opendrec_kit.testing import (
     started,
     wait_for_event,
 )
+from opendrec_kit.timestamps import iso
 from opendrec_readings.app import build
-from opendrec_readings.domain import iso
 from opendrec_readings.settings import Settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

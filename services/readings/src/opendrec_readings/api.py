@@ -8,7 +8,6 @@ a whole, a rejection listing every bad read, and Idempotency-Key.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,23 +15,27 @@ from operator import itemgetter
 from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
-from opendrec_kit import ApiError, Pool, Principal, Runtime, permission, uploads
-from opendrec_kit.organizations import acting_organization, find_organization
+from opendrec_kit import ApiError, Principal, Runtime, UoW, permission, uploads
+from opendrec_kit.organizations import OrganizationQuery
+from opendrec_kit.paging import Page, page_query
 
-from . import domain, imports, ingest, store
+from . import services
 from .domain import MAX_READS_PER_REQUEST, ReadType
 
 router = APIRouter(tags=["meter-reads"])
 
 MODULE = "READS_MANAGEMENT_CRUDL"
-DEFAULT_PAGE_SIZE = 5  # the reference's page size
 MAX_PAGE_SIZE = 1000
+# The reference's page size of reads is 5.
+ReadsPage = Annotated[Page, Depends(page_query(5, MAX_PAGE_SIZE, "reads"))]
+JobsPage = Annotated[Page, Depends(page_query(20, MAX_PAGE_SIZE, "jobs"))]
+RowsPage = Annotated[Page, Depends(page_query(100, MAX_PAGE_SIZE, "rows"))]
 
 
 class ReadIn(TypedDict):
@@ -63,7 +66,7 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 class _MeterReadsEnvelope(MeterReadsIn):
     # The body without judging each read: those are checked by _plain_reads, a column at a time.
-    reads: list[Any] = Field(min_length=1, max_length=MAX_READS_PER_REQUEST)  # type: ignore[assignment]
+    reads: list[Any] = Field(min_length=1, max_length=MAX_READS_PER_REQUEST)
 
 
 # The reads of a body as columns: starttimestamp, endtimestamp, value.
@@ -84,13 +87,13 @@ def parse_body(raw: bytes) -> tuple[MeterReadsIn, RawReads]:
         data = None  # maybe JSON orjson refuses (NaN, a huge integer, UTF-16): the exact path decides
     else:
         try:
-            body = _MeterReadsEnvelope.model_validate(data)
+            envelope = _MeterReadsEnvelope.model_validate(data)
         except ValidationError:
             pass  # the full model below says what is wrong
         else:
-            reads = _plain_reads(body.reads)
+            reads = _plain_reads(envelope.reads)
             if reads is not None:
-                return body, reads  # type: ignore[return-value]
+                return envelope, reads
     try:
         data = json.loads(raw, parse_float=Decimal)
     except ValueError as exc:
@@ -131,26 +134,6 @@ _START, _END, _VALUE = itemgetter("starttimestamp"), itemgetter("endtimestamp"),
 _TEXT = {str, type(None)}
 
 
-async def _organization(conn: Any, user: Principal, requested: int | None, organization_type: str | None = None) -> int:
-    """The organization whose devices the caller acts on: its own, one of an API user's (named with
-    organizationId), or any for an admin."""
-    return await acting_organization(conn, user, requested, organization_type=organization_type)
-
-
-async def _organization_type(conn: Any, user: Principal, organization_id: int) -> str:
-    if organization_id == user.organization_id:
-        return user.organization_type
-    known = await find_organization(conn, organization_id)
-    return known.organization_type if known else ""
-
-
-async def _device(conn: Any, organization_id: int, external_id: str) -> Any:
-    device = await store.find_device(conn, organization_id, external_id.strip())
-    if device is None:
-        raise ApiError(404, f"No device with external id {external_id!r} in organization {organization_id}")
-    return device
-
-
 @router.post(
     "/api/meter-reads/new/{externalId}",
     status_code=201,
@@ -162,53 +145,26 @@ async def _device(conn: Any, organization_id: int, external_id: str) -> Any:
 async def add_meter_reads(
     externalId: str,
     request: Request,
-    pool: Pool,
+    uow: UoW,
     runtime: Runtime,
     user: Principal = permission(MODULE, "Write"),
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
     body, (starts, ends, values) = parse_body(await request.body())
-    settings = runtime.settings
-    tz = None
-    if body.timezone and body.timezone.strip():
-        try:
-            tz = domain.resolve_timezone(body.timezone)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), [{"field": "timezone", "message": str(exc), "where": "body"}]) from exc
-    reads, parse_errors = domain.parse_reads(starts, ends, values, body.type, body.unit, tz)
-    async with pool.acquire() as conn:
-        organization_id = await _organization(conn, user, body.organizationId, "Developer")
-        device = await _device(conn, organization_id, externalId)
-        if device["deleted_at"] is not None:
-            raise ApiError(
-                409, f"Device {externalId!r} was deleted on {domain.iso(device['deleted_at'])}: it takes no new reads"
-            )
-        try:
-            async with conn.transaction():
-                result = await ingest.ingest(
-                    conn,
-                    settings,  # type: ignore[arg-type]
-                    device,
-                    body.type,
-                    reads,
-                    source="api",
-                    parse_errors=parse_errors,
-                    idempotency_key=idempotency_key,
-                    timezone=tz.key if tz else None,
-                )
-        except ingest.IdempotencyConflict as exc:
-            raise ApiError(
-                409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device"
-            ) from exc
-    if isinstance(result, ingest.Rejected):
-        bad = len({e.index for e in result.errors})
-        raise ApiError(
-            400,
-            f"{body.type} reads refused, nothing was stored: {bad} of {len(body.reads)} reads are not acceptable"
-            if all(e.index is not None for e in result.errors)
-            else f"{body.type} reads refused, nothing was stored: {result.errors[0].reason}",
-            [e.as_dict() for e in result.errors],
-        )
+    result = await services.add_meter_reads(
+        uow,
+        runtime.settings,
+        user,
+        externalId,
+        organization_id=body.organizationId,
+        read_type=body.type,
+        unit=body.unit,
+        timezone=body.timezone,
+        starts=starts,
+        ends=ends,
+        values=values,
+        idempotency_key=idempotency_key,
+    )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return Response(
         orjson.dumps(result.summary.as_json()), status_code=201, headers=headers, media_type="application/json"
@@ -222,91 +178,32 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _read_out(row: Any) -> dict[str, Any]:
-    return {"startdate": domain.iso(row["start_at"]), "enddate": domain.iso(row["end_at"]), "value": row["wh"]}
-
-
-async def _visible(
-    conn: Any, user: Principal, organization_id: int | None, path_id: str
-) -> tuple[Any, tuple[datetime, datetime] | None]:
-    """The device the caller may read, and the window it may see (None: all of it).
-
-    Developers name their own devices by external id. Buyers name a device by its id (as in
-    the D-REC manual) and see it only if one of their reservations holds it, within the span
-    of those reservations.
-    """
-    organization = await _organization(conn, user, organization_id)
-    if await _organization_type(conn, user, organization) != "Buyer":
-        return await _device(conn, organization, path_id), None
-    device_id = int(path_id) if path_id.strip().isdigit() else None
-    span = await store.reservation_span(conn, organization, device_id) if device_id is not None else None
-    device = await store.get_device(conn, device_id) if span is not None else None
-    if device is None or span is None:
-        raise ApiError(404, f"No device with id {path_id!r} in a reservation of organization {organization}")
-    return device, span
-
-
-def _clip(
-    start: datetime | None, end: datetime | None, span: tuple[datetime, datetime] | None
-) -> tuple[datetime | None, datetime | None]:
-    if span is None:
-        return start, end
-    return max(start, span[0]) if start else span[0], min(end, span[1]) if end else span[1]
-
-
 @router.get(
     "/api/meter-reads/new/{externalId}",
     summary="Meter reads of a device in a time window, a page at a time, or sums per period",
 )
 async def get_meter_reads(
     externalId: str,
-    pool: Pool,
+    uow: UoW,
+    page: ReadsPage,
     user: Principal = permission(MODULE, "Read"),
     start: datetime | None = None,
     end: datetime | None = None,
-    pagenumber: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     readType: Literal["meterReads", "accumulated"] = "meterReads",
-    granularity: Literal["hour", "day", "month", "year"] | None = None,
-    organizationId: int | None = None,
+    granularity: services.Granularity | None = None,
+    organizationId: OrganizationQuery = None,
 ) -> dict[str, Any]:
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start >= end:
         raise ApiError(
             400, "start must be before end" if start > end else "The given start and end timestamps are the same"
         )
-    if readType == "accumulated" and granularity is None:
-        message = "readType=accumulated needs granularity: hour, day, month or year"
-        raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
-    async with pool.acquire() as conn:
-        device, span = await _visible(conn, user, organizationId, externalId)
-        start, end = _clip(start, end, span)
-        empty = start is not None and end is not None and start >= end
-        if readType == "accumulated":
-            assert granularity is not None
-            zone = device["timezone"] or "UTC"
-            rows = [] if empty else await store.accumulate(conn, device["device_id"], granularity, zone, start, end)
-            return {
-                "externalId": device["external_id"],
-                "deviceId": device["device_id"],
-                "granularity": granularity,
-                "timezone": zone,
-                "accumulated": [_read_out(r) for r in rows],
-                "totalWh": sum(r["wh"] for r in rows),
-            }
-        total = 0 if empty else await store.count_intervals(conn, device["device_id"], start, end)
-        rows = (
-            []
-            if empty
-            else await store.list_intervals(conn, device["device_id"], start, end, limit, (pagenumber - 1) * limit)
-        )
-    return {
-        "historyread": [_read_out(r) for r in rows if r["read_type"] == "History"],
-        "ongoing": [_read_out(r) for r in rows if r["read_type"] != "History"],
-        "numberOfReads": total,
-        "numberOfPages": math.ceil(total / limit),
-        "currentPageNumber": pagenumber,
-    }
+    if readType == "accumulated":
+        if granularity is None:
+            message = "readType=accumulated needs granularity: hour, day, month or year"
+            raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
+        return await services.accumulated(uow, user, organizationId, externalId, granularity, start, end)
+    return await services.meter_reads(uow, user, organizationId, externalId, start, end, page)
 
 
 @router.get(
@@ -314,33 +211,14 @@ async def get_meter_reads(
 )
 async def get_latest_read(
     externalId: str,
-    pool: Pool,
+    uow: UoW,
     user: Principal = permission(MODULE, "Read"),
-    organizationId: int | None = None,
+    organizationId: OrganizationQuery = None,
 ) -> dict[str, Any]:
-    async with pool.acquire() as conn:
-        device, span = await _visible(conn, user, organizationId, externalId)
-        last = await store.get_last_read(conn, device["device_id"])
-    if last is None or last.end is None or (span is not None and not span[0] < last.end <= span[1]):
-        raise ApiError(
-            404,
-            f"Device {externalId!r} has no Delta or Aggregate read yet" + (" within your reservations" if span else ""),
-        )
-    answer: dict[str, Any] = {"enddate": domain.iso(last.end), "value": last.value_wh, "readType": last.ongoing_type}
-    if last.ongoing_type == "Aggregate":
-        answer["meterTotal"] = last.meter_total_wh
-    return answer
+    return await services.latest_read(uow, user, organizationId, externalId)
 
 
 # -- bulk read import (CSV) ------------------------------------------------------------------
-
-
-def _job_rows_out(rows: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {"row": r["row_number"], "status": "accepted" if r["accepted"] else "rejected", "reason": r["reason"],
-         "batchId": str(r["batch_id"]) if r["batch_id"] else None}
-        for r in rows
-    ]  # fmt: skip
 
 
 @router.post(
@@ -361,70 +239,45 @@ def _job_rows_out(rows: list[Any]) -> list[dict[str, Any]]:
 )
 async def upload_reads(
     request: Request,
-    pool: Pool,
+    uow: UoW,
     runtime: Runtime,
     user: Principal = permission(MODULE, "Write"),
-    organizationId: int | None = None,
+    organizationId: OrganizationQuery = None,
     fileName: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
-    organization_id = await _organization(pool, user, organizationId, "Developer")
-    settings = runtime.settings
     # The CSV as the body (text/csv) or a form's file field (multipart/form-data), size-limited as it streams in.
     spooled = await uploads.spool(
-        request.headers.get("content-type", ""), request.headers.get("content-length"), request.stream(),
-        settings.import_max_bytes,  # type: ignore[attr-defined]
-    )  # fmt: skip
+        request.headers.get("content-type", ""),
+        request.headers.get("content-length"),
+        request.stream(),
+        runtime.settings.import_max_bytes,
+    )
     with spooled.file as file:
         raw = file.read()
-    fileName = fileName or spooled.file_name  # noqa: N806
-    try:
-        content = raw.decode("utf-8")
-        rows = imports.parse_csv(content)
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "The file is not UTF-8 text") from exc
-    except ValueError as exc:
-        raise ApiError(400, f"Not a reads CSV: {exc}") from exc
-    if not rows:
-        raise ApiError(400, "The file has a header but no rows")
-    async with pool.acquire() as conn:
-        job = await store.create_job(
-            conn, job_id=uuid.uuid4(), organization_id=organization_id, user_id=user.user_id,
-            file_name=fileName, content=content, rows_total=len(rows),
-        )  # fmt: skip
-    request.app.state.import_worker.wake.set()
-    return imports.job_out(job)
+    job = await services.create_import_job(uow, user, organizationId, fileName or spooled.file_name, raw)
+    request.app.state.import_worker.wake()
+    return job
 
 
 @router.get("/api/meter-reads/bulk-upload", summary="The organization's bulk read imports, newest first")
 async def list_uploads(
-    pool: Pool,
+    uow: UoW,
+    page: JobsPage,
     user: Principal = permission(MODULE, "Read"),
-    organizationId: int | None = None,
-    pagenumber: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    organizationId: OrganizationQuery = None,
 ) -> dict[str, Any]:
-    organization_id = await _organization(pool, user, organizationId)
-    async with pool.acquire() as conn:
-        jobs = await store.list_jobs(conn, organization_id, limit, (pagenumber - 1) * limit)
-    return {"jobs": [imports.job_out(j) for j in jobs], "currentPageNumber": pagenumber}
+    return await services.import_jobs(uow, user, organizationId, page)
 
 
 @router.get("/api/meter-reads/bulk-upload/{jobId}", summary="Progress of a bulk read import and its per-row results")
 async def get_upload(
     jobId: uuid.UUID,
-    pool: Pool,
+    uow: UoW,
+    page: RowsPage,
     user: Principal = permission(MODULE, "Read"),
-    organizationId: int | None = None,
+    organizationId: OrganizationQuery = None,
     status: Literal["accepted", "rejected"] | None = None,
-    pagenumber: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
-    organization_id = await _organization(pool, user, organizationId)
-    async with pool.acquire() as conn:
-        job = await store.get_job(conn, jobId, with_content=False)
-        if job is None or job["organization_id"] != organization_id:
-            raise ApiError(404, f"No bulk read import {jobId} in organization {organization_id}")
-        rows = await store.job_rows(
-            conn, jobId, None if status is None else status == "accepted", limit, (pagenumber - 1) * limit
-        )
-    return {**imports.job_out(job), "rows": _job_rows_out(rows), "currentPageNumber": pagenumber}
+    return await services.import_job(
+        uow, user, organizationId, jobId, None if status is None else status == "accepted", page
+    )

@@ -1,4 +1,4 @@
-"""Wiring of the readings service: HTTP routes, event subscribers, migrations."""
+"""Wiring of the readings service: HTTP routes, event subscribers, the CSV import worker, migrations."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from opendrec_contracts import (
 )
 from opendrec_kit import ServiceRuntime
 
-from . import api
+from . import api, services
 from .handlers import Handlers
-from .imports import ImportWorker
 from .settings import Settings
 
 
-def build(settings: Settings | None = None) -> ServiceRuntime:
+def build(settings: Settings | None = None) -> ServiceRuntime[Settings]:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, title="OpenDREC readings", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
@@ -32,13 +31,14 @@ def build(settings: Settings | None = None) -> ServiceRuntime:
     runtime.on(ReadSubmitted, handlers.on_read_submitted)
     runtime.on(ReservationCreated, handlers.on_reservation_created)
     runtime.on(ReservationEnded, handlers.on_reservation_ended)
-    worker = ImportWorker(settings)
-    runtime.app.state.import_worker = worker
-    if settings.import_worker:
 
-        async def start_worker(rt: ServiceRuntime) -> None:
-            assert rt.pool is not None
-            rt.background("bulk-read-import", worker.run(rt.pool))
+    async def import_step() -> bool:
+        """One queued (or interrupted) CSV import job, worked through; True: look for the next at once."""
+        return await services.import_next_job(runtime.uow(), settings)
 
-        runtime.on_startup(start_worker)
+    # Woken by an upload; every IMPORT_POLL_INTERVAL_S it also looks for jobs uploaded to another
+    # replica or left by a restart. IMPORT_WORKER=false: this process takes no jobs.
+    runtime.app.state.import_worker = runtime.worker(
+        "bulk-read-import", import_step, interval_s=settings.import_poll_interval_s, enabled=settings.import_worker
+    )
     return runtime

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,11 +28,13 @@ from decimal import Decimal
 from functools import cache
 from itertools import repeat
 from operator import attrgetter, le, lt, sub
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo, available_timezones
 
 # One integer encoding of instants (µs since the Unix epoch), shared with read.ingested.
+from opendrec_contracts import ReadIngested
 from opendrec_contracts.events import UNIX_EPOCH, micros_since
+from opendrec_kit.timestamps import iso
 
 ReadType = Literal["History", "Delta", "Aggregate"]
 READ_TYPES: tuple[ReadType, ...] = ("History", "Delta", "Aggregate")
@@ -77,7 +80,7 @@ class LastRead:
 class Read(NamedTuple):
     """One parsed read: UTC timestamps, value in whole Wh (energy, or a meter total for Aggregate)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the read's position; the field hides tuple.index, never called
     start: datetime | None
     end: datetime
     value_wh: int
@@ -117,7 +120,7 @@ class Reads:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ends_us", micros_since(UNIX_EPOCH, self.ends))
-        object.__setattr__(self, "starts_us", None if None in self.starts else micros_since(UNIX_EPOCH, self.starts))  # type: ignore[arg-type]
+        object.__setattr__(self, "starts_us", None if None in self.starts else micros_since(UNIX_EPOCH, self.starts))
 
     @classmethod
     def of(cls, reads: Iterable[Read]) -> Reads:
@@ -157,7 +160,11 @@ class Intervals:
     def part(self, first: int, last: int) -> Intervals:
         """Intervals first to last (excluded)."""
         return Intervals(
-            *(column[first:last] for column in (self.starts, self.ends, self.whs, self.starts_us, self.ends_us))
+            self.starts[first:last],
+            self.ends[first:last],
+            self.whs[first:last],
+            self.starts_us[first:last],
+            self.ends_us[first:last],
         )
 
 
@@ -305,12 +312,17 @@ def _parse_utc_batch(
     if not ends or unit not in UNIT_EXPONENTS or set(map(type, values)) != {int} or set(map(type, ends)) != {str}:
         return None
     scale = 10 ** UNIT_EXPONENTS[unit]
-    whs = list(values) if scale == 1 else [v * scale for v in values]
+    whs = cast("list[int]", list(values) if scale == 1 else [v * scale for v in values])  # every value an int
     if max(whs) > MAX_WH or min(whs) < -MAX_WH:
         return None
     try:
-        end_at = list(map(datetime.fromisoformat, ends))
-        start_at = list(map(datetime.fromisoformat, starts)) if read_type == "History" else [None] * len(ends)  # type: ignore[arg-type]
+        end_at = list(map(datetime.fromisoformat, cast("Sequence[str]", ends)))  # every end a str
+        # A start that is not text (None) raises TypeError: the per-read path says it is missing.
+        start_at: list[datetime | None] = (
+            list(map(datetime.fromisoformat, cast("Sequence[str]", starts)))
+            if read_type == "History"
+            else [None] * len(ends)
+        )
     except (TypeError, ValueError):  # not text, or not a timestamp
         return None
     if set(map(_TZINFO, end_at)) != {UTC} or (read_type == "History" and set(map(_TZINFO, start_at)) != {UTC}):
@@ -524,6 +536,20 @@ def rule_ongoing_type(current: str | None, requested: str) -> str | None:
     return None
 
 
+def rule_device_takes_reads(device: str, deleted_at: datetime | None) -> str | None:
+    """A deleted device takes no new reads (its stored ones stay); `device` names it in the reason."""
+    if deleted_at is None:
+        return None
+    return f"device {device} was deleted on {iso(deleted_at)}: it takes no new reads"
+
+
+def rule_submission_names_device(device_id: int, known: tuple[str, int], submitted: tuple[str, int]) -> str | None:
+    """A submission names the device by id, and must agree on its (external id, organization)."""
+    if known == submitted:
+        return None
+    return f"device {device_id} is {known[0]!r} of organization {known[1]}, not {submitted[0]!r} of {submitted[1]}"
+
+
 def rule_plausible(device: Device, start: datetime, end: datetime, wh: int) -> str | None:
     bound = plausibility_bound_wh(device, start, end)
     if wh < bound:
@@ -640,14 +666,18 @@ def _history_all_accepted(
     ends_us, whs = reads.ends_us, reads.values_wh
     earliest = max(device.commissioning_date, years_before(device.onboarded_at, HISTORY_MAX_YEARS_BEFORE_ONBOARDING))
     if not (
-        all(map(lt, starts_us, ends_us)) and all(map(le, ends_us, starts_us[1:]))
-        and starts_us[0] >= micros(earliest) and ends_us[-1] <= micros(device.onboarded_at) and min(whs) > 0
+        all(map(lt, starts_us, ends_us))
+        and all(map(le, ends_us, starts_us[1:]))
+        and starts_us[0] >= micros(earliest)
+        and ends_us[-1] <= micros(device.onboarded_at)
+        and min(whs) > 0
         and set(map(_TZINFO, reads.starts)) == {UTC}
         and PlausibilityBounds(device).all_below(starts_us, ends_us, whs)
         and not _overlaps_any(starts_us, ends_us, history)
-    ):  # fmt: skip
+    ):
         return None
-    return Verdict(intervals=Intervals(reads.starts, reads.ends, whs, starts_us, ends_us), last=last)  # type: ignore[arg-type]
+    starts = cast("list[datetime]", reads.starts)  # every History read has its start (starts_us is not None)
+    return Verdict(intervals=Intervals(starts, reads.ends, whs, starts_us, ends_us), last=last)
 
 
 def _overlaps_any(starts_us: list[int], ends_us: list[int], others: Sequence[tuple[datetime, datetime]]) -> bool:
@@ -698,9 +728,13 @@ def validate_delta(device: Device, last: LastRead, reads: Reads, *, now: datetim
         # The common case, every rule passing, in a few comparisons (_end_reasons' fast test, value
         # positive, below the plausibility bound); otherwise the rules below say what is wrong.
         if (
-            previous_end is not None and previous_end < end <= now and end > onboarded and end >= commissioned
-            and wh > 0 and wh < bounds.bound(previous_end, end)
-        ):  # fmt: skip
+            previous_end is not None
+            and previous_end < end <= now
+            and end > onboarded
+            and end >= commissioned
+            and wh > 0
+            and wh < bounds.bound(previous_end, end)
+        ):
             accept(_new(Interval, (previous_end, end, wh)))
             previous_end, last_wh = end, wh
             continue
@@ -744,11 +778,16 @@ def _consecutive_all_accepted(
         return Intervals.of(())
     starts_us = [micros(first_start), *ends_us[:-1]]
     if not (
-        starts_us[0] < ends_us[0] and ends[0] > device.onboarded_at and ends[0] >= device.commissioning_date
-        and ends[-1] <= now and all(map(lt, ends_us, ends_us[1:])) and min(whs) > 0
-        and first_start.tzinfo is UTC and set(map(_TZINFO, ends)) == {UTC}
+        starts_us[0] < ends_us[0]
+        and ends[0] > device.onboarded_at
+        and ends[0] >= device.commissioning_date
+        and ends[-1] <= now
+        and all(map(lt, ends_us, ends_us[1:]))
+        and min(whs) > 0
+        and first_start.tzinfo is UTC
+        and set(map(_TZINFO, ends)) == {UTC}
         and PlausibilityBounds(device).all_below(starts_us, ends_us, whs)
-    ):  # fmt: skip
+    ):
         return None
     return Intervals([first_start, *ends[:-1]], ends, whs, starts_us, ends_us)
 
@@ -777,9 +816,12 @@ def _aggregate_all_accepted(device: Device, last: LastRead, reads: Reads, now: d
     if last.meter_total_wh is None:
         first = ends[0]
         if not (
-            (last.end is None or first > last.end) and first > device.onboarded_at
-            and first >= device.commissioning_date and first <= now and totals[0] >= 0
-        ):  # fmt: skip
+            (last.end is None or first > last.end)
+            and first > device.onboarded_at
+            and first >= device.commissioning_date
+            and first <= now
+            and totals[0] >= 0
+        ):
             return None
         first_start, base_total = first, totals[0]
         ends, ends_us, totals = ends[1:], ends_us[1:], totals[1:]
@@ -810,10 +852,15 @@ def validate_aggregate(device: Device, last: LastRead, reads: Reads, *, now: dat
         end, total = r.end, r.value_wh
         # The common case (as in validate_delta): a later end, a greater total, plausible energy.
         if (
-            previous_end is not None and previous_end < end <= now and end > onboarded and end >= commissioned
-            and previous_total is not None and total > previous_total and previous_total >= 0
+            previous_end is not None
+            and previous_end < end <= now
+            and end > onboarded
+            and end >= commissioned
+            and previous_total is not None
+            and total > previous_total
+            and previous_total >= 0
             and total - previous_total < bounds.bound(previous_end, end)
-        ):  # fmt: skip
+        ):
             last_wh = total - previous_total
             accept(_new(Interval, (previous_end, end, last_wh)))
             previous_end, previous_total = end, total
@@ -856,8 +903,29 @@ def validate_aggregate(device: Device, last: LastRead, reads: Reads, *, now: dat
     return verdict
 
 
-def iso(moment: datetime) -> str:
-    """UTC ISO 8601 with Z, milliseconds unless finer precision is present (as the reference prints)."""
-    moment = moment.astimezone(UTC)
-    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+# -- announcement ----------------------------------------------------------------
+
+
+def ingested_events(
+    device: Mapping[str, Any], read_type: str, batch_id: uuid.UUID, intervals: Intervals, max_reads: int
+) -> list[ReadIngested]:
+    """read.ingested for a batch: one event, or several with the same batch_id when it is too big for one message.
+
+    A batch without energy (an Aggregate baseline alone) announces nothing.
+    """
+    events: list[ReadIngested] = []
+    for first in range(0, len(intervals), max_reads):
+        part = intervals.part(first, first + max_reads)
+        # Not validated again: every value comes from reads this service has just checked
+        # (aware UTC instants, start < end, Wh >= 0); a test holds this to the contract's validation.
+        events.append(
+            ReadIngested.model_construct(
+                batch_id=batch_id,
+                device_id=device["device_id"],
+                external_id=device["external_id"],
+                organization_id=device["organization_id"],
+                read_type=read_type,
+                **ReadIngested.columns_us(part.starts_us, part.ends_us, part.whs),
+            )
+        )
+    return events

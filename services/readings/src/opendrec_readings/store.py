@@ -44,9 +44,18 @@ async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUp
             yield_value = EXCLUDED.yield_value, state_at = EXCLUDED.state_at, updated_at = now()
         WHERE devices.state_at IS NULL OR devices.state_at <= EXCLUDED.state_at
         """,
-        e.device_id, e.device_uuid, e.external_id, e.organization_id, e.capacity_kw, e.country_code,
-        e.commissioning_date, e.onboarded_at, e.timezone, e.yield_value, state_at,
-    )  # fmt: skip
+        e.device_id,
+        e.device_uuid,
+        e.external_id,
+        e.organization_id,
+        e.capacity_kw,
+        e.country_code,
+        e.commissioning_date,
+        e.onboarded_at,
+        e.timezone,
+        e.yield_value,
+        state_at,
+    )
     await conn.execute("INSERT INTO last_reads (device_id) VALUES ($1) ON CONFLICT DO NOTHING", e.device_id)
     return status != "INSERT 0 0"
 
@@ -65,8 +74,9 @@ async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: da
     )
 
 
-async def is_deleted(conn: asyncpg.Connection, device_id: int) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", device_id))
+async def deleted_at(conn: asyncpg.Connection, device_id: int) -> datetime | None:
+    """When the device was deleted (remembered even for a device never known here); None: it was not."""
+    return await conn.fetchval("SELECT deleted_at FROM deleted_devices WHERE device_id = $1", device_id)
 
 
 async def find_device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record | None:
@@ -259,9 +269,17 @@ async def insert_batch(
                              read_count, total_wh, first_at, last_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         """,
-        batch_id, device_id, read_type, source, idempotency_key, fingerprint,
-        read_count, total_wh, first_at, last_at,
-    )  # fmt: skip
+        batch_id,
+        device_id,
+        read_type,
+        source,
+        idempotency_key,
+        fingerprint,
+        read_count,
+        total_wh,
+        first_at,
+        last_at,
+    )
 
 
 async def find_batch_by_key(conn: asyncpg.Connection, device_id: int, idempotency_key: str) -> asyncpg.Record | None:
@@ -289,12 +307,12 @@ async def submission_known(conn: asyncpg.Connection, submission_id: str) -> bool
 
 async def record_submission(
     conn: asyncpg.Connection,
-    *,
     submission_id: str,
     device_id: int,
     source: str,
     status: str,
     event_id: uuid.UUID,
+    *,
     batch_id: uuid.UUID | None = None,
     reasons: list[dict[str, Any]] | None = None,
     payload: dict[str, Any] | None = None,
@@ -310,9 +328,15 @@ async def record_submission(
             payload = NULL, decided_at = now()
         WHERE submissions.status = 'waiting'
         """,
-        submission_id, device_id, source, status, batch_id,
-        _json(reasons), _json(payload), event_id,
-    )  # fmt: skip
+        submission_id,
+        device_id,
+        source,
+        status,
+        batch_id,
+        _json(reasons),
+        _json(payload),
+        event_id,
+    )
 
 
 async def waiting_submissions(conn: asyncpg.Connection, device_id: int) -> list[asyncpg.Record]:
@@ -342,8 +366,12 @@ async def upsert_reservation(conn: asyncpg.Connection, e: ReservationCreated) ->
             buyer_organization_id = EXCLUDED.buyer_organization_id, device_ids = EXCLUDED.device_ids,
             reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end
         """,
-        e.reservation_id, e.buyer_organization_id, e.device_ids, e.reservation_start, e.reservation_end,
-    )  # fmt: skip
+        e.reservation_id,
+        e.buyer_organization_id,
+        e.device_ids,
+        e.reservation_start,
+        e.reservation_end,
+    )
 
 
 async def record_reservation_end(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime) -> None:
@@ -419,16 +447,27 @@ async def accumulate(
 
 
 async def create_job(
-    conn: asyncpg.Connection, *, job_id: uuid.UUID, organization_id: int, user_id: int | None,
-    file_name: str | None, content: str, rows_total: int,
-) -> asyncpg.Record:  # fmt: skip
+    conn: asyncpg.Connection,
+    *,
+    job_id: uuid.UUID,
+    organization_id: int,
+    user_id: int | None,
+    file_name: str | None,
+    content: str,
+    rows_total: int,
+) -> asyncpg.Record:
     return await conn.fetchrow(
         """
         INSERT INTO import_jobs (job_id, organization_id, user_id, file_name, content, status, rows_total)
         VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING *
         """,
-        job_id, organization_id, user_id, file_name, content, rows_total,
-    )  # fmt: skip
+        job_id,
+        organization_id,
+        user_id,
+        file_name,
+        content,
+        rows_total,
+    )
 
 
 _JOB_FIELDS = (
@@ -436,9 +475,7 @@ _JOB_FIELDS = (
 )
 
 
-async def get_job(
-    conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, with_content: bool = True
-) -> asyncpg.Record | None:
+async def get_job(conn: asyncpg.Connection, job_id: uuid.UUID, with_content: bool = True) -> asyncpg.Record | None:
     fields = f"{_JOB_FIELDS}, content" if with_content else _JOB_FIELDS
     return await conn.fetchrow(f"SELECT {fields} FROM import_jobs WHERE job_id = $1", job_id)
 
@@ -478,15 +515,11 @@ def _job_lock(job_id: uuid.UUID) -> str:
 
 
 async def try_lock_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> bool:
-    """A session lock: held while this connection works on the job, gone with it if the process dies."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", _job_lock(job_id)))
+    """The job for this transaction alone: held until it ends, gone with the connection if the process dies."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", _job_lock(job_id)))
 
 
-async def unlock_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
-    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", _job_lock(job_id))
-
-
-async def mark_job_running(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID) -> None:
+async def mark_job_running(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
     await conn.execute("UPDATE import_jobs SET status = 'running', updated_at = now() WHERE job_id = $1", job_id)
 
 
@@ -511,7 +544,7 @@ async def advance_job(conn: asyncpg.Connection, job_id: uuid.UUID, last_row: int
     )
 
 
-async def finish_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID) -> None:
+async def finish_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE import_jobs SET status = 'done', finished_at = now(), updated_at = now() WHERE job_id = $1", job_id
     )

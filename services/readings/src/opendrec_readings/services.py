@@ -1,0 +1,670 @@
+"""The use cases of the readings service: each runs in the kit's unit of work.
+
+Adapters parse, authorize and call one of these: `api.py` (HTTP), `handlers.py` (events), the
+CSV import worker (wired in `app.py`). The rules are in `domain.py` (and the CSV's pure parts in
+`imports.py`), the SQL in `store.py`. Events are recorded on the unit of work and written to the
+outbox when it commits; answers are plain data in the D-REC shape.
+
+One batch of reads of one device is judged and stored by `_ingest`, whichever way it came (HTTP,
+read.submitted, a CSV import): the device's last-read row is locked first, so batches of one
+device are judged one after the other against the state the previous one left; a resubmission
+(same Idempotency-Key, or the same content) is recognised under that lock and answered like the
+first time. Accepted reads go in with COPY, the last read is updated and read.ingested recorded,
+all in the one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import asyncpg
+
+from opendrec_contracts import (
+    DeviceRegistered,
+    DeviceUpdated,
+    ReadRejected,
+    ReadRejection,
+    ReadSubmitted,
+    ReservationCreated,
+)
+from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit.organizations import acting_organization, find_organization
+from opendrec_kit.paging import Page, total_pages
+from opendrec_kit.timestamps import iso, iso_or_none
+
+from . import domain, imports, store
+from .domain import ReadError, Reads, ReadType
+from .imports import CsvRow, RowResult
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+Granularity = Literal["hour", "day", "month", "year"]
+
+
+# -- one batch of one device ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    batch_id: uuid.UUID
+    external_id: str
+    read_type: str
+    count: int
+    total_wh: int
+    first_at: datetime
+    last_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "batchId": str(self.batch_id),
+            "externalId": self.external_id,
+            "type": self.read_type,
+            "count": self.count,
+            "totalWh": self.total_wh,
+            "firstTimestamp": iso(self.first_at),
+            "lastTimestamp": iso(self.last_at),
+        }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    summary: BatchSummary
+    replayed: bool  # True: this batch had been accepted before; nothing was added
+
+
+@dataclass(frozen=True)
+class Rejected:
+    errors: list[ReadError]
+    device_deleted: bool = False  # refused because the device takes no reads any more
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used for different content."""
+
+
+def _device_facts(row: asyncpg.Record, settings: Settings) -> domain.Device:
+    return domain.Device(
+        device_id=row["device_id"],
+        capacity_kw=row["capacity_kw"],
+        commissioning_date=row["commissioning_date"],
+        onboarded_at=row["onboarded_at"],
+        annual_yield=domain.annual_yield(row["yield_value"], row["country_code"], settings.country_yields),
+    )
+
+
+def _summary(row: asyncpg.Record, external_id: str) -> BatchSummary:
+    return BatchSummary(
+        row["batch_id"],
+        external_id,
+        row["read_type"],
+        row["read_count"],
+        int(row["total_wh"]),
+        row["first_at"],
+        row["last_at"],
+    )
+
+
+def _refused_if_deleted(device: str, deleted_at: datetime | None) -> Rejected | None:
+    """The one place a deleted device's batch is refused (HTTP 409, read.rejected, a CSV row's reason)."""
+    reason = domain.rule_device_takes_reads(device, deleted_at)
+    return Rejected([ReadError(None, reason)], device_deleted=True) if reason else None
+
+
+async def _ingest(
+    uow: UnitOfWork,
+    settings: Settings,
+    device: asyncpg.Record,
+    read_type: ReadType,
+    reads: Reads,
+    *,
+    source: str,
+    parse_errors: Sequence[ReadError] = (),
+    idempotency_key: str | None = None,
+    timezone: str | None = None,
+    now: datetime | None = None,
+) -> Accepted | Rejected:
+    """Judge `reads` of `device` as one batch and store them if all pass, in the open unit of work."""
+    conn = uow.conn
+    device_id, external_id = device["device_id"], device["external_id"]
+    last = await store.lock_last_read(conn, device_id)
+    # Read again under the lock: a device.updated/deleted handled meanwhile is seen.
+    device = await store.get_device(conn, device_id)
+    deleted = _refused_if_deleted(repr(external_id), device["deleted_at"])
+    if deleted is not None:
+        return deleted
+
+    fingerprint = domain.fingerprint(read_type, reads)
+    if not parse_errors:
+        previous = await store.find_batch_by_key(conn, device_id, idempotency_key) if idempotency_key else None
+        if previous is not None and bytes(previous["fingerprint"]) != fingerprint:
+            raise IdempotencyConflict(idempotency_key)
+        previous = previous or await store.find_batch_by_fingerprint(conn, device_id, fingerprint)
+        if previous is not None:
+            return Accepted(_summary(previous, external_id), replayed=True)
+
+    history: list[tuple[datetime, datetime]] = []
+    starts = [start for start in reads.starts if start is not None] if read_type == "History" else []
+    if starts:
+        history = await store.history_between(conn, device_id, min(starts), max(reads.ends))
+    verdict = domain.validate_batch(
+        read_type, _device_facts(device, settings), last, reads, now=now or datetime.now(UTC), history=history
+    )
+    if parse_errors or verdict.errors:
+        errors = sorted([*parse_errors, *verdict.errors], key=lambda e: -1 if e.index is None else e.index)
+        return Rejected(errors)
+
+    batch_id = uuid.uuid4()
+    intervals = verdict.intervals
+    if intervals:
+        await store.copy_intervals(conn, device_id, read_type, source, batch_id, intervals)
+    if read_type != "History":
+        await store.save_last_read(conn, device_id, verdict.last)
+    if timezone and device["timezone"] is None:
+        await store.set_timezone_if_missing(conn, device_id, timezone)
+    summary = BatchSummary(
+        batch_id=batch_id,
+        external_id=external_id,
+        read_type=read_type,
+        count=len(reads),
+        total_wh=sum(intervals.whs),
+        # An Aggregate baseline alone has no interval: its end is the batch's only instant.
+        first_at=min(intervals.starts) if intervals else min(reads.ends),
+        last_at=max(reads.ends),
+    )
+    await store.insert_batch(
+        conn,
+        batch_id=batch_id,
+        device_id=device_id,
+        read_type=read_type,
+        source=source,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        read_count=summary.count,
+        total_wh=summary.total_wh,
+        first_at=summary.first_at,
+        last_at=summary.last_at,
+    )
+    uow.record_all(domain.ingested_events(device, read_type, batch_id, intervals, settings.read_ingested_max_reads))
+    return Accepted(summary, replayed=False)
+
+
+# -- HTTP: adding reads -------------------------------------------------------------------------
+
+
+async def _device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record:
+    device = await store.find_device(conn, organization_id, external_id.strip())
+    if device is None:
+        raise ApiError(404, f"No device with external id {external_id!r} in organization {organization_id}")
+    return device
+
+
+async def add_meter_reads(
+    uow: UnitOfWork,
+    settings: Settings,
+    user: Principal,
+    external_id: str,
+    *,
+    organization_id: int | None,
+    read_type: ReadType,
+    unit: str,
+    timezone: str | None,
+    starts: Sequence[str | None],
+    ends: Sequence[str | None],
+    values: Sequence[Any],
+    idempotency_key: str | None = None,
+) -> Accepted:
+    """Add a batch of reads to a device of the acting (Developer) organization: all of them, or none (ApiError)."""
+    tz = None
+    if timezone and timezone.strip():
+        try:
+            tz = domain.resolve_timezone(timezone)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), [{"field": "timezone", "message": str(exc), "where": "body"}]) from exc
+    reads, parse_errors = domain.parse_reads(starts, ends, values, read_type, unit, tz)
+    async with uow:
+        organization = await acting_organization(uow.conn, user, organization_id, organization_type="Developer")
+        device = await _device(uow.conn, organization, external_id)
+        try:
+            result = await _ingest(
+                uow,
+                settings,
+                device,
+                read_type,
+                reads,
+                source="api",
+                parse_errors=parse_errors,
+                idempotency_key=idempotency_key,
+                timezone=tz.key if tz else None,
+            )
+        except IdempotencyConflict as exc:
+            raise ApiError(
+                409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device"
+            ) from exc
+    if isinstance(result, Accepted):
+        return result
+    if result.device_deleted:
+        reason = result.errors[0].reason
+        raise ApiError(409, reason[:1].upper() + reason[1:])
+    bad = len({e.index for e in result.errors})
+    raise ApiError(
+        400,
+        f"{read_type} reads refused, nothing was stored: {bad} of {len(values)} reads are not acceptable"
+        if all(e.index is not None for e in result.errors)
+        else f"{read_type} reads refused, nothing was stored: {result.errors[0].reason}",
+        [e.as_dict() for e in result.errors],
+    )
+
+
+# -- HTTP: reading back ---------------------------------------------------------------------------
+
+
+def _read_out(row: Any) -> dict[str, Any]:
+    return {"startdate": iso(row["start_at"]), "enddate": iso(row["end_at"]), "value": row["wh"]}
+
+
+async def _organization_type(conn: asyncpg.Connection, user: Principal, organization_id: int) -> str:
+    if organization_id == user.organization_id:
+        return user.organization_type
+    known = await find_organization(conn, organization_id)
+    return known.organization_type if known else ""
+
+
+async def _visible(
+    conn: asyncpg.Connection, user: Principal, organization_id: int | None, path_id: str
+) -> tuple[asyncpg.Record, tuple[datetime, datetime] | None]:
+    """The device the caller may read, and the window it may see (None: all of it).
+
+    Developers name their own devices by external id. Buyers name a device by its id (as in
+    the D-REC manual) and see it only if one of their reservations holds it, within the span
+    of those reservations.
+    """
+    organization = await acting_organization(conn, user, organization_id)
+    if await _organization_type(conn, user, organization) != "Buyer":
+        return await _device(conn, organization, path_id), None
+    device_id = int(path_id) if path_id.strip().isdigit() else None
+    span = await store.reservation_span(conn, organization, device_id) if device_id is not None else None
+    device = await store.get_device(conn, device_id) if device_id is not None and span is not None else None
+    if device is None or span is None:
+        raise ApiError(404, f"No device with id {path_id!r} in a reservation of organization {organization}")
+    return device, span
+
+
+def _clip(
+    start: datetime | None, end: datetime | None, span: tuple[datetime, datetime] | None
+) -> tuple[datetime | None, datetime | None]:
+    if span is None:
+        return start, end
+    return max(start, span[0]) if start else span[0], min(end, span[1]) if end else span[1]
+
+
+async def meter_reads(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    path_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    page: Page,
+) -> dict[str, Any]:
+    """One page of a device's intervals overlapping [start, end), split into History and ongoing."""
+    async with uow.reading() as r:
+        device, span = await _visible(r.conn, user, organization_id, path_id)
+        start, end = _clip(start, end, span)
+        empty = start is not None and end is not None and start >= end
+        device_id = device["device_id"]
+        total = 0 if empty else await store.count_intervals(r.conn, device_id, start, end)
+        rows = [] if empty else await store.list_intervals(r.conn, device_id, start, end, page.limit, page.offset)
+    return {
+        "historyread": [_read_out(row) for row in rows if row["read_type"] == "History"],
+        "ongoing": [_read_out(row) for row in rows if row["read_type"] != "History"],
+        "numberOfReads": total,
+        "numberOfPages": total_pages(total, page.limit),
+        "currentPageNumber": page.number,
+    }
+
+
+async def accumulated(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    path_id: str,
+    granularity: Granularity,
+    start: datetime | None,
+    end: datetime | None,
+) -> dict[str, Any]:
+    """A device's energy per hour/day/month/year, in its timezone (else UTC), of intervals ending in (start, end]."""
+    async with uow.reading() as r:
+        device, span = await _visible(r.conn, user, organization_id, path_id)
+        start, end = _clip(start, end, span)
+        empty = start is not None and end is not None and start >= end
+        zone = device["timezone"] or "UTC"
+        rows = [] if empty else await store.accumulate(r.conn, device["device_id"], granularity, zone, start, end)
+    return {
+        "externalId": device["external_id"],
+        "deviceId": device["device_id"],
+        "granularity": granularity,
+        "timezone": zone,
+        "accumulated": [_read_out(row) for row in rows],
+        "totalWh": sum(row["wh"] for row in rows),
+    }
+
+
+async def latest_read(uow: UnitOfWork, user: Principal, organization_id: int | None, path_id: str) -> dict[str, Any]:
+    """The latest Delta or Aggregate read of a device (within a buyer's reservations)."""
+    async with uow.reading() as r:
+        device, span = await _visible(r.conn, user, organization_id, path_id)
+        last = await store.get_last_read(r.conn, device["device_id"])
+    if last is None or last.end is None or (span is not None and not span[0] < last.end <= span[1]):
+        raise ApiError(
+            404,
+            f"Device {path_id!r} has no Delta or Aggregate read yet" + (" within your reservations" if span else ""),
+        )
+    answer: dict[str, Any] = {"enddate": iso(last.end), "value": last.value_wh, "readType": last.ongoing_type}
+    if last.ongoing_type == "Aggregate":
+        answer["meterTotal"] = last.meter_total_wh
+    return answer
+
+
+# -- events: devices and reservations --------------------------------------------------------------
+
+
+async def take_device_state(
+    uow: UnitOfWork, settings: Settings, event: DeviceRegistered | DeviceUpdated, state_at: datetime
+) -> None:
+    """A device as announced at `state_at` (registered or updated); submissions waiting for it are decided."""
+    async with uow:
+        # Serialised with a submission that finds no device, so none is left waiting unseen,
+        # and with a batch being judged (last_reads lock), which then sees the state before or after.
+        await store.lock_device_arrival(uow.conn, event.device_id)
+        if await store.get_device(uow.conn, event.device_id):
+            await store.lock_last_read(uow.conn, event.device_id)
+        if not await store.upsert_device(uow.conn, event, state_at):
+            log.info(
+                "device state older than the one known, or device deleted; ignored",
+                extra={"device_id": event.device_id},
+            )
+        await _decide_waiting(uow, settings, event.device_id)
+
+
+async def delete_device(uow: UnitOfWork, settings: Settings, device_id: int, deleted_at: datetime) -> None:
+    """The device takes no new reads from now on (its stored ones stay); waiting submissions are refused."""
+    async with uow:
+        await store.lock_device_arrival(uow.conn, device_id)
+        if await store.get_device(uow.conn, device_id):
+            await store.lock_last_read(uow.conn, device_id)  # a batch being judged finishes first
+        await store.delete_device(uow.conn, device_id, deleted_at)
+        log.info("device deleted: it takes no new reads", extra={"device_id": device_id})
+        await _decide_waiting(uow, settings, device_id)
+
+
+async def record_reservation(uow: UnitOfWork, event: ReservationCreated) -> None:
+    """The buyer may now see the reads of these devices (GET by device id)."""
+    async with uow:
+        await store.upsert_reservation(uow.conn, event)
+
+
+async def end_reservation(uow: UnitOfWork, reservation_id: int, ended_at: datetime) -> None:
+    """An early end shortens what the buyer sees; an expiry (ended at the planned end) changes nothing."""
+    async with uow:
+        await store.record_reservation_end(uow.conn, reservation_id, ended_at)
+
+
+# -- events: reads submitted by machine sources --------------------------------------------------
+
+
+async def read_submitted(uow: UnitOfWork, settings: Settings, event: ReadSubmitted, event_id: uuid.UUID) -> None:
+    """Decide a submission once: accepted, rejected (recorded, announced as read.rejected), or left waiting
+    until its device is known (device.registered comes on another topic, in no guaranteed order)."""
+    async with uow:
+        conn = uow.conn
+        if await store.submission_known(conn, event.submission_id):
+            log.info("read submission already decided; ignored", extra={"submission_id": event.submission_id})
+            return
+        device = await store.get_device(conn, event.device_id)
+        if device is None:
+            await store.lock_device_arrival(conn, event.device_id)
+            device = await store.get_device(conn, event.device_id)
+        if device is None and await store.deleted_at(conn, event.device_id) is None:
+            await store.record_submission(
+                conn,
+                event.submission_id,
+                event.device_id,
+                event.source,
+                "waiting",
+                event_id,
+                payload=event.model_dump(mode="json"),
+            )
+            log.info(
+                "read submission waits for its device",
+                extra={"submission_id": event.submission_id, "device_id": event.device_id},
+            )
+            return
+        await _decide(uow, settings, device, event, event_id)
+
+
+async def _decide_waiting(uow: UnitOfWork, settings: Settings, device_id: int) -> None:
+    """Decide the submissions that waited for this device (refused if it was deleted)."""
+    waiting = await store.waiting_submissions(uow.conn, device_id)
+    device = await store.get_device(uow.conn, device_id) if waiting else None
+    for row in waiting:
+        submitted = ReadSubmitted.model_validate_json(row["payload"])
+        await _decide(uow, settings, device, submitted, row["event_id"])
+
+
+async def _decide(
+    uow: UnitOfWork, settings: Settings, device: asyncpg.Record | None, event: ReadSubmitted, event_id: uuid.UUID
+) -> None:
+    """Accept or reject one submission of a known (or deleted) device, and record the decision."""
+    conn = uow.conn
+    result: Accepted | Rejected | None
+    if device is None:  # deleted before it was ever known here
+        result = _refused_if_deleted(str(event.device_id), await store.deleted_at(conn, event.device_id))
+        assert result is not None, "a submission is decided without its device only once the device is deleted"
+    elif mismatch := domain.rule_submission_names_device(
+        event.device_id,
+        (device["external_id"], device["organization_id"]),
+        (event.external_id, event.organization_id),
+    ):
+        result = Rejected([ReadError(None, mismatch)])
+    else:
+        # Ongoing intervals run from the previous read's end: a sent start plays no part.
+        history = event.read_type == "History"
+        reads = Reads.of(
+            domain.Read(i, r.start.astimezone(UTC) if history and r.start else None, r.end.astimezone(UTC), r.value_wh)
+            for i, r in enumerate(event.reads)
+        )
+        result = await _ingest(
+            uow, settings, device, event.read_type, reads, source=event.source, now=datetime.now(UTC)
+        )
+    submission = {"submission_id": event.submission_id, "device_id": event.device_id, "source": event.source}
+    common = {**submission, "event_id": str(event_id)}  # for the log
+    if isinstance(result, Accepted):
+        batch_id = result.summary.batch_id
+        await store.record_submission(
+            conn, event.submission_id, event.device_id, event.source, "accepted", event_id, batch_id=batch_id
+        )
+        log.info(
+            "read submission accepted",
+            extra={**common, "batch_id": str(batch_id), "replayed": result.replayed},
+        )
+        return
+    reasons = [e.as_dict() for e in result.errors]
+    await store.record_submission(
+        conn, event.submission_id, event.device_id, event.source, "rejected", event_id, reasons=reasons
+    )
+    # The source learns why, through the outbox: recorded and announced in the one transaction.
+    uow.record(
+        ReadRejected(
+            submission_id=event.submission_id,
+            device_id=event.device_id,
+            external_id=event.external_id,
+            organization_id=event.organization_id,
+            read_type=event.read_type,
+            source=event.source,
+            reasons=[ReadRejection(index=e.index, reason=e.reason) for e in result.errors],
+        )
+    )
+    log.warning("read submission rejected", extra={**common, "reasons": reasons})
+
+
+# -- bulk read import (CSV) ------------------------------------------------------------------------
+
+
+def job_out(job: Any) -> dict[str, Any]:
+    total = job["rows_total"]
+    return {
+        "jobId": str(job["job_id"]),
+        "organizationId": job["organization_id"],
+        "fileName": job["file_name"],
+        "status": job["status"],
+        "rowsTotal": total,
+        "rowsDone": job["rows_done"],
+        "accepted": job["accepted"],
+        "rejected": job["rows_done"] - job["accepted"],
+        "progress": round(100 * job["rows_done"] / total, 1) if total else 100.0,
+        "createdAt": iso(job["created_at"]),
+        "finishedAt": iso_or_none(job["finished_at"]),
+    }
+
+
+def _job_row_out(row: Any) -> dict[str, Any]:
+    return {
+        "row": row["row_number"],
+        "status": "accepted" if row["accepted"] else "rejected",
+        "reason": row["reason"],
+        "batchId": str(row["batch_id"]) if row["batch_id"] else None,
+    }
+
+
+async def create_import_job(
+    uow: UnitOfWork, user: Principal, organization_id: int | None, file_name: str | None, raw: bytes
+) -> dict[str, Any]:
+    """Queue a CSV of reads for the import worker: refused at once (400) when it is not a reads CSV."""
+    async with uow.reading("read_committed") as r:
+        organization = await acting_organization(r.conn, user, organization_id, organization_type="Developer")
+    try:
+        content = raw.decode("utf-8")
+        rows = imports.parse_csv(content)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "The file is not UTF-8 text") from exc
+    except ValueError as exc:
+        raise ApiError(400, f"Not a reads CSV: {exc}") from exc
+    if not rows:
+        raise ApiError(400, "The file has a header but no rows")
+    async with uow:
+        job = await store.create_job(
+            uow.conn,
+            job_id=uuid.uuid4(),
+            organization_id=organization,
+            user_id=user.user_id,
+            file_name=file_name,
+            content=content,
+            rows_total=len(rows),
+        )
+    return job_out(job)
+
+
+async def import_jobs(uow: UnitOfWork, user: Principal, organization_id: int | None, page: Page) -> dict[str, Any]:
+    """The organization's bulk read imports, newest first."""
+    async with uow.reading() as r:
+        organization = await acting_organization(r.conn, user, organization_id)
+        jobs = await store.list_jobs(r.conn, organization, page.limit, page.offset)
+    return {"jobs": [job_out(j) for j in jobs], "currentPageNumber": page.number}
+
+
+async def import_job(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    job_id: uuid.UUID,
+    accepted: bool | None,
+    page: Page,
+) -> dict[str, Any]:
+    """A job's progress and one page of its row results (accepted or rejected ones only, if asked)."""
+    async with uow.reading() as r:
+        organization = await acting_organization(r.conn, user, organization_id)
+        job = await store.get_job(r.conn, job_id, with_content=False)
+        if job is None or job["organization_id"] != organization:
+            raise ApiError(404, f"No bulk read import {job_id} in organization {organization}")
+        rows = await store.job_rows(r.conn, job_id, accepted, page.limit, page.offset)
+    return {**job_out(job), "rows": [_job_row_out(row) for row in rows], "currentPageNumber": page.number}
+
+
+async def import_next_job(uow: UnitOfWork, settings: Settings) -> bool:
+    """Process one queued (or interrupted) job that no other worker holds; False when there is none.
+
+    The job's lock is a transaction lock held by a unit of work of its own (read-only) while the job's
+    groups commit one by one in `uow`: two replicas never share a job, and the lock goes with the
+    connection if the process dies.
+    """
+    async with uow.reading("read_committed") as holder:
+        for job_id in await store.unfinished_jobs(holder.conn):
+            if await store.try_lock_job(holder.conn, job_id):
+                await _run_job(uow, settings, job_id)
+                return True
+    return False
+
+
+async def _run_job(uow: UnitOfWork, settings: Settings, job_id: uuid.UUID) -> None:
+    """Each group of rows is stored with its results and the job's cursor in one transaction, so a job
+    cut short resumes at its first row not done and adds nothing twice."""
+    async with uow:
+        job = await store.get_job(uow.conn, job_id)
+        if job is None or job["status"] in ("done", "failed"):
+            return
+        await store.mark_job_running(uow.conn, job_id)
+    rows = imports.parse_csv(job["content"])
+    todo = [r for r in rows if r.number > job["last_row"]]
+    log.info("bulk read import started", extra={"job_id": str(job_id), "rows_left": len(todo)})
+    for group in imports.groups(todo):
+        async with uow:
+            results = await _judge_group(uow, settings, job["organization_id"], group)
+            await store.save_row_results(uow.conn, job_id, results)
+            await store.advance_job(uow.conn, job_id, group[-1].number, len(results), sum(r.accepted for r in results))
+    async with uow:
+        await store.finish_job(uow.conn, job_id)
+    log.info("bulk read import done", extra={"job_id": str(job_id)})
+
+
+async def _judge_group(
+    uow: UnitOfWork, settings: Settings, organization_id: int, rows: Sequence[CsvRow]
+) -> list[RowResult]:
+    """Judge and store one group in the open unit of work; a result for every row.
+
+    Unlike the API, a bad row does not refuse its neighbours: it is set aside with its reason and
+    the rest judged again (a Delta read then counts from the previous accepted one).
+    """
+    first = rows[0]
+    reason = imports.group_error(first)
+    device = None
+    if reason is None:
+        device = await store.find_device(uow.conn, organization_id, first.external_id)
+        if device is None:
+            reason = f"no device with external id {first.external_id!r} in organization {organization_id}"
+    if reason is not None or device is None:
+        return [RowResult(r.number, False, reason) for r in rows]
+    read_type = cast(ReadType, first.read_type)  # one of READ_TYPES: group_error said so
+    remaining, results = imports.parse_group(rows)
+    tz = domain.resolve_timezone(first.timezone).key if first.timezone else None
+    while remaining:
+        verdict = await _ingest(uow, settings, device, read_type, remaining, source=imports.SOURCE, timezone=tz)
+        if isinstance(verdict, Accepted):
+            results += [RowResult(number, True, None, verdict.summary.batch_id) for number in remaining.indexes]
+            break
+        whole = [e.reason for e in verdict.errors if e.index is None]
+        if whole:
+            results += [RowResult(number, False, whole[0]) for number in remaining.indexes]
+            break
+        bad: dict[int, str] = {}
+        for e in verdict.errors:
+            assert e.index is not None
+            bad[e.index] = f"{bad[e.index]}; {e.reason}" if e.index in bad else e.reason
+        results += [RowResult(number, False, why) for number, why in bad.items()]
+        remaining = Reads.of(r for r in remaining if r.index not in bad)
+    return sorted(results, key=lambda r: r.number)
