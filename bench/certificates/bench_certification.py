@@ -3,8 +3,9 @@
     python bench/certificates/bench_certification.py [--batches 10] [--batch 5000]
 
 Starts an embedded Postgres (or uses DATABASE_URL when set), creates the certificates database
-with its migrations, and calls the service's own handlers (`Handlers`) with real transactions, as
-its consumer does for each event; the broker is left out (it only delivers the events). One device,
+with its migrations, and hands each event to the service's own handlers as its consumer does
+(`opendrec_kit.testing.dispatch`: inbox claim, use case and outbox in one unit of work, real
+transactions); the broker is left out (it only delivers the events). One device,
 one reservation over all its reads, minute reads; each frequency (hourly: 60 reads a certificate,
 daily: 1,440) in its own database:
 
@@ -28,16 +29,18 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 import opendrec_certificates
-from opendrec_certificates.handlers import Handlers
-from opendrec_certificates.settings import Settings
-from opendrec_contracts import ReadIngested, ReservationCreated, envelope_for
+from opendrec_certificates import handlers
+from opendrec_contracts import ReadIngested, ReservationCreated
 from opendrec_devstack.postgres import start_postgres
-from opendrec_kit import EventContext, db
+from opendrec_kit import db
+from opendrec_kit.testing import dispatch
 
 MINUTE = timedelta(minutes=1)
 MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
@@ -63,9 +66,8 @@ def read_batches(device_id: int, owner: int, first: datetime, batches: int, size
     return events
 
 
-async def handle(conn: asyncpg.Connection, handler, event) -> None:  # type: ignore[no-untyped-def]
-    async with conn.transaction():
-        await handler(event, EventContext(conn=conn, envelope=envelope_for(event, "bench"), producer="bench"))
+async def handle(pool: asyncpg.Pool, handler: Any, event: Any) -> None:
+    await dispatch(pool, "certificates", handler, event, consumer="bench")
 
 
 async def certification(
@@ -74,24 +76,25 @@ async def certification(
     """Seconds to handle `events`, certificates issued, Wh they hold."""
     url = await db.ensure_database(server_url, f"bench_cert_{frequency}_{uuid.uuid4().hex[:6]}")
     await db.migrate(url, MIGRATIONS)
-    handlers = Handlers(Settings(database_url=server_url, certify_settle_s=0))
+    settlement = handlers.Settlement(settle=timedelta(0))
     device_id, reservation_id = 1, 2
-    conn = await asyncpg.connect(url)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)  # one connection, as one consumer
     try:
         reservation = ReservationCreated(
             reservation_id=reservation_id, reservation_uid=uuid.uuid4(), name="bench", buyer_organization_id=3,
             device_ids=[device_id], reservation_start=first, reservation_end=first + timedelta(days=3650),
             frequency=frequency, target_capacity_wh=None, authority_to_exceed=True,
         )  # fmt: skip
-        await handle(conn, handlers.on_reservation_created, reservation)
+        await handle(pool, partial(handlers.on_reservation_created, settlement=settlement), reservation)
+        on_read_ingested = partial(handlers.on_read_ingested, settlement=settlement)
         start = time.perf_counter()
         for event in events:
-            await handle(conn, handlers.on_read_ingested, event)
+            await handle(pool, on_read_ingested, event)
         elapsed = time.perf_counter() - start
-        count, energy = await conn.fetchrow("SELECT count(*), coalesce(sum(energy_wh), 0) FROM certificates")
+        count, energy = await pool.fetchrow("SELECT count(*), coalesce(sum(energy_wh), 0) FROM certificates")
         return elapsed, count, int(energy)
     finally:
-        await conn.close()
+        await pool.close()
 
 
 async def bare_copy(server_url: str, events: list[ReadIngested]) -> float:

@@ -43,6 +43,12 @@ def reads(device_id, owner_org, values, start=T0):
     )
 
 
+def z(moment):
+    """A whole-second UTC moment as the answers write it (D-REC: milliseconds, Z)."""
+    assert moment.microsecond == 0 and moment.utcoffset() == timedelta(0)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
 async def certificates(client, issuer, reservation_id, org):
     r = await client.get(
         "/api/certificate-log/by-reservation-groupId",

@@ -1,14 +1,14 @@
 """Certificates from reads and reservations over the real broker and database."""
 
 import asyncio
+from functools import partial
 
 import pytest
 
-from opendrec_contracts import envelope_for
-from opendrec_kit import EventContext
-from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
+from opendrec_certificates import handlers
+from opendrec_kit.testing import dispatch, eventually, handling, publish_envelopes, publish_events, wait_for_event
 
-from .helpers import PERMS, T0, H, _equals, _ge, certificates, ids, reads, reservation, total_certified
+from .helpers import PERMS, T0, H, _equals, _ge, certificates, ids, reads, reservation, total_certified, z
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -32,7 +32,7 @@ async def test_reads_then_reservation_and_reservation_then_reads_certify_the_sam
     await eventually(both_done)
     body = (await certificates(client, issuer, res_a, buyer)).json()
     assert [c["energyWh"] for c in body["certificates"]] == [1000, 2000]  # hourly: one per hour
-    assert body["certificates"][0]["certificateStartDate"] == T0.isoformat()
+    assert body["certificates"][0]["certificateStartDate"] == z(T0) == "2025-03-01T10:00:00.000Z"
     event, _ = await wait_for_event(
         kafka_bootstrap,
         "certificate.issued",
@@ -124,33 +124,31 @@ async def test_devices_certified_at_the_same_time_never_exceed_their_reservation
     await eventually(lambda: runtime.pool.fetchval("SELECT 1 FROM reservations WHERE reservation_id = $1", res))
     first, second = reads(first_dev, owner, [1000]), reads(second_dev, owner, [1000])
 
-    async with runtime.pool.acquire() as one, runtime.pool.acquire() as other:
-        busy = one.transaction()
-        await busy.start()
-        await runtime.app.state.handlers.on_read_ingested(
-            first, EventContext(one, envelope_for(first, "readings"), "certificates")
+    take_reads = partial(handlers.on_read_ingested, settlement=runtime.app.state.settlement)
+    second_pids: list[int] = []
+
+    async def take_second(event, ctx) -> None:
+        second_pids.append(ctx.conn.get_server_pid())  # whose wait to look for
+        await take_reads(event, ctx)
+
+    async def blocked() -> bool:
+        n = await runtime.pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid = ANY($1::int[])",
+            second_pids,
         )
+        return n == 1
 
-        async def certify_second() -> None:
-            async with other.transaction():
-                await runtime.app.state.handlers.on_read_ingested(
-                    second, EventContext(other, envelope_for(second, "readings"), "certificates")
-                )
-
-        waiting = asyncio.create_task(certify_second())
-        other_pid = other.get_server_pid()
-
-        async def blocked() -> bool:
-            state = await runtime.pool.fetchval(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", other_pid
-            )
-            return state == "Lock"
-
+    # The first read's transaction stays open (uncommitted) while the second is handled as a consumer would.
+    async with handling(runtime.pool, "certificates", take_reads, first):
+        waiting = asyncio.create_task(dispatch(runtime.pool, "certificates", take_second, second))
         try:
             assert await eventually(blocked, timeout=5)  # the second waits for the first transaction
-        finally:
-            await busy.commit()
-            await waiting
+            assert not waiting.done()
+        except BaseException:
+            waiting.cancel()
+            raise
+    assert await waiting  # handled once the first committed
 
     body = (await certificates(client, issuer, res, buyer)).json()
     assert sorted(c["energyWh"] for c in body["certificates"]) == [500, 1000]

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from opendrec_certificates import services
 from opendrec_certificates.app import build
 from opendrec_certificates.settings import Settings
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
@@ -36,7 +37,7 @@ async def settling(postgres_url, kafka_bootstrap):
         )
     )
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    runtime.app.state.handlers.clock = clock
+    runtime.app.state.settlement.clock = clock
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     async with started(runtime) as client:
@@ -87,3 +88,17 @@ async def test_settled_energy_is_certified_when_it_arrives(settling, kafka_boots
     await _delivered(runtime, kafka_bootstrap, [created, old])
     assert await total_certified(client, issuer, res, buyer) == 300
     assert await _due_at(runtime, dev) is None
+
+
+async def test_the_sweep_runs_as_a_kit_worker_one_batch_a_step(settling):
+    runtime, *_ = settling
+    [worker] = [w for w in runtime.workers if w.name == "certification-sweep"]
+    assert worker.interval_s == 0.05
+
+    async def stepped():
+        return worker.status == "ok" and worker.steps >= 1
+
+    await eventually(stepped)
+    # Nothing is due before any read ended: an empty round, nothing more waiting.
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    assert await services.certify_due(runtime.uow(), timedelta(seconds=SETTLE_S), long_ago) == services.Sweep(0, 0)

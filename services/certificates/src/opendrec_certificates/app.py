@@ -1,27 +1,30 @@
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
 from opendrec_kit import ServiceRuntime
 
-from . import api
-from .handlers import Handlers
+from . import api, handlers, services
 from .settings import Settings
 
 
 def build(settings: Settings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="OpenDREC certificates", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
-    handlers = Handlers(settings)
+    settlement = handlers.Settlement(timedelta(seconds=settings.certify_settle_s))
+    runtime.app.state.settlement = settlement  # tests move its clock
     runtime.on(DeviceRegistered, handlers.on_device_registered)
-    runtime.on(ReadIngested, handlers.on_read_ingested)
-    runtime.on(ReservationCreated, handlers.on_reservation_created)
+    runtime.on(ReadIngested, partial(handlers.on_read_ingested, settlement=settlement))
+    runtime.on(ReservationCreated, partial(handlers.on_reservation_created, settlement=settlement))
     runtime.on(ReservationEnded, handlers.on_reservation_ended)
     runtime.follow_organizations()
-    runtime.app.state.handlers = handlers
 
-    async def start_sweep(rt: ServiceRuntime) -> None:
-        assert rt.pool is not None
-        rt.background("certification-sweep", handlers.sweep(rt.pool))
+    async def certify_settled() -> bool:
+        """The certification worker's step: certify one batch of devices whose energy has settled; run again
+        at once while a full batch made progress."""
+        sweep = await services.certify_due(runtime.uow(), settlement.settle, settlement.clock())
+        return sweep.due == services.DUE_BATCH and sweep.certified > 0
 
-    runtime.on_startup(start_sweep)
+    runtime.worker("certification-sweep", certify_settled, interval_s=settings.certify_sweep_interval_s)
     return runtime

@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
-
 
 @dataclass(frozen=True)
 class Read:

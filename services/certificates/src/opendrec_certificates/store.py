@@ -83,8 +83,13 @@ async def insert_reads(
            SELECT $1, $2, r.start_at, r.end_at, r.energy_wh, $3
            FROM unnest($4::timestamptz[], $5::timestamptz[], $6::bigint[]) AS r (start_at, end_at, energy_wh)
            ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
-        device_id, organization_id, batch_id, starts, ends, energies_wh,
-    )  # fmt: skip
+        device_id,
+        organization_id,
+        batch_id,
+        starts,
+        ends,
+        energies_wh,
+    )
 
 
 async def read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:

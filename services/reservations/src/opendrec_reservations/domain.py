@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from opendrec_kit.timestamps import iso
+from opendrec_kit.timestamps import iso_exact
 
 WH_PER_MWH = 1_000_000
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly")
@@ -59,7 +59,7 @@ def refuse_window(window: Window, now: datetime) -> str | None:
     """Why a reservation can't be made over `window` now (None: it can). One ending in the past would be made
     and ended at once by the expiry sweep; a start in the past is fine (energy generated since then counts)."""
     if window.end <= now:
-        return f"reservationEndDate {iso(window.end)} is in the past: a reservation must end after now"
+        return f"reservationEndDate {iso_exact(window.end)} is in the past: a reservation must end after now"
     return None
 
 
@@ -112,7 +112,7 @@ def refuse_end(
         return None
     assert state.ended_at is not None  # an ended state has its moment
     why = END_REASONS.get(state.end_reason or "", state.end_reason)
-    return f"Reservation {reservation_id} already ended at {iso(state.ended_at)} ({why})"
+    return f"Reservation {reservation_id} already ended at {iso_exact(state.ended_at)} ({why})"
 
 
 # -- who may list ------------------------------------------------------------------------------

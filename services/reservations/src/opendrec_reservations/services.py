@@ -26,7 +26,7 @@ from opendrec_kit.organizations import (
     visible_organizations,
 )
 from opendrec_kit.paging import Page, total_pages
-from opendrec_kit.timestamps import iso, iso_or_none
+from opendrec_kit.timestamps import iso, iso_exact
 
 from . import domain, store
 
@@ -79,14 +79,15 @@ def _answer(row: Any, now: datetime) -> dict[str, Any]:
         "organizationId": row["buyer_organization_id"],
         "buyerId": row["buyer_user_id"],
         "deviceIds": list(row["device_ids"]),
-        "reservationStartDate": iso(row["reservation_start"]),
-        "reservationEndDate": iso(row["reservation_end"]),
+        # The window's boundaries (a client's instants, or the moment a buyer ended it) exactly: µs kept.
+        "reservationStartDate": iso_exact(row["reservation_start"]),
+        "reservationEndDate": iso_exact(row["reservation_end"]),
         "targetCapacityInMegaWattHour": float(Decimal(target) / domain.WH_PER_MWH) if target is not None else None,
         "authorityToExceed": row["authority_to_exceed"],
         "frequency": row["frequency"],
         "reservationActive": state.state == "active",
         "state": state.state,
-        "endedAt": iso_or_none(state.ended_at),
+        "endedAt": iso_exact(state.ended_at) if state.ended_at else None,
         "endReason": state.end_reason,
         "createdAt": iso(row["created_at"]),
     }

@@ -1,0 +1,303 @@
+"""The use cases of the certificates service: each runs in the kit's unit of work.
+
+Adapters (handlers.py for the events, the certification worker in app.py, api.py for the log) call one of
+these; the rules are in domain.py, the SQL in store.py.
+
+Energy of the last `settle` (CERTIFY_SETTLE_S) is not certified yet: reservation.ended comes on another topic,
+and an early end published just before a read arrives must be known before that read's energy is given to the
+reservation. A device left with such reads is due again when they have settled (`certify_due`). `now` is
+passed in by the adapter (tests move time by hand).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from opendrec_contracts import CertificateIssued, DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
+from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, find_organization, visible_organizations
+from opendrec_kit.paging import Page, total_pages
+from opendrec_kit.timestamps import iso, iso_exact
+
+from . import domain, store
+
+log = logging.getLogger(__name__)
+BUYER = "Buyer"
+DUE_BATCH = 500  # due devices one round of the certification worker takes
+
+
+# -- certification ------------------------------------------------------------------------------------
+
+
+async def _certify_device(uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime) -> None:
+    """Certify what the device's reservations can take of its settled, uncertified reads; record
+    certificate.issued for each certificate. The caller holds the device lock."""
+    conn = uow.conn
+    owner = await store.read_owner(conn, device_id)
+    if owner is None:
+        return  # no accepted energy yet
+    settled_before = now - settle
+    # A reservation's target is shared by its devices, which other transactions certify at the same
+    # time: its certified total is read under its lock, or two devices could each fill what is left.
+    await store.lock_capped_reservations(conn, device_id)
+    for reservation in await store.reservations_of_device(conn, device_id):
+        reads = await store.uncertified_reads(
+            conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
+        )
+        allocations = domain.allocate(reads, reservation)
+        if not allocations:
+            continue
+        res = await store.reservation(conn, reservation_id=reservation.reservation_id)
+        assert res is not None  # the reservation of the device, read in this transaction
+        for issue in domain.issues(allocations, reservation.frequency):
+            certificate_id = uuid.uuid4()
+            await store.insert_certificate(
+                conn,
+                certificate_id,
+                reservation.reservation_id,
+                device_id,
+                owner,
+                res["buyer_organization_id"],
+                issue.generation_start,
+                issue.generation_end,
+                issue.energy_wh,
+                issue.allocations,
+            )
+            uow.record(
+                CertificateIssued(
+                    certificate_id=certificate_id,
+                    reservation_id=reservation.reservation_id,
+                    reservation_uid=res["uid"],
+                    device_id=device_id,
+                    buyer_organization_id=res["buyer_organization_id"],
+                    owner_organization_id=owner,
+                    generation_start=issue.generation_start,
+                    generation_end=issue.generation_end,
+                    energy_wh=issue.energy_wh,
+                )
+            )
+            log.info(
+                "certificate issued",
+                extra={
+                    "certificate_id": str(certificate_id),
+                    "reservation_id": reservation.reservation_id,
+                    "device_id": device_id,
+                    "energy_wh": issue.energy_wh,
+                },
+            )
+    unsettled = await store.latest_unsettled_end(conn, device_id, settled_before)
+    await store.set_certification_due(conn, device_id, unsettled + settle if unsettled else None)
+
+
+async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, now: datetime) -> None:
+    """Accepted energy of one read.ingested batch: stored (a read seen before is skipped), then certified."""
+    starts, ends, energies = (list(column) for column in zip(*event.intervals(), strict=True))
+    async with uow:
+        await store.lock_device(uow.conn, event.device_id)
+        await store.insert_reads(
+            uow.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies
+        )
+        await _certify_device(uow, event.device_id, settle, now)
+
+
+async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: timedelta, now: datetime) -> None:
+    """A reservation (once, whatever the redeliveries): its devices' settled energy is certified for it."""
+    async with uow:
+        inserted = await store.insert_reservation(
+            uow.conn,
+            event.reservation_id,
+            event.reservation_uid,
+            event.name,
+            event.buyer_organization_id,
+            event.reservation_start,
+            event.reservation_end,
+            event.frequency,
+            event.target_capacity_wh,
+            event.authority_to_exceed,
+            event.device_ids,
+        )
+        if not inserted:
+            return
+        # Every device first, in a fixed order, then certify: _certify_device also takes reservation
+        # locks, and a device lock must never be awaited while one is held (no deadlock with a read).
+        devices = sorted(event.device_ids)
+        for device_id in devices:
+            await store.lock_device(uow.conn, device_id)
+        for device_id in devices:
+            await _certify_device(uow, device_id, settle, now)
+
+
+async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
+    """From now on the reservation's window stops at `ended_at`: energy generated after it is not certified for
+    it (_certify_device reads the effective end). Nothing to certify anew: ending only shrinks the window."""
+    async with uow:
+        await store.record_reservation_end(uow.conn, event.reservation_id, event.ended_at, event.reason)
+
+
+async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
+    """The device's owner and externalId, for the log and the owner's view."""
+    async with uow:
+        await store.upsert_device(uow.conn, event.device_id, event.external_id, event.organization_id)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    due: int  # due devices taken (at most the batch)
+    certified: int  # of which certified here (the others were busy in another transaction)
+
+
+async def certify_due(uow: UnitOfWork, settle: timedelta, now: datetime, batch: int = DUE_BATCH) -> Sweep:
+    """One round of the certification worker: certify each device (up to `batch`) whose unsettled energy has
+    settled by `now`, one transaction per device."""
+    async with uow.reading("read_committed") as r:
+        due = await store.due_devices(r.conn, now, batch)
+    certified = 0
+    for device_id in due:
+        async with uow:
+            # A device busy in another transaction (a read, a reservation, another replica's sweep) is
+            # certified there; its due time is set again when that one ends.
+            if await store.try_lock_device(uow.conn, device_id) and await store.is_certification_due(
+                uow.conn, device_id, now
+            ):
+                await _certify_device(uow, device_id, settle, now)
+                certified += 1
+    if certified:
+        log.info("settled energy certified", extra={"devices": certified})
+    return Sweep(len(due), certified)
+
+
+# -- the certificate log ----------------------------------------------------------------------------------
+
+
+def _certificate(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "groupId": row["reservation_id"],
+        "deviceId": row["device_id"],
+        "externalId": row["external_id"],
+        # Boundaries of reads (a client's instants) exactly: µs kept; issuedAt is the server's, to the ms.
+        "certificateStartDate": iso_exact(row["generation_start"]),
+        "certificateEndDate": iso_exact(row["generation_end"]),
+        "energyWh": row["energy_wh"],
+        "ownerOrganizationId": row["owner_organization_id"],
+        "buyerOrganizationId": row["buyer_organization_id"],
+        "status": row["status"],
+        "issuedAt": iso(row["issued_at"]),
+    }
+
+
+async def _viewer(conn: asyncpg.Connection, user: Principal, organization_id: int | None) -> int | None:
+    """The organization whose view of a reservation's log this is (None: an admin naming none sees everything).
+    An API user names one of its Buyer organizations: it sees the certificates of that organization's reservations."""
+    if user.role == ADMIN and organization_id is None:
+        return None
+    kind = BUYER if user.role == API_USER else None
+    return await acting_organization(conn, user, organization_id, organization_type=kind)
+
+
+async def certificate_log(
+    uow: UnitOfWork,
+    user: Principal,
+    page: Page,
+    organization_id: int | None,
+    *,
+    reservation_id: int | None = None,
+    uid: uuid.UUID | None = None,
+    api_user_names_none: bool = False,
+) -> dict[str, Any]:
+    """A page of one reservation's certificates (by id or uid) as the caller may see them, with totals.
+
+    `api_user_names_none`: an API user naming no organization sees the reservation if one of its Buyer
+    organizations holds it (the D-REC .../certified/new/{groupUid} path has no organizationId)."""
+    absent = f"No reservation {reservation_id or uid} is known to the certificate log (yet)"
+    async with uow.reading() as r:
+        conn = r.conn
+        if api_user_names_none and user.role == API_USER and organization_id is None:
+            own_buyers: list[int] | None = await visible_organizations(conn, user, None, organization_type=BUYER)
+            viewer = None
+        else:
+            own_buyers, viewer = None, await _viewer(conn, user, organization_id)
+        res = await store.reservation(conn, reservation_id=reservation_id, uid=uid)
+        if res is None:
+            raise ApiError(404, absent)
+        # The buyer sees every certificate of its reservation; a device owner only those of its own devices.
+        if own_buyers is not None:
+            if res["buyer_organization_id"] not in own_buyers:
+                raise ApiError(404, absent)
+            owner = None
+        elif viewer is None or res["buyer_organization_id"] == viewer:
+            owner = None
+        elif user.role != API_USER and await store.owns_any_device(conn, list(res["device_ids"]), viewer):
+            owner = viewer
+        else:  # not theirs: answer as if it did not exist, so ids leak nothing
+            raise ApiError(404, absent)
+        totals = await store.reservation_totals(conn, res["reservation_id"], owner)
+        rows = await store.certificates_of_reservation(conn, res["reservation_id"], owner, page.limit, page.offset)
+    return {
+        "groupId": res["reservation_id"],
+        "devicegroup_uid": str(res["uid"]),
+        "reservationName": res["name"],
+        "reservationStartDate": iso_exact(res["reservation_start"]),
+        "reservationEndDate": iso_exact(res["reservation_end"]),
+        # set once reservation.ended was received
+        "reservationEndedAt": iso_exact(res["ended_at"]) if res["ended_at"] else None,
+        "certificates": [_certificate(row) for row in rows],
+        "totalEnergyWh": totals["energy_wh"],
+        "currentPage": page.number,
+        "totalPages": total_pages(totals["count"], page.limit),
+        "totalCount": totals["count"],
+    }
+
+
+async def _log_owner(
+    conn: asyncpg.Connection, user: Principal, organization_id: int | None
+) -> tuple[int | None, str | None]:
+    """(organization, view) of an organization's certificate log: view "owner" (a Developer: its devices'
+    certificates) or "buyer" (a Buyer: its reservations'); (None, None) for an admin naming none: all."""
+    if user.role == ADMIN and organization_id is None:
+        return None, None
+    org = await acting_organization(conn, user, organization_id)
+    if org == user.organization_id and user.role != API_USER:
+        kind = user.organization_type
+    else:  # acting_organization found it: an API user's or an admin's named one
+        known = await find_organization(conn, org)
+        kind = known.organization_type if known else ""
+    view = domain.organization_view(kind)
+    if view is None:
+        raise ApiError(
+            403,
+            f"Organization {org} is a {kind or 'unknown'} organization; this log is of a Developer or Buyer organization",
+        )
+    return org, view
+
+
+async def organization_log(uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None) -> dict[str, Any]:
+    """A page of an organization's certificates: a Developer's devices' or a Buyer's reservations' (all for an
+    admin naming none), with totals over every page."""
+    async with uow.reading() as r:
+        org, view = await _log_owner(r.conn, user, organization_id)
+        owner, buyer = (org, None) if view == "owner" else (None, org)
+        totals = await store.organization_totals(r.conn, owner, buyer)
+        rows = await store.organization_certificates(r.conn, owner, buyer, page.limit, page.offset)
+    return {
+        "organizationId": org,
+        "view": {"owner": "developer", "buyer": "buyer"}.get(view or "", "all"),
+        "certificatelog": [
+            {
+                **_certificate(row),
+                "devicegroup_uid": str(row["reservation_uid"]),
+                "reservationName": row["reservation_name"],
+            }
+            for row in rows
+        ],
+        "totalEnergyWh": totals["energy_wh"],
+        "currentPage": page.number,
+        "totalPages": total_pages(totals["count"], page.limit),
+        "totalCount": totals["count"],
+    }
