@@ -404,6 +404,23 @@ def test_aggregate_refusals():
     assert "future" in reasons[5]
 
 
+def test_rule_device_takes_reads_refuses_a_deleted_device_saying_when():
+    assert domain.rule_device_takes_reads("'D1'", None) is None
+    deleted = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    assert (
+        domain.rule_device_takes_reads("'D1'", deleted)
+        == "device 'D1' was deleted on 2024-03-01T12:00:00.000Z: it takes no new reads"
+    )
+
+
+def test_rule_submission_names_device_refuses_another_external_id_or_organization():
+    assert domain.rule_submission_names_device(7, ("E", 3), ("E", 3)) is None
+    assert (
+        domain.rule_submission_names_device(7, ("E", 3), ("E", 4)) == "device 7 is 'E' of organization 3, not 'E' of 4"
+    )
+    assert "not 'F' of 3" in domain.rule_submission_names_device(7, ("E", 3), ("F", 3))
+
+
 def test_iso_prints_milliseconds_like_the_reference():
     assert iso(datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)) == "2022-09-08T12:55:47.335Z"
     assert iso(datetime(2022, 9, 8, 12, 55, 47, 335001, tzinfo=UTC)) == "2022-09-08T12:55:47.335001Z"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
+from opendrec_contracts import DeviceDeleted, envelope_for
+from opendrec_kit.testing import TokenIssuer, dispatch, eventually, publish_events, settings_for_test, started
 from opendrec_kit.timestamps import iso
-from opendrec_readings import imports
+from opendrec_readings import imports, services, store
 from opendrec_readings.app import build
+from opendrec_readings.handlers import Handlers
 from opendrec_readings.settings import Settings
 
 from .test_service import RW, H, new_device
@@ -193,6 +196,11 @@ async def test_a_job_left_by_a_stopped_service_is_done_after_a_restart(postgres_
         assert response.status_code == 202
         job_id = response.json()["jobId"]
         assert (await before.job(device.organization_id, job_id))["status"] == "queued"
+        assert "bulk-read-import" not in first.worker_status()  # IMPORT_WORKER=false: registered, not started
+        # A job another worker holds is left alone (its lock lives as long as that worker's unit of work).
+        async with first.uow() as other_worker:
+            assert await store.try_lock_job(other_worker.conn, uuid.UUID(job_id))
+            assert await services.import_next_job(first.uow(), first.settings) is False
 
     again = build(settings.model_copy(update={"import_worker": True, "import_poll_interval_s": 0.2}))
     issuer.trust_in(again)
@@ -200,5 +208,28 @@ async def test_a_job_left_by_a_stopped_service_is_done_after_a_restart(postgres_
         after = Instance(again, client, issuer, kafka_bootstrap)
         job = await after.finished(device.organization_id, job_id)
         assert (job["rowsDone"], job["accepted"]) == (600, 600)
+        assert again.worker_status()["bulk-read-import"] == "ok"
         total = await again.pool.fetchval("SELECT sum(wh) FROM intervals WHERE device_id = $1", device.device_id)
         assert total == sum(1000 + h for h in range(1, 601))
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_rows_of_a_deleted_device_are_rejected_by_the_one_rule(instance):
+    device = new_device()
+    await instance.register(device)
+    handlers = Handlers(instance.runtime.settings)
+    gone = DeviceDeleted(
+        device_id=device.device_id, external_id=device.external_id, organization_id=device.organization_id
+    )
+    envelope = envelope_for(gone, "devices")
+    assert await dispatch(instance.runtime.pool, "readings", handlers.on_device_deleted, gone, envelope=envelope)
+    t, ext = device.onboarded_at, device.external_id
+    response = await instance.upload(
+        device.organization_id, _csv(device, [(ext, "", "Delta", "Wh", 100, "", iso(t + h * H)) for h in (1, 2)])
+    )
+    job = await instance.finished(device.organization_id, response.json()["jobId"])
+    reason = f"device {ext!r} was deleted on {iso(envelope.occurred_at)}: it takes no new reads"
+    assert [(r["row"], r["status"], r["reason"]) for r in job["rows"]] == [
+        (1, "rejected", reason),
+        (2, "rejected", reason),
+    ]

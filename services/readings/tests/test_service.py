@@ -29,6 +29,7 @@ from opendrec_contracts import (
 )  # fmt: skip
 from opendrec_kit.testing import (
     TokenIssuer,
+    dispatch,
     eventually,
     publish_envelopes,
     publish_events,
@@ -38,6 +39,7 @@ from opendrec_kit.testing import (
 )
 from opendrec_kit.timestamps import iso
 from opendrec_readings.app import build
+from opendrec_readings.handlers import Handlers
 from opendrec_readings.settings import Settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -593,6 +595,46 @@ async def test_a_deleted_device_refuses_new_reads_and_keeps_its_old_ones(service
     early = submission(ghost, [1])
     await publish_events(service.bootstrap, [early, ghost])
     assert (await eventually(lambda: _submission(service, early.submission_id)))["status"] == "rejected"
+    assert await service.intervals(ghost.device_id) == []
+
+
+async def test_a_deleted_device_is_refused_by_the_one_rule_over_http_and_read_submitted(service):
+    # Events handed to the handlers in-process (inbox, effect and outbox in one unit of work), no broker.
+    pool, handlers = service.runtime.pool, Handlers(service.runtime.settings)
+    device = new_device()
+    assert await dispatch(pool, "readings", handlers.on_device_registered, device)
+    assert (await service.post(device, delta(device, [1]))).status_code == 201
+    gone = DeviceDeleted(
+        device_id=device.device_id, external_id=device.external_id, organization_id=device.organization_id
+    )
+    envelope = envelope_for(gone, "devices")
+    assert await dispatch(pool, "readings", handlers.on_device_deleted, gone, envelope=envelope)
+    reason = f"device {device.external_id!r} was deleted on {iso(envelope.occurred_at)}: it takes no new reads"
+
+    refused = await service.post(device, delta(device, [2]))
+    assert (refused.status_code, refused.json()["message"]) == (409, reason[:1].upper() + reason[1:])
+    event = submission(device, [2])
+    assert await dispatch(pool, "readings", handlers.on_read_submitted, event)
+    decided = await _submission(service, event.submission_id)
+    assert decided["status"] == "rejected" and orjson.loads(decided["reasons"]) == [{"index": None, "reason": reason}]
+    announced, _ = await wait_for_event(
+        service.bootstrap, "read.rejected", lambda e: e["payload"]["submission_id"] == event.submission_id
+    )
+    assert announced["payload"]["reasons"] == [{"index": None, "reason": reason}]
+
+    # Deleted before it was ever known here: the same rule, the device named by its id.
+    ghost = new_device()
+    gone = DeviceDeleted(
+        device_id=ghost.device_id, external_id=ghost.external_id, organization_id=ghost.organization_id
+    )
+    envelope = envelope_for(gone, "devices")
+    assert await dispatch(pool, "readings", handlers.on_device_deleted, gone, envelope=envelope)
+    early = submission(ghost, [1])
+    assert await dispatch(pool, "readings", handlers.on_read_submitted, early)
+    decided = await _submission(service, early.submission_id)
+    assert orjson.loads(decided["reasons"])[0]["reason"] == (
+        f"device {ghost.device_id} was deleted on {iso(envelope.occurred_at)}: it takes no new reads"
+    )
     assert await service.intervals(ghost.device_id) == []
 
 
