@@ -208,7 +208,7 @@ def run_python_load(url: str, connections: int, duration: float, headers: dict[s
 
 
 def start_proxy(spec: str, port: int, upstream_url: str, base_env: dict[str, str], workdir: Path) -> subprocess.Popen:
-    """spec: "gateway" with optional "+wN" (GATEWAY_WORKERS=N), "+traces" (TRACES_FILE set) and
+    """spec: "gateway" with optional "+wN" (HTTP_WORKERS=N), "+traces" (TRACES_FILE set) and
     "+sampleN" (parent-based sampling of N% of new traces), or a bare proxy in variants.py."""
     name, *options = spec.split("+")
     env = {**base_env, "HTTP_PORT": str(port)}
@@ -218,7 +218,7 @@ def start_proxy(spec: str, port: int, upstream_url: str, base_env: dict[str, str
         if option == "traces":
             env["TRACES_FILE"] = str(workdir / f"traces-{port}.jsonl")
         elif option.startswith("w") and option[1:].isdigit():
-            env["GATEWAY_WORKERS"] = option[1:]
+            env["HTTP_WORKERS"] = option[1:]
         elif option.startswith("sample") and option[6:].isdigit():  # record N% of new traces
             env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
             env["OTEL_TRACES_SAMPLER_ARG"] = str(int(option[6:]) / 100)
@@ -260,7 +260,7 @@ def main() -> int:
         **os.environ,
         "HTTP_HOST": "127.0.0.1",
         "ENVIRONMENT": "test",
-        "GATEWAY_WORKERS": "1",
+        "HTTP_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
         **{
             name: upstream_url

@@ -1,10 +1,12 @@
-"""The Authenticator in-process, against a real JWKS server on loopback: caching, revocation
-hook, key refresh and identity being down."""
+"""The gateway's token check (the kit's TokenVerifier, as the gateway builds it: a shared aiohttp
+session) in-process, against a real JWKS server on loopback: caching, revocation, key refresh
+and identity being down."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -13,7 +15,8 @@ import jwt
 import pytest
 from aiohttp import web
 
-from opendrec_gateway.auth import Authenticator, AuthError, Jwks
+from opendrec_kit.auth import TokenVerifier, bearer_token
+from opendrec_kit.errors import ApiError
 
 if TYPE_CHECKING:  # the `keys` fixture's type, from conftest.py
     from conftest import Keys
@@ -54,9 +57,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def authenticator(url: str, session: aiohttp.ClientSession, min_interval: float = 0.0) -> Authenticator:
-    jwks = Jwks(url, session, ttl_s=300, min_refresh_interval_s=min_interval)
-    return Authenticator(jwks, cache_size=2, audience="opendrec", issuer="opendrec-identity")
+def authenticator(url: str, session: aiohttp.ClientSession, min_interval: float = 0.0) -> TokenVerifier:
+    return TokenVerifier(
+        url,
+        "opendrec",
+        "opendrec-identity",
+        300,
+        min_refresh_interval_s=min_interval,
+        cache_size=2,
+        session=session,
+    )
 
 
 async def test_verified_token_is_cached_and_revocation_still_applies(
@@ -65,14 +75,14 @@ async def test_verified_token_is_cached_and_revocation_still_applies(
     server, url = jwks_server
     auth = authenticator(url, session)
     token = keys.token(jti="t-1")
-    claims = await auth.authenticate(f"Bearer {token}")
+    claims = await auth.claims(bearer_token(f"Bearer {token}"))
     assert claims["sub"] == "42" and claims["jti"] == "t-1"
-    assert await auth.authenticate(f"Bearer {token}") == claims
+    assert await auth.claims(token) == claims
     assert server.fetches == 1
 
-    auth.revoke("t-1")  # the hook the revocation issue will feed
-    with pytest.raises(AuthError, match="revoked") as err:
-        await auth.authenticate(f"Bearer {token}")
+    auth.revoke("t-1", time.time() + 600)  # what token.revoked feeds
+    with pytest.raises(ApiError, match="revoked") as err:
+        await auth.claims(token)
     assert err.value.status == 401
 
 
@@ -82,7 +92,7 @@ async def test_cache_is_bounded(
     _, url = jwks_server
     auth = authenticator(url, session)
     for _ in range(5):
-        await auth.authenticate(f"Bearer {keys.token()}")
+        await auth.claims(keys.token())
     assert len(auth._cache) == 2
 
 
@@ -91,20 +101,20 @@ async def test_new_signing_key_is_picked_up_on_unknown_kid(
 ) -> None:
     server, url = jwks_server
     auth = authenticator(url, session)
-    await auth.authenticate(f"Bearer {keys.token()}")
+    await auth.claims(keys.token())
 
     # identity rotates: a key the gateway has not seen yet
     rotated = keys.jwks()
     new = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(keys.stranger.public_key()))
     new.update(kid="ed-2", alg="EdDSA")
     server.keys = {"keys": [*rotated["keys"], new]}
-    claims = await auth.authenticate(f"Bearer {keys.token(kid='ed-2', key=keys.stranger)}")
+    claims = await auth.claims(keys.token(kid="ed-2", key=keys.stranger))
     assert claims["sub"] == "42"
     assert server.fetches == 2
 
 
 async def test_identity_down_gives_503_not_401(session: aiohttp.ClientSession, keys: Keys) -> None:
     auth = authenticator(f"http://127.0.0.1:{free_port()}/.well-known/jwks.json", session)
-    with pytest.raises(AuthError) as err:
-        await auth.authenticate(f"Bearer {keys.token()}")
+    with pytest.raises(ApiError) as err:
+        await auth.claims(keys.token())
     assert err.value.status == 503

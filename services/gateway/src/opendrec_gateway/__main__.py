@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import uvicorn
 
+from opendrec_kit.telemetry import setup_logging
+
 from .settings import Settings
-from .telemetry import setup_logging
 
 
 def main() -> None:
     settings = Settings()
-    setup_logging("gateway", settings.log_level)
+    setup_logging(settings.service_name, settings.log_level)
     uvicorn.run(
         "opendrec_gateway.app:create_app",
         factory=True,
         host=settings.http_host,
         port=settings.http_port,
-        workers=settings.gateway_workers,
+        workers=settings.http_workers,
         loop="uvloop",
         http="httptools",
         ws="none",
@@ -27,7 +28,8 @@ def main() -> None:
         server_header=False,  # the service's own Server/Date headers pass through
         date_header=False,
         backlog=2048,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # a stuck request must not hold the process
+        # a stuck request must not hold the process (uvicorn waits with asyncio.wait_for: a float works)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
 
 

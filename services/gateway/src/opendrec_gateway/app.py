@@ -14,7 +14,6 @@ both ways, the body passed through as bytes (small answers read whole, others st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -26,15 +25,17 @@ from typing import Any
 import aiohttp
 import orjson
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from opendrec_kit.auth import RevocationFollower, TokenVerifier, bearer_token
+from opendrec_kit.errors import ApiError, envelope_bytes
+from opendrec_kit.telemetry import setup_logging, setup_tracing
+from opendrec_kit.workers import Worker
+
 from . import openapi, routes
-from .auth import Authenticator, AuthError, Jwks
-from .errors import envelope_bytes
-from .revocations import follow_revocations
 from .settings import Settings
-from .telemetry import setup_logging, setup_tracing
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("opendrec_gateway")
@@ -84,11 +85,11 @@ class Gateway:
         self.service_urls = settings.service_urls()
         self.pools: dict[str, UpstreamPool] = {}
         self.session: aiohttp.ClientSession | None = None  # JWKS and health probes
-        self.authenticator: Authenticator | None = None
-        self._revocations: asyncio.Task[None] | None = None
+        self.verifier: TokenVerifier  # made at startup, with the session
+        self._revocations: Worker | None = None
         self._access_log = settings.access_log
         self._buffer_limit = settings.buffer_limit_bytes
-        self._provider = None
+        self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer = trace.get_tracer(__name__)
         self._propagator = TraceContextTextMapPropagator()
 
@@ -117,8 +118,8 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
-        self._provider = setup_tracing("gateway", s.traces_file, s.otel_exporter_otlp_endpoint)
-        self._tracer = self._provider.get_tracer(__name__)
+        self._provider = provider = setup_tracing(s.service_name, s.traces_file, s.otel_exporter_otlp_endpoint)
+        self._tracer = provider.get_tracer(__name__)
         self.pools = {
             name: UpstreamPool(
                 url,
@@ -135,32 +136,17 @@ class Gateway:
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        jwks = Jwks(
-            self.service_urls["identity"] + "/.well-known/jwks.json",
-            self.session,
-            ttl_s=s.jwks_ttl_s,
-            min_refresh_interval_s=s.jwks_min_refresh_interval_s,
-        )
-        self.authenticator = Authenticator(
-            jwks,
-            cache_size=s.token_cache_size,
-            audience=s.jwt_audience,
-            issuer=s.jwt_issuer,
-            leeway_s=s.jwt_leeway_s,
-        )
+        self.verifier = TokenVerifier.from_settings(s, session=self.session)
         if s.kafka_bootstrap_servers:
-            self._revocations = asyncio.create_task(
-                follow_revocations(s.kafka_bootstrap_servers, self.authenticator.revoke), name="token-revocations"
-            )
+            self._revocations = RevocationFollower(s.kafka_bootstrap_servers, self.verifier).worker()
+            self._revocations.start()
         # Not fatal when identity is not up yet: keys are fetched again on first use.
-        await jwks.ensure_loaded()
-        log.info("gateway started", extra={"services": self.service_urls, "jwks": jwks.loaded})
+        await self.verifier.ensure_loaded()
+        log.info("gateway started", extra={"services": self.service_urls, "jwks": self.verifier.loaded})
 
     async def shutdown(self) -> None:
         if self._revocations is not None:
-            self._revocations.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._revocations
+            await self._revocations.stop()
         for pool in self.pools.values():
             pool.close()
         if self.session is not None:
@@ -205,14 +191,19 @@ class Gateway:
         route = routes.resolve(path)
         if route is None:
             if path == "/healthz":
-                return await self._healthz(method, path, rid, send)
+                await self._healthz(method, path, rid, send)
+                return
             if path == "/readyz":
-                return await self._readyz(method, path, rid, send)
+                await self._readyz(method, path, rid, send)
+                return
             if path == "/openapi.json":
-                return await self._openapi(method, path, rid, send)
-            return await self._error(send, 404, f"No route {method} {path}", path, rid)
+                await self._openapi(method, path, rid, send)
+                return
+            await self._error(send, 404, f"No route {method} {path}", path, rid)
+            return
         if routes.has_dot_segment(path):
-            return await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
+            await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
+            return
         prefix, service = route
 
         parent = None
@@ -237,13 +228,14 @@ class Gateway:
         try:
             if not routes.is_public(method, path):
                 try:
-                    await self.authenticator.authenticate(authorization.decode("latin-1") if authorization else None)
-                except AuthError as exc:
+                    await self.verifier.claims(bearer_token(authorization.decode("latin-1") if authorization else None))
+                except ApiError as exc:
                     status = exc.status
                     # RFC 6750 3: no error code when no credentials were sent at all
                     challenge = b'Bearer error="invalid_token"' if authorization else b"Bearer"
                     headers = [(b"www-authenticate", challenge)] if status == 401 else None
-                    return await self._error(send, status, exc.message, path, rid, headers)
+                    await self._error(send, status, exc.message, path, rid, headers)
+                    return
 
             if connection is not None:  # headers named in Connection are hop-by-hop too
                 named = {token.strip().lower() for token in connection.split(b",")}
@@ -384,6 +376,7 @@ class Gateway:
     async def _probe(self, base_url: str) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout_s)
         try:
+            assert self.session is not None  # made at startup
             async with self.session.get(base_url + "/readyz", timeout=timeout) as resp:
                 await resp.read()
                 return {"status": "ready" if resp.status == 200 else "not ready", "statusCode": resp.status}
@@ -411,6 +404,7 @@ class Gateway:
     async def _fetch_openapi(self, base_url: str) -> dict[str, Any] | None:
         timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout_s)
         try:
+            assert self.session is not None  # made at startup
             async with self.session.get(base_url + "/openapi.json", timeout=timeout) as resp:
                 return await resp.json() if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
@@ -421,9 +415,8 @@ class Gateway:
         if method not in ("GET", "HEAD"):
             await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
             return
-        jwks = self.authenticator.jwks
-        await jwks.ensure_loaded()
-        if jwks.loaded and self.pools:
+        await self.verifier.ensure_loaded()
+        if self.verifier.loaded and self.pools:
             await _send_json(send, 200, orjson.dumps({"status": "ready"}), rid)
         else:
             body = orjson.dumps({"status": "not ready", "reason": "identity signing keys not loaded yet"})
@@ -462,5 +455,5 @@ async def _send_json(
 def create_app(settings: Settings | None = None) -> Gateway:
     """uvicorn factory (`--factory`); called once in each worker process."""
     settings = settings or Settings()
-    setup_logging("gateway", settings.log_level)
+    setup_logging(settings.service_name, settings.log_level)
     return Gateway(settings)

@@ -1,23 +1,17 @@
-"""Gateway settings, read from the environment (same names as the rest of the platform)."""
+"""Gateway settings: the kit's core settings (environment, HTTP, HTTP_WORKERS, identity and token
+checks, tracing, logs; no database, no broker) plus where the services are and how to reach them."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from opendrec_kit.settings import CoreSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
-
-    environment: Literal["dev", "test", "production"] = "dev"
-    http_host: str = "127.0.0.1"
+class Settings(CoreSettings):
+    service_name: str = "gateway"
     http_port: int = 8000
-    # uvicorn worker processes; each has its own connection pool and token cache
-    gateway_workers: int = Field(default=1, ge=1)
 
-    identity_url: str = "http://127.0.0.1:8101"
     devices_url: str = "http://127.0.0.1:8102"
     readings_url: str = "http://127.0.0.1:8103"
     reservations_url: str = "http://127.0.0.1:8104"
@@ -36,20 +30,9 @@ class Settings(BaseSettings):
     health_timeout_s: float = 2.0
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM
 
-    # Tokens: the same audience/issuer the services check (JWT_AUDIENCE / JWT_ISSUER).
-    jwt_audience: str | None = "opendrec"
-    jwt_issuer: str | None = "opendrec-identity"
-    jwt_leeway_s: float = 0.0
-    token_cache_size: int = Field(default=10_000, ge=1)
-    jwks_ttl_s: float = 300.0
-    jwks_min_refresh_interval_s: float = 5.0  # refetch on an unknown kid at most this often
-
     # token.revoked is followed here when set, so logged-out tokens stop at the door
     kafka_bootstrap_servers: str | None = None
 
-    traces_file: str | None = None
-    otel_exporter_otlp_endpoint: str | None = None
-    log_level: str = "INFO"
     access_log: bool = False  # one JSON line per forwarded request; spans already record each one
 
     def service_urls(self) -> dict[str, str]:
