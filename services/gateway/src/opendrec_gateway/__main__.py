@@ -28,8 +28,8 @@ def main() -> None:
         server_header=False,  # the service's own Server/Date headers pass through
         date_header=False,
         backlog=2048,
-        # a stuck request must not hold the process (uvicorn waits with asyncio.wait_for: a float works)
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
+        # a stuck request must not hold the process
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]  # uvicorn's wait_for takes a float
     )
 
 

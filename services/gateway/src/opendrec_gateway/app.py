@@ -398,7 +398,8 @@ class Gateway:
                 send, 503, f"Cannot describe the API right now: no answer from {', '.join(missing)}", path, rid
             )
             return
-        merged = openapi.merge(dict(zip(names, fetched, strict=True)), title="OpenDREC", version="0.1.0")  # type: ignore[arg-type]
+        documents = {name: document for name, document in zip(names, fetched, strict=True) if document is not None}
+        merged = openapi.merge(documents, title="OpenDREC", version="0.1.0")
         await _send_json(send, 200, orjson.dumps(merged), rid)
 
     async def _fetch_openapi(self, base_url: str) -> dict[str, Any] | None:
