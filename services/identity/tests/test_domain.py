@@ -4,6 +4,7 @@ import pytest
 
 from opendrec_identity import domain
 from opendrec_identity.domain import Invalid, ModuleGrant
+from opendrec_kit.paging import Page, total_pages
 
 # -- registration rules --------------------------------------------------------------------
 
@@ -228,8 +229,9 @@ def test_member_roles_follow_the_organization_type():
 
 
 def test_pages():
-    assert domain.Page(3, 10).offset == 20
-    assert (domain.total_pages(0, 10), domain.total_pages(10, 10), domain.total_pages(11, 10)) == (0, 1, 2)
+    # Listings page through the kit's Page (identity keeps no copy).
+    assert Page(3, 10).offset == 20
+    assert (total_pages(0, 10), total_pages(10, 10), total_pages(11, 10)) == (0, 1, 2)
 
 
 def test_grant_rules():

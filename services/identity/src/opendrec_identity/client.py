@@ -39,7 +39,7 @@ def client_assertion(
         "exp": now + lifetime_s,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(claims, key, algorithm="EdDSA")  # type: ignore[arg-type]
+    return jwt.encode(claims, key, algorithm="EdDSA")  # type: ignore[arg-type]  # the PEM may name key types PyJWT cannot sign with; an API user's is Ed25519
 
 
 class ApiError(Exception):

@@ -15,8 +15,7 @@ from typing import Any
 
 # Roles, modules and default grants are the platform's contract: identity seeds its tables from them
 # (tests check the migration) and other services document their endpoints' roles from them.
-from opendrec_contracts.access import ACTION_LETTERS, ADMIN, MODULES, ROLES  # noqa: F401 (re-exported)
-from opendrec_kit.paging import Page, total_pages  # noqa: F401 (re-exported: every listing pages the same way)
+from opendrec_contracts.access import ACTION_LETTERS, ADMIN, MODULES, ROLES  # noqa: F401 - re-exported (other modules read them through domain)
 
 # -- roles, organization types, modules -------------------------------------------------
 

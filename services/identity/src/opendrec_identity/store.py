@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from opendrec_kit.paging import Page
+
 from . import domain
 
 # Names of the unique indexes, as asyncpg reports them in a UniqueViolationError.
@@ -250,7 +252,7 @@ async def organization_by_id(conn: asyncpg.Connection, organization_id: int) -> 
 
 
 async def organizations_page(
-    conn: asyncpg.Connection, page: domain.Page, organization_type: str | None
+    conn: asyncpg.Connection, page: Page, organization_type: str | None
 ) -> tuple[list[asyncpg.Record], int]:
     where = " WHERE ($1::text IS NULL OR organization_type = $1)"
     rows = await conn.fetch(
@@ -261,7 +263,7 @@ async def organizations_page(
 
 
 async def users_page(
-    conn: asyncpg.Connection, page: domain.Page, organization_id: int | None, members_only: bool
+    conn: asyncpg.Connection, page: Page, organization_id: int | None, members_only: bool
 ) -> tuple[list[asyncpg.Record], int]:
     """Users (of one organization, or all), oldest first; `members_only` leaves removed members out."""
     where = " WHERE ($1::bigint IS NULL OR u.organization_id = $1) AND (NOT $2 OR u.status <> 'Deleted')"
@@ -330,7 +332,7 @@ async def invitation_id_by_token(conn: asyncpg.Connection, token_hash: str) -> i
 
 
 async def invitations_page(
-    conn: asyncpg.Connection, organization_id: int, page: domain.Page
+    conn: asyncpg.Connection, organization_id: int, page: Page
 ) -> tuple[list[asyncpg.Record], int]:
     rows = await conn.fetch(
         _INVITATION + " WHERE i.organization_id = $1 ORDER BY i.id LIMIT $2 OFFSET $3",
@@ -458,7 +460,7 @@ async def replace_api_user_key(conn: asyncpg.Connection, api_user_id: Any, publi
 
 
 async def api_user_organizations_page(
-    conn: asyncpg.Connection, api_user_id: Any, name: str | None, page: domain.Page
+    conn: asyncpg.Connection, api_user_id: Any, name: str | None, page: Page
 ) -> tuple[list[asyncpg.Record], int]:
     """Organizations registered under an API user (all API users' when None), optionally whose name contains `name`."""
     where = (
@@ -472,9 +474,7 @@ async def api_user_organizations_page(
     return rows, total
 
 
-async def api_users_page(
-    conn: asyncpg.Connection, status: str | None, page: domain.Page
-) -> tuple[list[asyncpg.Record], int]:
+async def api_users_page(conn: asyncpg.Connection, status: str | None, page: Page) -> tuple[list[asyncpg.Record], int]:
     where = " WHERE ($1::text IS NULL OR a.permission_status = $1)"
     rows = await conn.fetch(
         "SELECT a.id, a.user_id, a.permission_status, a.created_at, u.email, u.organization_id, o.name AS organization_name, "
@@ -520,7 +520,7 @@ async def acl_module_by_name(conn: asyncpg.Connection, name: str) -> asyncpg.Rec
     return await conn.fetchrow(_ACL_MODULE + " WHERE name = $1", name)
 
 
-async def acl_modules_page(conn: asyncpg.Connection, page: domain.Page) -> tuple[list[asyncpg.Record], int]:
+async def acl_modules_page(conn: asyncpg.Connection, page: Page) -> tuple[list[asyncpg.Record], int]:
     rows = await conn.fetch(_ACL_MODULE + " ORDER BY id LIMIT $1 OFFSET $2", page.limit, page.offset)
     return rows, await conn.fetchval("SELECT count(*) FROM acl_modules")
 
@@ -619,7 +619,7 @@ async def delete_grant(conn: asyncpg.Connection, entity_type: str, grant_id: int
 
 
 async def grants_page(
-    conn: asyncpg.Connection, page: domain.Page, entity_type: str | None, entity_id: str | None, module: str | None
+    conn: asyncpg.Connection, page: Page, entity_type: str | None, entity_id: str | None, module: str | None
 ) -> tuple[list[asyncpg.Record], int]:
     where = " WHERE ($1::text IS NULL OR entity_type = $1) AND ($2::text IS NULL OR entity_id = $2) AND ($3::text IS NULL OR module = $3)"
     rows = await conn.fetch(
@@ -642,3 +642,37 @@ async def revoke_tokens_of_users(conn: asyncpg.Connection, user_ids: list[int]) 
         "RETURNING user_id, jti, expires_at",
         user_ids,
     )
+
+
+# -- mails -------------------------------------------------------------------------------------------------
+
+
+async def queue_mail(conn: asyncpg.Connection, recipient: str, subject: str, body: str) -> int:
+    """Record a mail in the caller's transaction; it is sent once that transaction commits."""
+    return await conn.fetchval(
+        "INSERT INTO mails (recipient, subject, body) VALUES ($1, $2, $3) RETURNING id", recipient, subject, body
+    )
+
+
+async def claim_due_mails(conn: asyncpg.Connection, max_attempts: int, limit: int) -> list[asyncpg.Record]:
+    """Due mails, locked until the caller's transaction ends; rows another instance holds are skipped."""
+    return await conn.fetch(
+        "SELECT id, recipient, subject, body, attempts FROM mails "
+        "WHERE next_attempt_at <= now() AND attempts < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        max_attempts,
+        limit,
+    )
+
+
+async def mail_failed(conn: asyncpg.Connection, mail_id: int, attempts: int, error: str, retry_in_s: float) -> None:
+    await conn.execute(
+        "UPDATE mails SET attempts = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+        mail_id,
+        attempts,
+        error,
+        retry_in_s,
+    )
+
+
+async def delete_mail(conn: asyncpg.Connection, mail_id: int) -> None:
+    await conn.execute("DELETE FROM mails WHERE id = $1", mail_id)

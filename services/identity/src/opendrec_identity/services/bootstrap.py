@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from opendrec_kit import ServiceRuntime
+from opendrec_kit import UnitOfWork
 
-from . import domain, store
-from .passwords import Passwords
-from .settings import Settings
+from .. import domain, store
+from ..passwords import Passwords
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -17,27 +17,25 @@ class BootstrapError(RuntimeError):
     pass
 
 
-async def ensure_admin(runtime: ServiceRuntime) -> None:
-    settings: Settings = runtime.settings  # type: ignore[assignment]
-    passwords: Passwords = runtime.app.state.passwords
-    assert runtime.pool is not None
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await store.lock_admin_bootstrap(conn)  # replicas starting together create one admin, not two
-        if await store.admin_exists(conn):
+async def ensure_admin(uow: UnitOfWork, settings: Settings, passwords: Passwords) -> None:
+    """Create the first admin (and the administration organization) unless an admin exists."""
+    async with uow:
+        await store.lock_admin_bootstrap(uow.conn)  # replicas starting together create one admin, not two
+        if await store.admin_exists(uow.conn):
             return
-        if await store.email_taken(conn, settings.admin_email):
+        if await store.email_taken(uow.conn, settings.admin_email):
             raise BootstrapError(
                 f"ADMIN_EMAIL {settings.admin_email} already belongs to a non-admin user; choose another"
             )
         org = await store.insert_organization(
-            conn,
+            uow.conn,
             name=settings.admin_organization_name,
             address=None,
             organization_type=domain.ADMIN_ORGANIZATION,
             secret_key_hash=None,
         )
         user = await store.insert_user(
-            conn,
+            uow.conn,
             organization_id=org["id"],
             first_name="OpenDREC",
             last_name="Admin",

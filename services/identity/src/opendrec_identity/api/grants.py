@@ -1,0 +1,106 @@
+"""ACL modules and grants over HTTP (Admin only): parse, authorize, call a use case (services/grants.py), answer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+
+from opendrec_kit import Principal, UoW, permission
+from opendrec_kit.paging import Page
+
+from ..bodies import Done, GrantChange, GrantOut, GrantsPage, ModuleChange, ModuleOut, ModulesPage, NewGrant, NewModule
+from ..services import grants as use_cases
+from .deps import ADMIN_ONLY, Ident, Paging
+
+router = APIRouter()
+
+
+# -- ACL modules ------------------------------------------------------------------------------------------------
+
+
+@router.post("/api/aclmodules", status_code=201, response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
+async def create_module(
+    body: NewModule, uow: UoW, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Write")
+) -> dict[str, Any]:
+    """Add an ACL module and the actions it offers; then grant them to roles or users (POST /api/permission)."""
+    return await use_cases.create_module(uow, principal, body)
+
+
+@router.get("/api/aclmodules", response_model=ModulesPage, tags=["aclmodules"], dependencies=ADMIN_ONLY)
+async def modules(
+    uow: UoW, page: Page = Paging, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Read")
+) -> dict[str, Any]:
+    """Every ACL module, oldest first, a page at a time."""
+    return await use_cases.modules(uow, page)
+
+
+@router.get("/api/aclmodules/{id}", response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
+async def module(
+    id: int, uow: UoW, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Read")
+) -> dict[str, Any]:
+    """One ACL module."""
+    return await use_cases.module(uow, id)
+
+
+@router.put("/api/aclmodules/{id}", response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
+async def change_module(
+    id: int,
+    body: ModuleChange,
+    uow: UoW,
+    identity: Ident,
+    principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Update"),
+) -> dict[str, Any]:
+    """Change what a module offers, its description, or enable/disable it. Grants keep only the actions the
+    module still offers; users who lose something (offer cut, module disabled) have their sessions revoked."""
+    return await use_cases.change_module(uow, identity, principal, id, body)
+
+
+# -- grants -------------------------------------------------------------------------------------------------------
+
+
+@router.post("/api/permission", status_code=201, response_model=GrantOut, tags=["permission"], dependencies=ADMIN_ONLY)
+async def grant(
+    body: NewGrant, uow: UoW, principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Write")
+) -> dict[str, Any]:
+    """Grant actions of a module to a role (entityType Role, entityId the role's name) or to one user
+    (entityType User, entityId the user's id), on top of what they hold. Holders see it in their next token."""
+    return await use_cases.grant(uow, principal, body)
+
+
+@router.get("/api/permission", response_model=GrantsPage, tags=["permission"], dependencies=ADMIN_ONLY)
+async def grants(
+    uow: UoW,
+    page: Page = Paging,
+    entityType: Literal["Role", "User"] | None = Query(None),
+    entityId: str | None = Query(None, max_length=100, description="a role's name or a user's id"),
+    moduleName: str | None = Query(None, max_length=100),
+    aclmodulesId: int | None = Query(None),
+    principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Read"),
+) -> dict[str, Any]:
+    """Role and user grants, oldest first, a page at a time; filter by entityType, entityId and module."""
+    return await use_cases.grants(uow, page, entityType, entityId, moduleName, aclmodulesId)
+
+
+@router.put("/api/permission/{id}", response_model=GrantOut, tags=["permission"], dependencies=ADMIN_ONLY)
+async def change_grant(
+    id: int,
+    body: GrantChange,
+    uow: UoW,
+    identity: Ident,
+    principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Update"),
+) -> dict[str, Any]:
+    """Set the actions a grant gives. If any is taken away, the holders' current sessions are revoked
+    (their next token carries the reduced permissions)."""
+    return await use_cases.change_grant(uow, identity, principal, id, body.permissions)
+
+
+@router.delete("/api/permission/{id}", response_model=Done, tags=["permission"], dependencies=ADMIN_ONLY)
+async def remove_grant(
+    id: int,
+    uow: UoW,
+    identity: Ident,
+    principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Delete"),
+) -> dict[str, Any]:
+    """Remove a grant; the holders' current sessions are revoked."""
+    return await use_cases.remove_grant(uow, identity, principal, id)

@@ -1,0 +1,56 @@
+"""Invitations over HTTP: parse, authorize, call a use case (services/invitations.py), answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from opendrec_kit import CurrentPrincipal, Principal, UoW, permission
+from opendrec_kit.organizations import OrganizationQuery
+from opendrec_kit.paging import Page
+
+from ..bodies import Answer, InvitationOut, InvitationsPage, Invite, InvitedRegistration, UserOut
+from ..services import invitations as use_cases
+from .deps import Ident, Paging
+
+router = APIRouter(tags=["invitation"])
+
+
+@router.post("/api/invitation", status_code=201, response_model=InvitationOut)
+async def invite(
+    body: Invite,
+    uow: UoW,
+    identity: Ident,
+    organizationId: OrganizationQuery = None,
+    principal: Principal = permission("INVITATION_MANAGEMENT_CRUDL", "Write"),
+) -> dict[str, Any]:
+    """Invite an e-mail address to join an organization (default: the caller's) with a role; a mail is sent to it."""
+    return await use_cases.invite(uow, identity, principal, organizationId or principal.organization_id, body)
+
+
+@router.get("/api/invitation", response_model=InvitationsPage)
+async def invitations(
+    uow: UoW,
+    page: Page = Paging,
+    organizationId: OrganizationQuery = None,
+    principal: Principal = permission("INVITATION_MANAGEMENT_CRUDL", "Read"),
+) -> dict[str, Any]:
+    """The invitations an organization (default: the caller's) sent, a page at a time."""
+    return await use_cases.invitations(uow, principal, organizationId or principal.organization_id, page)
+
+
+@router.put("/api/invitation/{invitationId}", response_model=InvitationOut)
+async def answer(
+    invitationId: int, body: Answer, principal: CurrentPrincipal, uow: UoW, identity: Ident
+) -> dict[str, Any]:
+    """Accept or reject an invitation sent to the caller's e-mail address. Accepting moves the caller
+    into the inviting organization with the invited role; their current tokens are revoked (log in again)."""
+    return await use_cases.answer(uow, identity, principal, invitationId, body.status)
+
+
+@router.post("/api/invitation/register/{token}", status_code=201, response_model=UserOut)
+async def register_invited(body: InvitedRegistration, uow: UoW, identity: Ident, token: str) -> dict[str, Any]:
+    """Create the account of an invited e-mail address (no login: the mailed token is the proof) and
+    join the organization. The e-mail counts as confirmed."""
+    return await use_cases.register_invited(uow, identity, token, body)

@@ -1,0 +1,445 @@
+"""Identity's request and answer bodies (D-REC field names): what the routes parse and the use cases take.
+
+Every field is checked on its own (the rules are in domain.py), so one 400 lists every bad field;
+rejected values are never echoed (`hide_input_in_errors`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from opendrec_kit.errors import field_rule
+
+from . import domain
+
+# Answers carry timestamps as D-REC writes them (opendrec_kit.timestamps.iso).
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Action = Literal["Read", "Write", "Update", "Delete"]
+ModuleStatus = Literal["Enable", "Disable"]
+
+
+class Done(BaseModel):
+    success: bool = True
+    message: str
+
+
+# -- accounts ---------------------------------------------------------------------------------------------
+
+
+class NewAccount(BaseModel):
+    """Who a new user is and the password they chose; shared by every way of creating an account.
+    Every field is checked on its own, so one 400 lists every bad field."""
+
+    model_config = ConfigDict(str_strip_whitespace=False, hide_input_in_errors=True)
+
+    firstName: str
+    lastName: str
+    password: str = Field(description=domain.PASSWORD_RULE)
+    confirmPassword: str
+
+    @field_validator("firstName", "lastName")
+    @classmethod
+    def _name(cls, value: str, info: ValidationInfo) -> str:
+        return field_rule(domain.required_text, value, info.field_name, 100)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        return field_rule(domain.check_password, value)
+
+    @field_validator("confirmPassword")
+    @classmethod
+    def _confirm(cls, value: str, info: ValidationInfo) -> str:
+        # Only comparable when the password itself was valid (else its own error is reported).
+        if "password" in info.data and value != info.data["password"]:
+            raise PydanticCustomError("mismatch", "confirmPassword must match password")
+        return value
+
+
+class RegisterWithOrganization(NewAccount):
+    email: str
+    organizationType: str = Field(description="Developer or Buyer, in any letter case")
+    orgName: str
+    orgAddress: str | None = None
+    secretKey: str = Field(description=domain.SECRET_KEY_RULE)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return field_rule(domain.normalize_email, value)
+
+    @field_validator("organizationType")
+    @classmethod
+    def _organization_type(cls, value: str) -> str:
+        return field_rule(domain.normalize_organization_type, value)
+
+    @field_validator("orgName")
+    @classmethod
+    def _org_name(cls, value: str) -> str:
+        return field_rule(domain.required_text, value, "orgName", 200)
+
+    @field_validator("orgAddress")
+    @classmethod
+    def _org_address(cls, value: str | None) -> str | None:
+        return field_rule(domain.optional_text, value, "orgAddress", 500)
+
+    @field_validator("secretKey")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        return field_rule(domain.check_secret_key, value)
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    # Bounded so a huge body cannot buy a long hash computation.
+    username: str = Field(min_length=1, max_length=1024, description="the account's e-mail address")
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class AccessToken(BaseModel):
+    accessToken: str
+
+
+class OrganizationOut(BaseModel):
+    id: int
+    name: str
+    address: str | None
+    organizationType: str
+    status: str
+    createdAt: Timestamp
+
+
+class UserOut(BaseModel):
+    id: int
+    firstName: str
+    lastName: str
+    email: str
+    role: str
+    status: str
+    emailConfirmed: bool
+    createdAt: Timestamp
+    organization: OrganizationOut
+
+
+class Me(UserOut):
+    permissions: dict[str, list[str]] = Field(description="ACL module -> allowed actions (Read, Write, Update, Delete)")
+
+
+class ForgetPassword(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return field_rule(domain.normalize_email, value)
+
+
+def _new_password(value: str) -> str:
+    return field_rule(domain.check_password, value)
+
+
+def _confirmation(value: str, info: ValidationInfo) -> str:
+    if "newPassword" in info.data and value != info.data["newPassword"]:
+        raise PydanticCustomError("mismatch", "confirmPassword must match newPassword")
+    return value
+
+
+class ResetPassword(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+    newPassword: str = Field(description=domain.PASSWORD_RULE)
+    confirmPassword: str
+
+    _check_new = field_validator("newPassword")(_new_password)
+    _check_confirm = field_validator("confirmPassword")(_confirmation)
+
+
+class ChangePassword(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+    oldPassword: str = Field(min_length=1, max_length=1024)
+    newPassword: str = Field(description=domain.PASSWORD_RULE)
+    confirmPassword: str
+
+    _check_new = field_validator("newPassword")(_new_password)
+    _check_confirm = field_validator("confirmPassword")(_confirmation)
+
+
+class Profile(BaseModel):
+    firstName: str | None = None
+    lastName: str | None = None
+
+    @field_validator("firstName", "lastName")
+    @classmethod
+    def _name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else field_rule(domain.required_text, value, info.field_name, 100)
+
+    @model_validator(mode="after")
+    def _something(self) -> Profile:
+        if self.firstName is None and self.lastName is None:
+            raise PydanticCustomError("empty", "give firstName, lastName or both")
+        return self
+
+
+# -- organizations ----------------------------------------------------------------------------------------
+
+
+class UsersPage(BaseModel):
+    users: list[UserOut]
+    currentPage: int
+    totalPages: int
+    totalCount: int
+
+
+class OrganizationsPage(BaseModel):
+    organizations: list[OrganizationOut]
+    currentPage: int
+    totalPages: int
+    totalCount: int
+
+
+class ChangeRole(BaseModel):
+    role: str
+
+
+# -- invitations ------------------------------------------------------------------------------------------
+
+
+class Invite(BaseModel):
+    email: str
+    role: str = Field(
+        description="a role of the organization's type: Developer OrganizationAdmin|DeviceOwner|User, Buyer Buyer|SubBuyer|User"
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return field_rule(domain.normalize_email, value)
+
+
+class Answer(BaseModel):
+    status: Literal["Accepted", "Rejected"]
+
+
+class InvitedRegistration(NewAccount):
+    """An invitee without an account registers with the mailed token (the email is the invitation's)."""
+
+
+class InvitationOrganization(BaseModel):
+    id: int
+    name: str
+
+
+class InvitationOut(BaseModel):
+    id: int
+    email: str
+    role: str
+    status: str
+    sender: str
+    organization: InvitationOrganization
+    createdAt: Timestamp
+    expiresAt: Timestamp
+
+
+class InvitationsPage(BaseModel):
+    invitations: list[InvitationOut]
+    currentPage: int
+    totalPages: int
+    totalCount: int
+
+
+# -- API users --------------------------------------------------------------------------------------------
+
+
+class Register(RegisterWithOrganization):
+    organizationType: str = Field(
+        description="ApiUser; or Developer/Buyer together with api_user_id, called by that API user"
+    )
+    api_user_id: uuid.UUID | None = Field(
+        default=None, description="the API user the Developer/Buyer organization is registered under"
+    )
+
+    @field_validator("organizationType")
+    @classmethod
+    def _organization_type(cls, value: str) -> str:
+        found = {"apiuser": "ApiUser", "developer": "Developer", "buyer": "Buyer"}.get(value.strip().lower())
+        if found is None:
+            raise PydanticCustomError("invalid", "organizationType must be ApiUser, Developer or Buyer")
+        return found
+
+    @model_validator(mode="after")
+    def _api_user(self) -> Register:
+        if self.organizationType == "ApiUser" and self.api_user_id is not None:
+            raise PydanticCustomError(
+                "api_user_id", "api_user_id is only for Developer and Buyer organizations registered under an API user"
+            )
+        if self.organizationType != "ApiUser" and self.api_user_id is None:
+            raise PydanticCustomError(
+                "api_user_id",
+                "api_user_id is required for a Developer or Buyer organization here (without an API user, use /api/user/registerWithOrganization)",
+            )
+        return self
+
+
+class Registered(UserOut):
+    apiUserId: str | None = Field(
+        default=None,
+        description="the API user: for ApiUser registrations its client_id (iss and sub of its assertions)",
+    )
+    privateKey: str | None = Field(
+        default=None,
+        description="ApiUser registrations only: the Ed25519 private key (PEM, PKCS#8), shown this once only; sign client assertions with it (EdDSA)",
+    )
+
+
+class ModuleRequest(BaseModel):
+    aclmodulesId: int | None = None
+    moduleName: str | None = None
+    permissions: list[Action] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_module(self) -> ModuleRequest:
+        if (self.aclmodulesId is None) == (self.moduleName is None):
+            raise PydanticCustomError("module", "give aclmodulesId or moduleName (one of them)")
+        return self
+
+
+class PermissionState(BaseModel):
+    apiUserId: str
+    status: str
+    modules: dict[str, list[str]]
+
+
+class Verdict(BaseModel):
+    status: Literal["Active", "Deactive"]
+
+
+class TokenRequest(BaseModel):
+    grant_type: str
+    client_assertion_type: str
+    client_assertion: str = Field(max_length=8192)
+
+
+class TokenAnswer(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    accessToken: str = Field(description="the same token, under the D-REC login answer's name")
+
+
+class RotatedKey(BaseModel):
+    apiUserId: str
+    privateKey: str = Field(description="the new Ed25519 private key (PEM), shown this once only")
+
+
+class ApiUserOut(BaseModel):
+    apiUserId: str
+    userId: int
+    email: str
+    organizationId: int
+    organizationName: str
+    permissionStatus: str
+    requestedModules: dict[str, list[str]]
+    createdAt: Timestamp
+
+
+class ApiUsersPage(BaseModel):
+    apiusers: list[ApiUserOut]
+    currentPage: int
+    totalPages: int
+    totalCount: int
+
+
+# -- ACL modules and grants (origin-drec-api field names) ----------------------------------------------------
+
+
+class NewModule(BaseModel):
+    name: str = Field(description=domain.MODULE_NAME_RULE)
+    description: str = ""
+    permissions: list[Action] = Field(min_length=1, description="the actions the module offers")
+    status: ModuleStatus = "Enable"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return field_rule(domain.check_module_name, value)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        return field_rule(domain.optional_text, value, "description", 500) or ""
+
+
+class ModuleChange(BaseModel):
+    description: str | None = None
+    permissions: list[Action] | None = Field(
+        default=None, min_length=1, description="the actions the module offers from now on"
+    )
+    status: ModuleStatus | None = None
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        return None if value is None else field_rule(domain.optional_text, value, "description", 500) or ""
+
+    @model_validator(mode="after")
+    def _something(self) -> ModuleChange:
+        if self.description is None and self.permissions is None and self.status is None:
+            raise PydanticCustomError("empty", "give description, permissions or status")
+        return self
+
+
+class ModuleOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    permissions: list[str] = Field(description="the actions the module offers")
+    status: str
+    createdAt: Timestamp
+
+
+class ModulesPage(BaseModel):
+    aclmodules: list[ModuleOut]
+    currentPage: int
+    totalPages: int
+    totalCount: int
+
+
+class NewGrant(BaseModel):
+    aclmodulesId: int | None = None
+    moduleName: str | None = None
+    entityType: Literal["Role", "User"]
+    entityId: str | int = Field(description="Role: the role's name (e.g. DeviceOwner); User: the user's id")
+    permissions: list[Action] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_module(self) -> NewGrant:
+        if (self.aclmodulesId is None) == (self.moduleName is None):
+            raise PydanticCustomError("module", "give aclmodulesId or moduleName (one of them)")
+        return self
+
+
+class GrantChange(BaseModel):
+    permissions: list[Action] = Field(
+        min_length=1, description="the actions granted from now on (to remove them all, DELETE the grant)"
+    )
+
+
+class GrantOut(BaseModel):
+    id: int
+    aclmodulesId: int
+    moduleName: str
+    entityType: str
+    entityId: str | int = Field(description="Role: its name; User: the user's id")
+    permissions: list[str]
+
+
+class GrantsPage(BaseModel):
+    permissions: list[GrantOut]
+    currentPage: int
+    totalPages: int
+    totalCount: int
