@@ -180,26 +180,6 @@ def subscribe(
     return stats
 
 
-def follow_revocations(broker: KafkaBroker, settings: ServiceSettings, verifier: Any) -> None:
-    """Every process reads every token.revoked (no consumer group, from the start of the topic),
-    so a revoked token is refused everywhere within moments. The effect is in memory and
-    idempotent: no inbox needed."""
-
-    @broker.subscriber(
-        "token.revoked",
-        group_id=None,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
-    )
-    async def revoked(body: Any, msg: KafkaMessage) -> None:
-        try:
-            _, event = decode(msg.body)
-        except Poison:
-            log.warning("unreadable token.revoked message ignored")
-            return
-        verifier.revoke(event.token_id, event.expires_at.timestamp())
-
-
 async def dead_letter(broker: KafkaBroker, topic: str, msg: KafkaMessage, exc: BaseException, attempts: int) -> None:
     record = msg.raw_message
     headers = {

@@ -27,9 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from opendrec_contracts import OrganizationRegistered, all_topics, topic_of
 
 from . import db
-from .auth import TokenVerifier, describe_access
+from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import install_error_handlers
-from .messaging import E, Handler, ensure_topics, follow_revocations, make_broker, subscribe
+from .messaging import E, Handler, ensure_topics, make_broker, subscribe
 from .organizations import remember_organization
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
@@ -81,12 +81,14 @@ class ServiceRuntime(Generic[S]):
         self.relay: OutboxRelay | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
-        self._background: list[asyncio.Task[None]] = []
         self.workers: list[Worker] = []
         self.started = False
         self.consumer_stats: dict[str, dict[str, int]] = {}
         self.app = self._create_app(title)
-        follow_revocations(self.broker, settings, self.app.state.token_verifier)
+        # Every process follows token.revoked itself, so a logged-out token is refused everywhere within moments.
+        self.workers.append(
+            RevocationFollower(settings.kafka_bootstrap_servers, self.app.state.token_verifier).worker()
+        )
 
     # -- wiring ---------------------------------------------------------------
     def include_router(self, router: APIRouter) -> None:
@@ -132,16 +134,6 @@ class ServiceRuntime(Generic[S]):
     def on_shutdown(self, hook: Hook) -> None:
         self._shutdown.append(hook)
 
-    def background(self, name: str, coro: Awaitable[None]) -> None:
-        """Run a long-lived task (e.g. a poller); its crash is logged and makes the service unready."""
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._background.append(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception():
-            log.error("background task crashed", exc_info=task.exception(), extra={"task": task.get_name()})
-
     # -- lifecycle --------------------------------------------------------------
     async def prepare(self) -> None:
         """What must exist before serving: the database, its migrations, the topics. Idempotent."""
@@ -172,13 +164,11 @@ class ServiceRuntime(Generic[S]):
         self.started = False
         for worker in self.workers:
             await worker.stop()
-        for task in self._background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         for hook in reversed(self._shutdown):
-            with contextlib.suppress(Exception):
+            try:
                 await hook(self)
+            except Exception:  # one failing hook must not keep the others (and the pool) from closing
+                log.exception("shutdown hook failed", extra={"hook": getattr(hook, "__name__", repr(hook))})
         if self.relay:
             await self.relay.stop()
         await self.broker.stop()
@@ -199,8 +189,6 @@ class ServiceRuntime(Generic[S]):
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         checks["outbox"] = "ok" if self.relay and self.relay.healthy else "starting"
-        crashed = [t.get_name() for t in self._background if t.done()]
-        checks["tasks"] = "ok" if not crashed else f"stopped: {', '.join(crashed)}"
         return checks
 
     def worker_status(self) -> dict[str, str]:
@@ -223,9 +211,7 @@ class ServiceRuntime(Generic[S]):
         app = FastAPI(title=title, lifespan=lifespan)
         app.state.runtime = self
         s = self.settings
-        app.state.token_verifier = TokenVerifier(
-            f"{s.identity_url.rstrip('/')}/.well-known/jwks.json", s.jwt_audience, s.jwt_issuer
-        )
+        app.state.token_verifier = TokenVerifier.from_settings(s)
         install_error_handlers(app)
 
         @app.get("/healthz", include_in_schema=False)

@@ -120,7 +120,8 @@ class Reads:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ends_us", micros_since(UNIX_EPOCH, self.ends))
-        object.__setattr__(self, "starts_us", None if None in self.starts else micros_since(UNIX_EPOCH, self.starts))
+        starts = None if None in self.starts else cast(list[datetime], self.starts)  # every read has its start
+        object.__setattr__(self, "starts_us", None if starts is None else micros_since(UNIX_EPOCH, starts))
 
     @classmethod
     def of(cls, reads: Iterable[Read]) -> Reads:
