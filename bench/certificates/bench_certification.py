@@ -125,8 +125,9 @@ async def main(args: argparse.Namespace) -> int:
     first = (datetime.now(UTC) - total * MINUTE - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     events = read_batches(1, 4, first, args.batches, args.batch)
     with tempfile.TemporaryDirectory() as pgdata:
-        pg = None if os.environ.get("DATABASE_URL") else start_postgres(pgdata)
-        server_url = os.environ.get("DATABASE_URL") or pg.url  # type: ignore[union-attr]
+        given = os.environ.get("DATABASE_URL")
+        pg = None if given else start_postgres(pgdata)
+        server_url = given or (pg.url if pg else "")
         try:
             print(
                 f"{total:,} minute reads of one device in {args.batches} read.ingested events of {args.batch:,}; postgres {server_url}"
