@@ -235,7 +235,7 @@ async def rotate_key(uow: UnitOfWork, identity: Identity, principal: Principal) 
 # -- module permissions --------------------------------------------------------------------------------------
 
 
-def _requested_modules(body: list[ModuleRequest], modules: dict[int, tuple[str, str]]) -> dict[str, str]:
+def requested_modules(body: list[ModuleRequest], modules: dict[int, tuple[str, str]]) -> dict[str, str]:
     """What an API user asks for, module -> action letters; 400 naming the first item that cannot be asked for."""
     by_name = dict(modules.values())
     requested: dict[str, str] = {}
@@ -271,7 +271,7 @@ async def request_permissions(
         api_user = await store.api_user_by_user(uow.conn, principal.user_id)
         if api_user is None:
             raise ApiError(403, NOT_AN_API_USER)
-        requested = _requested_modules(body, await store.module_names_by_id(uow.conn))
+        requested = requested_modules(body, await store.module_names_by_id(uow.conn))
         await store.replace_permission_request(uow.conn, api_user["id"], requested)
         revoked = await revoke_sessions(uow, principal.user_id, keep_jti=principal.token_id)
         state = await _permission_state(uow.conn, api_user["id"], "Request")
