@@ -16,20 +16,15 @@ import pytest
 import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
 
+from opendrec_devstack.services import SERVICES
+
 REPO = Path(__file__).resolve().parents[2]
 ROOT_COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
-# The platform's services and the ports they serve HTTP on (fixed platform conventions).
-PLATFORM_PORTS = {
-    "gateway": 8000,
-    "identity": 8101,
-    "devices": 8102,
-    "readings": 8103,
-    "reservations": 8104,
-    "certificates": 8105,
-    "charger-gateway": 8106,
-}
+# The platform's services and the ports they serve HTTP on: devstack's one table of them (its tests pin the
+# fixed platform conventions).
+PLATFORM_PORTS = {service.name: service.port for service in SERVICES}
 GATEWAY_UPSTREAMS = {
     "DEVICES_URL": "devices",
     "READINGS_URL": "readings",

@@ -12,18 +12,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from opendrec_devstack.services import SERVICES
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
-PLATFORM_PORTS = {
-    "gateway": 8000,
-    "identity": 8101,
-    "devices": 8102,
-    "readings": 8103,
-    "reservations": 8104,
-    "certificates": 8105,
-    "charger-gateway": 8106,
-}
+# The platform's services and the ports they serve HTTP on: devstack's one table of them (its tests pin the
+# fixed platform conventions).
+PLATFORM_PORTS = {service.name: service.port for service in SERVICES}
 
 
 def manifest_files() -> list[Path]:
