@@ -14,7 +14,7 @@ import pycountry
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 from opendrec_kit.timestamps import iso
 
-from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES
+from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES, Code
 
 MAX_EXTERNAL_ID = 200
 
@@ -127,20 +127,20 @@ def normalize_country(code: str) -> str:
     return country.alpha_3
 
 
-def check_fuel_code(code: str) -> str:
+def _irec_code(code: str, table: tuple[Code, ...], known: frozenset[str], field: str, what: str) -> str:
     text = code.strip().upper()
-    if text not in FUEL_CODES:
-        valid = ", ".join(c.code for c in FUEL_TYPES)
-        raise ValueError(f"fuelCode {code!r} is not an I-REC fuel code. Valid codes: {valid}")
+    if text not in known:
+        valid = ", ".join(c.code for c in table)
+        raise ValueError(f"{field} {code!r} is not an I-REC {what} code. Valid codes: {valid}")
     return text
+
+
+def check_fuel_code(code: str) -> str:
+    return _irec_code(code, FUEL_TYPES, FUEL_CODES, "fuelCode", "fuel")
 
 
 def check_device_type_code(code: str) -> str:
-    text = code.strip().upper()
-    if text not in DEVICE_TYPE_CODES:
-        valid = ", ".join(c.code for c in DEVICE_TYPES)
-        raise ValueError(f"deviceTypeCode {code!r} is not an I-REC technology code. Valid codes: {valid}")
-    return text
+    return _irec_code(code, DEVICE_TYPES, DEVICE_TYPE_CODES, "deviceTypeCode", "technology")
 
 
 def check_off_taker(value: str) -> str:
@@ -227,6 +227,11 @@ def check_each(check: Any, values: list[str]) -> list[str]:
     if errors:
         raise ValueError("; ".join(errors))
     return list(dict.fromkeys(out))
+
+
+def check_list(values: list[str] | None, check: Any) -> list[str] | None:
+    """A list filter of a query (repeated and/or comma-separated values), each value checked; None: no filter."""
+    return check_each(check, split_list(values)) or None
 
 
 def check_energy_storage(energy_storage: bool | None, capacity: float | None) -> float | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from opendrec_kit.errors import field_rule
+from opendrec_kit.models import rule, rule_before
 from opendrec_kit.organizations import MAX_ID
 
 from . import domain
@@ -35,19 +36,29 @@ class DeviceRegistration(BaseModel):
         description="API users (required) and admins: the Developer organization the device is for; "
         "checked before the device fields",
     )
-    externalId: str
+    externalId: Annotated[str, rule(domain.check_external_id)]
     projectName: str = Field(min_length=1, max_length=500)
     address: str = Field(min_length=1, max_length=1000)
-    latitude: float = Field(description="decimal degrees or degrees-minutes-seconds, e.g. 19°20'50.97\"S")
-    longitude: float = Field(description="decimal degrees or degrees-minutes-seconds, e.g. 46°3'3.21\"W")
-    countryCode: str = Field(description="ISO 3166 alpha-2 or alpha-3; stored as alpha-3")
-    fuelCode: str = Field(description="I-REC fuel code, see GET /api/device/fuel-type")
-    deviceTypeCode: str = Field(description="I-REC technology code, see GET /api/device/device-type")
+    latitude: Annotated[float, rule_before(domain.parse_coordinate, "latitude")] = Field(
+        description="decimal degrees or degrees-minutes-seconds, e.g. 19°20'50.97\"S"
+    )
+    longitude: Annotated[float, rule_before(domain.parse_coordinate, "longitude")] = Field(
+        description="decimal degrees or degrees-minutes-seconds, e.g. 46°3'3.21\"W"
+    )
+    countryCode: Annotated[str, rule(domain.normalize_country)] = Field(
+        description="ISO 3166 alpha-2 or alpha-3; stored as alpha-3"
+    )
+    fuelCode: Annotated[str, rule(domain.check_fuel_code)] = Field(
+        description="I-REC fuel code, see GET /api/device/fuel-type"
+    )
+    deviceTypeCode: Annotated[str, rule(domain.check_device_type_code)] = Field(
+        description="I-REC technology code, see GET /api/device/device-type"
+    )
     capacity: float = Field(description="kW, > 0")
     timezone: str | None = Field(None, description="IANA time zone of the device, e.g. Asia/Kolkata")
     commissioningDate: datetime = Field(description="ISO 8601; without offset: device timezone, else UTC")
     gridInterconnection: bool
-    offTaker: str
+    offTaker: Annotated[str, rule(domain.check_off_taker)]
     yieldValue: float | None = Field(None, ge=0)
     labels: str | None = None
     impactStory: str | None = None
@@ -59,31 +70,6 @@ class DeviceRegistration(BaseModel):
     qualityLabels: str | None = None
     SDGBenefits: list[str] = Field(default_factory=list)
     version: str | None = "1.0"
-
-    @field_validator("externalId")
-    @classmethod
-    def _external_id(cls, v: str) -> str:
-        return field_rule(domain.check_external_id, v)
-
-    @field_validator("latitude", "longitude", mode="before")
-    @classmethod
-    def _coordinate(cls, v: Any, info: ValidationInfo) -> float:
-        return field_rule(domain.parse_coordinate, v, info.field_name)
-
-    @field_validator("countryCode")
-    @classmethod
-    def _country(cls, v: str) -> str:
-        return field_rule(domain.normalize_country, v)
-
-    @field_validator("fuelCode")
-    @classmethod
-    def _fuel(cls, v: str) -> str:
-        return field_rule(domain.check_fuel_code, v)
-
-    @field_validator("deviceTypeCode")
-    @classmethod
-    def _device_type(cls, v: str) -> str:
-        return field_rule(domain.check_device_type_code, v)
 
     @field_validator("capacity")
     @classmethod
@@ -101,11 +87,6 @@ class DeviceRegistration(BaseModel):
     @classmethod
     def _commissioning(cls, v: Any, info: ValidationInfo) -> datetime:
         return field_rule(domain.parse_commissioning_date, v, info.data.get("timezone"), datetime.now(UTC))
-
-    @field_validator("offTaker")
-    @classmethod
-    def _off_taker(cls, v: str) -> str:
-        return field_rule(domain.check_off_taker, v)
 
     @field_validator("energyStorageCapacity")
     @classmethod
@@ -191,34 +172,16 @@ class DeviceQuery(BaseModel):
     afterId: int | None = Field(
         None, ge=1, le=MAX_ID, description="keyset paging: devices older than this id (pagenumber is then ignored)"
     )
-    countryCode: list[str] | None = Field(None, description="ISO 3166 alpha-2 or alpha-3")
-    fuelCode: list[str] | None = None
-    deviceTypeCode: list[str] | None = None
-    offTaker: list[str] | None = None
+    countryCode: Annotated[list[str] | None, rule(domain.check_list, domain.normalize_country)] = Field(
+        None, description="ISO 3166 alpha-2 or alpha-3"
+    )
+    fuelCode: Annotated[list[str] | None, rule(domain.check_list, domain.check_fuel_code)] = None
+    deviceTypeCode: Annotated[list[str] | None, rule(domain.check_list, domain.check_device_type_code)] = None
+    offTaker: Annotated[list[str] | None, rule(domain.check_list, domain.check_off_taker)] = None
     capacityMin: float | None = Field(None, ge=0, description="kW, inclusive")
     capacityMax: float | None = Field(None, ge=0, description="kW, inclusive")
     commissioningDateFrom: datetime | None = Field(None, description="ISO 8601 date or date-time, inclusive")
     commissioningDateTo: datetime | None = Field(None, description="ISO 8601; a bare date includes that whole day")
-
-    @field_validator("countryCode")
-    @classmethod
-    def _countries(cls, v: list[str] | None) -> list[str] | None:
-        return field_rule(domain.check_each, domain.normalize_country, domain.split_list(v)) or None
-
-    @field_validator("fuelCode")
-    @classmethod
-    def _fuels(cls, v: list[str] | None) -> list[str] | None:
-        return field_rule(domain.check_each, domain.check_fuel_code, domain.split_list(v)) or None
-
-    @field_validator("deviceTypeCode")
-    @classmethod
-    def _types(cls, v: list[str] | None) -> list[str] | None:
-        return field_rule(domain.check_each, domain.check_device_type_code, domain.split_list(v)) or None
-
-    @field_validator("offTaker")
-    @classmethod
-    def _off_takers(cls, v: list[str] | None) -> list[str] | None:
-        return field_rule(domain.check_each, domain.check_off_taker, domain.split_list(v)) or None
 
     @field_validator("capacityMax")
     @classmethod
