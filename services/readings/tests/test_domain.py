@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from opendrec_kit.timestamps import iso
+from opendrec_kit.timestamps import iso_exact
 from opendrec_readings import domain
 from opendrec_readings.domain import Device, LastRead, Read, Reads
 
@@ -422,8 +422,8 @@ def test_rule_submission_names_device_refuses_another_external_id_or_organizatio
 
 
 def test_iso_prints_milliseconds_like_the_reference():
-    assert iso(datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)) == "2022-09-08T12:55:47.335Z"
-    assert iso(datetime(2022, 9, 8, 12, 55, 47, 335001, tzinfo=UTC)) == "2022-09-08T12:55:47.335001Z"
+    assert iso_exact(datetime(2022, 9, 8, 12, 55, 47, 335000, tzinfo=UTC)) == "2022-09-08T12:55:47.335Z"
+    assert iso_exact(datetime(2022, 9, 8, 12, 55, 47, 335001, tzinfo=UTC)) == "2022-09-08T12:55:47.335001Z"
 
 
 def test_read_ingested_built_without_validation_passes_the_contracts_validation():

@@ -3,6 +3,9 @@
 Paths and fields follow the reference (`/api/meter-reads/...`, starttimestamp/endtimestamp/
 value in, startdate/enddate/value out). Beyond it: up to 10,000 reads per request, judged as
 a whole, a rejection listing every bad read, and Idempotency-Key.
+
+An adapter: each route parses the request, is authorized by `permission(...)`, calls one use
+case of services.py with an unopened unit of work (`UoW`) and answers.
 """
 
 from __future__ import annotations

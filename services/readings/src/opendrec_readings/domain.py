@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, available_timezones
 # One integer encoding of instants (µs since the Unix epoch), shared with read.ingested.
 from opendrec_contracts import ReadIngested
 from opendrec_contracts.events import UNIX_EPOCH, micros_since
-from opendrec_kit.timestamps import iso
+from opendrec_kit.timestamps import iso, iso_exact
 
 ReadType = Literal["History", "Delta", "Aggregate"]
 READ_TYPES: tuple[ReadType, ...] = ("History", "Delta", "Aggregate")
@@ -486,41 +486,41 @@ def rule_start_given(start: datetime | None) -> str | None:
 
 
 def rule_start_before_end(start: datetime, end: datetime) -> str | None:
-    return None if start < end else f"starttimestamp {iso(start)} must be before endtimestamp {iso(end)}"
+    return None if start < end else f"starttimestamp {iso_exact(start)} must be before endtimestamp {iso_exact(end)}"
 
 
 def rule_not_before_commissioning(moment: datetime, device: Device, what: str = "timestamp") -> str | None:
     if moment < device.commissioning_date:
-        return f"{what} {iso(moment)} is before the device's commissioning date {iso(device.commissioning_date)}"
+        return f"{what} {iso_exact(moment)} is before the device's commissioning date {iso_exact(device.commissioning_date)}"
     return None
 
 
 def rule_history_before_onboarding(start: datetime, end: datetime, device: Device) -> str | None:
     """History covers the time before onboarding, back at most 3 years."""
     if end > device.onboarded_at:
-        return f"History reads must end by the device's onboarding date {iso(device.onboarded_at)} (endtimestamp {iso(end)})"
+        return f"History reads must end by the device's onboarding date {iso_exact(device.onboarded_at)} (endtimestamp {iso_exact(end)})"
     earliest = years_before(device.onboarded_at, HISTORY_MAX_YEARS_BEFORE_ONBOARDING)
     if start < earliest:
         return (
             f"History reads may start at most {HISTORY_MAX_YEARS_BEFORE_ONBOARDING} years before onboarding, "
-            f"not before {iso(earliest)} (starttimestamp {iso(start)})"
+            f"not before {iso_exact(earliest)} (starttimestamp {iso_exact(start)})"
         )
     return None
 
 
 def rule_end_after_onboarding(end: datetime, device: Device) -> str | None:
     if end <= device.onboarded_at:
-        return f"endtimestamp {iso(end)} must be after the device's onboarding date {iso(device.onboarded_at)}; earlier energy is a History read"
+        return f"endtimestamp {iso_exact(end)} must be after the device's onboarding date {iso_exact(device.onboarded_at)}; earlier energy is a History read"
     return None
 
 
 def rule_not_in_future(end: datetime, now: datetime) -> str | None:
-    return None if end <= now else f"endtimestamp {iso(end)} is in the future (now {iso(now)})"
+    return None if end <= now else f"endtimestamp {iso_exact(end)} is in the future (now {iso_exact(now)})"
 
 
 def rule_end_increasing(end: datetime, previous_end: datetime | None) -> str | None:
     if previous_end is not None and end <= previous_end:
-        return f"endtimestamp {iso(end)} must be after the previous read's end {iso(previous_end)}"
+        return f"endtimestamp {iso_exact(end)} must be after the previous read's end {iso_exact(previous_end)}"
     return None
 
 
@@ -538,7 +538,9 @@ def rule_ongoing_type(current: str | None, requested: str) -> str | None:
 
 
 def rule_device_takes_reads(device: str, deleted_at: datetime | None) -> str | None:
-    """A deleted device takes no new reads (its stored ones stay); `device` names it in the reason."""
+    """A deleted device takes no new reads (its stored ones stay); `device` names it in the reason.
+
+    (The deletion time is server-stamped: milliseconds, `iso`; read instants are written with `iso_exact`.)"""
     if deleted_at is None:
         return None
     return f"device {device} was deleted on {iso(deleted_at)}: it takes no new reads"
@@ -557,7 +559,7 @@ def rule_plausible(device: Device, start: datetime, end: datetime, wh: int) -> s
         return None
     hours = (end - start).total_seconds() / 3600
     return (
-        f"{wh} Wh between {iso(start)} and {iso(end)} ({hours:.2f} h) is not plausible for a "
+        f"{wh} Wh between {iso_exact(start)} and {iso_exact(end)} ({hours:.2f} h) is not plausible for a "
         f"{device.capacity_kw:g} kW device: it must be below {math.floor(bound)} Wh "
         f"(1.2 × capacity × hours × {device.annual_yield:g}/8760 × 0.995^(age−1))"
     )
@@ -567,7 +569,7 @@ def rule_no_overlap(
     start: datetime, end: datetime, other_start: datetime, other_end: datetime, what: str
 ) -> str | None:
     if start < other_end and other_start < end:
-        return f"overlaps {what} {iso(other_start)} – {iso(other_end)}"
+        return f"overlaps {what} {iso_exact(other_start)} – {iso_exact(other_end)}"
     return None
 
 

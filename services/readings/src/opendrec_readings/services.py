@@ -3,7 +3,8 @@
 Adapters parse, authorize and call one of these: `api.py` (HTTP), `handlers.py` (events), the
 CSV import worker (wired in `app.py`). The rules are in `domain.py` (and the CSV's pure parts in
 `imports.py`), the SQL in `store.py`. Events are recorded on the unit of work and written to the
-outbox when it commits; answers are plain data in the D-REC shape.
+outbox when it commits; answers are plain data in the D-REC shape: a read's instants written with
+`iso_exact` (a client's microseconds kept, so no read's boundary moves), server-stamped times with `iso`.
 
 One batch of reads of one device is judged and stored by `_ingest`, whichever way it came (HTTP,
 read.submitted, a CSV import): the device's last-read row is locked first, so batches of one
@@ -35,7 +36,7 @@ from opendrec_contracts import (
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import acting_organization, find_organization
 from opendrec_kit.paging import Page, total_pages
-from opendrec_kit.timestamps import iso, iso_or_none
+from opendrec_kit.timestamps import iso, iso_exact, iso_or_none
 
 from . import domain, imports, store
 from .domain import ReadError, Reads, ReadType
@@ -67,8 +68,8 @@ class BatchSummary:
             "type": self.read_type,
             "count": self.count,
             "totalWh": self.total_wh,
-            "firstTimestamp": iso(self.first_at),
-            "lastTimestamp": iso(self.last_at),
+            "firstTimestamp": iso_exact(self.first_at),
+            "lastTimestamp": iso_exact(self.last_at),
         }
 
 
@@ -265,7 +266,7 @@ async def add_meter_reads(
 
 
 def _read_out(row: Any) -> dict[str, Any]:
-    return {"startdate": iso(row["start_at"]), "enddate": iso(row["end_at"]), "value": row["wh"]}
+    return {"startdate": iso_exact(row["start_at"]), "enddate": iso_exact(row["end_at"]), "value": row["wh"]}
 
 
 async def _organization_type(conn: asyncpg.Connection, user: Principal, organization_id: int) -> str:
@@ -365,7 +366,7 @@ async def latest_read(uow: UnitOfWork, user: Principal, organization_id: int | N
             404,
             f"Device {path_id!r} has no Delta or Aggregate read yet" + (" within your reservations" if span else ""),
         )
-    answer: dict[str, Any] = {"enddate": iso(last.end), "value": last.value_wh, "readType": last.ongoing_type}
+    answer: dict[str, Any] = {"enddate": iso_exact(last.end), "value": last.value_wh, "readType": last.ongoing_type}
     if last.ongoing_type == "Aggregate":
         answer["meterTotal"] = last.meter_total_wh
     return answer
