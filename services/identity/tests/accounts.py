@@ -1,42 +1,38 @@
-"""Account helpers shared by identity's integration tests."""
+"""Account helpers shared by identity's integration tests: registering with the D-REC sample body, logging in."""
 
 import uuid
 
+from opendrec_devstack.drec_samples import access_token, bearer, log_in, register_with_organization, registration_body
 from opendrec_identity import store
 
 PASSWORD = "Member123"
 
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+__all__ = ["PASSWORD", "add_member", "bearer", "headers_for", "login", "new_organization", "register", "token_for"]
 
 
 async def login(client, email: str, password: str = PASSWORD):
-    return await client.post("/api/auth/login", json={"username": email, "password": password})
+    return await log_in(client, email, password)
+
+
+async def token_for(client, body: dict) -> str:
+    """The access token of a registered user, by the e-mail and password of their registration body."""
+    return await access_token(client, body["email"], body["password"])
 
 
 async def headers_for(client, email: str, password: str = PASSWORD) -> dict[str, str]:
-    resp = await login(client, email, password)
-    assert resp.status_code == 200, resp.text
-    return bearer(resp.json()["accessToken"])
+    return bearer(await access_token(client, email, password))
+
+
+async def register(client, kind: str = "Developer", **changes) -> tuple[dict, dict]:
+    """Registers an organization with the D-REC sample body (`changes` on top); returns (the body, the answer)."""
+    body = registration_body(kind, **changes)
+    return body, await register_with_organization(client, body)
 
 
 async def new_organization(client, kind: str = "Developer") -> tuple[dict, dict]:
     """Registers an organization; returns (its admin's registration answer, their headers)."""
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "Org",
-        "lastName": "Admin",
-        "email": f"orgadmin-{tag}@example.org",
-        "organizationType": kind,
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        "orgName": f"Org-{tag}",
-        "secretKey": "GH2345",
-    }
-    resp = await client.post("/api/user/registerWithOrganization", json=body)
-    assert resp.status_code == 201, resp.text
-    return resp.json(), await headers_for(client, body["email"])
+    body, created = await register(client, kind, password=PASSWORD)
+    return created, await headers_for(client, body["email"])
 
 
 async def add_member(runtime, organization_id: int, role: str) -> dict:

@@ -8,6 +8,8 @@ from opendrec_identity.app import build
 from opendrec_identity.settings import Settings
 from opendrec_kit.testing import settings_for_test, started
 
+from .accounts import headers_for
+
 
 @pytest.fixture(scope="session")
 def smtp_sink(tmp_path_factory):
@@ -59,3 +61,9 @@ async def runtime(identity_settings):
 async def client(runtime):
     async with started(runtime) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def admin(client, identity_settings) -> dict[str, str]:
+    """The first admin's headers (logged in once per module)."""
+    return await headers_for(client, identity_settings.admin_email, identity_settings.admin_password)

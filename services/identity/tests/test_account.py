@@ -12,6 +12,9 @@ from opendrec_devstack.smtp_sink import read_mails, start_smtp_sink, wait_for_ma
 from opendrec_identity.app import build
 from opendrec_kit.testing import TokenIssuer, eventually, started
 
+from .accounts import bearer, login, token_for
+from .accounts import register as register_organization
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
@@ -20,41 +23,9 @@ def mail_dir(smtp_sink):
     return smtp_sink[1]
 
 
-def new_account(**overrides) -> dict:
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "Ada",
-        "lastName": "Mail",
-        "email": f"mail-{tag}@example.org",
-        "organizationType": "Buyer",
-        "password": "First123",
-        "confirmPassword": "First123",
-        "orgName": f"Mail-{tag}",
-        "secretKey": "CD4567",
-    }
-    body.update(overrides)
-    return body
-
-
-async def register(client, **overrides) -> tuple[dict, dict]:
-    body = new_account(**overrides)
-    resp = await client.post("/api/user/registerWithOrganization", json=body)
-    assert resp.status_code == 201, resp.text
-    return body, resp.json()
-
-
-async def login(client, email: str, password: str):
-    return await client.post("/api/auth/login", json={"username": email, "password": password})
-
-
-async def token_for(client, email: str, password: str) -> str:
-    resp = await login(client, email, password)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["accessToken"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+async def register(client, **changes) -> tuple[dict, dict]:
+    """A Buyer organization's first user, password First123."""
+    return await register_organization(client, "Buyer", password="First123", **changes)
 
 
 async def mails_to(mail_dir, email: str, count: int = 1):
@@ -90,7 +61,7 @@ async def test_registration_mails_a_confirmation_token_that_confirms_once(client
 
     resp = await client.put(f"/api/user/confirm-email/{token}")
     assert resp.status_code == 200, resp.text
-    me = await client.get("/api/user/me", headers=bearer(await token_for(client, body["email"], body["password"])))
+    me = await client.get("/api/user/me", headers=bearer(await token_for(client, body)))
     assert me.json()["emailConfirmed"] is True
 
     again = await client.put(f"/api/user/confirm-email/{token}")
@@ -117,7 +88,7 @@ async def test_an_expired_confirmation_token_is_refused(client, mail_dir, runtim
 async def test_resend_sends_a_new_token_and_the_old_one_stops_working(client, mail_dir):
     body, created = await register(client)
     old = token_in((await mails_to(mail_dir, created["email"]))[0])
-    token = await token_for(client, body["email"], body["password"])
+    token = await token_for(client, body)
 
     resp = await client.put("/api/user/resend-confirm-email", headers=bearer(token))
     assert resp.status_code == 200, resp.text
@@ -164,7 +135,7 @@ async def reset_token(client, mail_dir, email: str, count: int) -> str:
 
 async def test_reset_sets_the_new_password_once_and_ends_every_session(client, mail_dir):
     body, created = await register(client)
-    session = await token_for(client, body["email"], body["password"])
+    session = await token_for(client, body)
     token = await reset_token(client, mail_dir, created["email"], 2)
 
     resp = await client.put(
@@ -237,7 +208,7 @@ async def test_reset_with_an_unknown_token_is_refused(client):
 
 async def test_change_password_keeps_this_session_and_ends_the_others(client):
     body, _ = await register(client)
-    this, other = [await token_for(client, body["email"], body["password"]) for _ in range(2)]
+    this, other = [await token_for(client, body) for _ in range(2)]
     resp = await client.put(
         "/api/user/password",
         headers=bearer(this),
@@ -274,7 +245,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(client):
 )
 async def test_change_password_validation(client, payload, field, text):
     body, _ = await register(client)
-    token = await token_for(client, body["email"], body["password"])
+    token = await token_for(client, body)
     assert_field_error(await client.put("/api/user/password", headers=bearer(token), json=payload), field, text)
     assert (await login(client, body["email"], body["password"])).status_code == 200
 
@@ -298,7 +269,7 @@ async def test_change_password_needs_login_and_the_password_permission(client, r
 
 async def test_profile_changes_the_names(client):
     body, created = await register(client)
-    token = await token_for(client, body["email"], body["password"])
+    token = await token_for(client, body)
     resp = await client.put(
         "/api/user/profile", headers=bearer(token), json={"firstName": " Grace ", "lastName": "Hopper"}
     )
@@ -312,7 +283,7 @@ async def test_profile_changes_the_names(client):
 
 async def test_profile_validation_and_login(client):
     body, _ = await register(client)
-    token = await token_for(client, body["email"], body["password"])
+    token = await token_for(client, body)
     assert_field_error(
         await client.put("/api/user/profile", headers=bearer(token), json={"firstName": "  "}), "firstName", "required"
     )
@@ -362,7 +333,7 @@ async def test_no_token_or_password_reaches_the_logs(client, mail_dir, caplog):
         await client.put(
             f"/api/user/reset/password/{reset}", json={"newPassword": "Secret789", "confirmPassword": "Secret789"}
         )
-        session = await token_for(client, body["email"], "Secret789")
+        session = await token_for(client, {**body, "password": "Secret789"})
         await client.put(
             "/api/user/password",
             headers=bearer(session),

@@ -9,7 +9,10 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 
+from opendrec_devstack.drec_samples import registration_body as registration
 from opendrec_kit.testing import wait_for_event
+
+from .accounts import bearer, login, register, token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -33,45 +36,6 @@ BUYER_PERMS = {
     "PASSWORD_MANAGEMENT_CRUDL": "RWU",
     "ORGANIZATION_MANAGEMENT_CRUDL": "RWU",
 }
-
-
-def registration(kind: str = "Developer", **overrides) -> dict:
-    """The D-REC sample payload, with a unique e-mail and organization name."""
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "energy",
-        "lastName": "dev",
-        "email": f"UAT_STAGE_{tag.upper()}@gmail.com",
-        "organizationType": kind,
-        "password": "MNO133",
-        "confirmPassword": "MNO133",
-        "orgName": f"Drec4-{tag}",
-        "orgAddress": "Hyderabad",
-        "secretKey": "MNLA70",
-    }
-    body.update(overrides)
-    return body
-
-
-async def register(client, kind: str = "Developer", **overrides) -> tuple[dict, dict]:
-    body = registration(kind, **overrides)
-    resp = await client.post("/api/user/registerWithOrganization", json=body)
-    assert resp.status_code == 201, resp.text
-    return body, resp.json()
-
-
-async def login(client, username: str, password: str):
-    return await client.post("/api/auth/login", json={"username": username, "password": password})
-
-
-async def token_for(client, body: dict) -> str:
-    resp = await login(client, body["email"], body["password"])
-    assert resp.status_code == 200, resp.text
-    return resp.json()["accessToken"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # -- registration ------------------------------------------------------------------------------

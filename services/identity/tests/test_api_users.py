@@ -15,15 +15,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-@pytest.fixture(scope="module")
-async def admin(client, identity_settings):
-    resp = await client.post(
-        "/api/auth/login",
-        json={"username": identity_settings.admin_email, "password": identity_settings.admin_password},
-    )
-    return {"Authorization": f"Bearer {resp.json()['accessToken']}"}
-
-
 def registration(**overrides) -> dict:
     tag = uuid.uuid4().hex[:10]
     return {

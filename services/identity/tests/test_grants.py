@@ -5,18 +5,9 @@ import uuid
 import jwt
 import pytest
 
-from .accounts import add_member, bearer, headers_for, new_organization
+from .accounts import add_member, headers_for, new_organization
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-
-
-@pytest.fixture(scope="module")
-async def admin(client, identity_settings):
-    resp = await client.post(
-        "/api/auth/login",
-        json={"username": identity_settings.admin_email, "password": identity_settings.admin_password},
-    )
-    return bearer(resp.json()["accessToken"])
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture(scope="module")
-async def admin_headers(client, identity_settings):
-    return await headers_for(client, identity_settings.admin_email, identity_settings.admin_password)
-
-
-@pytest.fixture(scope="module")
 def mail_dir(smtp_sink):
     return smtp_sink[1]
 
@@ -132,7 +127,7 @@ async def test_invite_conflicts(client, runtime):
     assert again.status_code == 409 and "open invitation" in again.json()["message"]
 
 
-async def test_invite_permissions(client, runtime, admin_headers):
+async def test_invite_permissions(client, runtime, admin):
     owner, headers = await new_organization(client)
     org_id = owner["organization"]["id"]
     other, _ = await new_organization(client)
@@ -142,8 +137,8 @@ async def test_invite_permissions(client, runtime, admin_headers):
     member = await add_member(runtime, org_id, "DeviceOwner")  # DeviceOwner holds no INVITATION_MANAGEMENT_CRUDL
     denied = await invite(client, await headers_for(client, member["email"]), org_id, invitee())
     assert denied.status_code == 403 and "INVITATION_MANAGEMENT_CRUDL" in denied.json()["message"]
-    assert (await invite(client, admin_headers, other["organization"]["id"], invitee(), "User")).status_code == 201
-    assert (await invite(client, admin_headers, 987654321, invitee(), "User")).status_code == 404
+    assert (await invite(client, admin, other["organization"]["id"], invitee(), "User")).status_code == 201
+    assert (await invite(client, admin, 987654321, invitee(), "User")).status_code == 404
 
 
 async def test_the_default_organization_is_the_callers(client):
@@ -286,7 +281,7 @@ async def test_answer_refusals(client, runtime):
 # -- listing ----------------------------------------------------------------------------------------------------
 
 
-async def test_invitations_are_listed_a_page_at_a_time_for_one_organization(client, runtime, admin_headers):
+async def test_invitations_are_listed_a_page_at_a_time_for_one_organization(client, runtime, admin):
     owner, headers = await new_organization(client)
     org_id = owner["organization"]["id"]
     ids = [(await invite(client, headers, org_id, invitee(), "User")).json()["id"] for _ in range(3)]
@@ -299,9 +294,7 @@ async def test_invitations_are_listed_a_page_at_a_time_for_one_organization(clie
     assert [i["id"] for i in first["invitations"] + second["invitations"]] == ids
     default = (await client.get("/api/invitation", headers=headers)).json()
     assert [i["id"] for i in default["invitations"]] == ids
-    assert (await client.get(f"/api/invitation?organizationId={org_id}", headers=admin_headers)).json()[
-        "totalCount"
-    ] == 3
+    assert (await client.get(f"/api/invitation?organizationId={org_id}", headers=admin)).json()["totalCount"] == 3
 
     assert (await client.get("/api/invitation")).status_code == 401
     assert (await client.get(f"/api/invitation?organizationId={org_id}", headers=other_headers)).status_code == 403

@@ -4,18 +4,9 @@ import pytest
 
 from opendrec_kit.testing import TokenIssuer
 
-from .accounts import add_member, bearer, headers_for, login, new_organization
+from .accounts import add_member, headers_for, login, new_organization
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-
-
-@pytest.fixture(scope="module")
-async def admin(client, identity_settings):
-    resp = await client.post(
-        "/api/auth/login",
-        json={"username": identity_settings.admin_email, "password": identity_settings.admin_password},
-    )
-    return bearer(resp.json()["accessToken"])
 
 
 # -- my organization ----------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Logout: the token is revoked in identity at once and, through token.revoked, everywhere."""
 
-import uuid
 from datetime import UTC, datetime
 
 import jwt
@@ -9,34 +8,14 @@ import pytest
 from opendrec_identity.app import build
 from opendrec_kit.testing import eventually, started, wait_for_event
 
+from .accounts import bearer, register, token_for
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def register_and_login(client) -> tuple[dict, str]:
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "Lou",
-        "lastName": "Gout",
-        "email": f"logout-{tag}@example.org",
-        "organizationType": "Developer",
-        "password": "Logout123",
-        "confirmPassword": "Logout123",
-        "orgName": f"Logout-{tag}",
-        "secretKey": "AB0123",
-    }
-    resp = await client.post("/api/user/registerWithOrganization", json=body)
-    assert resp.status_code == 201, resp.text
-    return body, await login(client, body)
-
-
-async def login(client, body: dict) -> str:
-    resp = await client.post("/api/auth/login", json={"username": body["email"], "password": body["password"]})
-    assert resp.status_code == 200, resp.text
-    return resp.json()["accessToken"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    body, _ = await register(client, password="Logout123")
+    return body, await token_for(client, body)
 
 
 async def test_after_logout_the_same_token_gets_401(client):
@@ -56,7 +35,7 @@ async def test_after_logout_the_same_token_gets_401(client):
 
 async def test_logout_ends_only_that_session(client):
     body, first = await register_and_login(client)
-    second = await login(client, body)
+    second = await token_for(client, body)
     assert (await client.post("/api/auth/logout", headers=bearer(first))).status_code == 200
     assert (await client.get("/api/user/me", headers=bearer(first))).status_code == 401
     assert (await client.get("/api/user/me", headers=bearer(second))).status_code == 200

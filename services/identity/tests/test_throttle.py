@@ -8,6 +8,8 @@ import pytest
 from opendrec_identity.app import build
 from opendrec_kit.testing import eventually, started
 
+from .accounts import register as register_organization
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 # Account: from the 3rd failure wait 2 s, 4 s, ...; address: from the 5th. No lockout here.
@@ -52,18 +54,7 @@ def address() -> str:
 
 
 async def register(client) -> dict:
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "Thr",
-        "lastName": "Ottle",
-        "email": f"throttle-{tag}@example.org",
-        "organizationType": "Developer",
-        "password": "Right123",
-        "confirmPassword": "Right123",
-        "orgName": f"Throttle-{tag}",
-        "secretKey": "EF8901",
-    }
-    assert (await client.post("/api/user/registerWithOrganization", json=body)).status_code == 201
+    body, _ = await register_organization(client, password="Right123")
     return body
 
 
