@@ -23,6 +23,17 @@ SOURCE = "kazam"
 
 
 @dataclass(frozen=True)
+class DeviceState:
+    """A device as registered or updated at `state_at` (its event's time: states may arrive out of order)."""
+
+    device_id: int
+    external_id: str
+    organization_id: int
+    onboarded_at: datetime
+    state_at: datetime
+
+
+@dataclass(frozen=True)
 class Link:
     """A charger linked to one of our devices, as the poller sees it."""
 

@@ -4,13 +4,15 @@ from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 from opendrec_kit import EventContext
 
 from . import services
+from .domain import DeviceState
 
 
 async def on_device_registered(event: DeviceRegistered | DeviceUpdated, ctx: EventContext) -> None:
     # The event time orders states that arrive out of order (registered, updated and deleted are three topics).
-    await services.record_device_state(
-        ctx, event.device_id, event.external_id, event.organization_id, event.onboarded_at, ctx.envelope.occurred_at
+    state = DeviceState(
+        event.device_id, event.external_id, event.organization_id, event.onboarded_at, ctx.envelope.occurred_at
     )
+    await services.record_device_state(ctx, state)
 
 
 async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:

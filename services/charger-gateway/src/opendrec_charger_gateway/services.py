@@ -93,19 +93,12 @@ async def unlink_charger(uow: UnitOfWork, user: Principal, charger_id: str, orga
 # before the device is known, and a state older (by the event's occurred_at) than the stored one is ignored.
 
 
-async def record_device_state(
-    uow: UnitOfWork,
-    device_id: int,
-    external_id: str,
-    organization_id: int,
-    onboarded_at: datetime,
-    state_at: datetime,
-) -> bool:
-    """The device as registered or updated at `state_at` (its current state: a renamed external id is linkable
-    under its new name only). False: ignored (the device was deleted, or a newer state is stored)."""
+async def record_device_state(uow: UnitOfWork, device: domain.DeviceState) -> bool:
+    """The device as registered or updated at `device.state_at` (its current state: a renamed external id is
+    linkable under its new name only). False: ignored (the device was deleted, or a newer state is stored)."""
     async with uow:
-        await store.lock_device(uow.conn, device_id)
-        return await store.upsert_device(uow.conn, device_id, external_id, organization_id, onboarded_at, state_at)
+        await store.lock_device(uow.conn, device.device_id)
+        return await store.upsert_device(uow.conn, device)
 
 
 async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -> int:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .domain import Link
+from .domain import DeviceState, Link
 
 
 class ChargerTaken(Exception):
@@ -22,39 +22,32 @@ async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"charger-gateway.device:{device_id}")
 
 
-async def upsert_device(
-    conn: asyncpg.Connection,
-    device_id: int,
-    external_id: str,
-    organization_id: int,
-    onboarded_at: datetime,
-    state_at: datetime,
-) -> bool:
+async def upsert_device(conn: asyncpg.Connection, device: DeviceState) -> bool:
     """The device as announced (registered or updated) at `state_at`; caller holds lock_device. False: nothing changed (the device
     was deleted, or the stored state is newer). Another live row holding the same external id is a device
     the owner deleted (its device.deleted may not have arrived yet: topics are not ordered)."""
-    if await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", device_id):
+    if await conn.fetchval("SELECT 1 FROM deleted_devices WHERE device_id = $1", device.device_id):
         return False
-    stored_at = await conn.fetchval("SELECT state_at FROM devices WHERE device_id = $1", device_id)
-    if stored_at is not None and stored_at > state_at:
+    stored_at = await conn.fetchval("SELECT state_at FROM devices WHERE device_id = $1", device.device_id)
+    if stored_at is not None and stored_at > device.state_at:
         return False
     await conn.execute(
         "UPDATE devices SET deleted_at = now() "
         "WHERE organization_id = $1 AND external_id = $2 AND device_id <> $3 AND deleted_at IS NULL",
-        organization_id,
-        external_id,
-        device_id,
+        device.organization_id,
+        device.external_id,
+        device.device_id,
     )
     await conn.execute(
         "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at, state_at) VALUES ($1, $2, $3, $4, $5) "
         "ON CONFLICT (device_id) DO UPDATE SET external_id = EXCLUDED.external_id, "
         "organization_id = EXCLUDED.organization_id, onboarded_at = EXCLUDED.onboarded_at, state_at = EXCLUDED.state_at "
         "WHERE devices.deleted_at IS NULL",
-        device_id,
-        external_id,
-        organization_id,
-        onboarded_at,
-        state_at,
+        device.device_id,
+        device.external_id,
+        device.organization_id,
+        device.onboarded_at,
+        device.state_at,
     )
     return True
 
