@@ -7,12 +7,13 @@ rejected values are never echoed (`hide_input_in_errors`).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from opendrec_kit.errors import field_rule
+from opendrec_kit.models import rule
 
 from . import domain
 
@@ -20,6 +21,8 @@ from . import domain
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Action = Literal["Read", "Write", "Update", "Delete"]
 ModuleStatus = Literal["Enable", "Disable"]
+Email = Annotated[str, rule(domain.normalize_email)]
+Password = Annotated[str, rule(domain.check_password)]  # a new one: checked against domain.PASSWORD_RULE
 
 
 class Done(BaseModel):
@@ -36,20 +39,10 @@ class NewAccount(BaseModel):
 
     model_config = ConfigDict(str_strip_whitespace=False, hide_input_in_errors=True)
 
-    firstName: str
-    lastName: str
-    password: str = Field(description=domain.PASSWORD_RULE)
+    firstName: Annotated[str, rule(domain.required_text, "firstName", 100)]
+    lastName: Annotated[str, rule(domain.required_text, "lastName", 100)]
+    password: Password = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
-
-    @field_validator("firstName", "lastName")
-    @classmethod
-    def _name(cls, value: str, info: ValidationInfo) -> str:
-        return field_rule(domain.required_text, value, info.field_name, 100)
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: str) -> str:
-        return field_rule(domain.check_password, value)
 
     @field_validator("confirmPassword")
     @classmethod
@@ -61,36 +54,13 @@ class NewAccount(BaseModel):
 
 
 class RegisterWithOrganization(NewAccount):
-    email: str
-    organizationType: str = Field(description="Developer or Buyer, in any letter case")
-    orgName: str
-    orgAddress: str | None = None
-    secretKey: str = Field(description=domain.SECRET_KEY_RULE)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        return field_rule(domain.normalize_email, value)
-
-    @field_validator("organizationType")
-    @classmethod
-    def _organization_type(cls, value: str) -> str:
-        return field_rule(domain.normalize_organization_type, value)
-
-    @field_validator("orgName")
-    @classmethod
-    def _org_name(cls, value: str) -> str:
-        return field_rule(domain.required_text, value, "orgName", 200)
-
-    @field_validator("orgAddress")
-    @classmethod
-    def _org_address(cls, value: str | None) -> str | None:
-        return field_rule(domain.optional_text, value, "orgAddress", 500)
-
-    @field_validator("secretKey")
-    @classmethod
-    def _secret_key(cls, value: str) -> str:
-        return field_rule(domain.check_secret_key, value)
+    email: Email
+    organizationType: Annotated[str, rule(domain.normalize_organization_type)] = Field(
+        description="Developer or Buyer, in any letter case"
+    )
+    orgName: Annotated[str, rule(domain.required_text, "orgName", 200)]
+    orgAddress: Annotated[str | None, rule(domain.optional_text, "orgAddress", 500)] = None
+    secretKey: Annotated[str, rule(domain.check_secret_key)] = Field(description=domain.SECRET_KEY_RULE)
 
 
 class Login(BaseModel):
@@ -132,16 +102,7 @@ class Me(UserOut):
 
 class ForgetPassword(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
-    email: str
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        return field_rule(domain.normalize_email, value)
-
-
-def _new_password(value: str) -> str:
-    return field_rule(domain.check_password, value)
+    email: Email
 
 
 def _confirmation(value: str, info: ValidationInfo) -> str:
@@ -152,31 +113,24 @@ def _confirmation(value: str, info: ValidationInfo) -> str:
 
 class ResetPassword(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
-    newPassword: str = Field(description=domain.PASSWORD_RULE)
+    newPassword: Password = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
 
-    _check_new = field_validator("newPassword")(_new_password)
     _check_confirm = field_validator("confirmPassword")(_confirmation)
 
 
 class ChangePassword(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
     oldPassword: str = Field(min_length=1, max_length=1024)
-    newPassword: str = Field(description=domain.PASSWORD_RULE)
+    newPassword: Password = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
 
-    _check_new = field_validator("newPassword")(_new_password)
     _check_confirm = field_validator("confirmPassword")(_confirmation)
 
 
 class Profile(BaseModel):
-    firstName: str | None = None
-    lastName: str | None = None
-
-    @field_validator("firstName", "lastName")
-    @classmethod
-    def _name(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else field_rule(domain.required_text, value, info.field_name, 100)
+    firstName: Annotated[str, rule(domain.required_text, "firstName", 100)] | None = None
+    lastName: Annotated[str, rule(domain.required_text, "lastName", 100)] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> Profile:
@@ -210,15 +164,10 @@ class ChangeRole(BaseModel):
 
 
 class Invite(BaseModel):
-    email: str
+    email: Email
     role: str = Field(
         description="a role of the organization's type: Developer OrganizationAdmin|DeviceOwner|User, Buyer Buyer|SubBuyer|User"
     )
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        return field_rule(domain.normalize_email, value)
 
 
 class Answer(BaseModel):
@@ -296,16 +245,21 @@ class Registered(UserOut):
     )
 
 
-class ModuleRequest(BaseModel):
+class ModuleChoice(BaseModel):
+    """A module named by its id or by its name (one of them)."""
+
     aclmodulesId: int | None = None
     moduleName: str | None = None
-    permissions: list[Action] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_module(self) -> ModuleRequest:
+    def _one_module(self) -> Self:
         if (self.aclmodulesId is None) == (self.moduleName is None):
             raise PydanticCustomError("module", "give aclmodulesId or moduleName (one of them)")
         return self
+
+
+class ModuleRequest(ModuleChoice):
+    permissions: list[Action] = Field(min_length=1)
 
 
 class PermissionState(BaseModel):
@@ -358,15 +312,10 @@ class ApiUsersPage(BaseModel):
 
 
 class NewModule(BaseModel):
-    name: str = Field(description=domain.MODULE_NAME_RULE)
+    name: Annotated[str, rule(domain.check_module_name)] = Field(description=domain.MODULE_NAME_RULE)
     description: str = ""
     permissions: list[Action] = Field(min_length=1, description="the actions the module offers")
     status: ModuleStatus = "Enable"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return field_rule(domain.check_module_name, value)
 
     @field_validator("description")
     @classmethod
@@ -409,18 +358,10 @@ class ModulesPage(BaseModel):
     totalCount: int
 
 
-class NewGrant(BaseModel):
-    aclmodulesId: int | None = None
-    moduleName: str | None = None
+class NewGrant(ModuleChoice):
     entityType: Literal["Role", "User"]
     entityId: str | int = Field(description="Role: the role's name (e.g. DeviceOwner); User: the user's id")
     permissions: list[Action] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _one_module(self) -> NewGrant:
-        if (self.aclmodulesId is None) == (self.moduleName is None):
-            raise PydanticCustomError("module", "give aclmodulesId or moduleName (one of them)")
-        return self
 
 
 class GrantChange(BaseModel):

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 # Roles, modules and default grants are the platform's contract: identity seeds its tables from them
 # (tests check the migration) and other services document their endpoints' roles from them.
@@ -203,6 +203,18 @@ def grantable_user_id(value: str | int) -> int:
 
 
 # -- tokens ----------------------------------------------------------------------------------
+
+
+class TokenSubject(TypedDict):
+    """Whom an access token is for: the keywords TokenService.issue takes and passes on to access_token_claims."""
+
+    user_id: int
+    organization_id: int
+    organization_type: str
+    role: str
+    email: str
+    permissions: dict[str, str]
+    api_user_id: NotRequired[str | None]
 
 
 def access_token_claims(

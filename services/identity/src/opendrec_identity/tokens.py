@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -103,34 +103,18 @@ class TokenService:
         self.audience = audience
         self.ttl = timedelta(seconds=ttl_seconds)
 
-    def issue(self, **identity: Any) -> str:
-        return self.issue_with_claims(**identity)[0]
+    def issue(self, **subject: Unpack[domain.TokenSubject]) -> str:
+        return self.issue_with_claims(**subject)[0]
 
-    def issue_with_claims(
-        self,
-        *,
-        user_id: int,
-        organization_id: int,
-        organization_type: str,
-        role: str,
-        email: str,
-        permissions: dict[str, str],
-        api_user_id: str | None = None,
-    ) -> tuple[str, dict[str, Any]]:
+    def issue_with_claims(self, **subject: Unpack[domain.TokenSubject]) -> tuple[str, dict[str, Any]]:
         """The signed token and its claims (the caller records `jti` and `exp` to revoke it later)."""
         claims = domain.access_token_claims(
-            user_id=user_id,
-            organization_id=organization_id,
-            organization_type=organization_type,
-            role=role,
-            email=email,
-            permissions=permissions,
             issuer=self.issuer,
             audience=self.audience,
             ttl=self.ttl,
             now=datetime.now(UTC),
             jti=uuid.uuid4().hex,
-            api_user_id=api_user_id,
+            **subject,
         )
         return self.key.sign(claims), claims
 
