@@ -162,28 +162,19 @@ class Gateway:
 
         # One pass over the request headers: what we need, and what goes upstream as is.
         forward: list[tuple[bytes, bytes]] = []
-        request_id = authorization = traceparent = tracestate = forwarded_for = host = content_length = None
-        connection = None
+        skipped: dict[bytes, bytes] = {}  # the headers not passed on as received (the last of each name)
+        authorization = None
         for key, value in scope["headers"]:
             if key in _REQUEST_SKIP:
-                if key == b"x-request-id":
-                    request_id = value
-                elif key == b"traceparent":
-                    traceparent = value
-                elif key == b"tracestate":
-                    tracestate = value
-                elif key == b"host":
-                    host = value
-                elif key == b"content-length":
-                    content_length = value
-                elif key == b"x-forwarded-for":
-                    forwarded_for = value
-                elif key == b"connection":
-                    connection = value
+                skipped[key] = value
                 continue
             if key == b"authorization":
                 authorization = value
             forward.append((key, value))
+        request_id = skipped.get(b"x-request-id")
+        traceparent, tracestate = skipped.get(b"traceparent"), skipped.get(b"tracestate")
+        host, content_length = skipped.get(b"host"), skipped.get(b"content-length")
+        forwarded_for, connection = skipped.get(b"x-forwarded-for"), skipped.get(b"connection")
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = os.urandom(16).hex().encode()
         rid = request_id.decode()
