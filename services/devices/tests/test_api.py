@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opendrec_contracts import OrganizationRegistered
+from opendrec_devstack.drec_samples import DEVICE_REQUIRED_FIELDS, device_body
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import eventually, publish_events, wait_for_event
 
@@ -14,29 +15,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 ALL = {"DEVICE_MANAGEMENT_CRUDL": "RWUD"}
 
 # "Register Device" of the D-REC STAGE Postman collection, verbatim but for externalId.
-POSTMAN = {
-    "externalId": "UAT_STAGE_Drec4",
-    "projectName": "UAT_STAGE_Drec4_energy1",
-    "address": "donno",
-    "latitude": "45.67",
-    "longitude": "78.990",
-    "countryCode": "IND",
-    "fuelCode": "ES430",
-    "deviceTypeCode": "TC120",
-    "capacity": 200,
-    "commissioningDate": "2021-01-02T11:35:27.740Z",
-    "gridInterconnection": True,
-    "offTaker": "Residential",
-    "impactStory": "DemoimpactStory",
-    "data": "",
-    "images": ["string"],
-    "deviceDescription": "Rooftop Solar",
-    "energyStorage": True,
-    "energyStorageCapacity": 90,
-    "qualityLabels": "qualityLabels",
-    "SDGBenefits": 0,
-    "version": "1.0",
-}
+POSTMAN = device_body("UAT_STAGE_Drec4")
 
 # "Device Registration" of the D-REC STAGE API guide, verbatim (its degree signs arrive as U+FFFD).
 GUIDE = {
@@ -182,23 +161,7 @@ async def test_every_bad_field_is_reported_at_once(service):
     assert all(f in r.json()["message"] for f in expected)
 
 
-REQUIRED = [
-    "externalId",
-    "projectName",
-    "address",
-    "latitude",
-    "longitude",
-    "countryCode",
-    "fuelCode",
-    "deviceTypeCode",
-    "capacity",
-    "commissioningDate",
-    "gridInterconnection",
-    "offTaker",
-]
-
-
-@pytest.mark.parametrize("field", REQUIRED)
+@pytest.mark.parametrize("field", DEVICE_REQUIRED_FIELDS)
 async def test_required_fields(service, field):
     client, issuer = service
     r = await client.post("/api/device", json=payload(**{field: ...}), headers=dev(issuer, new_org()))

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from opendrec_devices import services
 from opendrec_devices.app import build
 from opendrec_devices.settings import Settings
+from opendrec_devstack.drec_samples import DEVICE_REQUIRED_FIELDS
 from opendrec_kit.testing import TokenIssuer, eventually, settings_for_test, started
 
 from .test_api import ALL, dev, known_organizations, new_org, payload
@@ -19,18 +20,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 BULK = {"DEVICE_BULK_MANAGEMENT_CRUDL": "RW", **ALL}
 COLUMNS = [
-    "externalId",
-    "projectName",
-    "address",
-    "latitude",
-    "longitude",
-    "countryCode",
-    "fuelCode",
-    "deviceTypeCode",
-    "capacity",
-    "commissioningDate",
-    "gridInterconnection",
-    "offTaker",
+    *DEVICE_REQUIRED_FIELDS,
     "yieldValue",
     "images",
     "SDGBenefits",

@@ -157,6 +157,24 @@ async def followed(client, sql, *args):
     await eventually(lambda: client.runtime.pool.fetchval(sql, *args))
 
 
+async def guards_known(client, reservations: list[ReservationCreated], certificate: CertificateIssued):
+    """Wait until the read models that guard deletion hold every device of the reservations and the certificate."""
+    await followed(
+        client,
+        "SELECT count(*) = $2 FROM reservation_devices WHERE reservation_id = ANY($1)",
+        [r.reservation_id for r in reservations],
+        sum(len(r.device_ids) for r in reservations),
+    )
+    await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certificate.device_id)
+
+
+async def refused_deletion(client, issuer, org, device) -> str:
+    """DELETE of the device, refused with 409: the message."""
+    r = await client.delete(f"/api/device/{device['id']}", headers=dev(issuer, org))
+    assert r.status_code == 409, r.text
+    return r.json()["message"]
+
+
 def reservation(device_ids, start, end):
     return ReservationCreated(
         reservation_id=uuid.uuid4().int % 10**9,
@@ -167,6 +185,23 @@ def reservation(device_ids, start, end):
         reservation_start=start,
         reservation_end=end,
         frequency="monthly",
+    )
+
+
+def issued(
+    created: ReservationCreated, device_id: int, owner: int, start: datetime, end: datetime, energy_wh: int
+) -> CertificateIssued:
+    """certificate.issued for a device of a reservation, as the certificates service announces it."""
+    return CertificateIssued(
+        certificate_id=uuid.uuid4(),
+        reservation_id=created.reservation_id,
+        reservation_uid=created.reservation_uid,
+        device_id=device_id,
+        buyer_organization_id=created.buyer_organization_id,
+        owner_organization_id=owner,
+        generation_start=start,
+        generation_end=end,
+        energy_wh=energy_wh,
     )
 
 
@@ -189,34 +224,16 @@ async def test_delete_is_refused_while_reserved_or_certified(service, kafka_boot
     active, ended, certified, free = [await register(client, issuer, org) for _ in range(4)]
     current = reservation([active["id"]], now - timedelta(days=10), now + timedelta(days=30))
     past = reservation([ended["id"], certified["id"]], now - timedelta(days=60), now - timedelta(days=1))
-    certificate = CertificateIssued(
-        certificate_id=uuid.uuid4(),
-        reservation_id=past.reservation_id,
-        reservation_uid=past.reservation_uid,
-        device_id=certified["id"],
-        buyer_organization_id=past.buyer_organization_id,
-        owner_organization_id=org,
-        generation_start=now - timedelta(days=60),
-        generation_end=now - timedelta(days=30),
-        energy_wh=12_345,
-    )
+    certificate = issued(past, certified["id"], org, now - timedelta(days=60), now - timedelta(days=30), 12_345)
     envelopes = await publish_events(kafka_bootstrap, [current, past, certificate])
-    await followed(
-        client,
-        "SELECT count(*) = 3 FROM reservation_devices WHERE reservation_id = ANY($1)",
-        [current.reservation_id, past.reservation_id],
-    )
-    await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certified["id"])
+    await guards_known(client, [current, past], certificate)
 
     async def refused(device):
-        r = await client.delete(f"/api/device/{device['id']}", headers=dev(issuer, org))
-        assert r.status_code == 409, r.text
-        return r
+        return await refused_deletion(client, issuer, org, device)
 
-    r = await refused(active)
-    assert f"active reservation(s) {current.reservation_id}" in r.json()["message"]
-    r = await refused(certified)
-    assert "certified energy (12345 Wh)" in r.json()["message"] and "reservation" not in r.json()["message"]
+    assert f"active reservation(s) {current.reservation_id}" in await refused(active)
+    message = await refused(certified)
+    assert "certified energy (12345 Wh)" in message and "reservation" not in message
     # a certificate redelivered counts once
     stats = client.runtime.consumer_stats["certificate.issued"]
     duplicates = stats["duplicates"]
@@ -224,7 +241,7 @@ async def test_delete_is_refused_while_reserved_or_certified(service, kafka_boot
         kafka_bootstrap, [("certificate.issued", certificate.key(), envelopes[2].model_dump_json().encode())]
     )
     await eventually(lambda: _true(stats["duplicates"] > duplicates))
-    assert "(12345 Wh)" in (await refused(certified)).json()["message"]
+    assert "(12345 Wh)" in await refused(certified)
     assert (await client.get(f"/api/device/{active['id']}", headers=dev(issuer, org))).status_code == 200
     # a reservation whose window has ended does not hold its devices
     assert (await client.delete(f"/api/device/{ended['id']}", headers=dev(issuer, org))).status_code == 200
@@ -238,29 +255,12 @@ async def test_delete_is_allowed_again_once_the_reservation_ended(service, kafka
     twice, certified, held = [await register(client, issuer, org) for _ in range(3)]
     first = reservation([twice["id"], certified["id"]], now - timedelta(days=5), now + timedelta(days=60))
     second = reservation([twice["id"], held["id"]], now - timedelta(days=5), now + timedelta(days=60))
-    certificate = CertificateIssued(
-        certificate_id=uuid.uuid4(),
-        reservation_id=first.reservation_id,
-        reservation_uid=first.reservation_uid,
-        device_id=certified["id"],
-        buyer_organization_id=first.buyer_organization_id,
-        owner_organization_id=org,
-        generation_start=now - timedelta(days=5),
-        generation_end=now - timedelta(days=1),
-        energy_wh=500,
-    )
+    certificate = issued(first, certified["id"], org, now - timedelta(days=5), now - timedelta(days=1), 500)
     await publish_events(kafka_bootstrap, [first, second, certificate])
-    await followed(
-        client,
-        "SELECT count(*) = 4 FROM reservation_devices WHERE reservation_id = ANY($1)",
-        [first.reservation_id, second.reservation_id],
-    )
-    await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certified["id"])
+    await guards_known(client, [first, second], certificate)
 
     async def refusal(device):
-        r = await client.delete(f"/api/device/{device['id']}", headers=dev(issuer, org))
-        assert r.status_code == 409, r.text
-        return r.json()["message"]
+        return await refused_deletion(client, issuer, org, device)
 
     both = ", ".join(str(i) for i in sorted([first.reservation_id, second.reservation_id]))
     assert f"active reservation(s) {both}" in await refusal(twice)
