@@ -163,6 +163,18 @@ FIELD_COLUMNS: dict[str, str] = {
 }
 
 
+def _not_below(low_field: str, message: str) -> Any:
+    """A validator of a range's upper bound: not below the lower one (when both are given and valid)."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        low = info.data.get(low_field)
+        if value is not None and low is not None and value < low:
+            raise PydanticCustomError("invalid", message)
+        return value
+
+    return check
+
+
 class DeviceQuery(BaseModel):
     """Filters of device listings (the page is the kit's `page_query`). List filters take repeated values or
     commas (?fuelCode=ES100,ES200); codes are checked like at registration."""
@@ -183,13 +195,9 @@ class DeviceQuery(BaseModel):
     commissioningDateFrom: datetime | None = Field(None, description="ISO 8601 date or date-time, inclusive")
     commissioningDateTo: datetime | None = Field(None, description="ISO 8601; a bare date includes that whole day")
 
-    @field_validator("capacityMax")
-    @classmethod
-    def _capacity_range(cls, v: float | None, info: ValidationInfo) -> float | None:
-        low = info.data.get("capacityMin")
-        if v is not None and low is not None and v < low:
-            raise PydanticCustomError("invalid", "capacityMax must not be below capacityMin")
-        return v
+    _capacity_range = field_validator("capacityMax")(
+        _not_below("capacityMin", "capacityMax must not be below capacityMin")
+    )
 
     @field_validator("commissioningDateFrom", mode="before")
     @classmethod
@@ -201,13 +209,9 @@ class DeviceQuery(BaseModel):
     def _to(cls, v: Any) -> Any:
         return field_rule(domain.parse_date_bound, v, True) if isinstance(v, str) else v
 
-    @field_validator("commissioningDateTo")
-    @classmethod
-    def _date_range(cls, v: datetime | None, info: ValidationInfo) -> datetime | None:
-        low = info.data.get("commissioningDateFrom")
-        if v is not None and low is not None and v < low:
-            raise PydanticCustomError("invalid", "commissioningDateTo must not be before commissioningDateFrom")
-        return v
+    _date_range = field_validator("commissioningDateTo")(
+        _not_below("commissioningDateFrom", "commissioningDateTo must not be before commissioningDateFrom")
+    )
 
     def filters(self, organization_ids: list[int] | None) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -40,6 +40,7 @@ from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("opendrec_gateway")
 
+_T = TypeVar("_T")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -181,16 +182,7 @@ class Gateway:
 
         route = routes.resolve(path)
         if route is None:
-            if path == "/healthz":
-                await self._healthz(method, path, rid, send)
-                return
-            if path == "/readyz":
-                await self._readyz(method, path, rid, send)
-                return
-            if path == "/openapi.json":
-                await self._openapi(method, path, rid, send)
-                return
-            await self._error(send, 404, f"No route {method} {path}", path, rid)
+            await self._own(method, path, rid, send)
             return
         if routes.has_dot_segment(path):
             await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
@@ -352,14 +344,25 @@ class Gateway:
         await _send_json(send, status, envelope_bytes(status, message, path, rid), rid, headers)
         return status
 
-    async def _healthz(self, method: str, path: str, rid: str, send: Send) -> None:
-        """200 only when every service's /readyz answers 200; the per-service map either way."""
-        if method not in ("GET", "HEAD"):
+    async def _own(self, method: str, path: str, rid: str, send: Send) -> None:
+        """The gateway's own endpoints (GET or HEAD); any other path is routed nowhere: 404."""
+        answer = {"/healthz": self._healthz, "/readyz": self._readyz, "/openapi.json": self._openapi}.get(path)
+        if answer is None:
+            await self._error(send, 404, f"No route {method} {path}", path, rid)
+        elif method not in ("GET", "HEAD"):
             await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
-            return
+        else:
+            await answer(path, rid, send)
+
+    async def _ask_services(self, ask: Callable[[str], Awaitable[_T]]) -> dict[str, _T]:
+        """`ask(base_url)` of every service at once, by service name."""
         names = list(self.service_urls)
-        results = await asyncio.gather(*(self._probe(self.service_urls[name]) for name in names))
-        services = dict(zip(names, results, strict=True))
+        answers = await asyncio.gather(*(ask(self.service_urls[name]) for name in names))
+        return dict(zip(names, answers, strict=True))
+
+    async def _healthz(self, path: str, rid: str, send: Send) -> None:
+        """200 only when every service's /readyz answers 200; the per-service map either way."""
+        services = await self._ask_services(self._probe)
         ready = all(r["status"] == "ready" for r in services.values())
         body = orjson.dumps({"status": "ok" if ready else "unavailable", "services": services})
         await _send_json(send, 200 if ready else 503, body, rid)
@@ -376,20 +379,16 @@ class Gateway:
         except (aiohttp.ClientError, OSError) as exc:
             return {"status": "unreachable", "statusCode": None, "error": type(exc).__name__}
 
-    async def _openapi(self, method: str, path: str, rid: str, send: Send) -> None:
+    async def _openapi(self, path: str, rid: str, send: Send) -> None:
         """The whole public API in one document, merged from the services' own (always current)."""
-        if method not in ("GET", "HEAD"):
-            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
-            return
-        names = list(self.service_urls)
-        fetched = await asyncio.gather(*(self._fetch_openapi(self.service_urls[name]) for name in names))
-        missing = [name for name, document in zip(names, fetched, strict=True) if document is None]
+        fetched = await self._ask_services(self._fetch_openapi)
+        missing = [name for name, document in fetched.items() if document is None]
         if missing:
             await self._error(
                 send, 503, f"Cannot describe the API right now: no answer from {', '.join(missing)}", path, rid
             )
             return
-        documents = {name: document for name, document in zip(names, fetched, strict=True) if document is not None}
+        documents = {name: document for name, document in fetched.items() if document is not None}
         merged = openapi.merge(documents, title="OpenDREC", version="0.1.0")
         await _send_json(send, 200, orjson.dumps(merged), rid)
 
@@ -402,11 +401,8 @@ class Gateway:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return None
 
-    async def _readyz(self, method: str, path: str, rid: str, send: Send) -> None:
+    async def _readyz(self, path: str, rid: str, send: Send) -> None:
         """Ready when this process can serve: started, and identity's signing keys loaded."""
-        if method not in ("GET", "HEAD"):
-            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
-            return
         await self.verifier.ensure_loaded()
         if self.verifier.loaded and self.pools:
             await _send_json(send, 200, orjson.dumps({"status": "ready"}), rid)

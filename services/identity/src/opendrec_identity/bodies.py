@@ -7,7 +7,7 @@ rejected values are never echoed (`hide_input_in_errors`).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -33,6 +33,18 @@ class Done(BaseModel):
 # -- accounts ---------------------------------------------------------------------------------------------
 
 
+def _confirms(password_field: str) -> Any:
+    """The validator of confirmPassword: it repeats the password field (compared only when that one was
+    valid, else its own error is reported)."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        if password_field in info.data and value != info.data[password_field]:
+            raise PydanticCustomError("mismatch", f"confirmPassword must match {password_field}")
+        return value
+
+    return check
+
+
 class NewAccount(BaseModel):
     """Who a new user is and the password they chose; shared by every way of creating an account.
     Every field is checked on its own, so one 400 lists every bad field."""
@@ -44,13 +56,7 @@ class NewAccount(BaseModel):
     password: Password = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
 
-    @field_validator("confirmPassword")
-    @classmethod
-    def _confirm(cls, value: str, info: ValidationInfo) -> str:
-        # Only comparable when the password itself was valid (else its own error is reported).
-        if "password" in info.data and value != info.data["password"]:
-            raise PydanticCustomError("mismatch", "confirmPassword must match password")
-        return value
+    _check_confirm = field_validator("confirmPassword")(_confirms("password"))
 
 
 class RegisterWithOrganization(NewAccount):
@@ -105,18 +111,12 @@ class ForgetPassword(BaseModel):
     email: Email
 
 
-def _confirmation(value: str, info: ValidationInfo) -> str:
-    if "newPassword" in info.data and value != info.data["newPassword"]:
-        raise PydanticCustomError("mismatch", "confirmPassword must match newPassword")
-    return value
-
-
 class ResetPassword(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
     newPassword: Password = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
 
-    _check_confirm = field_validator("confirmPassword")(_confirmation)
+    _check_confirm = field_validator("confirmPassword")(_confirms("newPassword"))
 
 
 class ChangePassword(BaseModel):
@@ -125,7 +125,7 @@ class ChangePassword(BaseModel):
     newPassword: Password = Field(description=domain.PASSWORD_RULE)
     confirmPassword: str
 
-    _check_confirm = field_validator("confirmPassword")(_confirmation)
+    _check_confirm = field_validator("confirmPassword")(_confirms("newPassword"))
 
 
 class Profile(BaseModel):
