@@ -60,40 +60,45 @@ async def register_device(
     return await services.register_device(uow, acting.user, acting.organization_id, body)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What every device listing reads: the caller, the organization named, the filters and the page."""
+
+    user: Principal
+    organization_id: int | None
+    query: DeviceQuery
+    page: Page
+
+
+async def listing(
+    query: Filters, page: Paging, organizationId: OrganizationQuery = None, user: Principal = permission(MODULE, "Read")
+) -> Listing:
+    return Listing(user, organizationId, query, page)
+
+
+Listed = Annotated[Listing, Depends(listing)]
+
+
 @router.get("/device/my")
-async def my_devices(
-    uow: UoW,
-    query: Filters,
-    page: Paging,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
-) -> dict[str, Any]:
+async def my_devices(uow: UoW, asked: Listed) -> dict[str, Any]:
     """The caller organization's devices (an API user's: its Developer organizations'), newest first, filtered."""
-    return await services.list_devices(uow, user, organizationId, query, page, admin_default="own")
+    return await services.list_devices(
+        uow, asked.user, asked.organization_id, asked.query, asked.page, admin_default="own"
+    )
 
 
 @router.get("/device", dependencies=[only_roles("Admin")])
-async def all_devices(
-    uow: UoW,
-    query: Filters,
-    page: Paging,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
-) -> dict[str, Any]:
+async def all_devices(uow: UoW, asked: Listed) -> dict[str, Any]:
     """Every organization's devices, for admins (others: GET /api/device/my)."""
-    return await services.list_devices(uow, user, organizationId, query, page, admin_default="all")
+    return await services.list_devices(
+        uow, asked.user, asked.organization_id, asked.query, asked.page, admin_default="all"
+    )
 
 
 @router.get("/device/ungrouped/buyerreservation", dependencies=[only_roles("Admin", "Buyer", "SubBuyer", "ApiUser")])
-async def devices_for_reservation(
-    uow: UoW,
-    query: Filters,
-    page: Paging,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
-) -> dict[str, Any]:
+async def devices_for_reservation(uow: UoW, asked: Listed) -> dict[str, Any]:
     """Devices of every developer that no active reservation holds: what a buyer may reserve."""
-    return await services.list_available_devices(uow, user, organizationId, query, page)
+    return await services.list_available_devices(uow, asked.user, asked.organization_id, asked.query, asked.page)
 
 
 @router.get("/device/fuel-type")
