@@ -5,9 +5,7 @@ import uuid
 
 import pytest
 
-from opendrec_contracts import OrganizationRegistered
-from opendrec_kit.organizations import find_organization
-from opendrec_kit.testing import eventually, publish_events
+from opendrec_kit.testing import announce_api_user_organizations, eventually, publish_events
 
 from .helpers import PERMS, _equals, ids, reads, reservation, total_certified
 
@@ -21,22 +19,9 @@ async def world(service, kafka_bootstrap):
     r1 of a_buyer on a_dev's device: 10, 20, 30 Wh; r2 of b_buyer on b_dev's device: 5; r3 of b_buyer on a_dev's device: 7."""
     runtime, client, issuer = service
     base = 830_000_000 + uuid.uuid4().int % 1_000_000 * 10
-    a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    orgs = {"a_buyer": base + 1, "a_dev": base + 2, "b_buyer": base + 3, "b_dev": base + 4}
-    await publish_events(
-        kafka_bootstrap,
-        [
-            OrganizationRegistered(
-                organization_id=orgs[k],
-                name=f"{k} {base}",
-                organization_type="Buyer" if "buyer" in k else "Developer",
-                api_user_id=a if k.startswith("a_") else b,
-            )
-            for k in orgs
-        ],
+    a, b, orgs = await announce_api_user_organizations(
+        kafka_bootstrap, runtime, base, ["a_buyer", "a_dev", "b_buyer", "b_dev"]
     )
-    for org in orgs.values():
-        await eventually(lambda org=org: find_organization(runtime.pool, org))
     made = {}
     for name, buyer, owner, values in (
         ("r1", "a_buyer", "a_dev", [10, 20, 30]),

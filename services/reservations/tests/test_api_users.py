@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opendrec_contracts import OrganizationRegistered
-from opendrec_kit.testing import announce_organizations
+from opendrec_kit.testing import announce_api_user_organizations
 
 from .helpers import PERMS, buyer, devices, payload, reserve
 
@@ -19,25 +18,8 @@ async def world(service, kafka_bootstrap):
     A's two reservations and B's one."""
     runtime, client, issuer = service
     base = 800_000_000 + uuid.uuid4().int % 1_000_000 * 10
-    a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    orgs = {"a_buyer": base + 1, "a_buyer2": base + 2, "a_dev": base + 3, "b_buyer": base + 4}
-    await announce_organizations(
-        kafka_bootstrap,
-        runtime,
-        [
-            OrganizationRegistered(
-                organization_id=orgs["a_buyer"], name=f"a buyer {base}", organization_type="Buyer", api_user_id=a
-            ),
-            OrganizationRegistered(
-                organization_id=orgs["a_buyer2"], name=f"a buyer2 {base}", organization_type="Buyer", api_user_id=a
-            ),
-            OrganizationRegistered(
-                organization_id=orgs["a_dev"], name=f"a dev {base}", organization_type="Developer", api_user_id=a
-            ),
-            OrganizationRegistered(
-                organization_id=orgs["b_buyer"], name=f"b buyer {base}", organization_type="Buyer", api_user_id=b
-            ),
-        ],
+    a, b, orgs = await announce_api_user_organizations(
+        kafka_bootstrap, runtime, base, ["a_buyer", "a_buyer2", "a_dev", "b_buyer"]
     )
     as_a = issuer.headers(
         role="ApiUser", organization_type="ApiUser", organization_id=base + 5, permissions=PERMS, apiUserId=a

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import asyncpg
@@ -224,3 +227,51 @@ async def handling(pool: asyncpg.Pool, producer: str, handler: Any, event: Any) 
     async with EventContext(pool, producer, envelope_for(event, "test")) as uow:
         await handler(event, uow)
         yield uow
+
+
+def serve_jwks(jwk: dict[str, Any]) -> tuple[ThreadingHTTPServer, str]:
+    """Serve `{"keys": [jwk]}` (e.g. a TokenIssuer's `jwk()`) to every GET from a thread, for a service run as
+    its own process to trust (its IDENTITY_URL); returns (the server, to `.shutdown()` when done, its base URL)."""
+    body = json.dumps({"keys": [jwk]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+async def announce_api_user_organizations(
+    bootstrap: str, runtime: ServiceRuntime, base: int, names: list[str]
+) -> tuple[str, str, dict[str, int]]:
+    """Two API users, A and B, and organizations of theirs announced as identity would, known to `runtime` on
+    return. A name says whose and what: `a_...`/`b_...`, a Buyer organization when it holds "buyer", else a
+    Developer one (e.g. "a_buyer2", "b_dev"); ids are base + 1, base + 2, ... in the order given.
+    Returns (A's API user id, B's, {name: organization id})."""
+    from opendrec_contracts import OrganizationRegistered
+
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    organizations = {name: base + n for n, name in enumerate(names, start=1)}
+    await announce_organizations(
+        bootstrap,
+        runtime,
+        [
+            OrganizationRegistered(
+                organization_id=organization_id,
+                name=f"{name} {base}",
+                organization_type="Buyer" if "buyer" in name else "Developer",
+                api_user_id=a if name.startswith("a_") else b,
+            )
+            for name, organization_id in organizations.items()
+        ],
+    )
+    return a, b, organizations
