@@ -102,6 +102,18 @@ def headers(issuer, org, perms=ALL, **kw):
     return issuer.headers(organization_id=org, organization_type="Developer", permissions=perms, **kw)
 
 
+async def known_device(runtime):
+    """ids() of a device put straight into the gateway's read model (no device.registered over Kafka)."""
+    device_id, org, ext, charger = ids()
+    await runtime.pool.execute(
+        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
+        device_id,
+        ext,
+        org,
+    )
+    return device_id, org, ext, charger
+
+
 async def register(kafka_bootstrap, device_id, org, external_id):
     """A device.registered as the devices service would publish it."""
     event = DeviceRegistered(
@@ -318,13 +330,7 @@ async def test_charger_links(gateway, kafka_bootstrap):
 
 async def test_an_unreachable_or_refusing_kazam_never_stops_the_poller(gateway, kazam_sim):
     runtime, client, issuer = gateway
-    device_id, org, ext, charger = ids()
-    await runtime.pool.execute(
-        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
-        device_id,
-        ext,
-        org,
-    )
+    _, org, ext, charger = await known_device(runtime)
     await client.post("/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org))
     url, _ = kazam_sim
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
@@ -568,13 +574,7 @@ async def test_a_kazam_answer_is_recorded_once_and_only_for_links_unchanged_sinc
 ):
     # services.record_transactions, the write half of a poll round, without the simulator.
     runtime, client, issuer = gateway
-    device_id, org, ext, charger = ids()
-    await runtime.pool.execute(
-        "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
-        device_id,
-        ext,
-        org,
-    )
+    device_id, org, ext, charger = await known_device(runtime)
     linked = (
         await client.post("/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org))
     ).json()
