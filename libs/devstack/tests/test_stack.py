@@ -75,13 +75,13 @@ def test_jwt_key_is_made_once(tmp_path):
     assert path.read_bytes() == first
 
 
-def test_run_start_ready_stop_and_run_again(
-    tmp_path, postgres_url, kafka_bootstrap, dummy_services, processes_mentioning
-):
-    services_file, env = dummy_services
-    state = tmp_path / "state"
-    for attempt in (1, 2):
-        p = start_platform(
+@pytest.fixture
+def start(postgres_url, kafka_bootstrap, dummy_services):
+    """start(state, services_file): start_platform on the test Postgres and broker, the stand-ins findable."""
+    _, env = dummy_services
+
+    def start(state, services_file):
+        return start_platform(
             state,
             database_url=postgres_url,
             kafka_bootstrap=kafka_bootstrap,
@@ -89,6 +89,17 @@ def test_run_start_ready_stop_and_run_again(
             extra_env=env,
             timeout=60,
         )
+
+    return start
+
+
+def test_run_start_ready_stop_and_run_again(
+    tmp_path, postgres_url, kafka_bootstrap, dummy_services, start, processes_mentioning
+):
+    services_file, _ = dummy_services
+    state = tmp_path / "state"
+    for attempt in (1, 2):
+        p = start(state, services_file)
         try:
             assert set(p.service_urls) == {"identity", "gateway"}
             assert p.gateway_url == p.service_urls["gateway"]
@@ -128,10 +139,7 @@ def test_run_start_ready_stop_and_run_again(
         assert not (state / "stack.json").exists()
 
 
-def test_a_failing_service_stops_the_whole_stack(
-    tmp_path, postgres_url, kafka_bootstrap, dummy_services, processes_mentioning
-):
-    _, env = dummy_services
+def test_a_failing_service_stops_the_whole_stack(tmp_path, start, processes_mentioning):
     services_file = tmp_path / "broken.json"
     services_file.write_text(
         json.dumps(
@@ -143,14 +151,7 @@ def test_a_failing_service_stops_the_whole_stack(
     )
     state = tmp_path / "state"
     with pytest.raises(RuntimeError, match="exited with 1") as err:
-        start_platform(
-            state,
-            database_url=postgres_url,
-            kafka_bootstrap=kafka_bootstrap,
-            services_file=services_file,
-            extra_env=env,
-            timeout=60,
-        )
+        start(state, services_file)
     assert "No module named opendrec_no_such_service" in str(err.value)
     assert processes_mentioning(str(state)) == []
     assert processes_mentioning("opendrec_devstack_dummy") == []
