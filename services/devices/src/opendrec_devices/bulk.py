@@ -15,20 +15,10 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-REQUIRED = (
-    "externalId",
-    "projectName",
-    "address",
-    "latitude",
-    "longitude",
-    "countryCode",
-    "fuelCode",
-    "deviceTypeCode",
-    "capacity",
-    "commissioningDate",
-    "gridInterconnection",
-    "offTaker",
-)
+from .models import DeviceRegistration
+
+# The columns every row must have: the registration's required fields, in its order (the D-REC template's).
+REQUIRED = tuple(name for name, info in DeviceRegistration.model_fields.items() if info.is_required())
 LIST_FIELDS = ("images", "SDGBenefits")
 
 
