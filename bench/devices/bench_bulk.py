@@ -24,41 +24,25 @@ import argparse
 import asyncio
 import csv
 import io
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
 import httpx
 
 from opendrec_devstack.broker import start_broker
+from opendrec_devstack.drec_samples import DEVICE_REQUIRED_FIELDS
 from opendrec_devstack.net import free_port, with_database
 from opendrec_devstack.postgres import start_postgres
-from opendrec_kit.testing import TokenIssuer
+from opendrec_kit.testing import TokenIssuer, serve_jwks
 
-COLUMNS = [
-    "externalId",
-    "projectName",
-    "address",
-    "latitude",
-    "longitude",
-    "countryCode",
-    "fuelCode",
-    "deviceTypeCode",
-    "capacity",
-    "commissioningDate",
-    "gridInterconnection",
-    "offTaker",
-    "timezone",
-]
+COLUMNS = [*DEVICE_REQUIRED_FIELDS, "timezone"]
 FUELS = ["ES100", "ES200", "ES300"]
 
 
@@ -85,26 +69,6 @@ def csv_file(rows: int, tag: str) -> bytes:
             ]
         )
     return out.getvalue().encode()
-
-
-def serve_jwks(issuer: TokenIssuer) -> tuple[ThreadingHTTPServer, int]:
-    body = json.dumps({"keys": [issuer.jwk()]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, port
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -197,7 +161,7 @@ async def main() -> int:
         broker = start_broker(log_path=workdir / "tansu.log")
         bootstrap = broker.bootstrap
     issuer = TokenIssuer()
-    jwks, jwks_port = serve_jwks(issuer)
+    jwks, jwks_url = serve_jwks(issuer.jwk())
     port = free_port()
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
     env = {
@@ -211,7 +175,7 @@ async def main() -> int:
         "KAFKA_TOPIC_PARTITIONS": "1",
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(port),
-        "IDENTITY_URL": f"http://127.0.0.1:{jwks_port}",
+        "IDENTITY_URL": jwks_url,
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once before the measurement

@@ -34,17 +34,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import aiohttp
@@ -59,7 +56,7 @@ from opendrec_devstack.broker import start_broker
 from opendrec_devstack.net import free_port
 from opendrec_devstack.postgres import EmbeddedPostgres, start_postgres
 from opendrec_devstack.procs import stop_process
-from opendrec_kit.testing import TokenIssuer, publish_events
+from opendrec_kit.testing import TokenIssuer, publish_events, serve_jwks
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -67,25 +64,6 @@ PERMS = {"READS_MANAGEMENT_CRUDL": "RW"}
 
 
 # ---- processes ----------------------------------------------------------------------------
-
-
-def serve_jwks(jwk: dict) -> tuple[ThreadingHTTPServer, str]:
-    body = json.dumps({"keys": [jwk]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}"
 
 
 def spawn(module: str, env: dict[str, str], log: Path, profile: Path | None = None) -> subprocess.Popen:
