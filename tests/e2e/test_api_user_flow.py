@@ -22,9 +22,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from opendrec_devstack.drec_samples import access_token, bearer, registration_body, reservation_body
 from opendrec_devstack.smtp_sink import read_mails
 from opendrec_identity.client import ASSERTION_TYPE, ApiUserClient, client_assertion
 from opendrec_kit.testing import eventually
+from opendrec_kit.timestamps import iso
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -91,16 +93,10 @@ async def http(platform):
 
 @pytest.fixture(scope="module")
 async def admin(http, platform) -> dict[str, str]:
-    r = await http.post("/api/auth/login", json={"username": platform.admin_email, "password": platform.admin_password})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['accessToken']}"}
+    return bearer(await access_token(http, platform.admin_email, platform.admin_password))
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse(value: str) -> datetime:
@@ -130,18 +126,17 @@ def refused(r: httpx.Response, status: int, fragment: str = "") -> None:
 
 def registration(kind: str, tag: str, **extra: Any) -> dict[str, Any]:
     unique = f"{tag}{uuid.uuid4().hex[:6]}"
-    return {
-        "firstName": "Integrator",
-        "lastName": kind,
-        "email": f"e2e-{kind.lower()}-{unique}@example.org",
-        "organizationType": kind,
-        "password": "Integr8tor",
-        "confirmPassword": "Integr8tor",
-        "orgName": f"E2E {kind} {unique}",
-        "orgAddress": "Pune",
-        "secretKey": "E2E123",
+    return registration_body(
+        kind,
+        password="Integr8tor",
+        firstName="Integrator",
+        lastName=kind,
+        email=f"e2e-{kind.lower()}-{unique}@example.org",
+        orgName=f"E2E {kind} {unique}",
+        orgAddress="Pune",
+        secretKey="E2E123",
         **extra,
-    }
+    )
 
 
 async def register_api_user(http: httpx.AsyncClient, tag: str) -> ApiUser:
@@ -496,18 +491,8 @@ async def test_6_reserve_the_device_for_the_buyer_organization(http, journey):
 
     assert await eventually(lambda: ungrouped_has(http, headers, buyer, device_id))
 
-    now = datetime.now(UTC)
-    payload = {
-        "name": f"E2E-RES-{journey.tag}",
-        "deviceIds": [device_id],
-        "targetCapacityInMegaWattHour": 20,
-        "reservationStartDate": iso(now - timedelta(hours=1)),  # before the device's first read
-        "reservationEndDate": iso(now + timedelta(days=1)),
-        "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": False,
-        "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
-        "authorityToExceed": True,
-        "frequency": "hourly",
-    }
+    # from an hour ago (before the device's first read) to a day from now
+    payload = reservation_body(f"E2E-RES-{journey.tag}", [device_id])
     refused(
         await http.post(
             "/api/buyer-reservation", params={"orgId": journey.developer_org}, json=payload, headers=headers

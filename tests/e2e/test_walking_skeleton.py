@@ -11,61 +11,27 @@ from pathlib import Path
 import httpx
 import pytest
 
+from opendrec_devstack.drec_samples import (
+    access_token,
+    bearer,
+    device_body,
+    register_with_organization,
+    registration_body,
+    reservation_body,
+    unique_tag,
+)
 from opendrec_kit.testing import eventually, wait_for_event
+from opendrec_kit.timestamps import iso
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-def iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-async def register_and_login(http: httpx.AsyncClient, org_type: str) -> tuple[str, dict]:
-    tag = uuid.uuid4().hex[:10]
-    body = {
-        "firstName": "energy",
-        "lastName": "dev",
-        "email": f"UAT_{org_type.upper()}_{tag}@example.org",
-        "organizationType": org_type,
-        "password": "MNO133",
-        "confirmPassword": "MNO133",
-        "orgName": f"Org {tag}",
-        "orgAddress": "Hyderabad",
-        "secretKey": "MNLA70",
-    }
-    r = await http.post("/api/user/registerWithOrganization", json=body)
-    assert r.status_code == 201, r.text
-    r = await http.post("/api/auth/login", json={"username": body["email"], "password": "MNO133"})
-    assert r.status_code == 200, r.text
-    token = r.json()["accessToken"]
-    return token, body
-
-
-def device_payload(external_id: str) -> dict:
-    # The Postman collection's "Register Device" payload.
-    return {
-        "externalId": external_id,
-        "projectName": f"{external_id}_energy1",
-        "address": "donno",
-        "latitude": "45.67",
-        "longitude": "78.990",
-        "countryCode": "IND",
-        "fuelCode": "ES430",
-        "deviceTypeCode": "TC120",
-        "capacity": 2000,
-        "commissioningDate": "2021-01-02T11:35:27.740Z",
-        "gridInterconnection": True,
-        "offTaker": "Residential",
-        "impactStory": "DemoimpactStory",
-        "data": "",
-        "images": ["string"],
-        "deviceDescription": "Rooftop Solar",
-        "energyStorage": True,
-        "energyStorageCapacity": 90,
-        "qualityLabels": "qualityLabels",
-        "SDGBenefits": 0,
-        "version": "1.0",
-    }
+async def register_and_login(http: httpx.AsyncClient, org_type: str) -> str:
+    """A user of a new organization (the D-REC registration sample), logged in: their token."""
+    tag = unique_tag()
+    body = registration_body(org_type, email=f"UAT_{org_type.upper()}_{tag}@example.org", orgName=f"Org {tag}")
+    await register_with_organization(http, body)
+    return await access_token(http, body["email"], body["password"])
 
 
 async def post_read(http, auth, external_id, end: datetime, value: int, expect=201):
@@ -119,15 +85,14 @@ async def test_walking_skeleton(platform):
         )
 
         # 1. A developer registers with an organization and logs in.
-        dev_token, _ = await register_and_login(http, "Developer")
-        dev = {"Authorization": f"Bearer {dev_token}"}
+        dev = bearer(await register_and_login(http, "Developer"))
 
         # 2. The developer registers a device -> device.registered on Kafka. Our traceparent starts the trace.
         external_id = f"UAT_STAGE_{uuid.uuid4().hex[:8]}"
         trace_id = uuid.uuid4().hex
         r = await http.post(
             "/api/device",
-            json=device_payload(external_id),
+            json=device_body(external_id, capacity=2000),  # the Postman collection's "Register Device"
             headers={**dev, "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"},
         )
         assert r.status_code == 201, r.text
@@ -147,19 +112,8 @@ async def test_walking_skeleton(platform):
         assert ingested["version"] == 2 and ingested["payload"]["values_wh"] == [1]
 
         # 4. A buyer registers, logs in and reserves the device, hourly.
-        buyer_token, _ = await register_and_login(http, "Buyer")
-        buyer = {"Authorization": f"Bearer {buyer_token}"}
-        reservation = {
-            "name": f"UAT-RES-{uuid.uuid4().hex[:6]}",
-            "deviceIds": [device["id"]],
-            "targetCapacityInMegaWattHour": 20,
-            "reservationStartDate": iso(datetime.now(UTC) - timedelta(hours=1)),
-            "reservationEndDate": iso(datetime.now(UTC) + timedelta(days=1)),
-            "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": False,
-            "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
-            "authorityToExceed": True,
-            "frequency": "hourly",
-        }
+        buyer = bearer(await register_and_login(http, "Buyer"))
+        reservation = reservation_body(f"UAT-RES-{uuid.uuid4().hex[:6]}", [device["id"]])
 
         async def reserved():
             r = await http.post("/api/device-group", json=reservation, headers=buyer)
