@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opendrec_devstack.drec_samples import reservation_body
+from opendrec_kit.timestamps import iso
+
 from .operations import Operation
 from .principals import Caller, tag
-from .world import Side, World, device_payload, iso, reservation_payload
+from .world import Side, World, device_payload
 
 NO_SUCH_CHARGER = "authz-no-such-charger"
 NO_SUCH_DEVICE_JOB = 2**62
@@ -126,7 +129,7 @@ def body(op: Operation, caller: Caller, side: Side, *, own: bool) -> dict[str, A
         return {"json": {"address": "donno" if own else "hijacked by another organization"}}
     if key in ("POST /api/device-group", "POST /api/buyer-reservation"):
         # the device is reserved already: an authorized buyer gets 400 "not available", nothing is created
-        payload = reservation_payload(f"matrix {tag()}", [side.device_id])
+        payload = reservation_body(f"matrix {tag()}", [side.device_id])
         return {"json": {**payload, "organizationId": side.buyer_org} if api else payload}
     if key == "POST /api/charger":
         external_id = side.external_id if not own else f"no-such-device-{tag()}"

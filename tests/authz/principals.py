@@ -4,21 +4,18 @@ organizations registered, members invited by mail, an API user approved by the a
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from opendrec_devstack.drec_samples import log_in, registration_body
+from opendrec_devstack.drec_samples import unique_tag as tag
 from opendrec_devstack.smtp_sink import read_mails
 from opendrec_identity.client import ASSERTION_TYPE, client_assertion
 from opendrec_kit.testing import eventually
 
 PASSWORD = "Authz1234"
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 @dataclass
@@ -51,8 +48,21 @@ def expect(resp: httpx.Response, *statuses: int) -> Any:
 
 
 async def login(http: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
-    body = expect(await http.post("/api/auth/login", json={"username": email, "password": password}), 200)
-    return body["accessToken"]
+    return expect(await log_in(http, email, password), 200)["accessToken"]
+
+
+def _registration(kind: str, org_name: str, label: str, last_name: str, **changes: Any) -> dict[str, Any]:
+    """The D-REC registration sample as an authz principal: its e-mail and organization name share one tag."""
+    t = tag()
+    return registration_body(
+        kind,
+        password=PASSWORD,
+        firstName="Authz",
+        lastName=last_name,
+        email=f"authz-{label}-{t}@example.org",
+        orgName=f"{org_name} {t}",
+        **({"orgAddress": "Pune", "secretKey": "AP1234"} | changes),
+    )
 
 
 async def whoami(http: httpx.AsyncClient, caller: Caller) -> Caller:
@@ -65,18 +75,7 @@ async def whoami(http: httpx.AsyncClient, caller: Caller) -> Caller:
 
 async def register_organization(http: httpx.AsyncClient, kind: str, name: str, org_name: str) -> Caller:
     """registerWithOrganization, then log in: the organization's first user (OrganizationAdmin or Buyer)."""
-    t = tag()
-    body = {
-        "firstName": "Authz",
-        "lastName": kind,
-        "email": f"authz-{kind.lower()}-{t}@example.org",
-        "organizationType": kind,
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        "orgName": f"{org_name} {t}",
-        "orgAddress": "Hyderabad",
-        "secretKey": "AZ1234",
-    }
+    body = _registration(kind, org_name, kind.lower(), kind, orgAddress="Hyderabad", secretKey="AZ1234")
     created = expect(await http.post("/api/user/registerWithOrganization", json=body), 201)
     role = created["role"]
     caller = Caller(name, role, await login(http, body["email"]), email=body["email"])
@@ -122,18 +121,7 @@ async def api_user_token(http: httpx.AsyncClient, caller: Caller) -> str:
 
 async def api_user(http: httpx.AsyncClient, name: str, org_name: str) -> Caller:
     """An ApiUser registered (POST /api/user/register), holding no module until an admin approves some."""
-    t = tag()
-    body = {
-        "firstName": "Authz",
-        "lastName": "Integrator",
-        "email": f"authz-apiuser-{t}@example.org",
-        "organizationType": "ApiUser",
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        "orgName": f"{org_name} {t}",
-        "orgAddress": "Pune",
-        "secretKey": "AP1234",
-    }
+    body = _registration("ApiUser", org_name, "apiuser", "Integrator")
     created = expect(await http.post("/api/user/register", json=body), 201)
     caller = Caller(
         name, "ApiUser", email=body["email"], api_user_id=created["apiUserId"], private_key=created["privateKey"]
@@ -160,19 +148,7 @@ async def approved_api_user(
 async def organization_under(http: httpx.AsyncClient, api_user: Caller, kind: str, name: str, org_name: str) -> Caller:
     """An organization registered by the API user under itself; returns its first user. That user does
     not log in (D-REC manual 2.1: the API user acts for the organization), so it has no token."""
-    t = tag()
-    body = {
-        "firstName": "Authz",
-        "lastName": kind,
-        "email": f"authz-{kind.lower()}-of-api-{t}@example.org",
-        "organizationType": kind,
-        "password": PASSWORD,
-        "confirmPassword": PASSWORD,
-        "orgName": f"{org_name} {t}",
-        "orgAddress": "Pune",
-        "secretKey": "AP1234",
-        "api_user_id": api_user.api_user_id,
-    }
+    body = _registration(kind, org_name, f"{kind.lower()}-of-api", kind, api_user_id=api_user.api_user_id)
     created = expect(await http.post("/api/user/register", headers=api_user.headers, json=body), 201)
     caller = Caller(
         name,

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 
 from opendrec_contracts.access import API_USER_MODULES
+from opendrec_devstack.drec_samples import device_body, reservation_body
 from opendrec_kit.testing import eventually
+from opendrec_kit.timestamps import iso
 
 from .principals import (
     Caller,
@@ -32,50 +34,9 @@ from .principals import (
 ALL_ACTIONS = ["Read", "Write", "Update", "Delete"]
 
 
-def iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def device_payload(external_id: str, project: str) -> dict[str, Any]:
     # The Postman collection's "Register Device" payload.
-    return {
-        "externalId": external_id,
-        "projectName": project,
-        "address": "donno",
-        "latitude": "45.67",
-        "longitude": "78.990",
-        "countryCode": "IND",
-        "fuelCode": "ES430",
-        "deviceTypeCode": "TC120",
-        "capacity": 2000,
-        "commissioningDate": "2021-01-02T11:35:27.740Z",
-        "gridInterconnection": True,
-        "offTaker": "Residential",
-        "impactStory": "DemoimpactStory",
-        "data": "",
-        "images": ["string"],
-        "deviceDescription": "Rooftop Solar",
-        "energyStorage": True,
-        "energyStorageCapacity": 90,
-        "qualityLabels": "qualityLabels",
-        "SDGBenefits": 0,
-        "version": "1.0",
-    }
-
-
-def reservation_payload(name: str, device_ids: list[int]) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "name": name,
-        "deviceIds": device_ids,
-        "targetCapacityInMegaWattHour": 20,
-        "reservationStartDate": iso(now - timedelta(hours=1)),
-        "reservationEndDate": iso(now + timedelta(days=1)),
-        "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": False,
-        "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": True,
-        "authorityToExceed": True,
-        "frequency": "hourly",
-    }
+    return device_body(external_id, projectName=project, capacity=2000)
 
 
 DEVICE_CSV_HEADER = (
@@ -165,7 +126,7 @@ async def _device(
 async def _reserve(
     http: httpx.AsyncClient, buyer: Caller, device_id: int, name: str, organization_id: int | None = None
 ) -> dict[str, Any]:
-    body = reservation_payload(name, [device_id]) | ({"organizationId": organization_id} if organization_id else {})
+    body = reservation_body(name, [device_id]) | ({"organizationId": organization_id} if organization_id else {})
 
     async def reserved():
         r = await http.post("/api/device-group", json=body, headers=buyer.headers)
@@ -229,6 +190,35 @@ async def _certificates_know(http: httpx.AsyncClient, buyer: Caller, reservation
         return r.status_code == 200
 
     await eventually(known)
+
+
+def _side(
+    developer: Caller,
+    buyer: Caller,
+    device: dict[str, Any],
+    reservation: dict[str, Any],
+    member_emails: list[str | None],
+    **more: Any,
+) -> Side:
+    """One party's things; its secrets are its organizations' names, the device's project, the reservation's
+    name and the e-mails of its members."""
+    return Side(
+        developer_org=developer.organization_id,
+        buyer_org=buyer.organization_id,
+        device_id=device["id"],
+        external_id=device["externalId"],
+        reservation_id=reservation["id"],
+        reservation_uid=reservation["devicegroup_uid"],
+        reservation_name=reservation["name"],
+        secrets=[
+            developer.extra["organization_name"],
+            buyer.extra["organization_name"],
+            device["projectName"],
+            reservation["name"],
+            *member_emails,
+        ],
+        **more,
+    )
 
 
 async def build_world(http: httpx.AsyncClient, platform) -> World:
@@ -313,46 +303,25 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
     )
     device_job, reads_job = expect(device_job, 202), expect(reads_job, 202)
 
-    first = Side(
-        developer_org=org_admin.organization_id,
-        buyer_org=buyer.organization_id,
-        device_id=device["id"],
-        external_id=device["externalId"],
-        reservation_id=reservation["id"],
-        reservation_uid=reservation["devicegroup_uid"],
-        reservation_name=reservation["name"],
+    first = _side(
+        org_admin,
+        buyer,
+        device,
+        reservation,
+        [device_owner.email, user.email, sub_buyer.email],
         device_job_id=device_job["jobId"],
         reads_job_id=reads_job["jobId"],
         charger_id=charger_id,
         invitation_id=device_owner.extra["invitation_id"],
         member_user_id=user.user_id,
-        secrets=[
-            org_admin.extra["organization_name"],
-            buyer.extra["organization_name"],
-            device["projectName"],
-            reservation["name"],
-            device_owner.email,
-            user.email,
-            sub_buyer.email,
-        ],
     )
-    api = Side(
-        developer_org=api_developer.organization_id,
-        buyer_org=api_buyer.organization_id,
-        device_id=api_device["id"],
-        external_id=api_device["externalId"],
-        reservation_id=api_reservation["id"],
-        reservation_uid=api_reservation["devicegroup_uid"],
-        reservation_name=api_reservation["name"],
+    api = _side(
+        api_developer,
+        api_buyer,
+        api_device,
+        api_reservation,
+        [api_developer.email, api_buyer.email],
         member_user_id=api_developer.user_id,
-        secrets=[
-            api_developer.extra["organization_name"],
-            api_buyer.extra["organization_name"],
-            api_device["projectName"],
-            api_reservation["name"],
-            api_developer.email,
-            api_buyer.email,
-        ],
     )
     return World(
         anonymous=Caller("anonymous", None),
