@@ -42,6 +42,7 @@ from opendrec_kit.testing import (
     started,
     wait_for_event,
 )
+from opendrec_kit.timestamps import iso
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -575,10 +576,13 @@ async def test_a_kazam_answer_is_recorded_once_and_only_for_links_unchanged_sinc
     # services.record_transactions, the write half of a poll round, without the simulator.
     runtime, client, issuer = gateway
     device_id, org, ext, charger = await known_device(runtime)
-    linked = (
-        await client.post("/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org))
-    ).json()
-    linked_at = datetime.fromisoformat(linked["linkedAt"])  # µs kept: equal to the stored link time
+    linked = await client.post(
+        "/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org)
+    )
+    assert linked.status_code == 201, linked.text
+    # The stored link time (to the µs; the answer shows it to the millisecond, as D-REC writes times).
+    linked_at = await runtime.pool.fetchval("SELECT linked_at FROM charger_links WHERE charger_id = $1", charger)
+    assert linked.json()["linkedAt"] == iso(linked_at)
     link_now = Link(charger, device_id, ext, org, linked_at, int(linked_at.timestamp()))
     end = int(linked_at.timestamp()) + 60
     txn_id, bad_id = f"t{uuid.uuid4().hex}", f"t{uuid.uuid4().hex}"
