@@ -1,5 +1,6 @@
 """Who may call what: the OpenAPI access description, role checks, and the organization a request acts for."""
 
+import asyncio
 import socket
 import time
 import uuid
@@ -251,3 +252,37 @@ async def test_a_token_revoked_message_revokes_until_the_token_expires(issuer):
     follower.apply(envelope_for(revoked, "identity").model_dump_json().encode())
     follower.apply(b"not an envelope")  # logged and skipped
     assert verifier.is_revoked("jti-1") and verifier._revoked["jti-1"] == expires.timestamp()
+
+
+async def test_requests_arriving_during_the_first_key_fetch_wait_for_it_instead_of_failing(issuer):
+    # A service's first requests come together (a client's burst at start): the ones arriving while the JWKS
+    # fetch is in flight must be answered with its keys, not 503 "keys are unavailable".
+    from aiohttp import web
+
+    release, fetching = asyncio.Event(), asyncio.Event()
+    fetches = 0
+
+    async def jwks(_: web.Request) -> web.Response:
+        nonlocal fetches
+        fetches += 1
+        fetching.set()
+        await release.wait()  # held until every request below is waiting
+        return web.json_response({"keys": [issuer.jwk()]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the port the OS chose
+    try:
+        verifier = TokenVerifier(f"http://127.0.0.1:{port}/.well-known/jwks.json", issuer.audience, issuer.issuer)
+        calls = [asyncio.create_task(verifier.verify(issuer.token(user_id=n))) for n in range(1, 21)]
+        await fetching.wait()  # the first request's fetch reached the server: the others started before it
+        release.set()
+        principals = await asyncio.gather(*calls)
+    finally:
+        await runner.cleanup()
+    assert sorted(p.user_id for p in principals) == list(range(1, 21))
+    assert fetches == 1  # one fetch served them all

@@ -195,6 +195,9 @@ class TokenVerifier:
         fresh = now - self._fetched_at <= self.refresh_interval_s
         if self._fetched and fresh and (kid is None or kid in self._fetched):
             return
+        if self._lock.locked():
+            async with self._lock:  # a fetch is under way: its outcome answers this request too
+                return
         if now - self._tried_at <= self.min_refresh_interval_s:
             return
         async with self._lock:  # one fetch for many concurrent requests
