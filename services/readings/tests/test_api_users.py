@@ -8,13 +8,10 @@ import uuid
 import pytest
 
 from opendrec_contracts import OrganizationRegistered, ReservationCreated, ReservationEnded
-from opendrec_kit.organizations import find_organization
-from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
+from opendrec_kit.testing import announce_organizations, eventually, publish_events
 from opendrec_kit.timestamps import iso
-from opendrec_readings.app import build
-from opendrec_readings.settings import Settings
 
-from .test_service import H, delta, new_device, new_id
+from .test_service import H, delta, new_device, new_id, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,19 +27,33 @@ class ApiUserSide:
         self.developer, self.buyer, self.foreign = new_id(), new_id(), new_id()
 
     async def announce_organizations(self) -> None:
-        await publish_events(self.bootstrap, [
-            OrganizationRegistered(organization_id=self.developer, name=f"d{self.developer}", organization_type="Developer", api_user_id=self.api_user_id),
-            OrganizationRegistered(organization_id=self.buyer, name=f"b{self.buyer}", organization_type="Buyer", api_user_id=self.api_user_id),
-            OrganizationRegistered(organization_id=self.foreign, name=f"f{self.foreign}", organization_type="Developer", api_user_id=self.other_api_user_id),
-        ])  # fmt: skip
-        for organization_id in (self.developer, self.buyer, self.foreign):
-            await eventually(lambda o=organization_id: find_organization(self.runtime.pool, o))
+        mine, theirs = self.api_user_id, self.other_api_user_id
+        organizations = (
+            ("d", self.developer, "Developer", mine),
+            ("b", self.buyer, "Buyer", mine),
+            ("f", self.foreign, "Developer", theirs),
+        )
+        await announce_organizations(
+            self.bootstrap,
+            self.runtime,
+            [
+                OrganizationRegistered(organization_id=o, name=f"{p}{o}", organization_type=kind, api_user_id=who)
+                for p, o, kind, who in organizations
+            ],
+        )
 
     def headers(self, **extra) -> dict[str, str]:
-        return self.issuer.headers(
-            user_id=77, organization_id=new_id(), organization_type="ApiUser", role="ApiUser", permissions=READS,
-            apiUserId=self.api_user_id,
-        ) | extra  # fmt: skip
+        return (
+            self.issuer.headers(
+                user_id=77,
+                organization_id=new_id(),
+                organization_type="ApiUser",
+                role="ApiUser",
+                permissions=READS,
+                apiUserId=self.api_user_id,
+            )
+            | extra
+        )
 
     async def device_of(self, organization_id: int):
         device = new_device().model_copy(update={"organization_id": organization_id})
@@ -60,14 +71,8 @@ class ApiUserSide:
 
 @pytest.fixture(scope="module")
 async def side(postgres_url, kafka_bootstrap):
-    runtime = build(
-        settings_for_test(
-            Settings, postgres_url, kafka_bootstrap, service_name="readings-apiusers", import_poll_interval_s=0.2
-        )
-    )
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
+    settings = {"service_name": "readings-apiusers", "import_poll_interval_s": 0.2}
+    async with running(postgres_url, kafka_bootstrap, **settings) as (runtime, client, issuer):
         side = ApiUserSide(runtime, client, issuer, kafka_bootstrap)
         await side.announce_organizations()
         yield side

@@ -460,6 +460,26 @@ def _per_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(domain, "_history_all_accepted", lambda *_: None)
 
 
+# 1 kW at 8760 kWh/kWp/year, commissioned on 1 June 2021: 1.2 kWh an hour, less 0.5% a year of age.
+ONE_KW = Device(
+    device_id=1,
+    capacity_kw=1,
+    commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
+    onboarded_at=ONBOARDED,
+    annual_yield=8760,
+)
+
+
+def _verdicts(read_type: str, device: Device, batches: dict[str, list[Read]], variants: list[dict]) -> dict:
+    """The verdict on every batch under every variant (keyword arguments: last read, now, history), by (batch
+    name, variant index)."""
+    return {
+        (name, n): judge(read_type, device, reads=reads, **variant)
+        for name, reads in batches.items()
+        for n, variant in enumerate(variants)
+    }
+
+
 def test_parse_reads_whole_batch_gives_what_read_by_read_gives(monkeypatch):
     rows = [
         ("", "2023-07-01T01:00:00Z", 5),
@@ -528,15 +548,9 @@ def test_plausibility_bounds_for_a_batch_are_the_formula_to_the_last_bit(commiss
 
 
 def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
-    device = Device(
-        device_id=1,
-        capacity_kw=1,
-        commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
-        onboarded_at=ONBOARDED,
-        annual_yield=8760,
-    )
+    device = ONE_KW
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    # 1 kW at 8760 kWh/kWp/year: 1.2 kWh per hour, less 0.5% a year of age; hourly reads across an anniversary.
+    # Hourly reads across an anniversary of commissioning.
     ends = [datetime(2024, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
     bound = [domain.plausibility_bound_wh(device, e - H, e) for e in ends]
     batches = {
@@ -550,26 +564,16 @@ def test_delta_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
         "uneven": [read(i, e + i * timedelta(minutes=i), 1) for i, e in enumerate(ends)],
     }
     lasts = [LastRead(), LastRead("Delta", ends[0] - H, 1, None), LastRead("Delta", ends[0], 1, None)]
-    fast = {
-        (name, n): judge("Delta", device, last, reads, now=now)
-        for name, reads in batches.items()
-        for n, last in enumerate(lasts)
-    }
+    variants = [{"last": last, "now": now} for last in lasts]
+    fast = _verdicts("Delta", device, batches, variants)
     assert fast[("all plausible", 1)].accepted and not fast[("one at its bound", 1)].accepted
     assert domain._delta_all_accepted(device, lasts[1], Reads.of(batches["all plausible"]), now) is not None  # taken
     _per_read(monkeypatch)
-    for (name, n), verdict in fast.items():
-        assert verdict == judge("Delta", device, lasts[n], batches[name], now=now), name
+    assert _verdicts("Delta", device, batches, variants) == fast
 
 
 def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
-    device = Device(
-        device_id=1,
-        capacity_kw=1,
-        commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
-        onboarded_at=ONBOARDED,
-        annual_yield=8760,
-    )
+    device = ONE_KW
     now = datetime(2026, 1, 1, tzinfo=UTC)
     ends = [datetime(2024, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
     # Energies just under the bound of each hour (across an anniversary), as meter totals from 1,000 Wh.
@@ -591,28 +595,18 @@ def test_aggregate_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
         "uneven": [read(i, e + i * timedelta(minutes=i), 1000 + i) for i, e in enumerate(ends)],
     }
     lasts = [LastRead(), LastRead("Aggregate", ends[0] - H, 5, 1000), LastRead("Aggregate", ends[0], 5, 900)]
-    fast = {
-        (name, n): judge("Aggregate", device, last, reads, now=now)
-        for name, reads in batches.items()
-        for n, last in enumerate(lasts)
-    }
+    variants = [{"last": last, "now": now} for last in lasts]
+    fast = _verdicts("Aggregate", device, batches, variants)
     assert fast[("all plausible", 0)].accepted and fast[("all plausible", 1)].accepted
     assert not fast[("one at its bound", 1)].accepted and fast[("baseline alone", 0)].accepted
     for n in (0, 1):  # taken, with and without a baseline in the batch
         assert domain._aggregate_all_accepted(device, lasts[n], Reads.of(batches["all plausible"]), now) is not None
     _per_read(monkeypatch)
-    for (name, n), verdict in fast.items():
-        assert verdict == judge("Aggregate", device, lasts[n], batches[name], now=now), (name, n)
+    assert _verdicts("Aggregate", device, batches, variants) == fast
 
 
 def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
-    device = Device(
-        device_id=1,
-        capacity_kw=1,
-        commissioning_date=datetime(2021, 6, 1, tzinfo=UTC),
-        onboarded_at=ONBOARDED,
-        annual_yield=8760,
-    )
+    device = ONE_KW
     # Hourly reads up to onboarding, across an anniversary of commissioning (1 June 2022), each just under its bound.
     starts = [datetime(2022, 5, 31, 20, tzinfo=UTC) + i * H for i in range(10)]
     bound = [math.ceil(domain.plausibility_bound_wh(device, s, s + H)) - 1 for s in starts]
@@ -640,11 +634,8 @@ def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
         [(starts[4] + timedelta(minutes=30), starts[4] + timedelta(minutes=45))],  # inside one read
         [(starts[0] - H, starts[0] + timedelta(seconds=1))],  # overlapping the first by a second
     ]
-    fast = {
-        (name, n): judge("History", device, LastRead(), reads, now=NOW, history=known)
-        for name, reads in batches.items()
-        for n, known in enumerate(histories)
-    }
+    variants = [{"last": LastRead(), "now": NOW, "history": known} for known in histories]
+    fast = _verdicts("History", device, batches, variants)
     assert (
         fast[("all plausible", 1)].accepted
         and not fast[("all plausible", 2)].accepted
@@ -656,8 +647,7 @@ def test_history_whole_batch_verdict_is_the_read_by_read_verdict(monkeypatch):
             is not None
         )
     _per_read(monkeypatch)
-    for (name, n), verdict in fast.items():
-        assert verdict == judge("History", device, LastRead(), batches[name], now=NOW, history=histories[n]), (name, n)
+    assert _verdicts("History", device, batches, variants) == fast
 
 
 def test_plausibility_bounds_refuse_energy_exactly_at_the_bound():

@@ -15,7 +15,7 @@ from opendrec_readings.app import build
 from opendrec_readings.handlers import Handlers
 from opendrec_readings.settings import Settings
 
-from .test_service import RW, H, new_device
+from .test_service import RW, H, new_device, running
 
 HEADER = "deviceExternalId,timezone,type,unit,value,startDate,endDate\n"
 
@@ -103,14 +103,8 @@ class Instance:
 @pytest.fixture(scope="module")
 async def instance(postgres_url, kafka_bootstrap):
     # Its own service name: its own database and consumer groups (it reads every event from the start).
-    runtime = build(
-        settings_for_test(
-            Settings, postgres_url, kafka_bootstrap, service_name="readings-import", import_poll_interval_s=0.2
-        )
-    )
-    issuer = TokenIssuer()
-    issuer.trust_in(runtime)
-    async with started(runtime) as client:
+    settings = {"service_name": "readings-import", "import_poll_interval_s": 0.2}
+    async with running(postgres_url, kafka_bootstrap, **settings) as (runtime, client, issuer):
         yield Instance(runtime, client, issuer, kafka_bootstrap)
 
 

@@ -8,6 +8,7 @@ what is announced from the read.ingested topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -48,12 +49,20 @@ H = timedelta(hours=1)
 RW = {"READS_MANAGEMENT_CRUDL": "RW"}
 
 
-@pytest.fixture(scope="module")
-async def service(postgres_url, kafka_bootstrap):
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap))
+@contextlib.asynccontextmanager
+async def running(postgres_url: str, kafka_bootstrap: str, **settings):
+    """The readings service in-process (`settings` on top of the test ones, e.g. its own service_name: its own
+    database and consumer groups), trusting a test token issuer; yields (runtime, client, issuer)."""
+    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, **settings))
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
     async with started(runtime) as client:
+        yield runtime, client, issuer
+
+
+@pytest.fixture(scope="module")
+async def service(postgres_url, kafka_bootstrap):
+    async with running(postgres_url, kafka_bootstrap) as (runtime, client, issuer):
         yield Service(runtime, client, issuer, kafka_bootstrap)
 
 
