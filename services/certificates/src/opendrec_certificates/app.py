@@ -9,7 +9,7 @@ from . import api, handlers, services
 from .settings import Settings
 
 
-def build(settings: Settings) -> ServiceRuntime:
+def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(settings, title="OpenDREC certificates", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     settlement = handlers.Settlement(timedelta(seconds=settings.certify_settle_s))

@@ -11,7 +11,7 @@ from .poller import KazamPoller
 from .settings import Settings
 
 
-def build(settings: Settings) -> ServiceRuntime:
+def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(
         settings, title="OpenDREC charger gateway", migrations=Path(__file__).parent / "migrations"
     )

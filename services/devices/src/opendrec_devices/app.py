@@ -8,7 +8,7 @@ from .settings import Settings
 from .worker import bulk_worker
 
 
-def build(settings: Settings) -> ServiceRuntime:
+def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(settings, title="OpenDREC devices", migrations=Path(__file__).parent / "migrations")
     # bulk routes first: /api/device/bulk-jobs must not be taken for /api/device/{id}
     runtime.include_router(bulk_api.router)

@@ -8,7 +8,7 @@ from . import api, handlers, services
 from .settings import Settings
 
 
-def build(settings: Settings) -> ServiceRuntime:
+def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(settings, title="OpenDREC reservations", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     runtime.on(DeviceRegistered, handlers.on_device_registered)
