@@ -4,19 +4,23 @@ A user acts for their own organization. An API user acts for the Developer and B
 organizations registered under it and names one with `organizationId` (as in the D-REC API
 user manual); never for another API user's. Services learn organizations from
 organization.registered into `organization_directory` (call `runtime.follow_organizations()`).
+
+A route takes the caller and the organization they name in one dependency,
+`acting: Acting = acting_for(MODULE, "Read")`, and hands both to its use case, which resolves
+the organization with `acting_organization` / `visible_organizations` on its unit of work.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Query
+from fastapi import Depends, Query
 
 from opendrec_contracts import OrganizationRegistered
 
-from .auth import Principal
+from .auth import Principal, permission
 from .errors import ApiError
 from .messaging import EventContext
 
@@ -24,11 +28,38 @@ ADMIN = "Admin"
 API_USER = "ApiUser"
 MAX_ID = 2**63 - 1  # ids are Postgres bigints
 
+ACTING_FOR = "The organization acted for: required for API users, else your own"
+
+
+def organization_query(description: str = ACTING_FOR) -> Any:
+    """The `organizationId` query parameter with another description (e.g. a filter):
+    `organizationId: Annotated[int | None, organization_query("only this organization's users")] = None`."""
+    return Query(ge=1, le=MAX_ID, description=description)
+
+
 # The one `organizationId` query parameter: which organization a request acts for (or lists).
-OrganizationQuery = Annotated[
-    int | None,
-    Query(ge=1, le=MAX_ID, description="The organization acted for: required for API users, else your own"),
-]
+OrganizationQuery = Annotated[int | None, organization_query()]
+
+
+@dataclass(frozen=True)
+class Acting:
+    """The caller and the organization they named with `organizationId` (None: none named), not yet
+    resolved: the use case does that (`acting_organization` / `visible_organizations`)."""
+
+    user: Principal
+    organization_id: int | None
+
+
+def acting_for(module: str, action: str) -> Any:
+    """Route dependency: `acting: Acting = acting_for(MODULE, "Read")` declares the `organizationId`
+    query parameter (`OrganizationQuery`) and requires `permission(module, action)` (so `access_of`
+    reads the same access rule)."""
+    allowed = permission(module, action)
+
+    async def acting(organizationId: OrganizationQuery = None, user: Principal = allowed) -> Acting:
+        return Acting(user, organizationId)
+
+    return Depends(acting)
 
 
 @dataclass(frozen=True)
