@@ -3,9 +3,10 @@ OpenAPI and in the access rule exactly as `organizationId: OrganizationQuery` + 
 
 from typing import Annotated
 
+import httpx
+import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
 
 from opendrec_kit.auth import Principal, TokenVerifier, access_of, permission
 from opendrec_kit.errors import install_error_handlers
@@ -53,7 +54,8 @@ def test_organization_query_with_another_description() -> None:
     assert parameter["schema"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
-def test_acting_for_gives_the_caller_and_the_organization_named() -> None:
+@pytest.mark.asyncio(loop_scope="session")
+async def test_acting_for_gives_the_caller_and_the_organization_named() -> None:
     app, _ = app_with_both()
     issuer = TokenIssuer()
     verifier = TokenVerifier("http://127.0.0.1:9/unused")
@@ -61,9 +63,10 @@ def test_acting_for_gives_the_caller_and_the_organization_named() -> None:
     app.state.token_verifier = verifier
     reader = {"Authorization": f"Bearer {issuer.token(user_id=7, permissions={MODULE: 'R'})}"}
     stranger = {"Authorization": f"Bearer {issuer.token(user_id=8)}"}
-    with TestClient(app) as client:
-        assert client.get("/acting", headers=reader).json() == {"user": 7, "organization": None}
-        assert client.get("/acting?organizationId=42", headers=reader).json() == {"user": 7, "organization": 42}
-        assert client.get("/acting?organizationId=0", headers=reader).status_code == 400
-        assert client.get("/acting", headers=stranger).status_code == 403
-        assert client.get("/acting").status_code == 401
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        assert (await client.get("/acting", headers=reader)).json() == {"user": 7, "organization": None}
+        named = await client.get("/acting?organizationId=42", headers=reader)
+        assert named.json() == {"user": 7, "organization": 42}
+        assert (await client.get("/acting?organizationId=0", headers=reader)).status_code == 400
+        assert (await client.get("/acting", headers=stranger)).status_code == 403
+        assert (await client.get("/acting")).status_code == 401
