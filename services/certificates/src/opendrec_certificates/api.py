@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from opendrec_kit import Principal, UoW, permission
-from opendrec_kit.organizations import MAX_ID, OrganizationQuery
+from opendrec_kit import UoW
+from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 
 from . import services
@@ -16,30 +16,29 @@ from . import services
 router = APIRouter(tags=["certificates"])
 MODULE = "CERTIFICATE_LOG_MANAGEMENT_CRUDL"
 Paging = Annotated[Page, Depends(page_query(default_limit=100, max_limit=1000, what="certificates"))]
+Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
 
 @router.get("/api/certificate-log/by-reservation-groupId", summary="Certificates of a reservation (by group id)")
 async def by_reservation_group_id(
     uow: UoW,
+    acting: Reading,
     page: Paging,
     groupId: Annotated[int, Query(ge=1, le=MAX_ID, description="The reservation (device group) id")],
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """`organizationId`: API users name the buyer organization of the reservation (required); others: their own."""
-    return await services.certificate_log(uow, user, page, organizationId, reservation_id=groupId)
+    return await services.certificate_log(uow, acting.user, page, acting.organization_id, reservation_id=groupId)
 
 
 @router.get("/api/certificate-log/issuer/certified/{groupUid}", summary="Certificates of a reservation (by group uid)")
 async def by_reservation_uid(
     groupUid: uuid.UUID,
     uow: UoW,
+    acting: Reading,
     page: Paging,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """`organizationId`: API users name the buyer organization of the reservation (required); others: their own."""
-    return await services.certificate_log(uow, user, page, organizationId, uid=groupUid)
+    return await services.certificate_log(uow, acting.user, page, acting.organization_id, uid=groupUid)
 
 
 @router.get(
@@ -49,13 +48,14 @@ async def by_reservation_uid(
 async def by_reservation_uid_new(
     groupUid: uuid.UUID,
     uow: UoW,
+    acting: Reading,
     page: Paging,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """`organizationId`: the buyer organization of the reservation, optional: an API user naming none sees the
     reservation if one of its Buyer organizations holds it."""
-    return await services.certificate_log(uow, user, page, organizationId, uid=groupUid, api_user_names_none=True)
+    return await services.certificate_log(
+        uow, acting.user, page, acting.organization_id, uid=groupUid, api_user_names_none=True
+    )
 
 
 @router.get(
@@ -64,10 +64,9 @@ async def by_reservation_uid_new(
 )
 async def certified_log_of_devices(
     uow: UoW,
+    acting: Reading,
     page: Paging,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """`organizationId`: API users name one of their Developer or Buyer organizations (required); admins any
     (none: every certificate); others their own."""
-    return await services.organization_log(uow, user, page, organizationId)
+    return await services.organization_log(uow, acting.user, page, acting.organization_id)

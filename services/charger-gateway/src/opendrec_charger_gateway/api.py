@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from opendrec_kit import Principal, UoW, permission
-from opendrec_kit.organizations import MAX_ID, OrganizationQuery
+from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 
 from . import services
 
@@ -37,19 +37,16 @@ async def link_charger(body: ChargerLinkIn, uow: UoW, user: Principal = permissi
 
 
 @router.get("/charger")
-async def list_chargers(
-    uow: UoW, organizationId: OrganizationQuery = None, user: Principal = permission(MODULE, "Read")
-) -> list[dict[str, Any]]:
+async def list_chargers(uow: UoW, acting: Acting = acting_for(MODULE, "Read")) -> list[dict[str, Any]]:
     """The caller organization's charger links (an API user's organizations'; an admin sees all)."""
-    return await services.list_links(uow, user, organizationId)
+    return await services.list_links(uow, acting.user, acting.organization_id)
 
 
 @router.delete("/charger/{chargerId}", status_code=204)
 async def unlink_charger(
     uow: UoW,
     chargerId: str = Path(max_length=64, pattern=CHARGER_ID),
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Delete"),
+    acting: Acting = acting_for(MODULE, "Delete"),
 ) -> Response:
-    await services.unlink_charger(uow, user, chargerId, organizationId)
+    await services.unlink_charger(uow, acting.user, chargerId, acting.organization_id)
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from opendrec_kit import ApiError, Principal, UoW, permission
 from opendrec_kit.auth import only_roles
-from opendrec_kit.organizations import MAX_ID, OrganizationQuery
+from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 
 from . import domain, services
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/api", tags=["devices"])
 
 Paging = Annotated[Page, Depends(page_query(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, "devices"))]
 Filters = Annotated[DeviceQuery, Query()]
+Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
 
 def organization_in_body(body: Any) -> int | None:
@@ -36,12 +37,12 @@ def organization_in_body(body: Any) -> int | None:
 
 
 @dataclass(frozen=True)
-class Acting:
+class Registering:
     user: Principal
     organization_id: int
 
 
-async def registering_for(request: Request, uow: UoW, user: Principal = permission(MODULE, "Write")) -> Acting:
+async def registering_for(request: Request, uow: UoW, user: Principal = permission(MODULE, "Write")) -> Registering:
     """The organization a registration is for, settled before the device fields are checked: a
     caller who may not register there gets 403, never a 400 about the device."""
     # FastAPI has read and parsed the JSON body before dependencies run; this reads its cached value.
@@ -50,12 +51,12 @@ async def registering_for(request: Request, uow: UoW, user: Principal = permissi
     except ValueError:
         body = None  # not JSON: the body validation reports it
     organization_id = organization_in_body(body)
-    return Acting(user, await services.registering_organization(uow, user, organization_id))
+    return Registering(user, await services.registering_organization(uow, user, organization_id))
 
 
 @router.post("/device", status_code=201)
 async def register_device(
-    body: DeviceRegistration, uow: UoW, acting: Acting = Depends(registering_for)
+    body: DeviceRegistration, uow: UoW, acting: Registering = Depends(registering_for)
 ) -> dict[str, Any]:
     return await services.register_device(uow, acting.user, acting.organization_id, body)
 
@@ -70,10 +71,8 @@ class Listing:
     page: Page
 
 
-async def listing(
-    query: Filters, page: Paging, organizationId: OrganizationQuery = None, user: Principal = permission(MODULE, "Read")
-) -> Listing:
-    return Listing(user, organizationId, query, page)
+async def listing(query: Filters, acting: Reading, page: Paging) -> Listing:
+    return Listing(acting.user, acting.organization_id, query, page)
 
 
 Listed = Annotated[Listing, Depends(listing)]
@@ -120,43 +119,40 @@ async def country_codes(searchKeyWord: str | None = Query(None, max_length=100))
 async def device_by_external_id(
     uow: UoW,
     externalId: str = Path(max_length=domain.MAX_EXTERNAL_ID),
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
+    acting: Acting = acting_for(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return await services.device_by_external_id(uow, user, externalId, organizationId)
+    return await services.device_by_external_id(uow, acting.user, externalId, acting.organization_id)
 
 
 @router.get("/device/{id}")
 async def device_by_id(
     uow: UoW,
     id: int = Path(ge=1, le=MAX_ID),
-    organizationId: OrganizationQuery = None,
     apiUserId: str | None = Query(None, max_length=100, description="API users: your API user id (as in D-REC)"),
-    user: Principal = permission(MODULE, "Read"),
+    acting: Acting = acting_for(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return await services.device_by_id(uow, user, id, organizationId, apiUserId)
+    return await services.device_by_id(uow, acting.user, id, acting.organization_id, apiUserId)
 
 
 @router.patch("/device/{externalId}")
 async def update_device(
     uow: UoW,
     externalId: str = Path(max_length=domain.MAX_EXTERNAL_ID),
-    organizationId: OrganizationQuery = None,
     body: dict[str, Any] = Body(description="the D-REC device fields to change; the others keep their values"),
-    user: Principal = permission(MODULE, "Update"),
+    acting: Acting = acting_for(MODULE, "Update"),
 ) -> dict[str, Any]:
     """Change some fields of a device; publishes device.updated with the full current state.
     API users name their Developer organization here or in the body."""
-    organization_id = organizationId if organizationId is not None else organization_in_body(body)
-    return await services.update_device(uow, user, externalId, organization_id, body)
+    named = acting.organization_id
+    organization_id = named if named is not None else organization_in_body(body)
+    return await services.update_device(uow, acting.user, externalId, organization_id, body)
 
 
 @router.delete("/device/{id}")
 async def delete_device(
     uow: UoW,
     id: int = Path(ge=1, le=MAX_ID),
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Delete"),
+    acting: Acting = acting_for(MODULE, "Delete"),
 ) -> dict[str, Any]:
     """Remove a device; refused (409) while an active reservation holds it or it has certified energy."""
-    return await services.delete_device(uow, user, id, organizationId)
+    return await services.delete_device(uow, acting.user, id, acting.organization_id)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from opendrec_kit import Principal, UoW, Worker, permission, uploads
-from opendrec_kit.organizations import MAX_ID, OrganizationQuery
+from opendrec_kit.organizations import MAX_ID, Acting, OrganizationQuery, acting_for
 from opendrec_kit.paging import Page, page_query
 
 from . import services
@@ -20,6 +20,7 @@ router = APIRouter(prefix="/api", tags=["bulk onboarding"])
 
 JobsPage = Annotated[Page, Depends(page_query(20, 100, "jobs"))]
 RowsPage = Annotated[Page, Depends(page_query(100, 1000, "rows"))]
+Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
 
 def wake_worker(request: Request) -> None:
@@ -82,45 +83,37 @@ async def upload_for_organization(
 async def upload_own(
     request: Request,
     uow: UoW,
-    organizationId: OrganizationQuery = None,
     fileName: str | None = Query(None, max_length=255, description="default: the uploaded file's name"),
-    user: Principal = permission(MODULE, "Write"),
+    acting: Acting = acting_for(MODULE, "Write"),
 ) -> dict[str, Any]:
     """Bulk upload for the caller's own organization (an API user's or admin's named one)."""
-    return await _upload(request, uow, user, organizationId, fileName)
+    return await _upload(request, uow, acting.user, acting.organization_id, fileName)
 
 
 @router.get("/device/bulk-jobs")
-async def list_jobs(
-    uow: UoW,
-    page: JobsPage,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
-) -> dict[str, Any]:
-    return await services.list_jobs(uow, user, organizationId, page)
+async def list_jobs(uow: UoW, acting: Reading, page: JobsPage) -> dict[str, Any]:
+    return await services.list_jobs(uow, acting.user, acting.organization_id, page)
 
 
 @router.get("/device/bulk-jobs/{jobId}")
 async def job_status(
     uow: UoW,
     jobId: int = Path(ge=1, le=MAX_ID),
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
+    acting: Acting = acting_for(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return await services.job_status(uow, user, jobId, organizationId)
+    return await services.job_status(uow, acting.user, jobId, acting.organization_id)
 
 
 @router.get("/device/bulk-jobs/{jobId}/results")
 async def job_results(
     uow: UoW,
+    acting: Reading,
     page: RowsPage,
     jobId: int = Path(ge=1, le=MAX_ID),
     status: str | None = Query(None, pattern="^(" + "|".join(ROW_STATUSES) + ")$"),
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
     """Per-row outcome: created, created_with_warnings (and why), failed (with every error), or pending."""
-    return await services.job_results(uow, user, jobId, organizationId, status, page)
+    return await services.job_results(uow, acting.user, jobId, acting.organization_id, status, page)
 
 
 # D-REC clients read jobs under /api/buyer-reservation (the gateway must route these two to devices).

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
 from opendrec_kit import ApiError, Principal, Runtime, UoW, permission, uploads
-from opendrec_kit.organizations import OrganizationQuery
+from opendrec_kit.organizations import Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 
 from . import services
@@ -39,6 +39,7 @@ MAX_PAGE_SIZE = 1000
 ReadsPage = Annotated[Page, Depends(page_query(5, MAX_PAGE_SIZE, "reads"))]
 JobsPage = Annotated[Page, Depends(page_query(20, MAX_PAGE_SIZE, "jobs"))]
 RowsPage = Annotated[Page, Depends(page_query(100, MAX_PAGE_SIZE, "rows"))]
+Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
 
 class ReadIn(TypedDict):
@@ -188,13 +189,12 @@ def _utc(moment: datetime | None) -> datetime | None:
 async def get_meter_reads(
     externalId: str,
     uow: UoW,
+    acting: Reading,
     page: ReadsPage,
-    user: Principal = permission(MODULE, "Read"),
     start: datetime | None = None,
     end: datetime | None = None,
     readType: Literal["meterReads", "accumulated"] = "meterReads",
     granularity: services.Granularity | None = None,
-    organizationId: OrganizationQuery = None,
 ) -> dict[str, Any]:
     start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start >= end:
@@ -205,20 +205,15 @@ async def get_meter_reads(
         if granularity is None:
             message = "readType=accumulated needs granularity: hour, day, month or year"
             raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
-        return await services.accumulated(uow, user, organizationId, externalId, granularity, start, end)
-    return await services.meter_reads(uow, user, organizationId, externalId, start, end, page)
+        return await services.accumulated(uow, acting.user, acting.organization_id, externalId, granularity, start, end)
+    return await services.meter_reads(uow, acting.user, acting.organization_id, externalId, start, end, page)
 
 
 @router.get(
     "/api/meter-reads/latestread/{externalId}", summary="The latest ongoing (Delta or Aggregate) read of a device"
 )
-async def get_latest_read(
-    externalId: str,
-    uow: UoW,
-    user: Principal = permission(MODULE, "Read"),
-    organizationId: OrganizationQuery = None,
-) -> dict[str, Any]:
-    return await services.latest_read(uow, user, organizationId, externalId)
+async def get_latest_read(externalId: str, uow: UoW, acting: Reading) -> dict[str, Any]:
+    return await services.latest_read(uow, acting.user, acting.organization_id, externalId)
 
 
 # -- bulk read import (CSV) ------------------------------------------------------------------
@@ -244,9 +239,8 @@ async def upload_reads(
     request: Request,
     uow: UoW,
     runtime: Runtime,
-    user: Principal = permission(MODULE, "Write"),
-    organizationId: OrganizationQuery = None,
     fileName: Annotated[str | None, Query(max_length=300)] = None,
+    acting: Acting = acting_for(MODULE, "Write"),
 ) -> dict[str, Any]:
     # The CSV as the body (text/csv) or a form's file field (multipart/form-data), size-limited as it streams in.
     spooled = await uploads.spool(
@@ -257,30 +251,23 @@ async def upload_reads(
     )
     with spooled.file as file:
         raw = file.read()
-    job = await services.create_import_job(uow, user, organizationId, fileName or spooled.file_name, raw)
+    job = await services.create_import_job(uow, acting.user, acting.organization_id, fileName or spooled.file_name, raw)
     request.app.state.import_worker.wake()
     return job
 
 
 @router.get("/api/meter-reads/bulk-upload", summary="The organization's bulk read imports, newest first")
-async def list_uploads(
-    uow: UoW,
-    page: JobsPage,
-    user: Principal = permission(MODULE, "Read"),
-    organizationId: OrganizationQuery = None,
-) -> dict[str, Any]:
-    return await services.import_jobs(uow, user, organizationId, page)
+async def list_uploads(uow: UoW, acting: Reading, page: JobsPage) -> dict[str, Any]:
+    return await services.import_jobs(uow, acting.user, acting.organization_id, page)
 
 
 @router.get("/api/meter-reads/bulk-upload/{jobId}", summary="Progress of a bulk read import and its per-row results")
 async def get_upload(
     jobId: uuid.UUID,
     uow: UoW,
+    acting: Reading,
     page: RowsPage,
-    user: Principal = permission(MODULE, "Read"),
-    organizationId: OrganizationQuery = None,
     status: Literal["accepted", "rejected"] | None = None,
 ) -> dict[str, Any]:
-    return await services.import_job(
-        uow, user, organizationId, jobId, None if status is None else status == "accepted", page
-    )
+    accepted = None if status is None else status == "accepted"
+    return await services.import_job(uow, acting.user, acting.organization_id, jobId, accepted, page)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from opendrec_kit import ApiError, Principal, UoW, permission
-from opendrec_kit.organizations import MAX_ID, OrganizationQuery
+from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 
 from . import services
@@ -18,6 +18,7 @@ router = APIRouter(tags=["reservations"])
 MODULE = "BUYER_RESERVATION_MANAGEMENT_CRUDL"
 ReservationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The reservation (device group) id")]
 Paging = Annotated[Page, Depends(page_query(default_limit=20, max_limit=100, what="items"))]
+Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
 
 @router.post("/api/device-group", status_code=201, summary="Reserve devices (D-REC Create Reservation)")
@@ -46,48 +47,32 @@ async def create_buyer_reservation(
 )
 async def list_buyer_reservations(
     uow: UoW,
+    acting: Reading,
     page: Paging,
-    organizationId: OrganizationQuery = None,
     apiuserId: Annotated[uuid.UUID | None, Query(description="Admins: the API user whose reservations to list")] = None,
-    user: Principal = permission(MODULE, "Read"),
 ) -> dict[str, Any]:
-    return await services.reservations(uow, user, page, organizationId, apiuserId)
+    return await services.reservations(uow, acting.user, page, acting.organization_id, apiuserId)
 
 
 @router.get("/api/device-group/my", summary="My reservations")
-async def my_reservations(
-    uow: UoW, page: Paging, organizationId: OrganizationQuery = None, user: Principal = permission(MODULE, "Read")
-) -> dict[str, Any]:
-    return await services.reservations(uow, user, page, organizationId, mine=True)
+async def my_reservations(uow: UoW, acting: Reading, page: Paging) -> dict[str, Any]:
+    return await services.reservations(uow, acting.user, page, acting.organization_id, mine=True)
 
 
 @router.get("/api/buyer-reservation/{reservation_id}", summary="One reservation (D-REC Get Reservation By Id)")
-async def one_buyer_reservation(
-    reservation_id: ReservationId,
-    uow: UoW,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
-) -> dict[str, Any]:
-    return await services.reservation(uow, user, reservation_id, organizationId, acting=True)
+async def one_buyer_reservation(reservation_id: ReservationId, uow: UoW, acting: Reading) -> dict[str, Any]:
+    return await services.reservation(uow, acting.user, reservation_id, acting.organization_id, acting=True)
 
 
 @router.get("/api/device-group/{reservation_id}", summary="One reservation")
-async def one_reservation(
-    reservation_id: ReservationId,
-    uow: UoW,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Read"),
-) -> dict[str, Any]:
-    return await services.reservation(uow, user, reservation_id, organizationId, acting=False)
+async def one_reservation(reservation_id: ReservationId, uow: UoW, acting: Reading) -> dict[str, Any]:
+    return await services.reservation(uow, acting.user, reservation_id, acting.organization_id, acting=False)
 
 
 @router.post("/api/device-group/{reservation_id}/end", summary="End a reservation before its end date")
 async def end_reservation(
-    reservation_id: ReservationId,
-    uow: UoW,
-    organizationId: OrganizationQuery = None,
-    user: Principal = permission(MODULE, "Update"),
+    reservation_id: ReservationId, uow: UoW, acting: Acting = acting_for(MODULE, "Update")
 ) -> dict[str, Any]:
     """Its devices' output after now is no longer certified for it, and they can be reserved again from now.
     Emits reservation.ended (reason ended_by_buyer). A reservation ends once: 409 if it already ended."""
-    return await services.end_reservation(uow, user, reservation_id, organizationId)
+    return await services.end_reservation(uow, acting.user, reservation_id, acting.organization_id)

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opendrec_kit import CurrentPrincipal, Principal, UoW, permission
-from opendrec_kit.organizations import OrganizationQuery
+from opendrec_kit import CurrentPrincipal, UoW
+from opendrec_kit.organizations import Acting, acting_for
 from opendrec_kit.paging import Page
 
 from ..bodies import Answer, InvitationOut, InvitationsPage, Invite, InvitedRegistration, UserOut
@@ -17,27 +17,30 @@ from .deps import Ident, Paging
 router = APIRouter(tags=["invitation"])
 
 
+def _organization(acting: Acting) -> int:
+    """The organization named, else the caller's own (the use case checks the caller manages it)."""
+    return acting.organization_id or acting.user.organization_id
+
+
 @router.post("/api/invitation", status_code=201, response_model=InvitationOut)
 async def invite(
     body: Invite,
     uow: UoW,
     identity: Ident,
-    organizationId: OrganizationQuery = None,
-    principal: Principal = permission("INVITATION_MANAGEMENT_CRUDL", "Write"),
+    acting: Acting = acting_for("INVITATION_MANAGEMENT_CRUDL", "Write"),
 ) -> dict[str, Any]:
     """Invite an e-mail address to join an organization (default: the caller's) with a role; a mail is sent to it."""
-    return await use_cases.invite(uow, identity, principal, organizationId or principal.organization_id, body)
+    return await use_cases.invite(uow, identity, acting.user, _organization(acting), body)
 
 
 @router.get("/api/invitation", response_model=InvitationsPage)
 async def invitations(
     uow: UoW,
+    acting: Acting = acting_for("INVITATION_MANAGEMENT_CRUDL", "Read"),
     page: Page = Paging,
-    organizationId: OrganizationQuery = None,
-    principal: Principal = permission("INVITATION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """The invitations an organization (default: the caller's) sent, a page at a time."""
-    return await use_cases.invitations(uow, principal, organizationId or principal.organization_id, page)
+    return await use_cases.invitations(uow, acting.user, _organization(acting), page)
 
 
 @router.put("/api/invitation/{invitationId}", response_model=InvitationOut)

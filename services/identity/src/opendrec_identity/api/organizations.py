@@ -3,12 +3,12 @@ Parse, authorize, call a use case (services/organizations.py), answer."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
 from opendrec_kit import Principal, UoW, permission
-from opendrec_kit.organizations import OrganizationQuery
+from opendrec_kit.organizations import organization_query
 from opendrec_kit.paging import Page
 
 from ..bodies import ChangeRole, Done, OrganizationOut, OrganizationsPage, UserOut, UsersPage
@@ -88,7 +88,7 @@ async def remove_member(
 async def all_users(
     uow: UoW,
     page: Page = Paging,
-    organizationId: OrganizationQuery = None,
+    organizationId: Annotated[int | None, organization_query("only this organization's users")] = None,
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Every user of the platform (removed ones included, with status Deleted), a page at a time;
