@@ -329,6 +329,36 @@ async def test_charger_links(gateway, kafka_bootstrap):
     ).status_code == 201
 
 
+async def test_charger_links_are_listed_a_page_at_a_time_with_the_total(gateway):
+    runtime, client, issuer = gateway
+    _, org, _, _ = ids()
+    chargers = []
+    for n in range(5):
+        device_id, _, ext, charger = ids()
+        await runtime.pool.execute(
+            "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
+            device_id,
+            ext,
+            org,
+        )
+        charger = f"{n}{charger}"
+        linked = await client.post(
+            "/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org)
+        )
+        assert linked.status_code == 201, linked.text
+        chargers.append(charger)
+
+    pages = []
+    for number in (1, 2, 3):
+        r = await client.get("/api/charger", params={"pageNumber": number, "limit": 2}, headers=headers(issuer, org))
+        assert r.status_code == 200 and r.headers["x-total-count"] == "5"
+        pages.append([c["chargerId"] for c in r.json()])
+    assert pages == [sorted(chargers)[0:2], sorted(chargers)[2:4], sorted(chargers)[4:]]
+    for bad in ({"limit": 0}, {"limit": 501}, {"pageNumber": 0}, {"pageNumber": "x"}):
+        r = await client.get("/api/charger", params=bad, headers=headers(issuer, org))
+        assert r.status_code == 400 and r.json()["statusCode"] == 400, bad
+
+
 async def test_an_unreachable_or_refusing_kazam_never_stops_the_poller(gateway, kazam_sim):
     runtime, client, issuer = gateway
     _, org, ext, charger = await known_device(runtime)

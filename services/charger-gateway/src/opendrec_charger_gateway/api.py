@@ -3,13 +3,14 @@ user's: the devices of its Developer organizations, named with organizationId)."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from opendrec_kit import Principal, UoW, permission
 from opendrec_kit.organizations import MAX_ID, Acting, acting_for
+from opendrec_kit.paging import Page, page_query
 
 from . import services
 
@@ -17,6 +18,8 @@ MODULE = "DEVICE_MANAGEMENT_CRUDL"
 CHARGER_ID = r"^[A-Za-z0-9_.:-]+$"  # Kazam device ids ("3654e5"); it also appears in URL paths
 
 router = APIRouter(prefix="/api", tags=["chargers"])
+Reading = Annotated[Acting, acting_for(MODULE, "Read")]
+Paging = Annotated[Page, Depends(page_query(default_limit=100, max_limit=500, what="charger links"))]
 
 
 class ChargerLinkIn(BaseModel):
@@ -37,9 +40,12 @@ async def link_charger(body: ChargerLinkIn, uow: UoW, user: Principal = permissi
 
 
 @router.get("/charger")
-async def list_chargers(uow: UoW, acting: Acting = acting_for(MODULE, "Read")) -> list[dict[str, Any]]:
-    """The caller organization's charger links (an API user's organizations'; an admin sees all)."""
-    return await services.list_links(uow, acting.user, acting.organization_id)
+async def list_chargers(uow: UoW, response: Response, acting: Reading, page: Paging) -> list[dict[str, Any]]:
+    """The caller organization's charger links (an API user's organizations'; an admin sees all), a page at a
+    time by charger id; the total is in the X-Total-Count header."""
+    links, total = await services.list_links(uow, acting.user, acting.organization_id, page)
+    response.headers["X-Total-Count"] = str(total)
+    return links
 
 
 @router.delete("/charger/{chargerId}", status_code=204)

@@ -16,6 +16,7 @@ import asyncpg
 
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, visible_organizations
+from opendrec_kit.paging import Page
 from opendrec_kit.timestamps import iso
 
 from . import domain, store
@@ -70,12 +71,16 @@ async def link_charger(
     return link_answer(row)
 
 
-async def list_links(uow: UnitOfWork, user: Principal, organization_id: int | None) -> list[dict[str, Any]]:
-    """The charger links the caller reaches (an API user's Developer organizations'; an admin's: all)."""
+async def list_links(
+    uow: UnitOfWork, user: Principal, organization_id: int | None, page: Page
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the charger links the caller reaches (an API user's Developer organizations'; an admin's:
+    all), and how many there are in all."""
     async with uow.reading() as r:
         scope = await _reachable(r.conn, user, organization_id)
-        rows = await store.list_links(r.conn, scope)
-    return [link_answer(row) for row in rows]
+        rows = await store.list_links(r.conn, scope, page.limit, page.offset)
+        total = await store.count_links(r.conn, scope)
+    return [link_answer(row) for row in rows], total
 
 
 async def unlink_charger(uow: UnitOfWork, user: Principal, charger_id: str, organization_id: int | None) -> None:

@@ -102,12 +102,22 @@ async def insert_link(
     )
 
 
-async def list_links(conn: asyncpg.Connection, organization_ids: list[int] | None) -> list[asyncpg.Record]:
-    """These organizations' links, or every link when organization_ids is None."""
+async def list_links(
+    conn: asyncpg.Connection, organization_ids: list[int] | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """One page of these organizations' links (every link when organization_ids is None), by charger id."""
     return await conn.fetch(
         f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
-        "WHERE $1::bigint[] IS NULL OR l.organization_id = ANY($1) ORDER BY l.charger_id",
+        "WHERE $1::bigint[] IS NULL OR l.organization_id = ANY($1) ORDER BY l.charger_id LIMIT $2 OFFSET $3",
         organization_ids,
+        limit,
+        offset,
+    )
+
+
+async def count_links(conn: asyncpg.Connection, organization_ids: list[int] | None) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM charger_links WHERE $1::bigint[] IS NULL OR organization_id = ANY($1)", organization_ids
     )
 
 
