@@ -26,9 +26,12 @@ ROUTES: dict[str, str] = {
     "/api/aclmodules": "identity",
     "/api/admin": "identity",
     "/api/access-control": "identity",
+    "/api/access-control-layer-module-service": "identity",  # the reference's name for /api/aclmodules
     "/.well-known/jwks.json": "identity",
     "/api/device": "devices",  # also /api/device/bulk..., but not /api/device-group
     "/api/countrycode": "devices",
+    "/api/sdgbenefit": "devices",
+    "/api/file": "devices",  # uploaded files (bulk device and reservation CSVs) named by later requests
     "/api/meter-reads": "readings",
     "/api/device-group": "reservations",
     "/api/reservation": "reservations",
