@@ -52,8 +52,9 @@ def test_core_settings_need_no_database_or_broker(monkeypatch):
 
 def test_envelope_bytes_are_the_envelope_with_a_millisecond_timestamp():
     body = orjson.loads(envelope_bytes(502, "The readings service is unreachable", "/api/meter-reads", "r-1"))
-    assert list(body) == ["statusCode", "error", "message", "path", "timestamp", "requestId"]
+    assert list(body) == ["statusCode", "error", "message", "path", "timestamp", "requestId", "success"]
     assert body["error"] == "Bad Gateway" and body["requestId"] == "r-1"
+    assert body["success"] is False  # the reference D-REC API's flag, read by its clients
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", body["timestamp"])
     detailed = envelope(400, "Invalid", "/x", "r-2", details=[{"field": "name"}])
     assert list(detailed)[-1] == "details" and detailed["details"] == [{"field": "name"}]

@@ -18,7 +18,7 @@ from yarl import URL
 if TYPE_CHECKING:  # fixtures' types, defined in conftest.py
     from conftest import Gateway, Keys, Upstream
 
-ENVELOPE_KEYS = {"statusCode", "error", "message", "path", "timestamp", "requestId"}
+ENVELOPE_KEYS = {"statusCode", "error", "message", "path", "timestamp", "requestId", "success"}
 
 
 def auth(token: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """One error envelope for every 4xx/5xx answer of every service and of the gateway:
-statusCode, error, message, details (when any), path, timestamp (`...123Z`), requestId."""
+statusCode, error, message, details (when any), path, timestamp (`...123Z`), requestId, and the reference
+D-REC API's `success: false`, which D-REC clients read."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def envelope(status: int, message: str, path: str, request_id: str | None, detai
         "path": path,
         "timestamp": now_iso(),
         "requestId": request_id,
+        "success": False,
     }
     if details is not None:
         body["details"] = details
