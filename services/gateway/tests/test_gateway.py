@@ -76,6 +76,35 @@ async def test_unknown_route_is_404_envelope(
         await assert_envelope(resp, 404, path)
 
 
+async def test_swagger_ui_is_served_at_swagger_and_docs_from_the_gateway_itself(
+    gateway: Gateway, http: aiohttp.ClientSession
+) -> None:
+    # No token needed, no CDN: the page and its scripts come from this origin, under a strict policy.
+    for path in ("/swagger", "/docs"):
+        async with http.get(gateway.url + path) as resp:
+            page = await resp.text()
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert "<script>" not in page  # nothing inline, or the policy would block it
+            scripts = re.findall(r'<script src="([^"]+)"', page)
+            styles = re.findall(r'<link rel="stylesheet" href="([^"]+)"', page)
+            assert scripts and styles and all(src.startswith("/swagger/") for src in scripts + styles)
+    async with http.get(gateway.url + "/swagger/swagger-ui-bundle.js") as resp:
+        bundle = await resp.read()
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/javascript")
+        assert b"SwaggerUIBundle" in bundle and len(bundle) > 100_000
+    async with http.get(gateway.url + "/swagger/init.js") as resp:
+        assert resp.status == 200 and '"/openapi.json"' in await resp.text()  # the merged document
+    async with http.get(gateway.url + "/swagger/swagger-ui.css") as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/css")
+    # Only the UI's own files, by name: nothing else of the package, nothing outside it.
+    for path in ("/swagger/index.html", "/swagger/core.py", "/swagger/static/swagger-ui.css"):
+        async with http.get(gateway.url + path) as resp:
+            await assert_envelope(resp, 404, path)
+    async with http.post(gateway.url + "/swagger") as resp:
+        await assert_envelope(resp, 405, "/swagger")
+
+
 async def test_jwks_is_served_through_the_gateway_without_token(
     gateway: Gateway, keys: Keys, http: aiohttp.ClientSession
 ) -> None:

@@ -34,7 +34,7 @@ from opendrec_kit.errors import ApiError, envelope_bytes
 from opendrec_kit.telemetry import setup_logging, setup_tracing
 from opendrec_kit.workers import Worker
 
-from . import openapi, routes
+from . import docs, openapi, routes
 from .settings import Settings
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
@@ -347,11 +347,14 @@ class Gateway:
     async def _own(self, method: str, path: str, rid: str, send: Send) -> None:
         """The gateway's own endpoints (GET or HEAD); any other path is routed nowhere: 404."""
         answer = {"/healthz": self._healthz, "/readyz": self._readyz, "/openapi.json": self._openapi}.get(path)
-        if answer is None:
+        document = docs.find(path) if answer is None else None  # Swagger UI at /swagger and /docs
+        if answer is None and document is None:
             await self._error(send, 404, f"No route {method} {path}", path, rid)
         elif method not in ("GET", "HEAD"):
             await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
-        else:
+        elif document is not None:
+            await _send_document(send, document, rid)
+        elif answer is not None:
             await answer(path, rid, send)
 
     async def _ask_services(self, ask: Callable[[str], Awaitable[_T]]) -> dict[str, _T]:
@@ -423,6 +426,21 @@ async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
             yield message["body"]
         if not message.get("more_body"):
             return
+
+
+async def _send_document(send: Send, document: docs.Document, rid: str) -> None:
+    """A page or file of the API documentation (Swagger UI), under its content security policy."""
+    headers = [
+        (b"content-type", document.content_type),
+        (b"content-length", str(len(document.body)).encode()),
+        (b"x-request-id", rid.encode()),
+        (b"date", formatdate(usegmt=True).encode()),
+        (b"content-security-policy", docs.CSP),
+        (b"x-content-type-options", b"nosniff"),
+        (b"cache-control", b"public, max-age=3600"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": document.body})
 
 
 async def _send_json(
