@@ -14,6 +14,7 @@ from .events import (
     ReadSubmitted,
     ReservationCreated,
     ReservationEnded,
+    ReservationUpdated,
     UserRegistered,
 )
 from .registry import EVENTS, UnknownEvent, all_topics, dlq_topic, envelope_for, parse_event, topic_of
@@ -35,6 +36,7 @@ __all__ = [
     "ReadSubmitted",
     "ReservationCreated",
     "ReservationEnded",
+    "ReservationUpdated",
     "UnknownEvent",
     "UserRegistered",
     "all_topics",

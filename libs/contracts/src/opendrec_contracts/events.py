@@ -237,6 +237,30 @@ class ReservationCreated(Event):
     frequency: Frequency
     target_capacity_wh: int | None = None
     authority_to_exceed: bool = True
+    # No certificate is issued for the reservation from this moment on (None: no such limit; v1 producers
+    # before it was added). At or after reservation_end.
+    reservation_expiry: AwareDatetime | None = None
+
+
+class ReservationUpdated(Event):
+    """A reservation's terms after its buyer changed them: the full current terms, so a read model replaces
+    them. `revision` counts the changes of one reservation (1, 2, ...): a consumer keeps the highest it saw,
+    whatever the order of delivery (this topic is not reservation.created's: it may even come first)."""
+
+    TYPE = "reservation.updated"
+    KEY = "reservation_id"
+
+    reservation_id: int
+    reservation_uid: uuid.UUID
+    revision: int = Field(ge=1)
+    name: str
+    buyer_organization_id: int
+    device_ids: list[int] = Field(min_length=1)
+    reservation_start: AwareDatetime
+    reservation_end: AwareDatetime
+    target_capacity_wh: int | None = None
+    authority_to_exceed: bool = True
+    reservation_expiry: AwareDatetime | None = None
 
 
 class ReservationEnded(Event):

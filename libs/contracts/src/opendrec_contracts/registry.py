@@ -23,6 +23,7 @@ from .events import (
     ReadSubmitted,
     ReservationCreated,
     ReservationEnded,
+    ReservationUpdated,
     UserRegistered,
     _read_ingested_v1_to_v2,
 )
@@ -39,6 +40,7 @@ EVENTS: dict[str, type[Event]] = {
         ReadIngested,
         ReadRejected,
         ReservationCreated,
+        ReservationUpdated,
         ReservationEnded,
         CertificateIssued,
         AccessTokenRevoked,
