@@ -124,15 +124,20 @@ async def test_a_deletion_heard_before_the_registration_still_counts(service, ka
     assert r.status_code == 400 and r.json()["details"] == [{"deviceId": device, "reason": "device deleted"}]
 
 
-async def test_a_reservation_ending_in_the_past_is_refused(service, kafka_bootstrap):
+async def test_a_past_window_is_reserved_for_its_history_energy_up_to_three_years_back(service, kafka_bootstrap):
     runtime, client, issuer = service
     [device] = await devices(runtime, kafka_bootstrap, n=1)
     now = datetime.now(UTC)
-    over = payload([device], start=now - timedelta(days=30), end=now - timedelta(hours=1))
-    r = await client.post("/api/device-group", json=over, headers=buyer(issuer))
-    assert r.status_code == 400 and "is in the past" in r.json()["message"]
-    assert r.json()["details"][0]["field"] == "reservationEndDate"
-    # Started in the past and ending later is fine; nothing was held by the refused one.
-    ongoing = payload([device], start=now - timedelta(days=30), end=now + timedelta(days=1))
-    made = await client.post("/api/device-group", json=ongoing, headers=buyer(issuer))
-    assert made.status_code == 201 and made.json()["deviceIds"] == [device]
+    past = payload([device], start=now - timedelta(days=400), end=now - timedelta(hours=1))
+    made = await client.post("/api/device-group", json=past, headers=buyer(issuer))
+    assert made.status_code == 201, made.text
+    # Its window has passed: it is shown ended at its end date; certificates certify its History energy until
+    # its expiry (end + 60 days by default).
+    body = made.json()
+    assert body["state"] == "ended" and body["endReason"] == "expired" and body["deviceIds"] == [device]
+    end = datetime.fromisoformat(body["reservationEndDate"])
+    assert datetime.fromisoformat(body["reservationExpiryDate"]) == end + timedelta(days=60)
+    too_old = payload([device], start=now - timedelta(days=1200), end=now - timedelta(days=1100))
+    r = await client.post("/api/device-group", json=too_old, headers=buyer(issuer))
+    assert r.status_code == 400 and "3 year" in r.json()["message"]
+    assert [d["field"] for d in r.json()["details"]] == ["reservationStartDate", "reservationEndDate"]

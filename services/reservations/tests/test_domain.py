@@ -4,11 +4,22 @@ from decimal import Decimal
 
 from opendrec_kit.paging import Page, total_pages
 from opendrec_reservations.domain import (
+    MAX_PAST,
+    Bounds,
     DeviceState,
     Window,
+    capacity_range,
+    commissioning_date_range,
+    expiry_of,
+    group_attributes,
+    ongoing_period,
+    period_start,
+    refuse_ahead,
     refuse_buyer,
+    refuse_dates,
     refuse_end,
-    refuse_window,
+    refuse_new_end,
+    refuse_target,
     same_api_user,
     select_devices,
     state_of,
@@ -68,9 +79,100 @@ def test_deleted_devices_are_refused():
     assert sel.accepted == [2] and sel.refused == {1: "device deleted"}
 
 
-def test_a_window_must_end_after_now():
-    assert refuse_window(Window(T0 - D, T0 + D), T0) is None
-    assert "is in the past" in refuse_window(Window(T0 - D, T0), T0)
+BOUNDS = Bounds(max_future=3653 * D, expiry_after_end=60 * D)
+
+
+def test_a_window_may_lie_up_to_three_years_back_and_ten_years_ahead():
+    assert refuse_dates(T0 - D, T0 + D, None, T0, BOUNDS) == []
+    assert refuse_dates(T0 - 1000 * D, T0 - 900 * D, None, T0, BOUNDS) == []  # past output: History energy
+    assert timedelta(milliseconds=3 * 3.164e10) == MAX_PAST
+    too_old = refuse_dates(T0 - MAX_PAST, T0 - D, None, T0, BOUNDS)
+    assert [f for f, _ in too_old] == ["reservationStartDate"] and "3 year" in too_old[0][1]
+    assert [f for f, _ in refuse_dates(T0 - 2 * MAX_PAST, T0 - MAX_PAST, None, T0, BOUNDS)] == [
+        "reservationStartDate",
+        "reservationEndDate",
+    ]
+    assert refuse_dates(T0, T0 + 3653 * D, None, T0, BOUNDS) == []
+    [(field, message)] = refuse_dates(T0, T0 + 3654 * D, None, T0, BOUNDS)
+    assert field == "reservationEndDate" and "within 3653 days" in message
+
+
+def test_an_expiry_is_not_before_the_end_and_defaults_to_the_end_plus_the_configured_days():
+    assert refuse_ahead(T0 + D, T0 + D, T0, BOUNDS) == []
+    [(field, message)] = refuse_ahead(T0 + D, T0 + D / 2, T0, BOUNDS)
+    assert field == "reservationExpiryDate" and "Expiry date cannot be less" in message
+    assert [f for f, _ in refuse_ahead(T0 + D, T0 + 4000 * D, T0, BOUNDS)] == ["reservationExpiryDate"]
+    assert expiry_of(T0, None, BOUNDS) == T0 + 60 * D and expiry_of(T0, T0 + D, BOUNDS) == T0 + D
+
+
+def test_a_target_the_devices_cannot_reach_in_the_window_is_refused():
+    day = Window(T0, T0 + D)
+    assert refuse_target(100, day, 2_400_000) is None  # 100 kW × 24 h = 2.4 MWh exactly
+    assert refuse_target(100, day, None) is None
+    details = refuse_target(100, day, 2_400_001)
+    assert details == {
+        "meteredTimePeriodInHours": 24.0,
+        "targetCapacityInMegaWattHour": 2.400001,
+        "probablyAchievableCapacityInMegaWattHour": 2.4,
+    }
+
+
+def test_the_end_moves_after_the_start_and_not_before_the_current_period():
+    now = T0 + 5 * D + timedelta(hours=7, minutes=30)
+    start = T0
+    assert refuse_new_end(start, now + D, "hourly", now) is None
+    assert refuse_new_end(start, now.replace(minute=0), "hourly", now) is None  # the current hour's start
+    status, message = refuse_new_end(start, now.replace(minute=0) - timedelta(seconds=1), "hourly", now)
+    assert status == 409 and "cannot reduce below start time:2025-01-06T07:00:00.000Z" in message
+    assert refuse_new_end(start, T0 + 5 * D - timedelta(seconds=1), "daily", now)[0] == 409
+    assert refuse_new_end(start, T0 + 5 * D, "daily", now) is None  # today's start
+    assert refuse_new_end(start, start, "hourly", now)[0] == 400
+
+
+def test_periods_and_the_one_under_way():
+    t = datetime(2025, 5, 14, 13, 20, tzinfo=UTC)  # a Wednesday
+    assert period_start(t, "hourly") == datetime(2025, 5, 14, 13, tzinfo=UTC)
+    assert period_start(t, "weekly") == datetime(2025, 5, 12, tzinfo=UTC)
+    assert period_start(t, "quarterly") == datetime(2025, 4, 1, tzinfo=UTC)
+    within = ongoing_period(T0, datetime(2025, 12, 1, tzinfo=UTC), "monthly", t)
+    assert within == Window(datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC))
+    cut = ongoing_period(datetime(2025, 5, 10, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC), "monthly", t)
+    assert cut == Window(datetime(2025, 5, 10, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC))
+    ahead = ongoing_period(datetime(2025, 11, 15, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC), "quarterly", t)
+    assert ahead == Window(datetime(2025, 11, 15, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_group_attributes_from_the_devices():
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    assert [capacity_range(kw) for kw in (1, 2, 50, 51, 500, 5000, 5600)] == [
+        "0.1W - 1kW",
+        "1.01kW - 50kW",
+        "1.01kW - 50kW",
+        "51kW - 500kW",
+        "51kW - 500kW",
+        "500kW - 5MW",
+        "5MW+",
+    ]
+    years = [datetime(y, 2, 1, tzinfo=UTC) for y in (2025, 2024, 2021, 2020, 2015, 2011, 2010)]
+    assert [commissioning_date_range(d, now) for d in years] == [
+        "Year 1 - Q1",
+        "Year 2",
+        "Year 5",
+        "6 - 10 years",
+        "11 - 15 years",
+        "11 - 15 years",
+        "15 years+",
+    ]
+    attributes = group_attributes(["IND"], ["ES100", "ES200"], ["TC110"], 150.7, [years[1], years[1]], now)
+    assert attributes == {
+        "countryCode": ["IND"],
+        "fuelCode": ["ES100", "ES200"],
+        "deviceTypeCodes": ["TC110"],
+        "offTakers": [],
+        "aggregatedCapacity": 150,
+        "capacityRange": "51kW - 500kW",
+        "commissioningDateRange": ["Year 2"],
+    }
 
 
 def test_an_admin_names_a_buyer_organization():

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from opendrec_kit.timestamps import iso_exact
 
 WH_PER_MWH = 1_000_000
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly")
+HOUR = timedelta(hours=1)
+# How far back a reservation may reach: D-REC's 3 × 3.164e10 ms (3 years of ~366 days). Reserving past output is
+# how History energy gets certified.
+MAX_PAST = 3 * timedelta(milliseconds=3.164e10)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class DeviceState:
         default_factory=list
     )  # windows of the device's reservations, up to their effective end
     deleted: bool = False  # deleted in the devices service (device.deleted)
+    capacity_kw: float = 0.0
 
 
 @dataclass
@@ -55,12 +61,96 @@ def select_devices(requested: list[int], known: dict[int, DeviceState], window: 
     return Selection(accepted, refused)
 
 
-def refuse_window(window: Window, now: datetime) -> str | None:
-    """Why a reservation can't be made over `window` now (None: it can). One ending in the past would be made
-    and ended at once by the expiry sweep; a start in the past is fine (energy generated since then counts)."""
-    if window.end <= now:
-        return f"reservationEndDate {iso_exact(window.end)} is in the past: a reservation must end after now"
-    return None
+@dataclass(frozen=True)
+class Bounds:
+    """Settings the window rules read: how far ahead a reservation may end, and how long after its end it
+    stays certifiable when its buyer names no expiry (D-REC's certificate_setting.no_of_days)."""
+
+    max_future: timedelta
+    expiry_after_end: timedelta
+
+
+Problem = tuple[str, str]  # (field, message)
+
+
+def refuse_dates(
+    start: datetime, end: datetime, expiry: datetime | None, now: datetime, bounds: Bounds
+) -> list[Problem]:
+    """What is wrong with a new reservation's dates (end after start is the body's own rule): start and end
+    may lie up to 3 years back (MAX_PAST); then as refuse_ahead."""
+    problems: list[Problem] = []
+    oldest = now - MAX_PAST
+    for name, moment in (("reservationStartDate", start), ("reservationEndDate", end)):
+        if moment <= oldest:
+            problems.append(
+                (
+                    name,
+                    f"{name} {iso_exact(moment)} is more than 3 years ago (before {iso_exact(oldest)}): "
+                    "start date or end date cannot be less than 3 year from current date",
+                )
+            )
+    return problems + refuse_ahead(end, expiry, now, bounds)
+
+
+def refuse_ahead(end: datetime, expiry: datetime | None, now: datetime, bounds: Bounds) -> list[Problem]:
+    """The end at most `bounds.max_future` ahead; an expiry the buyer names not before the end, nor further
+    ahead than an end may be."""
+    problems: list[Problem] = []
+    latest = now + bounds.max_future
+    if end > latest:
+        problems.append(
+            (
+                "reservationEndDate",
+                f"reservationEndDate {iso_exact(end)} is too far ahead: a reservation ends "
+                f"within {bounds.max_future.days} days from now (by {iso_exact(latest)})",
+            )
+        )
+    if expiry is not None:
+        if expiry < end:
+            problems.append(
+                (
+                    "reservationExpiryDate",
+                    f"reservationExpiryDate {iso_exact(expiry)} is before reservationEndDate "
+                    f"{iso_exact(end)}: Expiry date cannot be less than from start and end date",
+                )
+            )
+        elif expiry > latest:
+            problems.append(
+                (
+                    "reservationExpiryDate",
+                    f"reservationExpiryDate {iso_exact(expiry)} is too far ahead: "
+                    f"within {bounds.max_future.days} days from now (by {iso_exact(latest)})",
+                )
+            )
+    return problems
+
+
+def expiry_of(end: datetime, named: datetime | None, bounds: Bounds) -> datetime:
+    """The moment from which nothing is certified for a reservation: the one its buyer named, else its end
+    plus the configured days."""
+    return named if named is not None else end + bounds.expiry_after_end
+
+
+TARGET_UNREACHABLE = (
+    "Target Capacity Cannot be reached by selected devices within provided start date and end date, "
+    "either add more devices or increase the end date duration"
+)
+
+
+def refuse_target(capacity_kw: float, window: Window, target_wh: int | None) -> dict[str, float] | None:
+    """Why the devices (`capacity_kw` together) can't produce the target in the window, as D-REC details it
+    (None: they can, or there is no target): capacity × hours < target."""
+    if target_wh is None:
+        return None
+    hours = (window.end - window.start) / HOUR
+    achievable_wh = capacity_kw * 1000 * hours
+    if achievable_wh >= target_wh:
+        return None
+    return {
+        "meteredTimePeriodInHours": hours,
+        "targetCapacityInMegaWattHour": target_wh / WH_PER_MWH,
+        "probablyAchievableCapacityInMegaWattHour": achievable_wh / WH_PER_MWH,
+    }
 
 
 def refuse_buyer(role: str, own_organization_id: int, own_organization_type: str, named: int | None) -> str | None:
@@ -113,6 +203,116 @@ def refuse_end(
     assert state.ended_at is not None  # an ended state has its moment
     why = END_REASONS.get(state.end_reason or "", state.end_reason)
     return f"Reservation {reservation_id} already ended at {iso_exact(state.ended_at)} ({why})"
+
+
+# -- changing a reservation -------------------------------------------------------------------------
+
+
+def period_start(moment: datetime, frequency: str) -> datetime:
+    """Start (UTC) of the certification period of `frequency` that `moment` lies in."""
+    t = moment.astimezone(UTC)
+    if frequency == "hourly":
+        return t.replace(minute=0, second=0, microsecond=0)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    if frequency == "daily":
+        return day
+    if frequency == "weekly":
+        return day - timedelta(days=day.weekday())
+    if frequency == "monthly":
+        return day.replace(day=1)
+    if frequency == "quarterly":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    raise ValueError(f"unknown frequency {frequency!r}")
+
+
+def next_period_start(start: datetime, frequency: str) -> datetime:
+    """The start of the period after the one starting at `start` (a period_start)."""
+    if frequency == "hourly":
+        return start + HOUR
+    if frequency == "daily":
+        return start + timedelta(days=1)
+    if frequency == "weekly":
+        return start + timedelta(days=7)
+    months = 1 if frequency == "monthly" else 3
+    month = start.month - 1 + months
+    return start.replace(year=start.year + month // 12, month=month % 12 + 1)
+
+
+def ongoing_period(start: datetime, end: datetime, frequency: str, now: datetime) -> Window:
+    """The certification period under way within the window [start, end): the one `now` lies in (the first one
+    before the window starts), cut to the window."""
+    moment = max(now, start)
+    begins = period_start(moment, frequency)
+    return Window(max(begins, start), min(next_period_start(begins, frequency), end))
+
+
+def refuse_new_end(start: datetime, new_end: datetime, frequency: str, now: datetime) -> tuple[int, str] | None:
+    """Why a reservation's end can't move to `new_end` now (None: it can), with the status to answer: after
+    its start, and never before the start of the current certification period (what came before may be
+    certified already). How far ahead is refuse_dates' rule."""
+    if new_end <= start:
+        return 400, f"reservationEndDate {iso_exact(new_end)} must be after reservationStartDate {iso_exact(start)}"
+    current = max(period_start(now, frequency), start)
+    if new_end < current:
+        return 409, (
+            "Certificates are already generated or in progress for device group, cannot reduce below start "
+            f"time:{iso_exact(current)} (reservationEndDate {iso_exact(new_end)})"
+        )
+    return None
+
+
+# -- a group's attributes, from its devices ----------------------------------------------------------
+
+
+def capacity_range(capacity_kw: float) -> str:
+    """D-REC's CapacityRange of an aggregated capacity."""
+    if capacity_kw <= 1:
+        return "0.1W - 1kW"
+    if round(capacity_kw) <= 50:
+        return "1.01kW - 50kW"
+    if round(capacity_kw) <= 500:
+        return "51kW - 500kW"
+    if round(capacity_kw / 1000) <= 5:
+        return "500kW - 5MW"
+    return "5MW+"
+
+
+def commissioning_date_range(commissioned: datetime, now: datetime) -> str:
+    """D-REC's CommissioningDateRange: the quarter within the first year (the current calendar year), then by
+    year of age."""
+    year = now.year - commissioned.year + 1
+    if year <= 1:
+        return f"Year 1 - Q{(commissioned.month - 1) // 3 + 1}"
+    if year <= 5:
+        return f"Year {year}"
+    if year <= 10:
+        return "6 - 10 years"
+    if year <= 15:
+        return "11 - 15 years"
+    return "15 years+"
+
+
+def group_attributes(
+    country_codes: list[str],
+    fuel_codes: list[str],
+    device_type_codes: list[str],
+    capacity_kw: float,
+    commissioning_dates: list[datetime],
+    now: datetime,
+) -> dict[str, object]:
+    """A device group's attributes as D-REC shows them, derived from its devices."""
+    aggregated = math.floor(capacity_kw)
+    return {
+        "countryCode": sorted(country_codes),
+        "fuelCode": sorted(fuel_codes),
+        "deviceTypeCodes": sorted(device_type_codes),
+        "offTakers": [],  # device.registered does not say a device's off-taker
+        "aggregatedCapacity": aggregated,
+        "capacityRange": capacity_range(aggregated),
+        "commissioningDateRange": list(
+            dict.fromkeys(commissioning_date_range(d, now) for d in sorted(commissioning_dates))
+        ),
+    }
 
 
 # -- who may list ------------------------------------------------------------------------------

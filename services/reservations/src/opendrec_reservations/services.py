@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, ReservationCreated, ReservationEnded
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, ReservationCreated, ReservationEnded, ReservationUpdated
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import (
     ADMIN,
@@ -29,6 +29,7 @@ from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_exact
 
 from . import domain, store
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 BUYER = "Buyer"
@@ -50,6 +51,9 @@ class NewReservation(BaseModel):
     frequency: Annotated[str, Field(description="hourly, daily, weekly, monthly or quarterly")]
     # API users name the buyer organization they act for
     organizationId: int | None = Field(default=None, ge=1, le=MAX_ID)
+    reservationExpiryDate: AwareDatetime | None = Field(
+        default=None, description="No certificate is issued from then on; default: the end plus the configured days"
+    )
 
     @field_validator("frequency")
     @classmethod
@@ -63,6 +67,35 @@ class NewReservation(BaseModel):
         if self.reservationEndDate <= self.reservationStartDate:
             raise ValueError("reservationEndDate must be after reservationStartDate")
         return self
+
+
+class ReservationChange(BaseModel):
+    """The D-REC "update device group" payload (PATCH /api/buyer-reservation/{id}): only the fields given change."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    targetCapacityInMegaWattHour: Decimal | None = Field(default=None, gt=0, le=10**12)
+    reservationEndDate: AwareDatetime | None = None
+    authorityToExceed: bool | None = None
+    reservationExpiryDate: AwareDatetime | None = None
+
+
+class EndReservationDate(BaseModel):
+    """The D-REC "end reservation" payload, its field name as D-REC spells it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    endresavationdate: AwareDatetime | None = Field(
+        default=None, description="The reservation's end date, confirming which end is meant (D-REC); none: end it now"
+    )
+
+
+def bounds(settings: Settings) -> domain.Bounds:
+    return domain.Bounds(
+        max_future=timedelta(days=settings.reservation_max_future_days),
+        expiry_after_end=timedelta(days=settings.reservation_expiry_days),
+    )
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -90,7 +123,38 @@ def _answer(row: Any, now: datetime) -> dict[str, Any]:
         "endedAt": iso_exact(state.ended_at) if state.ended_at else None,
         "endReason": state.end_reason,
         "createdAt": iso(row["created_at"]),
+        "reservationExpiryDate": iso_exact(row["reservation_expiry"]) if row["reservation_expiry"] else None,
+        "targetVolumeInMegaWattHour": float(Decimal(target) / domain.WH_PER_MWH) if target is not None else None,
+        **domain.group_attributes(
+            list(row["country_codes"]),
+            list(row["fuel_codes"]),
+            list(row["device_type_codes"]),
+            row["capacity_kw"],
+            list(row["commissioning_dates"]),
+            now,
+        ),
     }
+
+
+def _refuse(status: int, problems: list[domain.Problem]) -> None:
+    if problems:
+        raise ApiError(status, "; ".join(m for _, m in problems), [{"field": f, "message": m} for f, m in problems])
+
+
+def _updated_event(row: Any) -> ReservationUpdated:
+    return ReservationUpdated(
+        reservation_id=row["id"],
+        reservation_uid=row["uid"],
+        revision=row["revision"],
+        name=row["name"],
+        buyer_organization_id=row["buyer_organization_id"],
+        device_ids=list(row["device_ids"]),
+        reservation_start=row["reservation_start"],
+        reservation_end=row["reservation_end"],
+        target_capacity_wh=row["target_capacity_wh"],
+        authority_to_exceed=row["authority_to_exceed"],
+        reservation_expiry=row["reservation_expiry"],
+    )
 
 
 def _ended_event(row: Any) -> ReservationEnded:
@@ -129,19 +193,20 @@ async def _visible_reservation(
 
 
 async def create_reservation(
-    uow: UnitOfWork, user: Principal, body: NewReservation, organization_id: int | None
+    uow: UnitOfWork, settings: Settings, user: Principal, body: NewReservation, organization_id: int | None
 ) -> dict[str, Any]:
     """Reserve the available devices of `body` for the buyer organization acted for;
-    announces reservation.created. 400 when none, or some with continueWith...Unavailable false, is available."""
+    announces reservation.created. 400 when none, or some with continueWith...Unavailable false, is available,
+    or (continueWith...TargetCapacity... false) when they can't produce the target in the window."""
     refusal = domain.refuse_buyer(user.role, user.organization_id, user.organization_type, organization_id)
     if refusal:
         raise ApiError(400, refusal)
+    limits = bounds(settings)
     async with uow:
         buyer_organization_id = await acting_organization(uow.conn, user, organization_id, organization_type=BUYER)
         window = domain.Window(body.reservationStartDate, body.reservationEndDate)
-        refusal = domain.refuse_window(window, datetime.now(UTC))
-        if refusal:
-            raise ApiError(400, refusal, [{"field": "reservationEndDate", "message": refusal}])
+        named_expiry = body.reservationExpiryDate
+        _refuse(400, domain.refuse_dates(window.start, window.end, named_expiry, datetime.now(UTC), limits))
         known = await store.lock_devices(uow.conn, body.deviceIds)
         selection = domain.select_devices(body.deviceIds, known, window)
         refused = [{"deviceId": d, "reason": why} for d, why in selection.refused.items()]
@@ -149,7 +214,13 @@ async def create_reservation(
             refused and not body.continueWithReservationIfOneOrMoreDevicesUnavailableForReservation
         ):
             raise ApiError(400, "Some devices are not available for this reservation", refused)
-        row = await store.insert_reservation(
+        target = domain.target_wh(body.targetCapacityInMegaWattHour)
+        if not body.continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration:
+            capacity_kw = sum(known[d].capacity_kw for d in selection.accepted)
+            unreachable = domain.refuse_target(capacity_kw, window, target)
+            if unreachable:
+                raise ApiError(400, domain.TARGET_UNREACHABLE, unreachable)
+        inserted = await store.insert_reservation(
             uow.conn,
             uid=uuid.uuid4(),
             name=body.name,
@@ -157,10 +228,13 @@ async def create_reservation(
             buyer_user_id=user.user_id,
             window=window,
             frequency=body.frequency,
-            target_capacity_wh=domain.target_wh(body.targetCapacityInMegaWattHour),
+            target_capacity_wh=target,
             authority_to_exceed=body.authorityToExceed,
+            expiry=domain.expiry_of(window.end, named_expiry, limits),
             device_ids=selection.accepted,
         )
+        row = await store.reservation(uow.conn, inserted["id"])
+        assert row is not None  # inserted just now, in this transaction
         uow.record(
             ReservationCreated(
                 reservation_id=row["id"],
@@ -173,15 +247,23 @@ async def create_reservation(
                 frequency=row["frequency"],
                 target_capacity_wh=row["target_capacity_wh"],
                 authority_to_exceed=row["authority_to_exceed"],
+                reservation_expiry=row["reservation_expiry"],
             )
         )
+    # the devices in the order asked for, as before
     return {**_answer({**row, "device_ids": selection.accepted}, datetime.now(UTC)), "unavailableDevices": refused}
 
 
 async def end_reservation(
-    uow: UnitOfWork, user: Principal, reservation_id: int, organization_id: int | None
+    uow: UnitOfWork,
+    user: Principal,
+    reservation_id: int,
+    organization_id: int | None,
+    end_date: datetime | None = None,
 ) -> dict[str, Any]:
-    """The buyer ends its reservation now (reason ended_by_buyer); announces reservation.ended. 409 if it ended."""
+    """The buyer ends its reservation now (reason ended_by_buyer); announces reservation.ended. 409 if it ended.
+    `end_date` (D-REC's endresavationdate), when given, must be the reservation's end date: D-REC ends a
+    reservation only when told its end date, and ends it at once (400 otherwise: nothing ends)."""
     async with uow:
         organizations = await _acting_buyers(uow.conn, user, organization_id)
         # Locked first, then read: the sweep skips it meanwhile, and we decide on its latest state.
@@ -191,11 +273,91 @@ async def end_reservation(
         refusal = domain.refuse_end(reservation_id, row["reservation_end"], row["ended_at"], row["end_reason"], now)
         if refusal:
             raise ApiError(409, refusal)
+        if end_date is not None and end_date != row["reservation_end"]:
+            message = (
+                f"endresavationdate {iso_exact(end_date)} is not the end date of reservation {reservation_id} "
+                f"({iso_exact(row['reservation_end'])}): name its end date to end it now"
+            )
+            raise ApiError(400, message, [{"field": "endresavationdate", "message": message}])
         ended = await store.end_reservation(uow.conn, reservation_id, now, "ended_by_buyer")
         assert ended is not None  # locked and not ended: refuse_end said so
-        ended_row = {**ended, "device_ids": row["device_ids"]}
+        ended_row = {**row, **ended}
         uow.record(_ended_event(ended_row))
     return _answer(ended_row, now)
+
+
+async def change_reservation(
+    uow: UnitOfWork,
+    settings: Settings,
+    user: Principal,
+    reservation_id: int,
+    organization_id: int | None,
+    change: ReservationChange,
+) -> dict[str, Any]:
+    """New name, end date, target, authority to exceed or expiry for a reservation that has not ended;
+    announces reservation.updated (the full terms, one revision more). The end never moves before the start of
+    the current certification period (409); moved later, its devices must be free until then (409 otherwise,
+    each refused device in the details). An expiry not given stays, unless the new end passes it: then it
+    becomes the new end plus the configured days."""
+    limits = bounds(settings)
+    async with uow:
+        organizations = await _acting_buyers(uow.conn, user, organization_id)
+        await store.lock_reservation(uow.conn, reservation_id)  # the sweep and an end wait for this change
+        row = await _visible_reservation(uow.conn, reservation_id, organizations)
+        now = datetime.now(UTC)
+        refusal = domain.refuse_end(reservation_id, row["reservation_end"], row["ended_at"], row["end_reason"], now)
+        if refusal:
+            raise ApiError(409, f"This device groups reservation has already ended: {refusal}")
+        if all(getattr(change, f) is None for f in ReservationChange.model_fields):
+            raise ApiError(
+                400,
+                "Nothing to change: give name, targetCapacityInMegaWattHour, reservationEndDate, "
+                "authorityToExceed or reservationExpiryDate",
+            )
+        end = change.reservationEndDate or row["reservation_end"]
+        if change.reservationEndDate is not None:
+            bad_end = domain.refuse_new_end(row["reservation_start"], end, row["frequency"], now)
+            if bad_end:
+                status, message = bad_end
+                raise ApiError(status, message, [{"field": "reservationEndDate", "message": message}])
+        expiry = change.reservationExpiryDate
+        if expiry is None and row["reservation_expiry"] is not None and row["reservation_expiry"] < end:
+            expiry = domain.expiry_of(end, None, limits)
+        elif expiry is None:
+            expiry = row["reservation_expiry"]
+        # Only what changes is bounded again (the start may lie more than 3 years back by now).
+        _refuse(400, domain.refuse_ahead(end, change.reservationExpiryDate, now, limits))
+        if end > row["reservation_end"]:
+            later = domain.Window(row["reservation_end"], end)
+            known = await store.lock_devices(uow.conn, list(row["device_ids"]), besides=reservation_id)
+            busy = domain.select_devices(list(row["device_ids"]), known, later).refused
+            if busy:
+                raise ApiError(
+                    409,
+                    f"reservationEndDate {iso_exact(end)}: some devices are reserved by another reservation "
+                    f"after {iso_exact(row['reservation_end'])}",
+                    [{"deviceId": d, "reason": why} for d, why in busy.items()],
+                )
+        target = (
+            domain.target_wh(change.targetCapacityInMegaWattHour)
+            if change.targetCapacityInMegaWattHour is not None
+            else row["target_capacity_wh"]
+        )
+        await store.change_reservation(
+            uow.conn,
+            reservation_id,
+            name=change.name if change.name is not None else row["name"],
+            end=end,
+            target_capacity_wh=target,
+            authority_to_exceed=(
+                change.authorityToExceed if change.authorityToExceed is not None else row["authority_to_exceed"]
+            ),
+            expiry=expiry,
+        )
+        changed = await store.reservation(uow.conn, reservation_id)
+        assert changed is not None  # locked above
+        uow.record(_updated_event(changed))
+    return _answer(changed, now)
 
 
 async def end_expired(uow: UnitOfWork, now: datetime, batch_size: int) -> int:
@@ -263,6 +425,46 @@ async def reservations(
     }
 
 
+async def current_information(
+    uow: UnitOfWork, user: Principal, uid: uuid.UUID, organization_id: int | None, page: Page
+) -> dict[str, Any]:
+    """Where an active reservation's certification stands, in D-REC's shape: the devices whose output before
+    their onboarding is History energy of the window (a page of them), and the certification period under way.
+    409 "Reservation expired" once it ended (as D-REC); 404 when it is not the caller's."""
+    async with uow.reading() as r:
+        organizations = await _acting_buyers(r.conn, user, organization_id)
+        row = await store.reservation_by_uid(r.conn, uid)
+        if row is None or (organizations is not None and row["buyer_organization_id"] not in organizations):
+            raise ApiError(404, f"No reservation {uid}")
+        total = await store.count_history_devices(r.conn, row["id"])
+        history = await store.history_devices(r.conn, row["id"], page.limit, page.offset)
+    now = datetime.now(UTC)
+    if domain.state_of(row["reservation_end"], row["ended_at"], row["end_reason"], now).state != "active":
+        raise ApiError(409, "Reservation expired")
+    period = domain.ongoing_period(row["reservation_start"], row["reservation_end"], row["frequency"], now)
+    return {
+        "historynextissuansinfo": {
+            "AllDeviceshistnextissuansinfo": [
+                {
+                    "device_externalid": h["external_id"],
+                    "reservationStartDate": iso_exact(row["reservation_start"]),
+                    "reservationEndDate": iso_exact(min(row["reservation_end"], h["onboarded_at"])),
+                    "device_createdAt": iso_exact(h["onboarded_at"]),
+                }
+                for h in history
+            ],
+            "totalItems": total,
+            "currentPage": page.number,
+            "totalPages": total_pages(total, page.limit),
+        },
+        "ongoing_next_issuance": {
+            "groupId": row["id"],
+            "start_date": iso_exact(period.start),
+            "end_date": iso_exact(period.end),
+        },
+    }
+
+
 async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
     """A device that may be reserved (unless its deletion was heard first: then it stays deleted)."""
     async with uow:
@@ -275,6 +477,9 @@ async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
             event.capacity_kw,
             event.country_code,
             event.onboarded_at,
+            event.fuel_code,
+            event.device_type_code,
+            event.commissioning_date,
         )
 
 

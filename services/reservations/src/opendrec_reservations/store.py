@@ -24,18 +24,26 @@ async def upsert_device(
     capacity_kw: float,
     country_code: str,
     onboarded_at: datetime,
+    fuel_code: str,
+    device_type_code: str,
+    commissioning_date: datetime,
 ) -> None:
     """A device registered after its deletion was heard is stored deleted (never revived)."""
     await conn.execute(
-        """INSERT INTO devices (device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at, deleted_at)
-           VALUES ($1, $2, $3, $4, $5, $6, (SELECT deleted_at FROM deleted_devices WHERE device_id = $1))
-           ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, capacity_kw = $4, country_code = $5""",
+        """INSERT INTO devices (device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at,
+                                fuel_code, device_type_code, commissioning_date, deleted_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT deleted_at FROM deleted_devices WHERE device_id = $1))
+           ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, capacity_kw = $4,
+                country_code = $5, fuel_code = $7, device_type_code = $8, commissioning_date = $9""",
         device_id,
         external_id,
         organization_id,
         capacity_kw,
         country_code,
         onboarded_at,
+        fuel_code,
+        device_type_code,
+        commissioning_date,
     )
 
 
@@ -52,10 +60,14 @@ async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: da
     )
 
 
-async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, DeviceState]:
-    """The devices with their reservation windows, row-locked so two reservations can't race for one device."""
+async def lock_devices(
+    conn: asyncpg.Connection, device_ids: list[int], *, besides: int | None = None
+) -> dict[int, DeviceState]:
+    """The devices with their reservation windows (but reservation `besides`'s), row-locked so two
+    reservations can't race for one device."""
     rows = await conn.fetch(
-        "SELECT device_id, organization_id, deleted_at FROM devices WHERE device_id = ANY($1::bigint[]) ORDER BY device_id FOR UPDATE",
+        """SELECT device_id, organization_id, deleted_at, capacity_kw FROM devices
+           WHERE device_id = ANY($1::bigint[]) ORDER BY device_id FOR UPDATE""",
         device_ids,
     )
     # A reservation holds its devices up to its effective end: an early end frees the rest of the window
@@ -63,15 +75,21 @@ async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[
     windows = await conn.fetch(
         """SELECT rd.device_id, r.reservation_start, LEAST(r.reservation_end, r.ended_at) AS reservation_end
            FROM reservation_devices rd JOIN reservations r ON r.id = rd.reservation_id
-           WHERE rd.device_id = ANY($1::bigint[]) AND LEAST(r.reservation_end, r.ended_at) > r.reservation_start""",
+           WHERE rd.device_id = ANY($1::bigint[]) AND LEAST(r.reservation_end, r.ended_at) > r.reservation_start
+             AND r.id IS DISTINCT FROM $2::bigint""",
         device_ids,
+        besides,
     )
     reserved: dict[int, list[Window]] = {}
     for w in windows:
         reserved.setdefault(w["device_id"], []).append(Window(w["reservation_start"], w["reservation_end"]))
     return {
         r["device_id"]: DeviceState(
-            r["device_id"], r["organization_id"], reserved.get(r["device_id"], []), r["deleted_at"] is not None
+            r["device_id"],
+            r["organization_id"],
+            reserved.get(r["device_id"], []),
+            r["deleted_at"] is not None,
+            r["capacity_kw"],
         )
         for r in rows
     }
@@ -88,12 +106,13 @@ async def insert_reservation(
     frequency: str,
     target_capacity_wh: int | None,
     authority_to_exceed: bool,
+    expiry: datetime,
     device_ids: list[int],
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
         """INSERT INTO reservations (uid, name, buyer_organization_id, buyer_user_id, reservation_start, reservation_end,
-                                     frequency, target_capacity_wh, authority_to_exceed)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
+                                     frequency, target_capacity_wh, authority_to_exceed, reservation_expiry)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *""",
         uid,
         name,
         buyer_organization_id,
@@ -103,6 +122,7 @@ async def insert_reservation(
         frequency,
         target_capacity_wh,
         authority_to_exceed,
+        expiry,
     )
     await conn.copy_records_to_table(
         "reservation_devices", records=[(row["id"], d) for d in device_ids], columns=["reservation_id", "device_id"]
@@ -110,12 +130,56 @@ async def insert_reservation(
     return row
 
 
+# A reservation with its devices and the attributes derived from them (a device registered before the
+# attribute columns existed adds none).
+_WITH_GROUP = """
+    SELECT r.*, g.*
+    FROM reservations r
+    CROSS JOIN LATERAL (
+        SELECT array_agg(rd.device_id ORDER BY rd.device_id) AS device_ids,
+               coalesce(array_agg(DISTINCT d.country_code) FILTER (WHERE d.country_code IS NOT NULL), '{}') AS country_codes,
+               coalesce(array_agg(DISTINCT d.fuel_code) FILTER (WHERE d.fuel_code IS NOT NULL), '{}') AS fuel_codes,
+               coalesce(array_agg(DISTINCT d.device_type_code) FILTER (WHERE d.device_type_code IS NOT NULL), '{}')
+                   AS device_type_codes,
+               coalesce(sum(d.capacity_kw), 0) AS capacity_kw,
+               coalesce(array_agg(d.commissioning_date) FILTER (WHERE d.commissioning_date IS NOT NULL), '{}')
+                   AS commissioning_dates
+        FROM reservation_devices rd JOIN devices d ON d.device_id = rd.device_id
+        WHERE rd.reservation_id = r.id
+    ) g"""
+
+
 async def reservation(conn: asyncpg.Connection, reservation_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT r.*, array_agg(rd.device_id ORDER BY rd.device_id) AS device_ids
-           FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.id
-           WHERE r.id = $1 GROUP BY r.id""",
+    return await conn.fetchrow(f"{_WITH_GROUP} WHERE r.id = $1", reservation_id)
+
+
+async def reservation_by_uid(conn: asyncpg.Connection, uid: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_WITH_GROUP} WHERE r.uid = $1", uid)
+
+
+async def count_history_devices(conn: asyncpg.Connection, reservation_id: int) -> int:
+    """How many of the reservation's devices were onboarded after its start (their output before is History)."""
+    return await conn.fetchval(
+        """SELECT count(*) FROM reservation_devices rd JOIN devices d ON d.device_id = rd.device_id
+           JOIN reservations r ON r.id = rd.reservation_id
+           WHERE rd.reservation_id = $1 AND d.onboarded_at > r.reservation_start""",
         reservation_id,
+    )
+
+
+async def history_devices(
+    conn: asyncpg.Connection, reservation_id: int, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """Those devices (externalId, onboarded_at), by device id."""
+    return await conn.fetch(
+        """SELECT d.device_id, d.external_id, d.onboarded_at
+           FROM reservation_devices rd JOIN devices d ON d.device_id = rd.device_id
+           JOIN reservations r ON r.id = rd.reservation_id
+           WHERE rd.reservation_id = $1 AND d.onboarded_at > r.reservation_start
+           ORDER BY d.device_id LIMIT $2 OFFSET $3""",
+        reservation_id,
+        limit,
+        offset,
     )
 
 
@@ -132,9 +196,7 @@ async def reservations_page(
 ) -> list[asyncpg.Record]:
     """Newest first, of the buyer organizations (all of them for None)."""
     return await conn.fetch(
-        """SELECT r.*, (SELECT array_agg(rd.device_id ORDER BY rd.device_id) FROM reservation_devices rd
-                        WHERE rd.reservation_id = r.id) AS device_ids
-           FROM reservations r
+        f"""{_WITH_GROUP}
            WHERE $1::bigint[] IS NULL OR r.buyer_organization_id = ANY($1::bigint[])
            ORDER BY r.id DESC LIMIT $2 OFFSET $3""",
         organization_ids,
@@ -158,6 +220,30 @@ async def end_reservation(
         reservation_id,
         ended_at,
         reason,
+    )
+
+
+async def change_reservation(
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    *,
+    name: str,
+    end: datetime,
+    target_capacity_wh: int | None,
+    authority_to_exceed: bool,
+    expiry: datetime | None,
+) -> None:
+    """New terms, one revision more (the caller holds the row lock)."""
+    await conn.execute(
+        """UPDATE reservations SET name = $2, reservation_end = $3, target_capacity_wh = $4, authority_to_exceed = $5,
+                                   reservation_expiry = $6, revision = revision + 1
+           WHERE id = $1""",
+        reservation_id,
+        name,
+        end,
+        target_capacity_wh,
+        authority_to_exceed,
+        expiry,
     )
 
 
