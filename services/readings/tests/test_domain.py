@@ -699,3 +699,31 @@ def test_request_body_read_quickly_or_exactly_gives_the_same_reads_or_errors(rea
     assert quick == outcome()
     if reads and isinstance(reads[0], dict) and reads[0].get("value") == 0.1:
         assert quick[2][0][2:] == (Decimal("0.1"), Decimal)
+
+
+# -- time zones and calendar sums (the reference's time-zones and accumulationType) ------------
+
+
+def test_every_time_zone_listed_is_accepted_by_reads():
+    names = domain.search_timezones(None)
+    assert all(domain.resolve_timezone(name).key == name for name in names)
+    assert domain.search_timezones("kolkata") == ["Asia/Kolkata"]
+    with pytest.raises(ValueError, match="unknown time zone"):
+        domain.resolve_timezone("localtime")
+
+
+def test_calendar_periods_and_their_parameters():
+    assert domain.calendar_period("Monthly", 2024, 12) == domain.CalendarPeriod(
+        "day", datetime(2024, 12, 1), datetime(2025, 1, 1)
+    )
+    assert domain.calendar_period("Monthly", 2024, 2).after == datetime(2024, 3, 1)
+    assert domain.calendar_period("Yearly", 2024, None) == domain.CalendarPeriod(
+        "month", datetime(2024, 1, 1), datetime(2025, 1, 1)
+    )
+    assert domain.accumulation_problem("Monthly", 2, 2024) is None
+    assert domain.accumulation_problem("Yearly", None, 2024) is None
+    assert domain.accumulation_problem(None, None, None) is None
+    assert domain.accumulation_problem(None, 2, None) == ("Year", "Year is required when month is given")
+    assert domain.accumulation_problem("Monthly", None, 2024)[0] == "Month"
+    assert domain.accumulation_problem("Yearly", None, None)[0] == "Year"
+    assert domain.accumulation_problem("Yearly", 3, 2024)[0] == "Month"

@@ -18,18 +18,19 @@ from operator import itemgetter
 from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
 from opendrec_kit import ApiError, Principal, Runtime, UoW, permission, uploads
+from opendrec_kit.auth import only_roles
 from opendrec_kit.organizations import Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 
 from . import services
-from .domain import MAX_READS_PER_REQUEST, ReadType
+from .domain import MAX_READS_PER_REQUEST, MAX_YEAR, MIN_YEAR, AccumulationType, ReadType, accumulation_problem
 
 router = APIRouter(tags=["meter-reads"])
 
@@ -40,6 +41,10 @@ ReadsPage = Annotated[Page, Depends(page_query(5, MAX_PAGE_SIZE, "reads"))]
 JobsPage = Annotated[Page, Depends(page_query(20, MAX_PAGE_SIZE, "jobs"))]
 RowsPage = Annotated[Page, Depends(page_query(100, MAX_PAGE_SIZE, "rows"))]
 Reading = Annotated[Acting, acting_for(MODULE, "Read")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+# The reference's FilterDTO of GET /api/meter-reads/{externalId}: up to 10,000 reads, skipping `offset`.
+MAX_READS_LISTED = 10_000
+MAX_OFFSET = 100_000_000
 
 
 class ReadIn(TypedDict):
@@ -152,15 +157,29 @@ async def add_meter_reads(
     uow: UoW,
     runtime: Runtime,
     user: Principal = permission(MODULE, "Write"),
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    body, (starts, ends, values) = parse_body(await request.body())
+    body, reads = parse_body(await request.body())
+    return await _add(uow, runtime, user, externalId, body, reads, body.organizationId, idempotency_key)
+
+
+async def _add(
+    uow: UoW,
+    runtime: Runtime,
+    user: Principal,
+    external_id: str,
+    body: MeterReadsIn,
+    reads: RawReads,
+    organization_id: int | None,
+    idempotency_key: str | None,
+) -> Response:
+    starts, ends, values = reads
     result = await services.add_meter_reads(
         uow,
         runtime.settings,
         user,
-        externalId,
-        organization_id=body.organizationId,
+        external_id,
+        organization_id=organization_id,
         read_type=body.type,
         unit=body.unit,
         timezone=body.timezone,
@@ -173,6 +192,43 @@ async def add_meter_reads(
     return Response(
         orjson.dumps(result.summary.as_json()), status_code=201, headers=headers, media_type="application/json"
     )
+
+
+ADMIN_ROLES = ("Admin", "DeviceOwner", "OrganizationAdmin")  # the reference's @Roles of addByAdmin
+
+
+async def _admin_acting(
+    acting: Acting = acting_for(MODULE, "Write"), user: Principal = only_roles(*ADMIN_ROLES)
+) -> Acting:
+    # Decided before the body is read: only an Admin names another organization here.
+    if acting.organization_id not in (None, user.organization_id) and user.role != "Admin":
+        raise ApiError(403, f"Only an Admin adds reads for another organization; you act for {user.organization_id}")
+    return acting
+
+
+@router.post(
+    "/api/meter-reads/addByAdmin/new/{id}",
+    status_code=201,
+    summary="An Admin adds meter reads to a device of any organization (organizationId), by the rules of new/{id}",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(MeterReadsIn)}}}
+    },
+)
+async def add_meter_reads_by_admin(
+    id: Annotated[str, Path(max_length=200, description="The device's external id")],
+    request: Request,
+    uow: UoW,
+    runtime: Runtime,
+    acting: Acting = Depends(_admin_acting),
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    body, reads = parse_body(await request.body())
+    named = {acting.organization_id, body.organizationId} - {None}
+    if len(named) > 1:
+        message = f"organizationId {acting.organization_id} (query) and {body.organizationId} (body) disagree: give one"
+        raise ApiError(400, message, [{"field": "organizationId", "message": message, "where": "body"}])
+    organization_id = named.pop() if named else None
+    return await _add(uow, runtime, acting.user, id, body, reads, organization_id, idempotency_key)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -195,11 +251,24 @@ async def get_meter_reads(
     end: datetime | None = None,
     readType: Literal["meterReads", "accumulated"] = "meterReads",
     granularity: services.Granularity | None = None,
+    accumulationType: Annotated[
+        AccumulationType | None,
+        Query(description="The reference's sums: Monthly (per day of Month of Year) or Yearly (per month of Year)"),
+    ] = None,
+    Month: Annotated[int | None, Query(ge=1, le=12, description="1–12, with accumulationType=Monthly")] = None,
+    Year: Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR, description="with accumulationType")] = None,
 ) -> dict[str, Any]:
-    start, end = _utc(start), _utc(end)
-    if start is not None and end is not None and start >= end:
-        raise ApiError(
-            400, "start must be before end" if start > end else "The given start and end timestamps are the same"
+    start, end = _window(start, end)
+    if problem := accumulation_problem(accumulationType, Month, Year):
+        parameter, message = problem
+        raise ApiError(400, message, [{"field": parameter, "message": message, "where": "query"}])
+    if accumulationType is not None:
+        if readType != "accumulated" or granularity is not None:
+            message = "accumulationType goes with readType=accumulated, without granularity"
+            raise ApiError(400, message, [{"field": "accumulationType", "message": message, "where": "query"}])
+        assert Year is not None  # accumulation_problem said so
+        return await services.accumulated_calendar(
+            uow, acting.user, acting.organization_id, externalId, accumulationType, Year, Month, start, end
         )
     if readType == "accumulated":
         if granularity is None:
@@ -207,6 +276,15 @@ async def get_meter_reads(
             raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
         return await services.accumulated(uow, acting.user, acting.organization_id, externalId, granularity, start, end)
     return await services.meter_reads(uow, acting.user, acting.organization_id, externalId, start, end, page)
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and start >= end:
+        raise ApiError(
+            400, "start must be before end" if start > end else "The given start and end timestamps are the same"
+        )
+    return start, end
 
 
 @router.get(
@@ -271,3 +349,32 @@ async def get_upload(
 ) -> dict[str, Any]:
     accepted = None if status is None else status == "accepted"
     return await services.import_job(uow, acting.user, acting.organization_id, jobId, accepted, page)
+
+
+@router.get(
+    "/api/meter-reads/time-zones",
+    summary="The IANA time zone names (those containing timezoneSearchKeyword, in any case), as a read's timezone takes them",
+)
+async def get_time_zones(
+    _: Principal = permission(MODULE, "Read"),
+    timezoneSearchKeyword: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[str]:
+    return services.time_zones(timezoneSearchKeyword)
+
+
+# Last: its one-segment path would take /api/meter-reads/time-zones and /bulk-upload, registered above.
+@router.get(
+    "/api/meter-reads/{externalId}",
+    summary="A device's reads as a time series: each interval's end (timestamp) and energy in Wh, oldest first",
+)
+async def get_reads(
+    externalId: str,
+    uow: UoW,
+    acting: Reading,
+    start: Annotated[datetime | None, Query(description="Reads ending after it (e.g. 2020-01-01T00:00:00Z)")] = None,
+    end: Annotated[datetime | None, Query(description="Reads ending by it (e.g. 2020-01-01T00:00:00Z)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_READS_LISTED, description="reads answered")] = MAX_READS_LISTED,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="reads skipped")] = 0,
+) -> list[dict[str, Any]]:
+    start, end = _window(start, end)
+    return await services.reads_by_end(uow, acting.user, acting.organization_id, externalId, start, end, limit, offset)

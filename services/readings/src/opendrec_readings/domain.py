@@ -224,9 +224,27 @@ def to_wh(value: Decimal | int, unit: str) -> int:
     return -wh if sign else wh
 
 
+# Files of the zoneinfo directory that are no IANA zone: the server's own zone, a compiler default.
+NOT_ZONES = frozenset({"localtime", "posixrules"})
+
+
+@cache
+def timezone_names() -> tuple[str, ...]:
+    """Every IANA zone name known here, sorted (as moment-timezone lists them): what `timezone` accepts."""
+    return tuple(sorted(set(available_timezones()) - NOT_ZONES))
+
+
+def search_timezones(keyword: str | None) -> list[str]:
+    """The zone names containing `keyword`, in any case (all of them for none or "")."""
+    if not keyword:
+        return list(timezone_names())
+    needle = keyword.lower()
+    return [name for name in timezone_names() if needle in name.lower()]
+
+
 @cache
 def _zone_names() -> dict[str, str]:
-    return {name.lower(): name for name in available_timezones()}
+    return {name.lower(): name for name in timezone_names()}
 
 
 def resolve_timezone(name: str) -> ZoneInfo:
@@ -904,6 +922,43 @@ def validate_aggregate(device: Device, last: LastRead, reads: Reads, *, now: dat
     else:
         verdict.intervals = Intervals.of(accepted)
     return verdict
+
+
+# -- calendar sums (the reference's accumulationType) -------------------------------------
+
+AccumulationType = Literal["Monthly", "Yearly"]
+MIN_YEAR, MAX_YEAR = 1970, 2200
+
+
+@dataclass(frozen=True)
+class CalendarPeriod:
+    """A calendar month or year in local time (naive: the device's zone applies), split into days or months."""
+
+    parts: Literal["day", "month"]
+    first: datetime  # the period's first local instant
+    after: datetime  # the first local instant after it
+
+
+def accumulation_problem(accumulation: str | None, month: int | None, year: int | None) -> tuple[str, str] | None:
+    """Why these accumulationType / Month / Year query values cannot be answered: (parameter, reason), or None."""
+    if month is not None and year is None:
+        return "Year", "Year is required when month is given"
+    if accumulation == "Monthly" and month is None:
+        return "Month", "accumulationType=Monthly needs Month and Year"
+    if accumulation == "Yearly" and year is None:
+        return "Year", "accumulationType=Yearly needs Year"
+    if accumulation == "Yearly" and month is not None:
+        return "Month", "accumulationType=Yearly takes Year only: Month goes with accumulationType=Monthly"
+    return None
+
+
+def calendar_period(accumulation: AccumulationType, year: int, month: int | None) -> CalendarPeriod:
+    """Monthly: the days of `month` of `year`; Yearly: the months of `year` (after accumulation_problem passed)."""
+    if accumulation == "Monthly":
+        if month is None:
+            raise ValueError("accumulationType=Monthly needs Month")
+        return CalendarPeriod("day", datetime(year, month, 1), datetime(year + month // 12, month % 12 + 1, 1))
+    return CalendarPeriod("month", datetime(year, 1, 1), datetime(year + 1, 1, 1))
 
 
 # -- announcement ----------------------------------------------------------------

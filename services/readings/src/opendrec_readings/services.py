@@ -356,6 +356,64 @@ async def accumulated(
     }
 
 
+async def accumulated_calendar(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    path_id: str,
+    accumulation: domain.AccumulationType,
+    year: int,
+    month: int | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> dict[str, Any]:
+    """The reference's accumulationType: a device's energy per day of a month (Monthly) or per month of a year
+    (Yearly), in its timezone (else UTC), every day or month listed (0 without reads); `start`/`end` narrow it."""
+    period = domain.calendar_period(accumulation, year, month)
+    async with uow.reading() as r:
+        device, span = await _visible(r.conn, user, organization_id, path_id)
+        start, end = _clip(start, end, span)
+        zone = device["timezone"] or "UTC"
+        rows = await store.accumulate_calendar(
+            r.conn, device["device_id"], period.parts, zone, period.first, period.after, start, end
+        )
+    return {
+        "aggregateType": accumulation,
+        "accumulatedReads": [
+            {"startTime": iso(row["start_at"]), "endTime": iso(row["end_at"]), "value": row["wh"]} for row in rows
+        ],
+        "timezone": zone,
+        "externalId": device["external_id"],
+        "deviceId": device["device_id"],
+        "totalWh": sum(row["wh"] for row in rows),
+    }
+
+
+async def reads_by_end(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    path_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """A device's reads as the reference's time series: each interval's end and energy (Wh), for intervals
+    ending in (start, end], `limit` of them after the first `offset`."""
+    async with uow.reading() as r:
+        device, span = await _visible(r.conn, user, organization_id, path_id)
+        start, end = _clip(start, end, span)
+        empty = start is not None and end is not None and start >= end
+        rows = [] if empty else await store.list_reads_ending(r.conn, device["device_id"], start, end, limit, offset)
+    return [{"timestamp": iso_exact(row["end_at"]), "value": row["wh"]} for row in rows]
+
+
+def time_zones(keyword: str | None) -> list[str]:
+    """The IANA zone names (those containing `keyword`, in any case): nothing stored is read, so no unit of work."""
+    return domain.search_timezones(keyword)
+
+
 async def latest_read(uow: UnitOfWork, user: Principal, organization_id: int | None, path_id: str) -> dict[str, Any]:
     """The latest Delta or Aggregate read of a device (within a buyer's reservations)."""
     async with uow.reading() as r:

@@ -402,6 +402,18 @@ async def reservation_span(
 # -- sums per period ---------------------------------------------------------------------------
 
 
+def _ending(start: datetime | None, end: datetime | None, numbered_after: int) -> tuple[str, list[Any]]:
+    """Conditions for intervals ending in (start, end], their parameters numbered after the first `numbered_after`."""
+    clauses, args = [], []
+    if start is not None:
+        args.append(start)
+        clauses.append(f"end_at > ${len(args) + numbered_after}")
+    if end is not None:
+        args.append(end)
+        clauses.append(f"end_at <= ${len(args) + numbered_after}")
+    return "".join(f" AND {c}" for c in clauses), args
+
+
 async def accumulate(
     conn: asyncpg.Connection,
     device_id: int,
@@ -415,14 +427,7 @@ async def accumulate(
     An interval ending exactly on a boundary belongs to the period it closes (hence − 1 µs);
     `start`/`end` select intervals ending in (start, end].
     """
-    clauses, args = [], []
-    if start is not None:
-        args.append(start)
-        clauses.append(f"end_at > ${len(args) + 3}")
-    if end is not None:
-        args.append(end)
-        clauses.append(f"end_at <= ${len(args) + 3}")
-    where = "".join(f" AND {c}" for c in clauses)
+    where, args = _ending(start, end, 3)
     return await conn.fetch(
         f"""
         WITH sums AS (
@@ -440,6 +445,68 @@ async def accumulate(
         granularity,
         timezone,
         *args,
+    )
+
+
+async def accumulate_calendar(
+    conn: asyncpg.Connection,
+    device_id: int,
+    parts: str,
+    timezone: str,
+    first: datetime,
+    after: datetime,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[asyncpg.Record]:
+    """Energy per day (or month) of the local period [first, after) in `timezone`, every part listed (0 without reads).
+
+    `first`/`after` are naive local times; as in `accumulate`, an interval counts in the part where it ends,
+    and `start`/`end` narrow it to intervals ending in (start, end]. The parts are made by Postgres from
+    the same local times as date_trunc's, so each sum meets its part whatever the daylight-saving rules.
+    """
+    where, args = _ending(start, end, 5)
+    return await conn.fetch(
+        f"""
+        WITH parts AS (
+            SELECT local AT TIME ZONE $3 AS start_at, (local + ('1 ' || $2)::interval) AT TIME ZONE $3 AS end_at
+            FROM generate_series($4::timestamp, $5::timestamp - ('1 ' || $2)::interval, ('1 ' || $2)::interval) AS local
+        ),
+        sums AS (
+            SELECT date_trunc($2, end_at - interval '1 microsecond', $3) AS period, sum(wh)::bigint AS wh
+            FROM intervals
+            WHERE device_id = $1
+              AND end_at > ($4::timestamp AT TIME ZONE $3) AND end_at <= ($5::timestamp AT TIME ZONE $3){where}
+            GROUP BY 1
+        )
+        SELECT parts.start_at, parts.end_at, coalesce(sums.wh, 0)::bigint AS wh
+        FROM parts LEFT JOIN sums ON sums.period = parts.start_at
+        ORDER BY parts.start_at
+        """,
+        device_id,
+        parts,
+        timezone,
+        first,
+        after,
+        *args,
+    )
+
+
+async def list_reads_ending(
+    conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """The device's intervals ending in (start, end] (either bound may be open), by end."""
+    where, args = _ending(start, end, 1)
+    n = len(args)
+    return await conn.fetch(
+        f"""
+        SELECT start_at, end_at, wh, read_type FROM intervals
+        WHERE device_id = $1{where}
+        ORDER BY end_at LIMIT ${n + 2} OFFSET ${n + 3}
+        """,
+        device_id,
+        *args,
+        limit,
+        offset,
     )
 
 
