@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from opendrec_kit import ApiError, Principal, UoW, permission
 from opendrec_kit.auth import only_roles
@@ -22,6 +23,7 @@ MAX_PAGE_SIZE = 100
 router = APIRouter(prefix="/api", tags=["devices"])
 
 Paging = Annotated[Page, Depends(page_query(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, "devices"))]
+LogPaging = Annotated[Page, Depends(page_query(10, 100, "devices"))]  # D-REC's certified log: 10 a page
 Filters = Annotated[DeviceQuery, Query()]
 Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
@@ -98,6 +100,90 @@ async def all_devices(uow: UoW, asked: Listed) -> dict[str, Any]:
 async def devices_for_reservation(uow: UoW, asked: Listed) -> dict[str, Any]:
     """Devices of every developer that no active reservation holds: what a buyer may reserve."""
     return await services.list_available_devices(uow, asked.user, asked.organization_id, asked.query, asked.page)
+
+
+# Before /device/{id}: these paths would otherwise be taken for a device id.
+@router.get("/device/ungrouped", dependencies=[only_roles("Admin", "OrganizationAdmin", "DeviceOwner", "ApiUser")])
+async def ungrouped_devices(
+    uow: UoW,
+    acting: Reading,
+    query: Filters,
+    orderBy: Annotated[
+        list[str] | None,
+        Query(description="required: one or more of " + ", ".join(domain.ORDER_BY) + " (repeated, or commas)"),
+    ] = None,
+) -> list[dict[str, Any]]:
+    """The caller organization's devices that no active reservation holds, grouped by the `orderBy` fields
+    (D-REC's GroupedDevicesDTO: `[{"name", "devices": [... "commissioningDateRange", "capacityRange",
+    "selected"]}]`). The listing filters narrow them; at most 10,000 devices."""
+    return await services.ungrouped_devices(uow, acting.user, acting.organization_id, orderBy, query)
+
+
+@router.get("/device/my/totalamountread")
+async def certified_totals(uow: UoW, acting: Reading) -> list[dict[str, Any]]:
+    """Every device of the caller's organization: `{"externalId", "totalcertifiedReadValue", "totalReadValue", "id"}`.
+    totalcertifiedReadValue: Wh certified for it (certificate.issued); totalReadValue: null, the sum of all
+    its reads is the readings service's."""
+    return await services.certified_totals(uow, acting.user, acting.organization_id)
+
+
+@router.get("/device/my/autocomplete")
+async def autocomplete(
+    uow: UoW,
+    acting: Reading,
+    externalId: str | None = Query(
+        None, max_length=domain.MAX_EXTERNAL_ID, description="required: the beginning of the externalIds"
+    ),
+    limit: int = Query(100, ge=1, le=1000, description="devices answered at most"),
+) -> list[dict[str, Any]]:
+    """The caller organization's devices whose externalId starts with `externalId`, by externalId."""
+    return await services.autocomplete(uow, acting.user, acting.organization_id, externalId, limit)
+
+
+@router.put("/device/my/deviceOnBoardingDate", response_class=PlainTextResponse)
+async def change_onboarding_date(
+    request: Request,
+    uow: UoW,
+    deviceId: str | None = Query(
+        None, max_length=domain.MAX_EXTERNAL_ID, description="required: the device's externalId"
+    ),
+    givenDate: str | None = Query(None, max_length=64, description="required: the new onboarding date (ISO 8601)"),
+    acting: Acting = acting_for(MODULE, "Write"),
+) -> PlainTextResponse:
+    """Move a device's onboarding date back by up to six months; answers D-REC's sentence (text). Only where
+    ONBOARDING_DATE_CHANGES_ENABLED (D-REC: dev mode), and never for a device with certified energy."""
+    enabled = request.app.state.runtime.settings.onboarding_date_changes_enabled
+    sentence = await services.change_onboarding_date(
+        uow, acting.user, acting.organization_id, deviceId, givenDate, enabled=enabled
+    )
+    return PlainTextResponse(sentence)
+
+
+@router.get("/device/certifiedlog/first&lastdate", dependencies=[only_roles("Admin", "Buyer", "SubBuyer", "ApiUser")])
+async def certified_log(
+    uow: UoW,
+    acting: Reading,
+    page: LogPaging,
+    groupUid: str | None = Query(None, max_length=64, description="required: the reservation's uid"),
+    externalId: int | None = Query(
+        None, ge=1, le=MAX_ID, description="one device of the reservation, by its id (as D-REC names it)"
+    ),
+) -> dict[str, Any]:
+    """First and last certified instants of a reservation's devices, for its buyer: of one device, or a page of
+    every device with certificates (`{"certifieddevices_startToend", "totalItems", "currentPage", "totalPages"}`)."""
+    return await services.certified_log(uow, acting.user, acting.organization_id, groupUid, externalId, page)
+
+
+@router.get("/sdgbenefit")
+async def sdg_benefits() -> list[dict[str, Any]]:
+    """D-REC's SDG benefit records: `{"id", "SdgbenefitName", "sdgbenefitdescription", "sdgbenefitBitposition"}`."""
+    return services.sdg_benefits()
+
+
+@router.get("/sdgbenefit/code")
+async def sdg_benefit_codes() -> list[dict[str, str]]:
+    """D-REC's SDG benefit codes: `{"name": "SDG1", "value": "No Poverty"}`, ..."""
+    return services.sdg_benefit_codes()
 
 
 @router.get("/device/fuel-type")

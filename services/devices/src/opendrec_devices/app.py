@@ -3,7 +3,7 @@ from pathlib import Path
 from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
 from opendrec_kit import ServiceRuntime
 
-from . import api, bulk_api, handlers
+from . import api, bulk_api, files_api, handlers
 from .settings import Settings
 from .worker import bulk_worker
 
@@ -13,6 +13,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     # bulk routes first: /api/device/bulk-jobs must not be taken for /api/device/{id}
     runtime.include_router(bulk_api.router)
     runtime.include_router(api.router)
+    runtime.include_router(files_api.router)
     runtime.on(ReservationCreated, handlers.on_reservation_created)
     runtime.on(ReservationEnded, handlers.on_reservation_ended)
     runtime.on(CertificateIssued, handlers.on_certificate_issued)

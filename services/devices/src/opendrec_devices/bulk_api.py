@@ -3,15 +3,16 @@ Each route parses, authorizes, calls one use case (`services`) and answers."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from opendrec_kit import Principal, UoW, Worker, permission, uploads
+from opendrec_kit import ApiError, Principal, UoW, Worker, permission, uploads
 from opendrec_kit.organizations import MAX_ID, Acting, OrganizationQuery, acting_for
 from opendrec_kit.paging import Page, page_query
 
-from . import services
+from . import domain, services
 from .services.bulk_jobs import ROW_STATUSES
 
 MODULE = "DEVICE_BULK_MANAGEMENT_CRUDL"
@@ -46,36 +47,91 @@ async def _upload(
     return job
 
 
+MAX_JSON_BODY = 8 * 1024  # D-REC's {"fileName": ...}
+
+
+async def _json_body(request: Request) -> Any:
+    """The request's JSON body, read up to MAX_JSON_BODY bytes."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_JSON_BODY:
+            raise ApiError(413, f'The JSON body is larger than {MAX_JSON_BODY} bytes: send {{"fileName": "<key>"}}')
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ApiError(400, 'The body is not JSON: send {"fileName": "<key>"}, or the CSV itself as text/csv') from None
+
+
+async def _upload_named_file(request: Request, uow: UoW, user: Principal, organization_id: int) -> dict[str, Any]:
+    """D-REC's body `{"fileName": key}`: a CSV file uploaded before with POST /api/file."""
+
+    async def read_file_name() -> str:
+        body = await _json_body(request)
+        try:
+            return domain.check_bulk_file_name(body.get("fileName") if isinstance(body, dict) else None)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), [{"field": "fileName", "message": str(exc), "where": "body"}]) from None
+
+    job = await services.upload_job_from_file(uow, user, organization_id, read_file_name)
+    wake_worker(request)
+    return job
+
+
 # The CSV as the request body (text/csv), or as the file field of a multipart/form-data form.
-UPLOAD_BODY = {
+UPLOAD_CONTENT: dict[str, Any] = {
+    "text/csv": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary", "description": "the CSV file"}},
+            "required": ["file"],
+        }
+    },
+}
+UPLOAD_BODY = {"requestBody": {"required": True, "content": UPLOAD_CONTENT}}
+
+
+# D-REC's route also takes its JSON body naming a file uploaded before (POST /api/file).
+NAMED_FILE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "text/csv": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
+            "application/json": {
                 "schema": {
                     "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary", "description": "the CSV file"}},
-                    "required": ["file"],
+                    "properties": {
+                        "fileName": {"type": "string", "description": "the key POST /api/file answered (a .csv)"}
+                    },
+                    "required": ["fileName"],
                 }
             },
+            **UPLOAD_CONTENT,
         },
     }
 }
 
 
 @router.post(
-    "/device/addByAdmin/process-creation-bulk-devices-csv/{organizationId}", status_code=202, openapi_extra=UPLOAD_BODY
+    "/device/addByAdmin/process-creation-bulk-devices-csv/{organizationId}",
+    status_code=202,
+    openapi_extra=NAMED_FILE_BODY,
 )
 async def upload_for_organization(
     request: Request,
     uow: UoW,
     organizationId: int = Path(ge=1, le=MAX_ID, description="the Developer organization the devices are for"),
-    fileName: str | None = Query(None, max_length=255, description="default: the uploaded file's name"),
+    fileName: str | None = Query(
+        None, max_length=255, description="direct uploads: the job's file name (default: the uploaded file's name)"
+    ),
     user: Principal = permission(MODULE, "Write"),
 ) -> dict[str, Any]:
-    """D-REC's bulk upload (a CSV file, as the body or a form's file field); answers the job at once (202).
-    Admins onboard for any Developer organization, API users for theirs, others for their own."""
+    """D-REC's bulk upload; answers the job at once (202). The body is D-REC's `{"fileName": key}` naming
+    a CSV file uploaded with POST /api/file (application/json), or the CSV file itself (as the body or a
+    form's file field). Admins onboard for any Developer organization, API users for theirs, others for
+    their own."""
+    if uploads.media_type(request.headers.get("content-type", "")) == "application/json":
+        return await _upload_named_file(request, uow, user, organizationId)
     return await _upload(request, uow, user, organizationId, fileName)
 
 

@@ -30,6 +30,13 @@ DEVICE_TYPES: tuple[Code, ...] = _load_codes("irec_device_types.json")
 FUEL_CODES: frozenset[str] = frozenset(c.code for c in FUEL_TYPES)
 DEVICE_TYPE_CODES: frozenset[str] = frozenset(c.code for c in DEVICE_TYPES)
 
+# The UN Sustainable Development Goals as D-REC lists them (its `SDGBenefits` model):
+# {"name": "SDG7", "value": "Affordable and Clean Energy"}, in goal order.
+SDG_BENEFITS: tuple[dict[str, str], ...] = tuple(
+    {"name": item["name"], "value": item["value"]}
+    for item in json.loads(resources.files(__package__).joinpath("data", "sdg_benefits.json").read_text("utf-8"))
+)
+
 # The D-REC off-taker list (its API accepts these; "Residential" in the Postman collection,
 # "School" in the API guide). Matched case-insensitively, stored as written here.
 OFF_TAKERS: tuple[str, ...] = (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import mimetypes
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -325,3 +327,200 @@ def parse_organization_id(value: Any) -> int | None:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**63 - 1:
         raise ValueError(f"organizationId {value!r} is not an organization id (a positive integer)")
     return int(text)
+
+
+# ---------------------------------------------------------------- devices grouped for a reservation (D-REC /device/ungrouped)
+
+# D-REC's DeviceOrderBy values, and the device field (D-REC name) each groups by.
+ORDER_BY: dict[str, str] = {
+    "Offtaker": "offTaker",
+    "Fuel code": "fuelCode",
+    "Country": "countryCode",
+    "Grid Interconnection": "gridInterconnection",
+    "Capacity": "capacity",
+    "Commissioning Date": "commissioningDate",
+}
+
+
+def parse_order_by(values: list[str] | None) -> list[str]:
+    """`orderBy` as D-REC takes it (repeated; commas accepted too): one or more DeviceOrderBy values, any case."""
+    items = split_list(values)
+    if not items:
+        raise ValueError(f"orderBy is required: one or more of {', '.join(ORDER_BY)}")
+    known = {name.lower(): name for name in ORDER_BY}
+    bad = [item for item in items if item.lower() not in known]
+    if bad:
+        raise ValueError(f"orderBy {', '.join(map(repr, bad))} is not one of {', '.join(ORDER_BY)}")
+    return list(dict.fromkeys(known[item.lower()] for item in items))
+
+
+def capacity_range(capacity_kw: float) -> str:
+    """D-REC's CapacityRange of a capacity in kW."""
+    if capacity_kw <= 1:
+        return "0.1W - 1kW"
+    if capacity_kw <= 50:
+        return "1.01kW - 50kW"
+    if capacity_kw <= 500:
+        return "51kW - 500kW"
+    if capacity_kw <= 5000:
+        return "500kW - 5MW"
+    return "5MW+"
+
+
+def commissioning_date_range(commissioned: datetime, now: datetime) -> str:
+    """D-REC's CommissioningDateRange: by calendar years since commissioning ("Year 1 - Q3" in the year
+    itself, by quarter; then "Year 2" ... "Year 5", "6 - 10 years", "11 - 15 years", "15 years+")."""
+    years = now.year - commissioned.year
+    if years <= 0:
+        return f"Year 1 - Q{(commissioned.month - 1) // 3 + 1}"
+    if years <= 4:
+        return f"Year {years + 1}"
+    if years <= 9:
+        return "6 - 10 years"
+    if years <= 14:
+        return "11 - 15 years"
+    return "15 years+"
+
+
+def _group_text(field: str, value: Any) -> str:
+    """One part of a group's name, as D-REC writes it: a fuel by its name, booleans and numbers as JavaScript does."""
+    if field == "fuelCode":
+        return next((c.name for c in FUEL_TYPES if c.code == value), str(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def group_devices(devices: Sequence[Mapping[str, Any]], order_by: list[str], now: datetime) -> list[dict[str, Any]]:
+    """Devices (in D-REC field names) grouped by the values of the `order_by` fields, groups in the order
+    their first device comes: `[{"name", "devices": [device + commissioningDateRange, capacityRange, selected]}]`."""
+    fields = [ORDER_BY[rule] for rule in order_by]
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for device in devices:
+        key = tuple(device[f] for f in fields)
+        group = groups.get(key)
+        if group is None:
+            name = ",".join(_group_text(f, v) for f, v in zip(fields, key, strict=True))
+            group = groups[key] = {"name": name, "devices": []}
+        commissioned = datetime.fromisoformat(device["commissioningDate"])
+        group["devices"].append(
+            {
+                **device,
+                "commissioningDateRange": commissioning_date_range(commissioned, now),
+                "capacityRange": capacity_range(device["capacity"]),
+                "selected": True,
+            }
+        )
+    return list(groups.values())
+
+
+# ---------------------------------------------------------------- onboarding date (D-REC dev mode)
+
+ONBOARDING_MONTHS_BACK = 6
+
+
+def parse_instant(value: str, field: str) -> datetime:
+    """An ISO 8601 date or date-time a client sent; UTC unless it has an offset."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{field} {value!r} is not an ISO 8601 date or date-time (e.g. 2024-01-31T00:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    """The same day `months` calendar months earlier (the month's last day when it has fewer days)."""
+    month_index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(month_index, 12)
+    day = moment.day
+    while True:
+        try:
+            return moment.replace(year=year, month=month + 1, day=day)
+        except ValueError:
+            day -= 1
+
+
+def check_onboarding_date(given: datetime, onboarded: datetime) -> None:
+    """A device's onboarding date may only move back, by at most six months (D-REC's rule)."""
+    earliest = months_before(onboarded, ONBOARDING_MONTHS_BACK)
+    if not earliest <= given < onboarded:
+        raise ValueError(
+            f"givenDate {iso(given)} must be before the onboarding date {iso(onboarded)} and not more than "
+            f"{ONBOARDING_MONTHS_BACK} months before it (from {iso(earliest)})"
+        )
+
+
+def onboarding_change_refusal(certified_wh: int) -> str | None:
+    """Why the onboarding date may not move: energy of the device was certified already (the reads
+    behind it were judged against the current date)."""
+    if certified_wh > 0:
+        return f"The onboarding date cannot be changed: the device has certified energy ({certified_wh} Wh)"
+    return None
+
+
+# ---------------------------------------------------------------- uploaded files
+
+# D-REC's supported upload types (origin's PDF and images, plus CSV); CSV also as Excel and browsers label it.
+FILE_TYPES: dict[str, str] = {
+    "application/pdf": ".pdf",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/png": ".png",
+    "text/csv": ".csv",
+    "application/csv": ".csv",
+    "application/vnd.ms-excel": ".csv",
+}
+_UNLABELLED = ("", "application/octet-stream")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_EXTENSION = re.compile(r"\.[a-z0-9]{1,10}")
+MAX_FILE_KEY = 300
+
+
+def file_type(content_type: str, file_name: str) -> str:
+    """The media type a file is stored with: the part's own, or (unlabelled) the one its name implies;
+    ValueError when it is not a supported type."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in _UNLABELLED:
+        kind = (mimetypes.guess_type(file_name)[0] or "").lower()
+    if kind not in FILE_TYPES:
+        raise ValueError(
+            f"{file_name!r}: unsupported file type {kind or 'unknown'}; supported: PDF, JPEG, PNG and CSV files"
+        )
+    return "image/jpeg" if kind == "image/jpg" else kind
+
+
+def file_key(file_name: str, content_type: str, unique: uuid.UUID) -> str:
+    """The key an upload answers (as D-REC's `<name>-<uuid>.csv`): the name's stem made URL-safe, a uuid,
+    and the name's extension (or the type's)."""
+    base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, extension = base.rpartition(".")
+    if not dot:
+        stem, extension = base, ""
+    extension = f".{extension.lower()}"
+    if not _EXTENSION.fullmatch(extension):
+        extension = FILE_TYPES.get(content_type, "")
+    stem = _UNSAFE_NAME.sub("_", stem).strip("._-")[:100] or "file"
+    return f"{stem}-{unique}{extension}"
+
+
+def may_read_file(role: str, organization_id: int, file_organization_id: int) -> bool:
+    """Who may read an uploaded file: its uploader's organization, and admins."""
+    return role == "Admin" or organization_id == file_organization_id
+
+
+def check_bulk_file_name(value: Any) -> str:
+    """`fileName` of a bulk onboarding body: the key of an uploaded CSV file."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("fileName is required: the key POST /api/file answered for the CSV file")
+    name = value.strip()
+    if len(name) > MAX_FILE_KEY:
+        raise ValueError(f"fileName is longer than {MAX_FILE_KEY} characters")
+    if not name.lower().endswith(".csv"):
+        raise ValueError(f"Invalid file: fileName {name!r} does not name a CSV file (.csv)")
+    return name

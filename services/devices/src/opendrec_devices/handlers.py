@@ -11,9 +11,7 @@ from . import services
 
 
 async def on_reservation_created(event: ReservationCreated, ctx: EventContext) -> None:
-    await services.record_reservation(
-        ctx, event.reservation_id, event.device_ids, event.reservation_start, event.reservation_end
-    )
+    await services.record_reservation(ctx, event)
 
 
 async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> None:
@@ -21,4 +19,4 @@ async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> No
 
 
 async def on_certificate_issued(event: CertificateIssued, ctx: EventContext) -> None:
-    await services.record_certificate(ctx, event.certificate_id, event.device_id, event.energy_wh)
+    await services.record_certificate(ctx, event)

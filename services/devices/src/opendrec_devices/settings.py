@@ -11,3 +11,8 @@ class Settings(ServiceSettings):
     bulk_batch_size: int = Field(default=500, ge=1)  # rows registered per transaction
     bulk_poll_interval_s: float = 1.0  # how often the worker looks for jobs it was not woken for
     bulk_worker_enabled: bool = True
+    # Uploaded files (POST /api/file), D-REC's FILE_MAX_FILE_SIZE and FILE_MAX_FILES
+    file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)  # a larger file gets a 413
+    file_max_files: int = Field(default=20, ge=1)  # files in one upload
+    # PUT /api/device/my/deviceOnBoardingDate: D-REC allows it only in dev mode (MODE=dev)
+    onboarding_date_changes_enabled: bool = False

@@ -151,13 +151,21 @@ async def certified_wh(conn: asyncpg.Connection, device_id: int) -> int:
 
 
 async def record_reservation(
-    conn: asyncpg.Connection, reservation_id: int, device_ids: list[int], start: Any, end: Any
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    reservation_uid: uuid.UUID,
+    buyer_organization_id: int,
+    device_ids: list[int],
+    start: Any,
+    end: Any,
 ) -> None:
     await conn.executemany(
-        "INSERT INTO reservation_devices (reservation_id, device_id, reservation_start, reservation_end) "
-        "VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, reservation_id) "
-        "DO UPDATE SET reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end",
-        [(reservation_id, d, start, end) for d in dict.fromkeys(device_ids)],
+        "INSERT INTO reservation_devices "
+        "(reservation_id, device_id, reservation_start, reservation_end, reservation_uid, buyer_organization_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, reservation_id) "
+        "DO UPDATE SET reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end, "
+        "reservation_uid = EXCLUDED.reservation_uid, buyer_organization_id = EXCLUDED.buyer_organization_id",
+        [(reservation_id, d, start, end, reservation_uid, buyer_organization_id) for d in dict.fromkeys(device_ids)],
     )
 
 
@@ -172,14 +180,130 @@ async def record_reservation_ended(conn: asyncpg.Connection, reservation_id: int
     )
 
 
-async def record_certificate(conn: asyncpg.Connection, certificate_id: Any, device_id: int, energy_wh: int) -> None:
+async def record_certificate(conn: asyncpg.Connection, certificate: dict[str, Any]) -> None:
+    """One certificate.issued (keys: the columns of certified_energy); a repeated certificate counts once."""
     await conn.execute(
-        "INSERT INTO certified_energy (certificate_id, device_id, energy_wh) VALUES ($1, $2, $3) "
+        "INSERT INTO certified_energy (certificate_id, device_id, energy_wh, reservation_id, reservation_uid, "
+        "buyer_organization_id, generation_start, generation_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (certificate_id) DO NOTHING",
-        certificate_id,
-        device_id,
-        energy_wh,
+        certificate["certificate_id"],
+        certificate["device_id"],
+        certificate["energy_wh"],
+        certificate["reservation_id"],
+        certificate["reservation_uid"],
+        certificate["buyer_organization_id"],
+        certificate["generation_start"],
+        certificate["generation_end"],
     )
+
+
+async def reservation_buyer(conn: asyncpg.Connection, reservation_uid: uuid.UUID) -> int | None:
+    """The buyer organization of a reservation known by its uid (from reservation.created, else from
+    its certificates), or None when unknown."""
+    return await conn.fetchval(
+        "SELECT buyer_organization_id FROM reservation_devices WHERE reservation_uid = $1 "
+        "UNION ALL SELECT buyer_organization_id FROM certified_energy WHERE reservation_uid = $1 LIMIT 1",
+        reservation_uid,
+    )
+
+
+async def certified_range(conn: asyncpg.Connection, reservation_uid: uuid.UUID, device_id: int) -> asyncpg.Record:
+    """(first, last, certificates): the certified period of one device in a reservation."""
+    return await conn.fetchrow(
+        "SELECT min(generation_start) AS first, max(generation_end) AS last, count(*) AS certificates "
+        "FROM certified_energy WHERE reservation_uid = $1 AND device_id = $2",
+        reservation_uid,
+        device_id,
+    )
+
+
+async def certified_ranges(
+    conn: asyncpg.Connection, reservation_uid: uuid.UUID, limit: int, offset: int
+) -> tuple[int, list[asyncpg.Record]]:
+    """(devices with certificates, one page of them by device id with their externalId, first and last certified instants)."""
+    total = await conn.fetchval(
+        "SELECT count(DISTINCT device_id) FROM certified_energy WHERE reservation_uid = $1", reservation_uid
+    )
+    rows = await conn.fetch(
+        "SELECT c.device_id, d.external_id, min(c.generation_start) AS first, max(c.generation_end) AS last "
+        "FROM certified_energy c LEFT JOIN devices d ON d.id = c.device_id WHERE c.reservation_uid = $1 "
+        "GROUP BY c.device_id, d.external_id ORDER BY c.device_id LIMIT $2 OFFSET $3",
+        reservation_uid,
+        limit,
+        offset,
+    )
+    return total, rows
+
+
+async def reservation_holds(conn: asyncpg.Connection, reservation_uid: uuid.UUID, device_id: int) -> bool:
+    """Whether the reservation names the device (reservation.created) or certified energy of it."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM reservation_devices WHERE reservation_uid = $1 AND device_id = $2) "
+        "OR EXISTS (SELECT 1 FROM certified_energy WHERE reservation_uid = $1 AND device_id = $2)",
+        reservation_uid,
+        device_id,
+    )
+
+
+async def certified_totals(conn: asyncpg.Connection, organization_ids: list[int] | None) -> list[asyncpg.Record]:
+    """Every device of the organizations (None: all) with its certified Wh, oldest first."""
+    return await conn.fetch(
+        "SELECT d.id, d.external_id, coalesce(c.wh, 0)::bigint AS certified_wh FROM devices d "
+        "LEFT JOIN (SELECT device_id, sum(energy_wh) AS wh FROM certified_energy GROUP BY device_id) c "
+        "ON c.device_id = d.id WHERE ($1::bigint[] IS NULL OR d.organization_id = ANY($1)) ORDER BY d.id",
+        organization_ids,
+    )
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def devices_by_prefix(
+    conn: asyncpg.Connection, organization_ids: list[int] | None, prefix: str, limit: int
+) -> list[asyncpg.Record]:
+    """Devices whose externalId starts with `prefix` (taken literally), by externalId."""
+    return await conn.fetch(
+        "SELECT * FROM devices WHERE ($1::bigint[] IS NULL OR organization_id = ANY($1)) "
+        "AND external_id LIKE $2 ESCAPE '\\' ORDER BY external_id, id LIMIT $3",
+        organization_ids,
+        _like_prefix(prefix),
+        limit,
+    )
+
+
+async def set_onboarded_at(conn: asyncpg.Connection, device_id: int, onboarded_at: Any) -> asyncpg.Record:
+    """Move a device's onboarding date (its `created_at`, D-REC's createdAt)."""
+    return await conn.fetchrow(
+        "UPDATE devices SET created_at = $2, updated_at = now() WHERE id = $1 RETURNING *", device_id, onboarded_at
+    )
+
+
+# ---------------------------------------------------------------- uploaded files
+
+
+async def insert_file(conn: asyncpg.Connection, file: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO files (id, key, file_name, content_type, size_bytes, data, organization_id, uploaded_by) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        file["id"],
+        file["key"],
+        file["file_name"],
+        file["content_type"],
+        len(file["data"]),
+        file["data"],
+        file["organization_id"],
+        file["uploaded_by"],
+    )
+
+
+async def get_file(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+    """An uploaded file by its key (or its uuid)."""
+    try:
+        file_id: uuid.UUID | None = uuid.UUID(key)
+    except ValueError:
+        file_id = None
+    return await conn.fetchrow("SELECT * FROM files WHERE key = $1 OR id = $2 LIMIT 1", key, file_id)
 
 
 # ---------------------------------------------------------------- listings

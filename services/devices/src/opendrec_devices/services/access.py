@@ -59,3 +59,9 @@ async def check_buyer(conn: asyncpg.Connection, user: Principal, organization_id
     (an admin naming none needs none)."""
     if user.role != ADMIN or organization_id is not None:
         await acting_organization(conn, user, organization_id, organization_type=BUYER)
+
+
+async def buyer_scope(conn: asyncpg.Connection, user: Principal, organization_id: int | None) -> list[int] | None:
+    """Buyer organizations whose reservations a caller reads (None: all, for an admin naming none): a
+    buyer's own, an API user's named one (or all its Buyer organizations)."""
+    return await visible_organizations(conn, user, organization_id, organization_type=BUYER)

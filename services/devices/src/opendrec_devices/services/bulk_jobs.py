@@ -8,6 +8,7 @@ and never registers a row twice. Jobs are claimed with SKIP LOCKED: several inst
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from opendrec_kit.timestamps import iso, iso_or_none
 
 from .. import bulk, domain, store
 from ..models import FIELD_COLUMNS, DeviceRegistration
-from . import access
+from . import access, files
 
 STAGE_BATCH = 1000  # staged rows per COPY at upload
 ROW_STATUSES = ("pending", "created", "created_with_warnings", "failed")
@@ -76,20 +77,11 @@ async def _stage(conn: asyncpg.Connection, job_id: int, rows: Iterable[tuple[int
     return total
 
 
-async def upload_job(
-    uow: UnitOfWork,
-    user: Principal,
-    organization_id: int | None,
-    file_name: str | None,
-    receive: Callable[[], Awaitable[uploads.Upload]],
+async def _make_job(
+    uow: UnitOfWork, user: Principal, organization_id: int, file_name: str | None, spooled: uploads.Upload
 ) -> dict[str, Any]:
-    """Make a job of an uploaded CSV file: its rows staged, for the worker to register.
-
-    Who may onboard where is settled before a byte of the file is read (`receive` reads it). One
-    transaction: a file found bad half-way leaves no job and no staged row."""
-    async with uow.reading() as r:
-        organization_id = await access.developer_organization(r.conn, user, organization_id, "onboard devices")
-    spooled = await receive()
+    """Stage the rows of a spooled CSV file as a job (closing the file). One transaction: a file found bad
+    half-way leaves no job and no staged row."""
     try:
         async with uow:
             try:
@@ -106,6 +98,42 @@ async def upload_job(
     finally:
         spooled.file.close()
     return job_view(job)
+
+
+async def upload_job(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    file_name: str | None,
+    receive: Callable[[], Awaitable[uploads.Upload]],
+) -> dict[str, Any]:
+    """Make a job of an uploaded CSV file: its rows staged, for the worker to register.
+
+    Who may onboard where is settled before a byte of the file is read (`receive` reads it)."""
+    async with uow.reading() as r:
+        organization_id = await access.developer_organization(r.conn, user, organization_id, "onboard devices")
+    spooled = await receive()
+    return await _make_job(uow, user, organization_id, file_name, spooled)
+
+
+async def upload_job_from_file(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    read_file_name: Callable[[], Awaitable[str]],
+) -> dict[str, Any]:
+    """Make a job of a CSV file uploaded before (POST /api/file), named by its key in D-REC's body
+    `{"fileName": key}`; the job's fileName is the key. Who may onboard where is settled before the body
+    is read; the file must be one the caller may read (its organization's; admins any)."""
+    async with uow.reading() as r:
+        organization_id = await access.developer_organization(r.conn, user, organization_id, "onboard devices")
+    key = await read_file_name()
+    async with uow.reading() as r:
+        row = files.readable(user, await store.get_file(r.conn, key), key)
+    spooled = tempfile.SpooledTemporaryFile(max_size=uploads.SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by _make_job
+    spooled.write(row["data"])
+    spooled.seek(0)
+    return await _make_job(uow, user, organization_id, row["key"], uploads.Upload(spooled, row["file_name"]))
 
 
 # ---------------------------------------------------------------- reading jobs

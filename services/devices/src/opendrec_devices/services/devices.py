@@ -7,6 +7,7 @@ Each runs in the unit of work it is given: reads in `uow.reading()` (one snapsho
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -231,6 +232,99 @@ async def delete_device(
     }
 
 
+# ---------------------------------------------------------------- D-REC's device helpers
+
+UNGROUPED_MAX = 10_000  # devices one /device/ungrouped answer groups
+
+
+async def ungrouped_devices(
+    uow: UnitOfWork, user: Principal, organization_id: int | None, order_by: list[str] | None, query: DeviceQuery
+) -> list[dict[str, Any]]:
+    """The caller organization's devices that no active reservation holds, grouped by the `order_by` fields
+    (D-REC's GroupedDevicesDTO list), newest first within a group; the listing filters narrow them."""
+    async with uow.reading() as r:
+        scope = await access.listing_scope(r.conn, user, organization_id, admin_default="own")
+        try:
+            rules = domain.parse_order_by(order_by)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), [{"field": "orderBy", "message": str(exc), "where": "query"}]) from None
+        total, rows = await store.list_devices(r.conn, query.filters(scope), UNGROUPED_MAX, 0, available_only=True)
+    if total > UNGROUPED_MAX:
+        raise ApiError(
+            400,
+            f"{total} devices match, more than {UNGROUPED_MAX} in one answer: narrow them with the listing "
+            "filters (countryCode, fuelCode, deviceTypeCode, offTaker, capacityMin/Max, commissioningDateFrom/To)",
+        )
+    return domain.group_devices([to_drec(row) for row in rows], rules, datetime.now(UTC))
+
+
+async def autocomplete(
+    uow: UnitOfWork, user: Principal, organization_id: int | None, prefix: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The caller organization's devices whose externalId starts with `prefix` (taken literally), by externalId."""
+    async with uow.reading() as r:
+        scope = await access.listing_scope(r.conn, user, organization_id, admin_default="own")
+        text = (prefix or "").strip()
+        if not text:
+            raise ApiError(400, "externalId is required: the beginning of the externalIds looked for")
+        rows = await store.devices_by_prefix(r.conn, scope, text, limit)
+    return [to_drec(row) for row in rows]
+
+
+def _onboarding_request(external_id: str | None, given_date: str | None) -> tuple[str, datetime]:
+    errors = []
+    if not external_id or not external_id.strip():
+        errors.append({"field": "deviceId", "message": "deviceId is required: the device's externalId"})
+    moment = None
+    if not given_date or not given_date.strip():
+        errors.append({"field": "givenDate", "message": "givenDate is required: the new onboarding date"})
+    else:
+        try:
+            moment = domain.parse_instant(given_date, "givenDate")
+        except ValueError as exc:
+            errors.append({"field": "givenDate", "message": str(exc)})
+    if errors or external_id is None or moment is None:
+        raise ApiError(400, "; ".join(e["message"] for e in errors), [{**e, "where": "query"} for e in errors])
+    return external_id.strip(), moment
+
+
+async def change_onboarding_date(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    external_id: str | None,
+    given_date: str | None,
+    *,
+    enabled: bool,
+) -> str:
+    """Move a device's onboarding date (createdAt) back by up to six months (D-REC: dev mode only, and only
+    while the device has no reads; devices knows of its certified energy, not its reads). Announces
+    device.updated with the new `onboarded_at`. Answers D-REC's sentence."""
+    async with uow:
+        scope = await access.device_scope(uow.conn, user, organization_id)
+        if not enabled:
+            raise ApiError(
+                400,
+                "Changing a device's onboarding date is not enabled here (as in D-REC outside dev mode; "
+                "ONBOARDING_DATE_CHANGES_ENABLED)",
+            )
+        external_id, given = _onboarding_request(external_id, given_date)
+        found = _one_of(await store.find_by_external_id(uow.conn, external_id, scope), external_id)
+        current = await store.lock_device(uow.conn, found["id"])
+        if current is None:  # deleted meanwhile
+            raise _not_found(f"with externalId {external_id!r}")
+        try:
+            domain.check_onboarding_date(given, current["created_at"])
+        except ValueError as exc:
+            raise ApiError(400, str(exc), [{"field": "givenDate", "message": str(exc), "where": "query"}]) from None
+        refusal = domain.onboarding_change_refusal(await store.certified_wh(uow.conn, current["id"]))
+        if refusal:
+            raise ApiError(409, refusal)
+        row = await store.set_onboarded_at(uow.conn, current["id"], given)
+        uow.record(domain.updated_event(row))
+    return f"Changed createdAt date from {iso(current['created_at'])} to {iso(row['created_at'])}"
+
+
 # ---------------------------------------------------------------- code lists (no database)
 
 
@@ -248,3 +342,21 @@ def country_codes(search: str | None) -> list[dict[str, Any]]:
         return list(codes.COUNTRIES)
     key = search.strip().lower()
     return [c for c in codes.COUNTRIES if key in str(c["country"]).lower() or key in str(c["countryCode"]).lower()]
+
+
+def sdg_benefit_codes() -> list[dict[str, str]]:
+    """D-REC's SDG benefit codes: `[{"name": "SDG1", "value": "No Poverty"}, ...]`."""
+    return [dict(item) for item in codes.SDG_BENEFITS]
+
+
+def sdg_benefits() -> list[dict[str, Any]]:
+    """D-REC's SDG benefit records (its `sdgbenefit` table), here the fixed list of the 17 goals."""
+    return [
+        {
+            "id": number,
+            "SdgbenefitName": item["name"],
+            "sdgbenefitdescription": item["value"],
+            "sdgbenefitBitposition": number,
+        }
+        for number, item in enumerate(codes.SDG_BENEFITS, start=1)
+    ]

@@ -1,24 +1,31 @@
 """Use cases fed by other services' events: which devices are reserved, which have certified energy.
 
-These read models decide deletion refusals and the buyer listing. Each is idempotent: a redelivered
-or repeated event changes nothing (the kit's inbox already drops exact redeliveries)."""
+These read models decide deletion refusals, the buyer listing, the ungrouped devices, certified totals and the
+certified log of a reservation. Each is idempotent: a redelivered or repeated event changes nothing (the kit's
+inbox already drops exact redeliveries)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
+from opendrec_contracts import CertificateIssued, ReservationCreated
 from opendrec_kit import UnitOfWork
 
 from .. import store
 
 
-async def record_reservation(
-    uow: UnitOfWork, reservation_id: int, device_ids: list[int], start: datetime, end: datetime
-) -> None:
-    """A reservation holds these devices over [start, end)."""
+async def record_reservation(uow: UnitOfWork, reservation: ReservationCreated) -> None:
+    """A reservation (known by id and uid, for its buyer) holds these devices over [start, end)."""
     async with uow:
-        await store.record_reservation(uow.conn, reservation_id, device_ids, start, end)
+        await store.record_reservation(
+            uow.conn,
+            reservation.reservation_id,
+            reservation.reservation_uid,
+            reservation.buyer_organization_id,
+            reservation.device_ids,
+            reservation.reservation_start,
+            reservation.reservation_end,
+        )
 
 
 async def record_reservation_ended(uow: UnitOfWork, reservation_id: int, ended_at: datetime, reason: str) -> None:
@@ -28,7 +35,20 @@ async def record_reservation_ended(uow: UnitOfWork, reservation_id: int, ended_a
         await store.record_reservation_ended(uow.conn, reservation_id, ended_at, reason)
 
 
-async def record_certificate(uow: UnitOfWork, certificate_id: uuid.UUID, device_id: int, energy_wh: int) -> None:
-    """Certified energy of a device (a device with some may not be deleted)."""
+async def record_certificate(uow: UnitOfWork, certificate: CertificateIssued) -> None:
+    """Certified energy of a device, in which reservation and over which period (a device with some may
+    not be deleted; the certified log reads the periods)."""
     async with uow:
-        await store.record_certificate(uow.conn, certificate_id, device_id, energy_wh)
+        await store.record_certificate(
+            uow.conn,
+            {
+                "certificate_id": certificate.certificate_id,
+                "device_id": certificate.device_id,
+                "energy_wh": certificate.energy_wh,
+                "reservation_id": certificate.reservation_id,
+                "reservation_uid": certificate.reservation_uid,
+                "buyer_organization_id": certificate.buyer_organization_id,
+                "generation_start": certificate.generation_start,
+                "generation_end": certificate.generation_end,
+            },
+        )
