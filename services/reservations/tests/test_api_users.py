@@ -256,3 +256,34 @@ async def test_an_admin_reserves_for_a_buyer_organization_it_names(world, kafka_
         and made.json()["organizationId"] == orgs["a_buyer"]
         and made.json()["deviceIds"] == [device]
     )
+
+
+async def test_an_api_user_changes_and_ends_a_reservation_of_its_buyer_organization(world, kafka_bootstrap):
+    client, orgs = world["client"], world["orgs"]
+    [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
+    now = datetime.now(UTC)
+    res = await reserve(
+        client, world["as_a"], [device], organizationId=orgs["a_buyer"], start=now, end=now + timedelta(days=3)
+    )
+    for method, path, json in (
+        ("PATCH", f"/api/buyer-reservation/{res['id']}", {"name": "renamed by A"}),
+        ("DELETE", f"/api/buyer-reservation/endreservation/{res['id']}", {}),
+    ):
+        missing = await client.request(method, path, json=json, headers=world["as_a"])
+        assert missing.status_code == 400 and "organizationId is required" in missing.json()["message"]
+        foreign = await client.request(
+            method, path, json=json, params={"organizationId": orgs["a_buyer"]}, headers=world["as_b"]
+        )
+        assert foreign.status_code == 403
+        others = await client.request(
+            method, path, json=json, params={"organizationId": orgs["b_buyer"]}, headers=world["as_b"]
+        )
+        assert others.status_code == 404
+        done = await client.request(
+            method, path, json=json, params={"organizationId": orgs["a_buyer"]}, headers=world["as_a"]
+        )
+        assert done.status_code == 200, done.text
+    shown = await client.get(
+        f"/api/buyer-reservation/{res['id']}", params={"organizationId": orgs["a_buyer"]}, headers=world["as_a"]
+    )
+    assert shown.json()["name"] == "renamed by A" and shown.json()["state"] == "ended"
