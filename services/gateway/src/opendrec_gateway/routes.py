@@ -57,6 +57,9 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/api/countrycode/list"),
     ("GET", "/api/device/fuel-type"),
     ("GET", "/api/device/device-type"),
+    ("GET", "/api/sdgbenefit"),
+    ("GET", "/api/sdgbenefit/code"),
+    ("POST", "/api/auth/getAccess"),  # refused for everyone: it names the signed-assertion flow instead
     ("GET", "/.well-known/jwks.json"),
     ("HEAD", "/.well-known/jwks.json"),
 ]
