@@ -447,7 +447,9 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 
 def check_onboarding_date(given: datetime, onboarded: datetime) -> None:
-    """A device's onboarding date may only move back, by at most six months (D-REC's rule)."""
+    """A device's onboarding date may only move back, by at most six months (D-REC's rule). The onboarding
+    date counts as answers show it, to the millisecond: giving the date shown is not a move back."""
+    onboarded = onboarded.replace(microsecond=onboarded.microsecond // 1000 * 1000)
     earliest = months_before(onboarded, ONBOARDING_MONTHS_BACK)
     if not earliest <= given < onboarded:
         raise ValueError(
