@@ -2,7 +2,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
+from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded, ReservationUpdated
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers, services
@@ -17,6 +17,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(ReadIngested, partial(handlers.on_read_ingested, settlement=settlement))
     runtime.on(ReservationCreated, partial(handlers.on_reservation_created, settlement=settlement))
+    runtime.on(ReservationUpdated, partial(handlers.on_reservation_updated, settlement=settlement))
     runtime.on(ReservationEnded, handlers.on_reservation_ended)
     runtime.follow_organizations()
 

@@ -36,6 +36,7 @@ class Reservation:
     target_wh: int | None
     authority_to_exceed: bool
     certified_wh: int  # already certified for this reservation
+    expiry: datetime | None = None  # nothing is certified for it from then on (None: no such limit)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class Issue:
 def effective_end(end: datetime, ended_at: datetime | None) -> datetime:
     """Where a reservation's window really stops: its end date, or earlier if it was ended before that."""
     return min(end, ended_at) if ended_at is not None else end
+
+
+def certifiable(reservation: Reservation, now: datetime) -> bool:
+    """Whether certificates may still be issued for the reservation now: not from its expiry on (D-REC's
+    reservationExpiryDate; the window itself stops at its effective end)."""
+    return reservation.expiry is None or now < reservation.expiry
 
 
 ORGANIZATION_VIEWS = {"Developer": "owner", "Buyer": "buyer"}

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
+from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded, ReservationUpdated
 from opendrec_kit import EventContext
 
 from . import services
@@ -39,6 +39,10 @@ async def on_read_ingested(event: ReadIngested, ctx: EventContext, *, settlement
 
 async def on_reservation_created(event: ReservationCreated, ctx: EventContext, *, settlement: Settlement) -> None:
     await services.take_reservation(ctx, event, settlement.settle, settlement.clock())
+
+
+async def on_reservation_updated(event: ReservationUpdated, ctx: EventContext, *, settlement: Settlement) -> None:
+    await services.change_reservation(ctx, event, settlement.settle, settlement.clock())
 
 
 async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> None:

@@ -19,7 +19,14 @@ from typing import Any
 
 import asyncpg
 
-from opendrec_contracts import CertificateIssued, DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded
+from opendrec_contracts import (
+    CertificateIssued,
+    DeviceRegistered,
+    ReadIngested,
+    ReservationCreated,
+    ReservationEnded,
+    ReservationUpdated,
+)
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, find_organization, visible_organizations
 from opendrec_kit.paging import Page, total_pages
@@ -47,6 +54,8 @@ async def _certify_device(uow: UnitOfWork, device_id: int, settle: timedelta, no
     # time: its certified total is read under its lock, or two devices could each fill what is left.
     await store.lock_capped_reservations(conn, device_id)
     for reservation in await store.reservations_of_device(conn, device_id):
+        if not domain.certifiable(reservation, now):
+            continue  # expired: nothing more is certified for it
         reads = await store.uncertified_reads(
             conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
         )
@@ -120,17 +129,44 @@ async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: t
             event.frequency,
             event.target_capacity_wh,
             event.authority_to_exceed,
+            event.reservation_expiry,
             event.device_ids,
         )
         if not inserted:
             return
-        # Every device first, in a fixed order, then certify: _certify_device also takes reservation
-        # locks, and a device lock must never be awaited while one is held (no deadlock with a read).
-        devices = sorted(event.device_ids)
-        for device_id in devices:
-            await store.lock_device(uow.conn, device_id)
-        for device_id in devices:
-            await _certify_device(uow, device_id, settle, now)
+        await store.apply_reservation_change(uow.conn, event.reservation_id)  # one heard before it, if any
+        await _certify_devices(uow, event.device_ids, settle, now)
+
+
+async def _certify_devices(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> None:
+    # Every device first, in a fixed order, then certify: _certify_device also takes reservation
+    # locks, and a device lock must never be awaited while one is held (no deadlock with a read).
+    devices = sorted(device_ids)
+    for device_id in devices:
+        await store.lock_device(uow.conn, device_id)
+    for device_id in devices:
+        await _certify_device(uow, device_id, settle, now)
+
+
+async def change_reservation(uow: UnitOfWork, event: ReservationUpdated, settle: timedelta, now: datetime) -> None:
+    """A reservation's new terms (the latest revision wins, in any order with reservation.created): its window
+    stops at the new end, its target, authority and expiry are the new ones. Energy already certified stays;
+    what the new terms allow more of (a later end, a higher target, the authority to exceed, a later expiry) is
+    certified now."""
+    async with uow:
+        await store.record_reservation_change(
+            uow.conn,
+            event.reservation_id,
+            event.revision,
+            event.name,
+            event.reservation_end,
+            event.target_capacity_wh,
+            event.authority_to_exceed,
+            event.reservation_expiry,
+        )
+        devices = await store.apply_reservation_change(uow.conn, event.reservation_id)
+        if devices:
+            await _certify_devices(uow, devices, settle, now)
 
 
 async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:

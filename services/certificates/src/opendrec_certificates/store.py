@@ -31,12 +31,13 @@ async def insert_reservation(
     frequency: str,
     target_wh: int | None,
     authority_to_exceed: bool,
+    expiry: datetime | None,
     device_ids: list[int],
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO reservations (reservation_id, uid, name, buyer_organization_id, reservation_start, reservation_end,
-                                     frequency, target_capacity_wh, authority_to_exceed)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
+                                     frequency, target_capacity_wh, authority_to_exceed, reservation_expiry)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING true""",
         reservation_id,
         uid,
         name,
@@ -46,6 +47,7 @@ async def insert_reservation(
         frequency,
         target_wh,
         authority_to_exceed,
+        expiry,
     )
     if inserted:
         await conn.executemany(
@@ -64,6 +66,52 @@ async def record_reservation_end(
         reservation_id,
         ended_at,
         reason,
+    )
+
+
+async def record_reservation_change(
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    revision: int,
+    name: str,
+    end: datetime,
+    target_wh: int | None,
+    authority_to_exceed: bool,
+    expiry: datetime | None,
+) -> None:
+    """Keep a reservation's latest terms (the highest revision; an older or replayed change is ignored)."""
+    await conn.execute(
+        """INSERT INTO reservation_changes (reservation_id, revision, name, reservation_end, target_capacity_wh,
+                                            authority_to_exceed, reservation_expiry)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (reservation_id) DO UPDATE SET revision = $2, name = $3, reservation_end = $4,
+               target_capacity_wh = $5, authority_to_exceed = $6, reservation_expiry = $7
+           WHERE reservation_changes.revision < $2""",
+        reservation_id,
+        revision,
+        name,
+        end,
+        target_wh,
+        authority_to_exceed,
+        expiry,
+    )
+
+
+async def apply_reservation_change(conn: asyncpg.Connection, reservation_id: int) -> list[int] | None:
+    """Give the reservation (when known) its latest recorded terms, if newer than its own; its devices when
+    they changed (None: nothing to apply)."""
+    return await conn.fetchval(
+        """WITH changed AS (
+               UPDATE reservations r SET name = c.name, reservation_end = c.reservation_end,
+                   target_capacity_wh = c.target_capacity_wh, authority_to_exceed = c.authority_to_exceed,
+                   reservation_expiry = c.reservation_expiry, revision = c.revision
+               FROM reservation_changes c
+               WHERE c.reservation_id = r.reservation_id AND r.reservation_id = $1 AND c.revision > r.revision
+               RETURNING r.reservation_id
+           )
+           SELECT array_agg(rd.device_id ORDER BY rd.device_id)
+           FROM changed JOIN reservation_devices rd ON rd.reservation_id = changed.reservation_id""",
+        reservation_id,
     )
 
 
@@ -158,7 +206,7 @@ async def is_certification_due(conn: asyncpg.Connection, device_id: int, now: da
 async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
     rows = await conn.fetch(
         """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
-                  r.authority_to_exceed, e.ended_at,
+                  r.authority_to_exceed, r.reservation_expiry, e.ended_at,
                   coalesce((SELECT sum(energy_wh) FROM certificates c WHERE c.reservation_id = r.reservation_id), 0) AS certified
            FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
            LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
@@ -174,6 +222,7 @@ async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> li
             r["target_capacity_wh"],
             r["authority_to_exceed"],
             int(r["certified"]),
+            r["reservation_expiry"],
         )
         for r in rows
     ]
