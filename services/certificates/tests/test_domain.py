@@ -4,7 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opendrec_certificates.domain import Read, Reservation, allocate, issues, period_start, share_in_window
+from opendrec_certificates.domain import (
+    Read,
+    Reservation,
+    allocate,
+    certifiable,
+    issues,
+    period_start,
+    share_in_window,
+)
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -105,3 +113,9 @@ def test_an_organizations_log_is_of_its_devices_or_its_reservations():
 
     assert organization_view("Developer") == "owner" and organization_view("Buyer") == "buyer"
     assert organization_view("Admin") is None and organization_view("ApiUser") is None
+
+
+def test_nothing_is_certifiable_from_the_expiry_on():
+    res = Reservation(1, T0, T0 + H, "hourly", None, True, 0, expiry=T0 + 2 * H)
+    assert certifiable(res, T0 + 2 * H - H / 60) and not certifiable(res, T0 + 2 * H)
+    assert certifiable(Reservation(1, T0, T0 + H, "hourly", None, True, 0), T0 + 1000 * H)

@@ -1,10 +1,7 @@
 """A reservation's expiry (nothing certified from then on) and its changed terms (reservation.updated)."""
 
-from datetime import UTC, datetime
-
 import pytest
 
-from opendrec_certificates.domain import Reservation, certifiable
 from opendrec_contracts import ReservationUpdated
 from opendrec_kit.testing import eventually, publish_events
 
@@ -31,12 +28,6 @@ def updated(created, revision, **kw):
 
 async def total_is(client, issuer, reservation_id, buyer, value):
     return await total_certified(client, issuer, reservation_id, buyer) == value
-
-
-def test_nothing_is_certifiable_from_the_expiry_on():
-    res = Reservation(1, T0, T0 + H, "hourly", None, True, 0, expiry=T0 + 2 * H)
-    assert certifiable(res, T0 + 2 * H - H / 60) and not certifiable(res, T0 + 2 * H)
-    assert certifiable(Reservation(1, T0, T0 + H, "hourly", None, True, 0), datetime.now(UTC))
 
 
 async def test_an_expired_reservation_gets_no_certificate(service, kafka_bootstrap):
