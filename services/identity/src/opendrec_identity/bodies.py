@@ -59,14 +59,24 @@ class NewAccount(BaseModel):
     _check_confirm = field_validator("confirmPassword")(_confirms("password"))
 
 
-class RegisterWithOrganization(NewAccount):
+class NewOrganizationAccount(NewAccount):
+    """An organization and its first user (who administers it)."""
+
     email: Email
     organizationType: Annotated[str, rule(domain.normalize_organization_type)] = Field(
         description="Developer or Buyer, in any letter case"
     )
     orgName: Annotated[str, rule(domain.required_text, "orgName", 200)]
     orgAddress: Annotated[str | None, rule(domain.optional_text, "orgAddress", 500)] = None
+
+
+class RegisterWithOrganization(NewOrganizationAccount):
     secretKey: Annotated[str, rule(domain.check_secret_key)] = Field(description=domain.SECRET_KEY_RULE)
+
+
+class AdminNewUser(NewOrganizationAccount):
+    """D-REC's CreateUserORGDTO as POST /api/admin/users takes it (no secretKey). Its api_user_id and orgid are
+    not read (D-REC too sets api_user_id from the calling admin and always creates a new organization)."""
 
 
 class Login(BaseModel):
@@ -100,6 +110,30 @@ class UserOut(BaseModel):
     emailConfirmed: bool
     createdAt: Timestamp
     organization: OrganizationOut
+
+
+class UserDetail(UserOut):
+    apiUserId: str | None = Field(default=None, description="for an API user: its apiUserId")
+    permission_status: str | None = Field(
+        default=None, description="for an API user: the state of its module request (Request, Active, Deactive)"
+    )
+
+
+class UserChange(BaseModel):
+    """What an Admin (or an API user, for the organizations registered under it) changes of a user."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    firstName: Annotated[str, rule(domain.required_text, "firstName", 100)] | None = None
+    lastName: Annotated[str, rule(domain.required_text, "lastName", 100)] | None = None
+    email: Email | None = None
+    status: Literal["Pending", "Active", "Suspended", "Deleted"] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UserChange:
+        if self.firstName is None and self.lastName is None and self.email is None and self.status is None:
+            raise PydanticCustomError("empty", "give firstName, lastName, email or status")
+        return self
 
 
 class Me(UserOut):
@@ -158,6 +192,65 @@ class OrganizationsPage(BaseModel):
 
 class ChangeRole(BaseModel):
     role: str
+
+
+_Text100 = Annotated[str, Field(max_length=100)]
+_Documents = Annotated[list[_Text100], Field(max_length=20)]
+
+
+class NewOrganization(BaseModel):
+    """D-REC's NewOrganizationDTO (POST /api/Organization)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    name: Annotated[str, rule(domain.required_text, "name", 200)]
+    address: Annotated[str, Field(max_length=500)]
+    zipCode: Annotated[str, Field(max_length=20)]
+    city: _Text100
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. IN")]
+    organizationType: Annotated[str, Field(max_length=20)] | None = None
+    orgEmail: Email | None = None
+    documentIds: _Documents | None = None
+    signatoryDocumentIds: _Documents | None = None
+
+
+class OrganizationChange(BaseModel):
+    """D-REC's UpdateOrganizationDTO (PATCH /api/admin/organizations/{id}): name, address and status change;
+    organizationType may only repeat the current one; the fields OpenDREC does not keep are refused if given."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    name: Annotated[str, rule(domain.required_text, "name", 200)] | None = None
+    address: Annotated[str | None, rule(domain.optional_text, "address", 500)] = Field(
+        default=None, description="an empty string clears it"
+    )
+    organizationType: Annotated[str, Field(max_length=20)] | None = None
+    status: Literal["Submitted", "Denied", "Active"] | None = None
+    zipCode: Annotated[str, Field(max_length=20)] | None = None
+    city: _Text100 | None = None
+    country: Annotated[str, Field(max_length=2)] | None = None
+    signatoryFullName: _Text100 | None = None
+    signatoryAddress: Annotated[str, Field(max_length=500)] | None = None
+    signatoryZipCode: Annotated[str, Field(max_length=20)] | None = None
+    signatoryCity: _Text100 | None = None
+    signatoryCountry: Annotated[str, Field(max_length=2)] | None = None
+    signatoryEmail: Annotated[str, Field(max_length=254)] | None = None
+    signatoryPhoneNumber: Annotated[str, Field(max_length=30)] | None = None
+    documentIds: _Documents | None = None
+    signatoryDocumentIds: _Documents | None = None
+
+    @field_validator(*domain.UNKEPT_ORGANIZATION_FIELDS)
+    @classmethod
+    def _not_kept(cls, value: Any) -> Any:
+        if value not in (None, "", []):
+            raise PydanticCustomError("unkept", domain.UNKEPT)
+        return None
+
+    @model_validator(mode="after")
+    def _something(self) -> OrganizationChange:
+        if not {"name", "address", "organizationType", "status"} & self.model_fields_set:
+            raise PydanticCustomError("empty", "give name, address, organizationType or status")
+        return self
 
 
 # -- invitations ------------------------------------------------------------------------------------------

@@ -326,3 +326,82 @@ def check_member_role(organization_type: str, role: str) -> str:
             raise Invalid(f"members of a {organization_type} organization cannot be given roles")
         raise Invalid(f"role must be one of {', '.join(allowed)} in a {organization_type} organization")
     return role
+
+
+# -- who reads whom ------------------------------------------------------------------------------------------
+
+# The roles that administer their organization (its first user's role): they read its members.
+ORGANIZATION_ADMINS = frozenset(FIRST_USER_ROLE.values())
+
+VISIBLE, FORBIDDEN, HIDDEN = "visible", "forbidden", "hidden"
+
+
+def user_visibility(
+    *, viewer_id: int, viewer_role: str, viewer_organization_id: int, user_id: int, user_organization_id: int
+) -> str:
+    """Whether a caller may read a user (D-REC: oneself, one's organization's administrator, an Admin).
+    VISIBLE; FORBIDDEN for a colleague (403); HIDDEN for another organization's user (answered as if there
+    were none: 404, so that ids of other organizations' users reveal nothing)."""
+    if viewer_role == ADMIN or viewer_id == user_id:
+        return VISIBLE
+    if viewer_organization_id != user_organization_id:
+        return HIDDEN
+    return VISIBLE if viewer_role in ORGANIZATION_ADMINS else FORBIDDEN
+
+
+# -- roles by the reference's ids ----------------------------------------------------------------------------
+
+# D-REC's user_role table (migrations/user_role.json): GET /api/permission/role/{id} names a role by these.
+ROLE_IDS = {1: ADMIN, 2: "OrganizationAdmin", 3: "DeviceOwner", 4: BUYER, 5: "User", 6: API_USER, 7: "SubBuyer"}
+
+
+def role_named(value: str) -> str | None:
+    """A role from D-REC's role id ("2") or its name ("OrganizationAdmin"); None if there is no such role."""
+    text = value.strip()
+    if text.isdecimal():
+        return ROLE_IDS.get(int(text)) if len(text) < 10 else None
+    return text if text in ROLES else None
+
+
+# -- organizations an Admin changes or deletes -----------------------------------------------------------------
+
+DELETED = "Deleted"
+ORGANIZATION_STATUSES = ("Submitted", "Denied", "Active")  # what PATCH may set; DELETE alone sets Deleted
+# Fields of D-REC's organization bodies that OpenDREC does not keep (no column, no reader).
+UNKEPT_ORGANIZATION_FIELDS = (
+    "zipCode",
+    "city",
+    "country",
+    "signatoryFullName",
+    "signatoryAddress",
+    "signatoryZipCode",
+    "signatoryCity",
+    "signatoryCountry",
+    "signatoryEmail",
+    "signatoryPhoneNumber",
+    "documentIds",
+    "signatoryDocumentIds",
+)
+UNKEPT = "OpenDREC keeps no such field for an organization; leave it out"
+
+
+def same_organization_type(current: str, requested: str) -> str:
+    """An organization keeps its type: its members' roles depend on it (any letter case of the same type is fine)."""
+    if requested.strip().lower() != current.lower():
+        raise Invalid(f"organizationType cannot change (it is {current}): the members' roles depend on it")
+    return current
+
+
+def check_deletable(organization_type: str, status: str, *, own: bool, organizations_under_it: int) -> None:
+    """Why an organization may not be deleted, if it may not (the caller's own, the admins', an API user's
+    with organizations still registered under it, one already deleted)."""
+    if status == DELETED:
+        raise Invalid("this organization is already deleted")
+    if own:
+        raise Invalid("you cannot delete your own organization")
+    if organization_type == ADMIN_ORGANIZATION:
+        raise Invalid("the administrators' organization cannot be deleted")
+    if organizations_under_it:
+        raise Invalid(
+            f"this API user still acts for {organizations_under_it} organization(s) registered under it; delete those first"
+        )

@@ -247,8 +247,53 @@ async def now(conn: asyncpg.Connection) -> datetime:
 _ORGANIZATION = "SELECT id, name, address, organization_type, status, created_at, api_user_id FROM organizations"
 
 
-async def organization_by_id(conn: asyncpg.Connection, organization_id: int) -> asyncpg.Record | None:
+async def organization_by_id(
+    conn: asyncpg.Connection, organization_id: int, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(_ORGANIZATION + " WHERE id = $1" + (" FOR UPDATE" if lock else ""), organization_id)
+
+
+async def update_organization(
+    conn: asyncpg.Connection, organization_id: int, changes: dict[str, Any]
+) -> asyncpg.Record:
+    """Set the given columns (name, address, status: fixed names chosen by the caller, never input)."""
+    columns = [c for c in ("name", "address", "status") if c in changes]
+    sets = "".join(f"{c} = ${i}, " for i, c in enumerate(columns, 2))
+    await conn.execute(
+        f"UPDATE organizations SET {sets}updated_at = now() WHERE id = $1",
+        organization_id,
+        *(changes[c] for c in columns),
+    )
     return await conn.fetchrow(_ORGANIZATION + " WHERE id = $1", organization_id)
+
+
+async def organizations_under_api_user_of(conn: asyncpg.Connection, organization_id: int) -> int:
+    """How many live organizations are registered under the API user(s) of this (ApiUser) organization."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM organizations o WHERE o.status <> 'Deleted' AND o.api_user_id IN "
+        "(SELECT a.id FROM api_users a JOIN users u ON u.id = a.user_id WHERE u.organization_id = $1)",
+        organization_id,
+    )
+
+
+async def remove_organization_users(conn: asyncpg.Connection, organization_id: int) -> list[int]:
+    """Mark every user of the organization Deleted; the ids of those who were not already."""
+    rows = await conn.fetch(
+        "UPDATE users SET status = 'Deleted', updated_at = now() WHERE organization_id = $1 AND status <> 'Deleted' "
+        "RETURNING id",
+        organization_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def expire_pending_invitations(conn: asyncpg.Connection, organization_id: int) -> int:
+    """End the organization's open invitations (they expire now); how many there were."""
+    status = await conn.execute(
+        "UPDATE invitations SET expires_at = least(expires_at, now()), updated_at = now() "
+        "WHERE organization_id = $1 AND status = 'Pending'",
+        organization_id,
+    )
+    return int(status.split()[-1])
 
 
 async def organizations_page(
@@ -286,13 +331,22 @@ async def set_status(conn: asyncpg.Connection, user_id: int, status: str) -> Non
     await conn.execute("UPDATE users SET status = $2, updated_at = now() WHERE id = $1", user_id, status)
 
 
+async def update_user(conn: asyncpg.Connection, user_id: int, changes: dict[str, Any]) -> None:
+    """Set the given columns (first_name, last_name, email, status, email_confirmed: fixed names, never input)."""
+    columns = [c for c in ("first_name", "last_name", "email", "status", "email_confirmed") if c in changes]
+    sets = "".join(f"{c} = ${i}, " for i, c in enumerate(columns, 2))
+    await conn.execute(
+        f"UPDATE users SET {sets}updated_at = now() WHERE id = $1", user_id, *(changes[c] for c in columns)
+    )
+
+
 # -- invitations -----------------------------------------------------------------------------------
 
 INVITATION_PENDING_UNIQUE = "invitations_pending_unique"
 
 _INVITATION = """
 SELECT i.id, i.organization_id, i.email, i.role, i.status, i.sender_id, i.expires_at, i.created_at, i.updated_at,
-       o.name AS organization_name, o.organization_type, s.email AS sender_email
+       o.name AS organization_name, o.organization_type, o.status AS organization_status, s.email AS sender_email
 FROM invitations i JOIN organizations o ON o.id = i.organization_id JOIN users s ON s.id = i.sender_id
 """
 
@@ -342,6 +396,11 @@ async def invitations_page(
     )
     total = await conn.fetchval("SELECT count(*) FROM invitations WHERE organization_id = $1", organization_id)
     return rows, total
+
+
+async def invitations_to(conn: asyncpg.Connection, email: str, limit: int) -> list[asyncpg.Record]:
+    """The invitations sent to an e-mail address, newest first."""
+    return await conn.fetch(_INVITATION + " WHERE i.email = $1 ORDER BY i.id DESC LIMIT $2", email, limit)
 
 
 async def answer_invitation(conn: asyncpg.Connection, invitation_id: int, status: str) -> None:
@@ -629,6 +688,13 @@ async def grants_page(
         "SELECT count(*) FROM (" + _GRANTS + where + ") matching", entity_type, entity_id, module
     )
     return rows, total
+
+
+async def grants_of(conn: asyncpg.Connection, entity_type: str, entity_id: str) -> list[asyncpg.Record]:
+    """A role's or a user's grants, newest first."""
+    return await conn.fetch(
+        _GRANTS + " WHERE entity_type = $1 AND entity_id = $2 ORDER BY id DESC", entity_type, entity_id
+    )
 
 
 async def user_ids_with_role(conn: asyncpg.Connection, role: str) -> list[int]:

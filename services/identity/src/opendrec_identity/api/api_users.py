@@ -140,6 +140,20 @@ async def client_credentials_token(request: Request, response: Response, uow: Uo
     return answer
 
 
+@router.post(
+    "/api/auth/getAccess",
+    status_code=410,
+    tags=["auth"],
+    responses={410: {"description": use_cases.GET_ACCESS_RETIRED}},
+)
+async def get_access_retired() -> None:
+    """D-REC's token for an API user that sends its private key (`?privateKey=`) with its username and password.
+    Retired: a private key never travels over the network here, so this always answers 410 and neither reads,
+    logs nor echoes the key (nor the body). Sign a client assertion with the key and send it to POST
+    /api/auth/token instead (see the identity README, "API users: getting started")."""
+    raise ApiError(410, use_cases.GET_ACCESS_RETIRED)
+
+
 # -- module permissions --------------------------------------------------------------------------------------
 
 

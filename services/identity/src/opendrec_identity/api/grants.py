@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
-from opendrec_kit import Principal, UoW, permission
+from opendrec_kit import CurrentPrincipal, Principal, UoW, permission
 from opendrec_kit.paging import Page
 
 from ..bodies import Done, GrantChange, GrantOut, GrantsPage, ModuleChange, ModuleOut, ModulesPage, NewGrant, NewModule
@@ -82,6 +82,24 @@ async def grants(
     return await use_cases.grants(uow, page, entityType, entityId, moduleName, aclmodulesId)
 
 
+@router.get("/api/permission/role/{id}", response_model=list[GrantOut], tags=["permission"], dependencies=ADMIN_ONLY)
+async def role_grants(
+    uow: UoW,
+    id: str = Path(max_length=20, description="D-REC's role id (1 Admin ... 7 SubBuyer) or the role's name"),
+    principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Read"),
+) -> list[dict[str, Any]]:
+    """The grants of a role, newest first. Admin only (D-REC also names OrganizationAdmin, which holds no
+    PERMISSION_MANAGEMENT_CRUDL here)."""
+    return await use_cases.role_grants(uow, id)
+
+
+@router.get("/api/permission/user/{id}", response_model=list[GrantOut], tags=["permission"])
+async def user_grants(id: int, principal: CurrentPrincipal, uow: UoW) -> list[dict[str, Any]]:
+    """The grants given to one user on top of their role's (an API user: its approved modules), newest first:
+    the caller's own, a member's of the organization the caller administers, anyone's for an Admin."""
+    return await use_cases.user_grants(uow, principal, id)
+
+
 @router.put("/api/permission/{id}", response_model=GrantOut, tags=["permission"], dependencies=ADMIN_ONLY)
 async def change_grant(
     id: int,
@@ -104,3 +122,37 @@ async def remove_grant(
 ) -> dict[str, Any]:
     """Remove a grant; the holders' current sessions are revoked."""
     return await use_cases.remove_grant(uow, identity, principal, id)
+
+
+# -- D-REC's paths of the ACL module operations: aliases, the same handlers ------------------------------------
+
+ACL_ALIAS = "/api/access-control-layer-module-service"
+
+router.add_api_route(
+    ACL_ALIAS,
+    modules,
+    methods=["GET"],
+    response_model=ModulesPage,
+    tags=["aclmodules"],
+    dependencies=ADMIN_ONLY,
+    summary="Modules (alias of GET /api/aclmodules)",
+)
+router.add_api_route(
+    ACL_ALIAS,
+    create_module,
+    methods=["POST"],
+    status_code=201,
+    response_model=ModuleOut,
+    tags=["aclmodules"],
+    dependencies=ADMIN_ONLY,
+    summary="Create Module (alias of POST /api/aclmodules)",
+)
+router.add_api_route(
+    ACL_ALIAS + "/update/{id}",
+    change_module,
+    methods=["PUT"],
+    response_model=ModuleOut,
+    tags=["aclmodules"],
+    dependencies=ADMIN_ONLY,
+    summary="Change Module (alias of PUT /api/aclmodules/{id})",
+)

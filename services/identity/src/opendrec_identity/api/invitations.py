@@ -43,6 +43,15 @@ async def invitations(
     return await use_cases.invitations(uow, acting.user, _organization(acting), page)
 
 
+@router.get("/api/invitation/By_email", response_model=list[InvitationOut])
+async def my_invitations(principal: CurrentPrincipal, uow: UoW) -> list[dict[str, Any]]:
+    """The invitations sent to the caller's e-mail address (from any organization; answered ones too), newest
+    first, at most 100: the ids to accept or reject with PUT /api/invitation/{id}. Any signed-in caller (D-REC asks
+    INVITATION_MANAGEMENT_CRUDL Read, which the roles an invitation may move, DeviceOwner, SubBuyer and User,
+    do not hold); it shows only the caller's own."""
+    return await use_cases.my_invitations(uow, principal)
+
+
 @router.put("/api/invitation/{invitationId}", response_model=InvitationOut)
 async def answer(
     invitationId: int, body: Answer, principal: CurrentPrincipal, uow: UoW, identity: Ident

@@ -8,10 +8,21 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from opendrec_kit import Principal, UoW, permission
+from opendrec_kit.auth import only_roles
 from opendrec_kit.organizations import organization_query
 from opendrec_kit.paging import Page
 
-from ..bodies import ChangeRole, Done, OrganizationOut, OrganizationsPage, UserOut, UsersPage
+from .. import domain
+from ..bodies import (
+    ChangeRole,
+    Done,
+    NewOrganization,
+    OrganizationChange,
+    OrganizationOut,
+    OrganizationsPage,
+    UserOut,
+    UsersPage,
+)
 from ..services import organizations
 from .deps import ADMIN_ONLY, Ident, Paging
 
@@ -35,6 +46,24 @@ async def my_organization_users(
 ) -> dict[str, Any]:
     """The members of the caller's organization, a page at a time."""
     return await organizations.members(uow, principal, principal.organization_id, page)
+
+
+@router.post(
+    "/api/Organization",
+    status_code=201,
+    response_model=OrganizationOut,
+    tags=["organization"],
+    dependencies=[only_roles("OrganizationAdmin")],
+    responses={400: {"description": organizations.ALREADY_IN_AN_ORGANIZATION + " (every account here has one)"}},
+)
+async def create_organization(
+    body: NewOrganization, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Write")
+) -> dict[str, Any]:
+    """D-REC's organization registration by an account without an organization. Every account here belongs to
+    one from its creation, so, as D-REC answers such an account, it is refused (400) once the body is valid.
+    New organizations come with their first user: POST /api/user/registerWithOrganization, POST /api/admin/users
+    (Admin), POST /api/user/register (an API user's)."""
+    return await organizations.create_organization(uow, principal, body)
 
 
 @router.get("/api/Organization/{organizationId}", response_model=OrganizationOut, tags=["organization"])
@@ -105,3 +134,47 @@ async def all_organizations(
 ) -> dict[str, Any]:
     """Every organization, a page at a time. Admin only."""
     return await organizations.all_organizations(uow, page, organizationType)
+
+
+@router.get(
+    "/api/admin/organizations/user/{organizationId}",
+    response_model=UsersPage,
+    tags=["admin"],
+    dependencies=[only_roles(domain.ADMIN, domain.API_USER)],
+)
+async def organization_all_users(
+    organizationId: int,
+    uow: UoW,
+    page: Page = Paging,
+    principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
+) -> dict[str, Any]:
+    """Every user of an organization (removed ones included, with status Deleted), a page at a time:
+    an Admin any organization, an API user those registered under it."""
+    return await organizations.all_members(uow, principal, organizationId, page)
+
+
+@router.patch("/api/admin/organizations/{id}", response_model=OrganizationOut, tags=["admin"], dependencies=ADMIN_ONLY)
+async def update_organization(
+    id: int,
+    body: OrganizationChange,
+    uow: UoW,
+    principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
+) -> dict[str, Any]:
+    """Change an organization's name, address or status (Submitted, Denied, Active). organizationType may only
+    repeat the current one; D-REC's other fields (zipCode, city, country, signatory..., documentIds) are not
+    kept here and are refused if given. Admin only."""
+    return await organizations.update_organization(uow, principal, id, body)
+
+
+@router.delete("/api/admin/organizations/{id}", response_model=Done, tags=["admin"], dependencies=ADMIN_ONLY)
+async def delete_organization(
+    id: int,
+    uow: UoW,
+    identity: Ident,
+    principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Delete"),
+) -> dict[str, Any]:
+    """Delete an organization, at once and entirely: it and every one of its users are marked Deleted (no one
+    logs in, current tokens are revoked), its open invitations expire. Refused (409) for the caller's own
+    organization, the administrators', and an API user's while organizations registered under it remain.
+    Identity does not know the organization's devices or reservations: it does not look at them. Admin only."""
+    return await organizations.delete_organization(uow, identity, principal, id)

@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 INVALID_CLIENT = "invalid_client: the client assertion is not valid for any API user"
 NOT_AN_API_USER = "This account is not an API user"
+GET_ACCESS_RETIRED = (
+    "POST /api/auth/getAccess is retired: private keys are never sent over the network here. "
+    "Sign a client assertion (a JWT: iss = sub = your apiUserId, aud = opendrec-identity, a unique jti, "
+    "exp a few minutes ahead at most, EdDSA) with your private key and send it to POST /api/auth/token "
+    "(grant_type=client_credentials, client_assertion_type=" + ASSERTION_TYPE + ", client_assertion=<JWT>). "
+    "Do not reuse a private key you have sent anywhere: rotate it (POST /api/user/apiuser/rotate-key)."
+)
 
 
 def _new_key_pair() -> tuple[str, str]:

@@ -19,7 +19,7 @@ from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso
 
 from .. import domain, mail, store
-from ..bodies import RegisterWithOrganization
+from ..bodies import NewOrganizationAccount
 from ..passwords import Passwords
 from ..settings import Settings
 from ..throttle import LoginThrottle
@@ -169,7 +169,7 @@ def conflict(email: bool, organization_name: bool) -> ApiError:
     return ApiError(409, f"Already registered: {fields}", details)
 
 
-async def refuse_taken(uow: UnitOfWork, body: RegisterWithOrganization) -> None:
+async def refuse_taken(uow: UnitOfWork, body: NewOrganizationAccount) -> None:
     """409 when the e-mail or the organization name is already registered (checked before hashing)."""
     async with uow.reading() as r:
         email_taken = await store.email_taken(r.conn, body.email)
@@ -194,11 +194,11 @@ def refusing_duplicates() -> Iterator[None]:
 async def register_organization(
     uow: UnitOfWork,
     settings: Settings,
-    body: RegisterWithOrganization,
+    body: NewOrganizationAccount,
     *,
     role: str,
     password_hash: str,
-    secret_key_hash: str,
+    secret_key_hash: str | None,
     api_user_id: str | None = None,
     owner_api_user_id: Any = None,
 ) -> tuple[asyncpg.Record, asyncpg.Record]:
@@ -256,3 +256,29 @@ async def check_own_organization(conn: asyncpg.Connection, principal: Principal,
         if row is not None and row["api_user_id"] is not None and str(row["api_user_id"]) == principal.api_user_id:
             return
     raise ApiError(403, "You can manage only your own organization")
+
+
+# -- users ----------------------------------------------------------------------------------------------------
+
+
+async def visible_user(conn: asyncpg.Connection, principal: Principal, user_id: int) -> asyncpg.Record:
+    """The user, if the caller may read them (domain.user_visibility): 404 for one that does not exist or
+    belongs to another organization (the same answer), 403 for a colleague the caller may not read."""
+    user = await store.user_by_id(conn, user_id)
+    seen = (
+        domain.user_visibility(
+            viewer_id=principal.user_id,
+            viewer_role=principal.role,
+            viewer_organization_id=principal.organization_id,
+            user_id=user["id"],
+            user_organization_id=user["organization_id"],
+        )
+        if user is not None
+        else domain.HIDDEN
+    )
+    if seen == domain.HIDDEN:
+        raise ApiError(404, f"User {user_id} does not exist")
+    if seen == domain.FORBIDDEN:
+        raise ApiError(403, "You may read your own account; your organization's administrator reads its members")
+    assert user is not None
+    return user

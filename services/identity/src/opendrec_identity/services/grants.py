@@ -19,7 +19,7 @@ from opendrec_kit.timestamps import iso
 
 from .. import domain, store
 from ..bodies import ModuleChange, NewGrant, NewModule
-from .common import Identity, invalid, page_of, revoke_sessions_of_users
+from .common import Identity, invalid, page_of, revoke_sessions_of_users, visible_user
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,28 @@ async def grants(
             module_name = module["name"]
         rows, total = await store.grants_page(r.conn, page, entity_type, entity_id, module_name)
     return page_of("permissions", [grant_out(row) for row in rows], page, total)
+
+
+async def role_grants(uow: UnitOfWork, role_id: str) -> list[dict[str, Any]]:
+    """A role's grants (named by D-REC's role id or by its name), newest first. Admin and ApiUser hold none:
+    Admin holds everything, an API user what its approved request gives it."""
+    role = domain.role_named(role_id)
+    if role is None:
+        raise ApiError(
+            404, f"Role {role_id} does not exist (ids: {', '.join(f'{i} {r}' for i, r in domain.ROLE_IDS.items())})"
+        )
+    async with uow.reading() as r:
+        rows = await store.grants_of(r.conn, "Role", role)
+    return [grant_out(row) for row in rows]
+
+
+async def user_grants(uow: UnitOfWork, principal: Principal, user_id: int) -> list[dict[str, Any]]:
+    """The grants given to one user on top of their role's (an API user: its approved modules), newest first;
+    for a user the caller may read (domain.user_visibility)."""
+    async with uow.reading() as r:
+        await visible_user(r.conn, principal, user_id)
+        rows = await store.grants_of(r.conn, "User", str(user_id))
+    return [grant_out(row) for row in rows]
 
 
 async def _locked_grant(conn: asyncpg.Connection, grant_id: int) -> tuple[asyncpg.Record, str]:

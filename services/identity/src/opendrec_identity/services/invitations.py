@@ -43,6 +43,8 @@ def invitation_out(row: Any) -> dict[str, Any]:
 
 
 def _open(invitation: asyncpg.Record, now: datetime) -> None:
+    if invitation["organization_status"] == domain.DELETED:
+        raise ApiError(409, "The inviting organization has been deleted")
     if invitation["status"] != "Pending":
         raise ApiError(409, f"This invitation is already {invitation['status'].lower()}")
     if invitation["expires_at"] <= now:
@@ -61,6 +63,8 @@ async def invite(
             organization = await store.organization_by_id(uow.conn, organization_id)
             if organization is None:
                 raise ApiError(404, f"Organization {organization_id} does not exist")
+            if organization["status"] == domain.DELETED:
+                raise ApiError(409, f"Organization {organization_id} has been deleted")
             try:
                 role = domain.check_member_role(organization["organization_type"], body.role)
             except domain.Invalid as exc:
@@ -111,6 +115,17 @@ async def invitations(uow: UnitOfWork, principal: Principal, organization_id: in
     return page_of("invitations", [invitation_out(row) for row in rows], page, total)
 
 
+MY_INVITATIONS_MAX = 100
+
+
+async def my_invitations(uow: UnitOfWork, principal: Principal) -> list[dict[str, Any]]:
+    """The invitations sent to the caller's e-mail address (every organization's, answered ones too),
+    newest first, at most MY_INVITATIONS_MAX."""
+    async with uow.reading() as r:
+        rows = await store.invitations_to(r.conn, principal.email.lower(), MY_INVITATIONS_MAX)
+    return [invitation_out(row) for row in rows]
+
+
 async def answer(
     uow: UnitOfWork, identity: Identity, principal: Principal, invitation_id: int, status: str
 ) -> dict[str, Any]:
@@ -155,7 +170,12 @@ async def register_invited(
         conn = uow.conn
         invitation_id = await store.invitation_id_by_token(conn, domain.token_digest(token))
         invitation = await store.invitation_by_id(conn, invitation_id, lock=True) if invitation_id else None
-        if invitation is None or invitation["status"] != "Pending" or invitation["expires_at"] <= await store.now(conn):
+        if (
+            invitation is None
+            or invitation["status"] != "Pending"
+            or invitation["expires_at"] <= await store.now(conn)
+            or invitation["organization_status"] == domain.DELETED
+        ):
             raise ApiError(400, BAD_TOKEN)
         existing = await store.user_by_email(conn, invitation["email"])
         if existing is not None and existing["status"] != "Deleted":

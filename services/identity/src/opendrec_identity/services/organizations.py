@@ -15,7 +15,18 @@ from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.paging import Page
 
 from .. import domain, store
-from .common import Identity, check_own_organization, joined_user_out, organization_out, page_of, revoke_sessions
+from ..bodies import NewOrganization, OrganizationChange
+from .common import (
+    NO_ACCOUNT,
+    Identity,
+    check_own_organization,
+    invalid,
+    joined_user_out,
+    organization_out,
+    page_of,
+    revoke_sessions,
+    revoke_sessions_of_users,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,17 @@ async def members(uow: UnitOfWork, principal: Principal, organization_id: int, p
     async with uow.reading() as r:
         await check_own_organization(r.conn, principal, organization_id)
         rows, total = await store.users_page(r.conn, page, organization_id, members_only=True)
+    return page_of("users", [joined_user_out(row) for row in rows], page, total)
+
+
+async def all_members(uow: UnitOfWork, principal: Principal, organization_id: int, page: Page) -> dict[str, Any]:
+    """Every user of an organization the caller manages (an Admin: any; an API user: those registered under it),
+    removed ones included (status Deleted), a page at a time."""
+    async with uow.reading() as r:
+        await check_own_organization(r.conn, principal, organization_id)
+        if await store.organization_by_id(r.conn, organization_id) is None:
+            raise ApiError(404, f"Organization {organization_id} does not exist")
+        rows, total = await store.users_page(r.conn, page, organization_id, members_only=False)
     return page_of("users", [joined_user_out(row) for row in rows], page, total)
 
 
@@ -107,3 +129,105 @@ async def remove_member(
     identity.refuse_here(revoked)
     log.info("member removed", extra={"organization_id": organization_id, "user_id": user_id, "by": principal.user_id})
     return {"success": True, "message": f"User {user_id} has been removed from organization {organization_id}"}
+
+
+# -- creating, changing, deleting organizations -----------------------------------------------------------------
+
+ALREADY_IN_AN_ORGANIZATION = "There is already an organization assigned to this account"
+
+
+async def create_organization(uow: UnitOfWork, principal: Principal, body: NewOrganization) -> dict[str, Any]:
+    """D-REC's POST /api/Organization: an account without an organization creates one. Every account here
+    belongs to an organization from its creation (registration, invitation, an admin), so, as D-REC answers
+    such an account, this is refused; the body was checked first."""
+    async with uow.reading() as r:
+        user = await store.user_by_id(r.conn, principal.user_id)
+    if user is None:
+        raise ApiError(401, NO_ACCOUNT)
+    raise ApiError(400, ALREADY_IN_AN_ORGANIZATION)
+
+
+async def update_organization(
+    uow: UnitOfWork, principal: Principal, organization_id: int, body: OrganizationChange
+) -> dict[str, Any]:
+    """An Admin changes an organization's name, address or status (Submitted, Denied, Active)."""
+    changes: dict[str, Any] = {}
+    if body.name is not None:
+        changes["name"] = body.name
+    if "address" in body.model_fields_set:
+        changes["address"] = body.address
+    if body.status is not None:
+        changes["status"] = body.status
+    try:
+        async with uow:
+            organization = await store.organization_by_id(uow.conn, organization_id, lock=True)
+            if organization is None:
+                raise ApiError(404, f"Organization {organization_id} does not exist")
+            if organization["status"] == domain.DELETED:
+                raise ApiError(409, f"Organization {organization_id} has been deleted")
+            if body.organizationType is not None:
+                try:
+                    domain.same_organization_type(organization["organization_type"], body.organizationType)
+                except domain.Invalid as exc:
+                    raise invalid("organizationType", str(exc)) from None
+            row = await store.update_organization(uow.conn, organization_id, changes) if changes else organization
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != store.ORGANIZATION_NAME_UNIQUE:
+            raise
+        raise ApiError(
+            409,
+            "Already registered: name",
+            [{"field": "name", "message": "an organization with this name already exists"}],
+        ) from None
+    log.info(
+        "organization changed",
+        extra={"organization_id": organization_id, "fields": sorted(changes), "by": principal.user_id},
+    )
+    return organization_out(row)
+
+
+async def delete_organization(
+    uow: UnitOfWork, identity: Identity, principal: Principal, organization_id: int
+) -> dict[str, Any]:
+    """An Admin deletes an organization, all at once or not at all: the organization and every one of its users
+    are marked Deleted (kept, as removed members are), their sessions revoked, its open invitations expired.
+    Refused (409) for the caller's own organization, the administrators', one already deleted, and an API user's
+    while organizations registered under it are not deleted."""
+    async with uow:
+        organization = await store.organization_by_id(uow.conn, organization_id, lock=True)
+        if organization is None:
+            raise ApiError(404, f"Organization {organization_id} does not exist")
+        under_it = (
+            await store.organizations_under_api_user_of(uow.conn, organization_id)
+            if organization["organization_type"] == domain.API_USER
+            else 0
+        )
+        try:
+            domain.check_deletable(
+                organization["organization_type"],
+                organization["status"],
+                own=organization_id == principal.organization_id,
+                organizations_under_it=under_it,
+            )
+        except domain.Invalid as exc:
+            raise ApiError(409, f"Organization {organization_id} cannot be deleted: {exc}") from None
+        # Invitations first: an invitee accepting right now holds its invitation's lock, and is then moved in
+        # before the users are marked (so they are marked too).
+        expired = await store.expire_pending_invitations(uow.conn, organization_id)
+        removed = await store.remove_organization_users(uow.conn, organization_id)
+        await store.update_organization(uow.conn, organization_id, {"status": domain.DELETED})
+        revoked = await revoke_sessions_of_users(uow, removed)
+    identity.refuse_here(revoked)
+    log.info(
+        "organization deleted",
+        extra={
+            "organization_id": organization_id,
+            "users_removed": len(removed),
+            "invitations_expired": expired,
+            "by": principal.user_id,
+        },
+    )
+    return {
+        "success": True,
+        "message": f"Organization {organization_id} has been deleted; {len(removed)} user(s) removed",
+    }
