@@ -256,3 +256,63 @@ def test_grant_rules():
     for bad in ("meter", "AB", "1ABC", "A-B-C", "A" * 101):
         with pytest.raises(domain.Invalid):
             domain.check_module_name(bad)
+
+
+# -- who reads whom, D-REC role ids, organization changes and deletion ------------------------------------------
+
+
+def _seen(viewer_role: str, *, viewer_id: int = 1, viewer_org: int = 10, user_id: int = 2, user_org: int = 10) -> str:
+    return domain.user_visibility(
+        viewer_id=viewer_id,
+        viewer_role=viewer_role,
+        viewer_organization_id=viewer_org,
+        user_id=user_id,
+        user_organization_id=user_org,
+    )
+
+
+def test_user_visibility():
+    assert _seen("User", user_id=1) == domain.VISIBLE  # oneself
+    assert _seen("OrganizationAdmin") == _seen("Buyer") == domain.VISIBLE  # one's organization's administrator
+    assert _seen("DeviceOwner") == _seen("SubBuyer") == _seen("User") == domain.FORBIDDEN  # a colleague
+    assert _seen("OrganizationAdmin", user_org=11) == _seen("ApiUser", user_org=11) == domain.HIDDEN
+    assert _seen("Admin", user_org=11) == domain.VISIBLE
+
+
+def test_roles_by_drec_id_or_name():
+    assert [domain.role_named(str(i)) for i in range(1, 8)] == [
+        "Admin",
+        "OrganizationAdmin",
+        "DeviceOwner",
+        "Buyer",
+        "User",
+        "ApiUser",
+        "SubBuyer",
+    ]
+    assert domain.role_named(" SubBuyer ") == "SubBuyer"
+    assert [domain.role_named(v) for v in ("0", "8", "2147483647", "99999999999", "admin", "")] == [None] * 6
+
+
+def test_an_organization_keeps_its_type():
+    assert domain.same_organization_type("Developer", " developer ") == "Developer"
+    with pytest.raises(domain.Invalid, match="cannot change"):
+        domain.same_organization_type("Developer", "Buyer")
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "own", "under", "reason"),
+    [
+        ("Developer", "Deleted", False, 0, "already deleted"),
+        ("Developer", "Active", True, 0, "your own"),
+        ("Admin", "Active", False, 0, "administrators"),
+        ("ApiUser", "Active", False, 2, "2 organization"),
+    ],
+)
+def test_what_may_not_be_deleted(kind, status, own, under, reason):
+    with pytest.raises(domain.Invalid, match=reason):
+        domain.check_deletable(kind, status, own=own, organizations_under_it=under)
+
+
+def test_what_may_be_deleted():
+    for kind in ("Developer", "Buyer", "ApiUser"):
+        domain.check_deletable(kind, "Submitted", own=False, organizations_under_it=0)
