@@ -320,6 +320,8 @@ async def test_an_api_user_changes_only_the_users_of_its_organizations(client, a
     stranger, _ = await new_organization(client)
     foreign = await client.put(f"/api/admin/users/{stranger['id']}", headers=headers, json={"lastName": "Hijack"})
     assert foreign.status_code == 404 and stranger["email"] not in foreign.text
+    empty = await client.put(f"/api/admin/users/{stranger['id']}", headers=headers, json={})
+    assert empty.status_code == 404  # the stranger is not told the body is empty: it may change nothing there
 
     unapproved = await api_user_headers(client, await register_api_user(client))
     resp = await client.put(f"/api/admin/users/{created.json()['id']}", headers=unapproved, json={"lastName": "X"})

@@ -128,12 +128,11 @@ class UserChange(BaseModel):
     lastName: Annotated[str, rule(domain.required_text, "lastName", 100)] | None = None
     email: Email | None = None
     status: Literal["Pending", "Active", "Suspended", "Deleted"] | None = None
+    # An empty change is refused by the use case, after it checked the caller may change the user at all
+    # (so that a stranger learns nothing from a 400).
 
-    @model_validator(mode="after")
-    def _something(self) -> UserChange:
-        if self.firstName is None and self.lastName is None and self.email is None and self.status is None:
-            raise PydanticCustomError("empty", "give firstName, lastName, email or status")
-        return self
+    def empty(self) -> bool:
+        return self.firstName is None and self.lastName is None and self.email is None and self.status is None
 
 
 class Me(UserOut):

@@ -90,6 +90,12 @@ async def update_user(
     try:
         async with uow:
             target = await _may_change(uow.conn, principal, user_id)
+            if body.empty():
+                raise ApiError(
+                    400,
+                    "Invalid request: check body",
+                    [{"field": "body", "message": "give firstName, lastName, email or status"}],
+                )
             if body.status is not None and body.status != target["status"]:
                 if user_id == principal.user_id:
                     raise ApiError(400, "You cannot change your own status; ask another administrator")
