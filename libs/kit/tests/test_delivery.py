@@ -52,6 +52,10 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="sample", migrations=Path(__file__).parent / "sample_migrations")
     router = APIRouter()
 
+    @router.post("/api/auth/getAccess", status_code=410)
+    async def get_access(privateKey: str = "") -> dict:
+        return {"message": "refused"}
+
     @router.post("/devices/{device_id}")
     async def register(device_id: int, request: Request, uow: UoW, fail: bool = False) -> dict:
         try:
@@ -198,6 +202,18 @@ async def test_trace_started_by_a_request_continues_in_the_consumer(service):
     assert row["trace_id"] == trace_id
     names = {s.name for s in SPANS.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id}
     assert {"POST /devices/{device_id}", "device.registered publish", "device.registered process"} <= names
+
+
+async def test_a_private_key_sent_in_a_query_string_reaches_no_span(service):
+    _runtime, client = service
+    secret = f"MC4CAQAwBQYDK2VwBCIEI{uuid.uuid4().hex}"
+    SPANS.clear()
+    r = await client.post("/api/auth/getAccess", params={"privateKey": secret})
+    assert r.status_code == 410
+    await client.post(f"/devices/{new_id()}")  # a traced request after it: the exporter is running
+    spans = SPANS.get_finished_spans()
+    assert spans and all(secret not in span.to_json() for span in spans)
+    assert not [s for s in spans if "getAccess" in s.to_json()]
 
 
 async def test_a_revoked_token_is_refused_within_moments(service, kafka_bootstrap):
