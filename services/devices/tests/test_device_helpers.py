@@ -375,3 +375,26 @@ async def test_sdg_benefit_lists_are_public(service):
     assert len(r.json()) == 17
     # a token is not needed, and a bad one is not looked at either
     assert (await client.get("/api/sdgbenefit", headers={"Authorization": "Bearer nonsense"})).status_code == 200
+
+
+async def test_openapi_shows_who_reaches_the_helpers(service):
+    client, _ = service
+    paths = client.runtime.app.openapi()["paths"]
+    assert paths["/api/device/ungrouped"]["get"]["x-roles"] == ["Admin", "OrganizationAdmin", "DeviceOwner", "ApiUser"]
+    assert paths["/api/device/certifiedlog/first&lastdate"]["get"]["x-roles"] == [
+        "Admin",
+        "Buyer",
+        "SubBuyer",
+        "ApiUser",
+    ]
+    onboarding = paths["/api/device/my/deviceOnBoardingDate"]["put"]
+    assert onboarding["x-permissions"] == [{"module": "DEVICE_MANAGEMENT_CRUDL", "action": "Write"}]
+    for path in ("/api/sdgbenefit", "/api/sdgbenefit/code"):
+        assert paths[path]["get"]["x-access"] == "public"
+    assert paths["/api/file"]["post"]["x-permissions"] == [
+        {"module": "DEVICE_BULK_MANAGEMENT_CRUDL", "action": "Write"}
+    ]
+    assert set(paths["/api/file"]["post"]["requestBody"]["content"]) == {"multipart/form-data"}
+    assert paths["/api/file/{id}"]["get"]["x-permissions"] == [{"module": "DEVICE_MANAGEMENT_CRUDL", "action": "Read"}]
+    for path in ("/api/device/ungrouped", "/api/device/my/totalamountread", "/api/device/my/autocomplete"):
+        assert not [p for p in paths[path]["get"]["parameters"] if p.get("required")], path  # checked in the use case
