@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
+from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded, ReservationUpdated
 from opendrec_kit import ServiceRuntime
 
 from . import api, bulk_api, files_api, handlers
@@ -15,6 +15,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.include_router(api.router)
     runtime.include_router(files_api.router)
     runtime.on(ReservationCreated, handlers.on_reservation_created)
+    runtime.on(ReservationUpdated, handlers.on_reservation_updated)
     runtime.on(ReservationEnded, handlers.on_reservation_ended)
     runtime.on(CertificateIssued, handlers.on_certificate_issued)
     # organization_directory: which organizations an API user acts for, and their types

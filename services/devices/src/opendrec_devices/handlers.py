@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
+from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded, ReservationUpdated
 from opendrec_kit import EventContext
 
 from . import services
@@ -12,6 +12,10 @@ from . import services
 
 async def on_reservation_created(event: ReservationCreated, ctx: EventContext) -> None:
     await services.record_reservation(ctx, event)
+
+
+async def on_reservation_updated(event: ReservationUpdated, ctx: EventContext) -> None:
+    await services.record_reservation_change(ctx, event)
 
 
 async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> None:

@@ -159,13 +159,67 @@ async def record_reservation(
     start: Any,
     end: Any,
 ) -> None:
-    await conn.executemany(
+    """reservation.created: its terms as revision 0, unless a reservation.updated (a later revision) came
+    first; a redelivery writes the same terms again."""
+    await conn.execute(
         "INSERT INTO reservation_devices "
         "(reservation_id, device_id, reservation_start, reservation_end, reservation_uid, buyer_organization_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, reservation_id) "
+        "SELECT $1, d, $3, $4, $5, $6 FROM unnest($2::bigint[]) AS d "
+        "WHERE NOT EXISTS (SELECT 1 FROM reservation_devices WHERE reservation_id = $1 AND revision > 0) "
+        "ON CONFLICT (device_id, reservation_id) "
         "DO UPDATE SET reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end, "
-        "reservation_uid = EXCLUDED.reservation_uid, buyer_organization_id = EXCLUDED.buyer_organization_id",
-        [(reservation_id, d, start, end, reservation_uid, buyer_organization_id) for d in dict.fromkeys(device_ids)],
+        "reservation_uid = EXCLUDED.reservation_uid, buyer_organization_id = EXCLUDED.buyer_organization_id "
+        "WHERE reservation_devices.revision = 0",
+        reservation_id,
+        list(dict.fromkeys(device_ids)),
+        start,
+        end,
+        reservation_uid,
+        buyer_organization_id,
+    )
+
+
+async def reservation_revision(conn: asyncpg.Connection, reservation_id: int) -> int | None:
+    """The revision of the terms held for a reservation (0: as created), None when none are held."""
+    return await conn.fetchval(
+        "SELECT max(revision) FROM reservation_devices WHERE reservation_id = $1", reservation_id
+    )
+
+
+async def replace_reservation_terms(
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    revision: int,
+    reservation_uid: uuid.UUID,
+    buyer_organization_id: int,
+    device_ids: list[int],
+    start: Any,
+    end: Any,
+) -> None:
+    """A reservation's full terms at `revision`: its rows become exactly these devices over [start, end); a row
+    already written from a later revision is left as it is."""
+    devices = list(dict.fromkeys(device_ids))
+    await conn.execute(
+        "DELETE FROM reservation_devices WHERE reservation_id = $1 AND revision < $2 AND NOT device_id = ANY($3)",
+        reservation_id,
+        revision,
+        devices,
+    )
+    await conn.execute(
+        "INSERT INTO reservation_devices (reservation_id, device_id, reservation_start, reservation_end, "
+        "reservation_uid, buyer_organization_id, revision) "
+        "SELECT $1, d, $4, $5, $6, $7, $2 FROM unnest($3::bigint[]) AS d "
+        "ON CONFLICT (device_id, reservation_id) "
+        "DO UPDATE SET reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end, "
+        "reservation_uid = EXCLUDED.reservation_uid, buyer_organization_id = EXCLUDED.buyer_organization_id, "
+        "revision = EXCLUDED.revision WHERE reservation_devices.revision < EXCLUDED.revision",
+        reservation_id,
+        revision,
+        devices,
+        start,
+        end,
+        reservation_uid,
+        buyer_organization_id,
     )
 
 

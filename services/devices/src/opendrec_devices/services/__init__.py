@@ -32,7 +32,7 @@ from .devices import (
     update_device,
 )
 from .files import read_file, store_files
-from .read_models import record_certificate, record_reservation, record_reservation_ended
+from .read_models import record_certificate, record_reservation, record_reservation_change, record_reservation_ended
 
 __all__ = [
     "autocomplete",
@@ -54,6 +54,7 @@ __all__ = [
     "read_file",
     "record_certificate",
     "record_reservation",
+    "record_reservation_change",
     "record_reservation_ended",
     "register_device",
     "registering_organization",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from opendrec_contracts import CertificateIssued, ReservationCreated
+from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationUpdated
 from opendrec_kit import UnitOfWork
 
 from .. import store
@@ -26,6 +26,27 @@ async def record_reservation(uow: UnitOfWork, reservation: ReservationCreated) -
             reservation.reservation_start,
             reservation.reservation_end,
         )
+
+
+async def record_reservation_change(uow: UnitOfWork, change: ReservationUpdated) -> bool:
+    """A reservation's new terms (its buyer changed them): from now on it holds its devices until the new end.
+    The highest revision wins in any order (reservation.created is revision 0, and may come after); an older
+    or replayed change is ignored (False); an ended reservation stays ended (its end is kept apart)."""
+    async with uow:
+        known = await store.reservation_revision(uow.conn, change.reservation_id)
+        if known is not None and known >= change.revision:
+            return False
+        await store.replace_reservation_terms(
+            uow.conn,
+            change.reservation_id,
+            change.revision,
+            change.reservation_uid,
+            change.buyer_organization_id,
+            change.device_ids,
+            change.reservation_start,
+            change.reservation_end,
+        )
+        return True
 
 
 async def record_reservation_ended(uow: UnitOfWork, reservation_id: int, ended_at: datetime, reason: str) -> None:
