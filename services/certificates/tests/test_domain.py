@@ -10,9 +10,9 @@ from opendrec_certificates.domain import (
     allocate,
     certifiable,
     issues,
-    period_start,
     share_in_window,
 )
+from opendrec_kit.periods import period_of_end
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -90,12 +90,12 @@ def test_hourly_issues_group_by_hour_of_read_end():
         ("quarterly", datetime(2025, 4, 1, tzinfo=UTC)),
     ],
 )
-def test_period_start(frequency, expected):
-    assert period_start(datetime(2025, 5, 14, 13, 20, tzinfo=UTC), frequency) == expected
+def test_period_of_an_end(frequency, expected):
+    assert period_of_end(datetime(2025, 5, 14, 13, 20, tzinfo=UTC), frequency) == expected
 
 
 def test_interval_ending_on_the_hour_belongs_to_the_hour_before():
-    assert period_start(T0 + H, "hourly") == T0
+    assert period_of_end(T0 + H, "hourly") == T0
 
 
 def test_an_early_end_moves_the_window_end_and_a_later_one_does_not():

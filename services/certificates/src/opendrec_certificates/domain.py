@@ -11,7 +11,9 @@ of the read ends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from opendrec_kit.periods import period_of_end
 
 
 @dataclass(frozen=True)
@@ -109,28 +111,11 @@ def allocate(reads: list[Read], reservation: Reservation) -> list[Allocation]:
     return out
 
 
-def period_start(moment: datetime, frequency: str) -> datetime:
-    """Start of the frequency period (UTC) that `moment` belongs to; an interval ending exactly on a boundary belongs before it."""
-    t = moment.astimezone(UTC) - timedelta(microseconds=1)
-    if frequency == "hourly":
-        return t.replace(minute=0, second=0, microsecond=0)
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    if frequency == "daily":
-        return day
-    if frequency == "weekly":
-        return day - timedelta(days=day.weekday())
-    if frequency == "monthly":
-        return day.replace(day=1)
-    if frequency == "quarterly":
-        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-    raise ValueError(f"unknown frequency {frequency!r}")
-
-
 def issues(allocations: list[Allocation], frequency: str) -> list[Issue]:
     """One certificate per frequency period of the allocations' ends."""
     groups: dict[datetime, list[Allocation]] = {}
     for a in allocations:
-        groups.setdefault(period_start(a.end, frequency), []).append(a)
+        groups.setdefault(period_of_end(a.end, frequency), []).append(a)
     return [
         Issue(
             period_start=p,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from opendrec_kit.periods import next_period_start, period_start
 from opendrec_kit.timestamps import iso_exact
 
 WH_PER_MWH = 1_000_000
-FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly")
 HOUR = timedelta(hours=1)
 # How far back a reservation may reach: D-REC's 3 × 3.164e10 ms (3 years of ~366 days). Reserving past output is
 # how History energy gets certified.
@@ -206,36 +206,6 @@ def refuse_end(
 
 
 # -- changing a reservation -------------------------------------------------------------------------
-
-
-def period_start(moment: datetime, frequency: str) -> datetime:
-    """Start (UTC) of the certification period of `frequency` that `moment` lies in."""
-    t = moment.astimezone(UTC)
-    if frequency == "hourly":
-        return t.replace(minute=0, second=0, microsecond=0)
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    if frequency == "daily":
-        return day
-    if frequency == "weekly":
-        return day - timedelta(days=day.weekday())
-    if frequency == "monthly":
-        return day.replace(day=1)
-    if frequency == "quarterly":
-        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-    raise ValueError(f"unknown frequency {frequency!r}")
-
-
-def next_period_start(start: datetime, frequency: str) -> datetime:
-    """The start of the period after the one starting at `start` (a period_start)."""
-    if frequency == "hourly":
-        return start + HOUR
-    if frequency == "daily":
-        return start + timedelta(days=1)
-    if frequency == "weekly":
-        return start + timedelta(days=7)
-    months = 1 if frequency == "monthly" else 3
-    month = start.month - 1 + months
-    return start.replace(year=start.year + month // 12, month=month % 12 + 1)
 
 
 def ongoing_period(start: datetime, end: datetime, frequency: str, now: datetime) -> Window:

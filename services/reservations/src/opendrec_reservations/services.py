@@ -26,6 +26,7 @@ from opendrec_kit.organizations import (
     visible_organizations,
 )
 from opendrec_kit.paging import Page, total_pages
+from opendrec_kit.periods import FREQUENCIES
 from opendrec_kit.timestamps import iso, iso_exact
 
 from . import domain, store
@@ -58,8 +59,8 @@ class NewReservation(BaseModel):
     @field_validator("frequency")
     @classmethod
     def _frequency(cls, value: str) -> str:
-        if value.lower() not in domain.FREQUENCIES:
-            raise ValueError(f"frequency must be one of {', '.join(domain.FREQUENCIES)}")
+        if value.lower() not in FREQUENCIES:
+            raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
         return value.lower()
 
     @model_validator(mode="after")
