@@ -25,6 +25,8 @@ from opendrec_contracts import (
     MeterRead,
     ReadSubmitted,
     ReservationCreated,
+    ReservationEnded,
+    ReservationUpdated,
     envelope_for,
     parse_event,
 )  # fmt: skip
@@ -39,6 +41,7 @@ from opendrec_kit.testing import (
     wait_for_event,
 )
 from opendrec_kit.timestamps import iso
+from opendrec_readings import services
 from opendrec_readings.app import build
 from opendrec_readings.handlers import Handlers
 from opendrec_readings.settings import Settings
@@ -762,3 +765,92 @@ async def test_buyers_see_the_reads_of_their_reserved_devices_within_the_reserva
         await service.client.get(f"/api/meter-reads/new/{device.external_id}", headers=as_buyer(buyer))
     ).status_code == 404
     assert (await service.client.get(path, headers=service.headers(new_id()))).status_code == 404
+
+
+def _reserved(device: DeviceRegistered, buyer: int, start_h: int, end_h: int) -> ReservationCreated:
+    return ReservationCreated(
+        reservation_id=new_id(),
+        reservation_uid=uuid.uuid4(),
+        name="r",
+        buyer_organization_id=buyer,
+        device_ids=[device.device_id],
+        reservation_start=ONBOARDED + start_h * H,
+        reservation_end=ONBOARDED + end_h * H,
+        frequency="daily",
+    )
+
+
+def _changed(created: ReservationCreated, revision: int, end_h: int) -> ReservationUpdated:
+    """reservation.updated as the reservations service announces a PATCH: the full terms, a new end."""
+    return ReservationUpdated(
+        reservation_id=created.reservation_id,
+        reservation_uid=created.reservation_uid,
+        revision=revision,
+        name=created.name,
+        buyer_organization_id=created.buyer_organization_id,
+        device_ids=created.device_ids,
+        reservation_start=created.reservation_start,
+        reservation_end=ONBOARDED + end_h * H,
+    )
+
+
+async def _seen_by_buyer(service, device: DeviceRegistered, buyer: int) -> list[int]:
+    """The hours (after onboarding) at which the reads the buyer sees end."""
+    headers = service.issuer.headers(
+        organization_id=buyer, organization_type="Buyer", role="Buyer", permissions={"READS_MANAGEMENT_CRUDL": "R"}
+    )
+    r = await service.client.get(f"/api/meter-reads/new/{device.device_id}", params={"limit": 100}, headers=headers)
+    assert r.status_code == 200, r.text
+    return [(datetime.fromisoformat(x["enddate"]) - ONBOARDED) // H for x in r.json()["ongoing"]]
+
+
+async def test_an_updated_reservation_moves_what_its_buyer_sees_and_older_changes_are_ignored(service):
+    pool, handlers = service.runtime.pool, Handlers(service.runtime.settings)
+    device, buyer = await _fixed_device(service, None), new_id()
+    created = _reserved(device, buyer, 2, 5)
+    assert await dispatch(pool, "readings", handlers.on_reservation_created, created)
+    assert await _seen_by_buyer(service, device, buyer) == [3, 4, 5]
+
+    # the buyer moves the end date later (revision 2): the window follows
+    later = _changed(created, 2, 8)
+    envelope = envelope_for(later, "reservations")
+    assert await dispatch(pool, "readings", handlers.on_reservation_updated, later, envelope=envelope)
+    assert await _seen_by_buyer(service, device, buyer) == [3, 4, 5, 6, 7, 8]
+    # a redelivery is dropped; the same revision again, an older one delivered late, reservation.created
+    # replayed: all ignored
+    assert not await dispatch(pool, "readings", handlers.on_reservation_updated, later, envelope=envelope)
+    assert await dispatch(pool, "readings", handlers.on_reservation_updated, _changed(created, 2, 3))
+    assert await dispatch(pool, "readings", handlers.on_reservation_updated, _changed(created, 1, 4))
+    assert await dispatch(pool, "readings", handlers.on_reservation_created, created)
+    assert not await services.change_reservation(service.runtime.uow(), _changed(created, 1, 4))
+    assert await _seen_by_buyer(service, device, buyer) == [3, 4, 5, 6, 7, 8]
+    row = (
+        await service.fetch(
+            "SELECT reservation_end, revision FROM reservations WHERE reservation_id = $1", created.reservation_id
+        )
+    )[0]
+    assert (row["reservation_end"], row["revision"]) == (ONBOARDED + 8 * H, 2)
+
+    # an early end bounds the window, whatever a later change says
+    end = ReservationEnded(
+        reservation_id=created.reservation_id,
+        reservation_uid=created.reservation_uid,
+        buyer_organization_id=buyer,
+        device_ids=created.device_ids,
+        ended_at=ONBOARDED + 6 * H,
+        reason="ended_by_buyer",
+    )
+    assert await dispatch(pool, "readings", handlers.on_reservation_ended, end)
+    assert await dispatch(pool, "readings", handlers.on_reservation_updated, _changed(created, 3, 12))
+    assert await _seen_by_buyer(service, device, buyer) == [3, 4, 5, 6]
+
+
+async def test_an_update_heard_before_its_reservation_stands(service):
+    pool, handlers = service.runtime.pool, Handlers(service.runtime.settings)
+    device, buyer = await _fixed_device(service, None), new_id()
+    created = _reserved(device, buyer, 2, 4)
+    # reservation.updated travels on another topic: it may be read before reservation.created
+    assert await dispatch(pool, "readings", handlers.on_reservation_updated, _changed(created, 1, 7))
+    assert await _seen_by_buyer(service, device, buyer) == [3, 4, 5, 6, 7]
+    assert await dispatch(pool, "readings", handlers.on_reservation_created, created)
+    assert await _seen_by_buyer(service, device, buyer) == [3, 4, 5, 6, 7]

@@ -11,6 +11,7 @@ from opendrec_contracts import (
     ReadSubmitted,
     ReservationCreated,
     ReservationEnded,
+    ReservationUpdated,
 )
 from opendrec_kit import ServiceRuntime
 
@@ -30,6 +31,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime[Settings]:
     runtime.on(DeviceDeleted, handlers.on_device_deleted)
     runtime.on(ReadSubmitted, handlers.on_read_submitted)
     runtime.on(ReservationCreated, handlers.on_reservation_created)
+    runtime.on(ReservationUpdated, handlers.on_reservation_updated)
     runtime.on(ReservationEnded, handlers.on_reservation_ended)
 
     async def import_step() -> bool:

@@ -14,6 +14,7 @@ from opendrec_contracts import (
     ReadSubmitted,
     ReservationCreated,
     ReservationEnded,
+    ReservationUpdated,
 )
 from opendrec_kit import EventContext
 
@@ -37,6 +38,9 @@ class Handlers:
 
     async def on_reservation_created(self, event: ReservationCreated, ctx: EventContext) -> None:
         await services.record_reservation(ctx, event)
+
+    async def on_reservation_updated(self, event: ReservationUpdated, ctx: EventContext) -> None:
+        await services.change_reservation(ctx, event)
 
     async def on_reservation_ended(self, event: ReservationEnded, ctx: EventContext) -> None:
         await services.end_reservation(ctx, event.reservation_id, event.ended_at)

@@ -32,6 +32,7 @@ from opendrec_contracts import (
     ReadRejection,
     ReadSubmitted,
     ReservationCreated,
+    ReservationUpdated,
 )
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import acting_organization, find_organization
@@ -466,6 +467,20 @@ async def record_reservation(uow: UnitOfWork, event: ReservationCreated) -> None
     """The buyer may now see the reads of these devices (GET by device id)."""
     async with uow:
         await store.upsert_reservation(uow.conn, event)
+
+
+async def change_reservation(uow: UnitOfWork, event: ReservationUpdated) -> bool:
+    """The buyer changed the reservation's terms: from now on they see its devices' reads over the new window.
+    The highest revision wins in any order (reservation.created is revision 0, and may come after); an older or
+    replayed change is ignored (False); an early end still bounds the window (reservation_span)."""
+    async with uow:
+        changed = await store.change_reservation(uow.conn, event)
+        if not changed:
+            log.info(
+                "reservation change older than the terms known; ignored",
+                extra={"reservation_id": event.reservation_id, "revision": event.revision},
+            )
+        return changed
 
 
 async def end_reservation(uow: UnitOfWork, reservation_id: int, ended_at: datetime) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReservationCreated
+from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReservationCreated, ReservationUpdated
 
 from .domain import Intervals, LastRead, micros
 
@@ -358,6 +358,7 @@ def _json(value: Any) -> str | None:
 
 
 async def upsert_reservation(conn: asyncpg.Connection, e: ReservationCreated) -> None:
+    """reservation.created: its terms as revision 0, unless a reservation.updated (a later revision) came first."""
     await conn.execute(
         """
         INSERT INTO reservations (reservation_id, buyer_organization_id, device_ids, reservation_start, reservation_end)
@@ -365,12 +366,39 @@ async def upsert_reservation(conn: asyncpg.Connection, e: ReservationCreated) ->
         ON CONFLICT (reservation_id) DO UPDATE SET
             buyer_organization_id = EXCLUDED.buyer_organization_id, device_ids = EXCLUDED.device_ids,
             reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end
+        WHERE reservations.revision = 0
         """,
         e.reservation_id,
         e.buyer_organization_id,
         e.device_ids,
         e.reservation_start,
         e.reservation_end,
+    )
+
+
+async def change_reservation(conn: asyncpg.Connection, e: ReservationUpdated) -> bool:
+    """reservation.updated: its full terms replace older ones (or stand for a reservation not heard of yet).
+    False: the revision held is this one or later (an older or replayed change), nothing written."""
+    return bool(
+        await conn.fetchval(
+            """
+            INSERT INTO reservations
+                (reservation_id, buyer_organization_id, device_ids, reservation_start, reservation_end, revision)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (reservation_id) DO UPDATE SET
+                buyer_organization_id = EXCLUDED.buyer_organization_id, device_ids = EXCLUDED.device_ids,
+                reservation_start = EXCLUDED.reservation_start, reservation_end = EXCLUDED.reservation_end,
+                revision = EXCLUDED.revision
+            WHERE reservations.revision < EXCLUDED.revision
+            RETURNING true
+            """,
+            e.reservation_id,
+            e.buyer_organization_id,
+            e.device_ids,
+            e.reservation_start,
+            e.reservation_end,
+            e.revision,
+        )
     )
 
 
