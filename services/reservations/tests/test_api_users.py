@@ -55,6 +55,20 @@ def ids_of(page):
     return sorted(g["id"] for g in page["deviceGroups"])
 
 
+async def a_buyers_reservation(world, kafka_bootstrap) -> dict:
+    """API user A reserves one new device for its buyer organization, from now for three days."""
+    [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
+    now = datetime.now(UTC)
+    return await reserve(
+        world["client"],
+        world["as_a"],
+        [device],
+        organizationId=world["orgs"]["a_buyer"],
+        start=now,
+        end=now + timedelta(days=3),
+    )
+
+
 async def test_an_api_user_reserves_for_its_buyer_organization(world):
     assert world["r1"]["organizationId"] == world["orgs"]["a_buyer"]
     assert world["r2"]["organizationId"] == world["orgs"]["a_buyer2"]  # organizationId in the body of /api/device-group
@@ -210,11 +224,7 @@ async def test_device_group_paths_keep_working_for_buyers_and_api_users(world):
 
 async def test_an_api_user_ends_a_reservation_of_its_buyer_organization(world, kafka_bootstrap):
     client, orgs = world["client"], world["orgs"]
-    [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
-    now = datetime.now(UTC)
-    res = await reserve(
-        client, world["as_a"], [device], organizationId=orgs["a_buyer"], start=now, end=now + timedelta(days=3)
-    )
+    res = await a_buyers_reservation(world, kafka_bootstrap)
     path = f"/api/device-group/{res['id']}/end"
     assert (await client.post(path, headers=world["as_a"])).status_code == 400
     assert (
@@ -260,11 +270,7 @@ async def test_an_admin_reserves_for_a_buyer_organization_it_names(world, kafka_
 
 async def test_an_api_user_changes_and_ends_a_reservation_of_its_buyer_organization(world, kafka_bootstrap):
     client, orgs = world["client"], world["orgs"]
-    [device] = await devices(world["runtime"], kafka_bootstrap, n=1)
-    now = datetime.now(UTC)
-    res = await reserve(
-        client, world["as_a"], [device], organizationId=orgs["a_buyer"], start=now, end=now + timedelta(days=3)
-    )
+    res = await a_buyers_reservation(world, kafka_bootstrap)
     for method, path, json in (
         ("PATCH", f"/api/buyer-reservation/{res['id']}", {"name": "renamed by A"}),
         ("DELETE", f"/api/buyer-reservation/endreservation/{res['id']}", {}),

@@ -45,20 +45,12 @@ async def create_buyer_reservation(
     return await services.create_reservation(uow, runtime.settings, user, body, organization_id)
 
 
+# The same list under D-REC's two names (`name` keeps each path's own operationId).
+@router.get("/api/device-group", summary="Reservations (as GET /api/buyer-reservation)", name="list_device_groups")
 @router.get(
     "/api/buyer-reservation", summary="Reservations (D-REC Get Reservation; API users: of their buyer organizations)"
 )
 async def list_buyer_reservations(
-    uow: UoW,
-    acting: Reading,
-    page: Paging,
-    apiuserId: Annotated[uuid.UUID | None, Query(description="Admins: the API user whose reservations to list")] = None,
-) -> dict[str, Any]:
-    return await services.reservations(uow, acting.user, page, acting.organization_id, apiuserId)
-
-
-@router.get("/api/device-group", summary="Reservations (as GET /api/buyer-reservation)")
-async def list_device_groups(
     uow: UoW,
     acting: Reading,
     page: Paging,
