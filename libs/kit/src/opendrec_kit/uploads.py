@@ -1,11 +1,12 @@
-"""An uploaded CSV file, spooled as it streams in: the request body itself (text/csv), or the file
-field of a multipart/form-data form (what browsers and D-REC clients send). Memory stays flat
-whatever the size: past SPOOL_IN_MEMORY the spool is a temporary file; past the limit, a 413."""
+"""Uploaded files, spooled as they stream in. `spool`: a CSV file, the request body itself (text/csv) or
+the file field of a multipart/form-data form (what browsers and D-REC clients send). `read_form`: the
+file parts of a form, under the rules a caller gives (`FormFiles`; the defaults are the CSV upload's).
+Memory stays flat whatever the size: past SPOOL_IN_MEMORY a spool is a temporary file; past the limit, a 413."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
@@ -23,6 +24,20 @@ MAX_FIELD = 8 * 1024  # a non-file field is not read; it may not be large either
 class Upload:
     file: tempfile.SpooledTemporaryFile
     file_name: str | None  # the multipart part's filename, when there is one
+
+
+@dataclass
+class FormFile:
+    """A file part of a form, as `read_form` keeps it."""
+
+    file: tempfile.SpooledTemporaryFile
+    file_name: str  # as FormFiles.name gives it ("" when the part has none)
+    content_type: str  # as FormFiles.accept gives it
+
+
+def close_all(files: Iterable[FormFile]) -> None:
+    for part in files:
+        part.file.close()
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -65,19 +80,58 @@ async def spool(content_type: str, content_length: str | None, stream: AsyncIter
     return Upload(out, None)
 
 
-class _Form:
-    """Callbacks of python-multipart's streaming parser: the file part goes to the spool, the
-    others are counted and dropped (a CSV upload needs no other field)."""
+class FormFiles:
+    """The rules of `read_form`: which parts of a form are files, what they may be, and the ApiError refusing
+    a form. These defaults are the CSV upload's (one CSV file); a caller with other files subclasses it."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.out = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - owned by this object, closed by its close()
-        self.file_name: str | None = None
-        self.found = False  # a file part has begun
+    fields: tuple[str, ...] = FILE_FIELDS  # a part with one of these names is a file even without a filename
+    the_files = "the file"  # what a form's large non-file field is told apart from
+
+    def __init__(self, max_bytes: int, max_files: int = 1) -> None:
+        self.max_bytes = max_bytes  # of each file
+        self.max_files = max_files
+
+    def name(self, field: str, file_name: str, n: int) -> str:
+        """The name the n-th file part (from 1) is kept under; `file_name` is its filename (maybe "")."""
+        return file_name
+
+    def accept(self, field: str, file_name: str, declared: str) -> str:
+        """The type a file part is kept with, from its declared Content-Type (before its bytes are read);
+        raises the ApiError refusing it."""
+        kind = media_type(declared)
+        _check_csv_type(kind, f"form field {field!r}")
+        return kind
+
+    def too_many(self) -> ApiError:
+        return ApiError(400, "The form has more than one file: upload one CSV file at a time")
+
+    def too_large(self, part: FormFile) -> ApiError:
+        return _too_large(self.max_bytes)
+
+    def check(self, files: list[FormFile], ended: bool) -> None:
+        """Raises the ApiError refusing a form read to its end: one without files, or cut short."""
+        if not files:
+            raise ApiError(
+                400, f"The form has no file: send the CSV in a file field (e.g. {self.fields[0]!r}, with a filename)"
+            )
+        if not ended:
+            raise cut_short()
+
+
+def cut_short() -> ApiError:
+    return ApiError(400, "The multipart form is cut short: its closing boundary is missing")
+
+
+class _Form:
+    """Callbacks of python-multipart's streaming parser: file parts go to their spools, the others are
+    counted and dropped."""
+
+    def __init__(self, rules: FormFiles) -> None:
+        self.rules = rules
+        self.files: list[FormFile] = []
+        self.current: FormFile | None = None  # the file part being read
         self.ended = False  # the closing boundary was read
-        self.in_file = False
-        self.size = 0  # bytes of the file part
-        self.field_size = 0
+        self.size = 0  # bytes of the current part
         self._name = b""
         self._value = b""
         self._headers: dict[bytes, bytes] = {}
@@ -96,7 +150,7 @@ class _Form:
 
     def part_begin(self) -> None:
         self._headers = {}
-        self.field_size = 0
+        self.size = 0
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self._name += data[start:end]
@@ -109,45 +163,46 @@ class _Form:
         self._name, self._value = b"", b""
 
     def headers_finished(self) -> None:
+        rules = self.rules
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        is_file = b"filename" in options or name in FILE_FIELDS
-        if not is_file:
-            self.in_file = False
-            return
-        if self.found:
-            raise ApiError(400, "The form has more than one file: upload one CSV file at a time")
-        _check_csv_type(media_type(self._headers.get(b"content-type", b"").decode("latin-1")), f"form field {name!r}")
-        self.found = self.in_file = True
-        if b"filename" in options:
-            # some browsers send the client's full path; the name is what a job listing shows
-            name = options[b"filename"].decode("utf-8", "replace").replace("\\", "/").rsplit("/", 1)[-1]
-            self.file_name = name[:255] or None
+        field = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in options and field not in rules.fields:
+            return  # another field: counted, not kept
+        if len(self.files) >= rules.max_files:
+            raise rules.too_many()
+        # some browsers send the client's full path; the name is what a listing shows
+        raw_name = options.get(b"filename", b"").decode("utf-8", "replace")
+        file_name = rules.name(field, raw_name.replace("\\", "/").rsplit("/", 1)[-1][:255], len(self.files) + 1)
+        kind = rules.accept(field, file_name, self._headers.get(b"content-type", b"").decode("latin-1"))
+        spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - kept in self.files, closed by close_all
+        self.current = FormFile(spooled, file_name, kind)
+        self.files.append(self.current)
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
-        if not self.in_file:
-            self.field_size += end - start
-            if self.field_size > MAX_FIELD:
-                raise ApiError(400, f"A form field other than the file is larger than {MAX_FIELD} bytes")
-            return
         self.size += end - start
-        if self.size > self.max_bytes:
-            raise _too_large(self.max_bytes)
-        self.out.write(data[start:end])
+        if self.current is None:
+            if self.size > MAX_FIELD:
+                raise ApiError(400, f"A form field other than {self.rules.the_files} is larger than {MAX_FIELD} bytes")
+            return
+        if self.size > self.rules.max_bytes:
+            raise self.rules.too_large(self.current)
+        self.current.file.write(data[start:end])
 
     def part_end(self) -> None:
-        self.in_file = False
+        self.current = None
 
     def end(self) -> None:
         self.ended = True
 
 
-async def _spool_form(content_type: str, stream: AsyncIterator[bytes], max_bytes: int) -> Upload:
+async def read_form(content_type: str, stream: AsyncIterator[bytes], rules: FormFiles) -> list[FormFile]:
+    """The file parts of a multipart/form-data form, each spooled at position 0 (the caller closes them:
+    `close_all`). Raises ApiError 400/413 (and what `rules` raises) saying why not."""
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise ApiError(400, "The multipart/form-data Content-Type has no boundary")
-    form = _Form(max_bytes)
+    form = _Form(rules)
     try:
         try:
             parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]  # a dict of the callbacks it names
@@ -156,14 +211,15 @@ async def _spool_form(content_type: str, stream: AsyncIterator[bytes], max_bytes
             parser.finalize()
         except (MultipartParseError, ValueError) as exc:
             raise ApiError(400, f"The multipart form is malformed: {exc}") from None
-        if not form.found:
-            raise ApiError(
-                400, f"The form has no file: send the CSV in a file field (e.g. {FILE_FIELDS[0]!r}, with a filename)"
-            )
-        if not form.ended:
-            raise ApiError(400, "The multipart form is cut short: its closing boundary is missing")
+        rules.check(form.files, form.ended)
     except BaseException:
-        form.out.close()
+        close_all(form.files)
         raise
-    form.out.seek(0)
-    return Upload(form.out, form.file_name)
+    for part in form.files:
+        part.file.seek(0)
+    return form.files
+
+
+async def _spool_form(content_type: str, stream: AsyncIterator[bytes], max_bytes: int) -> Upload:
+    (part,) = await read_form(content_type, stream, FormFiles(max_bytes))
+    return Upload(part.file, part.file_name or None)
