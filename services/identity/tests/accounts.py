@@ -1,4 +1,5 @@
-"""Account helpers shared by identity's integration tests: registering with the D-REC sample body, logging in."""
+"""Account helpers shared by identity's integration tests: registering with the D-REC sample body, logging in,
+granting a module to a user."""
 
 import uuid
 
@@ -7,7 +8,17 @@ from opendrec_identity import store
 
 PASSWORD = "Member123"
 
-__all__ = ["PASSWORD", "add_member", "bearer", "headers_for", "login", "new_organization", "register", "token_for"]
+__all__ = [
+    "PASSWORD",
+    "add_member",
+    "bearer",
+    "grant_to_user",
+    "headers_for",
+    "login",
+    "new_organization",
+    "register",
+    "token_for",
+]
 
 
 async def login(client, email: str, password: str = PASSWORD):
@@ -49,3 +60,9 @@ async def add_member(runtime, organization_id: int, role: str) -> dict:
             role=role,
         )
     return dict(user)
+
+
+async def grant_to_user(client, admin: dict[str, str], user_id, module: str, permissions: list[str]):
+    """An Admin grants `permissions` of `module` to one user (POST /api/permission by module name); the answer."""
+    body = {"moduleName": module, "entityType": "User", "entityId": user_id, "permissions": permissions}
+    return await client.post("/api/permission", headers=admin, json=body)

@@ -5,7 +5,7 @@ import uuid
 import jwt
 import pytest
 
-from .accounts import add_member, headers_for, new_organization
+from .accounts import add_member, grant_to_user, headers_for, new_organization
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -119,16 +119,7 @@ async def test_a_user_grant_shows_in_the_next_token_and_a_reduction_revokes_the_
     before = await headers_for(client, member["email"])
     assert perms(before)["DEVICE_MANAGEMENT_CRUDL"] == "R"  # a User only reads devices
 
-    resp = await client.post(
-        "/api/permission",
-        headers=admin,
-        json={
-            "moduleName": "DEVICE_MANAGEMENT_CRUDL",
-            "entityType": "User",
-            "entityId": member["id"],
-            "permissions": ["Write", "Update"],
-        },
-    )
+    resp = await grant_to_user(client, admin, member["id"], "DEVICE_MANAGEMENT_CRUDL", ["Write", "Update"])
     assert resp.status_code == 201, resp.text
     grant = resp.json()
     assert (
@@ -195,18 +186,7 @@ async def test_a_module_offering_less_or_disabled_revokes_its_holders(client, ad
     owner, _, _ = organization
     member = await add_member(runtime, owner["organization"]["id"], "DeviceOwner")
     module = await new_module(client, admin)
-    grant = (
-        await client.post(
-            "/api/permission",
-            headers=admin,
-            json={
-                "moduleName": module["name"],
-                "entityType": "User",
-                "entityId": str(member["id"]),
-                "permissions": ["Read", "Write", "Delete"],
-            },
-        )
-    ).json()
+    grant = (await grant_to_user(client, admin, str(member["id"]), module["name"], ["Read", "Write", "Delete"])).json()
     holder = await headers_for(client, member["email"])
     bystander = await headers_for(client, owner["email"])
     assert perms(holder)[module["name"]] == "RWD"

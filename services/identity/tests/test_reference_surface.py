@@ -8,7 +8,7 @@ import pytest
 
 from opendrec_kit.testing import TokenIssuer
 
-from .accounts import PASSWORD, add_member, headers_for, login, new_organization
+from .accounts import PASSWORD, add_member, grant_to_user, headers_for, login, new_organization
 from .test_api_users import api_user_headers, approved_api_user, organization_under
 from .test_api_users import register as register_api_user
 
@@ -527,16 +527,7 @@ async def test_reading_a_roles_grants_is_checked(client, admin):
 async def test_a_users_grants_are_read_by_them_their_organization_admin_and_the_admin(client, runtime, admin):
     owner, owner_headers = await new_organization(client)
     member = await add_member(runtime, owner["organization"]["id"], "User")
-    granted = await client.post(
-        "/api/permission",
-        headers=admin,
-        json={
-            "moduleName": "DEVICE_MANAGEMENT_CRUDL",
-            "entityType": "User",
-            "entityId": member["id"],
-            "permissions": ["Read", "Write"],
-        },
-    )
+    granted = await grant_to_user(client, admin, member["id"], "DEVICE_MANAGEMENT_CRUDL", ["Read", "Write"])
     assert granted.status_code == 201, granted.text
     member_headers = await headers_for(client, member["email"])
     for headers in (admin, owner_headers, member_headers):

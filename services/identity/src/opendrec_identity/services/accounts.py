@@ -29,8 +29,7 @@ from .common import (
     organization_out,
     queue_confirmation,
     refuse_taken,
-    refusing_duplicates,
-    register_organization,
+    register_administered_organization,
     revoke_sessions,
     user_out,
 )
@@ -63,13 +62,9 @@ async def register_with_organization(
     await refuse_taken(uow, body)
     passwords = identity.passwords
     password_hash, secret_key_hash = await asyncio.gather(passwords.hash(body.password), passwords.hash(body.secretKey))
-    role = domain.first_user_role(body.organizationType)
-    with refusing_duplicates():
-        async with uow:
-            org, user = await register_organization(
-                uow, identity.settings, body, role=role, password_hash=password_hash, secret_key_hash=secret_key_hash
-            )
-    identity.send_mail_now()
+    role, org, user = await register_administered_organization(
+        uow, identity, body, password_hash=password_hash, secret_key_hash=secret_key_hash
+    )
     log.info(
         "organization registered",
         extra={

@@ -233,6 +233,26 @@ async def register_organization(
     return org, user
 
 
+async def register_administered_organization(
+    uow: UnitOfWork,
+    identity: Identity,
+    body: NewOrganizationAccount,
+    *,
+    password_hash: str,
+    secret_key_hash: str | None,
+) -> tuple[str, asyncpg.Record, asyncpg.Record]:
+    """A Developer or Buyer organization and its first user, who administers it, in a unit of work of their own
+    (409 if the e-mail or name was taken meanwhile); the confirmation mail leaves at once. (role, org, user)."""
+    role = domain.first_user_role(body.organizationType)
+    with refusing_duplicates():
+        async with uow:
+            org, user = await register_organization(
+                uow, identity.settings, body, role=role, password_hash=password_hash, secret_key_hash=secret_key_hash
+            )
+    identity.send_mail_now()
+    return role, org, user
+
+
 async def queue_confirmation(uow: UnitOfWork, settings: Settings, user_id: int, email: str, first_name: str) -> None:
     """A new e-mail confirmation token (replacing older ones) and its mail, in the open unit of work."""
     token = secrets.token_urlsafe(32)

@@ -22,8 +22,7 @@ from .common import (
     organization_out,
     queue_confirmation,
     refuse_taken,
-    refusing_duplicates,
-    register_organization,
+    register_administered_organization,
     revoke_sessions,
     user_out,
     visible_user,
@@ -49,13 +48,9 @@ async def create_user(uow: UnitOfWork, identity: Identity, principal: Principal,
     password the Admin chose; the user is active and gets the e-mail confirmation mail."""
     await refuse_taken(uow, body)
     password_hash = await identity.passwords.hash(body.password)
-    role = domain.first_user_role(body.organizationType)
-    with refusing_duplicates():
-        async with uow:
-            org, created = await register_organization(
-                uow, identity.settings, body, role=role, password_hash=password_hash, secret_key_hash=None
-            )
-    identity.send_mail_now()
+    role, org, created = await register_administered_organization(
+        uow, identity, body, password_hash=password_hash, secret_key_hash=None
+    )
     log.info(
         "user created by an admin",
         extra={"organization_id": org["id"], "user_id": created["id"], "role": role, "by": principal.user_id},
