@@ -231,7 +231,14 @@ async def count_intervals(
 async def list_intervals(
     conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None, limit: int, offset: int
 ) -> list[asyncpg.Record]:
+    """A page of the device's intervals overlapping [start, end), by end."""
     where, args = _window(start, end)
+    return await _intervals_page(conn, device_id, where, args, limit, offset)
+
+
+async def _intervals_page(
+    conn: asyncpg.Connection, device_id: int, where: str, args: list[Any], limit: int, offset: int
+) -> list[asyncpg.Record]:
     n = len(args)
     return await conn.fetch(
         f"""
@@ -522,20 +529,9 @@ async def accumulate_calendar(
 async def list_reads_ending(
     conn: asyncpg.Connection, device_id: int, start: datetime | None, end: datetime | None, limit: int, offset: int
 ) -> list[asyncpg.Record]:
-    """The device's intervals ending in (start, end] (either bound may be open), by end."""
+    """A page of the device's intervals ending in (start, end] (either bound may be open), by end."""
     where, args = _ending(start, end, 1)
-    n = len(args)
-    return await conn.fetch(
-        f"""
-        SELECT start_at, end_at, wh, read_type FROM intervals
-        WHERE device_id = $1{where}
-        ORDER BY end_at LIMIT ${n + 2} OFFSET ${n + 3}
-        """,
-        device_id,
-        *args,
-        limit,
-        offset,
-    )
+    return await _intervals_page(conn, device_id, where, args, limit, offset)
 
 
 # -- bulk import jobs ------------------------------------------------------------------------
