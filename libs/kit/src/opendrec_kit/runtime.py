@@ -289,3 +289,19 @@ def get_uow(request: Request) -> UnitOfWork:
 Runtime = Annotated[ServiceRuntime[Any], Depends(get_runtime)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def entry_points(
+    build: Callable[[S], ServiceRuntime[S]], settings: Callable[[], S], worker_factory: str
+) -> tuple[Callable[[], FastAPI], Callable[[], None]]:
+    """A service's `__main__` entry points: `worker` (one of HTTP_WORKERS processes: uvicorn calls it in each,
+    found as `worker_factory`, "<package>.__main__:worker") and `main` (`python -m <package>`), both building the
+    service with `build(settings())`."""
+
+    def worker() -> FastAPI:
+        return build(settings()).setup_process()
+
+    def main() -> None:
+        build(settings()).run(worker_factory=worker_factory)
+
+    return worker, main

@@ -1,24 +1,24 @@
+"""`python -m opendrec_identity`: serve the service (with HTTP_WORKERS > 1, uvicorn starts `worker` in each process)."""
+
 import sys
 
-from fastapi import FastAPI
+from opendrec_kit import ServiceRuntime
+from opendrec_kit.runtime import entry_points
 
 from .app import build
 from .settings import Settings
 from .tokens import SigningKeyError
 
 
-def worker() -> FastAPI:
-    """One of HTTP_WORKERS processes: uvicorn calls this in each."""
-    return build(Settings()).setup_process()
-
-
-def main() -> None:
+def checked(settings: Settings) -> ServiceRuntime[Settings]:
+    """The service, or exit with the reason its signing key is unusable."""
     try:
-        runtime = build(Settings())
+        return build(settings)
     except SigningKeyError as exc:
         sys.exit(f"identity cannot start: {exc}")
-    runtime.run(worker_factory="opendrec_identity.__main__:worker")
 
+
+worker, main = entry_points(checked, Settings, "opendrec_identity.__main__:worker")
 
 if __name__ == "__main__":
     main()

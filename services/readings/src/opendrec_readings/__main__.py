@@ -1,8 +1,9 @@
+"""`python -m opendrec_readings`: serve the service (with HTTP_WORKERS > 1, uvicorn starts `worker` in each process)."""
+
 import gc
 
-from fastapi import FastAPI
-
 from opendrec_kit import ServiceRuntime
+from opendrec_kit.runtime import entry_points
 
 from .app import build
 from .settings import Settings
@@ -13,22 +14,15 @@ from .settings import Settings
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
-def prepared() -> ServiceRuntime:
-    runtime = build(Settings())
+def prepared(settings: Settings) -> ServiceRuntime[Settings]:
+    runtime = build(settings)
     # Everything imported so far lives as long as the process: frozen, no collection walks it.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     return runtime
 
 
-def worker() -> FastAPI:
-    """One of HTTP_WORKERS processes: uvicorn calls this in each."""
-    return prepared().setup_process()
-
-
-def main() -> None:
-    prepared().run(worker_factory="opendrec_readings.__main__:worker")
-
+worker, main = entry_points(prepared, Settings, "opendrec_readings.__main__:worker")
 
 if __name__ == "__main__":
     main()

@@ -1,17 +1,11 @@
-from fastapi import FastAPI
+"""`python -m opendrec_reservations`: serve the service (with HTTP_WORKERS > 1, uvicorn starts `worker` in each process)."""
+
+from opendrec_kit.runtime import entry_points
 
 from .app import build
 from .settings import Settings
 
-
-def worker() -> FastAPI:
-    """One of HTTP_WORKERS processes: uvicorn calls this in each."""
-    return build(Settings()).setup_process()
-
-
-def main() -> None:
-    build(Settings()).run(worker_factory="opendrec_reservations.__main__:worker")
-
+worker, main = entry_points(build, Settings, "opendrec_reservations.__main__:worker")
 
 if __name__ == "__main__":
     main()
