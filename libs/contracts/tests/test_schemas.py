@@ -1,7 +1,6 @@
 """The committed schemas are a promise to every consumer: these tests hold the models to it."""
 
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +19,7 @@ from opendrec_contracts import (
 )
 from opendrec_contracts.events import Event, MeterRead
 from opendrec_contracts.schemas import breaking_changes, check_committed, current_schema, write_all
+from opendrec_contracts.testing import device_registered
 
 
 def test_every_model_matches_its_committed_schema():
@@ -39,9 +39,12 @@ def test_written_schemas_are_the_committed_ones(tmp_path):
         assert json.loads(path.read_text()) == json.loads(Path(committed).read_text()), path.name
 
 
-class _Old(Event):
+class _Thing(Event):
     TYPE: ClassVar[str] = "thing.happened"
     KEY: ClassVar[str] = "thing_id"
+
+
+class _Old(_Thing):
     thing_id: int
     label: str | None = None
     reads: list[MeterRead] = Field(default_factory=list)
@@ -59,9 +62,7 @@ def test_adding_an_optional_field_is_compatible():
 
 
 def test_removing_a_field_is_breaking():
-    class New(Event):
-        TYPE: ClassVar[str] = "thing.happened"
-        KEY: ClassVar[str] = "thing_id"
+    class New(_Thing):
         thing_id: int
         reads: list[MeterRead] = Field(default_factory=list)
 
@@ -69,9 +70,7 @@ def test_removing_a_field_is_breaking():
 
 
 def test_retyping_a_field_is_breaking():
-    class New(Event):
-        TYPE: ClassVar[str] = "thing.happened"
-        KEY: ClassVar[str] = "thing_id"
+    class New(_Thing):
         thing_id: str
         label: str | None = None
         reads: list[MeterRead] = Field(default_factory=list)
@@ -81,9 +80,7 @@ def test_retyping_a_field_is_breaking():
 
 
 def test_making_an_optional_field_required_is_breaking():
-    class New(Event):
-        TYPE: ClassVar[str] = "thing.happened"
-        KEY: ClassVar[str] = "thing_id"
+    class New(_Thing):
         thing_id: int
         label: str | None
         reads: list[MeterRead] = Field(default_factory=list)
@@ -95,9 +92,7 @@ def test_a_change_inside_a_nested_model_is_found():
     class OtherRead(MeterRead):
         value_wh: float  # retyped from int
 
-    class New(Event):
-        TYPE: ClassVar[str] = "thing.happened"
-        KEY: ClassVar[str] = "thing_id"
+    class New(_Thing):
         thing_id: int
         label: str | None = None
         reads: list[OtherRead] = Field(default_factory=list)
@@ -107,15 +102,11 @@ def test_a_change_inside_a_nested_model_is_found():
 
 
 def _device_registered() -> DeviceRegistered:
-    return DeviceRegistered(
-        device_id=7,
-        device_uuid=uuid.uuid4(),
+    return device_registered(
+        7,
         external_id="roof-7",
         organization_id=3,
         capacity_kw=25.0,
-        country_code="IND",
-        fuel_code="ES100",
-        device_type_code="TC110",
         commissioning_date=datetime(2022, 8, 9, tzinfo=UTC),
         onboarded_at=datetime(2023, 1, 1, tzinfo=UTC),
     )

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opendrec_contracts import DeviceRegistered
+from opendrec_contracts.testing import device_registered
 from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, UoW
 from opendrec_kit.telemetry import setup_tracing
 from opendrec_kit.testing import (
@@ -30,21 +31,6 @@ SPANS = InMemorySpanExporter()
 FAIL_ALWAYS = 999_999_001
 
 
-def device(device_id: int) -> DeviceRegistered:
-    return DeviceRegistered(
-        device_id=device_id,
-        device_uuid=uuid.uuid4(),
-        external_id=f"e{device_id}",
-        organization_id=1,
-        capacity_kw=5,
-        country_code="IND",
-        fuel_code="ES100",
-        device_type_code="TC110",
-        commissioning_date=datetime(2024, 1, 1, tzinfo=UTC),
-        onboarded_at=datetime(2024, 2, 1, tzinfo=UTC),
-    )
-
-
 SWEEP_FAILS = asyncio.Event()
 
 
@@ -60,7 +46,7 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     async def register(device_id: int, request: Request, uow: UoW, fail: bool = False) -> dict:
         try:
             async with uow:
-                uow.record(device(device_id))
+                uow.record(device_registered(device_id))
                 if fail:
                     raise RuntimeError("rolled back")
         except RuntimeError:
@@ -159,7 +145,7 @@ async def test_committed_event_is_published_once_and_rolled_back_one_never(servi
 async def test_a_delivered_twice_event_changes_nothing(service, kafka_bootstrap):
     runtime, _ = service
     device_id = new_id()
-    [env] = await publish_events(kafka_bootstrap, [device(device_id)])
+    [env] = await publish_events(kafka_bootstrap, [device_registered(device_id)])
     await eventually(lambda: notes(runtime, device_id))
     before = runtime.consumer_stats["device.registered"]["duplicates"]
     await publish_envelopes(kafka_bootstrap, [("device.registered", str(device_id), env.model_dump_json().encode())])
@@ -175,9 +161,9 @@ async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves
     runtime, _ = service
     tag = uuid.uuid4().hex
     await publish_envelopes(kafka_bootstrap, [("device.registered", "x", f'{{"not an envelope": "{tag}"}}'.encode())])
-    [failing] = await publish_events(kafka_bootstrap, [device(FAIL_ALWAYS)])
+    [failing] = await publish_events(kafka_bootstrap, [device_registered(FAIL_ALWAYS)])
     after = new_id()
-    await publish_events(kafka_bootstrap, [device(after)])
+    await publish_events(kafka_bootstrap, [device_registered(after)])
     await eventually(lambda: notes(runtime, after))  # not stuck behind the bad ones
 
     _poison, headers = await wait_for_event(

@@ -9,48 +9,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import events
 from .envelope import Envelope
-from .events import (
-    AccessTokenRevoked,
-    CertificateIssued,
-    DeviceDeleted,
-    DeviceRegistered,
-    DeviceUpdated,
-    Event,
-    OrganizationRegistered,
-    ReadIngested,
-    ReadRejected,
-    ReadSubmitted,
-    ReservationCreated,
-    ReservationEnded,
-    ReservationUpdated,
-    UserRegistered,
-    _read_ingested_v1_to_v2,
-)
+from .events import Event
 
 EVENTS: dict[str, type[Event]] = {
     model.TYPE: model
     for model in (
-        OrganizationRegistered,
-        UserRegistered,
-        DeviceRegistered,
-        DeviceUpdated,
-        DeviceDeleted,
-        ReadSubmitted,
-        ReadIngested,
-        ReadRejected,
-        ReservationCreated,
-        ReservationUpdated,
-        ReservationEnded,
-        CertificateIssued,
-        AccessTokenRevoked,
+        events.OrganizationRegistered,
+        events.UserRegistered,
+        events.DeviceRegistered,
+        events.DeviceUpdated,
+        events.DeviceDeleted,
+        events.ReadSubmitted,
+        events.ReadIngested,
+        events.ReadRejected,
+        events.ReservationCreated,
+        events.ReservationUpdated,
+        events.ReservationEnded,
+        events.CertificateIssued,
+        events.AccessTokenRevoked,
     )
 }
 
 # (type, from_version) -> function turning that version's payload into the next version's.
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
-    ("read.ingested", 1): _read_ingested_v1_to_v2,
+    ("read.ingested", 1): events._read_ingested_v1_to_v2,
 }
 
 
