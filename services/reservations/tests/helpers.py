@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from opendrec_contracts import DeviceRegistered
+from opendrec_contracts.testing import device_registered
 from opendrec_kit.testing import eventually, publish_events
 
 PERMS = {"BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD"}
@@ -15,15 +15,11 @@ T0 = (datetime.now(UTC) + timedelta(days=30)).replace(hour=0, minute=0, second=0
 
 
 def registered(device_id, org=500):
-    return DeviceRegistered(
-        device_id=device_id,
-        device_uuid=uuid.uuid4(),
+    return device_registered(
+        device_id,
         external_id=f"d{device_id}",
         organization_id=org,
         capacity_kw=100,
-        country_code="IND",
-        fuel_code="ES100",
-        device_type_code="TC110",
         commissioning_date=T0 - timedelta(days=400),
         onboarded_at=T0 - timedelta(days=10),
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opendrec_contracts import DeviceRegistered
+from opendrec_contracts.testing import device_registered
 from opendrec_kit.testing import eventually, publish_events, wait_for_event
 
 from .helpers import PERMS, buyer, devices, payload, reserve
@@ -177,11 +177,17 @@ async def test_bad_changes_are_refused_and_change_nothing(service, kafka_bootstr
     assert ended.status_code == 409 and "has already ended" in ended.json()["message"]
 
 
-async def test_only_the_buyer_organization_or_an_admin_changes_a_reservation(service, kafka_bootstrap):
+async def reserved_for_ten_days(service, kafka_bootstrap, org):
+    """A reservation by organization `org` of one new device, from now for 10 days."""
     runtime, client, issuer = service
     [device] = await devices(runtime, kafka_bootstrap, n=1)
     now = datetime.now(UTC)
-    res = await reserve(client, buyer(issuer, org=723), [device], start=now, end=now + 10 * DAY)
+    return await reserve(client, buyer(issuer, org=org), [device], start=now, end=now + 10 * DAY)
+
+
+async def test_only_the_buyer_organization_or_an_admin_changes_a_reservation(service, kafka_bootstrap):
+    runtime, client, issuer = service
+    res = await reserved_for_ten_days(service, kafka_bootstrap, org=723)
     path = f"/api/buyer-reservation/{res['id']}"
     change = {"name": "hijacked"}
     assert (await client.patch(path, json=change, headers=buyer(issuer, org=724))).status_code == 404
@@ -231,10 +237,8 @@ async def test_drec_end_with_its_end_date_or_without_a_body_ends_it_now(service,
 
 
 async def test_only_the_buyer_organization_ends_it_the_drec_way(service, kafka_bootstrap):
-    runtime, client, issuer = service
-    [device] = await devices(runtime, kafka_bootstrap, n=1)
-    now = datetime.now(UTC)
-    res = await reserve(client, buyer(issuer, org=726), [device], start=now, end=now + 10 * DAY)
+    _, client, issuer = service
+    res = await reserved_for_ten_days(service, kafka_bootstrap, org=726)
     path = f"/api/buyer-reservation/endreservation/{res['id']}"
     assert (await client.delete(path, headers=buyer(issuer, org=727))).status_code == 404
     assert (
@@ -279,15 +283,11 @@ async def test_current_information_of_an_active_reservation(service, kafka_boots
     await publish_events(
         kafka_bootstrap,
         [
-            DeviceRegistered(
-                device_id=device,
-                device_uuid=uuid.uuid4(),
+            device_registered(
+                device,
                 external_id=f"history-{device}",
                 organization_id=500,
                 capacity_kw=10,
-                country_code="IND",
-                fuel_code="ES100",
-                device_type_code="TC110",
                 commissioning_date=now - 400 * DAY,
                 onboarded_at=onboarded,
             )

@@ -59,13 +59,12 @@ async def list_buyer_reservations(
     return await services.reservations(uow, acting.user, page, acting.organization_id, apiuserId)
 
 
-@router.get("/api/device-group/my", summary="My reservations")
+# The buyer's own reservations under D-REC's two names (`name` keeps each path's own operationId).
+@router.get(
+    "/api/buyer-reservation/my", summary="My reservations (D-REC buyer-reservation path)", name="my_buyer_reservations"
+)
+@router.get("/api/device-group/my", summary="My reservations", name="my_reservations")
 async def my_reservations(uow: UoW, acting: Reading, page: Paging) -> dict[str, Any]:
-    return await services.reservations(uow, acting.user, page, acting.organization_id, mine=True)
-
-
-@router.get("/api/buyer-reservation/my", summary="My reservations (D-REC buyer-reservation path)")
-async def my_buyer_reservations(uow: UoW, acting: Reading, page: Paging) -> dict[str, Any]:
     return await services.reservations(uow, acting.user, page, acting.organization_id, mine=True)
 
 

@@ -142,20 +142,23 @@ def _refuse(status: int, problems: list[domain.Problem]) -> None:
         raise ApiError(status, "; ".join(m for _, m in problems), [{"field": f, "message": m} for f, m in problems])
 
 
+def _terms(row: Any) -> dict[str, Any]:
+    """The reservation's terms as reservation.created and reservation.updated both carry them."""
+    return {
+        "reservation_id": row["id"],
+        "reservation_uid": row["uid"],
+        "name": row["name"],
+        "buyer_organization_id": row["buyer_organization_id"],
+        "reservation_start": row["reservation_start"],
+        "reservation_end": row["reservation_end"],
+        "target_capacity_wh": row["target_capacity_wh"],
+        "authority_to_exceed": row["authority_to_exceed"],
+        "reservation_expiry": row["reservation_expiry"],
+    }
+
+
 def _updated_event(row: Any) -> ReservationUpdated:
-    return ReservationUpdated(
-        reservation_id=row["id"],
-        reservation_uid=row["uid"],
-        revision=row["revision"],
-        name=row["name"],
-        buyer_organization_id=row["buyer_organization_id"],
-        device_ids=list(row["device_ids"]),
-        reservation_start=row["reservation_start"],
-        reservation_end=row["reservation_end"],
-        target_capacity_wh=row["target_capacity_wh"],
-        authority_to_exceed=row["authority_to_exceed"],
-        reservation_expiry=row["reservation_expiry"],
-    )
+    return ReservationUpdated(**_terms(row), revision=row["revision"], device_ids=list(row["device_ids"]))
 
 
 def _ended_event(row: Any) -> ReservationEnded:
@@ -236,21 +239,7 @@ async def create_reservation(
         )
         row = await store.reservation(uow.conn, inserted["id"])
         assert row is not None  # inserted just now, in this transaction
-        uow.record(
-            ReservationCreated(
-                reservation_id=row["id"],
-                reservation_uid=row["uid"],
-                name=row["name"],
-                buyer_organization_id=row["buyer_organization_id"],
-                device_ids=selection.accepted,
-                reservation_start=row["reservation_start"],
-                reservation_end=row["reservation_end"],
-                frequency=row["frequency"],
-                target_capacity_wh=row["target_capacity_wh"],
-                authority_to_exceed=row["authority_to_exceed"],
-                reservation_expiry=row["reservation_expiry"],
-            )
-        )
+        uow.record(ReservationCreated(**_terms(row), device_ids=selection.accepted, frequency=row["frequency"]))
     # the devices in the order asked for, as before
     return {**_answer({**row, "device_ids": selection.accepted}, datetime.now(UTC)), "unavailableDevices": refused}
 
