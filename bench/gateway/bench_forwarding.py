@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -110,26 +111,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def make_token() -> tuple[str, dict]:
-    import jwt
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    """A device owner's token, valid for an hour, and the JWKS that trusts it."""
+    from opendrec_kit.testing import TokenIssuer
 
-    key = Ed25519PrivateKey.generate()
-    jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key()))
-    jwk.update(kid="bench", alg="EdDSA", use="sig")
-    now = int(time.time())
-    claims = {
-        "sub": "1",
-        "org": "1",
-        "role": "DeviceOwner",
-        "permissions": {"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
-        "iat": now,
-        "exp": now + 3600,
-        "jti": "bench-token",
-        "aud": "opendrec",
-        "iss": "opendrec-identity",
-    }
-    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "bench"})
-    return token, {"keys": [jwk]}
+    issuer = TokenIssuer()
+    token = issuer.token(
+        role="DeviceOwner", permissions={"DEVICE_MANAGEMENT_CRUDL": "RWUD"}, expires_in=timedelta(hours=1)
+    )
+    return token, {"keys": [issuer.jwk()]}
 
 
 # ---- load generators
