@@ -30,7 +30,7 @@ from ..bodies import (
     Verdict,
 )
 from ..services import api_users as use_cases
-from .deps import ADMIN_ONLY, Ident, Paging
+from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident, Paging
 
 router = APIRouter()
 
@@ -210,7 +210,7 @@ async def rotate_key(
     "/api/Organization/apiuser/all_organization",
     response_model=OrganizationsPage,
     tags=["organization"],
-    dependencies=[only_roles(domain.ADMIN, domain.API_USER)],
+    dependencies=ADMIN_OR_API_USER,
 )
 async def api_user_organizations(
     uow: UoW,

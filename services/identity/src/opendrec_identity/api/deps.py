@@ -23,5 +23,7 @@ Paging = Depends(page_query(default_limit=10, max_limit=100))
 
 # Admin listings cross every organization: the Admin role, whatever a module grant says.
 ADMIN_ONLY = [only_roles(domain.ADMIN)]
+# Listings and changes an API user makes for the organizations registered under it, as an Admin does for all.
+ADMIN_OR_API_USER = [only_roles(domain.ADMIN, domain.API_USER)]
 
 TokenParam = Path(min_length=1, max_length=200, description="the token received by mail")

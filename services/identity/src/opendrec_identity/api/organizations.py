@@ -12,7 +12,6 @@ from opendrec_kit.auth import only_roles
 from opendrec_kit.organizations import organization_query
 from opendrec_kit.paging import Page
 
-from .. import domain
 from ..bodies import (
     ChangeRole,
     Done,
@@ -24,7 +23,7 @@ from ..bodies import (
     UsersPage,
 )
 from ..services import organizations
-from .deps import ADMIN_ONLY, Ident, Paging
+from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident, Paging
 
 router = APIRouter()
 
@@ -140,7 +139,7 @@ async def all_organizations(
     "/api/admin/organizations/user/{organizationId}",
     response_model=UsersPage,
     tags=["admin"],
-    dependencies=[only_roles(domain.ADMIN, domain.API_USER)],
+    dependencies=ADMIN_OR_API_USER,
 )
 async def organization_all_users(
     organizationId: int,

@@ -8,12 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from opendrec_kit import Principal, UoW, permission
-from opendrec_kit.auth import only_roles
 
-from .. import domain
 from ..bodies import AdminNewUser, UserChange, UserDetail, UserOut
 from ..services import users
-from .deps import ADMIN_ONLY, Ident
+from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident
 
 router = APIRouter()
 
@@ -34,12 +32,7 @@ async def create_user(
     return await users.create_user(uow, identity, principal, body)
 
 
-@router.put(
-    "/api/admin/users/{id}",
-    response_model=UserOut,
-    tags=["admin"],
-    dependencies=[only_roles(domain.ADMIN, domain.API_USER)],
-)
+@router.put("/api/admin/users/{id}", response_model=UserOut, tags=["admin"], dependencies=ADMIN_OR_API_USER)
 async def update_user(
     id: int,
     body: UserChange,

@@ -179,6 +179,22 @@ async def refuse_taken(uow: UnitOfWork, body: NewOrganizationAccount) -> None:
 
 
 @contextlib.contextmanager
+def refusing_taken(constraint: str, refusal: ApiError) -> Iterator[None]:
+    """The unique index `constraint` refused a row (someone took the value between our check and our write,
+    or there was no check): `refusal` instead; any other violation passes through."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != constraint:
+            raise
+        raise refusal from None
+
+
+def already_registered(field: str, message: str) -> ApiError:
+    return ApiError(409, f"Already registered: {field}", [{"field": field, "message": message}])
+
+
+@contextlib.contextmanager
 def refusing_duplicates() -> Iterator[None]:
     """Someone registered the same e-mail or organization name between our check and our insert: 409."""
     try:

@@ -19,7 +19,7 @@ from opendrec_kit.timestamps import iso
 
 from .. import domain, store
 from ..bodies import ModuleChange, NewGrant, NewModule
-from .common import Identity, invalid, page_of, revoke_sessions_of_users, visible_user
+from .common import Identity, invalid, page_of, refusing_taken, revoke_sessions_of_users, visible_user
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,14 @@ def _duplicate(entity_type: str, entity_id: str, module: str, grant_id: int | No
 
 async def create_module(uow: UnitOfWork, principal: Principal, body: NewModule) -> dict[str, Any]:
     """An ACL module and the actions it offers."""
-    try:
+    taken = ApiError(
+        409, f"An ACL module named {body.name} already exists", [{"field": "name", "message": "already exists"}]
+    )
+    with refusing_taken(store.ACL_MODULE_NAME_UNIQUE, taken):
         async with uow:
             row = await store.insert_acl_module(
                 uow.conn, body.name, body.description, domain.letters_of(body.permissions), body.status
             )
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != store.ACL_MODULE_NAME_UNIQUE:
-            raise
-        raise ApiError(
-            409, f"An ACL module named {body.name} already exists", [{"field": "name", "message": "already exists"}]
-        ) from None
     log.info("acl module created", extra={"module": row["name"], "module_id": row["id"], "by": principal.user_id})
     return module_out(row)
 

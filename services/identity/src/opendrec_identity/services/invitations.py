@@ -21,7 +21,16 @@ from opendrec_kit.timestamps import iso
 
 from .. import domain, mail, store
 from ..bodies import Invite, InvitedRegistration
-from .common import NO_ACCOUNT, Identity, Revoked, check_own_organization, joined_user_out, page_of, revoke_sessions
+from .common import (
+    NO_ACCOUNT,
+    Identity,
+    Revoked,
+    check_own_organization,
+    joined_user_out,
+    page_of,
+    refusing_taken,
+    revoke_sessions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +66,10 @@ async def invite(
     """Invite an e-mail address to join an organization the caller manages, with a role; a mail is sent to it."""
     settings = identity.settings
     token = secrets.token_urlsafe(32)
-    try:
+    with refusing_taken(
+        store.INVITATION_PENDING_UNIQUE,
+        ApiError(409, f"{body.email} already has an open invitation to this organization"),
+    ):
         async with uow:
             await check_own_organization(uow.conn, principal, organization_id)
             organization = await store.organization_by_id(uow.conn, organization_id)
@@ -90,10 +102,6 @@ async def invite(
             )
             await store.queue_mail(uow.conn, body.email, subject, text)
             invitation = await store.invitation_by_id(uow.conn, invitation_id)
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != store.INVITATION_PENDING_UNIQUE:
-            raise
-        raise ApiError(409, f"{body.email} already has an open invitation to this organization") from None
     identity.send_mail_now()
     log.info(
         "invitation sent",

@@ -19,11 +19,13 @@ from ..bodies import NewOrganization, OrganizationChange
 from .common import (
     NO_ACCOUNT,
     Identity,
+    already_registered,
     check_own_organization,
     invalid,
     joined_user_out,
     organization_out,
     page_of,
+    refusing_taken,
     revoke_sessions,
     revoke_sessions_of_users,
 )
@@ -158,7 +160,9 @@ async def update_organization(
         changes["address"] = body.address
     if body.status is not None:
         changes["status"] = body.status
-    try:
+    with refusing_taken(
+        store.ORGANIZATION_NAME_UNIQUE, already_registered("name", "an organization with this name already exists")
+    ):
         async with uow:
             organization = await store.organization_by_id(uow.conn, organization_id, lock=True)
             if organization is None:
@@ -171,14 +175,6 @@ async def update_organization(
                 except domain.Invalid as exc:
                     raise invalid("organizationType", str(exc)) from None
             row = await store.update_organization(uow.conn, organization_id, changes) if changes else organization
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != store.ORGANIZATION_NAME_UNIQUE:
-            raise
-        raise ApiError(
-            409,
-            "Already registered: name",
-            [{"field": "name", "message": "an organization with this name already exists"}],
-        ) from None
     log.info(
         "organization changed",
         extra={"organization_id": organization_id, "fields": sorted(changes), "by": principal.user_id},

@@ -17,11 +17,13 @@ from .. import domain, store
 from ..bodies import AdminNewUser, UserChange
 from .common import (
     Identity,
+    already_registered,
     check_own_organization,
     joined_user_out,
     organization_out,
     queue_confirmation,
     refuse_taken,
+    refusing_taken,
     register_administered_organization,
     revoke_sessions,
     user_out,
@@ -82,7 +84,7 @@ async def update_user(
     if body.lastName is not None:
         changes["last_name"] = body.lastName
     mailed = False
-    try:
+    with refusing_taken(store.EMAIL_UNIQUE, already_registered("email", "an account with this email already exists")):
         async with uow:
             target = await _may_change(uow.conn, principal, user_id)
             if body.empty():
@@ -103,14 +105,6 @@ async def update_user(
                 mailed = True
             revoked = await revoke_sessions(uow, user_id) if {"email", "status"} & changes.keys() else []
             updated = await store.user_by_id(uow.conn, user_id)
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != store.EMAIL_UNIQUE:
-            raise
-        raise ApiError(
-            409,
-            "Already registered: email",
-            [{"field": "email", "message": "an account with this email already exists"}],
-        ) from None
     identity.refuse_here(revoked)
     if mailed:
         identity.send_mail_now()
