@@ -142,19 +142,21 @@ def _refuse(status: int, problems: list[domain.Problem]) -> None:
         raise ApiError(status, "; ".join(m for _, m in problems), [{"field": f, "message": m} for f, m in problems])
 
 
+# The reservation's terms: columns reservation.created and reservation.updated carry under the same name.
+_TERMS = (
+    "name",
+    "buyer_organization_id",
+    "reservation_start",
+    "reservation_end",
+    "target_capacity_wh",
+    "authority_to_exceed",
+    "reservation_expiry",
+)
+
+
 def _terms(row: Any) -> dict[str, Any]:
     """The reservation's terms as reservation.created and reservation.updated both carry them."""
-    return {
-        "reservation_id": row["id"],
-        "reservation_uid": row["uid"],
-        "name": row["name"],
-        "buyer_organization_id": row["buyer_organization_id"],
-        "reservation_start": row["reservation_start"],
-        "reservation_end": row["reservation_end"],
-        "target_capacity_wh": row["target_capacity_wh"],
-        "authority_to_exceed": row["authority_to_exceed"],
-        "reservation_expiry": row["reservation_expiry"],
-    }
+    return {"reservation_id": row["id"], "reservation_uid": row["uid"], **{column: row[column] for column in _TERMS}}
 
 
 def _updated_event(row: Any) -> ReservationUpdated:
