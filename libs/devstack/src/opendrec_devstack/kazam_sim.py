@@ -50,9 +50,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-# Field order of a transaction as in the collection's "Get Transactions" example.
-FINISHED_FIELDS = (
-    "txn_id",
+# Field order of a transaction as in the collection's examples: a finished one ("Get Transactions") and an
+# ongoing one, which has `ack` after its id and no end_time or end_reason.
+_CHARGER_AND_USER = (
     "connector_id",
     "device_id",
     "device_org",
@@ -61,35 +61,10 @@ FINISHED_FIELDS = (
     "subsegment",
     "user_id",
     "device_network_type",
-    "end_time",
-    "power",
-    "start_time",
-    "total_usage",
-    "tx_status",
-    "usage_limit",
-    "voltage",
-    "end_reason",
-    "payment_initialised",
 )
-ONGOING_FIELDS = (
-    "txn_id",
-    "ack",
-    "connector_id",
-    "device_id",
-    "device_org",
-    "initiated_from",
-    "segment",
-    "subsegment",
-    "user_id",
-    "device_network_type",
-    "power",
-    "start_time",
-    "total_usage",
-    "tx_status",
-    "usage_limit",
-    "voltage",
-    "payment_initialised",
-)
+_SESSION = ("power", "start_time", "total_usage", "tx_status", "usage_limit", "voltage")
+FINISHED_FIELDS = ("txn_id", *_CHARGER_AND_USER, "end_time", *_SESSION, "end_reason", "payment_initialised")
+ONGOING_FIELDS = ("txn_id", "ack", *_CHARGER_AND_USER, *_SESSION, "payment_initialised")
 TX_FINISHED = 0
 TX_ONGOING = 1
 

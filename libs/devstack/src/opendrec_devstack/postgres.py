@@ -210,18 +210,13 @@ def _wait_accepting(port: int, timeout: float = 30.0) -> None:
 
 def main() -> None:
     """`python -m opendrec_devstack.postgres DIR [PORT]`: run a server until Ctrl-C (for poking)."""
-    import signal
     import sys
 
+    from .procs import serve_until_signalled
+
     logging.basicConfig(level=logging.INFO)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    pg = start_postgres(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
-    print(pg.url, flush=True)
-    try:
-        signal.sigwait(stop_signals)
-    finally:
-        pg.stop()
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    serve_until_signalled(lambda: start_postgres(sys.argv[1], port), lambda pg: pg.url)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,33 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self, TypeVar
 
 import psutil
 
 STOP_TIMEOUT_S = 10.0
+
+
+class Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
+def serve_until_signalled(start: Callable[[], S], banner: Callable[[S], str]) -> None:
+    """A helper server in the foreground (`python -m ...`): started with SIGINT/SIGTERM blocked (its threads
+    inherit the mask, so this thread alone takes them), `banner(server)` printed, stopped on the first of them."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    server = start()
+    print(banner(server), flush=True)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        server.stop()
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -19,6 +19,7 @@ Set OPENDREC_TESTCONTAINERS=never to skip the Docker probe (embedded parts only)
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -28,7 +29,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,18 +239,29 @@ def start_platform(
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory) -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
+@contextlib.contextmanager
+def _server(
+    env: str, in_docker: Callable[[], ContextManager[str]], embedded: Callable[[], ContextManager[str]]
+) -> Iterator[str]:
+    """The address of a server: `$env` when set (one already running), else one started in Docker when a Docker
+    engine answers, else an embedded one; a started one is stopped on exit."""
+    if given := os.environ.get(env):
+        yield given
         return
-    if docker_available():
-        from testcontainers.community.postgres import PostgresContainer
+    with (in_docker if docker_available() else embedded)() as address:
+        yield address
 
-        with PostgresContainer("postgres:16-alpine", driver=None) as container:
-            yield container.get_connection_url()
-        return
+
+@contextlib.contextmanager
+def _postgres_in_docker() -> Iterator[str]:
+    from testcontainers.community.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver=None) as container:
+        yield container.get_connection_url()
+
+
+@contextlib.contextmanager
+def _embedded_postgres() -> Iterator[str]:
     from .postgres import start_postgres
 
     # Not under pytest's basetemp: every pytest session resets that tree to mode 0700, which would
@@ -262,23 +275,34 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap:
-        yield bootstrap
-        return
-    if docker_available():
-        from testcontainers.community.kafka import KafkaContainer
+@contextlib.contextmanager
+def _kafka_in_docker() -> Iterator[str]:
+    from testcontainers.community.kafka import KafkaContainer
 
-        # explicit topic creation, as on Tansu and in production
-        with KafkaContainer().with_kraft().with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false") as kafka:
-            yield kafka.get_bootstrap_server()
-        return
+    # explicit topic creation, as on Tansu and in production
+    with KafkaContainer().with_kraft().with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false") as kafka:
+        yield kafka.get_bootstrap_server()
+
+
+@contextlib.contextmanager
+def _embedded_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from .broker import start_broker
 
     with start_broker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
         yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    with _server("DATABASE_URL", _postgres_in_docker, _embedded_postgres) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
+    embedded = functools.partial(_embedded_kafka, tmp_path_factory)
+    with _server("KAFKA_BOOTSTRAP_SERVERS", _kafka_in_docker, embedded) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import argparse
 import email
 import email.policy
 import os
-import signal
 import smtplib
 import time
 import uuid
@@ -23,6 +22,8 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+
+from .procs import serve_until_signalled
 
 HOST = "127.0.0.1"
 
@@ -111,14 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=HOST)
     args = parser.parse_args(argv)
 
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # the server thread inherits the mask
-    controller = start_smtp_sink(args.dir, args.port, args.host)
-    print(f"SMTP sink on smtp://{args.host}:{args.port} storing to {Path(args.dir).resolve()}", flush=True)
-    try:
-        signal.sigwait(stop_signals)
-    finally:
-        controller.stop()
+    serve_until_signalled(
+        lambda: start_smtp_sink(args.dir, args.port, args.host),
+        lambda _: f"SMTP sink on smtp://{args.host}:{args.port} storing to {Path(args.dir).resolve()}",
+    )
 
 
 if __name__ == "__main__":
