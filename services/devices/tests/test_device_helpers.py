@@ -329,6 +329,18 @@ async def test_certified_log_validation_and_permissions(service, api_users):  # 
 # ---------------------------------------------------------------- PUT /api/device/my/deviceOnBoardingDate
 
 
+async def refused_without_write_or_for_another_org(client, path, params, headers, read_only):
+    """PUT `path` is refused (403) with headers lacking Write, and naming another organization than the caller's."""
+    refused(
+        await client.put(path, params=params, headers=read_only), 403, "Write permission on DEVICE_MANAGEMENT_CRUDL"
+    )
+    refused(
+        await client.put(path, params={**params, "organizationId": new_org()}, headers=headers),
+        403,
+        "your own organization",
+    )
+
+
 async def test_onboarding_date_changes_are_disabled_by_default(service):
     client, issuer = service
     org = new_org()
@@ -341,14 +353,7 @@ async def test_onboarding_date_changes_are_disabled_by_default(service):
     read_only = issuer.headers(
         organization_id=org, organization_type="Developer", permissions={"DEVICE_MANAGEMENT_CRUDL": "R"}
     )
-    refused(
-        await client.put(path, params=params, headers=read_only), 403, "Write permission on DEVICE_MANAGEMENT_CRUDL"
-    )
-    refused(
-        await client.put(path, params={**params, "organizationId": new_org()}, headers=headers),
-        403,
-        "your own organization",
-    )
+    await refused_without_write_or_for_another_org(client, path, params, headers, read_only)
     r = await client.get(f"/api/device/{device['id']}", headers=headers)
     assert r.json()["createdAt"] == device["createdAt"]
 

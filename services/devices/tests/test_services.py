@@ -26,15 +26,24 @@ def settings_overrides() -> dict:
     return {"bulk_poll_interval_s": 60.0}
 
 
+@pytest.fixture
+def runtime(service):
+    client, _ = service
+    return client.runtime
+
+
+def any_device_id() -> int:
+    """A device id no device has: the read models take any."""
+    return uuid.uuid4().int % 10**9 + 10**12
+
+
 async def holding(pool, device_id):
     async with pool.acquire() as conn:
         return await store.active_reservations(conn, device_id)
 
 
-async def test_the_first_end_of_a_reservation_counts_and_redeliveries_are_dropped(service):
-    client, _ = service
-    runtime = client.runtime
-    device_id = uuid.uuid4().int % 10**9 + 10**12  # the read models take any device id
+async def test_the_first_end_of_a_reservation_counts_and_redeliveries_are_dropped(runtime):
+    device_id = any_device_id()
     now = datetime.now(UTC)
     created = reservation([device_id, device_id], now - timedelta(days=1), now + timedelta(days=30))
     first_end = ended(created)
@@ -55,10 +64,8 @@ async def test_the_first_end_of_a_reservation_counts_and_redeliveries_are_droppe
     assert count == 1  # a device named twice is held once
 
 
-async def test_a_reservation_holds_its_devices_until_it_ends(service):
-    client, _ = service
-    runtime = client.runtime
-    device_id = uuid.uuid4().int % 10**9 + 10**12
+async def test_a_reservation_holds_its_devices_until_it_ends(runtime):
+    device_id = any_device_id()
     now = datetime.now(UTC)
     created = reservation([device_id], now - timedelta(days=1), now + timedelta(days=30))
     envelope = envelope_for(created, "reservations")
@@ -75,16 +82,9 @@ async def test_a_reservation_holds_its_devices_until_it_ends(service):
 
 def updated(created: ReservationCreated, revision: int, end: datetime, **changes) -> ReservationUpdated:
     """reservation.updated for a reservation, as the reservations service announces a PATCH: its full terms."""
-    return ReservationUpdated(
-        reservation_id=created.reservation_id,
-        reservation_uid=created.reservation_uid,
-        revision=revision,
-        name=created.name,
-        buyer_organization_id=created.buyer_organization_id,
-        device_ids=created.device_ids,
-        reservation_start=created.reservation_start,
-        reservation_end=end,
-        **changes,
+    # the created terms (frequency, not part of an update, is ignored), a new revision and end
+    return ReservationUpdated.model_validate(
+        {**created.model_dump(), "revision": revision, "reservation_end": end, **changes}
     )
 
 
@@ -133,10 +133,8 @@ async def test_an_updated_end_moves_the_window_in_the_listing_of_available_devic
     assert await offered() and await holding(runtime.pool, device_id) == []
 
 
-async def test_an_older_or_redelivered_revision_changes_nothing(service):
-    client, _ = service
-    runtime = client.runtime
-    device_id = uuid.uuid4().int % 10**9 + 10**12
+async def test_an_older_or_redelivered_revision_changes_nothing(runtime):
+    device_id = any_device_id()
     now = datetime.now(UTC)
     created = reservation([device_id], now - timedelta(days=1), now + timedelta(days=30))
     second = updated(created, 2, now + timedelta(days=60))
@@ -154,10 +152,8 @@ async def test_an_older_or_redelivered_revision_changes_nothing(service):
     assert not await services.record_reservation_change(runtime.uow(), first)
 
 
-async def test_an_update_heard_before_its_reservation_stands_and_an_end_stays(service):
-    client, _ = service
-    runtime = client.runtime
-    device_id, other = (uuid.uuid4().int % 10**9 + 10**12 for _ in range(2))
+async def test_an_update_heard_before_its_reservation_stands_and_an_end_stays(runtime):
+    device_id, other = any_device_id(), any_device_id()
     now = datetime.now(UTC)
     created = reservation([device_id], now - timedelta(days=1), now - timedelta(hours=1))  # over by its own terms
     change = updated(created, 1, now + timedelta(days=30))

@@ -354,17 +354,18 @@ def parse_order_by(values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(known[item.lower()] for item in items))
 
 
+def _band(value: float, bands: tuple[tuple[float, str], ...], beyond: str) -> str:
+    """The label of the first band whose upper limit (inclusive) `value` stays within; `beyond` above them all."""
+    return next((label for limit, label in bands if value <= limit), beyond)
+
+
+# upper limits in kW
+_CAPACITY_RANGES = ((1, "0.1W - 1kW"), (50, "1.01kW - 50kW"), (500, "51kW - 500kW"), (5000, "500kW - 5MW"))
+
+
 def capacity_range(capacity_kw: float) -> str:
     """D-REC's CapacityRange of a capacity in kW."""
-    if capacity_kw <= 1:
-        return "0.1W - 1kW"
-    if capacity_kw <= 50:
-        return "1.01kW - 50kW"
-    if capacity_kw <= 500:
-        return "51kW - 500kW"
-    if capacity_kw <= 5000:
-        return "500kW - 5MW"
-    return "5MW+"
+    return _band(capacity_kw, _CAPACITY_RANGES, "5MW+")
 
 
 def commissioning_date_range(commissioned: datetime, now: datetime) -> str:
@@ -375,11 +376,7 @@ def commissioning_date_range(commissioned: datetime, now: datetime) -> str:
         return f"Year 1 - Q{(commissioned.month - 1) // 3 + 1}"
     if years <= 4:
         return f"Year {years + 1}"
-    if years <= 9:
-        return "6 - 10 years"
-    if years <= 14:
-        return "11 - 15 years"
-    return "15 years+"
+    return _band(years, ((9, "6 - 10 years"), (14, "11 - 15 years")), "15 years+")
 
 
 def _group_text(field: str, value: Any) -> str:
