@@ -103,9 +103,11 @@ def headers(issuer, org, perms=ALL, **kw):
     return issuer.headers(organization_id=org, organization_type="Developer", permissions=perms, **kw)
 
 
-async def known_device(runtime):
-    """ids() of a device put straight into the gateway's read model (no device.registered over Kafka)."""
-    device_id, org, ext, charger = ids()
+async def known_device(runtime, org=None):
+    """ids() of a device put straight into the gateway's read model (no device.registered over Kafka), of a new
+    organization or `org`."""
+    device_id, new_org, ext, charger = ids()
+    org = org or new_org
     await runtime.pool.execute(
         "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
         device_id,
@@ -334,13 +336,7 @@ async def test_charger_links_are_listed_a_page_at_a_time_with_the_total(gateway)
     _, org, _, _ = ids()
     chargers = []
     for n in range(5):
-        device_id, _, ext, charger = ids()
-        await runtime.pool.execute(
-            "INSERT INTO devices (device_id, external_id, organization_id, onboarded_at) VALUES ($1, $2, $3, now())",
-            device_id,
-            ext,
-            org,
-        )
+        _, _, ext, charger = await known_device(runtime, org)
         charger = f"{n}{charger}"
         linked = await client.post(
             "/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org)

@@ -29,7 +29,7 @@ from opendrec_contracts import (
     ReservationUpdated,
     envelope_for,
     parse_event,
-)  # fmt: skip
+)
 from opendrec_kit.testing import (
     TokenIssuer,
     dispatch,
@@ -782,15 +782,9 @@ def _reserved(device: DeviceRegistered, buyer: int, start_h: int, end_h: int) ->
 
 def _changed(created: ReservationCreated, revision: int, end_h: int) -> ReservationUpdated:
     """reservation.updated as the reservations service announces a PATCH: the full terms, a new end."""
-    return ReservationUpdated(
-        reservation_id=created.reservation_id,
-        reservation_uid=created.reservation_uid,
-        revision=revision,
-        name=created.name,
-        buyer_organization_id=created.buyer_organization_id,
-        device_ids=created.device_ids,
-        reservation_start=created.reservation_start,
-        reservation_end=ONBOARDED + end_h * H,
+    # the created terms (frequency, not part of an update, is ignored), a new revision and end
+    return ReservationUpdated.model_validate(
+        {**created.model_dump(), "revision": revision, "reservation_end": ONBOARDED + end_h * H}
     )
 
 

@@ -139,6 +139,10 @@ def _plain_reads(items: list[Any]) -> RawReads | None:
     return starts, ends, values
 
 
+# The body both add routes read by hand (parse_body), documented as if FastAPI read it.
+_METER_READS_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(MeterReadsIn)}}}
+}
 _START, _END, _VALUE = itemgetter("starttimestamp"), itemgetter("endtimestamp"), itemgetter("value")
 _TEXT = {str, type(None)}
 
@@ -147,9 +151,7 @@ _TEXT = {str, type(None)}
     "/api/meter-reads/new/{externalId}",
     status_code=201,
     summary="Add meter reads (History, Delta or Aggregate) to a device, accepted or refused as a whole",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(MeterReadsIn)}}}
-    },
+    openapi_extra=_METER_READS_BODY,
 )
 async def add_meter_reads(
     externalId: str,
@@ -210,9 +212,7 @@ async def _admin_acting(
     "/api/meter-reads/addByAdmin/new/{id}",
     status_code=201,
     summary="An Admin adds meter reads to a device of any organization (organizationId), by the rules of new/{id}",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(MeterReadsIn)}}}
-    },
+    openapi_extra=_METER_READS_BODY,
 )
 async def add_meter_reads_by_admin(
     id: Annotated[str, Path(max_length=200, description="The device's external id")],

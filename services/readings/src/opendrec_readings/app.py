@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opendrec_contracts import (
-    DeviceDeleted,
-    DeviceRegistered,
-    DeviceUpdated,
-    ReadSubmitted,
-    ReservationCreated,
-    ReservationEnded,
-    ReservationUpdated,
-)
 from opendrec_kit import ServiceRuntime
 
 from . import api, services
@@ -25,14 +16,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(settings, title="OpenDREC readings", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     runtime.follow_organizations()
-    handlers = Handlers(settings)
-    runtime.on(DeviceRegistered, handlers.on_device_registered)
-    runtime.on(DeviceUpdated, handlers.on_device_updated)
-    runtime.on(DeviceDeleted, handlers.on_device_deleted)
-    runtime.on(ReadSubmitted, handlers.on_read_submitted)
-    runtime.on(ReservationCreated, handlers.on_reservation_created)
-    runtime.on(ReservationUpdated, handlers.on_reservation_updated)
-    runtime.on(ReservationEnded, handlers.on_reservation_ended)
+    Handlers(settings).subscribe(runtime)
 
     async def import_step() -> bool:
         """One queued (or interrupted) CSV import job, worked through; True: look for the next at once."""

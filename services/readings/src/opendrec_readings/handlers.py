@@ -16,7 +16,7 @@ from opendrec_contracts import (
     ReservationEnded,
     ReservationUpdated,
 )
-from opendrec_kit import EventContext
+from opendrec_kit import EventContext, ServiceRuntime
 
 from . import services
 from .settings import Settings
@@ -25,6 +25,16 @@ from .settings import Settings
 class Handlers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def subscribe(self, runtime: ServiceRuntime[Settings]) -> None:
+        """Registers every event this service follows with its handler (by event class)."""
+        runtime.on(DeviceRegistered, self.on_device_registered)
+        runtime.on(DeviceUpdated, self.on_device_updated)
+        runtime.on(DeviceDeleted, self.on_device_deleted)
+        runtime.on(ReadSubmitted, self.on_read_submitted)
+        runtime.on(ReservationCreated, self.on_reservation_created)
+        runtime.on(ReservationUpdated, self.on_reservation_updated)
+        runtime.on(ReservationEnded, self.on_reservation_ended)
 
     async def on_device_registered(self, event: DeviceRegistered, ctx: EventContext) -> None:
         await services.take_device_state(ctx, self.settings, event, ctx.envelope.occurred_at)

@@ -209,16 +209,19 @@ async def history_between(
     return [(r["start_at"], r["end_at"]) for r in rows]
 
 
+def _conditions(*bounds: tuple[str, datetime | None], numbered_after: int) -> tuple[str, list[Any]]:
+    """` AND <condition> $n` for each bound given (None = open), its parameter numbered after the first `numbered_after`."""
+    clauses, args = [], []
+    for condition, value in bounds:
+        if value is not None:
+            args.append(value)
+            clauses.append(f" AND {condition} ${len(args) + numbered_after}")
+    return "".join(clauses), args
+
+
 def _window(start: datetime | None, end: datetime | None) -> tuple[str, list[Any]]:
     """Conditions for intervals overlapping [start, end), numbered after $1 (the device); either bound may be open."""
-    clauses, args = [], []
-    if start is not None:
-        args.append(start)
-        clauses.append(f"end_at > ${len(args) + 1}")
-    if end is not None:
-        args.append(end)
-        clauses.append(f"start_at < ${len(args) + 1}")
-    return "".join(f" AND {c}" for c in clauses), args
+    return _conditions(("end_at >", start), ("start_at <", end), numbered_after=1)
 
 
 async def count_intervals(
@@ -439,14 +442,7 @@ async def reservation_span(
 
 def _ending(start: datetime | None, end: datetime | None, numbered_after: int) -> tuple[str, list[Any]]:
     """Conditions for intervals ending in (start, end], their parameters numbered after the first `numbered_after`."""
-    clauses, args = [], []
-    if start is not None:
-        args.append(start)
-        clauses.append(f"end_at > ${len(args) + numbered_after}")
-    if end is not None:
-        args.append(end)
-        clauses.append(f"end_at <= ${len(args) + numbered_after}")
-    return "".join(f" AND {c}" for c in clauses), args
+    return _conditions(("end_at >", start), ("end_at <=", end), numbered_after=numbered_after)
 
 
 async def accumulate(
