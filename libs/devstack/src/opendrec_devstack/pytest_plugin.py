@@ -205,13 +205,12 @@ def start_platform(
     deadline = time.monotonic() + timeout
     info = None
     while True:
-        if stack_file.exists():
-            try:
-                info = json.loads(stack_file.read_text())
-            except ValueError:
-                info = None
-            if info and info.get("ready"):
-                break
+        try:
+            info = json.loads(stack_file.read_text())
+        except (FileNotFoundError, ValueError):  # not written yet, half-written, or removed as the stack stops
+            info = None
+        if info and info.get("ready"):
+            break
         if proc.poll() is not None or time.monotonic() > deadline:
             why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready after {timeout}s"
             report = _readiness_report(info)
