@@ -26,24 +26,10 @@ log = logging.getLogger(__name__)
 _RELAY_LOCK = 0x0DEC0001  # advisory lock key, per database
 
 
-async def add(conn: asyncpg.Connection, event: Event, producer: str) -> None:
-    """Record `event` for publication, in the caller's transaction."""
-    env = envelope_for(event, producer)
-    headers: dict[str, str] = {}
-    propagate.inject(headers)  # trace context of the request or message that caused the event
-    await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, envelope, headers) VALUES ($1, $2, $3, $4, $5)",
-        env.event_id,
-        topic_of(event.TYPE),
-        event.key(),
-        env.model_dump_json(),
-        orjson.dumps(headers).decode(),
-    )
-
-
 async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str) -> None:
+    """Record `events` for publication, in the caller's transaction (the unit of work calls this at commit)."""
     headers: dict[str, str] = {}
-    propagate.inject(headers)
+    propagate.inject(headers)  # trace context of the request or message that caused the events
     h = orjson.dumps(headers).decode()
     rows = []
     for event in events:
