@@ -51,12 +51,15 @@ class Principal:
     permissions: dict[str, str] = field(default_factory=dict)
     token_id: str = ""
     api_user_id: str | None = None
+    # The bearer token itself: forwarded when this service asks an owning service on the caller's behalf
+    # (opendrec_kit.owners), so the owner applies its own access rules. Never logged or compared.
+    token: str = field(default="", repr=False, compare=False)
 
     def can(self, module: str, action: str) -> bool:
         return self.role == "Admin" or ACTIONS[action] in self.permissions.get(module, "")
 
     @classmethod
-    def of(cls, claims: dict[str, Any]) -> Principal:
+    def of(cls, claims: dict[str, Any], token: str = "") -> Principal:
         return cls(
             user_id=int(claims["sub"]),
             organization_id=int(claims["org"]),
@@ -66,6 +69,7 @@ class Principal:
             permissions=claims.get("perms", {}),
             token_id=claims["jti"],
             api_user_id=claims.get("apiUserId"),
+            token=token,
         )
 
 
@@ -223,7 +227,7 @@ class TokenVerifier:
         """The caller a token stands for, or a 401/503 ApiError."""
         entry = await self._verified(token)
         if entry.principal is None:
-            entry.principal = Principal.of(entry.claims)
+            entry.principal = Principal.of(entry.claims, token)
         return entry.principal
 
     async def _verified(self, token: str) -> _Verified:

@@ -13,16 +13,19 @@ the organization with `acting_organization` / `visible_organizations` on its uni
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
 from opendrec_contracts import OrganizationRegistered
 
 from .auth import Principal, permission
 from .errors import ApiError
-from .messaging import EventContext
+from .uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from .runtime import ServiceRuntime
 
 ADMIN = "Admin"
 API_USER = "ApiUser"
@@ -56,7 +59,10 @@ def acting_for(module: str, action: str) -> Any:
     reads the same access rule)."""
     allowed = permission(module, action)
 
-    async def acting(organizationId: OrganizationQuery = None, user: Principal = allowed) -> Acting:
+    async def acting(request: Request, organizationId: OrganizationQuery = None, user: Principal = allowed) -> Acting:
+        # Only these two roles name other organizations (others are refused by the use case anyway).
+        if organizationId not in (None, user.organization_id) and user.role in (API_USER, ADMIN):
+            await learn_organization(request.app.state.runtime, user, organizationId)
         return Acting(user, organizationId)
 
     return Depends(acting)
@@ -70,8 +76,8 @@ class KnownOrganization:
     api_user_id: str | None
 
 
-async def remember_organization(event: OrganizationRegistered, ctx: EventContext) -> None:
-    await ctx.conn.execute(
+async def remember_organization(event: OrganizationRegistered, uow: UnitOfWork) -> None:
+    await uow.conn.execute(
         "INSERT INTO organization_directory (organization_id, name, organization_type, api_user_id) "
         "VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id) DO UPDATE "
         "SET name = EXCLUDED.name, organization_type = EXCLUDED.organization_type, api_user_id = EXCLUDED.api_user_id",
@@ -80,6 +86,32 @@ async def remember_organization(event: OrganizationRegistered, ctx: EventContext
         event.organization_type,
         event.api_user_id,
     )
+
+
+async def learn_organization(runtime: ServiceRuntime[Any], principal: Principal, organization_id: int) -> None:
+    """Read-your-writes for organizations: an API user (or an admin) may name an organization identity registered
+    a moment ago, before organization.registered reached this service. On a miss, identity is asked once on the
+    caller's behalf (opendrec_kit.owners) and its answer kept as the event would be. Only those two roles name
+    other organizations; ids known here are remembered in the process, so the hot path costs a set lookup."""
+    known = runtime.known_organizations
+    if (
+        principal.role not in (API_USER, ADMIN)
+        or organization_id == principal.organization_id
+        or organization_id in known
+    ):
+        return
+    async with runtime.uow().reading() as r:
+        found = await find_organization(r.conn, organization_id)
+    if found is None:
+        for learned in await runtime.owners.ask("identity", f"/organizations/{organization_id}", principal):
+            if isinstance(learned.event, OrganizationRegistered):
+                async with runtime.uow() as uow:
+                    await remember_organization(learned.event, uow)
+                    found = await find_organization(uow.conn, organization_id)
+    if found is not None:
+        if len(known) >= 100_000:  # bounded: forget and learn again from the table
+            known.clear()
+        known.add(organization_id)
 
 
 async def find_organization(conn: asyncpg.Connection | asyncpg.Pool, organization_id: int) -> KnownOrganization | None:

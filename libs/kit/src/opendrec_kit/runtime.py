@@ -32,6 +32,7 @@ from .errors import install_error_handlers
 from .messaging import E, Handler, ensure_topics, make_broker, subscribe
 from .organizations import remember_organization
 from .outbox import OutboxRelay
+from .owners import OwnerServices
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
 from .uow import UnitOfWork
@@ -88,6 +89,18 @@ class ServiceRuntime(Generic[S]):
         self.workers: list[Worker] = []
         self.started = False
         self.consumer_stats: dict[str, dict[str, int]] = {}
+        # Asked on a read-model miss (read-your-writes): the owners of what this service keeps read models of.
+        self.owners = OwnerServices(
+            {
+                "identity": settings.identity_url,
+                "devices": settings.devices_url,
+                "reservations": settings.reservations_url,
+            },
+            timeout_s=settings.owner_timeout_s,
+            concurrency=settings.owner_concurrency,
+            service=self.name,
+        )
+        self.known_organizations: set[int] = set()  # in organization_directory (organizations.learn_organization)
         self.app = self._create_app(title)
         # Every process follows token.revoked itself, so a logged-out token is refused everywhere within moments.
         self.workers.append(
@@ -175,6 +188,7 @@ class ServiceRuntime(Generic[S]):
                 log.exception("shutdown hook failed", extra={"hook": getattr(hook, "__name__", repr(hook))})
         if self.relay:
             await self.relay.stop()
+        await self.owners.close()
         await self.broker.stop()
         if self.pool:
             await self.pool.close()
@@ -286,7 +300,12 @@ def get_uow(request: Request) -> UnitOfWork:
     return request.app.state.runtime.uow()
 
 
+def get_owners(request: Request) -> OwnerServices:
+    return request.app.state.runtime.owners
+
+
 Runtime = Annotated[ServiceRuntime[Any], Depends(get_runtime)]
+Owners = Annotated[OwnerServices, Depends(get_owners)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
 

@@ -93,6 +93,13 @@ class ServiceSettings(CoreSettings):
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
 
+    # Read-your-writes (opendrec_kit.owners): the services that own what this one keeps read models of, asked
+    # on a miss; how long one question may take and how many may be open at once in a process.
+    devices_url: str = "http://127.0.0.1:8102"
+    reservations_url: str = "http://127.0.0.1:8104"
+    owner_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    owner_concurrency: int = Field(default=16, ge=1, le=1000)
+
     @property
     def database_name(self) -> str:
         return f"{self.database_name_prefix}{self.service_name.replace('-', '_')}"

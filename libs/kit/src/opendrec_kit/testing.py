@@ -250,6 +250,48 @@ def serve_jwks(jwk: dict[str, Any]) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_port}"
 
 
+class OwnerStandIn:
+    """Stands in for an owning service (opendrec_kit.owners) in one service's tests: answers GET /internal/... from
+    `answers` (path with query string -> (status, body)), 404 otherwise, and records what was asked (path with
+    query, Authorization header). Serve it from a thread with `start()`; its base URL is `url`."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[int, Any]] = {}
+        self.asked: list[tuple[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.asked.append((self.path, self.headers.get("authorization", "")))
+                status, answer = owner.answers.get(self.path, (404, {"message": "not found"}))
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def knows(self, path: str, states: list[tuple[Any, datetime]], producer: str = "owner") -> None:
+        """Answer GET /internal<path> with these (event, since when) states, as `owners.answer` builds it."""
+        from .owners import answer
+
+        self.answers[f"/internal{path}"] = (200, answer(states, producer))
+
+    def start(self) -> OwnerStandIn:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 async def announce_api_user_organizations(
     bootstrap: str, runtime: ServiceRuntime, base: int, names: list[str]
 ) -> tuple[str, str, dict[str, int]]:

@@ -11,7 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_contracts import OrganizationRegistered
+from opendrec_kit import ApiError, Principal, UnitOfWork, owners
 from opendrec_kit.paging import Page
 
 from .. import domain, store
@@ -49,6 +50,25 @@ async def organization(uow: UnitOfWork, principal: Principal, organization_id: i
     if row is None:
         raise ApiError(404, f"Organization {organization_id} does not exist")
     return organization_out(row)
+
+
+async def organization_state(uow: UnitOfWork, principal: Principal, organization_id: int) -> dict[str, Any]:
+    """Read-your-writes for other services (opendrec_kit.owners): the organization as organization.registered
+    announced it, for a caller who may manage it; 404 otherwise, so nothing is told about others'."""
+    async with uow.reading() as r:
+        row = await store.organization_by_id(r.conn, organization_id)
+        if row is not None:
+            try:
+                await check_own_organization(r.conn, principal, organization_id)
+            except ApiError:
+                row = None
+    if row is None:
+        raise ApiError(404, f"Organization {organization_id} does not exist")
+    api_user_id = str(row["api_user_id"]) if row["api_user_id"] is not None else None
+    registered = OrganizationRegistered(
+        organization_id=row["id"], name=row["name"], organization_type=row["organization_type"], api_user_id=api_user_id
+    )
+    return owners.answer([(registered, row["created_at"])], "identity")
 
 
 async def members(uow: UnitOfWork, principal: Principal, organization_id: int, page: Page) -> dict[str, Any]:
