@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from opendrec_kit.testing import wait_for_event
 
+from .accounts import new_organization
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -560,3 +562,38 @@ async def test_an_api_user_manages_the_organizations_registered_under_it_only(cl
     ):
         assert response.status_code == 403, response.text
         assert member_email not in response.text
+
+
+async def test_other_services_learn_an_organization_from_identity_as_organization_registered_announced_it(
+    client, admin
+):
+    """Read-your-writes (opendrec_kit.owners): GET /internal/organizations/{id} answers the organization.registered
+    event of an organization the caller may manage, with its time; 404 for everyone else."""
+    api_user, headers = await approved_api_user(client, admin, {"ORGANIZATION_MANAGEMENT_CRUDL": ["Read", "Write"]})
+    dev = organization_under(api_user, "developer", orgName=f"Solar-{uuid.uuid4().hex[:8]}")
+    created = (await client.post("/api/user/register", headers=headers, json=dev)).json()
+    organization_id = created["organization"]["id"]
+    path = f"/internal/organizations/{organization_id}"
+
+    for caller in (headers, admin):
+        resp = await client.get(path, headers=caller)
+        assert resp.status_code == 200, resp.text
+        [event] = resp.json()["events"]
+        assert (event["type"], event["producer"]) == ("organization.registered", "identity")
+        assert event["payload"] == {
+            "organization_id": organization_id,
+            "name": dev["orgName"],
+            "organization_type": "Developer",
+            "api_user_id": api_user["apiUserId"],
+        }
+        assert event["occurred_at"].startswith(created["organization"]["createdAt"][:16])
+
+    _, other_api_user = await approved_api_user(client, admin, {"ORGANIZATION_MANAGEMENT_CRUDL": ["Read"]})
+    _, stranger = await new_organization(client)
+    for caller in (other_api_user, stranger):
+        assert (await client.get(path, headers=caller)).status_code == 404
+    assert (await client.get("/internal/organizations/999999999", headers=admin)).status_code == 404
+    assert (await client.get(path)).status_code == 401
+    assert (await client.get("/internal/organizations/0", headers=admin)).status_code == 400
+    # Not public API: absent from the service's document (the gateway routes no /internal path).
+    assert not [p for p in (await client.get("/openapi.json")).json()["paths"] if p.startswith("/internal")]
