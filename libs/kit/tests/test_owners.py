@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 
 from opendrec_contracts import OrganizationRegistered
+from opendrec_kit import db
 from opendrec_kit.auth import Principal
 from opendrec_kit.errors import ApiError
+from opendrec_kit.organizations import acting_organization, serving
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.testing import OwnerStandIn
 
@@ -86,3 +90,58 @@ async def test_an_owner_that_is_down_is_a_503_saying_who():
         await owners.close()
     assert raised.value.status == 503
     assert "identity did not answer" in raised.value.message
+
+
+# -- organizations named by API users and admins (organizations.known_organization) -------------------------------
+
+
+@pytest.fixture(scope="module")
+async def pool(fresh_database):
+    url = fresh_database("owners")
+    await db.migrate(url, None)  # the kit's own tables, organization_directory among them
+    pool = await db.create_pool(url, 1, 4)
+    yield pool
+    await pool.close()
+
+
+@dataclass
+class Serving:
+    owners: OwnerServices
+
+
+API_USER_ID = str(uuid.uuid4())
+INTEGRATOR = Principal(
+    user_id=9, organization_id=5, organization_type="ApiUser", role="ApiUser", email="i@x", api_user_id=API_USER_ID,
+    token="integrator-token",
+)  # fmt: skip
+
+
+@pytest.mark.integration
+async def test_an_organization_identity_registered_a_moment_ago_is_asked_for_while_serving_a_request(pool, identity):
+    """The API user registered organization 61 in identity; organization.registered has not arrived here yet."""
+    identity.knows(
+        "/organizations/61",
+        [(OrganizationRegistered(organization_id=61, name="New Dev", organization_type="Developer",
+                                 api_user_id=API_USER_ID), SINCE)],
+    )  # fmt: skip
+    owners = owners_at(identity.url)
+    async with pool.acquire() as conn:
+        # Outside a request (event handlers, workers): only what the directory holds.
+        with pytest.raises(ApiError) as outside:
+            await acting_organization(conn, INTEGRATOR, 61)
+        assert outside.value.status == 403 and identity.asked == []
+
+        token = serving.set(Serving(owners))  # type: ignore[arg-type]  # what the runtime's middleware sets
+        try:
+            assert await acting_organization(conn, INTEGRATOR, 61, organization_type="Developer") == 61
+            with pytest.raises(ApiError) as wrong_type:
+                await acting_organization(conn, INTEGRATOR, 61, organization_type="Buyer")
+            assert wrong_type.value.status == 403
+            with pytest.raises(ApiError) as unknown:  # identity does not know it (or shows it to someone else)
+                await acting_organization(conn, INTEGRATOR, 62)
+            assert unknown.value.status == 403
+        finally:
+            serving.reset(token)
+            await owners.close()
+    assert [path for path, _ in identity.asked] == ["/internal/organizations/61"] * 2 + ["/internal/organizations/62"]
+    assert {auth for _, auth in identity.asked} == {"Bearer integrator-token"}

@@ -12,11 +12,12 @@ the organization with `acting_organization` / `visible_organizations` on its uni
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 
 from opendrec_contracts import OrganizationRegistered
 
@@ -59,10 +60,7 @@ def acting_for(module: str, action: str) -> Any:
     reads the same access rule)."""
     allowed = permission(module, action)
 
-    async def acting(request: Request, organizationId: OrganizationQuery = None, user: Principal = allowed) -> Acting:
-        # Only these two roles name other organizations (others are refused by the use case anyway).
-        if organizationId not in (None, user.organization_id) and user.role in (API_USER, ADMIN):
-            await learn_organization(request.app.state.runtime, user, organizationId)
+    async def acting(organizationId: OrganizationQuery = None, user: Principal = allowed) -> Acting:
         return Acting(user, organizationId)
 
     return Depends(acting)
@@ -88,30 +86,28 @@ async def remember_organization(event: OrganizationRegistered, uow: UnitOfWork) 
     )
 
 
-async def learn_organization(runtime: ServiceRuntime[Any], principal: Principal, organization_id: int) -> None:
-    """Read-your-writes for organizations: an API user (or an admin) may name an organization identity registered
-    a moment ago, before organization.registered reached this service. On a miss, identity is asked once on the
-    caller's behalf (opendrec_kit.owners) and its answer kept as the event would be. Only those two roles name
-    other organizations; ids known here are remembered in the process, so the hot path costs a set lookup."""
-    known = runtime.known_organizations
-    if (
-        principal.role not in (API_USER, ADMIN)
-        or organization_id == principal.organization_id
-        or organization_id in known
-    ):
-        return
-    async with runtime.uow().reading() as r:
-        found = await find_organization(r.conn, organization_id)
-    if found is None:
-        for learned in await runtime.owners.ask("identity", f"/organizations/{organization_id}", principal):
-            if isinstance(learned.event, OrganizationRegistered):
-                async with runtime.uow() as uow:
-                    await remember_organization(learned.event, uow)
-                    found = await find_organization(uow.conn, organization_id)
-    if found is not None:
-        if len(known) >= 100_000:  # bounded: forget and learn again from the table
-            known.clear()
-        known.add(organization_id)
+# The service serving the request being handled (set by the runtime for each HTTP request; None in event handlers
+# and workers): lets `known_organization` ask identity on a miss.
+serving: ContextVar[ServiceRuntime[Any] | None] = ContextVar("opendrec_serving", default=None)
+
+
+async def known_organization(
+    conn: asyncpg.Connection | asyncpg.Pool, principal: Principal, organization_id: int
+) -> KnownOrganization | None:
+    """An organization named by an API user or an admin: from organization_directory, else (read-your-writes) from
+    identity. Identity may have registered it a moment ago, before organization.registered reached this service;
+    on a miss while serving a request identity is asked once on the caller's behalf (opendrec_kit.owners) and its
+    answer used as the event will be stored. Nothing is written here (the caller's unit may be read-only, and a
+    second connection could deadlock a busy pool): the event fills the directory a moment later."""
+    known = await find_organization(conn, organization_id)
+    runtime = serving.get()
+    if known is not None or runtime is None:
+        return known
+    for learned in await runtime.owners.ask("identity", f"/organizations/{organization_id}", principal):
+        if isinstance(learned.event, OrganizationRegistered) and learned.event.organization_id == organization_id:
+            e = learned.event
+            return KnownOrganization(e.organization_id, e.name, e.organization_type, e.api_user_id)
+    return None
 
 
 async def find_organization(conn: asyncpg.Connection | asyncpg.Pool, organization_id: int) -> KnownOrganization | None:
@@ -159,7 +155,7 @@ async def acting_organization(
         if organization_id is None:
             kind = f"{organization_type} " if organization_type else ""
             raise ApiError(400, f"organizationId is required: an API user acts for one of its {kind}organizations")
-        known = await find_organization(conn, organization_id)
+        known = await known_organization(conn, principal, organization_id)
         if known is None or not principal.api_user_id or known.api_user_id != principal.api_user_id:
             raise ApiError(403, f"Organization {organization_id} is not one of your organizations")
         _check_type(organization_id, known.organization_type, organization_type)
@@ -167,7 +163,7 @@ async def acting_organization(
     if principal.role == ADMIN:
         if organization_id is None or organization_id == principal.organization_id:
             return principal.organization_id
-        known = await find_organization(conn, organization_id)
+        known = await known_organization(conn, principal, organization_id)
         if known is None:
             raise ApiError(404, f"Organization {organization_id} does not exist")
         _check_type(organization_id, known.organization_type, organization_type)

@@ -30,7 +30,7 @@ from . import db
 from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import install_error_handlers
 from .messaging import E, Handler, ensure_topics, make_broker, subscribe
-from .organizations import remember_organization
+from .organizations import remember_organization, serving
 from .outbox import OutboxRelay
 from .owners import OwnerServices
 from .settings import ServiceSettings
@@ -48,10 +48,12 @@ Hook = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
 
 
 class RequestIdMiddleware:
-    """Takes X-Request-ID from the caller (the gateway sets it) or makes one, and echoes it."""
+    """Takes X-Request-ID from the caller (the gateway sets it) or makes one, and echoes it; marks the request as
+    served by this runtime (`organizations.serving`, for read-your-writes)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, runtime: ServiceRuntime[Any]) -> None:
         self.app = app
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,6 +61,7 @@ class RequestIdMiddleware:
             return
         request_id = next((v.decode() for k, v in scope["headers"] if k == b"x-request-id"), None) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        serving.set(self.runtime)  # this request's task only: handlers and workers run in other tasks
 
         async def send_with_id(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -100,7 +103,6 @@ class ServiceRuntime(Generic[S]):
             concurrency=settings.owner_concurrency,
             service=self.name,
         )
-        self.known_organizations: set[int] = set()  # in organization_directory (organizations.learn_organization)
         self.app = self._create_app(title)
         # Every process follows token.revoked itself, so a logged-out token is refused everywhere within moments.
         self.workers.append(
@@ -254,7 +256,7 @@ class ServiceRuntime(Generic[S]):
 
         # One span per request: no child span per body chunk received or sent (a 400 kB read batch is ~7 of each).
         FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
-        app.add_middleware(RequestIdMiddleware)
+        app.add_middleware(RequestIdMiddleware, runtime=self)
         return app
 
     def setup_process(self) -> FastAPI:
