@@ -51,7 +51,7 @@ class RequestIdMiddleware:
     """Takes X-Request-ID from the caller (the gateway sets it) or makes one, and echoes it; marks the request as
     served by this runtime (`organizations.serving`, for read-your-writes)."""
 
-    def __init__(self, app: ASGIApp, runtime: ServiceRuntime[Any]) -> None:
+    def __init__(self, app: ASGIApp, runtime: ServiceRuntime[Any] | None = None) -> None:
         self.app = app
         self.runtime = runtime
 
@@ -61,7 +61,8 @@ class RequestIdMiddleware:
             return
         request_id = next((v.decode() for k, v in scope["headers"] if k == b"x-request-id"), None) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        serving.set(self.runtime)  # this request's task only: handlers and workers run in other tasks
+        if self.runtime is not None:
+            serving.set(self.runtime)  # this request's task only: handlers and workers run in other tasks
 
         async def send_with_id(message: Any) -> None:
             if message["type"] == "http.response.start":
