@@ -23,7 +23,15 @@ $(UV):
 run: .venv/.synced
 	exec $(PY) -m opendrec_devstack run
 
-test: .venv/.synced
+# newman, pinned in tests/postman/package-lock.json, for the D-REC Postman collection test (tests/postman);
+# npm from Debian's packages when missing (CI runs as root on Debian). Reinstalled only when the lock changes.
+NEWMAN_STAMP := tests/postman/node_modules/.installed
+$(NEWMAN_STAMP): tests/postman/package.json tests/postman/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --prefix tests/postman --no-audit --no-fund
+	@touch $@
+
+test: .venv/.synced $(NEWMAN_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: .venv/.synced
