@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from opendrec_kit import UoW
 from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
+from opendrec_kit.runtime import Owners
 
 from . import services
 
@@ -19,15 +20,28 @@ Paging = Annotated[Page, Depends(page_query(default_limit=100, max_limit=1000, w
 Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 
 
+def _learning(request: Request, owners: Owners) -> services.Learning:
+    """Read-your-writes: a reservation missing here is asked of its owner and certified as its event would be
+    (the settlement the handlers use, app.state.settlement)."""
+    settlement = request.app.state.settlement
+    return services.Learning(owners, settlement.settle, settlement.clock())
+
+
+Learning = Annotated[services.Learning, Depends(_learning)]
+
+
 @router.get("/api/certificate-log/by-reservation-groupId", summary="Certificates of a reservation (by group id)")
 async def by_reservation_group_id(
     uow: UoW,
     acting: Reading,
     page: Paging,
+    learning: Learning,
     groupId: Annotated[int, Query(ge=1, le=MAX_ID, description="The reservation (device group) id")],
 ) -> dict[str, Any]:
     """`organizationId`: API users name the buyer organization of the reservation (required); others: their own."""
-    return await services.certificate_log(uow, acting.user, page, acting.organization_id, reservation_id=groupId)
+    return await services.certificate_log(
+        uow, acting.user, page, acting.organization_id, learning, reservation_id=groupId
+    )
 
 
 @router.get("/api/certificate-log/issuer/certified/{groupUid}", summary="Certificates of a reservation (by group uid)")
@@ -36,9 +50,10 @@ async def by_reservation_uid(
     uow: UoW,
     acting: Reading,
     page: Paging,
+    learning: Learning,
 ) -> dict[str, Any]:
     """`organizationId`: API users name the buyer organization of the reservation (required); others: their own."""
-    return await services.certificate_log(uow, acting.user, page, acting.organization_id, uid=groupUid)
+    return await services.certificate_log(uow, acting.user, page, acting.organization_id, learning, uid=groupUid)
 
 
 @router.get(
@@ -50,11 +65,12 @@ async def by_reservation_uid_new(
     uow: UoW,
     acting: Reading,
     page: Paging,
+    learning: Learning,
 ) -> dict[str, Any]:
     """`organizationId`: the buyer organization of the reservation, optional: an API user naming none sees the
     reservation if one of its Buyer organizations holds it."""
     return await services.certificate_log(
-        uow, acting.user, page, acting.organization_id, uid=groupUid, api_user_names_none=True
+        uow, acting.user, page, acting.organization_id, learning, uid=groupUid, api_user_names_none=True
     )
 
 

@@ -29,6 +29,7 @@ from opendrec_contracts import (
 )
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, find_organization, visible_organizations
+from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_exact
 
@@ -237,11 +238,22 @@ async def _viewer(conn: asyncpg.Connection, user: Principal, organization_id: in
     return await acting_organization(conn, user, organization_id, organization_type=kind)
 
 
+@dataclass(frozen=True)
+class Learning:
+    """What a read needs to learn a reservation it misses from its owner (read-your-writes): who to ask, and the
+    settlement the certification of what it learns follows (as the event handlers do)."""
+
+    owners: OwnerServices
+    settle: timedelta
+    now: datetime
+
+
 async def certificate_log(
     uow: UnitOfWork,
     user: Principal,
     page: Page,
     organization_id: int | None,
+    learning: Learning,
     *,
     reservation_id: int | None = None,
     uid: uuid.UUID | None = None,
@@ -250,8 +262,68 @@ async def certificate_log(
     """A page of one reservation's certificates (by id or uid) as the caller may see them, with totals.
 
     `api_user_names_none`: an API user naming no organization sees the reservation if one of its Buyer
-    organizations holds it (the D-REC .../certified/new/{groupUid} path has no organizationId)."""
-    absent = f"No reservation {reservation_id or uid} is known to the certificate log (yet)"
+    organizations holds it (the D-REC .../certified/new/{groupUid} path has no organizationId).
+    A reservation not known here (yet: reservation.created may still be on its way) is asked of the reservations
+    service once, on the caller's behalf (`learn_reservation`), then looked for again; unknown there too, or not
+    the caller's to see: 404."""
+    log_page = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
+    if log_page is None and await learn_reservation(uow, learning, user, reservation_id=reservation_id, uid=uid):
+        log_page = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
+    if log_page is None:
+        raise ApiError(404, _absent(reservation_id, uid))
+    return log_page
+
+
+def _absent(reservation_id: int | None, uid: uuid.UUID | None) -> str:
+    return f"No reservation {reservation_id or uid} is known to the certificate log (yet)"
+
+
+async def learn_reservation(
+    uow: UnitOfWork,
+    learning: Learning,
+    user: Principal,
+    *,
+    reservation_id: int | None = None,
+    uid: uuid.UUID | None = None,
+) -> bool:
+    """Read-your-writes (opendrec_kit.owners): ask the reservations service for a reservation missing here, on
+    the caller's behalf (it answers only what the caller may see), and take its answer through the use cases the
+    event handlers call, in one unit of work: reservation.created (`take_reservation`: its devices' settled
+    energy is certified for it, as when the event comes), reservation.updated (`change_reservation`) and
+    reservation.ended (`end_reservation`). Each is idempotent by content, so the real events, arriving later
+    with their own ids, change nothing: a second reservation.created is ignored (its row exists), a revision
+    not above the stored one is ignored, the first end recorded wins. Their order needs no `occurred_at`: it is
+    in the events (revision, first end). No connection is held while asking. True when something was learned."""
+    path = f"/reservations/{uid}" if uid is not None else f"/reservations/by-id/{reservation_id}"
+    known = await learning.owners.ask("reservations", path, user)
+    created = [k.event for k in known if isinstance(k.event, ReservationCreated)]
+    if not created or not (created[0].reservation_uid == uid or created[0].reservation_id == reservation_id):
+        return False  # unknown there too, or not the caller's to see (or not what was asked)
+    about = created[0].reservation_id
+    settle, now = learning.settle, learning.now
+    async with uow:
+        for event in (k.event for k in known):
+            if isinstance(event, ReservationCreated) and event.reservation_id == about:
+                await take_reservation(uow, event, settle, now)
+            elif isinstance(event, ReservationUpdated) and event.reservation_id == about:
+                await change_reservation(uow, event, settle, now)
+            elif isinstance(event, ReservationEnded) and event.reservation_id == about:
+                await end_reservation(uow, event)
+    log.info("reservation learned from its owner", extra={"reservation_id": about, "events": len(known)})
+    return True
+
+
+async def _reservation_log(
+    uow: UnitOfWork,
+    user: Principal,
+    page: Page,
+    organization_id: int | None,
+    reservation_id: int | None,
+    uid: uuid.UUID | None,
+    api_user_names_none: bool,
+) -> dict[str, Any] | None:
+    """certificate_log's page, None when the reservation is not known here (a 404 when it is not the caller's)."""
+    absent = _absent(reservation_id, uid)
     async with uow.reading() as r:
         conn = r.conn
         if api_user_names_none and user.role == API_USER and organization_id is None:
@@ -261,7 +333,7 @@ async def certificate_log(
             own_buyers, viewer = None, await _viewer(conn, user, organization_id)
         res = await store.reservation(conn, reservation_id=reservation_id, uid=uid)
         if res is None:
-            raise ApiError(404, absent)
+            return None
         # The buyer sees every certificate of its reservation; a device owner only those of its own devices.
         if own_buyers is not None:
             if res["buyer_organization_id"] not in own_buyers:
