@@ -39,6 +39,9 @@ ROUTES: dict[str, str] = {
     # D-REC keeps the device bulk-upload job listings under buyer-reservation; devices owns those jobs
     "/api/buyer-reservation/bulk-upload": "devices",
     "/api/buyer-reservation/bulk-upload-status": "devices",
+    "/api/buyer-reservation/process-creation-bulk-devices-csv": "devices",
+    # a reservation's issuance log: certificates own it
+    "/api/buyer-reservation/certificatelog": "certificates",
     "/api/certificate": "certificates",
     "/api/certificate-log": "certificates",
     "/api/charger": "charger-gateway",
