@@ -209,6 +209,18 @@ async def test_one_reservation_for_an_api_user(world):
     assert (await client.get(path, headers=world["admin"])).status_code == 200
 
 
+async def test_an_api_user_is_told_the_state_of_its_organizations_reservations_only(world):
+    """GET /internal/reservations/{uid} (read-your-writes for other services): no organization to name there."""
+    client, r1, r3 = world["client"], world["r1"], world["r3"]
+    mine = await client.get(f"/internal/reservations/{r1['devicegroup_uid']}", headers=world["as_a"])
+    assert mine.status_code == 200 and [e["type"] for e in mine.json()["events"]] == ["reservation.created"]
+    assert mine.json()["events"][0]["payload"]["buyer_organization_id"] == world["orgs"]["a_buyer"]
+    assert (await client.get(f"/internal/reservations/by-id/{r1['id']}", headers=world["as_b"])).status_code == 404
+    assert (
+        await client.get(f"/internal/reservations/{r3['devicegroup_uid']}", headers=world["as_a"])
+    ).status_code == 404
+
+
 async def test_device_group_paths_keep_working_for_buyers_and_api_users(world):
     client, orgs, r1 = world["client"], world["orgs"], world["r1"]
     owner = buyer(world["issuer"], org=orgs["a_buyer"])

@@ -12,6 +12,7 @@ from opendrec_reservations.domain import (
     commissioning_date_range,
     expiry_of,
     group_attributes,
+    may_see_reservation,
     ongoing_period,
     period_start,
     refuse_ahead,
@@ -180,3 +181,11 @@ def test_an_admin_names_a_buyer_organization():
     assert "your own Admin organization" in refuse_buyer("Admin", 1, "Admin", 1)
     assert refuse_buyer("Admin", 1, "Admin", 7) is None  # acting_organization checks it is a Buyer organization
     assert refuse_buyer("Buyer", 7, "Buyer", None) is None
+
+
+def test_a_reservation_s_state_is_seen_by_an_admin_its_buyer_and_its_devices_owners():
+    assert may_see_reservation(True, set(), 700, [500])
+    assert may_see_reservation(False, {700}, 700, [500])
+    assert may_see_reservation(False, {3, 501}, 700, [500, 501])  # an API user's developer organization
+    assert not may_see_reservation(False, {701, 502}, 700, [500, 501])
+    assert not may_see_reservation(False, set(), 700, [500])

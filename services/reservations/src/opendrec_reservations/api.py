@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from opendrec_kit import ApiError, Principal, Runtime, UoW, permission
 from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
+from opendrec_kit.runtime import Owners
 
 from . import services
 from .services import EndReservationDate, NewReservation, ReservationChange
@@ -24,9 +25,9 @@ Updating = Annotated[Acting, acting_for(MODULE, "Update")]
 
 @router.post("/api/device-group", status_code=201, summary="Reserve devices (D-REC Create Reservation)")
 async def create_device_group(
-    body: NewReservation, uow: UoW, runtime: Runtime, user: Principal = permission(MODULE, "Write")
+    body: NewReservation, uow: UoW, runtime: Runtime, owners: Owners, user: Principal = permission(MODULE, "Write")
 ) -> dict[str, Any]:
-    return await services.create_reservation(uow, runtime.settings, user, body, body.organizationId)
+    return await services.create_reservation(uow, runtime.settings, owners, user, body, body.organizationId)
 
 
 @router.post("/api/buyer-reservation", status_code=201, summary="Reserve devices (D-REC buyer-reservation path)")
@@ -34,6 +35,7 @@ async def create_buyer_reservation(
     body: NewReservation,
     uow: UoW,
     runtime: Runtime,
+    owners: Owners,
     orgId: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="The buyer organization (API users: required)")
     ] = None,
@@ -42,7 +44,7 @@ async def create_buyer_reservation(
     if orgId is not None and body.organizationId is not None and orgId != body.organizationId:
         raise ApiError(400, f"orgId {orgId} and body organizationId {body.organizationId} name different organizations")
     organization_id = orgId if orgId is not None else body.organizationId
-    return await services.create_reservation(uow, runtime.settings, user, body, organization_id)
+    return await services.create_reservation(uow, runtime.settings, owners, user, body, organization_id)
 
 
 # The same list under D-REC's two names (`name` keeps each path's own operationId).

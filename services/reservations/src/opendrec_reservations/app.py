@@ -4,13 +4,14 @@ from pathlib import Path
 from opendrec_contracts import DeviceDeleted, DeviceRegistered
 from opendrec_kit import ServiceRuntime
 
-from . import api, handlers, services
+from . import api, handlers, internal, services
 from .settings import Settings
 
 
 def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(settings, title="OpenDREC reservations", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
+    runtime.include_router(internal.router)
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceDeleted, handlers.on_device_deleted)
     runtime.follow_organizations()

@@ -294,3 +294,15 @@ def same_api_user(own: str | None, named: uuid.UUID) -> bool:
         return own is not None and uuid.UUID(own) == named
     except ValueError:
         return False
+
+
+def may_see_reservation(
+    is_admin: bool, caller_organizations: set[int], buyer_organization_id: int, device_organizations: list[int]
+) -> bool:
+    """Who may see one reservation's state through the owner's internal answer (read-your-writes): an admin, its
+    buyer organization (an API user: any of its organizations), and the organizations owning its devices."""
+    return (
+        is_admin
+        or buyer_organization_id in caller_organizations
+        or any(o in caller_organizations for o in device_organizations)
+    )

@@ -7,7 +7,7 @@ from . import services
 
 
 async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> None:
-    await services.register_device(ctx, event)
+    await services.register_device(ctx, event, ctx.envelope.occurred_at)
 
 
 async def on_device_deleted(event: DeviceDeleted, ctx: EventContext) -> None:

@@ -25,6 +25,8 @@ from opendrec_kit.organizations import (
     api_user_organizations,
     visible_organizations,
 )
+from opendrec_kit.owners import Known, OwnerServices
+from opendrec_kit.owners import answer as owners_answer
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.periods import FREQUENCIES
 from opendrec_kit.timestamps import iso, iso_exact
@@ -199,15 +201,22 @@ async def _visible_reservation(
 
 
 async def create_reservation(
-    uow: UnitOfWork, settings: Settings, user: Principal, body: NewReservation, organization_id: int | None
+    uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
+    user: Principal,
+    body: NewReservation,
+    organization_id: int | None,
 ) -> dict[str, Any]:
     """Reserve the available devices of `body` for the buyer organization acted for;
     announces reservation.created. 400 when none, or some with continueWith...Unavailable false, is available,
-    or (continueWith...TargetCapacity... false) when they can't produce the target in the window."""
+    or (continueWith...TargetCapacity... false) when they can't produce the target in the window. Devices not
+    heard of yet are asked of the devices service first (read-your-writes: `learn_devices`)."""
     refusal = domain.refuse_buyer(user.role, user.organization_id, user.organization_type, organization_id)
     if refusal:
         raise ApiError(400, refusal)
     limits = bounds(settings)
+    await learn_devices(uow, owners, user, body.deviceIds)
     async with uow:
         buyer_organization_id = await acting_organization(uow.conn, user, organization_id, organization_type=BUYER)
         window = domain.Window(body.reservationStartDate, body.reservationEndDate)
@@ -345,6 +354,7 @@ async def change_reservation(
                 change.authorityToExceed if change.authorityToExceed is not None else row["authority_to_exceed"]
             ),
             expiry=expiry,
+            changed_at=now,
         )
         changed = await store.reservation(uow.conn, reservation_id)
         assert changed is not None  # locked above
@@ -457,8 +467,10 @@ async def current_information(
     }
 
 
-async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
-    """A device that may be reserved (unless its deletion was heard first: then it stays deleted)."""
+async def register_device(uow: UnitOfWork, event: DeviceRegistered, since: datetime) -> None:
+    """A device that may be reserved (unless its deletion was heard first: then it stays deleted). `since`: when
+    the state the event carries began (its envelope's time, or the devices service's stamp when learned on a
+    miss); a state older than the one held changes nothing, the same state again changes nothing either."""
     async with uow:
         await store.lock_device_change(uow.conn, event.device_id)  # serialised with its deletion (other topic)
         await store.upsert_device(
@@ -472,6 +484,7 @@ async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
             event.fuel_code,
             event.device_type_code,
             event.commissioning_date,
+            since,
         )
 
 
@@ -480,3 +493,73 @@ async def delete_device(uow: UnitOfWork, event: DeviceDeleted, deleted_at: datet
     async with uow:
         await store.lock_device_change(uow.conn, event.device_id)
         await store.delete_device(uow.conn, event.device_id, deleted_at)
+
+
+# -- read-your-writes (opendrec_kit.owners) ------------------------------------------------------------
+
+# Ids per question to the devices service (it takes up to 1000; 500 keep the request line short even for
+# 19-digit ids). A reservation names at most 10 000 devices: a handful of questions in the worst case.
+DEVICES_PER_QUESTION = 500
+
+
+async def learn_devices(uow: UnitOfWork, owners: OwnerServices, user: Principal, device_ids: list[int]) -> None:
+    """Devices named by the caller that this service has not heard of yet (device.registered may still be on its
+    way) are asked of the devices service on the caller's behalf, once for all of them, and taken exactly as
+    device.registered is (`register_device`, with the state's own time). Those it does not know or show stay
+    unknown (the caller's usual refusal follows). No connection is held while asking; a 503 when it does not
+    answer."""
+    async with uow.reading() as r:
+        missing = await store.unknown_devices(r.conn, device_ids)
+    learned: list[Known] = []
+    for start in range(0, len(missing), DEVICES_PER_QUESTION):
+        ids = missing[start : start + DEVICES_PER_QUESTION]
+        learned += await owners.ask("devices", "/devices?" + "&".join(f"id={i}" for i in ids), user)
+    registered = sorted(
+        ((k.event, k.occurred_at) for k in learned if isinstance(k.event, DeviceRegistered)),
+        key=lambda known: known[0].device_id,  # one lock order for concurrent learners
+    )
+    if registered:
+        async with uow:  # register_device re-checks under the device's lock (a delivery may have come meanwhile)
+            for event, since in registered:
+                await register_device(uow, event, since)
+
+
+async def reservation_state(uow: UnitOfWork, user: Principal, reservation: int | uuid.UUID) -> dict[str, Any]:
+    """Read-your-writes for other services: the events that make one reservation's current state as certificates,
+    readings and devices take them, each stamped with when that state began. 404 when unknown or not the
+    caller's to see (`reservation`: its id, or its uid): its buyer organization (an API user: any of its organizations), the organizations owning
+    its devices, and admins see it.
+
+    reservation.created carries the CURRENT terms (only those are kept), reservation.updated follows with them
+    and the current revision when they changed, then reservation.ended if it ended. Consumers converge either
+    way: every consumer keeps the terms of the highest revision it saw and lets reservation.created (revision 0)
+    change nothing once a revision was taken, so the real reservation.created arriving later (its terms as
+    first recorded) and older reservation.updated deliveries change nothing; when the terms never changed the
+    current terms are the recorded ones. A repeated reservation.ended changes nothing."""
+    async with uow.reading() as r:
+        if isinstance(reservation, uuid.UUID):
+            row = await store.reservation_by_uid(r.conn, reservation)
+        else:
+            row = await store.reservation(r.conn, reservation)
+        visible = row is not None and domain.may_see_reservation(
+            user.role == ADMIN,
+            await _caller_organizations(r.conn, user),
+            row["buyer_organization_id"],
+            await store.device_organizations(r.conn, row["id"]),
+        )
+    if row is None or not visible:
+        raise ApiError(404, f"No reservation {reservation}")
+    created = ReservationCreated(**_terms(row), device_ids=list(row["device_ids"]), frequency=row["frequency"])
+    states: list[tuple[Any, datetime]] = [(created, row["created_at"])]
+    if row["revision"] > 0:
+        states.append((_updated_event(row), row["changed_at"] or row["created_at"]))
+    if row["ended_at"] is not None:
+        states.append((_ended_event(row), row["ended_at"]))
+    return owners_answer(states, uow.producer)
+
+
+async def _caller_organizations(conn: asyncpg.Connection, user: Principal) -> set[int]:
+    """The organizations the caller acts for: an API user's every organization, anyone else's own."""
+    if user.role == API_USER:
+        return set(await api_user_organizations(conn, user.api_user_id)) if user.api_user_id else set()
+    return {user.organization_id}

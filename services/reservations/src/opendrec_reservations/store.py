@@ -27,14 +27,19 @@ async def upsert_device(
     fuel_code: str,
     device_type_code: str,
     commissioning_date: datetime,
+    since: datetime,
 ) -> None:
-    """A device registered after its deletion was heard is stored deleted (never revived)."""
+    """A device registered after its deletion was heard is stored deleted (never revived). A state that began
+    before the one held (`since`: an older delivery, e.g. device.registered after the devices service's answer
+    gave a later state) changes nothing."""
     await conn.execute(
         """INSERT INTO devices (device_id, external_id, organization_id, capacity_kw, country_code, onboarded_at,
-                                fuel_code, device_type_code, commissioning_date, deleted_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT deleted_at FROM deleted_devices WHERE device_id = $1))
+                                fuel_code, device_type_code, commissioning_date, state_since, deleted_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                   (SELECT deleted_at FROM deleted_devices WHERE device_id = $1))
            ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, capacity_kw = $4,
-                country_code = $5, fuel_code = $7, device_type_code = $8, commissioning_date = $9""",
+                country_code = $5, fuel_code = $7, device_type_code = $8, commissioning_date = $9, state_since = $10
+           WHERE devices.state_since IS NULL OR devices.state_since <= $10""",
         device_id,
         external_id,
         organization_id,
@@ -44,7 +49,20 @@ async def upsert_device(
         fuel_code,
         device_type_code,
         commissioning_date,
+        since,
     )
+
+
+async def unknown_devices(conn: asyncpg.Connection, device_ids: list[int]) -> list[int]:
+    """Those of `device_ids` this service has heard nothing of (neither registered nor deleted), ascending."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT id FROM unnest($1::bigint[]) AS id
+           WHERE NOT EXISTS (SELECT 1 FROM devices WHERE device_id = id)
+             AND NOT EXISTS (SELECT 1 FROM deleted_devices WHERE device_id = id)
+           ORDER BY id""",
+        device_ids,
+    )
+    return [r["id"] for r in rows]
 
 
 async def delete_device(conn: asyncpg.Connection, device_id: int, deleted_at: datetime) -> None:
@@ -157,6 +175,16 @@ async def reservation_by_uid(conn: asyncpg.Connection, uid: uuid.UUID) -> asyncp
     return await conn.fetchrow(f"{_WITH_GROUP} WHERE r.uid = $1", uid)
 
 
+async def device_organizations(conn: asyncpg.Connection, reservation_id: int) -> list[int]:
+    """The organizations owning the reservation's devices (as this service knows them)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT d.organization_id FROM reservation_devices rd JOIN devices d ON d.device_id = rd.device_id
+           WHERE rd.reservation_id = $1 ORDER BY d.organization_id""",
+        reservation_id,
+    )
+    return [r["organization_id"] for r in rows]
+
+
 async def count_history_devices(conn: asyncpg.Connection, reservation_id: int) -> int:
     """How many of the reservation's devices were onboarded after its start (their output before is History)."""
     return await conn.fetchval(
@@ -232,11 +260,12 @@ async def change_reservation(
     target_capacity_wh: int | None,
     authority_to_exceed: bool,
     expiry: datetime | None,
+    changed_at: datetime,
 ) -> None:
     """New terms, one revision more (the caller holds the row lock)."""
     await conn.execute(
         """UPDATE reservations SET name = $2, reservation_end = $3, target_capacity_wh = $4, authority_to_exceed = $5,
-                                   reservation_expiry = $6, revision = revision + 1
+                                   reservation_expiry = $6, revision = revision + 1, changed_at = $7
            WHERE id = $1""",
         reservation_id,
         name,
@@ -244,6 +273,7 @@ async def change_reservation(
         target_capacity_wh,
         authority_to_exceed,
         expiry,
+        changed_at,
     )
 
 
