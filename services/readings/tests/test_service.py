@@ -31,6 +31,7 @@ from opendrec_contracts import (
     parse_event,
 )
 from opendrec_kit.testing import (
+    OwnerStandIn,
     TokenIssuer,
     dispatch,
     eventually,
@@ -55,12 +56,18 @@ RW = {"READS_MANAGEMENT_CRUDL": "RW"}
 @contextlib.asynccontextmanager
 async def running(postgres_url: str, kafka_bootstrap: str, **settings):
     """The readings service in-process (`settings` on top of the test ones, e.g. its own service_name: its own
-    database and consumer groups), trusting a test token issuer; yields (runtime, client, issuer)."""
+    database and consumer groups), trusting a test token issuer; yields (runtime, client, issuer). The services it
+    asks on a miss (read-your-writes: identity, devices) are a stand-in knowing nothing, unless their url is given."""
+    owner = OwnerStandIn().start()
+    settings = {"identity_url": owner.url, "devices_url": owner.url, "reservations_url": owner.url, **settings}
     runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, **settings))
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        yield runtime, client, issuer
+    try:
+        async with started(runtime) as client:
+            yield runtime, client, issuer
+    finally:
+        owner.stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from opendrec_kit import ApiError, Principal, Runtime, UoW, permission, uploads
 from opendrec_kit.auth import only_roles
 from opendrec_kit.organizations import Acting, acting_for
 from opendrec_kit.paging import Page, page_query
+from opendrec_kit.runtime import Owners
 
 from . import services
 from .domain import MAX_READS_PER_REQUEST, MAX_YEAR, MIN_YEAR, AccumulationType, ReadType, accumulation_problem
@@ -158,16 +159,18 @@ async def add_meter_reads(
     request: Request,
     uow: UoW,
     runtime: Runtime,
+    owners: Owners,
     user: Principal = permission(MODULE, "Write"),
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     body, reads = parse_body(await request.body())
-    return await _add(uow, runtime, user, externalId, body, reads, body.organizationId, idempotency_key)
+    return await _add(uow, runtime, owners, user, externalId, body, reads, body.organizationId, idempotency_key)
 
 
 async def _add(
     uow: UoW,
     runtime: Runtime,
+    owners: Owners,
     user: Principal,
     external_id: str,
     body: MeterReadsIn,
@@ -179,6 +182,7 @@ async def _add(
     result = await services.add_meter_reads(
         uow,
         runtime.settings,
+        owners,
         user,
         external_id,
         organization_id=organization_id,
@@ -219,6 +223,7 @@ async def add_meter_reads_by_admin(
     request: Request,
     uow: UoW,
     runtime: Runtime,
+    owners: Owners,
     acting: Acting = Depends(_admin_acting),
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -228,7 +233,7 @@ async def add_meter_reads_by_admin(
         message = f"organizationId {acting.organization_id} (query) and {body.organizationId} (body) disagree: give one"
         raise ApiError(400, message, [{"field": "organizationId", "message": message, "where": "body"}])
     organization_id = named.pop() if named else None
-    return await _add(uow, runtime, acting.user, id, body, reads, organization_id, idempotency_key)
+    return await _add(uow, runtime, owners, acting.user, id, body, reads, organization_id, idempotency_key)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -245,6 +250,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 async def get_meter_reads(
     externalId: str,
     uow: UoW,
+    runtime: Runtime,
+    owners: Owners,
     acting: Reading,
     page: ReadsPage,
     start: datetime | None = None,
@@ -268,14 +275,28 @@ async def get_meter_reads(
             raise ApiError(400, message, [{"field": "accumulationType", "message": message, "where": "query"}])
         assert Year is not None  # accumulation_problem said so
         return await services.accumulated_calendar(
-            uow, acting.user, acting.organization_id, externalId, accumulationType, Year, Month, start, end
+            uow,
+            runtime.settings,
+            owners,
+            acting.user,
+            acting.organization_id,
+            externalId,
+            accumulationType,
+            Year,
+            Month,
+            start,
+            end,
         )
     if readType == "accumulated":
         if granularity is None:
             message = "readType=accumulated needs granularity: hour, day, month or year"
             raise ApiError(400, message, [{"field": "granularity", "message": message, "where": "query"}])
-        return await services.accumulated(uow, acting.user, acting.organization_id, externalId, granularity, start, end)
-    return await services.meter_reads(uow, acting.user, acting.organization_id, externalId, start, end, page)
+        return await services.accumulated(
+            uow, runtime.settings, owners, acting.user, acting.organization_id, externalId, granularity, start, end
+        )
+    return await services.meter_reads(
+        uow, runtime.settings, owners, acting.user, acting.organization_id, externalId, start, end, page
+    )
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -290,8 +311,10 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime | No
 @router.get(
     "/api/meter-reads/latestread/{externalId}", summary="The latest ongoing (Delta or Aggregate) read of a device"
 )
-async def get_latest_read(externalId: str, uow: UoW, acting: Reading) -> dict[str, Any]:
-    return await services.latest_read(uow, acting.user, acting.organization_id, externalId)
+async def get_latest_read(
+    externalId: str, uow: UoW, runtime: Runtime, owners: Owners, acting: Reading
+) -> dict[str, Any]:
+    return await services.latest_read(uow, runtime.settings, owners, acting.user, acting.organization_id, externalId)
 
 
 # -- bulk read import (CSV) ------------------------------------------------------------------
@@ -370,6 +393,8 @@ async def get_time_zones(
 async def get_reads(
     externalId: str,
     uow: UoW,
+    runtime: Runtime,
+    owners: Owners,
     acting: Reading,
     start: Annotated[datetime | None, Query(description="Reads ending after it (e.g. 2020-01-01T00:00:00Z)")] = None,
     end: Annotated[datetime | None, Query(description="Reads ending by it (e.g. 2020-01-01T00:00:00Z)")] = None,
@@ -377,4 +402,6 @@ async def get_reads(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="reads skipped")] = 0,
 ) -> list[dict[str, Any]]:
     start, end = _window(start, end)
-    return await services.reads_by_end(uow, acting.user, acting.organization_id, externalId, start, end, limit, offset)
+    return await services.reads_by_end(
+        uow, runtime.settings, owners, acting.user, acting.organization_id, externalId, start, end, limit, offset
+    )

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import quote
 
 import asyncpg
 
@@ -36,6 +37,7 @@ from opendrec_contracts import (
 )
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import acting_organization, find_organization
+from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_exact, iso_or_none
 
@@ -47,6 +49,8 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 Granularity = Literal["hour", "day", "month", "year"]
+T = TypeVar("T")
+Span = tuple[datetime, datetime] | None  # the window of a device a buyer may see (None: all of it)
 
 
 # -- one batch of one device ------------------------------------------------------------------
@@ -199,16 +203,59 @@ async def _ingest(
 # -- HTTP: adding reads -------------------------------------------------------------------------
 
 
-async def _device(conn: asyncpg.Connection, organization_id: int, external_id: str) -> asyncpg.Record:
-    device = await store.find_device(conn, organization_id, external_id.strip())
-    if device is None:
-        raise ApiError(404, f"No device with external id {external_id!r} in organization {organization_id}")
+# -- read-your-writes: a device registered a moment ago ------------------------------------------
+
+
+class UnknownDevice(ApiError):
+    """A 404 for a device this read model does not know (yet): the devices service may (`path`: what to ask it)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(404, message)
+        self.path = path
+
+
+async def learn_device(uow: UnitOfWork, settings: Settings, owners: OwnerServices, user: Principal, path: str) -> None:
+    """Ask devices, on the caller's behalf, for a device not known here yet (device.registered is on its way)
+    and take its answer exactly as the event (take_device_state: the newer state wins, whichever comes first)."""
+    for known in await owners.ask("devices", path, user):
+        if isinstance(known.event, DeviceRegistered | DeviceUpdated):
+            await take_device_state(uow, settings, known.event, known.occurred_at)
+
+
+async def _knowing_devices(
+    uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
+    user: Principal,
+    attempt: Callable[[bool], Awaitable[T]],
+) -> T:
+    """`attempt(first)` (which opens and leaves its own unit of work); on a device not known here, devices is asked
+    once, outside any transaction, and it runs again (a miss then is the usual 404). A known device costs nothing."""
+    try:
+        return await attempt(True)
+    except UnknownDevice as miss:
+        await learn_device(uow, settings, owners, user, miss.path)
+    return await attempt(False)
+
+
+async def _device(
+    conn: asyncpg.Connection, organization_id: int, external_id: str, *, live: bool = False
+) -> asyncpg.Record:
+    """The organization's device by external id (a deleted one too, unless `live`), else UnknownDevice."""
+    external_id = external_id.strip()
+    device = await store.find_device(conn, organization_id, external_id)
+    if device is None or (live and device["deleted_at"] is not None):
+        raise UnknownDevice(
+            f"No device with external id {external_id!r} in organization {organization_id}",
+            f"/devices/by-external-id?organizationId={organization_id}&externalId={quote(external_id)}",
+        )
     return device
 
 
 async def add_meter_reads(
     uow: UnitOfWork,
     settings: Settings,
+    owners: OwnerServices,
     user: Principal,
     external_id: str,
     *,
@@ -229,25 +276,30 @@ async def add_meter_reads(
         except ValueError as exc:
             raise ApiError(400, str(exc), [{"field": "timezone", "message": str(exc), "where": "body"}]) from exc
     reads, parse_errors = domain.parse_reads(starts, ends, values, read_type, unit, tz)
-    async with uow:
-        organization = await acting_organization(uow.conn, user, organization_id, organization_type="Developer")
-        device = await _device(uow.conn, organization, external_id)
-        try:
-            result = await _ingest(
-                uow,
-                settings,
-                device,
-                read_type,
-                reads,
-                source="api",
-                parse_errors=parse_errors,
-                idempotency_key=idempotency_key,
-                timezone=tz.key if tz else None,
-            )
-        except IdempotencyConflict as exc:
-            raise ApiError(
-                409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device"
-            ) from exc
+
+    async def attempt(first: bool) -> Accepted | Rejected:
+        async with uow:
+            organization = await acting_organization(uow.conn, user, organization_id, organization_type="Developer")
+            # First time, a deleted device is a miss too: the external id may name a device registered since.
+            device = await _device(uow.conn, organization, external_id, live=first)
+            try:
+                return await _ingest(
+                    uow,
+                    settings,
+                    device,
+                    read_type,
+                    reads,
+                    source="api",
+                    parse_errors=parse_errors,
+                    idempotency_key=idempotency_key,
+                    timezone=tz.key if tz else None,
+                )
+            except IdempotencyConflict as exc:
+                raise ApiError(
+                    409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device"
+                ) from exc
+
+    result = await _knowing_devices(uow, settings, owners, user, attempt)
     if isinstance(result, Accepted):
         return result
     if result.device_deleted:
@@ -279,7 +331,7 @@ async def _organization_type(conn: asyncpg.Connection, user: Principal, organiza
 
 async def _visible(
     conn: asyncpg.Connection, user: Principal, organization_id: int | None, path_id: str
-) -> tuple[asyncpg.Record, tuple[datetime, datetime] | None]:
+) -> tuple[asyncpg.Record, Span]:
     """The device the caller may read, and the window it may see (None: all of it).
 
     Developers name their own devices by external id. Buyers name a device by its id (as in
@@ -292,21 +344,44 @@ async def _visible(
     device_id = int(path_id) if path_id.strip().isdigit() else None
     span = await store.reservation_span(conn, organization, device_id) if device_id is not None else None
     device = await store.get_device(conn, device_id) if device_id is not None and span is not None else None
+    message = f"No device with id {path_id!r} in a reservation of organization {organization}"
+    if device is None and span is not None:  # reserved, but its device.registered is not here yet
+        raise UnknownDevice(message, f"/devices?id={device_id}")
     if device is None or span is None:
-        raise ApiError(404, f"No device with id {path_id!r} in a reservation of organization {organization}")
+        raise ApiError(404, message)
     return device, span
 
 
-def _clip(
-    start: datetime | None, end: datetime | None, span: tuple[datetime, datetime] | None
-) -> tuple[datetime | None, datetime | None]:
+def _clip(start: datetime | None, end: datetime | None, span: Span) -> tuple[datetime | None, datetime | None]:
     if span is None:
         return start, end
     return max(start, span[0]) if start else span[0], min(end, span[1]) if end else span[1]
 
 
+async def _reading_visible(
+    uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
+    user: Principal,
+    organization_id: int | None,
+    path_id: str,
+    read: Callable[[asyncpg.Connection, asyncpg.Record, Span], Awaitable[T]],
+) -> T:
+    """`read(conn, device, span)` in one reading unit, of the device the caller may read (`_visible`), learnt from
+    devices on a miss."""
+
+    async def attempt(_first: bool) -> T:
+        async with uow.reading() as r:
+            device, span = await _visible(r.conn, user, organization_id, path_id)
+            return await read(r.conn, device, span)
+
+    return await _knowing_devices(uow, settings, owners, user, attempt)
+
+
 async def meter_reads(
     uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
     user: Principal,
     organization_id: int | None,
     path_id: str,
@@ -315,13 +390,16 @@ async def meter_reads(
     page: Page,
 ) -> dict[str, Any]:
     """One page of a device's intervals overlapping [start, end), split into History and ongoing."""
-    async with uow.reading() as r:
-        device, span = await _visible(r.conn, user, organization_id, path_id)
-        start, end = _clip(start, end, span)
-        empty = start is not None and end is not None and start >= end
+
+    async def read(conn: asyncpg.Connection, device: asyncpg.Record, span: Span) -> tuple[int, list[asyncpg.Record]]:
+        since, until = _clip(start, end, span)
+        empty = since is not None and until is not None and since >= until
         device_id = device["device_id"]
-        total = 0 if empty else await store.count_intervals(r.conn, device_id, start, end)
-        rows = [] if empty else await store.list_intervals(r.conn, device_id, start, end, page.limit, page.offset)
+        total = 0 if empty else await store.count_intervals(conn, device_id, since, until)
+        rows = [] if empty else await store.list_intervals(conn, device_id, since, until, page.limit, page.offset)
+        return total, rows
+
+    total, rows = await _reading_visible(uow, settings, owners, user, organization_id, path_id, read)
     return {
         "historyread": [_read_out(row) for row in rows if row["read_type"] == "History"],
         "ongoing": [_read_out(row) for row in rows if row["read_type"] != "History"],
@@ -333,6 +411,8 @@ async def meter_reads(
 
 async def accumulated(
     uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
     user: Principal,
     organization_id: int | None,
     path_id: str,
@@ -341,12 +421,17 @@ async def accumulated(
     end: datetime | None,
 ) -> dict[str, Any]:
     """A device's energy per hour/day/month/year, in its timezone (else UTC), of intervals ending in (start, end]."""
-    async with uow.reading() as r:
-        device, span = await _visible(r.conn, user, organization_id, path_id)
-        start, end = _clip(start, end, span)
-        empty = start is not None and end is not None and start >= end
+
+    async def read(
+        conn: asyncpg.Connection, device: asyncpg.Record, span: Span
+    ) -> tuple[asyncpg.Record, str, list[asyncpg.Record]]:
+        since, until = _clip(start, end, span)
+        empty = since is not None and until is not None and since >= until
         zone = device["timezone"] or "UTC"
-        rows = [] if empty else await store.accumulate(r.conn, device["device_id"], granularity, zone, start, end)
+        rows = [] if empty else await store.accumulate(conn, device["device_id"], granularity, zone, since, until)
+        return device, zone, rows
+
+    device, zone, rows = await _reading_visible(uow, settings, owners, user, organization_id, path_id, read)
     return {
         "externalId": device["external_id"],
         "deviceId": device["device_id"],
@@ -359,6 +444,8 @@ async def accumulated(
 
 async def accumulated_calendar(
     uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
     user: Principal,
     organization_id: int | None,
     path_id: str,
@@ -371,13 +458,18 @@ async def accumulated_calendar(
     """The reference's accumulationType: a device's energy per day of a month (Monthly) or per month of a year
     (Yearly), in its timezone (else UTC), every day or month listed (0 without reads); `start`/`end` narrow it."""
     period = domain.calendar_period(accumulation, year, month)
-    async with uow.reading() as r:
-        device, span = await _visible(r.conn, user, organization_id, path_id)
-        start, end = _clip(start, end, span)
+
+    async def read(
+        conn: asyncpg.Connection, device: asyncpg.Record, span: Span
+    ) -> tuple[asyncpg.Record, str, list[asyncpg.Record]]:
+        since, until = _clip(start, end, span)
         zone = device["timezone"] or "UTC"
         rows = await store.accumulate_calendar(
-            r.conn, device["device_id"], period.parts, zone, period.first, period.after, start, end
+            conn, device["device_id"], period.parts, zone, period.first, period.after, since, until
         )
+        return device, zone, rows
+
+    device, zone, rows = await _reading_visible(uow, settings, owners, user, organization_id, path_id, read)
     return {
         "aggregateType": accumulation,
         "accumulatedReads": [
@@ -392,6 +484,8 @@ async def accumulated_calendar(
 
 async def reads_by_end(
     uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
     user: Principal,
     organization_id: int | None,
     path_id: str,
@@ -402,11 +496,13 @@ async def reads_by_end(
 ) -> list[dict[str, Any]]:
     """A device's reads as the reference's time series: each interval's end and energy (Wh), for intervals
     ending in (start, end], `limit` of them after the first `offset`."""
-    async with uow.reading() as r:
-        device, span = await _visible(r.conn, user, organization_id, path_id)
-        start, end = _clip(start, end, span)
-        empty = start is not None and end is not None and start >= end
-        rows = [] if empty else await store.list_reads_ending(r.conn, device["device_id"], start, end, limit, offset)
+
+    async def read(conn: asyncpg.Connection, device: asyncpg.Record, span: Span) -> list[asyncpg.Record]:
+        since, until = _clip(start, end, span)
+        empty = since is not None and until is not None and since >= until
+        return [] if empty else await store.list_reads_ending(conn, device["device_id"], since, until, limit, offset)
+
+    rows = await _reading_visible(uow, settings, owners, user, organization_id, path_id, read)
     return [{"timestamp": iso_exact(row["end_at"]), "value": row["wh"]} for row in rows]
 
 
@@ -415,11 +511,20 @@ def time_zones(keyword: str | None) -> list[str]:
     return domain.search_timezones(keyword)
 
 
-async def latest_read(uow: UnitOfWork, user: Principal, organization_id: int | None, path_id: str) -> dict[str, Any]:
+async def latest_read(
+    uow: UnitOfWork,
+    settings: Settings,
+    owners: OwnerServices,
+    user: Principal,
+    organization_id: int | None,
+    path_id: str,
+) -> dict[str, Any]:
     """The latest Delta or Aggregate read of a device (within a buyer's reservations)."""
-    async with uow.reading() as r:
-        device, span = await _visible(r.conn, user, organization_id, path_id)
-        last = await store.get_last_read(r.conn, device["device_id"])
+
+    async def read(conn: asyncpg.Connection, device: asyncpg.Record, span: Span) -> tuple[domain.LastRead | None, Span]:
+        return await store.get_last_read(conn, device["device_id"]), span
+
+    last, span = await _reading_visible(uow, settings, owners, user, organization_id, path_id, read)
     if last is None or last.end is None or (span is not None and not span[0] < last.end <= span[1]):
         raise ApiError(
             404,
