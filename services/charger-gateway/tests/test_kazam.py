@@ -32,6 +32,7 @@ from opendrec_devstack.net import free_port, wait_for_port
 from opendrec_kit import Worker
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import (
+    OwnerStandIn,
     TokenIssuer,
     dispatch,
     eventually,
@@ -71,6 +72,7 @@ def kazam_sim(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
     url, token = kazam_sim
+    owners = OwnerStandIn().start()  # asked on a miss (read-your-writes): knows nothing here
     settings = settings_for_test(
         Settings,
         postgres_url,
@@ -79,12 +81,17 @@ async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
         kazam_token=token,
         kazam_poll_seconds=0.2,
         kazam_lookback_seconds=3600,
+        identity_url=owners.url,
+        devices_url=owners.url,
     )
     runtime = build(settings)
     issuer = TokenIssuer()
     issuer.trust_in(runtime)
-    async with started(runtime) as client:
-        yield runtime, client, issuer
+    try:
+        async with started(runtime) as client:
+            yield runtime, client, issuer
+    finally:
+        owners.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from opendrec_kit import Principal, UoW, permission
 from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
+from opendrec_kit.runtime import Owners
 
 from . import services
 
@@ -35,8 +36,10 @@ class ChargerLinkIn(BaseModel):
 
 
 @router.post("/charger", status_code=201)
-async def link_charger(body: ChargerLinkIn, uow: UoW, user: Principal = permission(MODULE, "Write")) -> dict[str, Any]:
-    return await services.link_charger(uow, user, body.chargerId, body.externalId, body.organizationId)
+async def link_charger(
+    body: ChargerLinkIn, uow: UoW, owners: Owners, user: Principal = permission(MODULE, "Write")
+) -> dict[str, Any]:
+    return await services.link_charger(uow, owners, user, body.chargerId, body.externalId, body.organizationId)
 
 
 @router.get("/charger")

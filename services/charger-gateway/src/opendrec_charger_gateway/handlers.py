@@ -4,15 +4,11 @@ from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 from opendrec_kit import EventContext
 
 from . import services
-from .domain import DeviceState
 
 
 async def on_device_registered(event: DeviceRegistered | DeviceUpdated, ctx: EventContext) -> None:
     # The event time orders states that arrive out of order (registered, updated and deleted are three topics).
-    state = DeviceState(
-        event.device_id, event.external_id, event.organization_id, event.onboarded_at, ctx.envelope.occurred_at
-    )
-    await services.record_device_state(ctx, state)
+    await services.take_device_state(ctx, event, ctx.envelope.occurred_at)
 
 
 async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:

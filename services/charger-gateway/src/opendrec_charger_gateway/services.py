@@ -11,11 +11,14 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 
+from opendrec_contracts import DeviceRegistered, DeviceUpdated
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, visible_organizations
+from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page
 from opendrec_kit.timestamps import iso
 
@@ -50,25 +53,46 @@ async def _reachable(conn: asyncpg.Connection, user: Principal, organization_id:
 
 
 async def link_charger(
-    uow: UnitOfWork, user: Principal, charger_id: str, external_id: str, organization_id: int | None
+    uow: UnitOfWork,
+    owners: OwnerServices,
+    user: Principal,
+    charger_id: str,
+    external_id: str,
+    organization_id: int | None,
 ) -> dict[str, Any]:
-    """Link a Kazam charger to a device of the acting Developer organization (409 when the charger is linked)."""
+    """Link a Kazam charger to a device of the acting Developer organization (409 when the charger is linked).
+    A device not known here yet (registered a moment ago, device.registered on its way) is asked of devices once,
+    outside any transaction, on the caller's behalf; a known one costs nothing more."""
     if user.role == ADMIN and organization_id in (None, user.organization_id):
         raise ApiError(
             400, "organizationId is required: an admin links chargers for the Developer organization it names"
         )
     async with uow:
-        # the device's organization: an API user's named Developer organization, an admin's named one, one's own
-        acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
-        device = await store.find_device(uow.conn, acting, external_id)
-        if device is None:
-            # Unknown here, or another organization's: the same answer, so existence is not disclosed.
-            raise ApiError(404, f"No device with externalId {external_id!r} in organization {acting}")
-        try:
-            row = await store.insert_link(uow.conn, charger_id, device["device_id"], acting, user.user_id)
-        except store.ChargerTaken:
-            raise ApiError(409, f"Charger {charger_id!r} is already linked to a device") from None
+        acting, row = await _link(uow, user, charger_id, external_id, organization_id)
+    if row is None:
+        path = f"/devices/by-external-id?organizationId={acting}&externalId={quote(external_id)}"
+        await learn_devices(uow, owners, user, path)
+        async with uow:
+            acting, row = await _link(uow, user, charger_id, external_id, organization_id)
+    if row is None:
+        # Unknown here and to devices, or another organization's: the same answer, so existence is not disclosed.
+        raise ApiError(404, f"No device with externalId {external_id!r} in organization {acting}")
     return link_answer(row)
+
+
+async def _link(
+    uow: UnitOfWork, user: Principal, charger_id: str, external_id: str, organization_id: int | None
+) -> tuple[int, asyncpg.Record | None]:
+    """In the open unit of work: the acting organization and the new link (None: no such device known here)."""
+    # the device's organization: an API user's named Developer organization, an admin's named one, one's own
+    acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
+    device = await store.find_device(uow.conn, acting, external_id)
+    if device is None:
+        return acting, None
+    try:
+        return acting, await store.insert_link(uow.conn, charger_id, device["device_id"], acting, user.user_id)
+    except store.ChargerTaken:
+        raise ApiError(409, f"Charger {charger_id!r} is already linked to a device") from None
 
 
 async def list_links(
@@ -98,12 +122,22 @@ async def unlink_charger(uow: UnitOfWork, user: Principal, charger_id: str, orga
 # before the device is known, and a state older (by the event's occurred_at) than the stored one is ignored.
 
 
-async def record_device_state(uow: UnitOfWork, device: domain.DeviceState) -> bool:
-    """The device as registered or updated at `device.state_at` (its current state: a renamed external id is
-    linkable under its new name only). False: ignored (the device was deleted, or a newer state is stored)."""
+async def take_device_state(uow: UnitOfWork, event: DeviceRegistered | DeviceUpdated, state_at: datetime) -> bool:
+    """The device as registered or updated at `state_at` (its current state: a renamed external id is linkable
+    under its new name only). False: ignored (the device was deleted, or a newer state is stored). Its events'
+    handlers and read-your-writes (`learn_devices`) both take a device through here."""
+    device = domain.DeviceState(event.device_id, event.external_id, event.organization_id, event.onboarded_at, state_at)
     async with uow:
         await store.lock_device(uow.conn, device.device_id)
         return await store.upsert_device(uow.conn, device)
+
+
+async def learn_devices(uow: UnitOfWork, owners: OwnerServices, user: Principal, path: str) -> None:
+    """Read-your-writes: ask devices (`path`, under /internal) on the caller's behalf for devices not known here
+    yet and take each as its event would be taken (the newer state wins, whichever comes first)."""
+    for known in await owners.ask("devices", path, user):
+        if isinstance(known.event, DeviceRegistered | DeviceUpdated):
+            await take_device_state(uow, known.event, known.occurred_at)
 
 
 async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -> int:
