@@ -49,8 +49,17 @@ def settings_for_test(cls: type[S], postgres_url: str, kafka_bootstrap: str, **o
         "outbox_poll_interval_s": 0.2,
         "consumer_retry_backoff_ms": 10,
     }
+    # The owners asked on a read-model miss (opendrec_kit.owners): by default a stand-in that knows nothing, so a
+    # test of one service sees an unknown entity stay unknown (404) instead of an owner that is down (503).
+    nobody = _owner_that_knows_nothing().url
+    values.update(identity_url=nobody, devices_url=nobody, reservations_url=nobody)
     values.update(overrides)
     return cls(**values)
+
+
+@functools.cache
+def _owner_that_knows_nothing() -> OwnerStandIn:
+    return OwnerStandIn().start()
 
 
 class TokenIssuer:
@@ -230,17 +239,19 @@ async def handling(pool: asyncpg.Pool, producer: str, handler: Any, event: Any) 
 
 
 def serve_jwks(jwk: dict[str, Any]) -> tuple[ThreadingHTTPServer, str]:
-    """Serve `{"keys": [jwk]}` (e.g. a TokenIssuer's `jwk()`) to every GET from a thread, for a service run as
+    """Serve `{"keys": [jwk]}` (e.g. a TokenIssuer's `jwk()`) at /.well-known/jwks.json from a thread, for a service run as
     its own process to trust (its IDENTITY_URL); returns (the server, to `.shutdown()` when done, its base URL)."""
     body = json.dumps({"keys": [jwk]}).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200)
+            # Identity's other paths (e.g. /internal/organizations/..., asked on a miss) know nothing here.
+            found = self.path.split("?")[0] == "/.well-known/jwks.json"
+            self.send_response(200 if found else 404)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(body) if found else 2))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body if found else b"{}")
 
         def log_message(self, *args: object) -> None:
             pass
