@@ -15,8 +15,9 @@ from opendrec_kit.paging import Page, page_query
 
 from . import domain, services
 from .models import DeviceQuery, DeviceRegistration
+from .services.access import DEVICE_MODULE
 
-MODULE = "DEVICE_MANAGEMENT_CRUDL"
+MODULE = DEVICE_MODULE
 DEFAULT_PAGE_SIZE = 20  # D-REC's page size for /api/device/my
 MAX_PAGE_SIZE = 100
 

@@ -3,7 +3,7 @@ from pathlib import Path
 from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded, ReservationUpdated
 from opendrec_kit import ServiceRuntime
 
-from . import api, bulk_api, files_api, handlers
+from . import api, bulk_api, files_api, handlers, internal
 from .settings import Settings
 from .worker import bulk_worker
 
@@ -14,6 +14,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.include_router(bulk_api.router)
     runtime.include_router(api.router)
     runtime.include_router(files_api.router)
+    runtime.include_router(internal.router)  # read-your-writes: other services ask here (opendrec_kit.owners)
     runtime.on(ReservationCreated, handlers.on_reservation_created)
     runtime.on(ReservationUpdated, handlers.on_reservation_updated)
     runtime.on(ReservationEnded, handlers.on_reservation_ended)

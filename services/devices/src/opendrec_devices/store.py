@@ -85,6 +85,14 @@ async def get_device(conn: asyncpg.Connection, device_id: int) -> asyncpg.Record
     return await conn.fetchrow("SELECT * FROM devices WHERE id = $1", device_id)
 
 
+async def devices_with_availability(conn: asyncpg.Connection, device_ids: list[int]) -> list[asyncpg.Record]:
+    """The devices of these ids that exist, by id, each with `available`: no active reservation holds it."""
+    return await conn.fetch(
+        f"SELECT d.*, {_AVAILABLE} AS available FROM devices d WHERE d.id = ANY($1::bigint[]) ORDER BY d.id",
+        device_ids,
+    )
+
+
 async def find_by_external_id(
     conn: asyncpg.Connection, external_id: str, organization_id: int | None
 ) -> list[asyncpg.Record]:
@@ -98,6 +106,12 @@ async def find_by_external_id(
 
 # ---------------------------------------------------------------- updates and deletion
 
+# When a change happened (`updated_at`): the clock at the statement, not now() (the transaction's start). Changes
+# run after lock_device, so this is after the previous change's commit, hence after the instant its
+# device.updated carries, and before this change's event is stamped (at commit): the owner's read-your-writes
+# answer (services.devices.device_states) stamps a state with it, and consumers order it among the real events.
+_CHANGED_AT = "clock_timestamp()"
+
 UPDATABLE_COLUMNS = DEVICE_COLUMNS
 
 
@@ -106,7 +120,7 @@ async def update_device(conn: asyncpg.Connection, device_id: int, values: dict[s
     sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(UPDATABLE_COLUMNS, start=2))
     try:
         return await conn.fetchrow(
-            f"UPDATE devices SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
+            f"UPDATE devices SET {sets}, updated_at = {_CHANGED_AT} WHERE id = $1 RETURNING *",
             device_id,
             *(values[c] for c in UPDATABLE_COLUMNS),
         )
@@ -329,7 +343,9 @@ async def devices_by_prefix(
 async def set_onboarded_at(conn: asyncpg.Connection, device_id: int, onboarded_at: Any) -> asyncpg.Record:
     """Move a device's onboarding date (its `created_at`, D-REC's createdAt)."""
     return await conn.fetchrow(
-        "UPDATE devices SET created_at = $2, updated_at = now() WHERE id = $1 RETURNING *", device_id, onboarded_at
+        f"UPDATE devices SET created_at = $2, updated_at = {_CHANGED_AT} WHERE id = $1 RETURNING *",
+        device_id,
+        onboarded_at,
     )
 
 

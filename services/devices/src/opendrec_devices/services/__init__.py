@@ -1,8 +1,9 @@
 """The use cases of the devices service (its service layer), called by the adapters: the HTTP routes
-(`api`, `bulk_api`, `files_api`), the event handlers (`handlers`) and the bulk worker (`worker`).
+(`api`, `bulk_api`, `files_api`, `internal`), the event handlers (`handlers`) and the bulk worker (`worker`).
 
 - `devices`: register, list, read, change and delete devices; ungrouped devices, autocomplete, the
-  onboarding date; the public code lists (fuel, device type, country, SDG benefits).
+  onboarding date; the public code lists (fuel, device type, country, SDG benefits); devices' current states
+  for other services (read-your-writes, `internal`).
 - `bulk_jobs`: bulk CSV onboarding: upload (a staged job, from the body or an uploaded file), the worker's
   batch, job status and results.
 - `files`: uploaded files: store an upload, read a file back.
@@ -20,6 +21,8 @@ from .devices import (
     delete_device,
     device_by_external_id,
     device_by_id,
+    device_state_by_external_id,
+    device_states,
     device_types,
     fuel_types,
     list_available_devices,
@@ -43,6 +46,8 @@ __all__ = [
     "delete_device",
     "device_by_external_id",
     "device_by_id",
+    "device_state_by_external_id",
+    "device_states",
     "device_types",
     "fuel_types",
     "job_results",

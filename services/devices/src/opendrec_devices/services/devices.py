@@ -12,7 +12,9 @@ from typing import Any
 
 import asyncpg
 
+from opendrec_contracts import DeviceRegistered
 from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit.owners import answer
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso
 
@@ -230,6 +232,45 @@ async def delete_device(
         "organizationId": row["organization_id"],
         "deleted": True,
     }
+
+
+# ---------------------------------------------------------------- read-your-writes (opendrec_kit.owners)
+#
+# Other services learn devices from device.registered / device.updated a moment after they happen; a client
+# that got 201 may use the device at once. On a miss they ask here, on their caller's behalf: the answer is
+# device.registered as the service would announce the device NOW (`domain.registered_event`, the builder of
+# device.registered and device.updated), stamped with the row's `updated_at` (store._CHANGED_AT: the moment of
+# its last change, a little before the instant its own event carries and after the previous change's), so
+# consumers order it among the real events as they order any delivery. Deleted devices are gone from the table:
+# they are simply not answered.
+
+
+def _state(row: Mapping[str, Any]) -> tuple[DeviceRegistered, datetime]:
+    return domain.registered_event(row), row["updated_at"]
+
+
+async def device_states(uow: UnitOfWork, user: Principal, device_ids: Sequence[int]) -> dict[str, Any]:
+    """device.registered with the current state of each of these devices that the caller sees through the public
+    API (`access.devices_seen`: GET /api/device/{id}, and for a buyer the devices it may reserve); the others
+    (unknown, deleted, not the caller's to see) are left out, so nothing about them is told."""
+    async with uow.reading() as r:
+        rows = await store.devices_with_availability(r.conn, sorted(set(device_ids)))
+        seen = await access.devices_seen(r.conn, user, rows)
+    return answer([_state(row) for row in seen], "devices")
+
+
+async def device_state_by_external_id(
+    uow: UnitOfWork, user: Principal, organization_id: int, external_id: str
+) -> dict[str, Any]:
+    """device.registered with the current state of the organization's device of this externalId, for a caller who
+    may read that organization's devices (`access.may_read_devices_of`); 404 otherwise, like an unknown one."""
+    async with uow.reading() as r:
+        rows = await store.find_by_external_id(r.conn, external_id, organization_id)
+        if rows and not await access.may_read_devices_of(r.conn, user, organization_id):
+            rows = []
+    if not rows:
+        raise _not_found(f"with externalId {external_id!r} in organization {organization_id}")
+    return answer([_state(rows[0])], "devices")
 
 
 # ---------------------------------------------------------------- D-REC's device helpers
