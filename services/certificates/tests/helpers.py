@@ -50,6 +50,7 @@ def z(moment):
 
 
 async def certificates(client, issuer, reservation_id, org):
+    """The reservation's log by id: D-REC's bare array, one entry per certificate (X-Total-Count: all of them)."""
     r = await client.get(
         "/api/certificate-log/by-reservation-groupId",
         params={"groupId": reservation_id},
@@ -58,9 +59,24 @@ async def certificates(client, issuer, reservation_id, org):
     return r
 
 
+async def reservation_log(client, issuer, uid, org):
+    """The reservation's log by uid: an object with the reservation's terms, its certificates and totals."""
+    return await client.get(
+        f"/api/certificate-log/issuer/certified/{uid}", headers=issuer.headers(organization_id=org, permissions=PERMS)
+    )
+
+
+def energy(entries):
+    """The energy of a log's entries (D-REC's readvalue_watthour); every one of them is on the page."""
+    return sum(e["readvalue_watthour"] for e in entries)
+
+
 async def total_certified(client, issuer, reservation_id, buyer_org):
     r = await certificates(client, issuer, reservation_id, buyer_org)
-    return r.json()["totalEnergyWh"] if r.status_code == 200 else None
+    if r.status_code != 200:
+        return None
+    assert int(r.headers["X-Total-Count"]) == len(r.json())  # the whole log is on the page
+    return energy(r.json())
 
 
 async def _equals(coro, value):

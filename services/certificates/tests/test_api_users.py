@@ -48,7 +48,8 @@ async def test_an_api_user_reads_the_log_of_its_buyer_organizations_reservation(
         LOG, params={"groupId": world["res"], "organizationId": orgs["a_buyer"]}, headers=world["as_a"]
     )
     assert by_id.status_code == 200, by_id.text
-    assert by_id.json()["totalEnergyWh"] == 60 and by_id.json()["totalCount"] == 3
+    assert sum(c["readvalue_watthour"] for c in by_id.json()) == 60 and by_id.headers["X-Total-Count"] == "3"
+    assert [c["energyWh"] for c in by_id.json()] == [10, 20, 30]
     by_uid = await client.get(
         f"/api/certificate-log/issuer/certified/{world['uid']}",
         params={"organizationId": orgs["a_buyer"]},
@@ -80,15 +81,21 @@ async def test_an_api_user_must_name_its_buyer_organization(world):
 async def test_the_log_is_paged_with_totals_and_bad_paging_is_refused(world):
     client, orgs = world["client"], world["orgs"]
     params = {"groupId": world["res"], "organizationId": orgs["a_buyer"], "limit": 2}
-    first = (await client.get(LOG, params=params, headers=world["as_a"])).json()
-    second = (await client.get(LOG, params={**params, "pageNumber": 2}, headers=world["as_a"])).json()
-    assert [c["energyWh"] for c in first["certificates"]] == [10, 20] and [
-        c["energyWh"] for c in second["certificates"]
-    ] == [30]
-    assert first["totalPages"] == second["totalPages"] == 2 and first["totalCount"] == 3 and second["currentPage"] == 2
-    beyond = (await client.get(LOG, params={**params, "pageNumber": 5}, headers=world["as_a"])).json()
-    assert beyond["certificates"] == [] and beyond["currentPage"] == 5
-    assert (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (
+    first = await client.get(LOG, params=params, headers=world["as_a"])
+    second = await client.get(LOG, params={**params, "pageNumber": 2}, headers=world["as_a"])
+    assert [c["energyWh"] for c in first.json()] == [10, 20] and [c["energyWh"] for c in second.json()] == [30]
+    assert first.headers["X-Total-Count"] == second.headers["X-Total-Count"] == "3"  # over the whole log
+    beyond = await client.get(LOG, params={**params, "pageNumber": 5}, headers=world["as_a"])
+    assert beyond.json() == [] and beyond.headers["X-Total-Count"] == "3"
+    # The same page by uid: an object with the totals over the whole log, not the page.
+    by_uid = f"/api/certificate-log/issuer/certified/{world['uid']}"
+    paged = (await client.get(by_uid, params={**params, "pageNumber": 2}, headers=world["as_a"])).json()
+    assert [c["energyWh"] for c in paged["certificates"]] == [30] and paged["currentPage"] == 2
+    assert [c["energyWh"] for c in paged["certificatelog"]] == [30]
+    beyond = (await client.get(by_uid, params={**params, "pageNumber": 5}, headers=world["as_a"])).json()
+    assert beyond["certificates"] == beyond["certificatelog"] == [] and beyond["currentPage"] == 5
+    assert (beyond["totalCount"], beyond["totalItems"], beyond["totalEnergyWh"], beyond["totalPages"]) == (
+        3,
         3,
         60,
         2,

@@ -108,6 +108,11 @@ async def test_a_reservation_just_created_without_energy_answers_its_empty_log_b
     reservations_owner.knows(f"/reservations/by-id/{res}", [(created, NOW)], producer="reservations")
     r = await certificates(client, issuer, res, buyer)
     assert r.status_code == 200, r.text
+    assert r.json() == [] and r.headers["X-Total-Count"] == "0"
+    assert reservations_owner.asked[-1][0] == f"/internal/reservations/by-id/{res}"
+    asked = len(reservations_owner.asked)
+    r = await by_uid(client, issuer, created.reservation_uid, buyer)  # learned: nobody is asked again
+    assert len(reservations_owner.asked) == asked
     assert r.json() == {
         "groupId": res,
         "devicegroup_uid": str(created.reservation_uid),
@@ -116,12 +121,13 @@ async def test_a_reservation_just_created_without_energy_answers_its_empty_log_b
         "reservationEndDate": "2025-03-02T10:00:00.000Z",
         "reservationEndedAt": None,
         "certificates": [],
+        "certificatelog": [],
         "totalEnergyWh": 0,
         "currentPage": 1,
         "totalPages": 0,
         "totalCount": 0,
+        "totalItems": 0,
     }
-    assert reservations_owner.asked[-1][0] == f"/internal/reservations/by-id/{res}"
     # By uid on the D-REC .../certified/new/ path: another reservation, learned the same way.
     dev2, res2 = ids()
     other = reservation(res2, dev2, buyer)

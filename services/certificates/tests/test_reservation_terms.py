@@ -5,7 +5,7 @@ import pytest
 from opendrec_contracts import ReservationUpdated
 from opendrec_kit.testing import eventually, publish_events
 
-from .helpers import T0, H, certificates, ids, reads, reservation, total_certified
+from .helpers import T0, H, certificates, ids, reads, reservation, reservation_log, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -59,7 +59,7 @@ async def test_a_later_end_and_a_higher_target_are_certified_when_the_change_com
     # The authority to exceed: all of hour 3. A read capped before stays as certified (one share per read and
     # reservation): hours 1 and 2 keep 150 and 250.
     await eventually(lambda: total_is(client, issuer, res, buyer, 900))
-    body = (await certificates(client, issuer, res, buyer)).json()
+    body = (await reservation_log(client, issuer, created.reservation_uid, buyer)).json()
     assert body["reservationEndDate"] == "2025-03-01T14:00:00.000Z"
 
 
@@ -73,7 +73,7 @@ async def test_a_change_heard_before_the_reservation_and_a_stale_one_are_handled
     # reservation.updated travels on its own topic: it may come before reservation.created, and out of order.
     await publish_events(kafka_bootstrap, [newest, stale])
     await publish_events(kafka_bootstrap, [created])
-    await eventually(lambda: _named(client, issuer, res, buyer, "shortened"))
+    await eventually(lambda: _named(client, issuer, created.reservation_uid, buyer, "shortened"))
     await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200, 300, 400])])
     await eventually(lambda: total_is(client, issuer, res, buyer, 100))  # hour 0 only: the newest end holds
 
@@ -82,6 +82,6 @@ async def _known(client, issuer, reservation_id, buyer):
     return (await certificates(client, issuer, reservation_id, buyer)).status_code == 200
 
 
-async def _named(client, issuer, reservation_id, buyer, name):
-    r = await certificates(client, issuer, reservation_id, buyer)
+async def _named(client, issuer, uid, buyer, name):
+    r = await reservation_log(client, issuer, uid, buyer)
     return r.status_code == 200 and r.json()["reservationName"] == name

@@ -180,7 +180,9 @@ async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
 async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
     """The device's owner and externalId, for the log and the owner's view."""
     async with uow:
-        await store.upsert_device(uow.conn, event.device_id, event.external_id, event.organization_id)
+        await store.upsert_device(
+            uow.conn, event.device_id, event.external_id, event.organization_id, event.country_code, event.timezone
+        )
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,17 @@ class Learning:
     now: datetime
 
 
-async def certificate_log(
+@dataclass(frozen=True)
+class ReservationLog:
+    """One page of a reservation's certificates as the caller may see them, with the totals of the whole view."""
+
+    reservation: Any  # the reservation's row (store.reservation)
+    rows: list[Any]  # the page's certificates (store.certificates_of_reservation)
+    count: int  # certificates in the whole view
+    energy_wh: int  # their energy
+
+
+async def _log(
     uow: UnitOfWork,
     user: Principal,
     page: Page,
@@ -258,20 +270,21 @@ async def certificate_log(
     reservation_id: int | None = None,
     uid: uuid.UUID | None = None,
     api_user_names_none: bool = False,
-) -> dict[str, Any]:
-    """A page of one reservation's certificates (by id or uid) as the caller may see them, with totals.
+) -> ReservationLog:
+    """A page of one reservation's certificates (by id or uid) as the caller may see them, with totals; the use
+    cases below answer it in one of the D-REC shapes (`certificate_log`, `device_issue_log`, `group_issue_log`).
 
     `api_user_names_none`: an API user naming no organization sees the reservation if one of its Buyer
     organizations holds it (the D-REC .../certified/new/{groupUid} path has no organizationId).
     A reservation not known here (yet: reservation.created may still be on its way) is asked of the reservations
     service once, on the caller's behalf (`learn_reservation`), then looked for again; unknown there too, or not
     the caller's to see: 404."""
-    log_page = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
-    if log_page is None and await learn_reservation(uow, learning, user, reservation_id=reservation_id, uid=uid):
-        log_page = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
-    if log_page is None:
+    found = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
+    if found is None and await learn_reservation(uow, learning, user, reservation_id=reservation_id, uid=uid):
+        found = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
+    if found is None:
         raise ApiError(404, _absent(reservation_id, uid))
-    return log_page
+    return found
 
 
 def _absent(reservation_id: int | None, uid: uuid.UUID | None) -> str:
@@ -321,8 +334,8 @@ async def _reservation_log(
     reservation_id: int | None,
     uid: uuid.UUID | None,
     api_user_names_none: bool,
-) -> dict[str, Any] | None:
-    """certificate_log's page, None when the reservation is not known here (a 404 when it is not the caller's)."""
+) -> ReservationLog | None:
+    """_log's page, None when the reservation is not known here (a 404 when it is not the caller's)."""
     absent = _absent(reservation_id, uid)
     async with uow.reading() as r:
         conn = r.conn
@@ -347,6 +360,78 @@ async def _reservation_log(
             raise ApiError(404, absent)
         totals = await store.reservation_totals(conn, res["reservation_id"], owner)
         rows = await store.certificates_of_reservation(conn, res["reservation_id"], owner, page.limit, page.offset)
+    return ReservationLog(res, list(rows), totals["count"], totals["energy_wh"])
+
+
+# -- the D-REC shapes of a reservation's log ------------------------------------------------------------------
+# D-REC (d-rec/drec-origin, apps/drec-api/src/pods/...) keeps three logs of an issuance: one row per device
+# (CheckCertificateIssueDateLogForDeviceEntity), one per issuance of the group (…ForDeviceGroupEntity) and the
+# issuer's certificate. Here a certificate is already one device's energy of one period of one reservation, so
+# each of the three is one entry per certificate, its id standing for D-REC's certificateTransactionUID (the
+# issuance that ties the three together). No blockchain here: no owners, claims, block hashes or addresses.
+
+
+def _issue_log_entry(log_: ReservationLog, row: Any) -> dict[str, Any]:
+    """A certificate as D-REC's per-device issue log (CheckCertificateIssueDateLogForDeviceEntity: id, status,
+    externalId and groupId are our certificate's own), with our fields and the reservation's uid and name."""
+    res = log_.reservation
+    return {
+        **_certificate(row),
+        "certificate_issuance_startdate": iso_exact(row["generation_start"]),
+        "certificate_issuance_enddate": iso_exact(row["generation_end"]),
+        "readvalue_watthour": row["energy_wh"],
+        "certificateTransactionUID": str(row["id"]),
+        "createdAt": iso(row["issued_at"]),
+        "updatedAt": iso(row["issued_at"]),
+        "devicegroup_uid": str(res["uid"]),
+        "reservationName": res["name"],
+    }
+
+
+def _metadata(log_: ReservationLog, row: Any) -> dict[str, Any]:
+    """D-REC's ICertificateMetadata (utils/types.ts) of a certificate: the group, the devices' externalIds, the
+    reservation's uid and the issuance's transaction uid."""
+    res = log_.reservation
+    return {
+        "groupId": str(res["reservation_id"]),
+        "buyerReservationId": str(res["uid"]),
+        "deviceIds": [row["external_id"]] if row["external_id"] is not None else [],
+        "certificateTransactionUID": str(row["id"]),
+    }
+
+
+async def device_issue_log(
+    uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None, learning: Learning, reservation_id: int
+) -> tuple[list[dict[str, Any]], int]:
+    """GET /api/certificate-log/by-reservation-groupId: D-REC answers a bare array of the per-device issue log
+    (CertificateLogService.findByGroupId): one page of it, and how many the whole view holds (the route's
+    X-Total-Count header)."""
+    log_ = await _log(uow, user, page, organization_id, learning, reservation_id=reservation_id)
+    return [_issue_log_entry(log_, row) for row in log_.rows], log_.count
+
+
+def _seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+async def certificate_log(
+    uow: UnitOfWork,
+    user: Principal,
+    page: Page,
+    organization_id: int | None,
+    learning: Learning,
+    uid: uuid.UUID,
+    *,
+    api_user_names_none: bool = False,
+) -> dict[str, Any]:
+    """GET /api/certificate-log/issuer/certified[/new]/{groupUid}: our page of the reservation (its terms,
+    `certificates`, totals) and D-REC's (CertificateLogService.getCertificateFromOldOrNewUfinction):
+    `certificatelog` (each certificate as the issuer's, CertificateNewWithPerDeviceLog: `deviceId` is the group
+    id, as D-REC issues to the group, unix-second generation times, its per-device issue log), `totalItems`,
+    `currentPage`, `totalPages`."""
+    log_ = await _log(uow, user, page, organization_id, learning, uid=uid, api_user_names_none=api_user_names_none)
+    res = log_.reservation
+    pages = total_pages(log_.count, page.limit)
     return {
         "groupId": res["reservation_id"],
         "devicegroup_uid": str(res["uid"]),
@@ -355,12 +440,67 @@ async def _reservation_log(
         "reservationEndDate": iso_exact(res["reservation_end"]),
         # set once reservation.ended was received
         "reservationEndedAt": iso_exact(res["ended_at"]) if res["ended_at"] else None,
-        "certificates": [_certificate(row) for row in rows],
-        "totalEnergyWh": totals["energy_wh"],
+        "certificates": [_certificate(row) for row in log_.rows],
+        "certificatelog": [
+            {
+                "id": str(row["id"]),
+                "deviceId": str(res["reservation_id"]),
+                "generationStartTime": _seconds(row["generation_start"]),
+                "generationEndTime": _seconds(row["generation_end"]),
+                "creationTime": _seconds(row["issued_at"]),
+                "certificateStartDate": iso_exact(row["generation_start"]),
+                "certificateEndDate": iso_exact(row["generation_end"]),
+                "energyWh": row["energy_wh"],
+                "metadata": _metadata(log_, row),
+                "createdAt": iso(row["issued_at"]),
+                "perDeviceCertificateLog": [{**_issue_log_entry(log_, row), "timezone": row["timezone"]}],
+            }
+            for row in log_.rows
+        ],
+        "totalEnergyWh": log_.energy_wh,
         "currentPage": page.number,
-        "totalPages": total_pages(totals["count"], page.limit),
-        "totalCount": totals["count"],
+        "totalPages": pages,
+        "totalCount": log_.count,
+        "totalItems": log_.count,
     }
+
+
+async def group_issue_log(
+    uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None, learning: Learning, reservation_id: int
+) -> tuple[list[dict[str, Any]], int]:
+    """GET /api/buyer-reservation/certificatelog/{id}: D-REC's issue log of the group
+    (CheckCertificateIssueDateLogForDeviceGroupEntity, DeviceGroupService.getDeviceGrouplog), one entry per
+    certificate: `groupid` is the reservation id as text, `certificate_payload` the issuance (IIssueCommandParams:
+    the group, energy in Wh as text, the generation period, the metadata), `issuer_certificate_id` none (no
+    issuer chain here), `countryCode` the device's (none when unknown); with our certificate's fields. One page,
+    and how many the whole view holds (the route's X-Total-Count header); the same visibility as the other logs."""
+    log_ = await _log(uow, user, page, organization_id, learning, reservation_id=reservation_id)
+    res = log_.reservation
+    entries = [
+        {
+            **_certificate(row),
+            "certificate_issuance_startdate": iso_exact(row["generation_start"]),
+            "certificate_issuance_enddate": iso_exact(row["generation_end"]),
+            "readvalue_watthour": row["energy_wh"],
+            "groupid": str(res["reservation_id"]),
+            "certificate_payload": {
+                "deviceId": str(res["reservation_id"]),
+                "energyValue": str(row["energy_wh"]),
+                "fromTime": iso_exact(row["generation_start"]),
+                "toTime": iso_exact(row["generation_end"]),
+                "metadata": _metadata(log_, row),
+            },
+            "issuer_certificate_id": None,
+            "countryCode": row["country_code"],
+            "certificateTransactionUID": str(row["id"]),
+            "createdAt": iso(row["issued_at"]),
+            "updatedAt": iso(row["issued_at"]),
+            "devicegroup_uid": str(res["uid"]),
+            "reservationName": res["name"],
+        }
+        for row in log_.rows
+    ]
+    return entries, log_.count
 
 
 async def _log_owner(

@@ -10,13 +10,24 @@ import asyncpg
 from .domain import Allocation, Read, Reservation, effective_end
 
 
-async def upsert_device(conn: asyncpg.Connection, device_id: int, external_id: str, organization_id: int) -> None:
+async def upsert_device(
+    conn: asyncpg.Connection,
+    device_id: int,
+    external_id: str,
+    organization_id: int,
+    country_code: str | None,
+    timezone: str | None,
+) -> None:
     await conn.execute(
-        """INSERT INTO devices (device_id, external_id, organization_id) VALUES ($1, $2, $3)
-           ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3""",
+        """INSERT INTO devices (device_id, external_id, organization_id, country_code, timezone)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, country_code = $4,
+               timezone = $5""",
         device_id,
         external_id,
         organization_id,
+        country_code,
+        timezone,
     )
 
 
@@ -321,7 +332,7 @@ async def certificates_of_reservation(
 ) -> list[asyncpg.Record]:
     """One page of the reservation's certificates (of one owner's devices, if given), by generation start."""
     return await conn.fetch(
-        """SELECT c.*, d.external_id
+        """SELECT c.*, d.external_id, d.country_code, d.timezone
            FROM certificates c LEFT JOIN devices d ON d.device_id = c.device_id
            WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR c.owner_organization_id = $2)
            ORDER BY c.generation_start, c.id LIMIT $3 OFFSET $4""",
