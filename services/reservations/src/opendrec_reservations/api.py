@@ -13,7 +13,7 @@ from opendrec_kit.paging import Page, page_query
 from opendrec_kit.runtime import Owners
 
 from . import services
-from .services import EndReservationDate, NewReservation, ReservationChange
+from .services import EndReservationDate, NewReservation, ReservationChange, ReservationFilters
 
 router = APIRouter(tags=["reservations"])
 MODULE = "BUYER_RESERVATION_MANAGEMENT_CRUDL"
@@ -21,6 +21,8 @@ ReservationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The reservatio
 Paging = Annotated[Page, Depends(page_query(default_limit=20, max_limit=100, what="items"))]
 Reading = Annotated[Acting, acting_for(MODULE, "Read")]
 Updating = Annotated[Acting, acting_for(MODULE, "Update")]
+Deleting = Annotated[Acting, acting_for(MODULE, "Delete")]
+Filters = Annotated[ReservationFilters, Query()]
 
 
 @router.post("/api/device-group", status_code=201, summary="Reserve devices (D-REC Create Reservation)")
@@ -56,9 +58,10 @@ async def list_buyer_reservations(
     uow: UoW,
     acting: Reading,
     page: Paging,
+    filters: Filters,
     apiuserId: Annotated[uuid.UUID | None, Query(description="Admins: the API user whose reservations to list")] = None,
 ) -> dict[str, Any]:
-    return await services.reservations(uow, acting.user, page, acting.organization_id, apiuserId)
+    return await services.reservations(uow, acting.user, page, acting.organization_id, apiuserId, filters=filters)
 
 
 # The buyer's own reservations under D-REC's two names (`name` keeps each path's own operationId).
@@ -66,8 +69,8 @@ async def list_buyer_reservations(
     "/api/buyer-reservation/my", summary="My reservations (D-REC buyer-reservation path)", name="my_buyer_reservations"
 )
 @router.get("/api/device-group/my", summary="My reservations", name="my_reservations")
-async def my_reservations(uow: UoW, acting: Reading, page: Paging) -> dict[str, Any]:
-    return await services.reservations(uow, acting.user, page, acting.organization_id, mine=True)
+async def my_reservations(uow: UoW, acting: Reading, page: Paging, filters: Filters) -> dict[str, Any]:
+    return await services.reservations(uow, acting.user, page, acting.organization_id, mine=True, filters=filters)
 
 
 @router.get(
@@ -121,3 +124,13 @@ async def end_buyer_reservation(
     reservation ends (400 when it is not its end date); without it, it ends now as well."""
     end_date = body.endresavationdate if body is not None else None
     return await services.end_reservation(uow, acting.user, reservation_id, acting.organization_id, end_date)
+
+
+@router.delete(
+    "/api/buyer-reservation/{reservation_id}", summary="Delete a reservation nothing was certified against (D-REC)"
+)
+async def delete_reservation(reservation_id: ReservationId, uow: UoW, acting: Deleting) -> dict[str, Any]:
+    """Only before its window begins (or when it was ended before it began): nothing can be certified against it
+    yet. 409 once it began: a registry keeps what it certified; end it instead
+    (DELETE /api/buyer-reservation/endreservation/{id}). Emits reservation.ended unless it had ended."""
+    return await services.delete_reservation(uow, acting.user, reservation_id, acting.organization_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -305,4 +306,96 @@ def may_see_reservation(
         is_admin
         or buyer_organization_id in caller_organizations
         or any(o in caller_organizations for o in device_organizations)
+    )
+
+
+# -- listing filters (D-REC's UnreservedDeviceGroupsFilterDTO) ---------------------------------------------
+
+MAX_FILTER_VALUES = 50
+COUNTRY_CODE = re.compile(r"[A-Z]{3}")
+FUEL_CODE = re.compile(r"[A-Z]{2}[0-9]{3}")
+ACTIVITY = {"all": None, "active": True, "deactive": False}
+# D-REC filters this service cannot answer: the device.registered it learns devices from does not carry them.
+UNKNOWN_ATTRIBUTES = {"offTaker": "off-takers", "sdgbenefit": "SDG benefits"}
+
+
+@dataclass(frozen=True)
+class ListingFilter:
+    """Which reservations a listing shows: every condition given holds (None / empty: no condition)."""
+
+    name: str | None = None  # part of the name, any case
+    countries: tuple[str, ...] = ()  # the group's country codes include them all
+    fuel_codes: tuple[str, ...] = ()  # the group's fuel codes include them all
+    start: datetime | None = None  # the window lies within [start, end]
+    end: datetime | None = None
+    active: bool | None = None  # True: active now; False: ended (or its end date passed)
+
+
+def filter_values(values: list[str] | None, field_name: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """A list filter given repeatedly (?x=a&x=b) and/or with commas (?x=a,b), upper-cased, each value of the
+    code's form (ValueError naming the first bad one); at most MAX_FILTER_VALUES distinct values."""
+    codes = [part.strip().upper() for value in values or [] for part in value.split(",") if part.strip()]
+    for code in codes:
+        if not pattern.fullmatch(code):
+            raise ValueError(f"{field_name} {code!r} is not a code of the form {pattern.pattern}")
+    unique = tuple(dict.fromkeys(codes))
+    if len(unique) > MAX_FILTER_VALUES:
+        raise ValueError(f"{field_name}: at most {MAX_FILTER_VALUES} values")
+    return unique
+
+
+def activity(value: str | None) -> bool | None:
+    """D-REC's reservationActive filter (All, Active, Deactive; any case): None for all."""
+    if value is None or not value.strip():
+        return None
+    wanted = value.strip().lower()
+    if wanted not in ACTIVITY:
+        raise ValueError(f"reservationActive {value!r} is not one of All, Active, Deactive")
+    return ACTIVITY[wanted]
+
+
+def refuse_filter_window(start: datetime | None, end: datetime | None) -> list[Problem]:
+    """Both bounds of the date filter, or neither; the end after the start (D-REC's rules and wording)."""
+    if start is None and end is None:
+        return []
+    if end is None:
+        return [("end_date", "End Date should be mandatory: give end_date with start_date")]
+    if start is None:
+        return [("start_date", "Start Date should be mandatory: give start_date with end_date")]
+    if end <= start:
+        return [("end_date", "End date should be greater then from Start date")]
+    return []
+
+
+def refuse_unknown_attributes(given: dict[str, str | None]) -> list[Problem]:
+    """Filters by attributes this service does not know of devices are refused rather than answered empty."""
+    return [
+        (
+            name,
+            f"{name} cannot filter reservations here: this service does not know devices' {what} "
+            "(device.registered does not carry them; groups show offTakers [])",
+        )
+        for name, what in UNKNOWN_ATTRIBUTES.items()
+        if given.get(name)
+    ]
+
+
+# -- deleting a reservation ------------------------------------------------------------------------------
+
+
+def refuse_delete(reservation_id: int, start: datetime, ended_at: datetime | None, now: datetime) -> str | None:
+    """Why a reservation can't be deleted (None: it can). Only one that nothing can have been certified against
+    may vanish: its window has not begun yet, or it was ended before it began (it held nothing). Once its window
+    began, energy of it may be certified already, and a registry keeps what it certified: it is ended instead."""
+    if start > now or (ended_at is not None and ended_at <= start):
+        return None
+    refusal = (
+        f"Reservation {reservation_id} began at {iso_exact(start)}: energy of its window may be certified against "
+        "it already, and a registry keeps what it certified, so it cannot be deleted"
+    )
+    if ended_at is not None:
+        return f"{refusal}; it ended at {iso_exact(ended_at)} and stays on record"
+    return (
+        f"{refusal}. End it instead (DELETE /api/buyer-reservation/endreservation/{reservation_id}): nothing "
+        "generated after that is certified for it, and its devices are free again"
     )

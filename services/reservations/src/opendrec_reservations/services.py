@@ -94,6 +94,72 @@ class EndReservationDate(BaseModel):
     )
 
 
+class ReservationFilters(BaseModel):
+    """D-REC's listing filters (UnreservedDeviceGroupsFilterDTO), names unchanged; every filter given must hold.
+    List filters take repeated values and/or commas (?country=IND,KEN)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, max_length=200, description="Part of the reservation's name, any case")
+    country: list[Annotated[str, Field(max_length=400)]] | None = Field(
+        default=None, max_length=50, description="ISO 3166 alpha-3 codes: the group's countries include them all"
+    )
+    fuelCode: list[Annotated[str, Field(max_length=400)]] | None = Field(
+        default=None, max_length=50, description="I-REC fuel codes (e.g. ES100): the group's fuels include them all"
+    )
+    start_date: datetime | None = Field(
+        default=None, description="With end_date: reservations whose window lies within [start_date, end_date]"
+    )
+    end_date: datetime | None = Field(default=None, description="With start_date (UTC unless an offset is given)")
+    reservationActive: str | None = Field(
+        default=None, max_length=20, description="All, Active (not ended) or Deactive (ended)"
+    )
+    offTaker: list[Annotated[str, Field(max_length=400)]] | None = Field(
+        default=None, max_length=50, description="Refused (400): devices' off-takers are not known here"
+    )
+    sdgbenefit: list[Annotated[str, Field(max_length=400)]] | None = Field(
+        default=None, max_length=50, description="Refused (400): devices' SDG benefits are not known here"
+    )
+
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    @field_validator("country")
+    @classmethod
+    def _countries(cls, value: list[str] | None) -> list[str]:
+        return list(domain.filter_values(value, "country", domain.COUNTRY_CODE))
+
+    @field_validator("fuelCode")
+    @classmethod
+    def _fuels(cls, value: list[str] | None) -> list[str]:
+        return list(domain.filter_values(value, "fuelCode", domain.FUEL_CODE))
+
+    @field_validator("reservationActive")
+    @classmethod
+    def _activity(cls, value: str | None) -> str | None:
+        domain.activity(value)
+        return value
+
+    def listing_filter(self) -> domain.ListingFilter:
+        """The filter a listing applies; 400 naming each filter that can't be applied."""
+        given = {
+            k: ",".join(v) if v else None for k, v in (("offTaker", self.offTaker), ("sdgbenefit", self.sdgbenefit))
+        }
+        _refuse(
+            400, domain.refuse_unknown_attributes(given) + domain.refuse_filter_window(self.start_date, self.end_date)
+        )
+        return domain.ListingFilter(
+            name=self.name or None,
+            countries=tuple(self.country or ()),
+            fuel_codes=tuple(self.fuelCode or ()),
+            start=self.start_date,
+            end=self.end_date,
+            active=domain.activity(self.reservationActive),
+        )
+
+
 def bounds(settings: Settings) -> domain.Bounds:
     return domain.Bounds(
         max_future=timedelta(days=settings.reservation_max_future_days),
@@ -362,6 +428,29 @@ async def change_reservation(
     return _answer(changed, now)
 
 
+async def delete_reservation(
+    uow: UnitOfWork, user: Principal, reservation_id: int, organization_id: int | None
+) -> dict[str, Any]:
+    """D-REC's remove: the reservation vanishes, but only while nothing can have been certified against it (its
+    window has not begun, or it was ended before it began); 409 otherwise (end it instead). Announced as
+    reservation.ended at this moment (before its start: it held nothing, so certificates, devices and readings
+    drop it) unless it had ended already. Answers the reservation as it was at its deletion."""
+    async with uow:
+        organizations = await _acting_buyers(uow.conn, user, organization_id)
+        await store.lock_reservation(uow.conn, reservation_id)  # the sweep, an end and a change wait
+        row = await _visible_reservation(uow.conn, reservation_id, organizations)
+        now = datetime.now(UTC)
+        state = domain.state_of(row["reservation_end"], row["ended_at"], row["end_reason"], now)
+        refusal = domain.refuse_delete(reservation_id, row["reservation_start"], state.ended_at, now)
+        if refusal:
+            raise ApiError(409, refusal)
+        if row["ended_at"] is None:
+            row = {**row, "ended_at": now, "end_reason": "ended_by_buyer", "status": "Ended"}
+            uow.record(_ended_event(row))
+        await store.delete_reservation(uow.conn, reservation_id)
+    return {**_answer(row, now), "deleted": True}
+
+
 async def end_expired(uow: UnitOfWork, now: datetime, batch_size: int) -> int:
     """End one batch of reservations whose end date is at or before `now` (reason expired, ended at their end
     date); announces reservation.ended for each. Returns how many it ended. Safe to run in several processes
@@ -395,12 +484,16 @@ async def reservations(
     api_user_id: uuid.UUID | None = None,
     *,
     mine: bool = False,
+    filters: ReservationFilters | None = None,
 ) -> dict[str, Any]:
-    """A page of the reservations the caller may list, newest first, with totals.
+    """A page of the reservations the caller may list, newest first, with totals; only those `filters` let through.
 
     `api_user_id`: an admin lists that API user's Buyer organizations' (an API user may name only itself).
     `mine`: the caller's own ("my"): an admin naming no organization sees its own organization's, not everyone's.
+    The page is under `deviceGroups` and, as D-REC answers it, `groupedData` (with `pageNumber` = `currentPage`).
     """
+    conditions = filters.listing_filter() if filters is not None else domain.ListingFilter()
+    now = datetime.now(UTC)
     async with uow.reading() as r:
         organizations: list[int] | None
         if api_user_id is not None and user.role == ADMIN:
@@ -416,12 +509,14 @@ async def reservations(
             organizations = [user.organization_id]
         else:
             organizations = await visible_organizations(r.conn, user, organization_id, organization_type=BUYER)
-        total = await store.count_reservations(r.conn, organizations)
-        rows = await store.reservations_page(r.conn, organizations, page.limit, page.offset)
-    now = datetime.now(UTC)
+        total = await store.count_reservations(r.conn, organizations, conditions, now)
+        rows = await store.reservations_page(r.conn, organizations, conditions, now, page.limit, page.offset)
+    groups = [_answer(row, now) for row in rows]
     return {
-        "deviceGroups": [_answer(row, now) for row in rows],
+        "deviceGroups": groups,
+        "groupedData": groups,
         "currentPage": page.number,
+        "pageNumber": page.number,
         "totalPages": total_pages(total, page.limit),
         "totalCount": total,
     }

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .domain import DeviceState, Window
+from .domain import DeviceState, ListingFilter, Window
 
 
 async def lock_device_change(conn: asyncpg.Connection, device_id: int) -> None:
@@ -211,26 +211,69 @@ async def history_devices(
     )
 
 
-async def count_reservations(conn: asyncpg.Connection, organization_ids: list[int] | None) -> int:
-    """How many reservations the buyer organizations hold (all of them for None)."""
-    return await conn.fetchval(
-        "SELECT count(*) FROM reservations WHERE $1::bigint[] IS NULL OR buyer_organization_id = ANY($1::bigint[])",
-        organization_ids,
-    )
+def _listing(organization_ids: list[int] | None, filters: ListingFilter, now: datetime) -> tuple[str, list[object]]:
+    """The WHERE clause of a listing (over `reservations r`) and its arguments: the buyer organizations (all of
+    them for None), then each filter given. A group's countries and fuels are its devices'."""
+    args: list[object] = [organization_ids]
+    conditions = ["($1::bigint[] IS NULL OR r.buyer_organization_id = ANY($1::bigint[]))"]
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if filters.name is not None:
+        conditions.append(f"r.name ILIKE {arg(like_pattern(filters.name))} ESCAPE '\\'")
+    for column, codes in (("country_code", filters.countries), ("fuel_code", filters.fuel_codes)):
+        if codes:
+            conditions.append(
+                f"""ARRAY(SELECT d.{column} FROM reservation_devices rd JOIN devices d ON d.device_id = rd.device_id
+                          WHERE rd.reservation_id = r.id AND d.{column} IS NOT NULL) @> {arg(list(codes))}::text[]"""
+            )
+    if filters.start is not None and filters.end is not None:
+        start, end = arg(filters.start), arg(filters.end)
+        conditions.append(
+            f"r.reservation_start BETWEEN {start} AND {end} AND r.reservation_end BETWEEN {start} AND {end}"
+        )
+    if filters.active is not None:
+        active = f"(r.ended_at IS NULL AND r.reservation_end > {arg(now)})"
+        conditions.append(active if filters.active else f"NOT {active}")
+    return " AND ".join(conditions), args
+
+
+def like_pattern(text: str) -> str:
+    """`text` anywhere, its own %, _ and \\ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def count_reservations(
+    conn: asyncpg.Connection, organization_ids: list[int] | None, filters: ListingFilter, now: datetime
+) -> int:
+    """How many reservations of the buyer organizations (all of them for None) the filters let through."""
+    where, args = _listing(organization_ids, filters, now)
+    return await conn.fetchval(f"SELECT count(*) FROM reservations r WHERE {where}", *args)
 
 
 async def reservations_page(
-    conn: asyncpg.Connection, organization_ids: list[int] | None, limit: int, offset: int
+    conn: asyncpg.Connection,
+    organization_ids: list[int] | None,
+    filters: ListingFilter,
+    now: datetime,
+    limit: int,
+    offset: int,
 ) -> list[asyncpg.Record]:
-    """Newest first, of the buyer organizations (all of them for None)."""
+    """Newest first, of the buyer organizations (all of them for None), as the filters let through."""
+    where, args = _listing(organization_ids, filters, now)
+    n = len(args)
     return await conn.fetch(
-        f"""{_WITH_GROUP}
-           WHERE $1::bigint[] IS NULL OR r.buyer_organization_id = ANY($1::bigint[])
-           ORDER BY r.id DESC LIMIT $2 OFFSET $3""",
-        organization_ids,
-        limit,
-        offset,
+        f"{_WITH_GROUP} WHERE {where} ORDER BY r.id DESC LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset
     )
+
+
+async def delete_reservation(conn: asyncpg.Connection, reservation_id: int) -> None:
+    """Remove it and its devices' claim (the caller holds the row lock)."""
+    await conn.execute("DELETE FROM reservation_devices WHERE reservation_id = $1", reservation_id)
+    await conn.execute("DELETE FROM reservations WHERE id = $1", reservation_id)
 
 
 async def lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> bool:
