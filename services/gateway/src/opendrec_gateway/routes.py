@@ -25,6 +25,8 @@ ROUTES: dict[str, str] = {
     "/api/permission": "identity",
     "/api/aclmodules": "identity",
     "/api/admin": "identity",
+    "/api/admin/devices": "devices",  # the admin's device autocomplete
+    "/api/admin/add/device-into-Irec": "devices",
     "/api/access-control": "identity",
     "/api/access-control-layer-module-service": "identity",  # the reference's name for /api/aclmodules
     "/.well-known/jwks.json": "identity",
@@ -33,6 +35,7 @@ ROUTES: dict[str, str] = {
     "/api/sdgbenefit": "devices",
     "/api/file": "devices",  # uploaded files (bulk device and reservation CSVs) named by later requests
     "/api/meter-reads": "readings",
+    "/api/yield": "readings",  # country yield values used by the plausibility rule
     "/api/device-group": "reservations",
     "/api/reservation": "reservations",
     "/api/buyer-reservation": "reservations",  # used by D-REC clients (see the API-user manual)
@@ -44,6 +47,7 @@ ROUTES: dict[str, str] = {
     "/api/buyer-reservation/certificatelog": "certificates",
     "/api/certificate": "certificates",
     "/api/certificate-log": "certificates",
+    "/api/drec-issuer": "certificates",
     "/api/charger": "charger-gateway",
 }
 
