@@ -452,7 +452,9 @@ class ModulesPage(BaseModel):
 
 class NewGrant(ModuleChoice):
     entityType: Literal["Role", "User"]
-    entityId: str | int = Field(description="Role: the role's name (e.g. DeviceOwner); User: the user's id")
+    entityId: str | int = Field(
+        description="Role: the role's name (e.g. DeviceOwner) or D-REC's role id (3); User: the user's id"
+    )
     permissions: list[Action] = Field(min_length=1)
 
 
@@ -469,6 +471,10 @@ class GrantOut(BaseModel):
     entityType: str
     entityId: str | int = Field(description="Role: its name; User: the user's id")
     permissions: list[str]
+    permissionValue: int = Field(
+        description="D-REC's bit value of the permissions: Read 1, Write 2, Update 4, Delete 8"
+    )
+    status: int = Field(description="1: in force (D-REC's active grant)")
 
 
 class GrantsPage(BaseModel):

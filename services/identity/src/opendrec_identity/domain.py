@@ -152,6 +152,15 @@ def letters_of(names: Iterable[str]) -> str:
     return merge_actions(*(ACTION_LETTERS[name] for name in names))
 
 
+# D-REC's permissionValue of a grant: one bit per action.
+PERMISSION_BITS = {"R": 1, "W": 2, "U": 4, "D": 8}
+
+
+def permission_value(letters: str) -> int:
+    """'RW' -> 3: D-REC's permissionValue (Read 1, Write 2, Update 4, Delete 8)."""
+    return sum(bit for letter, bit in PERMISSION_BITS.items() if letter in letters)
+
+
 def removed_actions(before: str, after: str) -> str:
     """The letters `before` holds and `after` does not: a non-empty answer is a reduction."""
     return "".join(letter for letter in before if letter not in after)
@@ -192,6 +201,11 @@ def grantable_role(role: str) -> str:
     if role not in GRANTABLE_ROLES:
         raise Invalid(f"entityId must be a role: one of {', '.join(GRANTABLE_ROLES)}")
     return role
+
+
+def grantable_role_named(value: str) -> str:
+    """A grant's role as D-REC names it (its role id, "3") or by its name ("DeviceOwner")."""
+    return grantable_role(role_named(value) or value)
 
 
 def grantable_user_id(value: str | int) -> int:

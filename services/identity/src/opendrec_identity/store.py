@@ -83,8 +83,12 @@ async def user_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record 
     return await conn.fetchrow(_USER_WITH_ORGANIZATION + " WHERE u.email = $1", email)
 
 
-async def user_by_id(conn: asyncpg.Connection, user_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(_USER_WITH_ORGANIZATION + " WHERE u.id = $1", user_id)
+async def user_by_id(conn: asyncpg.Connection, user_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    """`lock`: the user's row stays locked to the end of the transaction (e.g. no move to another organization
+    meanwhile)."""
+    return await conn.fetchrow(
+        _USER_WITH_ORGANIZATION + " WHERE u.id = $1" + (" FOR UPDATE OF u" if lock else ""), user_id
+    )
 
 
 async def update_password_hash(conn: asyncpg.Connection, user_id: int, password_hash: str) -> None:
@@ -396,6 +400,13 @@ async def invitations_page(
     )
     total = await conn.fetchval("SELECT count(*) FROM invitations WHERE organization_id = $1", organization_id)
     return rows, total
+
+
+async def invitations_of(conn: asyncpg.Connection, organization_id: int, limit: int) -> list[asyncpg.Record]:
+    """The invitations an organization sent, newest first."""
+    return await conn.fetch(
+        _INVITATION + " WHERE i.organization_id = $1 ORDER BY i.id DESC LIMIT $2", organization_id, limit
+    )
 
 
 async def invitations_to(conn: asyncpg.Connection, email: str, limit: int) -> list[asyncpg.Record]:

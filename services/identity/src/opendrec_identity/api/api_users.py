@@ -9,7 +9,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
 
 from opendrec_kit import ApiError, Principal, UoW, permission
@@ -152,6 +152,21 @@ async def get_access_retired() -> None:
     logs nor echoes the key (nor the body). Sign a client assertion with the key and send it to POST
     /api/auth/token instead (see the identity README, "API users: getting started")."""
     raise ApiError(410, use_cases.GET_ACCESS_RETIRED)
+
+
+@router.get(
+    "/api/user/export-accesskey/{apiuserId}",
+    status_code=410,
+    tags=["user"],
+    responses={410: {"description": use_cases.EXPORT_ACCESS_KEY_RETIRED}},
+)
+async def export_access_key_retired(
+    apiuserId: str = Path(max_length=100, description="not read: the answer is always 410"),
+) -> None:
+    """D-REC's key file for an API user, asked without a token: it makes a new key pair, keeps the public key as
+    the API user's credential and sends the private key. Retired: always 410, no key is made or changed; the
+    answer names POST /api/user/apiuser/rotate-key (signed in) and POST /api/auth/token."""
+    raise ApiError(410, use_cases.EXPORT_ACCESS_KEY_RETIRED)
 
 
 # -- module permissions --------------------------------------------------------------------------------------

@@ -156,3 +156,32 @@ router.add_api_route(
     dependencies=ADMIN_ONLY,
     summary="Change Module (alias of PUT /api/aclmodules/{id})",
 )
+
+# -- D-REC's paths of the grant operations: aliases, the same handlers -------------------------------------------
+
+router.add_api_route(
+    "/api/permission/module",
+    grant,
+    methods=["POST"],
+    status_code=201,
+    response_model=GrantOut,
+    tags=["permission"],
+    dependencies=ADMIN_ONLY,
+    summary="Grant (alias of POST /api/permission)",
+    description="D-REC's path of POST /api/permission, the same handler: its body (`aclmodulesId`, `entityType`, "
+    "`entityId` a role's D-REC id or name or a user's id, `permissions`; `permissionValue` and `status` are "
+    "computed here and not read). Admin only: D-REC also lets an OrganizationAdmin grant to users, who holds no "
+    "PERMISSION_MANAGEMENT_CRUDL here.",
+)
+router.add_api_route(
+    "/api/permission/update/{id}",
+    change_grant,
+    methods=["PUT"],
+    response_model=GrantOut,
+    tags=["permission"],
+    dependencies=ADMIN_ONLY,
+    summary="Change Grant (alias of PUT /api/permission/{id})",
+    description="D-REC's path of PUT /api/permission/{id}, the same handler: `permissions` is read (D-REC's "
+    "`aclmodulesId`, `entityType`, `entityId`, `permissionValue`, `status` are not). A reduction revokes the "
+    "holders' sessions.",
+)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from opendrec_kit import Principal, UoW, permission
+from opendrec_kit import ApiError, Principal, UoW, permission
 from opendrec_kit.auth import only_roles
 from opendrec_kit.organizations import organization_query
 from opendrec_kit.paging import Page
@@ -15,6 +15,7 @@ from opendrec_kit.paging import Page
 from ..bodies import (
     ChangeRole,
     Done,
+    InvitationOut,
     NewOrganization,
     OrganizationChange,
     OrganizationOut,
@@ -22,7 +23,7 @@ from ..bodies import (
     UserOut,
     UsersPage,
 )
-from ..services import organizations
+from ..services import invitations, organizations
 from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident, Paging
 
 router = APIRouter()
@@ -109,6 +110,42 @@ async def remove_member(
     return await organizations.remove_member(uow, identity, principal, organizationId, userId)
 
 
+@router.get("/api/Organization/{organizationId}/invitations", response_model=list[InvitationOut], tags=["organization"])
+async def organization_invitations(
+    organizationId: int, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
+) -> list[dict[str, Any]]:
+    """The invitations an organization sent, newest first, as one list (at most 1000; GET /api/invitation pages
+    through all): for any member of the organization, as D-REC, an Admin for any, an API user for those registered
+    under it."""
+    return await invitations.organization_invitations(uow, principal, organizationId)
+
+
+@router.delete("/api/Organization/user/{id}", response_model=Done, tags=["organization"])
+async def remove_user(
+    id: int,
+    uow: UoW,
+    identity: Ident,
+    principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
+) -> dict[str, Any]:
+    """D-REC's removal of a member by user id: as POST /api/Organization/{organizationId}/remove-member/{userId}
+    (the member can no longer log in, their tokens are revoked; not oneself). A user of an organization the
+    caller does not manage answers 404, as a missing one."""
+    return await organizations.remove_user(uow, identity, principal, id)
+
+
+@router.post(
+    "/api/Organization/chain-address",
+    status_code=410,
+    tags=["organization"],
+    responses={410: {"description": organizations.CHAIN_ADDRESS_REFUSED}},
+)
+async def chain_address_refused(principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Write")) -> None:
+    """D-REC binds a blockchain account to the caller's organization from a signed message. OpenDREC keeps no
+    blockchain, so this always answers 410 (after the caller's access is checked, as D-REC's); the body is not
+    read and nothing is stored."""
+    raise ApiError(410, organizations.CHAIN_ADDRESS_REFUSED)
+
+
 # -- admin listings -------------------------------------------------------------------------------------------
 
 
@@ -133,6 +170,16 @@ async def all_organizations(
 ) -> dict[str, Any]:
     """Every organization, a page at a time. Admin only."""
     return await organizations.all_organizations(uow, page, organizationType)
+
+
+@router.get(
+    "/api/admin/organizations/{organizationId}", response_model=OrganizationOut, tags=["admin"], dependencies=ADMIN_ONLY
+)
+async def admin_organization(
+    organizationId: int, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
+) -> dict[str, Any]:
+    """One organization, any (deleted ones too, with status Deleted); 404 if there is none. Admin only."""
+    return await organizations.organization(uow, principal, organizationId)
 
 
 @router.get(

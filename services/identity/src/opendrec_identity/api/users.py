@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opendrec_kit import Principal, UoW, permission
+from opendrec_kit import ApiError, Principal, UoW, permission
 
-from ..bodies import AdminNewUser, UserChange, UserDetail, UserOut
-from ..services import users
+from ..bodies import AdminNewUser, Done, UserChange, UserDetail, UserOut
+from ..services import organizations, users
 from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident
 
 router = APIRouter()
@@ -44,3 +44,41 @@ async def update_user(
     user, an API user those of the organizations registered under it. A new e-mail must be confirmed again;
     a new e-mail or status revokes the user's current tokens."""
     return await users.update_user(uow, identity, principal, id, body)
+
+
+@router.delete("/api/admin/user/{id}", response_model=Done, tags=["admin"], dependencies=ADMIN_ONLY)
+async def remove_user(
+    id: int, uow: UoW, identity: Ident, principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Delete")
+) -> dict[str, Any]:
+    """Remove any user (not oneself): marked Deleted (no login), current tokens revoked, as a member's removal.
+    The organization stays, even when no one is left in it: DELETE /api/admin/organizations/{id} deletes it
+    with its users. Identity does not know devices or reservations, so it does not refuse for them. Admin only."""
+    return await organizations.remove_user(uow, identity, principal, id)
+
+
+@router.post(
+    "/api/admin/seed/users",
+    status_code=410,
+    tags=["admin"],
+    dependencies=ADMIN_ONLY,
+    responses={410: {"description": users.SEED_USERS_REFUSED}},
+)
+async def seed_users_refused(principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Write")) -> None:
+    """D-REC's development seeding of users (any role and status, in any organization, unconfirmed e-mails).
+    Refused: always 410, the body is not read; users come through the paths that keep the rules (see the answer)."""
+    raise ApiError(410, users.SEED_USERS_REFUSED)
+
+
+@router.post(
+    "/api/admin/seed/organizations",
+    status_code=410,
+    tags=["admin"],
+    dependencies=ADMIN_ONLY,
+    responses={410: {"description": users.SEED_ORGANIZATIONS_REFUSED}},
+)
+async def seed_organizations_refused(
+    principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Write"),
+) -> None:
+    """D-REC's development seeding of organizations without users. Refused: always 410, the body is not read;
+    an organization comes with its first user (see the answer)."""
+    raise ApiError(410, users.SEED_ORGANIZATIONS_REFUSED)

@@ -49,6 +49,14 @@ GET_ACCESS_RETIRED = (
     "Do not reuse a private key you have sent anywhere: rotate it (POST /api/user/apiuser/rotate-key)."
 )
 
+EXPORT_ACCESS_KEY_RETIRED = (
+    "GET /api/user/export-accesskey/{api_user_id} is retired: it handed out a new private key for an API user to "
+    "anyone who named its id, without a token. Here a private key is shown once, when it is made, and never "
+    "stored: save it from the answer of POST /api/user/register, or get a new one with POST "
+    "/api/user/apiuser/rotate-key (signed in as the API user; Accept: application/x-pem-file for a file). "
+    "Tokens come from a client assertion signed with the key: POST /api/auth/token."
+)
+
 
 def _new_key_pair() -> tuple[str, str]:
     key = Ed25519PrivateKey.generate()

@@ -44,6 +44,8 @@ def grant_out(row: Any) -> dict[str, Any]:
         "entityType": row["entity_type"],
         "entityId": entity_id,
         "permissions": domain.action_names(row["actions"]),
+        "permissionValue": domain.permission_value(row["actions"]),
+        "status": 1,  # D-REC's "active" (a grant here is in force until removed)
     }
 
 
@@ -174,7 +176,7 @@ async def grant(uow: UnitOfWork, principal: Principal, body: NewGrant) -> dict[s
             _offered(module["name"], module["actions"], letters)
             if body.entityType == "Role":
                 try:
-                    entity_id = domain.grantable_role(str(body.entityId))
+                    entity_id = domain.grantable_role_named(str(body.entityId))
                 except domain.Invalid as exc:
                     raise invalid("entityId", str(exc)) from None
             else:

@@ -123,6 +123,21 @@ async def invitations(uow: UnitOfWork, principal: Principal, organization_id: in
     return page_of("invitations", [invitation_out(row) for row in rows], page, total)
 
 
+ORGANIZATION_INVITATIONS_MAX = 1000
+
+
+async def organization_invitations(uow: UnitOfWork, principal: Principal, organization_id: int) -> list[dict[str, Any]]:
+    """D-REC's invitations of an organization, as one list: newest first, at most ORGANIZATION_INVITATIONS_MAX
+    (GET /api/invitation pages through all). For a member of the organization (any role), an Admin any, an API
+    user those registered under it; 404 for an organization that does not exist."""
+    async with uow.reading() as r:
+        await check_own_organization(r.conn, principal, organization_id)
+        if await store.organization_by_id(r.conn, organization_id) is None:
+            raise ApiError(404, f"Organization {organization_id} does not exist")
+        rows = await store.invitations_of(r.conn, organization_id, ORGANIZATION_INVITATIONS_MAX)
+    return [invitation_out(row) for row in rows]
+
+
 MY_INVITATIONS_MAX = 100
 
 

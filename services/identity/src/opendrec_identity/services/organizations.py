@@ -20,6 +20,7 @@ from ..bodies import NewOrganization, OrganizationChange
 from .common import (
     NO_ACCOUNT,
     Identity,
+    Revoked,
     already_registered,
     check_own_organization,
     invalid,
@@ -139,18 +140,54 @@ async def change_role(
     return joined_user_out(updated)
 
 
+async def _remove(uow: UnitOfWork, principal: Principal, organization_id: int, user_id: int) -> Revoked:
+    """The one rule of removing a user (inside the caller's unit of work): a member of the organization, not the
+    caller; marked Deleted (kept, so that what points at them still does; no login) and their sessions ended."""
+    await _member(uow.conn, organization_id, user_id, principal)
+    await store.set_status(uow.conn, user_id, domain.DELETED)
+    return await revoke_sessions(uow, user_id)
+
+
+def _removed(identity: Identity, principal: Principal, organization_id: int, user_id: int, revoked: Revoked) -> dict[str, Any]:
+    identity.refuse_here(revoked)
+    log.info("member removed", extra={"organization_id": organization_id, "user_id": user_id, "by": principal.user_id})
+    return {"success": True, "message": f"User {user_id} has been removed from organization {organization_id}"}
+
+
 async def remove_member(
     uow: UnitOfWork, identity: Identity, principal: Principal, organization_id: int, user_id: int
 ) -> dict[str, Any]:
     """The member can no longer log in and their tokens are revoked."""
     async with uow:
         await check_own_organization(uow.conn, principal, organization_id)
-        await _member(uow.conn, organization_id, user_id, principal)
-        await store.set_status(uow.conn, user_id, "Deleted")
-        revoked = await revoke_sessions(uow, user_id)
-    identity.refuse_here(revoked)
-    log.info("member removed", extra={"organization_id": organization_id, "user_id": user_id, "by": principal.user_id})
-    return {"success": True, "message": f"User {user_id} has been removed from organization {organization_id}"}
+        revoked = await _remove(uow, principal, organization_id, user_id)
+    return _removed(identity, principal, organization_id, user_id, revoked)
+
+
+async def remove_user(uow: UnitOfWork, identity: Identity, principal: Principal, user_id: int) -> dict[str, Any]:
+    """D-REC's removal of a user by id alone (DELETE /api/Organization/user/{id}, DELETE /api/admin/user/{id}):
+    the user's organization is one the caller manages (an Admin: any; an API user: those registered under it;
+    anyone else: their own), else the user is answered as missing (404, so that other organizations' user ids
+    reveal nothing); then as remove_member. The organization stays, whoever is left in it."""
+    async with uow:
+        target = await store.user_by_id(uow.conn, user_id, lock=True)
+        missing = ApiError(404, f"User {user_id} does not exist in your organization")
+        if target is None or target["status"] == domain.DELETED:
+            raise missing
+        organization_id = target["organization_id"]
+        try:
+            await check_own_organization(uow.conn, principal, organization_id)
+        except ApiError:
+            raise missing from None
+        revoked = await _remove(uow, principal, organization_id, user_id)
+    return _removed(identity, principal, organization_id, user_id, revoked)
+
+
+CHAIN_ADDRESS_REFUSED = (
+    "POST /api/Organization/chain-address is not available: OpenDREC keeps no blockchain. Certificates are issued "
+    "and held by its certificates service (GET /api/certificate-log/...), so an organization has no blockchain "
+    "account to bind and nothing would read one. Nothing was stored."
+)
 
 
 # -- creating, changing, deleting organizations -----------------------------------------------------------------

@@ -32,6 +32,19 @@ from .common import (
 
 log = logging.getLogger(__name__)
 
+SEED_USERS_REFUSED = (
+    "POST /api/admin/seed/users is not available: D-REC's development seeding writes users of any role and status "
+    "into any organization, unconfirmed and without checks, which OpenDREC's rules forbid. Create an organization "
+    "with its first user (POST /api/admin/users), add members by invitation (POST /api/invitation?organizationId=), "
+    "an API user's organizations with POST /api/user/register. Nothing was created."
+)
+SEED_ORGANIZATIONS_REFUSED = (
+    "POST /api/admin/seed/organizations is not available: an organization here always comes with its first user, "
+    "and D-REC's development seeding writes organizations without any. Create one with its first user: "
+    "POST /api/admin/users (Admin), POST /api/user/registerWithOrganization, POST /api/user/register (an API "
+    "user's). Nothing was created."
+)
+
 
 async def user(uow: UnitOfWork, principal: Principal, user_id: int) -> dict[str, Any]:
     """One user the caller may read; for an API user, its apiUserId and the state of its module request."""
