@@ -248,10 +248,21 @@ def test_grant_rules():
     ):
         with pytest.raises(domain.Invalid, match=text):
             domain.grantable_role(role)
+    # D-REC names a role grant's role by its id
+    assert [domain.grantable_role_named(v) for v in ("3", "DeviceOwner", "7")] == [
+        "DeviceOwner",
+        "DeviceOwner",
+        "SubBuyer",
+    ]
+    for value, text in (("1", "holds every action"), ("6", "approval"), ("99", "one of OrganizationAdmin")):
+        with pytest.raises(domain.Invalid, match=text):
+            domain.grantable_role_named(value)
     assert (domain.grantable_user_id(42), domain.grantable_user_id(" 42 ")) == (42, 42)
     for bad in ("x", "0", -1, "1.5", str(2**63)):
         with pytest.raises(domain.Invalid):
             domain.grantable_user_id(bad)
+    # D-REC's permissionValue: Read 1, Write 2, Update 4, Delete 8
+    assert [domain.permission_value(x) for x in ("", "R", "RW", "WU", "RWUD")] == [0, 1, 3, 6, 15]
     assert domain.check_module_name(" METER_READS_CRUDL ") == "METER_READS_CRUDL"
     for bad in ("meter", "AB", "1ABC", "A-B-C", "A" * 101):
         with pytest.raises(domain.Invalid):
