@@ -71,6 +71,8 @@ class DeviceState(Event):
     onboarded_at: AwareDatetime  # registration time: Delta reads count from here
     timezone: str | None = None  # IANA name
     yield_value: float | None = None  # kWh per kWp per year, for plausibility checks
+    off_taker: str | None = None  # D-REC offTaker (e.g. "Residential"): reservation views and filters
+    sdg_benefits: list[str] = Field(default_factory=list)  # D-REC SDGBenefits codes
 
 
 class DeviceRegistered(DeviceState):
@@ -274,7 +276,9 @@ class ReservationEnded(Event):
     buyer_organization_id: int
     device_ids: list[int] = Field(min_length=1)
     ended_at: AwareDatetime
-    reason: Literal["expired", "ended_by_buyer"]
+    # expired: its end date passed; ended_by_buyer: ended early; target_reached: its target was certified without
+    # authority to exceed it; deleted: removed before its window began (nothing was certified).
+    reason: Literal["expired", "ended_by_buyer", "target_reached", "deleted"]
 
 
 class CertificateIssued(Event):
@@ -290,6 +294,65 @@ class CertificateIssued(Event):
     generation_start: datetime
     generation_end: datetime
     energy_wh: int = Field(gt=0)
+
+
+# -- the registry's lifecycle (issue 14): what happens to certificates after issuance ------------------------------
+# A certificate's energy is held as parts (one per device), each a numbered range of serials (one serial per Wh):
+# every operation names the part (certificate_id, device_id) and the exact serial range it moves.
+
+
+class _HoldingChange(Event):
+    KEY = "certificate_id"
+
+    certificate_id: uuid.UUID
+    device_id: int
+    organization_id: int  # the holder acting
+    energy_wh: int = Field(gt=0)
+    serial_start: int = Field(ge=1)  # first and last serial of the range (inclusive), serial_end - serial_start + 1 Wh
+    serial_end: int = Field(ge=1)
+    serial_number: str  # the range as the REC inventory writes it
+
+
+class CertificateTransferred(_HoldingChange):
+    """Energy of a certificate part handed to another organization: pending until the receiver accepts (then
+    `accepted`), or `direct`; a pending one may be `rejected` by the receiver or `cancelled` by the sender."""
+
+    TYPE = "certificate.transferred"
+
+    transfer_id: uuid.UUID
+    to_organization_id: int
+    status: Literal["pending", "accepted", "direct", "rejected", "cancelled"]
+
+
+class CertificateRetired(_HoldingChange):
+    """Energy claimed for a beneficiary: irreversible."""
+
+    TYPE = "certificate.retired"
+
+    retirement_id: uuid.UUID
+    beneficiary: str
+    location: str | None = None
+    purpose: str
+    reporting_start: AwareDatetime
+    reporting_end: AwareDatetime
+
+
+class CertificateLocked(_HoldingChange):
+    """Energy set aside for a sale, an export or an auction: not available until released."""
+
+    TYPE = "certificate.locked"
+
+    lock_id: uuid.UUID
+    purpose: Literal["sale", "export", "auction"]
+
+
+class CertificateReleased(_HoldingChange):
+    """A lock ended: the energy is available again (`released`) or it left as the lock intended (`exported`)."""
+
+    TYPE = "certificate.released"
+
+    lock_id: uuid.UUID
+    outcome: Literal["released", "exported"]
 
 
 class AccessTokenRevoked(Event):

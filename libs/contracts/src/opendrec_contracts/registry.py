@@ -28,6 +28,10 @@ EVENTS: dict[str, type[Event]] = {
         events.ReservationUpdated,
         events.ReservationEnded,
         events.CertificateIssued,
+        events.CertificateTransferred,
+        events.CertificateRetired,
+        events.CertificateLocked,
+        events.CertificateReleased,
         events.AccessTokenRevoked,
     )
 }
