@@ -49,6 +49,7 @@ ROUTES: dict[str, str] = {
     "/api/certificate-log": "certificates",
     "/api/drec-issuer": "certificates",
     "/api/charger": "charger-gateway",
+    "/public/v2/inventories": "certificates",  # the REC inventory API (shared/seeds/rec-inventory-api.txt)
 }
 
 # (method, path) reachable without a token; a path ending in "/*" covers everything below it
