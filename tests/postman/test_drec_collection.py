@@ -9,9 +9,8 @@ requests, done here through the public API only:
   collection never registers: the test registers two such devices for the collection's developer (the seed's
   "Register Device" body, a larger capacity for the Delta one so that its 1200 Wh are plausible seconds after
   onboarding rather than minutes);
-- reads and reservations need the readings and reservations services to have learned of the devices from
-  device.registered (asynchronous): the test waits for the readings service to know them (GET of the device's
-  reads) before the reads, and re-sends "Create Reservation" while it answers 400 "unknown device";
+- nothing waits for one service to learn of another's entities: reads and the reservation follow the devices'
+  registration at once (read-your-writes: a service asks the owner on a miss);
 - ongoing reads must end after the device's onboarding and not in the future: their end is "now" as sent.
 Captured values (tokens, ids) travel between runs in a newman environment file.
 """
@@ -266,15 +265,6 @@ def _report(runner: Runner, extra: list[str]) -> str:
 # ---------------------------------------------------------------- the test
 
 
-def _eventually(probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="module")
 def newman_path() -> Path:
     if not NEWMAN.exists():
@@ -341,14 +331,6 @@ def test_drec_stage_collection(platform, newman_path, tmp_path):
                     return
                 onboarded[key] = _parse(r.json()["createdAt"])
 
-            # 3. The readings service learns of the devices from device.registered.
-            for external_id in (variables[k] for k in ("deviceExternalId", "deltaExternalId", "aggregateExternalId")):
-
-                def known(external_id: str = external_id) -> bool:
-                    return http.get(f"/api/meter-reads/new/{external_id}").status_code != 404
-
-                if not _eventually(known):
-                    setup.append(f"- the readings service never learned of device {external_id}")
         time.sleep(
             max(
                 0.0,
@@ -356,19 +338,13 @@ def test_drec_stage_collection(platform, newman_path, tmp_path):
             )
         )
 
-        # 4. History, Delta and Aggregate reads; ongoing reads end now.
+        # 3. History, Delta and Aggregate reads; ongoing reads end now.
         end = _iso(datetime.now(UTC) - timedelta(milliseconds=100))
         runner.run(*developer_folder[4:], env={"deltaReadEnd": end, "aggregateReadEnd": end})
 
-        # 5. The buyer registers and logs in, reserves the collection's device and reads its reservations.
-        runner.run(*buyer_folder[:2])
-
-        def reserved() -> bool:
-            [result] = runner.run("Create Reservation")
-            return not (result["status"] == 400 and "unknown device" in result["body"])
-
-        _eventually(reserved, timeout=30, interval=0.5)
-        runner.run(*buyer_folder[3:])
+        # 4. The buyer registers and logs in, reserves the collection's device and reads its reservations.
+        assert buyer_folder[2] == "Create Reservation"
+        runner.run(*buyer_folder)
     except Exception as exc:  # noqa: BLE001 - reported with every request's outcome below
         setup.append(f"- the run stopped: {exc!r}")
     finally:
