@@ -1,0 +1,163 @@
+"""The ledger's rules, pure: the canonical encoding, the entry hash, the chain check, and the hash of read intervals.
+
+Canonical encoding (what every hash is taken over): JSON, UTF-8, keys sorted, no spaces
+(`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()`), where
+- energy is an integer of Wh (floats are refused: their text differs between languages);
+- an instant is a string in UTC with microseconds and `Z`: `2024-01-01T00:00:00.000000Z`;
+- a UUID is its lowercase hyphenated string; a Decimal its string; a tuple a list.
+
+Entry n's hash = SHA-256 (lowercase hex) of the canonical encoding of
+`{"sequence": n, "kind": ..., "certificate_id": ..., "body": {...}, "recorded_at": ..., "previous_hash": ...}`;
+entry 1's previous_hash is 64 zeros. The verifier (`verify.py`, stdlib only) restates these rules for a third party.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+KINDS = ("issuance", "transfer", "retirement", "lock", "release")
+GENESIS = "0" * 64
+
+
+class LedgerError(ValueError):
+    """A body that cannot be written canonically, or an unknown kind."""
+
+
+def instant(moment: datetime) -> str:
+    """An instant as the ledger writes it: UTC, microseconds, `Z`."""
+    if moment.tzinfo is None:
+        raise LedgerError("instants in the ledger must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_instant(text: str) -> datetime:
+    """The inverse of `instant` (accepts any ISO-8601 with an offset or `Z`)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise LedgerError(f"instant without a time zone: {text!r}")
+    return moment.astimezone(UTC)
+
+
+def normalized(value: Any) -> Any:
+    """`value` with only JSON types left (str, int, bool, None, lists, objects with string keys), by the rules
+    above; what the ledger stores and hashes."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise LedgerError(f"no floats in the ledger (write Wh as integers, other numbers as strings): {value!r}")
+    if isinstance(value, datetime):
+        return instant(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LedgerError(f"object keys in the ledger must be strings: {key!r}")
+            out[key] = normalized(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [normalized(item) for item in value]
+    raise LedgerError(f"cannot write {type(value).__name__} in the ledger")
+
+
+def canonical(value: Any) -> bytes:
+    """The canonical encoding of an already normalized value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sequence: int
+    kind: str
+    certificate_id: uuid.UUID
+    body: dict[str, Any]  # normalized
+    recorded_at: datetime
+    previous_hash: str
+    hash: str
+
+
+def entry_hash(
+    sequence: int, kind: str, certificate_id: uuid.UUID, body: Mapping[str, Any], recorded_at: datetime, previous: str
+) -> str:
+    return sha256(
+        canonical(
+            {
+                "sequence": sequence,
+                "kind": kind,
+                "certificate_id": str(certificate_id),
+                "body": normalized(body),
+                "recorded_at": instant(recorded_at),
+                "previous_hash": previous,
+            }
+        )
+    )
+
+
+def next_entry(
+    head_sequence: int,
+    head_hash: str,
+    kind: str,
+    certificate_id: uuid.UUID,
+    body: Mapping[str, Any],
+    recorded_at: datetime,
+) -> LedgerEntry:
+    """The entry that follows the head (sequence, hash) of the chain."""
+    if kind not in KINDS:
+        raise LedgerError(f"unknown ledger entry kind {kind!r} (one of {', '.join(KINDS)})")
+    clean = normalized(body)
+    recorded_at = parse_instant(instant(recorded_at))  # to the microsecond, in UTC, as stored
+    sequence = head_sequence + 1
+    return LedgerEntry(
+        sequence=sequence,
+        kind=kind,
+        certificate_id=certificate_id,
+        body=clean,
+        recorded_at=recorded_at,
+        previous_hash=head_hash,
+        hash=entry_hash(sequence, kind, certificate_id, clean, recorded_at, head_hash),
+    )
+
+
+def first_break(entries: Sequence[LedgerEntry], previous: str = GENESIS, start: int = 1) -> int | None:
+    """The sequence of the first entry whose link or hash does not hold (None: the chain holds), from `previous`
+    (the hash before the first entry) and `start` (its expected sequence)."""
+    expected = start
+    for entry in entries:
+        if entry.sequence != expected or entry.previous_hash != previous:
+            return expected
+        if entry_hash(entry.sequence, entry.kind, entry.certificate_id, entry.body, entry.recorded_at, previous) != (
+            entry.hash
+        ):
+            return expected
+        previous, expected = entry.hash, expected + 1
+    return None
+
+
+# -- the read intervals a certificate covers -------------------------------------------------------------------------
+
+Read = tuple[int, datetime, datetime, int]  # (device_id, start, end, energy_wh)
+
+
+def reads_hash(reads: Iterable[Read]) -> str:
+    """SHA-256 (hex) of the canonical encoding of the reads as a list of `[device_id, start, end, energy_wh]`,
+    sorted (by device, start, end, energy), instants as above. The order reads are given in does not matter;
+    a read given twice counts twice. To recompute: list the intervals, sort, encode, hash."""
+    rows = sorted((int(d), instant(s), instant(e), int(wh)) for d, s, e, wh in reads)
+    return sha256(canonical([list(row) for row in rows]))

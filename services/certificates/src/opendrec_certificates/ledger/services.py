@@ -1,0 +1,36 @@
+"""The ledger's use cases: append an entry (inside the caller's unit of work), export the chain, prove a certificate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from opendrec_kit import UnitOfWork
+
+from . import domain, store
+from .domain import LedgerEntry
+
+
+async def append(
+    uow: UnitOfWork,
+    kind: str,
+    certificate_id: uuid.UUID,
+    body: dict[str, Any],
+    *,
+    recorded_at: datetime | None = None,
+) -> LedgerEntry:
+    """Append one entry to the chain, in the caller's unit of work (joined if open): it commits or rolls back with
+    the caller's change. The head row stays locked until that transaction ends, so concurrent appends line up and
+    never fork the chain; take it last in a transaction (after the caller's own row locks) to keep lock order.
+
+    `recorded_at`: when the fact happened, written into the hash. Pass the event's own time (e.g. the certificate's
+    issue time) so that the ledger rebuilt from the events is the same chain; by default the clock now."""
+    async with uow:
+        head_sequence, head_hash = await store.lock_head(uow.conn)
+        entry = domain.next_entry(
+            head_sequence, head_hash, kind, certificate_id, body, recorded_at or datetime.now(UTC)
+        )
+        await store.insert_entry(uow.conn, entry)
+        await store.move_head(uow.conn, entry.sequence, entry.hash)
+    return entry
