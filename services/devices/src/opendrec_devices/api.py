@@ -141,6 +141,42 @@ async def autocomplete(
     return await services.autocomplete(uow, acting.user, acting.organization_id, externalId, limit)
 
 
+@router.get("/admin/devices/autocomplete", tags=["admin"], dependencies=[only_roles("Admin")])
+async def admin_autocomplete(
+    uow: UoW,
+    acting: Reading,
+    externalId: str | None = Query(
+        None, max_length=domain.MAX_EXTERNAL_ID, description="required: the beginning of the externalIds"
+    ),
+    limit: int = Query(100, ge=1, le=1000, description="devices answered at most"),
+) -> list[dict[str, Any]]:
+    """D-REC's admin autocomplete: devices of the organization named by `organizationId` (none named: of every
+    organization) whose externalId starts with `externalId`, by externalId."""
+    return await services.autocomplete(uow, acting.user, acting.organization_id, externalId, limit, admin_default="all")
+
+
+IREC_REFUSED = (
+    "OpenDREC does not register devices at the I-REC registry: it has no I-REC registry client or account. "
+    "Register the device at I-REC yourself; its D-REC registration (GET /api/device/{id}) is unchanged"
+)
+
+
+@router.post(
+    "/admin/add/device-into-Irec/{id}",
+    status_code=410,
+    tags=["admin"],
+    dependencies=[only_roles("Admin")],
+    responses={410: {"description": IREC_REFUSED}},
+)
+async def irec_registration_refused(
+    id: int = Path(ge=1, le=MAX_ID, description="the device (not read)"),
+    user: Principal = permission(MODULE, "Write"),
+) -> None:
+    """D-REC's registration of a device at the external I-REC registry. Refused: always 410 for admins (nobody
+    else may call it), nothing is read or sent; OpenDREC has no I-REC registry client."""
+    raise ApiError(410, IREC_REFUSED)
+
+
 @router.put("/device/my/deviceOnBoardingDate", response_class=PlainTextResponse)
 async def change_onboarding_date(
     request: Request,
@@ -179,6 +215,25 @@ async def certified_log(
 async def sdg_benefits() -> list[dict[str, Any]]:
     """D-REC's SDG benefit records: `{"id", "SdgbenefitName", "sdgbenefitdescription", "sdgbenefitBitposition"}`."""
     return services.sdg_benefits()
+
+
+SDG_BENEFIT_REFUSED = (
+    "The SDG benefits are the 17 UN Sustainable Development Goals (GET /api/sdgbenefit/code), a fixed list: "
+    "devices' SDGBenefits are checked against it (in D-REC too, whose added sdgbenefit rows no device can use), "
+    "so none are added"
+)
+
+
+@router.post(
+    "/sdgbenefit",
+    status_code=410,
+    dependencies=[only_roles("Admin")],
+    responses={410: {"description": SDG_BENEFIT_REFUSED}},
+)
+async def add_sdg_benefit_refused(user: Principal = permission(MODULE, "Write")) -> None:
+    """D-REC's addition of an SDG benefit row (there without a token). Refused: always 410 for admins (nobody
+    else may call it), the body is not read: the list is the fixed 17 goals devices are checked against."""
+    raise ApiError(410, SDG_BENEFIT_REFUSED)
 
 
 @router.get("/sdgbenefit/code")

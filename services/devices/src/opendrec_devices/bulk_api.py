@@ -4,6 +4,7 @@ Each route parses, authorizes, calls one use case (`services`) and answers."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -63,17 +64,29 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, 'The body is not JSON: send {"fileName": "<key>"}, or the CSV itself as text/csv') from None
 
 
-async def _upload_named_file(request: Request, uow: UoW, user: Principal, organization_id: int) -> dict[str, Any]:
-    """D-REC's body `{"fileName": key}`: a CSV file uploaded before with POST /api/file."""
+def _file_name_reader(request: Request, *, drec_errors: bool = False) -> Callable[[], Awaitable[str]]:
+    """Reads D-REC's body `{"fileName": key}` (a CSV file uploaded before with POST /api/file) when called.
+    `drec_errors`: no file named and a name not ending in .csv answer D-REC's 409 "File Not Found" and
+    "Invalid file" (the field named in `details`), else 400."""
 
     async def read_file_name() -> str:
         body = await _json_body(request)
         try:
             return domain.check_bulk_file_name(body.get("fileName") if isinstance(body, dict) else None)
         except ValueError as exc:
-            raise ApiError(400, str(exc), [{"field": "fileName", "message": str(exc), "where": "body"}]) from None
+            details = [{"field": "fileName", "message": str(exc), "where": "body"}]
+            if drec_errors and isinstance(exc, domain.NoFileName):
+                raise ApiError(409, "File Not Found", details) from None
+            if drec_errors and isinstance(exc, domain.NotCsvFileName):
+                raise ApiError(409, "Invalid file", details) from None
+            raise ApiError(400, str(exc), details) from None
 
-    job = await services.upload_job_from_file(uow, user, organization_id, read_file_name)
+    return read_file_name
+
+
+async def _upload_named_file(request: Request, uow: UoW, user: Principal, organization_id: int) -> dict[str, Any]:
+    """D-REC's body `{"fileName": key}`: a CSV file uploaded before with POST /api/file."""
+    job = await services.upload_job_from_file(uow, user, organization_id, _file_name_reader(request))
     wake_worker(request)
     return job
 
@@ -92,24 +105,18 @@ UPLOAD_CONTENT: dict[str, Any] = {
 UPLOAD_BODY = {"requestBody": {"required": True, "content": UPLOAD_CONTENT}}
 
 
-# D-REC's route also takes its JSON body naming a file uploaded before (POST /api/file).
-NAMED_FILE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "fileName": {"type": "string", "description": "the key POST /api/file answered (a .csv)"}
-                    },
-                    "required": ["fileName"],
-                }
-            },
-            **UPLOAD_CONTENT,
-        },
+# D-REC's JSON body naming a file uploaded before (POST /api/file).
+FILE_NAME_CONTENT: dict[str, Any] = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"fileName": {"type": "string", "description": "the key POST /api/file answered (a .csv)"}},
+            "required": ["fileName"],
+        }
     }
 }
+# D-REC's route also takes its JSON body naming a file uploaded before.
+NAMED_FILE_BODY = {"requestBody": {"required": True, "content": {**FILE_NAME_CONTENT, **UPLOAD_CONTENT}}}
 
 
 @router.post(
@@ -144,6 +151,30 @@ async def upload_own(
 ) -> dict[str, Any]:
     """Bulk upload for the caller's own organization (an API user's or admin's named one)."""
     return await _upload(request, uow, acting.user, acting.organization_id, fileName)
+
+
+@router.post(
+    "/buyer-reservation/process-creation-bulk-devices-csv",
+    status_code=202,
+    openapi_extra={"requestBody": {"required": True, "content": FILE_NAME_CONTENT}},
+    responses={
+        409: {"description": 'D-REC\'s "File Not Found" (no fileName) and "Invalid file" (not a .csv)'},
+        404: {"description": "a file the caller may not read, or none under that key"},
+    },
+)
+async def drec_upload_own(
+    request: Request,
+    uow: UoW,
+    acting: Acting = acting_for(MODULE, "Write"),
+) -> dict[str, Any]:
+    """D-REC's bulk upload for the caller's own organization (API users and admins name a Developer organization
+    with `organizationId`): the body `{"fileName": key}` names a CSV file uploaded with POST /api/file. Answers
+    the job at once (202), as POST /api/device/addByAdmin/process-creation-bulk-devices-csv/{organizationId}
+    does, plus D-REC's job fields (`fileId`, `userId`, `api_user_id`, `updatedAt`)."""
+    read_file_name = _file_name_reader(request, drec_errors=True)
+    job = await services.upload_drec_job(uow, acting.user, acting.organization_id, read_file_name)
+    wake_worker(request)
+    return job
 
 
 @router.get("/device/bulk-jobs")

@@ -513,13 +513,21 @@ def may_read_file(role: str, organization_id: int, file_organization_id: int) ->
     return role == "Admin" or organization_id == file_organization_id
 
 
+class NoFileName(ValueError):
+    """A bulk onboarding body naming no file (D-REC: 409 "File Not Found")."""
+
+
+class NotCsvFileName(ValueError):
+    """A bulk onboarding body naming a file that is not a CSV one (D-REC: 409 "Invalid file")."""
+
+
 def check_bulk_file_name(value: Any) -> str:
     """`fileName` of a bulk onboarding body: the key of an uploaded CSV file."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("fileName is required: the key POST /api/file answered for the CSV file")
+        raise NoFileName("fileName is required: the key POST /api/file answered for the CSV file")
     name = value.strip()
     if len(name) > MAX_FILE_KEY:
         raise ValueError(f"fileName is longer than {MAX_FILE_KEY} characters")
     if not name.lower().endswith(".csv"):
-        raise ValueError(f"Invalid file: fileName {name!r} does not name a CSV file (.csv)")
+        raise NotCsvFileName(f"Invalid file: fileName {name!r} does not name a CSV file (.csv)")
     return name

@@ -12,7 +12,15 @@
 - `access`: which organization a caller acts for or sees, one rule each, for all of the above.
 """
 
-from .bulk_jobs import job_results, job_status, list_jobs, process_batch, upload_job, upload_job_from_file
+from .bulk_jobs import (
+    job_results,
+    job_status,
+    list_jobs,
+    process_batch,
+    upload_drec_job,
+    upload_job,
+    upload_job_from_file,
+)
 from .certified import certified_log, certified_totals
 from .devices import (
     autocomplete,
@@ -68,6 +76,7 @@ __all__ = [
     "store_files",
     "ungrouped_devices",
     "update_device",
+    "upload_drec_job",
     "upload_job",
     "upload_job_from_file",
 ]

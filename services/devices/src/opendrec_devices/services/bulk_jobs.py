@@ -136,6 +136,25 @@ async def upload_job_from_file(
     return await _make_job(uow, user, organization_id, row["key"], uploads.Upload(spooled, row["file_name"]))
 
 
+async def upload_drec_job(
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    read_file_name: Callable[[], Awaitable[str]],
+) -> dict[str, Any]:
+    """D-REC's POST /api/buyer-reservation/process-creation-bulk-devices-csv: `upload_job_from_file`, answered
+    in the shape of D-REC's DeviceCsvFileProcessingJobsEntity (`jobId`, `fileId`, `userId`, `organizationId`,
+    `status`, `api_user_id`, `createdAt`, `updatedAt`) beside ours."""
+    job = await upload_job_from_file(uow, user, organization_id, read_file_name)
+    return {
+        **job,
+        "fileId": job["fileName"],
+        "userId": user.user_id,
+        "api_user_id": user.api_user_id,
+        "updatedAt": job["createdAt"],
+    }
+
+
 # ---------------------------------------------------------------- reading jobs
 
 

@@ -300,11 +300,19 @@ async def ungrouped_devices(
 
 
 async def autocomplete(
-    uow: UnitOfWork, user: Principal, organization_id: int | None, prefix: str | None, limit: int
+    uow: UnitOfWork,
+    user: Principal,
+    organization_id: int | None,
+    prefix: str | None,
+    limit: int,
+    *,
+    admin_default: str = "own",
 ) -> list[dict[str, Any]]:
-    """The caller organization's devices whose externalId starts with `prefix` (taken literally), by externalId."""
+    """The caller organization's devices whose externalId starts with `prefix` (taken literally), by externalId.
+    An admin naming no organization: its own (`admin_default="own"`, /api/device/my/autocomplete) or every one
+    ("all", /api/admin/devices/autocomplete)."""
     async with uow.reading() as r:
-        scope = await access.listing_scope(r.conn, user, organization_id, admin_default="own")
+        scope = await access.listing_scope(r.conn, user, organization_id, admin_default=admin_default)
         text = (prefix or "").strip()
         if not text:
             raise ApiError(400, "externalId is required: the beginning of the externalIds looked for")
