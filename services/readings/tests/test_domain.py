@@ -252,6 +252,24 @@ def test_annual_yield_device_then_country_then_default():
     assert domain.annual_yield(None, "NGA", {"IND": 1600}) == domain.DEFAULT_ANNUAL_YIELD
 
 
+def test_annual_yield_a_configured_country_yield_comes_between_the_device_and_the_setting():
+    assert domain.annual_yield(1700, "IND", {"IND": 1600}, 1200) == 1700  # the device's own still wins
+    assert domain.annual_yield(None, "IND", {"IND": 1600}, 1200) == 1200  # replaces COUNTRY_YIELDS' value
+    assert domain.annual_yield(0, "NGA", {}, 1800) == 1800
+    assert domain.annual_yield(None, "IND", {"IND": 1600}, None) == 1600  # none Active: the setting
+
+
+@pytest.mark.parametrize(("code", "alpha3"), [("IND", "IND"), ("ind", "IND"), (" gb ", "GBR"), ("DE", "DEU")])
+def test_country_codes_are_iso_3166_alpha_3_as_devices_store_them(code, alpha3):
+    assert domain.normalize_country_code(code) == alpha3
+
+
+@pytest.mark.parametrize("code", ["", "XYZ", "INDIA", "I", "XX", "IN D"])
+def test_other_country_codes_are_refused(code):
+    with pytest.raises(ValueError, match="ISO 3166"):
+        domain.normalize_country_code(code)
+
+
 # -- History batches ---------------------------------------------------------------
 
 

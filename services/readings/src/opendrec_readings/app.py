@@ -6,7 +6,7 @@ from pathlib import Path
 
 from opendrec_kit import ServiceRuntime
 
-from . import api, services
+from . import api, api_yield, services
 from .handlers import Handlers
 from .settings import Settings
 
@@ -15,6 +15,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime[Settings]:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, title="OpenDREC readings", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
+    runtime.include_router(api_yield.router)
     runtime.follow_organizations()
     Handlers(settings).subscribe(runtime)
 

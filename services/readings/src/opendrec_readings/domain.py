@@ -36,6 +36,8 @@ from opendrec_contracts import ReadIngested
 from opendrec_contracts.events import UNIX_EPOCH, micros_since
 from opendrec_kit.timestamps import iso, iso_exact
 
+from . import countries
+
 ReadType = Literal["History", "Delta", "Aggregate"]
 READ_TYPES: tuple[ReadType, ...] = ("History", "Delta", "Aggregate")
 ONGOING_TYPES = ("Delta", "Aggregate")
@@ -376,13 +378,48 @@ _MICROSECOND = timedelta(microseconds=1)
 # -- yield and plausibility -------------------------------------------------------
 
 
-def annual_yield(device_yield: float | None, country_code: str | None, country_yields: Mapping[str, float]) -> float:
-    """kWh per kWp per year: the device's own, else its country's, else the default."""
+def annual_yield(
+    device_yield: float | None,
+    country_code: str | None,
+    country_yields: Mapping[str, float],
+    configured_yield: float | None = None,
+) -> float:
+    """kWh per kWp per year, the first that is set (> 0) of: the device's own (device.registered's
+    yield_value), the country's Active configured yield (`/api/yield/config`, `configured_yield`), the
+    country's in the COUNTRY_YIELDS setting (`country_yields`), the default 2000."""
     if device_yield and device_yield > 0:
         return device_yield
+    if configured_yield and configured_yield > 0:
+        return configured_yield
     if country_code and country_yields.get(country_code, 0) > 0:
         return country_yields[country_code]
     return DEFAULT_ANNUAL_YIELD
+
+
+# -- yield configuration (/api/yield/config) ---------------------------------------
+
+YieldStatus = Literal["Y", "N"]  # D-REC's YieldStatus: Y (Active: used by the rules), N (kept, not used)
+MAX_CONFIGURED_YIELD = 3000.0  # kWh per kWp per year: above the sunniest sites' ~2,500 (a sane bound)
+MAX_COUNTRY_NAME = 200
+
+
+def normalize_country_code(code: str) -> str:
+    """An ISO 3166 alpha-3 country code (alpha-2 taken too, any case) -> alpha-3, as devices store it."""
+    text = code.strip().upper()
+    alpha3 = countries.ALPHA3_OF.get(text) if len(text) == 2 else text
+    if alpha3 not in countries.NAMES:
+        raise ValueError(
+            f"countryCode {code!r} is not an ISO 3166 country code: use alpha-3 (e.g. IND, GBR, CAN, DEU) "
+            "or alpha-2; GET /api/countrycode/list lists them"
+        )
+    return alpha3
+
+
+def normalize_country_name(name: str) -> str:
+    text = " ".join(name.split())
+    if not text:
+        raise ValueError("countryName must not be blank")
+    return text
 
 
 def whole_years_between(earlier: datetime, later: datetime) -> int:

@@ -94,13 +94,16 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was already used for different content."""
 
 
-def _device_facts(row: asyncpg.Record, settings: Settings) -> domain.Device:
+async def _device_facts(conn: asyncpg.Connection, row: asyncpg.Record, settings: Settings) -> domain.Device:
+    """What the rules know of the device; its yield by `domain.annual_yield`'s precedence (own, the country's
+    Active configured one, COUNTRY_YIELDS, 2000), read in the batch's transaction."""
+    configured = await store.active_country_yield(conn, row["country_code"])  # one indexed lookup a batch
     return domain.Device(
         device_id=row["device_id"],
         capacity_kw=row["capacity_kw"],
         commissioning_date=row["commissioning_date"],
         onboarded_at=row["onboarded_at"],
-        annual_yield=domain.annual_yield(row["yield_value"], row["country_code"], settings.country_yields),
+        annual_yield=domain.annual_yield(row["yield_value"], row["country_code"], settings.country_yields, configured),
     )
 
 
@@ -158,9 +161,8 @@ async def _ingest(
     starts = [start for start in reads.starts if start is not None] if read_type == "History" else []
     if starts:
         history = await store.history_between(conn, device_id, min(starts), max(reads.ends))
-    verdict = domain.validate_batch(
-        read_type, _device_facts(device, settings), last, reads, now=now or datetime.now(UTC), history=history
-    )
+    facts = await _device_facts(conn, device, settings)
+    verdict = domain.validate_batch(read_type, facts, last, reads, now=now or datetime.now(UTC), history=history)
     if parse_errors or verdict.errors:
         errors = sorted([*parse_errors, *verdict.errors], key=lambda e: -1 if e.index is None else e.index)
         return Rejected(errors)
@@ -847,3 +849,85 @@ async def _judge_group(
         results += [RowResult(number, False, why) for number, why in bad.items()]
         remaining = Reads.of(r for r in remaining if r.index not in bad)
     return sorted(results, key=lambda r: r.number)
+
+
+# -- yield configuration (/api/yield/config) ----------------------------------------------------
+
+
+def _yield_value(value: float) -> int | float:
+    return int(value) if value.is_integer() else value  # 1600, as D-REC's integer column answered
+
+
+def _yield_config_answer(row: asyncpg.Record) -> dict[str, Any]:
+    """D-REC's YieldConfig entity: its fields (created_By, updated_By as it spells them) and timestamps."""
+    return {
+        "id": row["id"],
+        "countryName": row["country_name"],
+        "countryCode": row["country_code"],
+        "yieldValue": _yield_value(row["yield_value"]),
+        "status": row["status"],
+        "created_By": row["created_by"],
+        "updated_By": row["updated_by"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+def _no_yield_config(config_id: int) -> ApiError:
+    return ApiError(404, f"No Yield value found with id {config_id}")
+
+
+def _yield_exists(country_code: str, row: asyncpg.Record) -> ApiError:
+    message = f"Yield value for this country {row['country_name']} ({country_code}) already exists (id {row['id']})"
+    return ApiError(409, message, [{"field": "countryCode", "message": message, "where": "body"}])
+
+
+async def yield_configs(uow: UnitOfWork) -> list[dict[str, Any]]:
+    """Every country's configured yield, by id."""
+    async with uow.reading() as r:
+        return [_yield_config_answer(row) for row in await store.yield_configs(r.conn)]
+
+
+async def yield_config(uow: UnitOfWork, config_id: int) -> dict[str, Any]:
+    async with uow.reading() as r:
+        row = await store.yield_config(r.conn, config_id)
+    if row is None:
+        raise _no_yield_config(config_id)
+    return _yield_config_answer(row)
+
+
+async def create_yield_config(
+    uow: UnitOfWork, user: Principal, country_code: str, country_name: str, yield_value: float, status: str
+) -> dict[str, Any]:
+    """A country's yield (one per country: 409 for a second); Active ('Y'), it judges the country's reads."""
+    async with uow:
+        row = await store.insert_yield_config(uow.conn, country_code, country_name, yield_value, status, user.user_id)
+        if row is None:
+            existing = await store.yield_config_of_country(uow.conn, country_code)
+            assert existing is not None  # the conflict was on country_code
+            raise _yield_exists(country_code, existing)
+    log.info("country yield configured", extra={"country_code": country_code, "yield_value": yield_value})
+    return _yield_config_answer(row)
+
+
+async def update_yield_config(
+    uow: UnitOfWork, user: Principal, config_id: int, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Change a configured yield's value, status, country or name (those in `changes`, by column name)."""
+    async with uow:
+        row = await store.yield_config(uow.conn, config_id, lock=True)
+        if row is None:
+            raise _no_yield_config(config_id)
+        code = changes.get("country_code")
+        if code is not None and code != row["country_code"]:
+            other = await store.yield_config_of_country(uow.conn, code)
+            if other is not None:
+                raise _yield_exists(code, other)
+        try:
+            updated = await store.update_yield_config(uow.conn, config_id, changes, user.user_id)
+        except asyncpg.UniqueViolationError as exc:  # the country configured meanwhile
+            message = f"Yield value for this country {code} already exists"
+            raise ApiError(409, message, [{"field": "countryCode", "message": message, "where": "body"}]) from exc
+        assert updated is not None  # locked above
+    log.info("country yield changed", extra={"yield_config_id": config_id, "changes": changes})
+    return _yield_config_answer(updated)

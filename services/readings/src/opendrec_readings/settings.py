@@ -12,7 +12,8 @@ class Settings(ServiceSettings):
     http_port: int = 8103
 
     # Annual yield (kWh per kWp per year) per country code for the plausibility bound, as JSON:
-    # COUNTRY_YIELDS='{"IND": 1600, "NGA": 1700}'. A device's own yield wins; the default is 2000.
+    # COUNTRY_YIELDS='{"IND": 1600, "NGA": 1700}'. A device's own yield wins, then the country's Active
+    # configured yield (/api/yield/config), then this; the default is 2000.
     country_yields: dict[str, float] = Field(default_factory=dict)
 
     # A read.ingested event carries at most this many reads: Kafka refuses messages over 1 MiB

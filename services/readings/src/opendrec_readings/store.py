@@ -635,3 +635,69 @@ async def finish_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE import_jobs SET status = 'done', finished_at = now(), updated_at = now() WHERE job_id = $1", job_id
     )
+
+
+# -- yield configuration ---------------------------------------------------------------------------
+
+YIELD_CONFIG_COLUMNS = (
+    "id, country_code, country_name, yield_value, status, created_by, updated_by, created_at, updated_at"
+)
+
+
+async def yield_configs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {YIELD_CONFIG_COLUMNS} FROM yield_configs ORDER BY id")
+
+
+async def yield_config(conn: asyncpg.Connection, config_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow(f"SELECT {YIELD_CONFIG_COLUMNS} FROM yield_configs WHERE id = $1{suffix}", config_id)
+
+
+async def yield_config_of_country(conn: asyncpg.Connection, country_code: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {YIELD_CONFIG_COLUMNS} FROM yield_configs WHERE country_code = $1", country_code
+    )
+
+
+async def insert_yield_config(
+    conn: asyncpg.Connection, country_code: str, country_name: str, yield_value: float, status: str, by: int
+) -> asyncpg.Record | None:
+    """The new row; None when the country has one already (also one inserted concurrently)."""
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO yield_configs (country_code, country_name, yield_value, status, created_by)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (country_code) DO NOTHING
+        RETURNING {YIELD_CONFIG_COLUMNS}
+        """,
+        country_code,
+        country_name,
+        yield_value,
+        status,
+        by,
+    )
+
+
+async def update_yield_config(
+    conn: asyncpg.Connection, config_id: int, changes: dict[str, Any], by: int
+) -> asyncpg.Record | None:
+    """Set the given columns (country_code, country_name, yield_value, status) of the row."""
+    allowed = ("country_code", "country_name", "yield_value", "status")
+    names = [name for name in allowed if name in changes]
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
+    return await conn.fetchrow(
+        f"""
+        UPDATE yield_configs SET {sets}{", " if sets else ""}updated_by = $2, updated_at = now()
+        WHERE id = $1 RETURNING {YIELD_CONFIG_COLUMNS}
+        """,
+        config_id,
+        by,
+        *(changes[name] for name in names),
+    )
+
+
+async def active_country_yield(conn: asyncpg.Connection, country_code: str) -> float | None:
+    """The country's Active ('Y') configured yield, None without one."""
+    return await conn.fetchval(
+        "SELECT yield_value FROM yield_configs WHERE country_code = $1 AND status = 'Y'", country_code
+    )
