@@ -161,3 +161,64 @@ def reads_hash(reads: Iterable[Read]) -> str:
     a read given twice counts twice. To recompute: list the intervals, sort, encode, hash."""
     rows = sorted((int(d), instant(s), instant(e), int(wh)) for d, s, e, wh in reads)
     return sha256(canonical([list(row) for row in rows]))
+
+
+# -- what the ledger answers -----------------------------------------------------------------------------------------
+
+EXPORT_FORMAT = "opendrec-ledger/1"
+MAX_PAGE = 1000
+
+
+def entry_document(entry: LedgerEntry) -> dict[str, Any]:
+    """An entry as exported: its hashed fields as hashed (recorded_at to the microsecond), and its hash."""
+    return {
+        "sequence": entry.sequence,
+        "kind": entry.kind,
+        "certificate_id": str(entry.certificate_id),
+        "body": entry.body,
+        "recorded_at": instant(entry.recorded_at),
+        "previous_hash": entry.previous_hash,
+        "hash": entry.hash,
+    }
+
+
+def export_document(after: int, entries: Sequence[LedgerEntry], head_sequence: int, head_hash: str) -> dict[str, Any]:
+    """A page of the chain (entries after+1..until) and the head when it was read; answered in the canonical
+    encoding, so that the verifier can insist every byte is as written."""
+    return {
+        "format": EXPORT_FORMAT,
+        "after": after,
+        "until": after + len(entries),
+        "entries": [entry_document(e) for e in entries],
+        "head": {"sequence": head_sequence, "hash": head_hash},
+    }
+
+
+READS_HASH_RULE = (
+    "SHA-256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of the list of [device_id, start, end, "
+    "energy_wh] of the read intervals the certificate covers, sorted; instants in UTC with microseconds and Z "
+    "(2024-01-01T00:00:00.000000Z), energy in integer Wh. The verifier computes it: verify.py --reads reads.json."
+)
+
+
+def proof_document(
+    certificate_id: uuid.UUID, entries: Sequence[LedgerEntry], head_sequence: int, head_hash: str
+) -> dict[str, Any]:
+    """A certificate's proof: its entries and their hashes, the chain head, and the reads_hash its issuance covers."""
+    issuance = next((e for e in entries if e.kind == "issuance"), None)
+    first = entries[0].sequence if entries else head_sequence
+    return {
+        "certificate_id": str(certificate_id),
+        "entries": [entry_document(e) for e in entries],
+        "head": {"sequence": head_sequence, "hash": head_hash},
+        "reads_hash": issuance.body.get("reads_hash") if issuance is not None else None,
+        "how_to_verify": {
+            "entry_hash": "SHA-256 (hex) of the canonical JSON of the entry's fields but hash (body, certificate_id, "
+            "kind, previous_hash, recorded_at, sequence): JSON with sorted keys, no spaces, UTF-8.",
+            "chain": f"GET /api/certificate/ledger?after={first - 1}&limit={MAX_PAGE} (then after=<until> while "
+            "until < head.sequence), save each page as it came, and run `python -m "
+            "opendrec_certificates.ledger.verify page1.json page2.json ...` (one stdlib-only file): it checks every "
+            "hash and link from this certificate's first entry to the head. From after=0 it checks the whole chain.",
+            "reads_hash": READS_HASH_RULE,
+        },
+    }

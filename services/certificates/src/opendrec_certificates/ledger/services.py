@@ -34,3 +34,34 @@ async def append(
         await store.insert_entry(uow.conn, entry)
         await store.move_head(uow.conn, entry.sequence, entry.hash)
     return entry
+
+
+class BeyondHead(Exception):
+    """An export asked from after the chain's head."""
+
+    def __init__(self, head: int) -> None:
+        super().__init__(f"after is beyond the chain's head ({head})")
+        self.head = head
+
+
+async def export(uow: UnitOfWork, after: int, limit: int) -> bytes:
+    """A page of the chain and its head, from one snapshot (the head is consistent with the rows), in the canonical
+    encoding (the verifier insists on every byte)."""
+    async with uow.reading() as r:
+        head_sequence, head_hash = await store.head(r.conn)
+        if after > head_sequence:
+            raise BeyondHead(head_sequence)
+        rows = await store.entries_after(r.conn, after, limit)
+    entries = [store.row_entry(row) for row in rows]
+    return domain.canonical(domain.export_document(after, entries, head_sequence, head_hash))
+
+
+async def proof(uow: UnitOfWork, certificate_id: uuid.UUID) -> dict[str, Any] | None:
+    """A certificate's proof (None: the ledger has no entry of it)."""
+    async with uow.reading() as r:
+        head_sequence, head_hash = await store.head(r.conn)
+        rows = await store.entries_of(r.conn, certificate_id)
+    if not rows:
+        return None
+    entries = [store.row_entry(row) for row in rows]
+    return domain.proof_document(certificate_id, entries, head_sequence, head_hash)
