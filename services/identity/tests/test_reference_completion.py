@@ -319,16 +319,18 @@ async def test_drecs_grant_paths_are_checked(client, admin):
 # -- refused: GET /api/user/export-accesskey/{id}, POST /api/Organization/chain-address, the seeding -------------
 
 
-async def test_the_key_export_is_retired_and_changes_no_key(client):
+async def test_the_key_export_is_retired_and_changes_no_key(client, admin):
     api_user = await register_api_user(client)
     path = f"/api/user/export-accesskey/{api_user['apiUserId']}"
-    for headers in ({}, await api_user_headers(client, api_user)):
+    for headers in (await api_user_headers(client, api_user), admin):
         resp = await client.get(path, headers=headers)
         assert resp.status_code == 410, resp.text
         message = resp.json()["message"]
         assert "POST /api/user/apiuser/rotate-key" in message and "POST /api/auth/token" in message
         assert "PRIVATE KEY" not in resp.text
-    assert (await client.get(f"/api/user/export-accesskey/{'x' * 101}")).status_code == 400
+    too_long = await client.get(f"/api/user/export-accesskey/{'x' * 101}", headers=admin)
+    assert too_long.status_code == 400 and fields(too_long) == {"apiuserId"}
+    assert (await client.get(path)).status_code == 401  # the gateway asks a token of this path
     # the API user's key is the one it registered with
     assert (await api_user_headers(client, api_user))["Authorization"]
 

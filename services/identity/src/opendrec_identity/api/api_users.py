@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
 
-from opendrec_kit import ApiError, Principal, UoW, permission
+from opendrec_kit import ApiError, CurrentPrincipal, Principal, UoW, permission
 from opendrec_kit.auth import current_principal, only_roles
 from opendrec_kit.paging import Page
 
@@ -161,11 +161,13 @@ async def get_access_retired() -> None:
     responses={410: {"description": use_cases.EXPORT_ACCESS_KEY_RETIRED}},
 )
 async def export_access_key_retired(
+    principal: CurrentPrincipal,
     apiuserId: str = Path(max_length=100, description="not read: the answer is always 410"),
 ) -> None:
     """D-REC's key file for an API user, asked without a token: it makes a new key pair, keeps the public key as
     the API user's credential and sends the private key. Retired: always 410, no key is made or changed; the
-    answer names POST /api/user/apiuser/rotate-key (signed in) and POST /api/auth/token."""
+    answer names POST /api/user/apiuser/rotate-key (signed in) and POST /api/auth/token. Any signed-in caller
+    (the gateway asks a token of this path; anonymous callers get 401 there)."""
     raise ApiError(410, use_cases.EXPORT_ACCESS_KEY_RETIRED)
 
 

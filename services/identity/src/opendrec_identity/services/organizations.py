@@ -148,7 +148,9 @@ async def _remove(uow: UnitOfWork, principal: Principal, organization_id: int, u
     return await revoke_sessions(uow, user_id)
 
 
-def _removed(identity: Identity, principal: Principal, organization_id: int, user_id: int, revoked: Revoked) -> dict[str, Any]:
+def _removed(
+    identity: Identity, principal: Principal, organization_id: int, user_id: int, revoked: Revoked
+) -> dict[str, Any]:
     identity.refuse_here(revoked)
     log.info("member removed", extra={"organization_id": organization_id, "user_id": user_id, "by": principal.user_id})
     return {"success": True, "message": f"User {user_id} has been removed from organization {organization_id}"}
