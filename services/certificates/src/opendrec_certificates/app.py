@@ -7,6 +7,7 @@ from opendrec_kit import ServiceRuntime
 
 from . import api, handlers, services
 from .ledger import api as ledger_api
+from .registry import api as registry_api
 from .settings import Settings
 
 
@@ -14,6 +15,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime = ServiceRuntime(settings, title="OpenDREC certificates", migrations=Path(__file__).parent / "migrations")
     runtime.include_router(api.router)
     runtime.include_router(ledger_api.router)
+    runtime.include_router(registry_api.router)
     settlement = handlers.Settlement(timedelta(seconds=settings.certify_settle_s))
     runtime.app.state.settlement = settlement  # tests move its clock
     runtime.on(DeviceRegistered, handlers.on_device_registered)

@@ -61,6 +61,8 @@ CREATE TABLE registry_transfers (
     energy_wh            bigint      NOT NULL CHECK (energy_wh > 0),
     status               text        NOT NULL CHECK (status IN ('pending', 'accepted', 'direct', 'rejected',
                                                                 'cancelled')),
+    serial_number        text        NOT NULL,  -- the serials it moves, as the inventory writes them
+    ranges               jsonb       NOT NULL,  -- and as [{"serialStart", "serialEnd", "energyWh"}]
     created_at           timestamptz NOT NULL DEFAULT now(),
     decided_at           timestamptz
 );
@@ -81,6 +83,7 @@ CREATE TABLE registry_retirements (
     reporting_start timestamptz NOT NULL,
     reporting_end   timestamptz NOT NULL CHECK (reporting_end > reporting_start),
     serial_number   text        NOT NULL,
+    ranges          jsonb       NOT NULL,
     retired_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX registry_retirements_organization ON registry_retirements (organization_id, retired_at, id);
@@ -94,6 +97,8 @@ CREATE TABLE registry_locks (
     purpose         text        NOT NULL CHECK (purpose IN ('sale', 'export', 'auction')),
     energy_wh       bigint      NOT NULL CHECK (energy_wh > 0),
     status          text        NOT NULL CHECK (status IN ('locked', 'released', 'exported')),
+    serial_number   text        NOT NULL,
+    ranges          jsonb       NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     released_at     timestamptz
 );

@@ -19,10 +19,15 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 State = Literal["available", "on_sale", "on_exporting", "on_auction", "retired", "exported", "transferring"]
 LockPurpose = Literal["sale", "export", "auction"]
+LockOutcome = Literal["released", "exported"]
+TransferStatus = Literal["pending", "accepted", "direct", "rejected", "cancelled"]
+Decision = Literal["accept", "reject", "cancel"]
+DECISIONS: dict[str, TransferStatus] = {"accept": "accepted", "reject": "rejected", "cancel": "cancelled"}
 LOCK_STATE: dict[str, State] = {"sale": "on_sale", "export": "on_exporting", "auction": "on_auction"}
 WH_PER_MWH = 1_000_000  # serials count Wh; the inventory writes MWh with 6 decimals (one serial = 0.000001)
 
@@ -162,6 +167,24 @@ def mwh(wh: int) -> str:
     """Wh as MWh with 6 decimals, exactly (no floats): 1767250000 -> '1767.250000'."""
     whole, frac = divmod(wh, WH_PER_MWH)
     return f"{whole}.{frac:06d}"
+
+
+def quantity(wh: int) -> int | float:
+    """Wh as the inventory's decimal(18,6) MWh, a JSON number as the seed writes it: 1 when whole, else the
+    6-decimal value (0.00025; exact as text below 10^9 MWh: the shortest float text of n / 10^6 is n's decimals)."""
+    whole, frac = divmod(wh, WH_PER_MWH)
+    return whole if frac == 0 else float(Decimal(wh).scaleb(-6))
+
+
+def device_uuid(device_id: int) -> uuid.UUID:
+    """The inventory's DeviceId (a UUID in the seed): the device id in a UUID's integer, so a DeviceIds filter
+    reads back the device (devices' own device_uuid is not kept by this service yet)."""
+    return uuid.UUID(int=device_id)
+
+
+def device_of_uuid(value: uuid.UUID) -> int | None:
+    """The device a DeviceIds UUID names (None: not one of ours, so it matches nothing)."""
+    return value.int if 0 < value.int < 2**63 else None
 
 
 def registry_id(device_id: int) -> str:

@@ -111,5 +111,359 @@ async def ranges_of(conn: asyncpg.Connection, holding_id: uuid.UUID) -> list[Ser
     return [SerialRange(r["serial_start"], r["serial_end"], r["state"]) for r in rows]
 
 
+async def lock_part(conn: asyncpg.Connection, holding_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every holding of the certificate part `holding_id` belongs to, locked until commit; empty: no such holding.
+    Operations on one part line up on a transaction-level advisory lock of the part first (class 0x0DEE), so that
+    a holding a concurrent operation has just created for a receiver cannot be locked in another order. Two
+    statements: the rows are read after the lock is held (a fresh snapshot)."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(0x0DEE, hashtext(certificate_id::text || ':' || device_id::text))
+           FROM holdings WHERE id = $1""",
+        holding_id,
+    )
+    return await conn.fetch(
+        f"""SELECT {HOLDING_COLUMNS} FROM holdings h
+            WHERE (h.certificate_id, h.device_id) = (SELECT certificate_id, device_id FROM holdings WHERE id = $1)
+            ORDER BY h.id FOR UPDATE""",
+        holding_id,
+    )
+
+
+async def receiving_holding(
+    conn: asyncpg.Connection, source_id: uuid.UUID, organization_id: int, new_id: uuid.UUID
+) -> asyncpg.Record:
+    """The receiver's holding of the same certificate part as `source_id` (created empty if it has none), locked."""
+    await conn.execute(
+        """INSERT INTO holdings (id, certificate_id, device_id, organization_id, country_code, period_start,
+                                 period_end, rec_item_type)
+           SELECT $3, certificate_id, device_id, $2, country_code, period_start, period_end, rec_item_type
+           FROM holdings WHERE id = $1
+           ON CONFLICT (certificate_id, device_id, organization_id) DO NOTHING""",
+        source_id,
+        organization_id,
+        new_id,
+    )
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""SELECT {HOLDING_COLUMNS} FROM holdings h
+            JOIN holdings s ON s.certificate_id = h.certificate_id AND s.device_id = h.device_id
+            WHERE s.id = $1 AND h.organization_id = $2 FOR UPDATE OF h""",
+        source_id,
+        organization_id,
+    )
+    return row
+
+
+async def change_balances(conn: asyncpg.Connection, holding_id: uuid.UUID, delta: Balances, trades: int = 0) -> None:
+    """Add `delta` (signed Wh) to the holding's columns; the CHECKs refuse any going negative."""
+    await conn.execute(
+        """UPDATE holdings SET total_wh = total_wh + $2, on_sale_wh = on_sale_wh + $3,
+               on_retirement_wh = on_retirement_wh + $4, retired_wh = retired_wh + $5,
+               on_exporting_wh = on_exporting_wh + $6, exported_wh = exported_wh + $7,
+               on_auction_wh = on_auction_wh + $8, trading_count = trading_count + $9, updated_at = now()
+           WHERE id = $1""",
+        holding_id,
+        delta.total,
+        delta.on_sale,
+        delta.on_retirement,
+        delta.retired,
+        delta.on_exporting,
+        delta.exported,
+        delta.on_auction,
+        trades,
+    )
+
+
+async def mark_range(
+    conn: asyncpg.Connection,
+    device_id: int,
+    r: SerialRange,
+    state: str,
+    operation_id: uuid.UUID | None,
+) -> None:
+    """The range starting at r.start now ends at r.end (a cut keeps its first serials) and is in `state`."""
+    await conn.execute(
+        """UPDATE serial_ranges SET serial_end = $3, state = $4, operation_id = $5
+           WHERE device_id = $1 AND serial_start = $2""",
+        device_id,
+        r.start,
+        r.end,
+        state,
+        operation_id,
+    )
+
+
+async def ranges_of_operation(conn: asyncpg.Connection, operation_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT device_id, serial_start, serial_end, state, holding_id FROM serial_ranges
+           WHERE operation_id = $1 ORDER BY serial_start""",
+        operation_id,
+    )
+
+
+async def move_ranges(
+    conn: asyncpg.Connection, operation_id: uuid.UUID, holding_id: uuid.UUID, state: str, keep_operation: bool
+) -> None:
+    """Every range of the operation into `holding_id` and `state` (the operation's mark kept or cleared)."""
+    await conn.execute(
+        """UPDATE serial_ranges SET holding_id = $2, state = $3,
+               operation_id = CASE WHEN $4 THEN operation_id END
+           WHERE operation_id = $1""",
+        operation_id,
+        holding_id,
+        state,
+        keep_operation,
+    )
+
+
+# -- transfers, retirements, locks ---------------------------------------------------------------------------
+
+TRANSFER_COLUMNS = """id, holding_id, certificate_id, device_id, from_organization_id, to_organization_id, energy_wh,
+    status, serial_number, ranges::text AS ranges, created_at, decided_at"""
+
+
+async def insert_transfer(
+    conn: asyncpg.Connection,
+    transfer_id: uuid.UUID,
+    holding: Holding,
+    to_organization_id: int,
+    energy_wh: int,
+    status: str,
+    serial_number: str,
+    ranges: str,
+    at: datetime,
+) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""INSERT INTO registry_transfers (id, holding_id, certificate_id, device_id, from_organization_id,
+                to_organization_id, energy_wh, status, serial_number, ranges, created_at, decided_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11,
+                    CASE WHEN $8 = 'direct' THEN $11::timestamptz END)
+            RETURNING {TRANSFER_COLUMNS}""",
+        transfer_id,
+        holding.id,
+        holding.certificate_id,
+        holding.device_id,
+        holding.organization_id,
+        to_organization_id,
+        energy_wh,
+        status,
+        serial_number,
+        ranges,
+        at,
+    )
+    return row
+
+
+async def lock_transfer(conn: asyncpg.Connection, transfer_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {TRANSFER_COLUMNS} FROM registry_transfers WHERE id = $1 FOR UPDATE", transfer_id
+    )
+    return row
+
+
+async def decide_transfer(
+    conn: asyncpg.Connection, transfer_id: uuid.UUID, status: str, at: datetime
+) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""UPDATE registry_transfers SET status = $2, decided_at = $3 WHERE id = $1 RETURNING {TRANSFER_COLUMNS}""",
+        transfer_id,
+        status,
+        at,
+    )
+    return row
+
+
+async def transfers_of(
+    conn: asyncpg.Connection, organizations: list[int] | None, status: str | None, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """Transfers from or to the organizations (None: all), newest first, and how many there are."""
+    where = """($1::bigint[] IS NULL OR from_organization_id = ANY($1) OR to_organization_id = ANY($1))
+               AND ($2::text IS NULL OR status = $2)"""
+    rows = await conn.fetch(
+        f"""SELECT {TRANSFER_COLUMNS} FROM registry_transfers WHERE {where}
+            ORDER BY created_at DESC, id LIMIT $3 OFFSET $4""",
+        organizations,
+        status,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(f"SELECT count(*) FROM registry_transfers WHERE {where}", organizations, status)
+    return rows, total
+
+
+RETIREMENT_COLUMNS = """id, holding_id, certificate_id, device_id, organization_id, energy_wh, beneficiary, location,
+    purpose, reporting_start, reporting_end, serial_number, ranges::text AS ranges, retired_at"""
+
+
+async def insert_retirement(
+    conn: asyncpg.Connection,
+    retirement_id: uuid.UUID,
+    holding: Holding,
+    energy_wh: int,
+    beneficiary: str,
+    location: str | None,
+    purpose: str,
+    reporting_start: datetime,
+    reporting_end: datetime,
+    serial_number: str,
+    ranges: str,
+    at: datetime,
+) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""INSERT INTO registry_retirements (id, holding_id, certificate_id, device_id, organization_id, energy_wh,
+                beneficiary, location, purpose, reporting_start, reporting_end, serial_number, ranges, retired_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14) RETURNING {RETIREMENT_COLUMNS}""",
+        retirement_id,
+        holding.id,
+        holding.certificate_id,
+        holding.device_id,
+        holding.organization_id,
+        energy_wh,
+        beneficiary,
+        location,
+        purpose,
+        reporting_start,
+        reporting_end,
+        serial_number,
+        ranges,
+        at,
+    )
+    return row
+
+
+async def redemptions(conn: asyncpg.Connection, organizations: list[int] | None) -> list[asyncpg.Record]:
+    """Claims of the organizations (None: all), oldest first, with the holding's country and the device's."""
+    return await conn.fetch(
+        """SELECT r.id, r.holding_id, r.certificate_id, r.device_id, r.organization_id, r.energy_wh, r.beneficiary,
+                  r.location, r.purpose, r.reporting_start, r.reporting_end, r.serial_number, r.ranges::text AS ranges, r.retired_at,
+                  coalesce(h.country_code, d.country_code) AS country_code, d.external_id
+           FROM registry_retirements r JOIN holdings h ON h.id = r.holding_id
+           LEFT JOIN devices d ON d.device_id = r.device_id
+           WHERE $1::bigint[] IS NULL OR r.organization_id = ANY($1)
+           ORDER BY r.retired_at, r.id""",
+        organizations,
+    )
+
+
+LOCK_COLUMNS = """id, holding_id, certificate_id, device_id, organization_id, purpose, energy_wh, status, serial_number,
+    ranges::text AS ranges, created_at, released_at"""
+
+
+async def insert_lock(
+    conn: asyncpg.Connection,
+    lock_id: uuid.UUID,
+    holding: Holding,
+    purpose: str,
+    energy_wh: int,
+    serial_number: str,
+    ranges: str,
+    at: datetime,
+) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""INSERT INTO registry_locks (id, holding_id, certificate_id, device_id, organization_id, purpose, energy_wh,
+                                        status, serial_number, ranges, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'locked', $8, $9::jsonb, $10) RETURNING {LOCK_COLUMNS}""",
+        lock_id,
+        holding.id,
+        holding.certificate_id,
+        holding.device_id,
+        holding.organization_id,
+        purpose,
+        energy_wh,
+        serial_number,
+        ranges,
+        at,
+    )
+    return row
+
+
+async def lock_lock(conn: asyncpg.Connection, lock_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {LOCK_COLUMNS} FROM registry_locks WHERE id = $1 FOR UPDATE", lock_id
+    )
+    return row
+
+
+async def end_lock(conn: asyncpg.Connection, lock_id: uuid.UUID, status: str, at: datetime) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        f"UPDATE registry_locks SET status = $2, released_at = $3 WHERE id = $1 RETURNING {LOCK_COLUMNS}",
+        lock_id,
+        status,
+        at,
+    )
+    return row
+
+
+# -- listings --------------------------------------------------------------------------------------------------
+
+
+async def holdings_page(
+    conn: asyncpg.Connection, organizations: list[int] | None, device_ids: list[int] | None, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """Holdings with energy (Total > 0) of the organizations (None: all), oldest first, with their device's
+    external id and country; and how many there are."""
+    where = """h.total_wh > 0 AND ($1::bigint[] IS NULL OR h.organization_id = ANY($1))
+               AND ($2::bigint[] IS NULL OR h.device_id = ANY($2))"""
+    rows = await conn.fetch(
+        f"""SELECT {HOLDING_COLUMNS}, d.external_id, d.country_code AS device_country_code
+            FROM holdings h LEFT JOIN devices d ON d.device_id = h.device_id
+            WHERE {where} ORDER BY h.created_at, h.id LIMIT $3 OFFSET $4""",
+        organizations,
+        device_ids,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(f"SELECT count(*) FROM holdings h WHERE {where}", organizations, device_ids)
+    return rows, total
+
+
+async def ranges_of_holdings(
+    conn: asyncpg.Connection, holding_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[SerialRange]]:
+    rows = await conn.fetch(
+        """SELECT holding_id, serial_start, serial_end, state FROM serial_ranges
+           WHERE holding_id = ANY($1) ORDER BY serial_start""",
+        holding_ids,
+    )
+    out: dict[uuid.UUID, list[SerialRange]] = {h: [] for h in holding_ids}
+    for r in rows:
+        out[r["holding_id"]].append(SerialRange(r["serial_start"], r["serial_end"], r["state"]))
+    return out
+
+
+# -- idempotency -----------------------------------------------------------------------------------------------
+
+
+async def claim_request(conn: asyncpg.Connection, user_id: int, key: str, request_hash: str) -> asyncpg.Record | None:
+    """Claim the key for this request (None), or the request that holds it already (waiting for its commit when
+    it is being made right now)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO registry_requests (user_id, idempotency_key, request_hash, status_code, answer)
+           VALUES ($1, $2, $3, 0, 'null') ON CONFLICT DO NOTHING RETURNING true""",
+        user_id,
+        key,
+        request_hash,
+    )
+    if inserted:
+        return None
+    row: asyncpg.Record = await conn.fetchrow(
+        """SELECT request_hash, status_code, answer FROM registry_requests
+           WHERE user_id = $1 AND idempotency_key = $2""",
+        user_id,
+        key,
+    )
+    return row
+
+
+async def answer_request(conn: asyncpg.Connection, user_id: int, key: str, status_code: int, answer: str) -> None:
+    await conn.execute(
+        """UPDATE registry_requests SET status_code = $3, answer = $4::jsonb
+           WHERE user_id = $1 AND idempotency_key = $2""",
+        user_id,
+        key,
+        status_code,
+        answer,
+    )
+
+
 def as_dict(row: asyncpg.Record | None) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
