@@ -90,6 +90,7 @@ def path_values(op: Operation, caller: Caller, side: Side, *, own: bool) -> dict
         "userId": (caller.user_id or 1) if own else side.member_user_id,
         "chargerId": NO_SUCH_CHARGER if own or not side.charger_id else side.charger_id,
         "apiuserId": str(uuid.uuid4()),
+        "certificateId": str(uuid.uuid4()),  # no such certificate: the ledger's proof answers 404
         "token": f"not-a-token-{tag()}",
         "jobId": (side.reads_job_id or str(uuid.uuid4()))
         if op.service == "readings"

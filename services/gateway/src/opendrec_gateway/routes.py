@@ -67,7 +67,10 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/api/device/device-type"),
     ("GET", "/api/sdgbenefit"),
     ("GET", "/api/sdgbenefit/code"),
-    ("POST", "/api/auth/getAccess"),  # refused for everyone: it names the signed-assertion flow instead
+    ("POST", "/api/auth/getAccess"),
+    # the certificate ledger: anyone may export and verify the chain, and a certificate's proof
+    ("GET", "/api/certificate/ledger"),
+    ("GET", "/api/certificate/ledger/*"),  # refused for everyone: it names the signed-assertion flow instead
     ("GET", "/.well-known/jwks.json"),
     ("HEAD", "/.well-known/jwks.json"),
 ]
