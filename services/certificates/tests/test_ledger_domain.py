@@ -119,7 +119,7 @@ instants = st.datetimes(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(body=bodies, at=instants, kind=st.sampled_from(domain.KINDS), cert=st.uuids())
 def test_the_verifier_agrees_with_the_ledger_on_any_entry(body, at, kind, cert):
     entry = domain.next_entry(41, "ab" * 32, kind, cert, body, at)
@@ -130,7 +130,7 @@ def test_the_verifier_agrees_with_the_ledger_on_any_entry(body, at, kind, cert):
     assert again == entry  # what the store gives back hashes the same
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50, deadline=None, database=None)
 @given(st.lists(bodies, min_size=0, max_size=6))
 def test_any_chain_exported_verifies(chain_bodies):
     entries = chain(chain_bodies)
