@@ -23,8 +23,8 @@ async def world(service, kafka_bootstrap):
     )
     dev, res = ids()
     created = reservation(res, dev, orgs["a_buyer"])
-    await publish_events(kafka_bootstrap, [created, reads(dev, orgs["a_dev"], [10, 20, 30])])
-    await eventually(lambda: _equals(total_certified(client, issuer, res, orgs["a_buyer"]), 60))
+    await publish_events(kafka_bootstrap, [created, reads(dev, orgs["a_dev"], [10_000, 20_000, 30_000])])
+    await eventually(lambda: _equals(total_certified(client, issuer, res, orgs["a_buyer"]), 60_000))
 
     def api_user(who, own):
         return issuer.headers(
@@ -48,14 +48,18 @@ async def test_an_api_user_reads_the_log_of_its_buyer_organizations_reservation(
         LOG, params={"groupId": world["res"], "organizationId": orgs["a_buyer"]}, headers=world["as_a"]
     )
     assert by_id.status_code == 200, by_id.text
-    assert sum(c["readvalue_watthour"] for c in by_id.json()) == 60 and by_id.headers["X-Total-Count"] == "3"
-    assert [c["energyWh"] for c in by_id.json()] == [10, 20, 30]
+    assert sum(c["readvalue_watthour"] for c in by_id.json()) == 60_000 and by_id.headers["X-Total-Count"] == "3"
+    assert [c["energyWh"] for c in by_id.json()] == [10_000, 20_000, 30_000]
     by_uid = await client.get(
         f"/api/certificate-log/issuer/certified/{world['uid']}",
         params={"organizationId": orgs["a_buyer"]},
         headers=world["as_a"],
     )
-    assert by_uid.status_code == 200 and [c["energyWh"] for c in by_uid.json()["certificates"]] == [10, 20, 30]
+    assert by_uid.status_code == 200 and [c["energyWh"] for c in by_uid.json()["certificates"]] == [
+        10_000,
+        20_000,
+        30_000,
+    ]
 
 
 async def test_an_api_user_must_name_its_buyer_organization(world):
@@ -83,21 +87,23 @@ async def test_the_log_is_paged_with_totals_and_bad_paging_is_refused(world):
     params = {"groupId": world["res"], "organizationId": orgs["a_buyer"], "limit": 2}
     first = await client.get(LOG, params=params, headers=world["as_a"])
     second = await client.get(LOG, params={**params, "pageNumber": 2}, headers=world["as_a"])
-    assert [c["energyWh"] for c in first.json()] == [10, 20] and [c["energyWh"] for c in second.json()] == [30]
+    assert [c["energyWh"] for c in first.json()] == [10_000, 20_000] and [c["energyWh"] for c in second.json()] == [
+        30_000
+    ]
     assert first.headers["X-Total-Count"] == second.headers["X-Total-Count"] == "3"  # over the whole log
     beyond = await client.get(LOG, params={**params, "pageNumber": 5}, headers=world["as_a"])
     assert beyond.json() == [] and beyond.headers["X-Total-Count"] == "3"
     # The same page by uid: an object with the totals over the whole log, not the page.
     by_uid = f"/api/certificate-log/issuer/certified/{world['uid']}"
     paged = (await client.get(by_uid, params={**params, "pageNumber": 2}, headers=world["as_a"])).json()
-    assert [c["energyWh"] for c in paged["certificates"]] == [30] and paged["currentPage"] == 2
-    assert [c["energyWh"] for c in paged["certificatelog"]] == [30]
+    assert [c["energyWh"] for c in paged["certificates"]] == [30_000] and paged["currentPage"] == 2
+    assert [c["energyWh"] for c in paged["certificatelog"]] == [30_000]
     beyond = (await client.get(by_uid, params={**params, "pageNumber": 5}, headers=world["as_a"])).json()
     assert beyond["certificates"] == beyond["certificatelog"] == [] and beyond["currentPage"] == 5
     assert (beyond["totalCount"], beyond["totalItems"], beyond["totalEnergyWh"], beyond["totalPages"]) == (
         3,
         3,
-        60,
+        60_000,
         2,
     )  # over the whole log, not the page
     for bad in ({"pageNumber": 0}, {"pageNumber": "one"}, {"limit": 0}, {"limit": 1001}, {"organizationId": "x"}):

@@ -39,7 +39,12 @@ async def test_reads_then_reservation_and_reservation_then_reads_certify_the_sam
         "certificate.issued",
         lambda e: e["payload"]["reservation_id"] == res_b and e["payload"]["energy_wh"] == 2000,
     )
-    assert event["payload"]["owner_organization_id"] == owner and event["payload"]["device_id"] == dev_b
+    assert event["payload"]["parts"] == [{"device_id": dev_b, "owner_organization_id": owner, "energy_wh": 2000}]
+    assert (event["payload"]["kind"], event["payload"]["sequence"], event["payload"]["period_start"]) == (
+        "period",
+        0,
+        "2025-03-01T11:00:00Z",
+    )
 
 
 async def test_a_redelivered_event_changes_nothing(service, kafka_bootstrap):
@@ -47,9 +52,9 @@ async def test_a_redelivered_event_changes_nothing(service, kafka_bootstrap):
     dev, res = ids()
     buyer, owner = 900011, 900012
     await publish_events(kafka_bootstrap, [reservation(res, dev, buyer)])
-    batch = reads(dev, owner, [700])
+    batch = reads(dev, owner, [7000])
     [env] = await publish_events(kafka_bootstrap, [batch])
-    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 700))
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 7000))
     duplicates_before = runtime.consumer_stats["read.ingested"]["duplicates"]
     # The same envelope again (as after a consumer crash before its offset commit) ...
     await publish_envelopes(kafka_bootstrap, [("read.ingested", str(dev), env.model_dump_json().encode())])
@@ -57,9 +62,11 @@ async def test_a_redelivered_event_changes_nothing(service, kafka_bootstrap):
     await publish_events(kafka_bootstrap, [batch])
     await eventually(lambda: _ge(runtime.consumer_stats["read.ingested"], "duplicates", duplicates_before + 1))
     marker_dev, marker_res = ids()  # a later event on the same topic proves the replay was processed
-    await publish_events(kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5])])
-    await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5))
-    assert await total_certified(client, issuer, res, buyer) == 700
+    await publish_events(
+        kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5000])]
+    )
+    await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5000))
+    assert await total_certified(client, issuer, res, buyer) == 7000
     assert len((await certificates(client, issuer, res, buyer)).json()) == 1
 
 
@@ -72,8 +79,10 @@ async def test_target_without_authority_to_exceed_caps_certified_energy(service,
     await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 2500))
     await publish_events(kafka_bootstrap, [reads(dev, owner, [1000], start=T0 + 5 * H)])
     marker_dev, marker_res = ids()
-    await publish_events(kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5])])
-    await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5))
+    await publish_events(
+        kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5000])]
+    )
+    await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5000))
     assert await total_certified(client, issuer, res, buyer) == 2500
 
 
@@ -82,18 +91,18 @@ async def test_reads_outside_the_window_are_not_certified(service, kafka_bootstr
     dev, res = ids()
     buyer, owner = 900031, 900032
     await publish_events(kafka_bootstrap, [reservation(res, dev, buyer, start=T0 + 2 * H, end=T0 + 3 * H)])
-    await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200, 300, 400])])  # hours 0..3
-    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 300))
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000, 3000, 4000])])  # hours 0..3
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 3000))
 
 
 async def test_who_sees_the_certificate_log(service, kafka_bootstrap):
     _, client, issuer = service
     dev, res = ids()
     buyer, owner, stranger = 900041, 900042, 900043
-    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer), reads(dev, owner, [10])])
-    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 10))
+    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer), reads(dev, owner, [10000])])
+    await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 10000))
     owner_view = await certificates(client, issuer, res, owner)
-    assert owner_view.status_code == 200 and energy(owner_view.json()) == 10
+    assert owner_view.status_code == 200 and energy(owner_view.json()) == 10000
     hidden = await certificates(client, issuer, res, stranger)
     assert hidden.status_code == 404 and hidden.json()["statusCode"] == 404
     no_perm = await client.get(

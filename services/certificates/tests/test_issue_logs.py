@@ -27,8 +27,8 @@ async def deliver(runtime, handler, event):
 
 @pytest.fixture(scope="module")
 async def world(service, kafka_bootstrap):
-    """A reservation of `buyer` on two devices, `owner`'s (registered: country, time zone; 100 and 200 Wh) and
-    `other_owner`'s (never registered here: 50 Wh); API user A holds `buyer`, API user B another Buyer organization."""
+    """A reservation of `buyer` on two devices, `owner`'s (registered: country, time zone; 1 and 2 kWh) and
+    `other_owner`'s (never registered here: 5 kWh); API user A holds `buyer`, API user B another Buyer organization."""
     runtime, client, issuer = service
     base = 840_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b, orgs = await announce_api_user_organizations(kafka_bootstrap, runtime, base, ["a_buyer", "b_buyer", "a_dev"])
@@ -38,8 +38,8 @@ async def world(service, kafka_bootstrap):
     await deliver(runtime, handlers.on_device_registered, registered)
     created = reservation(res, dev, orgs["a_buyer"]).model_copy(update={"device_ids": [dev, dev2]})
     await deliver(runtime, handlers.on_reservation_created, created)
-    await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [100, 200]))
-    await deliver(runtime, handlers.on_read_ingested, reads(dev2, other_owner, [50]))
+    await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [1000, 2000]))
+    await deliver(runtime, handlers.on_read_ingested, reads(dev2, other_owner, [5000]))
 
     def api_user(who, own):
         return issuer.headers(
@@ -77,10 +77,10 @@ async def test_by_group_id_answers_the_per_device_issue_log_as_a_bare_array(worl
         (z(T0), z(T0 + H)),
         (z(T0 + H), z(T0 + 2 * H)),
     ]
-    assert sorted(e["readvalue_watthour"] for e in entries) == [50, 100, 200]
+    assert sorted(e["readvalue_watthour"] for e in entries) == [1000, 2000, 5000]
     for e in entries:
         assert e["groupId"] == world["res"] and e["status"] == "Issued"
-        assert e["certificateTransactionUID"] == e["id"] and uuid.UUID(e["id"])
+        assert uuid.UUID(e["id"]) and e["certificateTransactionUID"] == e["certificateId"] != e["id"]
         assert e["readvalue_watthour"] == e["energyWh"]  # ours kept alongside
         assert e["createdAt"] == e["updatedAt"] == e["issuedAt"]
         assert (e["devicegroup_uid"], e["reservationName"]) == (world["uid"], f"res-{world['res']}")
@@ -95,10 +95,10 @@ async def test_the_issuer_log_carries_d_recs_certificatelog_beside_ours(world):
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["totalItems"], body["totalCount"], body["currentPage"], body["totalPages"]) == (3, 3, 1, 1)
-    assert body["totalEnergyWh"] == 350 == sum(c["energyWh"] for c in body["certificatelog"])
+    assert body["totalEnergyWh"] == 8000 == sum(c["energyWh"] for c in body["certificatelog"])
     ours = {c["id"]: c for c in body["certificates"]}
-    per_device = {
-        e["id"]: e
+    per_device = {  # by certificate: here one device each (the two devices' countries differ)
+        e["certificateTransactionUID"]: e
         for e in (await certificates(world["client"], world["issuer"], world["res"], world["orgs"]["a_buyer"])).json()
     }
     assert [c["id"] for c in body["certificatelog"]] == list(ours)  # the same certificates, in the same order
@@ -125,7 +125,7 @@ async def test_the_group_issue_log_has_one_entry_per_certificate(world):
     r = await world["client"].get(GROUP_LOG.format(world["res"]), headers=world["buyer"])
     assert r.status_code == 200, r.text
     entries = r.json()
-    assert r.headers["X-Total-Count"] == "3" and sum(e["readvalue_watthour"] for e in entries) == 350
+    assert r.headers["X-Total-Count"] == "3" and sum(e["readvalue_watthour"] for e in entries) == 8000
     for e in entries:
         assert e["groupid"] == str(world["res"]) and e["status"] == "Issued" and e["issuer_certificate_id"] is None
         assert e["certificateTransactionUID"] == e["id"] and e["readvalue_watthour"] == e["energyWh"]
@@ -155,7 +155,7 @@ async def test_the_group_issue_log_is_seen_as_the_other_reservation_logs(world):
     path = GROUP_LOG.format(res)
     # a device owner sees its own devices' certificates only
     mine = await client.get(path, headers=world["owner"])
-    assert mine.status_code == 200 and sorted(e["readvalue_watthour"] for e in mine.json()) == [100, 200]
+    assert mine.status_code == 200 and sorted(e["readvalue_watthour"] for e in mine.json()) == [1000, 2000]
     assert mine.headers["X-Total-Count"] == "2"
     # an API user naming its buyer organization sees all of it; naming none, another's or a developer: refused
     named = await client.get(path, params={"organizationId": orgs["a_buyer"]}, headers=world["as_a"])

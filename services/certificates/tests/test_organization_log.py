@@ -16,7 +16,7 @@ LOG = "/api/certificate-log/issuer/certifiedlogOfdevices"
 @pytest.fixture(scope="module")
 async def world(service, kafka_bootstrap):
     """API user A (a_buyer, a_dev), API user B (b_buyer, b_dev). Certificates:
-    r1 of a_buyer on a_dev's device: 10, 20, 30 Wh; r2 of b_buyer on b_dev's device: 5; r3 of b_buyer on a_dev's device: 7."""
+    r1 of a_buyer on a_dev's device: 10, 20, 30 kWh; r2 of b_buyer on b_dev's device: 5; r3 of b_buyer on a_dev's device: 7."""
     runtime, client, issuer = service
     base = 830_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b, orgs = await announce_api_user_organizations(
@@ -24,9 +24,9 @@ async def world(service, kafka_bootstrap):
     )
     made = {}
     for name, buyer, owner, values in (
-        ("r1", "a_buyer", "a_dev", [10, 20, 30]),
-        ("r2", "b_buyer", "b_dev", [5]),
-        ("r3", "b_buyer", "a_dev", [7]),
+        ("r1", "a_buyer", "a_dev", [10_000, 20_000, 30_000]),
+        ("r2", "b_buyer", "b_dev", [5000]),
+        ("r3", "b_buyer", "a_dev", [7000]),
     ):
         dev, res = ids()
         created = reservation(res, dev, orgs[buyer])
@@ -66,14 +66,15 @@ async def world(service, kafka_bootstrap):
 
 
 def energies(body):
-    return sorted(c["energyWh"] for c in body["certificatelog"])
+    """The entries' energy in kWh."""
+    return sorted(c["energyWh"] // 1000 for c in body["certificatelog"])
 
 
 async def test_a_developer_sees_the_certificates_of_its_devices_in_every_reservation(world):
     r = await world["client"].get(LOG, params={"pageNumber": 1}, headers=world["a_dev"])
     assert r.status_code == 200, r.text
     body = r.json()
-    assert energies(body) == [7, 10, 20, 30] and body["totalCount"] == 4 and body["totalEnergyWh"] == 67
+    assert energies(body) == [7, 10, 20, 30] and body["totalCount"] == 4 and body["totalEnergyWh"] == 67_000
     assert body["view"] == "developer" and body["organizationId"] == world["orgs"]["a_dev"]
     assert {c["devicegroup_uid"] for c in body["certificatelog"]} == {
         world["res"]["r1"]["uid"],
@@ -84,7 +85,7 @@ async def test_a_developer_sees_the_certificates_of_its_devices_in_every_reserva
 
 async def test_a_buyer_sees_the_certificates_of_its_reservations_only(world):
     body = (await world["client"].get(LOG, headers=world["b_buyer"])).json()
-    assert energies(body) == [5, 7] and body["totalEnergyWh"] == 12 and body["view"] == "buyer"
+    assert energies(body) == [5, 7] and body["totalEnergyWh"] == 12_000 and body["view"] == "buyer"
     other = await world["client"].get(
         LOG, params={"organizationId": world["orgs"]["a_buyer"]}, headers=world["b_buyer"]
     )
@@ -121,11 +122,11 @@ async def test_the_organization_log_is_paged_with_totals_over_every_page(world):
     first = (await client.get(LOG, params={"limit": 3}, headers=world["a_dev"])).json()
     second = (await client.get(LOG, params={"limit": 3, "pageNumber": 2}, headers=world["a_dev"])).json()
     assert len(first["certificatelog"]) == 3 and len(second["certificatelog"]) == 1
-    assert sorted(c["energyWh"] for c in first["certificatelog"] + second["certificatelog"]) == [7, 10, 20, 30]
+    assert sorted(c["energyWh"] // 1000 for c in first["certificatelog"] + second["certificatelog"]) == [7, 10, 20, 30]
     beyond = (await client.get(LOG, params={"limit": 3, "pageNumber": 9}, headers=world["a_dev"])).json()
     assert beyond["certificatelog"] == [] and (beyond["totalCount"], beyond["totalEnergyWh"], beyond["totalPages"]) == (
         4,
-        67,
+        67_000,
         2,
     )
     for bad in (
@@ -146,10 +147,13 @@ async def test_certified_new_by_uid_for_the_buyer_and_its_api_user(world):
     path = f"/api/certificate-log/issuer/certified/new/{res['r1']['uid']}"
     mine = await client.get(path, params={"pageNumber": 1}, headers=world["as_a"])  # the manual names no organization
     assert mine.status_code == 200, mine.text
-    assert [c["energyWh"] for c in mine.json()["certificates"]] == [10, 20, 30] and mine.json()["totalEnergyWh"] == 60
+    assert [c["energyWh"] for c in mine.json()["certificates"]] == [10_000, 20_000, 30_000]
+    assert mine.json()["totalEnergyWh"] == 60_000
     paged = (await client.get(path, params={"limit": 2, "pageNumber": 2}, headers=world["as_a"])).json()
     assert (
-        [c["energyWh"] for c in paged["certificates"]] == [30] and paged["totalCount"] == 3 and paged["totalPages"] == 2
+        [c["energyWh"] for c in paged["certificates"]] == [30_000]
+        and paged["totalCount"] == 3
+        and paged["totalPages"] == 2
     )
     assert (await client.get(path, headers=world["a_buyer"])).status_code == 200
     assert (await client.get(path, headers=world["as_b"])).status_code == 404  # another API user's reservation

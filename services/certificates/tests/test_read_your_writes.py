@@ -42,7 +42,7 @@ async def stored(runtime, reservation_id):
             """SELECT (SELECT count(*) FROM reservations WHERE reservation_id = $1) AS reservations,
                       (SELECT count(*) FROM reservation_devices WHERE reservation_id = $1) AS devices,
                       (SELECT count(*) FROM certificates WHERE reservation_id = $1) AS certificates,
-                      (SELECT coalesce(sum(energy_wh), 0) FROM certified_energy WHERE reservation_id = $1) AS wh""",
+                      (SELECT coalesce(sum(energy_wh), 0) FROM allocations WHERE reservation_id = $1) AS wh""",
             reservation_id,
         )
     )
@@ -84,7 +84,7 @@ async def test_a_log_read_while_reservation_created_is_being_taken_waits_for_it_
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 930061, 930062
-    assert await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [500]))
+    assert await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [5000]))
     created = reservation(res, dev, buyer)
     reservations_owner.knows(f"/reservations/{created.reservation_uid}", [(created, NOW)], producer="reservations")
     on_created = on(runtime, handlers.on_reservation_created)
@@ -94,8 +94,8 @@ async def test_a_log_read_while_reservation_created_is_being_taken_waits_for_it_
         assert not reading.done()  # it learned the reservation and waits on the event's row
     r = await reading
     assert r.status_code == 200, r.text
-    assert r.json()["totalEnergyWh"] == 500
-    assert await stored(runtime, res) == (1, 1, 1, 500)
+    assert r.json()["totalEnergyWh"] == 5000
+    assert await stored(runtime, res) == (1, 1, 1, 5000)
 
 
 async def test_a_reservation_just_created_without_energy_answers_its_empty_log_by_id_and_on_the_new_path(

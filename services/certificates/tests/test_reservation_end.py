@@ -44,9 +44,9 @@ async def test_reads_after_an_early_end_go_to_the_next_reservation_not_the_ended
     # The buyer ended it early, so the device was reserved again from then on.
     successor = res + 10**9
     await publish_events(kafka_bootstrap, [reservation(successor, dev, next_buyer, start=T0 + 2 * H)])
-    await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200, 300, 400])])  # hours 0..3
-    assert await first_total(client, issuer, res, buyer) == 300  # hours 0 and 1 only
-    assert await first_total(client, issuer, successor, next_buyer) == 700
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000, 3000, 4000])])  # hours 0..3
+    assert await first_total(client, issuer, res, buyer) == 3000  # hours 0 and 1 only
+    assert await first_total(client, issuer, successor, next_buyer) == 7000
     entries = (await certificates(client, issuer, res, buyer)).json()
     assert max(c["certificateEndDate"] for c in entries) == z(T0 + 2 * H)
     assert max(c["certificate_issuance_enddate"] for c in entries) == z(T0 + 2 * H)
@@ -63,8 +63,8 @@ async def test_an_end_heard_before_the_reservation_itself_still_counts(service, 
     await publish_events(kafka_bootstrap, [ended(created, at)])  # another topic: may well come first
     await publish_events(kafka_bootstrap, [created])
     await eventually(lambda: end_known(client, issuer, created, buyer, at))
-    await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200])])
-    assert await first_total(client, issuer, res, buyer) == 200  # hour 0 whole, half of hour 1
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000])])
+    assert await first_total(client, issuer, res, buyer) == 2000  # hour 0 whole, half of hour 1
 
 
 async def test_expiry_at_the_end_date_changes_nothing_and_a_repeated_end_is_ignored(service, kafka_bootstrap):
@@ -81,5 +81,5 @@ async def test_expiry_at_the_end_date_changes_nothing_and_a_repeated_end_is_igno
     await publish_events(kafka_bootstrap, [marker, ended(marker, T0 + 5 * H)])  # same topic, after the repeat
     await eventually(lambda: end_known(client, issuer, marker, buyer, T0 + 5 * H))
     assert await end_known(client, issuer, created, buyer, T0 + 3 * H)
-    await publish_events(kafka_bootstrap, [reads(dev, owner, [10, 20, 30, 40])])
-    assert await first_total(client, issuer, res, buyer) == 60
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000, 3000, 4000])])
+    assert await first_total(client, issuer, res, buyer) == 6000

@@ -40,9 +40,9 @@ async def test_an_expired_reservation_gets_no_certificate(service, kafka_bootstr
     await publish_events(kafka_bootstrap, [expired, live])
     await eventually(lambda: _known(client, issuer, res + 10**9, other_buyer))
     await eventually(lambda: _known(client, issuer, res, buyer))
-    await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200, 300, 400])])
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000, 3000, 4000])])
     # One batch is certified in one transaction: once the live one has its share, the expired one had its chance.
-    await eventually(lambda: total_is(client, issuer, res + 10**9, other_buyer, 700))
+    await eventually(lambda: total_is(client, issuer, res + 10**9, other_buyer, 7000))
     assert await total_certified(client, issuer, res, buyer) == 0
 
 
@@ -50,17 +50,29 @@ async def test_a_later_end_and_a_higher_target_are_certified_when_the_change_com
     _, client, issuer = service
     dev, res = ids()
     buyer, owner = 920011, 920012
-    created = reservation(res, dev, buyer, end=T0 + 2 * H, target=250, exceed=False)
-    await publish_events(kafka_bootstrap, [created, reads(dev, owner, [100, 200, 300, 400])])
-    await eventually(lambda: total_is(client, issuer, res, buyer, 250))  # hours 0, 1 capped at the target
-    await publish_events(kafka_bootstrap, [updated(created, 1, end=T0 + 3 * H, target=500)])
-    await eventually(lambda: total_is(client, issuer, res, buyer, 500))  # hour 2 up to the new target
-    await publish_events(kafka_bootstrap, [updated(created, 2, end=T0 + 4 * H, exceed=True, target=500)])
-    # The authority to exceed: all of hour 3. A read capped before stays as certified (one share per read and
-    # reservation): hours 1 and 2 keep 150 and 250.
-    await eventually(lambda: total_is(client, issuer, res, buyer, 900))
+    created = reservation(res, dev, buyer, end=T0 + 2 * H, target=4000, exceed=False)
+    await publish_events(kafka_bootstrap, [created, reads(dev, owner, [1000, 2000, 3000, 4000])])
+    await eventually(lambda: total_is(client, issuer, res, buyer, 3000))  # hours 0, 1: the window's end
+    await publish_events(kafka_bootstrap, [updated(created, 1, end=T0 + 3 * H, target=5000)])
+    # hour 2 up to the new target: the certificate that reaches it is cut to exactly what remains
+    await eventually(lambda: total_is(client, issuer, res, buyer, 5000))
     body = (await reservation_log(client, issuer, created.reservation_uid, buyer)).json()
-    assert body["reservationEndDate"] == "2025-03-01T14:00:00.000Z"
+    assert [(c["energyWh"], c["targetReached"]) for c in body["certificates"]] == [
+        (1000, False),
+        (2000, False),
+        (2000, True),
+    ]
+    assert body["reservationEndDate"] == "2025-03-01T13:00:00.000Z"
+    # The reservation ends there (the reservations service ends it on target_reached): a later change giving it
+    # the authority to exceed and a later end issues nothing more for it.
+    await publish_events(kafka_bootstrap, [updated(created, 2, end=T0 + 4 * H, exceed=True, target=5000)])
+    await eventually(lambda: _named_end(client, issuer, created.reservation_uid, buyer, "2025-03-01T14:00:00.000Z"))
+    assert await total_certified(client, issuer, res, buyer) == 5000
+
+
+async def _named_end(client, issuer, uid, buyer, end):
+    r = await reservation_log(client, issuer, uid, buyer)
+    return r.status_code == 200 and r.json()["reservationEndDate"] == end
 
 
 async def test_a_change_heard_before_the_reservation_and_a_stale_one_are_handled(service, kafka_bootstrap):
@@ -74,8 +86,8 @@ async def test_a_change_heard_before_the_reservation_and_a_stale_one_are_handled
     await publish_events(kafka_bootstrap, [newest, stale])
     await publish_events(kafka_bootstrap, [created])
     await eventually(lambda: _named(client, issuer, created.reservation_uid, buyer, "shortened"))
-    await publish_events(kafka_bootstrap, [reads(dev, owner, [100, 200, 300, 400])])
-    await eventually(lambda: total_is(client, issuer, res, buyer, 100))  # hour 0 only: the newest end holds
+    await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000, 3000, 4000])])
+    await eventually(lambda: total_is(client, issuer, res, buyer, 1000))  # hour 0 only: the newest end holds
 
 
 async def _known(client, issuer, reservation_id, buyer):

@@ -64,7 +64,7 @@ async def test_an_end_that_arrives_after_the_read_still_keeps_the_energy_after_i
     buyer, owner = 910041, 910042
     now = clock.now
     created = reservation(res, dev, buyer, start=now - 4 * H, end=now + 20 * H)
-    read = reads(dev, owner, [3600], start=now - H)  # 3,600 Wh from an hour ago until now: 1 Wh a second
+    read = reads(dev, owner, [36000], start=now - H)  # 36,000 Wh from an hour ago until now: 10 Wh a second
     await _delivered(runtime, kafka_bootstrap, [created, read])
     # Handled, not settled: nothing certified yet, the device is due when the read's end has settled.
     assert await total_certified(client, issuer, res, buyer) == 0
@@ -73,9 +73,9 @@ async def test_an_end_that_arrives_after_the_read_still_keeps_the_energy_after_i
     # The buyer had ended the reservation half an hour ago; the end arrives now, after the read.
     await _delivered(runtime, kafka_bootstrap, [ended(created, now - H / 2)])
     clock.now = now + timedelta(seconds=SETTLE_S)  # settled
-    assert await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 1800))
+    assert await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 18000))
     await eventually(lambda: _equals(_due_at(runtime, dev), None))
-    assert await total_certified(client, issuer, res, buyer) == 1800
+    assert await total_certified(client, issuer, res, buyer) == 18000
 
 
 async def test_settled_energy_is_certified_when_it_arrives(settling, kafka_bootstrap):
@@ -84,9 +84,9 @@ async def test_settled_energy_is_certified_when_it_arrives(settling, kafka_boots
     buyer, owner = 910043, 910044
     now = clock.now
     created = reservation(res, dev, buyer, start=now - 10 * H, end=now + 20 * H)
-    old = reads(dev, owner, [100, 200], start=now - 5 * H)  # ended 3 hours ago: settled long since
+    old = reads(dev, owner, [1000, 2000], start=now - 5 * H)  # ended 3 hours ago: settled long since
     await _delivered(runtime, kafka_bootstrap, [created, old])
-    assert await total_certified(client, issuer, res, buyer) == 300
+    assert await total_certified(client, issuer, res, buyer) == 3000
     assert await _due_at(runtime, dev) is None
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded
+from opendrec_contracts import CertificateIssued, CertificatePart, ReservationCreated, ReservationEnded
 from opendrec_kit.testing import eventually, publish_envelopes, publish_events, wait_for_event
 
 from .test_api import dev, fields, new_org, payload
@@ -165,7 +165,9 @@ async def guards_known(client, reservations: list[ReservationCreated], certifica
         [r.reservation_id for r in reservations],
         sum(len(r.device_ids) for r in reservations),
     )
-    await followed(client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certificate.device_id)
+    await followed(
+        client, "SELECT count(*) = 1 FROM certified_energy WHERE device_id = $1", certificate.parts[0].device_id
+    )
 
 
 async def refused_deletion(client, issuer, org, device) -> str:
@@ -196,12 +198,13 @@ def issued(
         certificate_id=uuid.uuid4(),
         reservation_id=created.reservation_id,
         reservation_uid=created.reservation_uid,
-        device_id=device_id,
         buyer_organization_id=created.buyer_organization_id,
-        owner_organization_id=owner,
+        period_start=start,
+        period_end=end,
         generation_start=start,
         generation_end=end,
         energy_wh=energy_wh,
+        parts=[CertificatePart(device_id=device_id, owner_organization_id=owner, energy_wh=energy_wh)],
     )
 
 

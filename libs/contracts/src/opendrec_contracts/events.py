@@ -281,19 +281,65 @@ class ReservationEnded(Event):
     reason: Literal["expired", "ended_by_buyer", "target_reached", "deleted"]
 
 
+class CertificatePart(BaseModel):
+    """One device's energy in a certificate."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    device_id: int
+    owner_organization_id: int  # whose device it is (the organization of its accepted reads)
+    energy_wh: int = Field(gt=0)
+
+
 class CertificateIssued(Event):
+    """A certificate (issue 14, D-REC's issuance): one per reservation, country and period of the reservation's
+    frequency, holding every device of the reservation in that country, with a part per device. `kind`: "period"
+    (the period's certificate, sequence 0), "late" (energy of a period already issued, sequence 1, 2, ...),
+    "history" (one History read of one device, sequence 1, 2, ...). Whole kWh are issued: `energy_wh` =
+    allocated + carry_in_wh - carry_out_wh, the remainder carried to the next certificate of the (reservation,
+    country); the certificate that reaches a target without authority to exceed it is cut to exactly what remains
+    (`target_reached`: the reservation ends). v1 named one device: read as one part."""
+
     TYPE = "certificate.issued"
+    VERSION = 2
     KEY = "certificate_id"
 
     certificate_id: uuid.UUID
     reservation_id: int
     reservation_uid: uuid.UUID
-    device_id: int
     buyer_organization_id: int
-    owner_organization_id: int
-    generation_start: datetime
+    country_code: str | None = None  # the devices' (None: unknown)
+    kind: Literal["period", "late", "history"] = "period"
+    sequence: int = Field(default=0, ge=0)
+    period_start: datetime  # the period, cut by the reservation's window (history: the read's interval in it)
+    period_end: datetime
+    generation_start: datetime  # the energy's: earliest start and latest end of the reads' parts in it
     generation_end: datetime
-    energy_wh: int = Field(gt=0)
+    energy_wh: int = Field(gt=0)  # issued
+    carry_in_wh: int = Field(default=0, ge=0)
+    carry_out_wh: int = Field(default=0, ge=0)
+    target_reached: bool = False
+    parts: list[CertificatePart] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _parts_hold_the_energy(self) -> CertificateIssued:
+        if sum(p.energy_wh for p in self.parts) != self.energy_wh:
+            raise ValueError("the parts' energy_wh must add up to energy_wh")
+        return self
+
+
+def _certificate_issued_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 was one device's certificate of one run: one part, its generation period as the period, no carry."""
+    payload = dict(payload)
+    device_id, owner = payload.pop("device_id"), payload.pop("owner_organization_id")
+    return {
+        **payload,
+        "kind": "period",
+        "sequence": 0,
+        "period_start": payload["generation_start"],
+        "period_end": payload["generation_end"],
+        "parts": [{"device_id": device_id, "owner_organization_id": owner, "energy_wh": payload["energy_wh"]}],
+    }
 
 
 # -- the registry's lifecycle (issue 14): what happens to certificates after issuance ------------------------------

@@ -40,6 +40,7 @@ EVENTS: dict[str, type[Event]] = {
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("read.ingested", 1): events._read_ingested_v1_to_v2,
+    ("certificate.issued", 1): events._certificate_issued_v1_to_v2,
 }
 
 

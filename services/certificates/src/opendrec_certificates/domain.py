@@ -1,19 +1,37 @@
 """How accepted energy becomes certificates, without I/O.
 
-A read's energy goes to a reservation in proportion to how much of the read's interval
-lies inside the reservation window (rounded down to whole Wh; the window stops at the
-reservation's end if it was ended early), never more than the read has left uncertified,
-and never past the reservation's target unless it has authority to exceed it. What is
-certified in one run is grouped into one certificate per frequency period (hour, day, ...)
-of the read ends.
+Two steps (issue 14, D-REC's issuance):
+
+- **Allocation.** A settled read's energy goes to a reservation in proportion to how much of the read's interval
+  lies inside the reservation window (rounded down to whole Wh; the window stops at the reservation's end, or
+  earlier if it was ended), never more than the read has left uncertified, and never past the reservation's
+  target unless it has authority to exceed it. That share is split over the periods of the reservation's
+  frequency the read overlaps, in proportion to time, exactly (a cumulative floor over microseconds: the parts
+  sum to the share). A History read (before the device's onboarding) is one allocation of its own.
+- **Issuance.** Once a period has closed and settled, ONE certificate per (reservation, country, period) takes
+  every allocation of that period not yet issued, with a part per device. Only whole kWh are issued: the
+  remainder is carried, per (reservation, country) and device, into the next certificate (`issue_round`). A
+  period already issued gets `late` certificates (sequence 1, 2, ...); History reads get one certificate per
+  device and read when they hold at least 1 kWh.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final, Literal
 
-from opendrec_kit.periods import period_of_end
+from opendrec_kit.periods import next_period_start, period_of_end, period_start
+
+KWH = 1000
+US = timedelta(microseconds=1)
+Kind = Literal["period", "late", "history"]
+PERIOD: Final = "period"  # the period's certificate (sequence 0)
+LATE: Final = "late"  # energy of a period already issued (sequence 1, 2, ...)
+HISTORY: Final = "history"  # one History read of one device (sequence 1, 2, ...)
+# Certificate ids are derived from what a certificate is (its key), so a replay or a rebuild names it the same.
+CERTIFICATE_NAMESPACE = uuid.UUID("6f1d2c1e-4d0a-5e8b-9c57-0e6a8f4b1d14")
 
 
 @dataclass(frozen=True)
@@ -22,7 +40,8 @@ class Read:
     start: datetime
     end: datetime
     energy_wh: int
-    certified_wh: int  # already certified, for any reservation
+    certified_wh: int  # already allocated, to any reservation
+    history: bool = False  # a History read: energy before the device's onboarding
 
     @property
     def uncertified_wh(self) -> int:
@@ -33,29 +52,42 @@ class Read:
 class Reservation:
     reservation_id: int
     start: datetime
-    end: datetime
+    end: datetime  # the effective end: its end date, or when it ended if earlier
     frequency: str
     target_wh: int | None
     authority_to_exceed: bool
-    certified_wh: int  # already certified for this reservation
+    certified_wh: int  # already allocated to this reservation
     expiry: datetime | None = None  # nothing is certified for it from then on (None: no such limit)
+
+    @property
+    def capped(self) -> bool:
+        return self.target_wh is not None and not self.authority_to_exceed
 
 
 @dataclass(frozen=True)
 class Allocation:
+    """The part of one read that one reservation gets in one period (or, for a History read, its own)."""
+
     read_id: int
+    kind: str  # PERIOD or HISTORY
+    period_start: datetime  # the period as cut by the window; a History read's own interval in the window
+    period_end: datetime
     energy_wh: int
-    start: datetime  # the part of the read inside the window
+    start: datetime  # the part of the read inside the period and the window
     end: datetime
 
 
 @dataclass(frozen=True)
-class Issue:
-    period_start: datetime
-    generation_start: datetime
-    generation_end: datetime
-    energy_wh: int
-    allocations: tuple[Allocation, ...]
+class Round:
+    """One issuance of a (reservation, country, period): what it takes and what it issues."""
+
+    allocated_wh: int
+    carry_in_wh: int
+    issued_wh: int
+    carry_out_wh: int
+    parts: tuple[tuple[int, int], ...]  # (device_id, Wh issued), by device
+    carry_out: tuple[tuple[int, int], ...]  # (device_id, Wh carried to the next certificate), by device
+    target_reached: bool
 
 
 def effective_end(end: datetime, ended_at: datetime | None) -> datetime:
@@ -85,16 +117,45 @@ def share_in_window(read: Read, start: datetime, end: datetime) -> tuple[int, da
     lo, hi = max(read.start, start), min(read.end, end)
     if hi <= lo:
         return None
-    us = timedelta(microseconds=1)
-    whole, part = (read.end - read.start) // us, (hi - lo) // us  # exact integers, no float drift
+    whole, part = (read.end - read.start) // US, (hi - lo) // US  # exact integers, no float drift
     wh = read.energy_wh * part // whole
     return wh, lo, hi
 
 
+def period_bounds(moment_start: datetime, frequency: str, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The period of `frequency` starting at `moment_start` (a period start), cut by the window [start, end)."""
+    return max(moment_start, start), min(next_period_start(moment_start, frequency), end)
+
+
+def split(
+    wh: int, lo: datetime, hi: datetime, frequency: str, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime, int, datetime, datetime]]:
+    """`wh` generated over [lo, hi) (inside the window [start, end)) split over the periods it overlaps, in
+    proportion to time: (period start, period end (both cut by the window), Wh, part start, part end). Cumulative
+    floor over microseconds: the parts sum to `wh` exactly, none lost, none twice. An instant (lo = hi) belongs
+    to the period it lies in (at the window's end: the last one)."""
+    if hi <= lo:
+        p = period_of_end(lo, frequency) if lo >= end else period_start(lo, frequency)
+        p_lo, p_hi = period_bounds(p, frequency, start, end)
+        return [(p_lo, p_hi, wh, lo, hi)]
+    whole = (hi - lo) // US
+    out = []
+    p, done, given = period_start(lo, frequency), lo, 0
+    while done < hi:
+        boundary = min(next_period_start(p, frequency), hi)
+        cumulative = wh * ((boundary - lo) // US) // whole
+        p_lo, p_hi = period_bounds(p, frequency, start, end)
+        out.append((p_lo, p_hi, cumulative - given, done, boundary))
+        given, done, p = cumulative, boundary, next_period_start(p, frequency)
+    return out
+
+
 def allocate(reads: list[Read], reservation: Reservation) -> list[Allocation]:
-    """Energy of `reads` (one device, none yet certified for this reservation) that the reservation gets."""
+    """Energy of `reads` (one device, none yet allocated to this reservation) that the reservation gets, per
+    read and period (only parts > 0 Wh)."""
     remaining = None
-    if reservation.target_wh is not None and not reservation.authority_to_exceed:
+    if reservation.capped:
+        assert reservation.target_wh is not None
         remaining = max(reservation.target_wh - reservation.certified_wh, 0)
     out: list[Allocation] = []
     for read in sorted(reads, key=lambda r: (r.end, r.id)):
@@ -106,23 +167,75 @@ def allocate(reads: list[Read], reservation: Reservation) -> list[Allocation]:
         if remaining is not None:
             wh = min(wh, remaining)
             remaining -= wh
-        if wh > 0:
-            out.append(Allocation(read.id, wh, lo, hi))
+        if wh <= 0:
+            continue
+        if read.history:
+            out.append(Allocation(read.id, HISTORY, lo, hi, wh, lo, hi))
+            continue
+        for p_lo, p_hi, part, a, b in split(wh, lo, hi, reservation.frequency, reservation.start, reservation.end):
+            if part > 0:
+                out.append(Allocation(read.id, PERIOD, p_lo, p_hi, part, a, b))
     return out
 
 
-def issues(allocations: list[Allocation], frequency: str) -> list[Issue]:
-    """One certificate per frequency period of the allocations' ends."""
-    groups: dict[datetime, list[Allocation]] = {}
-    for a in allocations:
-        groups.setdefault(period_of_end(a.end, frequency), []).append(a)
-    return [
-        Issue(
-            period_start=p,
-            generation_start=min(a.start for a in group),
-            generation_end=max(a.end for a in group),
-            energy_wh=sum(a.energy_wh for a in group),
-            allocations=tuple(group),
-        )
-        for p, group in sorted(groups.items())
-    ]
+def issue_round(
+    carry: dict[int, int],
+    allocated: dict[int, int],
+    *,
+    target_left: int | None = None,
+    full: bool = False,
+    whole_kwh_only: bool = False,
+) -> Round:
+    """What one certificate issues from the (reservation, country) carry and the period's allocations, both per
+    device. Whole kWh: floor((carry_in + allocated) / 1000) * 1000, the remainder carried. Issued Wh are taken
+    from the carry first (by device), then from the allocations (by device), so the oldest energy leaves first.
+
+    `target_left` (a capped reservation: its target less what it was issued): never more. `full`: the reservation
+    was allocated up to its target, nothing more will come: what is left is issued to the Wh (the certificate
+    that reaches the target is cut to exactly what remains). `whole_kwh_only` (History): nothing below 1 kWh is
+    issued (D-REC's minimum); the remainder is carried all the same."""
+    carry_in, alloc = sum(carry.values()), sum(allocated.values())
+    pool = carry_in + alloc
+    issued = pool if full else pool // KWH * KWH
+    if target_left is not None:
+        issued = min(issued, max(target_left, 0))
+    if whole_kwh_only and issued < KWH:
+        issued = 0
+    target_reached = target_left is not None and issued > 0 and issued == target_left
+    parts: dict[int, int] = {}
+    left = issued
+    for source in (carry, allocated):
+        for device in sorted(source):
+            take = min(source[device], left)
+            if take > 0:
+                parts[device] = parts.get(device, 0) + take
+                left -= take
+    devices = sorted(set(carry) | set(allocated))
+    carry_out = {d: carry.get(d, 0) + allocated.get(d, 0) - parts.get(d, 0) for d in devices}
+    return Round(
+        allocated_wh=alloc,
+        carry_in_wh=carry_in,
+        issued_wh=issued,
+        carry_out_wh=pool - issued,
+        parts=tuple(sorted(parts.items())),
+        carry_out=tuple((d, wh) for d, wh in sorted(carry_out.items()) if wh > 0),
+        target_reached=target_reached,
+    )
+
+
+def issuable(period_end: datetime, ends: datetime, settle: timedelta, now: datetime) -> bool:
+    """A period is issued once it has closed (its end, or the window's if earlier) and the settle time passed."""
+    return min(period_end, ends) + settle <= now
+
+
+def certificate_id(
+    reservation_id: int, country_code: str | None, period_start: datetime, kind: str, sequence: int
+) -> uuid.UUID:
+    """The certificate's id, from its key: the same certificate is the same id after a replay or a rebuild."""
+    key = f"{reservation_id}/{country_code or ''}/{period_start.isoformat()}/{kind}/{sequence}"
+    return uuid.uuid5(CERTIFICATE_NAMESPACE, key)
+
+
+def part_id(certificate: uuid.UUID, device_id: int) -> uuid.UUID:
+    """The id of a certificate's part (one device's energy): D-REC's per-device log entry."""
+    return uuid.uuid5(certificate, str(device_id))

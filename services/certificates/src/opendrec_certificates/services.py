@@ -3,10 +3,16 @@
 Adapters (handlers.py for the events, the certification worker in app.py, api.py for the log) call one of
 these; the rules are in domain.py, the SQL in store.py.
 
-Energy of the last `settle` (CERTIFY_SETTLE_S) is not certified yet: reservation.ended comes on another topic,
-and an early end published just before a read arrives must be known before that read's energy is given to the
-reservation. A device left with such reads is due again when they have settled (`certify_due`). `now` is
-passed in by the adapter (tests move time by hand).
+Energy goes to certificates in two steps (domain.py): allocation (a settled read's share of each reservation
+window, per period of the reservation's frequency) and issuance (one certificate per reservation, country and
+period once the period has closed and settled; whole kWh, the remainder carried). Energy of the last `settle`
+(CERTIFY_SETTLE_S) is not allocated yet: reservation.ended comes on another topic, and an early end published just
+before a read arrives must be known before that read's energy is given to the reservation. A device left with such
+reads is due again when they have settled, and a period is issued when it has closed and settled (`certify_due`,
+the worker's round). `now` is passed in by the adapter (tests move time by hand).
+
+Locks, always in this order: a device's (allocation), then its reservations' in id order (allocation and
+issuance of one reservation run one transaction at a time), then the ledger's head (ledger.services.append, last).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncpg
 
 from opendrec_contracts import (
     CertificateIssued,
+    CertificatePart,
     DeviceRegistered,
     ReadIngested,
     ReservationCreated,
@@ -34,75 +41,254 @@ from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_exact
 
 from . import domain, store
+from .ledger import domain as ledger_domain
+from .ledger import services as ledger
+from .registry import services as registry
+from .registry.domain import IssuedCertificate
 
 log = logging.getLogger(__name__)
 BUYER = "Buyer"
-DUE_BATCH = 500  # due devices one round of the certification worker takes
+DUE_BATCH = 500  # due devices (and due reservations) one round of the certification worker takes
 
 
-# -- certification ------------------------------------------------------------------------------------
+# -- allocation -----------------------------------------------------------------------------------------------------
 
 
-async def _certify_device(uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime) -> None:
-    """Certify what the device's reservations can take of its settled, uncertified reads; record
-    certificate.issued for each certificate. The caller holds the device lock."""
+async def _allocate_device(uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime) -> list[int]:
+    """Allocate what the device's reservations can take of its settled reads not yet allocated to them; the
+    reservations of the device (to issue for). The caller holds the device lock; this takes the reservations'."""
     conn = uow.conn
-    owner = await store.read_owner(conn, device_id)
-    if owner is None:
-        return  # no accepted energy yet
     settled_before = now - settle
-    # A reservation's target is shared by its devices, which other transactions certify at the same
-    # time: its certified total is read under its lock, or two devices could each fill what is left.
-    await store.lock_capped_reservations(conn, device_id)
-    for reservation in await store.reservations_of_device(conn, device_id):
+    # A reservation's target is shared by its devices, which other transactions allocate at the same time: what
+    # it was allocated is read under its lock, or two devices could each fill what is left.
+    await store.lock_reservations_of_device(conn, device_id)
+    reservations = await store.reservations_of_device(conn, device_id)
+    for reservation in reservations:
         if not domain.certifiable(reservation, now):
             continue  # expired: nothing more is certified for it
         reads = await store.uncertified_reads(
             conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
         )
         allocations = domain.allocate(reads, reservation)
-        if not allocations:
-            continue
-        res = await store.reservation(conn, reservation_id=reservation.reservation_id)
-        assert res is not None  # the reservation of the device, read in this transaction
-        for issue in domain.issues(allocations, reservation.frequency):
-            certificate_id = uuid.uuid4()
-            await store.insert_certificate(
-                conn,
-                certificate_id,
-                reservation.reservation_id,
-                device_id,
-                owner,
-                res["buyer_organization_id"],
-                issue.generation_start,
-                issue.generation_end,
-                issue.energy_wh,
-                issue.allocations,
-            )
-            uow.record(
-                CertificateIssued(
-                    certificate_id=certificate_id,
-                    reservation_id=reservation.reservation_id,
-                    reservation_uid=res["uid"],
-                    device_id=device_id,
-                    buyer_organization_id=res["buyer_organization_id"],
-                    owner_organization_id=owner,
-                    generation_start=issue.generation_start,
-                    generation_end=issue.generation_end,
-                    energy_wh=issue.energy_wh,
-                )
-            )
-            log.info(
-                "certificate issued",
-                extra={
-                    "certificate_id": str(certificate_id),
-                    "reservation_id": reservation.reservation_id,
-                    "device_id": device_id,
-                    "energy_wh": issue.energy_wh,
-                },
-            )
+        if allocations:
+            await store.insert_allocations(conn, reservation.reservation_id, device_id, allocations)
     unsettled = await store.latest_unsettled_end(conn, device_id, settled_before)
     await store.set_certification_due(conn, device_id, unsettled + settle if unsettled else None)
+    return [r.reservation_id for r in reservations]
+
+
+# -- issuance -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """The due allocations of one certificate to be: (country, kind, period), per device."""
+
+    country_code: str | None
+    kind: str
+    period_start: datetime
+    period_end: datetime
+    energy: dict[int, int]
+    starts: dict[int, datetime]
+    ends: dict[int, datetime]
+    keys: list[tuple[int, datetime]]  # (read id, period start) of each allocation
+    reads: list[tuple[int, datetime, datetime, int]]  # (device, start, end, Wh): the intervals it covers
+
+
+def _pending(rows: list[Any]) -> list[_Pending]:
+    """Due allocations grouped into certificates: a period's of one country together; a History read's alone."""
+    groups: dict[tuple[Any, ...], _Pending] = {}
+    for row in rows:
+        if row["kind"] == domain.HISTORY:
+            key: tuple[Any, ...] = (row["period_start"], 1, row["country_code"] or "", row["device_id"], row["read_id"])
+        else:
+            key = (row["period_start"], 0, row["country_code"] or "")
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Pending(
+                row["country_code"], row["kind"], row["period_start"], row["period_end"], {}, {}, {}, [], []
+            )
+        device = row["device_id"]
+        group.energy[device] = group.energy.get(device, 0) + row["energy_wh"]
+        group.starts[device] = min(group.starts.get(device, row["start_at"]), row["start_at"])
+        group.ends[device] = max(group.ends.get(device, row["end_at"]), row["end_at"])
+        group.period_end = max(group.period_end, row["period_end"])
+        group.keys.append((row["read_id"], row["period_start"]))
+        group.reads.append((device, row["start_at"], row["end_at"], row["energy_wh"]))
+    return [groups[k] for k in sorted(groups)]
+
+
+async def _issue_reservation(uow: UnitOfWork, reservation_id: int, settle: timedelta, now: datetime) -> int:
+    """Issue the reservation's certificates of every period that has closed and settled by `now`; how many.
+    The caller holds the reservation's lock."""
+    conn = uow.conn
+    terms = await store.issuance_terms(conn, reservation_id)
+    if terms is None:
+        return 0
+    expired = terms["reservation_expiry"] is not None and now >= terms["reservation_expiry"]
+    if expired or terms["target_reached"]:
+        # nothing more is issued for it: what was allocated and not issued goes back to its reads, uncertified
+        await store.release_pending(conn, reservation_id)
+        return 0
+    rows = await store.due_allocations(conn, reservation_id, now - settle, terms["ends"])
+    if not rows:
+        return 0
+    target = terms["target_capacity_wh"] if not terms["authority_to_exceed"] else None
+    issued_total, issued = terms["issued_wh"], 0
+    full = target is not None and terms["allocated_wh"] >= target
+    for pending in _pending(rows):
+        round_ = await _issue_round(uow, terms, pending, None if target is None else target - issued_total, full)
+        if round_ is not None and round_.issued_wh:
+            issued += 1
+            issued_total += round_.issued_wh
+            if round_.target_reached:
+                await store.release_pending(conn, reservation_id)
+                break
+    return issued
+
+
+async def _issue_round(
+    uow: UnitOfWork, terms: Any, pending: _Pending, target_left: int | None, full: bool
+) -> domain.Round | None:
+    """One (reservation, country, period, kind): its round, and its certificate when it issues whole kWh."""
+    conn = uow.conn
+    reservation_id, country = terms["reservation_id"], pending.country_code
+    counts = await store.rounds_of_period(conn, reservation_id, country, pending.period_start)
+    kind: domain.Kind
+    if pending.kind == domain.HISTORY:
+        kind, sequence = domain.HISTORY, counts.get(domain.HISTORY, 0) + 1
+    elif counts.get(domain.PERIOD):
+        kind, sequence = domain.LATE, counts.get(domain.LATE, 0) + 1  # an issued period is never reopened
+    else:
+        kind, sequence = domain.PERIOD, 0
+    carried = await store.carry(conn, reservation_id, country)
+    history = kind == domain.HISTORY
+    # A History read's certificate takes no carry; its remainder joins the carry of the (reservation, country).
+    round_ = domain.issue_round(
+        {} if history else carried, pending.energy, target_left=target_left, full=full, whole_kwh_only=history
+    )
+    certificate_id = domain.certificate_id(reservation_id, country, pending.period_start, kind, sequence)
+    read_ids, period_starts = (list(column) for column in zip(*pending.keys, strict=True))
+    await store.insert_round(
+        conn,
+        certificate_id,
+        reservation_id,
+        country,
+        kind,
+        sequence,
+        pending.period_start,
+        pending.period_end,
+        round_,
+        read_ids,
+        period_starts,
+    )
+    carry_out = dict(round_.carry_out)
+    if history:
+        for device, wh in carried.items():
+            carry_out[device] = carry_out.get(device, 0) + wh
+    await store.set_carry(conn, reservation_id, country, carry_out)
+    if round_.issued_wh == 0:
+        return round_  # under 1 kWh: carried to the next certificate of the (reservation, country)
+    await _issue_certificate(uow, terms, pending, kind, sequence, certificate_id, round_)
+    return round_
+
+
+async def _issue_certificate(
+    uow: UnitOfWork,
+    terms: Any,
+    pending: _Pending,
+    kind: domain.Kind,
+    sequence: int,
+    certificate_id: uuid.UUID,
+    round_: domain.Round,
+) -> None:
+    """Store the certificate and its parts, append its issuance to the ledger, hand it to the registry (holdings
+    of the buyer) and record certificate.issued."""
+    conn = uow.conn
+    generation_start, generation_end = min(pending.starts.values()), max(pending.ends.values())
+    parts = []
+    for device, wh in round_.parts:
+        owner = await store.device_read_owner(conn, device)
+        assert owner is not None  # the device has accepted reads: the energy is theirs
+        parts.append(
+            (
+                domain.part_id(certificate_id, device),
+                device,
+                owner,
+                wh,
+                pending.starts.get(device, generation_start),
+                pending.ends.get(device, generation_end),
+            )
+        )
+    row = await store.insert_certificate(
+        conn,
+        certificate_id,
+        terms["reservation_id"],
+        terms["buyer_organization_id"],
+        pending.country_code,
+        kind,
+        sequence,
+        pending.period_start,
+        pending.period_end,
+        generation_start,
+        generation_end,
+        round_,
+        parts,
+    )
+    event = CertificateIssued(
+        certificate_id=certificate_id,
+        reservation_id=terms["reservation_id"],
+        reservation_uid=terms["uid"],
+        buyer_organization_id=terms["buyer_organization_id"],
+        country_code=pending.country_code,
+        kind=kind,
+        sequence=sequence,
+        period_start=pending.period_start,
+        period_end=pending.period_end,
+        generation_start=generation_start,
+        generation_end=generation_end,
+        energy_wh=round_.issued_wh,
+        carry_in_wh=round_.carry_in_wh,
+        carry_out_wh=round_.carry_out_wh,
+        target_reached=round_.target_reached,
+        parts=[CertificatePart(device_id=d, owner_organization_id=o, energy_wh=wh) for _, d, o, wh, _, _ in parts],
+    )
+    body = {
+        **event.model_dump(mode="json"),
+        "allocated_wh": round_.allocated_wh,
+        "reads_hash": ledger_domain.reads_hash(pending.reads),
+    }
+    # The ledger's head is taken last (after the reservation's lock); the registry's holdings after it.
+    await ledger.append(uow, "issuance", certificate_id, body, recorded_at=row["issued_at"])
+    await registry.issue_holdings(
+        uow,
+        IssuedCertificate(
+            certificate_id=certificate_id,
+            buyer_organization_id=terms["buyer_organization_id"],
+            country_code=pending.country_code,
+            period_start=pending.period_start,
+            period_end=pending.period_end,
+            parts=tuple((d, wh) for _, d, _, wh, _, _ in parts),
+        ),
+    )
+    uow.record(event)
+    log.info(
+        "certificate issued",
+        extra={
+            "certificate_id": str(certificate_id),
+            "reservation_id": terms["reservation_id"],
+            "kind": kind,
+            "energy_wh": round_.issued_wh,
+            "target_reached": round_.target_reached,
+        },
+    )
+
+
+async def _certify_device(uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime) -> None:
+    """Allocate the device's settled energy, then issue what closed for its reservations. The caller holds the
+    device lock."""
+    for reservation_id in await _allocate_device(uow, device_id, settle, now):
+        await _issue_reservation(uow, reservation_id, settle, now)
 
 
 async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, now: datetime) -> None:
@@ -111,7 +297,7 @@ async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, no
     async with uow:
         await store.lock_device(uow.conn, event.device_id)
         await store.insert_reads(
-            uow.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies
+            uow.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies, event.read_type
         )
         await _certify_device(uow, event.device_id, settle, now)
 
@@ -189,34 +375,46 @@ async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
 class Sweep:
     due: int  # due devices taken (at most the batch)
     certified: int  # of which certified here (the others were busy in another transaction)
+    issued: int = 0  # certificates issued for reservations whose periods closed
 
 
 async def certify_due(uow: UnitOfWork, settle: timedelta, now: datetime, batch: int = DUE_BATCH) -> Sweep:
-    """One round of the certification worker: certify each device (up to `batch`) whose unsettled energy has
-    settled by `now`, one transaction per device."""
+    """One round of the certification worker: allocate (and issue for) each device (up to `batch`) whose
+    unsettled energy has settled by `now`, then issue the periods that have closed and settled since, one
+    transaction per device and per reservation. A device or reservation busy in another transaction (a read, a
+    reservation, another replica's sweep) is left to it: replicas share the work, and each certificate is issued
+    once (its key is unique)."""
     async with uow.reading("read_committed") as r:
         due = await store.due_devices(r.conn, now, batch)
     certified = 0
     for device_id in due:
         async with uow:
-            # A device busy in another transaction (a read, a reservation, another replica's sweep) is
-            # certified there; its due time is set again when that one ends.
+            # its due time is set again when the transaction holding it ends
             if await store.try_lock_device(uow.conn, device_id) and await store.is_certification_due(
                 uow.conn, device_id, now
             ):
                 await _certify_device(uow, device_id, settle, now)
                 certified += 1
-    if certified:
-        log.info("settled energy certified", extra={"devices": certified})
-    return Sweep(len(due), certified)
+    async with uow.reading("read_committed") as r:
+        closed = await store.due_reservations(r.conn, now - settle, batch)
+    issued = 0
+    for reservation_id in closed:
+        async with uow:
+            if await store.try_lock_reservation(uow.conn, reservation_id):
+                issued += await _issue_reservation(uow, reservation_id, settle, now)
+    if certified or issued:
+        log.info("settled energy certified", extra={"devices": certified, "certificates": issued})
+    return Sweep(len(due), certified, issued)
 
 
 # -- the certificate log ----------------------------------------------------------------------------------
 
 
-def _certificate(row: Any) -> dict[str, Any]:
+def _part(row: Any) -> dict[str, Any]:
+    """Ours, of one certificate part (one device's energy in a certificate: store._PART's row)."""
     return {
         "id": str(row["id"]),
+        "certificateId": str(row["certificate_id"]),
         "groupId": row["reservation_id"],
         "deviceId": row["device_id"],
         "externalId": row["external_id"],
@@ -228,6 +426,50 @@ def _certificate(row: Any) -> dict[str, Any]:
         "buyerOrganizationId": row["buyer_organization_id"],
         "status": row["status"],
         "issuedAt": iso(row["issued_at"]),
+        "countryCode": row["country_code"],
+        "kind": row["kind"],
+        "sequence": row["sequence"],
+        "periodStart": iso_exact(row["period_start"]),
+        "periodEnd": iso_exact(row["period_end"]),
+    }
+
+
+def _certificate(row: Any, parts: list[Any]) -> dict[str, Any]:
+    """Ours, of one certificate (store.certificates_of_reservation's row) with the parts the caller sees: `energyWh`
+    is theirs (a device owner sees its own devices' energy only); `deviceId`, `externalId` and
+    `ownerOrganizationId` name the device when there is one part (null otherwise: see `parts`)."""
+    one = parts[0] if len(parts) == 1 else None
+    return {
+        "id": str(row["id"]),
+        "groupId": row["reservation_id"],
+        "deviceId": one["device_id"] if one else None,
+        "externalId": one["external_id"] if one else None,
+        "certificateStartDate": iso_exact(row["generation_start"]),
+        "certificateEndDate": iso_exact(row["generation_end"]),
+        "energyWh": row["visible_wh"],
+        "ownerOrganizationId": one["owner_organization_id"] if one else None,
+        "buyerOrganizationId": row["buyer_organization_id"],
+        "status": row["status"],
+        "issuedAt": iso(row["issued_at"]),
+        "countryCode": row["country_code"],
+        "kind": row["kind"],
+        "sequence": row["sequence"],
+        "periodStart": iso_exact(row["period_start"]),
+        "periodEnd": iso_exact(row["period_end"]),
+        "allocatedWh": row["allocated_wh"],
+        "carryInWh": row["carry_in_wh"],
+        "carryOutWh": row["carry_out_wh"],
+        "targetReached": row["target_reached"],
+        "parts": [
+            {
+                "id": str(p["id"]),
+                "deviceId": p["device_id"],
+                "externalId": p["external_id"],
+                "ownerOrganizationId": p["owner_organization_id"],
+                "energyWh": p["energy_wh"],
+            }
+            for p in parts
+        ],
     }
 
 
@@ -255,9 +497,10 @@ class ReservationLog:
     """One page of a reservation's certificates as the caller may see them, with the totals of the whole view."""
 
     reservation: Any  # the reservation's row (store.reservation)
-    rows: list[Any]  # the page's certificates (store.certificates_of_reservation)
-    count: int  # certificates in the whole view
+    rows: list[Any]  # the page's parts (store.parts_of_reservation) or certificates (certificates_of_reservation)
+    count: int  # parts, or certificates, in the whole view
     energy_wh: int  # their energy
+    parts: dict[uuid.UUID, list[Any]]  # by certificate: the parts the caller sees (certificates only)
 
 
 async def _log(
@@ -270,6 +513,7 @@ async def _log(
     reservation_id: int | None = None,
     uid: uuid.UUID | None = None,
     api_user_names_none: bool = False,
+    by_certificate: bool = False,
 ) -> ReservationLog:
     """A page of one reservation's certificates (by id or uid) as the caller may see them, with totals; the use
     cases below answer it in one of the D-REC shapes (`certificate_log`, `device_issue_log`, `group_issue_log`).
@@ -279,9 +523,10 @@ async def _log(
     A reservation not known here (yet: reservation.created may still be on its way) is asked of the reservations
     service once, on the caller's behalf (`learn_reservation`), then looked for again; unknown there too, or not
     the caller's to see: 404."""
-    found = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
+    args = (uow, user, page, organization_id, reservation_id, uid, api_user_names_none, by_certificate)
+    found = await _reservation_log(*args)
     if found is None and await learn_reservation(uow, learning, user, reservation_id=reservation_id, uid=uid):
-        found = await _reservation_log(uow, user, page, organization_id, reservation_id, uid, api_user_names_none)
+        found = await _reservation_log(*args)
     if found is None:
         raise ApiError(404, _absent(reservation_id, uid))
     return found
@@ -334,8 +579,10 @@ async def _reservation_log(
     reservation_id: int | None,
     uid: uuid.UUID | None,
     api_user_names_none: bool,
+    by_certificate: bool,
 ) -> ReservationLog | None:
-    """_log's page, None when the reservation is not known here (a 404 when it is not the caller's)."""
+    """_log's page (of parts, or `by_certificate`), None when the reservation is not known here (a 404 when it is
+    not the caller's)."""
     absent = _absent(reservation_id, uid)
     async with uow.reading() as r:
         conn = r.conn
@@ -358,29 +605,39 @@ async def _reservation_log(
             owner = viewer
         else:  # not theirs: answer as if it did not exist, so ids leak nothing
             raise ApiError(404, absent)
-        totals = await store.reservation_totals(conn, res["reservation_id"], owner)
-        rows = await store.certificates_of_reservation(conn, res["reservation_id"], owner, page.limit, page.offset)
-    return ReservationLog(res, list(rows), totals["count"], totals["energy_wh"])
+        reservation_id = res["reservation_id"]
+        parts: dict[uuid.UUID, list[Any]] = {}
+        if by_certificate:
+            totals = await store.certificate_totals(conn, reservation_id, owner)
+            rows = await store.certificates_of_reservation(conn, reservation_id, owner, page.limit, page.offset)
+            for part in await store.parts_of_certificates(conn, [row["id"] for row in rows], owner):
+                parts.setdefault(part["certificate_id"], []).append(part)
+        else:
+            totals = await store.parts_totals(conn, reservation_id, owner)
+            rows = await store.parts_of_reservation(conn, reservation_id, owner, page.limit, page.offset)
+    return ReservationLog(res, list(rows), totals["count"], totals["energy_wh"], parts)
 
 
 # -- the D-REC shapes of a reservation's log ------------------------------------------------------------------
 # D-REC (d-rec/drec-origin, apps/drec-api/src/pods/...) keeps three logs of an issuance: one row per device
 # (CheckCertificateIssueDateLogForDeviceEntity), one per issuance of the group (…ForDeviceGroupEntity) and the
-# issuer's certificate. Here a certificate is already one device's energy of one period of one reservation, so
-# each of the three is one entry per certificate, its id standing for D-REC's certificateTransactionUID (the
-# issuance that ties the three together). No blockchain here: no owners, claims, block hashes or addresses.
+# issuer's certificate. Here a certificate is one reservation's energy of one country and period, with a part per
+# device: the per-device log is its parts, the group's log and the issuer's are its certificates, and the
+# certificate's id stands for D-REC's certificateTransactionUID (the issuance that ties the three together). No
+# blockchain here: no owners, claims, block hashes or addresses.
 
 
 def _issue_log_entry(log_: ReservationLog, row: Any) -> dict[str, Any]:
-    """A certificate as D-REC's per-device issue log (CheckCertificateIssueDateLogForDeviceEntity: id, status,
-    externalId and groupId are our certificate's own), with our fields and the reservation's uid and name."""
+    """A certificate part as D-REC's per-device issue log (CheckCertificateIssueDateLogForDeviceEntity: id, status,
+    externalId and groupId are our part's own; certificateTransactionUID its certificate's id), with our fields and
+    the reservation's uid and name."""
     res = log_.reservation
     return {
-        **_certificate(row),
+        **_part(row),
         "certificate_issuance_startdate": iso_exact(row["generation_start"]),
         "certificate_issuance_enddate": iso_exact(row["generation_end"]),
         "readvalue_watthour": row["energy_wh"],
-        "certificateTransactionUID": str(row["id"]),
+        "certificateTransactionUID": str(row["certificate_id"]),
         "createdAt": iso(row["issued_at"]),
         "updatedAt": iso(row["issued_at"]),
         "devicegroup_uid": str(res["uid"]),
@@ -388,14 +645,14 @@ def _issue_log_entry(log_: ReservationLog, row: Any) -> dict[str, Any]:
     }
 
 
-def _metadata(log_: ReservationLog, row: Any) -> dict[str, Any]:
+def _metadata(log_: ReservationLog, row: Any, parts: list[Any]) -> dict[str, Any]:
     """D-REC's ICertificateMetadata (utils/types.ts) of a certificate: the group, the devices' externalIds, the
     reservation's uid and the issuance's transaction uid."""
     res = log_.reservation
     return {
         "groupId": str(res["reservation_id"]),
         "buyerReservationId": str(res["uid"]),
-        "deviceIds": [row["external_id"]] if row["external_id"] is not None else [],
+        "deviceIds": [p["external_id"] for p in parts if p["external_id"] is not None],
         "certificateTransactionUID": str(row["id"]),
     }
 
@@ -404,8 +661,8 @@ async def device_issue_log(
     uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None, learning: Learning, reservation_id: int
 ) -> tuple[list[dict[str, Any]], int]:
     """GET /api/certificate-log/by-reservation-groupId: D-REC answers a bare array of the per-device issue log
-    (CertificateLogService.findByGroupId): one page of it, and how many the whole view holds (the route's
-    X-Total-Count header)."""
+    (CertificateLogService.findByGroupId): one page of it (the certificates' parts), and how many the whole view
+    holds (the route's X-Total-Count header)."""
     log_ = await _log(uow, user, page, organization_id, learning, reservation_id=reservation_id)
     return [_issue_log_entry(log_, row) for row in log_.rows], log_.count
 
@@ -427,9 +684,18 @@ async def certificate_log(
     """GET /api/certificate-log/issuer/certified[/new]/{groupUid}: our page of the reservation (its terms,
     `certificates`, totals) and D-REC's (CertificateLogService.getCertificateFromOldOrNewUfinction):
     `certificatelog` (each certificate as the issuer's, CertificateNewWithPerDeviceLog: `deviceId` is the group
-    id, as D-REC issues to the group, unix-second generation times, its per-device issue log), `totalItems`,
-    `currentPage`, `totalPages`."""
-    log_ = await _log(uow, user, page, organization_id, learning, uid=uid, api_user_names_none=api_user_names_none)
+    id, as D-REC issues to the group, unix-second generation times, its parts as the per-device issue log),
+    `totalItems`, `currentPage`, `totalPages`. Paged by certificate."""
+    log_ = await _log(
+        uow,
+        user,
+        page,
+        organization_id,
+        learning,
+        uid=uid,
+        api_user_names_none=api_user_names_none,
+        by_certificate=True,
+    )
     res = log_.reservation
     pages = total_pages(log_.count, page.limit)
     return {
@@ -440,7 +706,7 @@ async def certificate_log(
         "reservationEndDate": iso_exact(res["reservation_end"]),
         # set once reservation.ended was received
         "reservationEndedAt": iso_exact(res["ended_at"]) if res["ended_at"] else None,
-        "certificates": [_certificate(row) for row in log_.rows],
+        "certificates": [_certificate(row, log_.parts.get(row["id"], [])) for row in log_.rows],
         "certificatelog": [
             {
                 "id": str(row["id"]),
@@ -450,10 +716,13 @@ async def certificate_log(
                 "creationTime": _seconds(row["issued_at"]),
                 "certificateStartDate": iso_exact(row["generation_start"]),
                 "certificateEndDate": iso_exact(row["generation_end"]),
-                "energyWh": row["energy_wh"],
-                "metadata": _metadata(log_, row),
+                "energyWh": row["visible_wh"],
+                "metadata": _metadata(log_, row, log_.parts.get(row["id"], [])),
                 "createdAt": iso(row["issued_at"]),
-                "perDeviceCertificateLog": [{**_issue_log_entry(log_, row), "timezone": row["timezone"]}],
+                "perDeviceCertificateLog": [
+                    {**_issue_log_entry(log_, part), "timezone": part["timezone"]}
+                    for part in log_.parts.get(row["id"], [])
+                ],
             }
             for row in log_.rows
         ],
@@ -472,34 +741,37 @@ async def group_issue_log(
     (CheckCertificateIssueDateLogForDeviceGroupEntity, DeviceGroupService.getDeviceGrouplog), one entry per
     certificate: `groupid` is the reservation id as text, `certificate_payload` the issuance (IIssueCommandParams:
     the group, energy in Wh as text, the generation period, the metadata), `issuer_certificate_id` none (no
-    issuer chain here), `countryCode` the device's (none when unknown); with our certificate's fields. One page,
-    and how many the whole view holds (the route's X-Total-Count header); the same visibility as the other logs."""
-    log_ = await _log(uow, user, page, organization_id, learning, reservation_id=reservation_id)
+    issuer chain here), `countryCode` the certificate's (its devices'; none when unknown); with our certificate's
+    fields. One page, and how many the whole view holds (the route's X-Total-Count header); the same visibility
+    as the other logs."""
+    log_ = await _log(uow, user, page, organization_id, learning, reservation_id=reservation_id, by_certificate=True)
     res = log_.reservation
-    entries = [
-        {
-            **_certificate(row),
-            "certificate_issuance_startdate": iso_exact(row["generation_start"]),
-            "certificate_issuance_enddate": iso_exact(row["generation_end"]),
-            "readvalue_watthour": row["energy_wh"],
-            "groupid": str(res["reservation_id"]),
-            "certificate_payload": {
-                "deviceId": str(res["reservation_id"]),
-                "energyValue": str(row["energy_wh"]),
-                "fromTime": iso_exact(row["generation_start"]),
-                "toTime": iso_exact(row["generation_end"]),
-                "metadata": _metadata(log_, row),
-            },
-            "issuer_certificate_id": None,
-            "countryCode": row["country_code"],
-            "certificateTransactionUID": str(row["id"]),
-            "createdAt": iso(row["issued_at"]),
-            "updatedAt": iso(row["issued_at"]),
-            "devicegroup_uid": str(res["uid"]),
-            "reservationName": res["name"],
-        }
-        for row in log_.rows
-    ]
+    entries = []
+    for row in log_.rows:
+        parts = log_.parts.get(row["id"], [])
+        entries.append(
+            {
+                **_certificate(row, parts),
+                "certificate_issuance_startdate": iso_exact(row["generation_start"]),
+                "certificate_issuance_enddate": iso_exact(row["generation_end"]),
+                "readvalue_watthour": row["visible_wh"],
+                "groupid": str(res["reservation_id"]),
+                "certificate_payload": {
+                    "deviceId": str(res["reservation_id"]),
+                    "energyValue": str(row["visible_wh"]),
+                    "fromTime": iso_exact(row["generation_start"]),
+                    "toTime": iso_exact(row["generation_end"]),
+                    "metadata": _metadata(log_, row, parts),
+                },
+                "issuer_certificate_id": None,
+                "countryCode": row["country_code"],
+                "certificateTransactionUID": str(row["id"]),
+                "createdAt": iso(row["issued_at"]),
+                "updatedAt": iso(row["issued_at"]),
+                "devicegroup_uid": str(res["uid"]),
+                "reservationName": res["name"],
+            }
+        )
     return entries, log_.count
 
 
@@ -532,16 +804,12 @@ async def organization_log(uow: UnitOfWork, user: Principal, page: Page, organiz
         org, view = await _log_owner(r.conn, user, organization_id)
         owner, buyer = (org, None) if view == "owner" else (None, org)
         totals = await store.organization_totals(r.conn, owner, buyer)
-        rows = await store.organization_certificates(r.conn, owner, buyer, page.limit, page.offset)
+        rows = await store.organization_parts(r.conn, owner, buyer, page.limit, page.offset)
     return {
         "organizationId": org,
         "view": {"owner": "developer", "buyer": "buyer"}.get(view or "", "all"),
         "certificatelog": [
-            {
-                **_certificate(row),
-                "devicegroup_uid": str(row["reservation_uid"]),
-                "reservationName": row["reservation_name"],
-            }
+            {**_part(row), "devicegroup_uid": str(row["reservation_uid"]), "reservationName": row["reservation_name"]}
             for row in rows
         ],
         "totalEnergyWh": totals["energy_wh"],

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .domain import Allocation, Read, Reservation, effective_end
+from .domain import Allocation, Read, Reservation, Round, effective_end
 
 
 async def upsert_device(
@@ -134,12 +134,13 @@ async def insert_reads(
     starts: list[datetime],
     ends: list[datetime],
     energies_wh: list[int],
+    read_type: str,
 ) -> None:
     """The intervals of one read.ingested event, in one statement (arrays, not a statement per read);
     a read seen before is skipped."""
     await conn.execute(
-        """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id)
-           SELECT $1, $2, r.start_at, r.end_at, r.energy_wh, $3
+        """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id, read_type)
+           SELECT $1, $2, r.start_at, r.end_at, r.energy_wh, $3, $7
            FROM unnest($4::timestamptz[], $5::timestamptz[], $6::bigint[]) AS r (start_at, end_at, energy_wh)
            ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
         device_id,
@@ -148,6 +149,7 @@ async def insert_reads(
         starts,
         ends,
         energies_wh,
+        read_type,
     )
 
 
@@ -163,16 +165,25 @@ async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647)
 
 
-async def lock_capped_reservations(conn: asyncpg.Connection, device_id: int) -> None:
-    """Lock, in id order (no deadlock between devices), the device's reservations whose target may not be exceeded."""
+async def lock_reservations_of_device(conn: asyncpg.Connection, device_id: int) -> None:
+    """Lock, in id order (no deadlock between devices), the device's reservations: allocating to a reservation
+    (its target is shared by its devices) and issuing its certificates run one transaction at a time."""
     ids = await conn.fetch(
-        """SELECT r.reservation_id FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
-           WHERE rd.device_id = $1 AND r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed
-           ORDER BY r.reservation_id""",
-        device_id,
+        "SELECT reservation_id FROM reservation_devices WHERE device_id = $1 ORDER BY reservation_id", device_id
     )
     for row in ids:
-        await conn.execute("SELECT pg_advisory_xact_lock(0x0DED, $1::int)", row["reservation_id"] % 2_147_483_647)
+        await lock_reservation(conn, row["reservation_id"])
+
+
+async def lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(0x0DED, $1::int)", reservation_id % 2_147_483_647)
+
+
+async def try_lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> bool:
+    """lock_reservation, unless another transaction holds it (it is allocating to or issuing for it right now)."""
+    return bool(
+        await conn.fetchval("SELECT pg_try_advisory_xact_lock(0x0DED, $1::int)", reservation_id % 2_147_483_647)
+    )
 
 
 async def try_lock_device(conn: asyncpg.Connection, device_id: int) -> bool:
@@ -215,10 +226,15 @@ async def is_certification_due(conn: asyncpg.Connection, device_id: int, now: da
 
 
 async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
+    """The device's reservations (effective end), each with what was allocated to it so far when its target
+    caps it (0 otherwise: not needed)."""
     rows = await conn.fetch(
         """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
                   r.authority_to_exceed, r.reservation_expiry, e.ended_at,
-                  coalesce((SELECT sum(energy_wh) FROM certificates c WHERE c.reservation_id = r.reservation_id), 0) AS certified
+                  CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed
+                       THEN coalesce((SELECT sum(a.energy_wh) FROM allocations a
+                                      WHERE a.reservation_id = r.reservation_id), 0)
+                       ELSE 0 END AS certified
            FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
            LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
            WHERE rd.device_id = $1 ORDER BY r.reservation_start""",
@@ -248,11 +264,11 @@ async def uncertified_reads(
     settled_before: datetime,
 ) -> list[Read]:
     """Settled reads of the device (ending at or before `settled_before`) meeting the window, with energy left,
-    not yet certified for this reservation."""
+    not yet allocated to this reservation."""
     rows = await conn.fetch(
-        """SELECT id, start_at, end_at, energy_wh, certified_wh FROM reads r
+        """SELECT id, start_at, end_at, energy_wh, certified_wh, read_type FROM reads r
            WHERE device_id = $1 AND end_at >= $3 AND start_at <= $4 AND certified_wh < energy_wh AND end_at <= $5
-             AND NOT EXISTS (SELECT 1 FROM certified_energy ce WHERE ce.read_id = r.id AND ce.reservation_id = $2)
+             AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.read_id = r.id AND a.reservation_id = $2)
            ORDER BY end_at, id""",
         device_id,
         reservation_id,
@@ -260,52 +276,256 @@ async def uncertified_reads(
         end,
         settled_before,
     )
-    return [Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"]) for r in rows]
+    return [
+        Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"], r["read_type"] == "History")
+        for r in rows
+    ]
+
+
+async def insert_allocations(
+    conn: asyncpg.Connection, reservation_id: int, device_id: int, allocations: list[Allocation]
+) -> None:
+    """The reservation's parts of the device's reads, per period, and the reads' allocated energy, in two
+    statements over arrays (thousands of reads a batch). The database keeps certified_wh <= energy_wh."""
+    await conn.execute(
+        """INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at,
+                                    end_at, energy_wh)
+           SELECT a.read_id, $1, a.period_start, a.period_end, a.kind, $2, a.start_at, a.end_at, a.energy_wh
+           FROM unnest($3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[],
+                       $8::timestamptz[], $9::bigint[])
+                AS a (read_id, period_start, period_end, kind, start_at, end_at, energy_wh)""",
+        reservation_id,
+        device_id,
+        [a.read_id for a in allocations],
+        [a.period_start for a in allocations],
+        [a.period_end for a in allocations],
+        [a.kind for a in allocations],
+        [a.start for a in allocations],
+        [a.end for a in allocations],
+        [a.energy_wh for a in allocations],
+    )
+    await conn.execute(
+        """UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
+           FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM unnest($1::bigint[], $2::bigint[])
+                     AS x (read_id, energy_wh) GROUP BY read_id) a
+           WHERE reads.id = a.read_id""",
+        [a.read_id for a in allocations],
+        [a.energy_wh for a in allocations],
+    )
+
+
+# -- issuance -----------------------------------------------------------------------------------------------------
+
+
+async def issuance_terms(conn: asyncpg.Connection, reservation_id: int) -> asyncpg.Record | None:
+    """What issuing for a reservation needs: its terms and effective end (`ends`), its buyer and uid, what was
+    allocated to it and issued for it, and whether a certificate reached its target."""
+    return await conn.fetchrow(
+        """SELECT r.reservation_id, r.uid, r.buyer_organization_id, r.reservation_start, r.frequency,
+                  r.target_capacity_wh, r.authority_to_exceed, r.reservation_expiry,
+                  CASE WHEN e.ended_at IS NOT NULL AND e.ended_at < r.reservation_end THEN e.ended_at
+                       ELSE r.reservation_end END AS ends,
+                  coalesce((SELECT sum(a.energy_wh) FROM allocations a WHERE a.reservation_id = r.reservation_id),
+                           0)::bigint AS allocated_wh,
+                  coalesce((SELECT sum(c.energy_wh) FROM certificates c WHERE c.reservation_id = r.reservation_id),
+                           0)::bigint AS issued_wh,
+                  EXISTS (SELECT 1 FROM certificates c WHERE c.reservation_id = r.reservation_id AND c.target_reached)
+                      AS target_reached
+           FROM reservations r LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
+           WHERE r.reservation_id = $1""",
+        reservation_id,
+    )
+
+
+async def due_allocations(
+    conn: asyncpg.Connection, reservation_id: int, settled_before: datetime, ends: datetime
+) -> list[asyncpg.Record]:
+    """The reservation's allocations not issued yet whose period has closed (at its end, or the window's end if
+    earlier) by `settled_before`, with the device's country, in period order."""
+    return await conn.fetch(
+        """SELECT a.read_id, a.period_start, a.period_end, a.kind, a.device_id, a.start_at, a.end_at, a.energy_wh,
+                  d.country_code
+           FROM allocations a LEFT JOIN devices d ON d.device_id = a.device_id
+           WHERE a.reservation_id = $1 AND a.round_id IS NULL AND LEAST(a.period_end, $3) <= $2
+           ORDER BY a.period_start, a.kind, a.device_id, a.start_at, a.read_id""",
+        reservation_id,
+        settled_before,
+        ends,
+    )
+
+
+async def rounds_of_period(
+    conn: asyncpg.Connection, reservation_id: int, country_code: str | None, period_start: datetime
+) -> dict[str, int]:
+    """How many rounds of each kind the (reservation, country, period) had."""
+    rows = await conn.fetch(
+        """SELECT kind, count(*) AS n FROM issuance_rounds
+           WHERE reservation_id = $1 AND country_code IS NOT DISTINCT FROM $2 AND period_start = $3 GROUP BY kind""",
+        reservation_id,
+        country_code,
+        period_start,
+    )
+    return {r["kind"]: r["n"] for r in rows}
+
+
+async def carry(conn: asyncpg.Connection, reservation_id: int, country_code: str | None) -> dict[int, int]:
+    """The Wh carried to the next certificate of the (reservation, country), per device."""
+    rows = await conn.fetch(
+        "SELECT device_id, carry_wh FROM issuance_carry WHERE reservation_id = $1 AND country_key = $2",
+        reservation_id,
+        country_code or "",
+    )
+    return {r["device_id"]: r["carry_wh"] for r in rows}
+
+
+async def set_carry(
+    conn: asyncpg.Connection, reservation_id: int, country_code: str | None, carried: dict[int, int]
+) -> None:
+    """Replace the (reservation, country)'s carry by `carried` (per device; 0 Wh: none)."""
+    key = country_code or ""
+    await conn.execute("DELETE FROM issuance_carry WHERE reservation_id = $1 AND country_key = $2", reservation_id, key)
+    devices = [d for d, wh in carried.items() if wh > 0]
+    if devices:
+        await conn.execute(
+            """INSERT INTO issuance_carry (reservation_id, country_key, device_id, carry_wh)
+               SELECT $1, $2, c.device_id, c.carry_wh FROM unnest($3::bigint[], $4::bigint[]) AS c (device_id, carry_wh)""",
+            reservation_id,
+            key,
+            devices,
+            [carried[d] for d in devices],
+        )
+
+
+async def insert_round(
+    conn: asyncpg.Connection,
+    round_id: uuid.UUID,
+    reservation_id: int,
+    country_code: str | None,
+    kind: str,
+    sequence: int,
+    period_start: datetime,
+    period_end: datetime,
+    issued: Round,
+    read_ids: list[int],
+    period_starts: list[datetime],
+) -> None:
+    """One issuance round, and the allocations it took (by read and period)."""
+    await conn.execute(
+        """INSERT INTO issuance_rounds (id, reservation_id, country_code, kind, sequence, period_start, period_end,
+                                        allocated_wh, carry_in_wh, issued_wh, carry_out_wh, target_reached)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+        round_id,
+        reservation_id,
+        country_code,
+        kind,
+        sequence,
+        period_start,
+        period_end,
+        issued.allocated_wh,
+        issued.carry_in_wh,
+        issued.issued_wh,
+        issued.carry_out_wh,
+        issued.target_reached,
+    )
+    await conn.execute(
+        """UPDATE allocations a SET round_id = $2
+           FROM unnest($3::bigint[], $4::timestamptz[]) AS t (read_id, period_start)
+           WHERE a.reservation_id = $1 AND a.read_id = t.read_id AND a.period_start = t.period_start
+             AND a.round_id IS NULL""",
+        reservation_id,
+        round_id,
+        read_ids,
+        period_starts,
+    )
 
 
 async def insert_certificate(
     conn: asyncpg.Connection,
     certificate_id: uuid.UUID,
     reservation_id: int,
-    device_id: int,
-    owner_organization_id: int,
     buyer_organization_id: int,
-    start: datetime,
-    end: datetime,
-    energy_wh: int,
-    allocations: tuple[Allocation, ...],
+    country_code: str | None,
+    kind: str,
+    sequence: int,
+    period_start: datetime,
+    period_end: datetime,
+    generation_start: datetime,
+    generation_end: datetime,
+    issued: Round,
+    parts: list[tuple[uuid.UUID, int, int, int, datetime, datetime]],
 ) -> asyncpg.Record:
+    """A certificate and its parts: (part id, device, owner organization, Wh, generation start, end)."""
     row = await conn.fetchrow(
-        """INSERT INTO certificates (id, reservation_id, device_id, owner_organization_id, buyer_organization_id,
-                                     generation_start, generation_end, energy_wh)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
+        """INSERT INTO certificates (id, reservation_id, buyer_organization_id, generation_start, generation_end,
+                                     energy_wh, country_code, kind, sequence, period_start, period_end, allocated_wh,
+                                     carry_in_wh, carry_out_wh, target_reached)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING *""",
         certificate_id,
         reservation_id,
-        device_id,
-        owner_organization_id,
         buyer_organization_id,
-        start,
-        end,
-        energy_wh,
+        generation_start,
+        generation_end,
+        issued.issued_wh,
+        country_code,
+        kind,
+        sequence,
+        period_start,
+        period_end,
+        issued.allocated_wh,
+        issued.carry_in_wh,
+        issued.carry_out_wh,
+        issued.target_reached,
     )
-    # A certificate covers up to thousands of reads: two statements over arrays, not two per read.
-    read_ids, energies = [a.read_id for a in allocations], [a.energy_wh for a in allocations]
     await conn.execute(
-        """INSERT INTO certified_energy (read_id, reservation_id, certificate_id, energy_wh)
-           SELECT a.read_id, $1, $2, a.energy_wh FROM unnest($3::bigint[], $4::bigint[]) AS a (read_id, energy_wh)""",
-        reservation_id,
+        """INSERT INTO certificate_parts (id, certificate_id, device_id, owner_organization_id, energy_wh,
+                                          generation_start, generation_end)
+           SELECT p.id, $1, p.device_id, p.owner, p.energy_wh, p.generation_start, p.generation_end
+           FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+                AS p (id, device_id, owner, energy_wh, generation_start, generation_end)""",
         certificate_id,
-        read_ids,
-        energies,
-    )
-    # One allocation per read (certified_energy's key holds it), so each read is updated once.
-    await conn.execute(
-        """UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
-           FROM unnest($1::bigint[], $2::bigint[]) AS a (read_id, energy_wh) WHERE reads.id = a.read_id""",
-        read_ids,
-        energies,
+        *(list(column) for column in zip(*parts, strict=True)),
     )
     return row
+
+
+async def device_read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
+    """The organization of the device's latest accepted read (the owner of its energy)."""
+    return await conn.fetchval(
+        "SELECT organization_id FROM reads WHERE device_id = $1 ORDER BY end_at DESC, id DESC LIMIT 1", device_id
+    )
+
+
+async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:
+    """Give back to their reads what was allocated to the reservation but will never be issued (it expired, or
+    its target was reached): that energy stays uncertified. How many Wh."""
+    released = await conn.fetch(
+        "DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL RETURNING read_id, energy_wh",
+        reservation_id,
+    )
+    if released:
+        await conn.execute(
+            """UPDATE reads SET certified_wh = reads.certified_wh - a.energy_wh
+               FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM unnest($1::bigint[], $2::bigint[])
+                         AS x (read_id, energy_wh) GROUP BY read_id) a
+               WHERE reads.id = a.read_id""",
+            [r["read_id"] for r in released],
+            [r["energy_wh"] for r in released],
+        )
+    return sum(r["energy_wh"] for r in released)
+
+
+async def due_reservations(conn: asyncpg.Connection, settled_before: datetime, limit: int) -> list[int]:
+    """Reservations with allocations whose period closed by `settled_before` (its end or the reservation's end)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT a.reservation_id FROM allocations a
+           JOIN reservations r ON r.reservation_id = a.reservation_id
+           LEFT JOIN reservation_ends e ON e.reservation_id = a.reservation_id
+           WHERE a.round_id IS NULL AND LEAST(a.period_end, r.reservation_end, e.ended_at) <= $1
+           ORDER BY a.reservation_id LIMIT $2""",
+        settled_before,
+        limit,
+    )
+    return [r["reservation_id"] for r in rows]
 
 
 async def reservation(
@@ -323,19 +543,24 @@ async def reservation(
     )
 
 
-async def device_owner(conn: asyncpg.Connection, device_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT organization_id, external_id FROM devices WHERE device_id = $1", device_id)
+# -- the certificate log: a certificate's parts (one device's energy each) are D-REC's per-device log ---------------
+
+_PART = """p.id, p.certificate_id, p.device_id, p.owner_organization_id, p.energy_wh, p.generation_start,
+           p.generation_end, c.reservation_id, c.buyer_organization_id, c.status, c.issued_at, c.country_code, c.kind,
+           c.sequence, c.period_start, c.period_end, d.external_id, d.timezone"""
+_ORDER = "c.period_start, c.kind DESC, c.sequence, c.country_code NULLS LAST, c.id"
 
 
-async def certificates_of_reservation(
+async def parts_of_reservation(
     conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None, limit: int, offset: int
 ) -> list[asyncpg.Record]:
-    """One page of the reservation's certificates (of one owner's devices, if given), by generation start."""
+    """One page of the parts of the reservation's certificates (of one owner's devices, if given), by period."""
     return await conn.fetch(
-        """SELECT c.*, d.external_id, d.country_code, d.timezone
-           FROM certificates c LEFT JOIN devices d ON d.device_id = c.device_id
-           WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR c.owner_organization_id = $2)
-           ORDER BY c.generation_start, c.id LIMIT $3 OFFSET $4""",
+        f"""SELECT {_PART}
+            FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+            LEFT JOIN devices d ON d.device_id = p.device_id
+            WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR p.owner_organization_id = $2)
+            ORDER BY {_ORDER}, p.device_id LIMIT $3 OFFSET $4""",
         reservation_id,
         owner_organization_id,
         limit,
@@ -343,34 +568,81 @@ async def certificates_of_reservation(
     )
 
 
-async def reservation_totals(
+async def parts_totals(
     conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None
 ) -> asyncpg.Record:
-    """How many certificates and Wh the whole view holds (not one page): `count`, `energy_wh`."""
+    """How many parts and Wh the whole view of parts_of_reservation holds: `count`, `energy_wh`."""
     return await conn.fetchrow(
-        """SELECT count(*) AS count, coalesce(sum(energy_wh), 0)::bigint AS energy_wh FROM certificates
-           WHERE reservation_id = $1 AND ($2::bigint IS NULL OR owner_organization_id = $2)""",
+        """SELECT count(*) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
+           FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+           WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR p.owner_organization_id = $2)""",
         reservation_id,
         owner_organization_id,
     )
 
 
-async def organization_certificates(
+async def certificates_of_reservation(
+    conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """One page of the reservation's certificates by period (those with a part of one owner's devices, if given,
+    `visible_wh` then only those parts' energy)."""
+    return await conn.fetch(
+        f"""SELECT c.*, sum(p.energy_wh)::bigint AS visible_wh
+            FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
+            WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR p.owner_organization_id = $2)
+            GROUP BY c.id ORDER BY {_ORDER} LIMIT $3 OFFSET $4""",
+        reservation_id,
+        owner_organization_id,
+        limit,
+        offset,
+    )
+
+
+async def certificate_totals(
+    conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None
+) -> asyncpg.Record:
+    """`count` and `energy_wh` (visible) of the whole view of certificates_of_reservation."""
+    return await conn.fetchrow(
+        """SELECT count(DISTINCT c.id) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
+           FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
+           WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR p.owner_organization_id = $2)""",
+        reservation_id,
+        owner_organization_id,
+    )
+
+
+async def parts_of_certificates(
+    conn: asyncpg.Connection, certificate_ids: list[uuid.UUID], owner_organization_id: int | None
+) -> list[asyncpg.Record]:
+    """The parts of these certificates (of one owner's devices, if given), by device."""
+    return await conn.fetch(
+        f"""SELECT {_PART}
+            FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+            LEFT JOIN devices d ON d.device_id = p.device_id
+            WHERE p.certificate_id = ANY($1::uuid[]) AND ($2::bigint IS NULL OR p.owner_organization_id = $2)
+            ORDER BY p.certificate_id, p.device_id""",
+        certificate_ids,
+        owner_organization_id,
+    )
+
+
+async def organization_parts(
     conn: asyncpg.Connection,
     owner_organization_id: int | None,
     buyer_organization_id: int | None,
     limit: int,
     offset: int,
 ) -> list[asyncpg.Record]:
-    """One page of the certificates of an organization's devices (owner) or of its reservations (buyer), or all
-    (neither given), newest reservation first, then by generation start; with the reservation's uid and name."""
+    """One page of the certificate parts of an organization's devices (owner) or of its reservations (buyer), or
+    all (neither given), newest reservation first, then by period; with the reservation's uid and name."""
     return await conn.fetch(
-        """SELECT c.*, d.external_id, r.uid AS reservation_uid, r.name AS reservation_name
-           FROM certificates c
-           JOIN reservations r ON r.reservation_id = c.reservation_id
-           LEFT JOIN devices d ON d.device_id = c.device_id
-           WHERE ($1::bigint IS NULL OR c.owner_organization_id = $1) AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
-           ORDER BY c.reservation_id DESC, c.generation_start, c.id LIMIT $3 OFFSET $4""",
+        f"""SELECT {_PART}, r.uid AS reservation_uid, r.name AS reservation_name
+            FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+            JOIN reservations r ON r.reservation_id = c.reservation_id
+            LEFT JOIN devices d ON d.device_id = p.device_id
+            WHERE ($1::bigint IS NULL OR p.owner_organization_id = $1)
+              AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
+            ORDER BY c.reservation_id DESC, {_ORDER}, p.device_id LIMIT $3 OFFSET $4""",
         owner_organization_id,
         buyer_organization_id,
         limit,
@@ -381,10 +653,12 @@ async def organization_certificates(
 async def organization_totals(
     conn: asyncpg.Connection, owner_organization_id: int | None, buyer_organization_id: int | None
 ) -> asyncpg.Record:
-    """`count` and `energy_wh` of the whole view of organization_certificates."""
+    """`count` and `energy_wh` of the whole view of organization_parts."""
     return await conn.fetchrow(
-        """SELECT count(*) AS count, coalesce(sum(energy_wh), 0)::bigint AS energy_wh FROM certificates
-           WHERE ($1::bigint IS NULL OR owner_organization_id = $1) AND ($2::bigint IS NULL OR buyer_organization_id = $2)""",
+        """SELECT count(*) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
+           FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+           WHERE ($1::bigint IS NULL OR p.owner_organization_id = $1)
+             AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)""",
         owner_organization_id,
         buyer_organization_id,
     )

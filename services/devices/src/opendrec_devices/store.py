@@ -248,20 +248,25 @@ async def record_reservation_ended(conn: asyncpg.Connection, reservation_id: int
     )
 
 
-async def record_certificate(conn: asyncpg.Connection, certificate: dict[str, Any]) -> None:
-    """One certificate.issued (keys: the columns of certified_energy); a repeated certificate counts once."""
+async def record_certificate(
+    conn: asyncpg.Connection, certificate: dict[str, Any], parts: list[tuple[int, int]]
+) -> None:
+    """One certificate.issued (keys: the columns of certified_energy but the device's), a row per part (device_id,
+    energy_wh); a repeated certificate counts once."""
     await conn.execute(
         "INSERT INTO certified_energy (certificate_id, device_id, energy_wh, reservation_id, reservation_uid, "
-        "buyer_organization_id, generation_start, generation_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-        "ON CONFLICT (certificate_id) DO NOTHING",
+        "buyer_organization_id, generation_start, generation_end) "
+        "SELECT $1, p.device_id, p.energy_wh, $2, $3, $4, $5, $6 "
+        "FROM unnest($7::bigint[], $8::bigint[]) AS p (device_id, energy_wh) "
+        "ON CONFLICT (certificate_id, device_id) DO NOTHING",
         certificate["certificate_id"],
-        certificate["device_id"],
-        certificate["energy_wh"],
         certificate["reservation_id"],
         certificate["reservation_uid"],
         certificate["buyer_organization_id"],
         certificate["generation_start"],
         certificate["generation_end"],
+        [device for device, _ in parts],
+        [wh for _, wh in parts],
     )
 
 

@@ -57,19 +57,18 @@ async def record_reservation_ended(uow: UnitOfWork, reservation_id: int, ended_a
 
 
 async def record_certificate(uow: UnitOfWork, certificate: CertificateIssued) -> None:
-    """Certified energy of a device, in which reservation and over which period (a device with some may
-    not be deleted; the certified log reads the periods)."""
+    """Certified energy of each device of a certificate (its parts), in which reservation and over which period
+    (a device with some may not be deleted; the certified log reads the periods; certified totals add the parts)."""
     async with uow:
         await store.record_certificate(
             uow.conn,
             {
                 "certificate_id": certificate.certificate_id,
-                "device_id": certificate.device_id,
-                "energy_wh": certificate.energy_wh,
                 "reservation_id": certificate.reservation_id,
                 "reservation_uid": certificate.reservation_uid,
                 "buyer_organization_id": certificate.buyer_organization_id,
                 "generation_start": certificate.generation_start,
                 "generation_end": certificate.generation_end,
             },
+            [(part.device_id, part.energy_wh) for part in certificate.parts],
         )
