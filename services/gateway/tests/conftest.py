@@ -315,6 +315,33 @@ async def gateway_odd(
     stop(gw)
 
 
+@pytest.fixture(scope="session")
+async def bounded(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """Small limits and short body timeouts."""
+    env = {
+        "BODY_LIMIT_BYTES": "4096",
+        "UPLOAD_BODY_LIMIT_BYTES": "65536",
+        "BODY_TIMEOUT_S": "0.5",
+        "BODY_IDLE_TIMEOUT_S": "0.5",
+        "URL_LIMIT_BYTES": "1024",
+        "HEADER_LIMIT_BYTES": "4096",
+    }
+    urls = {n: u.url for n, u in upstreams.items()}
+    gw = await start_gateway(tmp_path_factory.mktemp("gw-bounded"), urls, "bounded", env)
+    yield gw
+    stop(gw)
+
+
+@pytest.fixture(scope="session")
+async def one_slot(upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """One upstream connection per service, and all the time in the world for a body."""
+    env = {"UPSTREAM_POOL_PER_SERVICE": "1", "BODY_TIMEOUT_S": "60", "BODY_IDLE_TIMEOUT_S": "60"}
+    urls = {n: u.url for n, u in upstreams.items()}
+    gw = await start_gateway(tmp_path_factory.mktemp("gw-one-slot"), urls, "one-slot", env)
+    yield gw
+    stop(gw)
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     # auto_decompress off: the test sees the bytes exactly as the gateway sent them

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -478,3 +480,125 @@ async def test_invalid_answer_is_502_envelope(gateway_odd: Gateway, keys: Keys, 
     path = "/api/charger/garbage"
     async with http.get(gateway_odd.url + path, headers=auth(keys.token())) as resp:
         await assert_envelope(resp, 502, path)
+
+
+# ---- bounded requests (issue 12): bodies, URLs and headers past their limits, and bodies that arrive too slowly,
+# are refused in the envelope before they cost the services anything; a slow client holds no upstream connection
+# while its JSON body trickles in.
+
+JSON_LIMIT, UPLOAD_LIMIT = 4096, 65536  # what the `bounded` gateway is given (conftest.py)
+
+
+def reached(upstream: Upstream, path: str) -> bool:
+    return any(r["path"] == path for r in upstream.requests)
+
+
+def forwarded(upstreams: dict[str, Upstream]) -> int:
+    return sum(len(u.requests) for u in upstreams.values())
+
+
+async def pieces(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def raw_request(
+    gateway: Gateway, head: bytes, body_part: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    url = URL(gateway.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(head + body_part)
+    await writer.drain()
+    return reader, writer
+
+
+async def status_and_body(reader: asyncio.StreamReader) -> tuple[int, dict]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    return status, json.loads(await reader.readexactly(length))
+
+
+async def test_a_json_body_past_the_limit_is_413_and_never_forwarded(bounded, upstreams, keys: Keys, http):
+    before = forwarded(upstreams)
+    big = b"x" * (JSON_LIMIT + 1)
+    path = "/api/device/too-big"
+    async with http.post(bounded.url + path, data=big, headers=auth(keys.token())) as resp:  # Content-Length
+        body = await assert_envelope(resp, 413, path)
+    assert str(JSON_LIMIT) in body["message"]
+    async with http.post(bounded.url + path, data=pieces(big), headers=auth(keys.token())) as resp:  # chunked
+        await assert_envelope(resp, 413, path)
+    assert forwarded(upstreams) == before
+    # at the limit it goes through
+    async with http.post(bounded.url + path, data=b"y" * JSON_LIMIT, headers=auth(keys.token())) as resp:
+        assert resp.status == 200
+    assert upstreams["devices"].last(path)["body_len"] == JSON_LIMIT
+
+
+async def test_uploads_and_read_batches_stream_up_to_their_own_limit(bounded, upstreams, keys: Keys, http):
+    data = bytes(range(256)) * (UPLOAD_LIMIT // 256)  # exactly the limit
+    path = "/api/meter-reads/upload-at-limit"
+    async with http.post(bounded.url + path, data=pieces(data), headers=auth(keys.token())) as resp:
+        assert resp.status == 200
+    assert upstreams["readings"].last(path)["body_sha256"] == hashlib.sha256(data).hexdigest()
+
+    path = "/api/meter-reads/upload-past-limit"
+    async with http.post(bounded.url + path, data=pieces(data + b"z"), headers=auth(keys.token())) as resp:
+        await assert_envelope(resp, 413, path)
+    assert not reached(upstreams["readings"], path)  # the service never got a whole request
+
+
+@pytest.mark.parametrize("path", ["/api/device/slow-json", "/api/meter-reads/slow-upload"])
+async def test_a_body_that_stops_arriving_is_408(bounded, keys: Keys, path):
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys.token()}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    reader, writer = await raw_request(bounded, head, b'{"a": 1')  # 7 of 100 bytes, then nothing
+    try:
+        status, body = await asyncio.wait_for(status_and_body(reader), timeout=30)
+    finally:
+        writer.close()
+    assert (status, body["statusCode"], body["path"]) == (408, 408, path)
+    assert "did not arrive in time" in body["message"]
+
+
+async def test_urls_and_headers_past_their_limits_are_414_and_431(bounded, keys: Keys, http):
+    long_path = "/api/device/" + "a" * 1100
+    async with http.get(bounded.url + long_path, headers=auth(keys.token())) as resp:
+        assert resp.status == 414
+        assert (await resp.json())["statusCode"] == 414
+    headers = {**auth(keys.token()), **{f"X-Pad-{i}": "p" * 200 for i in range(25)}}
+    async with http.get(bounded.url + "/api/device/fat-headers", headers=headers) as resp:
+        assert resp.status == 431
+        assert (await resp.json())["statusCode"] == 431
+
+
+async def test_a_slow_client_holds_no_upstream_connection_while_its_body_trickles_in(one_slot, upstreams, keys, http):
+    """devices has ONE upstream connection here. A client that sent half its JSON body must not keep it: another
+    request goes through at once, and the slow one is answered when its body is complete."""
+    body = json.dumps({"name": "slow", "pad": "p" * 50}).encode()
+    path = "/api/device/slow-client"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys.token()}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    reader, writer = await raw_request(one_slot, head, body[:10])
+    try:
+        async with http.get(one_slot.url + "/api/device/meanwhile", headers=auth(keys.token())) as resp:
+            assert resp.status == 200
+        assert not reached(upstreams["devices"], path)  # still waiting for its body: not forwarded
+        writer.write(body[10:])
+        await writer.drain()
+        status, _ = await asyncio.wait_for(status_and_body(reader), timeout=30)
+    finally:
+        writer.close()
+    assert status == 200
+    assert upstreams["devices"].last(path)["body_len"] == len(body)
+
+
+async def test_answers_within_limits_are_unchanged(bounded, keys: Keys, http):
+    async with http.post(bounded.url + "/api/device/normal", json={"a": 1}, headers=auth(keys.token())) as resp:
+        assert resp.status == 200

@@ -74,10 +74,20 @@ _REQUEST_SKIP = HOP_BY_HOP | {
 }
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _JSON = (b"content-type", b"application/json")
+_CLOSE = [(b"connection", b"close")]  # after refusing a body: what is left of it is not read
 
 
 class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
+
+
+class _BodyRefused(Exception):
+    """The client's body broke a limit: answered `status` (413: too large, 408: too slow)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class Gateway:
@@ -90,6 +100,8 @@ class Gateway:
         self._revocations: Worker | None = None
         self._access_log = settings.access_log
         self._buffer_limit = settings.buffer_limit_bytes
+        self._url_limit = settings.url_limit_bytes
+        self._header_limit = settings.header_limit_bytes
         self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer = trace.get_tracer(__name__)
         self._propagator = TraceContextTextMapPropagator()
@@ -165,7 +177,9 @@ class Gateway:
         forward: list[tuple[bytes, bytes]] = []
         skipped: dict[bytes, bytes] = {}  # the headers not passed on as received (the last of each name)
         authorization = None
+        header_bytes = 0
         for key, value in scope["headers"]:
+            header_bytes += len(key) + len(value)
             if key in _REQUEST_SKIP:
                 skipped[key] = value
                 continue
@@ -179,6 +193,14 @@ class Gateway:
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = os.urandom(16).hex().encode()
         rid = request_id.decode()
+
+        if len(scope["raw_path"] or b"") + len(scope["query_string"]) > self._url_limit:
+            await self._error(send, 414, f"The URL is longer than {self._url_limit} bytes", path, rid, _CLOSE)
+            return
+        if header_bytes > self._header_limit:
+            message = f"The request headers are larger than {self._header_limit} bytes"
+            await self._error(send, 431, message, path, rid, _CLOSE)
+            return
 
         route = routes.resolve(path)
         if route is None:
@@ -274,19 +296,21 @@ class Gateway:
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
 
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return 499  # the client left before sending its body; nobody to answer
-        body: bytes | AsyncIterator[bytes]
-        if message.get("more_body"):
-            body = _request_body(message.get("body", b""), receive)
-        else:
-            body = message.get("body", b"")
-
+        s = self.settings
+        large = routes.takes_large_body(path)
+        limit = s.upload_body_limit_bytes if large else s.body_limit_bytes
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            message = f"The request body is larger than {limit} bytes"
+            return await self._error(send, 413, message, path, rid, _CLOSE)
         try:
+            # A JSON body is read whole (within BODY_TIMEOUT_S) before a connection to the service is taken, so
+            # slow clients hold no upstream slot; a large one streams, each part within BODY_IDLE_TIMEOUT_S.
+            body = await _request_body(receive, limit, s.body_timeout_s, s.body_idle_timeout_s, stream=large)
             response = await self.pools[service].request(method, target, headers, body, content_length)
         except _ClientGone:
-            return 499
+            return 499  # the client left before its body was complete; nobody to answer
+        except _BodyRefused as exc:
+            return await self._error(send, exc.status, exc.message, path, rid, _CLOSE)
         except UpstreamTimeout as exc:
             return await self._upstream_failed(send, 504, service, path, rid, exc)
         except UpstreamError as exc:
@@ -414,18 +438,66 @@ class Gateway:
             await _send_json(send, 503, body, rid)
 
 
-async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
-    """The client's body as it arrives (uvicorn hands large bodies over in parts)."""
+async def _request_body(
+    receive: Receive, limit: int, timeout_s: float, idle_timeout_s: float, *, stream: bool
+) -> bytes | AsyncIterator[bytes]:
+    """The client's body: whole (bytes) when it came in one part or `stream` is false, else an iterator over its
+    parts as they arrive (uvicorn hands large bodies over in parts). Never more than `limit` bytes (413), and no
+    waiting longer than `timeout_s` for a whole body or `idle_timeout_s` for the next part (408)."""
+    try:
+        async with asyncio.timeout(idle_timeout_s if stream else timeout_s):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            first: bytes = message.get("body", b"")
+            if not message.get("more_body"):
+                return _bounded(first, limit)
+            if not stream:
+                parts, size = [first], len(first)
+                while message.get("more_body"):
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    _bounded_size(size, limit)
+                    parts.append(chunk)
+                return b"".join(parts)
+    except TimeoutError:
+        raise _BodyRefused(408, "The request body did not arrive in time") from None
+    _bounded(first, limit)
+    return _streamed(first, receive, limit, idle_timeout_s)
+
+
+async def _streamed(first: bytes, receive: Receive, limit: int, idle_timeout_s: float) -> AsyncIterator[bytes]:
+    size = len(first)
     if first:
         yield first
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise _BodyRefused(408, "The request body did not arrive in time") from None
         if message["type"] == "http.disconnect":
             raise _ClientGone
-        if message.get("body"):
-            yield message["body"]
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            _bounded_size(size, limit)
+            yield chunk
         if not message.get("more_body"):
             return
+
+
+def _bounded(body: bytes, limit: int) -> bytes:
+    _bounded_size(len(body), limit)
+    return body
+
+
+def _bounded_size(size: int, limit: int) -> None:
+    if size > limit:  # counted as it streams: a chunked body or a lying Content-Length stops here
+        raise _BodyRefused(413, f"The request body is larger than {limit} bytes")
 
 
 async def _send_document(send: Send, document: docs.Document, rid: str) -> None:

@@ -52,6 +52,17 @@ ROUTES: dict[str, str] = {
     "/public/v2/inventories": "certificates",  # the REC inventory API (shared/seeds/rec-inventory-api.txt)
 }
 
+# Request bodies past the small JSON limit (BODY_LIMIT_BYTES): read batches and uploads, streamed to the service,
+# up to UPLOAD_BODY_LIMIT_BYTES. Prefixes match as ROUTES' do.
+LARGE_BODIES: frozenset[str] = frozenset(
+    {
+        "/api/meter-reads",  # read batches (up to 10,000 reads) and CSV imports
+        "/api/file",
+        "/api/device/bulk",
+        "/api/device/addByAdmin/process-creation-bulk-devices-csv",
+    }
+)
+
 # (method, path) reachable without a token; a path ending in "/*" covers everything below it
 PUBLIC: list[tuple[str, str]] = [
     ("POST", "/api/user/registerWithOrganization"),
@@ -77,6 +88,19 @@ PUBLIC: list[tuple[str, str]] = [
 
 _public_exact = {(m, p.rstrip("/")) for m, p in PUBLIC if not p.endswith("/*")}
 _public_prefix = [(m, p[:-1]) for m, p in PUBLIC if p.endswith("/*")]  # keeps the trailing "/"
+
+
+def takes_large_body(path: str) -> bool:
+    """Whether `path` (under one of LARGE_BODIES, on a segment boundary) may carry a large body."""
+    candidate = path.rstrip("/")
+    while candidate:
+        if candidate in LARGE_BODIES:
+            return True
+        cut = candidate.rfind("/")
+        if cut <= 0:
+            return False
+        candidate = candidate[:cut]
+    return False
 
 
 def resolve(path: str) -> tuple[str, str] | None:

@@ -27,6 +27,15 @@ class Settings(CoreSettings):
     # Responses with a known length up to this size are read whole and sent in one go;
     # larger or chunked ones are streamed through.
     buffer_limit_bytes: int = 1 << 20
+    # Bounded requests (413/414/431/408 in the envelope), so that no client can exhaust or stall the gateway for
+    # others: a JSON body is read whole before an upstream connection is taken, within BODY_TIMEOUT_S; a large
+    # body (routes.LARGE_BODIES) streams, each part within BODY_IDLE_TIMEOUT_S; bytes are counted as they come.
+    body_limit_bytes: int = Field(default=1 << 20, ge=1024)
+    upload_body_limit_bytes: int = Field(default=64 << 20, ge=1024)
+    body_timeout_s: float = Field(default=15.0, gt=0)
+    body_idle_timeout_s: float = Field(default=15.0, gt=0)
+    url_limit_bytes: int = Field(default=8192, ge=256)
+    header_limit_bytes: int = Field(default=16384, ge=1024)  # all request headers together
     health_timeout_s: float = 2.0
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM
 
