@@ -33,8 +33,19 @@ router = APIRouter(tags=["registry"])
 Settings = Annotated[RegistrySettings, Depends(registry_settings)]
 Paging = Annotated[Page, Depends(page_query(default_limit=100, max_limit=1000, what="items"))]
 Reading = Annotated[Acting, acting_for(MODULE, "Read")]
-Writing = Annotated[Acting, acting_for(MODULE, "Write")]
-Updating = Annotated[Acting, acting_for(MODULE, "Update")]
+
+
+async def _writing(uow: UoW, acting: Annotated[Acting, acting_for(MODULE, "Write")]) -> Acting:
+    return await services.holder(uow, acting)
+
+
+async def _updating(uow: UoW, acting: Annotated[Acting, acting_for(MODULE, "Update")]) -> Acting:
+    return await services.holder(uow, acting)
+
+
+# The holder acting, its organization resolved before the body or the Idempotency-Key is looked at.
+Writing = Annotated[Acting, Depends(_writing)]
+Updating = Annotated[Acting, Depends(_updating)]
 Holder = only_roles(*HOLDERS)
 IdempotencyKey = Annotated[
     str,
@@ -206,10 +217,6 @@ class SeedRoute(APIRoute):
         return answer
 
 
-inventory_router = APIRouter(tags=["registry"], route_class=SeedRoute)
-
-
-@inventory_router.get("/public/v2/inventories/recs", summary="REC inventory")
 async def rec_inventory(
     uow: UoW,
     acting: Reading,
@@ -224,4 +231,11 @@ async def rec_inventory(
     return page if page is not None else seed_envelope(404, SEED_MESSAGES[404])
 
 
-router.include_router(inventory_router)  # one router for app.py (the inventory's routes keep their SeedRoute)
+router.add_api_route(
+    "/public/v2/inventories/recs",
+    rec_inventory,
+    methods=["GET"],
+    route_class_override=SeedRoute,
+    tags=["registry"],
+    summary="REC inventory",
+)

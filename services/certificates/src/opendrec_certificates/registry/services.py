@@ -256,6 +256,14 @@ def _part_row(rows: list[Any], holding_id: uuid.UUID) -> Holding:
     return store.holding_of(next(r for r in rows if r["id"] == holding_id))
 
 
+async def holder(uow: UnitOfWork, acting: Acting) -> Acting:
+    """The organization a lifecycle request acts for, resolved before its body is read: naming another's
+    organization is refused (400/403/404) whatever the body holds."""
+    async with uow.reading() as r:
+        org = await acting_organization(r.conn, acting.user, acting.organization_id)
+    return Acting(acting.user, org)
+
+
 # -- transfers -----------------------------------------------------------------------------------------------------
 
 
