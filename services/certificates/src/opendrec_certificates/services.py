@@ -137,6 +137,7 @@ async def _issue_reservation(uow: UnitOfWork, reservation_id: int, settle: timed
     issued_total, issued = terms["issued_wh"], 0
     full = target is not None and terms["allocated_wh"] >= target
     for pending in _pending(rows):
+        pending.period_end = min(pending.period_end, terms["ends"])  # an early end cuts the last period
         round_ = await _issue_round(uow, terms, pending, None if target is None else target - issued_total, full)
         if round_ is not None and round_.issued_wh:
             issued += 1
