@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 
+import psycopg
 import pytest
 
 from opendrec_devstack.net import free_port
@@ -78,6 +79,54 @@ async def test_a_refused_mail_is_kept_and_tried_again_up_to_the_attempts_limit(r
     assert await step() == 0  # MAX_ATTEMPTS tried: kept (for an operator to see), never tried again
     [row] = await queued(runtime, [recipient])
     assert row["attempts"] == MAX_ATTEMPTS
+    # abandoned: its error stays, its text (it may hold a one-time token) does not
+    body = await runtime.pool.fetchval("SELECT body FROM mails WHERE recipient = $1", recipient)
+    assert body == store.ABANDONED_BODY
+
+
+async def test_a_subject_with_line_breaks_goes_out_on_one_line_and_injects_no_header(runtime, mailer, smtp_sink):
+    """An organization named "Evil\nSubject: x" once stopped every mail after its invitation."""
+    evil, after = (f"evil-{uuid.uuid4().hex[:8]}@example.org", f"after-{uuid.uuid4().hex[:8]}@example.org")
+    uow = runtime.uow()
+    async with uow:
+        await store.queue_mail(uow.conn, evil, "Join Evil\r\nSubject: x\nBcc: victim@example.org", "Hello")
+        await store.queue_mail(uow.conn, after, "Hello", "Hello")
+    await mailer.step()
+    [sent] = await asyncio.to_thread(wait_for_mails, smtp_sink[1], evil, 1, 10.0)
+    assert sent.get_all("Subject") == ["Join Evil Subject: x Bcc: victim@example.org"]
+    assert sent.get_all("Bcc") is None
+    await asyncio.to_thread(wait_for_mails, smtp_sink[1], after, 1, 10.0)
+    assert await queued(runtime, [evil, after]) == []
+
+
+async def test_a_message_that_cannot_be_built_is_set_aside_at_once_and_the_rest_go_out(runtime, mailer, smtp_sink):
+    broken, fine = "broken\n@example.org", f"fine-{uuid.uuid4().hex[:8]}@example.org"
+    await queue(runtime, [broken, fine])
+    await mailer.step()
+    await asyncio.to_thread(wait_for_mails, smtp_sink[1], fine, 1, 10.0)
+    [row] = await queued(runtime, [broken])
+    assert row["attempts"] == MAX_ATTEMPTS and row["last_error"].startswith("cannot be built")
+    assert await runtime.pool.fetchval("SELECT body FROM mails WHERE recipient = $1", broken) == store.ABANDONED_BODY
+    assert await queued(runtime, [fine]) == []
+
+
+async def test_no_transaction_holds_a_mail_while_it_is_being_sent(runtime, monkeypatch):
+    """SMTP is slow and may hang: the row is leased, not locked, while its message travels."""
+    recipient = f"unlocked-{uuid.uuid4().hex[:8]}@example.org"
+    await queue(runtime, [recipient])
+    mail_id = await runtime.pool.fetchval("SELECT id FROM mails WHERE recipient = $1", recipient)
+    seen: list[bool] = []
+
+    def deliver_while_checking(server, msg):  # runs in the worker thread, as the real one does
+        with psycopg.connect(runtime.database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT id FROM mails WHERE id = %s FOR UPDATE NOWAIT", (mail_id,)).fetchone()
+            seen.append(row is not None)
+
+    monkeypatch.setattr(mail_service, "deliver", deliver_while_checking)
+    while await mail_service.send_due_mails(runtime.uow(), parse_smtp_url("smtp://127.0.0.1:25"), "t@x.org", 2):
+        pass
+    assert True in seen and all(seen)  # the row was free (no lock error) during each send
+    assert await queued(runtime, [recipient]) == []
 
 
 async def test_the_worker_is_reported_by_readyz(client, mailer):

@@ -41,14 +41,22 @@ def parse_smtp_url(url: str) -> SmtpServer:
 
 
 def compose(sender: str, recipient: str, subject: str, body: str) -> EmailMessage:
+    """One message. The subject may carry what clients named (an organization's name): line breaks and other
+    control characters become spaces, so no header can be injected; a recipient or sender the email package
+    refuses raises ValueError (the mail is set aside, the others go out)."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = recipient
-    msg["Subject"] = subject
+    msg["Subject"] = one_line(subject)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="opendrec.local")
     msg.set_content(body)
     return msg
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character (CR and LF included) as a space, runs of spaces as one."""
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).split())
 
 
 def deliver(server: SmtpServer, msg: EmailMessage, timeout: float = 10.0) -> None:

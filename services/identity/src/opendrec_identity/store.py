@@ -731,23 +731,40 @@ async def queue_mail(conn: asyncpg.Connection, recipient: str, subject: str, bod
     )
 
 
-async def claim_due_mails(conn: asyncpg.Connection, max_attempts: int, limit: int) -> list[asyncpg.Record]:
-    """Due mails, locked until the caller's transaction ends; rows another instance holds are skipped."""
-    return await conn.fetch(
-        "SELECT id, recipient, subject, body, attempts FROM mails "
-        "WHERE next_attempt_at <= now() AND attempts < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+async def lease_due_mails(
+    conn: asyncpg.Connection, max_attempts: int, limit: int, lease_s: float
+) -> list[asyncpg.Record]:
+    """Due mails, leased for `lease_s` (their next attempt moved past it): sent after this transaction commits, and
+    tried again by any instance if the lease runs out (a crash mid-send). Rows another instance is leasing are
+    skipped. Oldest first."""
+    rows = await conn.fetch(
+        "UPDATE mails SET next_attempt_at = now() + make_interval(secs => $3) WHERE id IN ("
+        " SELECT id FROM mails WHERE next_attempt_at <= now() AND attempts < $1 ORDER BY id LIMIT $2"
+        " FOR UPDATE SKIP LOCKED) RETURNING id, recipient, subject, body, attempts",
         max_attempts,
         limit,
+        lease_s,
     )
+    return sorted(rows, key=lambda r: r["id"])
 
 
-async def mail_failed(conn: asyncpg.Connection, mail_id: int, attempts: int, error: str, retry_in_s: float) -> None:
+ABANDONED_BODY = "(not sent: its text was removed after the last attempt)"
+
+
+async def mail_failed(
+    conn: asyncpg.Connection, mail_id: int, attempts: int, error: str, retry_in_s: float, *, abandoned: bool
+) -> None:
+    """A failed attempt: tried again after `retry_in_s`, or, `abandoned`, kept for an operator with its error but
+    without its text (it may hold a one-time token)."""
     await conn.execute(
-        "UPDATE mails SET attempts = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+        "UPDATE mails SET attempts = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4),"
+        " body = CASE WHEN $5 THEN $6 ELSE body END WHERE id = $1",
         mail_id,
         attempts,
         error,
         retry_in_s,
+        abandoned,
+        ABANDONED_BODY,
     )
 
 
