@@ -602,3 +602,16 @@ async def test_a_slow_client_holds_no_upstream_connection_while_its_body_trickle
 async def test_answers_within_limits_are_unchanged(bounded, keys: Keys, http):
     async with http.post(bounded.url + "/api/device/normal", json={"a": 1}, headers=auth(keys.token())) as resp:
         assert resp.status == 200
+
+
+async def test_the_rec_inventory_api_gets_its_own_envelope_from_the_gateway_too(gateway: Gateway, http) -> None:
+    """shared/seeds/rec-inventory-api.txt: its clients read {Data, Errors, Meta, StatusCode, Message}."""
+    async with http.get(gateway.url + "/public/v2/inventories/recs") as resp:
+        assert resp.status == 401
+        assert await resp.json() == {
+            "Data": None,
+            "Errors": None,
+            "Meta": None,
+            "StatusCode": 401,
+            "Message": "Unauthorized",
+        }

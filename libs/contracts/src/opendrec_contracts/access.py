@@ -36,7 +36,7 @@ DEFAULT_ROLE_GRANTS: dict[str, dict[str, str]] = {
         "DEVICE_MANAGEMENT_CRUDL": "RWUD",
         "READS_MANAGEMENT_CRUDL": "RWUD",
         "DEVICE_BULK_MANAGEMENT_CRUDL": "RWUD",
-        "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R",
+        "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "RWU",  # W/U: the registry's transfers, retirements and locks
         "USER_MANAGEMENT_CRUDL": "RWU",
         "ORGANIZATION_MANAGEMENT_CRUDL": "RWU",
         "INVITATION_MANAGEMENT_CRUDL": "RWU",
@@ -44,7 +44,7 @@ DEFAULT_ROLE_GRANTS: dict[str, dict[str, str]] = {
     },
     "Buyer": {
         "BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD",
-        "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R",
+        "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "RWU",  # W/U: the registry's transfers, retirements and locks
         "DEVICE_MANAGEMENT_CRUDL": "R",
         "READS_MANAGEMENT_CRUDL": "R",
         "USER_MANAGEMENT_CRUDL": "RWU",

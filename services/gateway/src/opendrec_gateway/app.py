@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import aiohttp
@@ -365,7 +366,12 @@ class Gateway:
         rid: str,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> int:
-        await _send_json(send, status, envelope_bytes(status, message, path, rid), rid, headers)
+        if path.startswith(routes.SEED_ENVELOPE_PREFIX):
+            phrase = HTTPStatus(status).phrase
+            body = orjson.dumps({"Data": None, "Errors": None, "Meta": None, "StatusCode": status, "Message": phrase})
+        else:
+            body = envelope_bytes(status, message, path, rid)
+        await _send_json(send, status, body, rid, headers)
         return status
 
     async def _own(self, method: str, path: str, rid: str, send: Send) -> None:

@@ -52,6 +52,10 @@ ROUTES: dict[str, str] = {
     "/public/v2/inventories": "certificates",  # the REC inventory API (shared/seeds/rec-inventory-api.txt)
 }
 
+# Paths whose errors are written in the REC inventory API's envelope ({Data, Errors, Meta, StatusCode, Message}),
+# the gateway's own refusals (401, 413, 502...) included, as that API's clients expect.
+SEED_ENVELOPE_PREFIX = "/public/v2/"
+
 # Request bodies past the small JSON limit (BODY_LIMIT_BYTES): read batches and uploads, streamed to the service,
 # up to UPLOAD_BODY_LIMIT_BYTES. Prefixes match as ROUTES' do.
 LARGE_BODIES: frozenset[str] = frozenset(
