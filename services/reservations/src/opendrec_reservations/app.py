@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered
+from opendrec_contracts import CertificateIssued, DeviceDeleted, DeviceRegistered
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers, internal, services
@@ -14,6 +14,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.include_router(internal.router)
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceDeleted, handlers.on_device_deleted)
+    runtime.on(CertificateIssued, handlers.on_certificate_issued)
     runtime.follow_organizations()
 
     batch_size = settings.expiry_sweep_batch_size

@@ -175,7 +175,17 @@ def target_wh(target_mwh: Decimal | None) -> int | None:
 
 # -- the end of a reservation ---------------------------------------------------------------
 
-END_REASONS = {"expired": "its end date passed", "ended_by_buyer": "ended by its buyer"}
+END_REASONS = {
+    "expired": "its end date passed",
+    "ended_by_buyer": "ended by its buyer",
+    "target_reached": "its target was certified",
+}
+
+
+def target_end(start: datetime, end: datetime, certified_until: datetime) -> datetime:
+    """When a reservation whose target was certified ends: at the end of the period that reached it, within its
+    window."""
+    return min(max(certified_until, start), end)
 
 
 @dataclass(frozen=True)

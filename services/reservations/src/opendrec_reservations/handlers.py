@@ -1,6 +1,6 @@
 """Events the reservations service listens to: each calls one use case (services.py) in the kit's unit of work."""
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered
+from opendrec_contracts import CertificateIssued, DeviceDeleted, DeviceRegistered
 from opendrec_kit import EventContext
 
 from . import services
@@ -12,3 +12,8 @@ async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> No
 
 async def on_device_deleted(event: DeviceDeleted, ctx: EventContext) -> None:
     await services.delete_device(ctx, event, ctx.envelope.occurred_at)
+
+
+async def on_certificate_issued(event: CertificateIssued, ctx: EventContext) -> None:
+    # Only one that reached a target without authority to exceed it matters here: the reservation ends.
+    await services.reach_target(ctx, event)

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, ReservationCreated, ReservationEnded, ReservationUpdated
+from opendrec_contracts import (
+    CertificateIssued,
+    DeviceDeleted,
+    DeviceRegistered,
+    ReservationCreated,
+    ReservationEnded,
+    ReservationUpdated,
+)
 from opendrec_kit import ApiError, Principal, UnitOfWork
 from opendrec_kit.organizations import (
     ADMIN,
@@ -449,6 +456,25 @@ async def delete_reservation(
             uow.record(_ended_event(row))
         await store.delete_reservation(uow.conn, reservation_id)
     return {**_answer(row, now), "deleted": True}
+
+
+async def reach_target(uow: UnitOfWork, event: CertificateIssued) -> None:
+    """certificate.issued with target_reached: the reservation (no authority to exceed its target) ends at the end of
+    the period that reached it (reason target_reached); announces reservation.ended. Nothing when it ended already
+    (a redelivery, or its buyer or the sweep was first)."""
+    if not event.target_reached:
+        return
+    async with uow:
+        if not await store.lock_reservation(uow.conn, event.reservation_id):
+            return
+        row = await store.reservation(uow.conn, event.reservation_id)
+        if row is None or row["ended_at"] is not None:
+            return
+        at = domain.target_end(row["reservation_start"], row["reservation_end"], event.period_end)
+        ended = await store.end_reservation(uow.conn, event.reservation_id, at, "target_reached")
+        if ended is not None:
+            uow.record(_ended_event({**row, **ended}))
+    log.info("reservation target reached", extra={"reservation_id": event.reservation_id})
 
 
 async def end_expired(uow: UnitOfWork, now: datetime, batch_size: int) -> int:
