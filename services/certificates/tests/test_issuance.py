@@ -371,3 +371,25 @@ async def test_one_certificate_per_country_and_period_with_a_part_per_device(clo
     assert mine.status_code == 200, mine.text
     assert [(x["energyWh"], x["deviceId"]) for x in mine.json()["certificates"]] == [(2000, b)]
     assert mine.json()["totalEnergyWh"] == 2000
+
+
+async def test_a_reservation_arriving_after_its_devices_reads_issues_one_certificate_per_period(service):
+    runtime, _client, _issuer = service
+    (a, res), (b, _) = ids(), ids()
+    buyer, owner = 950091, 950092
+    for device in (a, b):
+        assert await deliver(runtime, device_registered(device, organization_id=owner, country_code="IND"))
+    assert await deliver(runtime, reads(a, owner, [1500, 2500]))
+    assert await deliver(runtime, reads(b, owner, [700, 300]))
+    assert await deliver(runtime, reservation(res, a, buyer).model_copy(update={"device_ids": [a, b]}))
+    issued = await certificates_of(runtime, res)
+    assert [(r["kind"], r["period_start"], r["energy_wh"], r["carry_out_wh"], len(r["parts"])) for r in issued] == [
+        ("period", T0, 2000, 200, 2),  # one certificate with both devices (2,200 Wh: 200 carried)
+        ("period", T0 + H, 3000, 0, 2),
+    ]
+    issued_per_device = {}
+    for r in issued:
+        for device, wh in r["parts"]:
+            issued_per_device[device] = issued_per_device.get(device, 0) + wh
+    assert issued_per_device == {a: 4000, b: 1000}  # the carried 200 Wh left with the next certificate
+    await invariants(runtime, res)

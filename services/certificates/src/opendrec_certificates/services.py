@@ -54,27 +54,28 @@ DUE_BATCH = 500  # due devices (and due reservations) one round of the certifica
 # -- allocation -----------------------------------------------------------------------------------------------------
 
 
-async def _allocate_device(uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime) -> list[int]:
-    """Allocate what the device's reservations can take of its settled reads not yet allocated to them; the
-    reservations of the device (to issue for). The caller holds the device lock; this takes the reservations'."""
+async def _allocate_device(
+    uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime
+) -> list[tuple[int, list[domain.Allocation]]]:
+    """What the device's reservations can take of its settled reads not yet allocated to them: per reservation of
+    the device, its allocations (stored by the issuance that follows: most are issued at once). The caller holds
+    the device's lock and its reservations' (a reservation's target is shared by its devices, which other
+    transactions allocate at the same time: what it was allocated is read under its lock, or two devices could
+    each fill what is left)."""
     conn = uow.conn
     settled_before = now - settle
-    # A reservation's target is shared by its devices, which other transactions allocate at the same time: what
-    # it was allocated is read under its lock, or two devices could each fill what is left.
-    await store.lock_reservations_of_device(conn, device_id)
-    reservations = await store.reservations_of_device(conn, device_id)
-    for reservation in reservations:
-        if not domain.certifiable(reservation, now):
-            continue  # expired: nothing more is certified for it
-        reads = await store.uncertified_reads(
-            conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
-        )
-        allocations = domain.allocate(reads, reservation)
-        if allocations:
-            await store.insert_allocations(conn, reservation.reservation_id, device_id, allocations)
+    out = []
+    for reservation in await store.reservations_of_device(conn, device_id):
+        allocations: list[domain.Allocation] = []
+        if domain.certifiable(reservation, now):  # expired: nothing more is certified for it
+            reads = await store.uncertified_reads(
+                conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
+            )
+            allocations = domain.allocate(reads, reservation)
+        out.append((reservation.reservation_id, allocations))
     unsettled = await store.latest_unsettled_end(conn, device_id, settled_before)
     await store.set_certification_due(conn, device_id, unsettled + settle if unsettled else None)
-    return [r.reservation_id for r in reservations]
+    return out
 
 
 # -- issuance -------------------------------------------------------------------------------------------------------
@@ -91,11 +92,11 @@ class _Pending:
     energy: dict[int, int]
     starts: dict[int, datetime]
     ends: dict[int, datetime]
-    keys: list[tuple[int, datetime]]  # (read id, period start) of each allocation
+    rows: list[dict[str, Any]]  # its allocations (store.due_allocations' rows, or fresh ones: "fresh")
     reads: list[tuple[int, datetime, datetime, int]]  # (device, start, end, Wh): the intervals it covers
 
 
-def _pending(rows: list[Any]) -> list[_Pending]:
+def _pending(rows: list[dict[str, Any]]) -> list[_Pending]:
     """Due allocations grouped into certificates: a period's of one country together; a History read's alone."""
     groups: dict[tuple[Any, ...], _Pending] = {}
     for row in rows:
@@ -113,14 +114,21 @@ def _pending(rows: list[Any]) -> list[_Pending]:
         group.starts[device] = min(group.starts.get(device, row["start_at"]), row["start_at"])
         group.ends[device] = max(group.ends.get(device, row["end_at"]), row["end_at"])
         group.period_end = max(group.period_end, row["period_end"])
-        group.keys.append((row["read_id"], row["period_start"]))
+        group.rows.append(row)
         group.reads.append((device, row["start_at"], row["end_at"], row["energy_wh"]))
     return [groups[k] for k in sorted(groups)]
 
 
-async def _issue_reservation(uow: UnitOfWork, reservation_id: int, settle: timedelta, now: datetime) -> int:
+async def _issue_reservation(
+    uow: UnitOfWork,
+    reservation_id: int,
+    settle: timedelta,
+    now: datetime,
+    fresh: list[tuple[int, list[domain.Allocation]]] | None = None,
+) -> int:
     """Issue the reservation's certificates of every period that has closed and settled by `now`; how many.
-    The caller holds the reservation's lock."""
+    `fresh`: [(device, allocations)] just made for it, stored here with the round that took them (one write per
+    allocation, not an insert and an update). The caller holds the reservation's lock."""
     conn = uow.conn
     terms = await store.issuance_terms(conn, reservation_id)
     if terms is None:
@@ -130,27 +138,61 @@ async def _issue_reservation(uow: UnitOfWork, reservation_id: int, settle: timed
         # nothing more is issued for it: what was allocated and not issued goes back to its reads, uncertified
         await store.release_pending(conn, reservation_id)
         return 0
-    rows = await store.due_allocations(conn, reservation_id, now - settle, terms["ends"])
-    if not rows:
-        return 0
+    settled_before = now - settle
+    rows = [
+        {**row, "fresh": False}
+        for row in await store.due_allocations(conn, reservation_id, settled_before, terms["ends"])
+    ]
+    new: list[dict[str, Any]] = []
+    for device, allocations in fresh or []:
+        if not allocations:
+            continue
+        country = await store.device_country(conn, device)
+        new += [
+            {
+                "read_id": a.read_id,
+                "period_start": a.period_start,
+                "period_end": a.period_end,
+                "kind": a.kind,
+                "device_id": device,
+                "start_at": a.start,
+                "end_at": a.end,
+                "energy_wh": a.energy_wh,
+                "country_code": country,
+                "fresh": True,
+                "round_id": None,
+                "allocation": a,
+            }
+            for a in allocations
+        ]
+    rows += [row for row in new if min(row["period_end"], terms["ends"]) <= settled_before]
     target = terms["target_capacity_wh"] if not terms["authority_to_exceed"] else None
-    issued_total, issued = terms["issued_wh"], 0
-    full = target is not None and terms["allocated_wh"] >= target
+    issued_total, issued, reached = terms["issued_wh"], 0, False
+    allocated = terms["allocated_wh"] + sum(row["energy_wh"] for row in new)
+    full = target is not None and allocated >= target
     for pending in _pending(rows):
         pending.period_end = min(pending.period_end, terms["ends"])  # an early end cuts the last period
         round_ = await _issue_round(uow, terms, pending, None if target is None else target - issued_total, full)
-        if round_ is not None and round_.issued_wh:
+        if round_.issued_wh:
             issued += 1
             issued_total += round_.issued_wh
             if round_.target_reached:
-                await store.release_pending(conn, reservation_id)
+                reached = True
                 break
+    for device, _ in fresh or []:
+        mine = [row for row in new if row["device_id"] == device]
+        if mine:
+            await store.insert_allocations(
+                conn, reservation_id, device, [row["allocation"] for row in mine], [row["round_id"] for row in mine]
+            )
+    if reached:
+        await store.release_pending(conn, reservation_id)
     return issued
 
 
 async def _issue_round(
     uow: UnitOfWork, terms: Any, pending: _Pending, target_left: int | None, full: bool
-) -> domain.Round | None:
+) -> domain.Round:
     """One (reservation, country, period, kind): its round, and its certificate when it issues whole kWh."""
     conn = uow.conn
     reservation_id, country = terms["reservation_id"], pending.country_code
@@ -169,7 +211,10 @@ async def _issue_round(
         {} if history else carried, pending.energy, target_left=target_left, full=full, whole_kwh_only=history
     )
     certificate_id = domain.certificate_id(reservation_id, country, pending.period_start, kind, sequence)
-    read_ids, period_starts = (list(column) for column in zip(*pending.keys, strict=True))
+    assert all(row["period_start"] == pending.period_start for row in pending.rows)  # a round is of one period
+    for row in pending.rows:
+        if row["fresh"]:
+            row["round_id"] = certificate_id  # stored with it (_issue_reservation)
     await store.insert_round(
         conn,
         certificate_id,
@@ -180,8 +225,7 @@ async def _issue_round(
         pending.period_start,
         pending.period_end,
         round_,
-        read_ids,
-        period_starts,
+        [row["read_id"] for row in pending.rows if not row["fresh"]],
     )
     carry_out = dict(round_.carry_out)
     if history:
@@ -285,11 +329,17 @@ async def _issue_certificate(
     )
 
 
-async def _certify_device(uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime) -> None:
-    """Allocate the device's settled energy, then issue what closed for its reservations. The caller holds the
-    device lock."""
-    for reservation_id in await _allocate_device(uow, device_id, settle, now):
-        await _issue_reservation(uow, reservation_id, settle, now)
+async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> None:
+    """Allocate the devices' settled energy, then issue what closed for their reservations: a reservation's
+    devices allocated together share its period's certificate. The caller holds the devices' locks (in id
+    order); the reservations' are taken here, all at once and in id order (no deadlock between transactions)."""
+    await store.lock_reservations_of_devices(uow.conn, device_ids)
+    fresh: dict[int, list[tuple[int, list[domain.Allocation]]]] = {}
+    for device_id in device_ids:
+        for reservation_id, allocations in await _allocate_device(uow, device_id, settle, now):
+            fresh.setdefault(reservation_id, []).append((device_id, allocations))
+    for reservation_id in sorted(fresh):
+        await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id])
 
 
 async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, now: datetime) -> None:
@@ -300,7 +350,7 @@ async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, no
         await store.insert_reads(
             uow.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies, event.read_type
         )
-        await _certify_device(uow, event.device_id, settle, now)
+        await _certify(uow, [event.device_id], settle, now)
 
 
 async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: timedelta, now: datetime) -> None:
@@ -327,13 +377,12 @@ async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: t
 
 
 async def _certify_devices(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> None:
-    # Every device first, in a fixed order, then certify: _certify_device also takes reservation
-    # locks, and a device lock must never be awaited while one is held (no deadlock with a read).
-    devices = sorted(device_ids)
+    # Every device first, in a fixed order, then certify: _certify also takes reservation locks, and a device
+    # lock must never be awaited while one is held (no deadlock with a read).
+    devices = sorted(set(device_ids))
     for device_id in devices:
         await store.lock_device(uow.conn, device_id)
-    for device_id in devices:
-        await _certify_device(uow, device_id, settle, now)
+    await _certify(uow, devices, settle, now)
 
 
 async def change_reservation(uow: UnitOfWork, event: ReservationUpdated, settle: timedelta, now: datetime) -> None:
@@ -359,7 +408,7 @@ async def change_reservation(uow: UnitOfWork, event: ReservationUpdated, settle:
 
 async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
     """From now on the reservation's window stops at `ended_at`: energy generated after it is not certified for
-    it (_certify_device reads the effective end). Nothing to certify anew: ending only shrinks the window."""
+    it (issuance reads the effective end). Nothing to certify anew: ending only shrinks the window."""
     async with uow:
         await store.record_reservation_end(uow.conn, event.reservation_id, event.ended_at, event.reason)
 
@@ -394,7 +443,7 @@ async def certify_due(uow: UnitOfWork, settle: timedelta, now: datetime, batch: 
             if await store.try_lock_device(uow.conn, device_id) and await store.is_certification_due(
                 uow.conn, device_id, now
             ):
-                await _certify_device(uow, device_id, settle, now)
+                await _certify(uow, [device_id], settle, now)
                 certified += 1
     async with uow.reading("read_committed") as r:
         closed = await store.due_reservations(r.conn, now - settle, batch)

@@ -165,11 +165,12 @@ async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647)
 
 
-async def lock_reservations_of_device(conn: asyncpg.Connection, device_id: int) -> None:
-    """Lock, in id order (no deadlock between devices), the device's reservations: allocating to a reservation
+async def lock_reservations_of_devices(conn: asyncpg.Connection, device_ids: list[int]) -> None:
+    """Lock, in id order (no deadlock between transactions), the devices' reservations: allocating to a reservation
     (its target is shared by its devices) and issuing its certificates run one transaction at a time."""
     ids = await conn.fetch(
-        "SELECT reservation_id FROM reservation_devices WHERE device_id = $1 ORDER BY reservation_id", device_id
+        "SELECT DISTINCT reservation_id FROM reservation_devices WHERE device_id = ANY($1::bigint[]) ORDER BY 1",
+        device_ids,
     )
     for row in ids:
         await lock_reservation(conn, row["reservation_id"])
@@ -283,17 +284,23 @@ async def uncertified_reads(
 
 
 async def insert_allocations(
-    conn: asyncpg.Connection, reservation_id: int, device_id: int, allocations: list[Allocation]
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    device_id: int,
+    allocations: list[Allocation],
+    round_ids: list[uuid.UUID | None],
 ) -> None:
-    """The reservation's parts of the device's reads, per period, and the reads' allocated energy, in two
-    statements over arrays (thousands of reads a batch). The database keeps certified_wh <= energy_wh."""
+    """The reservation's parts of the device's reads, per period, each with the round that issued it (None: not
+    yet), and the reads' allocated energy, in two statements over arrays (thousands of reads a batch). The
+    database keeps certified_wh <= energy_wh."""
     await conn.execute(
         """INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at,
-                                    end_at, energy_wh)
-           SELECT a.read_id, $1, a.period_start, a.period_end, a.kind, $2, a.start_at, a.end_at, a.energy_wh
+                                    end_at, energy_wh, round_id)
+           SELECT a.read_id, $1, a.period_start, a.period_end, a.kind, $2, a.start_at, a.end_at, a.energy_wh,
+                  a.round_id
            FROM unnest($3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-                       $8::timestamptz[], $9::bigint[])
-                AS a (read_id, period_start, period_end, kind, start_at, end_at, energy_wh)""",
+                       $8::timestamptz[], $9::bigint[], $10::uuid[])
+                AS a (read_id, period_start, period_end, kind, start_at, end_at, energy_wh, round_id)""",
         reservation_id,
         device_id,
         [a.read_id for a in allocations],
@@ -303,6 +310,7 @@ async def insert_allocations(
         [a.start for a in allocations],
         [a.end for a in allocations],
         [a.energy_wh for a in allocations],
+        round_ids,
     )
     await conn.execute(
         """UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
@@ -407,9 +415,8 @@ async def insert_round(
     period_end: datetime,
     issued: Round,
     read_ids: list[int],
-    period_starts: list[datetime],
 ) -> None:
-    """One issuance round, and the allocations it took (by read and period)."""
+    """One issuance round, and the allocations it took (the reads' of its period)."""
     await conn.execute(
         """INSERT INTO issuance_rounds (id, reservation_id, country_code, kind, sequence, period_start, period_end,
                                         allocated_wh, carry_in_wh, issued_wh, carry_out_wh, target_reached)
@@ -427,15 +434,14 @@ async def insert_round(
         issued.carry_out_wh,
         issued.target_reached,
     )
+    # A round is of one period (a History round: of one read): its allocations are (reservation, period, reads).
     await conn.execute(
-        """UPDATE allocations a SET round_id = $2
-           FROM unnest($3::bigint[], $4::timestamptz[]) AS t (read_id, period_start)
-           WHERE a.reservation_id = $1 AND a.read_id = t.read_id AND a.period_start = t.period_start
-             AND a.round_id IS NULL""",
+        """UPDATE allocations SET round_id = $2
+           WHERE reservation_id = $1 AND period_start = $3 AND read_id = ANY($4::bigint[]) AND round_id IS NULL""",
         reservation_id,
         round_id,
+        period_start,
         read_ids,
-        period_starts,
     )
 
 
@@ -486,6 +492,11 @@ async def insert_certificate(
         *(list(column) for column in zip(*parts, strict=True)),
     )
     return row
+
+
+async def device_country(conn: asyncpg.Connection, device_id: int) -> str | None:
+    """The device's country (device.registered; None when unknown)."""
+    return await conn.fetchval("SELECT country_code FROM devices WHERE device_id = $1", device_id)
 
 
 async def device_read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:

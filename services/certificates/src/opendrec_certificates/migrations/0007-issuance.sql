@@ -97,7 +97,6 @@ CREATE TABLE allocations (
 );
 CREATE INDEX allocations_pending ON allocations (reservation_id, period_start) WHERE round_id IS NULL;
 CREATE INDEX allocations_pending_end ON allocations (period_end) WHERE round_id IS NULL;
-CREATE INDEX allocations_round ON allocations (round_id);
 INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at, end_at,
                          energy_wh, round_id)
 SELECT ce.read_id, ce.reservation_id, c.generation_start, c.generation_end, 'period', r.device_id, r.start_at, r.end_at,
