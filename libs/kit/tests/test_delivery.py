@@ -17,6 +17,7 @@ from opendrec_contracts.testing import device_registered
 from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, UoW
 from opendrec_kit.telemetry import setup_tracing
 from opendrec_kit.testing import (
+    all_events,
     eventually,
     publish_envelopes,
     publish_events,
@@ -134,7 +135,8 @@ async def test_committed_event_is_published_once_and_rolled_back_one_never(servi
     assert (await client.post(f"/devices/{dropped}", params={"fail": True})).json() == {"written": False}
     assert (await client.post(f"/devices/{kept}")).json() == {"written": True}
     await eventually(lambda: notes(runtime, kept))
-    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0  # published rows are gone
+    unpublished = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL"
+    assert await runtime.pool.fetchval(unpublished) == 0  # every row published (kept for the retention)
     marker = new_id()
     await client.post(f"/devices/{marker}")
     await eventually(lambda: notes(runtime, marker))
@@ -245,3 +247,69 @@ async def test_replicas_starting_at_once_prepare_one_database_without_failing(po
         await conn.close()
     ids = [r["migration_id"] for r in applied]
     assert len(ids) == len(set(ids)) and any(i.startswith("kit-") for i in ids) and len(ids) > 3
+
+
+# -- broker faults (issue 13): nothing lost when the broker loses its data, no row holds up the others -------------
+
+
+async def outbox_row(runtime, device_id: int):
+    return await runtime.pool.fetchrow(
+        "SELECT event_id, published_at, failed_at, error FROM outbox WHERE envelope::jsonb -> 'payload' ->> 'device_id' = $1",
+        str(device_id),
+    )
+
+
+async def test_published_events_are_kept_for_the_retention_then_forgotten(service):
+    runtime, client = service
+    device_id = new_id()
+    await client.post(f"/devices/{device_id}")
+    await eventually(lambda: notes(runtime, device_id))
+    row = await outbox_row(runtime, device_id)
+    assert row["published_at"] is not None and row["failed_at"] is None  # kept, marked published
+    retention, runtime.relay.retention_s = runtime.relay.retention_s, 0.0
+    try:
+        assert await runtime.relay.forget_published() >= 1
+    finally:
+        runtime.relay.retention_s = retention
+    assert await outbox_row(runtime, device_id) is None
+
+
+async def test_a_broker_that_lost_its_data_gets_every_retained_event_again(service, kafka_bootstrap):
+    """A memory-only broker restarted: its epoch marker is gone. Seen here as a marker topic with nothing in it."""
+    runtime, client = service
+    device_id = new_id()
+    await client.post(f"/devices/{device_id}")
+    await eventually(lambda: notes(runtime, device_id))
+    event_id = str((await outbox_row(runtime, device_id))["event_id"])
+
+    runtime.relay.epoch.topic = f"opendrec.broker-epoch.test-{uuid.uuid4().hex[:8]}"  # no marker there yet
+    assert await runtime.relay.follow_epoch() is True
+    assert (await outbox_row(runtime, device_id))["published_at"] is None  # to be published again
+    runtime.relay.worker.wake()
+
+    async def published_twice() -> bool:
+        seen = await all_events(kafka_bootstrap, "device.registered", lambda e: e["event_id"] == event_id)
+        return len(seen) == 2
+
+    await eventually(published_twice, timeout=20)
+    assert len(await notes(runtime, device_id)) == 1  # the consumer's inbox: the repeat changed nothing
+    assert await runtime.relay.follow_epoch() is False  # same broker since: nothing again
+
+
+async def test_an_event_the_broker_refuses_for_good_is_set_aside_and_the_rest_go_out(service):
+    runtime, client = service
+    too_big = "x" * 2_000_000  # past the producer's 1 MB request limit: refused whatever the retries
+    await runtime.pool.execute(
+        "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, 'device.registered', '1', $2)",
+        uuid.uuid4(),
+        too_big,
+    )
+    after = new_id()
+    await client.post(f"/devices/{after}")
+    await eventually(lambda: notes(runtime, after))  # not held up behind the refused row
+    refused = await runtime.pool.fetchrow(
+        "SELECT failed_at, error, published_at FROM outbox WHERE envelope = $1", too_big
+    )
+    assert refused["failed_at"] is not None and refused["published_at"] is None
+    assert refused["error"].startswith("MessageSizeTooLargeError")
+    assert (await client.get("/readyz")).json()["checks"]["outbox"] == "ok"

@@ -3,9 +3,6 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from opendrec_contracts.testing import device_registered
 from opendrec_kit.testing import eventually, publish_events
 
@@ -64,29 +61,4 @@ async def reserve(client, headers, device_ids, path="/api/device-group", **kw):
 
 
 async def outbox_drained(runtime):
-    return await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0
-
-
-async def all_events(bootstrap, topic, match):
-    """Every envelope on `topic` (from the beginning up to its current end) that `match`es."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # metadata, so the partitions are known
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found = []
-        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    try:
-                        envelope = orjson.loads(record.value)
-                        if match(envelope):
-                            found.append(envelope)
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        continue
-        return found
-    finally:
-        await consumer.stop()
+    return await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opendrec_kit.testing import eventually, wait_for_event
+from opendrec_kit.testing import all_events, eventually, wait_for_event
 
-from .helpers import PERMS, all_events, buyer, devices, outbox_drained, payload, reserve
+from .helpers import PERMS, buyer, devices, outbox_drained, payload, reserve
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

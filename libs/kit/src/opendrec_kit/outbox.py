@@ -1,29 +1,48 @@
 """Transactional outbox: events are rows written with the change; a relay publishes them.
 
-The relay wakes on NOTIFY (or a poll tick), publishes rows in id order under the trace
-context they were written in, and deletes them only once the broker acknowledged them.
-One relay per service database is active at a time (advisory lock), so per-key order holds.
+The relay wakes on NOTIFY (or a poll tick) and publishes rows in id order under the trace context they were
+written in; one relay per service database is active at a time (advisory lock), so per-key order holds.
+
+Nothing is lost when the broker is (issue 13):
+- A row is marked published only once the broker acknowledged it, and kept OUTBOX_RETENTION_S after that.
+- The broker's data is recognised by its epoch: a marker message, the first of the topic `opendrec.broker-epoch`,
+  written by the first service that finds none. Every BROKER_EPOCH_CHECK_S (and at start) the relay reads it, and
+  creates any topic that is gone. A marker other than the one this service last published under means the broker
+  lost its data (a memory-only broker restarted, an unreplicated cluster was rebuilt): every retained row is
+  published again, in id order, before anything newer. Consumers' inboxes make the repeats harmless.
+- A row the broker refuses for good (a non-retriable error, e.g. larger than its message limit) is set aside with
+  its error (failed_at) and the relay goes on: one bad row never holds up the service's other events. Transient
+  failures (broker down, a topic being created) are retried by the worker with backoff, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from typing import Any
 
 import asyncpg
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import InvalidTopicError, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from faststream.kafka import KafkaBroker
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
-from opendrec_contracts import Event, envelope_for, topic_of
+from opendrec_contracts import Event, all_topics, envelope_for, topic_of
 
 from .workers import Worker
 
 log = logging.getLogger(__name__)
 
 _RELAY_LOCK = 0x0DEC0001  # advisory lock key, per database
+EPOCH_TOPIC = "opendrec.broker-epoch"
+# What the broker refuses about a row itself, for good: set aside. Anything else (down, timed out, a topic being
+# created...) is retried, in order.
+_REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
 
 
 async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str) -> None:
@@ -40,8 +59,56 @@ async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str)
     )
 
 
+class BrokerEpoch:
+    """The marker of the broker's data: the first message of `topic` (created, with every event topic that is
+    missing, when absent)."""
+
+    def __init__(self, bootstrap: str, partitions: int, replication: int, topic: str = EPOCH_TOPIC) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.replication = replication
+        self.topic = topic
+
+    async def current(self, broker: KafkaBroker) -> str:
+        """The broker's epoch; a new one is made when it has none. Also recreates any topic that is gone."""
+        from .messaging import ensure_topics  # messaging imports this module
+
+        await ensure_topics(self.bootstrap, all_topics(), self.partitions, self.replication)
+        await ensure_topics(self.bootstrap, [self.topic], 1, self.replication)  # one partition: one first message
+        marker = await self._first()
+        if marker is None:
+            await broker.publish(uuid.uuid4().hex.encode(), topic=self.topic, partition=0)
+            marker = await self._first()  # the first one written wins, if two services raced
+        if marker is None:
+            raise RuntimeError(f"the broker kept no epoch marker on {self.topic}")
+        return marker
+
+    async def _first(self) -> str | None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            if self.topic not in await admin.list_topics():
+                return None
+        finally:
+            await admin.close()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partition = TopicPartition(self.topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            if (await consumer.end_offsets([partition]))[partition] == 0:
+                return None
+            async with asyncio.timeout(10):
+                record = await consumer.getone(partition)
+            return bytes(record.value or b"").decode()
+        finally:
+            await consumer.stop()
+
+
 class OutboxRelay:
-    """Publishes outbox rows: a worker woken by NOTIFY (or its poll interval) runs `publish_pending`."""
+    """Publishes outbox rows: a worker woken by NOTIFY (or its poll interval) runs `publish_pending`, follows the
+    broker's epoch and forgets rows published longer ago than the retention."""
 
     def __init__(
         self,
@@ -50,16 +117,26 @@ class OutboxRelay:
         broker: KafkaBroker,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
+        *,
+        epoch: BrokerEpoch | None = None,
+        retention_s: float = 0.0,
+        epoch_check_s: float = 30.0,
     ) -> None:
         self.pool = pool
         self.database_url = database_url
         self.broker = broker
         self.batch_size = batch_size
+        self.epoch = epoch
+        self.retention_s = retention_s
+        self.epoch_check_s = epoch_check_s
         self.worker = Worker(
             "outbox-relay", self._step, interval_s=poll_interval_s, backoff_max_s=5.0, affects_readiness=True
         )
         self._listener: asyncpg.Connection | None = None
+        self._epoch_due = 0.0  # monotonic time of the next epoch check (0: at the first step)
         self.published = 0
+        self.republished = 0
+        self.set_aside = 0
 
     @property
     def healthy(self) -> bool:
@@ -76,25 +153,98 @@ class OutboxRelay:
             await self._listener.close()
 
     async def _step(self) -> bool:
+        if self.epoch is not None and time.monotonic() >= self._epoch_due:
+            await self.follow_epoch()
+            await self.forget_published()
+            self._epoch_due = time.monotonic() + self.epoch_check_s
         return await self.publish_pending() >= self.batch_size  # a full batch: more are waiting
 
+    async def follow_epoch(self) -> bool:
+        """Read the broker's epoch; when it is not the one this service published under, publish again every row
+        still retained (True). Recreates any topic that is gone."""
+        assert self.epoch is not None
+        current = await self.epoch.current(self.broker)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+                return False  # another relay of this service follows it
+            known = await conn.fetchval("SELECT value FROM kit_state WHERE name = 'broker_epoch' FOR UPDATE")
+            if known == current:
+                return False
+            again = 0
+            if known is not None:
+                again = int(
+                    (
+                        await conn.execute("UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL")
+                    ).split()[-1]
+                )
+            await conn.execute(
+                "INSERT INTO kit_state (name, value) VALUES ('broker_epoch', $1) "
+                "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                current,
+            )
+        if known is not None:
+            self.republished += again
+            log.warning("the broker lost its data: publishing retained events again", extra={"events": again})
+        return known is not None
+
+    async def forget_published(self, batch: int = 10_000) -> int:
+        """Delete rows published longer ago than the retention (a batch at a time)."""
+        status = await self.pool.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
+            " ORDER BY published_at LIMIT $2)",
+            self.retention_s,
+            batch,
+        )
+        return int(status.split()[-1])
+
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+        """Publish one batch; returns how many rows were published (set-aside ones not counted)."""
         async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, envelope, headers FROM outbox ORDER BY id LIMIT $1", self.batch_size
+                "SELECT id, topic, key, envelope, headers FROM outbox WHERE published_at IS NULL AND failed_at IS NULL"
+                " ORDER BY id LIMIT $1",
+                self.batch_size,
             )
             if not rows:
                 return 0
-            pending: list[Any] = []
-            for row in rows:
-                pending.append(await self._send(row))
-            await asyncio.gather(*pending)  # every delivery acknowledged before we forget the rows
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-        self.published += len(rows)
-        return len(rows)
+            try:
+                pending: list[Any] = []
+                for row in rows:
+                    pending.append(await self._send(row))
+                await asyncio.gather(*pending)  # every delivery acknowledged before the rows count as published
+                published = [r["id"] for r in rows]
+            except _REFUSED_FOR_GOOD:
+                published = await self._one_by_one(conn, rows)
+            except KafkaError:
+                self._epoch_due = 0.0  # e.g. a topic that is gone: recreate it at the next step
+                raise
+            if self.retention_s > 0:
+                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published)
+            else:
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", published)
+        self.published += len(published)
+        return len(published)
+
+    async def _one_by_one(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[int]:
+        """A batch the broker refused for good: publish its rows one at a time, setting aside the ones it refuses
+        (failed_at, error) and keeping the order of the others. A transient failure is raised (retried)."""
+        published = []
+        for row in rows:
+            try:
+                await (await self._send(row))
+            except _REFUSED_FOR_GOOD as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                await conn.execute("UPDATE outbox SET failed_at = now(), error = $2 WHERE id = $1", row["id"], error)
+                self.set_aside += 1
+                log.error(
+                    "event set aside: the broker refuses it",
+                    extra={"outbox_id": row["id"], "topic": row["topic"], "error": error},
+                )
+                continue
+            published.append(row["id"])
+        return published
 
     async def _send(self, row: asyncpg.Record) -> Any:
         carrier = orjson.loads(row["headers"])

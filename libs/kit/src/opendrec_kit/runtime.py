@@ -31,7 +31,7 @@ from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import install_error_handlers
 from .messaging import E, Handler, ensure_topics, make_broker, subscribe
 from .organizations import remember_organization, serving
-from .outbox import OutboxRelay
+from .outbox import BrokerEpoch, OutboxRelay
 from .owners import OwnerServices
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
@@ -170,7 +170,14 @@ class ServiceRuntime(Generic[S]):
         self.pool = await db.create_pool(self.database_url, s.database_pool_min, s.database_pool_max)
         await self.broker.start()
         self.relay = OutboxRelay(
-            self.pool, self.database_url, self.broker, s.outbox_batch_size, s.outbox_poll_interval_s
+            self.pool,
+            self.database_url,
+            self.broker,
+            s.outbox_batch_size,
+            s.outbox_poll_interval_s,
+            epoch=BrokerEpoch(s.kafka_bootstrap_servers, s.kafka_topic_partitions, s.kafka_replication_factor),
+            retention_s=s.outbox_retention_s,
+            epoch_check_s=s.broker_epoch_check_s,
         )
         await self.relay.start()
         for hook in self._startup:

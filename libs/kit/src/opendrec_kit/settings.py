@@ -92,6 +92,10 @@ class ServiceSettings(CoreSettings):
 
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
+    # Published events are kept this long, to be published again if the broker loses its data (detected by its epoch
+    # marker, checked every BROKER_EPOCH_CHECK_S); longer than the longest broker outage you want to survive.
+    outbox_retention_s: float = Field(default=6 * 3600.0, ge=0)
+    broker_epoch_check_s: float = Field(default=30.0, gt=0)
 
     # Read-your-writes (opendrec_kit.owners): the services that own what this one keeps read models of, asked
     # on a miss; how long one question may take and how many may be open at once in a process.

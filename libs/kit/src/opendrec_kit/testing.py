@@ -177,6 +177,34 @@ async def wait_for_event(
         await consumer.stop()
 
 
+async def all_events(bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """Every envelope on `topic` (from the beginning up to its current end) that `match`es."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata, so the partitions are known
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        found = []
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    try:
+                        envelope = orjson.loads(record.value)
+                        if match(envelope):
+                            found.append(envelope)
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue
+        return found
+    finally:
+        await consumer.stop()
+
+
 async def publish_envelopes(bootstrap: str, items: list[tuple[str, str, bytes]]) -> None:
     """Publish raw (topic, key, value) records, as an upstream service's relay would."""
     from aiokafka import AIOKafkaProducer
