@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from opendrec_kit import ServiceSettings
@@ -72,3 +72,14 @@ class Settings(ServiceSettings):
             return domain.check_password(value)
         except domain.Invalid as exc:
             raise ValueError(f"ADMIN_PASSWORD: {exc}") from None
+
+    @model_validator(mode="after")
+    def _revocations_outlive_a_broker_loss(self) -> Settings:
+        # token.revoked is published again after a broker lost its data only while its outbox row is retained: a
+        # logged-out token must not work again before it expires anyway.
+        if self.outbox_retention_s < self.access_token_ttl_seconds:
+            raise ValueError(
+                f"OUTBOX_RETENTION_S ({self.outbox_retention_s:g}) must be at least ACCESS_TOKEN_TTL_SECONDS "
+                f"({self.access_token_ttl_seconds}): revocations are published again after a broker loss only while retained"
+            )
+        return self
