@@ -320,6 +320,11 @@ class CertificateIssued(Event):
     carry_out_wh: int = Field(default=0, ge=0)
     target_reached: bool = False
     parts: list[CertificatePart] = Field(min_length=1)
+    # The issuance's ledger entry is this payload without `issued_at`, recorded at `issued_at`: the ledger can be
+    # rebuilt from the events (None: published before these were added).
+    issued_at: AwareDatetime | None = None
+    allocated_wh: int | None = Field(default=None, ge=0)  # the energy allocated to it (before the kWh carry)
+    reads_hash: str | None = None  # the ledger's hash of the read intervals it covers
 
     @model_validator(mode="after")
     def _parts_hold_the_energy(self) -> CertificateIssued:
@@ -357,6 +362,8 @@ class _HoldingChange(Event):
     serial_start: int = Field(ge=1)  # first and last serial of the range (inclusive), serial_end - serial_start + 1 Wh
     serial_end: int = Field(ge=1)
     serial_number: str  # the range as the REC inventory writes it
+    # When it happened: its ledger entry is this payload (with "type", without `recorded_at`), recorded then.
+    recorded_at: AwareDatetime | None = None
 
 
 class CertificateTransferred(_HoldingChange):

@@ -242,10 +242,17 @@ def _range_fields(holding: Holding, organization_id: int, r: SerialRange, prefix
 
 async def _announce(uow: UnitOfWork, kind: str, events: list[Any]) -> None:
     """Each event recorded (published at commit) and appended to the ledger, in this unit of work (the ledger's
-    head is locked last, after the part's holdings)."""
+    head is locked last, after the part's holdings). The event carries its entry's time (`recorded_at`) and its
+    entry's body is the event itself: the ledger can be rebuilt from the events."""
     for event in events:
-        uow.record(event)
-        await ledger.append(uow, kind, event.certificate_id, {"type": event.TYPE, **event.model_dump()})
+        stamped = event.model_copy(update={"recorded_at": event.recorded_at or _now()})
+        uow.record(stamped)
+        await ledger.append(uow, kind, stamped.certificate_id, ledger_body(stamped), recorded_at=stamped.recorded_at)
+
+
+def ledger_body(event: Any) -> dict[str, Any]:
+    """A lifecycle event's ledger entry body: its type and payload, without its time (the entry's recorded_at)."""
+    return {"type": event.TYPE, **event.model_dump(exclude={"recorded_at"})}
 
 
 def _now() -> datetime:
