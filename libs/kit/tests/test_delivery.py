@@ -1,6 +1,7 @@
 """Outbox, inbox, retries, DLQ and tracing against the real database and broker."""
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from opendrec_contracts import DeviceRegistered
 from opendrec_contracts.testing import device_registered
-from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, UoW
+from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, UoW, dlq
 from opendrec_kit.telemetry import setup_tracing
 from opendrec_kit.testing import (
     all_events,
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SPANS = InMemorySpanExporter()
 FAIL_ALWAYS = 999_999_001
+FAILING_FOR_NOW: set[int] = set()  # devices whose handling fails until a test fixes "the bug"
 
 
 SWEEP_FAILS = asyncio.Event()
@@ -57,6 +59,8 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
     async def on_device(event: DeviceRegistered, ctx: EventContext) -> None:
         if event.device_id == FAIL_ALWAYS:
             raise ValueError("this device always fails")
+        if event.device_id in FAILING_FOR_NOW:
+            raise ValueError("a bug, until it is fixed")
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         await ctx.conn.execute("INSERT INTO notes (device_id, trace_id) VALUES ($1, $2)", event.device_id, trace_id)
 
@@ -313,3 +317,42 @@ async def test_an_event_the_broker_refuses_for_good_is_set_aside_and_the_rest_go
     assert refused["failed_at"] is not None and refused["published_at"] is None
     assert refused["error"].startswith("MessageSizeTooLargeError")
     assert (await client.get("/readyz")).json()["checks"]["outbox"] == "ok"
+
+
+async def test_dead_letters_are_listed_with_their_error_and_replayed_once_the_cause_is_fixed(service, kafka_bootstrap):
+    runtime, _client = service
+    device_id = new_id()
+    FAILING_FOR_NOW.add(device_id)
+    [event] = await publish_events(kafka_bootstrap, [device_registered(device_id)])
+    event_id = str(event.event_id)
+
+    async def listed() -> list[dlq.DeadLetter]:
+        return [d for d in await dlq.dead_letters(kafka_bootstrap, ["device.registered.dlq"]) if d.event_id == event_id]
+
+    [letter] = await eventually(listed, timeout=30)
+    assert (letter.original_topic, letter.event_type, letter.error_type) == (
+        "device.registered",
+        "device.registered",
+        "ValueError",
+    )
+    assert letter.error_message == "a bug, until it is fixed" and letter.attempts == "3"
+    assert await notes(runtime, device_id) == []
+
+    FAILING_FOR_NOW.discard(device_id)  # the fix is deployed
+    assert await dlq.replay(kafka_bootstrap, [letter]) == 1
+    await eventually(lambda: notes(runtime, device_id))
+    assert await dlq.replay(kafka_bootstrap, [letter]) == 1  # replayed twice by mistake: the inbox absorbs it
+    marker = new_id()
+    await publish_events(kafka_bootstrap, [device_registered(marker)])
+    await eventually(lambda: notes(runtime, marker))  # handled after the second replay
+    assert len(await notes(runtime, device_id)) == 1
+
+
+async def test_the_dlq_command_lists_as_json_lines_and_refuses_to_replay_every_dlq_at_once(kafka_bootstrap, capsys):
+    assert (
+        await asyncio.to_thread(dlq.main, ["list", "--bootstrap", kafka_bootstrap, "--topic", "device.registered"]) == 0
+    )
+    out = capsys.readouterr()
+    assert all(json.loads(line)["topic"] == "device.registered.dlq" for line in out.out.splitlines())
+    assert "dead letter(s)" in out.err
+    assert await asyncio.to_thread(dlq.main, ["replay", "--bootstrap", kafka_bootstrap]) == 2
