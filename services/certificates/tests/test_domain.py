@@ -1,9 +1,11 @@
 """The certification rules: every Wh at most once, in proportion to the window, within target."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from opendrec_certificates import domain
 from opendrec_certificates.domain import (
     HISTORY,
     PERIOD,
@@ -259,3 +261,29 @@ def test_nothing_is_certifiable_from_the_expiry_on():
     res = Reservation(1, T0, T0 + H, "hourly", None, True, 0, expiry=T0 + 2 * H)
     assert certifiable(res, T0 + 2 * H - H / 60) and not certifiable(res, T0 + 2 * H)
     assert certifiable(Reservation(1, T0, T0 + H, "hourly", None, True, 0), T0 + 1000 * H)
+
+
+def test_device_filter_and_generation_window_rules():
+    assert domain.device_filter_country({}) is None and domain.device_filter_country({"countryCode": "deu"}) == "DEU"
+    for fields in ({"fuelCode": "ES100"}, {"colour": "red"}, {"countryCode": "D1"}, {"countryCode": ["DEU"]}):
+        with pytest.raises(domain.FilterError):
+            domain.device_filter_country(fields)
+    with pytest.raises(domain.FilterError):
+        domain.generation_window(T0 + timedelta(hours=1), T0)
+    assert domain.megawatt_hours_to_wh(Decimal("1.0000019")) == 1_000_001
+
+
+def test_csv_cells_never_start_a_formula():
+    assert [domain.csv_cell(v) for v in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "a=b", None, 5, "")] == [
+        "'=1+1",
+        "'+1",
+        "'-1",
+        "'@SUM(A1)",
+        "'\tx",
+        "a=b",
+        "",
+        "5",
+        "",
+    ]
+    assert domain.export_filename('a"b\r\nc é', "2025-03-01") == "a_b__c _ 2025-03-01.csv"
+    assert domain.export_filename("", "2025-03-01") == "reservation 2025-03-01.csv"

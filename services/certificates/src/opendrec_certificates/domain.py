@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Final, Literal
 
 from opendrec_kit.periods import next_period_start, period_of_end, period_start
@@ -239,3 +240,105 @@ def certificate_id(
 def part_id(certificate: uuid.UUID, device_id: int) -> uuid.UUID:
     """The id of a certificate's part (one device's energy): D-REC's per-device log entry."""
     return uuid.uuid5(certificate, str(device_id))
+
+
+# -- the certificate read module's filters (D-REC GET /api/certificate-log/certificateReadModule) ------------------
+
+# D-REC's deviceFilter (certificate-log/dto/deviceFilter.dto.ts): the one field this service knows of a device is
+# its country; the others (type, off-takers, grid, capacity, yield, fuel) are the devices service's, not kept here.
+DEVICE_FILTER_KNOWN = ("countryCode",)
+DEVICE_FILTER_NOT_KEPT = (
+    "deviceTypeCodes",
+    "offTakers",
+    "gridInterconnection",
+    "aggregatedCapacity",
+    "yieldValue",
+    "fuelCode",
+)
+MAX_COUNTRY_CODE = 3
+
+
+class FilterError(ValueError):
+    """A filter the caller sent that cannot be applied (answered 400, naming the field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def device_filter_country(fields: dict[str, object]) -> str | None:
+    """The country a deviceFilter asks for (upper case; None: no filter), or FilterError: a field of D-REC's
+    deviceFilter this service does not keep, or one it does not know, or a country that is not 2-3 letters."""
+    for name in fields:
+        if name in DEVICE_FILTER_NOT_KEPT:
+            raise FilterError(
+                f"deviceFilter[{name}]",
+                f"deviceFilter.{name} is not known to the certificate log (only countryCode filters certificates)",
+            )
+        if name not in DEVICE_FILTER_KNOWN:
+            raise FilterError(
+                f"deviceFilter[{name}]",
+                f"deviceFilter has no field {name!r} (D-REC's: countryCode, " + ", ".join(DEVICE_FILTER_NOT_KEPT) + ")",
+            )
+    country = fields.get("countryCode")
+    if country is None or country == "":
+        return None
+    if (
+        not isinstance(country, str)
+        or not (2 <= len(country) <= MAX_COUNTRY_CODE)
+        or not country.isascii()
+        or not country.isalpha()
+    ):
+        raise FilterError("deviceFilter[countryCode]", "deviceFilter.countryCode is a country code of 2 or 3 letters")
+    return country.upper()
+
+
+def generation_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """The certificates a read-module query asks for by generation time: those ending at or after `start` and
+    starting at or before `end` (either may be open). FilterError when `start` is after `end`."""
+    if start is not None and end is not None and start > end:
+        raise FilterError("certificateStartDate", "certificateStartDate is after certiifcateEndDate")
+    return start, end
+
+
+def megawatt_hours_to_wh(mwh: Decimal) -> int:
+    """A volume in MWh (D-REC's targetVolumeCertificateGenerationRequestedInMegaWattHour) in whole Wh, down."""
+    return int(mwh * 1_000_000)
+
+
+# -- the per-device CSV export (D-REC GET /api/certificate-log/expoert_perdevice/{groupUid}) ----------------------
+
+# D-REC's columns (CertificateLogService.Findperdevicecertificatelog, in its order), then ours.
+EXPORT_COLUMNS = (
+    "externalId",
+    "reservation_name",
+    "certificate_issuance_startdate",
+    "certificate_issuance_enddate",
+    "readvalue_watthour",
+    "certificateTransactionUID",
+    "blockchainCertificateId",
+    "deviceId",
+    "partId",
+    "countryCode",
+    "kind",
+    "periodStart",
+    "periodEnd",
+)
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection): such a cell is prefixed.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """One CSV cell's text, safe to open in a spreadsheet: None is empty; text starting like a formula gets a
+    leading apostrophe (shown as text, never evaluated)."""
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def export_filename(reservation_name: str, day: str) -> str:
+    """D-REC's download name, `{reservation name} {date}.csv`, with only characters safe in a header and a file
+    name (others become `_`), at most 100 characters of name."""
+    safe = "".join(c if (c.isascii() and (c.isalnum() or c in " ._-()")) else "_" for c in reservation_name)
+    return f"{safe.strip()[:100] or 'reservation'} {day}.csv"

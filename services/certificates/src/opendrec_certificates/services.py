@@ -17,10 +17,14 @@ issuance of one reservation run one transaction at a time), then the ledger's he
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -621,6 +625,36 @@ async def learn_reservation(
     return True
 
 
+async def _reservation_view(
+    conn: asyncpg.Connection,
+    user: Principal,
+    organization_id: int | None,
+    reservation_id: int | None,
+    uid: uuid.UUID | None,
+    api_user_names_none: bool,
+) -> tuple[Any, int | None] | None:
+    """Whose view of the reservation's log the caller has: (the reservation's row, the owner organization whose
+    devices' certificates only it sees, None: all of them); None when the reservation is not known here; a 404
+    when it is not the caller's (as if it did not exist: ids leak nothing)."""
+    if api_user_names_none and user.role == API_USER and organization_id is None:
+        own_buyers: list[int] | None = await visible_organizations(conn, user, None, organization_type=BUYER)
+        viewer = None
+    else:
+        own_buyers, viewer = None, await _viewer(conn, user, organization_id)
+    res = await store.reservation(conn, reservation_id=reservation_id, uid=uid)
+    if res is None:
+        return None
+    # The buyer sees every certificate of its reservation; a device owner only those of its own devices.
+    if own_buyers is not None:
+        if res["buyer_organization_id"] in own_buyers:
+            return res, None
+    elif viewer is None or res["buyer_organization_id"] == viewer:
+        return res, None
+    elif user.role != API_USER and await store.owns_any_device(conn, list(res["device_ids"]), viewer):
+        return res, viewer
+    raise ApiError(404, _absent(reservation_id, uid))
+
+
 async def _reservation_log(
     uow: UnitOfWork,
     user: Principal,
@@ -633,28 +667,12 @@ async def _reservation_log(
 ) -> ReservationLog | None:
     """_log's page (of parts, or `by_certificate`), None when the reservation is not known here (a 404 when it is
     not the caller's)."""
-    absent = _absent(reservation_id, uid)
     async with uow.reading() as r:
         conn = r.conn
-        if api_user_names_none and user.role == API_USER and organization_id is None:
-            own_buyers: list[int] | None = await visible_organizations(conn, user, None, organization_type=BUYER)
-            viewer = None
-        else:
-            own_buyers, viewer = None, await _viewer(conn, user, organization_id)
-        res = await store.reservation(conn, reservation_id=reservation_id, uid=uid)
-        if res is None:
+        view = await _reservation_view(conn, user, organization_id, reservation_id, uid, api_user_names_none)
+        if view is None:
             return None
-        # The buyer sees every certificate of its reservation; a device owner only those of its own devices.
-        if own_buyers is not None:
-            if res["buyer_organization_id"] not in own_buyers:
-                raise ApiError(404, absent)
-            owner = None
-        elif viewer is None or res["buyer_organization_id"] == viewer:
-            owner = None
-        elif user.role != API_USER and await store.owns_any_device(conn, list(res["device_ids"]), viewer):
-            owner = viewer
-        else:  # not theirs: answer as if it did not exist, so ids leak nothing
-            raise ApiError(404, absent)
+        res, owner = view
         reservation_id = res["reservation_id"]
         parts: dict[uuid.UUID, list[Any]] = {}
         if by_certificate:
@@ -681,7 +699,11 @@ def _issue_log_entry(log_: ReservationLog, row: Any) -> dict[str, Any]:
     """A certificate part as D-REC's per-device issue log (CheckCertificateIssueDateLogForDeviceEntity: id, status,
     externalId and groupId are our part's own; certificateTransactionUID its certificate's id), with our fields and
     the reservation's uid and name."""
-    res = log_.reservation
+    return _device_log_entry(row, log_.reservation["uid"], log_.reservation["name"])
+
+
+def _device_log_entry(row: Any, reservation_uid: uuid.UUID, reservation_name: str) -> dict[str, Any]:
+    """_issue_log_entry of a part of the reservation `reservation_uid` named `reservation_name`."""
     return {
         **_part(row),
         "certificate_issuance_startdate": iso_exact(row["generation_start"]),
@@ -690,8 +712,8 @@ def _issue_log_entry(log_: ReservationLog, row: Any) -> dict[str, Any]:
         "certificateTransactionUID": str(row["certificate_id"]),
         "createdAt": iso(row["issued_at"]),
         "updatedAt": iso(row["issued_at"]),
-        "devicegroup_uid": str(res["uid"]),
-        "reservationName": res["name"],
+        "devicegroup_uid": str(reservation_uid),
+        "reservationName": reservation_name,
     }
 
 
@@ -852,7 +874,7 @@ async def organization_log(uow: UnitOfWork, user: Principal, page: Page, organiz
     admin naming none), with totals over every page."""
     async with uow.reading() as r:
         org, view = await _log_owner(r.conn, user, organization_id)
-        owner, buyer = (org, None) if view == "owner" else (None, org)
+        owner, buyer = _owner_and_buyer(org, view)
         totals = await store.organization_totals(r.conn, owner, buyer)
         rows = await store.organization_parts(r.conn, owner, buyer, page.limit, page.offset)
     return {
@@ -867,3 +889,214 @@ async def organization_log(uow: UnitOfWork, user: Principal, page: Page, organiz
         "totalPages": total_pages(totals["count"], page.limit),
         "totalCount": totals["count"],
     }
+
+
+# -- the rest of D-REC's certificate log (issue 15) -----------------------------------------------------------------
+
+
+def _owner_and_buyer(org: int | None, view: str | None) -> tuple[int | None, int | None]:
+    """The (owner, buyer) filters of an organization's view (_log_owner): a developer's devices or a buyer's
+    reservations; (None, None): all."""
+    return (org, None) if view == "owner" else (None, org)
+
+
+async def all_issue_logs(
+    uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    """GET /api/certificate-log: D-REC answers every device's issue log (CertificateLogService.find, unpaged). Here
+    the entries the caller may see (as certifiedlogOfdevices: a Developer organization its devices', a Buyer
+    organization its reservations', an admin naming none all), one page of them, and how many the whole view
+    holds (the route's X-Total-Count header)."""
+    async with uow.reading() as r:
+        owner, buyer = _owner_and_buyer(*await _log_owner(r.conn, user, organization_id))
+        totals = await store.organization_totals(r.conn, owner, buyer)
+        rows = await store.organization_parts(r.conn, owner, buyer, page.limit, page.offset)
+    return [_device_log_entry(row, row["reservation_uid"], row["reservation_name"]) for row in rows], totals["count"]
+
+
+@dataclass(frozen=True)
+class ReadModuleQuery:
+    """D-REC's certificateReadModule filters, parsed: generated (in part) from/until, the reservations' target at
+    most this many MWh, and deviceFilter's fields as sent."""
+
+    generated_from: datetime | None = None
+    generated_until: datetime | None = None
+    max_target_mwh: Decimal | None = None
+    device_filter: dict[str, object] = field(default_factory=dict)
+
+
+def _bad_filter(error: domain.FilterError) -> ApiError:
+    return ApiError(400, str(error), [{"field": error.field, "message": str(error), "where": "query"}])
+
+
+async def certificate_read_module(
+    uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None, query: ReadModuleQuery
+) -> dict[str, Any]:
+    """GET /api/certificate-log/certificateReadModule: D-REC's issuer certificates (its read model, one row per
+    issuance of a group, columns prefixed `crm_`) of the caller organization's reservations, filtered and paged
+    (CertificateLogService.getsCertificateReadModule: `{result, pageNumber, totalPages, totalCount}`; 3 a page by
+    default; a page past the last one 404). Here a certificate per row, with ours beside D-REC's columns; the
+    organization's view as certifiedlogOfdevices (a Developer organization: the certificates of its devices, their
+    parts only). No blockchain: no block hash, owners or claims (the registry's retirements are the claims)."""
+    try:
+        country = domain.device_filter_country(query.device_filter)
+        start, end = domain.generation_window(query.generated_from, query.generated_until)
+    except domain.FilterError as error:
+        raise _bad_filter(error) from None
+    max_target = None if query.max_target_mwh is None else domain.megawatt_hours_to_wh(query.max_target_mwh)
+    filters = (start, end, max_target, country)
+    async with uow.reading() as r:
+        org, view = await _log_owner(r.conn, user, organization_id)
+        owner, buyer = _owner_and_buyer(org, view)
+        totals = await store.read_module_totals(r.conn, owner, buyer, *filters)
+        pages = total_pages(totals["count"], page.limit)
+        if page.number > max(pages, 1):
+            raise ApiError(404, f"Page number out of range: {pages} page(s) of {page.limit}")
+        rows = await store.read_module_certificates(r.conn, owner, buyer, *filters, page.limit, page.offset)
+        parts: dict[uuid.UUID, list[Any]] = {}
+        for part in await store.parts_of_certificates(r.conn, [row["id"] for row in rows], owner):
+            parts.setdefault(part["certificate_id"], []).append(part)
+    result = []
+    for row in rows:
+        mine = parts.get(row["id"], [])
+        result.append(
+            {
+                "crm_internalCertificateId": str(row["id"]),
+                "crm_blockchainCertificateId": None,
+                "crm_deviceId": str(row["reservation_id"]),  # D-REC issues to the group
+                "crm_generationStartTime": _seconds(row["generation_start"]),
+                "crm_generationEndTime": _seconds(row["generation_end"]),
+                "crm_creationTime": _seconds(row["issued_at"]),
+                "crm_creationBlockHash": None,
+                "crm_owners": {},
+                "crm_claimers": None,
+                "crm_claims": [],
+                "crm_metadata": {
+                    "groupId": str(row["reservation_id"]),
+                    "buyerReservationId": str(row["reservation_uid"]),
+                    "deviceIds": [p["external_id"] for p in mine if p["external_id"] is not None],
+                    "certificateTransactionUID": str(row["id"]),
+                },
+                **_certificate(row, mine),
+                "devicegroup_uid": str(row["reservation_uid"]),
+                "reservationName": row["reservation_name"],
+            }
+        )
+    return {
+        "result": result,
+        "pageNumber": page.number,
+        "totalPages": pages,
+        "totalCount": totals["count"],
+        "organizationId": org,
+        "view": {"owner": "developer", "buyer": "buyer"}.get(view or "", "all"),
+        "totalEnergyWh": totals["energy_wh"],
+    }
+
+
+EXPORT_MAX_ROWS = 100_000  # parts one export answers at most (`limit`; further ones: `pageNumber`)
+EXPORT_CHUNK = 1_000  # parts read (in one short reading unit) and written at a time
+
+
+@dataclass(frozen=True)
+class Export:
+    """A reservation's per-device certificate log as CSV: its file name, how many parts the caller's whole view
+    holds, and the text, a chunk at a time (read as it is sent: no connection is held between chunks)."""
+
+    filename: str
+    total: int
+    chunks: AsyncIterator[str]
+
+
+def _csv(rows: list[list[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerows([[domain.csv_cell(v) for v in row] for row in rows])
+    return out.getvalue()
+
+
+def _export_row(res: Any, part: Any) -> list[object]:
+    """One part in domain.EXPORT_COLUMNS' order."""
+    return [
+        part["external_id"],
+        res["name"],
+        iso_exact(part["generation_start"]),
+        iso_exact(part["generation_end"]),
+        part["energy_wh"],
+        str(part["certificate_id"]),
+        None,  # no blockchain here
+        part["device_id"],
+        str(part["id"]),
+        part["country_code"],
+        part["kind"],
+        iso_exact(part["period_start"]),
+        iso_exact(part["period_end"]),
+    ]
+
+
+async def per_device_export(
+    uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None, learning: Learning, uid: uuid.UUID
+) -> Export:
+    """GET /api/certificate-log/expoert_perdevice/{groupUid} (D-REC's spelling; also export_perdevice): the
+    reservation's per-device certificate log as CSV (CertificateLogService.createCSV: a part per line, D-REC's
+    columns, then ours). Seen as the other reservation logs (a device owner: its own devices' parts; an API user
+    naming no organization: if one of its Buyer organizations holds it); a reservation just created is learned as
+    they do. Bounded: a page of at most EXPORT_MAX_ROWS parts, read and sent EXPORT_CHUNK at a time in the
+    export's order (later chunks continue after the last part sent: none repeated or skipped)."""
+
+    async def look() -> tuple[Any, int | None, int, list[Any]] | None:
+        async with uow.reading() as r:
+            view = await _reservation_view(r.conn, user, organization_id, None, uid, True)
+            if view is None:
+                return None
+            res, owner = view
+            total = (await store.parts_totals(r.conn, res["reservation_id"], owner))["count"]
+            first = await store.export_parts(
+                r.conn, res["reservation_id"], owner, None, min(EXPORT_CHUNK, page.limit), page.offset
+            )
+        return res, owner, total, list(first)
+
+    found = await look()
+    if found is None and await learn_reservation(uow, learning, user, uid=uid):
+        found = await look()
+    if found is None:
+        raise ApiError(404, _absent(None, uid))
+    res, owner, total, first = found
+
+    async def chunks() -> AsyncIterator[str]:
+        yield _csv([list(domain.EXPORT_COLUMNS)])
+        rows, sent = first, 0
+        while rows:
+            yield _csv([_export_row(res, part) for part in rows])
+            sent += len(rows)
+            left = page.limit - sent
+            if left <= 0 or len(rows) < EXPORT_CHUNK:
+                return
+            last = rows[-1]
+            after = (last["period_start"], last["certificate_id"], last["device_id"])
+            async with uow.reading() as r:
+                rows = list(
+                    await store.export_parts(r.conn, res["reservation_id"], owner, after, min(EXPORT_CHUNK, left))
+                )
+
+    return Export(domain.export_filename(res["name"], learning.now.date().isoformat()), total, chunks())
+
+
+# -- refused: what D-REC does on a blockchain or by cron, here done otherwise ----------------------------------------
+
+CLAIM_AMOUNT_REFUSED = (
+    "GET /api/certificate-log/claim-amount-in-ethers-json is not served: it turns an amount into a blockchain "
+    "token's base unit, and OpenDREC keeps no blockchain. Claims are the registry's retirements, in Wh: "
+    "POST /api/certificate/retirements (see GET /api/certificate/holdings for what can be retired)"
+)
+ISSUER_REFUSED = (
+    "{method} {path} is not served: D-REC triggers its issuance from a cron here, and OpenDREC issues "
+    "certificates continuously instead (the certificates service's certification sweep, every few seconds, as "
+    "energy settles and periods close; late and historical energy included; exactly once, retried by itself). "
+    "Nothing can or need be triggered; follow the certificates with GET /api/certificate-log/issuer/certified/"
+    "{{groupUid}} or GET /api/certificate-log/issuer/certifiedlogOfdevices"
+)
+
+
+def issuer_refused(method: str, path: str) -> str:
+    """Why a D-REC issuer trigger (drec-issuer.controller.ts) answers 410."""
+    return ISSUER_REFUSED.format(method=method, path=path)

@@ -688,3 +688,100 @@ async def owns_any_device(conn: asyncpg.Connection, device_ids: list[int], organ
             organization_id,
         )
     )
+
+
+# -- the certificate read module: an organization's certificates, filtered (D-REC certificateReadModule) ----------
+
+_READ_MODULE_WHERE = """($1::bigint IS NULL OR p.owner_organization_id = $1)
+              AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
+              AND ($3::timestamptz IS NULL OR c.generation_end >= $3)
+              AND ($4::timestamptz IS NULL OR c.generation_start <= $4)
+              AND ($5::bigint IS NULL OR r.target_capacity_wh <= $5)
+              AND ($6::text IS NULL OR upper(c.country_code) = $6)"""
+
+
+async def read_module_certificates(
+    conn: asyncpg.Connection,
+    owner_organization_id: int | None,
+    buyer_organization_id: int | None,
+    generated_from: datetime | None,
+    generated_until: datetime | None,
+    max_target_wh: int | None,
+    country_code: str | None,
+    limit: int,
+    offset: int,
+) -> list[asyncpg.Record]:
+    """One page of the certificates of an organization's devices (owner: `visible_wh` then only their parts') or
+    of its reservations (buyer), or all: those generated (in part) in [from, until], of reservations whose target
+    is at most `max_target_wh`, of one country; newest reservation first, then by period. With the reservation's
+    uid and name."""
+    return await conn.fetch(
+        f"""SELECT c.*, sum(p.energy_wh)::bigint AS visible_wh, r.uid AS reservation_uid, r.name AS reservation_name
+            FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
+            JOIN reservations r ON r.reservation_id = c.reservation_id
+            WHERE {_READ_MODULE_WHERE}
+            GROUP BY c.id, r.uid, r.name ORDER BY c.reservation_id DESC, {_ORDER} LIMIT $7 OFFSET $8""",
+        owner_organization_id,
+        buyer_organization_id,
+        generated_from,
+        generated_until,
+        max_target_wh,
+        country_code,
+        limit,
+        offset,
+    )
+
+
+async def read_module_totals(
+    conn: asyncpg.Connection,
+    owner_organization_id: int | None,
+    buyer_organization_id: int | None,
+    generated_from: datetime | None,
+    generated_until: datetime | None,
+    max_target_wh: int | None,
+    country_code: str | None,
+) -> asyncpg.Record:
+    """`count` (certificates) and `energy_wh` (visible) of the whole view of read_module_certificates."""
+    return await conn.fetchrow(
+        f"""SELECT count(DISTINCT c.id) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
+            FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
+            JOIN reservations r ON r.reservation_id = c.reservation_id
+            WHERE {_READ_MODULE_WHERE}""",
+        owner_organization_id,
+        buyer_organization_id,
+        generated_from,
+        generated_until,
+        max_target_wh,
+        country_code,
+    )
+
+
+# -- the per-device export: a reservation's parts in a stable order, a chunk at a time ----------------------------
+
+
+async def export_parts(
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    owner_organization_id: int | None,
+    after: tuple[datetime, uuid.UUID, int] | None,
+    limit: int,
+    offset: int = 0,
+) -> list[asyncpg.Record]:
+    """Up to `limit` parts of the reservation's certificates (of one owner's devices, if given) in the export's
+    order (period start, certificate, device), after the key `after` (the last row of the previous chunk: later
+    chunks never repeat or skip a row, whatever is issued meanwhile), else from `offset`."""
+    return await conn.fetch(
+        f"""SELECT {_PART}
+            FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+            LEFT JOIN devices d ON d.device_id = p.device_id
+            WHERE c.reservation_id = $1 AND ($2::bigint IS NULL OR p.owner_organization_id = $2)
+              AND ($3::timestamptz IS NULL OR (c.period_start, c.id, p.device_id) > ($3, $4::uuid, $5::bigint))
+            ORDER BY c.period_start, c.id, p.device_id LIMIT $6 OFFSET $7""",
+        reservation_id,
+        owner_organization_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        after[2] if after else None,
+        limit,
+        offset,
+    )
