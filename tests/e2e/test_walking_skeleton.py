@@ -20,6 +20,7 @@ from opendrec_devstack.drec_samples import (
     reservation_body,
     unique_tag,
 )
+from opendrec_kit.periods import next_period_start, period_of_end, period_start
 from opendrec_kit.testing import eventually, wait_for_event
 from opendrec_kit.timestamps import iso
 
@@ -64,6 +65,16 @@ async def add_kazam_transaction(platform, charger_id: str, start: datetime, end:
         )
         assert r.status_code == 201, r.text
         return r.json()["txn_id"]
+
+
+def parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def now_ms() -> datetime:
+    """Now, to the millisecond: a read's end as it is sent (and stored)."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def spans_of(traces_dir: Path, trace_id: str) -> dict[str, set[str]]:
@@ -121,21 +132,130 @@ async def test_walking_skeleton(platform):
 
         r = await eventually(reserved)
         assert r.status_code == 201, r.text
-        group_id = r.json()["id"]
+        group_id, uid = r.json()["id"], r.json()["devicegroup_uid"]
+        window_start = parse(r.json()["reservationStartDate"])
 
-        # 5. Reads inside the window lead to certificates within seconds.
-        second_end = datetime.now(UTC)
-        await post_read(http, dev, external_id, second_end, 2)
+        # 5. Certificates as D-REC issues them: whole kWh, one per reservation, country and period of its frequency,
+        # once the period closed and settled (README of certificates, "How energy becomes certificates").
+        # A History read (energy before onboarding) inside the window gets a certificate of its own: 2,998 Wh ->
+        # 2,000 issued, 998 carried. The Delta reads (1 Wh above, 2 Wh now) lie in the open hour: nothing yet.
+        # Ending the reservation closes its last period; its certificate takes the carry: 998 + 3 = 1,001 -> 1,000
+        # issued, 1 Wh carried (left uncertified: the reservation ended). In all 4,000 of 4,001 Wh.
+        onboarded = parse(registered["payload"]["onboarded_at"])
+        history = (window_start + timedelta(minutes=5), window_start + timedelta(minutes=15), 2998)
+        assert history[1] <= onboarded, (history, onboarded)  # the window began an hour before the reservation
+        r = await http.post(
+            f"/api/meter-reads/new/{external_id}",
+            json={
+                "type": "History",
+                "unit": "Wh",
+                "reads": [{"starttimestamp": iso(history[0]), "endtimestamp": iso(history[1]), "value": history[2]}],
+            },
+            headers=dev,
+        )
+        assert r.status_code == 201, r.text
 
-        async def certified():
+        async def issued(total_wh: int):
             r = await http.get(
                 "/api/certificate-log/by-reservation-groupId", params={"groupId": group_id}, headers=buyer
             )
-            # D-REC's per-device issue log: an array, the energy of each certificate in readvalue_watthour
-            return r.json() if r.status_code == 200 and sum(c["readvalue_watthour"] for c in r.json()) == 3 else None
+            assert r.status_code == 200, r.text
+            # D-REC's per-device issue log: a bare array, each part's energy in readvalue_watthour
+            return r if sum(c["readvalue_watthour"] for c in r.json()) == total_wh else None
 
-        log = await eventually(certified)
-        assert all(c["deviceId"] == device["id"] and c["groupId"] == group_id for c in log)
+        r = await eventually(lambda: issued(2000))
+        [part] = r.json()
+        assert r.headers["X-Total-Count"] == "1"
+        assert (part["kind"], part["sequence"], part["readvalue_watthour"], part["energyWh"]) == (
+            "history",
+            1,
+            2000,
+            2000,
+        )
+        assert (part["deviceId"], part["externalId"], part["groupId"], part["devicegroup_uid"]) == (
+            device["id"],
+            external_id,
+            group_id,
+            uid,
+        )
+        assert (parse(part["certificate_issuance_startdate"]), parse(part["certificate_issuance_enddate"])) == (
+            history[0],
+            history[1],
+        )
+        assert (parse(part["periodStart"]), parse(part["periodEnd"])) == (history[0], history[1])
+        assert part["certificateTransactionUID"] == part["certificateId"] and part["status"] == "Issued"
+
+        second_end = now_ms()
+        await post_read(http, dev, external_id, second_end, 2)
+        r = await http.post(f"/api/device-group/{group_id}/end", headers=buyer)
+        assert r.status_code == 200, r.text
+        ended_at = parse(r.json()["endedAt"])
+
+        async def period_issued():
+            r = await http.get(f"/api/certificate-log/issuer/certified/{uid}", headers=buyer)
+            assert r.status_code == 200, r.text
+            return r.json() if r.json()["totalEnergyWh"] == 3000 else None
+
+        log = await eventually(period_issued)
+        assert parse(log["reservationEndedAt"]) == ended_at
+        certificates = {c["id"]: c for c in log["certificates"]}
+        periods = [c for c in log["certificates"] if c["kind"] == "period"]
+        assert [c["kind"] for c in log["certificates"]] == ["history"] + ["period"] * len(periods)
+        assert sum(c["energyWh"] for c in periods) == 1000 and periods  # 998 + 3 Wh: one more kWh
+        assert log["totalCount"] == log["totalItems"] == len(certificates) == 1 + len(periods)
+        for c in log["certificates"]:
+            assert c["energyWh"] % 1000 == 0 and c["countryCode"] == "IND" and not c["targetReached"]
+            assert c["allocatedWh"] + c["carryInWh"] == c["energyWh"] + c["carryOutWh"]
+            assert c["parts"] == [
+                {
+                    "id": c["parts"][0]["id"],
+                    "deviceId": device["id"],
+                    "externalId": external_id,
+                    "ownerOrganizationId": device["organizationId"],
+                    "energyWh": c["energyWh"],
+                }
+            ]
+        [historic] = [c for c in log["certificates"] if c["kind"] == "history"]
+        assert (historic["allocatedWh"], historic["carryInWh"], historic["energyWh"], historic["carryOutWh"]) == (
+            2998,
+            0,
+            2000,
+            998,
+        )
+        for c in periods:  # hourly periods, cut by the window (it began an hour ago and ended at ended_at)
+            hour = period_start(parse(c["periodStart"]), "hourly")
+            assert parse(c["periodStart"]) == max(hour, window_start)
+            assert parse(c["periodEnd"]) == min(next_period_start(hour, "hourly"), ended_at)
+        if period_start(onboarded, "hourly") == period_of_end(ended_at, "hourly"):
+            # the usual case: the Delta reads and the end in one hour, so one period certificate, cut at the end
+            [last] = periods
+            assert (last["allocatedWh"], last["carryInWh"], last["energyWh"], last["carryOutWh"]) == (3, 998, 1000, 1)
+            assert parse(last["periodEnd"]) == ended_at
+            assert (parse(last["certificateStartDate"]), parse(last["certificateEndDate"])) == (onboarded, second_end)
+        # D-REC's issuer log: a certificate issued to the group, its parts as the per-device issue log
+        assert len(log["certificatelog"]) == len(certificates)
+        for entry in log["certificatelog"]:
+            c = certificates[entry["id"]]
+            assert (entry["deviceId"], entry["energyWh"]) == (str(group_id), c["energyWh"])
+            assert entry["generationStartTime"] == int(parse(c["certificateStartDate"]).timestamp())
+            assert entry["metadata"] == {
+                "groupId": str(group_id),
+                "buyerReservationId": uid,
+                "deviceIds": [external_id],
+                "certificateTransactionUID": c["id"],
+            }
+            [per_device] = entry["perDeviceCertificateLog"]
+            assert (
+                per_device["certificateTransactionUID"],
+                per_device["deviceId"],
+                per_device["readvalue_watthour"],
+            ) == (
+                c["id"],
+                device["id"],
+                c["energyWh"],
+            )
+        r = await issued(3000)
+        assert r is not None and r.headers["X-Total-Count"] == str(len(certificates))
 
         # 6. The charger gateway turns a finished Kazam transaction into a read of the linked device.
         charger_id = uuid.uuid4().hex[:6]
