@@ -1,8 +1,8 @@
 """The integrator's (API user's) journey of the D-REC API-user manual, every call through the gateway
 to the whole platform running as processes: register and download the key, ask for modules, get
 approved, create a Developer and a Buyer organization, register a device, send reads, reserve it
-for the Buyer organization, see certificates, end the reservation early; and a second API user who
-reaches none of it.
+for the Buyer organization, send History reads and see their certificates, end the reservation early
+and see the certificate of its last period; and a second API user who reaches none of it.
 
 The steps are separate tests sharing one journey (module scope), in file order, so that a failing
 step still lets the independent ones run; a step whose input an earlier step failed to make skips.
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from opendrec_devstack.drec_samples import access_token, bearer, registration_body, reservation_body
 from opendrec_devstack.smtp_sink import read_mails
 from opendrec_identity.client import ASSERTION_TYPE, ApiUserClient, client_assertion
+from opendrec_kit.periods import next_period_start, period_of_end, period_start
 from opendrec_kit.testing import eventually
 from opendrec_kit.timestamps import iso
 
@@ -73,6 +74,7 @@ class Journey:
     read_ends: list[datetime] = field(default_factory=list)
     read_wh: int = 0  # Delta energy sent so far
     reservation: dict[str, Any] | None = None
+    history: list[tuple[datetime, datetime, int]] = field(default_factory=list)  # History reads sent (start, end, Wh)
 
     def need(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, n)]
@@ -225,6 +227,76 @@ async def certificate_log(http: httpx.AsyncClient, headers: dict, group_id: int,
     return await http.get(
         CERTIFICATE_LOG, params={"groupId": group_id, "organizationId": buyer_org, "limit": 1000}, headers=headers
     )
+
+
+async def certified(http: httpx.AsyncClient, headers: dict, journey: Journey, total_wh: int) -> httpx.Response | None:
+    """The reservation's per-device issue log (D-REC's bare array) once it holds `total_wh`."""
+    r = await certificate_log(http, headers, journey.reservation["id"], journey.buyer_org)
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json(), list), r.text
+    return r if sum(c["readvalue_watthour"] for c in r.json()) == total_wh else None
+
+
+async def issuer_log(http: httpx.AsyncClient, headers: dict, journey: Journey) -> dict[str, Any]:
+    """GET .../issuer/certified/{groupUid}: the reservation, our certificates and D-REC's certificatelog."""
+    uid = journey.reservation["devicegroup_uid"]
+    r = await http.get(
+        f"/api/certificate-log/issuer/certified/{uid}",
+        params={"organizationId": journey.buyer_org, "limit": 1000},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    log = r.json()
+    assert (log["groupId"], log["devicegroup_uid"]) == (journey.reservation["id"], uid)
+    return log
+
+
+def check_part(part: dict[str, Any], journey: Journey) -> None:
+    """An entry of the per-device issue log: the device's part of a certificate of the reservation."""
+    device = journey.device
+    assert (part["groupId"], part["deviceId"], part["externalId"]) == (
+        journey.reservation["id"],
+        device["id"],
+        device["externalId"],
+    )
+    assert (part["ownerOrganizationId"], part["buyerOrganizationId"], part["status"]) == (
+        journey.developer_org,
+        journey.buyer_org,
+        "Issued",
+    )
+    assert part["readvalue_watthour"] == part["energyWh"] > 0 and part["energyWh"] % 1000 == 0
+    assert (part["certificate_issuance_startdate"], part["certificate_issuance_enddate"]) == (
+        part["certificateStartDate"],
+        part["certificateEndDate"],
+    )
+    assert part["certificateTransactionUID"] == part["certificateId"]
+    assert part["devicegroup_uid"] == journey.reservation["devicegroup_uid"]
+
+
+def check_issuer_log(log: dict[str, Any], journey: Journey) -> None:
+    """Our certificates (one part each: one device) and D-REC's certificatelog of the same certificates."""
+    device, group_id = journey.device, journey.reservation["id"]
+    assert log["totalCount"] == log["totalItems"] == len(log["certificates"]) == len(log["certificatelog"])
+    assert log["totalEnergyWh"] == sum(c["energyWh"] for c in log["certificates"])
+    for c, entry in zip(log["certificates"], log["certificatelog"], strict=True):
+        assert c["energyWh"] % 1000 == 0 and c["countryCode"] == "IND" and not c["targetReached"]
+        assert c["allocatedWh"] + c["carryInWh"] == c["energyWh"] + c["carryOutWh"]
+        [part] = c["parts"]
+        assert (part["deviceId"], part["ownerOrganizationId"], part["energyWh"]) == (
+            device["id"],
+            journey.developer_org,
+            c["energyWh"],
+        )
+        assert (entry["id"], entry["deviceId"], entry["energyWh"]) == (c["id"], str(group_id), c["energyWh"])
+        assert entry["metadata"] == {
+            "groupId": str(group_id),
+            "buyerReservationId": journey.reservation["devicegroup_uid"],
+            "deviceIds": [device["externalId"]],
+            "certificateTransactionUID": c["id"],
+        }
+        [per_device] = entry["perDeviceCertificateLog"]
+        assert (per_device["id"], per_device["readvalue_watthour"]) == (part["id"], c["energyWh"])
+        check_part(per_device, journey)
 
 
 # ---------------------------------------------------------------- the journey
@@ -556,28 +628,61 @@ async def test_6_reserve_the_device_for_the_buyer_organization(http, journey):
 
 
 async def test_7_certificates_for_the_reservation(http, journey):
+    """D-REC's issuance (certificates README, "How energy becomes certificates"): whole kWh, one certificate per
+    reservation, country and period once the period closed and settled; a History read inside the window gets a
+    certificate of its own, its remainder carried. The Delta reads (5 Wh) lie in the open hour: nothing for them."""
     journey.need("api_user", "buyer_org", "developer_org", "device", "reservation", "read_ends")
     headers = await journey.api_user.headers()
     group_id, buyer, device = journey.reservation["id"], journey.buyer_org, journey.device
 
-    async def certified(total_wh: int):
-        r = await certificate_log(http, headers, group_id, buyer)
-        if r.status_code == 404:  # the reservation is not known to the certificate log yet
-            return None
-        assert r.status_code == 200, r.text
-        return r if sum(c["readvalue_watthour"] for c in r.json()) == total_wh else None  # D-REC's array
+    # The log is there at once (the certificates service learns a reservation it misses); nothing issued.
+    r = await certificate_log(http, headers, group_id, buyer)
+    assert r.status_code == 200 and r.json() == [] and r.headers["X-Total-Count"] == "0", r.text
 
-    # The reads already sent lie inside the window: certified once the reservation is known.
-    await eventually(lambda: certified(journey.read_wh))
-    uid = journey.reservation["devicegroup_uid"]
-    r = await http.get(
-        f"/api/certificate-log/issuer/certified/{uid}", params={"organizationId": buyer}, headers=headers
+    # Two History reads (energy before onboarding) inside the window, which began an hour before the reservation:
+    # 2,600 Wh -> 2,000 issued, 600 carried; 1,397 Wh -> 1,000 issued, 397 carried (997 in all).
+    window_start = parse(journey.reservation["reservationStartDate"])
+    history = [
+        (window_start + timedelta(minutes=5), window_start + timedelta(minutes=15), 2600),
+        (window_start + timedelta(minutes=20), window_start + timedelta(minutes=30), 1397),
+    ]
+    assert history[-1][1] <= parse(device["createdAt"]) - timedelta(milliseconds=1)  # before onboarding
+    r = await http.post(
+        f"/api/meter-reads/new/{device['externalId']}",
+        json={
+            "type": "History",
+            "unit": "Wh",
+            "organizationId": journey.developer_org,
+            "reads": [{"starttimestamp": iso(a), "endtimestamp": iso(b), "value": wh} for a, b, wh in history],
+        },
+        headers=headers,
     )
-    assert r.status_code == 200, r.text
-    log = r.json()
-    assert log["groupId"] == group_id and log["devicegroup_uid"] == uid and log["reservationEndedAt"] is None
+    assert r.status_code == 201, r.text
+    assert (r.json()["type"], r.json()["count"], r.json()["totalWh"]) == ("History", 2, 3997)
+    journey.history = history
 
-    # A read sent now is certified within seconds (a quarter second after the last one, for plausibility).
+    r = await eventually(lambda: certified(http, headers, journey, 3000))
+    parts = r.json()
+    assert int(r.headers["X-Total-Count"]) == len(parts) == 2
+    for part, (start, end, _) in zip(parts, history, strict=True):
+        check_part(part, journey)
+        assert (part["kind"], parse(part["periodStart"]), parse(part["periodEnd"])) == ("history", start, end)
+        assert (parse(part["certificate_issuance_startdate"]), parse(part["certificate_issuance_enddate"])) == (
+            start,
+            end,
+        )
+    # one certificate per History read, each the first (sequence 1) of its own period: the read's interval
+    assert [(p["sequence"], p["readvalue_watthour"]) for p in parts] == [(1, 2000), (1, 1000)]
+
+    log = await issuer_log(http, headers, journey)
+    assert log["groupId"] == group_id and log["reservationEndedAt"] is None and log["totalEnergyWh"] == 3000
+    assert [(c["allocatedWh"], c["carryInWh"], c["energyWh"], c["carryOutWh"]) for c in log["certificates"]] == [
+        (2600, 0, 2000, 600),
+        (1397, 0, 1000, 397),
+    ]
+    check_issuer_log(log, journey)
+
+    # Another Delta read, a quarter second after the last one (for plausibility): still in the open hour.
     await clock_past(journey.read_ends[-1] + timedelta(milliseconds=250))
     end = now_ms()
     r = await http.post(
@@ -588,38 +693,14 @@ async def test_7_certificates_for_the_reservation(http, journey):
     assert r.status_code == 201, r.text
     journey.read_ends.append(end)
     journey.read_wh += 4
-    r = await eventually(lambda: certified(journey.read_wh))
+    looked = datetime.now(UTC)
+    r = await certificate_log(http, headers, group_id, buyer)
+    assert r.status_code == 200, r.text
+    if looked < next_period_start(period_start(parse(device["createdAt"]), "hourly"), "hourly"):
+        # the hour of the Delta reads (from onboarding on) has not closed: 997 carried + 9 Wh allocated wait for it
+        assert [p["kind"] for p in r.json()] == ["history", "history"], r.text
 
-    certificates = r.json()
-    assert int(r.headers["X-Total-Count"]) == len(certificates) >= 2  # one per hourly period per run
-    assert sum(c["energyWh"] for c in certificates) == journey.read_wh
-    for c in certificates:
-        assert (c["groupId"], c["deviceId"], c["externalId"]) == (group_id, device["id"], device["externalId"])
-        assert (c["readvalue_watthour"], c["certificate_issuance_startdate"], c["certificate_issuance_enddate"]) == (
-            c["energyWh"],
-            c["certificateStartDate"],
-            c["certificateEndDate"],
-        )
-        assert (c["ownerOrganizationId"], c["buyerOrganizationId"], c["status"]) == (
-            journey.developer_org,
-            buyer,
-            "Issued",
-        )
-        assert (
-            parse(journey.device["createdAt"]) - timedelta(milliseconds=1)
-            <= parse(c["certificateStartDate"])
-            < parse(c["certificateEndDate"])
-            <= end
-        )
-    assert max(parse(c["certificateEndDate"]) for c in certificates) == end
-
-    # The same log by the reservation's uid; an API user must say which organization it acts for.
-    r = await http.get(
-        f"/api/certificate-log/issuer/certified/{journey.reservation['devicegroup_uid']}",
-        params={"organizationId": buyer},
-        headers=headers,
-    )
-    assert r.status_code == 200 and r.json()["totalEnergyWh"] == journey.read_wh, r.text
+    # An API user must say which organization it acts for.
     refused(
         await http.get(CERTIFICATE_LOG, params={"groupId": group_id}, headers=headers),
         400,
@@ -643,28 +724,53 @@ async def test_8_end_the_reservation_early(http, journey):
         False,
         "ended_by_buyer",
     )
-    assert parse(ended["endedAt"]) < parse(journey.reservation["reservationEndDate"])
+    ended_at = parse(ended["endedAt"])
+    assert ended_at < parse(journey.reservation["reservationEndDate"])
     refused(await http.post(path, params={"organizationId": buyer}, headers=headers), 409, "already ended")
 
     r = await http.get(f"/api/buyer-reservation/{group_id}", params={"organizationId": buyer}, headers=headers)
     assert r.status_code == 200, r.text
-    assert (r.json()["state"], parse(r.json()["endedAt"])) == ("ended", parse(ended["endedAt"]))
+    assert (r.json()["state"], parse(r.json()["endedAt"])) == ("ended", ended_at)
     # The device is offered to buyers again.
     assert await eventually(lambda: ungrouped_has(http, headers, buyer, device_id))
 
     # The certificate log records the end; what was certified stays.
     async def log_knows_the_end():
-        uid = journey.reservation["devicegroup_uid"]
-        r = await http.get(
-            f"/api/certificate-log/issuer/certified/{uid}", params={"organizationId": buyer}, headers=headers
-        )
-        assert r.status_code == 200, r.text
-        return r.json() if r.json()["reservationEndedAt"] else None
+        log = await issuer_log(http, headers, journey)
+        return log if log["reservationEndedAt"] else None
 
     log = await eventually(log_knows_the_end)
-    assert parse(log["reservationEndedAt"]) == parse(ended["endedAt"])
-    if journey.read_wh:
-        assert log["totalEnergyWh"] == journey.read_wh
+    assert parse(log["reservationEndedAt"]) == ended_at
+    if not journey.history:
+        return
+    # The end closes the last hourly period (cut at the end): its certificate takes the carry of the History
+    # reads and the Delta reads' energy, 997 + 9 = 1,006 Wh -> 1,000 issued, 6 carried (uncertified: it ended).
+    # In all the whole kWh of the energy: 4,000 of 4,006 Wh.
+    total_wh = sum(wh for _, _, wh in journey.history) + journey.read_wh
+    assert total_wh == 4006
+    r = await eventually(lambda: certified(http, headers, journey, total_wh // 1000 * 1000))
+    parts = r.json()
+    for part in parts:
+        check_part(part, journey)
+    log = await issuer_log(http, headers, journey)
+    check_issuer_log(log, journey)
+    assert log["totalEnergyWh"] == 4000 and int(r.headers["X-Total-Count"]) == len(parts) == log["totalCount"]
+    periods = [c for c in log["certificates"] if c["kind"] == "period"]
+    assert [c["kind"] for c in log["certificates"]] == ["history", "history"] + ["period"] * len(periods)
+    assert periods and sum(c["energyWh"] for c in periods) == 1000
+    window_start = parse(journey.reservation["reservationStartDate"])
+    for c in periods:  # hourly periods, cut by the window: from its start to the end
+        hour = period_start(parse(c["periodStart"]), "hourly")
+        assert parse(c["periodStart"]) == max(hour, window_start)
+        assert parse(c["periodEnd"]) == min(next_period_start(hour, "hourly"), ended_at)
+    onboarded = parse(journey.device["createdAt"])
+    if period_start(onboarded, "hourly") == period_of_end(ended_at, "hourly"):
+        # the usual case: the Delta reads and the end in one hour, so one period certificate, cut at the end
+        [last] = periods
+        assert (last["allocatedWh"], last["carryInWh"], last["energyWh"], last["carryOutWh"]) == (9, 997, 1000, 6)
+        assert parse(last["periodEnd"]) == ended_at
+        assert abs(parse(last["certificateStartDate"]) - onboarded) < timedelta(milliseconds=1)
+        assert parse(last["certificateEndDate"]) == journey.read_ends[-1]
 
 
 async def test_9_another_api_user_reaches_none_of_it(http, admin, journey):
