@@ -83,6 +83,12 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/api/sdgbenefit"),
     ("GET", "/api/sdgbenefit/code"),
     ("POST", "/api/auth/getAccess"),
+    # D-REC's public issuance triggers: refused (410) for everyone, saying issuance runs continuously here
+    ("GET", "/api/drec-issuer/ongoing"),
+    ("GET", "/api/drec-issuer/history"),
+    ("POST", "/api/drec-issuer"),
+    ("GET", "/api/drec-issuer/lateongoing"),
+    ("POST", "/api/drec-issuer/missinglateongoing/onetimerun"),
     # the certificate ledger: anyone may export and verify the chain, and a certificate's proof
     ("GET", "/api/certificate/ledger"),
     ("GET", "/api/certificate/ledger/*"),  # refused for everyone: it names the signed-assertion flow instead
