@@ -301,13 +301,13 @@ async def _issue_certificate(
         carry_out_wh=round_.carry_out_wh,
         target_reached=round_.target_reached,
         parts=[CertificatePart(device_id=d, owner_organization_id=o, energy_wh=wh) for _, d, o, wh, _, _ in parts],
+        issued_at=row["issued_at"],
+        allocated_wh=round_.allocated_wh,
+        reads_hash=ledger_domain.reads_hash(pending.reads),
     )
-    body = {
-        **event.model_dump(mode="json"),
-        "allocated_wh": round_.allocated_wh,
-        "reads_hash": ledger_domain.reads_hash(pending.reads),
-    }
+    # The entry is the event without its time (the entry's recorded_at): the ledger can be rebuilt from the events.
     # The ledger's head is taken last (after the reservation's lock); the registry's holdings after it.
+    body = event.model_dump(mode="json", exclude={"issued_at"})
     await ledger.append(uow, "issuance", certificate_id, body, recorded_at=row["issued_at"])
     await registry.issue_holdings(
         uow,
