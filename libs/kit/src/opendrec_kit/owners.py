@@ -58,7 +58,7 @@ class OwnerServices:
     """The owning services this process asks on a miss (one pooled HTTP session, bounded)."""
 
     def __init__(
-        self, urls: Mapping[str, str], *, timeout_s: float = 3.0, concurrency: int = 16, service: str = ""
+        self, urls: Mapping[str, str], *, timeout_s: float = 10.0, concurrency: int = 16, service: str = ""
     ) -> None:
         self.urls = {name: url.rstrip("/") for name, url in urls.items()}
         self.timeout_s = timeout_s

@@ -101,7 +101,7 @@ class ServiceSettings(CoreSettings):
     # on a miss; how long one question may take and how many may be open at once in a process.
     devices_url: str = "http://127.0.0.1:8102"
     reservations_url: str = "http://127.0.0.1:8104"
-    owner_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    owner_timeout_s: float = Field(default=10.0, gt=0, le=30)
     owner_concurrency: int = Field(default=16, ge=1, le=1000)
 
     @property
