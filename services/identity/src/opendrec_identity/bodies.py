@@ -19,6 +19,8 @@ from . import domain
 
 # Answers carry timestamps as D-REC writes them (opendrec_kit.timestamps.iso).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+MAX_MODULE_ID = 2**31 - 1  # ACL modules are numbered by a Postgres serial (integer)
+ModuleId = Annotated[int, Field(ge=1, le=MAX_MODULE_ID)]
 Action = Literal["Read", "Write", "Update", "Delete"]
 ModuleStatus = Literal["Enable", "Disable"]
 Email = Annotated[str, rule(domain.normalize_email)]
@@ -83,7 +85,9 @@ class Login(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     # Bounded so a huge body cannot buy a long hash computation.
-    username: str = Field(min_length=1, max_length=1024, description="the account's e-mail address")
+    username: Annotated[str, rule(domain.storable_text, "username")] = Field(
+        min_length=1, max_length=1024, description="the account's e-mail address"
+    )
     password: str = Field(min_length=1, max_length=1024)
 
 
@@ -340,7 +344,7 @@ class Registered(UserOut):
 class ModuleChoice(BaseModel):
     """A module named by its id or by its name (one of them)."""
 
-    aclmodulesId: int | None = None
+    aclmodulesId: ModuleId | None = None
     moduleName: str | None = None
 
     @model_validator(mode="after")

@@ -88,8 +88,15 @@ def normalize_organization_type(value: str) -> str:
     return found
 
 
+def storable_text(value: str, field: str) -> str:
+    """Text as typed, refused if Postgres could not keep it: a NUL character (it made the query fail, a 500)."""
+    if "\x00" in value:
+        raise Invalid(f"{field} must not contain a NUL character")
+    return value
+
+
 def required_text(value: str, field: str, max_length: int) -> str:
-    text = value.strip()
+    text = storable_text(value, field).strip()
     if not text:
         raise Invalid(f"{field} is required")
     if len(text) > max_length:

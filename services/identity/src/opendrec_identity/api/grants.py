@@ -12,6 +12,7 @@ from opendrec_kit.paging import Page
 from ..bodies import Done, GrantChange, GrantOut, GrantsPage, ModuleChange, ModuleOut, ModulesPage, NewGrant, NewModule
 from ..services import grants as use_cases
 from .deps import ADMIN_ONLY, Ident, Paging
+from .params import IdPath, ModuleIdPath, ModuleIdQuery
 
 router = APIRouter()
 
@@ -37,7 +38,7 @@ async def modules(
 
 @router.get("/api/aclmodules/{id}", response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
 async def module(
-    id: int, uow: UoW, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Read")
+    id: ModuleIdPath, uow: UoW, principal: Principal = permission("ACL_MODULE_MANAGEMENT_CRUDL", "Read")
 ) -> dict[str, Any]:
     """One ACL module."""
     return await use_cases.module(uow, id)
@@ -45,7 +46,7 @@ async def module(
 
 @router.put("/api/aclmodules/{id}", response_model=ModuleOut, tags=["aclmodules"], dependencies=ADMIN_ONLY)
 async def change_module(
-    id: int,
+    id: ModuleIdPath,
     body: ModuleChange,
     uow: UoW,
     identity: Ident,
@@ -75,7 +76,7 @@ async def grants(
     entityType: Literal["Role", "User"] | None = Query(None),
     entityId: str | None = Query(None, max_length=100, description="a role's name or a user's id"),
     moduleName: str | None = Query(None, max_length=100),
-    aclmodulesId: int | None = Query(None),
+    aclmodulesId: ModuleIdQuery = None,
     principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Read"),
 ) -> dict[str, Any]:
     """Role and user grants, oldest first, a page at a time; filter by entityType, entityId and module."""
@@ -94,7 +95,7 @@ async def role_grants(
 
 
 @router.get("/api/permission/user/{id}", response_model=list[GrantOut], tags=["permission"])
-async def user_grants(id: int, principal: CurrentPrincipal, uow: UoW) -> list[dict[str, Any]]:
+async def user_grants(id: IdPath, principal: CurrentPrincipal, uow: UoW) -> list[dict[str, Any]]:
     """The grants given to one user on top of their role's (an API user: its approved modules), newest first:
     the caller's own, a member's of the organization the caller administers, anyone's for an Admin."""
     return await use_cases.user_grants(uow, principal, id)
@@ -102,7 +103,7 @@ async def user_grants(id: int, principal: CurrentPrincipal, uow: UoW) -> list[di
 
 @router.put("/api/permission/{id}", response_model=GrantOut, tags=["permission"], dependencies=ADMIN_ONLY)
 async def change_grant(
-    id: int,
+    id: IdPath,
     body: GrantChange,
     uow: UoW,
     identity: Ident,
@@ -115,7 +116,7 @@ async def change_grant(
 
 @router.delete("/api/permission/{id}", response_model=Done, tags=["permission"], dependencies=ADMIN_ONLY)
 async def remove_grant(
-    id: int,
+    id: IdPath,
     uow: UoW,
     identity: Ident,
     principal: Principal = permission("PERMISSION_MANAGEMENT_CRUDL", "Delete"),

@@ -13,6 +13,7 @@ from opendrec_kit.paging import Page
 from ..bodies import Answer, InvitationOut, InvitationsPage, Invite, InvitedRegistration, UserOut
 from ..services import invitations as use_cases
 from .deps import Ident, Paging
+from .params import IdPath
 
 router = APIRouter(tags=["invitation"])
 
@@ -54,7 +55,7 @@ async def my_invitations(principal: CurrentPrincipal, uow: UoW) -> list[dict[str
 
 @router.put("/api/invitation/{invitationId}", response_model=InvitationOut)
 async def answer(
-    invitationId: int, body: Answer, principal: CurrentPrincipal, uow: UoW, identity: Ident
+    invitationId: IdPath, body: Answer, principal: CurrentPrincipal, uow: UoW, identity: Ident
 ) -> dict[str, Any]:
     """Accept or reject an invitation sent to the caller's e-mail address. Accepting moves the caller
     into the inviting organization with the invited role; their current tokens are revoked (log in again)."""

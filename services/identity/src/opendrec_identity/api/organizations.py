@@ -25,6 +25,7 @@ from ..bodies import (
 )
 from ..services import invitations, organizations
 from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident, Paging
+from .params import IdPath
 
 router = APIRouter()
 
@@ -68,7 +69,7 @@ async def create_organization(
 
 @router.get("/api/Organization/{organizationId}", response_model=OrganizationOut, tags=["organization"])
 async def organization(
-    organizationId: int, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
+    organizationId: IdPath, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
 ) -> dict[str, Any]:
     """One organization: the caller's own (Admin: any)."""
     return await organizations.organization(uow, principal, organizationId)
@@ -76,7 +77,7 @@ async def organization(
 
 @router.get("/api/Organization/{organizationId}/users", response_model=UsersPage, tags=["organization"])
 async def organization_users(
-    organizationId: int,
+    organizationId: IdPath,
     uow: UoW,
     page: Page = Paging,
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
@@ -87,8 +88,8 @@ async def organization_users(
 
 @router.put("/api/Organization/{organizationId}/change-role/{userId}", response_model=UserOut, tags=["organization"])
 async def change_role(
-    organizationId: int,
-    userId: int,
+    organizationId: IdPath,
+    userId: IdPath,
     body: ChangeRole,
     uow: UoW,
     identity: Ident,
@@ -100,8 +101,8 @@ async def change_role(
 
 @router.post("/api/Organization/{organizationId}/remove-member/{userId}", response_model=Done, tags=["organization"])
 async def remove_member(
-    organizationId: int,
-    userId: int,
+    organizationId: IdPath,
+    userId: IdPath,
     uow: UoW,
     identity: Ident,
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
@@ -112,7 +113,7 @@ async def remove_member(
 
 @router.get("/api/Organization/{organizationId}/invitations", response_model=list[InvitationOut], tags=["organization"])
 async def organization_invitations(
-    organizationId: int, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
+    organizationId: IdPath, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
 ) -> list[dict[str, Any]]:
     """The invitations an organization sent, newest first, as one list (at most 1000; GET /api/invitation pages
     through all): for any member of the organization, as D-REC, an Admin for any, an API user for those registered
@@ -122,7 +123,7 @@ async def organization_invitations(
 
 @router.delete("/api/Organization/user/{id}", response_model=Done, tags=["organization"])
 async def remove_user(
-    id: int,
+    id: IdPath,
     uow: UoW,
     identity: Ident,
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
@@ -176,7 +177,7 @@ async def all_organizations(
     "/api/admin/organizations/{organizationId}", response_model=OrganizationOut, tags=["admin"], dependencies=ADMIN_ONLY
 )
 async def admin_organization(
-    organizationId: int, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
+    organizationId: IdPath, uow: UoW, principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Read")
 ) -> dict[str, Any]:
     """One organization, any (deleted ones too, with status Deleted); 404 if there is none. Admin only."""
     return await organizations.organization(uow, principal, organizationId)
@@ -189,7 +190,7 @@ async def admin_organization(
     dependencies=ADMIN_OR_API_USER,
 )
 async def organization_all_users(
-    organizationId: int,
+    organizationId: IdPath,
     uow: UoW,
     page: Page = Paging,
     principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read"),
@@ -201,7 +202,7 @@ async def organization_all_users(
 
 @router.patch("/api/admin/organizations/{id}", response_model=OrganizationOut, tags=["admin"], dependencies=ADMIN_ONLY)
 async def update_organization(
-    id: int,
+    id: IdPath,
     body: OrganizationChange,
     uow: UoW,
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Update"),
@@ -214,7 +215,7 @@ async def update_organization(
 
 @router.delete("/api/admin/organizations/{id}", response_model=Done, tags=["admin"], dependencies=ADMIN_ONLY)
 async def delete_organization(
-    id: int,
+    id: IdPath,
     uow: UoW,
     identity: Ident,
     principal: Principal = permission("ORGANIZATION_MANAGEMENT_CRUDL", "Delete"),

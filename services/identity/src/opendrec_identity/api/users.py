@@ -12,12 +12,15 @@ from opendrec_kit import ApiError, Principal, UoW, permission
 from ..bodies import AdminNewUser, Done, UserChange, UserDetail, UserOut
 from ..services import organizations, users
 from .deps import ADMIN_ONLY, ADMIN_OR_API_USER, Ident
+from .params import IdPath
 
 router = APIRouter()
 
 
 @router.get("/api/user/{id}", response_model=UserDetail, tags=["user"])
-async def user(id: int, uow: UoW, principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read")) -> dict[str, Any]:
+async def user(
+    id: IdPath, uow: UoW, principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Read")
+) -> dict[str, Any]:
     """Another user's data: the caller's own account, a member of the organization the caller administers
     (OrganizationAdmin, Buyer), anyone for an Admin. Another organization's user answers 404, as a missing one."""
     return await users.user(uow, principal, id)
@@ -34,7 +37,7 @@ async def create_user(
 
 @router.put("/api/admin/users/{id}", response_model=UserOut, tags=["admin"], dependencies=ADMIN_OR_API_USER)
 async def update_user(
-    id: int,
+    id: IdPath,
     body: UserChange,
     uow: UoW,
     identity: Ident,
@@ -48,7 +51,7 @@ async def update_user(
 
 @router.delete("/api/admin/user/{id}", response_model=Done, tags=["admin"], dependencies=ADMIN_ONLY)
 async def remove_user(
-    id: int, uow: UoW, identity: Ident, principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Delete")
+    id: IdPath, uow: UoW, identity: Ident, principal: Principal = permission("USER_MANAGEMENT_CRUDL", "Delete")
 ) -> dict[str, Any]:
     """Remove any user (not oneself): marked Deleted (no login), current tokens revoked, as a member's removal.
     The organization stays, even when no one is left in it: DELETE /api/admin/organizations/{id} deletes it

@@ -106,7 +106,7 @@ async def create_module(uow: UnitOfWork, principal: Principal, body: NewModule) 
             row = await store.insert_acl_module(
                 uow.conn, body.name, body.description, domain.letters_of(body.permissions), body.status
             )
-    log.info("acl module created", extra={"module": row["name"], "module_id": row["id"], "by": principal.user_id})
+    log.info("acl module created", extra={"acl_module": row["name"], "module_id": row["id"], "by": principal.user_id})
     return module_out(row)
 
 
@@ -148,7 +148,7 @@ async def change_module(
     log.info(
         "acl module changed",
         extra={
-            "module": row["name"],
+            "acl_module": row["name"],
             "actions": row["actions"],
             "status": row["status"],
             "users_affected": len(affected),
@@ -199,7 +199,7 @@ async def grant(uow: UnitOfWork, principal: Principal, body: NewGrant) -> dict[s
             "grant_id": grant_id,
             "entity_type": body.entityType,
             "entity_id": entity_id,
-            "module": module["name"],
+            "acl_module": module["name"],
             "actions": letters,
             "by": principal.user_id,
         },
