@@ -185,3 +185,14 @@ async def test_an_api_user_imports_a_csv_as_a_multipart_form(side):
         files={"file": ("x.json", b"{}", "application/json")}, headers=side.headers(),
     )  # fmt: skip
     assert not_csv.status_code == 415
+
+
+async def test_an_organization_id_out_of_range_is_refused_in_the_envelope(side):
+    """Found by the API fuzzer (tests/fuzz): organizationId 0 (or false) was asked of identity, whose 400 became
+    a 503 here; one past a bigint would fail the query. Ids are 1 .. 2^63-1: anything else is a 400."""
+    device = await side.device_of(side.developer)
+    for bad in (0, False, -1, 2**63):
+        resp = await side.post(device, delta(device, [1]), bad)
+        assert resp.status_code == 400, (bad, resp.text)
+        assert resp.json()["statusCode"] == 400 and "organizationId" in resp.text
+    assert await side.runtime.pool.fetch("SELECT 1 FROM intervals WHERE device_id = $1", device.device_id) == []

@@ -26,7 +26,7 @@ from typing_extensions import TypedDict
 
 from opendrec_kit import ApiError, Principal, Runtime, UoW, permission, uploads
 from opendrec_kit.auth import only_roles
-from opendrec_kit.organizations import Acting, acting_for
+from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 from opendrec_kit.runtime import Owners
 
@@ -63,7 +63,7 @@ class MeterReadsIn(BaseModel):
     unit: Literal["Wh", "kWh", "MWh", "GWh"]
     reads: list[ReadIn] = Field(min_length=1, max_length=MAX_READS_PER_REQUEST)
     timezone: str | None = None
-    organizationId: int | None = None
+    organizationId: int | None = Field(default=None, ge=1, le=MAX_ID)  # a Postgres bigint, as every id
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
