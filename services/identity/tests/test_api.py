@@ -20,7 +20,7 @@ DEVELOPER_PERMS = {
     "USER_MANAGEMENT_CRUDL": "RWU",
     "DEVICE_MANAGEMENT_CRUDL": "RWUD",
     "READS_MANAGEMENT_CRUDL": "RWUD",
-    "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R",
+    "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "RWU",  # the registry: transfers, retirements, locks
     "DEVICE_BULK_MANAGEMENT_CRUDL": "RWUD",
     "INVITATION_MANAGEMENT_CRUDL": "RWU",
     "PASSWORD_MANAGEMENT_CRUDL": "RWU",
@@ -31,7 +31,7 @@ BUYER_PERMS = {
     "DEVICE_MANAGEMENT_CRUDL": "R",
     "READS_MANAGEMENT_CRUDL": "R",
     "BUYER_RESERVATION_MANAGEMENT_CRUDL": "RWUD",
-    "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "R",
+    "CERTIFICATE_LOG_MANAGEMENT_CRUDL": "RWU",  # the registry: transfers, retirements, locks
     "INVITATION_MANAGEMENT_CRUDL": "RWU",
     "PASSWORD_MANAGEMENT_CRUDL": "RWU",
     "ORGANIZATION_MANAGEMENT_CRUDL": "RWU",
@@ -332,7 +332,7 @@ async def test_me_shows_user_organization_role_and_permissions(client):
     assert me["organization"]["id"] == created["organization"]["id"]
     assert me["organization"]["organizationType"] == "Developer"
     assert me["permissions"]["DEVICE_MANAGEMENT_CRUDL"] == ["Read", "Write", "Update", "Delete"]
-    assert me["permissions"]["CERTIFICATE_LOG_MANAGEMENT_CRUDL"] == ["Read"]
+    assert me["permissions"]["CERTIFICATE_LOG_MANAGEMENT_CRUDL"] == ["Read", "Write", "Update"]
     assert "PERMISSION_MANAGEMENT_CRUDL" not in me["permissions"]
     assert not {"password", "passwordHash", "secretKey"} & set(me) and "$argon2" not in resp.text
 
