@@ -150,6 +150,6 @@ def test_a_key_of_another_type_is_refused(tmp_path):
 def test_revocations_must_be_retained_as_long_as_a_token_lives(tmp_path):
     """After a broker loses its data, token.revoked is published again from identity's outbox only while retained."""
     key = str(tmp_path / "k.pem")
-    with pytest.raises(ValidationError, match="OUTBOX_RETENTION_S .* must be at least ACCESS_TOKEN_TTL_SECONDS"):
+    with pytest.raises(ValidationError, match=r"OUTBOX_RETENTION_S .* must be at least ACCESS_TOKEN_TTL_SECONDS"):
         Settings(jwt_private_key_file=key, outbox_retention_s=600, access_token_ttl_seconds=3600)
     assert Settings(jwt_private_key_file=key, outbox_retention_s=3600, access_token_ttl_seconds=3600)

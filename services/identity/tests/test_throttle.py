@@ -134,11 +134,14 @@ async def test_one_address_guessing_many_accounts_is_slowed_down(slow):
     ).status_code == 200  # other addresses are not affected
 
 
-async def test_the_state_is_shared_by_every_identity_instance(slow, slow_settings):
-    body = await register(slow)
-    for _ in range(3):
-        await login(slow, body["email"], "Wrong123", address())
-    async with started(build(slow_settings)) as other:  # a second process on the same database
+async def test_the_state_is_shared_by_every_identity_instance(make_identity_settings):
+    # Two instances on one database, both started first; a slowdown long enough (60 s) that no machine load can
+    # make it pass between the failures on one and the login on the other.
+    settings = make_identity_settings(**{**SLOW, "login_slowdown_base_seconds": 60})
+    async with started(build(settings)) as one, started(build(settings)) as other:
+        body = await register(one)
+        for _ in range(3):
+            await login(one, body["email"], "Wrong123", address())
         assert (await login(other, body["email"], body["password"], address())).status_code == 429
 
 

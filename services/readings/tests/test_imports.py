@@ -73,8 +73,9 @@ class Instance:
 
     async def register(self, device):
         await publish_events(self.bootstrap, [device])
-        await eventually(
-            lambda: self.runtime.pool.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id)
+        await eventually(  # a consumer group joining a busy broker may take a while: a bound, not a timing
+            lambda: self.runtime.pool.fetch("SELECT 1 FROM devices WHERE device_id = $1", device.device_id),
+            timeout=90,
         )
 
     async def upload(self, organization_id: int, text: str):
