@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test test-fast bench bench-gateway bench-devices bench-readings bench-certificates lint format schemas lock clean
+.PHONY: run test test-fast fuzz bench bench-gateway bench-devices bench-readings bench-certificates lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -33,6 +33,10 @@ $(NEWMAN_STAMP): tests/postman/package.json tests/postman/package-lock.json
 
 test: .venv/.synced $(NEWMAN_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The API fuzzer with 100 random cases per operation, role and mode (make test runs 5).
+fuzz: .venv/.synced
+	OPENDREC_FUZZ_EXAMPLES=100 $(PY) -m pytest tests/fuzz -p no:cacheprovider -o timeout=0 $(PYTEST_ARGS)
 
 test-fast: .venv/.synced
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
