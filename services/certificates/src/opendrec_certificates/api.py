@@ -17,7 +17,7 @@ from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 from opendrec_kit.runtime import Owners
 
-from . import services
+from . import domain, services
 
 router = APIRouter(tags=["certificates"])
 MODULE = "CERTIFICATE_LOG_MANAGEMENT_CRUDL"
@@ -42,6 +42,11 @@ Learning = Annotated[services.Learning, Depends(_learning)]
 
 
 TOTAL_COUNT = "X-Total-Count"  # a bare array's total over every page
+
+Moment = Annotated[datetime | None, Query(description="ISO 8601; without a zone: UTC")]
+Codes = Annotated[list[str] | None, Query(description="Repeated or comma-separated; any of the values")]
+Capacity = Annotated[float | None, Query(ge=0, le=domain.MAX_CAPACITY_KW, allow_inf_nan=False, description="kW")]
+Amount = Annotated[int | None, Query(ge=0, le=domain.MAX_WH, description="Wh of the entry")]
 
 
 @router.get(
@@ -102,10 +107,42 @@ async def certified_log_of_devices(
     uow: UoW,
     acting: Reading,
     page: Paging,
+    externalId: Codes = None,
+    country: Codes = None,
+    fuelCode: Codes = None,
+    deviceTypeCode: Codes = None,
+    offTaker: Codes = None,
+    fromCapacity: Capacity = None,
+    toCapacity: Capacity = None,
+    fromCommissioningDate: Moment = None,
+    toCommissioningDate: Moment = None,
+    start_date: Moment = None,
+    end_date: Moment = None,
+    fromAmountread: Amount = None,
+    toAmountread: Amount = None,
 ) -> dict[str, Any]:
     """`organizationId`: API users name one of their Developer or Buyer organizations (required); admins any
-    (none: every certificate); others their own."""
-    return await services.organization_log(uow, acting.user, page, acting.organization_id)
+    (none: every certificate); others their own. Filters (D-REC's names where its FilterDTO has them), all applying
+    together: `externalId` (the devices'), `country`, `fuelCode`, `deviceTypeCode`, `offTaker` (each repeated or
+    comma-separated, any of the values), `fromCapacity`/`toCapacity` (kW), `fromCommissioningDate`/
+    `toCommissioningDate`, `start_date`/`end_date` (generated in part in [start_date, end_date)), `fromAmountread`/
+    `toAmountread` (the entry's Wh); a filter on the device leaves out devices not registered here (yet)."""
+    query = services.OrganizationLogQuery(
+        externalId or [],
+        country or [],
+        fuelCode or [],
+        deviceTypeCode or [],
+        offTaker or [],
+        fromCapacity,
+        toCapacity,
+        _utc(fromCommissioningDate),
+        _utc(toCommissioningDate),
+        _utc(start_date),
+        _utc(end_date),
+        fromAmountread,
+        toAmountread,
+    )
+    return await services.organization_log(uow, acting.user, page, acting.organization_id, query)
 
 
 @router.get(
@@ -175,9 +212,6 @@ def _device_filter(request: Request, text: str | None) -> dict[str, object]:
         if key.startswith("deviceFilter["):
             fields[key.removeprefix("deviceFilter[").split("]")[0]] = value
     return fields
-
-
-Moment = Annotated[datetime | None, Query(description="ISO 8601; without a zone: UTC")]
 
 
 @router.get(

@@ -2,7 +2,14 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded, ReservationUpdated
+from opendrec_contracts import (
+    DeviceRegistered,
+    DeviceUpdated,
+    ReadIngested,
+    ReservationCreated,
+    ReservationEnded,
+    ReservationUpdated,
+)
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers, services
@@ -19,6 +26,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     settlement = handlers.Settlement(timedelta(seconds=settings.certify_settle_s))
     runtime.app.state.settlement = settlement  # tests move its clock
     runtime.on(DeviceRegistered, handlers.on_device_registered)
+    runtime.on(DeviceUpdated, handlers.on_device_updated)
     runtime.on(ReadIngested, partial(handlers.on_read_ingested, settlement=settlement))
     runtime.on(ReservationCreated, partial(handlers.on_reservation_created, settlement=settlement))
     runtime.on(ReservationUpdated, partial(handlers.on_reservation_updated, settlement=settlement))

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from opendrec_kit.periods import next_period_start, period_of_end, period_start
 
@@ -304,6 +304,77 @@ def generation_window(start: datetime | None, end: datetime | None) -> tuple[dat
 def megawatt_hours_to_wh(mwh: Decimal) -> int:
     """A volume in MWh (D-REC's targetVolumeCertificateGenerationRequestedInMegaWattHour) in whole Wh, down."""
     return int(mwh * 1_000_000)
+
+
+# -- certifiedlogOfdevices' filters (D-REC FilterDTO of GET /api/certificate-log/issuer/certifiedlogOfdevices) -------
+
+MAX_FILTER_VALUES = 100  # values one list filter takes (comma-separated or repeated)
+MAX_EXTERNAL_ID = 256
+MAX_CODE = 32  # a fuel code, device type code or off-taker
+MAX_CAPACITY_KW = 10**9
+MAX_WH = 2**63 - 1
+Bound = TypeVar("Bound", int, float, datetime)
+
+
+@dataclass(frozen=True)
+class DeviceLogFilter:
+    """certifiedlogOfdevices' filters, parsed; all of them apply together (D-REC ORs them: one matching is enough
+    there). Lists match any of their values; codes case-insensitively, external ids exactly. A filter on the
+    device (external id, fuel, type, off-taker, capacity, commissioning date) leaves out the parts of devices
+    whose registration this service has not received, or whose event did not carry the field."""
+
+    external_ids: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    fuel_codes: tuple[str, ...] = ()
+    device_type_codes: tuple[str, ...] = ()
+    off_takers: tuple[str, ...] = ()
+    capacity_from_kw: float | None = None
+    capacity_to_kw: float | None = None
+    commissioned_from: datetime | None = None
+    commissioned_to: datetime | None = None
+    generated_from: datetime | None = None
+    generated_to: datetime | None = None
+    energy_from_wh: int | None = None
+    energy_to_wh: int | None = None
+
+
+NO_DEVICE_LOG_FILTER: Final = DeviceLogFilter()
+
+
+def filter_values(name: str, values: list[str], *, upper: bool = False, max_length: int = MAX_CODE) -> tuple[str, ...]:
+    """A list filter's values: repeated keys and comma-separated ones (D-REC splits on commas), blanks dropped;
+    FilterError naming `name` beyond MAX_FILTER_VALUES values or `max_length` characters, or on control
+    characters."""
+    out: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if len(item) > max_length or not item.isprintable():
+                raise FilterError(name, f"{name}: each value is printable text of at most {max_length} characters")
+            out.append(item.upper() if upper else item)
+    if len(out) > MAX_FILTER_VALUES:
+        raise FilterError(name, f"{name}: at most {MAX_FILTER_VALUES} values")
+    return tuple(dict.fromkeys(out))
+
+
+def country_codes(name: str, values: list[str]) -> tuple[str, ...]:
+    """Country codes of 2 or 3 letters (upper case), or FilterError naming `name`."""
+    codes = filter_values(name, values, upper=True, max_length=MAX_COUNTRY_CODE)
+    for code in codes:
+        if not (2 <= len(code) <= MAX_COUNTRY_CODE and code.isascii() and code.isalpha()):
+            raise FilterError(name, f"{name}: country codes of 2 or 3 letters, e.g. IND or IND,DEU")
+    return codes
+
+
+def ordered_range(
+    low_name: str, low: Bound | None, high_name: str, high: Bound | None
+) -> tuple[Bound | None, Bound | None]:
+    """A range's two ends (either may be open), or FilterError naming `low_name` when it is above the other."""
+    if low is not None and high is not None and low > high:
+        raise FilterError(low_name, f"{low_name} is above {high_name}")
+    return low, high
 
 
 # -- the per-device CSV export (D-REC GET /api/certificate-log/expoert_perdevice/{groupUid}) ----------------------

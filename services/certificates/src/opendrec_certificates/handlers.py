@@ -10,7 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, ReservationEnded, ReservationUpdated
+from opendrec_contracts import (
+    DeviceRegistered,
+    DeviceUpdated,
+    ReadIngested,
+    ReservationCreated,
+    ReservationEnded,
+    ReservationUpdated,
+)
 from opendrec_kit import EventContext
 
 from . import services
@@ -30,7 +37,12 @@ class Settlement:
 
 
 async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> None:
-    await services.register_device(ctx, event)
+    await services.register_device(ctx, event, ctx.envelope.occurred_at)
+
+
+async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:
+    # the full current state: it replaces the row unless a newer state arrived first
+    await services.register_device(ctx, event, ctx.envelope.occurred_at)
 
 
 async def on_read_ingested(event: ReadIngested, ctx: EventContext, *, settlement: Settlement) -> None:

@@ -33,6 +33,7 @@ from opendrec_contracts import (
     CertificateIssued,
     CertificatePart,
     DeviceRegistered,
+    DeviceUpdated,
     ReadIngested,
     ReservationCreated,
     ReservationEnded,
@@ -417,12 +418,13 @@ async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
         await store.record_reservation_end(uow.conn, event.reservation_id, event.ended_at, event.reason)
 
 
-async def register_device(uow: UnitOfWork, event: DeviceRegistered) -> None:
-    """The device's owner and externalId, for the log and the owner's view."""
+async def register_device(uow: UnitOfWork, event: DeviceRegistered | DeviceUpdated, state_at: datetime) -> None:
+    """The device as announced at `state_at` (device.registered or device.updated: its full current state; an
+    older one never overwrites a newer one): owner and externalId for the log and the owner's view, country and
+    time zone for the logs, uuid, fuel, type, capacity, commissioning date and off-taker for the filters and the
+    inventory."""
     async with uow:
-        await store.upsert_device(
-            uow.conn, event.device_id, event.external_id, event.organization_id, event.country_code, event.timezone
-        )
+        await store.upsert_device(uow.conn, event, state_at)
 
 
 @dataclass(frozen=True)
@@ -869,14 +871,69 @@ async def _log_owner(
     return org, view
 
 
-async def organization_log(uow: UnitOfWork, user: Principal, page: Page, organization_id: int | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OrganizationLogQuery:
+    """certifiedlogOfdevices' filters as sent (D-REC's FilterDTO names where it has them): list values repeated
+    or comma-separated; checked and parsed by `device_log_filter`."""
+
+    externalId: list[str] = field(default_factory=list)
+    country: list[str] = field(default_factory=list)
+    fuelCode: list[str] = field(default_factory=list)
+    deviceTypeCode: list[str] = field(default_factory=list)
+    offTaker: list[str] = field(default_factory=list)
+    fromCapacity: float | None = None
+    toCapacity: float | None = None
+    fromCommissioningDate: datetime | None = None
+    toCommissioningDate: datetime | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    fromAmountread: int | None = None
+    toAmountread: int | None = None
+
+
+def device_log_filter(q: OrganizationLogQuery) -> domain.DeviceLogFilter:
+    """The filters of a certifiedlogOfdevices query (domain.DeviceLogFilter), or 400 naming the field."""
+    try:
+        capacity = domain.ordered_range("fromCapacity", q.fromCapacity, "toCapacity", q.toCapacity)
+        commissioned = domain.ordered_range(
+            "fromCommissioningDate", q.fromCommissioningDate, "toCommissioningDate", q.toCommissioningDate
+        )
+        generated = domain.ordered_range("start_date", q.start_date, "end_date", q.end_date)
+        energy = domain.ordered_range("fromAmountread", q.fromAmountread, "toAmountread", q.toAmountread)
+        return domain.DeviceLogFilter(
+            external_ids=domain.filter_values("externalId", q.externalId, max_length=domain.MAX_EXTERNAL_ID),
+            countries=domain.country_codes("country", q.country),
+            fuel_codes=domain.filter_values("fuelCode", q.fuelCode, upper=True),
+            device_type_codes=domain.filter_values("deviceTypeCode", q.deviceTypeCode, upper=True),
+            off_takers=domain.filter_values("offTaker", q.offTaker),
+            capacity_from_kw=capacity[0],
+            capacity_to_kw=capacity[1],
+            commissioned_from=commissioned[0],
+            commissioned_to=commissioned[1],
+            generated_from=generated[0],
+            generated_to=generated[1],
+            energy_from_wh=energy[0],
+            energy_to_wh=energy[1],
+        )
+    except domain.FilterError as error:
+        raise _bad_filter(error) from None
+
+
+async def organization_log(
+    uow: UnitOfWork,
+    user: Principal,
+    page: Page,
+    organization_id: int | None,
+    query: OrganizationLogQuery | None = None,
+) -> dict[str, Any]:
     """A page of an organization's certificates: a Developer's devices' or a Buyer's reservations' (all for an
-    admin naming none), with totals over every page."""
+    admin naming none), those passing the query's filters (all of them), with totals over every page."""
+    f = device_log_filter(query) if query is not None else domain.NO_DEVICE_LOG_FILTER
     async with uow.reading() as r:
         org, view = await _log_owner(r.conn, user, organization_id)
         owner, buyer = _owner_and_buyer(org, view)
-        totals = await store.organization_totals(r.conn, owner, buyer)
-        rows = await store.organization_parts(r.conn, owner, buyer, page.limit, page.offset)
+        totals = await store.organization_totals(r.conn, owner, buyer, f)
+        rows = await store.organization_parts(r.conn, owner, buyer, page.limit, page.offset, f)
     return {
         "organizationId": org,
         "view": {"owner": "developer", "buyer": "buyer"}.get(view or "", "all"),

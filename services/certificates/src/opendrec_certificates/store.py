@@ -7,27 +7,46 @@ from datetime import datetime
 
 import asyncpg
 
-from .domain import Allocation, Read, Reservation, Round, effective_end
+from opendrec_contracts import DeviceRegistered, DeviceUpdated
+
+from .domain import (
+    NO_DEVICE_LOG_FILTER,
+    Allocation,
+    DeviceLogFilter,
+    Read,
+    Reservation,
+    Round,
+    effective_end,
+)
 
 
-async def upsert_device(
-    conn: asyncpg.Connection,
-    device_id: int,
-    external_id: str,
-    organization_id: int,
-    country_code: str | None,
-    timezone: str | None,
-) -> None:
+async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUpdated, state_at: datetime) -> None:
+    """Take the device's state as announced at `state_at` (registered or updated); an older state than the stored
+    one is ignored."""
     await conn.execute(
-        """INSERT INTO devices (device_id, external_id, organization_id, country_code, timezone)
-           VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (device_id) DO UPDATE SET external_id = $2, organization_id = $3, country_code = $4,
-               timezone = $5""",
-        device_id,
-        external_id,
-        organization_id,
-        country_code,
-        timezone,
+        """INSERT INTO devices (device_id, external_id, organization_id, country_code, timezone, device_uuid,
+                               fuel_code, device_type_code, capacity_kw, commissioning_date, off_taker, state_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (device_id) DO UPDATE SET
+               external_id = EXCLUDED.external_id, organization_id = EXCLUDED.organization_id,
+               country_code = EXCLUDED.country_code, timezone = EXCLUDED.timezone,
+               device_uuid = EXCLUDED.device_uuid, fuel_code = EXCLUDED.fuel_code,
+               device_type_code = EXCLUDED.device_type_code, capacity_kw = EXCLUDED.capacity_kw,
+               commissioning_date = EXCLUDED.commissioning_date, off_taker = EXCLUDED.off_taker,
+               state_at = EXCLUDED.state_at
+           WHERE devices.state_at IS NULL OR devices.state_at <= EXCLUDED.state_at""",
+        e.device_id,
+        e.external_id,
+        e.organization_id,
+        e.country_code,
+        e.timezone,
+        e.device_uuid,
+        e.fuel_code,
+        e.device_type_code,
+        e.capacity_kw,
+        e.commissioning_date,
+        e.off_taker,
+        state_at,
     )
 
 
@@ -637,41 +656,82 @@ async def parts_of_certificates(
     )
 
 
+# An organization's parts (organization_parts, organization_totals): $1 owner, $2 buyer, then certifiedlogOfdevices'
+# filters (domain.DeviceLogFilter; an empty list or a NULL bound: no filter), all together.
+_ORGANIZATION_WHERE = """($1::bigint IS NULL OR p.owner_organization_id = $1)
+              AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
+              AND (cardinality($3::text[]) = 0 OR d.external_id = ANY($3::text[]))
+              AND (cardinality($4::text[]) = 0 OR upper(c.country_code) = ANY($4::text[]))
+              AND (cardinality($5::text[]) = 0 OR upper(d.fuel_code) = ANY($5::text[]))
+              AND (cardinality($6::text[]) = 0 OR upper(d.device_type_code) = ANY($6::text[]))
+              AND (cardinality($7::text[]) = 0 OR upper(d.off_taker) = ANY($7::text[]))
+              AND ($8::float8 IS NULL OR d.capacity_kw >= $8)
+              AND ($9::float8 IS NULL OR d.capacity_kw <= $9)
+              AND ($10::timestamptz IS NULL OR d.commissioning_date >= $10)
+              AND ($11::timestamptz IS NULL OR d.commissioning_date <= $11)
+              AND ($12::timestamptz IS NULL OR p.generation_end > $12)
+              AND ($13::timestamptz IS NULL OR p.generation_start < $13)
+              AND ($14::bigint IS NULL OR p.energy_wh >= $14)
+              AND ($15::bigint IS NULL OR p.energy_wh <= $15)"""
+
+
+def _organization_args(owner: int | None, buyer: int | None, f: DeviceLogFilter) -> list[object]:
+    return [
+        owner,
+        buyer,
+        list(f.external_ids),
+        list(f.countries),
+        list(f.fuel_codes),
+        list(f.device_type_codes),
+        [o.upper() for o in f.off_takers],
+        f.capacity_from_kw,
+        f.capacity_to_kw,
+        f.commissioned_from,
+        f.commissioned_to,
+        f.generated_from,
+        f.generated_to,
+        f.energy_from_wh,
+        f.energy_to_wh,
+    ]
+
+
 async def organization_parts(
     conn: asyncpg.Connection,
     owner_organization_id: int | None,
     buyer_organization_id: int | None,
     limit: int,
     offset: int,
+    f: DeviceLogFilter = NO_DEVICE_LOG_FILTER,
 ) -> list[asyncpg.Record]:
     """One page of the certificate parts of an organization's devices (owner) or of its reservations (buyer), or
-    all (neither given), newest reservation first, then by period; with the reservation's uid and name."""
+    all (neither given), that pass the filters, newest reservation first, then by period; with the reservation's
+    uid and name."""
     return await conn.fetch(
         f"""SELECT {_PART}, r.uid AS reservation_uid, r.name AS reservation_name
             FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
             JOIN reservations r ON r.reservation_id = c.reservation_id
             LEFT JOIN devices d ON d.device_id = p.device_id
-            WHERE ($1::bigint IS NULL OR p.owner_organization_id = $1)
-              AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
-            ORDER BY c.reservation_id DESC, {_ORDER}, p.device_id LIMIT $3 OFFSET $4""",
-        owner_organization_id,
-        buyer_organization_id,
+            WHERE {_ORGANIZATION_WHERE}
+            ORDER BY c.reservation_id DESC, {_ORDER}, p.device_id LIMIT $16 OFFSET $17""",
+        *_organization_args(owner_organization_id, buyer_organization_id, f),
         limit,
         offset,
     )
 
 
 async def organization_totals(
-    conn: asyncpg.Connection, owner_organization_id: int | None, buyer_organization_id: int | None
+    conn: asyncpg.Connection,
+    owner_organization_id: int | None,
+    buyer_organization_id: int | None,
+    f: DeviceLogFilter = NO_DEVICE_LOG_FILTER,
 ) -> asyncpg.Record:
     """`count` and `energy_wh` of the whole view of organization_parts."""
     return await conn.fetchrow(
-        """SELECT count(*) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
-           FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
-           WHERE ($1::bigint IS NULL OR p.owner_organization_id = $1)
-             AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)""",
-        owner_organization_id,
-        buyer_organization_id,
+        f"""SELECT count(*) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
+            FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
+            LEFT JOIN devices d ON d.device_id = p.device_id
+            WHERE {_ORGANIZATION_WHERE}""",
+        *_organization_args(owner_organization_id, buyer_organization_id, f),
     )
 
 
