@@ -130,7 +130,7 @@ def test_every_lint_or_type_suppression_says_why():
                 if not match:
                     continue
                 rest = match.group("rest")
-                # `# noqa: X - why` or `# type: ignore[x]  # why`
+                # "noqa: X - why" or "type: ignore[x]  # why" (written without the leading hash: ruff reads that as a directive)
                 reason = re.sub(r"^(:\s*[A-Z0-9, ]+|\[[a-z0-9_, -]+\])", "", rest).strip(" -#")
                 if len(reason) < 4:
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
