@@ -65,10 +65,6 @@ def test_balances_follow_the_seeds_formulas():
     assert b.balance == 55 + 10 + 0 + 5 + 3 == 73
 
 
-def test_device_uuids_read_back():
-    assert domain.device_of_uuid(domain.device_uuid(42)) == 42
-
-
 OPERATIONS = st.lists(
     st.tuples(st.sampled_from(["transfer", "settle", "retire", "lock", "release", "export"]), st.integers(1, 400)),
     max_size=40,

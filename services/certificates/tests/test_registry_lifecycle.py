@@ -36,6 +36,7 @@ class World:
         base = 700_000_000 + uuid.uuid4().int % 10_000_000 * 10
         self.a, self.b, self.c = base + 1, base + 2, base + 3
         self.device = base + 4
+        self.device_uuid = uuid.uuid4()  # from device.registered
 
     def as_(self, org, perms=W, role="Buyer", **kw):
         return self.issuer.headers(organization_id=org, organization_type="Buyer", role=role, permissions=perms, **kw)
@@ -86,10 +87,12 @@ async def world(service):
             )
     async with runtime.uow() as u:
         await u.conn.execute(
-            "INSERT INTO devices (device_id, external_id, organization_id, country_code) VALUES ($1, $2, $3, 'SG')",
+            """INSERT INTO devices (device_id, external_id, organization_id, country_code, device_uuid, fuel_code)
+               VALUES ($1, $2, $3, 'SG', $4, 'ES100')""",
             w.device,
             f"SG-SOLAR-{w.device}",
             w.b,
+            w.device_uuid,
         )
     return w
 
@@ -408,7 +411,7 @@ async def test_the_inventory_answers_the_seeds_shape_field_for_field(world):
             ("ItemsPerPage", 1),
             ("Registries", "DREC"),
             ("Registries", "TIGR"),
-            ("DeviceIds", str(domain.device_uuid(w.device))),
+            ("DeviceIds", str(w.device_uuid)),
         ],
         headers=w.as_(w.a, R),
     )
@@ -447,7 +450,8 @@ async def test_the_inventory_answers_the_seeds_shape_field_for_field(world):
     assert item == {
         **item,
         "Id": str(held.id),
-        "DeviceId": str(domain.device_uuid(w.device)),
+        "DeviceId": str(w.device_uuid),
+        "DeviceName": f"SG-SOLAR-{w.device}",
         "DeviceUniqueId": f"SG-SOLAR-{w.device}",
         "RegistryId": f"DEV{w.device:08d}",
         "SerialNumber": f"DREC-DEV{w.device:08d}-SG-2021-1106-1110-0.000001 to 1.000000",
@@ -459,6 +463,8 @@ async def test_the_inventory_answers_the_seeds_shape_field_for_field(world):
         "VintageFrom": "2021-11-06T00:00:00",
         "VintageTo": "2021-11-10T00:00:00",
         "CountryCode": "SG",
+        "FuelType": "ES100",
+        "EnergyValue": None,
         "VintageYear": 2021,
         "TradingCount": 0,
         "RecItemType": "Issued",
@@ -474,6 +480,23 @@ async def test_the_inventory_answers_the_seeds_shape_field_for_field(world):
         404,
         {"Data": None, "Errors": None, "Meta": None, "StatusCode": 404, "Message": "Not found"},
     )
+
+
+async def test_the_inventory_of_a_device_registered_before_its_uuid_and_fuel_were_kept(world):
+    """A device known only by what device.registered carried before (owner, external id, country): DeviceId and
+    FuelType null, its holdings still listed; a DeviceIds filter matches devices by their uuid only."""
+    w = world
+    await issue(w, w.a, 1_000_000)
+    await w.runtime.pool.execute(
+        "UPDATE devices SET device_uuid = NULL, fuel_code = NULL WHERE device_id = $1", w.device
+    )
+    r = await w.client.get("/public/v2/inventories/recs", headers=w.as_(w.a, R))
+    [item] = r.json()["Data"]
+    assert (item["DeviceId"], item["FuelType"], item["DeviceName"]) == (None, None, f"SG-SOLAR-{w.device}")
+    r = await w.client.get(
+        "/public/v2/inventories/recs", params={"DeviceIds": str(w.device_uuid)}, headers=w.as_(w.a, R)
+    )
+    assert r.status_code == 200 and r.json()["Data"] == []
 
 
 async def test_the_inventory_refuses_in_the_seeds_envelopes(world):

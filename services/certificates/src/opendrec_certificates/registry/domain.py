@@ -176,17 +176,6 @@ def quantity(wh: int) -> int | float:
     return whole if frac == 0 else float(Decimal(wh).scaleb(-6))
 
 
-def device_uuid(device_id: int) -> uuid.UUID:
-    """The inventory's DeviceId (a UUID in the seed): the device id in a UUID's integer, so a DeviceIds filter
-    reads back the device (devices' own device_uuid is not kept by this service yet)."""
-    return uuid.UUID(int=device_id)
-
-
-def device_of_uuid(value: uuid.UUID) -> int | None:
-    """The device a DeviceIds UUID names (None: not one of ours, so it matches nothing)."""
-    return value.int if 0 < value.int < 2**63 else None
-
-
 def registry_id(device_id: int) -> str:
     """A device's id in this registry (the inventory's RegistryId; the seed's looks like 'GFNIES10001')."""
     return f"DEV{device_id:08d}"

@@ -579,7 +579,9 @@ def inventory_item(row: Mapping[str, Any], ranges: list[SerialRange], settings: 
     country = holding.country_code or row["device_country_code"]
     return {
         "Id": str(holding.id),
-        "DeviceId": str(domain.device_uuid(holding.device_id)),
+        # From device.registered / device.updated: null for a device whose registration predates them (or never
+        # arrived). No project name travels in the device's events: its external id names it.
+        "DeviceId": None if row["device_uuid"] is None else str(row["device_uuid"]),
         "DeviceName": row["external_id"],
         "DeviceUniqueId": row["external_id"],
         "RegistryId": domain.registry_id(holding.device_id),
@@ -603,7 +605,7 @@ def inventory_item(row: Mapping[str, Any], ranges: list[SerialRange], settings: 
         "VintageFrom": _seed_time(holding.period_start),
         "VintageTo": _seed_time(holding.period_end),
         "CountryCode": country,
-        "FuelType": None,
+        "FuelType": row["fuel_code"],
         "EnergyValue": None,
         "VintageYear": holding.period_start.year,
         "TradingCount": holding.trading_count,
@@ -625,13 +627,12 @@ async def inventory(
     None: the page asked for lies past the last one (the seed's 404)."""
     async with uow.reading() as r:
         organizations = await visible_organizations(r.conn, acting.user, acting.organization_id)
-        wanted = [d for d in map(domain.device_of_uuid, device_ids) if d is not None] if device_ids else None
         ours = not registries or settings.registry_prefix.lower() in {x.lower() for x in registries}
         rows: list[Any] = []
         total = 0
-        if ours and wanted != []:
+        if ours:
             offset = (current_page - 1) * items_per_page
-            rows, total = await store.holdings_page(r.conn, organizations, wanted, items_per_page, offset)
+            rows, total = await store.holdings_page(r.conn, organizations, device_ids or None, items_per_page, offset)
         ranges = await store.ranges_of_holdings(r.conn, [row["id"] for row in rows])
     pages = total_pages(total, items_per_page)
     if total and current_page > pages:

@@ -397,22 +397,31 @@ async def end_lock(conn: asyncpg.Connection, lock_id: uuid.UUID, status: str, at
 
 
 async def holdings_page(
-    conn: asyncpg.Connection, organizations: list[int] | None, device_ids: list[int] | None, limit: int, offset: int
+    conn: asyncpg.Connection,
+    organizations: list[int] | None,
+    device_uuids: list[uuid.UUID] | None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[asyncpg.Record], int]:
-    """Holdings with energy (Total > 0) of the organizations (None: all), oldest first, with their device's
-    external id and country; and how many there are."""
+    """Holdings with energy (Total > 0) of the organizations (None: all) and devices (by their uuid; None: all),
+    oldest first, with their device's external id, country, uuid and fuel code; and how many there are."""
     where = """h.total_wh > 0 AND ($1::bigint[] IS NULL OR h.organization_id = ANY($1))
-               AND ($2::bigint[] IS NULL OR h.device_id = ANY($2))"""
+               AND ($2::uuid[] IS NULL OR d.device_uuid = ANY($2))"""
     rows = await conn.fetch(
-        f"""SELECT {HOLDING_COLUMNS}, d.external_id, d.country_code AS device_country_code
+        f"""SELECT {HOLDING_COLUMNS}, d.external_id, d.country_code AS device_country_code, d.device_uuid,
+                   d.fuel_code
             FROM holdings h LEFT JOIN devices d ON d.device_id = h.device_id
             WHERE {where} ORDER BY h.created_at, h.id LIMIT $3 OFFSET $4""",
         organizations,
-        device_ids,
+        device_uuids,
         limit,
         offset,
     )
-    total: int = await conn.fetchval(f"SELECT count(*) FROM holdings h WHERE {where}", organizations, device_ids)
+    total: int = await conn.fetchval(
+        f"SELECT count(*) FROM holdings h LEFT JOIN devices d ON d.device_id = h.device_id WHERE {where}",
+        organizations,
+        device_uuids,
+    )
     return rows, total
 
 
