@@ -182,6 +182,8 @@ async def test_the_read_module_filters_by_generation_period(world):
     assert disagree.status_code == 400
     bad = await _module(world, certificateStartDate="yesterday")
     assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "certificateStartDate"
+    before_year_1 = await _module(world, certificateStartDate="0001-01-01T00:00:00+05:00")  # no such moment in UTC
+    assert before_year_1.status_code == 400 and before_year_1.json()["details"][0]["field"] == "certificateStartDate"
 
 
 async def test_the_read_module_filters_by_reservation_volume(world):

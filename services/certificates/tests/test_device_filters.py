@@ -134,6 +134,8 @@ async def test_generation_date_range(world):
     assert await log(world, {"start_date": half_past, "end_date": half_past}) == [1000, 3000, 4000]
     assert await log(world, {"start_date": z(T0), "end_date": z(T0 + 2 * H)}) == [1000, 2000, 3000, 4000]
     assert await log(world, {"start_date": z(T0 + 2 * H)}) == []
+    extremes = {"start_date": "0001-01-01T00:00:00Z", "end_date": "9999-12-31T23:59:59Z"}
+    assert await log(world, {**extremes, "fromCommissioningDate": "0001-01-01"}) == [1000, 2000, 3000]
 
 
 async def test_energy_range(world):
@@ -183,6 +185,7 @@ async def test_device_filters_leave_out_devices_not_registered_here(world):
         ({"deviceTypeCode": "T" * 33}, "deviceTypeCode"),
         ({"offTaker": "Resi\x01dential"}, "offTaker"),
         ({"externalId": "x" * 257}, "externalId"),
+        ({"externalId": "a\x00b"}, "externalId"),
         ({"externalId": ",".join(str(i) for i in range(101))}, "externalId"),
         ({"fromCapacity": -1}, "fromCapacity"),
         ({"toCapacity": "nan"}, "toCapacity"),
@@ -193,6 +196,9 @@ async def test_device_filters_leave_out_devices_not_registered_here(world):
         ({"toCommissioningDate": "2024-13-01"}, "toCommissioningDate"),
         ({"fromCommissioningDate": "2024-01-02", "toCommissioningDate": "2024-01-01"}, "fromCommissioningDate"),
         ({"start_date": "soon"}, "start_date"),
+        ({"start_date": "0001-01-01T00:00:00+05:00"}, "start_date"),  # before year 1 in UTC
+        ({"end_date": "9999-12-31T23:59:59-05:00"}, "end_date"),
+        ({"toCommissioningDate": "0001-01-01T00:00:00+01:00"}, "toCommissioningDate"),
         ({"end_date": "2025-02-30"}, "end_date"),
         ({"start_date": z(T0 + H), "end_date": z(T0)}, "start_date"),
         ({"fromAmountread": -1}, "fromAmountread"),

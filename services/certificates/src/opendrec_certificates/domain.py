@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final, Literal, TypeVar
 
@@ -366,6 +366,14 @@ def country_codes(name: str, values: list[str]) -> tuple[str, ...]:
         if not (2 <= len(code) <= MAX_COUNTRY_CODE and code.isascii() and code.isalpha()):
             raise FilterError(name, f"{name}: country codes of 2 or 3 letters, e.g. IND or IND,DEU")
     return codes
+
+
+def utc_moment(name: str, moment: datetime | None) -> datetime | None:
+    """A moment in UTC, or FilterError naming `name` when UTC has no such moment (year 1 or 9999 in another zone)."""
+    try:
+        return None if moment is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise FilterError(name, f"{name} is out of range (years 1 to 9999 in UTC)") from None
 
 
 def ordered_range(

@@ -896,9 +896,17 @@ def device_log_filter(q: OrganizationLogQuery) -> domain.DeviceLogFilter:
     try:
         capacity = domain.ordered_range("fromCapacity", q.fromCapacity, "toCapacity", q.toCapacity)
         commissioned = domain.ordered_range(
-            "fromCommissioningDate", q.fromCommissioningDate, "toCommissioningDate", q.toCommissioningDate
+            "fromCommissioningDate",
+            domain.utc_moment("fromCommissioningDate", q.fromCommissioningDate),
+            "toCommissioningDate",
+            domain.utc_moment("toCommissioningDate", q.toCommissioningDate),
         )
-        generated = domain.ordered_range("start_date", q.start_date, "end_date", q.end_date)
+        generated = domain.ordered_range(
+            "start_date",
+            domain.utc_moment("start_date", q.start_date),
+            "end_date",
+            domain.utc_moment("end_date", q.end_date),
+        )
         energy = domain.ordered_range("fromAmountread", q.fromAmountread, "toAmountread", q.toAmountread)
         return domain.DeviceLogFilter(
             external_ids=domain.filter_values("externalId", q.externalId, max_length=domain.MAX_EXTERNAL_ID),
@@ -997,7 +1005,10 @@ async def certificate_read_module(
     parts only). No blockchain: no block hash, owners or claims (the registry's retirements are the claims)."""
     try:
         country = domain.device_filter_country(query.device_filter)
-        start, end = domain.generation_window(query.generated_from, query.generated_until)
+        start, end = domain.generation_window(
+            domain.utc_moment("certificateStartDate", query.generated_from),
+            domain.utc_moment("certificateEndDate", query.generated_until),
+        )
     except domain.FilterError as error:
         raise _bad_filter(error) from None
     max_target = None if query.max_target_mwh is None else domain.megawatt_hours_to_wh(query.max_target_mwh)
