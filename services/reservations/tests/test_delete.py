@@ -27,11 +27,11 @@ async def test_a_reservation_not_begun_is_deleted_announced_as_ended_and_its_dev
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["deleted"] is True and body["id"] == res["id"] and body["state"] == "ended"
-    assert body["endReason"] == "ended_by_buyer"
+    assert body["endReason"] == "deleted"
     event, _ = await wait_for_event(kafka_bootstrap, "reservation.ended", for_uid(res["devicegroup_uid"]))
     ended_at = datetime.fromisoformat(event["payload"]["ended_at"])
     assert now <= ended_at < datetime.fromisoformat(res["reservationStartDate"])  # before it began: held nothing
-    assert event["payload"]["reason"] == "ended_by_buyer" and event["payload"]["device_ids"] == sorted(ids)
+    assert event["payload"]["reason"] == "deleted" and event["payload"]["device_ids"] == sorted(ids)
 
     assert (await client.get(f"/api/buyer-reservation/{res['id']}", headers=buyer(issuer, org=750))).status_code == 404
     listed = (await client.get("/api/buyer-reservation/my", headers=buyer(issuer, org=750))).json()

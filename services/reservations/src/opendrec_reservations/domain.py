@@ -179,6 +179,7 @@ END_REASONS = {
     "expired": "its end date passed",
     "ended_by_buyer": "ended by its buyer",
     "target_reached": "its target was certified",
+    "deleted": "deleted before its window began",
 }
 
 

@@ -452,7 +452,7 @@ async def delete_reservation(
         if refusal:
             raise ApiError(409, refusal)
         if row["ended_at"] is None:
-            row = {**row, "ended_at": now, "end_reason": "ended_by_buyer", "status": "Ended"}
+            row = {**row, "ended_at": now, "end_reason": "deleted", "status": "Ended"}
             uow.record(_ended_event(row))
         await store.delete_reservation(uow.conn, reservation_id)
     return {**_answer(row, now), "deleted": True}
