@@ -87,8 +87,9 @@ async def world(service):
             )
     async with runtime.uow() as u:
         await u.conn.execute(
-            """INSERT INTO devices (device_id, external_id, organization_id, country_code, device_uuid, fuel_code)
-               VALUES ($1, $2, $3, 'SG', $4, 'ES100')""",
+            """INSERT INTO devices (device_id, external_id, organization_id, country_code, device_uuid, fuel_code,
+                                   fuel_name, project_name)
+               VALUES ($1, $2, $3, 'SG', $4, 'ES100', 'Solar', 'Sentosa Fun Pass Singapore')""",
             w.device,
             f"SG-SOLAR-{w.device}",
             w.b,
@@ -451,7 +452,7 @@ async def test_the_inventory_answers_the_seeds_shape_field_for_field(world):
         **item,
         "Id": str(held.id),
         "DeviceId": str(w.device_uuid),
-        "DeviceName": f"SG-SOLAR-{w.device}",
+        "DeviceName": "Sentosa Fun Pass Singapore",
         "DeviceUniqueId": f"SG-SOLAR-{w.device}",
         "RegistryId": f"DEV{w.device:08d}",
         "SerialNumber": f"DREC-DEV{w.device:08d}-SG-2021-1106-1110-0.000001 to 1.000000",
@@ -463,8 +464,8 @@ async def test_the_inventory_answers_the_seeds_shape_field_for_field(world):
         "VintageFrom": "2021-11-06T00:00:00",
         "VintageTo": "2021-11-10T00:00:00",
         "CountryCode": "SG",
-        "FuelType": "ES100",
-        "EnergyValue": None,
+        "FuelType": "Solar",
+        "EnergyValue": "Solar",
         "VintageYear": 2021,
         "TradingCount": 0,
         "RecItemType": "Issued",
@@ -488,7 +489,9 @@ async def test_the_inventory_of_a_device_registered_before_its_uuid_and_fuel_wer
     w = world
     await issue(w, w.a, 1_000_000)
     await w.runtime.pool.execute(
-        "UPDATE devices SET device_uuid = NULL, fuel_code = NULL WHERE device_id = $1", w.device
+        "UPDATE devices SET device_uuid = NULL, fuel_code = NULL, fuel_name = NULL, project_name = NULL"
+        " WHERE device_id = $1",
+        w.device,
     )
     r = await w.client.get("/public/v2/inventories/recs", headers=w.as_(w.a, R))
     [item] = r.json()["Data"]

@@ -185,9 +185,15 @@ def test_registered_event_from_a_row():
         "created_at": NOW,
         "timezone": None,
         "yield_value": 0,
+        "off_taker": "Residential",
+        "sdg_benefits": ["SDG7"],
+        "project_name": "Rooftop Hyderabad",
     }
     event = domain.registered_event(row)
     assert (event.device_id, event.external_id, event.organization_id, event.onboarded_at) == (7, "ext", 3, NOW)
+    # what reservation views and the REC inventory show of a device (ES100 is I-REC's solar code)
+    assert (event.off_taker, event.sdg_benefits, event.project_name) == ("Residential", ["SDG7"], "Rooftop Hyderabad")
+    assert event.fuel_name is not None and event.fuel_name.lower().startswith("solar")
     assert event.yield_value is None  # 0 means "not given" in D-REC payloads
     assert domain.registered_event({**row, "yield_value": 1500.0}).yield_value == 1500.0
 

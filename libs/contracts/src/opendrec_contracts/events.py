@@ -73,6 +73,8 @@ class DeviceState(Event):
     yield_value: float | None = None  # kWh per kWp per year, for plausibility checks
     off_taker: str | None = None  # D-REC offTaker (e.g. "Residential"): reservation views and filters
     sdg_benefits: list[str] = Field(default_factory=list)  # D-REC SDGBenefits codes
+    project_name: str | None = None  # D-REC projectName: the name the REC inventory shows (DeviceName)
+    fuel_name: str | None = None  # the I-REC name of fuel_code (e.g. "Solar"), as the REC inventory shows it
 
 
 class DeviceRegistered(DeviceState):

@@ -25,15 +25,16 @@ async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUp
     one is ignored."""
     await conn.execute(
         """INSERT INTO devices (device_id, external_id, organization_id, country_code, timezone, device_uuid,
-                               fuel_code, device_type_code, capacity_kw, commissioning_date, off_taker, state_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                               fuel_code, device_type_code, capacity_kw, commissioning_date, off_taker, state_at,
+                               project_name, fuel_name)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
            ON CONFLICT (device_id) DO UPDATE SET
                external_id = EXCLUDED.external_id, organization_id = EXCLUDED.organization_id,
                country_code = EXCLUDED.country_code, timezone = EXCLUDED.timezone,
                device_uuid = EXCLUDED.device_uuid, fuel_code = EXCLUDED.fuel_code,
                device_type_code = EXCLUDED.device_type_code, capacity_kw = EXCLUDED.capacity_kw,
                commissioning_date = EXCLUDED.commissioning_date, off_taker = EXCLUDED.off_taker,
-               state_at = EXCLUDED.state_at
+               state_at = EXCLUDED.state_at, project_name = EXCLUDED.project_name, fuel_name = EXCLUDED.fuel_name
            WHERE devices.state_at IS NULL OR devices.state_at <= EXCLUDED.state_at""",
         e.device_id,
         e.external_id,
@@ -47,6 +48,8 @@ async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUp
         e.commissioning_date,
         e.off_taker,
         state_at,
+        e.project_name,
+        e.fuel_name,
     )
 
 

@@ -28,6 +28,7 @@ def _load_codes(filename: str) -> tuple[Code, ...]:
 FUEL_TYPES: tuple[Code, ...] = _load_codes("irec_fuel_types.json")
 DEVICE_TYPES: tuple[Code, ...] = _load_codes("irec_device_types.json")
 FUEL_CODES: frozenset[str] = frozenset(c.code for c in FUEL_TYPES)
+FUEL_NAMES: dict[str, str] = {c.code: c.name for c in FUEL_TYPES}
 DEVICE_TYPE_CODES: frozenset[str] = frozenset(c.code for c in DEVICE_TYPES)
 
 # The UN Sustainable Development Goals as D-REC lists them (its `SDGBenefits` model):

@@ -16,7 +16,7 @@ import pycountry
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
 from opendrec_kit.timestamps import iso
 
-from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_TYPES, OFF_TAKERS, TIMEZONES, Code
+from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_NAMES, FUEL_TYPES, OFF_TAKERS, TIMEZONES, Code
 
 MAX_EXTERNAL_ID = 200
 
@@ -276,6 +276,10 @@ def _device_state(device: Mapping[str, Any]) -> dict[str, Any]:
         "timezone": device["timezone"],
         # D-REC clients send 0 for "unknown" (the API guide does); 0 would make every read implausible.
         "yield_value": yield_value if yield_value else None,
+        "off_taker": device["off_taker"],
+        "sdg_benefits": list(device["sdg_benefits"] or []),
+        "project_name": device["project_name"],
+        "fuel_name": FUEL_NAMES.get(device["fuel_code"]),
     }
 
 

@@ -582,7 +582,7 @@ def inventory_item(row: Mapping[str, Any], ranges: list[SerialRange], settings: 
         # From device.registered / device.updated: null for a device whose registration predates them (or never
         # arrived). No project name travels in the device's events: its external id names it.
         "DeviceId": None if row["device_uuid"] is None else str(row["device_uuid"]),
-        "DeviceName": row["external_id"],
+        "DeviceName": row["project_name"] or row["external_id"],  # the project name, as the seed names a device
         "DeviceUniqueId": row["external_id"],
         "RegistryId": domain.registry_id(holding.device_id),
         "SerialNumber": domain.serial_number(
@@ -605,8 +605,9 @@ def inventory_item(row: Mapping[str, Any], ranges: list[SerialRange], settings: 
         "VintageFrom": _seed_time(holding.period_start),
         "VintageTo": _seed_time(holding.period_end),
         "CountryCode": country,
-        "FuelType": row["fuel_code"],
-        "EnergyValue": None,
+        # The fuel's I-REC name as the seed shows it ("Solar"), its code for a device announced before names were.
+        "FuelType": row["fuel_name"] or row["fuel_code"],
+        "EnergyValue": row["fuel_name"] or row["fuel_code"],
         "VintageYear": holding.period_start.year,
         "TradingCount": holding.trading_count,
         "RecItemType": row["rec_item_type"],

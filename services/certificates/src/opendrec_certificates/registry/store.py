@@ -409,7 +409,7 @@ async def holdings_page(
                AND ($2::uuid[] IS NULL OR d.device_uuid = ANY($2))"""
     rows = await conn.fetch(
         f"""SELECT {HOLDING_COLUMNS}, d.external_id, d.country_code AS device_country_code, d.device_uuid,
-                   d.fuel_code
+                   d.fuel_code, d.fuel_name, d.project_name
             FROM holdings h LEFT JOIN devices d ON d.device_id = h.device_id
             WHERE {where} ORDER BY h.created_at, h.id LIMIT $3 OFFSET $4""",
         organizations,
