@@ -114,18 +114,25 @@ def _ranges_json(ranges: list[SerialRange]) -> str:
     return json.dumps([{"serialStart": r.start, "serialEnd": r.end, "energyWh": r.energy_wh} for r in ranges])
 
 
-def transfer_answer(row: Mapping[str, Any]) -> dict[str, Any]:
+def _operation_answer(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What every operation's answer holds: which energy of which certificate part it moved."""
     return {
         "id": str(row["id"]),
         "holdingId": str(row["holding_id"]),
         "certificateId": str(row["certificate_id"]),
         "deviceId": row["device_id"],
-        "fromOrganizationId": row["from_organization_id"],
-        "toOrganizationId": row["to_organization_id"],
         "energyWh": row["energy_wh"],
-        "status": row["status"],
         "serialNumber": row["serial_number"],
         "ranges": json.loads(row["ranges"]),
+    }
+
+
+def transfer_answer(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **_operation_answer(row),
+        "fromOrganizationId": row["from_organization_id"],
+        "toOrganizationId": row["to_organization_id"],
+        "status": row["status"],
         "createdAt": iso(row["created_at"]),
         "decidedAt": iso_or_none(row["decided_at"]),
     }
@@ -133,16 +140,10 @@ def transfer_answer(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def lock_answer(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "holdingId": str(row["holding_id"]),
-        "certificateId": str(row["certificate_id"]),
-        "deviceId": row["device_id"],
+        **_operation_answer(row),
         "organizationId": row["organization_id"],
         "purpose": row["purpose"],
-        "energyWh": row["energy_wh"],
         "status": row["status"],
-        "serialNumber": row["serial_number"],
-        "ranges": json.loads(row["ranges"]),
         "createdAt": iso(row["created_at"]),
         "releasedAt": iso_or_none(row["released_at"]),
     }
@@ -150,19 +151,13 @@ def lock_answer(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def retirement_answer(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "holdingId": str(row["holding_id"]),
-        "certificateId": str(row["certificate_id"]),
-        "deviceId": row["device_id"],
+        **_operation_answer(row),
         "organizationId": row["organization_id"],
-        "energyWh": row["energy_wh"],
         "beneficiary": row["beneficiary"],
         "location": row["location"],
         "purpose": row["purpose"],
         "reportingStart": iso(row["reporting_start"]),
         "reportingEnd": iso(row["reporting_end"]),
-        "serialNumber": row["serial_number"],
-        "ranges": json.loads(row["ranges"]),
         "retiredAt": iso(row["retired_at"]),
     }
 
