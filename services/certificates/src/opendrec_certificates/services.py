@@ -40,7 +40,7 @@ from opendrec_contracts import (
     ReservationUpdated,
 )
 from opendrec_kit import ApiError, Principal, UnitOfWork
-from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, find_organization, visible_organizations
+from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, known_organization, visible_organizations
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_exact
@@ -860,7 +860,7 @@ async def _log_owner(
     if org == user.organization_id and user.role != API_USER:
         kind = user.organization_type
     else:  # acting_organization found it: an API user's or an admin's named one
-        known = await find_organization(conn, org)
+        known = await known_organization(conn, user, org)  # identity is asked if it is new here
         kind = known.organization_type if known else ""
     view = domain.organization_view(kind)
     if view is None:

@@ -36,7 +36,7 @@ from opendrec_contracts import (
     ReservationUpdated,
 )
 from opendrec_kit import ApiError, Principal, UnitOfWork
-from opendrec_kit.organizations import acting_organization, find_organization
+from opendrec_kit.organizations import acting_organization, known_organization
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_exact, iso_or_none
@@ -327,7 +327,7 @@ def _read_out(row: Any) -> dict[str, Any]:
 async def _organization_type(conn: asyncpg.Connection, user: Principal, organization_id: int) -> str:
     if organization_id == user.organization_id:
         return user.organization_type
-    known = await find_organization(conn, organization_id)
+    known = await known_organization(conn, user, organization_id)  # identity is asked if it is new here
     return known.organization_type if known else ""
 
 
