@@ -1,0 +1,1 @@
+"""OpenDREC web console."""
