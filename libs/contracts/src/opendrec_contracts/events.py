@@ -117,6 +117,11 @@ class ReadSubmitted(Event):
     read_type: ReadType
     source: str
     reads: list[MeterRead] = Field(min_length=1)
+    # Charging sessions of a linked EV charger (Kazam, OCPP): each read is an interval read, its energy
+    # over exactly [start, end] (start required) whatever the gap since the previous read, never overlapping
+    # another read of the device, and judged by what a charger can deliver (rated power x duration).
+    # False (older events): Delta/Aggregate intervals run from the previous read's end.
+    charging_sessions: bool = False
 
 
 class ReadIngested(Event):
