@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test test-fast fuzz bench bench-gateway bench-devices bench-readings bench-certificates lint format schemas lock clean
+.PHONY: run test test-fast fuzz bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -43,7 +43,7 @@ test-fast: .venv/.synced
 
 # All of them, each to its end even if one misses its goal; fails if any did.
 bench: .venv/.synced
-	@status=0; for b in gateway devices readings certificates; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
+	@status=0; for b in gateway devices readings certificates drec-clients; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
 
 bench-gateway: .venv/.synced
 	$(PY) bench/gateway/bench_forwarding.py
@@ -56,6 +56,10 @@ bench-readings: .venv/.synced
 
 bench-certificates: .venv/.synced
 	$(PY) bench/certificates/bench_certification.py
+
+# The D-REC client load (issue 16): one read per request, device listing, login, through the whole platform.
+bench-drec-clients: .venv/.synced
+	$(PY) bench/drec-clients/bench_clients.py $(BENCH_ARGS)
 
 # ruff (lint and format check) and mypy over libs/ and services/*/src (config in pyproject.toml), and the
 # committed event schemas: zero findings is green.
