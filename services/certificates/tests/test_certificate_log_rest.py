@@ -207,8 +207,8 @@ async def test_the_read_module_filters_by_device_country(world):
         ({"deviceFilter": "[1]"}, "deviceFilter"),
         ({"deviceFilter": '{"countryCode": "D1"}'}, "deviceFilter[countryCode]"),
         ({"deviceFilter": '{"countryCode": 7}'}, "deviceFilter[countryCode]"),
-        ({"deviceFilter": '{"fuelCode": "ES100"}'}, "deviceFilter[fuelCode]"),
-        ({"deviceFilter[offTakers][]": "School"}, "deviceFilter[offTakers]"),
+        ({"deviceFilter": '{"gridInterconnection": true}'}, "deviceFilter[gridInterconnection]"),
+        ({"deviceFilter[yieldValue]": "1500"}, "deviceFilter[yieldValue]"),
         ({"deviceFilter[colour]": "red"}, "deviceFilter[colour]"),
         ({"deviceFilter": "x" * 2001}, "deviceFilter"),
     ):

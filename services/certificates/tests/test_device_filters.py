@@ -2,6 +2,7 @@
 country, fuel, type, off-taker, capacity and commissioning date (from device.registered / device.updated),
 generation dates and the entry's energy, all applying together; each validated (400 naming the field)."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -45,6 +46,7 @@ async def world(service, kafka_bootstrap):
                 "capacity_kw": 5,
                 "commissioning_date": datetime(2024, 1, 1, tzinfo=UTC),
                 "off_taker": "Residential",
+                "sdg_benefits": ["SDG1", "SDG7"],
             },
         ),
         (
@@ -56,6 +58,7 @@ async def world(service, kafka_bootstrap):
                 "capacity_kw": 500,
                 "commissioning_date": datetime(2022, 6, 1, tzinfo=UTC),
                 "off_taker": "Commercial",
+                "sdg_benefits": ["SDG13"],
             },
         ),
     ):
@@ -66,6 +69,31 @@ async def world(service, kafka_bootstrap):
     await deliver(runtime, handlers.on_read_ingested, reads(solar, orgs["dev"], [1000, 2000]))
     await deliver(runtime, handlers.on_read_ingested, reads(wind, orgs["dev"], [3000]))
     await deliver(runtime, handlers.on_read_ingested, reads(unknown, orgs["dev"], [4000]))
+    # a certificate of the old log (D-REC's oldcertificatelog): one device and run, issued before D-REC's issuance
+    # (migration 0007 keeps such ones as kind 'legacy'), in another reservation of the buyer, of the solar device
+    old_res = res + 10**9
+    await deliver(runtime, handlers.on_reservation_created, reservation(old_res, solar, orgs["buyer"]))
+    legacy = uuid.uuid4()
+    await runtime.pool.execute(
+        """INSERT INTO certificates (id, reservation_id, device_id, owner_organization_id, buyer_organization_id,
+                                     generation_start, generation_end, energy_wh, kind, period_start, period_end,
+                                     allocated_wh, country_code)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 500, 'legacy', $6, $7, 500, 'IND')""",
+        legacy,
+        old_res,
+        solar,
+        orgs["dev"],
+        orgs["buyer"],
+        T0 - 2 * H,
+        T0 - H,
+    )
+    await runtime.pool.execute(
+        """INSERT INTO certificate_parts (id, certificate_id, device_id, owner_organization_id, energy_wh,
+                                          generation_start, generation_end)
+           SELECT id, id, device_id, owner_organization_id, energy_wh, generation_start, generation_end
+           FROM certificates WHERE id = $1""",
+        legacy,
+    )
     return {
         "client": client,
         "solar": f"F-{tag}-{solar}",
@@ -77,10 +105,12 @@ async def world(service, kafka_bootstrap):
     }
 
 
-async def log(world, params, who="buyer"):
+async def log(world, params, who="buyer", old=None):
+    """The entries' energies, sorted; `old` (if given): what the answer's oldcertificatelog must say."""
     r = await world["client"].get(LOG, params=params, headers=world[who])
     assert r.status_code == 200, (params, r.text)
     body = r.json()
+    assert old is None or body["oldcertificatelog"] is old
     assert body["totalCount"] == len(body["certificatelog"])  # one page holds them all
     assert body["totalEnergyWh"] == sum(e["energyWh"] for e in body["certificatelog"])
     return sorted(e["energyWh"] for e in body["certificatelog"])
@@ -168,6 +198,100 @@ async def test_all_filters_apply_together(world):
     assert await log(world, {**everything, "fuelCode": "ES300"}) == []
 
 
+async def test_sdg_benefits_any_of_the_devices_any_case(world):
+    assert await log(world, {"SDGBenefits": "sdg7"}) == [1000, 2000]
+    assert await log(world, {"SDGBenefits": "SDG13,SDG1"}) == [1000, 2000, 3000]
+    assert await log(world, [("SDGBenefits", "SDG13"), ("SDGBenefits", "SDG2")], "developer") == [3000]
+    assert await log(world, {"SDGBenefits": "SDG2"}) == []
+    assert await log(world, {"SDGBenefits": "SDG7", "country": "DEU"}) == []  # together with the others
+
+
+async def test_old_certificate_log_apart_from_the_new_one(world):
+    """D-REC's oldcertificatelog: the new log unless it is true, then only the old one (here the legacy
+    certificates, issued before D-REC's issuance); the answer says whether the view holds old ones."""
+    assert await log(world, {}, old=True) == [1000, 2000, 3000, 4000]
+    assert await log(world, {"oldcertificatelog": "false"}, old=True) == [1000, 2000, 3000, 4000]
+    assert await log(world, {"oldcertificatelog": "true"}, old=True) == [500]
+    assert await log(world, {"oldcertificatelog": "true"}, "developer", old=True) == [500]
+    assert await log(world, {"oldcertificatelog": "true", "SDGBenefits": "SDG1"}, old=True) == [500]
+    # filters apply to the old log too, and the flag follows them
+    assert await log(world, {"oldcertificatelog": "true", "country": "DEU"}, old=False) == []
+    assert await log(world, {"country": "DEU"}, old=False) == [3000]
+    assert await log(world, {"end_date": z(T0)}, old=True) == []  # only the old certificate was generated before T0
+
+
+READ_MODULE = "/api/certificate-log/certificateReadModule"
+
+
+async def module(world, device_filter, who="buyer"):
+    """certificateReadModule's certificates (energy, sorted) for a deviceFilter: JSON or Express's query object."""
+    params: object = (
+        {"deviceFilter": json.dumps(device_filter), "limit": 100}
+        if isinstance(device_filter, dict)
+        else [*device_filter, ("limit", "100")]
+    )
+    r = await world["client"].get(READ_MODULE, params=params, headers=world[who])
+    assert r.status_code == 200, (device_filter, r.text)
+    body = r.json()
+    assert body["totalCount"] == len(body["result"])
+    assert body["totalEnergyWh"] == sum(c["energyWh"] for c in body["result"])
+    return sorted(c["energyWh"] for c in body["result"])
+
+
+async def test_read_module_device_filters(world):
+    """The read module shows every certificate (the old one too: D-REC's read model holds both); a deviceFilter
+    keeps those with a device of the view passing all of its fields."""
+    assert await module(world, {}) == [500, 1000, 2000, 3000, 4000]
+    assert await module(world, {"countryCode": "deu"}) == [3000]
+    assert await module(world, {"countryCode": ["IND", "DEU"]}) == [500, 1000, 2000, 3000]
+    assert await module(world, {"fuelCode": "ES100"}) == [500, 1000, 2000]
+    assert await module(world, {"deviceTypeCodes": ["TC120"]}) == [3000]
+    assert await module(world, {"offTakers": ["Commercial", "residential"]}) == [500, 1000, 2000, 3000]
+    assert await module(world, {"SDGBenefits": ["SDG13"]}) == [3000]
+    assert await module(world, {"fromCapacity": 5, "toCapacity": 5}) == [500, 1000, 2000]  # bounds included
+    assert await module(world, {"fromCapacity": 100}, "developer") == [3000]
+    assert await module(world, {"fromCommissioningDate": "2023-01-01"}) == [500, 1000, 2000]
+    assert await module(world, {"toCommissioningDate": "2022-06-01T00:00:00Z"}) == [3000]
+    assert await module(world, {"fuelCode": "ES100", "countryCode": "DEU"}) == []  # all of them
+    assert await module(world, {"fuelCode": "ES300", "offTakers": ["Commercial"], "SDGBenefits": ["SDG13"]}) == [3000]
+    express = [("deviceFilter[offTakers][]", "Commercial"), ("deviceFilter[offTakers][]", "Residential")]
+    assert await module(world, express) == [500, 1000, 2000, 3000]
+    assert await module(world, [("deviceFilter[fuelCode]", "ES300"), ("deviceFilter[toCapacity]", "500")]) == [3000]
+
+
+@pytest.mark.parametrize(
+    ("device_filter", "field"),
+    [
+        ({"fuelCode": "E" * 33}, "deviceFilter[fuelCode]"),
+        ({"deviceTypeCodes": [7]}, "deviceFilter[deviceTypeCodes]"),
+        ({"offTakers": ["Resi\x01dential"]}, "deviceFilter[offTakers]"),
+        ({"SDGBenefits": ["S" * 65]}, "deviceFilter[SDGBenefits]"),
+        ({"SDGBenefits": [str(i) for i in range(101)]}, "deviceFilter[SDGBenefits]"),
+        ({"countryCode": "INDIA"}, "deviceFilter[countryCode]"),
+        ({"fromCapacity": -1}, "deviceFilter[fromCapacity]"),
+        ({"toCapacity": "big"}, "deviceFilter[toCapacity]"),
+        ({"toCapacity": 1e10}, "deviceFilter[toCapacity]"),
+        ({"fromCapacity": 10, "toCapacity": 5}, "deviceFilter[fromCapacity]"),
+        ({"fromCommissioningDate": "yesterday"}, "deviceFilter[fromCommissioningDate]"),
+        ({"toCommissioningDate": "0001-01-01T00:00:00+01:00"}, "deviceFilter[toCommissioningDate]"),
+        (
+            {"fromCommissioningDate": "2024-01-02", "toCommissioningDate": "2024-01-01"},
+            "deviceFilter[fromCommissioningDate]",
+        ),
+        ({"gridInterconnection": True}, "deviceFilter[gridInterconnection]"),
+        ({"aggregatedCapacity": 5}, "deviceFilter[aggregatedCapacity]"),
+        ({"yieldValue": 1500}, "deviceFilter[yieldValue]"),
+        ({"colour": "red"}, "deviceFilter[colour]"),
+    ],
+)
+async def test_read_module_each_bad_device_filter_is_400_naming_its_field(world, device_filter, field):
+    r = await world["client"].get(
+        READ_MODULE, params={"deviceFilter": json.dumps(device_filter)}, headers=world["buyer"]
+    )
+    assert r.status_code == 400, (device_filter, r.text)
+    assert r.json()["details"][0]["field"] == field, r.text
+
+
 async def test_device_filters_leave_out_devices_not_registered_here(world):
     """The 4 kWh device's registration never arrived: no country, fuel or external id is known of it."""
     assert 4000 not in await log(world, {"country": "IND,DEU"})
@@ -205,6 +329,9 @@ async def test_device_filters_leave_out_devices_not_registered_here(world):
         ({"toAmountread": 2**63}, "toAmountread"),
         ({"toAmountread": 1.5}, "toAmountread"),
         ({"fromAmountread": 2, "toAmountread": 1}, "fromAmountread"),
+        ({"SDGBenefits": "S" * 65}, "SDGBenefits"),
+        ({"SDGBenefits": "SDG1\x00"}, "SDGBenefits"),
+        ({"oldcertificatelog": "perhaps"}, "oldcertificatelog"),
     ],
 )
 async def test_each_bad_filter_is_400_naming_its_field(world, params, field):

@@ -264,10 +264,31 @@ def test_nothing_is_certifiable_from_the_expiry_on():
 
 
 def test_device_filter_and_generation_window_rules():
-    assert domain.device_filter_country({}) is None and domain.device_filter_country({"countryCode": "deu"}) == "DEU"
-    for fields in ({"fuelCode": "ES100"}, {"colour": "red"}, {"countryCode": "D1"}, {"countryCode": ["DEU"]}):
-        with pytest.raises(domain.FilterError):
-            domain.device_filter_country(fields)
+    assert domain.device_filter({}) == domain.NO_DEVICE_LOG_FILTER and not domain.device_filter({}).on_devices
+    assert domain.device_filter({"countryCode": "deu"}).countries == ("DEU",)
+    assert domain.device_filter({"countryCode": ["deu", "ind"]}).countries == ("DEU", "IND")
+    both = domain.device_filter({"fuelCode": "es100", "offTakers": ["School", "Residential"], "toCapacity": "5"})
+    assert (both.fuel_codes, both.off_takers, both.capacity_to_kw, both.on_devices) == (
+        ("ES100",),
+        ("School", "Residential"),
+        5.0,
+        True,
+    )
+    for fields, field in (
+        ({"gridInterconnection": True}, "deviceFilter[gridInterconnection]"),
+        ({"colour": "red"}, "deviceFilter[colour]"),
+        ({"countryCode": "D1"}, "deviceFilter[countryCode]"),
+        ({"countryCode": 7}, "deviceFilter[countryCode]"),
+        ({"offTakers": [1]}, "deviceFilter[offTakers]"),
+        ({"fromCapacity": True}, "deviceFilter[fromCapacity]"),
+        ({"toCapacity": "inf"}, "deviceFilter[toCapacity]"),
+        ({"fromCapacity": 5, "toCapacity": 4}, "deviceFilter[fromCapacity]"),
+        ({"fromCommissioningDate": "2024-02-30"}, "deviceFilter[fromCommissioningDate]"),
+        ({"toCommissioningDate": 20240101}, "deviceFilter[toCommissioningDate]"),
+    ):
+        with pytest.raises(domain.FilterError) as raised:
+            domain.device_filter(fields)
+        assert raised.value.field == field
     with pytest.raises(domain.FilterError):
         domain.generation_window(T0 + timedelta(hours=1), T0)
     assert domain.megawatt_hours_to_wh(Decimal("1.0000019")) == 1_000_001

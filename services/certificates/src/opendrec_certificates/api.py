@@ -120,13 +120,19 @@ async def certified_log_of_devices(
     end_date: Moment = None,
     fromAmountread: Amount = None,
     toAmountread: Amount = None,
+    SDGBenefits: Codes = None,
+    oldcertificatelog: Annotated[
+        bool | None, Query(description="D-REC's: true the old log (certificates issued before D-REC's issuance)")
+    ] = None,
 ) -> dict[str, Any]:
     """`organizationId`: API users name one of their Developer or Buyer organizations (required); admins any
     (none: every certificate); others their own. Filters (D-REC's names where its FilterDTO has them), all applying
     together: `externalId` (the devices'), `country`, `fuelCode`, `deviceTypeCode`, `offTaker` (each repeated or
     comma-separated, any of the values), `fromCapacity`/`toCapacity` (kW), `fromCommissioningDate`/
     `toCommissioningDate`, `start_date`/`end_date` (generated in part in [start_date, end_date)), `fromAmountread`/
-    `toAmountread` (the entry's Wh); a filter on the device leaves out devices not registered here (yet)."""
+    `toAmountread` (the entry's Wh), `SDGBenefits` (any of the device's); a filter on the device leaves out devices
+    not registered here (yet). `oldcertificatelog=true`: D-REC's old log (the legacy certificates) instead of the
+    new one; the answer's `oldcertificatelog` says whether the view holds any."""
     query = services.OrganizationLogQuery(
         externalId or [],
         country or [],
@@ -141,6 +147,8 @@ async def certified_log_of_devices(
         _utc(end_date),
         fromAmountread,
         toAmountread,
+        SDGBenefits or [],
+        oldcertificatelog,
     )
     return await services.organization_log(uow, acting.user, page, acting.organization_id, query)
 
@@ -197,7 +205,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 def _device_filter(request: Request, text: str | None) -> dict[str, object]:
     """D-REC's deviceFilter object: sent as JSON (`deviceFilter={"countryCode":"IND"}`) or as a query-string
-    object (`deviceFilter[countryCode]=IND`, how an Express client sends it)."""
+    object (`deviceFilter[countryCode]=IND`, `deviceFilter[offTakers][]=School` repeated: how an Express client
+    sends it; a repeated field is a list)."""
     fields: dict[str, object] = {}
     if text:
         try:
@@ -210,13 +219,18 @@ def _device_filter(request: Request, text: str | None) -> dict[str, object]:
         fields.update(parsed)
     for key, value in request.query_params.multi_items():
         if key.startswith("deviceFilter["):
-            fields[key.removeprefix("deviceFilter[").split("]")[0]] = value
+            name = key.removeprefix("deviceFilter[").split("]")[0]
+            earlier = fields.get(name)
+            if earlier is None:
+                fields[name] = [value] if key.endswith("[]") else value
+            else:
+                fields[name] = [*(earlier if isinstance(earlier, list) else [earlier]), value]
     return fields
 
 
 @router.get(
     "/api/certificate-log/certificateReadModule",
-    summary="The organization's certificates, filtered by generation period, reservation volume and device country",
+    summary="The organization's certificates, filtered by generation period, reservation volume and devices",
 )
 async def certificate_read_module(
     request: Request,
@@ -236,8 +250,9 @@ async def certificate_read_module(
         str | None,
         Query(
             max_length=2000,
-            description="D-REC's deviceFilter: `countryCode` (also as `deviceFilter[countryCode]=`); its other "
-            "fields are not kept here (400)",
+            description="D-REC's deviceFilter as JSON or `deviceFilter[field]=`: `countryCode`, `fuelCode`, "
+            "`deviceTypeCodes`, `offTakers`, `SDGBenefits` (lists: any of them), `fromCapacity`/`toCapacity` (kW), "
+            "`fromCommissioningDate`/`toCommissioningDate`; gridInterconnection, aggregatedCapacity, yieldValue: 400",
         ),
     ] = None,
 ) -> dict[str, Any]:

@@ -17,6 +17,7 @@ Two steps (issue 14, D-REC's issuance):
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -244,17 +245,13 @@ def part_id(certificate: uuid.UUID, device_id: int) -> uuid.UUID:
 
 # -- the certificate read module's filters (D-REC GET /api/certificate-log/certificateReadModule) ------------------
 
-# D-REC's deviceFilter (certificate-log/dto/deviceFilter.dto.ts): the one field this service knows of a device is
-# its country; the others (type, off-takers, grid, capacity, yield, fuel) are the devices service's, not kept here.
-DEVICE_FILTER_KNOWN = ("countryCode",)
-DEVICE_FILTER_NOT_KEPT = (
-    "deviceTypeCodes",
-    "offTakers",
-    "gridInterconnection",
-    "aggregatedCapacity",
-    "yieldValue",
-    "fuelCode",
-)
+# D-REC's deviceFilter (certificate-log/dto/deviceFilter.dto.ts; its service ignores it): the fields this service
+# keeps of a device (from device.registered/updated) filter certificates, with the ranges certifiedlogOfdevices
+# takes; grid interconnection is not announced here, and a device group's aggregated capacity and a yield have no
+# meaning as a filter of certificates (the capacity range does the former's work): 400 naming them.
+DEVICE_FILTER_LISTS = ("countryCode", "fuelCode", "deviceTypeCodes", "offTakers", "SDGBenefits")
+DEVICE_FILTER_RANGES = ("fromCapacity", "toCapacity", "fromCommissioningDate", "toCommissioningDate")
+DEVICE_FILTER_NOT_KEPT = ("gridInterconnection", "aggregatedCapacity", "yieldValue")
 MAX_COUNTRY_CODE = 3
 
 
@@ -266,31 +263,85 @@ class FilterError(ValueError):
         self.field = field
 
 
-def device_filter_country(fields: dict[str, object]) -> str | None:
-    """The country a deviceFilter asks for (upper case; None: no filter), or FilterError: a field of D-REC's
-    deviceFilter this service does not keep, or one it does not know, or a country that is not 2-3 letters."""
+def _texts(name: str, value: object) -> list[str]:
+    """A deviceFilter list field: a string (comma-separated), or a JSON list of strings."""
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(item, str) for item in items):
+        raise FilterError(name, f"{name}: text values (a string, comma-separated, or a list of strings)")
+    return [item for item in items if isinstance(item, str)]
+
+
+def _capacity(name: str, value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or not 0 <= number <= MAX_CAPACITY_KW:
+        raise FilterError(name, f"{name}: a capacity in kW from 0 to {MAX_CAPACITY_KW}")
+    return number
+
+
+def _moment(name: str, value: object) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise FilterError(name, f"{name}: an ISO 8601 date or moment, e.g. 2024-01-01")
+    return utc_moment(name, moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+
+
+def device_filter(fields: dict[str, object]) -> DeviceLogFilter:
+    """The certificates a deviceFilter asks for (DeviceLogFilter: country, fuel, type, off-taker, SDG benefits,
+    capacity and commissioning ranges), or FilterError naming `deviceFilter[<field>]`: a field not kept here or
+    not known, or a bad value."""
     for name in fields:
         if name in DEVICE_FILTER_NOT_KEPT:
             raise FilterError(
                 f"deviceFilter[{name}]",
-                f"deviceFilter.{name} is not known to the certificate log (only countryCode filters certificates)",
+                f"deviceFilter.{name} is not kept by the certificate log (it filters by "
+                + ", ".join(DEVICE_FILTER_LISTS + DEVICE_FILTER_RANGES)
+                + ")",
             )
-        if name not in DEVICE_FILTER_KNOWN:
+        if name not in DEVICE_FILTER_LISTS + DEVICE_FILTER_RANGES:
             raise FilterError(
                 f"deviceFilter[{name}]",
-                f"deviceFilter has no field {name!r} (D-REC's: countryCode, " + ", ".join(DEVICE_FILTER_NOT_KEPT) + ")",
+                f"deviceFilter has no field {name!r} (it takes "
+                + ", ".join(DEVICE_FILTER_LISTS + DEVICE_FILTER_RANGES)
+                + ")",
             )
-    country = fields.get("countryCode")
-    if country is None or country == "":
-        return None
-    if (
-        not isinstance(country, str)
-        or not (2 <= len(country) <= MAX_COUNTRY_CODE)
-        or not country.isascii()
-        or not country.isalpha()
-    ):
-        raise FilterError("deviceFilter[countryCode]", "deviceFilter.countryCode is a country code of 2 or 3 letters")
-    return country.upper()
+
+    def lst(name: str) -> list[str]:
+        value = fields.get(name)
+        return [] if value is None else _texts(f"deviceFilter[{name}]", value)
+
+    capacity = ordered_range(
+        "deviceFilter[fromCapacity]",
+        _capacity("deviceFilter[fromCapacity]", fields.get("fromCapacity")),
+        "deviceFilter[toCapacity]",
+        _capacity("deviceFilter[toCapacity]", fields.get("toCapacity")),
+    )
+    commissioned = ordered_range(
+        "deviceFilter[fromCommissioningDate]",
+        _moment("deviceFilter[fromCommissioningDate]", fields.get("fromCommissioningDate")),
+        "deviceFilter[toCommissioningDate]",
+        _moment("deviceFilter[toCommissioningDate]", fields.get("toCommissioningDate")),
+    )
+    return DeviceLogFilter(
+        countries=country_codes("deviceFilter[countryCode]", lst("countryCode")),
+        fuel_codes=filter_values("deviceFilter[fuelCode]", lst("fuelCode"), upper=True),
+        device_type_codes=filter_values("deviceFilter[deviceTypeCodes]", lst("deviceTypeCodes"), upper=True),
+        off_takers=filter_values("deviceFilter[offTakers]", lst("offTakers")),
+        sdg_benefits=filter_values("deviceFilter[SDGBenefits]", lst("SDGBenefits"), max_length=MAX_SDG_BENEFIT),
+        capacity_from_kw=capacity[0],
+        capacity_to_kw=capacity[1],
+        commissioned_from=commissioned[0],
+        commissioned_to=commissioned[1],
+    )
 
 
 def generation_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -311,6 +362,7 @@ def megawatt_hours_to_wh(mwh: Decimal) -> int:
 MAX_FILTER_VALUES = 100  # values one list filter takes (comma-separated or repeated)
 MAX_EXTERNAL_ID = 256
 MAX_CODE = 32  # a fuel code, device type code or off-taker
+MAX_SDG_BENEFIT = 64  # an SDG benefit: D-REC's code (SDG1) or its name (No Poverty)
 MAX_CAPACITY_KW = 10**9
 MAX_WH = 2**63 - 1
 Bound = TypeVar("Bound", int, float, datetime)
@@ -336,6 +388,22 @@ class DeviceLogFilter:
     generated_to: datetime | None = None
     energy_from_wh: int | None = None
     energy_to_wh: int | None = None
+    sdg_benefits: tuple[str, ...] = ()  # any of the device's, case-insensitively
+    old_log: bool | None = None  # D-REC's oldcertificatelog: True legacy certificates only, False the others
+
+    @property
+    def on_devices(self) -> bool:
+        """Whether a filter on the device itself is given (the certificate read module checks it per part)."""
+        return bool(
+            self.fuel_codes
+            or self.device_type_codes
+            or self.off_takers
+            or self.sdg_benefits
+            or self.capacity_from_kw is not None
+            or self.capacity_to_kw is not None
+            or self.commissioned_from is not None
+            or self.commissioned_to is not None
+        )
 
 
 NO_DEVICE_LOG_FILTER: Final = DeviceLogFilter()

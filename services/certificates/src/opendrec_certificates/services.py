@@ -889,6 +889,8 @@ class OrganizationLogQuery:
     end_date: datetime | None = None
     fromAmountread: int | None = None
     toAmountread: int | None = None
+    SDGBenefits: list[str] = field(default_factory=list)
+    oldcertificatelog: bool | None = None
 
 
 def device_log_filter(q: OrganizationLogQuery) -> domain.DeviceLogFilter:
@@ -922,6 +924,9 @@ def device_log_filter(q: OrganizationLogQuery) -> domain.DeviceLogFilter:
             generated_to=generated[1],
             energy_from_wh=energy[0],
             energy_to_wh=energy[1],
+            sdg_benefits=domain.filter_values("SDGBenefits", q.SDGBenefits, max_length=domain.MAX_SDG_BENEFIT),
+            # D-REC: the new log unless oldcertificatelog is true (then the old one only)
+            old_log=bool(q.oldcertificatelog),
         )
     except domain.FilterError as error:
         raise _bad_filter(error) from None
@@ -953,6 +958,9 @@ async def organization_log(
         "currentPage": page.number,
         "totalPages": total_pages(totals["count"], page.limit),
         "totalCount": totals["count"],
+        # D-REC's: whether the view holds certificates of the old log (here the legacy ones, issued before D-REC's
+        # issuance), whichever log was asked for
+        "oldcertificatelog": totals["legacy"],
     }
 
 
@@ -1004,7 +1012,7 @@ async def certificate_read_module(
     organization's view as certifiedlogOfdevices (a Developer organization: the certificates of its devices, their
     parts only). No blockchain: no block hash, owners or claims (the registry's retirements are the claims)."""
     try:
-        country = domain.device_filter_country(query.device_filter)
+        devices = domain.device_filter(query.device_filter)
         start, end = domain.generation_window(
             domain.utc_moment("certificateStartDate", query.generated_from),
             domain.utc_moment("certificateEndDate", query.generated_until),
@@ -1012,7 +1020,7 @@ async def certificate_read_module(
     except domain.FilterError as error:
         raise _bad_filter(error) from None
     max_target = None if query.max_target_mwh is None else domain.megawatt_hours_to_wh(query.max_target_mwh)
-    filters = (start, end, max_target, country)
+    filters = (start, end, max_target, devices)
     async with uow.reading() as r:
         org, view = await _log_owner(r.conn, user, organization_id)
         owner, buyer = _owner_and_buyer(org, view)

@@ -26,15 +26,16 @@ async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUp
     await conn.execute(
         """INSERT INTO devices (device_id, external_id, organization_id, country_code, timezone, device_uuid,
                                fuel_code, device_type_code, capacity_kw, commissioning_date, off_taker, state_at,
-                               project_name, fuel_name)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                               project_name, fuel_name, sdg_benefits)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
            ON CONFLICT (device_id) DO UPDATE SET
                external_id = EXCLUDED.external_id, organization_id = EXCLUDED.organization_id,
                country_code = EXCLUDED.country_code, timezone = EXCLUDED.timezone,
                device_uuid = EXCLUDED.device_uuid, fuel_code = EXCLUDED.fuel_code,
                device_type_code = EXCLUDED.device_type_code, capacity_kw = EXCLUDED.capacity_kw,
                commissioning_date = EXCLUDED.commissioning_date, off_taker = EXCLUDED.off_taker,
-               state_at = EXCLUDED.state_at, project_name = EXCLUDED.project_name, fuel_name = EXCLUDED.fuel_name
+               state_at = EXCLUDED.state_at, project_name = EXCLUDED.project_name, fuel_name = EXCLUDED.fuel_name,
+               sdg_benefits = EXCLUDED.sdg_benefits
            WHERE devices.state_at IS NULL OR devices.state_at <= EXCLUDED.state_at""",
         e.device_id,
         e.external_id,
@@ -50,6 +51,7 @@ async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUp
         state_at,
         e.project_name,
         e.fuel_name,
+        e.sdg_benefits,
     )
 
 
@@ -659,23 +661,46 @@ async def parts_of_certificates(
     )
 
 
+def _device_where(n: int) -> str:
+    """A device's own filters (domain.DeviceLogFilter: fuel, type, off-taker, capacity, commissioning date, SDG
+    benefits; an empty list or a NULL bound: no filter) on `d` (devices), parameters $n to $n+7 (_device_args)."""
+    return f"""(cardinality(${n}::text[]) = 0 OR upper(d.fuel_code) = ANY(${n}::text[]))
+              AND (cardinality(${n + 1}::text[]) = 0 OR upper(d.device_type_code) = ANY(${n + 1}::text[]))
+              AND (cardinality(${n + 2}::text[]) = 0 OR upper(d.off_taker) = ANY(${n + 2}::text[]))
+              AND (${n + 3}::float8 IS NULL OR d.capacity_kw >= ${n + 3})
+              AND (${n + 4}::float8 IS NULL OR d.capacity_kw <= ${n + 4})
+              AND (${n + 5}::timestamptz IS NULL OR d.commissioning_date >= ${n + 5})
+              AND (${n + 6}::timestamptz IS NULL OR d.commissioning_date <= ${n + 6})
+              AND (cardinality(${n + 7}::text[]) = 0
+                   OR EXISTS (SELECT 1 FROM unnest(d.sdg_benefits) b WHERE upper(b) = ANY(${n + 7}::text[])))"""
+
+
+def _device_args(f: DeviceLogFilter) -> list[object]:
+    return [
+        list(f.fuel_codes),
+        list(f.device_type_codes),
+        [o.upper() for o in f.off_takers],
+        f.capacity_from_kw,
+        f.capacity_to_kw,
+        f.commissioned_from,
+        f.commissioned_to,
+        [b.upper() for b in f.sdg_benefits],
+    ]
+
+
 # An organization's parts (organization_parts, organization_totals): $1 owner, $2 buyer, then certifiedlogOfdevices'
-# filters (domain.DeviceLogFilter; an empty list or a NULL bound: no filter), all together.
-_ORGANIZATION_WHERE = """($1::bigint IS NULL OR p.owner_organization_id = $1)
+# filters (domain.DeviceLogFilter; an empty list or a NULL bound: no filter), all together; $16 D-REC's
+# oldcertificatelog apart (_OLD_LOG): the totals say whether the other log has entries.
+_ORGANIZATION_WHERE = f"""($1::bigint IS NULL OR p.owner_organization_id = $1)
               AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
               AND (cardinality($3::text[]) = 0 OR d.external_id = ANY($3::text[]))
               AND (cardinality($4::text[]) = 0 OR upper(c.country_code) = ANY($4::text[]))
-              AND (cardinality($5::text[]) = 0 OR upper(d.fuel_code) = ANY($5::text[]))
-              AND (cardinality($6::text[]) = 0 OR upper(d.device_type_code) = ANY($6::text[]))
-              AND (cardinality($7::text[]) = 0 OR upper(d.off_taker) = ANY($7::text[]))
-              AND ($8::float8 IS NULL OR d.capacity_kw >= $8)
-              AND ($9::float8 IS NULL OR d.capacity_kw <= $9)
-              AND ($10::timestamptz IS NULL OR d.commissioning_date >= $10)
-              AND ($11::timestamptz IS NULL OR d.commissioning_date <= $11)
-              AND ($12::timestamptz IS NULL OR p.generation_end > $12)
-              AND ($13::timestamptz IS NULL OR p.generation_start < $13)
-              AND ($14::bigint IS NULL OR p.energy_wh >= $14)
-              AND ($15::bigint IS NULL OR p.energy_wh <= $15)"""
+              AND {_device_where(5)}
+              AND ($13::timestamptz IS NULL OR p.generation_end > $13)
+              AND ($14::timestamptz IS NULL OR p.generation_start < $14)
+              AND ($15::bigint IS NULL OR p.energy_wh >= $15)
+              AND ($16::bigint IS NULL OR p.energy_wh <= $16)"""
+_OLD_LOG = "($17::boolean IS NULL OR (c.kind = 'legacy') = $17)"
 
 
 def _organization_args(owner: int | None, buyer: int | None, f: DeviceLogFilter) -> list[object]:
@@ -684,17 +709,12 @@ def _organization_args(owner: int | None, buyer: int | None, f: DeviceLogFilter)
         buyer,
         list(f.external_ids),
         list(f.countries),
-        list(f.fuel_codes),
-        list(f.device_type_codes),
-        [o.upper() for o in f.off_takers],
-        f.capacity_from_kw,
-        f.capacity_to_kw,
-        f.commissioned_from,
-        f.commissioned_to,
+        *_device_args(f),
         f.generated_from,
         f.generated_to,
         f.energy_from_wh,
         f.energy_to_wh,
+        f.old_log,
     ]
 
 
@@ -714,8 +734,8 @@ async def organization_parts(
             FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
             JOIN reservations r ON r.reservation_id = c.reservation_id
             LEFT JOIN devices d ON d.device_id = p.device_id
-            WHERE {_ORGANIZATION_WHERE}
-            ORDER BY c.reservation_id DESC, {_ORDER}, p.device_id LIMIT $16 OFFSET $17""",
+            WHERE {_ORGANIZATION_WHERE} AND {_OLD_LOG}
+            ORDER BY c.reservation_id DESC, {_ORDER}, p.device_id LIMIT $18 OFFSET $19""",
         *_organization_args(owner_organization_id, buyer_organization_id, f),
         limit,
         offset,
@@ -728,9 +748,12 @@ async def organization_totals(
     buyer_organization_id: int | None,
     f: DeviceLogFilter = NO_DEVICE_LOG_FILTER,
 ) -> asyncpg.Record:
-    """`count` and `energy_wh` of the whole view of organization_parts."""
+    """`count` and `energy_wh` of the whole view of organization_parts, and whether the view without the
+    oldcertificatelog filter holds legacy certificates (`legacy`: D-REC's answer's oldcertificatelog)."""
     return await conn.fetchrow(
-        f"""SELECT count(*) AS count, coalesce(sum(p.energy_wh), 0)::bigint AS energy_wh
+        f"""SELECT count(*) FILTER (WHERE {_OLD_LOG}) AS count,
+                   coalesce(sum(p.energy_wh) FILTER (WHERE {_OLD_LOG}), 0)::bigint AS energy_wh,
+                   coalesce(bool_or(c.kind = 'legacy'), false) AS legacy
             FROM certificate_parts p JOIN certificates c ON c.id = p.certificate_id
             LEFT JOIN devices d ON d.device_id = p.device_id
             WHERE {_ORGANIZATION_WHERE}""",
@@ -755,12 +778,38 @@ async def owns_any_device(conn: asyncpg.Connection, device_ids: list[int], organ
 
 # -- the certificate read module: an organization's certificates, filtered (D-REC certificateReadModule) ----------
 
-_READ_MODULE_WHERE = """($1::bigint IS NULL OR p.owner_organization_id = $1)
+# $1 owner, $2 buyer, $3/$4 generated from/until, $5 the reservation's target at most, $6 countries; then the
+# device filters (_device_where): a certificate is in when one of its parts in the view is of a matching device.
+_READ_MODULE_WHERE = f"""($1::bigint IS NULL OR p.owner_organization_id = $1)
               AND ($2::bigint IS NULL OR c.buyer_organization_id = $2)
               AND ($3::timestamptz IS NULL OR c.generation_end >= $3)
               AND ($4::timestamptz IS NULL OR c.generation_start <= $4)
               AND ($5::bigint IS NULL OR r.target_capacity_wh <= $5)
-              AND ($6::text IS NULL OR upper(c.country_code) = $6)"""
+              AND (cardinality($6::text[]) = 0 OR upper(c.country_code) = ANY($6::text[]))
+              AND (NOT $7::boolean OR EXISTS (
+                  SELECT 1 FROM certificate_parts fp JOIN devices d ON d.device_id = fp.device_id
+                  WHERE fp.certificate_id = c.id AND ($1::bigint IS NULL OR fp.owner_organization_id = $1)
+                    AND {_device_where(8)}))"""
+
+
+def _read_module_args(
+    owner: int | None,
+    buyer: int | None,
+    generated_from: datetime | None,
+    generated_until: datetime | None,
+    max_target_wh: int | None,
+    f: DeviceLogFilter,
+) -> list[object]:
+    return [
+        owner,
+        buyer,
+        generated_from,
+        generated_until,
+        max_target_wh,
+        list(f.countries),
+        f.on_devices,
+        *_device_args(f),
+    ]
 
 
 async def read_module_certificates(
@@ -770,26 +819,23 @@ async def read_module_certificates(
     generated_from: datetime | None,
     generated_until: datetime | None,
     max_target_wh: int | None,
-    country_code: str | None,
+    f: DeviceLogFilter,
     limit: int,
     offset: int,
 ) -> list[asyncpg.Record]:
     """One page of the certificates of an organization's devices (owner: `visible_wh` then only their parts') or
     of its reservations (buyer), or all: those generated (in part) in [from, until], of reservations whose target
-    is at most `max_target_wh`, of one country; newest reservation first, then by period. With the reservation's
-    uid and name."""
+    is at most `max_target_wh`, of the countries and with a device passing the device filters; newest reservation
+    first, then by period. With the reservation's uid and name."""
     return await conn.fetch(
         f"""SELECT c.*, sum(p.energy_wh)::bigint AS visible_wh, r.uid AS reservation_uid, r.name AS reservation_name
             FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
             JOIN reservations r ON r.reservation_id = c.reservation_id
             WHERE {_READ_MODULE_WHERE}
-            GROUP BY c.id, r.uid, r.name ORDER BY c.reservation_id DESC, {_ORDER} LIMIT $7 OFFSET $8""",
-        owner_organization_id,
-        buyer_organization_id,
-        generated_from,
-        generated_until,
-        max_target_wh,
-        country_code,
+            GROUP BY c.id, r.uid, r.name ORDER BY c.reservation_id DESC, {_ORDER} LIMIT $16 OFFSET $17""",
+        *_read_module_args(
+            owner_organization_id, buyer_organization_id, generated_from, generated_until, max_target_wh, f
+        ),
         limit,
         offset,
     )
@@ -802,7 +848,7 @@ async def read_module_totals(
     generated_from: datetime | None,
     generated_until: datetime | None,
     max_target_wh: int | None,
-    country_code: str | None,
+    f: DeviceLogFilter,
 ) -> asyncpg.Record:
     """`count` (certificates) and `energy_wh` (visible) of the whole view of read_module_certificates."""
     return await conn.fetchrow(
@@ -810,12 +856,9 @@ async def read_module_totals(
             FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
             JOIN reservations r ON r.reservation_id = c.reservation_id
             WHERE {_READ_MODULE_WHERE}""",
-        owner_organization_id,
-        buyer_organization_id,
-        generated_from,
-        generated_until,
-        max_target_wh,
-        country_code,
+        *_read_module_args(
+            owner_organization_id, buyer_organization_id, generated_from, generated_until, max_target_wh, f
+        ),
     )
 
 
