@@ -52,6 +52,11 @@ PLAUSIBILITY_MARGIN = 1.2
 YEARLY_DEGRADATION = 0.995
 HOURS_PER_YEAR = 8760
 HISTORY_MAX_YEARS_BEFORE_ONBOARDING = 3
+# A charger delivers at most its rated power (the device's capacity, kW) for the session's duration; 5 % more is
+# allowed for meter accuracy and for Kazam's/OCPP's rounding of energy and of times to whole seconds.
+CHARGER_POWER_TOLERANCE = 1.05
+# Label of a batch of charging sessions for its fingerprint: its starts are part of its content (not a Delta's).
+CHARGING_SESSIONS = "ChargingSessions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +369,7 @@ def fingerprint(read_type: str, reads: Reads) -> bytes:
     if reads:
         numbers[1::3] = array("q", reads.ends_us)
         numbers[2::3] = array("q", reads.values_wh)
-        if read_type == "History":
+        if read_type in ("History", CHARGING_SESSIONS):
             starts = reads.starts_us
             if starts is None:
                 starts = [-1 if start is None else micros(start) for start in reads.starts]
@@ -618,6 +623,35 @@ def rule_plausible(device: Device, start: datetime, end: datetime, wh: int) -> s
         f"{device.capacity_kw:g} kW device: it must be below {math.floor(bound)} Wh "
         f"(1.2 × capacity × hours × {device.annual_yield:g}/8760 × 0.995^(age−1))"
     )
+
+
+def charger_bound_wh(device: Device, start: datetime, end: datetime) -> float:
+    """The most energy a charger can deliver between start and end: rated power (capacity, kW) × hours × 1.05."""
+    return device.capacity_kw * 1000 * ((end - start).total_seconds() / 3600) * CHARGER_POWER_TOLERANCE
+
+
+def rule_charger_plausible(device: Device, start: datetime, end: datetime, wh: int) -> str | None:
+    """A charging session delivers at most the charger's rated power for its duration (with the tolerance): a
+    session at full power is accepted, more is refused. Not the solar yield rule: a charger runs at full power
+    for as long as a car draws it, day or night."""
+    bound = charger_bound_wh(device, start, end)
+    if wh <= bound:
+        return None
+    seconds = (end - start).total_seconds()
+    return (
+        f"{wh} Wh between {iso_exact(start)} and {iso_exact(end)} ({seconds:g} s) is more than a "
+        f"{device.capacity_kw:g} kW charger can deliver: at most {math.floor(bound)} Wh "
+        f"(capacity × hours × {CHARGER_POWER_TOLERANCE:g})"
+    )
+
+
+def rule_start_not_before_onboarding(start: datetime, device: Device) -> str | None:
+    if start < device.onboarded_at:
+        return (
+            f"starttimestamp {iso_exact(start)} is before the device's onboarding date "
+            f"{iso_exact(device.onboarded_at)}; earlier energy is a History read"
+        )
+    return None
 
 
 def rule_no_overlap(
@@ -958,6 +992,78 @@ def validate_aggregate(device: Device, last: LastRead, reads: Reads, *, now: dat
         verdict.last = last
     else:
         verdict.intervals = Intervals.of(accepted)
+    return verdict
+
+
+def validate_charging_sessions(
+    device: Device, last: LastRead, reads: Reads, *, now: datetime, stored: Sequence[tuple[datetime, datetime]]
+) -> Verdict:
+    """Charging sessions: interval reads, each its energy over exactly [start, end], whatever the gap since the
+    previous read (a session at 10:00-11:00 after an idle night is energy of 10:00-11:00, not of the night).
+
+    Each needs its start, start before end, start not before onboarding or commissioning, end not in the
+    future, energy > 0 and within what the charger can deliver (`rule_charger_plausible`), and no overlap with
+    a stored interval of the device (`stored`: those near the batch, any read type) or another session of the
+    batch. Sessions may come in any order (a late one fills its place). They are announced as Delta reads; the
+    device's last read moves to the latest end, so a later Delta read counts from there and cannot overlap.
+    """
+    type_error = rule_ongoing_type(last.ongoing_type, "Delta")
+    if type_error:
+        return Verdict(errors=[ReadError(None, type_error)], last=last)
+    verdict = Verdict(last=last)
+    reasons_by_index: dict[int, list[str]] = {}
+    candidates: list[Read] = []
+    for r in reads:
+        reasons: list[str] = []
+        if r.start is None:
+            reasons.append("starttimestamp is required for a charging session (its interval is [start, end])")
+        elif order := rule_start_before_end(r.start, r.end):
+            reasons.append(order)
+        else:
+            reasons += _present(
+                rule_start_not_before_onboarding(r.start, device),
+                rule_not_before_commissioning(r.start, device, "starttimestamp"),
+                rule_not_in_future(r.end, now),
+                rule_value_positive(r.value_wh) or rule_charger_plausible(device, r.start, r.end, r.value_wh),
+            )
+            candidates.append(r)
+        if r.start is None or r.start >= r.end:
+            reasons += _present(rule_value_positive(r.value_wh))
+        reasons_by_index[r.index] = reasons
+
+    known = sorted(stored)
+    known_ends = [end for _, end in known]
+    latest: Read | None = None
+    for r in sorted(candidates, key=lambda c: (c.start, c.end)):
+        assert r.start is not None
+        i = bisect_right(known_ends, r.start)  # the first stored interval ending after r starts
+        if i < len(known):
+            clash = rule_no_overlap(r.start, r.end, known[i][0], known[i][1], "a stored read of this device")
+            if clash:
+                reasons_by_index[r.index].append(clash)
+        if latest is not None:
+            assert latest.start is not None
+            clash = rule_no_overlap(r.start, r.end, latest.start, latest.end, f"session {latest.index} of this batch")
+            if clash:
+                reasons_by_index[r.index].append(clash)
+        if latest is None or r.end > latest.end:
+            latest = r
+
+    accepted: list[Interval] = []
+    for r in reads:
+        if reasons := reasons_by_index[r.index]:
+            verdict.errors.append(ReadError(r.index, "; ".join(reasons)))
+        elif r.start is not None:
+            accepted.append(Interval(r.start, r.end, r.value_wh))
+    if verdict.errors:
+        return verdict
+    accepted.sort(key=attrgetter("end"))
+    verdict.intervals = Intervals.of(accepted)
+    newest = accepted[-1]
+    if last.end is None or newest.end > last.end:
+        verdict.last = LastRead("Delta", newest.end, newest.wh, None)
+    else:  # every session fills a gap before the last read: the last read stays, its type fixed as Delta
+        verdict.last = LastRead("Delta", last.end, last.value_wh, None)
     return verdict
 
 

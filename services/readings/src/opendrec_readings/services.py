@@ -137,8 +137,10 @@ async def _ingest(
     idempotency_key: str | None = None,
     timezone: str | None = None,
     now: datetime | None = None,
+    charging_sessions: bool = False,
 ) -> Accepted | Rejected:
-    """Judge `reads` of `device` as one batch and store them if all pass, in the open unit of work."""
+    """Judge `reads` of `device` as one batch and store them if all pass, in the open unit of work.
+    `charging_sessions`: Delta reads that are interval reads over exactly [start, end], judged as a charger."""
     conn = uow.conn
     device_id, external_id = device["device_id"], device["external_id"]
     last = await store.lock_last_read(conn, device_id)
@@ -148,7 +150,7 @@ async def _ingest(
     if deleted is not None:
         return deleted
 
-    fingerprint = domain.fingerprint(read_type, reads)
+    fingerprint = domain.fingerprint(domain.CHARGING_SESSIONS if charging_sessions else read_type, reads)
     if not parse_errors:
         previous = await store.find_batch_by_key(conn, device_id, idempotency_key) if idempotency_key else None
         if previous is not None and bytes(previous["fingerprint"]) != fingerprint:
@@ -162,7 +164,12 @@ async def _ingest(
     if starts:
         history = await store.history_between(conn, device_id, min(starts), max(reads.ends))
     facts = await _device_facts(conn, device, settings)
-    verdict = domain.validate_batch(read_type, facts, last, reads, now=now or datetime.now(UTC), history=history)
+    if charging_sessions:
+        starts = [start for start in reads.starts if start is not None]
+        stored = await store.intervals_near(conn, device_id, min(starts), max(reads.ends)) if starts else []
+        verdict = domain.validate_charging_sessions(facts, last, reads, now=now or datetime.now(UTC), stored=stored)
+    else:
+        verdict = domain.validate_batch(read_type, facts, last, reads, now=now or datetime.now(UTC), history=history)
     if parse_errors or verdict.errors:
         errors = sorted([*parse_errors, *verdict.errors], key=lambda e: -1 if e.index is None else e.index)
         return Rejected(errors)
@@ -654,14 +661,25 @@ async def _decide(
     ):
         result = Rejected([ReadError(None, mismatch)])
     else:
-        # Ongoing intervals run from the previous read's end: a sent start plays no part.
-        history = event.read_type == "History"
+        # Ongoing intervals run from the previous read's end: a sent start plays no part, but in History reads
+        # and charging sessions (interval reads over exactly [start, end]).
+        sessions = event.charging_sessions and event.read_type == "Delta"
+        keep_start = event.read_type == "History" or sessions
         reads = Reads.of(
-            domain.Read(i, r.start.astimezone(UTC) if history and r.start else None, r.end.astimezone(UTC), r.value_wh)
+            domain.Read(
+                i, r.start.astimezone(UTC) if keep_start and r.start else None, r.end.astimezone(UTC), r.value_wh
+            )
             for i, r in enumerate(event.reads)
         )
         result = await _ingest(
-            uow, settings, device, event.read_type, reads, source=event.source, now=datetime.now(UTC)
+            uow,
+            settings,
+            device,
+            event.read_type,
+            reads,
+            source=event.source,
+            now=datetime.now(UTC),
+            charging_sessions=sessions,
         )
     submission = {"submission_id": event.submission_id, "device_id": event.device_id, "source": event.source}
     common = {**submission, "event_id": str(event_id)}  # for the log

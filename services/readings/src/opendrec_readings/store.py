@@ -143,6 +143,25 @@ async def save_last_read(conn: asyncpg.Connection, device_id: int, last: LastRea
     )
 
 
+async def intervals_near(
+    conn: asyncpg.Connection, device_id: int, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The device's stored intervals (any read type) that may overlap [start, end): those ending in (start, end]
+    and the first ending after `end`. A device's intervals never overlap one another, so no other can; both
+    parts walk the (device_id, end_at) key only where they look (not every later read of a busy meter)."""
+    rows = await conn.fetch(
+        """
+        SELECT start_at, end_at FROM intervals WHERE device_id = $1 AND end_at > $2 AND end_at <= $3
+        UNION ALL
+        (SELECT start_at, end_at FROM intervals WHERE device_id = $1 AND end_at > $3 ORDER BY end_at LIMIT 1)
+        """,
+        device_id,
+        start,
+        end,
+    )
+    return [(r["start_at"], r["end_at"]) for r in rows]
+
+
 # -- intervals ----------------------------------------------------------------------
 
 
