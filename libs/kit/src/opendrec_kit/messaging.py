@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event, topic_of
 
+from . import watermarks
 from .settings import ServiceSettings
 from .uow import EventContext
 
@@ -59,6 +60,18 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, repl
         return missing
     finally:
         await admin.close()
+
+
+async def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """How many partitions each topic has on the broker (0 for one it does not know)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    counts = {t["topic"]: len(t.get("partitions") or []) for t in described if not t.get("error_code")}
+    return {topic: counts.get(topic, 0) for topic in topics}
 
 
 class Poison(Exception):
@@ -130,11 +143,13 @@ def subscribe(
 
     One group per topic: a rebalance of one subscription never pauses another.
 
-    Returns live counters (handled, duplicates, dead_lettered) for progress and tests.
+    Watermark messages (opendrec_kit.watermarks) are recorded, not handed to `handler`.
+
+    Returns live counters (handled, duplicates, dead_lettered, watermarks) for progress and tests.
     """
     topic = topic_of(event_class.TYPE)
     group = settings.kafka_group_prefix + (group or f"{settings.service_name}.{topic}")
-    stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0}
+    stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "watermarks": 0}
 
     @broker.subscriber(
         topic,
@@ -146,6 +161,10 @@ def subscribe(
     )
     async def consume(body: Any, msg: KafkaMessage) -> None:
         record = msg.raw_message
+        if (msg.headers or {}).get(watermarks.HEADER):
+            await _take_watermark(pool_getter(), group, topic, record, msg.body)
+            stats["watermarks"] += 1
+            return
         attempts = 0
         try:
             envelope, event = decode(msg.body)
@@ -178,6 +197,17 @@ def subscribe(
             )
 
     return stats
+
+
+async def _take_watermark(pool: asyncpg.Pool, group: str, topic: str, record: Any, raw: bytes) -> None:
+    """A producer's watermark met on this partition, after every earlier message of it was handled: recorded (an
+    outage raises: redelivered). One that can't be read is dropped, logged: the next one stands for it."""
+    try:
+        moment, partitions = watermarks.parse(raw)
+    except ValueError as exc:
+        log.error("unreadable watermark dropped", extra={"topic": topic, "error": str(exc)})
+        return
+    await watermarks.record(pool, group, topic, int(getattr(record, "partition", 0)), moment, partitions)
 
 
 async def dead_letter(broker: KafkaBroker, topic: str, msg: KafkaMessage, exc: BaseException, attempts: int) -> None:

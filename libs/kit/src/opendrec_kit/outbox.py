@@ -34,6 +34,7 @@ from opentelemetry import propagate
 
 from opendrec_contracts import Event, all_topics, envelope_for, topic_of
 
+from .watermarks import HEADER as WATERMARK_HEADER
 from .workers import Worker
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,8 @@ class OutboxRelay:
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, envelope, headers FROM outbox WHERE published_at IS NULL AND failed_at IS NULL"
+                "SELECT id, topic, key, envelope, headers, partition, kind FROM outbox"
+                " WHERE published_at IS NULL AND failed_at IS NULL"
                 " ORDER BY id LIMIT $1",
                 self.batch_size,
             )
@@ -221,6 +223,8 @@ class OutboxRelay:
                 self._epoch_due = 0.0  # e.g. a topic that is gone: recreate it at the next step
                 raise
             if self.retention_s > 0:
+                # Watermarks are not kept: after a broker loss, newer ones follow the events published again.
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND kind = 'watermark'", published)
                 await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published)
             else:
                 await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", published)
@@ -250,6 +254,14 @@ class OutboxRelay:
         carrier = orjson.loads(row["headers"])
         token = otel_context.attach(propagate.extract(carrier))
         try:
+            if row["kind"] == "watermark":  # to its own partition, marked so consumers record it, not handle it
+                return await self.broker.publish(
+                    row["envelope"].encode(),
+                    topic=row["topic"],
+                    partition=row["partition"],
+                    headers={"content-type": "application/json", WATERMARK_HEADER: "1"},
+                    no_confirm=True,
+                )
             return await self.broker.publish(
                 row["envelope"].encode(),
                 topic=row["topic"],

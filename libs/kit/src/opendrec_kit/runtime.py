@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,12 +25,12 @@ from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from opendrec_contracts import OrganizationRegistered, all_topics, topic_of
+from opendrec_contracts import Event, OrganizationRegistered, all_topics, topic_of
 
-from . import db
+from . import db, watermarks
 from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import install_error_handlers
-from .messaging import E, Handler, ensure_topics, make_broker, subscribe
+from .messaging import E, Handler, ensure_topics, make_broker, partition_counts, subscribe
 from .organizations import remember_organization, serving
 from .outbox import BrokerEpoch, OutboxRelay
 from .owners import OwnerServices
@@ -128,6 +129,23 @@ class ServiceRuntime(Generic[S]):
     def follow_organizations(self) -> None:
         """Keep `organization_directory` from organization.registered (for `acting_organization`)."""
         self.on(OrganizationRegistered, remember_organization)
+
+    def watermarks(self, *event_classes: type[Event]) -> Worker:
+        """Publish this service's watermarks (opendrec_kit.watermarks) on the topics of `event_classes` every
+        WATERMARK_INTERVAL_S: consumers then know when they hold every such event decided before a moment."""
+        topics = [topic_of(c.TYPE) for c in event_classes]
+        known: dict[str, Any] = {"partitions": {}, "until": 0.0}
+
+        async def step() -> bool:
+            # Every partition the broker has for the topic, asked again now and then (partitions can be added).
+            if time.monotonic() >= known["until"] or not all(known["partitions"].values()):
+                known["partitions"] = await partition_counts(self.settings.kafka_bootstrap_servers, topics)
+                known["until"] = time.monotonic() + 60
+            async with self._pool().acquire() as conn, conn.transaction():
+                await watermarks.write(conn, known["partitions"], self.name)
+            return False
+
+        return self.worker("watermarks", step, interval_s=self.settings.watermark_interval_s)
 
     def worker(
         self, name: str, step: Step, *, interval_s: float, backoff_max_s: float = 30.0, enabled: bool = True

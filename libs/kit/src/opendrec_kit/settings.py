@@ -96,6 +96,9 @@ class ServiceSettings(CoreSettings):
     # marker, checked every BROKER_EPOCH_CHECK_S); longer than the longest broker outage you want to survive.
     outbox_retention_s: float = Field(default=6 * 3600.0, ge=0)
     broker_epoch_check_s: float = Field(default=30.0, gt=0)
+    # How often a producer of watermarked topics (opendrec_kit.watermarks) writes its watermark: how far behind the
+    # clock its consumers' knowledge may lag when nothing is late.
+    watermark_interval_s: float = Field(default=1.0, gt=0)
 
     # Read-your-writes (opendrec_kit.owners): the services that own what this one keeps read models of, asked
     # on a miss; how long one question may take and how many may be open at once in a process.

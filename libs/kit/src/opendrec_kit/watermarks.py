@@ -1,0 +1,106 @@
+"""Watermarks: a producer's promise that a topic holds every event about a moment before W (issue 13).
+
+A consumer that must not act on a moment before it knows everything the producer decided about it (certificates
+must not issue a period before it knows whether the reservation ended inside it, however late reservation.ended
+arrives) waits for the producer's watermark on that topic to pass the moment.
+
+How the promise is kept:
+- The producer takes `decision_time(conn)` in a use case whose decision takes effect at that moment (an early end,
+  a shorter end date): a shared advisory lock held to commit, and the database's clock.
+- Its watermark worker (`runtime.watermarks(...)`) takes the same lock exclusively, so every such transaction that
+  took the clock before has committed (and written its outbox rows), then writes one watermark row per partition
+  of each topic with the clock's time W. Outbox rows are published in id order, so on every partition a watermark
+  follows every event decided before W.
+- The consumer's subscription records a watermark when it meets one (`record`), after every earlier message of
+  that partition was handled; `passed(conn, topics)` is the moment every partition of every topic has reached (None
+  until each has one). A paused consumer, a stalled relay or a broker outage stop the watermark, never skip it.
+
+One service produces each watermarked topic (reservations for reservation.ended and reservation.updated).
+An event dead-lettered by the consumer is behind the watermark: replayed, it is applied late (the consumer's
+late-event rule).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from .timestamps import iso_exact
+
+_DECISIONS_LOCK = 0x0DEC0002  # advisory lock key, per database
+HEADER = "opendrec-watermark"  # a Kafka header marking a watermark message (no envelope)
+
+
+async def decision_time(conn: asyncpg.Connection) -> datetime:
+    """The moment a decision in this transaction takes effect: no watermark at or after it is published before
+    this transaction's events. Call it inside the unit of work, before deciding."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _DECISIONS_LOCK)
+    moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    return moment
+
+
+async def write(conn: asyncpg.Connection, partitions: dict[str, int], producer: str) -> datetime:
+    """Write a watermark row per partition of each topic (topic -> its partition count on the broker) to the
+    outbox, in the caller's transaction; returns W. Waits for the transactions that took a decision time before
+    (they hold the lock shared until commit)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _DECISIONS_LOCK)
+    moment: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    rows = []
+    for topic, count in partitions.items():
+        body = orjson.dumps({"at": iso_exact(moment), "partitions": count, "producer": producer}).decode()
+        rows += [(uuid.uuid4(), topic, body, p) for p in range(count)]
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, topic, key, envelope, partition, kind) VALUES ($1, $2, '', $3, $4, 'watermark')",
+        rows,
+    )
+    return moment
+
+
+def parse(raw: bytes) -> tuple[datetime, int]:
+    """A watermark message's moment and the producer's partition count; ValueError when it is not one."""
+    try:
+        body = orjson.loads(raw)
+        return datetime.fromisoformat(body["at"]), int(body["partitions"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a watermark: {exc}") from exc
+
+
+async def record(
+    pool: asyncpg.Pool, consumer: str, topic: str, partition: int, moment: datetime, partitions: int
+) -> None:
+    """What a consumer met on one partition: watermarks only move forward (a replay after a broker loss repeats
+    older ones)."""
+    await pool.execute(
+        "INSERT INTO watermarks (consumer, topic, partition, at, partitions) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (consumer, topic, partition) DO UPDATE SET at = GREATEST(watermarks.at, EXCLUDED.at), "
+        "partitions = EXCLUDED.partitions",
+        consumer,
+        topic,
+        partition,
+        moment,
+        partitions,
+    )
+
+
+async def passed(conn: asyncpg.Connection, topics: list[str]) -> datetime | None:
+    """The moment every partition of every topic has passed (by the slowest of this service's consumers of the
+    topic, if it has several); None while one of them has met no watermark yet."""
+    row = await conn.fetchrow(
+        """
+        WITH best AS (
+            SELECT topic, partition, min(at) AS at, max(partitions) AS partitions
+            FROM watermarks WHERE topic = ANY($1::text[]) GROUP BY topic, partition
+        ), per_topic AS (
+            SELECT topic, min(at) AS at, count(*) AS seen, max(partitions) AS partitions FROM best GROUP BY topic
+        )
+        SELECT min(at) AS at, bool_and(seen >= partitions) AS complete, count(*) AS topics FROM per_topic
+        """,
+        topics,
+    )
+    if row is None or row["topics"] < len(set(topics)) or not row["complete"]:
+        return None
+    moment: datetime = row["at"]
+    return moment
