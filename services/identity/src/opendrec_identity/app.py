@@ -36,7 +36,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
 
     identity = Identity(
         settings=settings,
-        passwords=Passwords(),
+        passwords=Passwords(threads=settings.password_threads, queue=settings.password_queue),
         tokens=TokenService(
             key,
             issuer=settings.jwt_issuer,
@@ -62,6 +62,10 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     async def ensure_admin(rt: ServiceRuntime[Any]) -> None:
         await bootstrap.ensure_admin(rt.uow(), settings, identity.passwords)
 
+    async def stop_password_pool(rt: ServiceRuntime[Any]) -> None:
+        identity.passwords.close()
+
     runtime.on_startup(trust_own_key)
+    runtime.on_shutdown(stop_password_pool)
     runtime.on_startup(ensure_admin)
     return runtime

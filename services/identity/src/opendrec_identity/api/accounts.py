@@ -23,6 +23,7 @@ from ..bodies import (
     ResetPassword,
     UserOut,
 )
+from ..passwords import PasswordWorkBusy
 from ..services import accounts
 from .deps import Ident, TokenParam
 
@@ -44,6 +45,7 @@ async def register_with_organization(body: RegisterWithOrganization, uow: UoW, i
         429: {
             "description": "Too many failed logins for this account or address; retry after the Retry-After header's seconds"
         },
+        503: {"description": "Too many logins at once (the password checks' pool is full); retry after Retry-After"},
     },
 )
 async def login(body: Login, request: Request, uow: UoW, identity: Ident) -> dict[str, str]:
@@ -53,6 +55,8 @@ async def login(body: Login, request: Request, uow: UoW, identity: Ident) -> dic
         return await accounts.login(uow, identity, body, peer, request.headers.get("x-forwarded-for"))
     except accounts.LoginThrottled as exc:
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except PasswordWorkBusy as exc:
+        raise HTTPException(503, exc.message, headers={"Retry-After": str(exc.retry_after)}) from None
 
 
 def _caller_token_expiry(request: Request) -> datetime:
