@@ -100,7 +100,7 @@ async def test_service_is_ready_with_database_broker_and_relay(service):
     await eventually(lambda: _status(client, "/readyz", 200))
     body = (await client.get("/readyz")).json()
     assert body["checks"] == {"database": "ok", "broker": "ok", "outbox": "ok"}
-    assert set(body["workers"]) == {"token-revocations", "sample-sweep"}
+    assert set(body["workers"]) == {"token-revocations", "metrics", "sample-sweep"}
     await eventually(lambda: _workers_ok(client))  # each after its first round
 
 

@@ -20,14 +20,14 @@ from typing import Annotated, Any, Generic, TypeVar
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opendrec_contracts import Event, OrganizationRegistered, all_topics, topic_of
 
-from . import db, watermarks
+from . import db, metrics, watermarks
 from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import install_error_handlers
 from .messaging import E, Handler, ensure_topics, make_broker, partition_counts, subscribe
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 UNTRACED_PATHS = "healthz,readyz,api/auth/getAccess"
 
 Hook = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
+# A service's own measurement for its gauges (e.g. bulk jobs queued), run by the metrics worker.
+Probe = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
 
 
 class RequestIdMiddleware:
@@ -94,6 +96,9 @@ class ServiceRuntime(Generic[S]):
         self.workers: list[Worker] = []
         self.started = False
         self.consumer_stats: dict[str, dict[str, int]] = {}
+        self.consumer_groups: dict[str, str] = {}  # group -> topic
+        self.probes: list[Probe] = []
+        self._lag = metrics.LagReader(settings.kafka_bootstrap_servers)
         # Asked on a read-model miss (read-your-writes): the owners of what this service keeps read models of.
         self.owners = OwnerServices(
             {
@@ -110,6 +115,8 @@ class ServiceRuntime(Generic[S]):
         self.workers.append(
             RevocationFollower(settings.kafka_bootstrap_servers, self.app.state.token_verifier).worker()
         )
+        # Lag, outbox backlog and the services' probes, measured off the hot path for /metrics to read.
+        self.workers.append(Worker("metrics", self.measure, interval_s=metrics.INTERVAL_S, backoff_max_s=30.0))
 
     # -- wiring ---------------------------------------------------------------
     def include_router(self, router: APIRouter) -> None:
@@ -122,8 +129,12 @@ class ServiceRuntime(Generic[S]):
         """Handle every `event_class` event of its topic, once each (inbox), in consumer group `group`
         (default `<service>.<topic>`). Returns live counters (handled, duplicates, dead_lettered)."""
         topic = topic_of(event_class.TYPE)
-        stats = subscribe(self.broker, self.settings, self._pool, event_class, handler, group=group)
+        timed = metrics.timed(event_class.TYPE, handler)
+        stats = subscribe(self.broker, self.settings, self._pool, event_class, timed, group=group)
         self.consumer_stats[topic] = stats
+        group_name = self.settings.kafka_group_prefix + (group or f"{self.name}.{topic}")  # as subscribe names it
+        self.consumer_groups[group_name] = topic
+        metrics.gauges.consumers[group_name] = stats
         return stats
 
     def follow_organizations(self) -> None:
@@ -166,6 +177,20 @@ class ServiceRuntime(Generic[S]):
             raise RuntimeError(f"{self.name} is not started: no database pool yet")
         return self.pool
 
+    def measure_with(self, probe: Probe) -> None:
+        """Run `probe` at every metrics measurement (it sets its gauges with `metrics.set_gauge`)."""
+        self.probes.append(probe)
+
+    async def measure(self) -> None:
+        """One measurement for /metrics: outbox backlog, consumer lag, the service's probes."""
+        database = self.settings.database_name
+        metrics.gauges.outbox[database] = await metrics.outbox_backlog(self._pool())
+        if self.consumer_groups:
+            for lag in await self._lag.read(self.consumer_groups):
+                metrics.gauges.lag[(lag.group, lag.topic, lag.partition)] = lag.lag
+        for probe in self.probes:
+            await probe(self)
+
     def on_startup(self, hook: Hook) -> None:
         self._startup.append(hook)
 
@@ -198,6 +223,8 @@ class ServiceRuntime(Generic[S]):
             epoch_check_s=s.broker_epoch_check_s,
         )
         await self.relay.start()
+        metrics.gauges.pools[s.database_name] = self.pool
+        metrics.gauges.relays[s.database_name] = self.relay
         for hook in self._startup:
             await hook(self)
         for worker in self.workers:
@@ -217,6 +244,8 @@ class ServiceRuntime(Generic[S]):
         if self.relay:
             await self.relay.stop()
         await self.owners.close()
+        await self._lag.close()
+        metrics.gauges.pools.pop(self.settings.database_name, None)
         await self.broker.stop()
         if self.pool:
             await self.pool.close()
@@ -280,9 +309,17 @@ class ServiceRuntime(Generic[S]):
                 status_code=200 if ready else 503,
             )
 
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics_endpoint() -> Response:
+            # Scraped on the service's own port, inside the cluster; the gateway routes no /metrics.
+            return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
         # One span per request: no child span per body chunk received or sent (a 400 kB read batch is ~7 of each).
-        FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls=UNTRACED_PATHS + ",metrics", exclude_spans=["receive", "send"]
+        )
         app.add_middleware(RequestIdMiddleware, runtime=self)
+        app.add_middleware(metrics.HttpMetricsMiddleware)
         return app
 
     def setup_process(self) -> FastAPI:

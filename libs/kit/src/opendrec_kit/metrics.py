@@ -1,0 +1,435 @@
+"""Metrics of one process (a service or the gateway): OpenTelemetry instruments read by Prometheus on `/metrics`.
+
+Every service gets the same families from the kit, without a line of its own:
+
+| family (Prometheus name)                                  | what                                                  |
+|-----------------------------------------------------------|-------------------------------------------------------|
+| `http_server_request_duration_seconds` (histogram)        | requests by method, route template and status         |
+| `messaging_kafka_consumer_lag`                            | messages not yet handled, per group and partition     |
+| `messaging_process_duration_seconds` (histogram)          | handler latency per event type                        |
+| `opendrec_consumer_messages_total`                        | events per consumer group and outcome (handled, duplicate, dead_lettered) |
+| `opendrec_consumer_failed_attempts_total`                 | handler attempts that failed (retried, then DLQ), per event type |
+| `opendrec_outbox_backlog_events` / `..._oldest_age_seconds` | outbox rows waiting, and how long the oldest waits  |
+| `opendrec_outbox_published_events_total`                  | relay publish rate (and `..._set_aside_...`)          |
+| `db_client_connection_count` / `..._pending_requests`     | database pool: connections used/idle, waiting acquires |
+
+and the domain families services record through the small functions at the end (reads accepted and refused by
+reason, certificates issued and Wh certified, bulk rows, charger polls, transactions and errors).
+
+Names follow OpenTelemetry's semantic conventions where they exist (HTTP server, messaging, database client); the
+Prometheus exporter turns dots into underscores and adds the unit and `_total`. On hot paths only counters and
+histograms are touched (a record is a few microseconds); everything that needs a query (lag, backlog) is measured
+by the runtime's `metrics` worker every METRICS_INTERVAL_S and read by the scrape from memory.
+
+Metrics are per process: run a service with HTTP_WORKERS=1 where it is scraped (compose, Kubernetes: one process
+per container, replicas for scale), else each scrape reads whichever worker answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, start_http_server
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MetricsSettings(BaseSettings):
+    """METRICS_INTERVAL_S: how often lag, backlog and the services' gauges are measured (a scrape reads the last
+    measurement). METRICS_PORT: where the gateway serves its /metrics (services serve it on their own port)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    metrics_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # OpenTelemetry's Prometheus port; 0: not served
+
+
+SETTINGS = MetricsSettings()
+INTERVAL_S = SETTINGS.metrics_interval_s
+
+# The whole process shares one registry and provider: instruments are module-level, so a use case records with one
+# call and no runtime at hand. A private registry (not prometheus_client's global one) holds only what OpenTelemetry
+# reports, in the exporter's naming.
+REGISTRY = CollectorRegistry(auto_describe=True)
+_reader = PrometheusMetricReader(registry=REGISTRY, disable_target_info=True)
+_provider = MeterProvider(metric_readers=[_reader])
+meter = _provider.get_meter("opendrec")
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# http.server.request.duration's advised boundaries (semantic conventions), in seconds
+_HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+
+http_server_duration = meter.create_histogram(
+    "http.server.request.duration",
+    unit="s",
+    description="Duration of HTTP server requests",
+    explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
+)
+handler_duration = meter.create_histogram(
+    "messaging.process.duration",
+    unit="s",
+    description="Duration of an event handler (its unit of work included), per event type",
+    explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
+)
+
+
+_failed_attempts = meter.create_counter(
+    "opendrec.consumer.failed_attempts",
+    unit="{attempt}",
+    description="Handler attempts that failed: each is retried, up to CONSUMER_MAX_ATTEMPTS, then dead-lettered",
+)
+
+H = Any  # the handler's event type (messaging.Handler is generic over it)
+
+
+def timed(event_type: str, handler: Callable[[H, H], Awaitable[None]]) -> Callable[[H, H], Awaitable[None]]:
+    """`handler` recording its duration (`messaging.process.duration`) and its failures, per event type."""
+    attributes = {"messaging.system": "kafka", "opendrec.event.type": event_type}
+
+    async def handle(event: Any, uow: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await handler(event, uow)
+        except Exception as exc:
+            _failed_attempts.add(1, {**attributes, "error.type": type(exc).__name__})  # the rare path allocates
+            raise
+        finally:
+            handler_duration.record(time.perf_counter() - started, attributes)
+
+    return handle
+
+
+def render() -> bytes:
+    """This process's metrics in Prometheus' text format (what `/metrics` answers)."""
+    return generate_latest(REGISTRY)
+
+
+def serve(port: int, host: str) -> Callable[[], None]:
+    """Serve `/metrics` on its own port (the gateway's: its public port routes nothing of its own but health and
+    documents); returns what stops it."""
+    server, thread = start_http_server(port, host, registry=REGISTRY)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
+
+
+def record_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    """One HTTP request served: `route` is the template (`/api/devices/{id}`), None when nothing matched."""
+    attributes: dict[str, Any] = {"http.request.method": method, "http.response.status_code": status}
+    if route:
+        attributes["http.route"] = route
+    if status >= 500:
+        attributes["error.type"] = str(status)
+    http_server_duration.record(seconds, attributes)
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware: `http.server.request.duration` per request, by route template (FastAPI puts the matched
+    route in the scope), method and status."""
+
+    def __init__(self, app: Any, skip: Iterable[str] = ("/metrics",)) -> None:
+        self.app = app
+        self.skip = frozenset(skip)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # an exception with nothing sent is answered 500 by the server
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            record_request(scope["method"], getattr(route, "path", None), status, time.perf_counter() - started)
+
+
+# -- what the runtime measures (read from memory at scrape time) -------------------------------------------------
+
+
+@dataclass
+class ProcessGauges:
+    """Values the runtime's `metrics` worker measures (lag, backlog, pools) and the consumers' live counters; the
+    observable instruments below read them at each scrape."""
+
+    consumers: dict[str, Mapping[str, int]] = field(default_factory=dict)  # group -> subscribe()'s counters
+    lag: dict[tuple[str, str, int], int] = field(default_factory=dict)  # (group, topic, partition) -> messages
+    outbox: dict[str, tuple[int, float]] = field(default_factory=dict)  # database -> (rows, oldest age s)
+    relays: dict[str, Any] = field(default_factory=dict)  # database -> OutboxRelay (published, set_aside)
+    pools: dict[str, Any] = field(default_factory=dict)  # database -> asyncpg.Pool
+    probes: dict[str, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)  # family -> observations
+
+
+gauges = ProcessGauges()
+
+
+def _consumer_messages(_: CallbackOptions) -> Iterable[Observation]:
+    for group, stats in list(gauges.consumers.items()):
+        for outcome, key in (("handled", "handled"), ("duplicate", "duplicates"), ("dead_lettered", "dead_lettered")):
+            yield Observation(stats.get(key, 0), {"messaging.consumer.group.name": group, "outcome": outcome})
+
+
+def _lag(_: CallbackOptions) -> Iterable[Observation]:
+    for (group, topic, partition), lag in list(gauges.lag.items()):
+        yield Observation(
+            lag,
+            {
+                "messaging.consumer.group.name": group,
+                "messaging.destination.name": topic,
+                "messaging.destination.partition.id": str(partition),
+            },
+        )
+
+
+def _outbox_rows(_: CallbackOptions) -> Iterable[Observation]:
+    for database, (rows, _age) in list(gauges.outbox.items()):
+        yield Observation(rows, {"db.namespace": database})
+
+
+def _outbox_age(_: CallbackOptions) -> Iterable[Observation]:
+    for database, (_rows, age) in list(gauges.outbox.items()):
+        yield Observation(age, {"db.namespace": database})
+
+
+def _relay(attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        for database, relay in list(gauges.relays.items()):
+            yield Observation(getattr(relay, attribute), {"db.namespace": database})
+
+    return observe
+
+
+def pool_waiting(pool: Any) -> int:
+    """Acquires waiting for a free connection. asyncpg has no public count: its free connections are an asyncio
+    queue, whose waiting getters are the acquires that wait (read only, never changed)."""
+    queue = getattr(pool, "_queue", None)
+    return len(getattr(queue, "_getters", ()) or ())
+
+
+def _pool_connections(_: CallbackOptions) -> Iterable[Observation]:
+    for database, pool in list(gauges.pools.items()):
+        size, idle = pool.get_size(), pool.get_idle_size()
+        yield Observation(
+            size - idle, {"db.client.connection.pool.name": database, "db.client.connection.state": "used"}
+        )
+        yield Observation(idle, {"db.client.connection.pool.name": database, "db.client.connection.state": "idle"})
+
+
+def _pool_pending(_: CallbackOptions) -> Iterable[Observation]:
+    for database, pool in list(gauges.pools.items()):
+        yield Observation(pool_waiting(pool), {"db.client.connection.pool.name": database})
+
+
+def _pool_max(_: CallbackOptions) -> Iterable[Observation]:
+    for database, pool in list(gauges.pools.items()):
+        yield Observation(pool.get_max_size(), {"db.client.connection.pool.name": database})
+
+
+def _probe(family: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        for value, attributes in list(gauges.probes.get(family, ())):
+            yield Observation(value, attributes)
+
+    return observe
+
+
+meter.create_observable_counter(
+    "opendrec.consumer.messages",
+    [_consumer_messages],
+    unit="{message}",
+    description="Events a consumer group took: handled, duplicate (already in its inbox) or dead_lettered",
+)
+meter.create_observable_gauge(
+    "messaging.kafka.consumer.lag",
+    [_lag],
+    unit="{message}",
+    description="Messages of a partition not yet committed by the consumer group (end offset - committed offset)",
+)
+meter.create_observable_gauge(
+    "opendrec.outbox.backlog", [_outbox_rows], unit="{event}", description="Outbox rows waiting to be published"
+)
+meter.create_observable_gauge(
+    "opendrec.outbox.oldest_age", [_outbox_age], unit="s", description="How long the oldest unpublished row waits"
+)
+meter.create_observable_counter(
+    "opendrec.outbox.published", [_relay("published")], unit="{event}", description="Events the relay published"
+)
+meter.create_observable_counter(
+    "opendrec.outbox.set_aside", [_relay("set_aside")], unit="{event}", description="Rows the broker refused for good"
+)
+meter.create_observable_up_down_counter(
+    "db.client.connection.count", [_pool_connections], unit="{connection}", description="Pool connections by state"
+)
+meter.create_observable_up_down_counter(
+    "db.client.connection.pending_requests",
+    [_pool_pending],
+    unit="{request}",
+    description="Acquires waiting for a pool connection",
+)
+meter.create_observable_up_down_counter(
+    "db.client.connection.max", [_pool_max], unit="{connection}", description="The pool's maximum size"
+)
+
+_probed: set[str] = set()
+
+
+def gauge(family: str, *, unit: str, description: str) -> None:
+    """Declare a gauge whose observations a service's probe sets (`set_gauge`) from the metrics worker, e.g. bulk
+    jobs queued and running, counted in its database. Idempotent."""
+    if family not in _probed:
+        _probed.add(family)
+        meter.create_observable_gauge(family, [_probe(family)], unit=unit, description=description)
+
+
+def set_gauge(family: str, observations: Iterable[tuple[float, Mapping[str, Any]]]) -> None:
+    gauges.probes[family] = [(value, dict(attributes)) for value, attributes in observations]
+
+
+# -- domain families: one call where the thing happens ----------------------------------------------------------
+
+_reads = meter.create_counter("opendrec.readings.reads", unit="{read}", description="Reads accepted or refused")
+_read_energy = meter.create_counter("opendrec.readings.energy", unit="Wh", description="Energy of accepted reads")
+_certificates = meter.create_counter("opendrec.certificates.issued", unit="{certificate}", description="Certificates")
+_certified = meter.create_counter("opendrec.certificates.energy", unit="Wh", description="Energy certified")
+_bulk_rows = meter.create_counter("opendrec.bulk.rows", unit="{row}", description="Rows of bulk jobs processed")
+_charger_polls = meter.create_counter("opendrec.charger.polls", unit="{poll}", description="Polls of a charger cloud")
+_charger_transactions = meter.create_counter(
+    "opendrec.charger.transactions", unit="{transaction}", description="Charging transactions turned into reads"
+)
+_charger_errors = meter.create_counter("opendrec.charger.errors", unit="{error}", description="Charger errors by kind")
+
+
+def reads_accepted(count: int, wh: int = 0, *, source: str = "api") -> None:
+    if count:
+        _reads.add(count, {"outcome": "accepted", "source": source})
+    if wh:
+        _read_energy.add(wh, {"source": source})
+
+
+def reads_refused(count: int, reason: str, *, source: str = "api") -> None:
+    if count:
+        _reads.add(count, {"outcome": "refused", "reason": reason, "source": source})
+
+
+def certificates_issued(count: int, wh: int) -> None:
+    if count:
+        _certificates.add(count)
+    if wh:
+        _certified.add(wh)
+
+
+def bulk_rows(kind: str, rows: int, *, outcome: str = "ok") -> None:
+    if rows:
+        _bulk_rows.add(rows, {"kind": kind, "outcome": outcome})
+
+
+def charger_poll(source: str, outcome: str) -> None:
+    _charger_polls.add(1, {"source": source, "outcome": outcome})
+
+
+def charger_transactions(source: str, count: int) -> None:
+    if count:
+        _charger_transactions.add(count, {"source": source})
+
+
+def charger_error(source: str, kind: str) -> None:
+    _charger_errors.add(1, {"source": source, "error.type": kind})
+
+
+# -- measured off the hot path: consumer lag and outbox backlog ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    group: str
+    topic: str
+    partition: int
+    committed: int | None  # None: the group committed nothing on it yet (it starts at the beginning)
+    end: int
+    lag: int
+
+
+class LagReader:
+    """Consumer lag from the broker: each group's committed offsets against its topic's end offsets. Keeps its
+    clients between reads (the metrics worker reads every few seconds); `close()` when done."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    async def _clients(self) -> tuple[Any, Any]:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            self._admin = admin
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            self._consumer = consumer
+        return self._admin, self._consumer
+
+    async def read(self, groups: Mapping[str, str]) -> list[PartitionLag]:
+        """Lag of each `group -> topic`, per partition."""
+        from aiokafka import TopicPartition
+
+        try:
+            admin, consumer = await self._clients()
+            await consumer.topics()  # fresh metadata: partitions of every topic
+            out: list[PartitionLag] = []
+            for group, topic in groups.items():
+                parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                if not parts:
+                    continue
+                committed = await admin.list_consumer_group_offsets(group, partitions=parts)
+                ends = await consumer.end_offsets(parts)
+                starts = await consumer.beginning_offsets(parts)
+                for tp in parts:
+                    meta = committed.get(tp)
+                    offset = meta.offset if meta is not None and meta.offset >= 0 else None
+                    end = ends[tp]
+                    lag = end - (offset if offset is not None else starts[tp])
+                    out.append(PartitionLag(group, topic, tp.partition, offset, end, max(lag, 0)))
+            return out
+        except Exception:
+            await self.close()  # a broken connection is made anew at the next read
+            raise
+
+    async def close(self) -> None:
+        admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+
+OUTBOX_BACKLOG_SQL = (
+    "SELECT count(*) AS rows, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_s"
+    " FROM outbox WHERE published_at IS NULL AND failed_at IS NULL"
+)
+
+
+async def outbox_backlog(pool: Any) -> tuple[int, float]:
+    """Rows waiting in the outbox and the age of the oldest, in seconds."""
+    row = await pool.fetchrow(OUTBOX_BACKLOG_SQL)
+    return int(row["rows"]), float(row["oldest_age_s"])
