@@ -103,10 +103,14 @@ class Stack:
                 self.process.wait(10)
 
 
-def start_stack(state_dir: Path) -> Stack:
-    """`python -m opendrec_devstack run --free-ports` (what `make run` runs) on a fresh state dir, until ready."""
+def start_stack(state_dir: Path, code_root: Path | None = None) -> Stack:
+    """`python -m opendrec_devstack run --free-ports` (what `make run` runs) on a fresh state dir, until ready;
+    `code_root`: the platform's packages from that tree (libs/*/src, services/*/src) instead of the workspace's."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL")}
     env["PYTHONUNBUFFERED"] = "1"
+    if code_root is not None:
+        # ahead of the workspace's editable installs on sys.path
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in sorted(code_root.glob("*/*/src")))
     argv = [sys.executable, "-m", "opendrec_devstack", "run", "--state-dir", str(state_dir), "--free-ports"]
     log = (state_dir / "run.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -366,7 +370,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
             goal = f"goal >= {rate_goal:,.0f} {UNITS[name]}, p50 <= {p50_goal:.0f} ms, no errors"
         passed &= ok
         print(
-            f"{name:<8} {figures.rate:8,.0f} {UNITS[name]:<9} p50 {p50:6.1f} ms  p90 {figures.percentile(90):6.1f} ms"
+            f"{name:<8} {figures.rate:8,.1f} {UNITS[name]:<9} p50 {p50:6.1f} ms  p90 {figures.percentile(90):6.1f} ms"
             f"  p99 {figures.percentile(99):6.1f} ms  errors {figures.errors}/{figures.requests}"
             f"  load {load_before:.2f}->{os.getloadavg()[0]:.2f}  [{goal}: {'PASS' if ok else 'MISS'}]",
             flush=True,
@@ -387,6 +391,13 @@ def main() -> int:
     parser.add_argument("--read-step-ms", type=float, default=5.0, help="time between a device's read ends")
     parser.add_argument("--smoke", action="store_true", help="2 connections, 3 s each: correctness, no speed goal")
     parser.add_argument("--profile-dir", type=Path, default=None)
+    parser.add_argument(
+        "--code-root",
+        type=Path,
+        default=None,
+        help="run the platform from another tree's packages (e.g. `git archive <commit> libs services` extracted "
+        "there): before/after figures on the same machine",
+    )
     parser.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, traces)")
     args = parser.parse_args()
     if unknown := set(args.scenarios) - set(GOALS):
@@ -398,6 +409,8 @@ def main() -> int:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")  # fmt: skip
+    if args.code_root is not None:
+        print(f"platform code from {args.code_root}", flush=True)
     print(f"machine: {os.cpu_count()} CPUs ({cpu}); load average {os.getloadavg()[0]:.2f} before start", flush=True)
     print(
         f"closed loop: {args.connections} connections, {args.warmup:g} s warm-up, {args.duration:g} s measured",
@@ -405,7 +418,7 @@ def main() -> int:
     )
     state_dir = Path(tempfile.mkdtemp(prefix="opendrec-bench-clients-"))
     started = time.monotonic()
-    stack = start_stack(state_dir)
+    stack = start_stack(state_dir, args.code_root)
     print(
         f"platform ready in {time.monotonic() - started:.0f} s at {stack.gateway_url} (state {state_dir})", flush=True
     )
