@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
-from opendrec_contracts import CertificateIssued, DeviceDeleted, DeviceRegistered
+from opendrec_contracts import CertificateIssued, DeviceDeleted, DeviceRegistered, ReservationEnded, ReservationUpdated
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers, internal, services
@@ -16,6 +16,9 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.on(DeviceDeleted, handlers.on_device_deleted)
     runtime.on(CertificateIssued, handlers.on_certificate_issued)
     runtime.follow_organizations()
+    # An early end or a shorter end date takes effect at its decision time: certificates issue a period only once
+    # these watermarks passed its end, so however late the event arrives, nothing is certified outside a window.
+    runtime.watermarks(ReservationEnded, ReservationUpdated)
 
     batch_size = settings.expiry_sweep_batch_size
 

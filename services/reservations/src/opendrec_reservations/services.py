@@ -23,7 +23,7 @@ from opendrec_contracts import (
     ReservationEnded,
     ReservationUpdated,
 )
-from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit import ApiError, Principal, UnitOfWork, watermarks
 from opendrec_kit.organizations import (
     ADMIN,
     API_USER,
@@ -343,7 +343,7 @@ async def end_reservation(
         # Locked first, then read: the sweep skips it meanwhile, and we decide on its latest state.
         await store.lock_reservation(uow.conn, reservation_id)
         row = await _visible_reservation(uow.conn, reservation_id, organizations)
-        now = datetime.now(UTC)
+        now = await watermarks.decision_time(uow.conn)  # certificates wait for this moment's watermark
         refusal = domain.refuse_end(reservation_id, row["reservation_end"], row["ended_at"], row["end_reason"], now)
         if refusal:
             raise ApiError(409, refusal)
@@ -378,7 +378,7 @@ async def change_reservation(
         organizations = await _acting_buyers(uow.conn, user, organization_id)
         await store.lock_reservation(uow.conn, reservation_id)  # the sweep and an end wait for this change
         row = await _visible_reservation(uow.conn, reservation_id, organizations)
-        now = datetime.now(UTC)
+        now = await watermarks.decision_time(uow.conn)  # certificates wait for this moment's watermark
         refusal = domain.refuse_end(reservation_id, row["reservation_end"], row["ended_at"], row["end_reason"], now)
         if refusal:
             raise ApiError(409, f"This device groups reservation has already ended: {refusal}")
@@ -446,7 +446,7 @@ async def delete_reservation(
         organizations = await _acting_buyers(uow.conn, user, organization_id)
         await store.lock_reservation(uow.conn, reservation_id)  # the sweep, an end and a change wait
         row = await _visible_reservation(uow.conn, reservation_id, organizations)
-        now = datetime.now(UTC)
+        now = await watermarks.decision_time(uow.conn)  # certificates wait for this moment's watermark
         state = domain.state_of(row["reservation_end"], row["ended_at"], row["end_reason"], now)
         refusal = domain.refuse_delete(reservation_id, row["reservation_start"], state.ended_at, now)
         if refusal:
