@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # Requests recorded in no span. Spans keep the full URL, query included: D-REC's getAccess carries an API user's
 # private key in its query (identity refuses it, but the key must not reach a trace file or a collector).
 UNTRACED_PATHS = "healthz,readyz,api/auth/getAccess"
+# FastAPI's native telemetry off (see _create_app): the OpenTelemetry instrumentor is the one layer.
+NO_NATIVE_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 Hook = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
 # A service's own measurement for its gauges (e.g. bulk jobs queued), run by the metrics worker.
@@ -283,7 +285,10 @@ class ServiceRuntime(Generic[S]):
             finally:
                 await runtime.stop()
 
-        app = FastAPI(title=title, lifespan=lifespan)
+        # One telemetry layer: the instrumentor's span below (its names and excluded paths are what traces and tests
+        # read). FastAPI's own telemetry would wrap every request in a second ASGI layer that finds the instrumentor
+        # there and stands aside: a cost for nothing.
+        app = FastAPI(title=title, lifespan=lifespan, telemetry=NO_NATIVE_TELEMETRY)
         app.state.runtime = self
         s = self.settings
         app.state.token_verifier = TokenVerifier.from_settings(s)
@@ -352,20 +357,24 @@ class ServiceRuntime(Generic[S]):
         uvicorn.Server(uvicorn.Config(self.setup_process(), **options)).run()
 
 
-def get_runtime(request: Request) -> ServiceRuntime[Any]:
+# The route dependencies below are `async def` though they do not wait: FastAPI runs a plain `def` dependency in
+# a worker thread, a thread hop per request and dependency for a dict lookup.
+
+
+async def get_runtime(request: Request) -> ServiceRuntime[Any]:
     return request.app.state.runtime
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.runtime.pool
 
 
-def get_uow(request: Request) -> UnitOfWork:
+async def get_uow(request: Request) -> UnitOfWork:
     """A fresh, unopened unit of work for the use case a route calls (the use case opens it)."""
     return request.app.state.runtime.uow()
 
 
-def get_owners(request: Request) -> OwnerServices:
+async def get_owners(request: Request) -> OwnerServices:
     return request.app.state.runtime.owners
 
 
