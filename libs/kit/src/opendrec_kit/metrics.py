@@ -27,6 +27,7 @@ per container, replicas for scale), else each scrape reads whichever worker answ
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -174,7 +175,8 @@ class ProcessGauges:
     outbox: dict[str, tuple[int, float]] = field(default_factory=dict)  # database -> (rows, oldest age s)
     relays: dict[str, Any] = field(default_factory=dict)  # database -> OutboxRelay (published, set_aside)
     pools: dict[str, Any] = field(default_factory=dict)  # database -> asyncpg.Pool
-    probes: dict[str, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)  # family -> observations
+    # family -> probe key -> observations (a key per probe: two probes of one family don't overwrite each other)
+    probes: dict[str, dict[str, list[tuple[float, dict[str, Any]]]]] = field(default_factory=dict)
 
 
 gauges = ProcessGauges()
@@ -244,8 +246,9 @@ def _pool_max(_: CallbackOptions) -> Iterable[Observation]:
 
 def _probe(family: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def observe(_: CallbackOptions) -> Iterable[Observation]:
-        for value, attributes in list(gauges.probes.get(family, ())):
-            yield Observation(value, attributes)
+        for observations in list(gauges.probes.get(family, {}).values()):
+            for value, attributes in observations:
+                yield Observation(value, attributes)
 
     return observe
 
@@ -298,8 +301,29 @@ def gauge(family: str, *, unit: str, description: str) -> None:
         meter.create_observable_gauge(family, [_probe(family)], unit=unit, description=description)
 
 
-def set_gauge(family: str, observations: Iterable[tuple[float, Mapping[str, Any]]]) -> None:
-    gauges.probes[family] = [(value, dict(attributes)) for value, attributes in observations]
+def set_gauge(family: str, observations: Iterable[tuple[float, Mapping[str, Any]]], *, key: str = "") -> None:
+    """The current observations of `family` from the probe `key`."""
+    gauges.probes.setdefault(family, {})[key] = [(value, dict(attributes)) for value, attributes in observations]
+
+
+JOBS = "opendrec.bulk.jobs"
+gauge(JOBS, unit="{job}", description="Bulk and import jobs queued or running, per kind")
+
+
+def job_counts(kind: str, table: str) -> Callable[[Any], Awaitable[None]]:
+    """A probe (`runtime.measure_with`) counting the jobs of `table` by status, queued and running (bulk device
+    onboarding, reads imports: their tables share the `status` column's values)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", table):
+        raise ValueError(f"unsafe table name {table!r}")
+    # An identifier cannot be bound; the name is the service's own constant, checked above.
+    sql = f"SELECT status, count(*)::int AS n FROM {table} WHERE status IN ('queued', 'running') GROUP BY status"
+
+    async def probe(runtime: Any) -> None:
+        counts = {row["status"]: row["n"] for row in await runtime.pool.fetch(sql)}
+        observed = [(counts.get(status, 0), {"kind": kind, "status": status}) for status in ("queued", "running")]
+        set_gauge(JOBS, observed, key=kind)
+
+    return probe
 
 
 # -- domain families: one call where the thing happens ----------------------------------------------------------
@@ -340,13 +364,21 @@ def bulk_rows(kind: str, rows: int, *, outcome: str = "ok") -> None:
         _bulk_rows.add(rows, {"kind": kind, "outcome": outcome})
 
 
-def charger_poll(source: str, outcome: str) -> None:
-    _charger_polls.add(1, {"source": source, "outcome": outcome})
+def charger_poll(source: str, stats: Mapping[str, int]) -> None:
+    """One poll round of a charger cloud, from its counts (requests_failed, transactions_seen, new_reads)."""
+    _charger_polls.add(1, {"source": source, "outcome": "failed" if stats.get("requests_failed") else "ok"})
+    if stats.get("transactions_seen"):
+        _charger_transactions.add(stats["transactions_seen"], {"source": source, "outcome": "seen"})
+    if stats.get("new_reads"):
+        _charger_transactions.add(stats["new_reads"], {"source": source, "outcome": "read_submitted"})
+    for kind in ("requests_failed", "without_credentials", "breaker_open"):  # what kept chargers unpolled
+        if stats.get(kind):
+            _charger_errors.add(stats[kind], {"source": source, "error.type": kind})
 
 
-def charger_transactions(source: str, count: int) -> None:
+def charger_transactions(source: str, count: int, outcome: str = "read_submitted") -> None:
     if count:
-        _charger_transactions.add(count, {"source": source})
+        _charger_transactions.add(count, {"source": source, "outcome": outcome})
 
 
 def charger_error(source: str, kind: str) -> None:

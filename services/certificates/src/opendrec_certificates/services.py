@@ -39,7 +39,7 @@ from opendrec_contracts import (
     ReservationEnded,
     ReservationUpdated,
 )
-from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, known_organization, visible_organizations
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
@@ -322,6 +322,7 @@ async def _issue_certificate(
         ),
     )
     uow.record(event)
+    metrics.certificates_issued(1, round_.issued_wh)
     log.info(
         "certificate issued",
         extra={

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import asyncpg
 
 from opendrec_contracts import DeviceRegistered, DeviceUpdated
-from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, visible_organizations
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page
@@ -178,6 +178,7 @@ async def poll_kazam(
         new, skipped = await record_transactions(uow, group, transactions, end)
         stats["new_reads"] += new
         stats["skipped"] += skipped
+    metrics.charger_poll("kazam", stats)
     if links:
         log.info("kazam poll", extra=stats)
     return stats

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from opendrec_contracts import CertificateIssued, ReservationCreated, ReservationEnded, ReservationUpdated
-from opendrec_kit import ServiceRuntime
+from opendrec_kit import ServiceRuntime, metrics
 
 from . import api, bulk_api, files_api, handlers, internal
 from .settings import Settings
@@ -21,6 +21,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.on(CertificateIssued, handlers.on_certificate_issued)
     # organization_directory: which organizations an API user acts for, and their types
     runtime.follow_organizations()
+    runtime.measure_with(metrics.job_counts("devices", "bulk_jobs"))
     # registers staged bulk rows; uploads wake it (bulk_api), BULK_WORKER_ENABLED=false leaves it stopped
     runtime.app.state.bulk_worker = bulk_worker(runtime, settings)
     return runtime

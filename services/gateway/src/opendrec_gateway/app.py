@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from opendrec_kit import metrics
 from opendrec_kit.auth import RevocationFollower, TokenVerifier, bearer_token
 from opendrec_kit.errors import ApiError, envelope_bytes
 from opendrec_kit.telemetry import setup_logging, setup_tracing
@@ -99,6 +100,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None  # JWKS and health probes
         self.verifier: TokenVerifier  # made at startup, with the session
         self._revocations: Worker | None = None
+        self._stop_metrics: Callable[[], None] | None = None
         self._access_log = settings.access_log
         self._buffer_limit = settings.buffer_limit_bytes
         self._url_limit = settings.url_limit_bytes
@@ -154,11 +156,18 @@ class Gateway:
         if s.kafka_bootstrap_servers:
             self._revocations = RevocationFollower(s.kafka_bootstrap_servers, self.verifier).worker()
             self._revocations.start()
+        if metrics.SETTINGS.metrics_port:
+            try:  # its own port: the public one routes no /metrics
+                self._stop_metrics = metrics.serve(metrics.SETTINGS.metrics_port, s.http_host)
+            except OSError as exc:  # HTTP_WORKERS > 1: the first worker serves it (its own figures only)
+                log.warning("metrics port taken", extra={"port": metrics.SETTINGS.metrics_port, "error": str(exc)})
         # Not fatal when identity is not up yet: keys are fetched again on first use.
         await self.verifier.ensure_loaded()
         log.info("gateway started", extra={"services": self.service_urls, "jwks": self.verifier.loaded})
 
     async def shutdown(self) -> None:
+        if self._stop_metrics is not None:
+            self._stop_metrics()
         if self._revocations is not None:
             await self._revocations.stop()
         for pool in self.pools.values():
@@ -261,6 +270,7 @@ class Gateway:
 
             status = await self._forward(scope, receive, send, service, forward, content_length, request_id)
         finally:
+            metrics.record_request(method, prefix, status, time.perf_counter() - started)
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))

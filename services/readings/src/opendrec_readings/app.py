@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opendrec_kit import ServiceRuntime
+from opendrec_kit import ServiceRuntime, metrics
 
 from . import api, api_yield, services
 from .handlers import Handlers
@@ -17,6 +17,7 @@ def build(settings: Settings | None = None) -> ServiceRuntime[Settings]:
     runtime.include_router(api.router)
     runtime.include_router(api_yield.router)
     runtime.follow_organizations()
+    runtime.measure_with(metrics.job_counts("reads_import", "import_jobs"))
     Handlers(settings).subscribe(runtime)
 
     async def import_step() -> bool:

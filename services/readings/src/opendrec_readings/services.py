@@ -35,7 +35,7 @@ from opendrec_contracts import (
     ReservationCreated,
     ReservationUpdated,
 )
-from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
 from opendrec_kit.organizations import acting_organization, known_organization
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
@@ -148,6 +148,7 @@ async def _ingest(
     device = await store.get_device(conn, device_id)
     deleted = _refused_if_deleted(repr(external_id), device["deleted_at"])
     if deleted is not None:
+        metrics.reads_refused(len(reads), "device_deleted", source=source)
         return deleted
 
     fingerprint = domain.fingerprint(domain.CHARGING_SESSIONS if charging_sessions else read_type, reads)
@@ -172,6 +173,7 @@ async def _ingest(
         verdict = domain.validate_batch(read_type, facts, last, reads, now=now or datetime.now(UTC), history=history)
     if parse_errors or verdict.errors:
         errors = sorted([*parse_errors, *verdict.errors], key=lambda e: -1 if e.index is None else e.index)
+        metrics.reads_refused(len(reads), "unparseable" if parse_errors else "invalid", source=source)
         return Rejected(errors)
 
     batch_id = uuid.uuid4()
@@ -206,6 +208,7 @@ async def _ingest(
         last_at=summary.last_at,
     )
     uow.record_all(domain.ingested_events(device, read_type, batch_id, intervals, settings.read_ingested_max_reads))
+    metrics.reads_accepted(summary.count, summary.total_wh, source=source)
     return Accepted(summary, replayed=False)
 
 
@@ -826,6 +829,7 @@ async def _run_job(uow: UnitOfWork, settings: Settings, job_id: uuid.UUID) -> No
             results = await _judge_group(uow, settings, job["organization_id"], group)
             await store.save_row_results(uow.conn, job_id, results)
             await store.advance_job(uow.conn, job_id, group[-1].number, len(results), sum(r.accepted for r in results))
+        metrics.bulk_rows("reads_import", len(results))
     async with uow:
         await store.finish_job(uow.conn, job_id)
     log.info("bulk read import done", extra={"job_id": str(job_id)})

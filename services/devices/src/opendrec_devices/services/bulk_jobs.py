@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from opendrec_kit import ApiError, Principal, UnitOfWork, uploads
+from opendrec_kit import ApiError, Principal, UnitOfWork, metrics, uploads
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_or_none
 
@@ -258,4 +258,5 @@ async def process_batch(uow: UnitOfWork, batch_size: int) -> bool:
         uow.record_all(domain.registered_event(d) for d in devices)
         if len(rows) < batch_size:
             await store.finish_job(conn, job["id"])
+    metrics.bulk_rows("devices", len(rows))
     return True
