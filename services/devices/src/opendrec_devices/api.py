@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from opendrec_kit import ApiError, Principal, UoW, permission
 from opendrec_kit.auth import only_roles
@@ -81,19 +82,29 @@ async def listing(query: Filters, acting: Reading, page: Paging) -> Listing:
 Listed = Annotated[Listing, Depends(listing)]
 
 
-@router.get("/device/my")
-async def my_devices(uow: UoW, asked: Listed) -> dict[str, Any]:
+def json_answer(data: Any) -> Response:
+    """An answer of plain JSON values (str, int, float, bool, None, lists, dicts), serialized once by orjson:
+    FastAPI would walk it with jsonable_encoder first, then serialize it (a third of a listing's CPU)."""
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+@router.get("/device/my", response_class=JSONResponse)
+async def my_devices(uow: UoW, asked: Listed) -> Response:
     """The caller organization's devices (an API user's: its Developer organizations'), newest first, filtered."""
-    return await services.list_devices(
-        uow, asked.user, asked.organization_id, asked.query, asked.page, admin_default="own"
+    return json_answer(
+        await services.list_devices(
+            uow, asked.user, asked.organization_id, asked.query, asked.page, admin_default="own"
+        )
     )
 
 
-@router.get("/device", dependencies=[only_roles("Admin")])
-async def all_devices(uow: UoW, asked: Listed) -> dict[str, Any]:
+@router.get("/device", dependencies=[only_roles("Admin")], response_class=JSONResponse)
+async def all_devices(uow: UoW, asked: Listed) -> Response:
     """Every organization's devices, for admins (others: GET /api/device/my)."""
-    return await services.list_devices(
-        uow, asked.user, asked.organization_id, asked.query, asked.page, admin_default="all"
+    return json_answer(
+        await services.list_devices(
+            uow, asked.user, asked.organization_id, asked.query, asked.page, admin_default="all"
+        )
     )
 
 
