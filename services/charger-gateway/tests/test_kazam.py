@@ -1,8 +1,6 @@
 """The charger gateway against the real Kazam simulator process, a real broker and Postgres."""
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -17,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opendrec_charger_gateway import handlers, services
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.domain import Link
-from opendrec_charger_gateway.kazam import KazamClient
+from opendrec_charger_gateway.kazam import KazamAccess
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
 from opendrec_contracts import (
@@ -28,7 +26,7 @@ from opendrec_contracts import (
     envelope_for,
     topic_of,
 )
-from opendrec_devstack.net import free_port, wait_for_port
+from opendrec_devstack.net import free_port
 from opendrec_kit import Worker
 from opendrec_kit.organizations import find_organization
 from opendrec_kit.testing import (
@@ -45,28 +43,11 @@ from opendrec_kit.testing import (
 )
 from opendrec_kit.timestamps import iso
 
+from .conftest import chargers_exist_on_the_platform
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ALL = {"DEVICE_MANAGEMENT_CRUDL": "RWUD"}
-
-
-@pytest.fixture(scope="module")
-def kazam_sim(tmp_path_factory):
-    port, token = free_port(), f"sim-{uuid.uuid4().hex}"
-    log = tmp_path_factory.mktemp("kazam") / "sim.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "opendrec_devstack.kazam_sim", "--port", str(port), "--token", token],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        wait_for_port(port, timeout=30, proc=proc)
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +70,7 @@ async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
     issuer.trust_in(runtime)
     try:
         async with started(runtime) as client:
+            chargers_exist_on_the_platform(client, url, token)
             yield runtime, client, issuer
     finally:
         owners.stop()
@@ -369,10 +351,11 @@ async def test_an_unreachable_or_refusing_kazam_never_stops_the_poller(gateway, 
     url, _ = kazam_sim
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         for kazam in (
-            KazamClient(session, f"http://127.0.0.1:{free_port()}", "t", attempts=2),  # nobody listens there
-            KazamClient(session, url, "wrong-token", attempts=2),  # 401
+            KazamAccess(session, f"http://127.0.0.1:{free_port()}", platform_token="t", attempts=2),  # nobody there
+            KazamAccess(session, url, platform_token="wrong-token", attempts=2),  # 401
         ):
-            poller = KazamPoller(runtime.uow, lookback_s=60, chargers_per_request=100, kazam=kazam)
+            cipher = runtime.app.state.kazam_cipher
+            poller = KazamPoller(runtime.uow, cipher, lookback_s=60, chargers_per_request=100, kazam=kazam)
             assert await poller.step() is False  # one round, then the interval
             stats = poller.last
             assert stats["chargers"] >= 1 and stats["requests_failed"] >= 1 and stats["new_reads"] == 0

@@ -14,6 +14,8 @@ from opendrec_charger_gateway.settings import Settings
 from opendrec_contracts import DeviceRegistered, DeviceUpdated, envelope_for
 from opendrec_kit.testing import OwnerStandIn, TokenIssuer, dispatch, settings_for_test, started
 
+from .conftest import chargers_exist_on_the_platform
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ALL = {"DEVICE_MANAGEMENT_CRUDL": "RWUD"}
@@ -46,14 +48,17 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-async def gateway(postgres_url, kafka_bootstrap):
+async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
     devices = OwnerStandIn().start()
+    sim_url, sim_token = kazam_sim
     settings = settings_for_test(
         Settings,
         postgres_url,
         kafka_bootstrap,
         service_name="charger-gateway-ryw",
-        kazam_poll_seconds=3600,  # no Kazam here
+        kazam_poll_seconds=3600,  # no polls here: Kazam only proves that a charger may be linked
+        kazam_url=sim_url,
+        kazam_token=sim_token,
         identity_url=devices.url,
         devices_url=devices.url,
     )
@@ -62,6 +67,7 @@ async def gateway(postgres_url, kafka_bootstrap):
     issuer.trust_in(runtime)
     try:
         async with started(runtime) as client:
+            chargers_exist_on_the_platform(client, sim_url, sim_token)
             yield Gateway(runtime, client, issuer, devices)
     finally:
         devices.stop()

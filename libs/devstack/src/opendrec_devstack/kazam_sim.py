@@ -9,6 +9,7 @@ Kazam API (bearer token required, 401 `{"message": "unauthorized"}` otherwise):
   POST /getLatestTransaction   {device_id}  -> one transaction
   POST /getTransactionDetails  {txn_id}     -> one transaction
   POST /getDeviceState         {device_id | "*"} -> device state (a list for "*")
+  POST /getDeviceUptime        {device_id: [str], start_time (00:00 IST), end_time} -> {device_id: uptime seconds}
   GET  /getDeviceDetails       ?loc=[lat,long]&dist=km&fullAddress=bool&socket=..&parking=.. -> [charger]
 
 Simulator control (same bearer token), for demos and tests:
@@ -17,6 +18,15 @@ Simulator control (same bearer token), for demos and tests:
   POST /simulator/transactions/{txn_id}/stop  finish an ongoing txn {end_time?, total_usage?, end_reason?}
   GET  /simulator/state                       everything, including the `private` flag of each txn
   POST /simulator/reset                       forget everything
+  POST /simulator/accounts                    an organization's Kazam account {name, token}: that token sees only
+                                              the devices added with `"account": name`
+  POST /simulator/accounts/{name}/revoke      its token answers 401 from now on
+  POST /simulator/faults                      the next `count` requests to `path` (of `account`, or any) answer
+                                              `status` with {"message": message} (e.g. 500 device_timeout), or
+                                              first wait `delay_s` (a timeout for a client with a shorter limit)
+
+Tokens: `--token` is the platform token (sees every device; the only one allowed on /simulator/*); each
+account's token sees its own devices only: another's is `device_not_found` (getDeviceState) or absent.
 
 Choices where the collection is silent (documented so clients know what they test against):
 - `total_usage` and `usage_limit` are in Wh: the collection documents `usage_limit` in Wh, and its
@@ -28,6 +38,8 @@ Choices where the collection is silent (documented so clients know what they tes
 - /getTransactions selects transactions whose `start_time` lies in [start_time, end_time], newest
   first; `count.end` echoes `limit` as the collection's pagination example does. `private` absent:
   all; `false`: only public ones; `true`: only private ones. device_id/host_id/user_id combine with AND.
+- getDeviceUptime's uptime is in seconds online within [start_time, end_time] (the collection leaves the unit
+  open): the device's `uptime_ratio` (default 1) of the window; a start_time not at 00:00 IST is 400.
 - Unknown transaction: 404 `{"message": "txn_not_found"}`; device without transactions:
   404 `{"message": "no_transaction_found"}`; malformed body: 400 `{"message": ...}`.
 """
@@ -106,6 +118,28 @@ class DeviceQuery(BaseModel):
     device_id: str
 
 
+class UptimeQuery(BaseModel):
+    device_id: str | list[str]
+    start_time: int
+    end_time: int
+
+    _times = field_validator("start_time", "end_time", mode="before")(_unix)
+
+
+class AccountIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class FaultIn(BaseModel):
+    path: str = Field(description="e.g. /getTransactions")
+    status: int = Field(500, ge=200, le=599)
+    message: str = "device_timeout"
+    count: int = Field(1, ge=1, le=10_000)
+    account: str | None = Field(None, description="only requests with this account's token (default: any)")
+    delay_s: float = Field(0, ge=0, le=60, description="wait this long first (then answer the fault)")
+
+
 class TxnQuery(BaseModel):
     txn_id: str
 
@@ -132,6 +166,8 @@ class DeviceIn(BaseModel):
     segment: str = "workplace"
     subsegment: str = "corporate_office"
     device_network_type: int = 1
+    account: str | None = Field(default=None, description="the account (organization) owning it; None: the platform's")
+    uptime_ratio: float = Field(default=1.0, ge=0, le=1)
 
 
 class TransactionIn(BaseModel):
@@ -171,23 +207,68 @@ class Simulator:
         self.state_file = Path(state_file) if state_file else None
         self.devices: dict[str, dict] = {}
         self.transactions: dict[str, dict] = {}
+        self.accounts: dict[str, dict] = {}  # name -> {"token", "revoked"}
+        self.faults: list[dict] = []
         if self.state_file is not None and self.state_file.exists():
             data = json.loads(self.state_file.read_text())
             self.devices = data.get("devices", {})
             self.transactions = data.get("transactions", {})
+            self.accounts = data.get("accounts", {})
 
     def save(self) -> None:
         if self.state_file is None:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
-        tmp.write_text(json.dumps({"devices": self.devices, "transactions": self.transactions}, indent=1))
+        tmp.write_text(
+            json.dumps(
+                {"devices": self.devices, "transactions": self.transactions, "accounts": self.accounts}, indent=1
+            )
+        )
         os.replace(tmp, self.state_file)
 
     def reset(self) -> None:
         self.devices.clear()
         self.transactions.clear()
+        self.accounts.clear()
+        self.faults.clear()
         self.save()
+
+    def account_of(self, token: str) -> str | None:
+        """The account name of an account token (KazamError 401 for an unknown or revoked one)."""
+        for name, account in self.accounts.items():
+            if account["token"] == token:
+                if account["revoked"]:
+                    break
+                return name
+        raise KazamError(401, "unauthorized")
+
+    def sees(self, account: str | None, device_id: str) -> bool:
+        """The platform token (account None) sees every device; an account token its own."""
+        dev = self.devices.get(device_id)
+        return account is None or (dev is not None and dev.get("account") == account)
+
+    def take_fault(self, path: str, account: str | None) -> dict | None:
+        for fault in self.faults:
+            if fault["path"] == path and fault["account"] in (None, account):
+                fault["count"] -= 1
+                if fault["count"] <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def uptime(self, q: UptimeQuery, account: str | None) -> dict:
+        ist_midnight = (q.start_time + 19_800) % 86_400 == 0  # 00:00 IST is 18:30 UTC
+        if not ist_midnight:
+            raise KazamError(400, "start_time must be a 12am IST timestamp")
+        if q.end_time < q.start_time:
+            raise KazamError(400, "end_time_before_start_time")
+        ids = [q.device_id] if isinstance(q.device_id, str) else q.device_id
+        return {
+            d: int(self.devices[d].get("uptime_ratio", 1.0) * (q.end_time - q.start_time))
+            for d in ids
+            if d in self.devices and self.sees(account, d)
+        }
 
     def add_device(self, dev: DeviceIn) -> dict:
         record = dev.model_dump()
@@ -262,7 +343,7 @@ class Simulator:
         self.save()
         return record
 
-    def find_transactions(self, q: TransactionsQuery) -> tuple[int, list[dict]]:
+    def find_transactions(self, q: TransactionsQuery, account: str | None = None) -> tuple[int, list[dict]]:
         if q.device_id is None and q.host_id is None and q.user_id is None:
             raise KazamError(400, "device_id, host_id or user_id is required")
         device_ids = None
@@ -275,6 +356,7 @@ class Simulator:
             t
             for t in self.transactions.values()
             if (device_ids is None or t["device_id"] in device_ids)
+            and self.sees(account, t["device_id"])
             and (q.user_id is None or t["user_id"] == q.user_id)
             and q.start_time <= t["start_time"] <= q.end_time
             and (q.private is None or t["private"] == q.private)
@@ -288,9 +370,9 @@ class Simulator:
             raise KazamError(404, "no_transaction_found")
         return max(mine, key=lambda t: (t["start_time"], t["txn_id"]))
 
-    def device_state(self, device_id: str) -> dict:
+    def device_state(self, device_id: str, account: str | None = None) -> dict:
         dev = self.devices.get(device_id)
-        if dev is None:
+        if dev is None or not self.sees(account, device_id):
             raise KazamError(404, "device_not_found")
         busy = any(t["device_id"] == device_id and t["tx_status"] == TX_ONGOING for t in self.transactions.values())
         return {
@@ -372,6 +454,18 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
         if cred is None or cred.credentials != token:
             raise KazamError(401, "unauthorized")
 
+    async def account(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str | None:
+        """The caller's account (None: the platform token); then a fault set for this path, if any."""
+        if cred is None:
+            raise KazamError(401, "unauthorized")
+        name = None if cred.credentials == token else sim.account_of(cred.credentials)
+        fault = sim.take_fault(request.url.path, name)
+        if fault is not None:
+            if fault["delay_s"]:
+                await asyncio.sleep(fault["delay_s"])
+            raise KazamError(fault["status"], fault["message"])
+        return name
+
     @app.exception_handler(KazamError)
     async def _kazam_error(request: Request, exc: KazamError):
         return JSONResponse(exc.body(), status_code=exc.status)
@@ -390,10 +484,10 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
 
     auth = [Depends(authorized)]
 
-    @app.post("/getTransactions", dependencies=auth)
-    async def get_transactions(request: Request):
+    @app.post("/getTransactions")
+    async def get_transactions(request: Request, who: str | None = Depends(account)):
         q = await body(request, TransactionsQuery)
-        total, page = sim.find_transactions(q)
+        total, page = sim.find_transactions(q, who)
         return {
             "count": {"start": q.offset, "end": q.limit, "total": total},
             "transactions": [kazam_view(t) for t in page],
@@ -412,12 +506,38 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
             raise KazamError(404, "txn_not_found")
         return kazam_view(record)
 
-    @app.post("/getDeviceState", dependencies=auth)
-    async def get_device_state(request: Request):
+    @app.post("/getDeviceState")
+    async def get_device_state(request: Request, who: str | None = Depends(account)):
         q = await body(request, DeviceQuery)
         if q.device_id == "*":
-            return [sim.device_state(d) for d in sorted(sim.devices)]
-        return sim.device_state(q.device_id)
+            return [sim.device_state(d, who) for d in sorted(sim.devices) if sim.sees(who, d)]
+        return sim.device_state(q.device_id, who)
+
+    @app.post("/getDeviceUptime")
+    async def get_device_uptime(request: Request, who: str | None = Depends(account)):
+        return sim.uptime(await body(request, UptimeQuery), who)
+
+    @app.post("/simulator/accounts", dependencies=auth, status_code=201)
+    async def add_account(acc: AccountIn):
+        async with lock:
+            sim.accounts[acc.name] = {"token": acc.token, "revoked": False}
+            sim.save()
+        return {"name": acc.name}
+
+    @app.post("/simulator/accounts/{name}/revoke", dependencies=auth)
+    async def revoke_account(name: str):
+        async with lock:
+            if name not in sim.accounts:
+                raise KazamError(404, "account_not_found")
+            sim.accounts[name]["revoked"] = True
+            sim.save()
+        return {"name": name, "revoked": True}
+
+    @app.post("/simulator/faults", dependencies=auth, status_code=201)
+    async def add_fault(fault: FaultIn):
+        async with lock:
+            sim.faults.append(fault.model_dump())
+        return fault.model_dump()
 
     @app.get("/getDeviceDetails", dependencies=auth)
     async def get_device_details(

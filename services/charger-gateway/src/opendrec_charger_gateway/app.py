@@ -2,11 +2,12 @@ from pathlib import Path
 
 import aiohttp
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadRejected
 from opendrec_kit import ServiceRuntime
 
 from . import api, handlers
-from .kazam import KazamClient
+from .credentials import TokenCipher
+from .kazam import KazamAccess
 from .poller import KazamPoller
 from .settings import Settings
 
@@ -19,13 +20,17 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceUpdated, handlers.on_device_updated)
     runtime.on(DeviceDeleted, handlers.on_device_deleted)
+    runtime.on(ReadRejected, handlers.on_read_rejected)
     # organization_directory: the Developer organizations an API user links chargers for
     runtime.follow_organizations()
 
     # The kazam-poller worker: one poll round a step; its client (one HTTP session for the life of the
     # process, for connection reuse; every request bounded in time) opens at startup, before workers start.
+    cipher = TokenCipher(settings.kazam_credentials_keys)
+    runtime.app.state.kazam_cipher = cipher
     poller = KazamPoller(
         runtime.uow,
+        cipher,
         lookback_s=settings.kazam_lookback_seconds,
         chargers_per_request=settings.kazam_chargers_per_request,
     )
@@ -35,12 +40,16 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     async def open_kazam(rt: ServiceRuntime) -> None:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.kazam_timeout_seconds))
         rt.app.state.kazam_session = session
-        poller.kazam = KazamClient(
+        # The platform token serves organizations without credentials of their own in dev and test only.
+        platform_token = settings.kazam_token if settings.environment in ("dev", "test") else None
+        poller.kazam = rt.app.state.kazam = KazamAccess(
             session,
             settings.kazam_url,
-            settings.kazam_token,
+            platform_token=platform_token or None,
             page_size=settings.kazam_page_size,
             attempts=settings.kazam_attempts,
+            breaker_failures=settings.kazam_breaker_failures,
+            breaker_cooldown_s=settings.kazam_breaker_cooldown_seconds,
         )
 
     async def close_kazam(rt: ServiceRuntime) -> None:

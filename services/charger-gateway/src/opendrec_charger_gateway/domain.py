@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -90,13 +90,20 @@ def _utc(seconds: int) -> datetime:
 
 
 def read_for(txn: Mapping[str, Any], link: Link) -> ReadSubmitted:
-    """One finished transaction as one Delta read of the linked device."""
+    """One finished transaction as one interval read (a charging session) of the linked device."""
     txn_id = str(txn["txn_id"])
     start, end = unix(txn.get("start_time")), unix(txn.get("end_time"))
     if start is None or end is None:
         raise InvalidTransaction("start_time or end_time is missing")
     if end < start:
         raise InvalidTransaction(f"end_time {end} is before start_time {start}")
+    if end == start:
+        raise InvalidTransaction(f"end_time {end} is start_time: a session of no duration")
+    wh = usage_wh(txn.get("total_usage"))
+    if wh == 0:
+        raise InvalidTransaction(f"no energy delivered (total_usage {txn.get('total_usage')!r} Wh is 0 in whole Wh)")
+    # A charging session: an interval read over exactly [start_time, end_time] (not from the previous read's end),
+    # judged by readings as a charger (rated power x duration).
     return ReadSubmitted(
         submission_id=f"{SOURCE}:{txn_id}",
         device_id=link.device_id,
@@ -104,7 +111,8 @@ def read_for(txn: Mapping[str, Any], link: Link) -> ReadSubmitted:
         organization_id=link.organization_id,
         read_type="Delta",
         source=SOURCE,
-        reads=[MeterRead(start=_utc(start), end=_utc(end), value_wh=usage_wh(txn.get("total_usage")))],
+        reads=[MeterRead(start=_utc(start), end=_utc(end), value_wh=wh)],
+        charging_sessions=True,
     )
 
 
@@ -186,3 +194,98 @@ def plan(transactions: Iterable[Mapping[str, Any]], links: Mapping[str, Link], w
         )
     outcome.cursors = {cid: next_cursor(window_end, ongoing[cid]) for cid in links}
     return outcome
+
+
+# ---------------------------------------------------------------- charger state and uptime
+
+# The collection's getDeviceState description: Kazam device states (charge_state) of Kazam-protocol chargers,
+# and the OCPP connector states of OCPP chargers on Kazam's CMS.
+KAZAM_CHARGE_STATES = {
+    0: "idle",
+    1: "disabled",
+    2: "busy",
+    3: "tampered",
+    5: "booting",
+    6: "paused",
+    8: "earth fault",
+    10: "updating firmware",
+    11: "emergency switch",
+    12: "no mains",
+}
+OCPP_CHARGE_STATES = {
+    0: "available",
+    1: "unavailable",
+    2: "charging",
+    3: "faulted",
+    4: "reserved",
+    9: "preparing",
+    13: "finishing",
+}
+
+
+def charge_state_name(protocol: Any, code: Any) -> str:
+    """The collection's word for a charge_state code ("unknown (7)" for a code it does not list)."""
+    table = OCPP_CHARGE_STATES if str(protocol).lower() == "ocpp" else KAZAM_CHARGE_STATES
+    number = unix(code)
+    return table.get(number, f"unknown ({code})") if number is not None else "unknown"
+
+
+def availability(state: Mapping[str, Any]) -> str:
+    """The collection's single-connector display rule: Available, Busy or Not Available."""
+    protocol = str(state.get("protocol", "kazam")).lower()
+    code = unix(state.get("charge_state"))
+    online = bool(state.get("network"))
+    if protocol == "ocpp":
+        if not online:
+            return "Not Available"
+        return {0: "Available", 2: "Busy", 9: "Busy", 13: "Busy"}.get(code if code is not None else -1, "Not Available")
+    if code == 0:
+        return "Available" if online else "Available via Bluetooth"
+    if code == 2:
+        return "Busy"
+    return "Not Available"
+
+
+IST = timezone(timedelta(hours=5, minutes=30))  # Kazam's uptime days start at 00:00 IST
+MAX_UPTIME_DAYS = 366
+
+
+def ist_day_window(first: date, last: date) -> tuple[int, int]:
+    """getDeviceUptime's [start_time, end_time] for the IST days first..last: 00:00 IST of `first` to 00:00 IST of
+    the day after `last`, in unix seconds."""
+    if last < first:
+        raise ValueError("to must not be before from")
+    if (last - first).days >= MAX_UPTIME_DAYS:
+        raise ValueError(f"at most {MAX_UPTIME_DAYS} days at a time")
+    start = datetime.combine(first, time(0), IST)
+    end = datetime.combine(last + timedelta(days=1), time(0), IST)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+# ---------------------------------------------------------------- circuit breaker
+
+
+@dataclass
+class Breaker:
+    """Per Kazam account: after `failures` failed requests in a row it opens and the account is left alone for
+    `cooldown_s`; then one round tries it again (half-open): a success closes it, a failure opens it again."""
+
+    failures: int
+    cooldown_s: float
+    failed: int = 0
+    open_until: float = 0.0
+
+    def allows(self, now: float) -> bool:
+        return now >= self.open_until
+
+    def succeeded(self) -> None:
+        self.failed, self.open_until = 0, 0.0
+
+    def failed_at(self, now: float) -> None:
+        self.failed += 1
+        if self.failed >= self.failures:
+            self.open_until = now + self.cooldown_s
+
+    @property
+    def state(self) -> str:
+        return "closed" if self.failed < self.failures else "open"

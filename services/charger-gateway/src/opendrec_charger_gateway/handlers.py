@@ -1,6 +1,6 @@
 """Event adapter: the device read model (what externalId may be linked), through the use cases."""
 
-from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadRejected
 from opendrec_kit import EventContext
 
 from . import services
@@ -18,3 +18,8 @@ async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:
 
 async def on_device_deleted(event: DeviceDeleted, ctx: EventContext) -> None:
     await services.delete_device(ctx, event.device_id, ctx.envelope.occurred_at)
+
+
+async def on_read_rejected(event: ReadRejected, ctx: EventContext) -> None:
+    # Readings refused the read of a Kazam transaction: kept with it (GET /api/charger/{id}/transactions).
+    await services.read_refused(ctx, event)

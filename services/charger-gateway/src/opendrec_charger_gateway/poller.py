@@ -1,6 +1,7 @@
 """The kazam-poller worker: every KAZAM_POLL_SECONDS, finished transactions of linked chargers become reads.
 
-Its step is one poll round (`services.poll_kazam`): per request group, ask Kazam, then in ONE unit of work
+Its step is one poll round (`services.poll_kazam`), each organization's chargers with its own Kazam credentials:
+per request group, ask Kazam, then in ONE unit of work
 lock the links, record the new transactions (unique txn_id), record their `read.submitted` events and
 advance the cursors. A transaction seen again is already recorded and produces nothing. Kazam being
 unreachable costs one group one round: it is logged and asked again on the next round. Any other failure
@@ -14,19 +15,22 @@ from collections.abc import Callable
 from opendrec_kit import UnitOfWork
 
 from . import services
-from .kazam import KazamClient
+from .credentials import TokenCipher
+from .kazam import KazamAccess
 
 
 class KazamPoller:
     def __init__(
         self,
         uow: Callable[[], UnitOfWork],
+        cipher: TokenCipher,
         *,
         lookback_s: int,
         chargers_per_request: int,
-        kazam: KazamClient | None = None,
+        kazam: KazamAccess | None = None,
     ) -> None:
         self.uow = uow
+        self.cipher = cipher
         self.kazam = kazam  # set at startup when the service opens its HTTP session
         self.lookback_s = lookback_s
         self.chargers_per_request = chargers_per_request
@@ -36,7 +40,13 @@ class KazamPoller:
         """One poll round; the next one waits for the interval (never more work right now)."""
         if self.kazam is None:
             raise RuntimeError("no Kazam client yet: it is opened at startup")
+        # Tokens still under an older key are re-encrypted with the current one (key rotation), then the poll.
+        await services.rotate_credentials(self.uow(), self.cipher)
         self.last = await services.poll_kazam(
-            self.uow(), self.kazam, lookback_s=self.lookback_s, chargers_per_request=self.chargers_per_request
+            self.uow(),
+            self.kazam,
+            self.cipher,
+            lookback_s=self.lookback_s,
+            chargers_per_request=self.chargers_per_request,
         )
         return False

@@ -7,15 +7,17 @@ use cases join) and the kazam-poller worker (`poller.py`).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from datetime import UTC, datetime
+from collections import defaultdict
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
 import asyncpg
 
-from opendrec_contracts import DeviceRegistered, DeviceUpdated
+from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReadRejected
 from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, visible_organizations
 from opendrec_kit.owners import OwnerServices
@@ -23,7 +25,8 @@ from opendrec_kit.paging import Page
 from opendrec_kit.timestamps import iso
 
 from . import domain, store
-from .kazam import KazamClient, KazamError
+from .credentials import TokenCipher, UnreadableToken
+from .kazam import KazamAccess, KazamClient, KazamError, KazamNotFound, KazamUnauthorized, KazamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +58,25 @@ async def _reachable(conn: asyncpg.Connection, user: Principal, organization_id:
 async def link_charger(
     uow: UnitOfWork,
     owners: OwnerServices,
+    access: KazamAccess,
+    cipher: TokenCipher,
     user: Principal,
     charger_id: str,
     external_id: str,
     organization_id: int | None,
 ) -> dict[str, Any]:
-    """Link a Kazam charger to a device of the acting Developer organization (409 when the charger is linked).
-    A device not known here yet (registered a moment ago, device.registered on its way) is asked of devices once,
+    """Link a Kazam charger to a device of the acting Developer organization (409 when the charger is linked), if
+    that organization's own Kazam credentials see it (`_prove_ownership`). A device not known here yet (registered a moment ago, device.registered on its way) is asked of devices once,
     outside any transaction, on the caller's behalf; a known one costs nothing more."""
     if user.role == ADMIN and organization_id in (None, user.organization_id):
         raise ApiError(
             400, "organizationId is required: an admin links chargers for the Developer organization it names"
         )
+    # Proof of ownership: the acting organization's own Kazam credentials must see the charger.
+    async with uow.reading() as r:
+        acting = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
+        account = await store.get_account(r.conn, acting)
+    await _prove_ownership(uow, access, cipher, acting, account, charger_id)
     async with uow:
         acting, row = await _link(uow, user, charger_id, external_id, organization_id)
     if row is None:
@@ -78,6 +88,64 @@ async def link_charger(
         # Unknown here and to devices, or another organization's: the same answer, so existence is not disclosed.
         raise ApiError(404, f"No device with externalId {external_id!r} in organization {acting}")
     return link_answer(row)
+
+
+async def _prove_ownership(
+    uow: UnitOfWork,
+    access: KazamAccess,
+    cipher: TokenCipher,
+    organization_id: int,
+    account: asyncpg.Record | None,
+    charger_id: str,
+) -> None:
+    """The organization's Kazam account must answer /getDeviceState for the charger (asked outside any
+    transaction): another organization's charger is refused (403), as is an organization without working
+    credentials (409: register them first)."""
+    client, account = _client_for(access, cipher, organization_id, account)
+    if client is None:
+        raise ApiError(
+            409,
+            f"Organization {organization_id} has no working Kazam credentials: register them with "
+            "PUT /api/charger/kazam/credentials before linking chargers",
+        )
+    try:
+        await client.device_state(charger_id)
+    except KazamNotFound:
+        raise ApiError(403, f"Your organization's Kazam account does not see charger {charger_id!r}") from None
+    except KazamUnauthorized as exc:
+        if account is not None:
+            await _needs_credentials(uow, organization_id, account["token_encrypted"], str(exc))
+        raise ApiError(409, "Kazam refused your organization's credentials (401): register new ones") from None
+    except KazamError as exc:
+        access.count_error(exc.kind)
+        raise ApiError(503, f"Kazam could not confirm charger {charger_id!r} now: {exc}") from None
+
+
+def _client_for(
+    access: KazamAccess, cipher: TokenCipher, organization_id: int, account: asyncpg.Record | None
+) -> tuple[KazamClient | None, asyncpg.Record | None]:
+    """The Kazam client of the organization's own account; the platform token (dev and test only) when it
+    registered none; None when its account needs new credentials or none is usable."""
+    if account is None:
+        return (access.client(None, access.platform_token) if access.platform_token else None), None
+    if account["status"] != "active":
+        return None, account
+    try:
+        token = cipher.decrypt(account["token_encrypted"])
+    except UnreadableToken:
+        log.error("kazam token of an organization cannot be decrypted", extra={"organization_id": organization_id})
+        return None, account
+    return access.client(account["base_url"], token), account
+
+
+async def _needs_credentials(uow: UnitOfWork, organization_id: int, token_encrypted: bytes, reason: str) -> None:
+    async with uow:
+        marked = await store.mark_needs_credentials(uow.conn, organization_id, token_encrypted, reason)
+    if marked:
+        log.warning(
+            "kazam refused an organization's credentials: its chargers are not polled until new ones are registered",
+            extra={"organization_id": organization_id, "reason": reason},
+        )
 
 
 async def _link(
@@ -155,33 +223,89 @@ async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -
 
 
 async def poll_kazam(
-    uow: UnitOfWork, kazam: KazamClient, *, lookback_s: int, chargers_per_request: int
+    uow: UnitOfWork, access: KazamAccess, cipher: TokenCipher, *, lookback_s: int, chargers_per_request: int
 ) -> dict[str, int]:
-    """One poll of every linked charger: per request group, ask Kazam (outside any transaction: a slow Kazam
-    holds no lock), then record the outcome in one transaction (`record_transactions`). Kazam unreachable or
-    refusing costs that group this round only (logged). Returns the round's counts."""
+    """One poll of every linked charger, each organization's with its own Kazam credentials: per request group,
+    ask Kazam (outside any transaction: a slow Kazam holds no lock), then record the outcome in one transaction
+    (`record_transactions`). An account refused with 401 is marked as needing credentials and its links are not
+    polled until new ones are registered; an account whose breaker is open waits for its cool-down; a failing
+    request costs that group this round only. Returns the round's counts."""
     now = int(time.time())
     async with uow.reading() as r:
         links = await store.all_links(r.conn)
-    stats = {"chargers": len(links), "requests_failed": 0, "transactions_seen": 0, "new_reads": 0, "skipped": 0}
-    for cursor, group in domain.group_by_cursor(links, chargers_per_request):
-        start, end = domain.query_window(cursor, now, lookback_s)
-        try:
-            transactions = await kazam.transactions([link.charger_id for link in group], start, end)
-        except KazamError as exc:
-            stats["requests_failed"] += 1
-            log.warning(
-                "kazam unreachable or refusing; retrying next poll", extra={"chargers": len(group), "error": str(exc)}
-            )
+        accounts = {
+            a["organization_id"]: a
+            for a in await store.accounts_of(r.conn, list({link.organization_id for link in links}))
+        }
+    stats = {
+        "chargers": len(links),
+        "requests_failed": 0,
+        "transactions_seen": 0,
+        "new_reads": 0,
+        "skipped": 0,
+        "without_credentials": 0,
+        "breaker_open": 0,
+    }
+    by_organization: dict[int, list[domain.Link]] = defaultdict(list)
+    for link in links:
+        by_organization[link.organization_id].append(link)
+    for organization_id, own in sorted(by_organization.items()):
+        client, account = _client_for(access, cipher, organization_id, accounts.get(organization_id))
+        if client is None:
+            stats["without_credentials"] += len(own)
             continue
-        stats["transactions_seen"] += len(transactions)
-        new, skipped = await record_transactions(uow, group, transactions, end)
-        stats["new_reads"] += new
-        stats["skipped"] += skipped
+        breaker = access.breaker(organization_id if account is not None else None)
+        for cursor, group in domain.group_by_cursor(own, chargers_per_request):
+            if not breaker.allows(time.monotonic()):
+                stats["breaker_open"] += len(group)
+                continue
+            start, end = domain.query_window(cursor, now, lookback_s)
+            try:
+                transactions = await client.transactions([link.charger_id for link in group], start, end)
+            except KazamUnauthorized as exc:
+                access.count_error(exc.kind)
+                stats["requests_failed"] += 1
+                if account is not None:
+                    await _needs_credentials(uow, organization_id, account["token_encrypted"], str(exc))
+                    break  # the account's other groups would be refused as well
+                log.warning("kazam refused the platform token", extra={"error": str(exc)})
+                continue
+            except KazamError as exc:
+                access.count_error(exc.kind)
+                if isinstance(exc, KazamUnavailable):
+                    breaker.failed_at(time.monotonic())
+                stats["requests_failed"] += 1
+                log.warning(
+                    "kazam unreachable or refusing; retrying next poll",
+                    extra={"organization_id": organization_id, "chargers": len(group), "error": str(exc)},
+                )
+                continue
+            breaker.succeeded()
+            stats["transactions_seen"] += len(transactions)
+            new, skipped = await record_transactions(uow, group, transactions, end)
+            stats["new_reads"] += new
+            stats["skipped"] += skipped
+    access.last_poll_at, access.last_poll_unix = time.monotonic(), time.time()
     metrics.charger_poll("kazam", stats)
     if links:
         log.info("kazam poll", extra=stats)
     return stats
+
+
+async def rotate_credentials(uow: UnitOfWork, cipher: TokenCipher, limit: int = 100) -> int:
+    """Re-encrypt tokens stored under an older key with the first one (key rotation); returns how many."""
+    async with uow:
+        rows = await store.accounts_to_rotate(uow.conn, cipher.current, limit)
+        done = 0
+        for row in rows:
+            try:
+                new, key = cipher.rotate(row["token_encrypted"])
+            except UnreadableToken:
+                log.error("kazam token under a removed key", extra={"organization_id": row["organization_id"]})
+                continue
+            await store.set_encrypted_token(uow.conn, row["organization_id"], row["token_encrypted"], new, key)
+            done += 1
+    return done
 
 
 async def record_transactions(
@@ -208,3 +332,187 @@ async def record_transactions(
     for r in skipped:
         log.warning("kazam transaction skipped", extra={"txn_id": r[0], "charger_id": r[1], "reason": r[7]})
     return len(reads), len(skipped)
+
+
+async def read_refused(uow: UnitOfWork, event: ReadRejected) -> bool:
+    """Readings refused the read of a Kazam transaction: kept with the transaction, for GET .../transactions."""
+    if event.source != domain.SOURCE or not event.submission_id.startswith(f"{domain.SOURCE}:"):
+        return False
+    reasons = json.dumps([{"index": r.index, "reason": r.reason} for r in event.reasons])
+    async with uow:
+        return await store.mark_refused(uow.conn, event.submission_id.removeprefix(f"{domain.SOURCE}:"), reasons)
+
+
+# ---------------------------------------------------------------- Kazam credentials of an organization
+
+
+def account_answer(row: asyncpg.Record) -> dict[str, Any]:
+    """Never the token."""
+    return {
+        "organizationId": row["organization_id"],
+        "baseUrl": row["base_url"],
+        "status": row["status"],
+        "statusReason": row["status_reason"],
+        "registeredAt": iso(row["registered_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+async def register_credentials(
+    uow: UnitOfWork, cipher: TokenCipher, user: Principal, organization_id: int | None, token: str, base_url: str | None
+) -> dict[str, Any]:
+    """Register (or replace) the acting Developer organization's Kazam credentials, encrypted at rest; an account
+    that needed new credentials is active again and its links are polled from the next round."""
+    encrypted, key = cipher.encrypt(token)
+    async with uow:
+        acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
+        row = await store.upsert_account(uow.conn, acting, base_url, encrypted, key, user.user_id)
+    return account_answer(row)
+
+
+async def credentials(uow: UnitOfWork, user: Principal, organization_id: int | None) -> dict[str, Any]:
+    async with uow.reading() as r:
+        acting = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
+        row = await store.get_account(r.conn, acting)
+    if row is None:
+        raise ApiError(404, f"Organization {acting} has registered no Kazam credentials")
+    return account_answer(row)
+
+
+async def delete_credentials(uow: UnitOfWork, user: Principal, organization_id: int | None) -> None:
+    async with uow:
+        acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
+        deleted = await store.delete_account(uow.conn, acting)
+    if not deleted:
+        raise ApiError(404, f"Organization {acting} has registered no Kazam credentials")
+
+
+# ---------------------------------------------------------------- a linked charger: state, uptime, transactions
+
+
+async def _linked_client(
+    uow: UnitOfWork,
+    access: KazamAccess,
+    cipher: TokenCipher,
+    user: Principal,
+    charger_id: str,
+    organization_id: int | None,
+) -> tuple[asyncpg.Record, KazamClient]:
+    async with uow.reading() as r:
+        scope = await _reachable(r.conn, user, organization_id)
+        link = await store.find_link(r.conn, charger_id, scope)
+        if link is None:
+            raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
+        account = await store.get_account(r.conn, link["organization_id"])
+    client, _ = _client_for(access, cipher, link["organization_id"], account)
+    if client is None:
+        raise ApiError(409, f"Organization {link['organization_id']} needs to register working Kazam credentials")
+    return link, client
+
+
+async def _ask(
+    uow: UnitOfWork, access: KazamAccess, organization_id: int, account_token: bytes | None, call: Any
+) -> Any:
+    try:
+        return await call
+    except KazamUnauthorized as exc:
+        access.count_error(exc.kind)
+        if account_token is not None:
+            await _needs_credentials(uow, organization_id, account_token, str(exc))
+        raise ApiError(409, "Kazam refused the organization's credentials (401): register new ones") from None
+    except KazamNotFound:
+        raise ApiError(404, "Kazam no longer knows this charger for the organization's account") from None
+    except KazamError as exc:
+        access.count_error(exc.kind)
+        raise ApiError(503, f"Kazam is not answering now: {exc}") from None
+
+
+async def charger_state(
+    uow: UnitOfWork,
+    access: KazamAccess,
+    cipher: TokenCipher,
+    user: Principal,
+    charger_id: str,
+    organization_id: int | None,
+) -> dict[str, Any]:
+    """Kazam's device state of a linked charger, its charge_state code with the collection's words."""
+    link, client = await _linked_client(uow, access, cipher, user, charger_id, organization_id)
+    token = await _account_token(uow, link["organization_id"])
+    state = await _ask(uow, access, link["organization_id"], token, client.device_state(charger_id))
+    seen = domain.unix(state.get("timestamp"))
+    return {
+        "chargerId": charger_id,
+        "externalId": link["external_id"],
+        "chargeState": state.get("charge_state"),
+        "chargeStateName": domain.charge_state_name(state.get("protocol"), state.get("charge_state")),
+        "availability": domain.availability(state),
+        "online": bool(state.get("network")),
+        "protocol": state.get("protocol"),
+        "timestamp": iso(datetime.fromtimestamp(seen, UTC)) if seen is not None else None,
+        "kazam": state,
+    }
+
+
+async def charger_uptime(
+    uow: UnitOfWork,
+    access: KazamAccess,
+    cipher: TokenCipher,
+    user: Principal,
+    charger_id: str,
+    organization_id: int | None,
+    first: date,
+    last: date,
+) -> dict[str, Any]:
+    """Kazam's uptime of a linked charger over whole IST days (getDeviceUptime starts at 00:00 IST)."""
+    try:
+        start, end = domain.ist_day_window(first, last)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    link, client = await _linked_client(uow, access, cipher, user, charger_id, organization_id)
+    token = await _account_token(uow, link["organization_id"])
+    answer = await _ask(uow, access, link["organization_id"], token, client.device_uptime([charger_id], start, end))
+    return {
+        "chargerId": charger_id,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "startTime": start,
+        "endTime": end,
+        "timezone": "Asia/Kolkata",
+        "uptime": answer.get(charger_id),
+    }
+
+
+async def _account_token(uow: UnitOfWork, organization_id: int) -> bytes | None:
+    async with uow.reading() as r:
+        account = await store.get_account(r.conn, organization_id)
+    return None if account is None else account["token_encrypted"]
+
+
+async def charger_transactions(
+    uow: UnitOfWork, user: Principal, charger_id: str, organization_id: int | None, page: Page
+) -> tuple[list[dict[str, Any]], int]:
+    """What became of each Kazam transaction of a linked charger: submitted as a read (and refused by readings,
+    with its reasons, if so), or skipped and why; newest first."""
+    async with uow.reading() as r:
+        scope = await _reachable(r.conn, user, organization_id)
+        if await store.find_link(r.conn, charger_id, scope) is None:
+            raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
+        rows = await store.list_transactions(r.conn, charger_id, page.limit, page.offset)
+        total = await store.count_charger_transactions(r.conn, charger_id)
+    return [_transaction_answer(row) for row in rows], total
+
+
+def _transaction_answer(row: asyncpg.Record) -> dict[str, Any]:
+    refused = row["refused_reasons"]
+    outcome = "refused" if refused is not None else ("read" if row["outcome"] == "submitted" else "skipped")
+    return {
+        "txnId": row["txn_id"],
+        "deviceId": row["device_id"],
+        "startTime": iso(row["start_time"]) if row["start_time"] else None,
+        "endTime": iso(row["end_time"]) if row["end_time"] else None,
+        "valueWh": row["value_wh"],
+        "outcome": outcome,
+        "reason": row["reason"],
+        "refusedReasons": json.loads(refused) if isinstance(refused, str) else refused,
+        "recordedAt": iso(row["recorded_at"]),
+    }

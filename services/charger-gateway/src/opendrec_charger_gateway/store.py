@@ -176,3 +176,128 @@ async def record_transactions(conn: asyncpg.Connection, records: list[tuple]) ->
 
 async def count_transactions(conn: asyncpg.Connection, outcome: str) -> int:
     return await conn.fetchval("SELECT count(*) FROM kazam_transactions WHERE outcome = $1", outcome)
+
+
+async def count_transactions_since(conn: asyncpg.Connection, seconds: float) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM kazam_transactions WHERE recorded_at > now() - make_interval(secs => $1)", seconds
+    )
+
+
+async def list_transactions(conn: asyncpg.Connection, charger_id: str, limit: int, offset: int) -> list[asyncpg.Record]:
+    """One page of the charger's recorded transactions, newest start first."""
+    return await conn.fetch(
+        "SELECT txn_id, device_id, start_time, end_time, value_wh, outcome, reason, recorded_at, refused_reasons, "
+        "refused_at FROM kazam_transactions WHERE charger_id = $1 "
+        "ORDER BY start_time DESC NULLS LAST, txn_id LIMIT $2 OFFSET $3",
+        charger_id,
+        limit,
+        offset,
+    )
+
+
+async def count_charger_transactions(conn: asyncpg.Connection, charger_id: str) -> int:
+    return await conn.fetchval("SELECT count(*) FROM kazam_transactions WHERE charger_id = $1", charger_id)
+
+
+async def mark_refused(conn: asyncpg.Connection, txn_id: str, reasons: str) -> bool:
+    """Readings refused the read of a submitted transaction (`reasons`: JSON text). False: not ours."""
+    status = await conn.execute(
+        "UPDATE kazam_transactions SET refused_reasons = $2::jsonb, refused_at = now() "
+        "WHERE txn_id = $1 AND outcome = 'submitted'",
+        txn_id,
+        reasons,
+    )
+    return status != "UPDATE 0"
+
+
+# ---------------------------------------------------------------- Kazam accounts (per organization)
+
+_ACCOUNT_COLUMNS = (
+    "organization_id, base_url, token_encrypted, key_id, status, status_reason, status_at, registered_at, updated_at"
+)
+
+
+async def upsert_account(
+    conn: asyncpg.Connection,
+    organization_id: int,
+    base_url: str | None,
+    token_encrypted: bytes,
+    key_id: str,
+    registered_by: int,
+) -> asyncpg.Record:
+    """Register or replace the organization's Kazam credentials; the account is active again."""
+    return await conn.fetchrow(
+        "INSERT INTO kazam_accounts (organization_id, base_url, token_encrypted, key_id, registered_by) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization_id) DO UPDATE SET base_url = EXCLUDED.base_url, "
+        "token_encrypted = EXCLUDED.token_encrypted, key_id = EXCLUDED.key_id, registered_by = EXCLUDED.registered_by, "
+        "status = 'active', status_reason = NULL, status_at = now(), updated_at = now() "
+        f"RETURNING {_ACCOUNT_COLUMNS}",
+        organization_id,
+        base_url,
+        token_encrypted,
+        key_id,
+        registered_by,
+    )
+
+
+async def get_account(conn: asyncpg.Connection, organization_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM kazam_accounts WHERE organization_id = $1", organization_id
+    )
+
+
+async def accounts_of(conn: asyncpg.Connection, organization_ids: list[int]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM kazam_accounts WHERE organization_id = ANY($1::bigint[])", organization_ids
+    )
+
+
+async def delete_account(conn: asyncpg.Connection, organization_id: int) -> bool:
+    status = await conn.execute("DELETE FROM kazam_accounts WHERE organization_id = $1", organization_id)
+    return status != "DELETE 0"
+
+
+async def mark_needs_credentials(
+    conn: asyncpg.Connection, organization_id: int, token_encrypted: bytes, reason: str
+) -> bool:
+    """Kazam refused this token (401): the account needs new credentials. Only if the token is still the one
+    that was refused (credentials registered meanwhile stay active)."""
+    status = await conn.execute(
+        "UPDATE kazam_accounts SET status = 'needs_credentials', status_reason = $3, status_at = now() "
+        "WHERE organization_id = $1 AND token_encrypted = $2 AND status = 'active'",
+        organization_id,
+        token_encrypted,
+        reason,
+    )
+    return status != "UPDATE 0"
+
+
+async def accounts_to_rotate(conn: asyncpg.Connection, key_id: str, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT organization_id, token_encrypted FROM kazam_accounts WHERE key_id <> $1 LIMIT $2", key_id, limit
+    )
+
+
+async def set_encrypted_token(
+    conn: asyncpg.Connection, organization_id: int, old: bytes, new: bytes, key_id: str
+) -> None:
+    await conn.execute(
+        "UPDATE kazam_accounts SET token_encrypted = $3, key_id = $4 WHERE organization_id = $1 AND token_encrypted = $2",
+        organization_id,
+        old,
+        new,
+        key_id,
+    )
+
+
+async def find_link(
+    conn: asyncpg.Connection, charger_id: str, organization_ids: list[int] | None
+) -> asyncpg.Record | None:
+    """The charger's link if it is in one of these organizations (any when None)."""
+    return await conn.fetchrow(
+        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
+        "WHERE l.charger_id = $1 AND ($2::bigint[] IS NULL OR l.organization_id = ANY($2))",
+        charger_id,
+        organization_ids,
+    )
