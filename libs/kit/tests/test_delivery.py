@@ -238,6 +238,30 @@ async def _async(value):
     return value
 
 
+async def test_a_revoked_token_stays_refused_after_a_restart(service, kafka_bootstrap):
+    """Revocations live in each process's memory, rebuilt at start from token.revoked read from its beginning (the
+    identity outbox keeps them at least as long as a token lives, to publish again to a broker that lost them)."""
+    from datetime import timedelta
+
+    from opendrec_contracts import AccessTokenRevoked
+    from opendrec_kit.testing import TokenIssuer
+
+    runtime, _client = service
+    issuer = TokenIssuer()
+    token = issuer.token(user_id=78)
+    jti = __import__("jwt").decode(token, options={"verify_signature": False})["jti"]
+    await publish_events(
+        kafka_bootstrap,
+        [AccessTokenRevoked(token_id=jti, user_id=78, expires_at=datetime.now(UTC) + timedelta(minutes=15))],
+    )
+    restarted = build(runtime.settings)  # the same service, started again after the logout
+    issuer.trust_in(restarted)
+    async with started(restarted):
+        verifier = restarted.app.state.token_verifier
+        with pytest.raises(Exception, match="revoked"):  # from its first request on
+            await verifier.verify(token)
+
+
 async def test_replicas_starting_at_once_prepare_one_database_without_failing(postgres_url, kafka_bootstrap):
     # HTTP_WORKERS or several replicas: each one creates its database if missing and migrates it.
     settings = settings_for_test(ServiceSettings, postgres_url, kafka_bootstrap, service_name="sample")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import aiohttp
 import jwt
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -311,6 +311,32 @@ class RevocationFollower:
             for record in records:
                 self.apply(record.value, record.offset)
         return bool(batches)
+
+    async def catch_up(self, timeout_s: float = 30.0) -> int:
+        """Read every revocation already on the topic, before the process serves: a process started after a logout
+        must refuse that token from its first request. Returns how many messages were read; raises TimeoutError
+        (the process does not start) when the broker doesn't deliver them in time."""
+        topic = topic_of(AccessTokenRevoked.TYPE)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()  # metadata, so the partitions are known
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not parts:
+                return 0
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            read = 0
+            async with asyncio.timeout(timeout_s):
+                while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+                    for records in (await consumer.getmany(timeout_ms=200)).values():
+                        for record in records:
+                            self.apply(record.value, record.offset)
+                            read += 1
+            return read
+        finally:
+            await consumer.stop()
 
     def apply(self, raw: bytes | None, offset: int | None = None) -> None:
         try:

@@ -114,9 +114,8 @@ class ServiceRuntime(Generic[S]):
         )
         self.app = self._create_app(title)
         # Every process follows token.revoked itself, so a logged-out token is refused everywhere within moments.
-        self.workers.append(
-            RevocationFollower(settings.kafka_bootstrap_servers, self.app.state.token_verifier).worker()
-        )
+        self.revocations = RevocationFollower(settings.kafka_bootstrap_servers, self.app.state.token_verifier)
+        self.workers.append(self.revocations.worker())
         # Lag, outbox backlog and the services' probes, measured off the hot path for /metrics to read.
         self.workers.append(Worker("metrics", self.measure, interval_s=metrics.INTERVAL_S, backoff_max_s=30.0))
 
@@ -227,6 +226,7 @@ class ServiceRuntime(Generic[S]):
         await self.relay.start()
         metrics.gauges.pools[s.database_name] = self.pool
         metrics.gauges.relays[s.database_name] = self.relay
+        await self.revocations.catch_up()  # no request is served before every logout so far is known
         for hook in self._startup:
             await hook(self)
         for worker in self.workers:
