@@ -119,3 +119,18 @@ async def test_dispatch_runs_a_handler_once_per_event_with_its_events_at_commit(
     assert await dispatch(pool, "sample", handler, event, envelope=envelope) is False
     assert await notes(pool, device_id) == 1 and seen == [device_id]
     assert (await outbox_devices(pool)).count(device_id + 1) == 1
+
+
+async def test_an_event_too_large_for_the_broker_is_refused_with_its_change(pool):
+    from opendrec_kit.outbox import MAX_EVENT_BYTES, EventTooLarge
+
+    device_id = uuid.uuid4().int % 10**9
+    too_large = DeviceDeleted(device_id=device_id, external_id="x" * MAX_EVENT_BYTES, organization_id=1)
+    before = await outbox_devices(pool)
+    with pytest.raises(EventTooLarge, match=r"device\.deleted of \d+ bytes is larger than"):
+        async with UnitOfWork(pool, "sample") as uow:
+            await uow.conn.execute("INSERT INTO notes (device_id) VALUES ($1)", device_id)
+            uow.record(deleted(device_id + 1))  # a fine event of the same unit: not written either
+            uow.record(too_large)
+    assert await notes(pool, device_id) == 0
+    assert await outbox_devices(pool) == before

@@ -46,15 +46,30 @@ EPOCH_TOPIC = "opendrec.broker-epoch"
 _REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
 
 
+# The largest envelope a message may carry: Kafka's default limit (message.max.bytes, 1 MiB) less room for the
+# record's key, headers and batch framing. Sized by bytes, not by a count of items.
+MAX_EVENT_BYTES = 1024 * 1024 - 16 * 1024
+
+
+class EventTooLarge(ValueError):
+    """An event whose envelope no broker with default limits takes: refused when written, so the change it reports
+    is not committed either (a producer splits such events; one that reaches here is a bug to fix there)."""
+
+
 async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str) -> None:
-    """Record `events` for publication, in the caller's transaction (the unit of work calls this at commit)."""
+    """Record `events` for publication, in the caller's transaction (the unit of work calls this at commit).
+    Raises EventTooLarge for an envelope above MAX_EVENT_BYTES: the transaction rolls back."""
     headers: dict[str, str] = {}
     propagate.inject(headers)  # trace context of the request or message that caused the events
     h = orjson.dumps(headers).decode()
     rows = []
     for event in events:
         env = envelope_for(event, producer)
-        rows.append((env.event_id, topic_of(event.TYPE), event.key(), env.model_dump_json(), h))
+        body = env.model_dump_json()
+        if len(body) > MAX_EVENT_BYTES:  # characters: a lower bound of the bytes, and JSON here is ASCII-heavy
+            size = len(body.encode())
+            raise EventTooLarge(f"{event.TYPE} of {size} bytes is larger than {MAX_EVENT_BYTES}: split it")
+        rows.append((env.event_id, topic_of(event.TYPE), event.key(), body, h))
     await conn.executemany(
         "INSERT INTO outbox (event_id, topic, key, envelope, headers) VALUES ($1, $2, $3, $4, $5)", rows
     )
