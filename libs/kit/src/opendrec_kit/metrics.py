@@ -57,7 +57,7 @@ INTERVAL_S = SETTINGS.metrics_interval_s
 # call and no runtime at hand. A private registry (not prometheus_client's global one) holds only what OpenTelemetry
 # reports, in the exporter's naming.
 REGISTRY = CollectorRegistry(auto_describe=True)
-_reader = PrometheusMetricReader(registry=REGISTRY, disable_target_info=True)
+_reader = PrometheusMetricReader(registry=REGISTRY, disable_target_info=True, scope_info_enabled=False)
 _provider = MeterProvider(metric_readers=[_reader])
 meter = _provider.get_meter("opendrec")
 
@@ -329,9 +329,9 @@ def job_counts(kind: str, table: str) -> Callable[[Any], Awaitable[None]]:
 # -- domain families: one call where the thing happens ----------------------------------------------------------
 
 _reads = meter.create_counter("opendrec.readings.reads", unit="{read}", description="Reads accepted or refused")
-_read_energy = meter.create_counter("opendrec.readings.energy", unit="Wh", description="Energy of accepted reads")
+_read_energy = meter.create_counter("opendrec.readings.watt_hours", description="Energy of accepted reads (Wh)")
 _certificates = meter.create_counter("opendrec.certificates.issued", unit="{certificate}", description="Certificates")
-_certified = meter.create_counter("opendrec.certificates.energy", unit="Wh", description="Energy certified")
+_certified = meter.create_counter("opendrec.certificates.watt_hours", description="Energy certified (Wh)")
 _bulk_rows = meter.create_counter("opendrec.bulk.rows", unit="{row}", description="Rows of bulk jobs processed")
 _charger_polls = meter.create_counter("opendrec.charger.polls", unit="{poll}", description="Polls of a charger cloud")
 _charger_transactions = meter.create_counter(
