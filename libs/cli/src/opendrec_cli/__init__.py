@@ -1,0 +1,1 @@
+"""opendrec: the operator command line."""
