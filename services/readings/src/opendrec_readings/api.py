@@ -193,6 +193,7 @@ async def _add(
         ends=ends,
         values=values,
         idempotency_key=idempotency_key,
+        groups=getattr(runtime.app.state, "read_groups", None),
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return Response(

@@ -19,6 +19,15 @@ def build(settings: Settings | None = None) -> ServiceRuntime[Settings]:
     runtime.follow_organizations()
     runtime.measure_with(metrics.job_counts("reads_import", "import_jobs"))
     Handlers(settings).subscribe(runtime)
+    if settings.read_groups:
+        runtime.app.state.read_groups = services.ReadGroups(
+            runtime.uow,
+            settings,
+            runtime.owners,
+            window_s=settings.read_group_window_ms / 1000,
+            max_size=settings.read_group_max_size,
+            concurrent=settings.read_groups_concurrent,
+        )
 
     async def import_step() -> bool:
         """One queued (or interrupted) CSV import job, worked through; True: look for the next at once."""

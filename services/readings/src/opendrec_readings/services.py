@@ -16,6 +16,7 @@ all in the one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -264,6 +265,156 @@ async def _device(
     return device
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One request's batch of reads, parsed, for a device of the acting organization."""
+
+    user: Principal
+    external_id: str
+    organization_id: int | None
+    read_type: ReadType
+    reads: Reads
+    parse_errors: Sequence[ReadError]
+    idempotency_key: str | None
+    timezone: str | None
+
+    @property
+    def order(self) -> str:
+        # The order a group takes its submissions in (stable: one device's keep their arrival order), the same in
+        # every group, so that two groups lock the devices they share in the same order.
+        return self.external_id.strip()
+
+
+async def _add_in(uow: UnitOfWork, settings: Settings, s: Submission, first: bool) -> Accepted | Rejected:
+    """Judge and store one submission in `uow` (opened here, or joined when already open: a group's)."""
+    async with uow:
+        organization = await acting_organization(uow.conn, s.user, s.organization_id, organization_type="Developer")
+        # First time, a deleted device is a miss too: the external id may name a device registered since.
+        device = await _device(uow.conn, organization, s.external_id, live=first)
+        try:
+            return await _ingest(
+                uow,
+                settings,
+                device,
+                s.read_type,
+                s.reads,
+                source="api",
+                parse_errors=s.parse_errors,
+                idempotency_key=s.idempotency_key,
+                timezone=s.timezone,
+            )
+        except IdempotencyConflict as exc:
+            raise ApiError(
+                409, f"Idempotency-Key {s.idempotency_key!r} was already used for different reads of this device"
+            ) from exc
+
+
+async def _add_alone(uow: UnitOfWork, settings: Settings, owners: OwnerServices, s: Submission) -> Accepted | Rejected:
+    return await _knowing_devices(uow, settings, owners, s.user, lambda first: _add_in(uow, settings, s, first))
+
+
+class ReadGroups:
+    """Group commit of single-read requests: the ones that arrive within `window_s` of each other are judged and
+    stored in one transaction (one BEGIN/COMMIT, one outbox write, one WAL flush for all).
+
+    Each submission is still judged by every rule, in its turn, against what the ones before it in the group left
+    (`_ingest`, its device's last read locked); its read.ingested is recorded in the group's transaction, so it is
+    announced exactly once, if and only if the group commits; a request is answered only after that commit. A
+    refusal (400, 409, an unknown device) concerns its submission only: it writes nothing. An error of the database
+    (a deadlock, a lost connection, a failed commit) rolls the whole group back, and then every submission of it is
+    run alone, as if there had been no group: a resubmission the failed commit did store is recognised (idempotent).
+    A device not known here yet (read-your-writes) is asked for after the group, and its submission then run alone.
+
+    At most `concurrent` groups are open at once; a group takes at most `max_size` submissions.
+    """
+
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        settings: Settings,
+        owners: OwnerServices,
+        *,
+        window_s: float,
+        max_size: int,
+        concurrent: int,
+    ) -> None:
+        self._uow, self._settings, self._owners = uow, settings, owners
+        self.window_s, self.max_size, self.concurrent = window_s, max_size, concurrent
+        self._waiting: list[tuple[Submission, asyncio.Future[Accepted | Rejected]]] = []
+        self._open = 0  # groups being formed or committed
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.groups = 0  # committed groups and submissions in them: for tests and measurements
+        self.grouped = 0
+
+    async def add(self, submission: Submission) -> Accepted | Rejected:
+        future: asyncio.Future[Accepted | Rejected] = asyncio.get_running_loop().create_future()
+        self._waiting.append((submission, future))
+        if self._open < self.concurrent:
+            self._open += 1
+            task = asyncio.create_task(self._form(), name="read-group")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _form(self) -> None:
+        """Wait `window_s` for company, take what waits (up to max_size), commit it; again while more waits."""
+        try:
+            await asyncio.sleep(self.window_s)
+            while self._waiting:
+                group, self._waiting = self._waiting[: self.max_size], self._waiting[self.max_size :]
+                await self._commit(group)
+        finally:
+            self._open -= 1
+
+    async def _commit(self, group: list[tuple[Submission, asyncio.Future[Accepted | Rejected]]]) -> None:
+        group = sorted(group, key=lambda item: item[0].order)
+        outcomes: list[Accepted | Rejected | BaseException | None] = []  # None: a device to ask devices for
+        uow = self._uow()
+        try:
+            async with uow:
+                for submission, _ in group:
+                    recorded = len(uow.events)
+                    try:
+                        outcomes.append(await _add_in(uow, self._settings, submission, True))
+                    except UnknownDevice:
+                        del uow.events[recorded:]
+                        outcomes.append(None)
+                    except ApiError as refused:
+                        del uow.events[recorded:]
+                        outcomes.append(refused)
+        except Exception:  # any failure of the group's transaction: each submission alone
+            log.warning("a group of reads failed; its submissions are run alone", exc_info=True)
+            await asyncio.gather(*(self._alone(s, f) for s, f in group))
+            return
+        except BaseException as exc:  # cancelled (stopping): nobody waits for an answer that will not come
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else ApiError(503, "Stopping; try again"))
+            raise
+        self.groups += 1
+        self.grouped += len(group)
+        alone = []
+        for (submission, future), outcome in zip(group, outcomes, strict=True):
+            if outcome is None:
+                alone.append(self._alone(submission, future))
+            elif not future.done():
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        await asyncio.gather(*alone)
+
+    async def _alone(self, submission: Submission, future: asyncio.Future[Accepted | Rejected]) -> None:
+        try:
+            outcome = await _add_alone(self._uow(), self._settings, self._owners, submission)
+        except Exception as exc:  # noqa: BLE001 - the request's own outcome: its caller raises it
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(outcome)
+
+
 async def add_meter_reads(
     uow: UnitOfWork,
     settings: Settings,
@@ -279,8 +430,10 @@ async def add_meter_reads(
     ends: Sequence[str | None],
     values: Sequence[Any],
     idempotency_key: str | None = None,
+    groups: ReadGroups | None = None,
 ) -> Accepted:
-    """Add a batch of reads to a device of the acting (Developer) organization: all of them, or none (ApiError)."""
+    """Add a batch of reads to a device of the acting (Developer) organization: all of them, or none (ApiError).
+    A single read joins a group commit when `groups` is given (ReadGroups)."""
     tz = None
     if timezone and timezone.strip():
         try:
@@ -288,30 +441,13 @@ async def add_meter_reads(
         except ValueError as exc:
             raise ApiError(400, str(exc), [{"field": "timezone", "message": str(exc), "where": "body"}]) from exc
     reads, parse_errors = domain.parse_reads(starts, ends, values, read_type, unit, tz)
-
-    async def attempt(first: bool) -> Accepted | Rejected:
-        async with uow:
-            organization = await acting_organization(uow.conn, user, organization_id, organization_type="Developer")
-            # First time, a deleted device is a miss too: the external id may name a device registered since.
-            device = await _device(uow.conn, organization, external_id, live=first)
-            try:
-                return await _ingest(
-                    uow,
-                    settings,
-                    device,
-                    read_type,
-                    reads,
-                    source="api",
-                    parse_errors=parse_errors,
-                    idempotency_key=idempotency_key,
-                    timezone=tz.key if tz else None,
-                )
-            except IdempotencyConflict as exc:
-                raise ApiError(
-                    409, f"Idempotency-Key {idempotency_key!r} was already used for different reads of this device"
-                ) from exc
-
-    result = await _knowing_devices(uow, settings, owners, user, attempt)
+    submission = Submission(
+        user, external_id, organization_id, read_type, reads, parse_errors, idempotency_key, tz.key if tz else None
+    )
+    if groups is not None and len(values) == 1:
+        result = await groups.add(submission)
+    else:
+        result = await _add_alone(uow, settings, owners, submission)
     if isinstance(result, Accepted):
         return result
     if result.device_deleted:

@@ -22,6 +22,14 @@ class Settings(ServiceSettings):
     # the same batch_id; the default announces any batch (at most 10,000 reads) in one.
     read_ingested_max_reads: int = Field(default=10_000, ge=1, le=20_000)
 
+    # Group commit of single-read requests (services.ReadGroups, the way every D-REC client sends): the ones
+    # arriving within READ_GROUP_WINDOW_MS of each other share one transaction; at most READ_GROUP_MAX_SIZE a
+    # group, READ_GROUPS_CONCURRENT groups at once. READ_GROUPS=false: each request its own transaction.
+    read_groups: bool = True
+    read_group_window_ms: float = Field(default=2.0, ge=0, le=100)
+    read_group_max_size: int = Field(default=64, ge=1, le=1000)
+    read_groups_concurrent: int = Field(default=2, ge=1, le=32)
+
     # Outbox rows here can be up to ~0.4 MB each (a whole batch of reads): relay fewer at a time.
     outbox_batch_size: int = 50
 
