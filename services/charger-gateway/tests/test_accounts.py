@@ -1,0 +1,273 @@
+"""Each organization's own Kazam account (issue 19), against the Kazam simulator process (account tokens, faults),
+a real broker and Postgres: proof of ownership, per-organization polls, 401, retries, the breaker, charger state,
+uptime and transactions. No platform token here: an organization without credentials has no Kazam."""
+
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+
+from opendrec_charger_gateway import handlers
+from opendrec_charger_gateway.app import build
+from opendrec_charger_gateway.settings import Settings
+from opendrec_contracts import ReadRejected, ReadRejection
+from opendrec_kit.testing import OwnerStandIn, TokenIssuer, dispatch, eventually, settings_for_test, started
+
+from .test_kazam import headers, known_device, polls, submissions
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
+    url, _ = kazam_sim
+    owners = OwnerStandIn().start()
+    settings = settings_for_test(
+        Settings,
+        postgres_url,
+        kafka_bootstrap,
+        service_name="charger-gateway-accounts",
+        kazam_url=url,
+        kazam_token="",  # no platform token: every organization uses its own credentials
+        kazam_credentials_keys="test-key-new,test-key-old",
+        kazam_poll_seconds=0.2,
+        kazam_lookback_seconds=3600,
+        kazam_breaker_failures=2,
+        kazam_breaker_cooldown_seconds=3600,
+        identity_url=owners.url,
+        devices_url=owners.url,
+    )
+    runtime = build(settings)
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    try:
+        async with started(runtime) as client:
+            yield runtime, client, issuer
+    finally:
+        owners.stop()
+
+
+@pytest.fixture(scope="module")
+async def sim(kazam_sim):
+    url, token = kazam_sim
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+async def kazam_account(sim, charger: str | None = None) -> tuple[str, str]:
+    """A Kazam account (name, token) on the simulator, owning `charger` if given."""
+    name, token = f"acct-{uuid.uuid4().hex[:8]}", f"tok-{uuid.uuid4().hex}"
+    assert (await sim.post("/simulator/accounts", json={"name": name, "token": token})).status_code == 201
+    if charger:
+        assert (await sim.post("/simulator/devices", json={"device_id": charger, "account": name})).status_code == 201
+    return name, token
+
+
+async def register_credentials(client, issuer, org, token) -> httpx.Response:
+    return await client.put("/api/charger/kazam/credentials", json={"token": token}, headers=headers(issuer, org))
+
+
+async def link(client, issuer, org, charger, ext) -> httpx.Response:
+    return await client.post(
+        "/api/charger", json={"chargerId": charger, "externalId": ext}, headers=headers(issuer, org)
+    )
+
+
+async def test_only_the_organization_whose_credentials_see_a_charger_may_link_it(gateway, sim):
+    runtime, client, issuer = gateway
+    _, owner, ext, charger = await known_device(runtime)
+    _, thief, thief_ext, _ = await known_device(runtime)
+    _, owner_token = await kazam_account(sim, charger)
+    _, thief_token = await kazam_account(sim)
+
+    # Without credentials of its own, nobody links (no platform token here).
+    refused = await link(client, issuer, thief, charger, thief_ext)
+    assert refused.status_code == 409 and "PUT /api/charger/kazam/credentials" in refused.json()["message"]
+
+    registered = await register_credentials(client, issuer, owner, owner_token)
+    assert registered.status_code == 200, registered.text
+    answer = registered.json()
+    assert (answer["organizationId"], answer["status"], answer["baseUrl"]) == (owner, "active", None)
+    assert owner_token not in registered.text
+    # Stored encrypted: the token's bytes are nowhere in the row, and the current (first) key encrypted it.
+    row = await runtime.pool.fetchrow("SELECT * FROM kazam_accounts WHERE organization_id = $1", owner)
+    assert owner_token.encode() not in bytes(row["token_encrypted"])
+    assert runtime.app.state.kazam_cipher.decrypt(row["token_encrypted"]) == owner_token
+    shown = await client.get("/api/charger/kazam/credentials", headers=headers(issuer, owner))
+    assert shown.status_code == 200 and owner_token not in shown.text and shown.json()["status"] == "active"
+
+    # Another organization's credentials do not see the charger: 403, and the owner links it.
+    assert (await register_credentials(client, issuer, thief, thief_token)).status_code == 200
+    taken = await link(client, issuer, thief, charger, thief_ext)
+    assert taken.status_code == 403 and "does not see charger" in taken.json()["message"]
+    assert (await link(client, issuer, owner, charger, ext)).status_code == 201
+
+    # Bad bodies are 400, a missing account 404 after deletion.
+    for bad in ({"token": "short"}, {"token": "x" * 5000}, {"token": "t" * 20, "baseUrl": "not a url"}, {}):
+        r = await client.put("/api/charger/kazam/credentials", json=bad, headers=headers(issuer, thief))
+        assert r.status_code == 400, (bad, r.text)
+    assert (await client.delete("/api/charger/kazam/credentials", headers=headers(issuer, thief))).status_code == 204
+    assert (await client.get("/api/charger/kazam/credentials", headers=headers(issuer, thief))).status_code == 404
+
+
+async def test_polls_use_the_linking_organizations_credentials_and_a_401_stops_them_until_new_ones(
+    gateway, sim, kafka_bootstrap
+):
+    runtime, client, issuer = gateway
+    _, org, ext, charger = await known_device(runtime)
+    name, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+
+    # A one-minute session at ~20 kW: one interval read over exactly [start, end].
+    now = int(time.time())
+    txn = (
+        await sim.post(
+            "/simulator/transactions",
+            json={"device_id": charger, "start_time": now - 60, "end_time": now, "total_usage": 330.4},
+        )
+    ).json()
+    found = await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
+    [envelope] = found
+    payload = envelope["payload"]
+    assert payload["charging_sessions"] is True and payload["read_type"] == "Delta"
+    [read] = payload["reads"]
+    assert (datetime.fromisoformat(read["start"]), datetime.fromisoformat(read["end"]), read["value_wh"]) == (
+        datetime.fromtimestamp(now - 60, UTC),
+        datetime.fromtimestamp(now, UTC),
+        330,
+    )
+
+    # The account's token is revoked at Kazam: the account needs new credentials and its links stop polling.
+    assert (await sim.post(f"/simulator/accounts/{name}/revoke")).status_code == 200
+    state = await eventually(lambda: _status(client, issuer, org, "needs_credentials"), timeout=30)
+    assert "401" in state["statusReason"]
+    t = int(time.time())  # a session after the link (one ending before it is not the linker's)
+    later = (
+        await sim.post(
+            "/simulator/transactions",
+            json={"device_id": charger, "start_time": t - 5, "end_time": t, "total_usage": 50},
+        )
+    ).json()
+    await polls(runtime, 3)
+    assert runtime.app.state.kazam_poller.last["without_credentials"] >= 1
+    assert await runtime.pool.fetchval("SELECT 1 FROM kazam_transactions WHERE txn_id = $1", later["txn_id"]) is None
+    linked = await runtime.pool.fetchval("SELECT 1 FROM charger_links WHERE charger_id = $1", charger)
+    assert linked  # the link stays; it is just not polled
+
+    # New credentials: active again, and the waiting transaction becomes a read.
+    fresh = f"tok-{uuid.uuid4().hex}"
+    assert (await sim.post("/simulator/accounts", json={"name": name, "token": fresh})).status_code == 201
+    assert (await register_credentials(client, issuer, org, fresh)).json()["status"] == "active"
+    await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{later['txn_id']}") or None, timeout=30)
+
+
+async def _status(client, issuer, org, wanted):
+    answer = (await client.get("/api/charger/kazam/credentials", headers=headers(issuer, org))).json()
+    return answer if answer["status"] == wanted else None
+
+
+async def test_device_timeouts_are_retried_and_a_failing_account_opens_its_breaker(gateway, sim, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    _, org, ext, charger = await known_device(runtime)
+    name, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+
+    # Two device_timeout answers (500) in a row: the retries (3 attempts) get through within the round.
+    await sim.post("/simulator/faults", json={"path": "/getTransactions", "account": name, "count": 2})
+    now = int(time.time())
+    txn = (
+        await sim.post(
+            "/simulator/transactions",
+            json={"device_id": charger, "start_time": now - 600, "end_time": now, "total_usage": 900},
+        )
+    ).json()
+    await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
+
+    # Kazam keeps failing for this account: after 2 failed requests the breaker opens and polls skip it.
+    await sim.post(
+        "/simulator/faults", json={"path": "/getTransactions", "account": name, "count": 1000, "status": 503}
+    )
+    access = runtime.app.state.kazam
+    await eventually(lambda: _open(access, org), timeout=60)
+    await polls(runtime, 2)
+    assert runtime.app.state.kazam_poller.last["breaker_open"] >= 1
+    assert access.errors.get("unavailable", 0) >= 2
+
+
+async def _open(access, org):
+    breaker = access.breakers.get(org)
+    return breaker is not None and breaker.state == "open"
+
+
+async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = await known_device(runtime)
+    _, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    h = headers(issuer, org)
+
+    state = await client.get(f"/api/charger/{charger}/state", headers=h)
+    assert state.status_code == 200, state.text
+    body = state.json()
+    assert (body["chargerId"], body["chargeState"], body["chargeStateName"], body["availability"]) == (
+        charger, 0, "idle", "Available",
+    )  # fmt: skip
+
+    today = datetime.now(UTC).date()
+    uptime = await client.get(
+        f"/api/charger/{charger}/uptime", params={"from": str(today - timedelta(days=1)), "to": str(today)}, headers=h
+    )
+    assert uptime.status_code == 200, uptime.text
+    u = uptime.json()
+    assert u["uptime"] == 2 * 86_400 and (u["startTime"] + 19_800) % 86_400 == 0  # from 00:00 IST
+    assert u["endTime"] - u["startTime"] == 2 * 86_400
+    for bad in ({"from": str(today), "to": str(today - timedelta(days=1))}, {"from": "2026-13-01", "to": str(today)}):
+        assert (await client.get(f"/api/charger/{charger}/uptime", params=bad, headers=h)).status_code == 400
+    assert (
+        await client.get(
+            f"/api/charger/{charger}/uptime", params={"from": str(date(2020, 1, 1)), "to": str(today)}, headers=h
+        )
+    ).status_code == 400
+
+    # Another organization sees none of it.
+    _, other, _, _ = await known_device(runtime)
+    assert (await client.get(f"/api/charger/{charger}/state", headers=headers(issuer, other))).status_code == 404
+
+    # Transactions: one read, one skipped (no energy), one refused by readings (read.rejected).
+    now = int(time.time())
+    done = []
+    for i, usage in enumerate((400, 0, 99_999)):  # ending after the link, one after the other
+        txn = await sim.post(
+            "/simulator/transactions",
+            json={"device_id": charger, "start_time": now - 300 + i * 60, "end_time": now + i, "total_usage": usage},
+        )
+        done.append(txn.json()["txn_id"])
+    await eventually(
+        lambda: runtime.pool.fetchval(
+            "SELECT count(*) = 3 FROM kazam_transactions WHERE txn_id = ANY($1::text[])", done
+        ),
+        timeout=30,
+    )
+    rejected = ReadRejected(
+        submission_id=f"kazam:{done[2]}",
+        device_id=device_id,
+        external_id=ext,
+        organization_id=org,
+        read_type="Delta",
+        source="kazam",
+        reasons=[ReadRejection(index=0, reason="more than a 7.4 kW charger can deliver")],
+    )
+    assert await dispatch(runtime.pool, "readings", handlers.on_read_rejected, rejected)
+    listed = await client.get(f"/api/charger/{charger}/transactions", headers=h)
+    assert listed.status_code == 200 and listed.headers["X-Total-Count"] == "3"
+    by_id = {t["txnId"]: t for t in listed.json()}
+    assert [t["txnId"] for t in listed.json()] == list(reversed(done))  # newest first
+    assert (by_id[done[0]]["outcome"], by_id[done[0]]["valueWh"]) == ("read", 400)
+    assert by_id[done[1]]["outcome"] == "skipped" and "no energy delivered" in by_id[done[1]]["reason"]
+    assert by_id[done[2]]["outcome"] == "refused"
+    assert by_id[done[2]]["refusedReasons"] == [{"index": 0, "reason": "more than a 7.4 kW charger can deliver"}]
