@@ -36,7 +36,7 @@ from opendrec_kit.errors import ApiError, envelope_bytes
 from opendrec_kit.telemetry import setup_logging, setup_tracing
 from opendrec_kit.workers import Worker
 
-from . import docs, openapi, routes
+from . import asyncapi, docs, openapi, routes
 from .settings import Settings
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
@@ -388,6 +388,7 @@ class Gateway:
         """The gateway's own endpoints (GET or HEAD); any other path is routed nowhere: 404."""
         answer = {"/healthz": self._healthz, "/readyz": self._readyz, "/openapi.json": self._openapi}.get(path)
         document = docs.find(path) if answer is None else None  # Swagger UI at /swagger and /docs
+        document = document or (asyncapi.find(path) if answer is None else None)  # the events' AsyncAPI document
         if answer is None and document is None:
             await self._error(send, 404, f"No route {method} {path}", path, rid)
         elif method not in ("GET", "HEAD"):
