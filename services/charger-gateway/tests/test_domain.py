@@ -1,10 +1,11 @@
 """Kazam transaction -> read rules, without I/O."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from opendrec_charger_gateway import domain
+from opendrec_charger_gateway.credentials import TokenCipher, UnreadableToken
 from opendrec_charger_gateway.domain import InvalidTransaction, Link
 
 LINKED_AT = datetime(2022, 9, 19, 12, 0, 0, 500000, tzinfo=UTC)  # 1663588800.5
@@ -146,3 +147,68 @@ def test_plan_sorts_a_poll():
     # the running transaction holds its charger's cursor back; the other charger moves to the window end
     assert outcome.cursors == {"3654e5": 1663620000, "ggw52e": 1663630000}
     assert outcome.ignored == 3
+
+
+# -- issue 19: sessions, state words, IST days, the breaker, encrypted tokens ---------------------------------
+
+
+def test_a_finished_transaction_is_a_charging_session_over_its_own_interval():
+    read = domain.read_for(FINISHED, LINK)
+    assert read.charging_sessions is True
+    [r] = read.reads
+    assert (r.start, r.end) == (
+        datetime.fromtimestamp(FINISHED["start_time"], UTC),
+        datetime.fromtimestamp(FINISHED["end_time"], UTC),
+    )
+
+
+def test_a_session_without_energy_or_duration_is_skipped_with_its_reason():
+    with pytest.raises(domain.InvalidTransaction, match="no energy delivered"):
+        domain.read_for({**FINISHED, "total_usage": 0.04}, LINK)
+    with pytest.raises(domain.InvalidTransaction, match="no duration"):
+        domain.read_for({**FINISHED, "start_time": FINISHED["end_time"]}, LINK)
+
+
+def test_charge_states_have_the_collections_words():
+    assert domain.charge_state_name("kazam", 0) == "idle"
+    assert domain.charge_state_name("kazam", 12) == "no mains"
+    assert domain.charge_state_name("ocpp", 9) == "preparing"
+    assert domain.charge_state_name("kazam", 7) == "unknown (7)"
+    assert domain.availability({"protocol": "kazam", "charge_state": 0, "network": False}) == "Available via Bluetooth"
+    assert domain.availability({"protocol": "ocpp", "charge_state": 13, "network": True}) == "Busy"
+    assert domain.availability({"protocol": "ocpp", "charge_state": 0, "network": False}) == "Not Available"
+
+
+def test_uptime_days_start_at_midnight_ist():
+    start, end = domain.ist_day_window(date(2026, 12, 1), date(2026, 12, 1))
+    assert datetime.fromtimestamp(start, UTC) == datetime(2026, 11, 30, 18, 30, tzinfo=UTC)
+    assert end - start == 86_400
+    with pytest.raises(ValueError, match="before"):
+        domain.ist_day_window(date(2026, 12, 2), date(2026, 12, 1))
+    with pytest.raises(ValueError, match="366"):
+        domain.ist_day_window(date(2024, 1, 1), date(2026, 1, 1))
+
+
+def test_the_breaker_opens_after_failures_in_a_row_and_closes_on_success():
+    breaker = domain.Breaker(failures=2, cooldown_s=60)
+    breaker.failed_at(0)
+    assert breaker.allows(1) and breaker.state == "closed"
+    breaker.failed_at(1)
+    assert not breaker.allows(30) and breaker.state == "open"
+    assert breaker.allows(61)  # half-open: one more try
+    breaker.failed_at(61)
+    assert not breaker.allows(62)
+    breaker.succeeded()
+    assert breaker.allows(62) and breaker.state == "closed"
+
+
+def test_tokens_are_encrypted_and_rotated_to_the_first_key():
+    old = TokenCipher("old-key")
+    encrypted, key = old.encrypt("secret-token")
+    assert b"secret-token" not in encrypted and key == old.current
+    both = TokenCipher("new-key,old-key")
+    assert both.decrypt(encrypted) == "secret-token"
+    rotated, new_key = both.rotate(encrypted)
+    assert new_key == both.current != key and TokenCipher("new-key").decrypt(rotated) == "secret-token"
+    with pytest.raises(UnreadableToken):
+        TokenCipher("other-key").decrypt(encrypted)

@@ -1,15 +1,19 @@
+import time
 from pathlib import Path
 
 import aiohttp
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadRejected
-from opendrec_kit import ServiceRuntime
+from opendrec_kit import ServiceRuntime, metrics
 
 from . import api, handlers
 from .credentials import TokenCipher
 from .kazam import KazamAccess
 from .poller import KazamPoller
 from .settings import Settings
+
+POLL_LAG = "opendrec.charger.poll_lag"
+metrics.gauge(POLL_LAG, unit="s", description="Seconds since the last complete poll round of a charger cloud")
 
 
 def build(settings: Settings) -> ServiceRuntime[Settings]:
@@ -58,6 +62,12 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
         if session is not None:
             await session.close()
 
+    async def measure_poll_lag(rt: ServiceRuntime) -> None:
+        access = getattr(rt.app.state, "kazam", None)
+        lag = access.poll_lag_s(time.monotonic()) if access is not None else None
+        metrics.set_gauge(POLL_LAG, [] if lag is None else [(lag, {"source": "kazam"})])
+
+    runtime.measure_with(measure_poll_lag)
     runtime.on_startup(open_kazam)
     runtime.on_shutdown(close_kazam)
     return runtime

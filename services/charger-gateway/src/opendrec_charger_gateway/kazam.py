@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from opendrec_kit import metrics
+
 from .domain import Breaker
 
 MAX_PAGES = 1000  # a misbehaving `count.total` must not keep one poll going forever
@@ -194,3 +196,8 @@ class KazamAccess:
 
     def count_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        metrics.charger_error("kazam", kind)
+
+    def poll_lag_s(self, now: float) -> float | None:
+        """Seconds since the last complete poll round ended (None before the first)."""
+        return None if self.last_poll_at is None else now - self.last_poll_at
