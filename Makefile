@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test test-fast fuzz bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients lint format schemas lock clean
+.PHONY: run test chromium test-fast fuzz bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -31,7 +31,12 @@ $(NEWMAN_STAMP): tests/postman/package.json tests/postman/package-lock.json
 	npm ci --prefix tests/postman --no-audit --no-fund
 	@touch $@
 
-test: .venv/.synced $(NEWMAN_STAMP)
+# Chromium for the console's browser tests (tests/browser: Playwright drives the system browser), from Debian's
+# packages when missing (CI runs as root on Debian).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: .venv/.synced $(NEWMAN_STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The API fuzzer with 100 random cases per operation, role and mode (make test runs 5).

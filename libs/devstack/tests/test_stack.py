@@ -24,6 +24,7 @@ def test_service_table_matches_the_platform_conventions():
         "reservations": ("opendrec_reservations", 8104),
         "certificates": ("opendrec_certificates", 8105),
         "charger-gateway": ("opendrec_charger_gateway", 8106),
+        "console": ("opendrec_console", 8107),
     }
 
 

@@ -24,6 +24,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("reservations", "opendrec_reservations", 8104, "RESERVATIONS_URL"),
     ServiceSpec("certificates", "opendrec_certificates", 8105, "CERTIFICATES_URL"),
     ServiceSpec("charger-gateway", "opendrec_charger_gateway", 8106, "CHARGER_GATEWAY_URL"),
+    ServiceSpec("console", "opendrec_console", 8107, "CONSOLE_URL"),  # pages at <gateway>/console/
     ServiceSpec("gateway", "opendrec_gateway", 8000, "GATEWAY_URL"),
 )
 

@@ -1,0 +1,670 @@
+"""The console's pages: parse the form or query, check the session and CSRF token, call one use case, render.
+
+Every page is server-rendered HTML that works without script; /console/static/console.js only adds live
+progress and charts. A refusal of the API is shown next to the fields it names, with its message on top.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from . import domain, services
+from .client import Api, Refusal
+from .session import COOKIE, Session, Sessions
+from .settings import Settings
+
+router = APIRouter(include_in_schema=False)
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.filters["energy"] = domain.kwh
+templates.filters["day"] = lambda value: str(value or "")[:10]
+templates.filters["instant"] = lambda value: str(value or "").replace("T", " ")[:16]
+
+_TOKEN = re.compile(r"[A-Za-z0-9_\-=]{8,200}")  # the one-time tokens identity mails
+_JOB_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
+_API_USER_ID = re.compile(r"[A-Za-z0-9_\-]{1,100}")
+_FILE_NAME = re.compile(r"[^A-Za-z0-9._\-]")
+
+
+class NotSignedIn(Exception):
+    """A page that needs a session was asked without one: answered with the sign-in page."""
+
+
+# ---- request plumbing -----------------------------------------------------------------------------------------
+
+
+def _api(request: Request) -> Api:
+    return request.app.state.api
+
+
+def _sessions(request: Request) -> Sessions:
+    return request.app.state.sessions
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _session(request: Request) -> Session:
+    return _sessions(request).open(request.cookies.get(COOKIE))
+
+
+def _signed_in(request: Request) -> Session:
+    session = _session(request)
+    if not session.signed_in:
+        raise NotSignedIn
+    return session
+
+
+def _keep(request: Request, response: Response, session: Session) -> Response:
+    """The session back into its cookie: HttpOnly, SameSite=Strict, Secure off localhost, path /."""
+    response.set_cookie(
+        COOKIE,
+        _sessions(request).seal(session),
+        max_age=_sessions(request).max_age_s,
+        httponly=True,
+        samesite="strict",
+        secure=_settings(request).secure_cookies(),
+        path="/",
+    )
+    return response
+
+
+def _render(request: Request, template: str, session: Session, http_status: int = 200, **context: Any) -> Response:
+    notice, session.notice = session.notice, ""
+    html = templates.get_template(template).render(session=session, notice=notice, path=request.url.path, **context)
+    return _keep(request, HTMLResponse(html, status_code=http_status), session)
+
+
+def _redirect(request: Request, to: str, session: Session, notice: str = "") -> Response:
+    if notice:
+        session.notice = notice
+    return _keep(request, RedirectResponse(to, status_code=303), session)
+
+
+async def _form(request: Request, session: Session) -> dict[str, str]:
+    """The posted form's text fields (bounded), after checking its CSRF token against the session's."""
+    form = await request.form()
+    sent = form.get("csrf")
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+        raise Refusal(403, "This form has expired; please send it again")
+    return {k: domain.field_text(v) for k, v in form.items() if isinstance(v, str) and k != "csrf"}
+
+
+def _refused(request: Request, template: str, session: Session, exc: Refusal, **context: Any) -> Response:
+    status = exc.status if 400 <= exc.status < 500 else 502
+    return _render(request, template, session, status, error=exc.message, errors=exc.fields, **context)
+
+
+def problem_page(request: Request, exc: Refusal) -> Response:
+    """A refusal no page expected (the platform down, a 403 on a page not meant for this role)."""
+    return _refused(request, "error.html", _session(request), exc)
+
+
+def _sign_in_page(request: Request) -> Response:
+    session = Session()
+    session.notice = "Please sign in"
+    return _redirect(request, "/console/sign-in", session)
+
+
+# ---- entry ----------------------------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def root() -> Response:
+    return RedirectResponse("/console/", status_code=303)
+
+
+@router.get("/console")
+@router.get("/console/")
+async def home(request: Request) -> Response:
+    session = _session(request)
+    if not session.signed_in:
+        return _redirect(request, "/console/sign-in", session)
+    return _render(request, "home.html", session)
+
+
+# ---- accounts -------------------------------------------------------------------------------------------------
+
+
+@router.get("/console/register")
+async def register_page(request: Request) -> Response:
+    return _render(request, "register.html", _session(request), values={}, errors={})
+
+
+@router.post("/console/register")
+async def register(request: Request) -> Response:
+    session = _session(request)
+    try:
+        form = await _form(request, session)
+        if form.get("organizationType") == "ApiUser":
+            answer = await services.register_api_user(_api(request), form)
+            return _render(request, "api_user_key.html", session, answer=answer)
+        if form.get("organizationType") not in domain.ORGANIZATION_TYPES:
+            raise Refusal(400, "Choose the organization's type", {"organizationType": "Choose one"})
+        await services.register(_api(request), form)
+    except Refusal as exc:
+        return _refused(request, "register.html", session, exc, values=await _values(request))
+    notice = "Registered. We sent you an e-mail: open its link (or paste its token below) to confirm your address."
+    return _redirect(request, "/console/confirm-email", session, notice)
+
+
+async def _values(request: Request) -> dict[str, str]:
+    """What the user typed, to fill the form again (never the passwords or the CSRF token)."""
+    form = await request.form()
+    hidden = {"csrf", "password", "confirmPassword", "oldPassword", "newPassword"}
+    return {k: domain.field_text(v) for k, v in form.items() if isinstance(v, str) and k not in hidden}
+
+
+@router.get("/console/confirm-email")
+@router.get("/console/confirm-email/{token}")
+async def confirm_page(request: Request, token: str = "") -> Response:
+    # The link only fills the form: confirming is a POST, so mail scanners that open links change nothing.
+    token = token if _TOKEN.fullmatch(token) else ""
+    return _render(request, "confirm.html", _session(request), token=token, errors={})
+
+
+@router.post("/console/confirm-email")
+async def confirm(request: Request) -> Response:
+    session = _session(request)
+    try:
+        form = await _form(request, session)
+        token = form.get("token", "")
+        if not _TOKEN.fullmatch(token):
+            raise Refusal(400, "That token is not one we sent", {"token": "Paste the token from the e-mail"})
+        message = await services.confirm_email(_api(request), token)
+    except Refusal as exc:
+        return _refused(request, "confirm.html", session, exc, token="")
+    return _redirect(request, "/console/sign-in", session, f"{message}. You can sign in now.")
+
+
+@router.get("/console/sign-in")
+async def sign_in_page(request: Request) -> Response:
+    return _render(request, "sign_in.html", _session(request), values={}, errors={})
+
+
+@router.post("/console/sign-in")
+async def sign_in(request: Request) -> Response:
+    session = _session(request)
+    try:
+        form = await _form(request, session)
+        fresh = await services.sign_in(_api(request), session, form.get("email", ""), form.get("password", ""))
+    except Refusal as exc:
+        return _refused(request, "sign_in.html", session, exc, values=await _values(request))
+    return _redirect(request, "/console/", fresh, f"Signed in as {fresh.email}")
+
+
+@router.post("/console/sign-out")
+async def sign_out(request: Request) -> Response:
+    session = _session(request)
+    try:
+        await _form(request, session)
+        await services.sign_out(_api(request), session)
+    except Refusal:
+        pass  # the session ends here whatever identity said; its token expires soon anyway
+    return _redirect(request, "/console/sign-in", Session(), "Signed out")
+
+
+@router.get("/console/forgot-password")
+async def forgot_page(request: Request) -> Response:
+    return _render(request, "forgot.html", _session(request), values={}, errors={})
+
+
+@router.post("/console/forgot-password")
+async def forgot(request: Request) -> Response:
+    session = _session(request)
+    try:
+        form = await _form(request, session)
+        await services.forgot_password(_api(request), form.get("email", ""))
+    except Refusal as exc:
+        return _refused(request, "forgot.html", session, exc, values=await _values(request))
+    notice = "If that address has an account, we sent it a reset link."
+    return _redirect(request, "/console/reset-password", session, notice)
+
+
+@router.get("/console/reset-password")
+@router.get("/console/reset-password/{token}")
+async def reset_page(request: Request, token: str = "") -> Response:
+    token = token if _TOKEN.fullmatch(token) else ""
+    return _render(request, "reset.html", _session(request), token=token, errors={})
+
+
+@router.post("/console/reset-password")
+async def reset(request: Request) -> Response:
+    session = _session(request)
+    try:
+        form = await _form(request, session)
+        token = form.get("token", "")
+        if not _TOKEN.fullmatch(token):
+            raise Refusal(400, "That token is not one we sent", {"token": "Paste the token from the e-mail"})
+        await services.reset_password(
+            _api(request), token, form.get("newPassword", ""), form.get("confirmPassword", "")
+        )
+    except Refusal as exc:
+        return _refused(request, "reset.html", session, exc, token="")
+    return _redirect(request, "/console/sign-in", session, "Your password is changed. Sign in with the new one.")
+
+
+@router.get("/console/profile")
+async def profile_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        me = await services.profile(_api(request), session)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "profile.html", session, exc, me={})
+    return _render(request, "profile.html", session, me=me, errors={})
+
+
+@router.post("/console/profile")
+async def update_profile(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        me = await services.update_profile(_api(request), session, form.get("firstName", ""), form.get("lastName", ""))
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "profile.html", session, exc, me=await _values(request))
+    session.name = f"{me.get('firstName', '')} {me.get('lastName', '')}".strip()
+    return _redirect(request, "/console/profile", session, "Profile saved")
+
+
+@router.post("/console/profile/password")
+async def change_password(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        await services.change_password(
+            _api(request),
+            session,
+            form.get("oldPassword", ""),
+            form.get("newPassword", ""),
+            form.get("confirmPassword", ""),
+        )
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        me = await services.profile(_api(request), session) if exc.status != 401 else {}
+        return _refused(request, "profile.html", session, exc, me=me)
+    return _redirect(request, "/console/profile", session, "Password changed")
+
+
+# ---- devices --------------------------------------------------------------------------------------------------
+
+DEVICE_FILTERS = ("countryCode", "fuelCode", "deviceTypeCode", "capacity", "offTaker")
+
+
+def _filters(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {n: domain.field_text(request.query_params.get(n), limit=60) for n in names if request.query_params.get(n)}
+
+
+@router.get("/console/devices")
+async def devices_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        page = domain.page_number(request.query_params.get("page"))
+        filters = _filters(request, DEVICE_FILTERS)
+        listing = await services.devices(_api(request), session, filters, page)
+        choices = await services.device_choices(_api(request))
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(listing.get("totalCount") or 0)
+    return _render(
+        request,
+        "devices.html",
+        session,
+        devices=listing.get("devices") or [],
+        total=total,
+        page=page,
+        pages=domain.page_count(total),
+        filters=filters,
+        choices=choices,
+    )
+
+
+@router.get("/console/devices/new")
+async def new_device_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        choices = await services.device_choices(_api(request))
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    return _render(request, "device_form.html", session, choices=choices, values={}, errors={}, device=None)
+
+
+@router.post("/console/devices/new")
+async def new_device(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        created = await services.register_device(_api(request), session, form)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        choices = await services.device_choices(_api(request))
+        return _refused(
+            request, "device_form.html", session, exc, choices=choices, values=await _values(request), device=None
+        )
+    return _redirect(
+        request, f"/console/devices/{created['id']}", session, f"Device {created['externalId']} registered"
+    )
+
+
+@router.get("/console/devices/{device_id}")
+async def device_page(request: Request, device_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        found = await services.device(_api(request), session, device_id)
+        granularity = "month" if request.query_params.get("per") == "month" else "day"
+        chart = await services.energy(_api(request), session, found["externalId"], granularity)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    return _render(request, "device.html", session, device=found, chart=chart, granularity=granularity, errors={})
+
+
+@router.get("/console/devices/{device_id}/edit")
+async def edit_device_page(request: Request, device_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        found = await services.device(_api(request), session, device_id)
+        choices = await services.device_choices(_api(request))
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    values = {k: str(v) for k, v in found.items() if v is not None}
+    values["commissioningDate"] = str(found.get("commissioningDate") or "")[:16]
+    return _render(request, "device_form.html", session, choices=choices, values=values, errors={}, device=found)
+
+
+@router.post("/console/devices/{device_id}/edit")
+async def edit_device(request: Request, device_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        found = await services.device(_api(request), session, device_id)
+        await services.update_device(_api(request), session, found["externalId"], form)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        choices = await services.device_choices(_api(request))
+        values = await _values(request)
+        return _refused(
+            request, "device_form.html", session, exc, choices=choices, values=values, device={"id": device_id}
+        )
+    return _redirect(request, f"/console/devices/{device_id}", session, "Device saved")
+
+
+@router.post("/console/devices/{device_id}/delete")
+async def delete_device(request: Request, device_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        await _form(request, session)
+        await services.delete_device(_api(request), session, device_id)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _redirect(request, f"/console/devices/{device_id}", session, f"Not deleted: {exc.message}")
+    return _redirect(request, "/console/devices", session, "Device deleted")
+
+
+# ---- reads ----------------------------------------------------------------------------------------------------
+
+
+@router.get("/console/reads")
+async def reads_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        jobs = await services.read_jobs(_api(request), session)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "reads.html", session, exc, jobs=[])
+    return _render(request, "reads.html", session, jobs=jobs, errors={})
+
+
+@router.post("/console/reads")
+async def upload_reads(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await request.form()
+        sent = form.get("csrf")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+            raise Refusal(403, "This form has expired; please send it again")
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise Refusal(400, "Choose a CSV file of reads", {"file": "Choose a CSV file"})
+        limit = _settings(request).upload_limit_bytes
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise Refusal(413, f"The file is larger than {limit // (1 << 20)} MiB", {"file": "Too large"})
+        name = _FILE_NAME.sub("_", upload.filename)[:100] or "reads.csv"
+        job = await services.upload_reads(_api(request), session, name, data)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        jobs = await services.read_jobs(_api(request), _session(request)) if exc.status != 401 else []
+        return _refused(request, "reads.html", session, exc, jobs=jobs)
+    return _redirect(request, f"/console/reads/jobs/{job['jobId']}", session, "Reads uploaded: they are being checked")
+
+
+def _check_job_id(job_id: str) -> None:
+    if not _JOB_ID.fullmatch(job_id):
+        raise Refusal(404, "No such upload")
+
+
+@router.get("/console/reads/jobs/{job_id}")
+async def read_job_page(request: Request, job_id: str) -> Response:
+    try:
+        session = _signed_in(request)
+        _check_job_id(job_id)
+        job = await services.read_job(
+            _api(request), session, job_id, domain.page_number(request.query_params.get("page"))
+        )
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    return _render(request, "read_job.html", session, job=job)
+
+
+@router.get("/console/reads/jobs/{job_id}/progress")
+async def read_job_progress(request: Request, job_id: str) -> Response:
+    """The job's progress for console.js (same origin, the session cookie; never the token)."""
+    try:
+        session = _signed_in(request)
+        _check_job_id(job_id)
+        job = await services.read_job(_api(request), session, job_id, 1)
+    except NotSignedIn:
+        return Response(status_code=401)
+    except Refusal as exc:
+        return Response(status_code=exc.status)
+    keys = ("status", "rowsTotal", "rowsDone", "accepted", "rejected", "progress")
+    return Response(content=json.dumps({k: job.get(k) for k in keys}), media_type="application/json")
+
+
+# ---- reservations ---------------------------------------------------------------------------------------------
+
+AVAILABLE_FILTERS = ("countryCode", "fuelCode", "deviceTypeCode", "capacity", "commissioningDate", "offTaker")
+
+
+@router.get("/console/reservations")
+async def reservations_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        page = domain.page_number(request.query_params.get("page"))
+        listing = await services.reservations(_api(request), session, page)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(listing.get("totalCount") or len(listing.get("deviceGroups") or []))
+    return _render(
+        request, "reservations.html", session, groups=listing.get("deviceGroups") or [], page=page,
+        pages=domain.page_count(total),
+    )  # fmt: skip
+
+
+async def _new_reservation(request: Request, session: Session, status: int = 200, **context: Any) -> Response:
+    page = domain.page_number(request.query_params.get("page"))
+    filters = _filters(request, AVAILABLE_FILTERS)
+    listing = await services.available_devices(_api(request), session, filters, page)
+    choices = await services.device_choices(_api(request))
+    total = int(listing.get("totalCount") or 0)
+    context.setdefault("values", {})
+    context.setdefault("errors", {})
+    return _render(
+        request, "reservation_form.html", session, status, devices=listing.get("devices") or [], page=page,
+        pages=domain.page_count(total), filters=filters, choices=choices, frequencies=domain.FREQUENCIES, **context,
+    )  # fmt: skip
+
+
+@router.get("/console/reservations/new")
+async def new_reservation_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        return await _new_reservation(request, session)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+
+
+@router.post("/console/reservations/new")
+async def new_reservation(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        raw = (await request.form()).getlist("deviceIds")
+        device_ids = [int(v) for v in raw if isinstance(v, str) and v.isdigit()][:1000]
+        created = await services.reserve(_api(request), session, form, device_ids)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return await _new_reservation(
+            request, session, exc.status if 400 <= exc.status < 500 else 502, error=exc.message, errors=exc.fields,
+            values=await _values(request),
+        )  # fmt: skip
+    return _redirect(
+        request, f"/console/reservations/{created['id']}", session, f"Reservation {created['name']} created"
+    )
+
+
+@router.get("/console/reservations/{reservation_id}")
+async def reservation_page(request: Request, reservation_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        found = await services.reservation(_api(request), session, reservation_id)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    return _render(request, "reservation.html", session, **found)
+
+
+@router.get("/console/reservations/{reservation_id}/certificates.csv")
+async def export_certificates(request: Request, reservation_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        found = await services.reservation(_api(request), session, reservation_id)
+        answer = await services.export_certificates(_api(request), session, str(found["uid"]))
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    name = f"certificates-reservation-{reservation_id}.csv"
+    return Response(
+        answer.content,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.post("/console/reservations/{reservation_id}/end")
+async def end_reservation(request: Request, reservation_id: int) -> Response:
+    try:
+        session = _signed_in(request)
+        await _form(request, session)
+        await services.end_reservation(_api(request), session, reservation_id)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _redirect(request, f"/console/reservations/{reservation_id}", session, f"Not ended: {exc.message}")
+    return _redirect(request, f"/console/reservations/{reservation_id}", session, "Reservation ended")
+
+
+# ---- admin ----------------------------------------------------------------------------------------------------
+
+
+@router.get("/console/admin/api-users")
+async def api_users_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        status = request.query_params.get("status", "Request")
+        status = status if status in ("Request", "Active", "Deactive") else "Request"
+        page = domain.page_number(request.query_params.get("page"))
+        listing = await services.api_users(_api(request), session, status, page)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(listing.get("totalCount") or 0)
+    return _render(
+        request, "api_users.html", session, users=listing.get("apiusers") or [], status=status, page=page,
+        pages=domain.page_count(total),
+    )  # fmt: skip
+
+
+@router.post("/console/admin/api-users/{api_user_id}")
+async def decide_api_user(request: Request, api_user_id: str) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        decision = form.get("status", "")
+        if decision not in ("Active", "Deactive") or not _API_USER_ID.fullmatch(api_user_id):
+            raise Refusal(400, "Approve or deny")
+        await services.decide_api_user(_api(request), session, api_user_id, decision)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _redirect(request, "/console/admin/api-users", session, f"Not changed: {exc.message}")
+    word = "approved" if decision == "Active" else "denied"
+    return _redirect(request, "/console/admin/api-users", session, f"API user {api_user_id} {word}")
+
+
+@router.get("/console/admin/organizations")
+async def organizations_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        page = domain.page_number(request.query_params.get("page"))
+        orgs = await services.organizations(_api(request), session, page)
+        people = await services.users(_api(request), session, 1)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(orgs.get("totalCount") or 0)
+    return _render(
+        request, "organizations.html", session, organizations=orgs.get("organizations") or [],
+        users=people.get("users") or [], page=page, pages=domain.page_count(total),
+    )  # fmt: skip

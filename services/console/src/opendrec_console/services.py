@@ -1,0 +1,298 @@
+"""The console's use cases: each asks the public API what a page needs, or sends what a form says.
+
+They take the API client and the session; a refusal of the API comes out as `client.Refusal` (its message and
+fields), which the pages show next to the fields it names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import domain
+from .client import Answer, Api, Refusal
+from .session import Session
+
+# ---- accounts -------------------------------------------------------------------------------------------------
+
+
+async def register(api: Api, form: dict[str, str]) -> dict[str, Any]:
+    """A user with a new organization (Developer or Buyer); identity mails the confirmation link."""
+    body = {
+        "firstName": form["firstName"],
+        "lastName": form["lastName"],
+        "email": form["email"],
+        "organizationType": form["organizationType"],
+        "password": form["password"],
+        "confirmPassword": form["confirmPassword"],
+        "orgName": form["orgName"],
+        "orgAddress": form["orgAddress"],
+        "secretKey": form.get("secretKey") or "",
+    }
+    return dict(await api.ask("POST", "/api/user/registerWithOrganization", json=body))
+
+
+async def register_api_user(api: Api, form: dict[str, str]) -> dict[str, Any]:
+    """An API user; the answer holds its private key, shown once and never kept here."""
+    body = {
+        "firstName": form["firstName"],
+        "lastName": form["lastName"],
+        "email": form["email"],
+        "organizationType": "ApiUser",
+        "password": form["password"],
+        "confirmPassword": form["confirmPassword"],
+        "orgName": form["orgName"],
+        "orgAddress": form["orgAddress"],
+        "secretKey": form.get("secretKey") or "",
+    }
+    return dict(await api.ask("POST", "/api/user/register", json=body))
+
+
+async def confirm_email(api: Api, token: str) -> str:
+    answer = await api.ask("PUT", f"/api/user/confirm-email/{token}")
+    return str((answer or {}).get("message") or "Your e-mail address is confirmed")
+
+
+async def sign_in(api: Api, session: Session, email: str, password: str) -> Session:
+    """Log in and learn who the user is: a new session (a fresh CSRF token with it)."""
+    answer = await api.ask("POST", "/api/auth/login", json={"username": email, "password": password})
+    token = str(answer["accessToken"])
+    me = await api.ask("GET", "/api/user/me", token=token)
+    organization = me.get("organization") or {}
+    return Session(
+        token=token,
+        user_id=me.get("id"),
+        email=str(me.get("email", "")),
+        name=f"{me.get('firstName', '')} {me.get('lastName', '')}".strip(),
+        role=str(me.get("role", "")),
+        organization_id=organization.get("id"),
+        organization_name=str(organization.get("name", "")),
+        organization_type=str(organization.get("organizationType", "")),
+    )
+
+
+async def sign_out(api: Api, session: Session) -> None:
+    """Revoke the token at identity; the cookie is dropped by the page whatever the answer."""
+    if session.token:
+        await api.call("POST", "/api/auth/logout", token=session.token)
+
+
+async def forgot_password(api: Api, email: str) -> None:
+    await api.ask("POST", "/api/user/forget-password", json={"email": email})
+
+
+async def reset_password(api: Api, token: str, password: str, confirm: str) -> None:
+    body = {"newPassword": password, "confirmPassword": confirm}
+    await api.ask("PUT", f"/api/user/reset/password/{token}", json=body)
+
+
+async def profile(api: Api, session: Session) -> dict[str, Any]:
+    return dict(await api.ask("GET", "/api/user/me", token=session.token))
+
+
+async def update_profile(api: Api, session: Session, first_name: str, last_name: str) -> dict[str, Any]:
+    body = {"firstName": first_name, "lastName": last_name}
+    return dict(await api.ask("PUT", "/api/user/profile", token=session.token, json=body))
+
+
+async def change_password(api: Api, session: Session, old: str, new: str, confirm: str) -> None:
+    body = {"oldPassword": old, "newPassword": new, "confirmPassword": confirm}
+    await api.ask("PUT", "/api/user/password", token=session.token, json=body)
+
+
+# ---- reference data -------------------------------------------------------------------------------------------
+
+
+async def device_choices(api: Api) -> dict[str, list[dict[str, Any]]]:
+    """Fuels, device types and countries for the device forms and filters (public lists)."""
+    fuels = await api.ask("GET", "/api/device/fuel-type")
+    types = await api.ask("GET", "/api/device/device-type")
+    countries = await api.ask("GET", "/api/countrycode/list")
+    return {"fuels": list(fuels), "types": list(types), "countries": list(countries)}
+
+
+# ---- devices --------------------------------------------------------------------------------------------------
+
+
+async def devices(api: Api, session: Session, filters: dict[str, str], page: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"pageNumber": page, "limit": domain.PAGE_SIZE, **filters}
+    return dict(await api.ask("GET", "/api/device/my", token=session.token, params=params))
+
+
+async def device(api: Api, session: Session, device_id: int) -> dict[str, Any]:
+    return dict(await api.ask("GET", f"/api/device/{device_id}", token=session.token))
+
+
+def device_payload(form: dict[str, str]) -> dict[str, Any]:
+    """A device form as D-REC's registration body: numbers and booleans as the API takes them, text as typed
+    (the API says what is wrong with each field)."""
+    body: dict[str, Any] = {
+        key: form.get(key, "")
+        for key in (
+            "externalId",
+            "projectName",
+            "address",
+            "latitude",
+            "longitude",
+            "countryCode",
+            "fuelCode",
+            "deviceTypeCode",
+            "offTaker",
+            "deviceDescription",
+            "impactStory",
+        )
+    }
+    body["capacity"] = _number(form.get("capacity", ""))
+    body["commissioningDate"] = domain.iso_utc(form.get("commissioningDate", "")) or form.get("commissioningDate")
+    body["gridInterconnection"] = form.get("gridInterconnection") == "on"
+    body["energyStorage"] = form.get("energyStorage") == "on"
+    return body
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text) if text.strip() else None
+    except ValueError:
+        return text  # the API names the field and says why
+
+
+async def register_device(api: Api, session: Session, form: dict[str, str]) -> dict[str, Any]:
+    return dict(await api.ask("POST", "/api/device", token=session.token, json=device_payload(form)))
+
+
+async def update_device(api: Api, session: Session, external_id: str, form: dict[str, str]) -> dict[str, Any]:
+    changes = {k: v for k, v in device_payload(form).items() if k != "externalId" and v not in ("", None)}
+    return dict(await api.ask("PATCH", f"/api/device/{external_id}", token=session.token, json=changes))
+
+
+async def delete_device(api: Api, session: Session, device_id: int) -> None:
+    await api.ask("DELETE", f"/api/device/{device_id}", token=session.token)
+
+
+async def energy(api: Api, session: Session, external_id: str, granularity: str) -> dict[str, Any]:
+    """The device's accumulated energy per day or month (the readings service's sums), as chart data."""
+    params = {"readType": "accumulated", "granularity": granularity}
+    answer = await api.call("GET", f"/api/meter-reads/new/{external_id}", token=session.token, params=params)
+    if not answer.ok or not isinstance(answer.body, dict):
+        return {"labels": [], "values": [], "totalWh": 0}
+    return {**domain.series(answer.body.get("accumulated") or []), "totalWh": answer.body.get("totalWh", 0)}
+
+
+# ---- reads ----------------------------------------------------------------------------------------------------
+
+
+async def upload_reads(api: Api, session: Session, file_name: str, csv: bytes) -> dict[str, Any]:
+    """A CSV of reads, imported by readings in the background: the job (poll it for progress and results)."""
+    return dict(
+        await api.ask(
+            "POST",
+            "/api/meter-reads/bulk-upload",
+            token=session.token,
+            params={"fileName": file_name},
+            content=csv,
+            content_type="text/csv",
+        )
+    )
+
+
+async def read_job(api: Api, session: Session, job_id: str, page: int) -> dict[str, Any]:
+    params = {"pageNumber": page, "limit": 100}
+    return dict(await api.ask("GET", f"/api/meter-reads/bulk-upload/{job_id}", token=session.token, params=params))
+
+
+async def read_jobs(api: Api, session: Session) -> list[dict[str, Any]]:
+    answer = await api.ask("GET", "/api/meter-reads/bulk-upload", token=session.token)
+    return list(answer.get("jobs", answer) if isinstance(answer, dict) else answer)
+
+
+# ---- reservations and certificates ----------------------------------------------------------------------------
+
+
+async def available_devices(api: Api, session: Session, filters: dict[str, str], page: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"pageNumber": page, "limit": domain.PAGE_SIZE, **filters}
+    return dict(await api.ask("GET", "/api/device/ungrouped/buyerreservation", token=session.token, params=params))
+
+
+async def reservations(api: Api, session: Session, page: int) -> dict[str, Any]:
+    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    return dict(await api.ask("GET", "/api/buyer-reservation/my", token=session.token, params=params))
+
+
+def reservation_payload(form: dict[str, str], device_ids: list[int]) -> dict[str, Any]:
+    return {
+        "name": form.get("name", ""),
+        "deviceIds": device_ids,
+        "targetCapacityInMegaWattHour": _number(form.get("targetCapacityInMegaWattHour", "")),
+        "reservationStartDate": domain.iso_utc(form.get("reservationStartDate", "")),
+        "reservationEndDate": domain.iso_utc(form.get("reservationEndDate", "")),
+        "frequency": form.get("frequency", ""),
+        "continueWithReservationIfOneOrMoreDevicesUnavailableForReservation": form.get("continueIfUnavailable") == "on",
+        "continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration": form.get(
+            "continueIfTargetLess"
+        )
+        == "on",
+        "authorityToExceed": form.get("authorityToExceed") == "on",
+    }
+
+
+async def reserve(api: Api, session: Session, form: dict[str, str], device_ids: list[int]) -> dict[str, Any]:
+    body = reservation_payload(form, device_ids)
+    return dict(await api.ask("POST", "/api/device-group", token=session.token, json=body))
+
+
+async def reservation(api: Api, session: Session, reservation_id: int) -> dict[str, Any]:
+    """The reservation, its certificates (with each one's parts) and the energy per device."""
+    group = dict(await api.ask("GET", f"/api/buyer-reservation/{reservation_id}", token=session.token))
+    uid = group.get("devicegroup_uid") or group.get("uid")
+    log: dict[str, Any] = {"certificates": [], "totalEnergyWh": 0}
+    if uid:
+        answer = await api.call("GET", f"/api/certificate-log/issuer/certified/{uid}", token=session.token)
+        if answer.ok and isinstance(answer.body, dict):
+            log = answer.body
+    certificates = list(log.get("certificates") or [])
+    total = int(log.get("totalEnergyWh") or 0)
+    return {
+        "group": group,
+        "uid": uid,
+        "certificates": certificates,
+        "totalEnergyWh": total,
+        "perDevice": domain.per_device(certificates),
+        "progress": domain.progress_percent(total, group.get("targetCapacityInMegaWattHour")),
+    }
+
+
+async def export_certificates(api: Api, session: Session, uid: str) -> Answer:
+    """The reservation's per-device certificate CSV, as the API makes it."""
+    answer = await api.call(
+        "GET", f"/api/certificate-log/export_perdevice/{uid}", token=session.token, accept="text/csv"
+    )
+    if not answer.ok:
+        message, fields = domain.refusal_of(answer.status, answer.body)
+        raise Refusal(answer.status, message, fields)
+    return answer
+
+
+async def end_reservation(api: Api, session: Session, reservation_id: int) -> None:
+    await api.ask("POST", f"/api/device-group/{reservation_id}/end", token=session.token)
+
+
+# ---- admin ----------------------------------------------------------------------------------------------------
+
+
+async def api_users(api: Api, session: Session, status: str, page: int) -> dict[str, Any]:
+    params = {"permissionStatus": status, "pageNumber": page, "limit": domain.PAGE_SIZE}
+    return dict(await api.ask("GET", "/api/admin/apiusers", token=session.token, params=params))
+
+
+async def decide_api_user(api: Api, session: Session, api_user_id: str, status: str) -> None:
+    path = f"/api/permission/module/verify/ByAdmin/{api_user_id}"
+    await api.ask("PUT", path, token=session.token, json={"status": status})
+
+
+async def organizations(api: Api, session: Session, page: int) -> dict[str, Any]:
+    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    return dict(await api.ask("GET", "/api/admin/organizations", token=session.token, params=params))
+
+
+async def users(api: Api, session: Session, page: int) -> dict[str, Any]:
+    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    return dict(await api.ask("GET", "/api/admin/users", token=session.token, params=params))
