@@ -120,6 +120,11 @@ async def test_a_reservation_just_created_without_energy_answers_its_empty_log_b
         "reservationStartDate": "2025-03-01T10:00:00.000Z",
         "reservationEndDate": "2025-03-02T10:00:00.000Z",
         "reservationEndedAt": None,
+        "endArrivedLate": False,
+        "certifiedAfterEndWh": 0,
+        "carryWh": 0,
+        "carryFinal": True,  # its window (2025) closed long ago: nothing more comes
+        "carry": [],
         "certificates": [],
         "certificatelog": [],
         "totalEnergyWh": 0,

@@ -97,6 +97,19 @@ def effective_end(end: datetime, ended_at: datetime | None) -> datetime:
     return min(end, ended_at) if ended_at is not None else end
 
 
+def takes_no_more(
+    end: datetime,
+    ended_at: datetime | None,
+    expiry: datetime | None,
+    target_reached: bool,
+    now: datetime,
+    settle: timedelta,
+) -> bool:
+    """Whether a reservation takes no more energy: its window closed and settled (its last period is issued then,
+    within a sweep), it expired, or a certificate reached its target. Its carry then stays uncertified."""
+    return target_reached or (expiry is not None and now >= expiry) or effective_end(end, ended_at) + settle <= now
+
+
 def certifiable(reservation: Reservation, now: datetime) -> bool:
     """Whether certificates may still be issued for the reservation now: not from its expiry on (D-REC's
     reservationExpiryDate; the window itself stops at its effective end)."""

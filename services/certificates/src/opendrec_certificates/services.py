@@ -414,9 +414,35 @@ async def change_reservation(uow: UnitOfWork, event: ReservationUpdated, settle:
 
 async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
     """From now on the reservation's window stops at `ended_at`: energy generated after it is not certified for
-    it (issuance reads the effective end). Nothing to certify anew: ending only shrinks the window."""
+    it (allocation and issuance read the effective end). What was allocated to it and not issued yet beyond the end
+    goes back to its reads, whose devices are due again (the sweep allocates their share before the end anew).
+
+    An end known late (its time earlier than periods already issued: reservation.ended travels on another topic
+    and may come after the settle time): an issued certificate is never reopened, those certificates stay; from
+    now on nothing is issued after the end; a warning says so, and the reservation's log shows it
+    (`endArrivedLate`, `certifiedAfterEndWh`)."""
     async with uow:
-        await store.record_reservation_end(uow.conn, event.reservation_id, event.ended_at, event.reason)
+        conn = uow.conn
+        # the order every certifying transaction takes: its devices, then the reservation
+        for device_id in await store.reservation_device_ids(conn, event.reservation_id):
+            await store.lock_device(conn, device_id)
+        await store.lock_reservation(conn, event.reservation_id)
+        if not await store.record_reservation_end(conn, event.reservation_id, event.ended_at, event.reason):
+            return  # a reservation ends once: the first end recorded stands
+        for device_id in await store.release_pending_after(conn, event.reservation_id, event.ended_at):
+            await store.set_certification_due(conn, device_id, event.ended_at)
+        after = await store.issued_after_end(conn, event.reservation_id)
+        if after["count"]:
+            log.warning(
+                "reservation.ended arrived after certificates of periods past its end were issued: they stay "
+                "(an issued certificate is never reopened); nothing more is issued after the end",
+                extra={
+                    "reservation_id": event.reservation_id,
+                    "ended_at": iso_exact(event.ended_at),
+                    "certificates": after["count"],
+                    "energy_wh": after["energy_wh"],
+                },
+            )
 
 
 async def register_device(uow: UnitOfWork, event: DeviceRegistered | DeviceUpdated, state_at: datetime) -> None:
@@ -558,6 +584,8 @@ class ReservationLog:
     count: int  # parts, or certificates, in the whole view
     energy_wh: int  # their energy
     parts: dict[uuid.UUID, list[Any]]  # by certificate: the parts the caller sees (certificates only)
+    carry: list[Any] = field(default_factory=list)  # the carry of the caller's view (store.carry_of_reservation)
+    after_end: Any = None  # certificates of periods past a late end (store.issued_after_end; certificates only)
 
 
 async def _log(
@@ -678,15 +706,19 @@ async def _reservation_log(
         res, owner = view
         reservation_id = res["reservation_id"]
         parts: dict[uuid.UUID, list[Any]] = {}
+        carry: list[Any] = []
+        after_end = None
         if by_certificate:
             totals = await store.certificate_totals(conn, reservation_id, owner)
             rows = await store.certificates_of_reservation(conn, reservation_id, owner, page.limit, page.offset)
             for part in await store.parts_of_certificates(conn, [row["id"] for row in rows], owner):
                 parts.setdefault(part["certificate_id"], []).append(part)
+            carry = list(await store.carry_of_reservation(conn, reservation_id, owner))
+            after_end = await store.issued_after_end(conn, reservation_id)
         else:
             totals = await store.parts_totals(conn, reservation_id, owner)
             rows = await store.parts_of_reservation(conn, reservation_id, owner, page.limit, page.offset)
-    return ReservationLog(res, list(rows), totals["count"], totals["energy_wh"], parts)
+    return ReservationLog(res, list(rows), totals["count"], totals["energy_wh"], parts, carry, after_end)
 
 
 # -- the D-REC shapes of a reservation's log ------------------------------------------------------------------
@@ -773,6 +805,7 @@ async def certificate_log(
     )
     res = log_.reservation
     pages = total_pages(log_.count, page.limit)
+    learning_time = (learning.now, learning.settle)
     return {
         "groupId": res["reservation_id"],
         "devicegroup_uid": str(res["uid"]),
@@ -781,6 +814,18 @@ async def certificate_log(
         "reservationEndDate": iso_exact(res["reservation_end"]),
         # set once reservation.ended was received
         "reservationEndedAt": iso_exact(res["ended_at"]) if res["ended_at"] else None,
+        # the end arrived after certificates of periods past it were issued: they stay (never reopened)
+        "endArrivedLate": bool(log_.after_end and log_.after_end["count"]),
+        "certifiedAfterEndWh": log_.after_end["energy_wh"] if log_.after_end else 0,
+        # D-REC issues whole kWh only: what is under 1 kWh waits for the next certificate of its country, and once
+        # the reservation takes no more energy (carryFinal) it stays uncertified; shown, never silently dropped
+        "carryWh": sum(k["carry_wh"] for k in log_.carry),
+        "carryFinal": domain.takes_no_more(
+            res["reservation_end"], res["ended_at"], res["reservation_expiry"], res["target_reached"], *learning_time
+        ),
+        "carry": [
+            {"countryCode": k["country_code"], "deviceId": k["device_id"], "carryWh": k["carry_wh"]} for k in log_.carry
+        ],
         "certificates": [_certificate(row, log_.parts.get(row["id"], [])) for row in log_.rows],
         "certificatelog": [
             {

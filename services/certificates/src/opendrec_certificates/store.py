@@ -94,13 +94,66 @@ async def insert_reservation(
 
 async def record_reservation_end(
     conn: asyncpg.Connection, reservation_id: int, ended_at: datetime, reason: str
-) -> None:
-    """The first end of a reservation is the one (it ends once; a replayed event changes nothing)."""
-    await conn.execute(
-        "INSERT INTO reservation_ends (reservation_id, ended_at, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+) -> bool:
+    """The first end of a reservation is the one (it ends once; a replayed event changes nothing): whether this
+    one was recorded."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO reservation_ends (reservation_id, ended_at, reason) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            reservation_id,
+            ended_at,
+            reason,
+        )
+    )
+
+
+async def reservation_device_ids(conn: asyncpg.Connection, reservation_id: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT device_id FROM reservation_devices WHERE reservation_id = $1 ORDER BY device_id", reservation_id
+    )
+    return [r["device_id"] for r in rows]
+
+
+async def release_pending_after(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime) -> list[int]:
+    """Give back to their reads the reservation's allocations not issued yet that hold energy generated after
+    `ended_at` (its end, learnt after they were made): the devices whose reads got energy back."""
+    released = await conn.fetch(
+        """DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL AND end_at > $2
+           RETURNING read_id, device_id, energy_wh""",
         reservation_id,
         ended_at,
-        reason,
+    )
+    await _give_back(conn, released)
+    return sorted({r["device_id"] for r in released})
+
+
+async def issued_after_end(conn: asyncpg.Connection, reservation_id: int) -> asyncpg.Record:
+    """The certificates of the reservation's periods past its end (`count`, `energy_wh`): issued before the end
+    was known (an issued certificate is never reopened). None counted before an end is recorded."""
+    return await conn.fetchrow(
+        """SELECT count(*) AS count, coalesce(sum(c.energy_wh), 0)::bigint AS energy_wh
+           FROM certificates c JOIN reservation_ends e ON e.reservation_id = c.reservation_id
+           WHERE c.reservation_id = $1 AND c.period_end > e.ended_at""",
+        reservation_id,
+    )
+
+
+async def carry_of_reservation(
+    conn: asyncpg.Connection, reservation_id: int, owner_organization_id: int | None
+) -> list[asyncpg.Record]:
+    """The Wh the reservation carries (under 1 kWh per country, per device), of one owner's devices if given (as
+    owns_any_device: registered by it, or its reads accepted), by country and device."""
+    return await conn.fetch(
+        """SELECT nullif(k.country_key, '') AS country_code, k.device_id, k.carry_wh
+           FROM issuance_carry k
+           WHERE k.reservation_id = $1
+             AND ($2::bigint IS NULL
+                  OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = k.device_id AND d.organization_id = $2)
+                  OR EXISTS (SELECT 1 FROM reads r WHERE r.device_id = k.device_id AND r.organization_id = $2))
+           ORDER BY k.country_key, k.device_id""",
+        reservation_id,
+        owner_organization_id,
     )
 
 
@@ -537,6 +590,12 @@ async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:
         "DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL RETURNING read_id, energy_wh",
         reservation_id,
     )
+    await _give_back(conn, released)
+    return sum(r["energy_wh"] for r in released)
+
+
+async def _give_back(conn: asyncpg.Connection, released: list[asyncpg.Record]) -> None:
+    """The released allocations' energy is uncertified again on their reads."""
     if released:
         await conn.execute(
             """UPDATE reads SET certified_wh = reads.certified_wh - a.energy_wh
@@ -546,7 +605,6 @@ async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:
             [r["read_id"] for r in released],
             [r["energy_wh"] for r in released],
         )
-    return sum(r["energy_wh"] for r in released)
 
 
 async def due_reservations(conn: asyncpg.Connection, settled_before: datetime, limit: int) -> list[int]:
@@ -568,7 +626,9 @@ async def reservation(
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT r.*, array_agg(rd.device_id) AS device_ids,
-                  (SELECT e.ended_at FROM reservation_ends e WHERE e.reservation_id = r.reservation_id) AS ended_at
+                  (SELECT e.ended_at FROM reservation_ends e WHERE e.reservation_id = r.reservation_id) AS ended_at,
+                  EXISTS (SELECT 1 FROM certificates c WHERE c.reservation_id = r.reservation_id AND c.target_reached)
+                      AS target_reached
            FROM reservations r
            JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
            WHERE ($1::bigint IS NULL OR r.reservation_id = $1) AND ($2::uuid IS NULL OR r.uid = $2)
