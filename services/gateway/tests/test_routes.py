@@ -59,7 +59,6 @@ def test_longest_prefix_wins() -> None:
         "/api/organization",
         "/api",
         "/api/",
-        "/",
         "/apix/device",
         "/api/unknown/device",
         "/device",
@@ -68,6 +67,13 @@ def test_longest_prefix_wins() -> None:
 )
 def test_prefix_only_matches_whole_segments(path: str) -> None:
     assert resolve(path) is None
+
+
+@pytest.mark.parametrize("path", ["/", "/console", "/console/", "/console/devices/1", "/console/static/console.css"])
+def test_the_root_and_console_pages_go_to_the_console_without_a_token(path: str) -> None:
+    assert resolve(path) == (path if path in ("/", "/console") else "/console", "console")
+    assert is_public("GET", path)
+    assert not is_public("POST", "/") and not is_public("DELETE", path)
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,7 @@ class Gateway:
                 connect_timeout_s=s.upstream_connect_timeout_s,
                 read_timeout_s=s.upstream_read_timeout_s,
             )
-            for name, url in self.service_urls.items()
+            for name, url in {**self.service_urls, routes.CONSOLE: s.console_url.rstrip("/")}.items()
         }
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(

@@ -15,6 +15,9 @@ SERVICES: dict[str, str] = {
     "certificates": "certificates_url",
     "charger-gateway": "charger_gateway_url",
 }
+# The web console (services/console): pages for people, not API operations (so not in the merged OpenAPI, not
+# probed by /healthz); it calls the API through this gateway as any client does. Served at / and /console/...
+CONSOLE = "console"
 
 # public path prefix -> owning service
 ROUTES: dict[str, str] = {
@@ -50,6 +53,8 @@ ROUTES: dict[str, str] = {
     "/api/drec-issuer": "certificates",
     "/api/charger": "charger-gateway",
     "/public/v2/inventories": "certificates",  # the REC inventory API (shared/seeds/rec-inventory-api.txt)
+    "/": CONSOLE,  # only "/" itself: a prefix never shortens to it
+    "/console": CONSOLE,
 }
 
 # Paths whose errors are written in the REC inventory API's envelope ({Data, Errors, Meta, StatusCode, Message}),
@@ -64,6 +69,7 @@ LARGE_BODIES: frozenset[str] = frozenset(
         "/api/file",
         "/api/device/bulk",
         "/api/device/addByAdmin/process-creation-bulk-devices-csv",
+        "/console/reads",  # the console's CSV upload of reads
     }
 )
 
@@ -94,6 +100,13 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/api/certificate/ledger/*"),  # refused for everyone: it names the signed-assertion flow instead
     ("GET", "/.well-known/jwks.json"),
     ("HEAD", "/.well-known/jwks.json"),
+    # the console's pages: it keeps each user's session itself (a cookie), and its API calls carry the token
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/console"),
+    ("GET", "/console/*"),
+    ("HEAD", "/console/*"),
+    ("POST", "/console/*"),
 ]
 
 _public_exact = {(m, p.rstrip("/")) for m, p in PUBLIC if not p.endswith("/*")}

@@ -17,6 +17,7 @@ class Settings(CoreSettings):
     reservations_url: str = "http://127.0.0.1:8104"
     certificates_url: str = "http://127.0.0.1:8105"
     charger_gateway_url: str = "http://127.0.0.1:8106"
+    console_url: str = "http://127.0.0.1:8107"  # the web console (routes.CONSOLE)
 
     # Upstream connections: kept alive a bit less than uvicorn's 5 s server-side keep-alive,
     # so the gateway closes an idle connection before the service does.
