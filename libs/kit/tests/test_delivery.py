@@ -32,6 +32,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 SPANS = InMemorySpanExporter()
 FAIL_ALWAYS = 999_999_001
 FAILING_FOR_NOW: set[int] = set()  # devices whose handling fails until a test fixes "the bug"
+DEADLOCKS_LEFT: dict[int, int] = {}  # devices whose handling meets that many deadlocks first
 
 
 SWEEP_FAILS = asyncio.Event()
@@ -61,6 +62,9 @@ def build(settings: ServiceSettings) -> ServiceRuntime:
             raise ValueError("this device always fails")
         if event.device_id in FAILING_FOR_NOW:
             raise ValueError("a bug, until it is fixed")
+        if DEADLOCKS_LEFT.get(event.device_id):
+            DEADLOCKS_LEFT[event.device_id] -= 1
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
         trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
         await ctx.conn.execute("INSERT INTO notes (device_id, trace_id) VALUES ($1, $2)", event.device_id, trace_id)
 
@@ -184,6 +188,20 @@ async def test_poison_and_failing_messages_go_to_the_dlq_and_the_partition_moves
     assert headers["x-attempts"] == "3" and headers["x-original-offset"].isdigit()
 
 
+async def test_a_deadlock_is_retried_until_it_passes_never_dead_lettered(service, kafka_bootstrap):
+    runtime, _ = service
+    device_id = new_id()
+    DEADLOCKS_LEFT[device_id] = 5  # more than CONSUMER_MAX_ATTEMPTS (3): one delivery's retries are not enough
+    [event] = await publish_events(kafka_bootstrap, [device_registered(device_id)])
+    await eventually(lambda: notes(runtime, device_id))
+    assert DEADLOCKS_LEFT[device_id] == 0
+    assert len(await notes(runtime, device_id)) == 1
+    dead = await all_events(
+        kafka_bootstrap, "device.registered.dlq", lambda e: e.get("event_id") == str(event.event_id)
+    )
+    assert dead == []
+
+
 async def test_trace_started_by_a_request_continues_in_the_consumer(service):
     runtime, client = service
     device_id = new_id()
@@ -254,7 +272,8 @@ async def test_a_revoked_token_stays_refused_after_a_restart(service, kafka_boot
         kafka_bootstrap,
         [AccessTokenRevoked(token_id=jti, user_id=78, expires_at=datetime.now(UTC) + timedelta(minutes=15))],
     )
-    restarted = build(runtime.settings)  # the same service, started again after the logout
+    # the same service started again after the logout (its own consumer groups: the running one keeps its partitions)
+    restarted = build(runtime.settings.model_copy(update={"kafka_group_prefix": f"r{uuid.uuid4().hex[:8]}_"}))
     issuer.trust_in(restarted)
     async with started(restarted):
         verifier = restarted.app.state.token_verifier

@@ -84,7 +84,14 @@ _OUTAGE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
+    # The database's passing conditions, not the message's fault (issue 13: a deadlock or "out of shared memory"
+    # must not send a reservation.created to the DLQ): redelivered until they pass.
+    asyncpg.TransactionRollbackError,  # deadlock detected, serialization failure
+    asyncpg.InsufficientResourcesError,  # out of (shared) memory, too many connections, disk full
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,  # a statement timeout
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
 )
 
 
