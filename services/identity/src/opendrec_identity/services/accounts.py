@@ -14,6 +14,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from opendrec_kit import ApiError, Principal, UnitOfWork
 
 from .. import domain, mail, store
@@ -87,19 +89,19 @@ async def login(
     client address is throttled, checked before the password: a blocked key learns nothing."""
     address = domain.client_address(peer, forwarded_for, identity.settings.trust_forwarded_for)
     keys = identity.throttle.keys(body.username, address)
-    wait = await _retry_after(uow, keys)
-    if wait is not None:
-        log.info("login throttled", extra={"retry_after_s": wait})
-        raise LoginThrottled(wait)
-
     try:
         email: str | None = domain.normalize_email(body.username)
     except domain.Invalid:
         email = None
     user = None
-    if email:
-        async with uow.reading() as r:
+    async with uow.reading() as r:  # the throttle and the account in one snapshot: a login costs few round trips
+        wait = await _retry_after(r.conn, keys)
+        if wait is None and email:
             user = await store.user_by_email(r.conn, email)
+    if wait is not None:
+        log.info("login throttled", extra={"retry_after_s": wait})
+        raise LoginThrottled(wait)
+
     passwords = identity.passwords
     if user is None:
         await passwords.spend_verify_time(body.password)  # as slow as a wrong password: no e-mail probing
@@ -110,26 +112,30 @@ async def login(
         await _failed(uow, keys)
         log.info("login refused", extra={"reason": "wrong password", "user_id": user["id"]})
         raise ApiError(401, INVALID_CREDENTIALS)
-    await _succeeded(uow, keys)
     if user["status"] != "Active":
+        await _succeeded(uow, keys)
         # The password was right, so saying why tells a stranger nothing.
         raise ApiError(403, f"This account is {user['status'].lower()}; it cannot log in")
     if user["organization_api_user_id"] is not None:
+        await _succeeded(uow, keys)
         # D-REC: the users of an API user's organizations do not log in; the API user acts for them.
         raise ApiError(401, "This account belongs to an organization managed by an API user; that API user acts for it")
 
     # Hashes made under older argon2 parameters are upgraded while we know the password.
     new_hash = await passwords.hash(body.password) if passwords.needs_rehash(user["password_hash"]) else None
-    token = await issue_access_token(uow, identity.tokens, user, new_password_hash=new_hash)
+    async with uow:  # the throttle cleared and the token recorded in one transaction
+        await _succeeded(uow, keys)
+        token = await issue_access_token(uow, identity.tokens, user, new_password_hash=new_hash)
     log.info("login", extra={"user_id": user["id"], "organization_id": user["organization_id"]})
     return {"accessToken": token}
 
 
-async def _retry_after(uow: UnitOfWork, keys: ThrottleKeys) -> int | None:
+async def _retry_after(conn: asyncpg.Connection, keys: ThrottleKeys) -> int | None:
     """Seconds the caller must wait before trying again, or None if it may try now."""
-    async with uow.reading() as r:
-        rows = await store.throttle_states(r.conn, list(keys))
-        now = await store.now(r.conn)
+    rows = await store.throttle_states(conn, list(keys))
+    if not rows:
+        return None  # no failures on record: the common case costs one query
+    now = await store.now(conn)
     waits = [w for row in rows if (w := domain.retry_after_seconds(row["blocked_until"], now)) is not None]
     return max(waits) if waits else None
 
