@@ -57,6 +57,7 @@ GOALS = {
 UNITS = {"reads": "reads/s", "listing": "req/s", "login": "logins/s"}
 DEVICE_CAPACITY_KW = 10_000  # 1 Wh in 5 ms is 720 kW: well below the plausibility bound
 READY_TIMEOUT_S = 240
+IDLE_SAMPLE_S = 3.0
 
 
 # ---- the platform ---------------------------------------------------------------------------
@@ -92,6 +93,34 @@ class Stack:
             except psutil.Error:
                 continue
         return rss
+
+    def postgres_pids(self) -> list[int]:
+        """The embedded Postgres server (data in <state>/pg) and its backends."""
+        data_dir = str(self.state_dir / "pg")
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if any(arg.startswith(data_dir) for arg in cmdline) and "postgres" in " ".join(cmdline):
+                try:
+                    return [proc.pid] + [c.pid for c in proc.children(recursive=True)]
+                except psutil.Error:
+                    continue
+        return []
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each service, and by Postgres (its processes now)."""
+        used = {}
+        groups = {name: [pid] for name, pid in self.service_pids().items()}
+        groups["postgres"] = self.postgres_pids()
+        for name, pids in groups.items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    times = psutil.Process(pid).cpu_times()
+                except psutil.Error:
+                    continue
+                total += times.user + times.system
+            used[name] = total
+        return used
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -219,6 +248,7 @@ class Figures:
     seconds: float
     latencies_ms: list[float]
     first_error: str | None
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds each process used while measured
 
     @property
     def rate(self) -> float:
@@ -234,9 +264,18 @@ class Figures:
 Send = Callable[[aiohttp.ClientSession], Awaitable[tuple[int, bytes]]]
 
 
-async def closed_loop(base: str, senders: list[Send], expected: int, warmup_s: float, duration_s: float) -> Figures:
+async def closed_loop(
+    base: str,
+    senders: list[Send],
+    expected: int,
+    warmup_s: float,
+    duration_s: float,
+    cpu: Callable[[], dict[str, float]],
+) -> Figures:
     """Each sender on its own keep-alive connection, one request at a time; only requests sent after the
-    warm-up and answered before its end are counted."""
+    warm-up and answered before its end are counted. `cpu()`: CPU seconds used so far, per process, read at the
+    start and end of the measured time (CPU per request: a figure a machine shared with other work blurs less than
+    requests per second)."""
     latencies: list[float] = []
     counts = {"requests": 0, "errors": 0}
     first_error: list[str] = []
@@ -260,8 +299,18 @@ async def closed_loop(base: str, senders: list[Send], expected: int, warmup_s: f
                         if not first_error:
                             first_error.append(f"{status} {body[:300]!r}")
 
+    async def measure_cpu() -> dict[str, float]:
+        await asyncio.sleep(measure_from - time.perf_counter())
+        before = await asyncio.to_thread(cpu)
+        await asyncio.sleep(measure_to - time.perf_counter())
+        after = await asyncio.to_thread(cpu)
+        return {name: after[name] - before.get(name, 0.0) for name in after}
+
+    cpu_task = asyncio.create_task(measure_cpu())
     await asyncio.gather(*(run(s) for s in senders))
-    return Figures(counts["requests"], counts["errors"], duration_s, latencies, first_error[0] if first_error else None)
+    cpu_s = await cpu_task
+    first = first_error[0] if first_error else None
+    return Figures(counts["requests"], counts["errors"], duration_s, latencies, first, cpu_s)
 
 
 def read_sender(client: Client, step: timedelta) -> Send:
@@ -347,6 +396,13 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
     print(f"prepared {len(clients)} users, {sum(len(c.devices) for c in clients)} devices", flush=True)
     await asyncio.sleep(1)  # let the first reads' events settle
     print_rss("idle", stack.rss_mb())
+    # What each process spends with no requests (workers, consumers, relays polling): taken off the CPU a
+    # scenario used, so CPU per request counts the requests' own work.
+    before, started = stack.cpu_seconds(), time.perf_counter()
+    await asyncio.sleep(IDLE_SAMPLE_S)
+    after, idle_s = stack.cpu_seconds(), time.perf_counter() - started
+    idle = {name: max(0.0, after[name] - before.get(name, 0.0)) / idle_s for name in after}
+    print("  CPU idle  " + "  ".join(f"{k} {v * 100:.1f}%" for k, v in sorted(idle.items())), flush=True)
     step = timedelta(milliseconds=args.read_step_ms)
     scenarios: dict[str, tuple[list[Send], int]] = {
         "reads": ([read_sender(c, step) for c in clients], 201),
@@ -357,7 +413,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
         senders, expected = scenarios[name]
         load_before = os.getloadavg()[0]
         profiles = start_profiles(stack, args.profile_dir, name, args.warmup + args.duration)
-        figures = await closed_loop(stack.gateway_url, senders, expected, args.warmup, args.duration)
+        figures = await closed_loop(stack.gateway_url, senders, expected, args.warmup, args.duration, stack.cpu_seconds)
         for p in profiles:
             p.wait(30)
         rate_goal, p50_goal = GOALS[name]
@@ -375,6 +431,14 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
             f"  load {load_before:.2f}->{os.getloadavg()[0]:.2f}  [{goal}: {'PASS' if ok else 'MISS'}]",
             flush=True,
         )
+        if figures.requests:
+            busy = {k: v - idle.get(k, 0.0) * figures.seconds for k, v in figures.cpu_s.items()}
+            per_request = {k: v * 1000 / figures.requests for k, v in busy.items() if v > 0}
+            print(
+                f"  CPU ms per request (beyond idle): total {sum(per_request.values()):.2f} = "
+                + "  ".join(f"{k} {v:.2f}" for k, v in sorted(per_request.items(), key=lambda kv: -kv[1])),
+                flush=True,
+            )
         if figures.first_error:
             print(f"  first error: {figures.first_error}", flush=True)
         print_rss("after", stack.rss_mb())
