@@ -4,7 +4,7 @@ user's: the devices of its Developer organizations, named with organizationId)."
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -31,11 +31,14 @@ class ChargerLinkIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     chargerId: str = Field(
-        min_length=1, max_length=64, pattern=CHARGER_ID, description="Kazam device_id of the charger"
+        min_length=1, max_length=64, pattern=CHARGER_ID, description="Kazam device_id, or the OCPP chargePointId"
     )
     externalId: str = Field(min_length=1, max_length=200, description="externalId of one of your devices")
     organizationId: int | None = Field(
         None, ge=1, le=MAX_ID, description="API users (required) and admins: the Developer organization of the device"
+    )
+    type: Literal["kazam", "ocpp"] = Field(
+        "kazam", description="kazam: a Kazam charger (polled); ocpp: an OCPP 1.6J charge point connecting to /ocpp"
     )
 
 
@@ -52,6 +55,7 @@ async def link_charger(
         body.chargerId,
         body.externalId,
         body.organizationId,
+        body.type,
     )
 
 

@@ -6,7 +6,7 @@ import aiohttp
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadRejected
 from opendrec_kit import ServiceRuntime, metrics
 
-from . import api, handlers
+from . import api, handlers, ocpp_server
 from .credentials import TokenCipher
 from .kazam import KazamAccess
 from .poller import KazamPoller
@@ -21,6 +21,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
         settings, title="OpenDREC charger gateway", migrations=Path(__file__).parent / "migrations"
     )
     runtime.include_router(api.router)
+    runtime.include_router(ocpp_server.router)  # the OCPP 1.6J central system (WebSocket)
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceUpdated, handlers.on_device_updated)
     runtime.on(DeviceDeleted, handlers.on_device_deleted)

@@ -8,6 +8,9 @@ has neither end field; `total_usage` is in Wh (the unit of `usage_limit`: an exa
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -289,3 +292,99 @@ class Breaker:
     @property
     def state(self) -> str:
         return "closed" if self.failed < self.failures else "open"
+
+
+# ---------------------------------------------------------------- OCPP 1.6J charge points
+
+OCPP_SOURCE = "ocpp"
+OCPP_PASSWORD_BYTES = 24  # 32 url-safe characters: within OCPP 1.6 security profile 1's 16-40 character key
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+def hash_password(password: str, salt: bytes) -> bytes:
+    """salt + scrypt(password): what is stored of a charge point's password."""
+    return salt + hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+
+
+def password_matches(password: str, stored: bytes | None) -> bool:
+    if not stored or len(stored) <= 16:
+        return False
+    salt = bytes(stored[:16])
+    return hmac.compare_digest(hash_password(password, salt), bytes(stored))
+
+
+def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic Authorization header, or None."""
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def ocpp_time(text: str) -> datetime:
+    """An OCPP timestamp (ISO 8601 with an offset) as an aware UTC datetime; ValueError otherwise."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+_ENERGY = "Energy.Active.Import.Register"
+_WH_PER_UNIT = {"Wh": 1, "kWh": 1000}
+
+
+def energy_register_wh(meter_values: Iterable[Mapping[str, Any]]) -> tuple[datetime, int] | None:
+    """The latest Energy.Active.Import.Register reading (time, Wh) of MeterValues' meterValue list (the default
+    measurand when none is named; unit Wh or kWh), or None."""
+    latest: tuple[datetime, int] | None = None
+    for meter_value in meter_values:
+        try:
+            at = ocpp_time(str(meter_value.get("timestamp")))
+        except ValueError:
+            continue
+        for sample in meter_value.get("sampled_value") or meter_value.get("sampledValue") or []:
+            if sample.get("measurand", _ENERGY) != _ENERGY or sample.get("phase"):
+                continue
+            scale = _WH_PER_UNIT.get(sample.get("unit", "Wh"))
+            try:
+                wh = round(Decimal(str(sample.get("value"))) * (scale or 0))
+            except (InvalidOperation, ValueError):
+                continue
+            if scale and (latest is None or at >= latest[0]):
+                latest = (at, int(wh))
+    return latest
+
+
+def ocpp_session(
+    charger_id: str,
+    transaction_id: int,
+    device_id: int,
+    external_id: str,
+    organization_id: int,
+    started: tuple[datetime, int],
+    stopped: tuple[datetime, int],
+) -> ReadSubmitted:
+    """A finished OCPP transaction as one charging session: meter stop - meter start (Wh) over [start, stop].
+    InvalidTransaction when it carries no read (no energy, no duration, a meter running backwards)."""
+    (start_at, meter_start), (stop_at, meter_stop) = started, stopped
+    if stop_at <= start_at:
+        raise InvalidTransaction(f"stopped at {stop_at.isoformat()}, not after its start {start_at.isoformat()}")
+    energy = meter_stop - meter_start
+    if energy < 0:
+        raise InvalidTransaction(f"meterStop {meter_stop} Wh is below meterStart {meter_start} Wh")
+    if energy == 0:
+        raise InvalidTransaction("no energy delivered (meterStop equals meterStart)")
+    return ReadSubmitted(
+        submission_id=f"{OCPP_SOURCE}:{charger_id}:{transaction_id}",
+        device_id=device_id,
+        external_id=external_id,
+        organization_id=organization_id,
+        read_type="Delta",
+        source=OCPP_SOURCE,
+        reads=[MeterRead(start=start_at, end=stop_at, value_wh=energy)],
+        charging_sessions=True,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 import asyncpg
 
-from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReadRejected
+from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReadRejected, ReadSubmitted
 from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, visible_organizations
 from opendrec_kit.owners import OwnerServices
@@ -43,7 +44,8 @@ def link_answer(row: asyncpg.Record) -> dict[str, Any]:
         "deviceId": row["device_id"],
         "organizationId": row["organization_id"],
         "linkedAt": iso(row["linked_at"]),
-        # transactions starting from here on (less the look-back) are what the next poll asks for
+        "type": row["kind"],
+        # transactions starting from here on (less the look-back) are what the next poll asks for (Kazam)
         "pollCursor": iso(datetime.fromtimestamp(row["poll_cursor"], UTC)),
     }
 
@@ -64,30 +66,42 @@ async def link_charger(
     charger_id: str,
     external_id: str,
     organization_id: int | None,
+    kind: str = "kazam",
 ) -> dict[str, Any]:
     """Link a Kazam charger to a device of the acting Developer organization (409 when the charger is linked), if
-    that organization's own Kazam credentials see it (`_prove_ownership`). A device not known here yet (registered a moment ago, device.registered on its way) is asked of devices once,
+    that organization's own Kazam credentials see it (`_prove_ownership`); or an OCPP charge point (`kind` ocpp), whose
+    password is answered once (HTTP Basic on its WebSocket upgrade). A device not known here yet (registered a moment ago, device.registered on its way) is asked of devices once,
     outside any transaction, on the caller's behalf; a known one costs nothing more."""
     if user.role == ADMIN and organization_id in (None, user.organization_id):
         raise ApiError(
             400, "organizationId is required: an admin links chargers for the Developer organization it names"
         )
-    # Proof of ownership: the acting organization's own Kazam credentials must see the charger.
-    async with uow.reading() as r:
-        acting = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
-        account = await store.get_account(r.conn, acting)
-    await _prove_ownership(uow, access, cipher, acting, account, charger_id)
+    password: str | None = None
+    password_hash: bytes | None = None
+    if kind == "ocpp":
+        # Security profile 1: the charge point's own password, answered once, kept as a salted scrypt hash.
+        password = secrets.token_urlsafe(domain.OCPP_PASSWORD_BYTES)
+        password_hash = domain.hash_password(password, secrets.token_bytes(16))
+    else:
+        # Proof of ownership: the acting organization's own Kazam credentials must see the charger.
+        async with uow.reading() as r:
+            acting = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
+            account = await store.get_account(r.conn, acting)
+        await _prove_ownership(uow, access, cipher, acting, account, charger_id)
     async with uow:
-        acting, row = await _link(uow, user, charger_id, external_id, organization_id)
+        acting, row = await _link(uow, user, charger_id, external_id, organization_id, kind, password_hash)
     if row is None:
         path = f"/devices/by-external-id?organizationId={acting}&externalId={quote(external_id)}"
         await learn_devices(uow, owners, user, path)
         async with uow:
-            acting, row = await _link(uow, user, charger_id, external_id, organization_id)
+            acting, row = await _link(uow, user, charger_id, external_id, organization_id, kind, password_hash)
     if row is None:
         # Unknown here and to devices, or another organization's: the same answer, so existence is not disclosed.
         raise ApiError(404, f"No device with externalId {external_id!r} in organization {acting}")
-    return link_answer(row)
+    answer = link_answer(row)
+    if password is not None:
+        answer |= {"ocppUrl": f"/ocpp/{charger_id}", "ocppSubprotocol": "ocpp1.6", "ocppPassword": password}
+    return answer
 
 
 async def _prove_ownership(
@@ -149,7 +163,13 @@ async def _needs_credentials(uow: UnitOfWork, organization_id: int, token_encryp
 
 
 async def _link(
-    uow: UnitOfWork, user: Principal, charger_id: str, external_id: str, organization_id: int | None
+    uow: UnitOfWork,
+    user: Principal,
+    charger_id: str,
+    external_id: str,
+    organization_id: int | None,
+    kind: str,
+    password_hash: bytes | None,
 ) -> tuple[int, asyncpg.Record | None]:
     """In the open unit of work: the acting organization and the new link (None: no such device known here)."""
     # the device's organization: an API user's named Developer organization, an admin's named one, one's own
@@ -158,7 +178,9 @@ async def _link(
     if device is None:
         return acting, None
     try:
-        return acting, await store.insert_link(uow.conn, charger_id, device["device_id"], acting, user.user_id)
+        return acting, await store.insert_link(
+            uow.conn, charger_id, device["device_id"], acting, user.user_id, kind, password_hash
+        )
     except store.ChargerTaken:
         raise ApiError(409, f"Charger {charger_id!r} is already linked to a device") from None
 
@@ -516,3 +538,134 @@ def _transaction_answer(row: asyncpg.Record) -> dict[str, Any]:
         "refusedReasons": json.loads(refused) if isinstance(refused, str) else refused,
         "recordedAt": iso(row["recorded_at"]),
     }
+
+
+# ---------------------------------------------------------------- OCPP 1.6J charge points
+# Called by the central system's WebSocket adapter (ocpp_server.py), one message at a time per connection. Every
+# use case is safe to repeat: a charge point resends what it got no answer to, and may reconnect and resend.
+
+
+async def ocpp_authenticate(uow: UnitOfWork, charger_id: str, password: str) -> bool:
+    """Whether `password` is this linked OCPP charge point's (security profile 1, at the WebSocket upgrade)."""
+    async with uow.reading() as r:
+        link = await store.ocpp_link(r.conn, charger_id)
+    return link is not None and domain.password_matches(password, link["ocpp_password_hash"])
+
+
+async def ocpp_boot(uow: UnitOfWork, charger_id: str, vendor: str, model: str, firmware: str | None) -> bool:
+    """BootNotification: what the charge point says of itself. False: it is no longer linked (Rejected)."""
+    async with uow:
+        if await store.ocpp_link(uow.conn, charger_id) is None:
+            return False
+        await store.record_boot(uow.conn, charger_id, vendor, model, firmware)
+    return True
+
+
+async def ocpp_heard(uow: UnitOfWork, charger_id: str) -> None:
+    """Heartbeat (and any message): the charge point is alive."""
+    async with uow:
+        await store.heard_from(uow.conn, charger_id)
+
+
+async def ocpp_status(
+    uow: UnitOfWork, charger_id: str, connector_id: int, status: str, error_code: str, info: str | None, at: datetime
+) -> None:
+    async with uow:
+        await store.record_connector_status(uow.conn, charger_id, connector_id, status, error_code, info, at)
+        await store.heard_from(uow.conn, charger_id)
+
+
+async def ocpp_start(
+    uow: UnitOfWork, charger_id: str, connector_id: int, id_tag: str, meter_start_wh: int, started_at: datetime
+) -> int | None:
+    """StartTransaction: the transaction id (the same one for a resent StartTransaction); None when the charge
+    point is no longer linked. A transaction of the connector left open by a lost connection (it started another
+    since) is closed from its last MeterValues (a read up to then) or reported as abandoned."""
+    async with uow:
+        link = await store.ocpp_link(uow.conn, charger_id, lock=True)
+        if link is None:
+            return None
+        transaction_id, new = await store.start_transaction(
+            uow.conn, charger_id, link["device_id"], connector_id, id_tag, meter_start_wh, started_at
+        )
+        if new:
+            for left_open in await store.open_transactions_before(uow.conn, charger_id, connector_id, started_at):
+                _close_left_open(uow, link, left_open)
+                await _finish(
+                    uow, link, left_open, "closed_by_next", left_open["last_meter_wh"], left_open["last_meter_at"]
+                )
+    return transaction_id
+
+
+def _close_left_open(uow: UnitOfWork, link: asyncpg.Record, row: asyncpg.Record) -> None:
+    log.warning(
+        "ocpp transaction left open; closed from its last meter values",
+        extra={"charger_id": link["charger_id"], "transaction_id": row["transaction_id"]},
+    )
+
+
+async def ocpp_meter_values(
+    uow: UnitOfWork, charger_id: str, transaction_id: int | None, meter_values: list[dict[str, Any]]
+) -> None:
+    """MeterValues during a transaction: its latest energy register (used if the transaction is left open)."""
+    reading = domain.energy_register_wh(meter_values)
+    async with uow:
+        await store.heard_from(uow.conn, charger_id)
+        if transaction_id is not None and reading is not None:
+            await store.record_meter(uow.conn, charger_id, transaction_id, reading[1], reading[0])
+
+
+async def ocpp_stop(
+    uow: UnitOfWork, charger_id: str, transaction_id: int, meter_stop_wh: int, stopped_at: datetime
+) -> bool:
+    """StopTransaction: the transaction becomes exactly one read (meterStop - meterStart over [start, stop]); a
+    StopTransaction sent again, or of a transaction closed meanwhile, changes nothing. False: unknown transaction."""
+    async with uow:
+        link = await store.ocpp_link(uow.conn, charger_id, lock=True)
+        row = await store.lock_transaction(uow.conn, charger_id, transaction_id)
+        if row is None:
+            log.warning("ocpp stop of an unknown transaction", extra={"charger_id": charger_id, "id": transaction_id})
+            return False
+        if row["status"] != "open":
+            return True  # already closed: one read per transaction
+        await _finish(uow, link, row, "finished", meter_stop_wh, stopped_at)
+    return True
+
+
+async def _finish(
+    uow: UnitOfWork,
+    link: asyncpg.Record | None,
+    row: asyncpg.Record,
+    status: str,
+    meter_stop_wh: int | None,
+    stopped_at: datetime | None,
+) -> None:
+    """Close a transaction in the open unit of work and record its read (or why there is none)."""
+    read: ReadSubmitted | None = None
+    reason: str | None = None
+    if link is None or link["device_id"] != row["device_id"]:
+        reason = "the charge point is no longer linked to the device it charged for"
+    elif meter_stop_wh is None or stopped_at is None:
+        status, reason = "abandoned", "left open without meter values: no energy known"
+    else:
+        try:
+            read = domain.ocpp_session(
+                link["charger_id"],
+                row["transaction_id"],
+                link["device_id"],
+                link["external_id"],
+                link["organization_id"],
+                (row["started_at"], row["meter_start_wh"]),
+                (stopped_at, meter_stop_wh),
+            )
+        except domain.InvalidTransaction as exc:
+            reason = str(exc)
+    outcome = "submitted" if read is not None else "skipped"
+    await store.close_transaction(uow.conn, row["transaction_id"], status, meter_stop_wh, stopped_at, outcome, reason)
+    if read is not None:
+        uow.record(read)
+    else:
+        log.warning(
+            "ocpp transaction without a read",
+            extra={"charger_id": row["charger_id"], "transaction_id": row["transaction_id"], "reason": reason},
+        )

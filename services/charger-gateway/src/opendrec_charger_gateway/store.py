@@ -79,25 +79,35 @@ async def find_device(conn: asyncpg.Connection, organization_id: int, external_i
 # ---------------------------------------------------------------- links
 
 _LINK_COLUMNS = "l.charger_id, l.device_id, d.external_id, l.organization_id, l.linked_at, l.poll_cursor"
+_ANSWER_COLUMNS = f"{_LINK_COLUMNS}, l.kind"
 
 
 async def insert_link(
-    conn: asyncpg.Connection, charger_id: str, device_id: int, organization_id: int, linked_by: int
+    conn: asyncpg.Connection,
+    charger_id: str,
+    device_id: int,
+    organization_id: int,
+    linked_by: int,
+    kind: str = "kazam",
+    ocpp_password_hash: bytes | None = None,
 ) -> asyncpg.Record:
     """Link a charger; its cursor starts at the link time. Raises ChargerTaken if it is linked already."""
     try:
         await conn.execute(
-            "INSERT INTO charger_links (charger_id, device_id, organization_id, linked_by, linked_at, poll_cursor) "
-            "VALUES ($1, $2, $3, $4, now(), floor(extract(epoch FROM now()))::bigint)",
+            "INSERT INTO charger_links "
+            "(charger_id, device_id, organization_id, linked_by, linked_at, poll_cursor, kind, ocpp_password_hash) "
+            "VALUES ($1, $2, $3, $4, now(), floor(extract(epoch FROM now()))::bigint, $5, $6)",
             charger_id,
             device_id,
             organization_id,
             linked_by,
+            kind,
+            ocpp_password_hash,
         )
     except asyncpg.UniqueViolationError as exc:
         raise ChargerTaken(charger_id) from exc
     return await conn.fetchrow(
-        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) WHERE l.charger_id = $1",
+        f"SELECT {_ANSWER_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) WHERE l.charger_id = $1",
         charger_id,
     )
 
@@ -107,7 +117,7 @@ async def list_links(
 ) -> list[asyncpg.Record]:
     """One page of these organizations' links (every link when organization_ids is None), by charger id."""
     return await conn.fetch(
-        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
+        f"SELECT {_ANSWER_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
         "WHERE $1::bigint[] IS NULL OR l.organization_id = ANY($1) ORDER BY l.charger_id LIMIT $2 OFFSET $3",
         organization_ids,
         limit,
@@ -132,7 +142,10 @@ async def delete_link(conn: asyncpg.Connection, charger_id: str, organization_id
 
 
 async def all_links(conn: asyncpg.Connection) -> list[Link]:
-    rows = await conn.fetch(f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id)")
+    """The Kazam chargers' links (what the poller asks Kazam about; OCPP charge points report themselves)."""
+    rows = await conn.fetch(
+        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) WHERE l.kind = 'kazam'"
+    )
     return [Link(**dict(r)) for r in rows]
 
 
@@ -296,8 +309,181 @@ async def find_link(
 ) -> asyncpg.Record | None:
     """The charger's link if it is in one of these organizations (any when None)."""
     return await conn.fetchrow(
-        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
+        f"SELECT {_ANSWER_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
         "WHERE l.charger_id = $1 AND ($2::bigint[] IS NULL OR l.organization_id = ANY($2))",
         charger_id,
         organization_ids,
     )
+
+
+# ---------------------------------------------------------------- OCPP charge points
+
+
+async def ocpp_link(conn: asyncpg.Connection, charger_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """The OCPP charge point's link (with its password hash); locked until the transaction ends if `lock`."""
+    return await conn.fetchrow(
+        f"SELECT {_LINK_COLUMNS}, l.ocpp_password_hash FROM charger_links l JOIN devices d USING (device_id) "
+        "WHERE l.charger_id = $1 AND l.kind = 'ocpp'" + (" FOR UPDATE OF l" if lock else ""),
+        charger_id,
+    )
+
+
+async def heard_from(conn: asyncpg.Connection, charger_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO ocpp_charge_points (charger_id) VALUES ($1) "
+        "ON CONFLICT (charger_id) DO UPDATE SET last_heard_at = now()",
+        charger_id,
+    )
+
+
+async def record_boot(
+    conn: asyncpg.Connection, charger_id: str, vendor: str, model: str, firmware_version: str | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO ocpp_charge_points (charger_id, vendor, model, firmware_version, booted_at) "
+        "VALUES ($1, $2, $3, $4, now()) ON CONFLICT (charger_id) DO UPDATE SET vendor = $2, model = $3, "
+        "firmware_version = $4, booted_at = now(), last_heard_at = now()",
+        charger_id,
+        vendor,
+        model,
+        firmware_version,
+    )
+
+
+async def record_connector_status(
+    conn: asyncpg.Connection,
+    charger_id: str,
+    connector_id: int,
+    status: str,
+    error_code: str,
+    info: str | None,
+    at: datetime,
+) -> None:
+    """The connector's status, unless a later one is stored (StatusNotifications may be resent late)."""
+    await conn.execute(
+        "INSERT INTO ocpp_connectors (charger_id, connector_id, status, error_code, info, status_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (charger_id, connector_id) DO UPDATE SET status = $3, "
+        "error_code = $4, info = $5, status_at = $6 WHERE ocpp_connectors.status_at <= $6",
+        charger_id,
+        connector_id,
+        status,
+        error_code,
+        info,
+        at,
+    )
+
+
+async def connector_statuses(conn: asyncpg.Connection, charger_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT connector_id, status, error_code, info, status_at FROM ocpp_connectors WHERE charger_id = $1 "
+        "ORDER BY connector_id",
+        charger_id,
+    )
+
+
+async def charge_point(conn: asyncpg.Connection, charger_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM ocpp_charge_points WHERE charger_id = $1", charger_id)
+
+
+async def start_transaction(
+    conn: asyncpg.Connection,
+    charger_id: str,
+    device_id: int,
+    connector_id: int,
+    id_tag: str,
+    meter_start_wh: int,
+    started_at: datetime,
+) -> tuple[int, bool]:
+    """(transaction id, new?): the same StartTransaction sent again gets the id it got the first time."""
+    new_id = await conn.fetchval(
+        "INSERT INTO ocpp_transactions (charger_id, device_id, connector_id, id_tag, meter_start_wh, started_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (charger_id, connector_id, started_at, meter_start_wh) "
+        "DO NOTHING RETURNING transaction_id",
+        charger_id,
+        device_id,
+        connector_id,
+        id_tag,
+        meter_start_wh,
+        started_at,
+    )
+    if new_id is not None:
+        return new_id, True
+    existing = await conn.fetchval(
+        "SELECT transaction_id FROM ocpp_transactions "
+        "WHERE charger_id = $1 AND connector_id = $2 AND started_at = $3 AND meter_start_wh = $4",
+        charger_id,
+        connector_id,
+        started_at,
+        meter_start_wh,
+    )
+    return existing, False
+
+
+async def open_transactions_before(
+    conn: asyncpg.Connection, charger_id: str, connector_id: int, started_at: datetime
+) -> list[asyncpg.Record]:
+    """Transactions of the connector still open that started before `started_at` (left open by a lost
+    connection: the connector has started another one since), locked."""
+    return await conn.fetch(
+        "SELECT * FROM ocpp_transactions WHERE charger_id = $1 AND connector_id = $2 AND status = 'open' "
+        "AND started_at < $3 ORDER BY started_at FOR UPDATE",
+        charger_id,
+        connector_id,
+        started_at,
+    )
+
+
+async def lock_transaction(conn: asyncpg.Connection, charger_id: str, transaction_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM ocpp_transactions WHERE transaction_id = $1 AND charger_id = $2 FOR UPDATE",
+        transaction_id,
+        charger_id,
+    )
+
+
+async def close_transaction(
+    conn: asyncpg.Connection,
+    transaction_id: int,
+    status: str,
+    meter_stop_wh: int | None,
+    stopped_at: datetime | None,
+    outcome: str,
+    reason: str | None,
+) -> None:
+    await conn.execute(
+        "UPDATE ocpp_transactions SET status = $2, meter_stop_wh = $3, stopped_at = $4, outcome = $5, reason = $6 "
+        "WHERE transaction_id = $1",
+        transaction_id,
+        status,
+        meter_stop_wh,
+        stopped_at,
+        outcome,
+        reason,
+    )
+
+
+async def record_meter(
+    conn: asyncpg.Connection, charger_id: str, transaction_id: int, meter_wh: int, at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE ocpp_transactions SET last_meter_wh = $3, last_meter_at = $4 WHERE transaction_id = $1 "
+        "AND charger_id = $2 AND status = 'open' AND (last_meter_at IS NULL OR last_meter_at <= $4)",
+        transaction_id,
+        charger_id,
+        meter_wh,
+        at,
+    )
+
+
+async def ocpp_transactions(conn: asyncpg.Connection, charger_id: str, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM ocpp_transactions WHERE charger_id = $1 ORDER BY started_at DESC, transaction_id DESC "
+        "LIMIT $2 OFFSET $3",
+        charger_id,
+        limit,
+        offset,
+    )
+
+
+async def count_ocpp_transactions(conn: asyncpg.Connection, charger_id: str) -> int:
+    return await conn.fetchval("SELECT count(*) FROM ocpp_transactions WHERE charger_id = $1", charger_id)

@@ -1,0 +1,239 @@
+"""OCPP 1.6J charge points connecting directly (issue 19): the central system served on a real port (uvicorn),
+charge points simulated with the same `ocpp` library over `websockets`, a real broker and Postgres. Each finished
+transaction is exactly one read.submitted, whatever the resends, reconnections and duplicate StopTransactions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import uvicorn
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+
+from opendrec_charger_gateway.app import build
+from opendrec_charger_gateway.settings import Settings
+from opendrec_devstack.net import free_port
+from opendrec_kit.testing import OwnerStandIn, TokenIssuer, eventually, settings_for_test, started
+
+from .test_kazam import headers, known_device, submissions
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+async def central(postgres_url, kafka_bootstrap):
+    """The charger gateway in-process, its app also served by uvicorn on a free port (WebSockets need one)."""
+    owners = OwnerStandIn().start()
+    settings = settings_for_test(
+        Settings,
+        postgres_url,
+        kafka_bootstrap,
+        service_name="charger-gateway-ocpp",
+        kazam_poll_seconds=3600,  # no Kazam here
+        identity_url=owners.url,
+        devices_url=owners.url,
+    )
+    runtime = build(settings)
+    issuer = TokenIssuer()
+    issuer.trust_in(runtime)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(runtime.app, port=port, lifespan="off", log_level="warning"))
+    try:
+        async with started(runtime) as client:
+            serving = asyncio.create_task(server.serve())
+            await eventually(lambda: asyncio.sleep(0, server.started), timeout=30)
+            try:
+                yield runtime, client, issuer, f"ws://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+                await serving
+    finally:
+        owners.stop()
+
+
+class StationSim(ChargePoint):
+    """A charge point: sends what a real one sends; answers nothing the central system asks (none here)."""
+
+    @on(Action.get_configuration)
+    async def on_get_configuration(self, **_):  # pragma: no cover - the central system asks nothing
+        return call_result.GetConfiguration(configuration_key=[])
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, charger: str, password: str, subprotocols=("ocpp1.6",)):
+    async with websockets.connect(
+        f"{url}/ocpp/{charger}",
+        subprotocols=list(subprotocols),
+        additional_headers={"Authorization": basic(charger, password)},
+    ) as ws:
+        assert ws.subprotocol == "ocpp1.6"
+        station = StationSim(charger, ws)
+        task = asyncio.create_task(station.start())
+        try:
+            yield station
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task
+
+
+async def register_ocpp(runtime, client, issuer):
+    _, org, ext, _ = await known_device(runtime)
+    charger = f"CP-{uuid.uuid4().hex[:8]}"
+    r = await client.post(
+        "/api/charger", json={"chargerId": charger, "externalId": ext, "type": "ocpp"}, headers=headers(issuer, org)
+    )
+    assert r.status_code == 201, r.text
+    return charger, r.json()
+
+
+def at(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def energy(wh: int, moment: datetime) -> list[dict]:
+    return [
+        {
+            "timestamp": at(moment),
+            "sampledValue": [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}],
+        }
+    ]
+
+
+async def test_a_charge_point_with_the_wrong_credentials_or_subprotocol_is_refused_at_the_upgrade(central):
+    runtime, client, issuer, url = central
+    charger, answer = await register_ocpp(runtime, client, issuer)
+    assert answer["type"] == "ocpp" and answer["ocppUrl"] == f"/ocpp/{charger}"
+    password = answer["ocppPassword"]
+    assert 16 <= len(password) <= 40
+    # never answered again
+    listed = (await client.get("/api/charger", headers=headers(issuer, answer["organizationId"]))).json()
+    assert next(c for c in listed if c["chargerId"] == charger).get("ocppPassword") is None
+
+    refusals = [
+        (charger, "wrong-password-123456", ("ocpp1.6",)),
+        (f"CP-{uuid.uuid4().hex[:8]}", password, ("ocpp1.6",)),  # not linked
+        (charger, password, ("ocpp2.0.1",)),
+    ]
+    for who, secret, protocols in refusals:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(
+                f"{url}/ocpp/{who}",
+                subprotocols=list(protocols),
+                additional_headers={"Authorization": basic(who, secret)},
+            ):
+                pass
+        assert refused.value.response.status_code == 403, (who, protocols)
+    with pytest.raises(websockets.InvalidStatus):  # the credentials of another charge point's path
+        async with websockets.connect(
+            f"{url}/ocpp/other-{charger}",
+            subprotocols=["ocpp1.6"],
+            additional_headers={"Authorization": basic(charger, password)},
+        ):
+            pass
+    async with connected(url, charger, password) as station:
+        booted = await station.call(call.BootNotification(charge_point_model="M1", charge_point_vendor="OpenDREC"))
+        assert booted.status == RegistrationStatus.accepted and booted.interval > 0
+
+
+async def test_each_finished_transaction_is_one_read_whatever_the_resends_and_reconnections(central, kafka_bootstrap):
+    runtime, client, issuer, url = central
+    charger, answer = await register_ocpp(runtime, client, issuer)
+    password = answer["ocppPassword"]
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+
+    async with connected(url, charger, password) as station:
+        await station.call(call.BootNotification(charge_point_model="M1", charge_point_vendor="OpenDREC"))
+        assert (await station.call(call.Heartbeat())).current_time
+        await station.call(
+            call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp=at(t0))
+        )
+        authorized = await station.call(call.Authorize(id_tag="TAG1"))
+        assert authorized.id_tag_info["status"] == AuthorizationStatus.accepted
+        start = call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=10_000, timestamp=at(t0))
+        started = await station.call(start)
+        assert started.id_tag_info["status"] == AuthorizationStatus.accepted
+        tx = started.transaction_id
+        await station.call(
+            call.MeterValues(connector_id=1, transaction_id=tx, meter_value=energy(12_000, t0 + timedelta(minutes=10)))
+        )
+    # The connection drops mid-transaction; the charge point reconnects and resends its StartTransaction (no answer
+    # reached it), then stops, and resends the StopTransaction after another drop.
+    async with connected(url, charger, password) as station:
+        assert (await station.call(start)).transaction_id == tx
+        stop = call.StopTransaction(meter_stop=15_500, timestamp=at(t0 + timedelta(minutes=20)), transaction_id=tx)
+        assert (await station.call(stop)).id_tag_info["status"] == AuthorizationStatus.accepted
+    async with connected(url, charger, password) as station:
+        await station.call(stop)
+        await station.call(stop)
+
+    submission = f"ocpp:{charger}:{tx}"
+    [envelope] = await eventually(lambda: submissions(kafka_bootstrap, submission) or None, timeout=30)
+    payload = envelope["payload"]
+    assert (payload["source"], payload["read_type"], payload["charging_sessions"]) == ("ocpp", "Delta", True)
+    assert (payload["device_id"], payload["organization_id"]) == (answer["deviceId"], answer["organizationId"])
+    [read] = payload["reads"]
+    assert (datetime.fromisoformat(read["start"]), datetime.fromisoformat(read["end"]), read["value_wh"]) == (
+        t0, t0 + timedelta(minutes=20), 5_500,
+    )  # fmt: skip
+    # Still one after everything was resent.
+    await asyncio.sleep(0)
+    assert len(await submissions(kafka_bootstrap, submission)) == 1
+    status = await runtime.pool.fetchrow(
+        "SELECT status FROM ocpp_connectors WHERE charger_id = $1 AND connector_id = 1", charger
+    )
+    assert status["status"] == "Preparing"
+
+
+async def test_a_transaction_left_open_is_closed_from_its_last_meter_values_by_the_next_start(central, kafka_bootstrap):
+    runtime, client, issuer, url = central
+    charger, answer = await register_ocpp(runtime, client, issuer)
+    password = answer["ocppPassword"]
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    async with connected(url, charger, password) as station:
+        first = await station.call(call.StartTransaction(connector_id=1, id_tag="A", meter_start=100, timestamp=at(t0)))
+        await station.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=first.transaction_id,
+                meter_value=energy(2_100, t0 + timedelta(minutes=15)),
+            )
+        )
+        # its StopTransaction never comes (lost); the connector starts another transaction later
+        second = await station.call(
+            call.StartTransaction(connector_id=1, id_tag="B", meter_start=2_500, timestamp=at(t0 + timedelta(hours=1)))
+        )
+        assert second.transaction_id != first.transaction_id
+        # a transaction without energy is recorded with its reason, and sends nothing
+        await station.call(
+            call.StopTransaction(
+                meter_stop=2_500, timestamp=at(t0 + timedelta(hours=1, minutes=5)), transaction_id=second.transaction_id
+            )
+        )
+    [closed] = await eventually(
+        lambda: submissions(kafka_bootstrap, f"ocpp:{charger}:{first.transaction_id}") or None, timeout=30
+    )
+    [read] = closed["payload"]["reads"]
+    assert (datetime.fromisoformat(read["start"]), datetime.fromisoformat(read["end"]), read["value_wh"]) == (
+        t0, t0 + timedelta(minutes=15), 2_000,
+    )  # fmt: skip
+    rows = {
+        r["transaction_id"]: r
+        for r in await runtime.pool.fetch("SELECT * FROM ocpp_transactions WHERE charger_id = $1", charger)
+    }
+    assert rows[first.transaction_id]["status"] == "closed_by_next"
+    assert (rows[second.transaction_id]["outcome"], rows[second.transaction_id]["reason"]) == (
+        "skipped", "no energy delivered (meterStop equals meterStart)",
+    )  # fmt: skip
+    assert await submissions(kafka_bootstrap, f"ocpp:{charger}:{second.transaction_id}") == []
