@@ -770,3 +770,26 @@ async def mail_failed(
 
 async def delete_mail(conn: asyncpg.Connection, mail_id: int) -> None:
     await conn.execute("DELETE FROM mails WHERE id = $1", mail_id)
+
+
+# -- dead letters an admin replayed (issue 13) ----------------------------------------------------------------
+
+
+async def dead_letter_replays(conn: asyncpg.Connection, topics: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        'SELECT topic, partition, "offset", replayed_at, replayed_by FROM dead_letter_replays '
+        "WHERE topic = ANY($1::text[])",
+        topics,
+    )
+
+
+async def record_dead_letter_replays(
+    conn: asyncpg.Connection, letters: list[tuple[str, int, int, str | None]], user_id: int
+) -> None:
+    """(topic, partition, offset, event id) replayed now by `user_id`; a second replay moves its time."""
+    await conn.executemany(
+        'INSERT INTO dead_letter_replays (topic, partition, "offset", event_id, replayed_by) '
+        'VALUES ($1, $2, $3, $4, $5) ON CONFLICT (topic, partition, "offset") '
+        "DO UPDATE SET replayed_at = now(), replayed_by = EXCLUDED.replayed_by",
+        [(*letter, user_id) for letter in letters],
+    )

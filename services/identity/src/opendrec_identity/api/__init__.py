@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import accounts, api_users, grants, internal, invitations, organizations, users
+from . import accounts, api_users, dead_letters, grants, internal, invitations, organizations, users
 
 # In this order: the OpenAPI document lists the operations as they are included.
 ROUTERS: list[APIRouter] = [
@@ -15,5 +15,6 @@ ROUTERS: list[APIRouter] = [
     api_users.router,
     grants.router,
     users.router,  # after accounts: GET /api/user/me is matched before GET /api/user/{id}
+    dead_letters.router,
     internal.router,
 ]
