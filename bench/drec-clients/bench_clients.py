@@ -415,7 +415,11 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
         profiles = start_profiles(stack, args.profile_dir, name, args.warmup + args.duration)
         figures = await closed_loop(stack.gateway_url, senders, expected, args.warmup, args.duration, stack.cpu_seconds)
         for p in profiles:
-            p.wait(30)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # py-spy stuck on a loaded machine: its profile is lost, not the run
+                p.kill()
+                p.wait()
         rate_goal, p50_goal = GOALS[name]
         p50 = figures.percentile(50)
         if args.smoke:
