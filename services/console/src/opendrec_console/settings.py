@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from opendrec_kit.settings import CoreSettings
 
@@ -29,6 +29,13 @@ class Settings(CoreSettings):
 
     # Uploads (reads and device CSVs) read into memory before they are passed on.
     upload_limit_bytes: int = Field(default=16 << 20, ge=1024)
+
+    @model_validator(mode="after")
+    def _session_key_in_production(self) -> Settings:
+        # replicas (and restarts) must open each other's cookies: one key, given
+        if self.environment == "production" and not self.session_key:
+            raise ValueError("SESSION_KEY must be set in production (a Fernet key: 32 url-safe base64 bytes)")
+        return self
 
     def secure_cookies(self) -> bool:
         return self.cookie_secure if self.cookie_secure is not None else self.environment == "production"
