@@ -25,12 +25,16 @@ DOCKERFILE = REPO / "Dockerfile"
 # The platform's services and the ports they serve HTTP on: devstack's one table of them (its tests pin the
 # fixed platform conventions).
 PLATFORM_PORTS = {service.name: service.port for service in SERVICES}
+# Clients of the public API (no database, no broker): the console.
+API_CLIENTS = {"console"}
+RUNTIMES = {name: port for name, port in PLATFORM_PORTS.items() if name not in API_CLIENTS}
 GATEWAY_UPSTREAMS = {
     "DEVICES_URL": "devices",
     "READINGS_URL": "readings",
     "RESERVATIONS_URL": "reservations",
     "CERTIFICATES_URL": "certificates",
     "CHARGER_GATEWAY_URL": "charger-gateway",
+    "CONSOLE_URL": "console",
 }
 # A variable or environment key with one of these in its name holds a secret.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY|DATABASE_URL")
@@ -195,7 +199,7 @@ def test_no_secret_has_a_default_value(compose_files):
 
 
 def test_database_url_carries_no_literal_password(services):
-    for name in PLATFORM_PORTS:
+    for name in RUNTIMES:
         raw = services[name][1]["environment"]["DATABASE_URL"]
         # Stand in for compose's substitution: mark where each variable lands in the URL.
         url = urlsplit(INTERPOLATION.sub(lambda m: f"VAR-{m[1]}", raw))
@@ -228,7 +232,7 @@ def test_dependencies_start_in_order_and_are_healthchecked(services):
             assert dep in services, f"{name} depends on unknown service {dep}"
             if spec["condition"] == "service_healthy":
                 assert services[dep][1].get("healthcheck"), f"{name} waits for {dep}, which has no healthcheck"
-    for name in PLATFORM_PORTS:
+    for name in RUNTIMES:
         deps = services[name][1]["depends_on"]
         for infra in ("kafka", "postgres"):
             assert deps[infra]["condition"] == "service_healthy", f"{name} must wait for {infra}"
@@ -247,6 +251,10 @@ def test_services_are_configured_for_production(services):
         assert env["HTTP_PORT"] == str(port), name
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318", name
         assert env["IDENTITY_URL"] == f"http://identity:{identity_port}", name
+        if name in API_CLIENTS:
+            assert "DATABASE_URL" not in env and "KAFKA_BOOTSTRAP_SERVERS" not in env, name  # no secret it needs not
+            assert urlsplit(env["GATEWAY_URL"]).hostname == "gateway", name
+            continue
         for server in env["KAFKA_BOOTSTRAP_SERVERS"].split(","):
             assert server.split(":")[0] in services, f"{name}: unknown broker host {server}"
         assert services[name][1].get("read_only") is True, f"{name}: writable root filesystem"

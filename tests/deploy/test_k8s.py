@@ -5,9 +5,11 @@ JSON schemas shipped in the kubernetes-validate package.
 """
 
 import copy
+import json
 import re
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -17,9 +19,15 @@ from opendrec_devstack.services import SERVICES
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
+# KEDA's ScaledObject, strict, as KEDA documents it (kubernetes-validate knows Kubernetes' own kinds only).
+KEDA_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "keda-scaledobject-v1alpha1.json").read_text())
+KEDA = jsonschema.Draft202012Validator(KEDA_SCHEMA)
 # The platform's services and the ports they serve HTTP on: devstack's one table of them (its tests pin the
 # fixed platform conventions).
 PLATFORM_PORTS = {service.name: service.port for service in SERVICES}
+# Clients of the public API (no database, no broker): the console.
+API_CLIENTS = {"console"}
+RUNTIMES = {name: port for name, port in PLATFORM_PORTS.items() if name not in API_CLIENTS}
 
 
 def manifest_files() -> list[Path]:
@@ -43,14 +51,21 @@ def test_kustomization_applies_every_manifest():
     assert sorted(kustomization["resources"]) == sorted(p.name for p in manifest_files())
 
 
+def schema_problems(resource: dict) -> list[str]:
+    """What the schema of the resource's kind finds wrong: Kubernetes' own kinds against kubernetes-validate's
+    schemas, KEDA's against its ScaledObject schema (tests/deploy/schemas), both strict."""
+    where = f"{resource['kind']}/{resource['metadata']['name']}"
+    if resource["apiVersion"].startswith("keda.sh/"):
+        return [f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in KEDA.iter_errors(resource)]
+    try:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{where}: {'.'.join(map(str, e.path))}: {e.message}"]
+    return []
+
+
 def test_every_resource_matches_the_kubernetes_schema(resources):
-    problems = []
-    for resource in resources:
-        try:
-            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as e:
-            path = ".".join(map(str, e.path))
-            problems.append(f"{resource['kind']}/{resource['metadata']['name']}: {path}: {e.message}")
+    problems = [problem for resource in resources for problem in schema_problems(resource)]
     assert problems == []
 
 
@@ -144,9 +159,12 @@ def secret_refs(resources) -> set[tuple[str, str]]:
 
 def test_secrets_are_referenced_never_committed(resources):
     assert by_kind(resources, "Secret") == {}, "secret values must not live in the repository"
-    for name in PLATFORM_PORTS:
+    for name in RUNTIMES:
         env = env_of(container_of(by_kind(resources, "Deployment")[name]))
         assert "secretKeyRef" in env["DATABASE_URL"]["valueFrom"], name
+    console = env_of(container_of(by_kind(resources, "Deployment")["console"]))
+    assert "DATABASE_URL" not in console and "secretKeyRef" in console["SESSION_KEY"]["valueFrom"]
+    assert console["GATEWAY_URL"]["value"] == f"http://gateway:{PLATFORM_PORTS['gateway']}"
     identity = env_of(container_of(by_kind(resources, "Deployment")["identity"]))
     for key in ("ADMIN_PASSWORD", "ADMIN_EMAIL", "SMTP_URL"):
         assert "secretKeyRef" in identity[key]["valueFrom"], key
@@ -182,3 +200,82 @@ def test_pods_run_as_the_image_user_without_privileges(resources):
         container = pod["containers"][0]["securityContext"]
         assert container["allowPrivilegeEscalation"] is False, name
         assert container["readOnlyRootFilesystem"] is True, name
+
+
+# -- scaling, disruption budgets, metrics (issue 18) -----------------------------------------------------------------
+
+HTTP_BOUND = {"gateway", "identity", "devices", "reservations", "console"}
+# the topic whose lag is each event-bound service's load (its consumer group is `<service>.<topic>`)
+EVENT_BOUND = {"readings": "read.submitted", "certificates": "read.ingested"}
+
+
+def test_the_keda_schema_is_a_valid_schema_and_rejects_a_misspelled_field(resources):
+    jsonschema.Draft202012Validator.check_schema(KEDA_SCHEMA)
+    scaled = copy.deepcopy(by_kind(resources, "ScaledObject")["certificates"])
+    scaled["spec"]["maxReplicas"] = scaled["spec"].pop("maxReplicaCount")
+    assert schema_problems(scaled)
+    scaled = copy.deepcopy(by_kind(resources, "ScaledObject")["certificates"])
+    scaled["spec"]["triggers"][0]["metadata"]["lagTreshold"] = "5"
+    assert schema_problems(scaled)
+
+
+def test_http_bound_services_scale_on_cpu(resources):
+    hpas = by_kind(resources, "HorizontalPodAutoscaler")
+    assert set(hpas) == HTTP_BOUND
+    deployments = by_kind(resources, "Deployment")
+    for name, hpa in hpas.items():
+        spec = hpa["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert name in deployments
+        (metric,) = spec["metrics"]
+        assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
+        assert 2 <= spec["minReplicas"] <= spec["maxReplicas"]
+        assert "cpu" in container_of(deployments[name])["resources"]["requests"]  # utilization is of the request
+
+
+def test_event_bound_services_scale_on_consumer_lag_within_the_partitions(resources):
+    from opendrec_cli.asyncapi import scan
+
+    (config,) = by_kind(resources, "ConfigMap").values()
+    partitions = int(config["data"]["KAFKA_TOPIC_PARTITIONS"])
+    _, consumers = scan()
+    scaled = by_kind(resources, "ScaledObject")
+    assert set(scaled) == set(EVENT_BOUND)
+    for name, topic in EVENT_BOUND.items():
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name and name in by_kind(resources, "Deployment")
+        assert spec["maxReplicaCount"] <= partitions  # a consumer beyond the partitions sits idle
+        (kafka,) = [t for t in spec["triggers"] if t["type"] == "kafka"]
+        meta = kafka["metadata"]
+        assert meta["topic"] == topic and name in consumers[topic]  # the service really consumes it
+        assert meta["consumerGroup"] == f"{name}.{topic}"  # the kit's group name, no prefix in production
+        assert meta["bootstrapServers"] == config["data"]["KAFKA_BOOTSTRAP_SERVERS"]
+        assert meta["allowIdleConsumers"] == "false"
+    # one autoscaler per Deployment: an HPA and a ScaledObject on one target would fight
+    assert not set(by_kind(resources, "HorizontalPodAutoscaler")) & set(scaled)
+    assert "charger-gateway" not in set(scaled) | set(by_kind(resources, "HorizontalPodAutoscaler"))
+
+
+def test_disruption_budgets_keep_a_pod_of_every_replicated_service(resources):
+    budgets = by_kind(resources, "PodDisruptionBudget")
+    deployments = by_kind(resources, "Deployment")
+    replicated = {name for name, d in deployments.items() if d["spec"]["replicas"] >= 2}
+    assert set(budgets) == replicated and "charger-gateway" not in budgets
+    for name, budget in budgets.items():
+        assert budget["spec"]["maxUnavailable"] == 1
+        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_prometheus_scrapes_every_pod_on_its_metrics_port(resources):
+    for name, deployment in by_kind(resources, "Deployment").items():
+        if name in API_CLIENTS:
+            continue  # the console has no /metrics of its own
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+        container = container_of(deployment)
+        ports = {p["containerPort"] for p in container["ports"]}
+        assert int(annotations["prometheus.io/port"]) in ports, name
+    gateway = container_of(by_kind(resources, "Deployment")["gateway"])
+    # the gateway's metrics are on their own port, never on the public one
+    assert env_of(gateway)["METRICS_PORT"]["value"] == "9464" != env_of(gateway)["HTTP_PORT"]["value"]
