@@ -10,7 +10,9 @@ Order of events:
    GET /readyz with 200, one line `OpenDREC ready at <gateway url>` is printed and
    <state>/stack.json gets `"ready": true`;
 5. Ctrl-C / SIGTERM / SIGHUP (or any service exiting) stops the services (honcho: SIGTERM, SIGKILL
-   after 5 s), then the simulator, the sink, the broker and Postgres, in that order.
+   after 5 s), then the simulator, the sink, the broker and Postgres, in that order. With
+   OPENDREC_DEVSTACK_RESTART=1 (the fault-injection suite, tests/chaos) a service that exits is started
+   again instead, with the same command and environment.
 
 <state>/stack.json describes the running stack (URLs, ports, dirs, dev credentials).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import shlex
 import signal
@@ -53,6 +56,7 @@ KAFKA_HEARTBEAT_INTERVAL_MS = "500"
 KAZAM_POLL_SECONDS = "2"
 READY_LINE = "OpenDREC ready at {url}"
 STACK_FILE = "stack.json"
+RESTART_ENV = "OPENDREC_DEVSTACK_RESTART"  # "1": a service that exits is started again, the stack runs on
 
 
 @dataclass
@@ -62,6 +66,10 @@ class StackConfig:
     environment: str = "dev"
     free_ports: bool = False  # every port (services and embedded parts) picked free: for tests
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def restart_services(self) -> bool:
+        return self.env.get(RESTART_ENV) == "1"
 
 
 @dataclass
@@ -147,15 +155,36 @@ class _StackPrinter(Printer):
 
 class _Manager(Manager):
     """honcho Manager that starts the readiness watcher once the processes are forked
-    (a thread alive during fork is best avoided)."""
+    (a thread alive during fork is best avoided). With `restart`, a service that exits is started again
+    (a fault-injection run kills services with -9) rather than stopping the others."""
 
-    def __init__(self, on_started, **kwargs):
+    def __init__(self, on_started, restart: bool = False, **kwargs):
         super().__init__(**kwargs)
         self._on_started = on_started
+        self._restart = restart
 
     def _start(self):
         super()._start()
         self._on_started()
+
+    def _any_stopped(self):
+        # honcho's loop asks this after each event; "any stopped" makes it stop every process
+        if not self._restart or self._terminating:
+            return super()._any_stopped()
+        for name, proc in self._processes.items():
+            if proc.get("returncode") is not None:
+                self._start_again(name, proc)
+        return False
+
+    def _start_again(self, name: str, proc: dict) -> None:
+        self._system_print(f"{name} exited (rc={proc['returncode']}), starting it again\n")
+        del proc["returncode"]
+        # the old pid stays until the new process's "start" event replaces it: honcho's checks need one, and
+        # signalling a gone process group is harmless (ESRCH is ignored)
+        proc["process"].join(timeout=1)  # its output relay sent "stop" as its last act
+        proc["process"] = multiprocessing.Process(name=name, target=proc["obj"].run, args=(self.events, True))
+        proc["process"].start()
+        self.returncode = None  # the stack's exit code is that of a stop, not of a restarted service
 
 
 def _watch(manager: Manager, urls: Mapping[str, str], gateway_url: str, state: Path, stop: threading.Event) -> None:
@@ -403,7 +432,7 @@ def _supervise(cfg: StackConfig, state: Path, stack_file: Path, ports: Mapping[s
             target=_watch, args=(manager, urls, gateway_url, state, stop_watch), name="readyz-watch", daemon=True
         ).start()
 
-    manager = _Manager(start_watcher, printer=_StackPrinter(sys.stdout))
+    manager = _Manager(start_watcher, restart=cfg.restart_services, printer=_StackPrinter(sys.stdout))
     for spec in cfg.services:
         env = service_env(
             spec,
