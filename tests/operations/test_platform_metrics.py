@@ -3,24 +3,11 @@ families of issue 18 moving; the gateway's public port routes no /metrics."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from opendrec_devstack.drec_samples import (
-    access_token,
-    bearer,
-    device_body,
-    register_with_organization,
-    registration_body,
-    reservation_body,
-    unique_tag,
-)
-from opendrec_kit.testing import eventually, wait_for_event
-from opendrec_kit.timestamps import iso
+from opendrec_kit.testing import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -65,61 +52,7 @@ async def scrape_all(http: httpx.AsyncClient, ops) -> dict[str, Series]:
     return out
 
 
-async def small_load(http: httpx.AsyncClient, ops) -> dict[str, object]:
-    """A developer, a device, accepted and refused reads, a buyer's reservation and its certificate."""
-
-    async def user(kind: str) -> dict[str, str]:
-        tag = unique_tag()
-        body = registration_body(kind, email=f"OPS_{kind.upper()}_{tag}@example.org", orgName=f"Ops {tag}")
-        await register_with_organization(http, body)
-        return bearer(await access_token(http, body["email"], body["password"]))
-
-    assert (await http.get("/healthz")).status_code == 200  # every service's /readyz, through the gateway
-    dev = await user("Developer")
-    external_id = f"OPS_{uuid.uuid4().hex[:8]}"
-    r = await http.post("/api/device", json=device_body(external_id, capacity=2000), headers=dev)
-    assert r.status_code == 201, r.text
-    device = r.json()
-    registered, _ = await wait_for_event(
-        ops.kafka_bootstrap, "device.registered", lambda e: e["payload"]["external_id"] == external_id
-    )
-    buyer = await user("Buyer")
-    reservation = reservation_body(f"OPS-RES-{uuid.uuid4().hex[:6]}", [device["id"]])
-
-    async def reserved():
-        r = await http.post("/api/device-group", json=reservation, headers=buyer)
-        return r if r.status_code != 400 or "unknown device" not in r.text else None
-
-    r = await eventually(reserved)
-    assert r.status_code == 201, r.text
-    window_start = r.json()["reservationStartDate"]
-
-    start = datetime.fromisoformat(window_start.replace("Z", "+00:00")) + timedelta(minutes=5)
-    history = {"type": "History", "unit": "Wh"}
-
-    async def accepted():
-        body = {
-            **history,
-            "reads": [
-                {"starttimestamp": iso(start), "endtimestamp": iso(start + timedelta(minutes=10)), "value": 2500}
-            ],
-        }
-        r = await http.post(f"/api/meter-reads/new/{external_id}", json=body, headers=dev)
-        return None if r.status_code == 404 else r  # readings learns of the device from device.registered
-
-    r = await eventually(accepted)
-    assert r.status_code == 201, r.text
-    # refused: a read whose end comes before its start
-    bad = {
-        **history,
-        "reads": [{"starttimestamp": iso(start), "endtimestamp": iso(start - timedelta(minutes=1)), "value": 5}],
-    }
-    r = await http.post(f"/api/meter-reads/new/{external_id}", json=bad, headers=dev)
-    assert r.status_code == 400, r.text
-    return {"device": device, "registered": registered}
-
-
-async def test_every_service_exposes_the_families_and_they_move_under_load(ops_platform):
+async def test_every_service_exposes_the_families_and_they_move_under_load(ops_platform, small_load):
     ops = ops_platform
     async with httpx.AsyncClient(base_url=ops.gateway_url, timeout=30) as http:
         r = await http.get("/metrics")
@@ -129,7 +62,7 @@ async def test_every_service_exposes_the_families_and_they_move_under_load(ops_p
             missing = [n for n in EVERY_SERVICE if n not in names(before[service])]
             assert not missing, (service, missing)
 
-        await small_load(http, ops)
+        await small_load(http)
 
         async def moved() -> dict[str, Series] | None:
             after = await scrape_all(http, ops)
@@ -170,6 +103,7 @@ async def test_every_service_exposes_the_families_and_they_move_under_load(ops_p
                 "Wh certified": total(after["certificates"], "opendrec_certificates_watt_hours_total") >= 2000,
                 "bulk jobs": "opendrec_bulk_jobs" in names(after["devices"])
                 and "opendrec_bulk_jobs" in names(after["readings"]),
+                "import rows": total(after["readings"], "opendrec_bulk_rows_total", kind="reads_import") >= 1,
                 "kazam polls": total(after["charger-gateway"], "opendrec_charger_polls_total")
                 > total(before["charger-gateway"], "opendrec_charger_polls_total"),
             }
