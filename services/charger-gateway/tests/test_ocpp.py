@@ -20,6 +20,8 @@ from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.settings import Settings
 from opendrec_devstack.net import free_port
+from opendrec_gateway.app import create_app
+from opendrec_gateway.settings import Settings as GatewaySettings
 from opendrec_kit.testing import OwnerStandIn, TokenIssuer, eventually, settings_for_test, started
 
 from .test_kazam import headers, known_device, submissions
@@ -237,3 +239,55 @@ async def test_a_transaction_left_open_is_closed_from_its_last_meter_values_by_t
         "skipped", "no energy delivered (meterStop equals meterStart)",
     )  # fmt: skip
     assert await submissions(kafka_bootstrap, f"ocpp:{charger}:{second.transaction_id}") == []
+
+
+@pytest.fixture(scope="module")
+async def gateway_url(central):
+    """The public gateway (its own app, uvicorn on a free port) in front of this charger gateway."""
+    _, _, _, url = central
+    owners = OwnerStandIn().start()  # identity's JWKS: nothing here needs a bearer token
+    settings = GatewaySettings(
+        environment="test", charger_gateway_url=url.replace("ws://", "http://"), identity_url=owners.url
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: asyncio.sleep(0, server.started), timeout=30)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+        owners.stop()
+
+
+async def test_a_charge_point_reaches_the_central_system_through_the_gateway(central, gateway_url, kafka_bootstrap):
+    runtime, client, issuer, _ = central
+    charger, answer = await register_ocpp(runtime, client, issuer)
+    password = answer["ocppPassword"]
+    for who, secret in ((charger, "not-the-password-000"), (f"CP-{uuid.uuid4().hex[:8]}", password)):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(
+                f"{gateway_url}/ocpp/{who}",
+                subprotocols=["ocpp1.6"],
+                additional_headers={"Authorization": basic(who, secret)},
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+    with pytest.raises(websockets.InvalidStatus) as elsewhere:  # only /ocpp/... is relayed
+        async with websockets.connect(f"{gateway_url}/api/charger", subprotocols=["ocpp1.6"]):
+            pass
+    assert elsewhere.value.response.status_code == 403
+
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    async with connected(gateway_url, charger, password) as station:
+        booted = await station.call(call.BootNotification(charge_point_model="M1", charge_point_vendor="OpenDREC"))
+        assert booted.status == RegistrationStatus.accepted
+        tx = (
+            await station.call(call.StartTransaction(connector_id=1, id_tag="T", meter_start=0, timestamp=at(t0)))
+        ).transaction_id
+        await station.call(
+            call.StopTransaction(meter_stop=1_234, timestamp=at(t0 + timedelta(minutes=5)), transaction_id=tx)
+        )
+    [envelope] = await eventually(lambda: submissions(kafka_bootstrap, f"ocpp:{charger}:{tx}") or None, timeout=30)
+    assert envelope["payload"]["reads"][0]["value_wh"] == 1_234

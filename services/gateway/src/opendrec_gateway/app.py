@@ -38,7 +38,7 @@ from opendrec_kit.workers import Worker
 
 from . import asyncapi, docs, openapi, routes
 from .settings import Settings
-from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout, relay_websocket
 
 log = logging.getLogger("opendrec_gateway")
 
@@ -114,6 +114,8 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -286,6 +288,57 @@ class Gateway:
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                         "request_id": rid,
                         "trace_id": format(span.get_span_context().trace_id, "032x"),
+                    },
+                )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket (OCPP charge points at /ocpp/{id}): relayed to its service, which authenticates the client
+        (its Authorization header and subprotocols go along); anything else is refused at the upgrade (403)."""
+        path: str = scope["path"]
+        route = routes.resolve_websocket(path)
+        if route is None:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        prefix, service = route
+        headers: dict[str, str] = {}
+        forwarded_for = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                headers["Authorization"] = value.decode("latin-1")
+            elif key == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1")
+        request_id = os.urandom(16).hex()
+        headers["X-Request-ID"] = request_id
+        client = scope.get("client")
+        if client:
+            headers["X-Forwarded-For"] = f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]
+        base = self.service_urls[service]
+        url = "ws" + base.removeprefix("http") + scope["raw_path"].decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        started = time.perf_counter()
+        status = 502
+        try:
+            status = await relay_websocket(
+                url,
+                headers,
+                list(scope.get("subprotocols") or []),
+                receive,
+                send,
+                connect_timeout_s=self.settings.upstream_connect_timeout_s,
+            )
+        finally:
+            metrics.record_request("GET", prefix, status, time.perf_counter() - started)
+            if self._access_log:
+                log.info(
+                    "websocket",
+                    extra={
+                        "path": path,
+                        "status": status,
+                        "upstream": service,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "request_id": request_id,
                     },
                 )
 

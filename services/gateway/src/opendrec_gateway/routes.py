@@ -126,6 +126,22 @@ def takes_large_body(path: str) -> bool:
     return False
 
 
+# WebSocket paths (ASGI "websocket" scope), relayed frame by frame to the owning service (`upstream.relay_websocket`):
+# the service authenticates the client itself (OCPP charge points: HTTP Basic on the upgrade, security profile 1),
+# the gateway asks for no bearer token. Only below the prefix: /ocpp/{chargePointId}.
+WEBSOCKETS: dict[str, str] = {
+    "/ocpp": "charger-gateway",  # OCPP 1.6J central system
+}
+
+
+def resolve_websocket(path: str) -> tuple[str, str] | None:
+    """(prefix, service) relaying a WebSocket to `path`, or None."""
+    for prefix, service in WEBSOCKETS.items():
+        if path.startswith(prefix + "/") and len(path) > len(prefix) + 1 and not has_dot_segment(path):
+            return prefix, service
+    return None
+
+
 def resolve(path: str) -> tuple[str, str] | None:
     """(route prefix, service) owning `path`, or None. Longest prefix on a segment boundary wins."""
     candidate = path.rstrip("/") or "/"

@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httptools
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -425,3 +427,74 @@ class UpstreamPool:
         for conn in list(self._all):
             conn.abort(UpstreamError("gateway shutting down"))
         self._idle.clear()
+
+
+# ---- WebSocket relay (OCPP 1.6J charge points) ----------------------------------------------------------------
+# Off the hot path (a charge point holds one long-lived connection): aiohttp's client, one session per
+# connection, no read timeout (a charge point may be quiet between heartbeats).
+
+
+async def relay_websocket(
+    url: str,
+    headers: dict[str, str],
+    subprotocols: list[str],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    *,
+    connect_timeout_s: float,
+) -> int:
+    """Relay one ASGI WebSocket to `url` (ws://…): the upstream handshake first, with the client's credentials and
+    subprotocols; the client is accepted only if the service accepts it (with the subprotocol it chose), refused
+    (HTTP 403 before the upgrade) otherwise. Then frames both ways until either side closes. Returns the
+    handshake's status (101 accepted; the service's refusal; 502 unreachable)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return 400
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_connect=connect_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        try:
+            upstream = await session.ws_connect(url, protocols=subprotocols, headers=headers, autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            await send({"type": "websocket.close", "code": 1008})
+            return exc.status
+        except (aiohttp.ClientError, TimeoutError):
+            await send({"type": "websocket.close", "code": 1011})
+            return 502
+        async with upstream:
+            await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
+            to_service = asyncio.create_task(_client_to_service(receive, upstream))
+            to_client = asyncio.create_task(_service_to_client(upstream, send))
+            done, pending = await asyncio.wait({to_service, to_client}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise error
+    return 101
+
+
+async def _client_to_service(
+    receive: Callable[[], Awaitable[dict[str, Any]]], upstream: aiohttp.ClientWebSocketResponse
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            await upstream.close(code=message.get("code", 1000))
+            return
+        if message.get("text") is not None:
+            await upstream.send_str(message["text"])
+        elif message.get("bytes") is not None:
+            await upstream.send_bytes(message["bytes"])
+
+
+async def _service_to_client(
+    upstream: aiohttp.ClientWebSocketResponse, send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    async for frame in upstream:
+        if frame.type == aiohttp.WSMsgType.TEXT:
+            await send({"type": "websocket.send", "text": frame.data})
+        elif frame.type == aiohttp.WSMsgType.BINARY:
+            await send({"type": "websocket.send", "bytes": frame.data})
+    await send({"type": "websocket.close", "code": upstream.close_code or 1000})
