@@ -102,6 +102,7 @@ async def notes(runtime, device_id):
 async def test_service_is_ready_with_database_broker_and_relay(service):
     _runtime, client = service
     await eventually(lambda: _status(client, "/readyz", 200))
+    await eventually(lambda: _outbox_ok(client))
     body = (await client.get("/readyz")).json()
     assert body["checks"] == {"database": "ok", "broker": "ok", "outbox": "ok"}
     assert set(body["workers"]) == {"token-revocations", "metrics", "sample-sweep"}
@@ -110,6 +111,37 @@ async def test_service_is_ready_with_database_broker_and_relay(service):
 
 async def _workers_ok(client) -> bool:
     return all(state == "ok" for state in (await client.get("/readyz")).json()["workers"].values())
+
+
+async def test_a_relay_that_cannot_publish_is_reported_as_behind_and_the_service_stays_ready(service, monkeypatch):
+    runtime, client = service
+    publish = runtime.relay.publish_pending
+
+    async def broker_away() -> int:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(runtime.relay, "publish_pending", broker_away)
+    device_id = new_id()
+    assert (await client.post(f"/devices/{device_id}")).json() == {"written": True}  # writes still taken
+
+    async def behind() -> dict | None:
+        r = await client.get("/readyz")
+        return r.json() if r.json()["checks"]["outbox"].startswith("behind: ") else None
+
+    body = await eventually(behind)
+    assert body["status"] == "ready" and body["checks"]["database"] == "ok"
+    waiting = int(body["checks"]["outbox"].split()[1])
+    assert waiting >= 1 and "events waiting, the oldest" in body["checks"]["outbox"]
+    assert (await client.get("/readyz")).status_code == 200
+
+    monkeypatch.setattr(runtime.relay, "publish_pending", publish)
+    runtime.relay.worker.wake()
+    await eventually(lambda: notes(runtime, device_id))  # nothing lost meanwhile
+    await eventually(lambda: _outbox_ok(client))
+
+
+async def _outbox_ok(client) -> bool:
+    return (await client.get("/readyz")).json()["checks"]["outbox"] == "ok"
 
 
 async def test_a_failing_worker_is_reported_without_taking_the_service_out_of_rotation(service):
