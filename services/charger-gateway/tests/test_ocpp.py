@@ -17,12 +17,14 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
+from opendrec_charger_gateway import handlers
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.settings import Settings
+from opendrec_contracts import ReadRejected, ReadRejection
 from opendrec_devstack.net import free_port
 from opendrec_gateway.app import create_app
 from opendrec_gateway.settings import Settings as GatewaySettings
-from opendrec_kit.testing import OwnerStandIn, TokenIssuer, eventually, settings_for_test, started
+from opendrec_kit.testing import OwnerStandIn, TokenIssuer, dispatch, eventually, settings_for_test, started
 
 from .test_kazam import headers, known_device, submissions
 
@@ -239,6 +241,32 @@ async def test_a_transaction_left_open_is_closed_from_its_last_meter_values_by_t
         "skipped", "no energy delivered (meterStop equals meterStart)",
     )  # fmt: skip
     assert await submissions(kafka_bootstrap, f"ocpp:{charger}:{second.transaction_id}") == []
+
+    # What the organization sees: the charge point's state and its transactions (a refusal by readings included).
+    rejected = ReadRejected(
+        submission_id=f"ocpp:{charger}:{first.transaction_id}",
+        device_id=answer["deviceId"],
+        external_id=answer["externalId"],
+        organization_id=answer["organizationId"],
+        read_type="Delta",
+        source="ocpp",
+        reasons=[ReadRejection(index=0, reason="overlaps a stored read of this device")],
+    )
+    assert await dispatch(runtime.pool, "readings", handlers.on_read_rejected, rejected)
+    h = headers(issuer, answer["organizationId"])
+    listed = await client.get(f"/api/charger/{charger}/transactions", headers=h)
+    assert listed.status_code == 200 and listed.headers["X-Total-Count"] == "2"
+    by_id = {t["txnId"]: t for t in listed.json()}
+    closed_row, empty_row = by_id[str(first.transaction_id)], by_id[str(second.transaction_id)]
+    assert (closed_row["status"], closed_row["outcome"], closed_row["valueWh"]) == ("closed_by_next", "refused", 2_000)
+    assert closed_row["refusedReasons"] == [{"index": 0, "reason": "overlaps a stored read of this device"}]
+    assert (empty_row["status"], empty_row["outcome"]) == ("finished", "skipped")
+    state = (await client.get(f"/api/charger/{charger}/state", headers=h)).json()
+    assert state["protocol"] == "ocpp1.6" and state["lastHeardAt"]
+    uptime = await client.get(
+        f"/api/charger/{charger}/uptime", params={"from": "2026-01-01", "to": "2026-01-02"}, headers=h
+    )
+    assert uptime.status_code == 409
 
 
 @pytest.fixture(scope="module")

@@ -357,12 +357,17 @@ async def record_transactions(
 
 
 async def read_refused(uow: UnitOfWork, event: ReadRejected) -> bool:
-    """Readings refused the read of a Kazam transaction: kept with the transaction, for GET .../transactions."""
-    if event.source != domain.SOURCE or not event.submission_id.startswith(f"{domain.SOURCE}:"):
-        return False
+    """Readings refused the read of a Kazam or OCPP transaction: kept with the transaction (GET .../transactions)."""
     reasons = json.dumps([{"index": r.index, "reason": r.reason} for r in event.reasons])
-    async with uow:
-        return await store.mark_refused(uow.conn, event.submission_id.removeprefix(f"{domain.SOURCE}:"), reasons)
+    if event.source == domain.SOURCE and event.submission_id.startswith(f"{domain.SOURCE}:"):
+        async with uow:
+            return await store.mark_refused(uow.conn, event.submission_id.removeprefix(f"{domain.SOURCE}:"), reasons)
+    if event.source == domain.OCPP_SOURCE:
+        charger_id, _, number = event.submission_id.removeprefix(f"{domain.OCPP_SOURCE}:").rpartition(":")
+        if charger_id and number.isdigit():
+            async with uow:
+                return await store.mark_ocpp_refused(uow.conn, charger_id, int(number), reasons)
+    return False
 
 
 # ---------------------------------------------------------------- Kazam credentials of an organization
@@ -425,6 +430,8 @@ async def _linked_client(
         link = await store.find_link(r.conn, charger_id, scope)
         if link is None:
             raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
+        if link["kind"] != "kazam":
+            raise ApiError(409, f"Charger {charger_id!r} is an OCPP charge point: Kazam knows nothing of it")
         account = await store.get_account(r.conn, link["organization_id"])
     client, _ = _client_for(access, cipher, link["organization_id"], account)
     if client is None:
@@ -457,7 +464,13 @@ async def charger_state(
     charger_id: str,
     organization_id: int | None,
 ) -> dict[str, Any]:
-    """Kazam's device state of a linked charger, its charge_state code with the collection's words."""
+    """Kazam's device state of a linked charger, its charge_state code with the collection's words; an OCPP charge
+    point's from what it reported (BootNotification, StatusNotification per connector)."""
+    async with uow.reading() as r:
+        scope = await _reachable(r.conn, user, organization_id)
+        found = await store.find_link(r.conn, charger_id, scope)
+        if found is not None and found["kind"] == "ocpp":
+            return await _ocpp_state(r.conn, found)
     link, client = await _linked_client(uow, access, cipher, user, charger_id, organization_id)
     token = await _account_token(uow, link["organization_id"])
     state = await _ask(uow, access, link["organization_id"], token, client.device_state(charger_id))
@@ -504,6 +517,31 @@ async def charger_uptime(
     }
 
 
+async def _ocpp_state(conn: asyncpg.Connection, link: asyncpg.Record) -> dict[str, Any]:
+    point = await store.charge_point(conn, link["charger_id"])
+    connectors = await store.connector_statuses(conn, link["charger_id"])
+    return {
+        "chargerId": link["charger_id"],
+        "externalId": link["external_id"],
+        "protocol": "ocpp1.6",
+        "vendor": point["vendor"] if point else None,
+        "model": point["model"] if point else None,
+        "firmwareVersion": point["firmware_version"] if point else None,
+        "bootedAt": iso(point["booted_at"]) if point and point["booted_at"] else None,
+        "lastHeardAt": iso(point["last_heard_at"]) if point else None,
+        "connectors": [
+            {
+                "connectorId": c["connector_id"],
+                "status": c["status"],
+                "errorCode": c["error_code"],
+                "info": c["info"],
+                "timestamp": iso(c["status_at"]),
+            }
+            for c in connectors
+        ],
+    }
+
+
 async def _account_token(uow: UnitOfWork, organization_id: int) -> bytes | None:
     async with uow.reading() as r:
         account = await store.get_account(r.conn, organization_id)
@@ -517,11 +555,41 @@ async def charger_transactions(
     with its reasons, if so), or skipped and why; newest first."""
     async with uow.reading() as r:
         scope = await _reachable(r.conn, user, organization_id)
-        if await store.find_link(r.conn, charger_id, scope) is None:
+        link = await store.find_link(r.conn, charger_id, scope)
+        if link is None:
             raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
+        if link["kind"] == "ocpp":
+            rows = await store.ocpp_transactions(r.conn, charger_id, page.limit, page.offset)
+            total = await store.count_ocpp_transactions(r.conn, charger_id)
+            return [_ocpp_transaction_answer(row) for row in rows], total
         rows = await store.list_transactions(r.conn, charger_id, page.limit, page.offset)
         total = await store.count_charger_transactions(r.conn, charger_id)
     return [_transaction_answer(row) for row in rows], total
+
+
+def _ocpp_transaction_answer(row: asyncpg.Record) -> dict[str, Any]:
+    refused = row["refused_reasons"]
+    if row["status"] == "open":
+        outcome = "open"
+    elif refused is not None:
+        outcome = "refused"
+    else:
+        outcome = "read" if row["outcome"] == "submitted" else "skipped"
+    stop_wh = row["meter_stop_wh"]
+    return {
+        "txnId": str(row["transaction_id"]),
+        "deviceId": row["device_id"],
+        "connectorId": row["connector_id"],
+        "startTime": iso(row["started_at"]),
+        "endTime": iso(row["stopped_at"]) if row["stopped_at"] else None,
+        "meterStartWh": row["meter_start_wh"],
+        "meterStopWh": stop_wh,
+        "valueWh": stop_wh - row["meter_start_wh"] if stop_wh is not None and row["outcome"] == "submitted" else None,
+        "status": row["status"],  # open, finished, closed_by_next (left open: closed from its last meter values)
+        "outcome": outcome,
+        "reason": row["reason"],
+        "refusedReasons": json.loads(refused) if isinstance(refused, str) else refused,
+    }
 
 
 def _transaction_answer(row: asyncpg.Record) -> dict[str, Any]:
@@ -590,18 +658,14 @@ async def ocpp_start(
         )
         if new:
             for left_open in await store.open_transactions_before(uow.conn, charger_id, connector_id, started_at):
-                _close_left_open(uow, link, left_open)
+                log.warning(
+                    "ocpp transaction left open; closed from its last meter values",
+                    extra={"charger_id": charger_id, "transaction_id": left_open["transaction_id"]},
+                )
                 await _finish(
                     uow, link, left_open, "closed_by_next", left_open["last_meter_wh"], left_open["last_meter_at"]
                 )
     return transaction_id
-
-
-def _close_left_open(uow: UnitOfWork, link: asyncpg.Record, row: asyncpg.Record) -> None:
-    log.warning(
-        "ocpp transaction left open; closed from its last meter values",
-        extra={"charger_id": link["charger_id"], "transaction_id": row["transaction_id"]},
-    )
 
 
 async def ocpp_meter_values(

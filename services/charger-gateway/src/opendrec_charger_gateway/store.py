@@ -487,3 +487,14 @@ async def ocpp_transactions(conn: asyncpg.Connection, charger_id: str, limit: in
 
 async def count_ocpp_transactions(conn: asyncpg.Connection, charger_id: str) -> int:
     return await conn.fetchval("SELECT count(*) FROM ocpp_transactions WHERE charger_id = $1", charger_id)
+
+
+async def mark_ocpp_refused(conn: asyncpg.Connection, charger_id: str, transaction_id: int, reasons: str) -> bool:
+    status = await conn.execute(
+        "UPDATE ocpp_transactions SET refused_reasons = $3::jsonb "
+        "WHERE charger_id = $1 AND transaction_id = $2 AND outcome = 'submitted'",
+        charger_id,
+        transaction_id,
+        reasons,
+    )
+    return status != "UPDATE 0"
