@@ -597,6 +597,16 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
     return app
 
 
+async def add_charger(kazam_url: str, token: str, device_id: str, account: str | None = None) -> None:
+    """Put a charger on a running simulator (platform token), owned by `account` (None: the platform's): what a
+    test does before linking it, since linking asks /getDeviceState with the organization's credentials."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=kazam_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        answer = await client.post("/simulator/devices", json={"device_id": device_id, "account": account})
+        answer.raise_for_status()
+
+
 def jsonable_errors(errors) -> list[dict]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in errors]
 
