@@ -46,3 +46,37 @@ def test_traces_file_lines_have_the_sdk_layout(tmp_path):
     exporter.shutdown()
     lines = path.read_text().splitlines()
     assert [json.loads(line) for line in lines] == [json.loads(s.to_json()) for s in spans]
+
+
+def test_secret_path_segments_are_redacted_in_paths_and_urls():
+    from opendrec_kit.telemetry import redact_path
+
+    assert redact_path("/api/user/confirm-email/abc.DEF-123") == "/api/user/confirm-email/{token}"
+    assert redact_path("/api/user/reset/password/t0k3n?x=1") == "/api/user/reset/password/{token}?x=1"
+    assert (
+        redact_path("http://h:8000/api/invitation/register/s3cr3t") == "http://h:8000/api/invitation/register/{token}"
+    )
+    assert redact_path("/api/device/42") == "/api/device/42"
+    assert redact_path("/api/user/confirm-email/") == "/api/user/confirm-email/"  # nothing to hide
+
+
+def test_a_span_started_with_a_secret_in_its_url_keeps_only_the_redacted_one():
+    from opendrec_kit.telemetry import RedactSecretPaths
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(RedactSecretPaths())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    secret = "9f8e7d6c5b4a"
+    attributes = {
+        "http.target": f"/api/user/reset/password/{secret}",
+        "http.url": f"http://127.0.0.1:8101/api/user/reset/password/{secret}",
+        "url.path": f"/api/user/reset/password/{secret}",
+        "http.method": "PUT",
+    }
+    with provider.get_tracer("t").start_as_current_span("PUT /api/user/reset/password/{token}", attributes=attributes):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert secret not in span.to_json()
+    assert span.attributes["url.path"] == "/api/user/reset/password/{token}"
+    assert span.attributes["http.method"] == "PUT"

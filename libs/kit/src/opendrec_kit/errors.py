@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .telemetry import redact_path
 from .timestamps import now_iso
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
+        log.exception("unhandled error", extra={"path": redact_path(request.url.path)})
         return _respond(request, 500, "Internal error; it has been logged with this requestId")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -20,14 +21,37 @@ from typing import Any
 
 import orjson
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import ns_to_iso_str
 from opentelemetry.trace import SpanContext
 from pythonjsonlogger.json import JsonFormatter
 
 _configured = False
+
+# Paths whose last segment is a secret: the one-time tokens mailed to users (confirm an e-mail, reset a password,
+# accept an invitation). Whoever reads a trace or a log must not be able to use them: kept out as "{token}".
+SECRET_PATHS = re.compile(r"(/api/user/confirm-email/|/api/user/reset/password/|/api/invitation/register/)[^/?#\s]+")
+_URL_ATTRIBUTES = ("http.target", "url.path", "http.url", "url.full")
+
+
+def redact_path(path: str) -> str:
+    """`path` (or a URL) with its secret segments replaced by `{token}`."""
+    return SECRET_PATHS.sub(r"\1{token}", path)
+
+
+class RedactSecretPaths(SpanProcessor):
+    """Replaces secret path segments in a span's URL attributes when it starts (the instrumentation sets them at
+    creation; exporters read them when it ends)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        attributes = span.attributes or {}
+        for key in _URL_ATTRIBUTES:
+            value = attributes.get(key)
+            if isinstance(value, str) and SECRET_PATHS.search(value):
+                span.set_attribute(key, redact_path(value))
 
 
 class _TraceIds(logging.Filter):
@@ -160,6 +184,7 @@ def setup_tracing(service: str, traces_file: str | None, otlp_endpoint: str | No
     if _configured and isinstance(provider, TracerProvider):
         return provider
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(RedactSecretPaths())
     if traces_file:
         # OTEL_BSP_SCHEDULE_DELAY, when set, decides how soon a span is written; else within 200 ms
         delay = None if "OTEL_BSP_SCHEDULE_DELAY" in os.environ else 200

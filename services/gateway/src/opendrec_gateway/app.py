@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opendrec_kit import metrics
 from opendrec_kit.auth import RevocationFollower, TokenVerifier, bearer_token
 from opendrec_kit.errors import ApiError, envelope_bytes
-from opendrec_kit.telemetry import setup_logging, setup_tracing
+from opendrec_kit.telemetry import redact_path, setup_logging, setup_tracing
 from opendrec_kit.workers import Worker
 
 from . import asyncapi, docs, openapi, routes
@@ -236,7 +236,7 @@ class Gateway:
             attributes={
                 "http.request.method": method,
                 "http.route": prefix,
-                "url.path": path,
+                "url.path": redact_path(path),
                 "opendrec.request_id": rid,
             },
         )
@@ -282,7 +282,7 @@ class Gateway:
                     "request",
                     extra={
                         "method": method,
-                        "path": path,
+                        "path": redact_path(path),
                         "status": status,
                         "upstream": service,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
