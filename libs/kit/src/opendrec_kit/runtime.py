@@ -35,7 +35,7 @@ from .organizations import remember_organization, serving
 from .outbox import BrokerEpoch, OutboxRelay
 from .owners import OwnerServices
 from .settings import ServiceSettings
-from .telemetry import setup_logging, setup_tracing
+from .telemetry import redact_span, setup_logging, setup_tracing
 from .uow import UnitOfWork
 from .workers import Step, Worker
 
@@ -344,7 +344,10 @@ class ServiceRuntime(Generic[S]):
 
         # One span per request: no child span per body chunk received or sent (a 400 kB read batch is ~7 of each).
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls=UNTRACED_PATHS + ",metrics", exclude_spans=["receive", "send"]
+            app,
+            excluded_urls=UNTRACED_PATHS + ",metrics",
+            exclude_spans=["receive", "send"],
+            server_request_hook=redact_span,  # no mailed token in a span (telemetry.SECRET_PATHS)
         )
         app.add_middleware(RequestIdMiddleware, runtime=self)
         app.add_middleware(metrics.HttpMetricsMiddleware)

@@ -42,16 +42,22 @@ def redact_path(path: str) -> str:
     return SECRET_PATHS.sub(r"\1{token}", path)
 
 
+def redact_span(span: Any, scope: object = None) -> None:
+    """Replace secret path segments in a span's URL attributes; also the ASGI instrumentation's
+    `server_request_hook` (it sets the request's attributes again after the span started: the hook runs last)."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str) and SECRET_PATHS.search(value):
+            span.set_attribute(key, redact_path(value))
+
+
 class RedactSecretPaths(SpanProcessor):
-    """Replaces secret path segments in a span's URL attributes when it starts (the instrumentation sets them at
-    creation; exporters read them when it ends)."""
+    """Redacts a span's URL attributes when it starts (instrumentations set them at creation; exporters read them
+    when it ends)."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attributes = span.attributes or {}
-        for key in _URL_ATTRIBUTES:
-            value = attributes.get(key)
-            if isinstance(value, str) and SECRET_PATHS.search(value):
-                span.set_attribute(key, redact_path(value))
+        redact_span(span)
 
 
 class _TraceIds(logging.Filter):
