@@ -71,9 +71,8 @@ class Pages:
 
     def check_accessibility(self) -> None:
         """axe-core's WCAG 2 A/AA rules in the page as it is: no serious or critical violation."""
-        if not self.page.evaluate("() => typeof window.axe !== 'undefined'"):
-            # evaluated through the DevTools protocol: the page's CSP (no inline script) does not apply
-            self.page.evaluate(AXE.read_text())
+        # evaluated through the DevTools protocol: the page's CSP (no inline script) does not apply
+        self.page.evaluate(AXE.read_text())
         result = self.page.evaluate(
             "async () => await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -668,3 +669,102 @@ async def organizations_page(request: Request) -> Response:
         request, "organizations.html", session, organizations=orgs.get("organizations") or [],
         users=people.get("users") or [], page=page, pages=domain.page_count(total),
     )  # fmt: skip
+
+
+# ---- the registry ---------------------------------------------------------------------------------------------
+
+_ONCE = re.compile(r"[0-9a-f]{32}")
+_HOLDING_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
+TRANSFER_ACTIONS = ("accept", "reject", "cancel")
+
+
+@router.get("/console/certificates")
+async def certificates_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        page = domain.page_number(request.query_params.get("page"))
+        listing = await services.holdings(_api(request), session, page)
+        moving = await services.transfers(_api(request), session)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(listing.get("totalCount") or 0)
+    return _render(
+        request, "certificates.html", session, holdings=listing.get("holdings") or [], transfers=moving,
+        page=page, pages=domain.page_count(total),
+    )  # fmt: skip
+
+
+async def _holding_form(request: Request, holding_id: str, kind: str) -> Response:
+    try:
+        session = _signed_in(request)
+        if not _HOLDING_ID.fullmatch(holding_id):
+            raise Refusal(404, "No such holding")
+        found = await services.holding(_api(request), session, holding_id)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    # one key per form shown: sending it twice does the operation once
+    return _render(request, f"{kind}.html", session, holding=found, values={}, errors={}, once=uuid.uuid4().hex)
+
+
+async def _holding_post(request: Request, holding_id: str, kind: str) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        if not _HOLDING_ID.fullmatch(holding_id):
+            raise Refusal(404, "No such holding")
+        once = form.get("once", "")
+        if not _ONCE.fullmatch(once):
+            raise Refusal(400, "This form has expired; please open it again")
+        if kind == "retire":
+            await services.retire(_api(request), session, holding_id, form, once)
+            notice = f"Retired {domain.kwh(int(form.get('energyWh') or 0))} for {form.get('beneficiary', '')}"
+        else:
+            await services.transfer(_api(request), session, holding_id, form, once)
+            notice = "Transfer offered: it completes when the receiving organization accepts it"
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        found = await services.holding(_api(request), session, holding_id) if exc.status != 401 else {}
+        values = await _values(request)
+        return _refused(request, f"{kind}.html", session, exc, holding=found, values=values, once=values.get("once"))
+    return _redirect(request, "/console/certificates", session, notice)
+
+
+@router.get("/console/certificates/{holding_id}/retire")
+async def retire_page(request: Request, holding_id: str) -> Response:
+    return await _holding_form(request, holding_id, "retire")
+
+
+@router.post("/console/certificates/{holding_id}/retire")
+async def retire(request: Request, holding_id: str) -> Response:
+    return await _holding_post(request, holding_id, "retire")
+
+
+@router.get("/console/certificates/{holding_id}/transfer")
+async def transfer_page(request: Request, holding_id: str) -> Response:
+    return await _holding_form(request, holding_id, "transfer")
+
+
+@router.post("/console/certificates/{holding_id}/transfer")
+async def transfer(request: Request, holding_id: str) -> Response:
+    return await _holding_post(request, holding_id, "transfer")
+
+
+@router.post("/console/transfers/{transfer_id}/{action}")
+async def decide_transfer(request: Request, transfer_id: str, action: str) -> Response:
+    try:
+        session = _signed_in(request)
+        await _form(request, session)
+        if action not in TRANSFER_ACTIONS or not _HOLDING_ID.fullmatch(transfer_id):
+            raise Refusal(404, "No such transfer")
+        await services.decide_transfer(_api(request), session, transfer_id, action)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _redirect(request, "/console/certificates", session, f"Not done: {exc.message}")
+    done = {"accept": "accepted", "reject": "rejected", "cancel": "cancelled"}[action]
+    return _redirect(request, "/console/certificates", session, f"Transfer {done}")

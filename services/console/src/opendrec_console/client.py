@@ -56,8 +56,9 @@ class Api:
         content: bytes | None = None,
         content_type: str | None = None,
         accept: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> Answer:
-        headers = {"Accept": accept}
+        headers = {"Accept": accept, **(headers or {})}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if content_type:

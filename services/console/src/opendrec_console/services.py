@@ -296,3 +296,68 @@ async def organizations(api: Api, session: Session, page: int) -> dict[str, Any]
 async def users(api: Api, session: Session, page: int) -> dict[str, Any]:
     params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
     return dict(await api.ask("GET", "/api/admin/users", token=session.token, params=params))
+
+
+# ---- the registry: holdings, transfers, retirements ----------------------------------------------------------
+
+
+async def holdings(api: Api, session: Session, page: int) -> dict[str, Any]:
+    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    return dict(await api.ask("GET", "/api/certificate/holdings", token=session.token, params=params))
+
+
+async def holding(api: Api, session: Session, holding_id: str) -> dict[str, Any]:
+    """One of the organization's holdings (the registry lists them; there is no single-holding read)."""
+    page = 1
+    while True:
+        listing = await api.ask(
+            "GET", "/api/certificate/holdings", token=session.token, params={"pageNumber": page, "limit": 100}
+        )
+        for item in listing.get("holdings") or []:
+            if item.get("id") == holding_id:
+                return dict(item)
+        if page >= int(listing.get("totalPages") or 0) or page >= 100:
+            raise Refusal(404, "No such holding in your organization's inventory")
+        page += 1
+
+
+async def transfers(api: Api, session: Session) -> list[dict[str, Any]]:
+    answer = await api.ask("GET", "/api/certificate/transfers", token=session.token, params={"limit": 50})
+    return list(answer.get("transfers") or [])
+
+
+async def transfer(api: Api, session: Session, holding_id: str, form: dict[str, str], once: str) -> dict[str, Any]:
+    """`once`: the form's idempotency key, so a form sent twice (a double click, a retry) transfers once."""
+    body = {
+        "holdingId": holding_id,
+        "toOrganizationId": _integer(form.get("toOrganizationId", "")),
+        "energyWh": _integer(form.get("energyWh", "")),
+    }
+    headers = {"Idempotency-Key": once}
+    return dict(await api.ask("POST", "/api/certificate/transfers", token=session.token, json=body, headers=headers))
+
+
+async def decide_transfer(api: Api, session: Session, transfer_id: str, action: str) -> None:
+    await api.ask("POST", f"/api/certificate/transfers/{transfer_id}/{action}", token=session.token)
+
+
+async def retire(api: Api, session: Session, holding_id: str, form: dict[str, str], once: str) -> dict[str, Any]:
+    """`once`: the form's idempotency key, so a form sent twice retires once."""
+    body = {
+        "holdingId": holding_id,
+        "energyWh": _integer(form.get("energyWh", "")),
+        "beneficiary": form.get("beneficiary", ""),
+        "location": form.get("location", ""),
+        "purpose": form.get("purpose", ""),
+        "reportingStart": domain.iso_utc(form.get("reportingStart", "")) or form.get("reportingStart"),
+        "reportingEnd": domain.iso_utc(form.get("reportingEnd", "")) or form.get("reportingEnd"),
+    }
+    headers = {"Idempotency-Key": once}
+    return dict(await api.ask("POST", "/api/certificate/retirements", token=session.token, json=body, headers=headers))
+
+
+def _integer(text: str) -> Any:
+    try:
+        return int(text) if text.strip() else None
+    except ValueError:
+        return text  # the API names the field and says why
