@@ -11,6 +11,7 @@ import pytest
 
 from opendrec_charger_gateway import handlers
 from opendrec_charger_gateway.app import build
+from opendrec_charger_gateway.credentials import TokenCipher
 from opendrec_charger_gateway.settings import Settings
 from opendrec_contracts import ReadRejected, ReadRejection
 from opendrec_kit.testing import OwnerStandIn, TokenIssuer, dispatch, eventually, settings_for_test, started
@@ -271,3 +272,31 @@ async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
     assert by_id[done[1]]["outcome"] == "skipped" and "no energy delivered" in by_id[done[1]]["reason"]
     assert by_id[done[2]]["outcome"] == "refused"
     assert by_id[done[2]]["refusedReasons"] == [{"index": 0, "reason": "more than a 7.4 kW charger can deliver"}]
+
+
+async def test_tokens_under_an_older_key_are_re_encrypted_with_the_first_and_a_base_url_is_kept(
+    gateway, sim, kazam_sim
+):
+    runtime, client, issuer = gateway
+    url, _ = kazam_sim
+    _, org, ext, charger = await known_device(runtime)
+    _, token = await kazam_account(sim, charger)
+    registered = await client.put(
+        "/api/charger/kazam/credentials", json={"token": token, "baseUrl": url + "/"}, headers=headers(issuer, org)
+    )
+    assert registered.status_code == 200 and registered.json()["baseUrl"] == url
+    # As if stored before the rotation: under the key now listed second.
+    old, old_key = TokenCipher("test-key-old").encrypt(token)
+    await runtime.pool.execute(
+        "UPDATE kazam_accounts SET token_encrypted = $2, key_id = $3 WHERE organization_id = $1", org, old, old_key
+    )
+    cipher = runtime.app.state.kazam_cipher
+    rotated = await eventually(
+        lambda: runtime.pool.fetchrow(
+            "SELECT token_encrypted FROM kazam_accounts WHERE organization_id = $1 AND key_id = $2", org, cipher.current
+        ),
+        timeout=30,
+    )
+    assert TokenCipher("test-key-new").decrypt(rotated["token_encrypted"]) == token
+    # and the account still works with its own base URL: the charger links
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
