@@ -124,6 +124,26 @@ def _pending(rows: list[dict[str, Any]]) -> list[_Pending]:
     return [groups[k] for k in sorted(groups)]
 
 
+@dataclass
+class _Issuance:
+    """One issuance of a reservation (its closed periods, one transaction): what was read before it once (the
+    rounds each period had, the carry, the devices' owners, the transaction's time) and what it writes, gathered
+    to be written with one statement per table at its end."""
+
+    terms: Any
+    counts: dict[tuple[str, datetime], dict[str, int]]  # rounds of each kind per (country key, period start)
+    carry: dict[str, dict[int, int]]  # per country key, per device
+    owners: dict[int, int]  # the organization of each device's latest accepted read
+    issued_at: datetime  # the transaction's time (certificates' issued_at)
+    rounds: list[tuple[Any, ...]] = field(default_factory=list)
+    taken: list[tuple[int, datetime, uuid.UUID]] = field(default_factory=list)  # stored allocations: read, period
+    carried: set[str] = field(default_factory=set)  # country keys whose carry changed
+    certificates: list[tuple[Any, ...]] = field(default_factory=list)
+    parts: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[CertificateIssued] = field(default_factory=list)
+    holdings: list[IssuedCertificate] = field(default_factory=list)
+
+
 async def _issue_reservation(
     uow: UnitOfWork,
     reservation_id: int,
@@ -133,7 +153,8 @@ async def _issue_reservation(
 ) -> int:
     """Issue the reservation's certificates of every period that has closed and settled by `now`; how many.
     `fresh`: [(device, allocations)] just made for it, stored here with the round that took them (one write per
-    allocation, not an insert and an update). The caller holds the reservation's lock."""
+    allocation, not an insert and an update). The caller holds the reservation's lock. What the rounds read and
+    write is read once and written once per table (a sweep can issue hundreds of certificates)."""
     conn = uow.conn
     terms = await store.issuance_terms(conn, reservation_id)
     if terms is None:
@@ -171,19 +192,33 @@ async def _issue_reservation(
             for a in allocations
         ]
     rows += [row for row in new if min(row["period_end"], terms["ends"]) <= settled_before]
-    target = terms["target_capacity_wh"] if not terms["authority_to_exceed"] else None
-    issued_total, issued, reached = terms["issued_wh"], 0, False
-    allocated = terms["allocated_wh"] + sum(row["energy_wh"] for row in new)
-    full = target is not None and allocated >= target
-    for pending in _pending(rows):
-        pending.period_end = min(pending.period_end, terms["ends"])  # an early end cuts the last period
-        round_ = await _issue_round(uow, terms, pending, None if target is None else target - issued_total, full)
-        if round_.issued_wh:
-            issued += 1
-            issued_total += round_.issued_wh
-            if round_.target_reached:
-                reached = True
-                break
+    pendings = _pending(rows)
+    issued, reached = 0, False
+    if pendings:
+        carry = await store.carries(conn, reservation_id)
+        # a part's device: one with energy in a period, or one whose carry a certificate takes
+        devices = {d for p in pendings for d in p.energy} | {d for by_device in carry.values() for d in by_device}
+        batch = _Issuance(
+            terms,
+            await store.rounds_of_periods(conn, reservation_id, sorted({p.period_start for p in pendings})),
+            carry,
+            await store.devices_read_owners(conn, sorted(devices)),
+            await store.transaction_time(conn),
+        )
+        target = terms["target_capacity_wh"] if not terms["authority_to_exceed"] else None
+        issued_total = terms["issued_wh"]
+        allocated = terms["allocated_wh"] + sum(row["energy_wh"] for row in new)
+        full = target is not None and allocated >= target
+        for pending in pendings:
+            pending.period_end = min(pending.period_end, terms["ends"])  # an early end cuts the last period
+            round_ = _issue_round(batch, pending, None if target is None else target - issued_total, full)
+            if round_.issued_wh:
+                issued += 1
+                issued_total += round_.issued_wh
+                if round_.target_reached:
+                    reached = True
+                    break
+        await _write_issuance(uow, batch)
     for device, _ in fresh or []:
         mine = [row for row in new if row["device_id"] == device]
         if mine:
@@ -195,13 +230,13 @@ async def _issue_reservation(
     return issued
 
 
-async def _issue_round(
-    uow: UnitOfWork, terms: Any, pending: _Pending, target_left: int | None, full: bool
-) -> domain.Round:
-    """One (reservation, country, period, kind): its round, and its certificate when it issues whole kWh."""
-    conn = uow.conn
+def _issue_round(batch: _Issuance, pending: _Pending, target_left: int | None, full: bool) -> domain.Round:
+    """One (reservation, country, period, kind): its round, and its certificate when it issues whole kWh
+    (gathered in `batch`)."""
+    terms = batch.terms
     reservation_id, country = terms["reservation_id"], pending.country_code
-    counts = await store.rounds_of_period(conn, reservation_id, country, pending.period_start)
+    key = country or ""
+    counts = batch.counts.setdefault((key, pending.period_start), {})
     kind: domain.Kind
     if pending.kind == domain.HISTORY:
         kind, sequence = domain.HISTORY, counts.get(domain.HISTORY, 0) + 1
@@ -209,7 +244,8 @@ async def _issue_round(
         kind, sequence = domain.LATE, counts.get(domain.LATE, 0) + 1  # an issued period is never reopened
     else:
         kind, sequence = domain.PERIOD, 0
-    carried = await store.carry(conn, reservation_id, country)
+    counts[kind] = counts.get(kind, 0) + 1
+    carried = batch.carry.get(key, {})
     history = kind == domain.HISTORY
     # A History read's certificate takes no carry; its remainder joins the carry of the (reservation, country).
     round_ = domain.issue_round(
@@ -220,45 +256,49 @@ async def _issue_round(
     for row in pending.rows:
         if row["fresh"]:
             row["round_id"] = certificate_id  # stored with it (_issue_reservation)
-    await store.insert_round(
-        conn,
-        certificate_id,
-        reservation_id,
-        country,
-        kind,
-        sequence,
-        pending.period_start,
-        pending.period_end,
-        round_,
-        [row["read_id"] for row in pending.rows if not row["fresh"]],
+        else:
+            batch.taken.append((row["read_id"], pending.period_start, certificate_id))
+    batch.rounds.append(
+        (
+            certificate_id,
+            country,
+            kind,
+            sequence,
+            pending.period_start,
+            pending.period_end,
+            round_.allocated_wh,
+            round_.carry_in_wh,
+            round_.issued_wh,
+            round_.carry_out_wh,
+            round_.target_reached,
+        )
     )
     carry_out = dict(round_.carry_out)
     if history:
         for device, wh in carried.items():
             carry_out[device] = carry_out.get(device, 0) + wh
-    await store.set_carry(conn, reservation_id, country, carry_out)
-    if round_.issued_wh == 0:
-        return round_  # under 1 kWh: carried to the next certificate of the (reservation, country)
-    await _issue_certificate(uow, terms, pending, kind, sequence, certificate_id, round_)
+    batch.carry[key] = carry_out
+    batch.carried.add(key)
+    if round_.issued_wh:  # under 1 kWh: carried to the next certificate of the (reservation, country)
+        _issue_certificate(batch, pending, kind, sequence, certificate_id, round_)
     return round_
 
 
-async def _issue_certificate(
-    uow: UnitOfWork,
-    terms: Any,
+def _issue_certificate(
+    batch: _Issuance,
     pending: _Pending,
     kind: domain.Kind,
     sequence: int,
     certificate_id: uuid.UUID,
     round_: domain.Round,
 ) -> None:
-    """Store the certificate and its parts, append its issuance to the ledger, hand it to the registry (holdings
-    of the buyer) and record certificate.issued."""
-    conn = uow.conn
+    """The certificate and its parts, its certificate.issued (its ledger entry is the event without its time)
+    and its holdings, gathered in `batch`."""
+    terms = batch.terms
     generation_start, generation_end = min(pending.starts.values()), max(pending.ends.values())
     parts = []
     for device, wh in round_.parts:
-        owner = await store.device_read_owner(conn, device)
+        owner = batch.owners.get(device)
         assert owner is not None  # the device has accepted reads: the energy is theirs
         parts.append(
             (
@@ -270,48 +310,48 @@ async def _issue_certificate(
                 pending.ends.get(device, generation_end),
             )
         )
-    row = await store.insert_certificate(
-        conn,
-        certificate_id,
-        terms["reservation_id"],
-        terms["buyer_organization_id"],
-        pending.country_code,
-        kind,
-        sequence,
-        pending.period_start,
-        pending.period_end,
-        generation_start,
-        generation_end,
-        round_,
-        parts,
+    batch.certificates.append(
+        (
+            certificate_id,
+            kind,
+            sequence,
+            pending.country_code,
+            pending.period_start,
+            pending.period_end,
+            generation_start,
+            generation_end,
+            round_.issued_wh,
+            round_.allocated_wh,
+            round_.carry_in_wh,
+            round_.carry_out_wh,
+            round_.target_reached,
+        )
     )
-    event = CertificateIssued(
-        certificate_id=certificate_id,
-        reservation_id=terms["reservation_id"],
-        reservation_uid=terms["uid"],
-        buyer_organization_id=terms["buyer_organization_id"],
-        country_code=pending.country_code,
-        kind=kind,
-        sequence=sequence,
-        period_start=pending.period_start,
-        period_end=pending.period_end,
-        generation_start=generation_start,
-        generation_end=generation_end,
-        energy_wh=round_.issued_wh,
-        carry_in_wh=round_.carry_in_wh,
-        carry_out_wh=round_.carry_out_wh,
-        target_reached=round_.target_reached,
-        parts=[CertificatePart(device_id=d, owner_organization_id=o, energy_wh=wh) for _, d, o, wh, _, _ in parts],
-        issued_at=row["issued_at"],
-        allocated_wh=round_.allocated_wh,
-        reads_hash=ledger_domain.reads_hash(pending.reads),
+    batch.parts += [(part_id, certificate_id, *rest) for part_id, *rest in parts]
+    batch.events.append(
+        CertificateIssued(
+            certificate_id=certificate_id,
+            reservation_id=terms["reservation_id"],
+            reservation_uid=terms["uid"],
+            buyer_organization_id=terms["buyer_organization_id"],
+            country_code=pending.country_code,
+            kind=kind,
+            sequence=sequence,
+            period_start=pending.period_start,
+            period_end=pending.period_end,
+            generation_start=generation_start,
+            generation_end=generation_end,
+            energy_wh=round_.issued_wh,
+            carry_in_wh=round_.carry_in_wh,
+            carry_out_wh=round_.carry_out_wh,
+            target_reached=round_.target_reached,
+            parts=[CertificatePart(device_id=d, owner_organization_id=o, energy_wh=wh) for _, d, o, wh, _, _ in parts],
+            issued_at=batch.issued_at,
+            allocated_wh=round_.allocated_wh,
+            reads_hash=ledger_domain.reads_hash(pending.reads),
+        )
     )
-    # The entry is the event without its time (the entry's recorded_at): the ledger can be rebuilt from the events.
-    # The ledger's head is taken last (after the reservation's lock); the registry's holdings after it.
-    body = event.model_dump(mode="json", exclude={"issued_at"})
-    await ledger.append(uow, "issuance", certificate_id, body, recorded_at=row["issued_at"])
-    await registry.issue_holdings(
-        uow,
+    batch.holdings.append(
         IssuedCertificate(
             certificate_id=certificate_id,
             buyer_organization_id=terms["buyer_organization_id"],
@@ -319,20 +359,46 @@ async def _issue_certificate(
             period_start=pending.period_start,
             period_end=pending.period_end,
             parts=tuple((d, wh) for _, d, _, wh, _, _ in parts),
-        ),
+        )
     )
-    uow.record(event)
-    metrics.certificates_issued(1, round_.issued_wh)
-    log.info(
-        "certificate issued",
-        extra={
-            "certificate_id": str(certificate_id),
-            "reservation_id": terms["reservation_id"],
-            "kind": kind,
-            "energy_wh": round_.issued_wh,
-            "target_reached": round_.target_reached,
-        },
+
+
+async def _write_issuance(uow: UnitOfWork, batch: _Issuance) -> None:
+    """Write what an issuance gathered: its rounds and the allocations they took, the carry, the certificates and
+    their parts; then append them to the ledger (its head taken last, after the reservation's lock), hand them to
+    the registry (holdings of the buyer) and record certificate.issued, each certificate in issue order."""
+    conn = uow.conn
+    reservation_id = batch.terms["reservation_id"]
+    await store.insert_rounds(conn, reservation_id, batch.rounds)
+    await store.take_allocations(conn, reservation_id, batch.taken)
+    await store.set_carries(conn, reservation_id, {key: batch.carry[key] for key in batch.carried})
+    if not batch.certificates:
+        return
+    await store.insert_certificates(
+        conn, reservation_id, batch.terms["buyer_organization_id"], batch.issued_at, batch.certificates, batch.parts
     )
+    # The entry is the event without its time (the entry's recorded_at): the ledger can be rebuilt from the events.
+    await ledger.append_many(
+        uow,
+        [
+            ("issuance", e.certificate_id, e.model_dump(mode="json", exclude={"issued_at"}), e.issued_at)
+            for e in batch.events
+        ],
+    )
+    await registry.issue_holdings_many(uow, batch.holdings)
+    metrics.certificates_issued(len(batch.events), sum(e.energy_wh for e in batch.events))
+    for event in batch.events:
+        uow.record(event)
+        log.info(
+            "certificate issued",
+            extra={
+                "certificate_id": str(event.certificate_id),
+                "reservation_id": reservation_id,
+                "kind": event.kind,
+                "energy_wh": event.energy_wh,
+                "target_reached": event.target_reached,
+            },
+        )
 
 
 async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> None:

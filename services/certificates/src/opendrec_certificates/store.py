@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -15,7 +16,6 @@ from .domain import (
     DeviceLogFilter,
     Read,
     Reservation,
-    Round,
     effective_end,
 )
 
@@ -439,136 +439,132 @@ async def due_allocations(
     )
 
 
-async def rounds_of_period(
-    conn: asyncpg.Connection, reservation_id: int, country_code: str | None, period_start: datetime
-) -> dict[str, int]:
-    """How many rounds of each kind the (reservation, country, period) had."""
+async def rounds_of_periods(
+    conn: asyncpg.Connection, reservation_id: int, period_starts: list[datetime]
+) -> dict[tuple[str, datetime], dict[str, int]]:
+    """How many rounds of each kind the reservation had per (country key ('' unknown), period start)."""
     rows = await conn.fetch(
-        """SELECT kind, count(*) AS n FROM issuance_rounds
-           WHERE reservation_id = $1 AND country_code IS NOT DISTINCT FROM $2 AND period_start = $3 GROUP BY kind""",
+        """SELECT coalesce(country_code, '') AS country_key, period_start, kind, count(*) AS n FROM issuance_rounds
+           WHERE reservation_id = $1 AND period_start = ANY($2::timestamptz[])
+           GROUP BY country_code, period_start, kind""",
         reservation_id,
-        country_code,
-        period_start,
+        period_starts,
     )
-    return {r["kind"]: r["n"] for r in rows}
+    out: dict[tuple[str, datetime], dict[str, int]] = {}
+    for r in rows:
+        out.setdefault((r["country_key"], r["period_start"]), {})[r["kind"]] = r["n"]
+    return out
 
 
-async def carry(conn: asyncpg.Connection, reservation_id: int, country_code: str | None) -> dict[int, int]:
-    """The Wh carried to the next certificate of the (reservation, country), per device."""
+async def carries(conn: asyncpg.Connection, reservation_id: int) -> dict[str, dict[int, int]]:
+    """The Wh carried to the next certificate of each (reservation, country key), per device."""
     rows = await conn.fetch(
-        "SELECT device_id, carry_wh FROM issuance_carry WHERE reservation_id = $1 AND country_key = $2",
-        reservation_id,
-        country_code or "",
+        "SELECT country_key, device_id, carry_wh FROM issuance_carry WHERE reservation_id = $1", reservation_id
     )
-    return {r["device_id"]: r["carry_wh"] for r in rows}
+    out: dict[str, dict[int, int]] = {}
+    for r in rows:
+        out.setdefault(r["country_key"], {})[r["device_id"]] = r["carry_wh"]
+    return out
 
 
-async def set_carry(
-    conn: asyncpg.Connection, reservation_id: int, country_code: str | None, carried: dict[int, int]
-) -> None:
-    """Replace the (reservation, country)'s carry by `carried` (per device; 0 Wh: none)."""
-    key = country_code or ""
-    await conn.execute("DELETE FROM issuance_carry WHERE reservation_id = $1 AND country_key = $2", reservation_id, key)
-    devices = [d for d, wh in carried.items() if wh > 0]
-    if devices:
+async def set_carries(conn: asyncpg.Connection, reservation_id: int, carried: dict[str, dict[int, int]]) -> None:
+    """Replace the carry of these country keys of the reservation (per device; 0 Wh: none)."""
+    if not carried:
+        return
+    await conn.execute(
+        "DELETE FROM issuance_carry WHERE reservation_id = $1 AND country_key = ANY($2::text[])",
+        reservation_id,
+        list(carried),
+    )
+    rows = [(key, d, wh) for key, by_device in carried.items() for d, wh in by_device.items() if wh > 0]
+    if rows:
         await conn.execute(
             """INSERT INTO issuance_carry (reservation_id, country_key, device_id, carry_wh)
-               SELECT $1, $2, c.device_id, c.carry_wh FROM unnest($3::bigint[], $4::bigint[]) AS c (device_id, carry_wh)""",
+               SELECT $1, c.country_key, c.device_id, c.carry_wh
+               FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS c (country_key, device_id, carry_wh)""",
             reservation_id,
-            key,
-            devices,
-            [carried[d] for d in devices],
+            [k for k, _, _ in rows],
+            [d for _, d, _ in rows],
+            [wh for _, _, wh in rows],
         )
 
 
-async def insert_round(
-    conn: asyncpg.Connection,
-    round_id: uuid.UUID,
-    reservation_id: int,
-    country_code: str | None,
-    kind: str,
-    sequence: int,
-    period_start: datetime,
-    period_end: datetime,
-    issued: Round,
-    read_ids: list[int],
-) -> None:
-    """One issuance round, and the allocations it took (the reads' of its period)."""
+async def transaction_time(conn: asyncpg.Connection) -> datetime:
+    """The transaction's time: what now() writes (e.g. a certificate's issued_at) all through it."""
+    moment: datetime = await conn.fetchval("SELECT now()")
+    return moment
+
+
+async def insert_rounds(conn: asyncpg.Connection, reservation_id: int, rounds: list[tuple[Any, ...]]) -> None:
+    """Issuance rounds (id, country, kind, sequence, period start, end, allocated, carry in, issued, carry out,
+    target reached) in one statement."""
+    if not rounds:
+        return
     await conn.execute(
         """INSERT INTO issuance_rounds (id, reservation_id, country_code, kind, sequence, period_start, period_end,
                                         allocated_wh, carry_in_wh, issued_wh, carry_out_wh, target_reached)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-        round_id,
+           SELECT r.id, $1, r.country_code, r.kind, r.sequence, r.period_start, r.period_end, r.allocated_wh,
+                  r.carry_in_wh, r.issued_wh, r.carry_out_wh, r.target_reached
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[],
+                       $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::boolean[])
+                AS r (id, country_code, kind, sequence, period_start, period_end, allocated_wh, carry_in_wh,
+                      issued_wh, carry_out_wh, target_reached)""",
         reservation_id,
-        country_code,
-        kind,
-        sequence,
-        period_start,
-        period_end,
-        issued.allocated_wh,
-        issued.carry_in_wh,
-        issued.issued_wh,
-        issued.carry_out_wh,
-        issued.target_reached,
+        *(list(column) for column in zip(*rounds, strict=True)),
     )
-    # A round is of one period (a History round: of one read): its allocations are (reservation, period, reads).
+
+
+async def take_allocations(
+    conn: asyncpg.Connection, reservation_id: int, taken: list[tuple[int, datetime, uuid.UUID]]
+) -> None:
+    """Stored allocations (read, period start) taken by a round (its id), in one statement."""
+    if not taken:
+        return
     await conn.execute(
-        """UPDATE allocations SET round_id = $2
-           WHERE reservation_id = $1 AND period_start = $3 AND read_id = ANY($4::bigint[]) AND round_id IS NULL""",
+        """UPDATE allocations a SET round_id = x.round_id
+           FROM unnest($2::bigint[], $3::timestamptz[], $4::uuid[]) AS x (read_id, period_start, round_id)
+           WHERE a.reservation_id = $1 AND a.read_id = x.read_id AND a.period_start = x.period_start
+             AND a.round_id IS NULL""",
         reservation_id,
-        round_id,
-        period_start,
-        read_ids,
+        *(list(column) for column in zip(*taken, strict=True)),
     )
 
 
-async def insert_certificate(
+async def insert_certificates(
     conn: asyncpg.Connection,
-    certificate_id: uuid.UUID,
     reservation_id: int,
     buyer_organization_id: int,
-    country_code: str | None,
-    kind: str,
-    sequence: int,
-    period_start: datetime,
-    period_end: datetime,
-    generation_start: datetime,
-    generation_end: datetime,
-    issued: Round,
-    parts: list[tuple[uuid.UUID, int, int, int, datetime, datetime]],
-) -> asyncpg.Record:
-    """A certificate and its parts: (part id, device, owner organization, Wh, generation start, end)."""
-    row = await conn.fetchrow(
-        """INSERT INTO certificates (id, reservation_id, buyer_organization_id, generation_start, generation_end,
-                                     energy_wh, country_code, kind, sequence, period_start, period_end, allocated_wh,
-                                     carry_in_wh, carry_out_wh, target_reached)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING *""",
-        certificate_id,
+    issued_at: datetime,
+    certificates: list[tuple[Any, ...]],
+    parts: list[tuple[uuid.UUID, uuid.UUID, int, int, int, datetime, datetime]],
+) -> None:
+    """Certificates (id, kind, sequence, country, period start, end, generation start, end, issued Wh, allocated,
+    carry in, carry out, target reached) and their parts (part id, certificate, device, owner organization, Wh,
+    generation start, end), a statement each."""
+    await conn.execute(
+        """INSERT INTO certificates (id, reservation_id, buyer_organization_id, issued_at, kind, sequence,
+                                     country_code, period_start, period_end, generation_start, generation_end,
+                                     energy_wh, allocated_wh, carry_in_wh, carry_out_wh, target_reached)
+           SELECT c.id, $1, $2, $3, c.kind, c.sequence, c.country_code, c.period_start, c.period_end,
+                  c.generation_start, c.generation_end, c.energy_wh, c.allocated_wh, c.carry_in_wh, c.carry_out_wh,
+                  c.target_reached
+           FROM unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                       $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::bigint[], $14::bigint[],
+                       $15::bigint[], $16::boolean[])
+                AS c (id, kind, sequence, country_code, period_start, period_end, generation_start, generation_end,
+                      energy_wh, allocated_wh, carry_in_wh, carry_out_wh, target_reached)""",
         reservation_id,
         buyer_organization_id,
-        generation_start,
-        generation_end,
-        issued.issued_wh,
-        country_code,
-        kind,
-        sequence,
-        period_start,
-        period_end,
-        issued.allocated_wh,
-        issued.carry_in_wh,
-        issued.carry_out_wh,
-        issued.target_reached,
+        issued_at,
+        *(list(column) for column in zip(*certificates, strict=True)),
     )
     await conn.execute(
         """INSERT INTO certificate_parts (id, certificate_id, device_id, owner_organization_id, energy_wh,
                                           generation_start, generation_end)
-           SELECT p.id, $1, p.device_id, p.owner, p.energy_wh, p.generation_start, p.generation_end
-           FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
-                AS p (id, device_id, owner, energy_wh, generation_start, generation_end)""",
-        certificate_id,
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                $6::timestamptz[], $7::timestamptz[])""",
         *(list(column) for column in zip(*parts, strict=True)),
     )
-    return row
 
 
 async def device_country(conn: asyncpg.Connection, device_id: int) -> str | None:
@@ -576,11 +572,16 @@ async def device_country(conn: asyncpg.Connection, device_id: int) -> str | None
     return await conn.fetchval("SELECT country_code FROM devices WHERE device_id = $1", device_id)
 
 
-async def device_read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
-    """The organization of the device's latest accepted read (the owner of its energy)."""
-    return await conn.fetchval(
-        "SELECT organization_id FROM reads WHERE device_id = $1 ORDER BY end_at DESC, id DESC LIMIT 1", device_id
+async def devices_read_owners(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, int]:
+    """The organization of each device's latest accepted read (the owner of its energy)."""
+    rows = await conn.fetch(
+        """SELECT d.device_id,
+                  (SELECT organization_id FROM reads WHERE device_id = d.device_id
+                   ORDER BY end_at DESC, id DESC LIMIT 1) AS organization_id
+           FROM unnest($1::bigint[]) AS d (device_id)""",
+        device_ids,
     )
+    return {r["device_id"]: r["organization_id"] for r in rows if r["organization_id"] is not None}
 
 
 async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:

@@ -159,7 +159,15 @@ def reads_hash(reads: Iterable[Read]) -> str:
     """SHA-256 (hex) of the canonical encoding of the reads as a list of `[device_id, start, end, energy_wh]`,
     sorted (by device, start, end, energy), instants as above. The order reads are given in does not matter;
     a read given twice counts twice. To recompute: list the intervals, sort, encode, hash."""
-    rows = sorted((int(d), instant(s), instant(e), int(wh)) for d, s, e, wh in reads)
+    written: dict[datetime, str] = {}  # a read's end is the next one's start: each instant written once
+
+    def at(moment: datetime) -> str:
+        text = written.get(moment)
+        if text is None:
+            text = written[moment] = instant(moment)
+        return text
+
+    rows = sorted((int(d), at(s), at(e), int(wh)) for d, s, e, wh in reads)
     return sha256(canonical([list(row) for row in rows]))
 
 

@@ -26,14 +26,29 @@ async def append(
 
     `recorded_at`: when the fact happened, written into the hash. Pass the event's own time (e.g. the certificate's
     issue time) so that the ledger rebuilt from the events is the same chain; by default the clock now."""
+    [entry] = await append_many(uow, [(kind, certificate_id, body, recorded_at)])
+    return entry
+
+
+async def append_many(
+    uow: UnitOfWork, facts: list[tuple[str, uuid.UUID, dict[str, Any], datetime | None]]
+) -> list[LedgerEntry]:
+    """Append entries (kind, certificate id, body, recorded_at) in this order, as `append` does one by one, with
+    one lock of the head, one insert and one move of the head (an issuance of many certificates)."""
+    if not facts:
+        return []
     async with uow:
         head_sequence, head_hash = await store.lock_head(uow.conn)
-        entry = domain.next_entry(
-            head_sequence, head_hash, kind, certificate_id, body, recorded_at or datetime.now(UTC)
-        )
-        await store.insert_entry(uow.conn, entry)
-        await store.move_head(uow.conn, entry.sequence, entry.hash)
-    return entry
+        entries = []
+        for kind, certificate_id, body, recorded_at in facts:
+            entry = domain.next_entry(
+                head_sequence, head_hash, kind, certificate_id, body, recorded_at or datetime.now(UTC)
+            )
+            entries.append(entry)
+            head_sequence, head_hash = entry.sequence, entry.hash
+        await store.insert_entries(uow.conn, entries)
+        await store.move_head(uow.conn, head_sequence, head_hash)
+    return entries
 
 
 class BeyondHead(Exception):

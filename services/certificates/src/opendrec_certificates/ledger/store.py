@@ -38,6 +38,22 @@ async def insert_entry(conn: asyncpg.Connection, entry: LedgerEntry) -> None:
     )
 
 
+async def insert_entries(conn: asyncpg.Connection, entries: list[LedgerEntry]) -> None:
+    """Entries in one statement (arrays)."""
+    await conn.execute(
+        """INSERT INTO ledger_entries (sequence, kind, certificate_id, body, recorded_at, previous_hash, hash)
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[],
+                                $7::text[])""",
+        [e.sequence for e in entries],
+        [e.kind for e in entries],
+        [e.certificate_id for e in entries],
+        [canonical(e.body).decode() for e in entries],
+        [e.recorded_at for e in entries],
+        [e.previous_hash for e in entries],
+        [e.hash for e in entries],
+    )
+
+
 async def move_head(conn: asyncpg.Connection, sequence: int, hash_: str) -> None:
     await conn.execute("UPDATE ledger_head SET sequence = $1, hash = $2 WHERE only_row", sequence, hash_)
 

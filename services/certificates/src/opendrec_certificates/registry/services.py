@@ -75,6 +75,47 @@ async def issue_holdings(uow: UnitOfWork, certificate: IssuedCertificate) -> lis
         return holdings
 
 
+async def issue_holdings_many(uow: UnitOfWork, certificates: list[IssuedCertificate]) -> None:
+    """issue_holdings for the certificates of one issuance, in their order (the same serials as one by one: each
+    device's next serials, certificate after certificate), with one statement per table."""
+    async with uow:
+        conn = uow.conn
+        held = await store.certificates_with_holdings(conn, [c.certificate_id for c in certificates])
+        wanted = [
+            (c, device_id, energy_wh)
+            for c in certificates
+            if c.certificate_id not in held  # issuance replayed: its holdings stay as they are
+            for device_id, energy_wh in c.parts
+            if energy_wh > 0  # a part without energy has no serials
+        ]
+        if not wanted:
+            return
+        needed: dict[int, int] = {}
+        for _, device_id, energy_wh in wanted:
+            needed[device_id] = needed.get(device_id, 0) + energy_wh
+        next_serial = await store.take_serials_many(conn, needed)
+        holdings, ranges = [], []
+        for c, device_id, energy_wh in wanted:
+            start = next_serial[device_id]
+            next_serial[device_id] = start + energy_wh
+            holding_id = uuid.uuid4()
+            holdings.append(
+                (
+                    holding_id,
+                    c.certificate_id,
+                    device_id,
+                    c.buyer_organization_id,
+                    c.country_code,
+                    c.period_start,
+                    c.period_end,
+                    energy_wh,
+                )
+            )
+            ranges.append((device_id, holding_id, SerialRange(start, start + energy_wh - 1)))
+        await store.insert_holdings(conn, holdings)
+        await store.insert_ranges(conn, ranges)
+
+
 # -- answers -------------------------------------------------------------------------------------------------------
 
 

@@ -50,6 +50,57 @@ async def take_serials(conn: asyncpg.Connection, device_id: int, energy_wh: int)
     return start
 
 
+async def take_serials_many(conn: asyncpg.Connection, needed: dict[int, int]) -> dict[int, int]:
+    """take_serials for several devices at once (in device order, the order every issuance locks them in): the
+    first of each device's next `needed[device]` serials."""
+    devices = sorted(needed)
+    rows = await conn.fetch(
+        """INSERT INTO registry_serials AS s (device_id, next_serial)
+           SELECT n.device_id, 1 + n.energy_wh FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY
+               AS n (device_id, energy_wh, o) ORDER BY n.o
+           ON CONFLICT (device_id) DO UPDATE SET next_serial = s.next_serial + EXCLUDED.next_serial - 1
+           RETURNING s.device_id, s.next_serial""",
+        devices,
+        [needed[d] for d in devices],
+    )
+    return {r["device_id"]: r["next_serial"] - needed[r["device_id"]] for r in rows}
+
+
+async def certificates_with_holdings(conn: asyncpg.Connection, certificate_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT certificate_id FROM holdings WHERE certificate_id = ANY($1::uuid[])", certificate_ids
+    )
+    return {r["certificate_id"] for r in rows}
+
+
+async def insert_holdings(
+    conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, uuid.UUID, int, int, str | None, datetime, datetime, int]]
+) -> None:
+    """Holdings (id, certificate, device, organization, country, period start, end, total Wh) in one statement."""
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        """INSERT INTO holdings (id, certificate_id, device_id, organization_id, country_code, period_start,
+                                 period_end, total_wh)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
+                                $7::timestamptz[], $8::bigint[])""",
+        *(list(c) for c in columns),
+    )
+
+
+async def insert_ranges(conn: asyncpg.Connection, rows: list[tuple[int, uuid.UUID, SerialRange]]) -> None:
+    """New ranges (device, holding, range) of no operation, in one statement."""
+    await conn.execute(
+        """INSERT INTO serial_ranges (device_id, serial_start, serial_end, holding_id, state, operation_id)
+           SELECT d, s, e, h, st, NULL FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[])
+               AS x (d, s, e, h, st)""",
+        [d for d, _, _ in rows],
+        [r.start for _, _, r in rows],
+        [r.end for _, _, r in rows],
+        [h for _, h, _ in rows],
+        [r.state for _, _, r in rows],
+    )
+
+
 async def holdings_of_certificate(conn: asyncpg.Connection, certificate_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {HOLDING_COLUMNS} FROM holdings h WHERE h.certificate_id = $1 ORDER BY h.device_id, h.created_at",
