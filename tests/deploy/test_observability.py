@@ -84,8 +84,9 @@ def test_a_row_per_service_with_rate_errors_latency_lag_and_backlog(dashboard):
 def test_the_dashboard_queries_only_families_the_platform_exports(dashboard):
     """Every metric a panel asks for is one the kit defines (names as the Prometheus exporter writes them)."""
     kit = (REPO / "libs" / "kit" / "src" / "opendrec_kit" / "metrics.py").read_text()
-    defined = {name.replace(".", "_") for name in re.findall(r'"((?:http|messaging|db|opendrec)\.[a-z_.]+)"', kit)}
-    suffixes = ("_seconds_count", "_seconds_bucket", "_total", "_seconds", "")
+    names = re.findall(r'"((?:http|messaging|db|opendrec)[._][a-z_.]+)"', kit)  # OpenTelemetry's and Prometheus'
+    defined = {name.replace(".", "_") for name in names}
+    suffixes = ("_seconds_count", "_seconds_bucket", "_count", "_bucket", "_total", "_seconds", "")
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
             for name in re.findall(r"\b((?:http|messaging|db|opendrec)_[a-z_]+)\{", target["expr"]):

@@ -75,6 +75,7 @@ async def test_requests_are_counted_by_route_template_method_and_status(service)
         assert (await client.post(f"/devices/{device_id}")).status_code == 200
     assert (await client.post("/devices/not-a-number")).status_code == 400
     assert (await client.get("/nowhere")).status_code == 404
+    assert (await client.request("BREW", f"/devices/{ids[0]}")).status_code == 405
 
     text = await scrape(client)
     ok = samples(
@@ -97,6 +98,9 @@ async def test_requests_are_counted_by_route_template_method_and_status(service)
     buckets = samples(text, "http_server_request_duration_seconds_bucket", http_route="/devices/{device_id}")
     assert buckets  # a histogram, with the semantic conventions' buckets
     assert "/metrics" not in text  # scrapes are not counted
+    # a method HTTP does not define is _OTHER: a client cannot add series
+    assert samples(text, "http_server_request_duration_seconds_count", http_request_method="_OTHER")
+    assert "BREW" not in text
 
 
 async def test_handled_events_handler_latency_failures_and_dead_letters(service):

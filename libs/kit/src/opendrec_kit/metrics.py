@@ -1,4 +1,4 @@
-"""Metrics of one process (a service or the gateway): OpenTelemetry instruments read by Prometheus on `/metrics`.
+"""Metrics of one process (a service or the gateway), in Prometheus' text format on `/metrics`.
 
 Every service gets the same families from the kit, without a line of its own:
 
@@ -16,10 +16,11 @@ Every service gets the same families from the kit, without a line of its own:
 and the domain families services record through the small functions at the end (reads accepted and refused by
 reason, certificates issued and Wh certified, bulk rows, charger polls, transactions and errors).
 
-Names follow OpenTelemetry's semantic conventions where they exist (HTTP server, messaging, database client); the
-Prometheus exporter turns dots into underscores and adds the unit and `_total`. On hot paths only counters and
-histograms are touched (a record is a few microseconds); everything that needs a query (lag, backlog) is measured
-by the runtime's `metrics` worker every METRICS_INTERVAL_S and read by the scrape from memory.
+Names follow OpenTelemetry's semantic conventions where they exist (HTTP server, messaging, database client), as
+OpenTelemetry's Prometheus exporter writes them (dots to underscores, the unit, `_total`). On hot paths only
+prometheus_client counters and histograms are touched, their label children looked up once (a record is a few
+microseconds: bench/operations); what needs a query (lag, backlog) is measured by the runtime's `metrics` worker
+every METRICS_INTERVAL_S into OpenTelemetry observable instruments that a scrape reads from memory.
 
 Metrics are per process: run a service with HTTP_WORKERS=1 where it is scraped (compose, Kubernetes: one process
 per container, replicas for scale), else each scrape reads whichever worker answered.
@@ -35,8 +36,16 @@ from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, start_http_server
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,12 +62,20 @@ class MetricsSettings(BaseSettings):
 SETTINGS = MetricsSettings()
 INTERVAL_S = SETTINGS.metrics_interval_s
 
-# The whole process shares one registry and provider: instruments are module-level, so a use case records with one
-# call and no runtime at hand. A private registry (not prometheus_client's global one) holds only what OpenTelemetry
-# reports, in the exporter's naming.
+# The whole process shares one registry: instruments are module-level, so a use case records with one call and no
+# runtime at hand. A private registry (not prometheus_client's global one) holds only OpenDREC's families.
+#
+# Two kinds of instrument, by cost. What is recorded on every request or event (the two duration histograms, the
+# counters) is a prometheus_client child, looked up once per label set: a few us a record where the OpenTelemetry
+# SDK's Histogram.record took ~10 times as long on the same machine (bench/operations). What is measured off the
+# hot path (lag, backlog, pools, relay counts) is an OpenTelemetry observable instrument, read at scrape time
+# through the OpenTelemetry Prometheus exporter. Names and labels are the semantic conventions' as that exporter
+# writes them (dots to underscores, unit suffix, `_total`), for both kinds.
 REGISTRY = CollectorRegistry(auto_describe=True)
+disable_created_metrics()  # no `_created` series beside every counter and histogram: Prometheus needs none
 _reader = PrometheusMetricReader(registry=REGISTRY, disable_target_info=True, scope_info_enabled=False)
-_provider = MeterProvider(metric_readers=[_reader])
+# No exemplars: nothing reads them, and offering each measurement to a reservoir is a cost on every request.
+_provider = MeterProvider(metric_readers=[_reader], exemplar_filter=AlwaysOffExemplarFilter())
 meter = _provider.get_meter("opendrec")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -66,24 +83,25 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # http.server.request.duration's advised boundaries (semantic conventions), in seconds
 _HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 
-http_server_duration = meter.create_histogram(
-    "http.server.request.duration",
-    unit="s",
-    description="Duration of HTTP server requests",
-    explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
+http_server_duration = Histogram(
+    "http_server_request_duration_seconds",
+    "Duration of HTTP server requests (http.server.request.duration)",
+    ["http_request_method", "http_response_status_code", "http_route", "error_type"],
+    buckets=_HTTP_BUCKETS,
+    registry=REGISTRY,
 )
-handler_duration = meter.create_histogram(
-    "messaging.process.duration",
-    unit="s",
-    description="Duration of an event handler (its unit of work included), per event type",
-    explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
+handler_duration = Histogram(
+    "messaging_process_duration_seconds",
+    "Duration of an event handler, its unit of work included (messaging.process.duration)",
+    ["messaging_system", "opendrec_event_type"],
+    buckets=_HTTP_BUCKETS,
+    registry=REGISTRY,
 )
-
-
-_failed_attempts = meter.create_counter(
-    "opendrec.consumer.failed_attempts",
-    unit="{attempt}",
-    description="Handler attempts that failed: each is retried, up to CONSUMER_MAX_ATTEMPTS, then dead-lettered",
+_failed_attempts = Counter(
+    "opendrec_consumer_failed_attempts",
+    "Handler attempts that failed: each is retried, up to CONSUMER_MAX_ATTEMPTS, then dead-lettered",
+    ["messaging_system", "opendrec_event_type", "error_type"],
+    registry=REGISTRY,
 )
 
 H = Any  # the handler's event type (messaging.Handler is generic over it)
@@ -91,17 +109,17 @@ H = Any  # the handler's event type (messaging.Handler is generic over it)
 
 def timed(event_type: str, handler: Callable[[H, H], Awaitable[None]]) -> Callable[[H, H], Awaitable[None]]:
     """`handler` recording its duration (`messaging.process.duration`) and its failures, per event type."""
-    attributes = {"messaging.system": "kafka", "opendrec.event.type": event_type}
+    duration = handler_duration.labels("kafka", event_type)
 
     async def handle(event: Any, uow: Any) -> None:
         started = time.perf_counter()
         try:
             await handler(event, uow)
         except Exception as exc:
-            _failed_attempts.add(1, {**attributes, "error.type": type(exc).__name__})  # the rare path allocates
+            _failed_attempts.labels("kafka", event_type, type(exc).__name__).inc()
             raise
         finally:
-            handler_duration.record(time.perf_counter() - started, attributes)
+            duration.observe(time.perf_counter() - started)
 
     return handle
 
@@ -124,14 +142,28 @@ def serve(port: int, host: str) -> Callable[[], None]:
     return stop
 
 
+# The methods HTTP defines; any other is recorded as _OTHER (semantic conventions), so a client cannot add series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+_request_series: dict[tuple[str, str | None, int], Any] = {}
+
+
+def _series(method: str, route: str | None, status: int) -> Any:
+    """The histogram child of a (method, route, status), looked up once: bounded by the methods, route templates
+    and status codes, so the cache is too."""
+    key = (method, route, status)
+    child = _request_series.get(key)
+    if child is None:
+        known = method in _METHODS
+        error = str(status) if status >= 500 else ""
+        child = http_server_duration.labels(method if known else "_OTHER", str(status), route or "", error)
+        if known:  # an unknown method is not kept as a key: it would grow the cache
+            _request_series[key] = child
+    return child
+
+
 def record_request(method: str, route: str | None, status: int, seconds: float) -> None:
     """One HTTP request served: `route` is the template (`/api/devices/{id}`), None when nothing matched."""
-    attributes: dict[str, Any] = {"http.request.method": method, "http.response.status_code": status}
-    if route:
-        attributes["http.route"] = route
-    if status >= 500:
-        attributes["error.type"] = str(status)
-    http_server_duration.record(seconds, attributes)
+    _series(method, route, status).observe(seconds)
 
 
 class HttpMetricsMiddleware:
@@ -328,61 +360,68 @@ def job_counts(kind: str, table: str) -> Callable[[Any], Awaitable[None]]:
 
 # -- domain families: one call where the thing happens ----------------------------------------------------------
 
-_reads = meter.create_counter("opendrec.readings.reads", unit="{read}", description="Reads accepted or refused")
-_read_energy = meter.create_counter("opendrec.readings.watt_hours", description="Energy of accepted reads (Wh)")
-_certificates = meter.create_counter("opendrec.certificates.issued", unit="{certificate}", description="Certificates")
-_certified = meter.create_counter("opendrec.certificates.watt_hours", description="Energy certified (Wh)")
-_bulk_rows = meter.create_counter("opendrec.bulk.rows", unit="{row}", description="Rows of bulk jobs processed")
-_charger_polls = meter.create_counter("opendrec.charger.polls", unit="{poll}", description="Polls of a charger cloud")
-_charger_transactions = meter.create_counter(
-    "opendrec.charger.transactions", unit="{transaction}", description="Charging transactions turned into reads"
+_reads = Counter(
+    "opendrec_readings_reads", "Reads accepted or refused", ["outcome", "reason", "source"], registry=REGISTRY
 )
-_charger_errors = meter.create_counter("opendrec.charger.errors", unit="{error}", description="Charger errors by kind")
+_read_energy = Counter("opendrec_readings_watt_hours", "Energy of accepted reads (Wh)", ["source"], registry=REGISTRY)
+_certificates = Counter("opendrec_certificates_issued", "Certificates issued", registry=REGISTRY)
+_certified = Counter("opendrec_certificates_watt_hours", "Energy certified (Wh)", registry=REGISTRY)
+_bulk_rows = Counter("opendrec_bulk_rows", "Rows of bulk jobs processed", ["kind", "outcome"], registry=REGISTRY)
+_charger_polls = Counter("opendrec_charger_polls", "Polls of a charger cloud", ["source", "outcome"], registry=REGISTRY)
+_charger_transactions = Counter(
+    "opendrec_charger_transactions",
+    "Charging transactions seen and turned into reads",
+    ["source", "outcome"],
+    registry=REGISTRY,
+)
+_charger_errors = Counter(
+    "opendrec_charger_errors", "Charger errors by kind", ["source", "error_type"], registry=REGISTRY
+)
 
 
 def reads_accepted(count: int, wh: int = 0, *, source: str = "api") -> None:
     if count:
-        _reads.add(count, {"outcome": "accepted", "source": source})
+        _reads.labels("accepted", "", source).inc(count)
     if wh:
-        _read_energy.add(wh, {"source": source})
+        _read_energy.labels(source).inc(wh)
 
 
 def reads_refused(count: int, reason: str, *, source: str = "api") -> None:
     if count:
-        _reads.add(count, {"outcome": "refused", "reason": reason, "source": source})
+        _reads.labels("refused", reason, source).inc(count)
 
 
 def certificates_issued(count: int, wh: int) -> None:
     if count:
-        _certificates.add(count)
+        _certificates.inc(count)
     if wh:
-        _certified.add(wh)
+        _certified.inc(wh)
 
 
 def bulk_rows(kind: str, rows: int, *, outcome: str = "ok") -> None:
     if rows:
-        _bulk_rows.add(rows, {"kind": kind, "outcome": outcome})
+        _bulk_rows.labels(kind, outcome).inc(rows)
 
 
 def charger_poll(source: str, stats: Mapping[str, int]) -> None:
     """One poll round of a charger cloud, from its counts (requests_failed, transactions_seen, new_reads)."""
-    _charger_polls.add(1, {"source": source, "outcome": "failed" if stats.get("requests_failed") else "ok"})
+    _charger_polls.labels(source, "failed" if stats.get("requests_failed") else "ok").inc()
     if stats.get("transactions_seen"):
-        _charger_transactions.add(stats["transactions_seen"], {"source": source, "outcome": "seen"})
+        _charger_transactions.labels(source, "seen").inc(stats["transactions_seen"])
     if stats.get("new_reads"):
-        _charger_transactions.add(stats["new_reads"], {"source": source, "outcome": "read_submitted"})
+        _charger_transactions.labels(source, "read_submitted").inc(stats["new_reads"])
     for kind in ("requests_failed", "without_credentials", "breaker_open"):  # what kept chargers unpolled
         if stats.get(kind):
-            _charger_errors.add(stats[kind], {"source": source, "error.type": kind})
+            _charger_errors.labels(source, kind).inc(stats[kind])
 
 
 def charger_transactions(source: str, count: int, outcome: str = "read_submitted") -> None:
     if count:
-        _charger_transactions.add(count, {"source": source, "outcome": outcome})
+        _charger_transactions.labels(source, outcome).inc(count)
 
 
 def charger_error(source: str, kind: str) -> None:
-    _charger_errors.add(1, {"source": source, "error.type": kind})
+    _charger_errors.labels(source, kind).inc()
 
 
 # -- measured off the hot path: consumer lag and outbox backlog ----------------------------------------------------
