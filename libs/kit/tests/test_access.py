@@ -286,3 +286,32 @@ async def test_requests_arriving_during_the_first_key_fetch_wait_for_it_instead_
         await runner.cleanup()
     assert sorted(p.user_id for p in principals) == list(range(1, 21))
     assert fetches == 1  # one fetch served them all
+
+
+async def test_a_key_removed_from_the_jwks_stops_vouching_for_tokens_it_signed_even_cached(issuer):
+    from aiohttp import web
+
+    published = [issuer.jwk()]
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.json_response({"keys": published})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the port the OS chose
+    try:
+        url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        # keys kept 0 s: every use asks again (at most once per min_refresh_interval_s, here 0)
+        verifier = TokenVerifier(url, issuer.audience, issuer.issuer, 0, min_refresh_interval_s=0)
+        token = issuer.token(user_id=7)
+        assert (await verifier.verify(token)).user_id == 7
+        assert (await verifier.verify(token)).user_id == 7  # cached, key still published
+        published.clear()  # identity retired the key (rotated, or it leaked)
+        refused = await error_of(verifier.verify(token))
+        assert refused.status == 401 and "unknown key" in refused.message
+    finally:
+        await runner.cleanup()

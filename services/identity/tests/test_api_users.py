@@ -148,6 +148,16 @@ async def test_a_signed_assertion_gets_a_token_once(client):
     assert replay.status_code == 401 and "already used" in replay.json()["message"]
 
 
+async def test_an_assertion_id_is_spent_per_api_user_only(client):
+    first, second = await register(client), await register(client)
+    jti = uuid.uuid4().hex
+    assert (await token_call(client, assertion(first, jti=jti))).status_code == 200
+    # the same id, used by another API user (reused or guessed): theirs is not a replay
+    assert (await token_call(client, assertion(second, jti=jti))).status_code == 200
+    again = await token_call(client, assertion(first, jti=jti))
+    assert again.status_code == 401 and "already used" in again.json()["message"]
+
+
 async def test_json_bodies_work_too(client):
     api_user = await register(client)
     resp = await client.post(

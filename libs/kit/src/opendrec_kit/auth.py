@@ -87,11 +87,12 @@ def bearer_token(authorization: str | None) -> str:
 class _Verified:
     """A cache entry: a token's claims, until when they hold, and its Principal once asked for."""
 
-    __slots__ = ("claims", "principal", "until")
+    __slots__ = ("claims", "kid", "principal", "until")
 
-    def __init__(self, claims: dict[str, Any], until: float) -> None:
+    def __init__(self, claims: dict[str, Any], until: float, kid: str) -> None:
         self.claims = claims
         self.until = until
+        self.kid = kid  # the key it was verified with: a key removed from the JWKS stops vouching for it
         self.principal: Principal | None = None
 
 
@@ -167,7 +168,7 @@ class TokenVerifier:
 
     @property
     def loaded(self) -> bool:
-        return bool(self._pinned or self._fetched)
+        return bool(self._pinned) or self._fetched_at > float("-inf")  # a key set fetched, even an empty one
 
     async def refresh(self) -> None:
         """Fetch the key set now. Raises aiohttp.ClientError / TimeoutError / ValueError / jwt.PyJWTError."""
@@ -178,8 +179,14 @@ class TokenVerifier:
         else:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 data = await self._fetch(session, timeout)
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ValueError("not a JWK set")
         keys = {}
-        for jwk in jwt.PyJWKSet.from_dict(data).keys:
+        for entry in data["keys"]:  # an empty set is a set: identity withdrew every key
+            try:
+                jwk = jwt.PyJWK(entry)
+            except jwt.PyJWTError:
+                continue  # a key of a kind we don't verify with
             if jwk.algorithm_name in ALGORITHMS:
                 keys[jwk.key_id or ""] = jwk
         self._fetched = keys
@@ -233,34 +240,38 @@ class TokenVerifier:
     async def _verified(self, token: str) -> _Verified:
         entry = self._cache.get(token)
         if entry is not None:
-            if time.time() < entry.until:
+            if entry.kid not in self._pinned and time.monotonic() - self._fetched_at > self.refresh_interval_s:
+                await self.ensure_loaded()  # keys past their TTL: fetched again (at most once per interval)
+            if time.time() < entry.until and (entry.kid in self._pinned or entry.kid in self._fetched):
                 self._cache.move_to_end(token)
                 if self._revoked and entry.claims["jti"] in self._revoked:
                     raise ApiError(401, "Access token has been revoked; log in again")
                 return entry
             del self._cache[token]
-        claims = await self._decode(token)
+        claims, kid = await self._decode(token)
         if self._revoked and claims["jti"] in self._revoked:
             raise ApiError(401, "Access token has been revoked; log in again")
-        entry = _Verified(claims, float(claims["exp"]) + self.leeway_s)
+        entry = _Verified(claims, float(claims["exp"]) + self.leeway_s, kid)
         self._cache[token] = entry
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return entry
 
-    async def _decode(self, token: str) -> dict[str, Any]:
+    async def _decode(self, token: str) -> tuple[dict[str, Any], str]:
+        """The verified claims and the id of the key that signed them."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise ApiError(401, "Access token is malformed") from exc
-        key = await self._key(str(header.get("kid") or ""))
+        kid = str(header.get("kid") or "")
+        key = await self._key(kid)
         if key is None:
             raise ApiError(401, "Access token is signed by an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=ALGORITHMS,
+                algorithms=[key.algorithm_name],  # the key's own algorithm only: no algorithm confusion
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway_s,
@@ -270,7 +281,7 @@ class TokenVerifier:
             raise ApiError(401, "Access token has expired; log in again") from exc
         except jwt.PyJWTError as exc:
             raise ApiError(401, f"Access token is invalid: {exc}") from exc
-        return claims
+        return claims, kid
 
 
 class RevocationFollower:

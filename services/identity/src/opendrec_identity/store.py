@@ -515,7 +515,8 @@ async def spend_assertion(conn: asyncpg.Connection, jti: str, api_user_id: Any, 
     """Record an assertion id; False if it was seen before (a replay). Expired ids are forgotten."""
     await conn.execute("DELETE FROM client_assertions WHERE expires_at < now() - interval '1 minute'")
     status = await conn.execute(
-        "INSERT INTO client_assertions (jti, api_user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
+        "INSERT INTO client_assertions (jti, api_user_id, expires_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (api_user_id, jti) DO NOTHING",
         jti,
         api_user_id,
         expires_at,
