@@ -333,6 +333,7 @@ class Outcome:
     duration_s: float = 0.0
     settle_s: float = 0.0
     retries: Counter[str] = field(default_factory=Counter)
+    certificates: dict[str, int] = field(default_factory=dict)  # issued, by kind (period, late)
     problems: list[str] = field(default_factory=list)
     fault_log: list[str] = field(default_factory=list)
 
@@ -353,6 +354,7 @@ class Outcome:
             found = self.found_wh.get(name, -1)
             mark = "ok" if found == expected else "MISMATCH"
             rows.append((f"certified Wh {name}", f"expected {expected:,}  found {found:,}  {mark}"))
+        rows.append(("certificates by kind", ", ".join(f"{k} {n}" for k, n in self.certificates.items()) or "none"))
         services = [n for n in (*SERVICE_NAMES, BROKER) if self.kills[n]]
         rows.append(("kills", f"{sum(self.kills.values())}: " + ", ".join(f"{n} {self.kills[n]}" for n in services)))
         rows.append(("broker restarts", str(self.kills[BROKER])))
@@ -393,6 +395,7 @@ async def run_chaos(
     broker = start_broker(free_port(), log_path=broker_log)
     faults: Faults | None = None
     platform: Platform | None = None
+    ingestion: asyncio.Task[None] | None = None
     try:
         out(f"chaos: seed {cfg.seed}, {cfg.reads:,} reads, {len(faults_plan)} kills; starting the platform")
         platform = start_platform(
@@ -417,7 +420,12 @@ async def run_chaos(
                 outcome.retries.update(c.retries)
     except Unanswered as exc:
         outcome.problems.append(f"a request went unanswered through the faults: {exc}")
+    except AssertionError as exc:  # a step that must succeed did not (a service not back, a refused setup call)
+        outcome.problems.append(f"the run stopped: {exc}")
     finally:
+        if ingestion is not None and not ingestion.done():
+            ingestion.cancel()
+            await asyncio.gather(ingestion, return_exceptions=True)
         if faults is not None:
             outcome.kills = faults.kills
             outcome.fault_log = faults.log
@@ -675,12 +683,14 @@ async def check_databases(world: World, platform: Platform, outcome: Outcome) ->
                WHERE a.start_at < r.reservation_start OR a.end_at > r.reservation_end"""
         )
         pending = await conn.fetchval("SELECT count(*) FROM allocations WHERE round_id IS NULL")
+        kinds = await conn.fetch("SELECT kind, count(*) AS n FROM certificates GROUP BY kind ORDER BY kind")
         over = await conn.fetchval(
             """SELECT count(*) FROM reads r
                WHERE (SELECT coalesce(sum(energy_wh), 0) FROM allocations WHERE read_id = r.id) > r.energy_wh"""
         )
     finally:
         await conn.close()
+    outcome.certificates = {r["kind"]: r["n"] for r in kinds}
     seen = {
         (r["device_id"], r["end_at"]): (r["energy_wh"], r["certified_wh"]) for r in reads if r["device_id"] in by_id
     }
