@@ -68,14 +68,30 @@ async def link_charger(
     organization_id: int | None,
     kind: str = "kazam",
 ) -> dict[str, Any]:
-    """Link a Kazam charger to a device of the acting Developer organization (409 when the charger is linked), if
-    that organization's own Kazam credentials see it (`_prove_ownership`); or an OCPP charge point (`kind` ocpp), whose
-    password is answered once (HTTP Basic on its WebSocket upgrade). A device not known here yet (registered a moment ago, device.registered on its way) is asked of devices once,
-    outside any transaction, on the caller's behalf; a known one costs nothing more."""
+    """Link a charger to a device of the acting Developer organization (409 when the charger is linked): a Kazam
+    charger if that organization's own Kazam credentials see it (`_prove_ownership`, asked once the device is
+    found and the charger free, outside any transaction), or an OCPP charge point (`kind` ocpp), whose password is
+    answered once (HTTP Basic on its WebSocket upgrade). A device not known here yet (registered a moment ago,
+    device.registered on its way) is asked of devices once, outside any transaction, on the caller's behalf; a
+    known one costs nothing more."""
     if user.role == ADMIN and organization_id in (None, user.organization_id):
         raise ApiError(
             400, "organizationId is required: an admin links chargers for the Developer organization it names"
         )
+    async with uow.reading() as r:
+        acting, device, account, taken = await _before_linking(r.conn, user, charger_id, external_id, organization_id)
+    if device is None:
+        path = f"/devices/by-external-id?organizationId={acting}&externalId={quote(external_id)}"
+        await learn_devices(uow, owners, user, path)
+        async with uow.reading() as r:
+            acting, device, account, taken = await _before_linking(
+                r.conn, user, charger_id, external_id, organization_id
+            )
+    if device is None:
+        # Unknown here and to devices, or another organization's: the same answer, so existence is not disclosed.
+        raise ApiError(404, f"No device with externalId {external_id!r} in organization {acting}")
+    if taken:
+        raise ApiError(409, f"Charger {charger_id!r} is already linked to a device")
     password: str | None = None
     password_hash: bytes | None = None
     if kind == "ocpp":
@@ -83,25 +99,27 @@ async def link_charger(
         password = secrets.token_urlsafe(domain.OCPP_PASSWORD_BYTES)
         password_hash = domain.hash_password(password, secrets.token_bytes(16))
     else:
-        # Proof of ownership: the acting organization's own Kazam credentials must see the charger.
-        async with uow.reading() as r:
-            acting = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
-            account = await store.get_account(r.conn, acting)
         await _prove_ownership(uow, access, cipher, acting, account, charger_id)
     async with uow:
         acting, row = await _link(uow, user, charger_id, external_id, organization_id, kind, password_hash)
-    if row is None:
-        path = f"/devices/by-external-id?organizationId={acting}&externalId={quote(external_id)}"
-        await learn_devices(uow, owners, user, path)
-        async with uow:
-            acting, row = await _link(uow, user, charger_id, external_id, organization_id, kind, password_hash)
-    if row is None:
-        # Unknown here and to devices, or another organization's: the same answer, so existence is not disclosed.
+    if row is None:  # the device was deleted meanwhile
         raise ApiError(404, f"No device with externalId {external_id!r} in organization {acting}")
     answer = link_answer(row)
     if password is not None:
         answer |= {"ocppUrl": f"/ocpp/{charger_id}", "ocppSubprotocol": "ocpp1.6", "ocppPassword": password}
     return answer
+
+
+async def _before_linking(
+    conn: asyncpg.Connection, user: Principal, charger_id: str, external_id: str, organization_id: int | None
+) -> tuple[int, asyncpg.Record | None, asyncpg.Record | None, bool]:
+    """The acting organization, its device named `external_id` (None: not known here), its Kazam account and
+    whether the charger is linked already."""
+    acting = await acting_organization(conn, user, organization_id, organization_type=DEVELOPER)
+    device = await store.find_device(conn, acting, external_id)
+    account = await store.get_account(conn, acting)
+    taken = await store.find_link(conn, charger_id, None) is not None
+    return acting, device, account, taken
 
 
 async def _prove_ownership(
