@@ -163,3 +163,24 @@ async def test_dead_letters_list_show_and_replay(ops_platform):
 async def test_asyncapi_check_says_the_committed_document_is_current(ops_platform):
     status, _, err = await opendrec(ops_platform, "asyncapi", "--check")
     assert status == 0 and "is current" in err
+
+
+async def test_snapshot_draws_every_service_from_its_live_metrics(ops_platform, loaded, tmp_path):
+    out = tmp_path / "dashboard.svg"
+    status, report, err = await opendrec(
+        ops_platform,
+        "snapshot",
+        "--out",
+        str(out),
+        "--seconds",
+        "2",
+        "--interval",
+        "1",
+        "--gateway-metrics",
+        ops_platform.gateway_metrics_url,
+    )
+    assert status == 0, err
+    assert report["scrapes"] >= 3 and all(report["answered"].values()), report
+    svg = out.read_text()
+    for service in SERVICES | {"gateway"}:
+        assert f">{service}<" in svg

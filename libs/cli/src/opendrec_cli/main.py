@@ -10,6 +10,7 @@
     opendrec reconcile [--device ID ...]     reads accepted vs held by certificates vs certified Wh, per device
                                              (exit 1 if a device has more certified than held: the invariant)
     opendrec asyncapi [--check | --write]    the events' AsyncAPI document (stdout, check or rewrite the committed one)
+    opendrec snapshot --out dashboard.svg    the dashboard's main panels drawn from live metrics (--seconds, --interval)
 
 Which platform: --stack FILE (a `make run` stack.json; .run/stack.json when present), else the environment the
 services read (GATEWAY_URL, IDENTITY_URL ... CHARGER_GATEWAY_URL, KAFKA_BOOTSTRAP_SERVERS, KAFKA_GROUP_PREFIX,
@@ -25,13 +26,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import asyncapi, ops
+from . import asyncapi, ops, snapshot
 from .target import SERVICES, Target, load
 
 out = Console()
@@ -259,6 +261,24 @@ async def cmd_asyncapi(target: Target, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_snapshot(target: Target, args: argparse.Namespace) -> int:
+    urls = {"gateway": args.gateway_metrics or target.gateway_metrics_url()}
+    urls |= {name: url.rstrip("/") + "/metrics" for name, url in target.service_urls.items()}
+    with _bar("scraping /metrics") as bar:
+        task = bar.add_task("scrapes", total=int(args.seconds // args.interval) + 1)
+        scrapes = await snapshot.scrape(urls, args.seconds, args.interval, lambda: bar.advance(task))
+    Path(args.out).write_text(snapshot.render(scrapes, urls))  # noqa: ASYNC240 - one small file, after the scrapes
+    answered = {name: bool(scrapes[-1].samples[name]) for name in urls}
+    if args.json:
+        emit_json({"out": args.out, "scrapes": len(scrapes), "answered": answered})
+    else:
+        silent = [name for name, ok in answered.items() if not ok]
+        err.print(
+            f"wrote {args.out}: {len(scrapes)} scrapes" + (f"; no metrics from {', '.join(silent)}" if silent else "")
+        )
+    return 0
+
+
 COMMANDS = {
     "health": cmd_health,
     "lag": cmd_lag,
@@ -267,6 +287,7 @@ COMMANDS = {
     "jobs": cmd_jobs,
     "reconcile": cmd_reconcile,
     "asyncapi": cmd_asyncapi,
+    "snapshot": cmd_snapshot,
 }
 
 
@@ -300,6 +321,11 @@ def parser() -> argparse.ArgumentParser:
     mode = spec.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true")
     mode.add_argument("--write", action="store_true")
+    snap = sub.add_parser("snapshot", help="the dashboard's main panels from live metrics, as SVG")
+    snap.add_argument("--out", required=True, help="the SVG file to write")
+    snap.add_argument("--seconds", type=float, default=60.0, help="how long to watch (default 60)")
+    snap.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes (default 5)")
+    snap.add_argument("--gateway-metrics", help="the gateway's /metrics URL (default: its host, METRICS_PORT 9464)")
     return p
 
 

@@ -24,6 +24,15 @@ class Target:
     group_prefix: str = ""
     admin: dict[str, str] = field(default_factory=dict)
 
+    def gateway_metrics_url(self) -> str:
+        """The gateway's /metrics: its host, on METRICS_PORT (its public port routes no /metrics)."""
+        from urllib.parse import urlsplit
+
+        from opendrec_kit.metrics import SETTINGS
+
+        host = urlsplit(self.gateway_url).hostname or "127.0.0.1"
+        return f"http://{host}:{SETTINGS.metrics_port}/metrics"
+
     def database(self, service: str) -> str:
         """The URL of `service`'s own database (as the kit names it)."""
         if not self.database_url:
