@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
@@ -99,6 +99,11 @@ async def _device_facts(conn: asyncpg.Connection, row: asyncpg.Record, settings:
     """What the rules know of the device; its yield by `domain.annual_yield`'s precedence (own, the country's
     Active configured one, COUNTRY_YIELDS, 2000), read in the batch's transaction."""
     configured = await store.active_country_yield(conn, row["country_code"])  # one indexed lookup a batch
+    return _facts(row, settings, configured)
+
+
+def _facts(row: Mapping[str, Any], settings: Settings, configured: float | None) -> domain.Device:
+    """_device_facts with the country's Active configured yield in hand."""
     return domain.Device(
         device_id=row["device_id"],
         capacity_kw=row["capacity_kw"],
@@ -108,7 +113,7 @@ async def _device_facts(conn: asyncpg.Connection, row: asyncpg.Record, settings:
     )
 
 
-def _summary(row: asyncpg.Record, external_id: str) -> BatchSummary:
+def _summary(row: Mapping[str, Any], external_id: str) -> BatchSummary:
     return BatchSummary(
         row["batch_id"],
         external_id,
@@ -144,28 +149,34 @@ async def _ingest(
     `charging_sessions`: Delta reads that are interval reads over exactly [start, end], judged as a charger."""
     conn = uow.conn
     device_id, external_id = device["device_id"], device["external_id"]
-    last = await store.lock_last_read(conn, device_id)
-    # Read again under the lock: a device.updated/deleted handled meanwhile is seen.
-    device = await store.get_device(conn, device_id)
+    fingerprint = domain.fingerprint(domain.CHARGING_SESSIONS if charging_sessions else read_type, reads)
+    # The last read locked, the device read again under the lock (a device.updated/deleted handled meanwhile is
+    # seen), its country's configured yield and a batch of the same content: one round trip.
+    locked = await store.lock_for_batch(conn, device_id, fingerprint)
+    if locked is None:
+        raise LookupError(f"device {device_id} has no last_reads row")
+    device, last = locked, store.locked_last_read(locked)
     deleted = _refused_if_deleted(repr(external_id), device["deleted_at"])
     if deleted is not None:
         metrics.reads_refused(len(reads), "device_deleted", source=source)
         return deleted
 
-    fingerprint = domain.fingerprint(domain.CHARGING_SESSIONS if charging_sessions else read_type, reads)
     if not parse_errors:
         previous = await store.find_batch_by_key(conn, device_id, idempotency_key) if idempotency_key else None
         if previous is not None and bytes(previous["fingerprint"]) != fingerprint:
             raise IdempotencyConflict(idempotency_key)
-        previous = previous or await store.find_batch_by_fingerprint(conn, device_id, fingerprint)
         if previous is not None:
             return Accepted(_summary(previous, external_id), replayed=True)
+        if locked["previous_batch_id"] is not None:
+            same = {key: locked[f"previous_{key}"] for key in ("batch_id", "read_type", "read_count", "total_wh")}
+            same.update(first_at=locked["previous_first_at"], last_at=locked["previous_last_at"])
+            return Accepted(_summary(same, external_id), replayed=True)
 
     history: list[tuple[datetime, datetime]] = []
     starts = [start for start in reads.starts if start is not None] if read_type == "History" else []
     if starts:
         history = await store.history_between(conn, device_id, min(starts), max(reads.ends))
-    facts = await _device_facts(conn, device, settings)
+    facts = _facts(device, settings, locked["configured_yield"])
     if charging_sessions:
         starts = [start for start in reads.starts if start is not None]
         stored = await store.intervals_near(conn, device_id, min(starts), max(reads.ends)) if starts else []
@@ -179,10 +190,6 @@ async def _ingest(
 
     batch_id = uuid.uuid4()
     intervals = verdict.intervals
-    if intervals:
-        await store.copy_intervals(conn, device_id, read_type, source, batch_id, intervals)
-    if read_type != "History":
-        await store.save_last_read(conn, device_id, verdict.last)
     if timezone and device["timezone"] is None:
         await store.set_timezone_if_missing(conn, device_id, timezone)
     summary = BatchSummary(
@@ -195,19 +202,26 @@ async def _ingest(
         first_at=min(intervals.starts) if intervals else min(reads.ends),
         last_at=max(reads.ends),
     )
-    await store.insert_batch(
-        conn,
-        batch_id=batch_id,
-        device_id=device_id,
-        read_type=read_type,
-        source=source,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        read_count=summary.count,
-        total_wh=summary.total_wh,
-        first_at=summary.first_at,
-        last_at=summary.last_at,
-    )
+    batch = {
+        "batch_id": batch_id,
+        "device_id": device_id,
+        "read_type": read_type,
+        "source": source,
+        "idempotency_key": idempotency_key,
+        "fingerprint": fingerprint,
+        "read_count": summary.count,
+        "total_wh": summary.total_wh,
+        "first_at": summary.first_at,
+        "last_at": summary.last_at,
+    }
+    if read_type != "History" and len(intervals) <= store.SMALL_BATCH:
+        await store.store_small_batch(conn, intervals=intervals, last=verdict.last, **batch)
+    else:
+        if intervals:
+            await store.copy_intervals(conn, device_id, read_type, source, batch_id, intervals)
+        if read_type != "History":
+            await store.save_last_read(conn, device_id, verdict.last)
+        await store.insert_batch(conn, **batch)
     uow.record_all(domain.ingested_events(device, read_type, batch_id, intervals, settings.read_ingested_max_reads))
     metrics.reads_accepted(summary.count, summary.total_wh, source=source)
     return Accepted(summary, replayed=False)
@@ -384,7 +398,8 @@ class ReadGroups:
                         outcomes.append(refused)
         except Exception:  # any failure of the group's transaction: each submission alone
             log.warning("a group of reads failed; its submissions are run alone", exc_info=True)
-            await asyncio.gather(*(self._alone(s, f) for s, f in group))
+            for submission, future in group:  # one after the other: one device's keep their order
+                await self._alone(submission, future)
             return
         except BaseException as exc:  # cancelled (stopping): nobody waits for an answer that will not come
             for _, future in group:
@@ -396,13 +411,14 @@ class ReadGroups:
         alone = []
         for (submission, future), outcome in zip(group, outcomes, strict=True):
             if outcome is None:
-                alone.append(self._alone(submission, future))
+                alone.append((submission, future))
             elif not future.done():
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
-        await asyncio.gather(*alone)
+        for submission, future in alone:  # in the group's order, as above
+            await self._alone(submission, future)
 
     async def _alone(self, submission: Submission, future: asyncio.Future[Accepted | Rejected]) -> None:
         try:
