@@ -15,7 +15,6 @@ import pytest
 from playwright.sync_api import expect
 
 from opendrec_devstack.drec_samples import PASSWORD, SECRET_KEY, registration_body
-from opendrec_identity.client import ApiUserClient
 
 from .conftest import Pages, mailed_token
 
@@ -252,14 +251,23 @@ def test_an_admin_approves_an_api_users_permission_request(platform, console) ->
     integrator.shot("api-user-key")
     integrator.check_accessibility()
 
-    # The integrator's program asks for a module with its key (signed client assertion), as the manual says.
-    client = ApiUserClient(platform.gateway_url, api_user_id, pem)
-    status, _ = client.call(
-        "POST",
-        "/api/permission/module/apiuser/request",
-        [{"moduleName": "ORGANIZATION_MANAGEMENT_CRUDL", "permissions": ["Read", "Write"]}],
+    # The integrator signs in with its key and asks for a module.
+    page = integrator.open("/console/sign-in-key")
+    page.get_by_label("API user id").fill(api_user_id)
+    page.get_by_label("Private key file (.pem)").set_input_files(
+        files=[{"name": "key.pem", "mimeType": "application/x-pem-file", "buffer": pem.encode()}]
     )
-    assert status in (200, 201), status
+    integrator.shot("sign-in-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("status")).to_have_text(f"Signed in as API user {api_user_id}")
+    page.get_by_label("Module").select_option("ORGANIZATION_MANAGEMENT_CRUDL")
+    page.get_by_label("Read", exact=True).check()
+    page.get_by_label("Write", exact=True).check()
+    page.get_by_role("button", name="Request").click()
+    expect(page.get_by_role("status")).to_contain_text("Requested ORGANIZATION_MANAGEMENT_CRUDL")
+    expect(page.locator("#permission-status")).to_have_text("Waiting for an administrator")
+    integrator.shot("permissions-waiting")
+    integrator.check_accessibility()
 
     admin = console("admin")
     sign_in(admin, platform.admin_email, platform.admin_password)
@@ -274,9 +282,17 @@ def test_an_admin_approves_an_api_users_permission_request(platform, console) ->
     expect(page.locator("#api-users")).to_contain_text(email.lower())
     admin.shot("api-users-approved")
 
-    # Once approved, the integrator's request works.
-    status, _ = client.call("GET", "/api/Organization/apiuser/all_organization", query={"limit": 5})
-    assert status == 200
+    # Approval revokes the integrator's tokens (its grants changed): the console asks it to sign in again.
+    page = integrator.open("/console/permissions")
+    expect(page.get_by_role("status")).to_contain_text("revoked")
+    page.get_by_label("API user id").fill(api_user_id)
+    page.get_by_label("Private key file (.pem)").set_input_files(
+        files=[{"name": "key.pem", "mimeType": "application/x-pem-file", "buffer": pem.encode()}]
+    )
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#permission-status")).to_have_text("Approved")
+    expect(page.locator("#granted")).to_contain_text("ORGANIZATION_MANAGEMENT_CRUDL: Read, Write")
+    integrator.shot("permissions-approved")
 
     page = admin.open("/console/admin/organizations")
     expect(page.get_by_role("cell", name=f"Integrator {tag}")).to_be_visible()

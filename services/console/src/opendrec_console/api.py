@@ -105,6 +105,10 @@ async def _form(request: Request, session: Session) -> dict[str, str]:
 
 
 def _refused(request: Request, template: str, session: Session, exc: Refusal, **context: Any) -> Response:
+    if exc.status == 401 and session.signed_in:
+        # the token expired or was revoked (sign-out elsewhere, new permissions): the session ends here too
+        again = "/console/sign-in-key" if session.api_user_id else "/console/sign-in"
+        return _redirect(request, again, Session(), f"{exc.message}")
     status = exc.status if 400 <= exc.status < 500 else 502
     return _render(request, template, session, status, error=exc.message, errors=exc.fields, **context)
 
@@ -205,6 +209,69 @@ async def sign_in(request: Request) -> Response:
     except Refusal as exc:
         return _refused(request, "sign_in.html", session, exc, values=await _values(request))
     return _redirect(request, "/console/", fresh, f"Signed in as {fresh.email}")
+
+
+@router.get("/console/sign-in-key")
+async def sign_in_key_page(request: Request) -> Response:
+    return _render(request, "sign_in_key.html", _session(request), values={}, errors={})
+
+
+@router.post("/console/sign-in-key")
+async def sign_in_key(request: Request) -> Response:
+    """An API user signs in with its private key file: used for one assertion, never stored or logged."""
+    session = _session(request)
+    try:
+        form = await request.form()
+        sent = form.get("csrf")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+            raise Refusal(403, "This form has expired; please send it again")
+        given = form.get("apiUserId")
+        api_user_id = domain.field_text(given if isinstance(given, str) else "")
+        if not _API_USER_ID.fullmatch(api_user_id):
+            raise Refusal(400, "Give your API user id", {"apiUserId": "The id shown with your key"})
+        upload = form.get("key")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise Refusal(400, "Choose your private key file", {"key": "Choose the .pem file you downloaded"})
+        pem = await upload.read(16 * 1024)
+        fresh = await services.sign_in_with_key(_api(request), api_user_id, pem)
+    except Refusal as exc:
+        return _refused(request, "sign_in_key.html", session, exc, values=await _values(request))
+    return _redirect(request, "/console/permissions", fresh, f"Signed in as API user {api_user_id}")
+
+
+@router.get("/console/permissions")
+async def permissions_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        found = await services.permissions(_api(request), session)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    return _render(request, "permissions.html", session, modules=domain.API_USER_MODULES,
+                   choices=domain.PERMISSIONS, errors={}, **found)  # fmt: skip
+
+
+@router.post("/console/permissions")
+async def request_permissions(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        form = await _form(request, session)
+        wanted = [p for p in (await request.form()).getlist("permissions") if p in domain.PERMISSIONS]
+        module = form.get("module", "")
+        if module not in domain.API_USER_MODULES:
+            raise Refusal(400, "Choose a module", {"module": "Choose one"})
+        if not wanted:
+            raise Refusal(400, "Choose at least one permission", {"permissions": "Choose at least one"})
+        answer = await services.request_permissions(_api(request), session, module, [str(p) for p in wanted])
+        session.requested = str(answer.get("status") or "Request")
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        found = await services.permissions(_api(request), session) if exc.status != 401 else {}
+        return _refused(request, "permissions.html", session, exc, modules=domain.API_USER_MODULES,
+                        choices=domain.PERMISSIONS, **found)  # fmt: skip
+    return _redirect(request, "/console/permissions", session, f"Requested {module}: an administrator decides")
 
 
 @router.post("/console/sign-out")

@@ -9,6 +9,17 @@ from typing import Any
 PAGE_SIZE = 20
 MAX_TEXT = 200  # no form field of the console takes more (the API bounds its own fields further)
 ORGANIZATION_TYPES = ("Developer", "Buyer")
+# The ACL modules an API user asks for (D-REC's names; the API refuses any it does not know, with its message).
+API_USER_MODULES = (
+    "ORGANIZATION_MANAGEMENT_CRUDL",
+    "USER_MANAGEMENT_CRUDL",
+    "DEVICE_MANAGEMENT_CRUDL",
+    "DEVICE_BULK_MANAGEMENT_CRUDL",
+    "READS_MANAGEMENT_CRUDL",
+    "BUYER_RESERVATION_MANAGEMENT_CRUDL",
+    "CERTIFICATE_LOG_MANAGEMENT_CRUDL",
+)
+PERMISSIONS = ("Read", "Write", "Update", "Delete")
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly")
 
 

@@ -6,7 +6,13 @@ fields), which the pages show next to the fields it names.
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import domain
 from .client import Answer, Api, Refusal
@@ -55,7 +61,42 @@ async def confirm_email(api: Api, token: str) -> str:
 async def sign_in(api: Api, session: Session, email: str, password: str) -> Session:
     """Log in and learn who the user is: a new session (a fresh CSRF token with it)."""
     answer = await api.ask("POST", "/api/auth/login", json={"username": email, "password": password})
-    token = str(answer["accessToken"])
+    return await _session_of(api, str(answer["accessToken"]))
+
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_AUDIENCE = "opendrec-identity"
+
+
+def client_assertion(api_user_id: str, private_key_pem: bytes) -> str:
+    """RFC 7523: iss = sub = the API user's id, a fresh jti, valid for a minute, signed with its Ed25519 key."""
+    try:
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise Refusal(400, "That file is not a private key", {"key": "Choose the .pem file you downloaded"}) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise Refusal(400, "That is not an OpenDREC API user's key", {"key": "Choose the .pem file you downloaded"})
+    now = int(time.time())
+    claims = {"iss": api_user_id, "sub": api_user_id, "aud": ASSERTION_AUDIENCE, "iat": now, "exp": now + 60}
+    return jwt.encode({**claims, "jti": uuid.uuid4().hex}, key, algorithm="EdDSA")
+
+
+async def sign_in_with_key(api: Api, api_user_id: str, private_key_pem: bytes) -> Session:
+    """An API user signs in with its key: the assertion is made here and the key forgotten at once."""
+    form = f"grant_type=client_credentials&client_assertion_type={ASSERTION_TYPE}&client_assertion="
+    assertion = client_assertion(api_user_id, private_key_pem)
+    answer = await api.ask(
+        "POST",
+        "/api/auth/token",
+        content=(form + assertion).encode(),
+        content_type="application/x-www-form-urlencoded",
+    )
+    session = await _session_of(api, str(answer["access_token"]))
+    session.api_user_id = api_user_id
+    return session
+
+
+async def _session_of(api: Api, token: str) -> Session:
     me = await api.ask("GET", "/api/user/me", token=token)
     organization = me.get("organization") or {}
     return Session(
@@ -68,6 +109,25 @@ async def sign_in(api: Api, session: Session, email: str, password: str) -> Sess
         organization_name=str(organization.get("name", "")),
         organization_type=str(organization.get("organizationType", "")),
     )
+
+
+async def permissions(api: Api, session: Session) -> dict[str, Any]:
+    """The API user's status (Request, Active, Deactive) and the modules it holds now. Its own user record (with
+    the status) needs USER_MANAGEMENT_CRUDL Read; without it, the status is the last request's answer, or Active
+    once modules are granted."""
+    me = await api.ask("GET", "/api/user/me", token=session.token)
+    granted = me.get("permissions") or {}
+    user = await api.call("GET", f"/api/user/{session.user_id}", token=session.token)
+    if user.ok and isinstance(user.body, dict):
+        status = user.body.get("permission_status") or user.body.get("permissionStatus") or ""
+    else:
+        status = "Active" if granted else session.requested
+    return {"status": status, "granted": granted, "apiUserId": me.get("apiUserId") or session.api_user_id}
+
+
+async def request_permissions(api: Api, session: Session, module: str, wanted: list[str]) -> dict[str, Any]:
+    body = [{"moduleName": module, "permissions": wanted}]
+    return dict(await api.ask("POST", "/api/permission/module/apiuser/request", token=session.token, json=body))
 
 
 async def sign_out(api: Api, session: Session) -> None:

@@ -26,6 +26,8 @@ class Session:
     organization_id: int | None = None
     organization_name: str = ""
     organization_type: str = ""
+    api_user_id: str = ""  # an API user's id (it signs in with its key)
+    requested: str = ""  # an API user's last permission request's status, as the API answered it
     notice: str = ""  # one message for the next page (after a redirect), then cleared
 
     @property
