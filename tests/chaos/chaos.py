@@ -160,14 +160,18 @@ class Fault:
 
 
 def plan_faults(cfg: ChaosConfig, rng: random.Random) -> list[Fault]:
+    """The kills while reads arrive, at seeded shares of them: the broker, and the service every read passes through
+    (the full run: every service) at least once, the others picked at random; the full run ends with certificates
+    killed once the last read was accepted, while it is still certifying the backlog."""
     core = ["readings", "certificates", "reservations", "devices", "gateway", "identity"]
-    # the broker, and the service every read passes through, at least once
     victims: list[str] = [BROKER, *SERVICE_NAMES] if cfg.every_service else [BROKER, "readings"]
-    while len(victims) < cfg.kills:
+    during = cfg.kills - 1 if cfg.every_service else cfg.kills
+    while len(victims) < during:
         victims.append(rng.choice([*core, BROKER] if cfg.every_service else core))
     rng.shuffle(victims)
     moments = sorted(rng.uniform(0.05, 0.85) for _ in victims)
-    return [Fault(m, v) for m, v in zip(moments, victims, strict=True)]
+    plan = [Fault(m, v) for m, v in zip(moments, victims, strict=True)]
+    return [*plan, Fault(1.0, "certificates")] if cfg.every_service else plan
 
 
 # ---------------------------------------------------------------- process control
