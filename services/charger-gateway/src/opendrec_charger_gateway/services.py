@@ -743,10 +743,12 @@ async def _finish(
         except domain.InvalidTransaction as exc:
             reason = str(exc)
     outcome = "submitted" if read is not None else "skipped"
+    metrics.charger_transactions("ocpp", 1, outcome)
     await store.close_transaction(uow.conn, row["transaction_id"], status, meter_stop_wh, stopped_at, outcome, reason)
     if read is not None:
         uow.record(read)
     else:
+        metrics.charger_error("ocpp", "abandoned" if status == "abandoned" else "no_read")
         log.warning(
             "ocpp transaction without a read",
             extra={"charger_id": row["charger_id"], "transaction_id": row["transaction_id"], "reason": reason},
