@@ -9,7 +9,7 @@ import pytest
 from opendrec_devstack.smtp_sink import wait_for_mails
 from opendrec_kit.testing import TokenIssuer, wait_for_event
 
-from .accounts import PASSWORD, add_member, headers_for, login, new_organization
+from .accounts import PASSWORD, add_member, headers_for, login, new_organization, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -184,9 +184,10 @@ async def test_invited_registration_refusals(client, mail_dir, runtime):
     )
     assert (await client.post(f"/api/invitation/register/{token}", json=registration())).status_code == 400
 
-    # The address already has an account: log in and accept instead.
+    # The address already has an account (its address proven): log in and accept instead.
     other, _ = await new_organization(client)
     existing = await add_member(runtime, other["organization"]["id"], "User")
+    await runtime.pool.execute("UPDATE users SET email_confirmed = true WHERE id = $1", existing["id"])
     assert (await invite(client, headers, org_id, existing["email"])).status_code == 201
     _, token, _ = await invitation_mail(mail_dir, existing["email"])
     resp = await client.post(f"/api/invitation/register/{token}", json=registration())
@@ -208,6 +209,28 @@ async def test_a_removed_member_can_come_back_by_invitation(client, mail_dir, ru
     assert resp.status_code == 201, resp.text
     assert (resp.json()["id"], resp.json()["role"], resp.json()["status"]) == (member["id"], "DeviceOwner", "Active")
     assert (await login(client, member["email"], "Back1234")).status_code == 200
+
+
+async def test_an_invitees_address_cannot_be_squatted_before_they_accept(client, mail_dir, runtime):
+    owner, headers = await new_organization(client)
+    org_id = owner["organization"]["id"]
+    email = invitee()
+    assert (await invite(client, headers, org_id, email)).status_code == 201
+    _, token, _ = await invitation_mail(mail_dir, email)
+    # Someone who read the address somewhere registers it first, with an organization of theirs (never confirmed).
+    await register(client, email=email, password=PASSWORD)
+    squatter_headers = await headers_for(client, email)
+    assert (await client.get("/api/user/me", headers=squatter_headers)).status_code == 200
+
+    resp = await client.post(
+        f"/api/invitation/register/{token}", json=registration(password="Mine1234", confirmPassword="Mine1234")
+    )
+    assert resp.status_code == 201, resp.text
+    user = resp.json()
+    assert (user["organization"]["id"], user["emailConfirmed"]) == (org_id, True)
+    assert (await login(client, email, "Mine1234")).status_code == 200
+    assert (await login(client, email, PASSWORD)).status_code == 401  # the squatter's password is gone
+    assert (await client.get("/api/user/me", headers=squatter_headers)).status_code == 401  # and its session
 
 
 # -- accepting and rejecting -----------------------------------------------------------------------------------

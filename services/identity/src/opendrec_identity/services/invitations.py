@@ -202,7 +202,17 @@ async def register_invited(
             raise ApiError(400, BAD_TOKEN)
         existing = await store.user_by_email(conn, invitation["email"])
         if existing is not None and existing["status"] != "Deleted":
-            raise ApiError(409, f"An account with this e-mail exists: log in and accept invitation {invitation['id']}")
+            if existing["email_confirmed"]:
+                message = f"An account with this e-mail exists: log in and accept invitation {invitation['id']}"
+                raise ApiError(409, message)
+            # An account nobody proved this address for (registered by whoever typed it, maybe to squat the invitee's
+            # address): the mailed token proves it now, so the address goes to the invitee and that account's
+            # sessions end (issue 12).
+            await revoke_sessions(uow, existing["id"])
+            log.warning(
+                "an unconfirmed account's address was claimed by its invitee",
+                extra={"invitation_id": invitation["id"], "user_id": existing["id"]},
+            )
         common = {
             "organization_id": invitation["organization_id"],
             "role": invitation["role"],
