@@ -187,6 +187,9 @@ def test_uptime_days_start_at_midnight_ist():
         domain.ist_day_window(date(2026, 12, 2), date(2026, 12, 1))
     with pytest.raises(ValueError, match="366"):
         domain.ist_day_window(date(2024, 1, 1), date(2026, 1, 1))
+    for first, last in ((date(1, 1, 1), date(1, 1, 2)), (date(9999, 12, 30), date(9999, 12, 31))):
+        with pytest.raises(ValueError, match="between"):
+            domain.ist_day_window(first, last)
 
 
 def test_the_breaker_opens_after_failures_in_a_row_and_closes_on_success():

@@ -251,11 +251,14 @@ def availability(state: Mapping[str, Any]) -> str:
 
 IST = timezone(timedelta(hours=5, minutes=30))  # Kazam's uptime days start at 00:00 IST
 MAX_UPTIME_DAYS = 366
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)  # sane bounds (and no overflow at year 1 or 9999)
 
 
 def ist_day_window(first: date, last: date) -> tuple[int, int]:
     """getDeviceUptime's [start_time, end_time] for the IST days first..last: 00:00 IST of `first` to 00:00 IST of
     the day after `last`, in unix seconds."""
+    if not (EARLIEST_DAY <= first <= LATEST_DAY and EARLIEST_DAY <= last <= LATEST_DAY):
+        raise ValueError(f"from and to must lie between {EARLIEST_DAY} and {LATEST_DAY}")
     if last < first:
         raise ValueError("to must not be before from")
     if (last - first).days >= MAX_UPTIME_DAYS:

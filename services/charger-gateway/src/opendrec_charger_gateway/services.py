@@ -493,6 +493,10 @@ async def charger_state(
     token = await _account_token(uow, link["organization_id"])
     state = await _ask(uow, access, link["organization_id"], token, client.device_state(charger_id))
     seen = domain.unix(state.get("timestamp"))
+    try:
+        seen_at = iso(datetime.fromtimestamp(seen, UTC)) if seen is not None else None
+    except (OverflowError, OSError, ValueError):  # Kazam's clock, not ours: shown as unknown
+        seen_at = None
     return {
         "chargerId": charger_id,
         "externalId": link["external_id"],
@@ -501,7 +505,7 @@ async def charger_state(
         "availability": domain.availability(state),
         "online": bool(state.get("network")),
         "protocol": state.get("protocol"),
-        "timestamp": iso(datetime.fromtimestamp(seen, UTC)) if seen is not None else None,
+        "timestamp": seen_at,
         "kazam": state,
     }
 
