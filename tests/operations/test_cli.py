@@ -180,7 +180,7 @@ async def test_snapshot_draws_every_service_from_its_live_metrics(ops_platform, 
         ops_platform.gateway_metrics_url,
     )
     assert status == 0, err
-    assert report["scrapes"] >= 3 and all(report["answered"].values()), report
+    assert report["scrapes"] >= 2 and all(report["answered"].values()), report  # the first, and one after 2 s
     svg = out.read_text()
     for service in SERVICES | {"gateway"}:
         assert f">{service}<" in svg
