@@ -37,6 +37,7 @@ from opendrec_kit.telemetry import redact_path, setup_logging, setup_tracing
 from opendrec_kit.workers import Worker
 
 from . import asyncapi, docs, openapi, routes
+from .clients import PublicLimiter, client_address, networks
 from .settings import Settings
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout, relay_websocket
 
@@ -105,6 +106,8 @@ class Gateway:
         self._buffer_limit = settings.buffer_limit_bytes
         self._url_limit = settings.url_limit_bytes
         self._header_limit = settings.header_limit_bytes
+        self._public_limiter = PublicLimiter(settings.public_rate_limit)
+        self._trusted_proxies = networks(settings.trusted_proxies)
         self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer = trace.get_tracer(__name__)
         self._propagator = TraceContextTextMapPropagator()
@@ -242,8 +245,21 @@ class Gateway:
         )
         started = time.perf_counter()
         status = 500
+        peer = scope.get("client")
+        client = client_address(
+            peer[0] if peer else None,
+            forwarded_for.decode("latin-1") if forwarded_for else None,
+            self._trusted_proxies,
+        )
         try:
-            if not routes.is_public(method, path):
+            if routes.is_public(method, path):
+                wait = await self._public_limiter.allow(client)
+                if wait is not None:
+                    status = 429
+                    message = f"Too many requests from {client} to the public routes; try again in {wait} s"
+                    await self._error(send, 429, message, path, rid, [(b"retry-after", str(wait).encode()), *_CLOSE])
+                    return
+            else:
                 try:
                     await self.verifier.claims(bearer_token(authorization.decode("latin-1") if authorization else None))
                 except ApiError as exc:
@@ -262,9 +278,8 @@ class Gateway:
             for key, value in carrier.items():
                 forward.append((key.encode(), value.encode("latin-1")))
             forward.append((b"x-request-id", request_id))
-            client = scope.get("client")
-            if client:
-                address = client[0].encode()
+            if peer:  # the client as the gateway sees it last: identity's throttle reads the last entry
+                address = client.encode("latin-1", "replace")
                 forward.append((b"x-forwarded-for", forwarded_for + b", " + address if forwarded_for else address))
             forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
             if host is not None:

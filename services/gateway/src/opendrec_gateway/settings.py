@@ -3,7 +3,10 @@ checks, tracing, logs; no database, no broker) plus where the services are and h
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+
+from limits import parse_many
+from pydantic import Field, field_validator
 
 from opendrec_kit.settings import CoreSettings
 
@@ -37,6 +40,11 @@ class Settings(CoreSettings):
     body_idle_timeout_s: float = Field(default=15.0, gt=0)
     url_limit_bytes: int = Field(default=8192, ge=256)
     header_limit_bytes: int = Field(default=16384, ge=1024)  # all request headers together
+    # Calls of the public routes (no token) per client, in the `limits` notation ("100/second;3000/minute"; empty:
+    # no limit), counted by each replica (opendrec_gateway.clients); 429 with Retry-After past it.
+    public_rate_limit: str = "100/second;3000/minute"
+    # Load balancers in front of the gateway (CIDRs, JSON list): only behind them is X-Forwarded-For believed.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
     health_timeout_s: float = 2.0
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long after SIGTERM
 
@@ -44,6 +52,20 @@ class Settings(CoreSettings):
     kafka_bootstrap_servers: str | None = None
 
     access_log: bool = False  # one JSON line per forwarded request; spans already record each one
+
+    @field_validator("public_rate_limit")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        if value:
+            parse_many(value)  # ValueError names what it can't read
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names a bad one
+        return value
 
     def service_urls(self) -> dict[str, str]:
         from .routes import SERVICES
