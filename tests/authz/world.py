@@ -13,6 +13,7 @@ import httpx
 
 from opendrec_contracts.access import API_USER_MODULES
 from opendrec_devstack.drec_samples import device_body, reservation_body
+from opendrec_devstack.kazam_sim import add_charger
 from opendrec_kit.testing import eventually
 from opendrec_kit.timestamps import iso
 
@@ -169,8 +170,10 @@ async def _read(http: httpx.AsyncClient, owner: Caller, external_id: str) -> Non
     expect(await eventually(accepted), 201)
 
 
-async def _charger(http: httpx.AsyncClient, owner: Caller, external_id: str) -> str:
+async def _charger(http: httpx.AsyncClient, platform, owner: Caller, external_id: str) -> str:
     charger_id = f"authz{tag()[:6]}"
+    # linking proves the charger is the organization's: its Kazam account (in dev, the platform's) must see it
+    await add_charger(platform.kazam_url, platform.kazam_token, charger_id)
 
     async def linked():
         r = await http.post(
@@ -286,7 +289,7 @@ async def build_world(http: httpx.AsyncClient, platform) -> World:
         api_things(),
         first_reservation(),
         _read(http, org_admin, device["externalId"]),
-        _charger(http, org_admin, device["externalId"]),
+        _charger(http, platform, org_admin, device["externalId"]),
         http.post(
             "/api/device/bulk",
             content=(DEVICE_CSV_HEADER + bad_row).encode(),

@@ -27,6 +27,7 @@ from opendrec_devstack.drec_samples import (
     reservation_body,
     unique_tag,
 )
+from opendrec_devstack.kazam_sim import add_charger
 from opendrec_identity.client import ApiUserClient
 from opendrec_kit.timestamps import iso
 
@@ -83,6 +84,7 @@ async def test_what_one_service_created_is_usable_at_once_in_every_other(platfor
 
             # charger-gateway: a Kazam charger linked to it
             charger = {"chargerId": uuid.uuid4().hex[:8], "externalId": external_id}
+            await add_charger(platform.kazam_url, platform.kazam_token, charger["chargerId"])  # Kazam sees it
             ok(await http.post("/api/charger", json=charger, headers=developer), 201)
 
             # reservations: the buyer reserves it; certificates: the reservation's logs, by id and by uid

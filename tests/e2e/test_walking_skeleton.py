@@ -20,6 +20,7 @@ from opendrec_devstack.drec_samples import (
     reservation_body,
     unique_tag,
 )
+from opendrec_devstack.kazam_sim import add_charger
 from opendrec_kit.periods import next_period_start, period_of_end, period_start
 from opendrec_kit.testing import eventually, wait_for_event
 from opendrec_kit.timestamps import iso
@@ -259,6 +260,7 @@ async def test_walking_skeleton(platform):
 
         # 6. The charger gateway turns a finished Kazam transaction into a read of the linked device.
         charger_id = uuid.uuid4().hex[:6]
+        await add_charger(platform.kazam_url, platform.kazam_token, charger_id)  # linking asks Kazam if it sees it
 
         async def linked():
             r = await http.post("/api/charger", json={"chargerId": charger_id, "externalId": external_id}, headers=dev)

@@ -20,7 +20,7 @@ def main() -> None:
         workers=settings.http_workers,
         loop="uvloop",
         http="httptools",
-        ws="none",
+        ws="websockets",  # OCPP charge points (/ocpp/...) are relayed to the charger gateway
         lifespan="on",
         log_config=None,  # our JSON logging (set up again in each worker by create_app)
         access_log=False,  # spans record every request; ACCESS_LOG=true adds a JSON line each
