@@ -401,7 +401,8 @@ _FILTERS = {
 _AVAILABLE = f"NOT EXISTS (SELECT 1 FROM reservation_devices r WHERE r.device_id = d.id AND {_HOLDS})"
 
 
-def _where(filters: dict[str, Any], available_only: bool) -> tuple[str, list[Any]]:
+def _where(filters: dict[str, Any], available_only: bool, numbered_after: int = 0) -> tuple[str, list[Any]]:
+    """The WHERE clause of `filters` and its parameters, numbered from $(numbered_after + 1)."""
     conditions, args = [], []
     for name, value in filters.items():
         if value is None or name not in _FILTERS:
@@ -410,7 +411,7 @@ def _where(filters: dict[str, Any], available_only: bool) -> tuple[str, list[Any
             # equality, not ANY: the plan then walks an (organization_id, ..., id DESC) index in page order
             name, value = "organization_id", value[0]
         args.append(value)
-        conditions.append(_FILTERS[name].format(f"${len(args)}"))
+        conditions.append(_FILTERS[name].format(f"${len(args) + numbered_after}"))
     if available_only:
         conditions.append(_AVAILABLE)
     return (" WHERE " + " AND ".join(conditions)) if conditions else "", args
@@ -419,18 +420,29 @@ def _where(filters: dict[str, Any], available_only: bool) -> tuple[str, list[Any
 async def list_devices(
     conn: asyncpg.Connection, filters: dict[str, Any], limit: int, offset: int, *, available_only: bool = False
 ) -> tuple[int, list[asyncpg.Record]]:
-    """(matching count without after_id, one page newest first). `filters` keys are those of _FILTERS."""
+    """(matching count without after_id, one page newest first). `filters` keys are those of _FILTERS.
+
+    One statement (one round trip, one snapshot): the count, and the page joined to it, so that an empty page still
+    gives its count (a row of NULL device columns, dropped here). Each part keeps its own plan (the count an
+    index-only scan, the page a walk of the id index in page order)."""
     counted = {k: v for k, v in filters.items() if k != "after_id"}
-    where, args = _where(counted, available_only)
-    total = await conn.fetchval(f"SELECT count(*) FROM devices d{where}", *args)
-    where, args = _where(filters, available_only)
+    count_where, count_args = _where(counted, available_only)
+    where, args = _where(filters, available_only, numbered_after=len(count_args))
+    n = len(count_args) + len(args)
     rows = await conn.fetch(
-        f"SELECT d.* FROM devices d{where} ORDER BY d.id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        f"""
+        SELECT c.total AS listed_total, p.* FROM (SELECT count(*) AS total FROM devices d{count_where}) c
+        LEFT JOIN LATERAL (
+            SELECT d.* FROM devices d{where} ORDER BY d.id DESC LIMIT ${n + 1} OFFSET ${n + 2}
+        ) p ON true
+        ORDER BY p.id DESC
+        """,
+        *count_args,
         *args,
         limit,
         offset,
     )
-    return total, rows
+    return rows[0]["listed_total"], [row for row in rows if row["id"] is not None]
 
 
 # ---------------------------------------------------------------- bulk jobs
