@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 import opendrec_certificates
 from opendrec_certificates import handlers
@@ -73,10 +74,26 @@ async def handle(pool: asyncpg.Pool, handler: Any, event: Any) -> None:
     await dispatch(pool, "certificates", handler, event, consumer="bench")
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds a Postgres backend has used (None: not on this machine, e.g. a DATABASE_URL elsewhere)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return float(times.user + times.system)
+
+
+def _cpu_delta(before: float | None, pid: int) -> float | None:
+    after = _backend_cpu(pid)
+    return None if before is None or after is None else after - before
+
+
 async def certification(
     server_url: str, frequency: str, events: list[ReadIngested], first: datetime
-) -> tuple[float, int, int]:
-    """Seconds to handle `events`, certificates issued, Wh they hold."""
+) -> tuple[float, int, int, float, float | None]:
+    """Seconds to handle `events`, certificates issued, Wh they hold, and the CPU seconds spent: this process's
+    (the service's code) and its Postgres backend's (the SQL). CPU time is what the shared machine's load changes
+    least."""
     url = await db.ensure_database(server_url, f"bench_cert_{frequency}_{uuid.uuid4().hex[:6]}")
     await db.migrate(url, MIGRATIONS)
     settlement = handlers.Settlement(settle=timedelta(0))
@@ -90,18 +107,22 @@ async def certification(
         )  # fmt: skip
         await handle(pool, partial(handlers.on_reservation_created, settlement=settlement), reservation)
         on_read_ingested = partial(handlers.on_read_ingested, settlement=settlement)
+        backend = await pool.fetchval("SELECT pg_backend_pid()")
+        backend_cpu, cpu = _backend_cpu(backend), time.process_time()
         start = time.perf_counter()
         for event in events:
             await handle(pool, on_read_ingested, event)
         elapsed = time.perf_counter() - start
+        cpu, sql_cpu = time.process_time() - cpu, _cpu_delta(backend_cpu, backend)
         count, energy = await pool.fetchrow("SELECT count(*), coalesce(sum(energy_wh), 0) FROM certificates")
-        return elapsed, count, int(energy)
+        return elapsed, count, int(energy), cpu, sql_cpu
     finally:
         await pool.close()
 
 
-async def bare_copy(server_url: str, events: list[ReadIngested]) -> float:
-    """Seconds to COPY the same reads into a fresh `reads` table, one transaction a batch."""
+async def bare_copy(server_url: str, events: list[ReadIngested]) -> tuple[float, float | None]:
+    """Seconds to COPY the same reads into a fresh `reads` table, one transaction a batch, and the CPU seconds of
+    its Postgres backend."""
     url = await db.ensure_database(server_url, f"bench_cert_copy_{uuid.uuid4().hex[:6]}")
     await db.migrate(url, MIGRATIONS)
     batches = [
@@ -109,6 +130,8 @@ async def bare_copy(server_url: str, events: list[ReadIngested]) -> float:
     ]  # built before the clock starts, as the events are
     conn = await asyncpg.connect(url)
     try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        backend_cpu = _backend_cpu(backend)
         start = time.perf_counter()
         for rows in batches:
             async with conn.transaction():
@@ -117,9 +140,13 @@ async def bare_copy(server_url: str, events: list[ReadIngested]) -> float:
                     records=rows,
                     columns=("device_id", "organization_id", "start_at", "end_at", "energy_wh", "batch_id"),
                 )
-        return time.perf_counter() - start
+        return time.perf_counter() - start, _cpu_delta(backend_cpu, backend)
     finally:
         await conn.close()
+
+
+def _per_read(cpu_s: float | None, reads: int) -> str:
+    return "?" if cpu_s is None else f"{cpu_s / reads * 1e6:6.1f} us"
 
 
 def _load() -> str:
@@ -142,18 +169,20 @@ async def main(args: argparse.Namespace) -> int:
             )
             print(f"  load average before: {_load()}")
             wrong = False
-            copy = await bare_copy(server_url, events)
+            copy, copy_sql = await bare_copy(server_url, events)
             rates = {}
             for frequency in ("hourly", "daily"):
-                elapsed, count, energy = await certification(server_url, frequency, events, first)
+                elapsed, count, energy, cpu, sql_cpu = await certification(server_url, frequency, events, first)
                 rates[frequency] = total / elapsed
                 print(
                     f"  {frequency:7s} certificates: {elapsed:6.2f} s {total / elapsed:10,.0f} reads/s"
                     f" ({total / elapsed / (total / copy):5.1%} of the bare COPY); {count:,} certificates holding"
                     f" {energy:,} Wh"
                 )
+                print(f"          CPU per read: {_per_read(cpu, total)} service, {_per_read(sql_cpu, total)} Postgres")
                 wrong |= energy != 100 * total
             print(f"  bare COPY of the reads: {copy:6.2f} s {total / copy:10,.0f} reads/s (same run)")
+            print(f"          CPU per read: {_per_read(copy_sql, total)} Postgres")
             print(f"  load average after: {_load()}")
             slowest = min(rates.values())
             missed = slowest < GOAL_READS_S
