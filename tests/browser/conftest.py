@@ -35,13 +35,15 @@ def chromium_path() -> str:
     raise RuntimeError("No Chromium found: `make test` installs Debian's chromium package (apt-get install chromium)")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it is open,
+# which the asyncio tests of other modules in the same run could not start theirs beside.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start
     browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])

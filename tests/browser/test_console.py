@@ -104,6 +104,25 @@ def test_developer_registers_a_device_and_reads_then_a_buyer_reserves_it_and_get
     dev.shot("devices")
     dev.check_accessibility()
 
+    # Devices from a CSV: one registered, one refused (its externalId is taken), each row with its result.
+    header = "externalId,projectName,address,latitude,longitude,countryCode,fuelCode,deviceTypeCode,capacity,commissioningDate,gridInterconnection,offTaker"
+    bulk = [
+        header,
+        f"{external_id}-B,Clinic {tag},Pune,18.52,73.85,IND,ES100,TC120,50,2022-05-01T00:00:00Z,true,Health Facility",
+    ]
+    bulk.append(f"{external_id},Taken {tag},Pune,18.52,73.85,IND,ES100,TC120,50,2022-05-01T00:00:00Z,true,School")
+    page = dev.open("/console/devices/bulk")
+    page.get_by_label("CSV file of devices").set_input_files(
+        files=[{"name": "devices.csv", "mimeType": "text/csv", "buffer": "\n".join(bulk).encode()}]
+    )
+    page.get_by_role("button", name="Upload").click()
+    rows = page.locator("#job-rows tbody tr")
+    expect(rows).to_have_count(2, timeout=30_000)  # console.js reloads the page when the job is done
+    expect(rows.filter(has_text=f"{external_id}-B")).to_contain_text("Registered")
+    expect(rows.nth(1)).to_contain_text("Failed")
+    dev.shot("devices-bulk-results")
+    dev.check_accessibility()
+
     # Reads as CSV: one History read inside the coming reservation's window (before onboarding), one refused.
     now = datetime.now(UTC)
     start, end = now - timedelta(minutes=50), now - timedelta(minutes=40)
@@ -140,7 +159,7 @@ def test_developer_registers_a_device_and_reads_then_a_buyer_reserves_it_and_get
     register(buyer, "Buyer", buyer_email, f"Green buyer {tag}")
     confirm_and_sign_in(buyer, platform.mail_dir, buyer_email)
     page = buyer.open("/console/reservations/new?countryCode=IND")
-    checkbox = page.get_by_label(f"Reserve {external_id}")
+    checkbox = page.get_by_label(f"Reserve {external_id}", exact=True)
     expect(checkbox).to_be_visible()
     checkbox.check()
     page.get_by_label("Reservation name").fill(f"Schools {tag}")
@@ -293,6 +312,10 @@ def test_an_admin_approves_an_api_users_permission_request(platform, console) ->
     expect(page.locator("#permission-status")).to_have_text("Approved")
     expect(page.locator("#granted")).to_contain_text("ORGANIZATION_MANAGEMENT_CRUDL: Read, Write")
     integrator.shot("permissions-approved")
+
+    page = admin.open("/console/admin/acl")
+    expect(page.locator("#acl")).to_contain_text("ORGANIZATION_MANAGEMENT_CRUDL")
+    admin.shot("acl")
 
     page = admin.open("/console/admin/organizations")
     expect(page.get_by_role("cell", name=f"Integrator {tag}")).to_be_visible()

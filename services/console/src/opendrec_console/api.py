@@ -436,7 +436,7 @@ async def new_device(request: Request) -> Response:
     )
 
 
-@router.get("/console/devices/{device_id}")
+@router.get("/console/devices/{device_id:int}")
 async def device_page(request: Request, device_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -450,7 +450,7 @@ async def device_page(request: Request, device_id: int) -> Response:
     return _render(request, "device.html", session, device=found, chart=chart, granularity=granularity, errors={})
 
 
-@router.get("/console/devices/{device_id}/edit")
+@router.get("/console/devices/{device_id:int}/edit")
 async def edit_device_page(request: Request, device_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -465,7 +465,7 @@ async def edit_device_page(request: Request, device_id: int) -> Response:
     return _render(request, "device_form.html", session, choices=choices, values=values, errors={}, device=found)
 
 
-@router.post("/console/devices/{device_id}/edit")
+@router.post("/console/devices/{device_id:int}/edit")
 async def edit_device(request: Request, device_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -483,7 +483,7 @@ async def edit_device(request: Request, device_id: int) -> Response:
     return _redirect(request, f"/console/devices/{device_id}", session, "Device saved")
 
 
-@router.post("/console/devices/{device_id}/delete")
+@router.post("/console/devices/{device_id:int}/delete")
 async def delete_device(request: Request, device_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -511,22 +511,34 @@ async def reads_page(request: Request) -> Response:
     return _render(request, "reads.html", session, jobs=jobs, errors={})
 
 
+async def _csv_upload(request: Request, session: Session, what: str) -> tuple[str, bytes]:
+    """The posted CSV file (field `file`), bounded, after the CSRF check: (a safe file name, its bytes)."""
+    form = await request.form()
+    sent = form.get("csrf")
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+        raise Refusal(403, "This form has expired; please send it again")
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        raise Refusal(400, f"Choose a CSV file of {what}", {"file": "Choose a CSV file"})
+    limit = _settings(request).upload_limit_bytes
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise Refusal(413, f"The file is larger than {limit // (1 << 20)} MiB", {"file": "Too large"})
+    return _FILE_NAME.sub("_", upload.filename)[:100] or f"{what}.csv", data
+
+
+def _progress(job: dict[str, Any]) -> Response:
+    """A job's progress for console.js (same origin, the session cookie; never the token)."""
+    finished = job.get("finishedAt") is not None or job.get("status") in ("done", "failed", "completed")
+    body = {"progress": job.get("progress") or 0, "finished": finished, "status": job.get("status")}
+    return Response(content=json.dumps(body), media_type="application/json")
+
+
 @router.post("/console/reads")
 async def upload_reads(request: Request) -> Response:
     try:
         session = _signed_in(request)
-        form = await request.form()
-        sent = form.get("csrf")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
-            raise Refusal(403, "This form has expired; please send it again")
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str) or not upload.filename:
-            raise Refusal(400, "Choose a CSV file of reads", {"file": "Choose a CSV file"})
-        limit = _settings(request).upload_limit_bytes
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise Refusal(413, f"The file is larger than {limit // (1 << 20)} MiB", {"file": "Too large"})
-        name = _FILE_NAME.sub("_", upload.filename)[:100] or "reads.csv"
+        name, data = await _csv_upload(request, session, "reads")
         job = await services.upload_reads(_api(request), session, name, data)
     except NotSignedIn:
         return _sign_in_page(request)
@@ -558,7 +570,6 @@ async def read_job_page(request: Request, job_id: str) -> Response:
 
 @router.get("/console/reads/jobs/{job_id}/progress")
 async def read_job_progress(request: Request, job_id: str) -> Response:
-    """The job's progress for console.js (same origin, the session cookie; never the token)."""
     try:
         session = _signed_in(request)
         _check_job_id(job_id)
@@ -567,8 +578,65 @@ async def read_job_progress(request: Request, job_id: str) -> Response:
         return Response(status_code=401)
     except Refusal as exc:
         return Response(status_code=exc.status)
-    keys = ("status", "rowsTotal", "rowsDone", "accepted", "rejected", "progress")
-    return Response(content=json.dumps({k: job.get(k) for k in keys}), media_type="application/json")
+    return _progress(job)
+
+
+# ---- bulk device onboarding -----------------------------------------------------------------------------------
+
+
+@router.get("/console/devices/bulk")
+async def device_bulk_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        jobs = await services.device_jobs(_api(request), session)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "devices_bulk.html", session, exc, jobs=[])
+    return _render(request, "devices_bulk.html", session, jobs=jobs, errors={})
+
+
+@router.post("/console/devices/bulk")
+async def device_bulk(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        name, data = await _csv_upload(request, session, "devices")
+        job = await services.upload_devices(_api(request), session, name, data)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        jobs = await services.device_jobs(_api(request), session) if exc.status != 401 else []
+        return _refused(request, "devices_bulk.html", session, exc, jobs=jobs)
+    return _redirect(
+        request, f"/console/devices/bulk/{job['jobId']}", session, "Devices uploaded: they are being registered"
+    )
+
+
+@router.get("/console/devices/bulk/{job_id}")
+async def device_job_page(request: Request, job_id: str) -> Response:
+    try:
+        session = _signed_in(request)
+        _check_job_id(job_id)
+        page = domain.page_number(request.query_params.get("page"))
+        job = await services.device_job(_api(request), session, job_id, page)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    return _render(request, "device_job.html", session, job=job)
+
+
+@router.get("/console/devices/bulk/{job_id}/progress")
+async def device_job_progress(request: Request, job_id: str) -> Response:
+    try:
+        session = _signed_in(request)
+        _check_job_id(job_id)
+        job = await services.device_job(_api(request), session, job_id, 1)
+    except NotSignedIn:
+        return Response(status_code=401)
+    except Refusal as exc:
+        return Response(status_code=exc.status)
+    return _progress(job)
 
 
 # ---- reservations ---------------------------------------------------------------------------------------------
@@ -638,7 +706,7 @@ async def new_reservation(request: Request) -> Response:
     )
 
 
-@router.get("/console/reservations/{reservation_id}")
+@router.get("/console/reservations/{reservation_id:int}")
 async def reservation_page(request: Request, reservation_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -650,7 +718,7 @@ async def reservation_page(request: Request, reservation_id: int) -> Response:
     return _render(request, "reservation.html", session, **found)
 
 
-@router.get("/console/reservations/{reservation_id}/certificates.csv")
+@router.get("/console/reservations/{reservation_id:int}/certificates.csv")
 async def export_certificates(request: Request, reservation_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -668,7 +736,7 @@ async def export_certificates(request: Request, reservation_id: int) -> Response
     )
 
 
-@router.post("/console/reservations/{reservation_id}/end")
+@router.post("/console/reservations/{reservation_id:int}/end")
 async def end_reservation(request: Request, reservation_id: int) -> Response:
     try:
         session = _signed_in(request)
@@ -835,3 +903,19 @@ async def decide_transfer(request: Request, transfer_id: str, action: str) -> Re
         return _redirect(request, "/console/certificates", session, f"Not done: {exc.message}")
     done = {"accept": "accepted", "reject": "rejected", "cancel": "cancelled"}[action]
     return _redirect(request, "/console/certificates", session, f"Transfer {done}")
+
+
+@router.get("/console/admin/acl")
+async def acl_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        page = domain.page_number(request.query_params.get("page"))
+        listing = await services.acl_modules(_api(request), session, page)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(listing.get("totalCount") or 0)
+    return _render(
+        request, "acl.html", session, modules=listing.get("aclmodules") or [], page=page, pages=domain.page_count(total)
+    )

@@ -421,3 +421,37 @@ def _integer(text: str) -> Any:
         return int(text) if text.strip() else None
     except ValueError:
         return text  # the API names the field and says why
+
+
+# ---- bulk device onboarding -----------------------------------------------------------------------------------
+
+
+async def upload_devices(api: Api, session: Session, file_name: str, csv: bytes) -> dict[str, Any]:
+    """A CSV of devices, registered by the devices service in the background: the job."""
+    return dict(
+        await api.ask(
+            "POST",
+            "/api/device/bulk",
+            token=session.token,
+            params={"fileName": file_name},
+            content=csv,
+            content_type="text/csv",
+        )
+    )
+
+
+async def device_jobs(api: Api, session: Session) -> list[dict[str, Any]]:
+    answer = await api.ask("GET", "/api/device/bulk-jobs", token=session.token, params={"limit": 20})
+    return list(answer.get("csvJobs") or [])
+
+
+async def device_job(api: Api, session: Session, job_id: str, page: int) -> dict[str, Any]:
+    """The job with one page of its per-row results."""
+    params = {"pageNumber": page, "limit": 100}
+    answer = await api.ask("GET", f"/api/device/bulk-jobs/{job_id}/results", token=session.token, params=params)
+    return {**answer["job"], "rows": list(answer.get("rows") or [])}
+
+
+async def acl_modules(api: Api, session: Session, page: int) -> dict[str, Any]:
+    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    return dict(await api.ask("GET", "/api/aclmodules", token=session.token, params=params))

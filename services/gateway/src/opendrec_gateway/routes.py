@@ -69,7 +69,8 @@ LARGE_BODIES: frozenset[str] = frozenset(
         "/api/file",
         "/api/device/bulk",
         "/api/device/addByAdmin/process-creation-bulk-devices-csv",
-        "/console/reads",  # the console's CSV upload of reads
+        "/console/reads",  # the console's CSV uploads of reads and devices
+        "/console/devices/bulk",
     }
 )
 

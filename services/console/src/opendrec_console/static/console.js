@@ -42,9 +42,7 @@ function followJob() {
       .then(function (job) {
         if (!job) return;
         document.getElementById("job-bar").value = job.progress || 0;
-        document.getElementById("job-accepted").textContent = job.accepted;
-        document.getElementById("job-rejected").textContent = job.rejected;
-        if (job.status === "done" || job.status === "failed") {
+        if (job.finished) {
           clearInterval(timer);
           window.location.reload();  // the per-row results, rendered by the server
         }
