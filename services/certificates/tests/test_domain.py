@@ -282,6 +282,7 @@ def test_device_filter_and_generation_window_rules():
         ({"offTakers": [1]}, "deviceFilter[offTakers]"),
         ({"fromCapacity": True}, "deviceFilter[fromCapacity]"),
         ({"toCapacity": "inf"}, "deviceFilter[toCapacity]"),
+        ({"toCapacity": 10**400}, "deviceFilter[toCapacity]"),
         ({"fromCapacity": 5, "toCapacity": 4}, "deviceFilter[fromCapacity]"),
         ({"fromCommissioningDate": "2024-02-30"}, "deviceFilter[fromCommissioningDate]"),
         ({"toCommissioningDate": 20240101}, "deviceFilter[toCommissioningDate]"),

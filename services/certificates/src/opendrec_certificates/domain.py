@@ -289,7 +289,7 @@ def _capacity(name: str, value: object) -> float | None:
         return None
     try:
         number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float (JSON allows it)
         number = None
     if number is None or not math.isfinite(number) or not 0 <= number <= MAX_CAPACITY_KW:
         raise FilterError(name, f"{name}: a capacity in kW from 0 to {MAX_CAPACITY_KW}")
