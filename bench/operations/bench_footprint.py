@@ -46,7 +46,10 @@ UNITS = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
 
 
 def mebibytes(quantity: str) -> float:
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    found = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    if found is None:
+        raise ValueError(f"not a memory quantity in Ki, Mi or Gi: {quantity!r}")
+    number, unit = found.groups()
     return int(number) * UNITS[unit]
 
 

@@ -30,7 +30,7 @@ def consumer_runtime(settings: ServiceSettings) -> ServiceRuntime:
     async def on_device(event: DeviceRegistered, ctx: EventContext) -> None:
         await ctx.conn.execute("INSERT INTO notes (device_id) VALUES ($1)", event.device_id)
 
-    runtime.on(DeviceRegistered, on_device)
+    runtime.on(DeviceRegistered, on_device, watermarks=True)
     return runtime
 
 

@@ -143,6 +143,7 @@ def subscribe(
     handler: Handler[E],
     *,
     group: str | None = None,
+    follow_watermarks: bool = False,
 ) -> dict[str, int]:
     """Register `handler` for the events of `event_class`, on its topic, in consumer group `group` (default:
     `<service>.<topic>`, after KAFKA_GROUP_PREFIX). The envelope is decoded, upcast and validated into
@@ -150,7 +151,8 @@ def subscribe(
 
     One group per topic: a rebalance of one subscription never pauses another.
 
-    Watermark messages (opendrec_kit.watermarks) are recorded, not handed to `handler`.
+    Watermark messages (opendrec_kit.watermarks) never reach `handler`: recorded with `follow_watermarks`, else
+    skipped (one dictionary lookup: most consumers don't wait on them).
 
     Returns live counters (handled, duplicates, dead_lettered, watermarks) for progress and tests.
     """
@@ -169,8 +171,9 @@ def subscribe(
     async def consume(body: Any, msg: KafkaMessage) -> None:
         record = msg.raw_message
         if (msg.headers or {}).get(watermarks.HEADER):
-            await _take_watermark(pool_getter(), group, topic, record, msg.body)
-            stats["watermarks"] += 1
+            if follow_watermarks:
+                await _take_watermark(pool_getter(), group, topic, record, msg.body)
+                stats["watermarks"] += 1
             return
         attempts = 0
         try:

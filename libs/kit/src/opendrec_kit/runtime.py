@@ -126,12 +126,17 @@ class ServiceRuntime(Generic[S]):
                 describe_access(route)
         self.app.include_router(router)
 
-    def on(self, event_class: type[E], handler: Handler[E], *, group: str | None = None) -> dict[str, int]:
+    def on(
+        self, event_class: type[E], handler: Handler[E], *, group: str | None = None, watermarks: bool = False
+    ) -> dict[str, int]:
         """Handle every `event_class` event of its topic, once each (inbox), in consumer group `group`
-        (default `<service>.<topic>`). Returns live counters (handled, duplicates, dead_lettered)."""
+        (default `<service>.<topic>`); `watermarks`: also record the producer's watermarks met on the topic
+        (opendrec_kit.watermarks.passed). Returns live counters (handled, duplicates, dead_lettered)."""
         topic = topic_of(event_class.TYPE)
         timed = metrics.timed(event_class.TYPE, handler)
-        stats = subscribe(self.broker, self.settings, self._pool, event_class, timed, group=group)
+        stats = subscribe(
+            self.broker, self.settings, self._pool, event_class, timed, group=group, follow_watermarks=watermarks
+        )
         self.consumer_stats[topic] = stats
         group_name = self.settings.kafka_group_prefix + (group or f"{self.name}.{topic}")  # as subscribe names it
         self.consumer_groups[group_name] = topic

@@ -11,8 +11,8 @@ How the promise is kept:
   took the clock before has committed (and written its outbox rows), then writes one watermark row per partition
   of each topic with the clock's time W. Outbox rows are published in id order, so on every partition a watermark
   follows every event decided before W.
-- The consumer's subscription records a watermark when it meets one (`record`), after every earlier message of
-  that partition was handled; `passed(conn, topics)` is the moment every partition of every topic has reached (None
+- The consumer's subscription (`runtime.on(..., watermarks=True)`) records a watermark when it meets one
+  (`record`), after every earlier message of that partition was handled; `passed(conn, topics)` is the moment every partition of every topic has reached (None
   until each has one). A paused consumer, a stalled relay or a broker outage stop the watermark, never skip it.
 
 One service produces each watermarked topic (reservations for reservation.ended and reservation.updated).
