@@ -30,7 +30,7 @@ def total_pages(total: int, limit: int) -> int:
 def page_query(default_limit: int, max_limit: int, what: str = "items") -> Any:
     """A route dependency reading the page asked for: `Paging = Annotated[Page, Depends(page_query(20, 100))]`."""
 
-    def paging(
+    async def paging(  # async: FastAPI runs a plain def dependency in a worker thread, a hop per listing
         pageNumber: Annotated[
             int | None, Query(ge=1, le=MAX_PAGE_NUMBER, description="1-based page number (default 1)")
         ] = None,
