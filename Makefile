@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test chromium test-fast fuzz chaos bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients lint format schemas lock clean
+.PHONY: run test chromium test-fast fuzz chaos bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients bench-operations lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -54,7 +54,7 @@ test-fast: .venv/.synced
 
 # All of them, each to its end even if one misses its goal; fails if any did.
 bench: .venv/.synced
-	@status=0; for b in gateway devices readings certificates drec-clients; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
+	@status=0; for b in gateway devices readings certificates drec-clients operations; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
 
 bench-gateway: .venv/.synced
 	$(PY) bench/gateway/bench_forwarding.py
@@ -71,6 +71,11 @@ bench-certificates: .venv/.synced
 # The D-REC client load (issue 16): one read per request, device listing, login, through the whole platform.
 bench-drec-clients: .venv/.synced
 	$(PY) bench/drec-clients/bench_clients.py $(BENCH_ARGS)
+
+# What the metrics cost on the hot paths, and each service's memory against its Kubernetes requests (issue 18).
+bench-operations: .venv/.synced
+	$(PY) bench/operations/bench_metrics.py
+	$(PY) bench/operations/bench_footprint.py
 
 # ruff (lint and format check) and mypy over libs/ and services/*/src (config in pyproject.toml), and the
 # committed event schemas: zero findings is green.
