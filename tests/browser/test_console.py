@@ -194,6 +194,12 @@ def test_developer_registers_a_device_and_reads_then_a_buyer_reserves_it_and_get
     assert exported and any(external_id in ",".join(row.values()) for row in exported), content[:500]
     assert download.suggested_filename.endswith(".csv")
 
+    # The developer sees the certificate issued for its device, and the reservation it went to.
+    page = dev.open("/console/devices/certificates")
+    expect(page.locator("#device-certificates tbody tr")).to_contain_text(f"Schools {tag}")
+    expect(page.locator("#devices-certified")).to_have_text("2,000 Wh")
+    dev.shot("device-certificates")
+
     # The REC inventory: the certificate's energy, of which the buyer retires 1,000 Wh for a beneficiary.
     page = buyer.open("/console/certificates")
     row = page.locator("#holdings tbody tr").filter(has_text="IND")

@@ -919,3 +919,20 @@ async def acl_page(request: Request) -> Response:
     return _render(
         request, "acl.html", session, modules=listing.get("aclmodules") or [], page=page, pages=domain.page_count(total)
     )
+
+
+@router.get("/console/devices/certificates")
+async def device_certificates_page(request: Request) -> Response:
+    try:
+        session = _signed_in(request)
+        page = domain.page_number(request.query_params.get("page"))
+        log = await services.device_certificates(_api(request), session, page)
+    except NotSignedIn:
+        return _sign_in_page(request)
+    except Refusal as exc:
+        return _refused(request, "error.html", session, exc)
+    total = int(log.get("totalCount") or 0)
+    return _render(
+        request, "device_certificates.html", session, entries=log.get("certificatelog") or [],
+        totalEnergyWh=log.get("totalEnergyWh") or 0, page=page, pages=domain.page_count(total),
+    )  # fmt: skip

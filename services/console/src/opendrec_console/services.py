@@ -455,3 +455,10 @@ async def device_job(api: Api, session: Session, job_id: str, page: int) -> dict
 async def acl_modules(api: Api, session: Session, page: int) -> dict[str, Any]:
     params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
     return dict(await api.ask("GET", "/api/aclmodules", token=session.token, params=params))
+
+
+async def device_certificates(api: Api, session: Session, page: int) -> dict[str, Any]:
+    """A developer's devices' certificates, each with the reservation it was issued to."""
+    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    path = "/api/certificate-log/issuer/certifiedlogOfdevices"
+    return dict(await api.ask("GET", path, token=session.token, params=params))
