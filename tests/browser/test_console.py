@@ -123,6 +123,17 @@ def test_developer_registers_a_device_and_reads_then_a_buyer_reserves_it_and_get
     dev.shot("devices-bulk-results")
     dev.check_accessibility()
 
+    # Edit that new device, then delete it (the API's rules: it holds no reservation).
+    rows.filter(has_text=f"{external_id}-B").get_by_role("link").click()
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Project name").fill(f"Clinic roof {tag}")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Device saved")
+    expect(page.locator(".facts")).to_contain_text(f"Clinic roof {tag}")
+    page.get_by_role("button", name="Delete this device").click()
+    expect(page.get_by_role("status")).to_have_text("Device deleted")
+    expect(page.get_by_role("link", name=f"{external_id}-B", exact=True)).to_have_count(0)
+
     # Reads as CSV: one History read inside the coming reservation's window (before onboarding), one refused.
     now = datetime.now(UTC)
     start, end = now - timedelta(minutes=50), now - timedelta(minutes=40)
