@@ -416,8 +416,10 @@ async def register_credentials(
 
 
 async def credentials(uow: UnitOfWork, user: Principal, organization_id: int | None) -> dict[str, Any]:
+    """The organization's Kazam account as registered (never its token); 404 when it has none (a Buyer
+    organization never has: only Developer organizations register one)."""
     async with uow.reading() as r:
-        acting = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
+        acting = await acting_organization(r.conn, user, organization_id)
         row = await store.get_account(r.conn, acting)
     if row is None:
         raise ApiError(404, f"Organization {acting} has registered no Kazam credentials")
