@@ -28,6 +28,7 @@ async def service(postgres_url, kafka_bootstrap, reservations_owner):
             certify_settle_s=1.0,
             certify_sweep_interval_s=0.1,
             reservations_url=reservations_owner.url,
+            wait_for_reservation_watermarks=False,  # no reservations service here to publish them
         )
     )
     issuer = TokenIssuer()

@@ -244,6 +244,7 @@ async def clocked(postgres_url, kafka_bootstrap):
             kafka_bootstrap,
             certify_settle_s=SETTLE.total_seconds(),
             certify_sweep_interval_s=3600,
+            wait_for_reservation_watermarks=False,
         )
     )
     clock = Clock(datetime(2030, 6, 30, 10, 0, tzinfo=UTC))

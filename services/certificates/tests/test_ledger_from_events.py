@@ -53,7 +53,11 @@ def entry_of(event):
 @pytest.fixture(scope="module")
 async def own_service(postgres_url, kafka_bootstrap):
     """A certificates service with a database of its own: its ledger holds only what this module does."""
-    runtime = build(settings_for_test(Settings, postgres_url, kafka_bootstrap, certify_settle_s=1.0))
+    runtime = build(
+        settings_for_test(
+            Settings, postgres_url, kafka_bootstrap, certify_settle_s=1.0, wait_for_reservation_watermarks=False
+        )
+    )
     async with started(runtime) as client:
         yield runtime, client
 

@@ -35,7 +35,7 @@ def _learning(request: Request, owners: Owners) -> services.Learning:
     """Read-your-writes: a reservation missing here is asked of its owner and certified as its event would be
     (the settlement the handlers use, app.state.settlement)."""
     settlement = request.app.state.settlement
-    return services.Learning(owners, settlement.settle, settlement.clock())
+    return services.Learning(owners, settlement.settle, settlement.clock(), settlement.watermarked)
 
 
 Learning = Annotated[services.Learning, Depends(_learning)]

@@ -23,20 +23,24 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.include_router(api.router)
     runtime.include_router(ledger_api.router)
     runtime.include_router(registry_api.router)
-    settlement = handlers.Settlement(timedelta(seconds=settings.certify_settle_s))
+    settlement = handlers.Settlement(
+        timedelta(seconds=settings.certify_settle_s), watermarked=settings.wait_for_reservation_watermarks
+    )
     runtime.app.state.settlement = settlement  # tests move its clock
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceUpdated, handlers.on_device_updated)
     runtime.on(ReadIngested, partial(handlers.on_read_ingested, settlement=settlement))
     runtime.on(ReservationCreated, partial(handlers.on_reservation_created, settlement=settlement))
-    runtime.on(ReservationUpdated, partial(handlers.on_reservation_updated, settlement=settlement))
-    runtime.on(ReservationEnded, handlers.on_reservation_ended)
+    # their producer's watermarks tell until when every end is known (services.known_until)
+    runtime.on(ReservationUpdated, partial(handlers.on_reservation_updated, settlement=settlement), watermarks=True)
+    runtime.on(ReservationEnded, handlers.on_reservation_ended, watermarks=True)
     runtime.follow_organizations()
 
     async def certify_settled() -> bool:
         """The certification worker's step: certify one batch of devices whose energy has settled; run again
         at once while a full batch made progress."""
-        sweep = await services.certify_due(runtime.uow(), settlement.settle, settlement.clock())
+        now = await services.known_until(runtime.uow(), settlement.settle, settlement.clock(), settlement.watermarked)
+        sweep = await services.certify_due(runtime.uow(), settlement.settle, now)
         return sweep.due == services.DUE_BATCH and sweep.certified > 0
 
     runtime.worker("certification-sweep", certify_settled, interval_s=settings.certify_sweep_interval_s)

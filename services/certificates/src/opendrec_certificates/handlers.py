@@ -34,6 +34,11 @@ class Settlement:
 
     settle: timedelta
     clock: Callable[[], datetime] = field(default=_utc_now)
+    watermarked: bool = False  # time held back to reservations' watermarks (services.known_until)
+
+
+async def _now(ctx: EventContext, settlement: Settlement) -> datetime:
+    return await services.known_until(ctx, settlement.settle, settlement.clock(), settlement.watermarked)
 
 
 async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> None:
@@ -46,15 +51,15 @@ async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:
 
 
 async def on_read_ingested(event: ReadIngested, ctx: EventContext, *, settlement: Settlement) -> None:
-    await services.take_reads(ctx, event, settlement.settle, settlement.clock())
+    await services.take_reads(ctx, event, settlement.settle, await _now(ctx, settlement))
 
 
 async def on_reservation_created(event: ReservationCreated, ctx: EventContext, *, settlement: Settlement) -> None:
-    await services.take_reservation(ctx, event, settlement.settle, settlement.clock())
+    await services.take_reservation(ctx, event, settlement.settle, await _now(ctx, settlement))
 
 
 async def on_reservation_updated(event: ReservationUpdated, ctx: EventContext, *, settlement: Settlement) -> None:
-    await services.change_reservation(ctx, event, settlement.settle, settlement.clock())
+    await services.change_reservation(ctx, event, settlement.settle, await _now(ctx, settlement))
 
 
 async def on_reservation_ended(event: ReservationEnded, ctx: EventContext) -> None:

@@ -10,5 +10,8 @@ class Settings(ServiceSettings):
     # Energy generated in the last this-many seconds is certified once they have passed: an early end of a
     # reservation (reservation.ended, another topic) published meanwhile is then known first.
     certify_settle_s: float = Field(default=30.0, ge=0)
+    # Issue a period only once reservations' watermarks (reservation.ended, reservation.updated) passed its end, so an
+    # early end arriving late never leaves a certificate past it (issue 13). Off only for this service tested alone.
+    wait_for_reservation_watermarks: bool = True
     # How often settled energy is looked for.
     certify_sweep_interval_s: float = Field(default=5.0, gt=0)
