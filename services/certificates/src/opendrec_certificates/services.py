@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -38,8 +38,9 @@ from opendrec_contracts import (
     ReservationCreated,
     ReservationEnded,
     ReservationUpdated,
+    topic_of,
 )
-from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
+from opendrec_kit import ApiError, Principal, UnitOfWork, metrics, watermarks
 from opendrec_kit.organizations import ADMIN, API_USER, acting_organization, known_organization, visible_organizations
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
@@ -452,8 +453,7 @@ async def _certify_devices(uow: UnitOfWork, device_ids: list[int], settle: timed
     # Every device first, in a fixed order, then certify: _certify also takes reservation locks, and a device
     # lock must never be awaited while one is held (no deadlock with a read).
     devices = sorted(set(device_ids))
-    for device_id in devices:
-        await store.lock_device(uow.conn, device_id)
+    await store.lock_devices(uow.conn, devices)
     await _certify(uow, devices, settle, now)
 
 
@@ -490,8 +490,7 @@ async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
     async with uow:
         conn = uow.conn
         # the order every certifying transaction takes: its devices, then the reservation
-        for device_id in await store.reservation_device_ids(conn, event.reservation_id):
-            await store.lock_device(conn, device_id)
+        await store.lock_devices(conn, await store.reservation_device_ids(conn, event.reservation_id))
         await store.lock_reservation(conn, event.reservation_id)
         if not await store.record_reservation_end(conn, event.reservation_id, event.ended_at, event.reason):
             return  # a reservation ends once: the first end recorded stands
@@ -518,6 +517,24 @@ async def register_device(uow: UnitOfWork, event: DeviceRegistered | DeviceUpdat
     inventory."""
     async with uow:
         await store.upsert_device(uow.conn, event, state_at)
+
+
+# Where reservations decides where a window ends (an early end, a shorter end date): its watermarks on these topics
+# say until when every such decision is known here.
+RESERVATION_DECISIONS = [topic_of(ReservationEnded.TYPE), topic_of(ReservationUpdated.TYPE)]
+BEFORE_ANY_WATERMARK = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def known_until(uow: UnitOfWork, settle: timedelta, now: datetime, watermarked: bool) -> datetime:
+    """The time certification goes by (issue 13): `now`, held back to reservations' watermark plus the settle time
+    while the watermark lags, so a period is issued only once every end that could cut it is known, however late
+    reservation.ended arrives (a paused consumer, a stalled relay, a broker outage): no certificate past an end.
+    Nothing is issued before a first watermark. Without watermarks (this service tested alone): `now`."""
+    if not watermarked:
+        return now
+    async with uow:
+        passed = await watermarks.passed(uow.conn, RESERVATION_DECISIONS)
+    return min(now, (passed or BEFORE_ANY_WATERMARK) + settle)
 
 
 @dataclass(frozen=True)
@@ -639,6 +656,7 @@ class Learning:
     owners: OwnerServices
     settle: timedelta
     now: datetime
+    watermarked: bool = False  # certification's time held back to reservations' watermarks (known_until)
 
 
 @dataclass(frozen=True)
@@ -709,8 +727,9 @@ async def learn_reservation(
     if not created or not (created[0].reservation_uid == uid or created[0].reservation_id == reservation_id):
         return False  # unknown there too, or not the caller's to see (or not what was asked)
     about = created[0].reservation_id
-    settle, now = learning.settle, learning.now
+    settle = learning.settle
     async with uow:
+        now = await known_until(uow, settle, learning.now, learning.watermarked)
         for event in (k.event for k in known):
             if isinstance(event, ReservationCreated) and event.reservation_id == about:
                 await take_reservation(uow, event, settle, now)

@@ -237,9 +237,20 @@ async def read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
     )
 
 
+async def lock_devices(conn: asyncpg.Connection, device_ids: list[int]) -> None:
+    """Certification of a device runs one transaction at a time (reads and reservations arrive on two topics): its
+    row in device_locks, locked to the end of the transaction, in id order (no deadlock). Row locks live in the rows,
+    not in the server's shared lock table, so a reservation of any size locks its devices (issue 13). A device's row
+    is made on first use; one another transaction is making is waited for."""
+    ids = sorted(set(device_ids))
+    await conn.execute("INSERT INTO device_locks (device_id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING", ids)
+    await conn.execute(
+        "SELECT 1 FROM device_locks WHERE device_id = ANY($1::bigint[]) ORDER BY device_id FOR UPDATE", ids
+    )
+
+
 async def lock_device(conn: asyncpg.Connection, device_id: int) -> None:
-    """Certification of one device runs one transaction at a time (reads and reservations arrive on two topics)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647)
+    await lock_devices(conn, [device_id])
 
 
 async def lock_reservations_of_devices(conn: asyncpg.Connection, device_ids: list[int]) -> None:
@@ -266,7 +277,10 @@ async def try_lock_reservation(conn: asyncpg.Connection, reservation_id: int) ->
 
 async def try_lock_device(conn: asyncpg.Connection, device_id: int) -> bool:
     """lock_device, unless another transaction holds it (it is certifying the device right now)."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(0x0DEC, $1::int)", device_id % 2_147_483_647))
+    await conn.execute("INSERT INTO device_locks (device_id) VALUES ($1) ON CONFLICT DO NOTHING", device_id)
+    return bool(
+        await conn.fetchval("SELECT true FROM device_locks WHERE device_id = $1 FOR UPDATE SKIP LOCKED", device_id)
+    )
 
 
 async def latest_unsettled_end(conn: asyncpg.Connection, device_id: int, settled_before: datetime) -> datetime | None:
