@@ -33,7 +33,10 @@ _configured = False
 
 # Paths whose last segment is a secret: the one-time tokens mailed to users (confirm an e-mail, reset a password,
 # accept an invitation). Whoever reads a trace or a log must not be able to use them: kept out as "{token}".
-SECRET_PATHS = re.compile(r"(/api/user/confirm-email/|/api/user/reset/password/|/api/invitation/register/)[^/?#\s]+")
+SECRET_PATHS = re.compile(
+    r"(/api/user/confirm-email/|/api/user/reset/password/|/api/invitation/register/"
+    r"|/console/confirm-email/|/console/reset-password/)[^/?#\s]+"
+)
 _URL_ATTRIBUTES = ("http.target", "url.path", "http.url", "url.full")
 
 

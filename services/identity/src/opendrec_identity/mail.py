@@ -82,6 +82,7 @@ def confirmation_mail(first_name: str, public_url: str, token: str) -> tuple[str
         f"Hello {first_name},\n\n"
         "please confirm your e-mail address for OpenDREC by sending\n"
         f"PUT {public_url.rstrip('/')}/api/user/confirm-email/{token}\n\n"
+        f"or by opening {public_url.rstrip('/')}/console/confirm-email/{token} in a browser.\n\n"
         f"Token: {token}\n\n"
         "The token can be used once. If you did not register, ignore this mail.\n",
     )
@@ -94,6 +95,7 @@ def reset_mail(first_name: str, public_url: str, token: str, ttl_minutes: int) -
         "a password reset was asked for your OpenDREC account. To choose a new password, send\n"
         f"PUT {public_url.rstrip('/')}/api/user/reset/password/{token}\n"
         'with {"newPassword": "...", "confirmPassword": "..."}\n\n'
+        f"or open {public_url.rstrip('/')}/console/reset-password/{token} in a browser.\n\n"
         f"Token: {token}\n\n"
         f"The token can be used once, within {ttl_minutes} minutes. If you did not ask for it, ignore this mail.\n",
     )
