@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -731,6 +732,7 @@ def postgres_server() -> Iterator[str]:
         yield pg.url
     finally:
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
