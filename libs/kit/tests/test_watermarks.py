@@ -112,3 +112,6 @@ async def test_a_watermark_only_moves_forward_and_needs_every_partition(pair):
         await watermarks.record(consumer.pool, "group", topic, 0, now + timedelta(seconds=9), 2)
         assert await watermarks.passed(conn, [topic]) == now + timedelta(seconds=5)
         assert await watermarks.passed(conn, [topic, "test.never-seen"]) is None  # a topic without any
+        # the topic came back with one partition (a broker that lost it): partition 1's old watermark is not waited on
+        await watermarks.record(consumer.pool, "group", topic, 0, now + timedelta(seconds=20), 1)
+        assert await watermarks.passed(conn, [topic]) == now + timedelta(seconds=20)

@@ -88,13 +88,19 @@ async def record(
 async def passed(conn: asyncpg.Connection, topics: list[str]) -> datetime | None:
     """The moment every partition of every topic has passed (by the slowest of this service's consumers of the
     topic, if it has several); None while one of them has met no watermark yet."""
+    # Only the partitions the producer's latest watermark counts: a partition a topic no longer has (the broker lost
+    # the topic and it came back with fewer) must not hold the moment back forever.
     row = await conn.fetchrow(
         """
-        WITH best AS (
-            SELECT topic, partition, min(at) AS at, max(partitions) AS partitions
-            FROM watermarks WHERE topic = ANY($1::text[]) GROUP BY topic, partition
+        WITH latest AS (
+            SELECT DISTINCT ON (topic) topic, partitions FROM watermarks
+            WHERE topic = ANY($1::text[]) ORDER BY topic, at DESC
+        ), best AS (
+            SELECT w.topic, w.partition, min(w.at) AS at FROM watermarks w JOIN latest l USING (topic)
+            WHERE w.partition < l.partitions GROUP BY w.topic, w.partition
         ), per_topic AS (
-            SELECT topic, min(at) AS at, count(*) AS seen, max(partitions) AS partitions FROM best GROUP BY topic
+            SELECT b.topic, min(b.at) AS at, count(*) AS seen, min(l.partitions) AS partitions
+            FROM best b JOIN latest l USING (topic) GROUP BY b.topic
         )
         SELECT min(at) AS at, bool_and(seen >= partitions) AS complete, count(*) AS topics FROM per_topic
         """,
