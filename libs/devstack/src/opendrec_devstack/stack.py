@@ -53,6 +53,11 @@ DEFAULT_ADMIN_PASSWORD = "dev-only-Admin123"  # dev only; override with ADMIN_PA
 DEFAULT_KAZAM_TOKEN = "dev-only-kazam-token"  # dev only; override with KAZAM_TOKEN
 KAFKA_SESSION_TIMEOUT_MS = "2000"
 KAFKA_HEARTBEAT_INTERVAL_MS = "500"
+# Tansu creates a topic any client asks metadata of (it has no switch to turn that off) with 4 partitions. After it
+# restarts empty, a consumer, a lag reader or a producer may ask before a service re-creates its topics: with another
+# count the services' views of a topic disagreed and events went to a partition the topic does not have, which Tansu
+# acknowledged and lost (issue 13, the fault-injection suite). The services create theirs with the same count.
+TANSU_AUTO_CREATE_PARTITIONS = "4"
 KAZAM_POLL_SECONDS = "2"
 READY_LINE = "OpenDREC ready at {url}"
 STACK_FILE = "stack.json"
@@ -125,6 +130,7 @@ def service_env(
         KAFKA_BOOTSTRAP_SERVERS=infra.kafka_bootstrap,
         KAFKA_SESSION_TIMEOUT_MS=base.get("KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_TIMEOUT_MS),
         KAFKA_HEARTBEAT_INTERVAL_MS=base.get("KAFKA_HEARTBEAT_INTERVAL_MS", KAFKA_HEARTBEAT_INTERVAL_MS),
+        KAFKA_TOPIC_PARTITIONS=base.get("KAFKA_TOPIC_PARTITIONS", TANSU_AUTO_CREATE_PARTITIONS),
         HTTP_HOST=HOST,
         HTTP_PORT=str(ports[spec.name]),
         TRACES_FILE=str(state_dir / "traces" / f"{spec.name}.jsonl"),
