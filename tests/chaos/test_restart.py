@@ -17,11 +17,14 @@ DUMMY = "opendrec_devstack_dummy"  # a stand-in service: /readyz, /env
 
 
 def service_pids(supervisor: int) -> list[int]:
-    return [
-        p.pid
-        for p in psutil.Process(supervisor).children(recursive=True)
-        if p.cmdline()[-2:] == ["-m", DUMMY] and os.getpgid(p.pid) == p.pid
-    ]
+    pids = []
+    for p in psutil.Process(supervisor).children(recursive=True):
+        try:
+            if p.cmdline()[-2:] == ["-m", DUMMY] and os.getpgid(p.pid) == p.pid:
+                pids.append(p.pid)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue  # it exited between the listing and the look (a killed service, a short-lived child)
+    return pids
 
 
 def test_a_killed_service_is_started_again_and_the_stack_runs_on(tmp_path, postgres_url, kafka_bootstrap):

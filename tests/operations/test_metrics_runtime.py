@@ -91,9 +91,13 @@ async def test_requests_are_counted_by_route_template_method_and_status(service)
         s
         for f in text_string_to_metric_families(text)
         for s in f.samples
-        if s.name == "http_server_request_duration_seconds_count" and s.labels.get("http_response_status_code") == "404"
+        if s.name == "http_server_request_duration_seconds_count"
+        and s.labels.get("http_response_status_code") == "404"
+        and s.labels.get("http_route", "") == ""
     ]
-    assert unmatched and all(s.labels.get("http_route", "") == "" for s in unmatched)  # no route: no label, no raw path
+    # no route: counted without a route label, and the raw path is no label (the registry is the process's: other
+    # services' routes answering 404 in the same test run are theirs)
+    assert unmatched and "nowhere" not in text
     assert not any(str(i) in text for i in ids)  # no device id leaks into a label
     buckets = samples(text, "http_server_request_duration_seconds_bucket", http_route="/devices/{device_id}")
     assert buckets  # a histogram, with the semantic conventions' buckets
@@ -147,15 +151,16 @@ async def test_lag_backlog_relay_and_pool_are_measured(service):
         # caught up: every event published and handled
         return text if lag and backlog and sum(lag) == 0 and backlog[0] == 0 else None
 
-    text = await eventually(measured)
+    # the group reads the topic from its beginning: late in a full run, other tests' events come first
+    text = await eventually(measured, timeout=120)
     lag = [
         s.labels
         for f in text_string_to_metric_families(text)
         for s in f.samples
         if s.name == "messaging_kafka_consumer_lag" and s.labels["messaging_consumer_group_name"] == group
     ]
-    assert lag[0]["messaging_destination_name"] == "device.registered"
-    assert lag[0]["messaging_destination_partition_id"] == "0"
+    assert {labels["messaging_destination_name"] for labels in lag} == {"device.registered"}
+    assert "0" in {labels["messaging_destination_partition_id"] for labels in lag}  # a series per partition
     assert samples(text, "opendrec_outbox_oldest_age_seconds", db_namespace=database) == [0.0]
     assert samples(text, "opendrec_outbox_published_total", db_namespace=database)[0] >= 1
     used = samples(

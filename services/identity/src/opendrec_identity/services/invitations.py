@@ -189,6 +189,7 @@ async def register_invited(
     if len(token) > TOKEN_MAX_LENGTH:
         raise ApiError(400, BAD_TOKEN)
     password_hash = await identity.passwords.hash(body.password)
+    squatted: Revoked = []
     async with uow:
         conn = uow.conn
         invitation_id = await store.invitation_id_by_token(conn, domain.token_digest(token))
@@ -208,7 +209,7 @@ async def register_invited(
             # An account nobody proved this address for (registered by whoever typed it, maybe to squat the invitee's
             # address): the mailed token proves it now, so the address goes to the invitee and that account's
             # sessions end (issue 12).
-            await revoke_sessions(uow, existing["id"])
+            squatted = await revoke_sessions(uow, existing["id"])
             log.warning(
                 "an unconfirmed account's address was claimed by its invitee",
                 extra={"invitation_id": invitation["id"], "user_id": existing["id"]},
@@ -237,5 +238,6 @@ async def register_invited(
             )
         await store.answer_invitation(conn, invitation["id"], "Accepted")
         user = await store.user_by_id(conn, user_id)
+    identity.refuse_here(squatted)  # committed: this process refuses them at once, the others on token.revoked
     log.info("invited user registered", extra={"invitation_id": invitation["id"], "user_id": user_id})
     return joined_user_out(user)
