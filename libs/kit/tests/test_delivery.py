@@ -375,6 +375,43 @@ async def test_a_broker_that_lost_its_data_gets_every_retained_event_again(servi
     assert await runtime.relay.follow_epoch() is False  # same broker since: nothing again
 
 
+async def test_an_epoch_marker_the_broker_does_not_deliver_counts_as_a_lost_broker_not_as_a_stuck_relay(
+    service, kafka_bootstrap, monkeypatch
+):
+    """Seen with Tansu restarted twice a second apart: the marker topic's end offset is above 0 but no fetch returns
+    its record. The relay publishes its retained events again (as after a lost broker) and goes on publishing."""
+    from aiokafka import AIOKafkaConsumer
+
+    from opendrec_kit import outbox
+
+    runtime, client = service
+    epoch = runtime.relay.epoch
+    topic, timeout = epoch.topic, epoch.read_timeout_s
+    epoch.topic = f"opendrec.broker-epoch.test-{uuid.uuid4().hex[:8]}"
+    epoch.read_timeout_s = 0.2
+    try:
+        assert await runtime.relay.follow_epoch() is True  # a marker of its own on the fresh topic: another broker
+        device_id = new_id()
+        await client.post(f"/devices/{device_id}")
+        await eventually(lambda: notes(runtime, device_id))
+
+        class Undelivered(AIOKafkaConsumer):  # the broker counts the record but does not deliver it
+            async def getone(self, *partitions):
+                await asyncio.Event().wait()
+
+        monkeypatch.setattr(outbox, "AIOKafkaConsumer", Undelivered)  # the epoch check's reader only
+        assert await runtime.relay.follow_epoch() is True  # unreadable: what it knows is published again
+        assert (await outbox_row(runtime, device_id))["published_at"] is None
+        assert await runtime.relay.follow_epoch() is False  # the same unreadable marker: not again
+        runtime.relay.worker.wake()
+        after = new_id()
+        await client.post(f"/devices/{after}")
+        await eventually(lambda: notes(runtime, after))  # the relay goes on
+        assert len(await notes(runtime, device_id)) == 1  # the repeat changed nothing
+    finally:
+        epoch.topic, epoch.read_timeout_s = topic, timeout
+
+
 async def test_an_event_the_broker_refuses_for_good_is_set_aside_and_the_rest_go_out(service):
     runtime, client = service
     too_big = "x" * 2_000_000  # past the producer's 1 MB request limit: refused whatever the retries

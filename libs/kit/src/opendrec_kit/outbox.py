@@ -79,11 +79,14 @@ class BrokerEpoch:
     """The marker of the broker's data: the first message of `topic` (created, with every event topic that is
     missing, when absent)."""
 
-    def __init__(self, bootstrap: str, partitions: int, replication: int, topic: str = EPOCH_TOPIC) -> None:
+    def __init__(
+        self, bootstrap: str, partitions: int, replication: int, topic: str = EPOCH_TOPIC, read_timeout_s: float = 10.0
+    ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.replication = replication
         self.topic = topic
+        self.read_timeout_s = read_timeout_s
 
     async def current(self, broker: KafkaBroker) -> str:
         """The broker's epoch; a new one is made when it has none. Also recreates any topic that is gone."""
@@ -113,10 +116,18 @@ class BrokerEpoch:
             partition = TopicPartition(self.topic, 0)
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
-            if (await consumer.end_offsets([partition]))[partition] == 0:
+            end = (await consumer.end_offsets([partition]))[partition]
+            if end == 0:
                 return None
-            async with asyncio.timeout(10):
-                record = await consumer.getone(partition)
+            try:
+                async with asyncio.timeout(self.read_timeout_s):
+                    record = await consumer.getone(partition)
+            except TimeoutError:
+                # A marker the broker counts but does not deliver (seen with Tansu after two restarts a second apart):
+                # not knowing the broker's data is treated as another broker's, and the retained events go out again
+                # (harmless: inboxes), instead of failing every relay step from now on (issue 13, fault injection).
+                log.warning("the broker's epoch marker cannot be read", extra={"topic": self.topic, "end": end})
+                return f"unreadable@{end}"
             return bytes(record.value or b"").decode()
         finally:
             await consumer.stop()
