@@ -665,6 +665,36 @@ def rule_no_overlap(
 # -- batches ------------------------------------------------------------------------
 
 
+def _refuse_overlaps(
+    candidates: list[Read],
+    known_intervals: Iterable[tuple[datetime, datetime]],
+    reasons_by_index: dict[int, list[str]],
+    known_label: str,
+    batch_label: str,
+) -> None:
+    """Add to each candidate's reasons its overlap with a known interval (`known_label`) and with an earlier
+    candidate of its batch (`batch_label` and its index): one sorted pass, a bisection each."""
+    known = sorted(known_intervals)
+    known_ends = [end for _, end in known]
+    latest: Read | None = None
+    for r in sorted(candidates, key=lambda c: (c.start, c.end)):
+        assert r.start is not None
+        i = bisect_right(known_ends, r.start)  # the first known interval ending after r starts
+        if i < len(known):
+            clash = rule_no_overlap(r.start, r.end, known[i][0], known[i][1], known_label)
+            if clash:
+                reasons_by_index[r.index].append(clash)
+        if latest is not None:
+            assert latest.start is not None
+            clash = rule_no_overlap(
+                r.start, r.end, latest.start, latest.end, f"{batch_label} {latest.index} of this batch"
+            )
+            if clash:
+                reasons_by_index[r.index].append(clash)
+        if latest is None or r.end > latest.end:
+            latest = r
+
+
 def validate_batch(
     read_type: ReadType,
     device: Device,
@@ -712,23 +742,7 @@ def validate_history(
         reasons_by_index[r.index] = reasons
 
     # Overlaps: with accepted History reads, and between reads of this batch.
-    known = sorted(history)
-    known_ends = [end for _, end in known]
-    latest: Read | None = None
-    for r in sorted(candidates, key=lambda c: (c.start, c.end)):
-        assert r.start is not None
-        i = bisect_right(known_ends, r.start)  # first accepted interval ending after r starts
-        if i < len(known):
-            clash = rule_no_overlap(r.start, r.end, known[i][0], known[i][1], "an accepted History read")
-            if clash:
-                reasons_by_index[r.index].append(clash)
-        if latest is not None:
-            assert latest.start is not None
-            clash = rule_no_overlap(r.start, r.end, latest.start, latest.end, f"read {latest.index} of this batch")
-            if clash:
-                reasons_by_index[r.index].append(clash)
-        if latest is None or r.end > latest.end:
-            latest = r
+    _refuse_overlaps(candidates, history, reasons_by_index, "an accepted History read", "read")
 
     accepted: list[Interval] = []
     for r in reads:
@@ -1031,23 +1045,7 @@ def validate_charging_sessions(
             reasons += _present(rule_value_positive(r.value_wh))
         reasons_by_index[r.index] = reasons
 
-    known = sorted(stored)
-    known_ends = [end for _, end in known]
-    latest: Read | None = None
-    for r in sorted(candidates, key=lambda c: (c.start, c.end)):
-        assert r.start is not None
-        i = bisect_right(known_ends, r.start)  # the first stored interval ending after r starts
-        if i < len(known):
-            clash = rule_no_overlap(r.start, r.end, known[i][0], known[i][1], "a stored read of this device")
-            if clash:
-                reasons_by_index[r.index].append(clash)
-        if latest is not None:
-            assert latest.start is not None
-            clash = rule_no_overlap(r.start, r.end, latest.start, latest.end, f"session {latest.index} of this batch")
-            if clash:
-                reasons_by_index[r.index].append(clash)
-        if latest is None or r.end > latest.end:
-            latest = r
+    _refuse_overlaps(candidates, stored, reasons_by_index, "a stored read of this device", "session")
 
     accepted: list[Interval] = []
     for r in reads:
