@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -73,5 +75,90 @@ async def migrate(database_url: str, service_migrations: Path | None) -> list[st
     return applied
 
 
-async def create_pool(database_url: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(database_url, min_size=min_size, max_size=max_size)
+# Every pool's timeouts (issue 12): a request never waits without bound for a connection, a stuck statement is
+# cut, and a transaction left open cannot hold its locks for good. Migrations run on their own connections
+# (yoyo's), without these.
+ACQUIRE_TIMEOUT_S = 15.0  # waiting for a free connection of the pool
+STATEMENT_TIMEOUT_S = 60.0  # one statement, lock waits included (Postgres' statement_timeout)
+IDLE_IN_TRANSACTION_TIMEOUT_S = 120.0  # a transaction waiting on its client (idle_in_transaction_session_timeout)
+
+# What a timeout above, or a database that is away, raises: an outage of the service (503), not a fault of the
+# request. QueryCanceledError is also a statement cut by statement_timeout.
+OUTAGES: tuple[type[BaseException], ...] = (
+    TimeoutError,  # PoolTimeout among them
+    asyncpg.QueryCanceledError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.IdleInTransactionSessionTimeoutError,
+    asyncpg.AdminShutdownError,
+)
+
+
+class PoolTimeout(TimeoutError):
+    """No connection of the pool came free within its acquire timeout."""
+
+
+class _Acquiring:
+    """asyncpg's acquire context, its timeout said as a PoolTimeout."""
+
+    def __init__(self, context: Any, timeout_s: float) -> None:
+        self._context = context
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            return await self._context.__aenter__()
+        except TimeoutError:
+            raise PoolTimeout(f"no database connection came free within {self._timeout_s:g} s") from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._context.__aexit__(*exc)
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        return self.__aenter__().__await__()
+
+
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose acquire (and so every query through the pool) waits at most `acquire_timeout_s`
+    unless the caller gives its own timeout."""
+
+    def __init__(self, *args: Any, acquire_timeout_s: float = ACQUIRE_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        timeout_s = self.acquire_timeout_s if timeout is None else timeout
+        return _Acquiring(super().acquire(timeout=timeout_s), timeout_s)
+
+
+def _milliseconds(seconds: float) -> str:
+    return str(max(0, round(seconds * 1000)))  # 0: no limit, as Postgres reads it
+
+
+async def create_pool(
+    database_url: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    *,
+    acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+    statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+    idle_in_transaction_timeout_s: float = IDLE_IN_TRANSACTION_TIMEOUT_S,
+) -> asyncpg.Pool:
+    """A pool on `database_url` with the timeouts above (0 for a Postgres timeout: none)."""
+    pool = BoundedPool(
+        database_url,
+        acquire_timeout_s=acquire_timeout_s,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,  # asyncpg's defaults, which create_pool would give
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        server_settings={
+            "statement_timeout": _milliseconds(statement_timeout_s),
+            "idle_in_transaction_session_timeout": _milliseconds(idle_in_transaction_timeout_s),
+        },
+    )
+    return await pool
