@@ -166,6 +166,33 @@ def record_request(method: str, route: str | None, status: int, seconds: float) 
     _series(method, route, status).observe(seconds)
 
 
+# The gateway's calls to the services (http.client.request.duration): one series per service, method and outcome,
+# `server_address` being the service's name (bounded by the route table), never a host a client could choose.
+http_client_duration = Histogram(
+    "http_client_request_duration_seconds",
+    "Duration of HTTP client requests, from sending to the answer's headers (http.client.request.duration)",
+    ["http_request_method", "http_response_status_code", "server_address", "error_type"],
+    buckets=_HTTP_BUCKETS,
+    registry=REGISTRY,
+)
+_client_series: dict[tuple[str, str, int, str], Any] = {}
+
+
+def record_upstream(service: str, method: str, status: int | None, seconds: float, error: str = "") -> None:
+    """One call of the gateway to `service`: `status` None when no answer came (`error`: timeout, unreachable)."""
+    key = (service, method, status or 0, error)
+    child = _client_series.get(key)
+    if child is None:
+        known = method in _METHODS
+        error_type = error or (str(status) if status is not None and status >= 500 else "")
+        child = http_client_duration.labels(
+            method if known else "_OTHER", "" if status is None else str(status), service, error_type
+        )
+        if known:
+            _client_series[key] = child
+    child.observe(seconds)
+
+
 class HttpMetricsMiddleware:
     """ASGI middleware: `http.server.request.duration` per request, by route template (FastAPI puts the matched
     route in the scope), method and status."""

@@ -80,6 +80,14 @@ _JSON = (b"content-type", b"application/json")
 _CLOSE = [(b"connection", b"close")]  # after refusing a body: what is left of it is not read
 
 
+UNROUTED = "unrouted"  # the route label of requests no route and no endpoint of the gateway took
+
+
+def _count(method: str, route: str, status: int, started: float) -> None:
+    """An answer the gateway made itself, in `http.server.request.duration` as forwarded ones are."""
+    metrics.record_request(method, route, status, time.perf_counter() - started)
+
+
 class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
@@ -187,6 +195,7 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        started = time.perf_counter()
 
         # One pass over the request headers: what we need, and what goes upstream as is.
         forward: list[tuple[bytes, bytes]] = []
@@ -209,22 +218,28 @@ class Gateway:
             request_id = os.urandom(16).hex().encode()
         rid = request_id.decode()
 
+        # Answers the gateway makes itself are counted like forwarded ones, under the route prefix they were meant
+        # for, the gateway's own endpoint, or "unrouted" (the label's values stay bounded whatever clients send).
+        route = routes.resolve(path)
         if len(scope["raw_path"] or b"") + len(scope["query_string"]) > self._url_limit:
             await self._error(send, 414, f"The URL is longer than {self._url_limit} bytes", path, rid, _CLOSE)
+            _count(method, route[0] if route else UNROUTED, 414, started)
             return
         if header_bytes > self._header_limit:
             message = f"The request headers are larger than {self._header_limit} bytes"
             await self._error(send, 431, message, path, rid, _CLOSE)
+            _count(method, route[0] if route else UNROUTED, 431, started)
             return
 
-        route = routes.resolve(path)
         if route is None:
-            await self._own(method, path, rid, send)
-            return
-        if routes.has_dot_segment(path):
-            await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
+            status, own = await self._own(method, path, rid, send)
+            _count(method, own, status, started)
             return
         prefix, service = route
+        if routes.has_dot_segment(path):
+            await self._error(send, 400, "Path must not contain '.' or '..' segments", path, rid)
+            _count(method, prefix, 400, started)
+            return
 
         parent = None
         if traceparent is not None:
@@ -243,7 +258,6 @@ class Gateway:
                 "opendrec.request_id": rid,
             },
         )
-        started = time.perf_counter()
         status = 500
         peer = scope.get("client")
         client = client_address(
@@ -312,8 +326,10 @@ class Gateway:
         path: str = scope["path"]
         route = routes.resolve_websocket(path)
         if route is None:
+            started = time.perf_counter()
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})
+            _count("GET", UNROUTED, 403, started)  # a close before accepting: the server answers 403
             return
         prefix, service = route
         headers: dict[str, str] = {}
@@ -385,15 +401,24 @@ class Gateway:
             # A JSON body is read whole (within BODY_TIMEOUT_S) before a connection to the service is taken, so
             # slow clients hold no upstream slot; a large one streams, each part within BODY_IDLE_TIMEOUT_S.
             body = await _request_body(receive, limit, s.body_timeout_s, s.body_idle_timeout_s, stream=large)
-            response = await self.pools[service].request(method, target, headers, body, content_length)
         except _ClientGone:
             return 499  # the client left before its body was complete; nobody to answer
         except _BodyRefused as exc:
             return await self._error(send, exc.status, exc.message, path, rid, _CLOSE)
+        asked = time.perf_counter()  # the service's latency: from sending (a streamed body included) to its headers
+        try:
+            response = await self.pools[service].request(method, target, headers, body, content_length)
+        except _ClientGone:
+            return 499
+        except _BodyRefused as exc:  # a streamed body broke its limit on the way
+            return await self._error(send, exc.status, exc.message, path, rid, _CLOSE)
         except UpstreamTimeout as exc:
+            metrics.record_upstream(service, method, None, time.perf_counter() - asked, "timeout")
             return await self._upstream_failed(send, 504, service, path, rid, exc)
         except UpstreamError as exc:
+            metrics.record_upstream(service, method, None, time.perf_counter() - asked, "unreachable")
             return await self._upstream_failed(send, 502, service, path, rid, exc)
+        metrics.record_upstream(service, method, response.status, time.perf_counter() - asked)
 
         out = [(key, value) for key, value in response.headers if key not in HOP_BY_HOP]
         if not any(key == b"x-request-id" for key, _ in out):
@@ -452,19 +477,21 @@ class Gateway:
         await _send_json(send, status, body, rid, headers)
         return status
 
-    async def _own(self, method: str, path: str, rid: str, send: Send) -> None:
-        """The gateway's own endpoints (GET or HEAD); any other path is routed nowhere: 404."""
+    async def _own(self, method: str, path: str, rid: str, send: Send) -> tuple[int, str]:
+        """The gateway's own endpoints (GET or HEAD); any other path is routed nowhere: 404. Returns the status sent
+        and the route to count it under (the endpoint's path, one of a fixed few, or "unrouted")."""
         answer = {"/healthz": self._healthz, "/readyz": self._readyz, "/openapi.json": self._openapi}.get(path)
         document = docs.find(path) if answer is None else None  # Swagger UI at /swagger and /docs
         document = document or (asyncapi.find(path) if answer is None else None)  # the events' AsyncAPI document
         if answer is None and document is None:
-            await self._error(send, 404, f"No route {method} {path}", path, rid)
-        elif method not in ("GET", "HEAD"):
-            await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid)
-        elif document is not None:
+            return await self._error(send, 404, f"No route {method} {path}", path, rid), UNROUTED
+        if method not in ("GET", "HEAD"):
+            return await self._error(send, 405, f"Method {method} is not allowed on {path}", path, rid), path
+        if document is not None:
             await _send_document(send, document, rid)
-        elif answer is not None:
-            await answer(path, rid, send)
+            return 200, path
+        assert answer is not None
+        return await answer(path, rid, send), path
 
     async def _ask_services(self, ask: Callable[[str], Awaitable[_T]]) -> dict[str, _T]:
         """`ask(base_url)` of every service at once, by service name."""
@@ -472,12 +499,13 @@ class Gateway:
         answers = await asyncio.gather(*(ask(self.service_urls[name]) for name in names))
         return dict(zip(names, answers, strict=True))
 
-    async def _healthz(self, path: str, rid: str, send: Send) -> None:
+    async def _healthz(self, path: str, rid: str, send: Send) -> int:
         """200 only when every service's /readyz answers 200; the per-service map either way."""
         services = await self._ask_services(self._probe)
         ready = all(r["status"] == "ready" for r in services.values())
         body = orjson.dumps({"status": "ok" if ready else "unavailable", "services": services})
         await _send_json(send, 200 if ready else 503, body, rid)
+        return 200 if ready else 503
 
     async def _probe(self, base_url: str) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout_s)
@@ -491,18 +519,18 @@ class Gateway:
         except (aiohttp.ClientError, OSError) as exc:
             return {"status": "unreachable", "statusCode": None, "error": type(exc).__name__}
 
-    async def _openapi(self, path: str, rid: str, send: Send) -> None:
+    async def _openapi(self, path: str, rid: str, send: Send) -> int:
         """The whole public API in one document, merged from the services' own (always current)."""
         fetched = await self._ask_services(self._fetch_openapi)
         missing = [name for name, document in fetched.items() if document is None]
         if missing:
-            await self._error(
+            return await self._error(
                 send, 503, f"Cannot describe the API right now: no answer from {', '.join(missing)}", path, rid
             )
-            return
         documents = {name: document for name, document in fetched.items() if document is not None}
         merged = openapi.merge(documents, title="OpenDREC", version="0.1.0")
         await _send_json(send, 200, orjson.dumps(merged), rid)
+        return 200
 
     async def _fetch_openapi(self, base_url: str) -> dict[str, Any] | None:
         timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout_s)
@@ -513,14 +541,15 @@ class Gateway:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return None
 
-    async def _readyz(self, path: str, rid: str, send: Send) -> None:
+    async def _readyz(self, path: str, rid: str, send: Send) -> int:
         """Ready when this process can serve: started, and identity's signing keys loaded."""
         await self.verifier.ensure_loaded()
         if self.verifier.loaded and self.pools:
             await _send_json(send, 200, orjson.dumps({"status": "ready"}), rid)
-        else:
-            body = orjson.dumps({"status": "not ready", "reason": "identity signing keys not loaded yet"})
-            await _send_json(send, 503, body, rid)
+            return 200
+        body = orjson.dumps({"status": "not ready", "reason": "identity signing keys not loaded yet"})
+        await _send_json(send, 503, body, rid)
+        return 503
 
 
 async def _request_body(

@@ -20,6 +20,7 @@ framing a proxy needs:
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -32,6 +33,8 @@ import httptools
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _HIGH_WATER = 512 * 1024  # buffered, unconsumed response bytes before reading pauses
 _LOW_WATER = 128 * 1024
+
+log = logging.getLogger("opendrec_gateway")
 
 
 class UpstreamError(Exception):
@@ -470,8 +473,8 @@ async def relay_websocket(
             await asyncio.gather(*pending, return_exceptions=True)
             for task in done:
                 error = None if task.cancelled() else task.exception()
-                if error is not None:
-                    raise error
+                if error is not None:  # a side went away mid-frame: the upgrade was still accepted (101)
+                    log.debug("websocket relay ended", extra={"error": f"{type(error).__name__}: {error}"})
     return 101
 
 
