@@ -313,6 +313,31 @@ async def test_a_revoked_token_stays_refused_after_a_restart(service, kafka_boot
             await verifier.verify(token)
 
 
+async def test_a_stuck_shutdown_step_is_left_behind_by_name_and_the_pool_still_closes(service, monkeypatch, caplog):
+    """Shutdown always ends (an orchestrator's grace period, a test's teardown): a hook that never returns and a
+    connection it holds are named in the log and cut, the other steps still run."""
+    import opendrec_kit.runtime as runtime_module
+
+    runtime, _client = service
+    monkeypatch.setattr(runtime_module, "SHUTDOWN_STEP_S", 0.5)
+    other = build(runtime.settings.model_copy(update={"kafka_group_prefix": f"s{uuid.uuid4().hex[:8]}_"}))
+    held = asyncio.Event()
+
+    async def never_returns(rt: ServiceRuntime) -> None:
+        async with rt.pool.acquire():  # a connection the pool's close would wait for forever
+            held.set()
+            await asyncio.Event().wait()
+
+    other.on_shutdown(lambda rt: asyncio.Event().wait())
+    async with started(other):
+        task = asyncio.create_task(never_returns(other))
+        await held.wait()
+    assert other.pool.is_closing()
+    stuck = [r for r in caplog.records if r.getMessage().startswith("shutdown step did not finish")]
+    assert [r.step for r in stuck] == ["hook <lambda>", "database pool"]
+    task.cancel()
+
+
 async def test_replicas_starting_at_once_prepare_one_database_without_failing(postgres_url, kafka_bootstrap):
     # HTTP_WORKERS or several replicas: each one creates its database if missing and migrates it.
     settings = settings_for_test(ServiceSettings, postgres_url, kafka_bootstrap, service_name="sample")
@@ -385,10 +410,14 @@ async def test_an_epoch_marker_the_broker_does_not_deliver_counts_as_a_lost_brok
     from opendrec_kit import outbox
 
     runtime, client = service
+    # The relay knows the broker's epoch from its first step (which, on a busy machine, may still be running).
+    await eventually(lambda: runtime.pool.fetchval("SELECT value FROM kit_state WHERE name = 'broker_epoch'"))
     epoch = runtime.relay.epoch
     topic, timeout = epoch.topic, epoch.read_timeout_s
     epoch.topic = f"opendrec.broker-epoch.test-{uuid.uuid4().hex[:8]}"
     epoch.read_timeout_s = 0.2
+    # The relay's own epoch checks would race the test's calls (and take the epoch lock): none fall due meanwhile.
+    monkeypatch.setattr(runtime.relay, "_epoch_due", float("inf"))
     try:
         assert await runtime.relay.follow_epoch() is True  # a marker of its own on the fresh topic: another broker
         device_id = new_id()

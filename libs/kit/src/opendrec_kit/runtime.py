@@ -41,6 +41,9 @@ from .workers import Step, Worker
 
 log = logging.getLogger(__name__)
 
+# How long one shutdown step may take before it is left behind (see ServiceRuntime.stop).
+SHUTDOWN_STEP_S = 10.0
+
 # Requests recorded in no span. Spans keep the full URL, query included: D-REC's getAccess carries an API user's
 # private key in its query (identity refuses it, but the key must not reach a trace file or a collector).
 UNTRACED_PATHS = "healthz,readyz,api/auth/getAccess"
@@ -78,6 +81,16 @@ class RequestIdMiddleware:
 
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+def _where_tasks_wait() -> list[str]:
+    """Each pending task and the line it waits on: what a stuck shutdown step is stuck behind."""
+    out = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack()  # oldest to newest: the last is where it waits
+        where = f"{frames[-1].f_code.co_filename}:{frames[-1].f_lineno}" if frames else "?"
+        out.append(f"{task.get_name()} at {where}")
+    return out
 
 
 class ServiceRuntime(Generic[S]):
@@ -240,22 +253,36 @@ class ServiceRuntime(Generic[S]):
         log.info("service started", extra={"database": s.database_name, "pid": os.getpid()})
 
     async def stop(self) -> None:
+        """Stop workers, hooks, relay, clients, broker and pool, each within SHUTDOWN_STEP_S: a step that does not
+        finish (a client stuck on a broker that went away) is logged by name and left, so shutdown always ends
+        (an orchestrator's grace period, a test's teardown) and the pool is closed for good at the end."""
         self.started = False
         for worker in self.workers:
-            await worker.stop()
+            await self._stop_step(f"worker {worker.name}", worker.stop())
         for hook in reversed(self._shutdown):
-            try:
-                await hook(self)
-            except Exception:  # one failing hook must not keep the others (and the pool) from closing
-                log.exception("shutdown hook failed", extra={"hook": getattr(hook, "__name__", repr(hook))})
+            await self._stop_step(f"hook {getattr(hook, '__name__', repr(hook))}", hook(self))
         if self.relay:
-            await self.relay.stop()
-        await self.owners.close()
-        await self._lag.close()
+            await self._stop_step("outbox relay", self.relay.stop())
+        await self._stop_step("owner clients", self.owners.close())
+        await self._stop_step("lag reader", self._lag.close())
         metrics.gauges.pools.pop(self.settings.database_name, None)
-        await self.broker.stop()
-        if self.pool:
-            await self.pool.close()
+        await self._stop_step("broker", self.broker.stop())
+        if self.pool and not await self._stop_step("database pool", self.pool.close()):
+            self.pool.terminate()  # connections still held by a step left above are cut
+
+    async def _stop_step(self, name: str, step: Awaitable[Any]) -> bool:
+        try:
+            async with asyncio.timeout(SHUTDOWN_STEP_S):
+                await step
+            return True
+        except TimeoutError:
+            log.error(
+                "shutdown step did not finish in time; left behind",
+                extra={"step": name, "seconds": SHUTDOWN_STEP_S, "tasks": _where_tasks_wait()},
+            )
+        except Exception:  # one failing step must not keep the others (and the pool) from closing
+            log.exception("shutdown step failed", extra={"step": name})
+        return False
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
