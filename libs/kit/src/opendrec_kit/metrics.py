@@ -22,13 +22,19 @@ prometheus_client counters and histograms are touched, their label children look
 microseconds: bench/operations); what needs a query (lag, backlog) is measured by the runtime's `metrics` worker
 every METRICS_INTERVAL_S into OpenTelemetry observable instruments that a scrape reads from memory.
 
-Metrics are per process: run a service with HTTP_WORKERS=1 where it is scraped (compose, Kubernetes: one process
-per container, replicas for scale), else each scrape reads whichever worker answered.
+With HTTP_WORKERS > 1 the parent prepares prometheus_client's multiprocess mode before starting the workers
+(`prepare_multiprocess`: a directory of its own per service and port, emptied at each start, named to the workers
+in PROMETHEUS_MULTIPROC_DIR): every worker's requests, events and domain counts land in that directory and one
+scrape, whichever worker answers, sums them all. What a worker measures off the hot path (lag and backlog, the same
+figures from any worker; its own pool and consumer counts) is the answering worker's.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +50,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
     start_http_server,
 )
 from pydantic import Field
@@ -57,6 +64,9 @@ class MetricsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
     metrics_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # OpenTelemetry's Prometheus port; 0: not served
+    # Where HTTP_WORKERS > 1 keeps the workers' shared metrics files, a directory per service and port below it
+    # (empty: the system's temporary directory). Must be writable (an emptyDir where the root is read-only).
+    metrics_multiproc_dir: str = Field(default="", max_length=1024)
 
 
 SETTINGS = MetricsSettings()
@@ -79,6 +89,10 @@ _provider = MeterProvider(metric_readers=[_reader], exemplar_filter=AlwaysOffExe
 meter = _provider.get_meter("opendrec")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Set by the parent of several workers (prepare_multiprocess) before they start: prometheus_client, imported here,
+# then keeps every counter and histogram in a file of that directory, and a scrape sums the workers' files.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 # http.server.request.duration's advised boundaries (semantic conventions), in seconds
 _HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
@@ -124,15 +138,43 @@ def timed(event_type: str, handler: Callable[[H, H], Awaitable[None]]) -> Callab
     return handle
 
 
+def _scraped() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or with several workers every worker's counters and histograms
+    from their files, and this worker's measurements (the OpenTelemetry instruments: lag, backlog, pools)."""
+    if MULTIPROCESS_DIR is None:
+        return REGISTRY
+    scraped = CollectorRegistry()
+    multiprocess.MultiProcessCollector(scraped, path=MULTIPROCESS_DIR)
+    # The exporter offers no public handle on its collector (a private attribute, read only).
+    scraped.register(_reader._collector)
+    return scraped
+
+
+SCRAPED = _scraped()
+
+
+def prepare_multiprocess(service: str, port: int) -> str:
+    """Before starting several workers on one port: an empty directory of this service's own for their metrics
+    files (files of an earlier run would be summed in), named to the workers in PROMETHEUS_MULTIPROC_DIR (they
+    inherit the environment, and prometheus_client reads it when they import it). Returns the directory."""
+    base = SETTINGS.metrics_multiproc_dir or os.path.join(tempfile.gettempdir(), "opendrec-metrics")
+    directory = os.path.join(base, f"{service}-{port}")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
 def render() -> bytes:
-    """This process's metrics in Prometheus' text format (what `/metrics` answers)."""
-    return generate_latest(REGISTRY)
+    """This process's metrics in Prometheus' text format (what `/metrics` answers); with several workers, all of
+    theirs summed."""
+    return generate_latest(SCRAPED)
 
 
 def serve(port: int, host: str) -> Callable[[], None]:
     """Serve `/metrics` on its own port (the gateway's: its public port routes nothing of its own but health and
     documents); returns what stops it."""
-    server, thread = start_http_server(port, host, registry=REGISTRY)
+    server, thread = start_http_server(port, host, registry=SCRAPED)
 
     def stop() -> None:
         server.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from opendrec_kit import metrics
 from opendrec_kit.telemetry import setup_logging
 
 from .settings import Settings
@@ -12,6 +13,8 @@ from .settings import Settings
 def main() -> None:
     settings = Settings()
     setup_logging(settings.service_name, settings.log_level)
+    if settings.http_workers > 1:  # the worker holding METRICS_PORT then serves every worker's figures, summed
+        metrics.prepare_multiprocess(settings.service_name, settings.http_port)
     uvicorn.run(
         "opendrec_gateway.app:create_app",
         factory=True,

@@ -172,7 +172,7 @@ class Gateway:
         if metrics.SETTINGS.metrics_port:
             try:  # its own port: the public one routes no /metrics
                 self._stop_metrics = metrics.serve(metrics.SETTINGS.metrics_port, s.http_host)
-            except OSError as exc:  # HTTP_WORKERS > 1: the first worker serves it (its own figures only)
+            except OSError as exc:  # HTTP_WORKERS > 1: the first worker serves it (every worker's figures)
                 log.warning("metrics port taken", extra={"port": metrics.SETTINGS.metrics_port, "error": str(exc)})
         # Not fatal when identity is not up yet: keys are fetched again on first use.
         await self.verifier.ensure_loaded()
