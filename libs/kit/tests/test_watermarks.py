@@ -9,13 +9,14 @@ import pytest
 
 from opendrec_contracts import DeviceRegistered, topic_of
 from opendrec_contracts.testing import device_registered
-from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, watermarks
+from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, dlq, watermarks
 from opendrec_kit.testing import eventually, settings_for_test, started
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TOPIC = topic_of(DeviceRegistered.TYPE)
 MIGRATIONS = Path(__file__).parent / "sample_migrations"
+FAILING: set[int] = set()  # devices whose handling fails until a test fixes "the bug"
 
 
 def producer_runtime(settings: ServiceSettings) -> ServiceRuntime:
@@ -28,6 +29,8 @@ def consumer_runtime(settings: ServiceSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, title="consumer", migrations=MIGRATIONS)
 
     async def on_device(event: DeviceRegistered, ctx: EventContext) -> None:
+        if event.device_id in FAILING:
+            raise RuntimeError(f"cannot handle device {event.device_id} (a bug)")
         await ctx.conn.execute("INSERT INTO notes (device_id) VALUES ($1)", event.device_id)
 
     runtime.on(DeviceRegistered, on_device, watermarks=True)
@@ -115,3 +118,40 @@ async def test_a_watermark_only_moves_forward_and_needs_every_partition(pair):
         # the topic came back with one partition (a broker that lost it): partition 1's old watermark is not waited on
         await watermarks.record(consumer.pool, "group", topic, 0, now + timedelta(seconds=20), 1)
         assert await watermarks.passed(conn, [topic]) == now + timedelta(seconds=20)
+
+
+async def test_a_dead_lettered_event_holds_the_watermark_until_it_is_replayed_and_handled(pair, kafka_bootstrap):
+    """A decision the consumer failed to apply (dead-lettered) is never passed over: the watermark of its partition
+    stays where it was until the event is replayed and handled; readiness names the hold meanwhile."""
+    producer, consumer = pair
+    device_id = uuid.uuid4().int % 10**9
+    FAILING.add(device_id)
+    async with producer.uow() as uow:
+        uow.record(device_registered(device_id))
+    held = await eventually(
+        lambda: consumer.pool.fetchrow("SELECT * FROM watermark_holds WHERE error LIKE $1", f"%device {device_id}%")
+    )
+    # The producer's later watermarks reach that partition (recorded past the hold), and still nothing passes it.
+    await eventually(
+        lambda: consumer.pool.fetchval(
+            "SELECT at > $1::timestamptz + interval '1 second' FROM watermarks WHERE topic = $2 AND partition = $3",
+            held["at"],
+            TOPIC,
+            held["partition"],
+        )
+    )
+    assert await passed(consumer) <= held["at"]
+    ready = (await consumer.readiness())["watermarks"]
+    assert ready.startswith("held by 1 dead letter") and f"{TOPIC}/{held['partition']}@{held['offset']}" in ready
+
+    FAILING.discard(device_id)  # the bug fixed, the dead letter replayed
+    letters = [
+        d
+        for d in await dlq.dead_letters(kafka_bootstrap, [dlq.dlq_topic(TOPIC)])
+        if d.event_id == str(held["event_id"])
+    ]
+    assert len(letters) == 1
+    await dlq.replay(kafka_bootstrap, letters)
+    await eventually(lambda: _passed_beyond(consumer, held["at"] + timedelta(seconds=1)))
+    assert await consumer.pool.fetchval("SELECT count(*) FROM notes WHERE device_id = $1", device_id) == 1
+    assert (await consumer.readiness())["watermarks"] == "ok"

@@ -112,6 +112,7 @@ class ServiceRuntime(Generic[S]):
         self.started = False
         self.consumer_stats: dict[str, dict[str, int]] = {}
         self.consumer_groups: dict[str, str] = {}  # group -> topic
+        self.follows_watermarks = False
         self.probes: list[Probe] = []
         self._lag = metrics.LagReader(settings.kafka_bootstrap_servers)
         # Asked on a read-model miss (read-your-writes): the owners of what this service keeps read models of.
@@ -151,6 +152,8 @@ class ServiceRuntime(Generic[S]):
             self.broker, self.settings, self._pool, event_class, timed, group=group, follow_watermarks=watermarks
         )
         self.consumer_stats[topic] = stats
+        if watermarks:
+            self.follows_watermarks = True
         group_name = self.settings.kafka_group_prefix + (group or f"{self.name}.{topic}")  # as subscribe names it
         self.consumer_groups[group_name] = topic
         metrics.gauges.consumers[group_name] = stats
@@ -298,7 +301,23 @@ class ServiceRuntime(Generic[S]):
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         checks["outbox"] = await self._outbox_state()
+        if self.follows_watermarks:
+            checks["watermarks"] = await self._watermark_state()
         return checks
+
+    async def _watermark_state(self) -> str:
+        """ "ok", or the dead letters holding a watermark: what this service acts on waits for their replay."""
+        try:
+            held = await watermarks.holds(self._pool())
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            return f"unknown: {type(exc).__name__}"
+        if not held:
+            return "ok"
+        first = held[0]
+        return (
+            f"held by {len(held)} dead letter(s) until replayed; the first: {first['topic']}"
+            f"/{first['partition']}@{first['offset']}, {first['error'][:200]}"
+        )
 
     async def _outbox_state(self) -> str:
         """ "ok", or how far the relay is behind: events wait in the outbox while the broker is away, and the API
@@ -409,7 +428,6 @@ class ServiceRuntime(Generic[S]):
             setup_logging(self.name, s.log_level)
             # Once, before the workers: they would otherwise all create the database and migrate at once.
             asyncio.run(self.prepare())
-            metrics.prepare_multiprocess(self.name, s.http_port)  # one scrape sums every worker's metrics
             log.info("starting workers", extra={"workers": s.http_workers})
             uvicorn.run(worker_factory, factory=True, workers=s.http_workers, **options)
             return

@@ -16,8 +16,9 @@ How the promise is kept:
   until each has one). A paused consumer, a stalled relay or a broker outage stop the watermark, never skip it.
 
 One service produces each watermarked topic (reservations for reservation.ended and reservation.updated).
-An event dead-lettered by the consumer is behind the watermark: replayed, it is applied late (the consumer's
-late-event rule).
+An event of such a topic that the consumer dead-letters holds the consumer's watermark on its partition where it was
+(`hold`), until the event is handled, replayed from the DLQ (`release`): a decision that failed to apply is never
+passed over. While held, `holds` names them (readiness details).
 """
 
 from __future__ import annotations
@@ -85,9 +86,43 @@ async def record(
     )
 
 
+async def hold(
+    pool: asyncpg.Pool, consumer: str, topic: str, partition: int, offset: int, event_id: uuid.UUID | None, error: str
+) -> None:
+    """A message of this partition was dead-lettered: the partition's watermark stays where it is now (before any
+    watermark: at the epoch) until the event is handled."""
+    await pool.execute(
+        'INSERT INTO watermark_holds (consumer, topic, partition, "offset", event_id, at, error) '
+        "SELECT $1, $2, $3, $4, $5, coalesce(max(at), 'epoch'), $6 FROM watermarks "
+        "WHERE consumer = $1 AND topic = $2 AND partition = $3 "
+        "ON CONFLICT DO NOTHING",
+        consumer,
+        topic,
+        partition,
+        offset,
+        event_id,
+        error[:2000],
+    )
+
+
+async def release(pool: asyncpg.Pool, consumer: str, event_id: uuid.UUID) -> None:
+    """The held event was handled (replayed from the DLQ): its partition's watermark moves on."""
+    await pool.execute("DELETE FROM watermark_holds WHERE consumer = $1 AND event_id = $2", consumer, event_id)
+
+
+async def holds(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """The dead letters holding a watermark, oldest first."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        'SELECT consumer, topic, partition, "offset", event_id, at, error, created_at FROM watermark_holds '
+        "ORDER BY created_at"
+    )
+    return rows
+
+
 async def passed(conn: asyncpg.Connection, topics: list[str]) -> datetime | None:
     """The moment every partition of every topic has passed (by the slowest of this service's consumers of the
-    topic, if it has several); None while one of them has met no watermark yet."""
+    topic, if it has several, and no later than a dead letter holds it); None while one of them has met no
+    watermark yet."""
     # Only the partitions the producer's latest watermark counts: a partition a topic no longer has (the broker lost
     # the topic and it came back with fewer) must not hold the moment back forever.
     row = await conn.fetchrow(
@@ -95,8 +130,12 @@ async def passed(conn: asyncpg.Connection, topics: list[str]) -> datetime | None
         WITH latest AS (
             SELECT DISTINCT ON (topic) topic, partitions FROM watermarks
             WHERE topic = ANY($1::text[]) ORDER BY topic, at DESC
+        ), held AS (
+            SELECT topic, partition, min(at) AS at FROM watermark_holds
+            WHERE topic = ANY($1::text[]) GROUP BY topic, partition
         ), best AS (
-            SELECT w.topic, w.partition, min(w.at) AS at FROM watermarks w JOIN latest l USING (topic)
+            SELECT w.topic, w.partition, least(min(w.at), min(h.at)) AS at
+            FROM watermarks w JOIN latest l USING (topic) LEFT JOIN held h USING (topic, partition)
             WHERE w.partition < l.partitions GROUP BY w.topic, w.partition
         ), per_topic AS (
             SELECT b.topic, min(b.at) AS at, count(*) AS seen, min(l.partitions) AS partitions
