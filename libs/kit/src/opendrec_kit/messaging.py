@@ -10,9 +10,7 @@ unreachable) is not the message's fault, so it is redelivered instead.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,70 +20,21 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event, topic_of
 
 from . import watermarks
-from .settings import KafkaSecuritySettings, ServiceSettings
+from .settings import ServiceSettings
 from .uow import EventContext
 
 log = logging.getLogger(__name__)
 
 
-# -- security: every Kafka client the kit makes authenticates and encrypts the same way ---------------------------
-
-
-@functools.cache
-def kafka_security() -> KafkaSecuritySettings:
-    """This process's Kafka security settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*), read once."""
-    return KafkaSecuritySettings()
-
-
-def _ssl_context(security: KafkaSecuritySettings) -> ssl.SSLContext | None:
-    if not security.tls:
-        return None
-    # Certificates and host names verified (create_default_context's defaults), against the given CA or the system's.
-    context = ssl.create_default_context(cafile=security.kafka_ssl_cafile or None)
-    if security.kafka_ssl_certfile:
-        context.load_cert_chain(security.kafka_ssl_certfile, security.kafka_ssl_keyfile)
-    return context
-
-
-def client_options(security: KafkaSecuritySettings | None = None) -> dict[str, Any]:
-    """Keyword arguments for an aiokafka producer, consumer or admin client: protocol, SASL and TLS."""
-    security = security or kafka_security()
-    options: dict[str, Any] = {"security_protocol": security.kafka_security_protocol}
-    if security.tls:
-        options["ssl_context"] = _ssl_context(security)
-    if security.sasl:
-        options.update(
-            sasl_mechanism=security.kafka_sasl_mechanism,
-            sasl_plain_username=security.kafka_sasl_username,
-            sasl_plain_password=security.kafka_sasl_password.get_secret_value(),
-        )
-    return options
-
-
-def broker_security(security: KafkaSecuritySettings | None = None) -> BaseSecurity | None:
-    """The same settings as FastStream's broker takes them (it hands them on to its aiokafka clients)."""
-    security = security or kafka_security()
-    context = _ssl_context(security)
-    if security.sasl:
-        mechanism = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
-        user, password = security.kafka_sasl_username, security.kafka_sasl_password.get_secret_value()
-        return mechanism[security.kafka_sasl_mechanism](user, password, ssl_context=context, use_ssl=security.tls)
-    if security.tls:
-        return BaseSecurity(ssl_context=context, use_ssl=True)
-    return None
-
-
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
-        security=broker_security(),
         client_id=settings.service_name,
         middlewares=[KafkaTelemetryMiddleware()],
         # Outbox + inbox give effectively-once effects; Tansu refuses idempotent producers.
@@ -98,7 +47,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1) -> list[str]:
     """Create the topics that don't exist yet; returns the ones created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -115,7 +64,7 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, repl
 
 async def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """How many partitions each topic has on the broker (0 for one it does not know)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
