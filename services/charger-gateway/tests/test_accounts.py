@@ -2,16 +2,20 @@
 a real broker and Postgres: proof of ownership, per-organization polls, 401, retries, the breaker, charger state,
 uptime and transactions. No platform token here: an organization without credentials has no Kazam."""
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import aiohttp
 import httpx
 import pytest
 
 from opendrec_charger_gateway import handlers
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.credentials import TokenCipher
+from opendrec_charger_gateway.kazam import KazamAccess
+from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
 from opendrec_contracts import ReadRejected, ReadRejection
 from opendrec_kit.testing import OwnerStandIn, TokenIssuer, dispatch, eventually, settings_for_test, started
@@ -193,15 +197,83 @@ async def test_device_timeouts_are_retried_and_a_failing_account_opens_its_break
         "/simulator/faults", json={"path": "/getTransactions", "account": name, "count": 1000, "status": 503}
     )
     access = runtime.app.state.kazam
-    await eventually(lambda: _open(access, org), timeout=60)
+    await eventually(lambda: _breaker_open(runtime, org), timeout=60)
     await polls(runtime, 2)
     assert runtime.app.state.kazam_poller.last["breaker_open"] >= 1
     assert access.errors.get("unavailable", 0) >= 2
 
 
-async def _open(access, org):
-    breaker = access.breakers.get(org)
-    return breaker is not None and breaker.state == "open"
+async def _breaker_open(runtime, org):
+    return await runtime.pool.fetchval("SELECT open_until > now() FROM kazam_breakers WHERE organization_id = $1", org)
+
+
+async def _requests(sim, account):
+    return (await sim.get("/simulator/requests")).json().get(account, {}).get("/getTransactions", 0)
+
+
+def _replica(runtime, session, url):
+    """Another poller on the same database: a second replica, or this one after a restart (nothing in memory)."""
+    settings = runtime.settings
+    access = KazamAccess(
+        session,
+        url,
+        platform_token=None,
+        attempts=settings.kazam_attempts,
+        breaker_failures=settings.kazam_breaker_failures,
+        breaker_cooldown_s=settings.kazam_breaker_cooldown_seconds,
+    )
+    cipher = runtime.app.state.kazam_cipher
+    return KazamPoller(runtime.uow, cipher, lookback_s=3600, chargers_per_request=100, kazam=access)
+
+
+async def test_the_breaker_is_shared_by_replicas_and_survives_a_restart(gateway, sim, kazam_sim, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    url, _ = kazam_sim
+    _, org, ext, charger = await known_device(runtime)
+    name, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    await sim.post(
+        "/simulator/faults", json={"path": "/getTransactions", "account": name, "count": 1000, "status": 503}
+    )
+    await eventually(lambda: _breaker_open(runtime, org), timeout=60)
+    attempts = runtime.settings.kazam_attempts
+
+    async with aiohttp.ClientSession() as session:
+        # Two pollers with nothing in memory (two more replicas, or the service restarted) leave the account alone.
+        replicas = [_replica(runtime, session, url) for _ in range(2)]
+        asked = await _requests(sim, name)
+        await asyncio.gather(*(replica.step() for replica in replicas))
+        assert all(replica.last["breaker_open"] >= 1 for replica in replicas)
+        assert await _requests(sim, name) == asked
+
+        # The cool-down is over: ONE request tries again, whichever poller claims it (these two or the service's).
+        await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE organization_id = $1", org)
+        await asyncio.gather(*(replica.step() for replica in replicas))
+        await eventually(lambda: _failed(runtime, org, runtime.settings.kazam_breaker_failures + 1), timeout=30)
+        await asyncio.gather(*(replica.step() for replica in replicas))
+        await polls(runtime, 2)
+        assert await _requests(sim, name) == asked + attempts  # one request, its retries
+        assert await _breaker_open(runtime, org)  # it failed: open again for a cool-down
+
+        # Kazam is back: the next trial succeeds, the breaker closes for every poller, and the session is a read.
+        assert (await sim.delete("/simulator/faults")).status_code == 204
+        now = int(time.time())
+        txn = (
+            await sim.post(
+                "/simulator/transactions",
+                json={"device_id": charger, "start_time": now - 120, "end_time": now, "total_usage": 1500},
+            )
+        ).json()
+        await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE organization_id = $1", org)
+        await replicas[0].step()
+        await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
+        # closed for every poller: no row left
+        assert await runtime.pool.fetchval("SELECT count(*) FROM kazam_breakers WHERE organization_id = $1", org) == 0
+
+
+async def _failed(runtime, org, n):
+    return await runtime.pool.fetchval("SELECT failed >= $2 FROM kazam_breakers WHERE organization_id = $1", org, n)
 
 
 async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
@@ -272,6 +344,73 @@ async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
     assert by_id[done[1]]["outcome"] == "skipped" and "no energy delivered" in by_id[done[1]]["reason"]
     assert by_id[done[2]]["outcome"] == "refused"
     assert by_id[done[2]]["refusedReasons"] == [{"index": 0, "reason": "more than a 7.4 kW charger can deliver"}]
+
+
+async def link_made_before_ownership_was_proven(runtime, org, device_id, charger):
+    """A link as migration 0007 leaves one made before linking asked Kazam: unverified (an hour old)."""
+    await runtime.pool.execute(
+        "INSERT INTO charger_links (charger_id, device_id, organization_id, linked_at, poll_cursor, ownership) "
+        "VALUES ($1, $2, $3, now() - interval '1 hour', floor(extract(epoch FROM now() - interval '1 hour')), "
+        "'unverified')",
+        charger,
+        device_id,
+        org,
+    )
+
+
+async def _ownership(client, issuer, org, charger, wanted):
+    listed = (await client.get("/api/charger", headers=headers(issuer, org))).json()
+    found = next(link for link in listed if link["chargerId"] == charger)
+    return found if found["ownership"] == wanted else None
+
+
+async def test_a_link_made_before_ownership_was_proven_is_checked_on_its_next_poll(gateway, sim, kafka_bootstrap):
+    runtime, client, issuer = gateway
+    owner_device, owner, owner_ext, charger = await known_device(runtime)
+    squatter_device, squatter, _, _ = await known_device(runtime)
+    _, owner_token = await kazam_account(sim, charger)
+    _, squatter_token = await kazam_account(sim)
+    for org, token in ((owner, owner_token), (squatter, squatter_token)):
+        assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    now = int(time.time())
+    session = {"device_id": charger, "start_time": now - 300, "end_time": now - 60, "total_usage": 2000}
+    txn = (await sim.post("/simulator/transactions", json=session)).json()
+
+    # Linked by the squatter before linking proved ownership; its credentials do not see the charger: the link is
+    # refused with the reason, never polled, and the session is nobody's read.
+    await link_made_before_ownership_was_proven(runtime, squatter, squatter_device, charger)
+    refused = await eventually(lambda: _ownership(client, issuer, squatter, charger, "refused"), timeout=30)
+    assert f"organization {squatter} does not see charger {charger!r}" in refused["ownershipReason"]
+    await polls(runtime, 2)
+    assert await runtime.pool.fetchval("SELECT 1 FROM kazam_transactions WHERE txn_id = $1", txn["txn_id"]) is None
+
+    # The real owner links it (the refused link gives way); its sessions from then on are its reads.
+    linked = await link(client, issuer, owner, charger, owner_ext)
+    assert linked.status_code == 201 and linked.json()["ownership"] == "verified"
+    now = int(time.time())
+    session = {"device_id": charger, "start_time": now - 30, "end_time": now + 1, "total_usage": 150}
+    txn = (await sim.post("/simulator/transactions", json=session)).json()
+    [read] = await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
+    assert (read["payload"]["device_id"], read["payload"]["organization_id"]) == (owner_device, owner)
+    assert (await client.get("/api/charger", headers=headers(issuer, squatter))).json() == []
+
+
+async def test_a_link_made_before_ownership_was_proven_whose_credentials_see_the_charger_is_verified_and_polled(
+    gateway, sim, kafka_bootstrap
+):
+    runtime, client, issuer = gateway
+    device_id, org, _, charger = await known_device(runtime)
+    _, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    now = int(time.time())
+    session = {"device_id": charger, "start_time": now - 300, "end_time": now - 60, "total_usage": 700}
+    txn = (await sim.post("/simulator/transactions", json=session)).json()
+
+    await link_made_before_ownership_was_proven(runtime, org, device_id, charger)
+    verified = await eventually(lambda: _ownership(client, issuer, org, charger, "verified"), timeout=30)
+    assert verified["ownershipReason"] is None
+    [read] = await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
+    assert read["payload"]["device_id"] == device_id
 
 
 async def test_tokens_under_an_older_key_are_re_encrypted_with_the_first_and_a_base_url_is_kept(

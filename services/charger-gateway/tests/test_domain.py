@@ -192,17 +192,58 @@ def test_uptime_days_start_at_midnight_ist():
             domain.ist_day_window(first, last)
 
 
-def test_the_breaker_opens_after_failures_in_a_row_and_closes_on_success():
-    breaker = domain.Breaker(failures=2, cooldown_s=60)
-    breaker.failed_at(0)
-    assert breaker.allows(1) and breaker.state == "closed"
-    breaker.failed_at(1)
-    assert not breaker.allows(30) and breaker.state == "open"
-    assert breaker.allows(61)  # half-open: one more try
-    breaker.failed_at(61)
-    assert not breaker.allows(62)
-    breaker.succeeded()
-    assert breaker.allows(62) and breaker.state == "closed"
+def test_wrong_passwords_hold_their_address_back_with_a_growing_backoff_and_never_another_address():
+    throttle = domain.PasswordThrottle(base_s=1, max_s=8)
+    assert throttle.admit("10.0.0.1", 0) == 0
+    assert throttle.admit("10.0.0.1", 0) == 1  # one check at a time per address
+    throttle.checked("CP-1", "10.0.0.1", False, 0)
+    assert throttle.admit("10.0.0.1", 0.5) == 0.5  # held back 1 s, refused before any check
+    waits = []
+    for n in range(1, 6):  # each wrong password doubles the wait, up to the maximum
+        now = 10.0 * n
+        assert throttle.admit("10.0.0.1", now) == 0
+        throttle.checked("CP-1", "10.0.0.1", False, now)
+        waits.append(throttle.admit("10.0.0.1", now))
+    assert waits == [2, 4, 8, 8, 8]
+    # The real charge point, elsewhere, is checked at once and connects.
+    assert throttle.admit("10.9.9.9", 50) == 0
+    throttle.checked("CP-1", "10.9.9.9", True, 50)
+    # A new address guessing CP-1 waits as long as CP-1 was guessed (6 wrong passwords: the maximum).
+    assert throttle.admit("10.0.0.2", 51) == 0
+    throttle.checked("CP-1", "10.0.0.2", False, 51)
+    assert throttle.admit("10.0.0.2", 51) == 8
+    # A right password clears its address; a check that could not be made counts nothing.
+    assert throttle.admit("10.0.0.1", 100) == 0
+    throttle.checked("CP-1", "10.0.0.1", True, 100)
+    assert throttle.admit("10.0.0.1", 100) == 0
+    throttle.released("10.0.0.1")
+    assert throttle.admit("10.0.0.1", 100) == 0
+    # Failures long past are forgotten.
+    throttle.checked("CP-1", "10.0.0.1", False, 100)
+    assert throttle.admit("10.0.0.3", 10_000) == 0
+    throttle.checked("CP-1", "10.0.0.3", False, 10_000)
+    assert throttle.admit("10.0.0.3", 10_000) == 1
+
+
+def test_the_throttle_keeps_a_bounded_number_of_addresses():
+    throttle = domain.PasswordThrottle(base_s=1, max_s=8, max_entries=3)
+    for n in range(10):
+        address = f"10.0.0.{n}"
+        assert throttle.admit(address, n) == 0
+        throttle.checked("CP-1", address, False, n)
+    assert list(throttle.addresses) == ["10.0.0.7", "10.0.0.8", "10.0.0.9"]
+    assert len(throttle.ids) == 1
+
+
+def test_a_charge_points_address_is_the_peer_or_behind_a_trusted_proxy_the_forwarded_one():
+    trusted = domain.networks(["127.0.0.1/32", "10.1.0.0/16"])
+    assert domain.client_address("203.0.113.5", "198.51.100.1", trusted) == "203.0.113.5"  # not a proxy: ignored
+    assert domain.client_address("127.0.0.1", "198.51.100.1", trusted) == "198.51.100.1"
+    assert domain.client_address("127.0.0.1", "6.6.6.6, 198.51.100.1, 10.1.2.3", trusted) == "198.51.100.1"
+    assert domain.client_address("127.0.0.1", None, trusted) == "127.0.0.1"
+    assert domain.client_address(None, None, trusted) == "unknown"
+    with pytest.raises(ValueError):
+        domain.networks(["not-a-network"])
 
 
 def test_tokens_are_encrypted_and_rotated_to_the_first_key():

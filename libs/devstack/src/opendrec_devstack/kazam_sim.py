@@ -24,6 +24,8 @@ Simulator control (same bearer token), for demos and tests:
   POST /simulator/faults                      the next `count` requests to `path` (of `account`, or any) answer
                                               `status` with {"message": message} (e.g. 500 device_timeout), or
                                               first wait `delay_s` (a timeout for a client with a shorter limit)
+  DELETE /simulator/faults                    forget the faults not yet taken
+  GET  /simulator/requests                    the Kazam API requests received: {account (or "platform"): {path: n}}
 
 Tokens: `--token` is the platform token (sees every device; the only one allowed on /simulator/*); each
 account's token sees its own devices only: another's is `device_not_found` (getDeviceState) or absent.
@@ -209,6 +211,7 @@ class Simulator:
         self.transactions: dict[str, dict] = {}
         self.accounts: dict[str, dict] = {}  # name -> {"token", "revoked"}
         self.faults: list[dict] = []
+        self.requests: dict[str, dict[str, int]] = {}  # account name ("platform") -> path -> Kazam API requests
         if self.state_file is not None and self.state_file.exists():
             data = json.loads(self.state_file.read_text())
             self.devices = data.get("devices", {})
@@ -232,6 +235,7 @@ class Simulator:
         self.transactions.clear()
         self.accounts.clear()
         self.faults.clear()
+        self.requests.clear()
         self.save()
 
     def account_of(self, token: str) -> str | None:
@@ -459,6 +463,8 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
         if cred is None:
             raise KazamError(401, "unauthorized")
         name = None if cred.credentials == token else sim.account_of(cred.credentials)
+        counts = sim.requests.setdefault(name or "platform", {})
+        counts[request.url.path] = counts.get(request.url.path, 0) + 1
         fault = sim.take_fault(request.url.path, name)
         if fault is not None:
             if fault["delay_s"]:
@@ -538,6 +544,15 @@ def create_app(token: str, state_file: str | os.PathLike | None = None) -> FastA
         async with lock:
             sim.faults.append(fault.model_dump())
         return fault.model_dump()
+
+    @app.delete("/simulator/faults", dependencies=auth, status_code=204)
+    async def clear_faults():
+        async with lock:
+            sim.faults.clear()
+
+    @app.get("/simulator/requests", dependencies=auth)
+    async def requests_received():
+        return sim.requests
 
     @app.get("/getDeviceDetails", dependencies=auth)
     async def get_device_details(

@@ -8,6 +8,7 @@ from opendrec_kit import ServiceRuntime, metrics
 
 from . import api, handlers, ocpp_server
 from .credentials import TokenCipher
+from .domain import PasswordThrottle, networks
 from .kazam import KazamAccess
 from .poller import KazamPoller
 from .settings import Settings
@@ -22,6 +23,11 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     )
     runtime.include_router(api.router)
     runtime.include_router(ocpp_server.router)  # the OCPP 1.6J central system (WebSocket)
+    # Wrong OCPP passwords are throttled per client address and charge point id, in this process's memory.
+    runtime.app.state.ocpp_throttle = PasswordThrottle(
+        settings.ocpp_auth_backoff_seconds, settings.ocpp_auth_backoff_max_seconds
+    )
+    runtime.app.state.ocpp_trusted_proxies = networks(settings.ocpp_trusted_proxies)
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceUpdated, handlers.on_device_updated)
     runtime.on(DeviceDeleted, handlers.on_device_deleted)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,7 @@ class Link:
     organization_id: int
     linked_at: datetime
     poll_cursor: int  # unix seconds
+    ownership: str = "verified"  # unverified: the organization's credentials are yet to be shown to see the charger
 
 
 class InvalidTransaction(ValueError):
@@ -268,35 +270,6 @@ def ist_day_window(first: date, last: date) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-# ---------------------------------------------------------------- circuit breaker
-
-
-@dataclass
-class Breaker:
-    """Per Kazam account: after `failures` failed requests in a row it opens and the account is left alone for
-    `cooldown_s`; then one round tries it again (half-open): a success closes it, a failure opens it again."""
-
-    failures: int
-    cooldown_s: float
-    failed: int = 0
-    open_until: float = 0.0
-
-    def allows(self, now: float) -> bool:
-        return now >= self.open_until
-
-    def succeeded(self) -> None:
-        self.failed, self.open_until = 0, 0.0
-
-    def failed_at(self, now: float) -> None:
-        self.failed += 1
-        if self.failed >= self.failures:
-            self.open_until = now + self.cooldown_s
-
-    @property
-    def state(self) -> str:
-        return "closed" if self.failed < self.failures else "open"
-
-
 # ---------------------------------------------------------------- OCPP 1.6J charge points
 
 OCPP_SOURCE = "ocpp"
@@ -314,6 +287,102 @@ def password_matches(password: str, stored: bytes | None) -> bool:
         return False
     salt = bytes(stored[:16])
     return hmac.compare_digest(hash_password(password, salt), bytes(stored))
+
+
+@dataclass
+class _Failures:
+    count: int = 0  # wrong passwords in a row
+    last: float = 0.0  # when the last one came (monotonic seconds)
+    until: float = 0.0  # an address: refused before this moment
+    checking: bool = False  # an address: a password check under way
+
+
+class PasswordThrottle:
+    """Wrong OCPP passwords at the WebSocket upgrade, throttled with backoff instead of a lockout (no I/O: the caller
+    gives the time).
+
+    A wrong password holds its client address back: `base_s` doubling with the wrong passwords in a row of that
+    address, or of the charge point id it named (from any address), whichever is longer, at most `max_s`.
+    Meanwhile that address is refused before any check (a check costs a scrypt hash), one check at a time. Other
+    addresses are not held back: the real charge point, with the right password from its own address, connects
+    while someone elsewhere guesses its password; each guessing address gets one check, then waits the longer the
+    more that id was guessed. A right password clears its address; failures older than `forget_s` are forgotten.
+    At most `max_entries` addresses and ids are kept, the least recently failed forgotten first."""
+
+    def __init__(self, base_s: float, max_s: float, *, forget_s: float = 3600.0, max_entries: int = 10_000) -> None:
+        self.base_s = base_s
+        self.max_s = max_s
+        self.forget_s = forget_s
+        self.max_entries = max_entries
+        self.addresses: dict[str, _Failures] = {}
+        self.ids: dict[str, _Failures] = {}
+
+    def _current(self, table: dict[str, _Failures], key: str, now: float) -> _Failures:
+        found = table.get(key)
+        if found is None or (now - found.last > self.forget_s and not found.checking):
+            found = table[key] = _Failures()
+        return found
+
+    def admit(self, address: str, now: float) -> float:
+        """0: check this attempt's password now (then report it with `checked`); else the seconds to wait."""
+        failures = self._current(self.addresses, address, now)
+        if failures.checking:
+            return self.base_s
+        if now < failures.until:
+            return failures.until - now
+        failures.checking = True
+        return 0.0
+
+    def released(self, address: str) -> None:
+        """The admitted check could not be made (e.g. the database away): nothing is counted."""
+        failures = self.addresses.get(address)
+        if failures is not None:
+            failures.checking = False
+
+    def checked(self, charger_id: str, address: str, right: bool, now: float) -> None:
+        failures = self._current(self.addresses, address, now)
+        failures.checking = False
+        if right:
+            self.addresses.pop(address, None)
+            return
+        guessed = self._current(self.ids, charger_id, now)
+        for counted, table, key in ((failures, self.addresses, address), (guessed, self.ids, charger_id)):
+            counted.count, counted.last = counted.count + 1, now
+            table[key] = table.pop(key)  # most recently failed last: the first ones are forgotten first
+            while len(table) > self.max_entries:
+                oldest = next(iter(table))
+                if table[oldest].checking:
+                    break
+                del table[oldest]
+        worst = max(failures.count, guessed.count)
+        failures.until = now + min(self.base_s * 2 ** min(worst - 1, 62), self.max_s)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """OCPP_TRUSTED_PROXIES as networks (ValueError for one that is not a CIDR)."""
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
+    """A charge point's address: the TCP peer, or, when the peer is a trusted proxy (the gateway, which appends the
+    address it was reached from), the right-most X-Forwarded-For entry that is not one (the same rule as the
+    gateway's clients.client_address). Nothing a charge point writes in X-Forwarded-For counts otherwise."""
+
+    def trusted_hop(address: str) -> bool:
+        try:
+            return any(ipaddress.ip_address(address) in net for net in trusted)
+        except ValueError:
+            return False
+
+    address = peer or "unknown"
+    if forwarded_for and trusted_hop(address):
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            if not trusted_hop(hop):
+                return hop[:64]  # bounded: it becomes a throttle key
+    return address
 
 
 def parse_basic_auth(header: str | None) -> tuple[str, str] | None:

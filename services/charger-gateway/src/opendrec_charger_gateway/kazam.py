@@ -15,8 +15,6 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 
 from opendrec_kit import metrics
 
-from .domain import Breaker
-
 MAX_PAGES = 1000  # a misbehaving `count.total` must not keep one poll going forever
 
 
@@ -156,9 +154,10 @@ class KazamClient:
 
 
 class KazamAccess:
-    """How the gateway reaches Kazam: one HTTP session, a client per account (base URL, token), a circuit breaker
-    per account, the platform token (dev and test only, for organizations without credentials of their own),
-    and counters for /readyz and the logs."""
+    """How the gateway reaches Kazam: one HTTP session, a client per account (base URL, token), the settings of
+    each account's circuit breaker (its state is in the database: `store.breaker_*`), the platform token (dev and
+    test only, for organizations without credentials of their own), and this process's counters for /readyz and
+    the logs."""
 
     def __init__(
         self,
@@ -178,7 +177,6 @@ class KazamAccess:
         self.attempts = attempts
         self.breaker_failures = breaker_failures
         self.breaker_cooldown_s = breaker_cooldown_s
-        self.breakers: dict[int | None, Breaker] = {}  # organization id (None: the platform token)
         self.errors: dict[str, int] = {}  # failures by kind since start
         self.last_poll_at: float | None = None  # end of the last complete poll round (monotonic clock)
         self.last_poll_unix: float | None = None
@@ -187,12 +185,6 @@ class KazamAccess:
         return KazamClient(
             self.session, base_url or self.default_url, token, page_size=self.page_size, attempts=self.attempts
         )
-
-    def breaker(self, organization_id: int | None) -> Breaker:
-        found = self.breakers.get(organization_id)
-        if found is None:
-            found = self.breakers[organization_id] = Breaker(self.breaker_failures, self.breaker_cooldown_s)
-        return found
 
     def count_error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1

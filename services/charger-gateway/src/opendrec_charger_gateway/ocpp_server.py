@@ -4,17 +4,20 @@ security profile 1; profile 2 is the same behind TLS, `wss://`, in production). 
 answered by the `ocpp` library and handled by one use case in `services` (each in its own unit of work).
 
 Refused at the upgrade (HTTP 403, before any OCPP message): no `ocpp1.6` subprotocol, missing or wrong
-credentials, a user that is not the charge point of the path, a charge point not linked.
+credentials, a user that is not the charge point of the path, a charge point not linked. An address held back
+after wrong passwords (`domain.PasswordThrottle`) gets 429 with Retry-After before its password is checked.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Path, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from ocpp.exceptions import FormatViolationError, InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
@@ -127,6 +130,27 @@ class CentralSystemPoint(ChargePoint):
         return call_result.StopTransaction(id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted))
 
 
+async def _refuse(websocket: WebSocket, charger_id: str, address: str, wait: float) -> None:
+    """Refused at the upgrade: 403 for wrong credentials; 429 with Retry-After while the address is held back by
+    wrong passwords (403 too where the server cannot answer an upgrade with a response of its own)."""
+    if not wait:
+        log.warning("ocpp connection refused: unknown charge point or wrong password", extra={"id": charger_id})
+        await websocket.close(code=1008, reason="unknown charge point or wrong password")
+        return
+    log.warning("ocpp connection held back after wrong passwords", extra={"id": charger_id, "address": address})
+    if "websocket.http.response" not in websocket.scope.get("extensions", {}):
+        await websocket.close(code=1008, reason="too many wrong passwords: try again later")
+        return
+    retry_after = str(max(1, math.ceil(wait)))
+    await websocket.send_denial_response(
+        JSONResponse(
+            {"statusCode": 429, "message": f"Too many wrong passwords: try again in {retry_after} s"},
+            status_code=429,
+            headers={"Retry-After": retry_after},
+        )
+    )
+
+
 @router.websocket("/ocpp/{chargePointId}")
 async def central_system(websocket: WebSocket, chargePointId: str = Path(max_length=64, pattern=CHARGER_ID)) -> None:
     runtime = websocket.app.state.runtime
@@ -134,13 +158,20 @@ async def central_system(websocket: WebSocket, chargePointId: str = Path(max_len
         await websocket.close(code=1002, reason="the ocpp1.6 subprotocol is required")
         return
     credentials = domain.parse_basic_auth(websocket.headers.get("authorization"))
-    if (
-        credentials is None
-        or credentials[0] != chargePointId
-        or not await services.ocpp_authenticate(runtime.uow(), chargePointId, credentials[1])
-    ):
-        log.warning("ocpp connection refused: unknown charge point or wrong password", extra={"id": chargePointId})
-        await websocket.close(code=1008, reason="unknown charge point or wrong password")
+    address = domain.client_address(
+        websocket.client.host if websocket.client else None,
+        websocket.headers.get("x-forwarded-for"),
+        websocket.app.state.ocpp_trusted_proxies,
+    )
+    wait = (
+        0.0
+        if credentials is None or credentials[0] != chargePointId
+        else await services.ocpp_authenticate(
+            runtime.uow(), websocket.app.state.ocpp_throttle, chargePointId, credentials[1], address
+        )
+    )
+    if wait is not None:
+        await _refuse(websocket, chargePointId, address, wait)
         return
     await websocket.accept(subprotocol=SUBPROTOCOL)
     point = CentralSystemPoint(chargePointId, _Connection(websocket), runtime.uow)

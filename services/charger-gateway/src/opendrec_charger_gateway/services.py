@@ -7,13 +7,17 @@ use cases join) and the kazam-poller worker (`poller.py`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import asyncpg
@@ -32,6 +36,7 @@ from .kazam import KazamAccess, KazamClient, KazamError, KazamNotFound, KazamUna
 log = logging.getLogger(__name__)
 
 DEVELOPER = "Developer"
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- charger links
@@ -47,6 +52,10 @@ def link_answer(row: asyncpg.Record) -> dict[str, Any]:
         "type": row["kind"],
         # transactions starting from here on (less the look-back) are what the next poll asks for (Kazam)
         "pollCursor": iso(datetime.fromtimestamp(row["poll_cursor"], UTC)),
+        # verified; unverified: linked before linking proved ownership, checked on the next poll; refused: the
+        # organization's Kazam credentials do not see the charger (not polled; the reason says why)
+        "ownership": row["ownership"],
+        "ownershipReason": row["ownership_reason"],
     }
 
 
@@ -114,12 +123,12 @@ async def _before_linking(
     conn: asyncpg.Connection, user: Principal, charger_id: str, external_id: str, organization_id: int | None
 ) -> tuple[int, asyncpg.Record | None, asyncpg.Record | None, bool]:
     """The acting organization, its device named `external_id` (None: not known here), its Kazam account and
-    whether the charger is linked already."""
+    whether the charger is linked already (a link whose ownership was refused gives way to one proven)."""
     acting = await acting_organization(conn, user, organization_id, organization_type=DEVELOPER)
     device = await store.find_device(conn, acting, external_id)
     account = await store.get_account(conn, acting)
-    taken = await store.find_link(conn, charger_id, None) is not None
-    return acting, device, account, taken
+    link = await store.find_link(conn, charger_id, None)
+    return acting, device, account, link is not None and link["ownership"] != "refused"
 
 
 async def _prove_ownership(
@@ -262,14 +271,27 @@ async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -
 # ---------------------------------------------------------------- Kazam transactions -> reads
 
 
+PLATFORM_ACCOUNT = 0  # the platform token's breaker (organization ids start at 1)
+
+
+@dataclass(frozen=True)
+class _Account:
+    """The Kazam account a poll round asks for one organization's chargers."""
+
+    organization_id: int
+    client: KazamClient
+    token_encrypted: bytes | None  # None: the platform token (dev and test only)
+
+    @property
+    def breaker_id(self) -> int:
+        return self.organization_id if self.token_encrypted is not None else PLATFORM_ACCOUNT
+
+
 async def poll_kazam(
     uow: UnitOfWork, access: KazamAccess, cipher: TokenCipher, *, lookback_s: int, chargers_per_request: int
 ) -> dict[str, int]:
-    """One poll of every linked charger, each organization's with its own Kazam credentials: per request group,
-    ask Kazam (outside any transaction: a slow Kazam holds no lock), then record the outcome in one transaction
-    (`record_transactions`). An account refused with 401 is marked as needing credentials and its links are not
-    polled until new ones are registered; an account whose breaker is open waits for its cool-down; a failing
-    request costs that group this round only. Returns the round's counts."""
+    """One poll of every linked charger, each organization's with its own Kazam credentials (`_poll_account`).
+    Returns the round's counts."""
     now = int(time.time())
     async with uow.reading() as r:
         links = await store.all_links(r.conn)
@@ -277,15 +299,7 @@ async def poll_kazam(
             a["organization_id"]: a
             for a in await store.accounts_of(r.conn, list({link.organization_id for link in links}))
         }
-    stats = {
-        "chargers": len(links),
-        "requests_failed": 0,
-        "transactions_seen": 0,
-        "new_reads": 0,
-        "skipped": 0,
-        "without_credentials": 0,
-        "breaker_open": 0,
-    }
+    stats = dict.fromkeys(POLL_COUNTS, 0) | {"chargers": len(links)}
     by_organization: dict[int, list[domain.Link]] = defaultdict(list)
     for link in links:
         by_organization[link.organization_id].append(link)
@@ -294,42 +308,163 @@ async def poll_kazam(
         if client is None:
             stats["without_credentials"] += len(own)
             continue
-        breaker = access.breaker(organization_id if account is not None else None)
-        for cursor, group in domain.group_by_cursor(own, chargers_per_request):
-            if not breaker.allows(time.monotonic()):
-                stats["breaker_open"] += len(group)
-                continue
-            start, end = domain.query_window(cursor, now, lookback_s)
-            try:
-                transactions = await client.transactions([link.charger_id for link in group], start, end)
-            except KazamUnauthorized as exc:
-                access.count_error(exc.kind)
-                stats["requests_failed"] += 1
-                if account is not None:
-                    await _needs_credentials(uow, organization_id, account["token_encrypted"], str(exc))
-                    break  # the account's other groups would be refused as well
+        token = account["token_encrypted"] if account is not None else None
+        try:
+            await _poll_account(
+                uow, access, _Account(organization_id, client, token), own, stats, now, lookback_s, chargers_per_request
+            )
+        except KazamUnauthorized as exc:  # the account's other requests would be refused as well
+            if token is None:
                 log.warning("kazam refused the platform token", extra={"error": str(exc)})
-                continue
-            except KazamError as exc:
-                access.count_error(exc.kind)
-                if isinstance(exc, KazamUnavailable):
-                    breaker.failed_at(time.monotonic())
-                stats["requests_failed"] += 1
-                log.warning(
-                    "kazam unreachable or refusing; retrying next poll",
-                    extra={"organization_id": organization_id, "chargers": len(group), "error": str(exc)},
-                )
-                continue
-            breaker.succeeded()
-            stats["transactions_seen"] += len(transactions)
-            new, skipped = await record_transactions(uow, group, transactions, end)
-            stats["new_reads"] += new
-            stats["skipped"] += skipped
+            else:
+                await _needs_credentials(uow, organization_id, token, str(exc))
     access.last_poll_at, access.last_poll_unix = time.monotonic(), time.time()
     metrics.charger_poll("kazam", stats)
     if links:
         log.info("kazam poll", extra=stats)
     return stats
+
+
+POLL_COUNTS = (
+    "chargers",
+    "requests_failed",
+    "transactions_seen",
+    "new_reads",
+    "skipped",
+    "without_credentials",
+    "breaker_open",
+    "ownership_verified",
+    "ownership_refused",
+)
+
+
+async def _poll_account(
+    uow: UnitOfWork,
+    access: KazamAccess,
+    account: _Account,
+    links: list[domain.Link],
+    stats: dict[str, int],
+    now: int,
+    lookback_s: int,
+    chargers_per_request: int,
+) -> None:
+    """One organization's chargers with its own account: links not verified yet are checked first (only verified
+    ones are polled); then per request group, ask Kazam (outside any transaction: a slow Kazam holds no lock) and
+    record the outcome in one transaction (`record_transactions`). A failing request costs that group this round
+    only. Raises KazamUnauthorized (401): the account's token no longer works."""
+    verified = [link for link in links if link.ownership == "verified"]
+    for link in links:
+        if link.ownership == "unverified" and await _verify_ownership(uow, access, account, link, stats):
+            verified.append(link)
+    for cursor, group in domain.group_by_cursor(verified, chargers_per_request):
+        start, end = domain.query_window(cursor, now, lookback_s)
+        ask = partial(account.client.transactions, [link.charger_id for link in group], start, end)
+        transactions = await _asked(uow, access, account, stats, len(group), ask)
+        if transactions is None:
+            continue
+        stats["transactions_seen"] += len(transactions)
+        new, skipped = await record_transactions(uow, group, transactions, end)
+        stats["new_reads"] += new
+        stats["skipped"] += skipped
+
+
+async def _verify_ownership(
+    uow: UnitOfWork, access: KazamAccess, account: _Account, link: domain.Link, stats: dict[str, int]
+) -> bool:
+    """A link made before linking proved ownership: the linking organization's credentials must see the charger
+    (getDeviceState answers for it). Visible: verified, and polled from now on; not visible: refused (kept, with
+    the reason, and never polled: another organization may link the charger). Kazam not answering: checked again
+    next round. Returns whether the link is verified."""
+    try:
+        ask = partial(account.client.device_state, link.charger_id)
+        answered = await _asked(uow, access, account, stats, 1, ask, not_found=True)
+    except KazamNotFound:
+        reason = f"the Kazam account of organization {link.organization_id} does not see charger {link.charger_id!r}"
+        async with uow:
+            refused = await store.set_ownership(uow.conn, link.charger_id, link.linked_at, "refused", reason)
+        if refused:
+            stats["ownership_refused"] += 1
+            log.warning("charger link refused: not the linking organization's charger", extra={"reason": reason})
+        return False
+    if answered is None:
+        return False
+    async with uow:
+        verified = await store.set_ownership(uow.conn, link.charger_id, link.linked_at, "verified", None)
+    stats["ownership_verified"] += verified
+    return verified
+
+
+async def _asked(
+    uow: UnitOfWork,
+    access: KazamAccess,
+    account: _Account,
+    stats: dict[str, int],
+    chargers: int,
+    call: Callable[[], Awaitable[T]],
+    *,
+    not_found: bool = False,
+) -> T | None:
+    """One Kazam request of a poll round, through the account's circuit breaker (in the database: every replica
+    and a restarted process see the same state). None: not asked (the breaker is open; `chargers` counted) or
+    failed (counted and logged; Kazam unavailable after the retries counts against the breaker). A 401
+    (KazamUnauthorized) is raised, as is device_not_found (KazamNotFound) when the caller takes it (`not_found`)."""
+    async with uow:
+        allowed = await store.breaker_allows(uow.conn, account.breaker_id, access.breaker_cooldown_s)
+    if not allowed:
+        stats["breaker_open"] += chargers
+        return None
+    try:
+        answer = await call()
+    except KazamNotFound:
+        if not_found:
+            await _breaker_closed(uow, account)  # Kazam answered
+            raise
+        access.count_error(KazamNotFound.kind)
+        stats["requests_failed"] += 1
+        log.warning("kazam does not see a charger", extra={"organization_id": account.organization_id})
+        return None
+    except KazamError as exc:
+        access.count_error(exc.kind)
+        stats["requests_failed"] += 1
+        if isinstance(exc, KazamUnauthorized):
+            raise
+        if isinstance(exc, KazamUnavailable):
+            async with uow:
+                await store.breaker_failed(
+                    uow.conn, account.breaker_id, access.breaker_failures, access.breaker_cooldown_s
+                )
+        log.warning(
+            "kazam unreachable or refusing; retrying next poll",
+            extra={"organization_id": account.organization_id, "chargers": chargers, "error": str(exc)},
+        )
+        return None
+    await _breaker_closed(uow, account)
+    return answer
+
+
+async def _breaker_closed(uow: UnitOfWork, account: _Account) -> None:
+    async with uow:
+        await store.breaker_closed(uow.conn, account.breaker_id)
+
+
+async def kazam_details(uow: UnitOfWork, access: KazamAccess, last_round: dict[str, int]) -> dict[str, Any]:
+    """For /readyz: how the Kazam polling goes. Poll lag (seconds since this process's last complete round),
+    transactions recorded in the last minute (every replica's), errors by kind (this process's, since it started),
+    open breakers and links by ownership (every replica's), and the counts of this process's last round."""
+    async with uow.reading() as r:
+        per_minute = await store.count_transactions_since(r.conn, 60)
+        breakers_open = await store.count_open_breakers(r.conn)
+        links = await store.count_links_by_ownership(r.conn)
+    lag = access.poll_lag_s(time.monotonic())
+    return {
+        "pollLagSeconds": None if lag is None else round(lag, 3),
+        "lastPollAt": iso(datetime.fromtimestamp(access.last_poll_unix, UTC)) if access.last_poll_unix else None,
+        "transactionsPerMinute": per_minute,
+        "errors": dict(sorted(access.errors.items())),
+        "breakersOpen": breakers_open,
+        "links": links,
+        "lastRound": last_round,
+    }
 
 
 async def rotate_credentials(uow: UnitOfWork, cipher: TokenCipher, limit: int = 100) -> int:
@@ -407,11 +542,14 @@ async def register_credentials(
     uow: UnitOfWork, cipher: TokenCipher, user: Principal, organization_id: int | None, token: str, base_url: str | None
 ) -> dict[str, Any]:
     """Register (or replace) the acting Developer organization's Kazam credentials, encrypted at rest; an account
-    that needed new credentials is active again and its links are polled from the next round."""
+    that needed new credentials is active again and its links are polled from the next round. Its links refused
+    (the old credentials did not see their chargers) are checked again, and its breaker starts closed."""
     encrypted, key = cipher.encrypt(token)
     async with uow:
         acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
         row = await store.upsert_account(uow.conn, acting, base_url, encrypted, key, user.user_id)
+        await store.check_refused_links_again(uow.conn, acting)
+        await store.breaker_closed(uow.conn, acting)
     return account_answer(row)
 
 
@@ -430,6 +568,7 @@ async def delete_credentials(uow: UnitOfWork, user: Principal, organization_id: 
     async with uow:
         acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
         deleted = await store.delete_account(uow.conn, acting)
+        await store.breaker_closed(uow.conn, acting)
     if not deleted:
         raise ApiError(404, f"Organization {acting} has registered no Kazam credentials")
 
@@ -437,37 +576,36 @@ async def delete_credentials(uow: UnitOfWork, user: Principal, organization_id: 
 # ---------------------------------------------------------------- a linked charger: state, uptime, transactions
 
 
-async def _linked_client(
-    uow: UnitOfWork,
-    access: KazamAccess,
-    cipher: TokenCipher,
-    user: Principal,
-    charger_id: str,
-    organization_id: int | None,
-) -> tuple[asyncpg.Record, KazamClient]:
-    async with uow.reading() as r:
-        scope = await _reachable(r.conn, user, organization_id)
-        link = await store.find_link(r.conn, charger_id, scope)
-        if link is None:
-            raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
-        if link["kind"] != "kazam":
-            raise ApiError(409, f"Charger {charger_id!r} is an OCPP charge point: Kazam knows nothing of it")
-        account = await store.get_account(r.conn, link["organization_id"])
-    client, _ = _client_for(access, cipher, link["organization_id"], account)
+async def _linked(
+    conn: asyncpg.Connection, user: Principal, charger_id: str, organization_id: int | None
+) -> asyncpg.Record:
+    """The charger's link in one of the organizations the caller reaches; 404 otherwise (another organization's
+    charger answers as an unlinked one)."""
+    link = await store.find_link(conn, charger_id, await _reachable(conn, user, organization_id))
+    if link is None:
+        raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
+    return link
+
+
+def _kazam_client(
+    access: KazamAccess, cipher: TokenCipher, link: asyncpg.Record, account: asyncpg.Record | None
+) -> tuple[KazamClient, bytes | None]:
+    """The client of the Kazam account of the link's organization, and its encrypted token (None: the platform's)."""
+    if link["kind"] != "kazam":
+        raise ApiError(409, f"Charger {link['charger_id']!r} is an OCPP charge point: Kazam knows nothing of it")
+    client, account = _client_for(access, cipher, link["organization_id"], account)
     if client is None:
         raise ApiError(409, f"Organization {link['organization_id']} needs to register working Kazam credentials")
-    return link, client
+    return client, None if account is None else account["token_encrypted"]
 
 
-async def _ask(
-    uow: UnitOfWork, access: KazamAccess, organization_id: int, account_token: bytes | None, call: Any
-) -> Any:
+async def _ask(uow: UnitOfWork, access: KazamAccess, organization_id: int, token: bytes | None, call: Any) -> Any:
     try:
         return await call
     except KazamUnauthorized as exc:
         access.count_error(exc.kind)
-        if account_token is not None:
-            await _needs_credentials(uow, organization_id, account_token, str(exc))
+        if token is not None:
+            await _needs_credentials(uow, organization_id, token, str(exc))
         raise ApiError(409, "Kazam refused the organization's credentials (401): register new ones") from None
     except KazamNotFound:
         raise ApiError(404, "Kazam no longer knows this charger for the organization's account") from None
@@ -487,12 +625,11 @@ async def charger_state(
     """Kazam's device state of a linked charger, its charge_state code with the collection's words; an OCPP charge
     point's from what it reported (BootNotification, StatusNotification per connector)."""
     async with uow.reading() as r:
-        scope = await _reachable(r.conn, user, organization_id)
-        found = await store.find_link(r.conn, charger_id, scope)
-        if found is not None and found["kind"] == "ocpp":
-            return await _ocpp_state(r.conn, found)
-    link, client = await _linked_client(uow, access, cipher, user, charger_id, organization_id)
-    token = await _account_token(uow, link["organization_id"])
+        link = await _linked(r.conn, user, charger_id, organization_id)
+        if link["kind"] == "ocpp":
+            return await _ocpp_state(r.conn, link)
+        account = await store.get_account(r.conn, link["organization_id"])
+    client, token = _kazam_client(access, cipher, link, account)
     state = await _ask(uow, access, link["organization_id"], token, client.device_state(charger_id))
     seen = domain.unix(state.get("timestamp"))
     try:
@@ -527,8 +664,10 @@ async def charger_uptime(
         start, end = domain.ist_day_window(first, last)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    link, client = await _linked_client(uow, access, cipher, user, charger_id, organization_id)
-    token = await _account_token(uow, link["organization_id"])
+    async with uow.reading() as r:
+        link = await _linked(r.conn, user, charger_id, organization_id)
+        account = await store.get_account(r.conn, link["organization_id"])
+    client, token = _kazam_client(access, cipher, link, account)
     answer = await _ask(uow, access, link["organization_id"], token, client.device_uptime([charger_id], start, end))
     return {
         "chargerId": charger_id,
@@ -566,22 +705,13 @@ async def _ocpp_state(conn: asyncpg.Connection, link: asyncpg.Record) -> dict[st
     }
 
 
-async def _account_token(uow: UnitOfWork, organization_id: int) -> bytes | None:
-    async with uow.reading() as r:
-        account = await store.get_account(r.conn, organization_id)
-    return None if account is None else account["token_encrypted"]
-
-
 async def charger_transactions(
     uow: UnitOfWork, user: Principal, charger_id: str, organization_id: int | None, page: Page
 ) -> tuple[list[dict[str, Any]], int]:
     """What became of each Kazam transaction of a linked charger: submitted as a read (and refused by readings,
     with its reasons, if so), or skipped and why; newest first."""
     async with uow.reading() as r:
-        scope = await _reachable(r.conn, user, organization_id)
-        link = await store.find_link(r.conn, charger_id, scope)
-        if link is None:
-            raise ApiError(404, f"No charger {charger_id!r} linked in your organization(s)")
+        link = await _linked(r.conn, user, charger_id, organization_id)
         if link["kind"] == "ocpp":
             rows = await store.ocpp_transactions(r.conn, charger_id, page.limit, page.offset)
             total = await store.count_ocpp_transactions(r.conn, charger_id)
@@ -637,11 +767,27 @@ def _transaction_answer(row: asyncpg.Record) -> dict[str, Any]:
 # use case is safe to repeat: a charge point resends what it got no answer to, and may reconnect and resend.
 
 
-async def ocpp_authenticate(uow: UnitOfWork, charger_id: str, password: str) -> bool:
-    """Whether `password` is this linked OCPP charge point's (security profile 1, at the WebSocket upgrade)."""
-    async with uow.reading() as r:
-        link = await store.ocpp_link(r.conn, charger_id)
-    return link is not None and domain.password_matches(password, link["ocpp_password_hash"])
+async def ocpp_authenticate(
+    uow: UnitOfWork, throttle: domain.PasswordThrottle, charger_id: str, password: str, address: str
+) -> float | None:
+    """Security profile 1, at the WebSocket upgrade: None when `password` is this linked OCPP charge point's;
+    otherwise the seconds the client `address` is to wait before its next attempt (0: the password is wrong; more:
+    it was not checked, the address is held back by its wrong passwords or those naming this charge point)."""
+    wait = throttle.admit(address, time.monotonic())
+    if wait:
+        return wait
+    try:
+        async with uow.reading() as r:
+            link = await store.ocpp_link(r.conn, charger_id)
+        # scrypt off the event loop: it costs tens of milliseconds of CPU (hashlib releases the GIL)
+        right = link is not None and await asyncio.to_thread(
+            domain.password_matches, password, link["ocpp_password_hash"]
+        )
+    except BaseException:  # e.g. the database away: not the client's failure
+        throttle.released(address)
+        raise
+    throttle.checked(charger_id, address, right, time.monotonic())
+    return None if right else 0.0
 
 
 async def ocpp_boot(uow: UnitOfWork, charger_id: str, vendor: str, model: str, firmware: str | None) -> bool:

@@ -30,3 +30,10 @@ class Settings(ServiceSettings):
     # for the cool-down, then one request tries it again.
     kazam_breaker_failures: int = Field(default=5, ge=1)
     kazam_breaker_cooldown_seconds: float = Field(default=60.0, gt=0)
+    # Wrong OCPP passwords at the WebSocket upgrade: the failing client address waits this long, doubling with the
+    # wrong passwords in a row of that address or of the charge point id it named, at most the maximum.
+    ocpp_auth_backoff_seconds: float = Field(default=1.0, gt=0, le=60)
+    ocpp_auth_backoff_max_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Proxies in front of the OCPP endpoint (the gateway relays /ocpp/...), CIDRs, JSON list: a charge point's
+    # address is the right-most X-Forwarded-For entry only when the connection comes from one of them.
+    ocpp_trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"], max_length=100)

@@ -78,8 +78,8 @@ async def find_device(conn: asyncpg.Connection, organization_id: int, external_i
 
 # ---------------------------------------------------------------- links
 
-_LINK_COLUMNS = "l.charger_id, l.device_id, d.external_id, l.organization_id, l.linked_at, l.poll_cursor"
-_ANSWER_COLUMNS = f"{_LINK_COLUMNS}, l.kind"
+_LINK_COLUMNS = "l.charger_id, l.device_id, d.external_id, l.organization_id, l.linked_at, l.poll_cursor, l.ownership"
+_ANSWER_COLUMNS = f"{_LINK_COLUMNS}, l.kind, l.ownership_reason, l.ownership_checked_at"
 
 
 async def insert_link(
@@ -91,12 +91,15 @@ async def insert_link(
     kind: str = "kazam",
     ocpp_password_hash: bytes | None = None,
 ) -> asyncpg.Record:
-    """Link a charger; its cursor starts at the link time. Raises ChargerTaken if it is linked already."""
+    """Link a charger (its ownership proven: Kazam's answer for the organization's credentials, or an OCPP charge
+    point's own password); its cursor starts at the link time. A link whose ownership was refused gives way to it.
+    Raises ChargerTaken if the charger is linked already."""
+    await conn.execute("DELETE FROM charger_links WHERE charger_id = $1 AND ownership = 'refused'", charger_id)
     try:
         await conn.execute(
-            "INSERT INTO charger_links "
-            "(charger_id, device_id, organization_id, linked_by, linked_at, poll_cursor, kind, ocpp_password_hash) "
-            "VALUES ($1, $2, $3, $4, now(), floor(extract(epoch FROM now()))::bigint, $5, $6)",
+            "INSERT INTO charger_links (charger_id, device_id, organization_id, linked_by, linked_at, poll_cursor, kind, "
+            "ocpp_password_hash, ownership) "
+            "VALUES ($1, $2, $3, $4, now(), floor(extract(epoch FROM now()))::bigint, $5, $6, 'verified')",
             charger_id,
             device_id,
             organization_id,
@@ -142,9 +145,11 @@ async def delete_link(conn: asyncpg.Connection, charger_id: str, organization_id
 
 
 async def all_links(conn: asyncpg.Connection) -> list[Link]:
-    """The Kazam chargers' links (what the poller asks Kazam about; OCPP charge points report themselves)."""
+    """The Kazam chargers' links the poller asks Kazam about, verified or still to be checked (OCPP charge points
+    report themselves; a link whose ownership was refused is not polled)."""
     rows = await conn.fetch(
-        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) WHERE l.kind = 'kazam'"
+        f"SELECT {_LINK_COLUMNS} FROM charger_links l JOIN devices d USING (device_id) "
+        "WHERE l.kind = 'kazam' AND l.ownership <> 'refused'"
     )
     return [Link(**dict(r)) for r in rows]
 
@@ -157,6 +162,30 @@ async def lock_links(conn: asyncpg.Connection, charger_ids: list[str]) -> list[L
         charger_ids,
     )
     return [Link(**dict(r)) for r in rows]
+
+
+async def set_ownership(
+    conn: asyncpg.Connection, charger_id: str, linked_at: datetime, ownership: str, reason: str | None
+) -> bool:
+    """The outcome of checking an unverified link (verified or refused), if it is still that link."""
+    status = await conn.execute(
+        "UPDATE charger_links SET ownership = $3, ownership_reason = $4, ownership_checked_at = now() "
+        "WHERE charger_id = $1 AND linked_at = $2 AND ownership = 'unverified'",
+        charger_id,
+        linked_at,
+        ownership,
+        reason,
+    )
+    return status != "UPDATE 0"
+
+
+async def check_refused_links_again(conn: asyncpg.Connection, organization_id: int) -> int:
+    """The organization registered new credentials: its refused links are checked again on the next poll."""
+    status = await conn.execute(
+        "UPDATE charger_links SET ownership = 'unverified' WHERE organization_id = $1 AND ownership = 'refused'",
+        organization_id,
+    )
+    return int(status.split()[-1])
 
 
 async def set_cursors(conn: asyncpg.Connection, cursors: dict[str, int]) -> None:
@@ -302,6 +331,57 @@ async def set_encrypted_token(
         new,
         key_id,
     )
+
+
+# ---------------------------------------------------------------- circuit breakers (per Kazam account)
+
+
+async def breaker_allows(conn: asyncpg.Connection, organization_id: int, cooldown_s: float) -> bool:
+    """Whether the account may be asked now: its breaker is closed, or open past its cool-down and this caller claims
+    the one trial request (the claim moves the cool-down on, so other replicas and rounds wait for its outcome:
+    concurrent claims are serialized by the row lock, and the loser sees the moved cool-down)."""
+    return await conn.fetchval(
+        "WITH trial AS (UPDATE kazam_breakers SET open_until = now() + make_interval(secs => $2) "
+        "WHERE organization_id = $1 AND open_until <= now() RETURNING 1) "
+        "SELECT EXISTS (SELECT FROM trial) "
+        "OR NOT EXISTS (SELECT FROM kazam_breakers WHERE organization_id = $1 AND open_until IS NOT NULL)",
+        organization_id,
+        cooldown_s,
+    )
+
+
+async def breaker_failed(conn: asyncpg.Connection, organization_id: int, failures: int, cooldown_s: float) -> None:
+    """One more request in a row that stayed unavailable: from `failures` on, the breaker opens for the cool-down."""
+    await conn.execute(
+        "INSERT INTO kazam_breakers AS b (organization_id, failed, open_until) "
+        "VALUES ($1, 1, CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END) "
+        "ON CONFLICT (organization_id) DO UPDATE SET failed = b.failed + 1, open_until = CASE "
+        "WHEN b.failed + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE b.open_until END",
+        organization_id,
+        failures,
+        cooldown_s,
+    )
+
+
+async def breaker_closed(conn: asyncpg.Connection, organization_id: int) -> None:
+    """Kazam answered the account: its breaker closes (no row)."""
+    await conn.execute("DELETE FROM kazam_breakers WHERE organization_id = $1", organization_id)
+
+
+async def breaker(conn: asyncpg.Connection, organization_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT failed, open_until, open_until > now() AS open FROM kazam_breakers WHERE organization_id = $1",
+        organization_id,
+    )
+
+
+async def count_open_breakers(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM kazam_breakers WHERE open_until > now()")
+
+
+async def count_links_by_ownership(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT ownership, count(*) AS n FROM charger_links WHERE kind = 'kazam' GROUP BY 1")
+    return {r["ownership"]: r["n"] for r in rows}
 
 
 async def find_link(
