@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import tracemalloc
 import uuid
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,6 +32,67 @@ def test_csv_columns_are_found_by_name_in_any_order_and_case():
         "\ufeffENDDATE,value,unit,type,timezone,deviceexternalid,startdate\n2024-01-01T00:00:00Z, 5 ,Wh,Delta,,D1,\n\n"
     )
     assert rows == [imports.CsvRow(1, "D1", "", "Delta", "Wh", "5", "", "2024-01-01T00:00:00Z")]
+
+
+class _Generated(io.RawIOBase):
+    """A CSV file of `rows` rows (and the chunks of `tail` after them), made as it is read: nothing holds it all."""
+
+    def __init__(self, rows: int, tail: Iterable[bytes] = ()) -> None:
+        self.lines = itertools.chain(
+            [HEADER.encode()],
+            (f"D{n % 7},,Delta,Wh,{n},,2024-01-01T00:00:00Z\n".encode() for n in range(rows)),
+            tail,
+        )
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self.pending) < len(buffer):
+            line = next(self.lines, None)
+            if line is None:
+                break
+            self.pending += line
+        n = min(len(buffer), len(self.pending))
+        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
+        return n
+
+
+def _peak_while_reading(source: io.RawIOBase) -> tuple[int, int | Exception]:
+    """Peak memory (tracemalloc) while read_csv reads `source` to its end, and the rows read (or what it raised)."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome: int | Exception = sum(1 for _ in imports.read_csv(io.BufferedReader(source)))
+        except ValueError as exc:
+            outcome = exc
+        return tracemalloc.get_traced_memory()[1], outcome
+    finally:
+        tracemalloc.stop()
+
+
+def test_reading_a_csv_holds_a_row_at_a_time_not_the_file():
+    small_peak, small_rows = _peak_while_reading(_Generated(2_000))
+    large_peak, large_rows = _peak_while_reading(_Generated(30_000))  # ~1.4 MB of CSV
+    assert (small_rows, large_rows) == (2_000, 30_000)
+    assert large_peak < 512 * 1024, f"peak {large_peak} bytes while reading 30,000 rows"
+    assert large_peak < 2 * small_peak + 64 * 1024, (small_peak, large_peak)  # flat, whatever the length
+
+
+def test_a_row_header_or_column_count_past_its_bound_is_refused_naming_it():
+    # a 20 MB line with no end: refused once MAX_ROW_CHARS are read, without reading the rest
+    peak, refused = _peak_while_reading(
+        _Generated(10, tail=itertools.chain([b"D1,"], itertools.repeat(b"9" * 65536, 305)))
+    )
+    assert isinstance(refused, imports.TooLarge) and "row 11 is longer than 4096 characters" in str(refused)
+    assert peak < 512 * 1024
+    with pytest.raises(imports.TooLarge, match=r"the header .* is longer than 4096 characters"):
+        imports.parse_csv("x" * 5000 + "\n")
+    with pytest.raises(ValueError, match="the header has 65 columns; at most 64 are read"):
+        imports.parse_csv(HEADER.strip() + ",x" * 58 + "\n")
+    with pytest.raises(imports.TooLarge, match="row 2 is longer"):  # a quoted cell spanning lines counts whole
+        imports.parse_csv(HEADER + 'A,,Delta,Wh,1,,x\nA,,Delta,Wh,"' + "1\n" * 3000 + '",,x\n')
 
 
 def test_a_csv_without_a_column_is_refused_naming_it():
@@ -169,6 +234,57 @@ async def test_a_file_that_is_not_a_reads_csv_is_refused_at_upload(instance):
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_a_csv_past_a_bound_is_refused_at_upload_naming_it_and_makes_no_job(instance):
+    organization = new_device().organization_id
+    long_row = HEADER + "A,,Delta,Wh,1,,x\n" + "A,,Delta,Wh," + "1" * 5000 + ",,x\n"
+    response = await instance.upload(organization, long_row)
+    assert response.status_code == 413, response.text
+    assert response.json()["message"] == "Not a usable reads CSV: row 2 is longer than 4096 characters"
+    wide = await instance.upload(organization, HEADER.strip() + ",x" * 60 + "\nA,,Delta,Wh,1,,x\n")
+    assert wide.status_code == 400 and "at most 64 are read" in wide.json()["message"]
+    listed = await instance.client.get("/api/meter-reads/bulk-upload", headers=instance.headers(organization))
+    assert listed.json()["jobs"] == []  # nothing staged, nothing queued
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_group_that_fails_every_time_is_set_aside_and_the_job_goes_on(instance, monkeypatch):
+    device = new_device()
+    await instance.register(device)
+    t, ext = device.onboarded_at, device.external_id
+    judge = services._judge_group
+
+    async def poisoned(uow, settings, organization_id, rows):
+        if rows[0].external_id == "POISON":
+            raise RuntimeError("this group cannot be judged")
+        return await judge(uow, settings, organization_id, rows)
+
+    monkeypatch.setattr(services, "_judge_group", poisoned)
+    text = _csv(device, [
+        (ext, "", "Delta", "Wh", 100, "", iso(t + H)),
+        ("POISON", "", "Delta", "Wh", 1, "", iso(t + H)),
+        ("POISON", "", "Delta", "Wh", 2, "", iso(t + 2 * H)),
+        (ext, "", "Delta", "Wh", 200, "", iso(t + 2 * H)),
+    ])  # fmt: skip
+    response = await instance.upload(device.organization_id, text)
+    assert response.status_code == 202, response.text
+    job = await instance.finished(device.organization_id, response.json()["jobId"])
+    assert (job["rowsDone"], job["accepted"], job["rejected"]) == (4, 2, 2)
+    reasons = {r["row"]: r["reason"] for r in job["rows"]}
+    assert reasons[1] is None and reasons[4] is None
+    assert (
+        reasons[2]
+        == reasons[3]
+        == ("set aside: judging its group failed 3 times (RuntimeError: this group cannot be judged)")
+    )
+    assert (
+        await instance.runtime.pool.fetchval(
+            "SELECT count(*) FROM import_staged WHERE job_id = $1", uuid.UUID(job["jobId"])
+        )
+        == 0
+    )  # staged rows go as they are done
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_a_job_left_by_a_stopped_service_is_done_after_a_restart(postgres_url, kafka_bootstrap):
     settings = settings_for_test(
         Settings, postgres_url, kafka_bootstrap, service_name="readings-restart", import_worker=False
@@ -192,10 +308,12 @@ async def test_a_job_left_by_a_stopped_service_is_done_after_a_restart(postgres_
         job_id = response.json()["jobId"]
         assert (await before.job(device.organization_id, job_id))["status"] == "queued"
         assert "bulk-read-import" not in first.worker_status()  # IMPORT_WORKER=false: registered, not started
-        # A job another worker holds is left alone (its lock lives as long as that worker's unit of work).
+        # A job another worker holds is left alone while that worker's lease runs.
         async with first.uow() as other_worker:
-            assert await store.try_lock_job(other_worker.conn, uuid.UUID(job_id))
-            assert await services.import_next_job(first.uow(), first.settings) is False
+            assert (await store.claim_job(other_worker.conn, 60))["job_id"] == uuid.UUID(job_id)
+        assert await services.import_next_job(first.uow(), first.settings) is False
+        async with first.uow() as other_worker:
+            await store.release_job(other_worker.conn, uuid.UUID(job_id), None)  # as a stopping worker does
 
     again = build(settings.model_copy(update={"import_worker": True, "import_poll_interval_s": 0.2}))
     issuer.trust_in(again)

@@ -351,9 +351,10 @@ async def upload_reads(
         request.stream(),
         runtime.settings.import_max_bytes,
     )
-    with spooled.file as file:
-        raw = file.read()
-    job = await services.create_import_job(uow, acting.user, acting.organization_id, fileName or spooled.file_name, raw)
+    with spooled.file as file:  # parsed as it is staged, a batch of rows at a time
+        job = await services.create_import_job(
+            uow, acting.user, acting.organization_id, fileName or spooled.file_name, file
+        )
     request.app.state.import_worker.wake()
     return job
 

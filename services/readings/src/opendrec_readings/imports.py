@@ -11,10 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import cast
+from typing import IO, cast
 
 from . import domain
 
@@ -33,6 +33,10 @@ class CsvRow:
     start: str
     end: str
 
+    def cells(self) -> list[str]:
+        """Its cells in COLUMNS' order (as staged)."""
+        return [self.external_id, self.timezone, self.read_type, self.unit, self.value, self.start, self.end]
+
     def group(self) -> tuple[str, str, str, str]:
         return (self.external_id, self.timezone, self.read_type, self.unit)
 
@@ -48,24 +52,77 @@ class RowResult:
 # -- pure parts -------------------------------------------------------------------------
 
 
+# Bounds of an upload's content (issue 12), so that parsing it costs a constant times a row: a read's row is about
+# 120 characters, a header 70.
+MAX_HEADER_CHARS = 4096
+MAX_COLUMNS = 64
+MAX_ROW_CHARS = 4096
+
+
+class TooLarge(ValueError):
+    """A part of the file is past one of the bounds above (a 413)."""
+
+
+class _Lines:
+    """The text's lines for csv.reader, with the characters of the record being read counted: past `limit`, the
+    record is refused before more of it is read (a quoted cell may span lines)."""
+
+    def __init__(self, text: IO[str], limit: int, what: str) -> None:
+        self.text, self.limit, self.what = text, limit, what
+        self.used = 0
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.text.readline(self.limit - self.used + 1):
+            self.used += len(line)
+            if self.used > self.limit:
+                raise TooLarge(f"{self.what} is longer than {self.limit} characters")
+            yield line
+
+    def next_record(self, limit: int, what: str) -> None:
+        self.used, self.limit, self.what = 0, limit, what
+
+
+def read_csv(binary: IO[bytes]) -> Iterator[CsvRow]:
+    """The rows of an upload (UTF-8, a BOM allowed), read as they are needed; ValueError when it is not a reads CSV
+    (the header lacks a column, names as in COLUMNS, any case; not UTF-8; not CSV), TooLarge past a bound."""
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    number = 0
+    lines = _Lines(text, MAX_HEADER_CHARS, "the header (the first row)")
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError("the file is empty: expected a header row " + ",".join(COLUMNS))
+        if len(header) > MAX_COLUMNS:
+            raise ValueError(f"the header has {len(header)} columns; at most {MAX_COLUMNS} are read")
+        positions = {name.strip().lower(): i for i, name in enumerate(header)}
+        missing = [c for c in COLUMNS if c.lower() not in positions]
+        if missing:
+            raise ValueError(f"the header lacks {', '.join(missing)}: expected {','.join(COLUMNS)}")
+        at = [positions[c.lower()] for c in COLUMNS]
+        lines.next_record(MAX_ROW_CHARS, "row 1")
+        for number, cells in enumerate(reader, start=1):
+            lines.next_record(MAX_ROW_CHARS, f"row {number + 1}")
+            if not any(cell.strip() for cell in cells):
+                continue  # blank line
+            cells = cells + [""] * (len(header) - len(cells))
+            yield CsvRow(number, *(cells[i].strip() for i in at))
+    except UnicodeDecodeError:
+        raise ValueError(f"the file is not UTF-8 text (after row {number}); save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"the file is not valid CSV near row {number + 1}: {exc}") from None
+    finally:
+        text.detach()  # the caller owns (and closes) the binary file
+
+
 def parse_csv(text: str) -> list[CsvRow]:
-    """The rows of an upload; ValueError when the header lacks a column (names as in COLUMNS, any case)."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    header = next(reader, None)
-    if header is None:
-        raise ValueError("the file is empty: expected a header row " + ",".join(COLUMNS))
-    positions = {name.strip().lower(): i for i, name in enumerate(header)}
-    missing = [c for c in COLUMNS if c.lower() not in positions]
-    if missing:
-        raise ValueError(f"the header lacks {', '.join(missing)}: expected {','.join(COLUMNS)}")
-    at = [positions[c.lower()] for c in COLUMNS]
-    rows = []
-    for number, cells in enumerate(reader, start=1):
-        if not any(cell.strip() for cell in cells):
-            continue  # blank line
-        cells = cells + [""] * (len(header) - len(cells))
-        rows.append(CsvRow(number, *(cells[i].strip() for i in at)))
-    return rows
+    """Every row of a CSV held as text (read_csv's rules)."""
+    return list(read_csv(io.BytesIO(text.encode())))
+
+
+def rows_from_cells(rows: Iterable[tuple[int, Sequence[str]]]) -> list[CsvRow]:
+    """Staged rows (their number and cells in COLUMNS' order) as CsvRows again."""
+    return [CsvRow(number, *cells) for number, cells in rows]
 
 
 def groups(rows: Sequence[CsvRow], max_size: int = domain.MAX_READS_PER_REQUEST) -> list[list[CsvRow]]:

@@ -17,12 +17,15 @@ all in the one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar, cast
+from typing import IO, Any, Literal, TypeVar, cast
 from urllib.parse import quote
 
 import asyncpg
@@ -896,31 +899,42 @@ def _job_row_out(row: Any) -> dict[str, Any]:
     }
 
 
+STAGE_BATCH = 1000  # rows parsed (in a thread) and staged (one COPY) at a time
+IMPORT_LEASE_S = 120.0  # a worker's hold on a job, renewed at each group; a dead worker's runs out
+IMPORT_MAX_STRIKES = 3  # claims of a job at the same row before the group there is set aside
+
+
+async def _stage_csv(conn: asyncpg.Connection, job_id: uuid.UUID, rows: Iterator[CsvRow]) -> int:
+    """Stage the rows of a CSV, parsed a batch at a time in a worker thread: the event loop never parses, and
+    memory holds one batch. Raises ApiError 400/413 naming what is wrong with the file."""
+    total = 0
+    try:
+        while batch := await asyncio.to_thread(lambda: list(itertools.islice(rows, STAGE_BATCH))):
+            await store.stage_rows(conn, job_id, batch)
+            total += len(batch)
+    except imports.TooLarge as exc:
+        raise ApiError(413, f"Not a usable reads CSV: {exc}") from None
+    except ValueError as exc:
+        raise ApiError(400, f"Not a reads CSV: {exc}") from None
+    return total
+
+
 async def create_import_job(
-    uow: UnitOfWork, user: Principal, organization_id: int | None, file_name: str | None, raw: bytes
+    uow: UnitOfWork, user: Principal, organization_id: int | None, file_name: str | None, file: IO[bytes]
 ) -> dict[str, Any]:
-    """Queue a CSV of reads for the import worker: refused at once (400) when it is not a reads CSV."""
+    """Queue a CSV of reads (a spooled upload, which the caller closes) for the import worker: refused at once
+    (400/413) when it is not a reads CSV. Its rows are staged in the same transaction as the job."""
     async with uow.reading("read_committed") as r:
         organization = await acting_organization(r.conn, user, organization_id, organization_type="Developer")
-    try:
-        content = raw.decode("utf-8")
-        rows = imports.parse_csv(content)
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "The file is not UTF-8 text") from exc
-    except ValueError as exc:
-        raise ApiError(400, f"Not a reads CSV: {exc}") from exc
-    if not rows:
-        raise ApiError(400, "The file has a header but no rows")
+    job_id = uuid.uuid4()
     async with uow:
-        job = await store.create_job(
-            uow.conn,
-            job_id=uuid.uuid4(),
-            organization_id=organization,
-            user_id=user.user_id,
-            file_name=file_name,
-            content=content,
-            rows_total=len(rows),
+        await store.create_job(
+            uow.conn, job_id=job_id, organization_id=organization, user_id=user.user_id, file_name=file_name
         )
+        total = await _stage_csv(uow.conn, job_id, imports.read_csv(file))
+        if not total:
+            raise ApiError(400, "The file has a header but no rows")
+        job = await store.set_job_total(uow.conn, job_id, total)
     return job_out(job)
 
 
@@ -943,7 +957,7 @@ async def import_job(
     """A job's progress and one page of its row results (accepted or rejected ones only, if asked)."""
     async with uow.reading() as r:
         organization = await acting_organization(r.conn, user, organization_id)
-        job = await store.get_job(r.conn, job_id, with_content=False)
+        job = await store.get_job(r.conn, job_id)
         if job is None or job["organization_id"] != organization:
             raise ApiError(404, f"No bulk read import {job_id} in organization {organization}")
         rows = await store.job_rows(r.conn, job_id, accepted, page.limit, page.offset)
@@ -951,40 +965,65 @@ async def import_job(
 
 
 async def import_next_job(uow: UnitOfWork, settings: Settings) -> bool:
-    """Process one queued (or interrupted) job that no other worker holds; False when there is none.
+    """Work through one queued (or interrupted) job that no other worker holds; False when there is none.
 
-    The job's lock is a transaction lock held by a unit of work of its own (read-only) while the job's
-    groups commit one by one in `uow`: two replicas never share a job, and the lock goes with the
-    connection if the process dies.
-    """
-    async with uow.reading("read_committed") as holder:
-        for job_id in await store.unfinished_jobs(holder.conn):
-            if await store.try_lock_job(holder.conn, job_id):
-                await _run_job(uow, settings, job_id)
-                return True
-    return False
-
-
-async def _run_job(uow: UnitOfWork, settings: Settings, job_id: uuid.UUID) -> None:
-    """Each group of rows is stored with its results and the job's cursor in one transaction, so a job
-    cut short resumes at its first row not done and adds nothing twice."""
+    A job is held by a lease, renewed at each group, not by a transaction left open: a worker that dies lets it
+    run out and another goes on at the job's cursor. A job claimed IMPORT_MAX_STRIKES times at the same row (the
+    group there failed each time, or killed its worker) has that group set aside, each row rejected with the
+    error, and goes on: one poison group never holds the job, or the worker, for ever."""
     async with uow:
-        job = await store.get_job(uow.conn, job_id)
-        if job is None or job["status"] in ("done", "failed"):
-            return
-        await store.mark_job_running(uow.conn, job_id)
-    rows = imports.parse_csv(job["content"])
-    todo = [r for r in rows if r.number > job["last_row"]]
-    log.info("bulk read import started", extra={"job_id": str(job_id), "rows_left": len(todo)})
-    for group in imports.groups(todo):
-        async with uow:
-            results = await _judge_group(uow, settings, job["organization_id"], group)
-            await store.save_row_results(uow.conn, job_id, results)
-            await store.advance_job(uow.conn, job_id, group[-1].number, len(results), sum(r.accepted for r in results))
-        metrics.bulk_rows("reads_import", len(results))
+        job = await store.claim_job(uow.conn, IMPORT_LEASE_S)
+    if job is None:
+        return False
+    job_id = job["job_id"]
+    try:
+        if job["content"] is not None:  # queued before rows were staged (migration 0009): staged now
+            async with uow:
+                await _stage_csv(uow.conn, job_id, imports.read_csv(io.BytesIO(job["content"].encode())))
+                await store.set_job_total(uow.conn, job_id, job["rows_total"])
+        await _run_job(uow, settings, job)
+    except BaseException as exc:
+        # Given back at once (with its error, for the strikes' reason): the next step, or another replica, goes on.
+        with contextlib.suppress(Exception):
+            async with uow:
+                error = None if isinstance(exc, asyncio.CancelledError) else f"{type(exc).__name__}: {exc}"[:1000]
+                await store.release_job(uow.conn, job_id, error)
+        raise
+    return True
+
+
+async def _run_job(uow: UnitOfWork, settings: Settings, job: Mapping[str, Any]) -> None:
+    """Each group of rows is stored with its results and the job's cursor in one transaction, so a job cut
+    short resumes at its first row not done and adds nothing twice."""
+    job_id, last_row, organization = job["job_id"], job["last_row"], job["organization_id"]
+    log.info("bulk read import working", extra={"job_id": str(job_id), "after_row": last_row})
+    set_aside = job["strikes"] > IMPORT_MAX_STRIKES
+    while rows := imports.rows_from_cells(await _staged(uow, job_id, last_row, domain.MAX_READS_PER_REQUEST)):
+        for group in imports.groups(rows):
+            async with uow:
+                if not await store.hold_job(uow.conn, job_id, last_row):
+                    return  # another worker went on with it (this one's lease ran out)
+                if set_aside:
+                    why = f"set aside: judging its group failed {IMPORT_MAX_STRIKES} times ({job['error'] or 'the worker stopped'})"
+                    results = [RowResult(r.number, False, why) for r in group]
+                    log.error("bulk read import group set aside", extra={"job_id": str(job_id), "rows": len(group)})
+                    set_aside = False
+                else:
+                    results = await _judge_group(uow, settings, organization, group)
+                await store.save_row_results(uow.conn, job_id, results)
+                last_row = group[-1].number
+                accepted = sum(r.accepted for r in results)
+                await store.advance_job(uow.conn, job_id, last_row, len(results), accepted, IMPORT_LEASE_S)
+            metrics.bulk_rows("reads_import", len(results))
     async with uow:
-        await store.finish_job(uow.conn, job_id)
+        if await store.hold_job(uow.conn, job_id, last_row):
+            await store.finish_job(uow.conn, job_id)
     log.info("bulk read import done", extra={"job_id": str(job_id)})
+
+
+async def _staged(uow: UnitOfWork, job_id: uuid.UUID, after: int, limit: int) -> list[tuple[int, list[str]]]:
+    async with uow.reading("read_committed") as r:
+        return await store.staged_rows(r.conn, job_id, after, limit)
 
 
 async def _judge_group(

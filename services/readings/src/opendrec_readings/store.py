@@ -650,20 +650,26 @@ async def create_job(
     organization_id: int,
     user_id: int | None,
     file_name: str | None,
-    content: str,
-    rows_total: int,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+) -> None:
+    """A job being staged: it counts no rows yet (`set_job_total`), and no worker takes it before its commit."""
+    await conn.execute(
         """
-        INSERT INTO import_jobs (job_id, organization_id, user_id, file_name, content, status, rows_total)
-        VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING *
+        INSERT INTO import_jobs (job_id, organization_id, user_id, file_name, status, rows_total)
+        VALUES ($1, $2, $3, $4, 'queued', 0)
         """,
         job_id,
         organization_id,
         user_id,
         file_name,
-        content,
-        rows_total,
+    )
+
+
+async def stage_rows(conn: asyncpg.Connection, job_id: uuid.UUID, rows: Sequence[Any]) -> None:
+    """Rows of an upload (CsvRows) for the worker."""
+    await conn.copy_records_to_table(
+        "import_staged",
+        records=[(job_id, r.number, r.cells()) for r in rows],
+        columns=("job_id", "row_number", "cells"),
     )
 
 
@@ -672,9 +678,16 @@ _JOB_FIELDS = (
 )
 
 
-async def get_job(conn: asyncpg.Connection, job_id: uuid.UUID, with_content: bool = True) -> asyncpg.Record | None:
-    fields = f"{_JOB_FIELDS}, content" if with_content else _JOB_FIELDS
-    return await conn.fetchrow(f"SELECT {fields} FROM import_jobs WHERE job_id = $1", job_id)
+async def set_job_total(conn: asyncpg.Connection, job_id: uuid.UUID, rows_total: int) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"UPDATE import_jobs SET rows_total = $2, content = NULL WHERE job_id = $1 RETURNING {_JOB_FIELDS}",
+        job_id,
+        rows_total,
+    )
+
+
+async def get_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {_JOB_FIELDS} FROM import_jobs WHERE job_id = $1", job_id)
 
 
 async def list_jobs(conn: asyncpg.Connection, organization_id: int, limit: int, offset: int) -> list[asyncpg.Record]:
@@ -702,22 +715,49 @@ async def job_rows(
     )
 
 
-async def unfinished_jobs(conn: asyncpg.Connection) -> list[uuid.UUID]:
-    rows = await conn.fetch("SELECT job_id FROM import_jobs WHERE status IN ('queued', 'running') ORDER BY created_at")
-    return [r["job_id"] for r in rows]
+async def claim_job(conn: asyncpg.Connection, lease_s: float) -> asyncpg.Record | None:
+    """The oldest unfinished job no worker holds (its lease run out), leased for `lease_s`, its strikes counted
+    (claims at the same cursor in a row); None when there is none."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE import_jobs SET status = 'running', updated_at = now(), leased_until = now() + make_interval(secs => $1),
+            strikes = CASE WHEN strike_row = last_row THEN strikes + 1 ELSE 1 END, strike_row = last_row
+        WHERE job_id = (
+            SELECT job_id FROM import_jobs
+            WHERE status IN ('queued', 'running') AND (leased_until IS NULL OR leased_until < now())
+            ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1
+        )
+        RETURNING {_JOB_FIELDS}, content, strikes, error
+        """,
+        lease_s,
+    )
 
 
-def _job_lock(job_id: uuid.UUID) -> str:
-    return f"readings.import:{job_id}"
+async def hold_job(conn: asyncpg.Connection, job_id: uuid.UUID, last_row: int) -> bool:
+    """The job for this transaction, if its cursor is still at `last_row` (no other worker went on with it)."""
+    at = await conn.fetchval("SELECT last_row FROM import_jobs WHERE job_id = $1 FOR UPDATE", job_id)
+    return at == last_row
 
 
-async def try_lock_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> bool:
-    """The job for this transaction alone: held until it ends, gone with the connection if the process dies."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", _job_lock(job_id)))
+async def release_job(conn: asyncpg.Connection, job_id: uuid.UUID, error: str | None) -> None:
+    """The lease given back (the worker stopped, or failed with `error`): the next claim may take it at once."""
+    await conn.execute(
+        "UPDATE import_jobs SET leased_until = NULL, error = COALESCE($2, error), updated_at = now() WHERE job_id = $1",
+        job_id,
+        error,
+    )
 
 
-async def mark_job_running(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE import_jobs SET status = 'running', updated_at = now() WHERE job_id = $1", job_id)
+async def staged_rows(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after: int, limit: int
+) -> list[tuple[int, list[str]]]:
+    rows = await conn.fetch(
+        "SELECT row_number, cells FROM import_staged WHERE job_id = $1 AND row_number > $2 ORDER BY row_number LIMIT $3",
+        job_id,
+        after,
+        limit,
+    )
+    return [(r["row_number"], r["cells"]) for r in rows]
 
 
 async def save_row_results(conn: asyncpg.Connection, job_id: uuid.UUID, results: Sequence[Any]) -> None:
@@ -728,22 +768,30 @@ async def save_row_results(conn: asyncpg.Connection, job_id: uuid.UUID, results:
     )
 
 
-async def advance_job(conn: asyncpg.Connection, job_id: uuid.UUID, last_row: int, done: int, accepted: int) -> None:
+async def advance_job(
+    conn: asyncpg.Connection, job_id: uuid.UUID, last_row: int, done: int, accepted: int, lease_s: float
+) -> None:
+    """The cursor moved to `last_row` (its staged rows dropped), the counts, and the lease renewed."""
     await conn.execute(
         """
-        UPDATE import_jobs SET last_row = $2, rows_done = rows_done + $3, accepted = accepted + $4, updated_at = now()
+        UPDATE import_jobs SET last_row = $2, rows_done = rows_done + $3, accepted = accepted + $4, updated_at = now(),
+            leased_until = now() + make_interval(secs => $5)
         WHERE job_id = $1
         """,
         job_id,
         last_row,
         done,
         accepted,
+        lease_s,
     )
+    await conn.execute("DELETE FROM import_staged WHERE job_id = $1 AND row_number <= $2", job_id, last_row)
 
 
 async def finish_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
     await conn.execute(
-        "UPDATE import_jobs SET status = 'done', finished_at = now(), updated_at = now() WHERE job_id = $1", job_id
+        "UPDATE import_jobs SET status = 'done', finished_at = now(), updated_at = now(), leased_until = NULL"
+        " WHERE job_id = $1",
+        job_id,
     )
 
 
