@@ -30,6 +30,7 @@ from opendrec_contracts import AccessTokenRevoked, Envelope, UnknownEvent, parse
 from opendrec_contracts.access import ADMIN_MODULES, ROLES, roles_granted
 
 from .errors import ApiError
+from .kafka_security import client_options
 from .workers import Worker
 
 if TYPE_CHECKING:
@@ -311,6 +312,7 @@ class RevocationFollower:
                     auto_offset_reset="earliest",
                     enable_auto_commit=False,
                     metadata_max_age_ms=5000,  # the topic may be created after this process starts
+                    **client_options(),
                 )
                 self._consumer = consumer
                 await consumer.start()
@@ -328,7 +330,7 @@ class RevocationFollower:
         must refuse that token from its first request. Returns how many messages were read; raises TimeoutError
         (the process does not start) when the broker doesn't deliver them in time."""
         topic = topic_of(AccessTokenRevoked.TYPE)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **client_options())
         await consumer.start()
         try:
             await consumer.topics()  # metadata, so the partitions are known

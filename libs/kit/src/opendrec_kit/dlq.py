@@ -27,6 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from opendrec_contracts import all_topics, dlq_topic
 
+from .kafka_security import client_options
+
 DLQ_SUFFIX = ".dlq"
 
 
@@ -59,7 +61,7 @@ def dlq_topics() -> list[str]:
 async def dead_letters(bootstrap: str, topics: Sequence[str] | None = None) -> list[DeadLetter]:
     """Every message of the DLQs (all of them, or `topics`), from their beginning to their current end."""
     wanted = list(topics) if topics else dlq_topics()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -68,7 +70,7 @@ async def dead_letters(bootstrap: str, topics: Sequence[str] | None = None) -> l
     wanted = [t for t in wanted if t in existing]
     if not wanted:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options())
     await consumer.start()
     try:
         await consumer.topics()  # metadata, so partitions are known
@@ -120,7 +122,7 @@ async def replay(bootstrap: str, letters: Sequence[DeadLetter]) -> int:
     x-error-* headers left out, x-replayed-from added); returns how many were published."""
     if not letters:
         return 0
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **client_options())
     await producer.start()
     try:
         for letter in letters:

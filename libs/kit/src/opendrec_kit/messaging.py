@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event, topic_of
 
 from . import watermarks
+from .kafka_security import broker_security, client_options
 from .settings import ServiceSettings
 from .uow import EventContext
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(),
         client_id=settings.service_name,
         middlewares=[KafkaTelemetryMiddleware()],
         # Outbox + inbox give effectively-once effects; Tansu refuses idempotent producers.
@@ -47,7 +49,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1) -> list[str]:
     """Create the topics that don't exist yet; returns the ones created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -64,7 +66,7 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, repl
 
 async def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """How many partitions each topic has on the broker (0 for one it does not know)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         described = await admin.describe_topics(topics)

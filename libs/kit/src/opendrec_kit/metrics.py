@@ -519,12 +519,14 @@ class LagReader:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
+        from .kafka_security import client_options
+
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **client_options())
             await admin.start()
             self._admin = admin
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **client_options())
             await consumer.start()
             self._consumer = consumer
         return self._admin, self._consumer

@@ -34,6 +34,7 @@ from opentelemetry import propagate
 
 from opendrec_contracts import Event, all_topics, envelope_for, topic_of
 
+from .kafka_security import client_options
 from .watermarks import HEADER as WATERMARK_HEADER
 from .workers import Worker
 
@@ -103,14 +104,14 @@ class BrokerEpoch:
         return marker
 
     async def _first(self) -> str | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **client_options())
         await admin.start()
         try:
             if self.topic not in await admin.list_topics():
                 return None
         finally:
             await admin.close()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **client_options())
         await consumer.start()
         try:
             partition = TopicPartition(self.topic, 0)

@@ -428,6 +428,7 @@ class ServiceRuntime(Generic[S]):
             setup_logging(self.name, s.log_level)
             # Once, before the workers: they would otherwise all create the database and migrate at once.
             asyncio.run(self.prepare())
+            metrics.prepare_multiprocess(self.name, s.http_port)  # one scrape sums every worker's metrics
             log.info("starting workers", extra={"workers": s.http_workers})
             uvicorn.run(worker_factory, factory=True, workers=s.http_workers, **options)
             return

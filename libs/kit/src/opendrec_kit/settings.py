@@ -116,3 +116,41 @@ class ServiceSettings(CoreSettings):
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.database_name_prefix):
             raise ValueError("DATABASE_NAME_PREFIX may hold only lower-case letters, digits and _")
         return self
+
+
+class KafkaSecuritySettings(BaseSettings):
+    """How every Kafka client of a process (broker, admin, lag reader, revocations, epoch marker, DLQ tools)
+    authenticates and encrypts: one set per process, from the environment (issue 12, least privilege: a Kafka user
+    per service, SCRAM over TLS in production). PLAINTEXT by default, as the embedded dev broker speaks."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = Field(default="", max_length=256)
+    kafka_sasl_password: SecretStr = SecretStr("")
+    # TLS: the CA that signed the brokers' certificates (empty: the system's), and a client certificate and key
+    # for brokers that also ask for one (mutual TLS).
+    kafka_ssl_cafile: str = Field(default="", max_length=1024)
+    kafka_ssl_certfile: str = Field(default="", max_length=1024)
+    kafka_ssl_keyfile: str = Field(default="", max_length=1024)
+
+    @property
+    def sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaSecuritySettings:
+        if self.sasl and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and _PASSWORD"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        if not self.tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile):
+            raise ValueError("KAFKA_SSL_* files need KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL")
+        return self
