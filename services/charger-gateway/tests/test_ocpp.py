@@ -102,6 +102,35 @@ async def register_ocpp(runtime, client, issuer):
     return charger, r.json()
 
 
+async def attempt(url: str, who: str, secret: str, protocols=("ocpp1.6",), source: str = "127.0.0.1") -> int:
+    """Connect as `who` from the loopback address `source`: 101 when accepted, else the refusal's HTTP status."""
+    try:
+        async with websockets.connect(
+            f"{url}/ocpp/{who}",
+            subprotocols=list(protocols),
+            additional_headers={"Authorization": basic(who, secret)},
+            local_addr=(source, 0),
+        ):
+            return 101
+    except websockets.InvalidStatus as refused:
+        return refused.response.status_code
+
+
+async def held_back(url: str, who: str, secret: str, source: str) -> str | None:
+    """The Retry-After of the 429 answering `who` from `source` (None: not held back)."""
+    try:
+        async with websockets.connect(
+            f"{url}/ocpp/{who}",
+            subprotocols=["ocpp1.6"],
+            additional_headers={"Authorization": basic(who, secret)},
+            local_addr=(source, 0),
+        ):
+            return None
+    except websockets.InvalidStatus as refused:
+        assert refused.response.status_code == 429, refused.response.status_code
+        return refused.response.headers["Retry-After"]
+
+
 def at(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -130,15 +159,9 @@ async def test_a_charge_point_with_the_wrong_credentials_or_subprotocol_is_refus
         (f"CP-{uuid.uuid4().hex[:8]}", password, ("ocpp1.6",)),  # not linked
         (charger, password, ("ocpp2.0.1",)),
     ]
-    for who, secret, protocols in refusals:
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            async with websockets.connect(
-                f"{url}/ocpp/{who}",
-                subprotocols=list(protocols),
-                additional_headers={"Authorization": basic(who, secret)},
-            ):
-                pass
-        assert refused.value.response.status_code == 403, (who, protocols)
+    for n, (who, secret, protocols) in enumerate(refusals):
+        # each from an address of its own: an address that sent a wrong password is held back a moment (below)
+        assert await attempt(url, who, secret, protocols, source=f"127.0.0.{11 + n}") == 403, (who, protocols)
     with pytest.raises(websockets.InvalidStatus):  # the credentials of another charge point's path
         async with websockets.connect(
             f"{url}/ocpp/other-{charger}",
@@ -149,6 +172,27 @@ async def test_a_charge_point_with_the_wrong_credentials_or_subprotocol_is_refus
     async with connected(url, charger, password) as station:
         booted = await station.call(call.BootNotification(charge_point_model="M1", charge_point_vendor="OpenDREC"))
         assert booted.status == RegistrationStatus.accepted and booted.interval > 0
+
+
+async def test_wrong_passwords_hold_their_address_back_and_the_right_password_from_elsewhere_connects(central):
+    runtime, client, issuer, url = central
+    charger, answer = await register_ocpp(runtime, client, issuer)
+    password = answer["ocppPassword"]
+    assert await attempt(url, charger, "guess-0000000000000", source="127.0.0.21") == 403
+    # That address is held back (1 s) before any check, even with the right password...
+    assert await held_back(url, charger, password, source="127.0.0.21") == "1"
+    # ...while the real charge point, from its own address, connects at once.
+    assert await attempt(url, charger, password) == 101
+    # A second address guessing the same charge point waits twice as long: the guesses of its id count too.
+    assert await attempt(url, charger, "guess-1111111111111", source="127.0.0.22") == 403
+    assert await held_back(url, charger, password, source="127.0.0.22") == "2"
+
+    # No lockout: once its backoff is over, the first address gets in with the right password (tries meanwhile are
+    # refused without counting).
+    async def admitted() -> bool:
+        return await attempt(url, charger, password, source="127.0.0.21") == 101
+
+    await eventually(admitted, timeout=10)
 
 
 async def test_each_finished_transaction_is_one_read_whatever_the_resends_and_reconnections(central, kafka_bootstrap):
@@ -294,14 +338,11 @@ async def test_a_charge_point_reaches_the_central_system_through_the_gateway(cen
     charger, answer = await register_ocpp(runtime, client, issuer)
     password = answer["ocppPassword"]
     for who, secret in ((charger, "not-the-password-000"), (f"CP-{uuid.uuid4().hex[:8]}", password)):
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            async with websockets.connect(
-                f"{gateway_url}/ocpp/{who}",
-                subprotocols=["ocpp1.6"],
-                additional_headers={"Authorization": basic(who, secret)},
-            ):
-                pass
-        assert refused.value.response.status_code == 403
+        assert await attempt(gateway_url, who, secret, source="127.0.0.31") == 403
+    # The charge point's address is the one the gateway was reached from (X-Forwarded-For from a trusted proxy),
+    # not the gateway's: 127.0.0.31 is held back (the gateway answers the service's 429 as 403), the real charge
+    # point at 127.0.0.1 is not, though both reach the service from the gateway's address.
+    assert await attempt(gateway_url, charger, password, source="127.0.0.31") == 403
     with pytest.raises(websockets.InvalidStatus) as elsewhere:  # only /ocpp/... is relayed
         async with websockets.connect(f"{gateway_url}/api/charger", subprotocols=["ocpp1.6"]):
             pass
