@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 import pytest
 
-from opendrec_charger_gateway import handlers
+from opendrec_charger_gateway import handlers, services
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.credentials import TokenCipher
 from opendrec_charger_gateway.kazam import KazamAccess
@@ -344,6 +344,38 @@ async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
     assert by_id[done[1]]["outcome"] == "skipped" and "no energy delivered" in by_id[done[1]]["reason"]
     assert by_id[done[2]]["outcome"] == "refused"
     assert by_id[done[2]]["refusedReasons"] == [{"index": 0, "reason": "more than a 7.4 kW charger can deliver"}]
+
+
+async def test_the_kazam_details_for_readyz_show_poll_lag_transactions_per_minute_and_errors_by_kind(gateway, sim):
+    runtime, client, issuer = gateway
+    _, org, ext, charger = await known_device(runtime)
+    name, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    access, poller = runtime.app.state.kazam, runtime.app.state.kazam_poller
+    unavailable = access.errors.get("unavailable", 0)
+    # One request's every attempt answers 503: one "unavailable" error; the next round gets the session.
+    await sim.post(
+        "/simulator/faults",
+        json={"path": "/getTransactions", "account": name, "count": runtime.settings.kazam_attempts, "status": 503},
+    )
+    now = int(time.time())
+    session = {"device_id": charger, "start_time": now - 60, "end_time": now, "total_usage": 250}
+    txn = (await sim.post("/simulator/transactions", json=session)).json()
+    await eventually(
+        lambda: runtime.pool.fetchval("SELECT 1 FROM kazam_transactions WHERE txn_id = $1", txn["txn_id"]), timeout=30
+    )
+    await polls(runtime, 1)
+
+    details = await services.kazam_details(runtime.uow(), access, poller.last)
+    assert details["errors"]["unavailable"] >= unavailable + 1
+    assert details["transactionsPerMinute"] >= 1
+    assert 0 <= details["pollLagSeconds"] < 30 and details["lastPollAt"].endswith("Z")
+    assert details["links"]["verified"] >= 1
+    assert set(details["lastRound"]) >= {"chargers", "requests_failed", "breaker_open", "ownership_refused"}
+    # Details, not a failure: the service stays ready.
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
 async def link_made_before_ownership_was_proven(runtime, org, device_id, charger):
