@@ -70,6 +70,24 @@ async def kazam_account(sim, charger: str | None = None) -> tuple[str, str]:
     return name, token
 
 
+async def linked_charger(gateway, sim) -> tuple[int, int, str, str, str]:
+    """A device of a new organization linked to a charger that the organization's own Kazam account (registered)
+    sees: (device id, organization, externalId, charger, account name)."""
+    runtime, client, issuer = gateway
+    device_id, org, ext, charger = await known_device(runtime)
+    name, token = await kazam_account(sim, charger)
+    assert (await register_credentials(client, issuer, org, token)).status_code == 200
+    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    return device_id, org, ext, charger, name
+
+
+async def charging_session(sim, session: dict) -> dict:
+    """A finished transaction on the simulator, as Kazam shows it."""
+    answer = await sim.post("/simulator/transactions", json=session)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
 async def register_credentials(client, issuer, org, token) -> httpx.Response:
     return await client.put("/api/charger/kazam/credentials", json={"token": token}, headers=headers(issuer, org))
 
@@ -121,19 +139,13 @@ async def test_polls_use_the_linking_organizations_credentials_and_a_401_stops_t
     gateway, sim, kafka_bootstrap
 ):
     runtime, client, issuer = gateway
-    _, org, ext, charger = await known_device(runtime)
-    name, token = await kazam_account(sim, charger)
-    assert (await register_credentials(client, issuer, org, token)).status_code == 200
-    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    _, org, _, charger, name = await linked_charger(gateway, sim)
 
     # A one-minute session at ~20 kW: one interval read over exactly [start, end].
     now = int(time.time())
-    txn = (
-        await sim.post(
-            "/simulator/transactions",
-            json={"device_id": charger, "start_time": now - 60, "end_time": now, "total_usage": 330.4},
-        )
-    ).json()
+    txn = await charging_session(
+        sim, {"device_id": charger, "start_time": now - 60, "end_time": now, "total_usage": 330.4}
+    )
     found = await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
     [envelope] = found
     payload = envelope["payload"]
@@ -150,12 +162,7 @@ async def test_polls_use_the_linking_organizations_credentials_and_a_401_stops_t
     state = await eventually(lambda: _status(client, issuer, org, "needs_credentials"), timeout=30)
     assert "401" in state["statusReason"]
     t = int(time.time())  # a session after the link (one ending before it is not the linker's)
-    later = (
-        await sim.post(
-            "/simulator/transactions",
-            json={"device_id": charger, "start_time": t - 5, "end_time": t, "total_usage": 50},
-        )
-    ).json()
+    later = await charging_session(sim, {"device_id": charger, "start_time": t - 5, "end_time": t, "total_usage": 50})
     await polls(runtime, 3)
     assert runtime.app.state.kazam_poller.last["without_credentials"] >= 1
     assert await runtime.pool.fetchval("SELECT 1 FROM kazam_transactions WHERE txn_id = $1", later["txn_id"]) is None
@@ -175,21 +182,15 @@ async def _status(client, issuer, org, wanted):
 
 
 async def test_device_timeouts_are_retried_and_a_failing_account_opens_its_breaker(gateway, sim, kafka_bootstrap):
-    runtime, client, issuer = gateway
-    _, org, ext, charger = await known_device(runtime)
-    name, token = await kazam_account(sim, charger)
-    assert (await register_credentials(client, issuer, org, token)).status_code == 200
-    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    runtime = gateway[0]
+    _, org, _, charger, name = await linked_charger(gateway, sim)
 
     # Two device_timeout answers (500) in a row: the retries (3 attempts) get through within the round.
     await sim.post("/simulator/faults", json={"path": "/getTransactions", "account": name, "count": 2})
     now = int(time.time())
-    txn = (
-        await sim.post(
-            "/simulator/transactions",
-            json={"device_id": charger, "start_time": now - 600, "end_time": now, "total_usage": 900},
-        )
-    ).json()
+    txn = await charging_session(
+        sim, {"device_id": charger, "start_time": now - 600, "end_time": now, "total_usage": 900}
+    )
     await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
 
     # Kazam keeps failing for this account: after 2 failed requests the breaker opens and polls skip it.
@@ -227,12 +228,9 @@ def _replica(runtime, session, url):
 
 
 async def test_the_breaker_is_shared_by_replicas_and_survives_a_restart(gateway, sim, kazam_sim, kafka_bootstrap):
-    runtime, client, issuer = gateway
+    runtime = gateway[0]
     url, _ = kazam_sim
-    _, org, ext, charger = await known_device(runtime)
-    name, token = await kazam_account(sim, charger)
-    assert (await register_credentials(client, issuer, org, token)).status_code == 200
-    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    _, org, _, charger, name = await linked_charger(gateway, sim)
     await sim.post(
         "/simulator/faults", json={"path": "/getTransactions", "account": name, "count": 1000, "status": 503}
     )
@@ -259,12 +257,9 @@ async def test_the_breaker_is_shared_by_replicas_and_survives_a_restart(gateway,
         # Kazam is back: the next trial succeeds, the breaker closes for every poller, and the session is a read.
         assert (await sim.delete("/simulator/faults")).status_code == 204
         now = int(time.time())
-        txn = (
-            await sim.post(
-                "/simulator/transactions",
-                json={"device_id": charger, "start_time": now - 120, "end_time": now, "total_usage": 1500},
-            )
-        ).json()
+        txn = await charging_session(
+            sim, {"device_id": charger, "start_time": now - 120, "end_time": now, "total_usage": 1500}
+        )
         await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE organization_id = $1", org)
         await replicas[0].step()
         await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
@@ -278,10 +273,7 @@ async def _failed(runtime, org, n):
 
 async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
     runtime, client, issuer = gateway
-    device_id, org, ext, charger = await known_device(runtime)
-    _, token = await kazam_account(sim, charger)
-    assert (await register_credentials(client, issuer, org, token)).status_code == 200
-    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    device_id, org, ext, charger, _ = await linked_charger(gateway, sim)
     h = headers(issuer, org)
 
     state = await client.get(f"/api/charger/{charger}/state", headers=h)
@@ -315,11 +307,8 @@ async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
     now = int(time.time())
     done = []
     for i, usage in enumerate((400, 0, 99_999)):  # ending after the link, one after the other
-        txn = await sim.post(
-            "/simulator/transactions",
-            json={"device_id": charger, "start_time": now - 300 + i * 60, "end_time": now + i, "total_usage": usage},
-        )
-        done.append(txn.json()["txn_id"])
+        session = {"device_id": charger, "start_time": now - 300 + i * 60, "end_time": now + i, "total_usage": usage}
+        done.append((await charging_session(sim, session))["txn_id"])
     await eventually(
         lambda: runtime.pool.fetchval(
             "SELECT count(*) = 3 FROM kazam_transactions WHERE txn_id = ANY($1::text[])", done
@@ -347,11 +336,8 @@ async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):
 
 
 async def test_the_kazam_details_for_readyz_show_poll_lag_transactions_per_minute_and_errors_by_kind(gateway, sim):
-    runtime, client, issuer = gateway
-    _, org, ext, charger = await known_device(runtime)
-    name, token = await kazam_account(sim, charger)
-    assert (await register_credentials(client, issuer, org, token)).status_code == 200
-    assert (await link(client, issuer, org, charger, ext)).status_code == 201
+    runtime, client, _ = gateway
+    _, _, _, charger, name = await linked_charger(gateway, sim)
     access, poller = runtime.app.state.kazam, runtime.app.state.kazam_poller
     unavailable = access.errors.get("unavailable", 0)
     # One request's every attempt answers 503: one "unavailable" error; the next round gets the session.
@@ -361,7 +347,7 @@ async def test_the_kazam_details_for_readyz_show_poll_lag_transactions_per_minut
     )
     now = int(time.time())
     session = {"device_id": charger, "start_time": now - 60, "end_time": now, "total_usage": 250}
-    txn = (await sim.post("/simulator/transactions", json=session)).json()
+    txn = await charging_session(sim, session)
     await eventually(
         lambda: runtime.pool.fetchval("SELECT 1 FROM kazam_transactions WHERE txn_id = $1", txn["txn_id"]), timeout=30
     )
@@ -406,7 +392,7 @@ async def test_a_link_made_before_ownership_was_proven_is_checked_on_its_next_po
         assert (await register_credentials(client, issuer, org, token)).status_code == 200
     now = int(time.time())
     session = {"device_id": charger, "start_time": now - 300, "end_time": now - 60, "total_usage": 2000}
-    txn = (await sim.post("/simulator/transactions", json=session)).json()
+    txn = await charging_session(sim, session)
 
     # Linked by the squatter before linking proved ownership; its credentials do not see the charger: the link is
     # refused with the reason, never polled, and the session is nobody's read.
@@ -421,7 +407,7 @@ async def test_a_link_made_before_ownership_was_proven_is_checked_on_its_next_po
     assert linked.status_code == 201 and linked.json()["ownership"] == "verified"
     now = int(time.time())
     session = {"device_id": charger, "start_time": now - 30, "end_time": now + 1, "total_usage": 150}
-    txn = (await sim.post("/simulator/transactions", json=session)).json()
+    txn = await charging_session(sim, session)
     [read] = await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
     assert (read["payload"]["device_id"], read["payload"]["organization_id"]) == (owner_device, owner)
     assert (await client.get("/api/charger", headers=headers(issuer, squatter))).json() == []
@@ -436,7 +422,7 @@ async def test_a_link_made_before_ownership_was_proven_whose_credentials_see_the
     assert (await register_credentials(client, issuer, org, token)).status_code == 200
     now = int(time.time())
     session = {"device_id": charger, "start_time": now - 300, "end_time": now - 60, "total_usage": 700}
-    txn = (await sim.post("/simulator/transactions", json=session)).json()
+    txn = await charging_session(sim, session)
 
     await link_made_before_ownership_was_proven(runtime, org, device_id, charger)
     verified = await eventually(lambda: _ownership(client, issuer, org, charger, "verified"), timeout=30)
