@@ -2,14 +2,17 @@
 
 import csv
 import io
+import itertools
+import tracemalloc
 import uuid
 from datetime import datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from opendrec_devices import services
+from opendrec_devices import bulk, services
 from opendrec_devices.app import build
+from opendrec_devices.models import FIELD_COLUMNS
 from opendrec_devices.settings import Settings
 from opendrec_devstack.drec_samples import DEVICE_REQUIRED_FIELDS
 from opendrec_kit.testing import TokenIssuer, eventually, settings_for_test, started
@@ -220,6 +223,11 @@ async def test_semicolon_file_with_a_short_row(service):
         (to_csv([good("m-1")]), "multipart/mixed; boundary=x", 415, "as multipart/form-data or as the request body"),
         (to_csv([good("m-2")]), "multipart/form-data", 400, "has no boundary"),
         (to_csv([good("m-3")]), "multipart/form-data; boundary=x", 400, "malformed"),
+        # bounds (issue 12): each names its limit
+        (b"externalId," + b"x" * 9000 + b"\n", "text/csv", 413, "the header (the first line) is longer than 8192"),
+        (",".join([*COLUMNS, *(f"c{i}" for i in range(90))]).encode() + b"\n", "text/csv", 400, "at most 100 are read"),
+        (to_csv([good("r-1"), good("r-2", projectName="p" * 17000)]), "text/csv", 413, "row 3 is longer than 16384"),
+        (to_csv([good("r-3")]) + b'r-4,"' + b"a\n" * 9000, "text/csv", 413, "row 3 is longer than 16384"),
     ],
 )
 async def test_malformed_files_are_refused_without_a_job(service, body, content_type, status, fragment):
@@ -458,3 +466,80 @@ async def test_size_limit_holds_for_streamed_bodies_without_a_length(service):
         assert r.status_code == 413, r.text
         assert "larger than 100000 bytes" in r.json()["message"]
     assert (await client.get("/api/device/bulk-jobs", headers=headers)).json()["totalCount"] == 0
+
+
+class _Generated(io.RawIOBase):
+    """A bulk CSV of `rows` rows (then the chunks of `tail`), made as it is read: nothing holds the whole file."""
+
+    def __init__(self, rows: int, tail=()) -> None:
+        self.chunks = itertools.chain(
+            [to_csv([])], (to_csv([good(f"g-{n}")]).split(b"\n", 1)[1] for n in range(rows)), tail
+        )
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self.pending) < len(buffer):
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.pending += chunk
+        n = min(len(buffer), len(self.pending))
+        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
+        return n
+
+
+def _peak_while_reading(source):
+    """Peak memory (tracemalloc) while the file's rows are read to the end, and how many (or what was raised)."""
+    tracemalloc.start()
+    try:
+        try:
+            _, rows = bulk.read_rows(io.BufferedReader(source), list(FIELD_COLUMNS))
+            outcome = sum(1 for _ in rows)
+        except bulk.BadFile as exc:
+            outcome = exc
+        return tracemalloc.get_traced_memory()[1], outcome
+    finally:
+        tracemalloc.stop()
+
+
+async def test_reading_a_bulk_file_holds_a_row_at_a_time_not_the_file():  # sync body: nothing else runs meanwhile
+    small_peak, small_rows = _peak_while_reading(_Generated(500))
+    large_peak, large_rows = _peak_while_reading(_Generated(8_000))  # ~2.5 MB of CSV
+    assert (small_rows, large_rows) == (500, 8_000)
+    assert large_peak < 512 * 1024, f"peak {large_peak} bytes while reading 8,000 rows"
+    assert large_peak < 2 * small_peak + 64 * 1024, (small_peak, large_peak)  # flat, whatever the length
+    # a 20 MB row with no end: refused once MAX_ROW_CHARS are read, without reading the rest
+    peak, refused = _peak_while_reading(
+        _Generated(3, tail=itertools.chain([b"x,"], itertools.repeat(b"9" * 65536, 305)))
+    )
+    assert isinstance(refused, bulk.TooLarge) and "row 5 is longer than 16384 characters" in str(refused)
+    assert peak < 512 * 1024
+
+
+async def test_a_row_that_fails_every_time_is_set_aside_and_the_job_goes_on(service, monkeypatch):
+    client, issuer = service
+    org = new_org()
+    headers = developer(issuer, org)
+    judge = bulk.judge_row
+
+    def poisoned(data, model):
+        if data.get("externalId") == "poison":
+            raise RuntimeError("this row cannot be judged")
+        return judge(data, model)
+
+    monkeypatch.setattr(bulk, "judge_row", poisoned)
+    rows = [good(f"p-{i}") for i in range(4)] + [good("poison")] + [good(f"p-{i}") for i in range(4, 12)]
+    job = (await upload(client, headers, to_csv(rows))).json()  # batches of 7: the poison is in the first
+    job = await finished(client, headers, job["jobId"])
+    assert (job["processedRows"], job["createdRows"], job["failedRows"]) == (13, 12, 1)
+    by_row = await results(client, headers, job["jobId"])
+    assert by_row[6]["status"] == "failed" and by_row[6]["errors"] == [
+        {
+            "field": "row",
+            "message": "could not be registered: it failed 3 times (RuntimeError: this row cannot be judged)",
+        }
+    ]
+    assert all(by_row[n]["status"] == "created" for n in (*range(2, 6), *range(7, 15)))

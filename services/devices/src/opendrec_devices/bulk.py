@@ -22,8 +22,38 @@ REQUIRED = tuple(name for name, info in DeviceRegistration.model_fields.items() 
 LIST_FIELDS = ("images", "SDGBenefits")
 
 
+# Bounds of an upload's content (issue 12), so that reading it costs a constant times a row: the D-REC template's
+# header is ~500 characters, a row rarely 1,000.
+MAX_HEADER_CHARS = 8192
+MAX_COLUMNS = 100
+MAX_ROW_CHARS = 16384
+
+
 class BadFile(ValueError):
     """The upload as a whole is unusable: no job is made."""
+
+
+class TooLarge(BadFile):
+    """A part of the file is past one of the bounds above (a 413)."""
+
+
+class _Lines:
+    """The text's lines for csv.reader, with the characters of the record being read counted: past `limit`, the
+    record is refused before more of it is read (a quoted cell may span lines)."""
+
+    def __init__(self, text: IO[str], limit: int, what: str) -> None:
+        self.text, self.limit, self.what = text, limit, what
+        self.used = 0
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.text.readline(self.limit - self.used + 1):
+            self.used += len(line)
+            if self.used > self.limit:
+                raise TooLarge(f"{self.what} is longer than {self.limit} characters")
+            yield line
+
+    def next_record(self, limit: int, what: str) -> None:
+        self.used, self.limit, self.what = 0, limit, what
 
 
 @dataclass
@@ -65,11 +95,13 @@ def read_rows(binary: IO[bytes], known: list[str]) -> tuple[Header, Iterator[tup
         raise
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        reader = csv.reader(text, delimiter=delimiter, strict=True)
+        lines = _Lines(text, MAX_ROW_CHARS, "row 2")
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         number = 1
         try:
             for cells in reader:
                 number += 1
+                lines.next_record(MAX_ROW_CHARS, f"row {number + 1}")
                 if not any(c.strip() for c in cells):
                     continue  # blank line
                 if len(cells) != width:
@@ -88,9 +120,11 @@ def read_rows(binary: IO[bytes], known: list[str]) -> tuple[Header, Iterator[tup
 
 def _read_header(text: io.TextIOWrapper, known: list[str]) -> tuple[Header, str, int]:
     try:
-        sample = text.readline()
+        sample = text.readline(MAX_HEADER_CHARS + 1)
     except UnicodeDecodeError:
         raise BadFile("the file is not UTF-8 text; save the CSV as UTF-8") from None
+    if len(sample) > MAX_HEADER_CHARS:
+        raise TooLarge(f"the header (the first line) is longer than {MAX_HEADER_CHARS} characters")
     if not sample.strip():
         raise BadFile("the file is empty or its first line (the header) is blank")
     # Only the delimiter is guessed (spreadsheets export ";" in some locales); quoting is Excel's.
@@ -102,6 +136,8 @@ def _read_header(text: io.TextIOWrapper, known: list[str]) -> tuple[Header, str,
         header_row = next(csv.reader([sample], delimiter=delimiter, strict=True))
     except csv.Error as exc:
         raise BadFile(f"the header is not valid CSV: {exc}") from None
+    if len(header_row) > MAX_COLUMNS:
+        raise BadFile(f"the header has {len(header_row)} columns; at most {MAX_COLUMNS} are read")
     return read_header(header_row, known), delimiter, len(header_row)
 
 

@@ -547,6 +547,18 @@ async def advance_job(conn: asyncpg.Connection, job_id: int, created: int, warne
     )
 
 
+async def strike_job(conn: asyncpg.Connection, job_id: int, first_row: int, last_row: int, error: str) -> int:
+    """A batch from `first_row` to `last_row` failed with `error`; returns the failures of batches starting there."""
+    return await conn.fetchval(
+        "UPDATE bulk_jobs SET strikes = CASE WHEN strike_row = $2 THEN strikes + 1 ELSE 1 END, strike_row = $2, "
+        "careful_until = greatest(coalesce(careful_until, 0), $3), last_error = $4 WHERE id = $1 RETURNING strikes",
+        job_id,
+        first_row,
+        last_row,
+        error,
+    )
+
+
 async def finish_job(conn: asyncpg.Connection, job_id: int) -> None:
     await conn.execute(
         "UPDATE bulk_jobs SET status = 'completed', started_at = coalesce(started_at, now()), finished_at = now() "

@@ -7,14 +7,17 @@ and never registers a row twice. Jobs are claimed with SKIP LOCKED: several inst
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import asyncpg
 
-from opendrec_kit import ApiError, Principal, UnitOfWork, metrics, uploads
+from opendrec_kit import ApiError, Principal, UnitOfWork, db, metrics, uploads
 from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso, iso_or_none
 
@@ -23,6 +26,8 @@ from ..models import FIELD_COLUMNS, DeviceRegistration
 from . import access, files
 
 STAGE_BATCH = 1000  # staged rows per COPY at upload
+MAX_STRIKES = 3  # failures of a row (registered alone) before it is set aside
+log = logging.getLogger(__name__)
 ROW_STATUSES = ("pending", "created", "created_with_warnings", "failed")
 
 # ---------------------------------------------------------------- answers
@@ -62,16 +67,19 @@ def _row_view(row: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- upload
 
 
-async def _stage(conn: asyncpg.Connection, job_id: int, rows: Iterable[tuple[int, dict[str, Any]]]) -> int:
-    total, batch = 0, []
-    for number, data in rows:
-        external_id = str(data.get("externalId", "")).strip() or None
-        batch.append((number, external_id, data))
-        if len(batch) >= STAGE_BATCH:
-            await store.stage_rows(conn, job_id, batch)
-            total += len(batch)
-            batch = []
-    if batch:
+def _staged_batch(rows: Iterator[tuple[int, dict[str, Any]]]) -> list[tuple[int, str | None, dict[str, Any]]]:
+    """The next STAGE_BATCH rows of the file as staged: (row number, externalId as written, cells)."""
+    return [
+        (number, str(data.get("externalId", "")).strip() or None, data)
+        for number, data in itertools.islice(rows, STAGE_BATCH)
+    ]
+
+
+async def _stage(conn: asyncpg.Connection, job_id: int, rows: Iterator[tuple[int, dict[str, Any]]]) -> int:
+    """Stage the file's rows, parsed a batch at a time in a worker thread: the event loop never parses, and
+    memory holds one batch."""
+    total = 0
+    while batch := await asyncio.to_thread(_staged_batch, rows):
         await store.stage_rows(conn, job_id, batch)
         total += len(batch)
     return total
@@ -91,7 +99,7 @@ async def _make_job(
                 )
                 total = await _stage(uow.conn, job_id, rows)
             except bulk.BadFile as exc:
-                raise ApiError(400, f"Unusable CSV file: {exc}") from None
+                raise ApiError(413 if isinstance(exc, bulk.TooLarge) else 400, f"Unusable CSV file: {exc}") from None
             if total == 0:
                 raise ApiError(400, "Unusable CSV file: it has a header but no rows")
             job = await store.set_job_total(uow.conn, job_id, total)
@@ -210,53 +218,85 @@ async def process_batch(uow: UnitOfWork, batch_size: int) -> bool:
     """Register up to `batch_size` pending rows of the oldest unfinished job; False when idle.
 
     An externalId registered through the API between the check and the insert rolls the batch back
-    as a whole: the worker retries it, and it is judged again."""
-    async with uow:
-        conn = uow.conn
-        job = await store.claim_unfinished_job(conn)
-        if job is None:
-            return False
-        rows = await store.pending_rows(conn, job["id"], batch_size)
-        if not rows:
-            await store.finish_job(conn, job["id"])
-            return True
-        external_ids = [r["external_id"] for r in rows if r["external_id"]]
-        first_rows = await store.first_rows_of(conn, job["id"], external_ids)
-        taken = await store.existing_external_ids(conn, job["organization_id"], external_ids)
-        results: list[tuple[int, str, int | None, list[Any] | None, list[str] | None]] = []
-        to_insert: list[tuple[int, dict[str, Any], list[str]]] = []  # (row number, columns, warnings)
-        failed = 0
-        for row in rows:
-            result = bulk.judge_row(json.loads(row["data"]), DeviceRegistration)
-            errors = list(result.errors)
-            ext = result.columns["external_id"] if result.columns else (row["external_id"] or "").strip()
-            first = first_rows.get(row["external_id"])
-            if first is not None and first < row["row_number"]:
-                errors.append(
-                    {"field": "externalId", "message": f"externalId {ext!r} repeats row {first} of this file"}
-                )
-            elif ext in taken:
-                errors.append(
-                    {"field": "externalId", "message": f"externalId {ext!r} is already used by device {taken[ext]}"}
-                )
-            if errors or result.columns is None:  # no columns: the row has errors
-                failed += 1
-                results.append((row["row_number"], "failed", None, errors, None))
-            else:
-                taken[ext] = 0  # claimed by this batch
-                to_insert.append((row["row_number"], result.columns, result.warnings))
-        devices = await store.insert_devices(
-            conn, job["organization_id"], job["created_by"], [columns for _, columns, _ in to_insert]
-        )
-        warned = sum(1 for _, _, warnings in to_insert if warnings)
-        created = len(to_insert) - warned
-        for (number, _, warnings), device in zip(to_insert, devices, strict=True):
-            status = "created_with_warnings" if warnings else "created"
-            results.append((number, status, device["id"], None, warnings or None))
-        await store.record_row_results(conn, job["id"], results)
-        await store.advance_job(conn, job["id"], created, warned, failed)
-        uow.record_all(domain.registered_event(d) for d in devices)
-        if len(rows) < batch_size:
-            await store.finish_job(conn, job["id"])
+    as a whole: the worker retries it, and it is judged again. A batch that fails otherwise (not an outage of
+    the database) is struck: the rows up to its last are then registered one at a time, and a row that failed
+    MAX_STRIKES times is set aside as failed with the error, so one row never holds the job, or the worker."""
+    batch: tuple[int, int, int] | None = None  # (job, first row, last row) being registered
+    try:
+        async with uow:
+            conn = uow.conn
+            job = await store.claim_unfinished_job(conn)
+            if job is None:
+                return False
+            rows = await store.pending_rows(conn, job["id"], batch_size)
+            if not rows:
+                await store.finish_job(conn, job["id"])
+                return True
+            first = rows[0]["row_number"]
+            if job["careful_until"] is not None and first <= job["careful_until"]:
+                rows = rows[:1]  # within a batch that failed: one row at a time
+            if job["strikes"] >= MAX_STRIKES and job["strike_row"] == first and len(rows) == 1:
+                await _set_aside(conn, job, first)
+                return True
+            batch = (job["id"], first, rows[-1]["row_number"])
+            await _register(uow, job, rows, batch_size)
+    except Exception as exc:
+        if batch is None or isinstance(exc, db.OUTAGES):
+            raise  # an outage is no fault of the rows: retried as it is
+        async with uow:
+            await store.strike_job(uow.conn, *batch, f"{type(exc).__name__}: {exc}"[:1000])
+        raise
     metrics.bulk_rows("devices", len(rows))
     return True
+
+
+async def _set_aside(conn: asyncpg.Connection, job: Mapping[str, Any], row_number: int) -> None:
+    why = f"could not be registered: it failed {job['strikes']} times ({job['last_error']})"
+    await store.record_row_results(
+        conn, job["id"], [(row_number, "failed", None, [{"field": "row", "message": why}], None)]
+    )
+    await store.advance_job(conn, job["id"], 0, 0, 1)
+    log.error(
+        "bulk onboarding row set aside", extra={"job_id": job["id"], "row": row_number, "error": job["last_error"]}
+    )
+
+
+async def _register(uow: UnitOfWork, job: Mapping[str, Any], rows: list[asyncpg.Record], batch_size: int) -> None:
+    """Judge and register `rows` of `job` in the open unit of work."""
+    conn = uow.conn
+    external_ids = [r["external_id"] for r in rows if r["external_id"]]
+    first_rows = await store.first_rows_of(conn, job["id"], external_ids)
+    taken = await store.existing_external_ids(conn, job["organization_id"], external_ids)
+    results: list[tuple[int, str, int | None, list[Any] | None, list[str] | None]] = []
+    to_insert: list[tuple[int, dict[str, Any], list[str]]] = []  # (row number, columns, warnings)
+    failed = 0
+    for row in rows:
+        result = bulk.judge_row(json.loads(row["data"]), DeviceRegistration)
+        errors = list(result.errors)
+        ext = result.columns["external_id"] if result.columns else (row["external_id"] or "").strip()
+        first = first_rows.get(row["external_id"])
+        if first is not None and first < row["row_number"]:
+            errors.append({"field": "externalId", "message": f"externalId {ext!r} repeats row {first} of this file"})
+        elif ext in taken:
+            errors.append(
+                {"field": "externalId", "message": f"externalId {ext!r} is already used by device {taken[ext]}"}
+            )
+        if errors or result.columns is None:  # no columns: the row has errors
+            failed += 1
+            results.append((row["row_number"], "failed", None, errors, None))
+        else:
+            taken[ext] = 0  # claimed by this batch
+            to_insert.append((row["row_number"], result.columns, result.warnings))
+    devices = await store.insert_devices(
+        conn, job["organization_id"], job["created_by"], [columns for _, columns, _ in to_insert]
+    )
+    warned = sum(1 for _, _, warnings in to_insert if warnings)
+    created = len(to_insert) - warned
+    for (number, _, warnings), device in zip(to_insert, devices, strict=True):
+        status = "created_with_warnings" if warnings else "created"
+        results.append((number, status, device["id"], None, warnings or None))
+    await store.record_row_results(conn, job["id"], results)
+    await store.advance_job(conn, job["id"], created, warned, failed)
+    uow.record_all(domain.registered_event(d) for d in devices)
+    if len(rows) < batch_size and job["careful_until"] is None:
+        await store.finish_job(conn, job["id"])
