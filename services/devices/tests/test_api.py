@@ -172,8 +172,11 @@ async def test_required_fields(service, field):
 @pytest.mark.parametrize(
     ("change", "field", "fragment"),
     [
-        ({"capacity": 0}, "capacity", "greater than 0 kW"),
-        ({"capacity": -3.5}, "capacity", "greater than 0 kW"),
+        ({"capacity": 0}, "capacity", "from 0.001 kW (1 W) to 1e+06 kW"),
+        ({"capacity": -3.5}, "capacity", "from 0.001 kW (1 W) to 1e+06 kW"),
+        ({"capacity": 1e308}, "capacity", "from 0.001 kW (1 W) to 1e+06 kW"),  # defeated read plausibility (issue 12)
+        ({"capacity": 1_000_000.5}, "capacity", "to 1e+06 kW"),
+        ({"yieldValue": 8760.5}, "yieldValue", "less than or equal to 8760"),
         ({"capacity": "lots"}, "capacity", "valid number"),
         ({"commissioningDate": "2999-01-01T00:00:00Z"}, "commissioningDate", "in the future"),
         ({"commissioningDate": "last spring"}, "commissioningDate", "ISO 8601"),
@@ -200,6 +203,22 @@ async def test_each_validation_error(service, change, field, fragment):
     assert r.status_code == 400, r.text
     assert fields(r) == {field}
     assert fragment in r.json()["details"][0]["message"]
+
+
+async def test_a_capacity_is_judged_at_the_cap_on_registration_and_again_on_update(service):
+    """Reads are judged against the capacity (issue 12): the largest capacity passes, past it is refused, also when a
+    device is changed afterwards, and the device keeps what it had."""
+    client, issuer = service
+    org = new_org()
+    body = payload(capacity=1_000_000)
+    r = await client.post("/api/device", json=body, headers=dev(issuer, org))
+    assert r.status_code == 201 and r.json()["capacity"] == 1_000_000
+    path = f"/api/device/{body['externalId']}"
+    for capacity in (1e308, 1_000_001, 0.0005):
+        changed = await client.patch(path, json={"capacity": capacity}, headers=dev(issuer, org))
+        assert changed.status_code == 400 and fields(changed) == {"capacity"}, changed.text
+    again = await client.get(f"/api/device/{r.json()['id']}", headers=dev(issuer, org))
+    assert again.json()["capacity"] == 1_000_000
 
 
 async def test_external_id_is_unique_within_an_organization(service):

@@ -564,6 +564,20 @@ async def test_an_updated_device_is_judged_by_its_new_capacity_yield_and_timezon
     assert (row["capacity_kw"], row["yield_value"]) == (10, 100)
 
 
+async def test_an_absurd_capacity_or_yield_makes_no_energy_plausible(service):
+    """Issue 12: a device known with capacity 1e308 kW and yield 1e308 (registered before devices refused them) is
+    judged as one of DEVICE_MAX_CAPACITY_KW (1,000,000 kW) yielding every hour of the year: 9×10^18 Wh is refused,
+    what such a device can make in an hour is taken."""
+    device = await service.register(capacity_kw=1e308, yield_value=1e308)
+    huge = await service.post(device, delta(device, [1], wh=9 * 10**18))
+    assert huge.status_code == 400, huge.text
+    reason = huge.json()["details"][0]["reason"]
+    # 1.2 × 1,000,000 kW × 1000 × 1 h × 8760/8760 × 0.995^(1−1) (in its first year then) = 1,200,000,000 Wh
+    assert "1e+06 kW device" in reason and "below 1200000000 Wh" in reason, reason
+    assert (await service.post(device, delta(device, [1], wh=1_000_000_000))).status_code == 201
+    assert [r["wh"] for r in await service.intervals(device.device_id)] == [1_000_000_000]
+
+
 async def _has(service, device_id: int, condition: str) -> bool:
     return bool(await service.fetch(f"SELECT 1 FROM devices WHERE device_id = $1 AND {condition}", device_id))
 

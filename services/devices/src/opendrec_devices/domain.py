@@ -236,6 +236,16 @@ def check_list(values: list[str] | None, check: Any) -> list[str] | None:
     return check_each(check, split_list(values)) or None
 
 
+MIN_CAPACITY_KW = 0.001  # 1 W: below it, no read could be plausible
+
+
+def check_capacity(capacity: float, largest_kw: float) -> float:
+    """A device's capacity in kW, within what a device can be (reads are judged against it)."""
+    if not math.isfinite(capacity) or not MIN_CAPACITY_KW <= capacity <= largest_kw:
+        raise ValueError(f"capacity must be from {MIN_CAPACITY_KW:g} kW (1 W) to {largest_kw:g} kW")
+    return capacity
+
+
 def check_energy_storage(energy_storage: bool | None, capacity: float | None) -> float | None:
     """A storage capacity only makes sense on a device with storage (0 counts as none)."""
     if capacity is not None and capacity > 0 and not energy_storage:

@@ -19,6 +19,7 @@ from opendrec_kit.models import rule, rule_before
 from opendrec_kit.organizations import MAX_ID
 
 from . import domain
+from .settings import device_max_capacity_kw
 
 
 class DeviceRegistration(BaseModel):
@@ -54,12 +55,14 @@ class DeviceRegistration(BaseModel):
     deviceTypeCode: Annotated[str, rule(domain.check_device_type_code)] = Field(
         description="I-REC technology code, see GET /api/device/device-type"
     )
-    capacity: float = Field(description="kW, > 0")
+    capacity: float = Field(description="kW, from 0.001 to DEVICE_MAX_CAPACITY_KW (1,000,000 by default)")
     timezone: str | None = Field(None, description="IANA time zone of the device, e.g. Asia/Kolkata")
     commissioningDate: datetime = Field(description="ISO 8601; without offset: device timezone, else UTC")
     gridInterconnection: bool
     offTaker: Annotated[str, rule(domain.check_off_taker)]
-    yieldValue: float | None = Field(None, ge=0)
+    yieldValue: float | None = Field(
+        None, ge=0, le=8760, description="kWh per kWp per year (at most 8760: a year's hours)"
+    )
     labels: str | None = None
     impactStory: str | None = None
     data: str | None = None
@@ -74,9 +77,7 @@ class DeviceRegistration(BaseModel):
     @field_validator("capacity")
     @classmethod
     def _capacity(cls, v: float) -> float:
-        if v <= 0:
-            raise PydanticCustomError("invalid", "capacity must be greater than 0 kW")
-        return v
+        return float(field_rule(domain.check_capacity, v, device_max_capacity_kw()))
 
     @field_validator("timezone")
     @classmethod

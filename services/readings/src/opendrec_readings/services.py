@@ -109,10 +109,13 @@ def _facts(row: Mapping[str, Any], settings: Settings, configured: float | None)
     """_device_facts with the country's Active configured yield in hand."""
     return domain.Device(
         device_id=row["device_id"],
-        capacity_kw=row["capacity_kw"],
+        capacity_kw=min(row["capacity_kw"], settings.device_max_capacity_kw),
         commissioning_date=row["commissioning_date"],
         onboarded_at=row["onboarded_at"],
-        annual_yield=domain.annual_yield(row["yield_value"], row["country_code"], settings.country_yields, configured),
+        annual_yield=min(
+            domain.annual_yield(row["yield_value"], row["country_code"], settings.country_yields, configured),
+            domain.HOURS_PER_YEAR,
+        ),
     )
 
 

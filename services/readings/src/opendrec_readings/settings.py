@@ -16,6 +16,11 @@ class Settings(ServiceSettings):
     # configured yield (/api/yield/config), then this; the default is 2000.
     country_yields: dict[str, float] = Field(default_factory=dict)
 
+    # Reads are judged against no more than this capacity (kW) and a yield of a year's hours (8760): a device
+    # registered with an absurd one before devices refused it (DEVICE_MAX_CAPACITY_KW, the same setting) cannot
+    # make any energy plausible (issue 12).
+    device_max_capacity_kw: float = Field(default=1_000_000, gt=0, le=1e9)
+
     # A read.ingested event carries at most this many reads: Kafka refuses messages over 1 MiB
     # by default and one interval takes ~17 bytes of JSON (evenly spaced, consecutive), at worst
     # ~45 (History over years, huge values). A larger batch would go out in several events with
