@@ -94,3 +94,22 @@ async def test_the_platform_not_answering_is_said_on_the_page_not_a_500() -> Non
     assert r.status_code == 502
     assert "The platform did not answer" in r.text
     assert 'value="a@example.org"' in r.text  # what was typed stays
+
+
+async def test_metrics_count_the_console_s_requests_by_route_template() -> None:
+    async with client() as http:
+        await http.get("/console/invitation/some-mailed-token-1234")
+        r = await http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    series = [line for line in r.text.splitlines() if line.startswith("http_server_request_duration_seconds_count")]
+    # by the route's template: the mailed token never becomes a label
+    assert any('http_route="/console/invitation/{token}"' in line and 'status_code="200"' in line for line in series)
+    assert "some-mailed-token" not in r.text
+
+
+async def test_an_invitation_link_fills_the_form_and_nothing_happens_until_it_is_sent() -> None:
+    async with client() as http:
+        r = await http.get("/console/invitation/abcDEF123_-xyz")
+    assert r.status_code == 200
+    assert 'id="f-token"' in r.text and 'value="abcDEF123_-xyz"' in r.text
+    assert 'action="/console/invitation"' in r.text

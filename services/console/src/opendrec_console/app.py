@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opendrec_kit import metrics
 from opendrec_kit.telemetry import setup_logging
 
 from . import api
@@ -81,11 +82,13 @@ def build(settings: Settings) -> Console:
     app.include_router(api.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(metrics.HttpMetricsMiddleware)
 
-    # The pages catch what they expect; these answer whatever slips through as a person would want it.
+    # A page that needs a session raises NotSignedIn, and one the API refused raises Refusal: both are answered
+    # here, once. Forms catch their Refusal themselves to show it next to the fields.
     @app.exception_handler(api.NotSignedIn)
     async def not_signed_in(request: Request, exc: api.NotSignedIn) -> Response:
-        return RedirectResponse("/console/sign-in", status_code=303)
+        return api.ask_to_sign_in(request)
 
     @app.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal) -> Response:
@@ -99,6 +102,11 @@ def build(settings: Settings) -> Console:
     async def readyz() -> dict[str, str]:
         # Ready as soon as it serves: the pages say so when the platform behind the gateway does not answer.
         return {"status": "ready"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        # Scraped on the console's own port (HTTP_PORT), like every service's: the gateway forwards /console/ only.
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     return Console(app=app, settings=settings)
 

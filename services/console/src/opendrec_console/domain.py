@@ -109,3 +109,41 @@ def per_device(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row = totals.setdefault(key, {"deviceId": key, "externalId": part.get("externalId"), "energyWh": 0})
             row["energyWh"] += int(part.get("energyWh") or 0)
     return sorted(totals.values(), key=lambda r: -r["energyWh"])
+
+
+MAX_PAGES_READ = 50  # a page that gathers a whole listing reads at most this many pages of it
+
+
+def reservations_of(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reservations a developer's certificate log names: each with its devices, energy and period."""
+    found: dict[Any, dict[str, Any]] = {}
+    for entry in log:
+        key = entry.get("devicegroup_uid") or entry.get("reservationName")
+        row = found.setdefault(
+            key,
+            {"name": entry.get("reservationName"), "devices": set(), "energyWh": 0, "start": None, "end": None},
+        )
+        row["devices"].add(entry.get("externalId"))
+        row["energyWh"] += int(entry.get("energyWh") or 0)
+        start, end = str(entry.get("periodStart") or ""), str(entry.get("periodEnd") or "")
+        row["start"] = min(row["start"] or start, start)
+        row["end"] = max(row["end"] or end, end)
+    return [
+        {**row, "devices": sorted(d for d in row["devices"] if d)}
+        for row in sorted(found.values(), key=lambda r: r["end"] or "", reverse=True)
+    ]
+
+
+# Roles an invitation gives, by the inviting organization's type (identity's rule).
+INVITED_ROLES = {"Developer": ("DeviceOwner", "User", "OrganizationAdmin"), "Buyer": ("SubBuyer", "User", "Buyer")}
+ORGANIZATION_STATUSES = ("Submitted", "Active", "Denied")
+USER_STATUSES = ("Pending", "Active", "Suspended", "Deleted")
+MODULE_STATUSES = ("Enable", "Disable")
+
+
+def day(value: str | None) -> str | None:
+    """A date input's value (YYYY-MM-DD), or None when it is not one."""
+    try:
+        return datetime.strptime((value or "").strip(), "%Y-%m-%d").date().isoformat()
+    except ValueError:
+        return None

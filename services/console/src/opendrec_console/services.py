@@ -18,6 +18,13 @@ from . import domain
 from .client import Answer, Api, Refusal
 from .session import Session
 
+
+async def _page_of(api: Api, session: Session, path: str, page: int, **params: Any) -> dict[str, Any]:
+    """One page of a listing, as the signed-in user sees it (D-REC's `pageNumber` and `limit`)."""
+    query = {"pageNumber": page, "limit": domain.PAGE_SIZE, **params}
+    return dict(await api.ask("GET", path, token=session.token, params=query))
+
+
 # ---- accounts -------------------------------------------------------------------------------------------------
 
 
@@ -174,8 +181,7 @@ async def device_choices(api: Api) -> dict[str, list[dict[str, Any]]]:
 
 
 async def devices(api: Api, session: Session, filters: dict[str, str], page: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"pageNumber": page, "limit": domain.PAGE_SIZE, **filters}
-    return dict(await api.ask("GET", "/api/device/my", token=session.token, params=params))
+    return await _page_of(api, session, "/api/device/my", page, **filters)
 
 
 async def device(api: Api, session: Session, device_id: int) -> dict[str, Any]:
@@ -268,13 +274,11 @@ async def read_jobs(api: Api, session: Session) -> list[dict[str, Any]]:
 
 
 async def available_devices(api: Api, session: Session, filters: dict[str, str], page: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"pageNumber": page, "limit": domain.PAGE_SIZE, **filters}
-    return dict(await api.ask("GET", "/api/device/ungrouped/buyerreservation", token=session.token, params=params))
+    return await _page_of(api, session, "/api/device/ungrouped/buyerreservation", page, **filters)
 
 
 async def reservations(api: Api, session: Session, page: int) -> dict[str, Any]:
-    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    return dict(await api.ask("GET", "/api/buyer-reservation/my", token=session.token, params=params))
+    return await _page_of(api, session, "/api/buyer-reservation/my", page)
 
 
 def reservation_payload(form: dict[str, str], device_ids: list[int]) -> dict[str, Any]:
@@ -339,8 +343,7 @@ async def end_reservation(api: Api, session: Session, reservation_id: int) -> No
 
 
 async def api_users(api: Api, session: Session, status: str, page: int) -> dict[str, Any]:
-    params = {"permissionStatus": status, "pageNumber": page, "limit": domain.PAGE_SIZE}
-    return dict(await api.ask("GET", "/api/admin/apiusers", token=session.token, params=params))
+    return await _page_of(api, session, "/api/admin/apiusers", page, permissionStatus=status)
 
 
 async def decide_api_user(api: Api, session: Session, api_user_id: str, status: str) -> None:
@@ -349,21 +352,18 @@ async def decide_api_user(api: Api, session: Session, api_user_id: str, status: 
 
 
 async def organizations(api: Api, session: Session, page: int) -> dict[str, Any]:
-    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    return dict(await api.ask("GET", "/api/admin/organizations", token=session.token, params=params))
+    return await _page_of(api, session, "/api/admin/organizations", page)
 
 
 async def users(api: Api, session: Session, page: int) -> dict[str, Any]:
-    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    return dict(await api.ask("GET", "/api/admin/users", token=session.token, params=params))
+    return await _page_of(api, session, "/api/admin/users", page)
 
 
 # ---- the registry: holdings, transfers, retirements ----------------------------------------------------------
 
 
 async def holdings(api: Api, session: Session, page: int) -> dict[str, Any]:
-    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    return dict(await api.ask("GET", "/api/certificate/holdings", token=session.token, params=params))
+    return await _page_of(api, session, "/api/certificate/holdings", page)
 
 
 async def holding(api: Api, session: Session, holding_id: str) -> dict[str, Any]:
@@ -453,12 +453,230 @@ async def device_job(api: Api, session: Session, job_id: str, page: int) -> dict
 
 
 async def acl_modules(api: Api, session: Session, page: int) -> dict[str, Any]:
-    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    return dict(await api.ask("GET", "/api/aclmodules", token=session.token, params=params))
+    return await _page_of(api, session, "/api/aclmodules", page)
 
 
 async def device_certificates(api: Api, session: Session, page: int) -> dict[str, Any]:
     """A developer's devices' certificates, each with the reservation it was issued to."""
-    params = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    path = "/api/certificate-log/issuer/certifiedlogOfdevices"
-    return dict(await api.ask("GET", path, token=session.token, params=params))
+    return await _page_of(api, session, "/api/certificate-log/issuer/certifiedlogOfdevices", page)
+
+
+# ---- invitations ----------------------------------------------------------------------------------------------
+
+
+async def register_invited(api: Api, token: str, form: dict[str, str]) -> dict[str, Any]:
+    """The account of an invited address, made with the mailed token (the address counts as confirmed)."""
+    body = {key: form.get(key, "") for key in ("firstName", "lastName", "password", "confirmPassword")}
+    return dict(await api.ask("POST", f"/api/invitation/register/{token}", json=body))
+
+
+async def my_invitations(api: Api, session: Session) -> list[dict[str, Any]]:
+    """The invitations sent to the signed-in user's address, every organization's, newest first."""
+    return list(await api.ask("GET", "/api/invitation/By_email", token=session.token))
+
+
+async def answer_invitation(api: Api, session: Session, invitation_id: int, status: str) -> dict[str, Any]:
+    """Accepted moves the user into the inviting organization with the invited role (its tokens are revoked)."""
+    path = f"/api/invitation/{invitation_id}"
+    return dict(await api.ask("PUT", path, token=session.token, json={"status": status}))
+
+
+async def sent_invitations(api: Api, session: Session, page: int) -> dict[str, Any] | None:
+    """The organization's invitations; None when the user may not invite (INVITATION_MANAGEMENT_CRUDL)."""
+    query = {"organizationId": session.organization_id, "pageNumber": page, "limit": domain.PAGE_SIZE}
+    answer = await api.call("GET", "/api/invitation", token=session.token, params=query)
+    if answer.status == 403:
+        return None
+    if not answer.ok:
+        message, fields = domain.refusal_of(answer.status, answer.body)
+        raise Refusal(answer.status, message, fields)
+    return dict(answer.body)
+
+
+async def invite(api: Api, session: Session, email: str, role: str) -> dict[str, Any]:
+    params = {"organizationId": session.organization_id}
+    body = {"email": email, "role": role}
+    return dict(await api.ask("POST", "/api/invitation", token=session.token, params=params, json=body))
+
+
+# ---- admin: dead letters and jobs -----------------------------------------------------------------------------
+
+
+async def dead_letters(api: Api, session: Session, topic: str, page: int) -> dict[str, Any]:
+    return await _page_of(api, session, "/api/admin/dead-letters", page, **({"topic": topic} if topic else {}))
+
+
+async def replay_dead_letters(api: Api, session: Session, positions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Publish the chosen dead letters again (every consumer's inbox makes a repeat harmless)."""
+    body = {"deadLetters": positions}
+    return dict(await api.ask("POST", "/api/admin/dead-letters/replay", token=session.token, json=body))
+
+
+async def onboarding_jobs(api: Api, session: Session, organization_id: int | None, page: int) -> dict[str, Any]:
+    """Bulk device onboarding jobs: every organization's for an admin naming none."""
+    scope = {"organizationId": organization_id} if organization_id else {}
+    return await _page_of(api, session, "/api/device/bulk-jobs", page, **scope)
+
+
+async def import_jobs(api: Api, session: Session, organization_id: int | None, page: int) -> list[dict[str, Any]]:
+    """Bulk read imports of one organization (readings lists them per organization)."""
+    scope = {"organizationId": organization_id} if organization_id else {}
+    answer = await _page_of(api, session, "/api/meter-reads/bulk-upload", page, **scope)
+    return list(answer.get("jobs") or [])
+
+
+# ---- admin: organizations, users, ACL -------------------------------------------------------------------------
+
+
+async def organization(api: Api, session: Session, organization_id: int) -> dict[str, Any]:
+    return dict(await api.ask("GET", f"/api/admin/organizations/{organization_id}", token=session.token))
+
+
+async def organization_users(api: Api, session: Session, organization_id: int, page: int) -> dict[str, Any]:
+    return await _page_of(api, session, f"/api/admin/organizations/user/{organization_id}", page)
+
+
+async def update_organization(api: Api, session: Session, organization_id: int, form: dict[str, str]) -> dict[str, Any]:
+    """Name, address (empty clears it) and status, as the form has them (the API says what it refuses)."""
+    body = {"name": form.get("name", ""), "address": form.get("address", ""), "status": form.get("status", "")}
+    path = f"/api/admin/organizations/{organization_id}"
+    return dict(await api.ask("PATCH", path, token=session.token, json=body))
+
+
+async def user(api: Api, session: Session, user_id: int) -> dict[str, Any]:
+    return dict(await api.ask("GET", f"/api/user/{user_id}", token=session.token))
+
+
+async def update_user(api: Api, session: Session, user_id: int, form: dict[str, str]) -> dict[str, Any]:
+    """Only what changed goes: a new e-mail must be confirmed again, and one's own status may not change."""
+    now = await user(api, session, user_id)
+    changes = {
+        k: form.get(k, "") for k in ("firstName", "lastName", "email", "status") if form.get(k, "") != now.get(k)
+    }
+    if not changes:
+        return now
+    return dict(await api.ask("PUT", f"/api/admin/users/{user_id}", token=session.token, json=changes))
+
+
+async def acl_module(api: Api, session: Session, module_id: int) -> dict[str, Any]:
+    return dict(await api.ask("GET", f"/api/aclmodules/{module_id}", token=session.token))
+
+
+async def update_acl_module(
+    api: Api, session: Session, module_id: int, description: str, permissions: list[str], status: str
+) -> dict[str, Any]:
+    body = {"description": description, "permissions": permissions, "status": status}
+    return dict(await api.ask("PUT", f"/api/aclmodules/{module_id}", token=session.token, json=body))
+
+
+async def grants(api: Api, session: Session, module_id: int, page: int) -> dict[str, Any]:
+    """Who holds what of one module: grants per role and per user."""
+    return await _page_of(api, session, "/api/permission", page, aclmodulesId=module_id)
+
+
+async def grant(
+    api: Api, session: Session, module_id: int, entity_type: str, entity_id: str, permissions: list[str]
+) -> dict[str, Any]:
+    # a user by its id (a number), a role by its name
+    holder: str | int = int(entity_id) if entity_type == "User" and entity_id.isdigit() else entity_id
+    body = {"aclmodulesId": module_id, "entityType": entity_type, "entityId": holder, "permissions": permissions}
+    return dict(await api.ask("POST", "/api/permission", token=session.token, json=body))
+
+
+async def change_grant(api: Api, session: Session, grant_id: int, permissions: list[str]) -> None:
+    await api.ask("PUT", f"/api/permission/{grant_id}", token=session.token, json={"permissions": permissions})
+
+
+async def revoke_grant(api: Api, session: Session, grant_id: int) -> None:
+    await api.ask("DELETE", f"/api/permission/{grant_id}", token=session.token)
+
+
+# ---- EV chargers (Kazam) --------------------------------------------------------------------------------------
+
+
+async def kazam_account(api: Api, session: Session) -> dict[str, Any] | None:
+    """The organization's Kazam credentials' status (never the token); None when it registered none."""
+    answer = await api.call("GET", "/api/charger/kazam/credentials", token=session.token)
+    if answer.status == 404:
+        return None
+    if not answer.ok:
+        message, fields = domain.refusal_of(answer.status, answer.body)
+        raise Refusal(answer.status, message, fields)
+    return dict(answer.body)
+
+
+async def register_kazam(api: Api, session: Session, token: str, base_url: str) -> dict[str, Any]:
+    body = {"token": token, **({"baseUrl": base_url} if base_url else {})}
+    return dict(await api.ask("PUT", "/api/charger/kazam/credentials", token=session.token, json=body))
+
+
+async def forget_kazam(api: Api, session: Session) -> None:
+    await api.ask("DELETE", "/api/charger/kazam/credentials", token=session.token)
+
+
+async def charger_links(api: Api, session: Session, page: int) -> dict[str, Any]:
+    """A page of the organization's charger links; the total comes in X-Total-Count."""
+    query = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    answer = await api.call("GET", "/api/charger", token=session.token, params=query)
+    if not answer.ok:
+        message, fields = domain.refusal_of(answer.status, answer.body)
+        raise Refusal(answer.status, message, fields)
+    total = answer.headers.get("x-total-count", "")
+    links = list(answer.body or [])
+    return {"links": links, "totalCount": int(total) if total.isdigit() else len(links)}
+
+
+async def link_charger(api: Api, session: Session, charger_id: str, external_id: str) -> dict[str, Any]:
+    body = {"chargerId": charger_id, "externalId": external_id}
+    return dict(await api.ask("POST", "/api/charger", token=session.token, json=body))
+
+
+async def unlink_charger(api: Api, session: Session, charger_id: str) -> None:
+    await api.ask("DELETE", f"/api/charger/{charger_id}", token=session.token)
+
+
+async def charger(api: Api, session: Session, charger_id: str, days: tuple[str, str], page: int) -> dict[str, Any]:
+    """A linked charger: its state and uptime as Kazam answers them now (each may be unavailable: said so on the
+    page), and the transactions the gateway acted on."""
+    base = f"/api/charger/{charger_id}"
+    state = await api.call("GET", f"{base}/state", token=session.token)
+    if state.status == 404:
+        raise Refusal(404, f"No charger {charger_id} linked in your organization")
+    uptime = await api.call("GET", f"{base}/uptime", token=session.token, params={"from": days[0], "to": days[1]})
+    query = {"pageNumber": page, "limit": domain.PAGE_SIZE}
+    transactions = await api.call("GET", f"{base}/transactions", token=session.token, params=query)
+    total = transactions.headers.get("x-total-count", "")
+    return {
+        "chargerId": charger_id,
+        "state": state.body if state.ok else None,
+        "stateProblem": "" if state.ok else domain.refusal_of(state.status, state.body)[0],
+        "uptime": uptime.body if uptime.ok else None,
+        "uptimeProblem": "" if uptime.ok else domain.refusal_of(uptime.status, uptime.body)[0],
+        "transactions": list(transactions.body or []) if transactions.ok else [],
+        "totalCount": int(total) if total.isdigit() else 0,
+    }
+
+
+# ---- a developer's devices in reservations --------------------------------------------------------------------
+
+
+async def reserved_devices(api: Api, session: Session) -> dict[str, Any]:
+    """Which of the organization's devices a reservation holds now, and the reservations their certificates went
+    to. The public API names no reservation to a device's owner before a certificate is issued: a device held now
+    is known only as not among the organization's unreserved devices (`/api/device/ungrouped`)."""
+    devices: list[dict[str, Any]] = []
+    for page in range(1, domain.MAX_PAGES_READ + 1):
+        listing = await _page_of(api, session, "/api/device/my", page, limit=100)
+        devices += listing.get("devices") or []
+        if page >= int(listing.get("totalPages") or 0):
+            break
+    free = await api.ask("GET", "/api/device/ungrouped", token=session.token, params={"orderBy": "Country"})
+    unreserved = {d.get("id") for group in free for d in group.get("devices") or []}
+    log = await api.ask(
+        "GET", "/api/certificate-log/issuer/certifiedlogOfdevices", token=session.token, params={"limit": 1000}
+    )
+    return {
+        "held": [d for d in devices if d.get("id") not in unreserved],
+        "deviceCount": len(devices),
+        "reservations": domain.reservations_of(log.get("certificatelog") or []),
+    }
