@@ -22,7 +22,7 @@ import io
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -61,13 +61,14 @@ DUE_BATCH = 500  # due devices (and due reservations) one round of the certifica
 
 
 async def _allocate_device(
-    uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime
+    uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime, unstored: dict[int, int]
 ) -> list[tuple[int, list[domain.Allocation]]]:
     """What the device's reservations can take of its settled reads not yet allocated to them: per reservation of
     the device, its allocations (stored by the issuance that follows: most are issued at once). The caller holds
     the device's lock and its reservations' (a reservation's target is shared by its devices, which other
     transactions allocate at the same time: what it was allocated is read under its lock, or two devices could
-    each fill what is left)."""
+    each fill what is left). `unstored`: Wh per reservation this transaction allocated to the devices before this
+    one, not stored yet (counted against the target too; updated here)."""
     conn = uow.conn
     settled_before = now - settle
     out = []
@@ -77,7 +78,11 @@ async def _allocate_device(
             reads = await store.uncertified_reads(
                 conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
             )
-            allocations = domain.allocate(reads, reservation)
+            given = unstored.get(reservation.reservation_id, 0)
+            allocations = domain.allocate(
+                reads, replace(reservation, certified_wh=reservation.certified_wh + given) if given else reservation
+            )
+            unstored[reservation.reservation_id] = given + sum(a.energy_wh for a in allocations)
         out.append((reservation.reservation_id, allocations))
     unsettled = await store.latest_unsettled_end(conn, device_id, settled_before)
     await store.set_certification_due(conn, device_id, unsettled + settle if unsettled else None)
@@ -408,8 +413,9 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
     order); the reservations' are taken here, all at once and in id order (no deadlock between transactions)."""
     await store.lock_reservations_of_devices(uow.conn, device_ids)
     fresh: dict[int, list[tuple[int, list[domain.Allocation]]]] = {}
+    unstored: dict[int, int] = {}  # Wh per reservation allocated here, stored by its issuance below
     for device_id in device_ids:
-        for reservation_id, allocations in await _allocate_device(uow, device_id, settle, now):
+        for reservation_id, allocations in await _allocate_device(uow, device_id, settle, now, unstored):
             fresh.setdefault(reservation_id, []).append((device_id, allocations))
     for reservation_id in sorted(fresh):
         await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id])
