@@ -39,7 +39,7 @@ from opendrec_contracts import (
     ReservationCreated,
     ReservationUpdated,
 )
-from opendrec_kit import ApiError, Principal, UnitOfWork, metrics
+from opendrec_kit import ApiError, Principal, UnitOfWork, db, metrics
 from opendrec_kit.organizations import acting_organization, known_organization
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
@@ -971,9 +971,9 @@ async def import_next_job(uow: UnitOfWork, settings: Settings) -> bool:
     """Work through one queued (or interrupted) job that no other worker holds; False when there is none.
 
     A job is held by a lease, renewed at each group, not by a transaction left open: a worker that dies lets it
-    run out and another goes on at the job's cursor. A job claimed IMPORT_MAX_STRIKES times at the same row (the
-    group there failed each time, or killed its worker) has that group set aside, each row rejected with the
-    error, and goes on: one poison group never holds the job, or the worker, for ever."""
+    run out and another goes on at the job's cursor. A group that failed IMPORT_MAX_STRIKES times (an error that is
+    not an outage of the database) is set aside, each row rejected with the error, and the job goes on: one poison
+    group never holds the job, or the worker, for ever."""
     async with uow:
         job = await store.claim_job(uow.conn, IMPORT_LEASE_S)
     if job is None:
@@ -986,11 +986,12 @@ async def import_next_job(uow: UnitOfWork, settings: Settings) -> bool:
                 await store.set_job_total(uow.conn, job_id, job["rows_total"])
         await _run_job(uow, settings, job)
     except BaseException as exc:
-        # Given back at once (with its error, for the strikes' reason): the next step, or another replica, goes on.
+        # Given back at once: the next step, or another replica, goes on. A failure of the group (not an outage of
+        # the database, not a stop) is a strike against it.
+        struck = not isinstance(exc, (asyncio.CancelledError, *db.OUTAGES)) and isinstance(exc, Exception)
         with contextlib.suppress(Exception):
             async with uow:
-                error = None if isinstance(exc, asyncio.CancelledError) else f"{type(exc).__name__}: {exc}"[:1000]
-                await store.release_job(uow.conn, job_id, error)
+                await store.release_job(uow.conn, job_id, f"{type(exc).__name__}: {exc}"[:1000] if struck else None)
         raise
     return True
 
@@ -1000,7 +1001,7 @@ async def _run_job(uow: UnitOfWork, settings: Settings, job: Mapping[str, Any]) 
     short resumes at its first row not done and adds nothing twice."""
     job_id, last_row, organization = job["job_id"], job["last_row"], job["organization_id"]
     log.info("bulk read import working", extra={"job_id": str(job_id), "after_row": last_row})
-    set_aside = job["strikes"] > IMPORT_MAX_STRIKES
+    set_aside = job["strikes"] >= IMPORT_MAX_STRIKES and job["strike_row"] == last_row
     while rows := imports.rows_from_cells(await _staged(uow, job_id, last_row, domain.MAX_READS_PER_REQUEST)):
         for group in imports.groups(rows):
             async with uow:

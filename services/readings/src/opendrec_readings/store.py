@@ -716,18 +716,16 @@ async def job_rows(
 
 
 async def claim_job(conn: asyncpg.Connection, lease_s: float) -> asyncpg.Record | None:
-    """The oldest unfinished job no worker holds (its lease run out), leased for `lease_s`, its strikes counted
-    (claims at the same cursor in a row); None when there is none."""
+    """The oldest unfinished job no worker holds (its lease run out), leased for `lease_s`; None when there is none."""
     return await conn.fetchrow(
         f"""
-        UPDATE import_jobs SET status = 'running', updated_at = now(), leased_until = now() + make_interval(secs => $1),
-            strikes = CASE WHEN strike_row = last_row THEN strikes + 1 ELSE 1 END, strike_row = last_row
+        UPDATE import_jobs SET status = 'running', updated_at = now(), leased_until = now() + make_interval(secs => $1)
         WHERE job_id = (
             SELECT job_id FROM import_jobs
             WHERE status IN ('queued', 'running') AND (leased_until IS NULL OR leased_until < now())
             ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1
         )
-        RETURNING {_JOB_FIELDS}, content, strikes, error
+        RETURNING {_JOB_FIELDS}, content, strikes, strike_row, error
         """,
         lease_s,
     )
@@ -740,9 +738,15 @@ async def hold_job(conn: asyncpg.Connection, job_id: uuid.UUID, last_row: int) -
 
 
 async def release_job(conn: asyncpg.Connection, job_id: uuid.UUID, error: str | None) -> None:
-    """The lease given back (the worker stopped, or failed with `error`): the next claim may take it at once."""
+    """The lease given back, the next claim may take the job at once; with `error`, the group at the job's cursor
+    failed: a strike there (counted again from 1 at another cursor)."""
     await conn.execute(
-        "UPDATE import_jobs SET leased_until = NULL, error = COALESCE($2, error), updated_at = now() WHERE job_id = $1",
+        """
+        UPDATE import_jobs SET leased_until = NULL, updated_at = now(), error = COALESCE($2, error),
+            strikes = CASE WHEN $2 IS NULL THEN strikes WHEN strike_row = last_row THEN strikes + 1 ELSE 1 END,
+            strike_row = CASE WHEN $2 IS NULL THEN strike_row ELSE last_row END
+        WHERE job_id = $1
+        """,
         job_id,
         error,
     )

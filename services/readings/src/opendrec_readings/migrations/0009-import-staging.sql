@@ -9,9 +9,9 @@ CREATE TABLE import_staged (
 );
 ALTER TABLE import_jobs ALTER COLUMN content DROP NOT NULL;
 -- A worker holds a job while its lease runs (renewed at each group), instead of a transaction open all along; a
--- worker that died leaves the lease to run out. `strikes`: claims of the job at the same cursor (`strike_row`)
--- in a row; past a bound the group there is set aside with the job's last `error`, so one poison group cannot
--- hold the job (and the worker) for ever.
+-- worker that died leaves the lease to run out. `strikes`: failures of the group at the same cursor
+-- (`strike_row`); at a bound that group is set aside with the job's last `error`, so one poison group cannot hold
+-- the job (and the worker) for ever.
 ALTER TABLE import_jobs
     ADD COLUMN leased_until timestamptz,
     ADD COLUMN strikes      integer NOT NULL DEFAULT 0,
