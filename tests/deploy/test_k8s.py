@@ -22,6 +22,10 @@ KUBERNETES_VERSION = "1.33.0"
 # KEDA's ScaledObject, strict, as KEDA documents it (kubernetes-validate knows Kubernetes' own kinds only).
 KEDA_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "keda-scaledobject-v1alpha1.json").read_text())
 KEDA = jsonschema.Draft202012Validator(KEDA_SCHEMA)
+# KEDA's TriggerAuthentication (how its kafka scaler logs in), as strict.
+KEDA_AUTH = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).parent / "schemas" / "keda-triggerauthentication-v1alpha1.json").read_text())
+)
 # The platform's services and the ports they serve HTTP on: devstack's one table of them (its tests pin the
 # fixed platform conventions).
 PLATFORM_PORTS = {service.name: service.port for service in SERVICES}
@@ -56,7 +60,8 @@ def schema_problems(resource: dict) -> list[str]:
     schemas, KEDA's against its ScaledObject schema (tests/deploy/schemas), both strict."""
     where = f"{resource['kind']}/{resource['metadata']['name']}"
     if resource["apiVersion"].startswith("keda.sh/"):
-        return [f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in KEDA.iter_errors(resource)]
+        schema = KEDA_AUTH if resource["kind"] == "TriggerAuthentication" else KEDA
+        return [f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in schema.iter_errors(resource)]
     try:
         kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
@@ -161,6 +166,9 @@ def test_secrets_are_referenced_never_committed(resources):
     assert by_kind(resources, "Secret") == {}, "secret values must not live in the repository"
     for name in RUNTIMES:
         env = env_of(container_of(by_kind(resources, "Deployment")[name]))
+        if name == "gateway":  # it has no database (least privilege)
+            assert "DATABASE_URL" not in env
+            continue
         assert "secretKeyRef" in env["DATABASE_URL"]["valueFrom"], name
     console = env_of(container_of(by_kind(resources, "Deployment")["console"]))
     assert "DATABASE_URL" not in console and "secretKeyRef" in console["SESSION_KEY"]["valueFrom"]
