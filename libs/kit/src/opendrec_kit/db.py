@@ -84,7 +84,7 @@ IDLE_IN_TRANSACTION_TIMEOUT_S = 120.0  # a transaction waiting on its client (id
 
 # What a timeout above, or a database that is away, raises: an outage of the service (503), not a fault of the
 # request. QueryCanceledError is also a statement cut by statement_timeout.
-OUTAGES: tuple[type[BaseException], ...] = (
+OUTAGES: tuple[type[Exception], ...] = (
     TimeoutError,  # PoolTimeout among them
     asyncpg.QueryCanceledError,
     asyncpg.TooManyConnectionsError,
