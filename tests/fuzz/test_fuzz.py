@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,14 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def document(stack: dict[str, Any]) -> dict[str, Any]:
-    resp = httpx.get(f"{stack['gateway_url']}/openapi.json", timeout=60)
+    # Each service builds its document on the first call, which may outlast the gateway's short wait on a busy
+    # machine (a 503 naming the service): asked again until a deadline.
+    deadline = time.monotonic() + 60
+    while True:
+        resp = httpx.get(f"{stack['gateway_url']}/openapi.json", timeout=60)
+        if resp.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert resp.status_code == 200, resp.text
     return resp.json()
 
