@@ -200,18 +200,51 @@ def test_no_secret_has_a_default_value(compose_files):
             )
 
 
-def test_database_url_carries_no_literal_password(services):
+def test_each_service_logs_in_to_postgres_as_its_own_role_owning_its_own_database(services):
+    """Least privilege (issue 12): no service uses the administrator, nor another service's role or database."""
+    postgres_env = services["postgres"][1]["environment"]
     for name in RUNTIMES:
-        raw = services[name][1]["environment"]["DATABASE_URL"]
+        env = services[name][1]["environment"]
+        if name == "gateway":
+            assert "DATABASE_URL" not in env  # it has no database
+            continue
         # Stand in for compose's substitution: mark where each variable lands in the URL.
-        url = urlsplit(INTERPOLATION.sub(lambda m: f"VAR-{m[1]}", raw))
+        url = urlsplit(INTERPOLATION.sub(lambda m: f"VAR-{m[1]}", env["DATABASE_URL"]))
+        role = "opendrec_" + name.replace("-", "_")
         assert url.scheme.startswith("postgres"), name
         assert url.hostname == "postgres" and "postgres" in services, name
-        assert url.password == "VAR-POSTGRES_PASSWORD", f"{name}: DATABASE_URL password"
-    # ...the same user and password the Postgres container is initialised with.
-    postgres_env = services["postgres"][1]["environment"]
-    assert url.username == postgres_env["POSTGRES_USER"]
-    assert [var for var, _, _ in interpolations(postgres_env["POSTGRES_PASSWORD"])] == ["POSTGRES_PASSWORD"]
+        assert (url.username, url.path) == (role, f"/{role}"), name
+        password = name.upper().replace("-", "_") + "_DATABASE_PASSWORD"
+        assert url.password == f"VAR-{password}", f"{name}: DATABASE_URL password"
+        # ...the password the Postgres container creates that role with (deploy/postgres/roles.sql).
+        assert [var for var, _, _ in interpolations(postgres_env[password])] == [password]
+        assert url.username != postgres_env["POSTGRES_USER"]
+    mounts = services["postgres"][1]["volumes"]
+    assert any(m.endswith(":/docker-entrypoint-initdb.d/10-opendrec-roles.sh:ro") for m in mounts)
+    assert any(m.startswith("../postgres/roles.sql:") for m in mounts)
+
+
+def test_each_process_logs_in_to_kafka_as_its_own_user_over_tls(services):
+    users = set()
+    for name in RUNTIMES:
+        env = services[name][1]["environment"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["KAFKA_SSL_CAFILE"] == "/run/secrets/kafka_ca" and "kafka_ca" in services[name][1]["secrets"], name
+        assert env["KAFKA_SASL_USERNAME"] == f"opendrec-{name}", name
+        users.add(env["KAFKA_SASL_USERNAME"])
+        password = name.upper().replace("-", "_") + "_KAFKA_PASSWORD"
+        assert [var for var, _, _ in interpolations(env["KAFKA_SASL_PASSWORD"])] == [password], name
+    script = (REPO / "deploy" / "kafka" / "create-users.sh").read_text()
+    assert set(re.findall(r"^add (\S+) ", script, re.M)) == users  # the kafka-users step creates exactly those
+    kafka = services["kafka"][1]["environment"]
+    listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener, address in listeners.items():  # anything not SASL_SSL listens on the container's loopback only
+        assert protocols[listener] == "SASL_SSL" or address.startswith("127.0.0.1:"), listener
+    users_step = services["kafka-users"][1]
+    assert users_step["network_mode"] == "service:kafka"
+    for name in RUNTIMES:
+        assert services[name][1]["depends_on"]["kafka-users"]["condition"] == "service_completed_successfully"
 
 
 def test_env_example_lists_every_required_setting(compose_files):
@@ -295,8 +328,8 @@ def test_infrastructure_images_are_pinned(services):
 def test_kafka_runs_in_kraft_mode_on_a_single_node(services):
     env = services["kafka"][1]["environment"]
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@kafka:")
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@localhost:")
+    assert "SASL_SSL://kafka:9093" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert not any("zookeeper" in name for name in services)
     # Named volumes survive `docker compose down`; a fixed cluster id keeps them usable.
     assert any(v.endswith(":/var/lib/kafka/data") for v in services["kafka"][1]["volumes"])
