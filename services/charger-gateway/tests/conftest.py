@@ -32,6 +32,14 @@ def kazam_sim(tmp_path_factory):
         proc.wait(10)
 
 
+@pytest.fixture(scope="module")
+async def sim(kazam_sim):
+    """A client of the Kazam simulator's control API (the platform token)."""
+    url, token = kazam_sim
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
 def chargers_exist_on_the_platform(client: httpx.AsyncClient, sim_url: str, sim_token: str) -> None:
     """Before each POST /api/charger through `client`, the charger is added to the simulator (platform account):
     linking proves ownership with /getDeviceState, and these tests are about links, not ownership."""

@@ -14,6 +14,7 @@ import pytest
 from opendrec_charger_gateway import handlers, services
 from opendrec_charger_gateway.app import build
 from opendrec_charger_gateway.credentials import TokenCipher
+from opendrec_charger_gateway.domain import own_breaker
 from opendrec_charger_gateway.kazam import KazamAccess
 from opendrec_charger_gateway.poller import KazamPoller
 from opendrec_charger_gateway.settings import Settings
@@ -52,13 +53,6 @@ async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
             yield runtime, client, issuer
     finally:
         owners.stop()
-
-
-@pytest.fixture(scope="module")
-async def sim(kazam_sim):
-    url, token = kazam_sim
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
-        yield client
 
 
 async def kazam_account(sim, charger: str | None = None) -> tuple[str, str]:
@@ -205,7 +199,9 @@ async def test_device_timeouts_are_retried_and_a_failing_account_opens_its_break
 
 
 async def _breaker_open(runtime, org):
-    return await runtime.pool.fetchval("SELECT open_until > now() FROM kazam_breakers WHERE organization_id = $1", org)
+    return await runtime.pool.fetchval(
+        "SELECT open_until > now() FROM kazam_breakers WHERE account = $1", own_breaker(org)
+    )
 
 
 async def _requests(sim, account):
@@ -246,7 +242,7 @@ async def test_the_breaker_is_shared_by_replicas_and_survives_a_restart(gateway,
         assert await _requests(sim, name) == asked
 
         # The cool-down is over: ONE request tries again, whichever poller claims it (these two or the service's).
-        await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE organization_id = $1", org)
+        await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE account = $1", own_breaker(org))
         await asyncio.gather(*(replica.step() for replica in replicas))
         await eventually(lambda: _failed(runtime, org, runtime.settings.kazam_breaker_failures + 1), timeout=30)
         await asyncio.gather(*(replica.step() for replica in replicas))
@@ -260,15 +256,19 @@ async def test_the_breaker_is_shared_by_replicas_and_survives_a_restart(gateway,
         txn = await charging_session(
             sim, {"device_id": charger, "start_time": now - 120, "end_time": now, "total_usage": 1500}
         )
-        await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE organization_id = $1", org)
+        await runtime.pool.execute("UPDATE kazam_breakers SET open_until = now() WHERE account = $1", own_breaker(org))
         await replicas[0].step()
         await eventually(lambda: submissions(kafka_bootstrap, f"kazam:{txn['txn_id']}") or None, timeout=30)
         # closed for every poller: no row left
-        assert await runtime.pool.fetchval("SELECT count(*) FROM kazam_breakers WHERE organization_id = $1", org) == 0
+        assert (
+            await runtime.pool.fetchval("SELECT count(*) FROM kazam_breakers WHERE account = $1", own_breaker(org)) == 0
+        )
 
 
 async def _failed(runtime, org, n):
-    return await runtime.pool.fetchval("SELECT failed >= $2 FROM kazam_breakers WHERE organization_id = $1", org, n)
+    return await runtime.pool.fetchval(
+        "SELECT failed >= $2 FROM kazam_breakers WHERE account = $1", own_breaker(org), n
+    )
 
 
 async def test_state_uptime_and_transactions_of_a_linked_charger(gateway, sim):

@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -74,13 +73,6 @@ async def gateway(postgres_url, kafka_bootstrap, kazam_sim):
             yield runtime, client, issuer
     finally:
         owners.stop()
-
-
-@pytest.fixture(scope="module")
-async def sim(kazam_sim):
-    url, token = kazam_sim
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
-        yield client
 
 
 def ids():

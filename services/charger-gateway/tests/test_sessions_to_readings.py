@@ -8,7 +8,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from opendrec_charger_gateway.app import build
@@ -54,13 +53,6 @@ async def platform(postgres_url, kafka_bootstrap, kazam_sim):
             yield readings, gateway, client, issuer
     finally:
         owners.stop()
-
-
-@pytest.fixture(scope="module")
-async def sim(kazam_sim):
-    url, token = kazam_sim
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
-        yield client
 
 
 async def test_a_one_minute_20_kw_session_is_accepted_over_its_interval_and_one_over_rated_power_refused(

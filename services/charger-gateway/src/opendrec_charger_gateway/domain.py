@@ -270,6 +270,16 @@ def ist_day_window(first: date, last: date) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
+def own_breaker(organization_id: int) -> str:
+    """The circuit breaker of an organization's own Kazam account (`kazam_breakers.account`)."""
+    return f"organization:{organization_id}"
+
+
+def platform_breaker(base_url: str) -> str:
+    """The circuit breaker of the platform token (dev and test only) at a Kazam base URL."""
+    return f"platform:{base_url}"
+
+
 # ---------------------------------------------------------------- OCPP 1.6J charge points
 
 OCPP_SOURCE = "ocpp"

@@ -271,9 +271,6 @@ async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -
 # ---------------------------------------------------------------- Kazam transactions -> reads
 
 
-PLATFORM_ACCOUNT = 0  # the platform token's breaker (organization ids start at 1)
-
-
 @dataclass(frozen=True)
 class _Account:
     """The Kazam account a poll round asks for one organization's chargers."""
@@ -283,8 +280,10 @@ class _Account:
     token_encrypted: bytes | None  # None: the platform token (dev and test only)
 
     @property
-    def breaker_id(self) -> int:
-        return self.organization_id if self.token_encrypted is not None else PLATFORM_ACCOUNT
+    def breaker(self) -> str:
+        if self.token_encrypted is None:
+            return domain.platform_breaker(self.client.base_url)
+        return domain.own_breaker(self.organization_id)
 
 
 async def poll_kazam(
@@ -409,7 +408,7 @@ async def _asked(
     failed (counted and logged; Kazam unavailable after the retries counts against the breaker). A 401
     (KazamUnauthorized) is raised, as is device_not_found (KazamNotFound) when the caller takes it (`not_found`)."""
     async with uow:
-        allowed = await store.breaker_allows(uow.conn, account.breaker_id, access.breaker_cooldown_s)
+        allowed = await store.breaker_allows(uow.conn, account.breaker, access.breaker_cooldown_s)
     if not allowed:
         stats["breaker_open"] += chargers
         return None
@@ -431,7 +430,7 @@ async def _asked(
         if isinstance(exc, KazamUnavailable):
             async with uow:
                 await store.breaker_failed(
-                    uow.conn, account.breaker_id, access.breaker_failures, access.breaker_cooldown_s
+                    uow.conn, account.breaker, access.breaker_failures, access.breaker_cooldown_s
                 )
         log.warning(
             "kazam unreachable or refusing; retrying next poll",
@@ -444,7 +443,7 @@ async def _asked(
 
 async def _breaker_closed(uow: UnitOfWork, account: _Account) -> None:
     async with uow:
-        await store.breaker_closed(uow.conn, account.breaker_id)
+        await store.breaker_closed(uow.conn, account.breaker)
 
 
 async def kazam_details(uow: UnitOfWork, access: KazamAccess, last_round: dict[str, int]) -> dict[str, Any]:
@@ -549,7 +548,7 @@ async def register_credentials(
         acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
         row = await store.upsert_account(uow.conn, acting, base_url, encrypted, key, user.user_id)
         await store.check_refused_links_again(uow.conn, acting)
-        await store.breaker_closed(uow.conn, acting)
+        await store.breaker_closed(uow.conn, domain.own_breaker(acting))
     return account_answer(row)
 
 
@@ -568,7 +567,7 @@ async def delete_credentials(uow: UnitOfWork, user: Principal, organization_id: 
     async with uow:
         acting = await acting_organization(uow.conn, user, organization_id, organization_type=DEVELOPER)
         deleted = await store.delete_account(uow.conn, acting)
-        await store.breaker_closed(uow.conn, acting)
+        await store.breaker_closed(uow.conn, domain.own_breaker(acting))
     if not deleted:
         raise ApiError(404, f"Organization {acting} has registered no Kazam credentials")
 

@@ -336,43 +336,36 @@ async def set_encrypted_token(
 # ---------------------------------------------------------------- circuit breakers (per Kazam account)
 
 
-async def breaker_allows(conn: asyncpg.Connection, organization_id: int, cooldown_s: float) -> bool:
+async def breaker_allows(conn: asyncpg.Connection, account: str, cooldown_s: float) -> bool:
     """Whether the account may be asked now: its breaker is closed, or open past its cool-down and this caller claims
     the one trial request (the claim moves the cool-down on, so other replicas and rounds wait for its outcome:
     concurrent claims are serialized by the row lock, and the loser sees the moved cool-down)."""
     return await conn.fetchval(
         "WITH trial AS (UPDATE kazam_breakers SET open_until = now() + make_interval(secs => $2) "
-        "WHERE organization_id = $1 AND open_until <= now() RETURNING 1) "
+        "WHERE account = $1 AND open_until <= now() RETURNING 1) "
         "SELECT EXISTS (SELECT FROM trial) "
-        "OR NOT EXISTS (SELECT FROM kazam_breakers WHERE organization_id = $1 AND open_until IS NOT NULL)",
-        organization_id,
+        "OR NOT EXISTS (SELECT FROM kazam_breakers WHERE account = $1 AND open_until IS NOT NULL)",
+        account,
         cooldown_s,
     )
 
 
-async def breaker_failed(conn: asyncpg.Connection, organization_id: int, failures: int, cooldown_s: float) -> None:
+async def breaker_failed(conn: asyncpg.Connection, account: str, failures: int, cooldown_s: float) -> None:
     """One more request in a row that stayed unavailable: from `failures` on, the breaker opens for the cool-down."""
     await conn.execute(
-        "INSERT INTO kazam_breakers AS b (organization_id, failed, open_until) "
+        "INSERT INTO kazam_breakers AS b (account, failed, open_until) "
         "VALUES ($1, 1, CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END) "
-        "ON CONFLICT (organization_id) DO UPDATE SET failed = b.failed + 1, open_until = CASE "
+        "ON CONFLICT (account) DO UPDATE SET failed = b.failed + 1, open_until = CASE "
         "WHEN b.failed + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE b.open_until END",
-        organization_id,
+        account,
         failures,
         cooldown_s,
     )
 
 
-async def breaker_closed(conn: asyncpg.Connection, organization_id: int) -> None:
+async def breaker_closed(conn: asyncpg.Connection, account: str) -> None:
     """Kazam answered the account: its breaker closes (no row)."""
-    await conn.execute("DELETE FROM kazam_breakers WHERE organization_id = $1", organization_id)
-
-
-async def breaker(conn: asyncpg.Connection, organization_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT failed, open_until, open_until > now() AS open FROM kazam_breakers WHERE organization_id = $1",
-        organization_id,
-    )
+    await conn.execute("DELETE FROM kazam_breakers WHERE account = $1", account)
 
 
 async def count_open_breakers(conn: asyncpg.Connection) -> int:

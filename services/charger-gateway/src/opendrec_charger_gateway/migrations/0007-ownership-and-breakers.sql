@@ -12,9 +12,10 @@ ALTER TABLE charger_links ALTER COLUMN ownership SET DEFAULT 'verified';
 
 -- Each Kazam account's circuit breaker, in the database so that every replica and a restarted process see the same
 -- state: `failed` requests in a row that stayed unavailable after their retries; left alone until `open_until`
--- (database time: one clock for every replica). No row: closed. organization_id 0 is the platform token.
+-- (database time: one clock for every replica). No row: closed. `account`: organization:<id> (its own
+-- credentials) or platform:<base URL> (the platform token, dev and test only).
 CREATE TABLE kazam_breakers (
-    organization_id bigint PRIMARY KEY,
+    account         text PRIMARY KEY,
     failed          int NOT NULL,
     open_until      timestamptz
 );
