@@ -117,6 +117,28 @@ def _refused(request: Request, template: str, session: Session, exc: Refusal, **
     return _render(request, template, session, status, error=exc.message, errors=exc.fields, **context)
 
 
+Action = Callable[[Session, dict[str, str]], Awaitable[str]]
+
+
+async def _button(request: Request, act: Action, back: str, failed: str, done: str = "") -> Response:
+    """A form that is one button (a decision, a deletion): the CSRF token checked, `act` done with the form; then
+    to `done` (or `back`) saying what it did, or to `back` saying why not."""
+    session = _signed_in(request)
+    try:
+        notice = await act(session, await _form(request, session))
+    except Refusal as exc:
+        return _redirect(request, back, session, f"{failed}: {exc.message}")
+    return _redirect(request, done or back, session, notice)
+
+
+def _mailed_token(token: str) -> str:
+    """A one-time token as a form sends it (confirmation, reset, invitation), refused next to its field when it is
+    not one identity mails."""
+    if not _TOKEN.fullmatch(token):
+        raise Refusal(400, "That token is not one we sent", {"token": "Paste the token from the e-mail"})
+    return token
+
+
 def problem_page(request: Request, exc: Refusal) -> Response:
     """A refusal no page expected (the platform down, a 403 on a page not meant for this role)."""
     return _refused(request, "error.html", _session(request), exc)
@@ -215,9 +237,7 @@ async def confirm(request: Request) -> Response:
     session = _session(request)
     try:
         form = await _form(request, session)
-        token = form.get("token", "")
-        if not _TOKEN.fullmatch(token):
-            raise Refusal(400, "That token is not one we sent", {"token": "Paste the token from the e-mail"})
+        token = _mailed_token(form.get("token", ""))
         message = await services.confirm_email(_api(request), token)
     except Refusal as exc:
         return _refused(request, "confirm.html", session, exc, token="")
@@ -327,7 +347,7 @@ async def forgot(request: Request) -> Response:
 @router.get("/console/reset-password")
 @router.get("/console/reset-password/{token}")
 async def reset_page(request: Request, token: str = "") -> Response:
-    token = token if _TOKEN.fullmatch(token) else ""
+    token = token if _TOKEN.fullmatch(token) else ""  # a mail's link only fills the form
     return _render(request, "reset.html", _session(request), token=token, errors={})
 
 
@@ -336,9 +356,7 @@ async def reset(request: Request) -> Response:
     session = _session(request)
     try:
         form = await _form(request, session)
-        token = form.get("token", "")
-        if not _TOKEN.fullmatch(token):
-            raise Refusal(400, "That token is not one we sent", {"token": "Paste the token from the e-mail"})
+        token = _mailed_token(form.get("token", ""))
         await services.reset_password(
             _api(request), token, form.get("newPassword", ""), form.get("confirmPassword", "")
         )
@@ -471,13 +489,11 @@ async def edit_device(request: Request, device_id: int) -> Response:
 
 @router.post("/console/devices/{device_id:int}/delete")
 async def delete_device(request: Request, device_id: int) -> Response:
-    session = _signed_in(request)
-    try:
-        await _form(request, session)
+    async def delete(session: Session, form: dict[str, str]) -> str:
         await services.delete_device(_api(request), session, device_id)
-    except Refusal as exc:
-        return _redirect(request, f"/console/devices/{device_id}", session, f"Not deleted: {exc.message}")
-    return _redirect(request, "/console/devices", session, "Device deleted")
+        return "Device deleted"
+
+    return await _button(request, delete, f"/console/devices/{device_id}", "Not deleted", done="/console/devices")
 
 
 # ---- reads ----------------------------------------------------------------------------------------------------
@@ -669,13 +685,11 @@ async def export_certificates(request: Request, reservation_id: int) -> Response
 
 @router.post("/console/reservations/{reservation_id:int}/end")
 async def end_reservation(request: Request, reservation_id: int) -> Response:
-    session = _signed_in(request)
-    try:
-        await _form(request, session)
+    async def end(session: Session, form: dict[str, str]) -> str:
         await services.end_reservation(_api(request), session, reservation_id)
-    except Refusal as exc:
-        return _redirect(request, f"/console/reservations/{reservation_id}", session, f"Not ended: {exc.message}")
-    return _redirect(request, f"/console/reservations/{reservation_id}", session, "Reservation ended")
+        return "Reservation ended"
+
+    return await _button(request, end, f"/console/reservations/{reservation_id}", "Not ended")
 
 
 # ---- admin ----------------------------------------------------------------------------------------------------
@@ -694,17 +708,14 @@ async def api_users_page(request: Request) -> Response:
 
 @router.post("/console/admin/api-users/{api_user_id}")
 async def decide_api_user(request: Request, api_user_id: str) -> Response:
-    session = _signed_in(request)
-    try:
-        form = await _form(request, session)
+    async def decide(session: Session, form: dict[str, str]) -> str:
         decision = form.get("status", "")
         if decision not in ("Active", "Deactive") or not _API_USER_ID.fullmatch(api_user_id):
             raise Refusal(400, "Approve or deny")
         await services.decide_api_user(_api(request), session, api_user_id, decision)
-    except Refusal as exc:
-        return _redirect(request, "/console/admin/api-users", session, f"Not changed: {exc.message}")
-    word = "approved" if decision == "Active" else "denied"
-    return _redirect(request, "/console/admin/api-users", session, f"API user {api_user_id} {word}")
+        return f"API user {api_user_id} {'approved' if decision == 'Active' else 'denied'}"
+
+    return await _button(request, decide, "/console/admin/api-users", "Not changed")
 
 
 @router.get("/console/admin/organizations")
@@ -723,7 +734,7 @@ async def organizations_page(request: Request) -> Response:
 
 _ONCE = re.compile(r"[0-9a-f]{32}")
 _HOLDING_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
-TRANSFER_ACTIONS = ("accept", "reject", "cancel")
+TRANSFER_ACTIONS = {"accept": "accepted", "reject": "rejected", "cancel": "cancelled"}  # and what each did
 
 
 @router.get("/console/certificates")
@@ -791,16 +802,13 @@ async def transfer(request: Request, holding_id: str) -> Response:
 
 @router.post("/console/transfers/{transfer_id}/{action}")
 async def decide_transfer(request: Request, transfer_id: str, action: str) -> Response:
-    session = _signed_in(request)
-    try:
-        await _form(request, session)
+    async def decide(session: Session, form: dict[str, str]) -> str:
         if action not in TRANSFER_ACTIONS or not _HOLDING_ID.fullmatch(transfer_id):
             raise Refusal(404, "No such transfer")
         await services.decide_transfer(_api(request), session, transfer_id, action)
-    except Refusal as exc:
-        return _redirect(request, "/console/certificates", session, f"Not done: {exc.message}")
-    done = {"accept": "accepted", "reject": "rejected", "cancel": "cancelled"}[action]
-    return _redirect(request, "/console/certificates", session, f"Transfer {done}")
+        return f"Transfer {TRANSFER_ACTIONS[action]}"
+
+    return await _button(request, decide, "/console/certificates", "Not done")
 
 
 @router.get("/console/admin/acl")
@@ -839,9 +847,7 @@ async def register_invited(request: Request) -> Response:
     session = _session(request)
     try:
         form = await _form(request, session)
-        token = form.get("token", "")
-        if not _TOKEN.fullmatch(token):
-            raise Refusal(400, "That token is not one we sent", {"token": "Paste the token from the e-mail"})
+        token = _mailed_token(form.get("token", ""))
         joined = await services.register_invited(_api(request), token, form)
     except Refusal as exc:
         return _refused(request, "invitation.html", session, exc, values=await _values(request))
@@ -917,18 +923,15 @@ async def dead_letters_page(request: Request) -> Response:
 
 @router.post("/console/admin/dead-letters/replay")
 async def replay_dead_letters(request: Request) -> Response:
-    session = _signed_in(request)
-    try:
-        await _form(request, session)
+    async def replay(session: Session, form: dict[str, str]) -> str:
         chosen = [_DEAD_LETTER.fullmatch(v) for v in (await request.form()).getlist("letter") if isinstance(v, str)]
         positions = [{"topic": m[1], "partition": int(m[2]), "offset": int(m[3])} for m in chosen if m][:500]
         if not positions:
             raise Refusal(400, "Choose the dead letters to replay")
         done = await services.replay_dead_letters(_api(request), session, positions)
-    except Refusal as exc:
-        return _redirect(request, "/console/admin/dead-letters", session, f"Not replayed: {exc.message}")
-    count = int(done.get("replayed") or 0)
-    return _redirect(request, "/console/admin/dead-letters", session, f"Replayed {count} dead letter(s)")
+        return f"Replayed {int(done.get('replayed') or 0)} dead letter(s)"
+
+    return await _button(request, replay, "/console/admin/dead-letters", "Not replayed")
 
 
 @router.get("/console/admin/jobs")
@@ -1057,19 +1060,15 @@ async def grant(request: Request, module_id: int) -> Response:
 
 @router.post("/console/admin/acl/{module_id:int}/grants/{grant_id:int}")
 async def change_grant(request: Request, module_id: int, grant_id: int) -> Response:
-    session = _signed_in(request)
-    try:
-        form = await _form(request, session)
+    async def change(session: Session, form: dict[str, str]) -> str:
         if form.get("action") == "revoke":
             await services.revoke_grant(_api(request), session, grant_id)
-            notice = f"Grant {grant_id} revoked"
-        else:
-            given = await _chosen(request, f"grant-{grant_id}", domain.PERMISSIONS)
-            await services.change_grant(_api(request), session, grant_id, given)
-            notice = f"Grant {grant_id} saved"
-    except Refusal as exc:
-        notice = f"Not changed: {exc.message}"
-    return _redirect(request, f"/console/admin/acl/{module_id}", session, notice)
+            return f"Grant {grant_id} revoked"
+        given = await _chosen(request, f"grant-{grant_id}", domain.PERMISSIONS)
+        await services.change_grant(_api(request), session, grant_id, given)
+        return f"Grant {grant_id} saved"
+
+    return await _button(request, change, f"/console/admin/acl/{module_id}", "Not changed")
 
 
 # ---- EV chargers (Kazam) --------------------------------------------------------------------------------------
@@ -1104,13 +1103,11 @@ async def register_kazam(request: Request) -> Response:
 
 @router.post("/console/chargers/kazam/forget")
 async def forget_kazam(request: Request) -> Response:
-    session = _signed_in(request)
-    try:
-        await _form(request, session)
+    async def forget(session: Session, form: dict[str, str]) -> str:
         await services.forget_kazam(_api(request), session)
-    except Refusal as exc:
-        return _redirect(request, "/console/chargers", session, f"Not removed: {exc.message}")
-    return _redirect(request, "/console/chargers", session, "Kazam credentials removed")
+        return "Kazam credentials removed"
+
+    return await _button(request, forget, "/console/chargers", "Not removed")
 
 
 @router.post("/console/chargers")
@@ -1136,13 +1133,11 @@ def _charger_id(charger_id: str) -> str:
 
 @router.post("/console/chargers/{charger_id}/unlink")
 async def unlink_charger(request: Request, charger_id: str) -> Response:
-    session = _signed_in(request)
-    try:
-        await _form(request, session)
+    async def unlink(session: Session, form: dict[str, str]) -> str:
         await services.unlink_charger(_api(request), session, _charger_id(charger_id))
-    except Refusal as exc:
-        return _redirect(request, "/console/chargers", session, f"Not unlinked: {exc.message}")
-    return _redirect(request, "/console/chargers", session, f"Charger {charger_id} unlinked")
+        return f"Charger {charger_id} unlinked"
+
+    return await _button(request, unlink, "/console/chargers", "Not unlinked")
 
 
 @router.get("/console/chargers/{charger_id}")

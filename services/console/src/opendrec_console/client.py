@@ -25,6 +25,13 @@ class Answer:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def checked(self) -> Answer:
+        """This answer if it is a success; else its refusal (the envelope's message and fields), raised."""
+        if not self.ok:
+            message, fields = domain.refusal_of(self.status, self.body)
+            raise Refusal(self.status, message, fields)
+        return self
+
 
 @dataclass
 class Refusal(Exception):
@@ -78,8 +85,4 @@ class Api:
 
     async def ask(self, method: str, path: str, **kwargs: Any) -> Any:
         """`call`, raising a Refusal unless the answer is a success; the JSON body."""
-        answer = await self.call(method, path, **kwargs)
-        if not answer.ok:
-            message, fields = domain.refusal_of(answer.status, answer.body)
-            raise Refusal(answer.status, message, fields)
-        return answer.body
+        return (await self.call(method, path, **kwargs)).checked().body

@@ -25,39 +25,33 @@ async def _page_of(api: Api, session: Session, path: str, page: int, **params: A
     return dict(await api.ask("GET", path, token=session.token, params=query))
 
 
+async def _upload(api: Api, session: Session, path: str, file_name: str, csv: bytes) -> dict[str, Any]:
+    """A CSV posted as the body (text/csv), imported in the background: the job the API answers."""
+    params = {"fileName": file_name}
+    return dict(await api.ask("POST", path, token=session.token, params=params, content=csv, content_type="text/csv"))
+
+
 # ---- accounts -------------------------------------------------------------------------------------------------
+
+
+REGISTRATION_FIELDS = ("firstName", "lastName", "email", "password", "confirmPassword", "orgName", "orgAddress")
+
+
+def registration(form: dict[str, str], organization_type: str) -> dict[str, Any]:
+    """The registration form as identity takes it (a field left out is sent empty: the API names what is wrong)."""
+    body = {key: form.get(key, "") for key in REGISTRATION_FIELDS}
+    return {**body, "organizationType": organization_type, "secretKey": form.get("secretKey") or ""}
 
 
 async def register(api: Api, form: dict[str, str]) -> dict[str, Any]:
     """A user with a new organization (Developer or Buyer); identity mails the confirmation link."""
-    body = {
-        "firstName": form["firstName"],
-        "lastName": form["lastName"],
-        "email": form["email"],
-        "organizationType": form["organizationType"],
-        "password": form["password"],
-        "confirmPassword": form["confirmPassword"],
-        "orgName": form["orgName"],
-        "orgAddress": form["orgAddress"],
-        "secretKey": form.get("secretKey") or "",
-    }
+    body = registration(form, form.get("organizationType", ""))
     return dict(await api.ask("POST", "/api/user/registerWithOrganization", json=body))
 
 
 async def register_api_user(api: Api, form: dict[str, str]) -> dict[str, Any]:
     """An API user; the answer holds its private key, shown once and never kept here."""
-    body = {
-        "firstName": form["firstName"],
-        "lastName": form["lastName"],
-        "email": form["email"],
-        "organizationType": "ApiUser",
-        "password": form["password"],
-        "confirmPassword": form["confirmPassword"],
-        "orgName": form["orgName"],
-        "orgAddress": form["orgAddress"],
-        "secretKey": form.get("secretKey") or "",
-    }
-    return dict(await api.ask("POST", "/api/user/register", json=body))
+    return dict(await api.ask("POST", "/api/user/register", json=registration(form, "ApiUser")))
 
 
 async def confirm_email(api: Api, token: str) -> str:
@@ -248,16 +242,7 @@ async def energy(api: Api, session: Session, external_id: str, granularity: str)
 
 async def upload_reads(api: Api, session: Session, file_name: str, csv: bytes) -> dict[str, Any]:
     """A CSV of reads, imported by readings in the background: the job (poll it for progress and results)."""
-    return dict(
-        await api.ask(
-            "POST",
-            "/api/meter-reads/bulk-upload",
-            token=session.token,
-            params={"fileName": file_name},
-            content=csv,
-            content_type="text/csv",
-        )
-    )
+    return await _upload(api, session, "/api/meter-reads/bulk-upload", file_name, csv)
 
 
 async def read_job(api: Api, session: Session, job_id: str, page: int) -> dict[str, Any]:
@@ -329,10 +314,7 @@ async def export_certificates(api: Api, session: Session, uid: str) -> Answer:
     answer = await api.call(
         "GET", f"/api/certificate-log/export_perdevice/{uid}", token=session.token, accept="text/csv"
     )
-    if not answer.ok:
-        message, fields = domain.refusal_of(answer.status, answer.body)
-        raise Refusal(answer.status, message, fields)
-    return answer
+    return answer.checked()
 
 
 async def end_reservation(api: Api, session: Session, reservation_id: int) -> None:
@@ -428,16 +410,7 @@ def _integer(text: str) -> Any:
 
 async def upload_devices(api: Api, session: Session, file_name: str, csv: bytes) -> dict[str, Any]:
     """A CSV of devices, registered by the devices service in the background: the job."""
-    return dict(
-        await api.ask(
-            "POST",
-            "/api/device/bulk",
-            token=session.token,
-            params={"fileName": file_name},
-            content=csv,
-            content_type="text/csv",
-        )
-    )
+    return await _upload(api, session, "/api/device/bulk", file_name, csv)
 
 
 async def device_jobs(api: Api, session: Session) -> list[dict[str, Any]]:
@@ -487,10 +460,7 @@ async def sent_invitations(api: Api, session: Session, page: int) -> dict[str, A
     answer = await api.call("GET", "/api/invitation", token=session.token, params=query)
     if answer.status == 403:
         return None
-    if not answer.ok:
-        message, fields = domain.refusal_of(answer.status, answer.body)
-        raise Refusal(answer.status, message, fields)
-    return dict(answer.body)
+    return dict(answer.checked().body)
 
 
 async def invite(api: Api, session: Session, email: str, role: str) -> dict[str, Any]:
@@ -599,10 +569,7 @@ async def kazam_account(api: Api, session: Session) -> dict[str, Any] | None:
     answer = await api.call("GET", "/api/charger/kazam/credentials", token=session.token)
     if answer.status == 404:
         return None
-    if not answer.ok:
-        message, fields = domain.refusal_of(answer.status, answer.body)
-        raise Refusal(answer.status, message, fields)
-    return dict(answer.body)
+    return dict(answer.checked().body)
 
 
 async def register_kazam(api: Api, session: Session, token: str, base_url: str) -> dict[str, Any]:
@@ -617,10 +584,7 @@ async def forget_kazam(api: Api, session: Session) -> None:
 async def charger_links(api: Api, session: Session, page: int) -> dict[str, Any]:
     """A page of the organization's charger links; the total comes in X-Total-Count."""
     query = {"pageNumber": page, "limit": domain.PAGE_SIZE}
-    answer = await api.call("GET", "/api/charger", token=session.token, params=query)
-    if not answer.ok:
-        message, fields = domain.refusal_of(answer.status, answer.body)
-        raise Refusal(answer.status, message, fields)
+    answer = (await api.call("GET", "/api/charger", token=session.token, params=query)).checked()
     total = answer.headers.get("x-total-count", "")
     links = list(answer.body or [])
     return {"links": links, "totalCount": int(total) if total.isdigit() else len(links)}
