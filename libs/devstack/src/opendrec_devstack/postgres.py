@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import secrets
 import stat
 import subprocess
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psutil
 
@@ -35,6 +38,9 @@ log = logging.getLogger(__name__)
 PG_USER = "postgres"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60
+# Every service's role is a member (least privilege, issue 12): pg_hba asks them for their password over TCP.
+SERVICE_ROLES = "opendrec_services"
+SERVICE_ROLES_HBA = f"host all +{SERVICE_ROLES} {HOST}/32 scram-sha-256\n"
 
 
 @dataclass
@@ -152,6 +158,7 @@ def start_postgres(pgdata: str | os.PathLike, port: int | None = None) -> Embedd
             user=user,
         )
 
+    _service_roles_need_passwords(pgdata)
     # An orphan from a killed run still holds the data dir: stop it, we want our own port.
     _stop_cluster(pgdata, user)
     # A postmaster.pid without a live postmaster is stale; postgres could mistake a reused pid
@@ -192,6 +199,83 @@ def start_postgres(pgdata: str | os.PathLike, port: int | None = None) -> Embedd
 
     _wait_accepting(port)
     return EmbeddedPostgres(pgdata=pgdata, port=port, system_user=user)
+
+
+def _service_roles_need_passwords(pgdata: Path) -> None:
+    """The services' roles sign in with a password (their first pg_hba line); the administrator keeps initdb's
+    trust on this local development server."""
+    hba = pgdata / "pg_hba.conf"
+    lines = hba.read_text().splitlines(keepends=True)
+    if SERVICE_ROLES_HBA not in lines:
+        first_rule = next((i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")), len(lines))
+        hba.write_text("".join([*lines[:first_rule], SERVICE_ROLES_HBA, *lines[first_rule:]]))
+
+
+def service_databases(admin_url: str, databases: Mapping[str, str]) -> dict[str, str]:
+    """Least privilege (issue 12), for `databases` (service -> its database's name): each service gets a login role
+    named as its database, owning that database (created if missing) and what is in it, with no right to create
+    databases or roles, and CONNECT to the database is refused to every other role but the administrator. A new
+    password each time. Returns each service's DATABASE_URL (the server, as its role)."""
+    import psycopg
+    from psycopg import sql
+
+    urls = {}
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SERVICE_ROLES,)).fetchone():
+            admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(SERVICE_ROLES)))
+        for service, database in databases.items():
+            role, password = sql.Identifier(database), secrets.token_urlsafe(24)
+            exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (database,)).fetchone()
+            make = "ALTER ROLE {} LOGIN PASSWORD {}" if exists else "CREATE ROLE {} LOGIN PASSWORD {}"
+            admin.execute(sql.SQL(make).format(role, sql.Literal(password)))
+            admin.execute(
+                sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS").format(role)
+            )
+            admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(SERVICE_ROLES), role))
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+                admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), role))
+                _give_objects(with_database(admin_url, database), database)
+            else:
+                admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), role))
+            admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+            parts = urlsplit(admin_url)
+            netloc = f"{quote(database)}:{quote(password)}@{parts.hostname}:{parts.port}"
+            urls[service] = urlunsplit(parts._replace(netloc=netloc))
+    return urls
+
+
+def _give_objects(database_url: str, role: str) -> None:
+    """What the administrator created in the database's public schema before it had a role of its own (a
+    `.run/pg` from before, when services signed in as the administrator) becomes the role's."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+        relations = conn.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace"
+            " AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner <> %s::regrole"
+            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))",
+            (role,),
+        ).fetchall()
+        for (name,) in relations:  # sequences owned by a column follow their table
+            conn.execute(
+                sql.SQL("ALTER TABLE public.{} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(role))
+            )
+        functions = conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
+            " AND p.proowner <> %s::regrole",
+            (role,),
+        ).fetchall()
+        for (signature,) in functions:
+            conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(sql.SQL(signature), sql.Identifier(role)))
+        types = conn.execute(
+            "SELECT t.typname FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('e', 'd')"
+            " AND t.typowner <> %s::regrole",
+            (role,),
+        ).fetchall()
+        for (name,) in types:
+            conn.execute(sql.SQL("ALTER TYPE public.{} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(role)))
 
 
 def _wait_accepting(port: int, timeout: float = 30.0) -> None:

@@ -15,6 +15,7 @@ class ServiceSpec:
     module: str  # run as `python -m <module>`
     port: int  # dev port (`run --free-ports` picks others)
     url_env: str  # env var carrying its base URL to the other services
+    database: bool = True  # it has a database of its own (the gateway and the console have none)
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -24,8 +25,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("reservations", "opendrec_reservations", 8104, "RESERVATIONS_URL"),
     ServiceSpec("certificates", "opendrec_certificates", 8105, "CERTIFICATES_URL"),
     ServiceSpec("charger-gateway", "opendrec_charger_gateway", 8106, "CHARGER_GATEWAY_URL"),
-    ServiceSpec("console", "opendrec_console", 8107, "CONSOLE_URL"),  # pages at <gateway>/console/
-    ServiceSpec("gateway", "opendrec_gateway", 8000, "GATEWAY_URL"),
+    ServiceSpec("console", "opendrec_console", 8107, "CONSOLE_URL", database=False),  # pages at <gateway>/console/
+    ServiceSpec("gateway", "opendrec_gateway", 8000, "GATEWAY_URL", database=False),
 )
 
 GATEWAY = "gateway"  # the public door; its URL is the one printed when the platform is ready

@@ -42,7 +42,7 @@ from honcho.printer import Message, Printer
 from . import services as svc_table
 from .broker import start_broker
 from .net import free_port, port_is_free
-from .postgres import start_postgres, stop_postgres
+from .postgres import service_databases, start_postgres, stop_postgres
 from .procs import kill_recorded, record_pid, start_helper
 from .services import GATEWAY, SERVICES, ServiceSpec
 from .smtp_sink import smtp_ready
@@ -87,6 +87,9 @@ class Infra:
     kazam_url: str
     kazam_token: str
     mail_dir: str | None  # None when SMTP_URL points at another server
+    # Each service's own DATABASE_URL (its role, rights on its own database only) on the embedded Postgres; empty
+    # with a DATABASE_URL given (its roles are the operator's: deploy/postgres/roles.sql), where all use that one.
+    service_database_urls: dict[str, str] = field(default_factory=dict)
 
 
 def ensure_jwt_key(path: Path) -> Path:
@@ -124,9 +127,11 @@ def service_env(
 ) -> dict[str, str]:
     """The environment one service process gets (the conventions of the platform brief)."""
     env = dict(base)
+    env.pop("DATABASE_URL", None)
+    if spec.database:  # its own role where there is one (least privilege); none for the gateway and the console
+        env["DATABASE_URL"] = infra.service_database_urls.get(spec.name, infra.database_url)
     env.update(
         ENVIRONMENT=environment,
-        DATABASE_URL=infra.database_url,
         KAFKA_BOOTSTRAP_SERVERS=infra.kafka_bootstrap,
         KAFKA_SESSION_TIMEOUT_MS=base.get("KAFKA_SESSION_TIMEOUT_MS", KAFKA_SESSION_TIMEOUT_MS),
         KAFKA_HEARTBEAT_INTERVAL_MS=base.get("KAFKA_HEARTBEAT_INTERVAL_MS", KAFKA_HEARTBEAT_INTERVAL_MS),
@@ -286,6 +291,7 @@ def _start_infra(cfg: StackConfig, stack: ExitStack, state: Path) -> Infra:
     logs, pids = state / "logs", state / "pids"
 
     database_url = env.get("DATABASE_URL")
+    service_database_urls: dict[str, str] = {}
     if database_url:
         _say(f"Postgres: using DATABASE_URL {database_url}")
     else:
@@ -294,7 +300,10 @@ def _start_infra(cfg: StackConfig, stack: ExitStack, state: Path) -> Infra:
         stack.callback(stop_postgres, pgdata)
         pg = start_postgres(pgdata)
         database_url = pg.url
-        _say(f"Postgres: {database_url} (data in {pgdata})")
+        prefix = env.get("DATABASE_NAME_PREFIX", "opendrec_")
+        databases = {s.name: f"{prefix}{s.name.replace('-', '_')}" for s in cfg.services if s.database}
+        service_database_urls = service_databases(database_url, databases)
+        _say(f"Postgres: {database_url} (data in {pgdata}); each service signs in with a role of its own")
 
     kafka = env.get("KAFKA_BOOTSTRAP_SERVERS")
     if kafka:
@@ -352,7 +361,7 @@ def _start_infra(cfg: StackConfig, stack: ExitStack, state: Path) -> Infra:
         )
         _say(f"Kazam simulator: {kazam_url} (token {kazam_token})")
 
-    return Infra(database_url, kafka, smtp_url, kazam_url, kazam_token, mail_dir)
+    return Infra(database_url, kafka, smtp_url, kazam_url, kazam_token, mail_dir, service_database_urls)
 
 
 def _http_ok(url: str) -> bool:
