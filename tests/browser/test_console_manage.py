@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from opendrec_contracts import envelope_for
 from opendrec_contracts.testing import device_registered
@@ -141,6 +141,33 @@ def test_an_invitee_joins_from_the_mail_link_and_an_admin_edits_the_organization
     expect(page.locator("#received")).to_contain_text("Accepted")
     invitee.shot("invitation-accepted")
 
+    # Someone with an account already, invited by mail: the link's page says to sign in and answer it; it declines.
+    buyer = account(api, platform, "Buyer", tag)
+    sent = api.post(
+        "/api/invitation",
+        params={"organizationId": owner.organization_id},
+        json={"email": buyer.email, "role": "User"},
+        headers=owner.headers,
+    )
+    assert sent.status_code == 201, sent.text
+    token = mailed_token(
+        platform.mail_dir, buyer.email, f"You are invited to join {owner.organization_name} on OpenDREC"
+    )
+    someone = console("existing-account")
+    page = someone.open(f"/console/invitation/{token}")
+    page.get_by_label("First name").fill("Meera")
+    page.get_by_label("Last name").fill("Iyer")
+    page.get_by_label(re.compile(r"^Password")).fill(PASSWORD)
+    page.get_by_label("Repeat the password").fill(PASSWORD)
+    page.get_by_role("button", name="Create my account").click()
+    expect(page.get_by_role("alert")).to_contain_text("An account with this e-mail exists")
+    sign_in(someone, buyer.email, PASSWORD)
+    page = someone.open("/console/invitations")
+    page.get_by_role("button", name=f"Decline {owner.organization_name}").click()
+    expect(page.get_by_role("status")).to_have_text("Invitation rejected")
+    expect(page.locator("#received tbody tr").filter(has_text=owner.organization_name)).to_contain_text("Rejected")
+    someone.shot("invitation-declined")
+
     # An admin renames the organization and corrects the colleague's name; a bad e-mail is refused next to it.
     admin = console("admin")
     sign_in(admin, platform.admin_email, platform.admin_password)
@@ -214,6 +241,21 @@ async def _dead_letter(bootstrap: str, error: str) -> str:
     return str(envelope.event_id)
 
 
+def dead_letter_row(page: Page, event_id: str) -> Locator:
+    """The row of that event on the dead-letters page, turning pages (other tests' older letters come first)."""
+    row = page.locator("#dead-letters tbody tr").filter(has_text=event_id)
+    while row.count() == 0 and page.get_by_role("link", name="Next").count():
+        page.get_by_role("link", name="Next").click()
+    return row
+
+
+def upload(api: httpx.Client, owner: Account, path: str, file_name: str, csv: str) -> None:
+    """A CSV import through the API, as a client would start one (202: the job)."""
+    headers = {**owner.headers, "Content-Type": "text/csv"}
+    answer = api.post(path, params={"fileName": file_name}, content=csv.encode(), headers=headers)
+    assert answer.status_code == 202, answer.text
+
+
 def test_an_admin_replays_a_dead_letter_and_follows_the_jobs(platform, console, api) -> None:
     tag = uuid.uuid4().hex[:8]
     error = f"capacity unreadable {tag}"
@@ -222,9 +264,7 @@ def test_an_admin_replays_a_dead_letter_and_follows_the_jobs(platform, console, 
     admin = console("admin")
     sign_in(admin, platform.admin_email, platform.admin_password)
     page = admin.open("/console/admin/dead-letters?topic=device.registered")
-    row = page.locator("#dead-letters tbody tr").filter(has_text=event_id)
-    while row.count() == 0 and page.get_by_role("link", name="Next").count():  # older letters of other tests first
-        page.get_by_role("link", name="Next").click()
+    row = dead_letter_row(page, event_id)
     expect(row).to_contain_text(f"ValueError: {error}")
     expect(row).to_contain_text("not yet")
     admin.shot("dead-letters")
@@ -233,30 +273,16 @@ def test_an_admin_replays_a_dead_letter_and_follows_the_jobs(platform, console, 
     page.get_by_role("button", name="Replay the chosen ones").click()
     expect(page.get_by_role("status")).to_have_text("Replayed 1 dead letter(s)")
     page = admin.open("/console/admin/dead-letters?topic=device.registered")
-    row = page.locator("#dead-letters tbody tr").filter(has_text=event_id)
-    while row.count() == 0 and page.get_by_role("link", name="Next").count():
-        page.get_by_role("link", name="Next").click()
+    row = dead_letter_row(page, event_id)
     expect(row).to_contain_text("by user")
 
     # A developer's device CSV and reads CSV, through the API; the admin follows both jobs.
     owner = account(api, platform, "Developer", tag)
     header = "externalId,projectName,address,latitude,longitude,countryCode,fuelCode,deviceTypeCode,capacity,commissioningDate,gridInterconnection,offTaker"
     csv = f"{header}\nJOB-{tag},Clinic {tag},Pune,18.52,73.85,IND,ES100,TC120,50,2022-05-01T00:00:00Z,true,School\n"
-    answer = api.post(
-        "/api/device/bulk",
-        params={"fileName": f"devices-{tag}.csv"},
-        content=csv.encode(),
-        headers={**owner.headers, "Content-Type": "text/csv"},
-    )
-    assert answer.status_code == 202, answer.text
+    upload(api, owner, "/api/device/bulk", f"devices-{tag}.csv", csv)
     reads = f"deviceExternalId,timezone,type,unit,value,startDate,endDate\nNOPE-{tag},,History,Wh,5,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z\n"
-    answer = api.post(
-        "/api/meter-reads/bulk-upload",
-        params={"fileName": f"reads-{tag}.csv"},
-        content=reads.encode(),
-        headers={**owner.headers, "Content-Type": "text/csv"},
-    )
-    assert answer.status_code == 202, answer.text
+    upload(api, owner, "/api/meter-reads/bulk-upload", f"reads-{tag}.csv", reads)
 
     page = admin.open(f"/console/admin/jobs?organizationId={owner.organization_id}")
     reload_until(page, lambda: "completed" in page.locator("#device-jobs").inner_text(), "the device job finished")
@@ -323,6 +349,9 @@ def test_a_developer_links_a_kazam_charger_and_sees_its_state_and_sessions(platf
     page.get_by_role("button", name=f"Unlink {charger_id}").click()
     expect(page.get_by_role("status")).to_have_text(f"Charger {charger_id} unlinked")
     expect(page.locator("#chargers")).to_have_count(0)
+    page.get_by_role("button", name="Remove the credentials").click()
+    expect(page.get_by_role("status")).to_have_text("Kazam credentials removed")
+    expect(page.locator("#kazam-status")).to_contain_text("No Kazam credentials yet")
 
 
 def test_a_buyer_filters_by_commissioning_date_and_the_developer_sees_its_device_held(platform, console, api) -> None:
