@@ -178,8 +178,9 @@ async def test_required_fields(service, field):
         ({"capacity": 1_000_000.5}, "capacity", "to 1e+06 kW"),
         ({"yieldValue": 8760.5}, "yieldValue", "less than or equal to 8760"),
         ({"capacity": "lots"}, "capacity", "valid number"),
-        ({"commissioningDate": "2999-01-01T00:00:00Z"}, "commissioningDate", "in the future"),
+        ({"commissioningDate": "2199-01-01T00:00:00Z"}, "commissioningDate", "in the future"),
         ({"commissioningDate": "last spring"}, "commissioningDate", "ISO 8601"),
+        ({"commissioningDate": "0001-01-01T00:00:00+14:00"}, "commissioningDate", "years 1900 to 2199"),  # was a 500
         ({"latitude": "-90.5"}, "latitude", "out of range"),
         ({"longitude": "180.01"}, "longitude", "out of range"),
         ({"latitude": "19°20'50.97\"E"}, "latitude", "takes N or S"),

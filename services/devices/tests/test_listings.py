@@ -86,6 +86,8 @@ async def test_my_devices_filters(service, fleet, params, expected):
         ({"capacityMin": "big"}, "capacityMin", "valid number"),
         ({"capacityMin": 10, "capacityMax": 5}, "capacityMax", "below capacityMin"),
         ({"commissioningDateFrom": "last year"}, "commissioningDateFrom", "ISO 8601"),
+        ({"commissioningDateFrom": "0001-01-01T00:00:00+14:00"}, "commissioningDateFrom", "years 1900 to 2199"),
+        ({"commissioningDateTo": "9999-12-31T23:59:59-14:00"}, "commissioningDateTo", "years 1900 to 2199"),
         ({"commissioningDateFrom": "2022-01-01", "commissioningDateTo": "2021-01-01"}, "commissioningDateTo", "before"),
         ({"afterId": 0}, "afterId", "greater than or equal to 1"),
         ({"limit": 1000}, "limit", "less than or equal to 100"),

@@ -124,6 +124,8 @@ async def test_reads_of_a_device_refuse_bad_windows_and_pages(side):
         ({"limit": 10_001}, "limit"),
         ({"offset": -1}, "offset"),
         ({"start": "yesterday"}, "start"),
+        ({"start": "0001-01-01T00:00:00+14:00"}, "start"),  # no UTC: was a 500 (issue 12)
+        ({"end": "9999-12-31T23:59:59-14:00"}, "end"),
     ):
         response = await side.client.get(path, params=params, headers=headers)
         assert response.status_code == 400 and _field(response) == field, (params, response.text)

@@ -171,6 +171,17 @@ async def test_bad_changes_are_refused_and_change_nothing(service, kafka_bootstr
     # up to the other's start is fine
     ok = await client.patch(path, json={"reservationEndDate": (now + 15 * DAY).isoformat()}, headers=mine)
     assert ok.status_code == 200, ok.text
+    # Instants without a UTC (were 500s, issue 12) are refused naming the field; nothing changes.
+    for field, moment in (
+        ("reservationEndDate", "0001-01-01T00:00:00+14:00"),
+        ("reservationExpiryDate", "9999-12-31T23:59:59-14:00"),
+    ):
+        far = await client.patch(path, json={field: moment}, headers=mine)
+        assert far.status_code == 400 and far.json()["details"][0]["field"] == field, far.text
+        assert "years 1900 to 2199" in far.json()["details"][0]["message"]
+    assert (await client.get(f"/api/device-group/{res['id']}", headers=mine)).json()["reservationEndDate"] == ok.json()[
+        "reservationEndDate"
+    ]
     # An ended reservation is not changed any more.
     assert (await client.post(f"/api/device-group/{res['id']}/end", headers=mine)).status_code == 200
     ended = await client.patch(path, json={"name": "late"}, headers=mine)

@@ -9,11 +9,13 @@ is (`errors.field_rule`), so one 400 still lists every bad field. The OpenAPI sc
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ValidationInfo
 
 from .errors import field_rule
+from .timestamps import client_instant
 
 
 def rule(check: Callable[..., Any], *args: Any) -> AfterValidator:
@@ -24,3 +26,14 @@ def rule(check: Callable[..., Any], *args: Any) -> AfterValidator:
 def rule_before(check: Callable[..., Any], *args: Any) -> BeforeValidator:
     """The raw input becomes `check(value, *args)` before the field's type is checked (e.g. a rule that parses)."""
     return BeforeValidator(lambda value: field_rule(check, value, *args))
+
+
+def _instant(value: datetime, info: ValidationInfo) -> datetime:
+    moment: datetime = field_rule(client_instant, value, info.field_name or "the date")
+    return moment
+
+
+# An instant a client sends (body field or query parameter): in UTC, within the years the platform takes.
+Instant = Annotated[datetime, AfterValidator(_instant)]
+# The same, with an offset required (D-REC's reservation dates).
+AwareInstant = Annotated[AwareDatetime, AfterValidator(_instant)]

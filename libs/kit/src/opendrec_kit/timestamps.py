@@ -22,5 +22,18 @@ def iso_exact(moment: datetime) -> str:
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+# The years an instant a client sends may fall in: no device, read or reservation is older, and far-off years
+# overflow when moved to UTC (0001-01-01T00:00:00+14:00 has no UTC; issue 12).
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
+
+
+def client_instant(moment: datetime, field: str = "the date") -> datetime:
+    """An instant a client sent, in UTC (without an offset: UTC); ValueError naming `field` outside the years
+    EARLIEST_YEAR to LATEST_YEAR."""
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ValueError(f"{field} must fall within the years {EARLIEST_YEAR} to {LATEST_YEAR}")
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def now_iso() -> str:
     return iso(datetime.now(UTC))

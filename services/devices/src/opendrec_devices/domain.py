@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pycountry
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated
-from opendrec_kit.timestamps import iso
+from opendrec_kit.timestamps import client_instant, iso
 
 from .codes import DEVICE_TYPE_CODES, DEVICE_TYPES, FUEL_CODES, FUEL_NAMES, FUEL_TYPES, OFF_TAKERS, TIMEZONES, Code
 
@@ -189,7 +189,7 @@ def parse_commissioning_date(value: Any, timezone: str | None, now: datetime) ->
         raise ValueError("commissioningDate must be an ISO 8601 date-time string")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone) if timezone else UTC)
-    moment = moment.astimezone(UTC)
+    moment = client_instant(moment, "commissioningDate")
     if moment > now:
         raise ValueError(f"commissioningDate {iso(moment)} is in the future")
     return moment
@@ -203,11 +203,9 @@ def parse_date_bound(value: str, end_of_day: bool = False) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO 8601 date or date-time (e.g. 2022-08-09)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     if end_of_day and len(text) == 10:
         moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
-    return moment.astimezone(UTC)
+    return client_instant(moment)
 
 
 def split_list(values: list[str] | str | None) -> list[str]:
@@ -440,9 +438,7 @@ def parse_instant(value: str, field: str) -> datetime:
         raise ValueError(
             f"{field} {value!r} is not an ISO 8601 date or date-time (e.g. 2024-01-31T00:00:00Z)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    return client_instant(moment, field)
 
 
 def months_before(moment: datetime, months: int) -> datetime:

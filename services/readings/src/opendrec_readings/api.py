@@ -26,6 +26,7 @@ from typing_extensions import TypedDict
 
 from opendrec_kit import ApiError, Principal, Runtime, UoW, permission, uploads
 from opendrec_kit.auth import only_roles
+from opendrec_kit.models import Instant
 from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 from opendrec_kit.runtime import Owners
@@ -255,8 +256,8 @@ async def get_meter_reads(
     owners: Owners,
     acting: Reading,
     page: ReadsPage,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
     readType: Literal["meterReads", "accumulated"] = "meterReads",
     granularity: services.Granularity | None = None,
     accumulationType: Annotated[
@@ -398,8 +399,8 @@ async def get_reads(
     runtime: Runtime,
     owners: Owners,
     acting: Reading,
-    start: Annotated[datetime | None, Query(description="Reads ending after it (e.g. 2020-01-01T00:00:00Z)")] = None,
-    end: Annotated[datetime | None, Query(description="Reads ending by it (e.g. 2020-01-01T00:00:00Z)")] = None,
+    start: Annotated[Instant | None, Query(description="Reads ending after it (e.g. 2020-01-01T00:00:00Z)")] = None,
+    end: Annotated[Instant | None, Query(description="Reads ending by it (e.g. 2020-01-01T00:00:00Z)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_READS_LISTED, description="reads answered")] = MAX_READS_LISTED,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="reads skipped")] = 0,
 ) -> list[dict[str, Any]]:

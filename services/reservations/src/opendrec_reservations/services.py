@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from opendrec_contracts import (
     CertificateIssued,
@@ -24,6 +24,7 @@ from opendrec_contracts import (
     ReservationUpdated,
 )
 from opendrec_kit import ApiError, Principal, UnitOfWork, watermarks
+from opendrec_kit.models import AwareInstant
 from opendrec_kit.organizations import (
     ADMIN,
     API_USER,
@@ -53,15 +54,15 @@ class NewReservation(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     deviceIds: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=10_000)
     targetCapacityInMegaWattHour: Decimal | None = Field(default=None, gt=0, le=10**12)  # in Wh it must fit a bigint
-    reservationStartDate: AwareDatetime
-    reservationEndDate: AwareDatetime
+    reservationStartDate: AwareInstant
+    reservationEndDate: AwareInstant
     continueWithReservationIfOneOrMoreDevicesUnavailableForReservation: bool = False
     continueWithReservationIfTargetCapacityIsLessThanDeviceTotalCapacityBetweenDuration: bool = True
     authorityToExceed: bool = True
     frequency: Annotated[str, Field(description="hourly, daily, weekly, monthly or quarterly")]
     # API users name the buyer organization they act for
     organizationId: int | None = Field(default=None, ge=1, le=MAX_ID)
-    reservationExpiryDate: AwareDatetime | None = Field(
+    reservationExpiryDate: AwareInstant | None = Field(
         default=None, description="No certificate is issued from then on; default: the end plus the configured days"
     )
 
@@ -86,9 +87,9 @@ class ReservationChange(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     targetCapacityInMegaWattHour: Decimal | None = Field(default=None, gt=0, le=10**12)
-    reservationEndDate: AwareDatetime | None = None
+    reservationEndDate: AwareInstant | None = None
     authorityToExceed: bool | None = None
-    reservationExpiryDate: AwareDatetime | None = None
+    reservationExpiryDate: AwareInstant | None = None
 
 
 class EndReservationDate(BaseModel):
@@ -96,7 +97,7 @@ class EndReservationDate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    endresavationdate: AwareDatetime | None = Field(
+    endresavationdate: AwareInstant | None = Field(
         default=None, description="The reservation's end date, confirming which end is meant (D-REC); none: end it now"
     )
 
