@@ -88,6 +88,20 @@ def confirmation_mail(first_name: str, public_url: str, token: str) -> tuple[str
     )
 
 
+def registration_attempt_mail(first_name: str, public_url: str) -> tuple[str, str]:
+    """To the owner of an e-mail address someone tried to register again (REGISTRATION_DISCLOSURE=private)."""
+    base = public_url.rstrip("/")
+    return (
+        "Someone tried to register with your OpenDREC e-mail address",
+        f"Hello {first_name},\n\n"
+        "someone tried to register a new OpenDREC organization with this e-mail address, which already has an "
+        "account. Nothing was created.\n\n"
+        f"If it was you, sign in at {base}/console/ instead; if you forgot your password, reset it at "
+        f"{base}/console/forgot-password.\n"
+        "If it was not you, you need not do anything.\n",
+    )
+
+
 def reset_mail(first_name: str, public_url: str, token: str, ttl_minutes: int) -> tuple[str, str]:
     return (
         "Reset your OpenDREC password",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -21,6 +21,11 @@ class Settings(ServiceSettings):
 
     service_name: str = "identity"
     http_port: int = 8101
+
+    # POST /api/user/registerWithOrganization with an e-mail address that already has an account: "drec" answers
+    # D-REC's 409 naming the e-mail (what D-REC clients expect); "private" answers as a fresh registration does
+    # (201, the same shape) and mails the address's owner instead, so the answer does not tell which e-mails exist.
+    registration_disclosure: Literal["drec", "private"] = "drec"
 
     # The first admin, created at startup when no user has the Admin role.
     admin_email: str = "admin@opendrec.local"

@@ -79,6 +79,15 @@ async def insert_user(
     )
 
 
+async def unused_registration(conn: asyncpg.Connection) -> asyncpg.Record:
+    """What a fresh registration would get now (a user id and an organization id from their sequences, never used
+    then, and the column defaults), for answering one that is not made (REGISTRATION_DISCLOSURE=private)."""
+    return await conn.fetchrow(
+        "SELECT nextval(pg_get_serial_sequence('users', 'id')) AS user_id,"
+        " nextval(pg_get_serial_sequence('organizations', 'id')) AS organization_id, now() AS created_at"
+    )
+
+
 async def user_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
     return await conn.fetchrow(_USER_WITH_ORGANIZATION + " WHERE u.email = $1", email)
 
