@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from opendrec_console import domain
 from opendrec_console.app import build
-from opendrec_console.session import Session, Sessions
+from opendrec_console.session import COOKIE, Session, Sessions
 from opendrec_console.settings import Settings
 
 
@@ -113,3 +113,19 @@ async def test_an_invitation_link_fills_the_form_and_nothing_happens_until_it_is
     assert r.status_code == 200
     assert 'id="f-token"' in r.text and 'value="abcDEF123_-xyz"' in r.text
     assert 'action="/console/invitation"' in r.text
+
+
+async def test_a_button_form_needs_a_session_and_its_csrf_token() -> None:
+    key = Fernet.generate_key().decode()
+    settings = Settings(environment="test", gateway_url="http://127.0.0.1:9", session_key=key)
+    transport = httpx.ASGITransport(app=build(settings).app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as http:
+        r = await http.post("/console/devices/7/delete", data={"csrf": "x"})
+        assert (r.status_code, r.headers["location"]) == (303, "/console/sign-in")  # signed out: nothing is sent
+        # signed in, but the form's token is not the session's: refused before the API is asked (it does not answer)
+        signed_in = Session(token="t", email="dev@example.org", role="OrganizationAdmin", organization_type="Developer")
+        http.cookies.set(COOKIE, Sessions(key, 60).seal(signed_in), domain="console.test")
+        r = await http.post("/console/devices/7/delete", data={"csrf": "forged"})
+        assert (r.status_code, r.headers["location"]) == (303, "/console/devices/7")
+        page = await http.get("/console/devices/7")  # the device page says why (and that the platform is away)
+    assert "Not deleted: This form has expired; please send it again" in page.text
