@@ -271,6 +271,20 @@ async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -
 # ---------------------------------------------------------------- Kazam transactions -> reads
 
 
+# The counts of a poll round (logged, in metrics and in /readyz details).
+POLL_COUNTS = (
+    "chargers",
+    "requests_failed",
+    "transactions_seen",
+    "new_reads",
+    "skipped",
+    "without_credentials",
+    "breaker_open",
+    "ownership_verified",
+    "ownership_refused",
+)
+
+
 @dataclass(frozen=True)
 class _Account:
     """The Kazam account a poll round asks for one organization's chargers."""
@@ -322,19 +336,6 @@ async def poll_kazam(
     if links:
         log.info("kazam poll", extra=stats)
     return stats
-
-
-POLL_COUNTS = (
-    "chargers",
-    "requests_failed",
-    "transactions_seen",
-    "new_reads",
-    "skipped",
-    "without_credentials",
-    "breaker_open",
-    "ownership_verified",
-    "ownership_refused",
-)
 
 
 async def _poll_account(
@@ -774,6 +775,7 @@ async def ocpp_authenticate(
     it was not checked, the address is held back by its wrong passwords or those naming this charge point)."""
     wait = throttle.admit(address, time.monotonic())
     if wait:
+        metrics.charger_error(domain.OCPP_SOURCE, "auth_held_back")
         return wait
     try:
         async with uow.reading() as r:
@@ -786,6 +788,8 @@ async def ocpp_authenticate(
         throttle.released(address)
         raise
     throttle.checked(charger_id, address, right, time.monotonic())
+    if not right:
+        metrics.charger_error(domain.OCPP_SOURCE, "auth_refused")
     return None if right else 0.0
 
 
