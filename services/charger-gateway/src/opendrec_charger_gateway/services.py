@@ -271,6 +271,8 @@ async def delete_device(uow: UnitOfWork, device_id: int, deleted_at: datetime) -
 # ---------------------------------------------------------------- Kazam transactions -> reads
 
 
+OWNERSHIP_CHECKS_PER_ROUND = 100  # per account: links left unverified (migration 0007) are checked a batch a round
+
 # The counts of a poll round (logged, in metrics and in /readyz details).
 POLL_COUNTS = (
     "chargers",
@@ -353,8 +355,9 @@ async def _poll_account(
     record the outcome in one transaction (`record_transactions`). A failing request costs that group this round
     only. Raises KazamUnauthorized (401): the account's token no longer works."""
     verified = [link for link in links if link.ownership == "verified"]
-    for link in links:
-        if link.ownership == "unverified" and await _verify_ownership(uow, access, account, link, stats):
+    unverified = [link for link in links if link.ownership == "unverified"]
+    for link in unverified[:OWNERSHIP_CHECKS_PER_ROUND]:  # the rest next round: a round stays short
+        if await _verify_ownership(uow, access, account, link, stats):
             verified.append(link)
     for cursor, group in domain.group_by_cursor(verified, chargers_per_request):
         start, end = domain.query_window(cursor, now, lookback_s)
