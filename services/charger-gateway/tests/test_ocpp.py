@@ -102,8 +102,8 @@ async def register_ocpp(runtime, client, issuer):
     return charger, r.json()
 
 
-async def attempt(url: str, who: str, secret: str, protocols=("ocpp1.6",), source: str = "127.0.0.1") -> int:
-    """Connect as `who` from the loopback address `source`: 101 when accepted, else the refusal's HTTP status."""
+async def refusal(url: str, who: str, secret: str, protocols=("ocpp1.6",), source: str = "127.0.0.1"):
+    """The HTTP response refusing `who`'s upgrade from the loopback address `source` (None: accepted)."""
     try:
         async with websockets.connect(
             f"{url}/ocpp/{who}",
@@ -111,24 +111,22 @@ async def attempt(url: str, who: str, secret: str, protocols=("ocpp1.6",), sourc
             additional_headers={"Authorization": basic(who, secret)},
             local_addr=(source, 0),
         ):
-            return 101
-    except websockets.InvalidStatus as refused:
-        return refused.response.status_code
-
-
-async def held_back(url: str, who: str, secret: str, source: str) -> str | None:
-    """The Retry-After of the 429 answering `who` from `source` (None: not held back)."""
-    try:
-        async with websockets.connect(
-            f"{url}/ocpp/{who}",
-            subprotocols=["ocpp1.6"],
-            additional_headers={"Authorization": basic(who, secret)},
-            local_addr=(source, 0),
-        ):
             return None
     except websockets.InvalidStatus as refused:
-        assert refused.response.status_code == 429, refused.response.status_code
-        return refused.response.headers["Retry-After"]
+        return refused.response
+
+
+async def attempt(url: str, who: str, secret: str, protocols=("ocpp1.6",), source: str = "127.0.0.1") -> int:
+    """101 when `who` is accepted from `source`, else the refusal's HTTP status."""
+    refused = await refusal(url, who, secret, protocols, source)
+    return 101 if refused is None else refused.status_code
+
+
+async def retry_after(url: str, who: str, secret: str, source: str) -> str:
+    """The Retry-After of the 429 that holds `source` back."""
+    refused = await refusal(url, who, secret, source=source)
+    assert refused is not None and refused.status_code == 429, refused
+    return refused.headers["Retry-After"]
 
 
 def at(moment: datetime) -> str:
@@ -180,12 +178,12 @@ async def test_wrong_passwords_hold_their_address_back_and_the_right_password_fr
     password = answer["ocppPassword"]
     assert await attempt(url, charger, "guess-0000000000000", source="127.0.0.21") == 403
     # That address is held back (1 s) before any check, even with the right password...
-    assert await held_back(url, charger, password, source="127.0.0.21") == "1"
+    assert await retry_after(url, charger, password, source="127.0.0.21") == "1"
     # ...while the real charge point, from its own address, connects at once.
     assert await attempt(url, charger, password) == 101
     # A second address guessing the same charge point waits twice as long: the guesses of its id count too.
     assert await attempt(url, charger, "guess-1111111111111", source="127.0.0.22") == 403
-    assert await held_back(url, charger, password, source="127.0.0.22") == "2"
+    assert await retry_after(url, charger, password, source="127.0.0.22") == "2"
 
     # No lockout: once its backoff is over, the first address gets in with the right password (tries meanwhile are
     # refused without counting).
