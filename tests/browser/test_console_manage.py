@@ -171,7 +171,10 @@ def test_an_invitee_joins_from_the_mail_link_and_an_admin_edits_the_organization
     # An admin renames the organization and corrects the colleague's name; a bad e-mail is refused next to it.
     admin = console("admin")
     sign_in(admin, platform.admin_email, platform.admin_password)
-    page = admin.open(f"/console/admin/organizations/{owner.organization_id}")
+    page = admin.open("/console/admin/organizations?organizationType=Developer")
+    expect(page.locator("tbody tr").first).to_contain_text("Developer")
+    page.get_by_label("Organization id").fill(str(owner.organization_id))
+    page.get_by_role("button", name="Open").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Organization {owner.organization_name}")
     expect(page.locator("#organization-users")).to_contain_text(colleague)
     page.get_by_label(re.compile(r"^Name")).fill(f"Sunroof Cooperative {tag}")

@@ -721,12 +721,17 @@ async def decide_api_user(request: Request, api_user_id: str) -> Response:
 @router.get("/console/admin/organizations")
 async def organizations_page(request: Request) -> Response:
     session = _signed_in(request)
+    wanted = _organization_id(request)
+    if wanted:  # "open by id"
+        return RedirectResponse(f"/console/admin/organizations/{wanted}", status_code=303)
+    kind = request.query_params.get("organizationType", "")
+    kind = kind if kind in domain.ORGANIZATION_KINDS else ""
     page = _page(request)
-    orgs = await services.organizations(_api(request), session, page)
+    orgs = await services.organizations(_api(request), session, kind, page)
     people = await services.users(_api(request), session, 1)
     return _render(
         request, "organizations.html", session, organizations=orgs.get("organizations") or [],
-        users=people.get("users") or [], **_paged(orgs, page),
+        users=people.get("users") or [], kind=kind, kinds=domain.ORGANIZATION_KINDS, **_paged(orgs, page),
     )  # fmt: skip
 
 

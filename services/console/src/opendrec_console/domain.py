@@ -137,6 +137,7 @@ def reservations_of(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # Roles an invitation gives, by the inviting organization's type (identity's rule).
 INVITED_ROLES = {"Developer": ("DeviceOwner", "User", "OrganizationAdmin"), "Buyer": ("SubBuyer", "User", "Buyer")}
 ORGANIZATION_STATUSES = ("Submitted", "Active", "Denied")
+ORGANIZATION_KINDS = ("Developer", "Buyer", "ApiUser", "Admin")  # what the admin listing filters on
 USER_STATUSES = ("Pending", "Active", "Suspended", "Deleted")
 MODULE_STATUSES = ("Enable", "Disable")
 

@@ -333,8 +333,10 @@ async def decide_api_user(api: Api, session: Session, api_user_id: str, status: 
     await api.ask("PUT", path, token=session.token, json={"status": status})
 
 
-async def organizations(api: Api, session: Session, page: int) -> dict[str, Any]:
-    return await _page_of(api, session, "/api/admin/organizations", page)
+async def organizations(api: Api, session: Session, organization_type: str, page: int) -> dict[str, Any]:
+    """Every organization (of one type, if given), oldest first."""
+    kind = {"organizationType": organization_type} if organization_type else {}
+    return await _page_of(api, session, "/api/admin/organizations", page, **kind)
 
 
 async def users(api: Api, session: Session, page: int) -> dict[str, Any]:
