@@ -163,13 +163,10 @@ async def central_system(websocket: WebSocket, chargePointId: str = Path(max_len
         websocket.headers.get("x-forwarded-for"),
         websocket.app.state.ocpp_trusted_proxies,
     )
-    wait = (
-        0.0
-        if credentials is None or credentials[0] != chargePointId
-        else await services.ocpp_authenticate(
-            runtime.uow(), websocket.app.state.ocpp_throttle, chargePointId, credentials[1], address
-        )
-    )
+    wait: float | None = 0.0  # no credentials, or another charge point's: refused, nothing to check
+    if credentials is not None and credentials[0] == chargePointId:
+        throttle = websocket.app.state.ocpp_throttle
+        wait = await services.ocpp_authenticate(runtime.uow(), throttle, chargePointId, credentials[1], address)
     if wait is not None:
         await _refuse(websocket, chargePointId, address, wait)
         return
