@@ -221,6 +221,24 @@ def test_an_invitee_joins_from_the_mail_link_and_an_admin_edits_the_organization
     expect(page.get_by_role("status")).to_contain_text("revoked")
     expect(page.locator("#grants tbody tr").filter(has_text=f"User {colleague_id}")).to_have_count(0)
 
+    # The colleague, invited by the buyer's organization too, joins it from its Invitations page: its account moves
+    # there, and it signs in again as the new member.
+    sent = api.post(
+        "/api/invitation",
+        params={"organizationId": buyer.organization_id},
+        json={"email": colleague, "role": "SubBuyer"},
+        headers=buyer.headers,
+    )
+    assert sent.status_code == 201, sent.text
+    sign_in(invitee, colleague, new_password)
+    page = invitee.open("/console/invitations")
+    page.get_by_role("button", name=f"Join {buyer.organization_name}").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"You joined {buyer.organization_name} as SubBuyer. Sign in again to work there."
+    )
+    sign_in(invitee, colleague, new_password)
+    expect(page.locator("footer")).to_contain_text(f"{buyer.organization_name} (Buyer, SubBuyer)")
+
 
 async def _dead_letter(bootstrap: str, error: str) -> str:
     """A device.registered event set aside on its DLQ as a consumer does (with its error headers): its event id.
