@@ -53,6 +53,8 @@ NO_NATIVE_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "
 Hook = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
 # A service's own measurement for its gauges (e.g. bulk jobs queued), run by the metrics worker.
 Probe = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
+# What a service shows in /readyz details (e.g. the charger gateway's poll lag): never makes it unready.
+Detail = Callable[["ServiceRuntime[Any]"], Awaitable[dict[str, Any]]]
 
 
 class RequestIdMiddleware:
@@ -114,6 +116,7 @@ class ServiceRuntime(Generic[S]):
         self.consumer_groups: dict[str, str] = {}  # group -> topic
         self.follows_watermarks = False
         self.probes: list[Probe] = []
+        self.details: dict[str, Detail] = {}
         self._lag = metrics.LagReader(settings.kafka_bootstrap_servers)
         # Asked on a read-model miss (read-your-writes): the owners of what this service keeps read models of.
         self.owners = OwnerServices(
@@ -202,6 +205,21 @@ class ServiceRuntime(Generic[S]):
     def measure_with(self, probe: Probe) -> None:
         """Run `probe` at every metrics measurement (it sets its gauges with `metrics.set_gauge`)."""
         self.probes.append(probe)
+
+    def report_with(self, name: str, detail: Detail) -> None:
+        """Show `await detail(runtime)` in /readyz under details[name]. Details never make the service unready; a
+        failing or slow one (2 s) is shown as an error."""
+        self.details[name] = detail
+
+    async def readiness_details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {}
+        for name, detail in self.details.items():
+            try:
+                async with asyncio.timeout(2):
+                    details[name] = await detail(self)
+            except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+                details[name] = {"error": type(exc).__name__}
+        return details
 
     async def measure(self) -> None:
         """One measurement for /metrics: outbox backlog, consumer lag, the service's probes."""
@@ -384,6 +402,7 @@ class ServiceRuntime(Generic[S]):
                     "pid": os.getpid(),
                     "checks": checks,
                     "workers": runtime.worker_status(),
+                    "details": await runtime.readiness_details(),
                 },
                 status_code=200 if ready else 503,
             )

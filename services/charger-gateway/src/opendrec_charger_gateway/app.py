@@ -1,12 +1,13 @@
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadRejected
 from opendrec_kit import ServiceRuntime, metrics
 
-from . import api, handlers, ocpp_server
+from . import api, handlers, ocpp_server, services
 from .credentials import TokenCipher
 from .domain import PasswordThrottle, networks
 from .kazam import KazamAccess
@@ -75,6 +76,15 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
         metrics.set_gauge(POLL_LAG, [] if lag is None else [(lag, {"source": "kazam"})])
 
     runtime.measure_with(measure_poll_lag)
+
+    async def kazam_details(rt: ServiceRuntime) -> dict[str, Any]:
+        # /readyz details: how the Kazam polling goes (never makes the service unready)
+        access = getattr(rt.app.state, "kazam", None)
+        if access is None:
+            return {"status": "starting"}
+        return await services.kazam_details(rt.uow(), access, poller.last)
+
+    runtime.report_with("kazam", kazam_details)
     runtime.on_startup(open_kazam)
     runtime.on_shutdown(close_kazam)
     return runtime
