@@ -57,6 +57,7 @@ def test_secret_path_segments_are_redacted_in_paths_and_urls():
         redact_path("http://h:8000/api/invitation/register/s3cr3t") == "http://h:8000/api/invitation/register/{token}"
     )
     assert redact_path("/console/reset-password/abc") == "/console/reset-password/{token}"  # the mails' links
+    assert redact_path("/console/invitation/s3cr3t") == "/console/invitation/{token}"
     assert redact_path("/api/device/42") == "/api/device/42"
     assert redact_path("/api/user/confirm-email/") == "/api/user/confirm-email/"  # nothing to hide
 

@@ -67,6 +67,7 @@ async def test_an_invitation_is_mailed_and_the_invitee_registers_into_the_organi
 
     mail, token, invitation_id = await invitation_mail(mail_dir, email)
     assert invitation_id == sent["id"]
+    assert f"/console/invitation/{token} in a browser" in mail.get_body(("plain",)).get_content()  # the console's link
     assert mail["Subject"] == f"You are invited to join {owner['organization']['name']} on OpenDREC"
     assert (
         await runtime.pool.fetchval("SELECT count(*) FROM invitations WHERE token_hash = $1", token) == 0

@@ -35,7 +35,7 @@ _configured = False
 # accept an invitation). Whoever reads a trace or a log must not be able to use them: kept out as "{token}".
 SECRET_PATHS = re.compile(
     r"(/api/user/confirm-email/|/api/user/reset/password/|/api/invitation/register/"
-    r"|/console/confirm-email/|/console/reset-password/)[^/?#\s]+"
+    r"|/console/confirm-email/|/console/reset-password/|/console/invitation/)[^/?#\s]+"
 )
 _URL_ATTRIBUTES = ("http.target", "url.path", "http.url", "url.full")
 

@@ -124,7 +124,7 @@ def invitation_mail(
         f"Hello,\n\n{inviter} invites you to join {organization_name} on OpenDREC as {role}.\n\n"
         f"Invitation: {invitation_id}\n"
         f"Token: {token}\n\n"
-        "Without an OpenDREC account, register with\n"
+        f"Without an OpenDREC account, open {base}/console/invitation/{token} in a browser, or register with\n"
         f"POST {base}/api/invitation/register/{token}\n"
         '{"firstName": "...", "lastName": "...", "password": "...", "confirmPassword": "..."}\n\n'
         "With an account, log in with this e-mail address and answer with\n"
