@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test chromium test-fast fuzz chaos bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients bench-operations lint format schemas lock clean
+.PHONY: run test chromium test-fast fuzz chaos bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients bench-operations bench-resources lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -76,6 +76,12 @@ bench-drec-clients: .venv/.synced
 bench-operations: .venv/.synced
 	$(PY) bench/operations/bench_metrics.py
 	$(PY) bench/operations/bench_footprint.py
+	$(PY) bench/operations/bench_resources.py
+
+# CPU and memory per service under the drec-clients load; --write records them for the Kubernetes requests/limits
+# (deploy/k8s/resources.measured.json): `make bench-resources BENCH_ARGS=--write`
+bench-resources: .venv/.synced
+	$(PY) bench/operations/bench_resources.py $(BENCH_ARGS)
 
 # ruff (lint and format check) and mypy over libs/ and services/*/src (config in pyproject.toml), and the
 # committed event schemas: zero findings is green.
