@@ -52,6 +52,8 @@ async def charge_point_service() -> AsyncIterator[str]:
     async def ocpp(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(protocols=("ocpp1.6",))
         await ws.prepare(request)
+        if request.match_info["id"] == "WHO":  # tells who the gateway says is calling
+            await ws.send_str(request.headers.get("X-Forwarded-For", ""))
         async for frame in ws:
             await ws.send_str(frame.data)
         return ws
@@ -82,6 +84,7 @@ async def counted(
         "URL_LIMIT_BYTES": "1024",
         "HEADER_LIMIT_BYTES": "4096",
         "PUBLIC_RATE_LIMIT": "2/minute",
+        "TRUSTED_PROXIES": '["127.0.0.2/32"]',  # a load balancer in front of it (the tests call from 127.0.0.1)
     }
     gw = await start_gateway(tmp_path_factory.mktemp("gw-metrics"), urls, "metrics", env)
     yield gw, f"http://127.0.0.1:{metrics_port}/metrics"
@@ -196,6 +199,26 @@ async def test_websocket_upgrades_for_ocpp_are_counted_and_others_are_refused_as
     assert upgraded == 1, {k: v for k, v in after.items() if "http_route=/ocpp" in k}
     refused_now = count(after, http_route="unrouted", http_response_status_code="403")
     assert refused_now - count(before, http_route="unrouted", http_response_status_code="403") == 1
+
+
+async def test_a_charge_point_is_named_to_its_service_as_the_gateway_resolves_it(counted: tuple[Gateway, str]) -> None:
+    """The charger gateway holds wrong OCPP passwords back per client address: it must get the charge point's address
+    (behind a trusted load balancer: the one the balancer saw), not the balancer's."""
+    gw, _ = counted
+    port = int(gw.url.rsplit(":", 1)[1])
+    behind = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))  # as if from the trusted balancer
+    async with aiohttp.ClientSession(connector=behind) as balancer:
+        ws = await balancer.ws_connect(
+            f"http://127.0.0.1:{port}/ocpp/WHO", protocols=("ocpp1.6",), headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        assert (await ws.receive(timeout=10)).data == "203.0.113.9, 203.0.113.9"
+        await ws.close()
+    async with aiohttp.ClientSession() as direct:  # an untrusted peer: what it writes buys nothing
+        ws = await direct.ws_connect(
+            f"http://127.0.0.1:{port}/ocpp/WHO", protocols=("ocpp1.6",), headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        assert (await ws.receive(timeout=10)).data == "203.0.113.9, 127.0.0.1"
+        await ws.close()
 
 
 async def test_metrics_are_not_served_on_the_public_port(counted: tuple[Gateway, str], http) -> None:

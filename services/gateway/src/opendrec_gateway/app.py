@@ -341,9 +341,10 @@ class Gateway:
                 forwarded_for = value.decode("latin-1")
         request_id = os.urandom(16).hex()
         headers["X-Request-ID"] = request_id
-        client = scope.get("client")
-        if client:
-            headers["X-Forwarded-For"] = f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]
+        peer = scope.get("client")
+        if peer:  # the charge point as the gateway resolves it (behind TRUSTED_PROXIES too), last, as for HTTP
+            client = client_address(peer[0], forwarded_for, self._trusted_proxies)
+            headers["X-Forwarded-For"] = f"{forwarded_for}, {client}" if forwarded_for else client
         base = self.service_urls[service]
         url = "ws" + base.removeprefix("http") + scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
