@@ -181,4 +181,5 @@ def test_tls_without_sasl_and_a_client_certificate(tmp_path: Path) -> None:
     options = kafka_security.client_options(security)
     assert options["security_protocol"] == "SSL" and "sasl_mechanism" not in options
     assert isinstance(options["ssl_context"], ssl.SSLContext)
-    assert kafka_security.broker_security(security).use_ssl  # type: ignore[union-attr]
+    broker = kafka_security.broker_security(security)
+    assert broker is not None and broker.use_ssl
