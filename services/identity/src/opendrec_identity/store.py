@@ -250,6 +250,11 @@ async def clear_throttle(conn: asyncpg.Connection, key: str) -> None:
     await conn.execute("DELETE FROM login_throttle WHERE key = $1", key)
 
 
+async def clear_account_throttle(conn: asyncpg.Connection, account_key: str) -> None:
+    """The account's count and its counts from every address."""
+    await conn.execute("DELETE FROM login_throttle WHERE key = $1 OR starts_with(key, $1 || '|')", account_key)
+
+
 async def now(conn: asyncpg.Connection) -> datetime:
     """The database's clock: every instance judges throttling windows by the same one."""
     return await conn.fetchval("SELECT now()")

@@ -25,9 +25,25 @@ class LoginThrottle:
                 lockout=timedelta(seconds=settings.login_lockout_seconds),
             )
 
-        self.account_policy = policy(settings.login_account_slowdown_after, settings.login_account_lockout_after)
+        # An account, whoever tries it: slowed down, never locked, so nobody can lock another out of their account
+        # (an admin's, say) by failing on purpose from addresses of their own.
+        self.account_policy = policy(settings.login_account_slowdown_after, NEVER)
+        # An account tried from one address: slowed down, then locked for that address only.
+        self.guess_policy = policy(settings.login_account_slowdown_after, settings.login_account_lockout_after)
         self.address_policy = policy(settings.login_address_slowdown_after, settings.login_address_lockout_after)
 
     def keys(self, username: str, address: str) -> dict[str, domain.ThrottlePolicy]:
-        account = username.strip().lower()[:320]
-        return {f"account:{account}": self.account_policy, f"address:{address}": self.address_policy}
+        account = account_key(username)
+        return {
+            account: self.account_policy,
+            f"{account}|address:{address}": self.guess_policy,
+            f"address:{address}": self.address_policy,
+        }
+
+
+NEVER = 2**31 - 1  # failures: a policy that slows down only
+
+
+def account_key(username: str) -> str:
+    """The account's throttle key (the e-mail as typed, known or not); its per-address keys start with it."""
+    return f"account:{username.strip().lower()[:320]}"

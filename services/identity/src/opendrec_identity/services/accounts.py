@@ -20,6 +20,7 @@ from opendrec_kit import ApiError, Principal, UnitOfWork
 
 from .. import domain, mail, store
 from ..bodies import ChangePassword, Login, Profile, RegisterWithOrganization, ResetPassword
+from ..throttle import account_key
 from .common import (
     CONFIRM,
     NO_ACCOUNT,
@@ -196,8 +197,8 @@ async def _failed(uow: UnitOfWork, keys: ThrottleKeys) -> None:
 
 
 async def _succeeded(uow: UnitOfWork, keys: ThrottleKeys) -> None:
-    """A right password clears the account's count (not the address's: one good account must not
-    let an address go on guessing others)."""
+    """A right password clears the account's counts, its own and from this address (not the address's: one good
+    account must not let an address go on guessing others)."""
     async with uow:
         for key in keys:
             if key.startswith("account:"):
@@ -298,7 +299,7 @@ async def reset_password(uow: UnitOfWork, identity: Identity, token: str, body: 
         revoked = await revoke_sessions(uow, user_id)
         user = await store.user_by_id(uow.conn, user_id)
         assert user is not None  # the token's user: users are never deleted (only marked Deleted)
-        await store.clear_throttle(uow.conn, f"account:{user['email']}")
+        await store.clear_account_throttle(uow.conn, account_key(user["email"]))
     identity.refuse_here(revoked)
     log.info("password reset", extra={"user_id": user_id, "tokens_revoked": len(revoked)})
     return {"success": True, "message": "Your password has been changed; log in with the new one"}
