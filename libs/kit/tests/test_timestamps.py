@@ -22,7 +22,7 @@ def test_a_clients_instant_keeps_its_microseconds():
 )
 def test_an_instant_a_client_sends_outside_the_years_taken_is_refused_naming_the_field(moment):
     # the first two have no UTC at all (issue 12: they were 500s on several endpoints)
-    with pytest.raises(ValueError, match="^reservationEndDate must fall within the years 1900 to 2199$"):
+    with pytest.raises(ValueError, match=r"^reservationEndDate must fall within the years 1900 to 2199$"):
         client_instant(datetime.fromisoformat(moment), "reservationEndDate")
 
 
