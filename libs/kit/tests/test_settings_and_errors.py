@@ -101,6 +101,16 @@ async def test_malformed_json_is_400(client):
     assert r.status_code == 400 and r.json()["statusCode"] == 400
 
 
+@pytest.mark.parametrize("depth", [5_000, 200_000])
+async def test_json_nested_past_the_parsers_depth_is_400_not_a_crash(client, depth):
+    # A body of brackets only (200,000 deep is 400 KB, under the gateway's 1 MiB): the parser's recursion bound
+    # refuses it in the envelope; the process goes on.
+    for body in ("[" * depth + "]" * depth, '{"name":' * depth + "1" + "}" * depth):
+        r = await client.post("/items", content=body.encode(), headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["message"] == "There was an error parsing the body", r.text
+    assert (await client.post("/items", json={"name": "after", "capacity": 1})).json() == {"ok": True}
+
+
 async def test_domain_error_unknown_route_and_method(client):
     r = await client.post("/items", json={"name": "taken", "capacity": 1}, headers={"x-request-id": "abc"})
     assert (
