@@ -129,3 +129,58 @@ async def test_filters_do_not_widen_what_a_caller_may_list(groups, service):
     other = await client.get("/api/buyer-reservation/my", params={"country": "IND"}, headers=buyer(issuer, org=741))
     assert other.status_code == 200 and not {g["id"] for g in other.json()["groupedData"]} & set(ids.values())
     assert (await client.get("/api/buyer-reservation/my", params={"country": "IND"})).status_code == 401
+
+
+def developer(issuer, org: int) -> dict:
+    return issuer.headers(
+        organization_id=org,
+        organization_type="Developer",
+        role="OrganizationAdmin",
+        permissions={"DEVICE_MANAGEMENT_CRUDL": "RWUD"},
+    )
+
+
+async def test_a_developer_sees_the_reservations_holding_its_devices_and_only_its_own_devices_in_them(
+    service, kafka_bootstrap
+):
+    """Issue 17: a developer learns which reservations hold its devices before any certificate exists."""
+    runtime, client, issuer = service
+    mine, theirs = (760_000 + uuid.uuid4().int % 1000 for _ in range(2))
+    base = uuid.uuid4().int % 10**9
+    owners = {base: mine, base + 1: mine, base + 2: theirs}
+    await publish_events(kafka_bootstrap, [device_registered(d, organization_id=o) for d, o in owners.items()])
+
+    async def known():
+        count = await runtime.pool.fetchval(
+            "SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", list(owners)
+        )
+        return count == len(owners)
+
+    await eventually(known)
+    buying = buyer(issuer, org=761_000 + uuid.uuid4().int % 1000)
+    now = datetime.now(UTC)
+    shared = await reserve(client, buying, [base, base + 2], name="Shared", start=now - DAY, end=now + 30 * DAY)
+    alone = await reserve(client, buying, [base + 1], name="Alone", start=now - DAY, end=now + 30 * DAY)
+    assert (await client.post(f"/api/device-group/{alone['id']}/end", headers=buying)).status_code == 200
+
+    path = "/api/device-group/of-my-devices"
+    r = await client.get(path, headers=developer(issuer, mine))
+    assert r.status_code == 200, r.text
+    held = r.json()
+    assert (held["organizationId"], held["totalCount"]) == (mine, 2)
+    assert [(g["id"], g["deviceIds"], g["state"]) for g in held["reservations"]] == [
+        (alone["id"], [base + 1], "ended"),
+        (shared["id"], [base], "active"),  # the other organization's device in it is not shown
+    ]
+    assert held["reservations"][1]["reservationEndDate"] == shared["reservationEndDate"]
+    page = await client.get(path, params={"limit": 1, "pageNumber": 2}, headers=developer(issuer, mine))
+    assert [g["id"] for g in page.json()["reservations"]] == [shared["id"]] and page.json()["totalPages"] == 2
+    other = (await client.get(path, headers=developer(issuer, theirs))).json()
+    assert [(g["id"], g["deviceIds"]) for g in other["reservations"]] == [(shared["id"], [base + 2])]
+
+    # A buyer organization holds no devices: refused as the wrong kind; another developer's are not for asking.
+    as_buyer = await client.get(path, headers=buyer(issuer, org=762_000, permissions={"DEVICE_MANAGEMENT_CRUDL": "R"}))
+    assert as_buyer.status_code == 403 and "needs a Developer organization" in as_buyer.json()["message"]
+    naming = await client.get(path, params={"organizationId": theirs}, headers=developer(issuer, mine))
+    assert naming.status_code == 403
+    assert (await client.get(path, headers=buying)).status_code == 403  # no device permission

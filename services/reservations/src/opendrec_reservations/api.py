@@ -20,6 +20,8 @@ MODULE = "BUYER_RESERVATION_MANAGEMENT_CRUDL"
 ReservationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The reservation (device group) id")]
 Paging = Annotated[Page, Depends(page_query(default_limit=20, max_limit=100, what="items"))]
 Reading = Annotated[Acting, acting_for(MODULE, "Read")]
+# A developer organization reads which reservations hold its devices: a device permission, not a reservation one.
+DeviceReading = Annotated[Acting, acting_for("DEVICE_MANAGEMENT_CRUDL", "Read")]
 Updating = Annotated[Acting, acting_for(MODULE, "Update")]
 Deleting = Annotated[Acting, acting_for(MODULE, "Delete")]
 Filters = Annotated[ReservationFilters, Query()]
@@ -83,6 +85,16 @@ async def current_information(
     """History devices (onboarded after the reservation's start) 10 a page by default, and the certification
     period under way. 409 "Reservation expired" once the reservation ended."""
     return await services.current_information(uow, acting.user, groupUid, acting.organization_id, page)
+
+
+@router.get(
+    "/api/device-group/of-my-devices",
+    summary="Reservations holding my organization's devices (OpenDREC: a developer's view)",
+)
+async def reservations_of_my_devices(uow: UoW, acting: DeviceReading, page: Paging) -> dict[str, Any]:
+    """Each reservation that holds or held a device of the developer organization: its window, state and which of
+    the organization's devices it holds (the other organizations' devices are not shown)."""
+    return await services.reservations_holding_devices(uow, acting.user, acting.organization_id, page)
 
 
 @router.get("/api/buyer-reservation/{reservation_id}", summary="One reservation (D-REC Get Reservation By Id)")

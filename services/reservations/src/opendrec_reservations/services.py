@@ -44,6 +44,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 BUYER = "Buyer"
+DEVELOPER = "Developer"
 
 
 class NewReservation(BaseModel):
@@ -501,6 +502,41 @@ async def reservation(
             organizations = await visible_organizations(r.conn, user, organization_id, organization_type=BUYER)
         row = await _visible_reservation(r.conn, reservation_id, organizations)
     return _answer(row, datetime.now(UTC))
+
+
+async def reservations_holding_devices(
+    uow: UnitOfWork, user: Principal, organization_id: int | None, page: Page
+) -> dict[str, Any]:
+    """A developer's view: the reservations that hold (or held) its organization's devices, newest first, each with
+    the organization's devices in it (never the other organizations'), its window and its state."""
+    now = datetime.now(UTC)
+    async with uow.reading() as r:
+        organization = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
+        total = await store.count_reservations_holding_devices_of(r.conn, organization)
+        rows = await store.reservations_holding_devices_of(r.conn, organization, page.limit, page.offset)
+    held = []
+    for row in rows:
+        state = domain.state_of(row["reservation_end"], row["ended_at"], row["end_reason"], now)
+        held.append(
+            {
+                "id": row["id"],
+                "devicegroup_uid": str(row["uid"]),
+                "name": row["name"],
+                "deviceIds": list(row["device_ids"]),
+                "reservationStartDate": iso_exact(row["reservation_start"]),
+                "reservationEndDate": iso_exact(row["reservation_end"]),
+                "frequency": row["frequency"],
+                "state": state.state,
+                "endedAt": iso_exact(state.ended_at) if state.ended_at else None,
+            }
+        )
+    return {
+        "organizationId": organization,
+        "reservations": held,
+        "currentPage": page.number,
+        "totalPages": total_pages(total, page.limit),
+        "totalCount": total,
+    }
 
 
 async def reservations(

@@ -270,6 +270,31 @@ async def reservations_page(
     )
 
 
+_HOLDING = """
+    FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.id
+    JOIN devices d ON d.device_id = rd.device_id
+    WHERE d.organization_id = $1"""
+
+
+async def count_reservations_holding_devices_of(conn: asyncpg.Connection, organization_id: int) -> int:
+    total: int = await conn.fetchval(f"SELECT count(DISTINCT r.id) {_HOLDING}", organization_id)
+    return total
+
+
+async def reservations_holding_devices_of(
+    conn: asyncpg.Connection, organization_id: int, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    """Newest first: the reservations holding a device of the organization, with those of its devices they hold."""
+    return await conn.fetch(
+        f"""SELECT r.id, r.uid, r.name, r.reservation_start, r.reservation_end, r.frequency, r.ended_at, r.end_reason,
+                   array_agg(d.device_id ORDER BY d.device_id) AS device_ids
+            {_HOLDING} GROUP BY r.id ORDER BY r.id DESC LIMIT $2 OFFSET $3""",
+        organization_id,
+        limit,
+        offset,
+    )
+
+
 async def delete_reservation(conn: asyncpg.Connection, reservation_id: int) -> None:
     """Remove it and its devices' claim (the caller holds the row lock)."""
     await conn.execute("DELETE FROM reservation_devices WHERE reservation_id = $1", reservation_id)
