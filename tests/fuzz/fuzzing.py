@@ -3,14 +3,14 @@ as one principal at a time; what it found, counted and described.
 
 Checks on every answer:
   not_a_server_error            no 5xx, ever
+  status_code_conformance       every status answered is documented for the operation (the services document
+                                their error answers on every operation: opendrec_kit.errors.ERROR_RESPONSES)
   response_schema_conformance   a documented answer's body matches its documented schema
   content_type_conformance      a documented answer's media type is the documented one
   error_envelope (ours)         every 4xx and 5xx is the platform's error envelope
                                 ({statusCode, message, ...} with statusCode the answer's status; the seed's
                                 {StatusCode, Message, ...} also on the seed's /public/v2 paths): the one shape
                                 every error has, whether or not the operation lists that status
-status_code_conformance is off: the services document their success answers and FastAPI's 422, not the
-400/401/403/404/409/413/429 every operation may give (reported to the lead; error_envelope stands in for it).
 """
 
 from __future__ import annotations
@@ -54,7 +54,13 @@ def error_envelope(ctx: Any, response: schemathesis.Response, case: schemathesis
     return True
 
 
-CHECKS = ("not_a_server_error", "response_schema_conformance", "content_type_conformance", "error_envelope")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "response_schema_conformance",
+    "content_type_conformance",
+    "error_envelope",
+)
 
 
 @dataclass(frozen=True)

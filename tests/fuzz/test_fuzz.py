@@ -188,6 +188,17 @@ def test_the_document_describes_every_operation(document):
     assert len(ops) >= 100, f"only {len(ops)} operations in the gateway's document"
     unknown = (MEMBERSHIP | SESSION_ENDING) - set(ops)
     assert not unknown, f"ordered operations the document no longer has: {sorted(unknown)}"
+    # every operation documents the error answers any request may get (status_code_conformance; an operation may
+    # describe one in its own words, e.g. D-REC's 409s)
+    undocumented = {
+        label: status
+        for label, operation in ops.items()
+        for status in ("400", "401", "403", "404", "413", "429", "503")
+        if status not in operation["responses"]
+    }
+    assert not undocumented, (
+        f"{len(undocumented)} operations leave an error answer out, e.g. {list(undocumented.items())[:5]}"
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)

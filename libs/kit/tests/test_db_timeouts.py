@@ -1,14 +1,17 @@
 """Every database pool's timeouts (issue 12), on a real Postgres: a stuck statement is cut, a transaction left
-idle is ended, and waiting for a connection has a bound; each ends in one of db.OUTAGES (a 503), not a hang."""
+idle is ended, and waiting for a connection has a bound; each ends in one of db.OUTAGES, answered 503, not a hang."""
 
 from __future__ import annotations
 
 import asyncio
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from opendrec_kit import db
+from opendrec_kit.errors import install_error_handlers
 
 pytestmark = pytest.mark.integration
 
@@ -100,5 +103,33 @@ async def test_a_timeout_of_zero_means_none(url):
     try:
         assert await pool.fetchval("SHOW statement_timeout") == "0"
         assert await pool.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
+    finally:
+        await pool.close()
+
+
+async def test_a_request_whose_statement_is_stuck_is_answered_503_not_a_hang(url):
+    pool = await db.create_pool(url, 1, 1, statement_timeout_s=0.3, acquire_timeout_s=0.3)
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/stuck")
+    async def stuck() -> dict[str, int]:
+        await pool.execute("SELECT pg_sleep(600)")
+        return {"n": 1}
+
+    @app.get("/waiting")
+    async def waiting() -> dict[str, int]:
+        async with pool.acquire() as conn:  # the only connection is held below: none comes free
+            return {"n": await conn.fetchval("SELECT 1")}
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
+            async with asyncio.timeout(HANG_GUARD_S):
+                answer = await client.get("/stuck")
+                assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+                assert answer.json()["message"] == "The database did not answer in time; try again"
+                async with pool.acquire():
+                    answer = await client.get("/waiting")
+                assert answer.status_code == 503 and answer.json()["statusCode"] == 503
     finally:
         await pool.close()

@@ -29,7 +29,7 @@ from opendrec_contracts import Event, OrganizationRegistered, all_topics, topic_
 
 from . import db, metrics, watermarks
 from .auth import RevocationFollower, TokenVerifier, describe_access
-from .errors import install_error_handlers
+from .errors import ERROR_RESPONSES, install_error_handlers
 from .messaging import E, Handler, ensure_topics, make_broker, partition_counts, subscribe
 from .organizations import remember_organization, serving
 from .outbox import BrokerEpoch, OutboxRelay
@@ -141,7 +141,7 @@ class ServiceRuntime(Generic[S]):
         for route in router.routes:
             if isinstance(route, APIRoute) and "x-access" not in (route.openapi_extra or {}):
                 describe_access(route)
-        self.app.include_router(router)
+        self.app.include_router(router, responses=ERROR_RESPONSES)  # every error answer, documented
 
     def on(
         self, event_class: type[E], handler: Handler[E], *, group: str | None = None, watermarks: bool = False
@@ -250,7 +250,14 @@ class ServiceRuntime(Generic[S]):
     async def start(self) -> None:
         s = self.settings
         await self.prepare()
-        self.pool = await db.create_pool(self.database_url, s.database_pool_min, s.database_pool_max)
+        self.pool = await db.create_pool(
+            self.database_url,
+            s.database_pool_min,
+            s.database_pool_max,
+            acquire_timeout_s=s.database_acquire_timeout_s,
+            statement_timeout_s=s.database_statement_timeout_s,
+            idle_in_transaction_timeout_s=s.database_idle_in_transaction_timeout_s,
+        )
         await self.broker.start()
         self.relay = OutboxRelay(
             self.pool,

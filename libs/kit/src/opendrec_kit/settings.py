@@ -78,6 +78,12 @@ class ServiceSettings(CoreSettings):
     database_name_prefix: str = "opendrec_"
     database_pool_min: int = 1
     database_pool_max: int = 10
+    # Every pool's timeouts (opendrec_kit.db): waiting for a connection, one statement (lock waits included), a
+    # transaction idle on its client; past them the request is answered 503. 0 for the last two: none.
+    # Migrations run on their own connections, without them.
+    database_acquire_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    database_statement_timeout_s: float = Field(default=60.0, ge=0, le=3600)
+    database_idle_in_transaction_timeout_s: float = Field(default=120.0, ge=0, le=3600)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from opendrec_contracts.access import ADMIN, ROLES
 from opendrec_kit import UoW
 from opendrec_kit.auth import only_roles
-from opendrec_kit.errors import ApiError
+from opendrec_kit.errors import ERROR_STATUSES, ApiError
 from opendrec_kit.organizations import MAX_ID, Acting, acting_for
 from opendrec_kit.paging import Page, page_query
 
@@ -199,6 +199,22 @@ def seed_envelope(status: int, message: str, errors: Any = None) -> JSONResponse
 SEED_MESSAGES = {401: "Unauthorized", 403: "Forbidden", 404: "Not found"}
 
 
+class SeedError(BaseModel):
+    """The seed's envelope, as `seed_envelope` makes it."""
+
+    Data: None
+    Errors: Any
+    Meta: None
+    StatusCode: int
+    Message: str
+
+
+# Every refusal of the inventory (its own and the gateway's on /public/v2) comes in the seed's envelope.
+SEED_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": SeedError, "description": description} for status, description in ERROR_STATUSES.items()
+}
+
+
 class SeedRoute(APIRoute):
     """Refusals of the inventory (token, permission, organization, validation) in the seed's envelope."""
 
@@ -236,6 +252,7 @@ router.add_api_route(
     rec_inventory,
     methods=["GET"],
     route_class_override=SeedRoute,
+    responses=SEED_ERROR_RESPONSES,
     tags=["registry"],
     summary="REC inventory",
 )
