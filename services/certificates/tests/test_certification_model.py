@@ -342,6 +342,31 @@ class CertificationModel(RuleBasedStateMachine):
         self._delivered(first)
         self._delivered(second)
 
+    @precondition(lambda self: len(self._heads()) >= 2)
+    @rule(which=st.integers(0, 100), other=st.integers(0, 100))
+    def deliver_two_contending(self, which: int, other: int) -> None:
+        """Two consumers at once on the same devices: a reservation's creation or end and reads of one of its devices,
+        reads of two devices of one reservation (where the locks matter)."""
+        heads = self._heads()
+        first = heads[which % len(heads)]
+        rivals = [m for m in heads if m is not first and self._devices_of(m) & self._devices_of(first)]
+        if not rivals:
+            return
+        second = rivals[other % len(rivals)]
+        assert self.run(gather(self._deliver(first), self._deliver(second))) == [True, True]
+        self._delivered(first)
+        self._delivered(second)
+
+    def _devices_of(self, message: Message) -> set[int]:
+        """The devices a message touches: a read's, a reservation's; reads also touch the devices sharing a
+        reservation with theirs (its target)."""
+        event = message.event
+        if isinstance(event, ReadIngested):
+            return {event.device_id}.union(
+                *(r.created.device_ids for r in self.reservations.values() if event.device_id in r.created.device_ids)
+            )
+        return set(event.device_ids)
+
     @precondition(lambda self: self.pending)
     @rule(which=st.integers(0, 100))
     def delivered_twice_at_once(self, which: int) -> None:
