@@ -403,6 +403,7 @@ def test_a_buyer_filters_by_commissioning_date_and_the_developer_sees_its_device
     page = dev.open("/console/devices/reservations")
     held = page.locator("#held-devices")
     reload_until(page, lambda: held.count() == 1 and f"NEW-{tag}" in held.inner_text(), "the device held")
+    expect(held.get_by_role("row", name=f"Schools {tag}")).to_contain_text("active")  # which reservation holds it
     expect(held).not_to_contain_text(f"OLD-{tag}")
     dev.shot("device-reservations")
     dev.check_accessibility()

@@ -627,22 +627,28 @@ async def charger(api: Api, session: Session, charger_id: str, days: tuple[str, 
 
 
 async def reserved_devices(api: Api, session: Session) -> dict[str, Any]:
-    """Which of the organization's devices a reservation holds now, and the reservations their certificates went
-    to. The public API names no reservation to a device's owner before a certificate is issued: a device held now
-    is known only as not among the organization's unreserved devices (`/api/device/ungrouped`)."""
+    """The reservations holding (or having held) the organization's devices, each with those devices
+    (`/api/device-group/of-my-devices`), and the reservations their certificates went to."""
     devices: list[dict[str, Any]] = []
     for page in range(1, domain.MAX_PAGES_READ + 1):
         listing = await _page_of(api, session, "/api/device/my", page, limit=100)
         devices += listing.get("devices") or []
         if page >= int(listing.get("totalPages") or 0):
             break
-    free = await api.ask("GET", "/api/device/ungrouped", token=session.token, params={"orderBy": "Country"})
-    unreserved = {d.get("id") for group in free for d in group.get("devices") or []}
+    by_id = {d.get("id"): d for d in devices}
+    holding = await api.ask("GET", "/api/device-group/of-my-devices", token=session.token, params={"limit": 100})
+    holders = [
+        {**r, "devices": [by_id.get(i) or {"id": i, "externalId": f"#{i}"} for i in r.get("deviceIds") or []]}
+        for r in holding.get("reservations") or []
+    ]
+    held = {i for r in holders if r.get("state") == "active" for i in r.get("deviceIds") or []}
     log = await api.ask(
         "GET", "/api/certificate-log/issuer/certifiedlogOfdevices", token=session.token, params={"limit": 1000}
     )
     return {
-        "held": [d for d in devices if d.get("id") not in unreserved],
+        "holders": holders,
+        "holderCount": int(holding.get("totalCount") or 0),
+        "heldCount": len(held),
         "deviceCount": len(devices),
         "reservations": domain.reservations_of(log.get("certificatelog") or []),
     }
