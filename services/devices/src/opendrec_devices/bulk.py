@@ -15,6 +15,8 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from opendrec_kit import uploads
+
 from .models import DeviceRegistration
 
 # The columns every row must have: the registration's required fields, in its order (the D-REC template's).
@@ -35,25 +37,6 @@ class BadFile(ValueError):
 
 class TooLarge(BadFile):
     """A part of the file is past one of the bounds above (a 413)."""
-
-
-class _Lines:
-    """The text's lines for csv.reader, with the characters of the record being read counted: past `limit`, the
-    record is refused before more of it is read (a quoted cell may span lines)."""
-
-    def __init__(self, text: IO[str], limit: int, what: str) -> None:
-        self.text, self.limit, self.what = text, limit, what
-        self.used = 0
-
-    def __iter__(self) -> Iterator[str]:
-        while line := self.text.readline(self.limit - self.used + 1):
-            self.used += len(line)
-            if self.used > self.limit:
-                raise TooLarge(f"{self.what} is longer than {self.limit} characters")
-            yield line
-
-    def next_record(self, limit: int, what: str) -> None:
-        self.used, self.limit, self.what = 0, limit, what
 
 
 @dataclass
@@ -95,7 +78,7 @@ def read_rows(binary: IO[bytes], known: list[str]) -> tuple[Header, Iterator[tup
         raise
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        lines = _Lines(text, MAX_ROW_CHARS, "row 2")
+        lines = uploads.CsvLines(text, MAX_ROW_CHARS, "row 2", TooLarge)
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         number = 1
         try:

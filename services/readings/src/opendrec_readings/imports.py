@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import IO, cast
 
+from opendrec_kit import uploads
+
 from . import domain
 
 COLUMNS = ("deviceExternalId", "timezone", "type", "unit", "value", "startDate", "endDate")
@@ -63,31 +65,12 @@ class TooLarge(ValueError):
     """A part of the file is past one of the bounds above (a 413)."""
 
 
-class _Lines:
-    """The text's lines for csv.reader, with the characters of the record being read counted: past `limit`, the
-    record is refused before more of it is read (a quoted cell may span lines)."""
-
-    def __init__(self, text: IO[str], limit: int, what: str) -> None:
-        self.text, self.limit, self.what = text, limit, what
-        self.used = 0
-
-    def __iter__(self) -> Iterator[str]:
-        while line := self.text.readline(self.limit - self.used + 1):
-            self.used += len(line)
-            if self.used > self.limit:
-                raise TooLarge(f"{self.what} is longer than {self.limit} characters")
-            yield line
-
-    def next_record(self, limit: int, what: str) -> None:
-        self.used, self.limit, self.what = 0, limit, what
-
-
 def read_csv(binary: IO[bytes]) -> Iterator[CsvRow]:
     """The rows of an upload (UTF-8, a BOM allowed), read as they are needed; ValueError when it is not a reads CSV
     (the header lacks a column, names as in COLUMNS, any case; not UTF-8; not CSV), TooLarge past a bound."""
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
     number = 0
-    lines = _Lines(text, MAX_HEADER_CHARS, "the header (the first row)")
+    lines = uploads.CsvLines(text, MAX_HEADER_CHARS, "the header (the first row)", TooLarge)
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
