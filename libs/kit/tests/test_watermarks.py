@@ -10,7 +10,7 @@ import pytest
 from opendrec_contracts import DeviceRegistered, topic_of
 from opendrec_contracts.testing import device_registered
 from opendrec_kit import EventContext, ServiceRuntime, ServiceSettings, dlq, watermarks
-from opendrec_kit.testing import eventually, settings_for_test, started
+from opendrec_kit.testing import eventually, publish_envelopes, settings_for_test, started, wait_for_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -124,6 +124,12 @@ async def test_a_dead_lettered_event_holds_the_watermark_until_it_is_replayed_an
     """A decision the consumer failed to apply (dead-lettered) is never passed over: the watermark of its partition
     stays where it was until the event is replayed and handled; readiness names the hold meanwhile."""
     producer, consumer = pair
+    # Poison (not an event at all) is dead-lettered without a hold: its replay could never succeed.
+    tag = uuid.uuid4().hex
+    await publish_envelopes(kafka_bootstrap, [(TOPIC, "x", f'{{"not an envelope": "{tag}"}}'.encode())])
+    await wait_for_event(kafka_bootstrap, dlq.dlq_topic(TOPIC), lambda e: e.get("not an envelope") == tag)
+    assert (await consumer.readiness())["watermarks"] == "ok"
+
     device_id = uuid.uuid4().int % 10**9
     FAILING.add(device_id)
     async with producer.uow() as uow:

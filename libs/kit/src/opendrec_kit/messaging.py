@@ -199,14 +199,17 @@ def subscribe(
             if is_outage(exc):
                 log.warning("outage while handling; will be redelivered", extra={"topic": topic, "error": repr(exc)})
                 raise
-            if follow_watermarks:  # before the DLQ: a crash in between redelivers, never passes over it
+            if follow_watermarks and envelope is not None and not isinstance(exc, Poison):
+                # An event whose handling failed holds the watermark until replayed (before the DLQ: a crash in
+                # between redelivers, never passes over it). Poison does not: replaying the same bytes cannot
+                # succeed, so holding would stop the consumer's clock for good.
                 await watermarks.hold(
                     pool_getter(),
                     group,
                     topic,
                     int(getattr(record, "partition", 0)),
                     int(getattr(record, "offset", 0)),
-                    envelope.event_id if envelope is not None else None,
+                    envelope.event_id,
                     repr(exc),
                 )
             await dead_letter(broker, topic, msg, exc, attempts)

@@ -16,9 +16,10 @@ How the promise is kept:
   until each has one). A paused consumer, a stalled relay or a broker outage stop the watermark, never skip it.
 
 One service produces each watermarked topic (reservations for reservation.ended and reservation.updated).
-An event of such a topic that the consumer dead-letters holds the consumer's watermark on its partition where it was
-(`hold`), until the event is handled, replayed from the DLQ (`release`): a decision that failed to apply is never
-passed over. While held, `holds` names them (readiness details).
+An event of such a topic whose handling failed for good (dead-lettered) holds the consumer's watermark on its
+partition where it was (`hold`), until the event is handled, replayed from the DLQ (`release`): a decision that failed
+to apply is never passed over. While held, `holds` names them (readiness details). Poison (not an event of the
+topic at all) is dead-lettered without a hold: its replay could never succeed.
 """
 
 from __future__ import annotations
