@@ -320,7 +320,7 @@ def test_history_overlap_with_accepted_history_or_within_the_batch_is_refused():
     verdict = judge("History", DEVICE, LastRead(), clashing, now=NOW, history=accepted)
     reasons = {e.index: e.reason for e in verdict.errors}
     assert sorted(reasons) == [0, 2]
-    assert "accepted History read" in reasons[0]
+    assert "an accepted read" in reasons[0]
     assert "read 1 of this batch" in reasons[2]
 
 

@@ -302,7 +302,7 @@ async def test_history_and_aggregate_reads(service):
         "reads": [{"starttimestamp": iso(onboarded - 30 * H), "endtimestamp": iso(onboarded - 25 * H), "value": 1}],
     }
     refused = await service.post(device, overlapping)
-    assert refused.status_code == 400 and "overlaps an accepted History read" in refused.json()["details"][0]["reason"]
+    assert refused.status_code == 400 and "overlaps an accepted read" in refused.json()["details"][0]["reason"]
 
     # Local times in the request's zone; the baseline carries no energy.
     kolkata = "Asia/Kolkata"
@@ -576,6 +576,29 @@ async def test_an_absurd_capacity_or_yield_makes_no_energy_plausible(service):
     assert "1e+06 kW device" in reason and "below 1200000000 Wh" in reason, reason
     assert (await service.post(device, delta(device, [1], wh=1_000_000_000))).status_code == 201
     assert [r["wh"] for r in await service.intervals(device.device_id)] == [1_000_000_000]
+
+
+async def test_a_history_read_never_covers_ongoing_reads_even_after_the_onboarding_date_moved_later(service):
+    """Moving a device's onboarding date later (D-REC's dev mode) widens the History window over ongoing reads
+    already taken: such a History read is refused, else certificates would hold two reads of one interval."""
+    device = await service.register()
+    assert (await service.post(device, delta(device, [1, 2]))).status_code == 201  # onboarding + 0..2 h
+    later = device.onboarded_at + 5 * H
+    await publish_events(service.bootstrap, [updated(device, onboarded_at=later)])
+    await eventually(lambda: _has(service, device.device_id, f"onboarded_at = '{later.isoformat()}'"))
+    over = {
+        "type": "History",
+        "unit": "Wh",
+        "reads": [{"starttimestamp": iso(device.onboarded_at + H), "endtimestamp": iso(later), "value": 100}],
+    }
+    refused = await service.post(device, over)
+    assert refused.status_code == 400, refused.text
+    assert "overlaps an accepted read" in refused.json()["details"][0]["reason"]
+    beside = {
+        **over,
+        "reads": [{"starttimestamp": iso(device.onboarded_at + 2 * H), "endtimestamp": iso(later), "value": 100}],
+    }
+    assert (await service.post(device, beside)).status_code == 201  # right after the ongoing reads: taken
 
 
 async def _has(service, device_id: int, condition: str) -> bool:

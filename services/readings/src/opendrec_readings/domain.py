@@ -704,7 +704,7 @@ def validate_batch(
     now: datetime,
     history: Sequence[tuple[datetime, datetime]] = (),
 ) -> Verdict:
-    """Judge a whole batch; `history` holds the device's accepted History intervals near the batch."""
+    """Judge a whole batch; `history` holds the device's stored intervals (any read type) near the batch."""
     type_error = rule_ongoing_type(last.ongoing_type, read_type)
     if type_error:
         return Verdict(errors=[ReadError(None, type_error)], last=last)
@@ -742,7 +742,7 @@ def validate_history(
         reasons_by_index[r.index] = reasons
 
     # Overlaps: with accepted History reads, and between reads of this batch.
-    _refuse_overlaps(candidates, history, reasons_by_index, "an accepted History read", "read")
+    _refuse_overlaps(candidates, history, reasons_by_index, "an accepted read", "read")
 
     accepted: list[Interval] = []
     for r in reads:
@@ -764,7 +764,7 @@ def _history_all_accepted(
     any other order is left to the per-read rules. The conditions of validate_history on the
     instants as integers: each start before its end, not before commissioning nor more than 3 years
     before onboarding, each end by onboarding; values positive and plausible (ages counted in UTC:
-    every start must be in UTC); no overlap with the accepted History reads in `history`.
+    every start must be in UTC); no overlap with the stored reads in `history`.
     """
     starts_us = reads.starts_us
     if not reads or starts_us is None:

@@ -181,7 +181,9 @@ async def _ingest(
     history: list[tuple[datetime, datetime]] = []
     starts = [start for start in reads.starts if start is not None] if read_type == "History" else []
     if starts:
-        history = await store.history_between(conn, device_id, min(starts), max(reads.ends))
+        # Every stored read of the device, not only History: an onboarding date moved later would otherwise let a
+        # History read cover ongoing reads already taken (found by certificates' model test, issue 13).
+        history = await store.intervals_near(conn, device_id, min(starts), max(reads.ends))
     facts = _facts(device, settings, locked["configured_yield"])
     if charging_sessions:
         starts = [start for start in reads.starts if start is not None]

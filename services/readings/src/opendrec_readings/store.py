@@ -244,23 +244,6 @@ def binary_copy(device_id: int, read_type: str, source: str, batch_id: uuid.UUID
     return b"".join((_COPY_HEADER, *rows, _COPY_TRAILER))
 
 
-async def history_between(
-    conn: asyncpg.Connection, device_id: int, start: datetime, end: datetime
-) -> list[tuple[datetime, datetime]]:
-    """Accepted History intervals of the device that overlap [start, end)."""
-    rows = await conn.fetch(
-        """
-        SELECT start_at, end_at FROM intervals
-        WHERE device_id = $1 AND read_type = 'History' AND end_at > $2 AND start_at < $3
-        ORDER BY start_at
-        """,
-        device_id,
-        start,
-        end,
-    )
-    return [(r["start_at"], r["end_at"]) for r in rows]
-
-
 def _conditions(*bounds: tuple[str, datetime | None], numbered_after: int) -> tuple[str, list[Any]]:
     """` AND <condition> $n` for each bound given (None = open), its parameter numbered after the first `numbered_after`."""
     clauses, args = [], []
