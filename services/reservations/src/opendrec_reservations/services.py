@@ -44,7 +44,6 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 BUYER = "Buyer"
-DEVELOPER = "Developer"
 
 
 class NewReservation(BaseModel):
@@ -511,7 +510,8 @@ async def reservations_holding_devices(
     the organization's devices in it (never the other organizations'), its window and its state."""
     now = datetime.now(UTC)
     async with uow.reading() as r:
-        organization = await acting_organization(r.conn, user, organization_id, organization_type=DEVELOPER)
+        # Any organization the caller acts for: one that owns no device (a Buyer's) simply has none held.
+        organization = await acting_organization(r.conn, user, organization_id)
         total = await store.count_reservations_holding_devices_of(r.conn, organization)
         rows = await store.reservations_holding_devices_of(r.conn, organization, page.limit, page.offset)
     held = []
