@@ -235,17 +235,6 @@ def test_the_throttle_keeps_a_bounded_number_of_addresses():
     assert len(throttle.ids) == 1
 
 
-def test_a_charge_points_address_is_the_peer_or_behind_a_trusted_proxy_the_forwarded_one():
-    trusted = domain.networks(["127.0.0.1/32", "10.1.0.0/16"])
-    assert domain.client_address("203.0.113.5", "198.51.100.1", trusted) == "203.0.113.5"  # not a proxy: ignored
-    assert domain.client_address("127.0.0.1", "198.51.100.1", trusted) == "198.51.100.1"
-    assert domain.client_address("127.0.0.1", "6.6.6.6, 198.51.100.1, 10.1.2.3", trusted) == "198.51.100.1"
-    assert domain.client_address("127.0.0.1", None, trusted) == "127.0.0.1"
-    assert domain.client_address(None, None, trusted) == "unknown"
-    with pytest.raises(ValueError):
-        domain.networks(["not-a-network"])
-
-
 def test_tokens_are_encrypted_and_rotated_to_the_first_key():
     old = TokenCipher("old-key")
     encrypted, key = old.encrypt("secret-token")

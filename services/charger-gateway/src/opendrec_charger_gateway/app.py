@@ -6,10 +6,11 @@ import aiohttp
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, DeviceUpdated, ReadRejected
 from opendrec_kit import ServiceRuntime, metrics
+from opendrec_kit.addresses import networks
 
 from . import api, handlers, ocpp_server, services
 from .credentials import TokenCipher
-from .domain import PasswordThrottle, networks
+from .domain import PasswordThrottle
 from .kazam import KazamAccess
 from .poller import KazamPoller
 from .settings import Settings

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -366,33 +365,6 @@ class PasswordThrottle:
                 del table[oldest]
         worst = max(failures.count, guessed.count)
         failures.until = now + min(self.base_s * 2 ** min(worst - 1, 62), self.max_s)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """OCPP_TRUSTED_PROXIES as networks (ValueError for one that is not a CIDR)."""
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
-
-
-def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
-    """A charge point's address: the TCP peer, or, when the peer is a trusted proxy (the gateway, which appends the
-    address it was reached from), the right-most X-Forwarded-For entry that is not one (the same rule as the
-    gateway's clients.client_address). Nothing a charge point writes in X-Forwarded-For counts otherwise."""
-
-    def trusted_hop(address: str) -> bool:
-        try:
-            return any(ipaddress.ip_address(address) in net for net in trusted)
-        except ValueError:
-            return False
-
-    address = peer or "unknown"
-    if forwarded_for and trusted_hop(address):
-        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-            if not trusted_hop(hop):
-                return hop[:64]  # bounded: it becomes a throttle key
-    return address
 
 
 def parse_basic_auth(header: str | None) -> tuple[str, str] | None:

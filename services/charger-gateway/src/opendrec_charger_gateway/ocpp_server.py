@@ -25,6 +25,7 @@ from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 from opendrec_kit import UnitOfWork
+from opendrec_kit.addresses import client_address
 
 from . import domain, services
 from .api import CHARGER_ID
@@ -158,7 +159,7 @@ async def central_system(websocket: WebSocket, chargePointId: str = Path(max_len
         await websocket.close(code=1002, reason="the ocpp1.6 subprotocol is required")
         return
     credentials = domain.parse_basic_auth(websocket.headers.get("authorization"))
-    address = domain.client_address(
+    address = client_address(
         websocket.client.host if websocket.client else None,
         websocket.headers.get("x-forwarded-for"),
         websocket.app.state.ocpp_trusted_proxies,

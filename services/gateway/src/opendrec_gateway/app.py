@@ -31,13 +31,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opendrec_kit import metrics
+from opendrec_kit.addresses import client_address, networks
 from opendrec_kit.auth import RevocationFollower, TokenVerifier, bearer_token
 from opendrec_kit.errors import ApiError, envelope_bytes
 from opendrec_kit.telemetry import redact_path, setup_logging, setup_tracing
 from opendrec_kit.workers import Worker
 
 from . import asyncapi, docs, openapi, routes
-from .clients import PublicLimiter, client_address, networks
+from .clients import PublicLimiter
 from .settings import Settings
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout, relay_websocket
 
