@@ -88,9 +88,9 @@ async def record(
 
 
 async def hold(
-    pool: asyncpg.Pool, consumer: str, topic: str, partition: int, offset: int, event_id: uuid.UUID | None, error: str
+    pool: asyncpg.Pool, consumer: str, topic: str, partition: int, offset: int, event_id: uuid.UUID, error: str
 ) -> None:
-    """A message of this partition was dead-lettered: the partition's watermark stays where it is now (before any
+    """An event of this partition was dead-lettered: the partition's watermark stays where it is now (before any
     watermark: at the epoch) until the event is handled."""
     await pool.execute(
         'INSERT INTO watermark_holds (consumer, topic, partition, "offset", event_id, at, error) '
