@@ -22,10 +22,11 @@ class Settings(ServiceSettings):
     service_name: str = "identity"
     http_port: int = 8101
 
-    # POST /api/user/registerWithOrganization with an e-mail address that already has an account: "drec" answers
-    # D-REC's 409 naming the e-mail (what D-REC clients expect); "private" answers as a fresh registration does
-    # (201, the same shape) and mails the address's owner instead, so the answer does not tell which e-mails exist.
-    registration_disclosure: Literal["drec", "private"] = "drec"
+    # A registration anyone may send (POST /api/user/registerWithOrganization, and /api/user/register of an API
+    # user) with an e-mail address that already has an account: "private" answers as a fresh registration does
+    # (201, the same shape; nothing is created) and mails the address's owner instead, so no answer tells which
+    # e-mails exist; "drec" answers D-REC's 409 naming the e-mail, for clients that rely on it.
+    registration_disclosure: Literal["drec", "private"] = "private"
 
     # The first admin, created at startup when no user has the Admin role.
     admin_email: str = "admin@opendrec.local"

@@ -27,6 +27,7 @@ from .common import (
     RESET,
     Identity,
     announce_revoked,
+    answered_privately,
     issue_access_token,
     joined_user_out,
     organization_out,
@@ -62,9 +63,7 @@ async def register_with_organization(
     uow: UnitOfWork, identity: Identity, body: RegisterWithOrganization
 ) -> dict[str, Any]:
     """An organization (Developer or Buyer) and its first user, who administers it; a confirmation mail."""
-    if identity.settings.registration_disclosure == "private" and (
-        answer := await _not_disclosing(uow, identity, body)
-    ):
+    if answer := await answered_privately(uow, identity, body, role=domain.first_user_role(body.organizationType)):
         return answer
     await refuse_taken(uow, body)
     passwords = identity.passwords
@@ -82,43 +81,6 @@ async def register_with_organization(
         },
     )
     return user_out(user, organization_out(org))
-
-
-async def _not_disclosing(uow: UnitOfWork, identity: Identity, body: RegisterWithOrganization) -> dict[str, Any] | None:
-    """REGISTRATION_DISCLOSURE=private, for an e-mail address that has an account: nothing is created, the
-    address's owner is mailed, and the answer is what a fresh registration answers (ids from the same
-    sequences, never used), after the same hashing time. None when the address has no account."""
-    async with uow.reading() as r:
-        owner = await store.user_by_email(r.conn, body.email)
-    if owner is None:
-        return None
-    passwords = identity.passwords
-    await asyncio.gather(passwords.hash(body.password), passwords.hash(body.secretKey))  # as slow as registering
-    async with uow:
-        fresh = await store.unused_registration(uow.conn)
-        subject, text = mail.registration_attempt_mail(owner["first_name"], identity.settings.public_url)
-        await store.queue_mail(uow.conn, owner["email"], subject, text)
-    identity.send_mail_now()
-    log.info("registration with a known e-mail answered privately", extra={"user_id": owner["id"]})
-    organization = {
-        "id": fresh["organization_id"],
-        "name": body.orgName,
-        "address": body.orgAddress,
-        "organization_type": body.organizationType,
-        "status": "Active",  # the columns' defaults (migration 0002)
-        "created_at": fresh["created_at"],
-    }
-    user = {
-        "id": fresh["user_id"],
-        "first_name": body.firstName,
-        "last_name": body.lastName,
-        "email": body.email,
-        "role": domain.first_user_role(body.organizationType),
-        "status": "Active",
-        "email_confirmed": False,
-        "created_at": fresh["created_at"],
-    }
-    return user_out(user, organization_out(organization))
 
 
 # -- login and logout ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .. import domain, store
 from ..bodies import ModuleRequest, Register, TokenRequest
 from .common import (
     Identity,
+    answered_privately,
     issue_access_token,
     joined_user_out,
     organization_out,
@@ -90,6 +91,11 @@ async def register(uow: UnitOfWork, identity: Identity, body: Register, principa
     if body.organizationType != domain.API_USER:
         assert principal is not None, "a registration under an API user is made by a signed-in caller"
         await _may_register_under(uow, principal, body.api_user_id)
+    elif answer := await answered_privately(uow, identity, body, role=domain.API_USER):
+        # Anyone may register an API user, so a known e-mail is answered as a fresh registration: with a key pair
+        # of its own, kept nowhere. (Under an API user the caller is that API user or an Admin, and gets the 409.)
+        unused_key, _ = await asyncio.to_thread(_new_key_pair)
+        return {**answer, "apiUserId": str(uuid.uuid4()), "privateKey": unused_key}
     await refuse_taken(uow, body)
     passwords = identity.passwords
     password_hash, secret_key_hash = await asyncio.gather(passwords.hash(body.password), passwords.hash(body.secretKey))

@@ -3,7 +3,9 @@ registering an organization, the mail queue, and who may manage an organization.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +21,13 @@ from opendrec_kit.paging import Page, total_pages
 from opendrec_kit.timestamps import iso
 
 from .. import domain, mail, store
-from ..bodies import NewOrganizationAccount
+from ..bodies import NewOrganizationAccount, RegisterWithOrganization
 from ..passwords import Passwords
 from ..settings import Settings
 from ..throttle import LoginThrottle
 from ..tokens import TokenService
+
+log = logging.getLogger(__name__)
 
 NO_ACCOUNT = "The account of this access token no longer exists"
 CONFIRM, RESET = "confirm_email", "reset_password"
@@ -176,6 +180,52 @@ async def refuse_taken(uow: UnitOfWork, body: NewOrganizationAccount) -> None:
         name_taken = await store.organization_name_taken(r.conn, body.orgName)
     if email_taken or name_taken:
         raise conflict(email_taken, name_taken)
+
+
+async def answered_privately(
+    uow: UnitOfWork, identity: Identity, body: RegisterWithOrganization, *, role: str
+) -> dict[str, Any] | None:
+    """A registration anyone may send, under REGISTRATION_DISCLOSURE=private, for an e-mail address that has an
+    account: nothing is created, the address's owner is mailed, and the answer is what a fresh registration
+    answers (ids from the same sequences, never used), after the same hashing time. A taken organization name is
+    refused first, as it is for a new address, so no answer depends on the e-mail. None when the address has no
+    account (then register as usual)."""
+    if identity.settings.registration_disclosure != "private":
+        return None
+    async with uow.reading() as r:
+        owner = await store.user_by_email(r.conn, body.email)
+        name_taken = await store.organization_name_taken(r.conn, body.orgName)
+    if name_taken:
+        raise conflict(False, True)
+    if owner is None:
+        return None
+    passwords = identity.passwords
+    await asyncio.gather(passwords.hash(body.password), passwords.hash(body.secretKey))  # as slow as registering
+    async with uow:
+        fresh = await store.unused_registration(uow.conn)
+        subject, text = mail.registration_attempt_mail(owner["first_name"], identity.settings.public_url)
+        await store.queue_mail(uow.conn, owner["email"], subject, text)
+    identity.send_mail_now()
+    log.info("registration with a known e-mail answered privately", extra={"user_id": owner["id"]})
+    organization = {
+        "id": fresh["organization_id"],
+        "name": body.orgName,
+        "address": body.orgAddress,
+        "organization_type": body.organizationType,
+        "status": "Active",  # the columns' defaults (migration 0002)
+        "created_at": fresh["created_at"],
+    }
+    user = {
+        "id": fresh["user_id"],
+        "first_name": body.firstName,
+        "last_name": body.lastName,
+        "email": body.email,
+        "role": role,
+        "status": "Active",
+        "email_confirmed": False,
+        "created_at": fresh["created_at"],
+    }
+    return user_out(user, organization_out(organization))
 
 
 @contextlib.contextmanager
