@@ -9,7 +9,7 @@ BOOT := .run/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 
-.PHONY: run test chromium test-fast fuzz chaos bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients bench-operations bench-resources lint format schemas lock clean
+.PHONY: run test chromium test-fast fuzz chaos bench bench-gateway bench-devices bench-readings bench-certificates bench-drec-clients bench-drec-soak bench-operations bench-resources lint format schemas lock clean
 
 $(UV):
 	@mkdir -p .run
@@ -54,7 +54,7 @@ test-fast: .venv/.synced
 
 # All of them, each to its end even if one misses its goal; fails if any did.
 bench: .venv/.synced
-	@status=0; for b in gateway devices readings certificates drec-clients operations; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
+	@status=0; for b in gateway devices readings certificates drec-clients drec-soak operations; do $(MAKE) --no-print-directory bench-$$b || status=1; done; exit $$status
 
 bench-gateway: .venv/.synced
 	$(PY) bench/gateway/bench_forwarding.py
@@ -71,6 +71,10 @@ bench-certificates: .venv/.synced
 # The D-REC client load (issue 16): one read per request, device listing, login, through the whole platform.
 bench-drec-clients: .venv/.synced
 	$(PY) bench/drec-clients/bench_clients.py $(BENCH_ARGS)
+
+# Ten minutes of the D-REC client load in turn: every service's memory must stay flat (issue 16).
+bench-drec-soak: .venv/.synced
+	$(PY) bench/drec-clients/bench_clients.py --soak 10 $(BENCH_ARGS)
 
 # What the metrics cost on the hot paths, and each service's memory against its Kubernetes requests (issue 18).
 bench-operations: .venv/.synced

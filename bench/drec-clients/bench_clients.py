@@ -58,6 +58,7 @@ UNITS = {"reads": "reads/s", "listing": "req/s", "login": "logins/s"}
 DEVICE_CAPACITY_KW = 10_000  # 1 Wh in 5 ms is 720 kW: well below the plausibility bound
 READY_TIMEOUT_S = 240
 IDLE_SAMPLE_S = 3.0
+SOAK_GROWTH, SOAK_SLACK_MB = 1.05, 8.0  # --soak: end RSS within 5 % (or 8 MB) of the warmed-up RSS
 
 
 # ---- the platform ---------------------------------------------------------------------------
@@ -409,6 +410,8 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
         "listing": ([listing_sender(clients[0]) for _ in clients], 200),
         "login": ([login_sender(c) for c in clients], 200),
     }
+    if args.soak:
+        return await soak(args, stack, scenarios)
     for name in args.scenarios:
         senders, expected = scenarios[name]
         load_before = os.getloadavg()[0]
@@ -449,6 +452,45 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
     return passed
 
 
+async def soak(args: argparse.Namespace, stack: Stack, scenarios: dict[str, tuple[list[Send], int]]) -> bool:
+    """--soak MINUTES: the scenarios in turn, --soak-round seconds each, for that long; each service's RSS after
+    every round. Flat: a service's RSS at the end is at most SOAK_GROWTH (or SOAK_SLACK_MB) above what it was once
+    the first third had warmed it up (caches and pools filled); a leak grows on past that."""
+    deadline = time.perf_counter() + args.soak * 60
+    samples: list[tuple[float, dict[str, float]]] = []
+    started, errors, rounds = time.perf_counter(), 0, 0
+    print(f"soak: {args.soak:g} min, the scenarios in turn, {args.soak_round:g} s each", flush=True)
+    while time.perf_counter() < deadline:
+        name = args.scenarios[rounds % len(args.scenarios)]
+        senders, expected = scenarios[name]
+        figures = await closed_loop(stack.gateway_url, senders, expected, 0.0, args.soak_round, stack.cpu_seconds)
+        errors += figures.errors
+        rounds += 1
+        minute = (time.perf_counter() - started) / 60
+        rss = stack.rss_mb()
+        samples.append((minute, rss))
+        print(
+            f"  {minute:5.1f} min  {name:<8} {figures.rate:8,.1f} {UNITS[name]:<9} errors {figures.errors}  "
+            + "  ".join(f"{k} {v:.0f}" for k, v in rss.items()),
+            flush=True,
+        )
+    warm = next((rss for minute, rss in samples if minute >= args.soak / 3), samples[0][1])
+    end = samples[-1][1]
+    flat = True
+    for name, mb in sorted(end.items()):
+        allowed = max(warm.get(name, mb) * SOAK_GROWTH, warm.get(name, mb) + SOAK_SLACK_MB)
+        peak = max(rss.get(name, 0.0) for _, rss in samples)
+        ok = mb <= allowed
+        flat &= ok
+        print(
+            f"  RSS {name:<16} warm {warm.get(name, 0):5.0f} MB  end {mb:5.0f} MB  peak {peak:5.0f} MB"
+            f"  [flat: end <= {allowed:.0f} MB: {'PASS' if ok else 'MISS'}]",
+            flush=True,
+        )
+    print(f"soak: {rounds} rounds, {errors} errors; memory {'flat' if flat else 'NOT flat'}", flush=True)
+    return flat and errors == 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=16)
@@ -466,6 +508,10 @@ def main() -> int:
         help="run the platform from another tree's packages (e.g. `git archive <commit> libs services` extracted "
         "there): before/after figures on the same machine",
     )
+    parser.add_argument(
+        "--soak", type=float, default=0.0, help="instead: MINUTES of the scenarios in turn, RSS must stay flat"
+    )
+    parser.add_argument("--soak-round", type=float, default=20.0, help="seconds of each scenario in a soak")
     parser.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, traces)")
     args = parser.parse_args()
     if unknown := set(args.scenarios) - set(GOALS):
