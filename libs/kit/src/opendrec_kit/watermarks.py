@@ -111,6 +111,14 @@ async def release(pool: asyncpg.Pool, consumer: str, event_id: uuid.UUID) -> Non
     await pool.execute("DELETE FROM watermark_holds WHERE consumer = $1 AND event_id = $2", consumer, event_id)
 
 
+async def release_many(pool: asyncpg.Pool, consumer: str, event_ids: list[uuid.UUID]) -> None:
+    """`release`, for the events a batch handled (one statement)."""
+    if event_ids:
+        await pool.execute(
+            "DELETE FROM watermark_holds WHERE consumer = $1 AND event_id = ANY($2::uuid[])", consumer, event_ids
+        )
+
+
 async def holds(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """The dead letters holding a watermark, oldest first."""
     rows: list[asyncpg.Record] = await pool.fetch(

@@ -18,7 +18,7 @@ from opendrec_contracts import (
     ReservationEnded,
     ReservationUpdated,
 )
-from opendrec_kit import EventContext
+from opendrec_kit import EventContext, UnitOfWork
 
 from . import services
 
@@ -37,7 +37,7 @@ class Settlement:
     watermarked: bool = False  # time held back to reservations' watermarks (services.known_until)
 
 
-async def _now(ctx: EventContext, settlement: Settlement) -> datetime:
+async def _now(ctx: UnitOfWork, settlement: Settlement) -> datetime:
     return await services.known_until(ctx, settlement.settle, settlement.clock(), settlement.watermarked)
 
 
@@ -52,6 +52,11 @@ async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:
 
 async def on_read_ingested(event: ReadIngested, ctx: EventContext, *, settlement: Settlement) -> None:
     await services.take_reads(ctx, event, settlement.settle, await _now(ctx, settlement))
+
+
+async def on_reads_ingested(events: list[ReadIngested], ctx: UnitOfWork, *, settlement: Settlement) -> None:
+    """The consumer's batch of read.ingested events (kit `messaging.on_batch`), in one unit of work."""
+    await services.take_many_reads(ctx, events, settlement.settle, await _now(ctx, settlement))
 
 
 async def on_reservation_created(event: ReservationCreated, ctx: EventContext, *, settlement: Settlement) -> None:

@@ -423,13 +423,30 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
 
 async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, now: datetime) -> None:
     """Accepted energy of one read.ingested batch: stored (a read seen before is skipped), then certified."""
-    starts, ends, energies = (list(column) for column in zip(*event.intervals(), strict=True))
+    await take_many_reads(uow, [event], settle, now)
+
+
+async def take_many_reads(uow: UnitOfWork, events: list[ReadIngested], settle: timedelta, now: datetime) -> None:
+    """Accepted energy of read.ingested events (a consumer's batch, of any devices, each device's in their order):
+    stored in one statement (a read seen before is skipped), then their devices certified together, as a
+    reservation's are (issue 16: D-REC clients send one read a request, one event each; a batch shares the
+    transaction, the locks and the certification round)."""
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+    devices, organizations, batches, starts, ends, energies, types = columns
+    for event in events:
+        for start, end, energy in event.intervals():
+            devices.append(event.device_id)
+            organizations.append(event.organization_id)
+            batches.append(event.batch_id)
+            starts.append(start)
+            ends.append(end)
+            energies.append(energy)
+            types.append(event.read_type)
     async with uow:
-        await store.lock_device(uow.conn, event.device_id)
-        await store.insert_reads(
-            uow.conn, event.device_id, event.organization_id, event.batch_id, starts, ends, energies, event.read_type
-        )
-        await _certify(uow, [event.device_id], settle, now)
+        device_ids = sorted({event.device_id for event in events})
+        await store.lock_devices(uow.conn, device_ids)
+        await store.insert_reads(uow.conn, devices, organizations, batches, starts, ends, energies, types)
+        await _certify(uow, device_ids, settle, now)
 
 
 async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: timedelta, now: datetime) -> None:

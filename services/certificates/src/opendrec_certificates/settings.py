@@ -15,3 +15,5 @@ class Settings(ServiceSettings):
     wait_for_reservation_watermarks: bool = True
     # How often settled energy is looked for.
     certify_sweep_interval_s: float = Field(default=5.0, gt=0)
+    # read.ingested events taken in one transaction at most (issue 16: one read an event under D-REC clients' load).
+    read_batch_max: int = Field(default=500, ge=1, le=10_000)

@@ -205,28 +205,29 @@ async def apply_reservation_change(conn: asyncpg.Connection, reservation_id: int
 
 async def insert_reads(
     conn: asyncpg.Connection,
-    device_id: int,
-    organization_id: int,
-    batch_id: uuid.UUID,
+    device_ids: list[int],
+    organization_ids: list[int],
+    batch_ids: list[uuid.UUID],
     starts: list[datetime],
     ends: list[datetime],
     energies_wh: list[int],
-    read_type: str,
+    read_types: list[str],
 ) -> None:
-    """The intervals of one read.ingested event, in one statement (arrays, not a statement per read);
-    a read seen before is skipped."""
+    """The intervals of read.ingested events (one or a batch of them: a column per field, a row per read), in one
+    statement (arrays, not a statement per read), in their order; a read seen before is skipped."""
     await conn.execute(
         """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id, read_type)
-           SELECT $1, $2, r.start_at, r.end_at, r.energy_wh, $3, $7
-           FROM unnest($4::timestamptz[], $5::timestamptz[], $6::bigint[]) AS r (start_at, end_at, energy_wh)
+           SELECT r.device_id, r.organization_id, r.start_at, r.end_at, r.energy_wh, r.batch_id, r.read_type
+           FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::uuid[],
+                       $7::text[]) AS r (device_id, organization_id, start_at, end_at, energy_wh, batch_id, read_type)
            ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
-        device_id,
-        organization_id,
-        batch_id,
+        device_ids,
+        organization_ids,
         starts,
         ends,
         energies_wh,
-        read_type,
+        batch_ids,
+        read_types,
     )
 
 
