@@ -16,11 +16,15 @@ async def test_new_hashes_are_argon2id_at_owasps_cost():
     passwords = Passwords()
     try:
         hashed = await passwords.hash("MNO133")
-        # m=19 MiB, t=2, p=1 (OWASP Password Storage Cheat Sheet), written in the hash itself
-        assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        # m=7 MiB, t=5, p=1: one of OWASP's equal-cost settings (Password Storage Cheat Sheet), in the hash itself
+        assert hashed.startswith("$argon2id$v=19$m=7168,t=5,p=1$")
         assert await passwords.verify(hashed, "MNO133")
         assert not await passwords.verify(hashed, "MNO134")
         assert not passwords.needs_rehash(hashed)
+        # a standard PHC string: another argon2 library reads it, and its hashes at this setting need no rehash
+        assert PasswordHasher().verify(hashed, "MNO133")
+        other = PasswordHasher(time_cost=5, memory_cost=7168, parallelism=1).hash("MNO133")
+        assert await passwords.verify(other, "MNO133") and not passwords.needs_rehash(other)
     finally:
         passwords.close()
 
@@ -28,10 +32,16 @@ async def test_new_hashes_are_argon2id_at_owasps_cost():
 async def test_hashes_of_other_parameters_still_verify_and_need_a_rehash():
     passwords = Passwords()
     try:
-        library_default = PasswordHasher().hash("MNO133")  # 64 MiB, t=3, p=4: how earlier releases hashed
-        assert await passwords.verify(library_default, "MNO133")
-        assert passwords.needs_rehash(library_default)
+        earlier = [
+            PasswordHasher().hash("MNO133"),  # 64 MiB, t=3, p=4: the library's defaults, how early releases hashed
+            PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash("MNO133"),  # argon2-cffi, until s6
+        ]
+        for hashed in earlier:
+            assert await passwords.verify(hashed, "MNO133")
+            assert not await passwords.verify(hashed, "MNO134")
+            assert passwords.needs_rehash(hashed)
         assert not await passwords.verify("not a hash", "MNO133")
+        assert not await passwords.verify("$argon2id$" + "A" * 200, "MNO133")  # longer than any hash
     finally:
         passwords.close()
 

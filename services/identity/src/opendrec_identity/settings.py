@@ -62,8 +62,9 @@ class Settings(ServiceSettings):
     login_account_lockout_after: int = Field(default=10, ge=1)
     login_address_lockout_after: int = Field(default=50, ge=1)
     login_lockout_seconds: int = Field(default=900, ge=1)
-    # Password checks (argon2id, OWASP's cost: passwords.py) run in this many threads at once (each holds 19 MiB
+    # Password checks (argon2id, OWASP's cost: passwords.py) run in this many threads at once (each holds 7 MiB
     # while it runs), with at most `password_queue` more waiting; beyond that a login is answered 503 at once.
+    # More threads than the cores identity may use only add latency.
     password_threads: int = Field(default=2, ge=1, le=64)
     password_queue: int = Field(default=64, ge=0, le=10_000)
     # Identity sits behind the gateway, which appends the client address to X-Forwarded-For:
