@@ -130,7 +130,8 @@ class ModuleGrant:
 
 def merge_actions(*granted: str) -> str:
     """The union of permission letters, written in RWUD order."""
-    return "".join(letter for letter in LETTERS if any(letter in g for g in granted))
+    letters = set().union(*granted)
+    return "".join(letter for letter in LETTERS if letter in letters)
 
 
 def effective_permissions(role: str, grants: Iterable[ModuleGrant]) -> dict[str, str]:
@@ -142,8 +143,11 @@ def effective_permissions(role: str, grants: Iterable[ModuleGrant]) -> dict[str,
     for grant in grants:
         if not grant.enabled:
             continue
-        granted = grant.supported if role == ADMIN else merge_actions(grant.role_actions, grant.user_actions)
-        actions = "".join(letter for letter in LETTERS if letter in granted and letter in grant.supported)
+        if role == ADMIN:
+            actions = merge_actions(grant.supported)
+        else:
+            granted = set(grant.role_actions).union(grant.user_actions).intersection(grant.supported)
+            actions = "".join(letter for letter in LETTERS if letter in granted)
         if actions:
             perms[grant.module] = actions
     return perms

@@ -92,6 +92,20 @@ async def user_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record 
     return await conn.fetchrow(_USER_WITH_ORGANIZATION + " WHERE u.email = $1", email)
 
 
+async def login_lookup(conn: asyncpg.Connection, keys: list[str], email: str | None) -> asyncpg.Record:
+    """What a login reads, in one statement (one snapshot, one round trip): of the throttle `keys`, the latest
+    `blocked_until` and the keys that have a row (`throttled`); the database's `now`; and the columns of
+    `user_by_email`, NULL when there is no such user."""
+    return await conn.fetchrow(
+        "SELECT t.blocked_until, t.throttled, now() AS now, account.*"
+        " FROM (SELECT max(blocked_until) AS blocked_until, coalesce(array_agg(key), '{}') AS throttled"
+        " FROM login_throttle WHERE key = ANY($1::text[])) t"
+        " LEFT JOIN (" + _USER_WITH_ORGANIZATION + " WHERE u.email = $2) account ON true",
+        keys,
+        email,
+    )
+
+
 async def user_by_id(conn: asyncpg.Connection, user_id: int, *, lock: bool = False) -> asyncpg.Record | None:
     """`lock`: the user's row stays locked to the end of the transaction (e.g. no move to another organization
     meanwhile)."""
@@ -220,12 +234,6 @@ async def update_profile(conn: asyncpg.Connection, user_id: int, first_name: str
 # -- login throttling ------------------------------------------------------------------------------
 
 
-async def throttle_states(conn: asyncpg.Connection, keys: list[str]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT key, failures, window_start, blocked_until FROM login_throttle WHERE key = ANY($1::text[])", keys
-    )
-
-
 async def lock_throttle_row(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
     """The key's row, created if missing, locked until the caller's transaction ends."""
     await conn.execute("INSERT INTO login_throttle (key) VALUES ($1) ON CONFLICT (key) DO NOTHING", key)
@@ -246,8 +254,8 @@ async def save_throttle(
     )
 
 
-async def clear_throttle(conn: asyncpg.Connection, key: str) -> None:
-    await conn.execute("DELETE FROM login_throttle WHERE key = $1", key)
+async def clear_throttle(conn: asyncpg.Connection, keys: list[str]) -> None:
+    await conn.execute("DELETE FROM login_throttle WHERE key = ANY($1::text[])", keys)
 
 
 async def clear_account_throttle(conn: asyncpg.Connection, account_key: str) -> None:

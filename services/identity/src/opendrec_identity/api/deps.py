@@ -13,7 +13,7 @@ from .. import domain
 from ..services.common import Identity
 
 
-def _identity(request: Request) -> Identity:
+async def _identity(request: Request) -> Identity:  # async: FastAPI runs a plain function in a worker thread
     return request.app.state.identity
 
 

@@ -14,8 +14,6 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from opendrec_kit import ApiError, Principal, UnitOfWork
 
 from .. import domain, mail, store
@@ -97,51 +95,42 @@ async def login(
         email: str | None = domain.normalize_email(body.username)
     except domain.Invalid:
         email = None
-    user = None
-    async with uow.reading() as r:  # the throttle and the account in one snapshot: a login costs few round trips
-        wait = await _retry_after(r.conn, keys)
-        if wait is None and email:
-            user = await store.user_by_email(r.conn, email)
+    async with uow.reading() as r:  # the throttle and the account in one statement: a login costs few round trips
+        found = await store.login_lookup(r.conn, list(keys), email)
+    wait = domain.retry_after_seconds(found["blocked_until"], found["now"])
     if wait is not None:
         log.info("login throttled", extra={"retry_after_s": wait})
         raise LoginThrottled(wait)
+    # Only the account's counts on record are cleared by a right password (none, mostly: no statement then).
+    counted = [key for key in found["throttled"] if key.startswith("account:")]
 
     passwords = identity.passwords
-    if user is None:
+    if found["id"] is None:
         await passwords.spend_verify_time(body.password)  # as slow as a wrong password: no e-mail probing
         await _failed(uow, keys)
         log.info("login refused", extra={"reason": "unknown account"})
         raise ApiError(401, INVALID_CREDENTIALS)
+    user = found
     if not await passwords.verify(user["password_hash"], body.password):
         await _failed(uow, keys)
         log.info("login refused", extra={"reason": "wrong password", "user_id": user["id"]})
         raise ApiError(401, INVALID_CREDENTIALS)
     if user["status"] != "Active":
-        await _succeeded(uow, keys)
+        await _succeeded(uow, counted)
         # The password was right, so saying why tells a stranger nothing.
         raise ApiError(403, f"This account is {user['status'].lower()}; it cannot log in")
     if user["organization_api_user_id"] is not None:
-        await _succeeded(uow, keys)
+        await _succeeded(uow, counted)
         # D-REC: the users of an API user's organizations do not log in; the API user acts for them.
         raise ApiError(401, "This account belongs to an organization managed by an API user; that API user acts for it")
 
     # Hashes made under older argon2 parameters are upgraded while we know the password.
     new_hash = await passwords.hash(body.password) if passwords.needs_rehash(user["password_hash"]) else None
     async with uow:  # the throttle cleared and the token recorded in one transaction
-        await _succeeded(uow, keys)
+        await _succeeded(uow, counted)
         token = await issue_access_token(uow, identity.tokens, user, new_password_hash=new_hash)
     log.info("login", extra={"user_id": user["id"], "organization_id": user["organization_id"]})
     return {"accessToken": token}
-
-
-async def _retry_after(conn: asyncpg.Connection, keys: ThrottleKeys) -> int | None:
-    """Seconds the caller must wait before trying again, or None if it may try now."""
-    rows = await store.throttle_states(conn, list(keys))
-    if not rows:
-        return None  # no failures on record: the common case costs one query
-    now = await store.now(conn)
-    waits = [w for row in rows if (w := domain.retry_after_seconds(row["blocked_until"], now)) is not None]
-    return max(waits) if waits else None
 
 
 async def _failed(uow: UnitOfWork, keys: ThrottleKeys) -> None:
@@ -158,13 +147,12 @@ async def _failed(uow: UnitOfWork, keys: ThrottleKeys) -> None:
             await store.save_throttle(uow.conn, key, after.failures, after.window_start, after.blocked_until)
 
 
-async def _succeeded(uow: UnitOfWork, keys: ThrottleKeys) -> None:
+async def _succeeded(uow: UnitOfWork, counted: list[str]) -> None:
     """A right password clears the account's counts, its own and from this address (not the address's: one good
-    account must not let an address go on guessing others)."""
-    async with uow:
-        for key in keys:
-            if key.startswith("account:"):
-                await store.clear_throttle(uow.conn, key)
+    account must not let an address go on guessing others): `counted`, the account keys that had a row."""
+    if counted:
+        async with uow:
+            await store.clear_throttle(uow.conn, counted)
 
 
 async def logout(uow: UnitOfWork, identity: Identity, principal: Principal, expires_at: datetime) -> dict[str, Any]:
