@@ -82,3 +82,109 @@ def test_a_span_started_with_a_secret_in_its_url_keeps_only_the_redacted_one():
     assert secret not in span.to_json()
     assert span.attributes["url.path"] == "/api/user/reset/password/{token}"
     assert span.attributes["http.method"] == "PUT"
+
+
+# ---- the request layer's span (runtime.RequestIdMiddleware): what a trace reader finds for each request
+
+
+def traced_app(exporter: InMemorySpanExporter):
+    import logging
+
+    from fastapi import FastAPI
+    from opentelemetry import trace
+
+    from opendrec_kit.errors import install_error_handlers
+    from opendrec_kit.runtime import RequestIdMiddleware
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "devices"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = FastAPI()
+    install_error_handlers(app)
+    seen: dict[str, object] = {}
+
+    @app.get("/api/device/{device_id}")
+    async def device(device_id: int) -> dict:
+        seen["span"] = trace.get_current_span()  # what log lines and outbox events read the trace from
+        return {"id": device_id}
+
+    @app.put("/api/user/reset/password/{token}")
+    async def reset(token: str) -> dict:
+        return {}
+
+    @app.get("/api/auth/getAccess")
+    async def get_access() -> dict:
+        return {}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {}
+
+    @app.get("/boom")
+    async def boom() -> dict:
+        logging.getLogger("test").info("about to fail")
+        raise RuntimeError("bug")
+
+    app.add_middleware(RequestIdMiddleware, tracer=provider.get_tracer("t"))
+    return app, seen
+
+
+async def test_a_request_is_one_server_span_continuing_the_callers_trace():
+    import os
+
+    import httpx
+
+    exporter = InMemorySpanExporter()
+    app, seen = traced_app(exporter)
+    trace_id, parent_id = os.urandom(16).hex(), os.urandom(8).hex()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        r = await client.get(
+            "/api/device/42?x=1", headers={"traceparent": f"00-{trace_id}-{parent_id}-01", "x-request-id": "rid-1"}
+        )
+        assert r.status_code == 200 and r.headers["x-request-id"] == "rid-1"
+        [span] = exporter.get_finished_spans()
+        assert span.name == "GET /api/device/{device_id}"
+        assert span.kind.name == "SERVER"
+        assert f"{span.context.trace_id:032x}" == trace_id and f"{span.parent.span_id:016x}" == parent_id
+        assert seen["span"].get_span_context().span_id == span.context.span_id  # current while served
+        assert dict(span.attributes) == {
+            "http.request.method": "GET",
+            "url.path": "/api/device/42",  # no query: getAccess-like secrets never reach a span
+            "opendrec.request_id": "rid-1",
+            "http.route": "/api/device/{device_id}",
+            "http.response.status_code": 200,
+        }
+        exporter.clear()
+
+        # No caller's trace: a trace of its own; a request id made and echoed.
+        r = await client.get("/api/device/7")
+        [span] = exporter.get_finished_spans()
+        assert span.parent is None and span.attributes["opendrec.request_id"] == r.headers["x-request-id"]
+        exporter.clear()
+
+        # A mailed token in the path stays out of the span; a validation error is a 400 on its route.
+        secret = "9f8e7d6c5b4a"
+        await client.put(f"/api/user/reset/password/{secret}")
+        r = await client.get("/api/device/not-a-number")
+        assert r.status_code == 400
+        reset, invalid = exporter.get_finished_spans()
+        assert secret not in span_json_line(reset) and reset.attributes["url.path"].endswith("/{token}")
+        assert invalid.name == "GET /api/device/{device_id}" and invalid.attributes["http.response.status_code"] == 400
+        exporter.clear()
+
+        # A bug: the span says 500 and error, with the exception; the answer is the envelope.
+        r = await client.get("/boom")
+        assert r.status_code == 500 and r.json()["statusCode"] == 500
+        [span] = exporter.get_finished_spans()
+        assert span.attributes["http.response.status_code"] == 500 and span.status.status_code == StatusCode.ERROR
+        assert [e.attributes["exception.type"] for e in span.events] == ["RuntimeError"]
+        exporter.clear()
+
+        # Probes and getAccess (an API user's private key in its query) make no span; an unknown path does.
+        await client.get("/healthz")
+        await client.get("/api/auth/getAccess?privateKey=secret")
+        await client.get("/api/auth/getAccess/")
+        assert exporter.get_finished_spans() == ()
+        assert (await client.get("/nowhere")).status_code == 404
+        [span] = exporter.get_finished_spans()
+        assert span.name == "GET" and span.attributes["http.response.status_code"] == 404

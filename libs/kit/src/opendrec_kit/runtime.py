@@ -22,7 +22,10 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opendrec_contracts import Event, OrganizationRegistered, all_topics, topic_of
@@ -35,7 +38,7 @@ from .organizations import remember_organization, serving
 from .outbox import BrokerEpoch, OutboxRelay
 from .owners import OwnerServices
 from .settings import ServiceSettings
-from .telemetry import redact_span, setup_logging, setup_tracing
+from .telemetry import redact_path, setup_logging, setup_tracing
 from .uow import UnitOfWork
 from .workers import Step, Worker
 
@@ -44,10 +47,11 @@ log = logging.getLogger(__name__)
 # How long one shutdown step may take before it is left behind (see ServiceRuntime.stop).
 SHUTDOWN_STEP_S = 10.0
 
-# Requests recorded in no span. Spans keep the full URL, query included: D-REC's getAccess carries an API user's
-# private key in its query (identity refuses it, but the key must not reach a trace file or a collector).
-UNTRACED_PATHS = "healthz,readyz,api/auth/getAccess"
-# FastAPI's native telemetry off (see _create_app): the OpenTelemetry instrumentor is the one layer.
+# Requests recorded in no span (paths, without a trailing slash): the probes, and D-REC's getAccess, which carries an
+# API user's private key in its query (identity refuses it; spans keep no query, but the key must not reach a trace
+# file or a collector in any form).
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/auth/getAccess"})
+# FastAPI's native telemetry off (see _create_app): RequestIdMiddleware is the one layer.
 NO_NATIVE_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 Hook = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
@@ -58,28 +62,102 @@ Detail = Callable[["ServiceRuntime[Any]"], Awaitable[dict[str, Any]]]
 
 
 class RequestIdMiddleware:
-    """Takes X-Request-ID from the caller (the gateway sets it) or makes one, and echoes it; marks the request as
-    served by this runtime (`organizations.serving`, for read-your-writes)."""
+    """The one ASGI layer every request of a service goes through (tracing, metrics and its id at once: each layer
+    more is a frame and a `send` wrapper per message on every request).
 
-    def __init__(self, app: ASGIApp, runtime: ServiceRuntime[Any] | None = None) -> None:
+    - Its id: X-Request-ID from the caller (the gateway sets it) or a new one, echoed in the answer and kept in
+      `scope["state"]` for the error envelope.
+    - Its span: a SERVER span continuing the caller's `traceparent`, current while the request is served (log lines
+      and the events it records carry its trace), named `{method} {route template}` once routing has matched, with
+      the method, the path (secret segments redacted), the route, the status and the request id. None for
+      `untraced` paths (probes, and getAccess whose query holds an API user's private key).
+    - Its duration in `http.server.request.duration` by route template (not for /metrics, the scraper's own).
+    - Marks the request as served by this runtime (`organizations.serving`, for read-your-writes).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        runtime: ServiceRuntime[Any] | None = None,
+        *,
+        untraced: frozenset[str] = UNTRACED_PATHS,
+        unmeasured: frozenset[str] = frozenset({"/metrics"}),
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.app = app
         self.runtime = runtime
+        self.untraced = untraced
+        self.unmeasured = unmeasured
+        # The process's tracer (a proxy until setup_tracing installs the provider); tests give their own.
+        self.tracer = tracer or trace.get_tracer("opendrec_kit.http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = next((v.decode() for k, v in scope["headers"] if k == b"x-request-id"), None) or uuid.uuid4().hex
+        started = time.perf_counter()
+        request_id = traceparent = tracestate = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif key == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif key == b"tracestate":
+                tracestate = value.decode("latin-1")
+        request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         if self.runtime is not None:
             serving.set(self.runtime)  # this request's task only: handlers and workers run in other tasks
+        method, path = scope["method"], scope["path"]
+        span = token = None
+        if path.rstrip("/") not in self.untraced:
+            parent = Context()  # no caller's trace: a trace of its own, whatever context the server task has
+            if traceparent is not None:
+                carrier = {"traceparent": traceparent}
+                if tracestate is not None:
+                    carrier["tracestate"] = tracestate
+                parent = propagate.extract(carrier, parent)
+            span = self.tracer.start_span(
+                method,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "url.path": redact_path(path),
+                    "opendrec.request_id": request_id,
+                },
+            )
+            token = otel_context.attach(trace.set_span_in_context(span, parent))
+        status = 500  # an exception with nothing sent is answered 500 by the server
+        echoed = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Any) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                status = message["status"]
+                message.setdefault("headers", []).append(echoed)
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException as exc:
+            if span is not None:
+                span.record_exception(exc)
+            raise
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            if path not in self.unmeasured:
+                metrics.record_request(method, route, status, time.perf_counter() - started)
+            if span is not None:
+                if route is not None:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+            if token is not None:
+                otel_context.detach(token)
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -382,9 +460,8 @@ class ServiceRuntime(Generic[S]):
             finally:
                 await runtime.stop()
 
-        # One telemetry layer: the instrumentor's span below (its names and excluded paths are what traces and tests
-        # read). FastAPI's own telemetry would wrap every request in a second ASGI layer that finds the instrumentor
-        # there and stands aside: a cost for nothing.
+        # One telemetry layer: RequestIdMiddleware below. FastAPI's own telemetry would be a second one (spans per
+        # dependency and endpoint): a cost for nothing the traces are read for.
         app = FastAPI(title=title, lifespan=lifespan, telemetry=NO_NATIVE_TELEMETRY)
         app.state.runtime = self
         s = self.settings
@@ -419,15 +496,8 @@ class ServiceRuntime(Generic[S]):
             # Scraped on the service's own port, inside the cluster; the gateway routes no /metrics.
             return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
-        # One span per request: no child span per body chunk received or sent (a 400 kB read batch is ~7 of each).
-        FastAPIInstrumentor.instrument_app(
-            app,
-            excluded_urls=UNTRACED_PATHS + ",metrics",
-            exclude_spans=["receive", "send"],
-            server_request_hook=redact_span,  # no mailed token in a span (telemetry.SECRET_PATHS)
-        )
+        # One layer for the request's span, duration and id (see RequestIdMiddleware).
         app.add_middleware(RequestIdMiddleware, runtime=self)
-        app.add_middleware(metrics.HttpMetricsMiddleware)
         return app
 
     def setup_process(self) -> FastAPI:

@@ -46,8 +46,7 @@ def redact_path(path: str) -> str:
 
 
 def redact_span(span: Any, scope: object = None) -> None:
-    """Replace secret path segments in a span's URL attributes; also the ASGI instrumentation's
-    `server_request_hook` (it sets the request's attributes again after the span started: the hook runs last)."""
+    """Replace secret path segments in a span's URL attributes (an instrumentation's hook, or a span processor's)."""
     attributes = getattr(span, "attributes", None) or {}
     for key in _URL_ATTRIBUTES:
         value = attributes.get(key)
