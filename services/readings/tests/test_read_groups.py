@@ -8,18 +8,23 @@ has passed), so which submissions share a group does not depend on timing."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
+import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
+import orjson
 import pytest
 
-from opendrec_contracts import DeviceRegistered
+from opendrec_contracts import DeviceDeleted, DeviceRegistered, Envelope, parse_event
 from opendrec_kit import ApiError, Principal, UnitOfWork
-from opendrec_kit.testing import eventually
+from opendrec_kit.testing import eventually, publish_events
 from opendrec_kit.timestamps import iso
 from opendrec_readings import domain, services
 
-from .test_service import Service, delta, running
+from .test_service import Service, delta, new_device, new_id, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -171,3 +176,217 @@ async def test_concurrent_single_reads_over_http_are_all_stored_and_announced_on
         assert [r["end_at"] for r in rows] == [device.onboarded_at + h * H for h in (1, 2, 3)]
     for answer in answers:
         assert await eventually(lambda a=answer: announced(service, a.json()["batchId"])) == 1
+
+
+# -- many concurrent single reads, judged as if posted one after the other ---------------------------------------
+
+
+def script(device: DeviceRegistered, k: int) -> list[tuple[dict, dict]]:
+    """The single-read requests one meter (the k-th) sends, in order, with their extra headers: accepted, repeated,
+    refused by a rule each, keyed (replayed, reused for other reads), a local time that teaches the device its
+    timezone, an Aggregate read where the device's reads are Delta."""
+    o = device.onboarded_at
+
+    def one(hours: float, wh: int, *, end: str | None = None, kind: str = "Delta", **extra) -> dict:
+        read = {"starttimestamp": " ", "endtimestamp": end or iso(o + hours * H), "value": wh}
+        return {"type": kind, "unit": "Wh", "reads": [read], **extra}
+
+    local = (o + 3 * H).astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M:%S")
+    return [
+        (one(1, 1000 + k), {}),
+        (one(1, 1000 + k), {}),  # the same content: replayed
+        (one(1, 900), {}),  # not after the last read
+        (one(2, 0), {}),  # no energy
+        (one(2, 10**12), {}),  # far above what the device can make
+        (one(2, 800 + k), {"Idempotency-Key": "k"}),
+        (one(2, 800 + k), {"Idempotency-Key": "k"}),  # replayed
+        (one(3, 700), {"Idempotency-Key": "k"}),  # the key for other reads: 409
+        (one(3, 5000, kind="Aggregate"), {}),  # the device's reads are Delta
+        (one(0, 600, end=local, timezone="Asia/Kolkata"), {}),  # local time: the device learns its timezone
+        (one(24 * 400, 10), {}),  # in the future
+        (one(4, 500 + k), {}),
+        (one(1, 1000 + k), {}),  # the first read's content again, after others: replayed
+    ]
+
+
+def twins(n: int) -> list[DeviceRegistered]:
+    """n devices alike but for their ids (onboarded at the same instant): their answers can be compared."""
+    base = new_device(capacity_kw=100)
+    out = []
+    for _ in range(n):
+        device_id = new_id()
+        ids = {"device_id": device_id, "external_id": f"EXT-{device_id}", "organization_id": new_id()}
+        out.append(base.model_copy(update={**ids, "device_uuid": uuid.uuid4()}))
+    return out
+
+
+async def known(service: Service, devices: list[DeviceRegistered], deleted: DeviceRegistered) -> None:
+    await publish_events(service.bootstrap, [*devices, deleted])
+    for device in [*devices, deleted]:
+        await eventually(lambda d=device: service.fetch("SELECT 1 FROM devices WHERE device_id = $1", d.device_id))
+    gone = DeviceDeleted(device_id=deleted.device_id, external_id=deleted.external_id,
+                         organization_id=deleted.organization_id)  # fmt: skip
+    await publish_events(service.bootstrap, [gone])
+    await eventually(
+        lambda: service.fetch(
+            "SELECT 1 FROM devices WHERE device_id = $1 AND deleted_at IS NOT NULL", deleted.device_id
+        )
+    )
+
+
+def normal(device: DeviceRegistered, status: int, body: dict, replayed: bool, batches: dict[str, int]) -> tuple:
+    """An answer with what differs between twins taken out: ids, and batch ids as the number of the first batch."""
+    if status == 201:
+        summary = {**body, "batchId": batches.setdefault(body["batchId"], len(batches))}
+        return status, replayed, {**summary, "externalId": summary["externalId"] == device.external_id}
+    text = orjson.dumps([body["message"], body.get("details")]).decode()
+    for value, name in ((device.external_id, "<ext>"), (str(device.organization_id), "<org>")):
+        text = text.replace(value, name)
+    # when the twin was deleted, when the request was judged
+    text = re.sub(r"was deleted on \S+:", "was deleted on <when>:", text)
+    return status, re.sub(r"\(now \S+\)", "(now <now>)", text)
+
+
+async def stored(service: Service, device: DeviceRegistered, batches: dict[str, int]) -> tuple:
+    """What the device holds and announced: intervals, last read, timezone, batch rows, read.ingested events."""
+    o = device.onboarded_at
+    intervals = [(r["start_at"] - o, r["end_at"] - o, r["wh"], r["read_type"], batches[str(r["batch_id"])])
+                 for r in await service.intervals(device.device_id)]  # fmt: skip
+    last = await service.fetch(
+        "SELECT l.ongoing_type, l.last_end - $2 AS last_end, l.last_value_wh, d.timezone, "
+        "(SELECT count(*) FROM batches b WHERE b.device_id = l.device_id) AS batches "
+        "FROM last_reads l JOIN devices d USING (device_id) WHERE device_id = $1",
+        device.device_id,
+        o,
+    )
+    events = await service.fetch(
+        "SELECT envelope FROM outbox WHERE topic = 'read.ingested' AND key = $1 ORDER BY id", str(device.device_id)
+    )
+    announced = []
+    for row in events:
+        event = parse_event(Envelope.model_validate_json(row["envelope"]))
+        intervals_of = [(start - o, end - o, wh) for start, end, wh in event.intervals()]
+        announced.append((batches[str(event.batch_id)], event.read_type, intervals_of))
+    return intervals, [tuple(r) for r in last], announced
+
+
+def plan(
+    devices: list[DeviceRegistered], deleted: DeviceRegistered, interleaved: bool
+) -> list[tuple[DeviceRegistered, str, dict, dict]]:
+    """Every device's script, plus reads of the deleted device and of an external id no device has: (device, the
+    external id posted to, body, headers); `interleaved`: a step of each in turn, else one script after the other."""
+    steps = [[(d, d.external_id, body, extra) for body, extra in script(d, k)] for k, d in enumerate(devices)]
+    steps.append([(deleted, deleted.external_id, body, extra) for body, extra in script(deleted, 0)[:2]])
+    steps.append([(devices[0], "NO-SUCH-METER", body, {}) for body, _ in script(devices[0], 0)[:2]])
+    if not interleaved:
+        return [step for lane in steps for step in lane]
+    return [step for turn in itertools.zip_longest(*steps) for step in turn if step is not None]
+
+
+async def outcomes_of(service: Service, devices, deleted, post, interleaved: bool = True) -> tuple[list, list]:
+    """Answers of `post` for the plan (normalised per device, in plan order) and what each device stored."""
+    batches: dict[int, dict[str, int]] = {}  # device id -> its batch ids, numbered
+    steps = plan(devices, deleted, interleaved)
+    answers = await post(steps)
+    normalised = [normal(d, *answer, batches.setdefault(d.device_id, {})) for (d, *_), answer in zip(steps, answers, strict=True)]  # fmt: skip
+    return normalised, [await stored(service, d, batches.setdefault(d.device_id, {})) for d in devices]
+
+
+def assert_same(got: tuple[list, list], expected: tuple[list, list]) -> None:
+    """Answer by answer, then device by device: the first difference is the one shown."""
+    for i, (answer, sequential) in enumerate(zip(*(outcome[0] for outcome in (got, expected)), strict=True)):
+        assert answer == sequential, f"request {i} of the plan"
+    for i, (held, sequential) in enumerate(zip(got[1], expected[1], strict=True)):
+        assert held == sequential, f"device {i}"
+
+
+async def test_concurrent_single_reads_answer_and_store_as_sequential_posting_does(service):
+    """Each meter posts its script one request after the other, all meters at once (groups form of them: a meter's
+    read among others'); the answers, the intervals, last reads, timezones, batches and read.ingested events are
+    those of the same scripts posted one request at a time to twin devices."""
+    groups: services.ReadGroups = service.runtime.app.state.read_groups
+    devices = twins(12)
+    sequential_devices, concurrent_devices = devices[:6], devices[6:]
+    await known(service, sequential_devices[:-1], sequential_devices[-1])
+    await known(service, concurrent_devices[:-1], concurrent_devices[-1])
+
+    async def answer(device, external_id, body, extra):
+        response = await service.client.post(
+            f"/api/meter-reads/new/{external_id}", json=body, headers=service.headers(device.organization_id, **extra)
+        )
+        return response.status_code, response.json(), response.headers.get("Idempotent-Replayed") == "true"
+
+    async def one_at_a_time(steps):
+        return [await answer(*step) for step in steps]
+
+    async def meters_at_once(steps):
+        by_meter: dict[str, list[int]] = {}
+        for i, (_, external_id, _, _) in enumerate(steps):
+            by_meter.setdefault(external_id, []).append(i)
+        answers: list = [None] * len(steps)
+
+        async def meter(indexes: list[int]) -> None:
+            for i in indexes:
+                answers[i] = await answer(*steps[i])
+
+        await asyncio.gather(*(meter(indexes) for indexes in by_meter.values()))
+        return answers
+
+    expected = await outcomes_of(service, sequential_devices[:-1], sequential_devices[-1], one_at_a_time)
+    grouped_before = groups.grouped - groups.groups
+    got = await outcomes_of(service, concurrent_devices[:-1], concurrent_devices[-1], meters_at_once)
+    assert_same(got, expected)
+    assert groups.grouped - groups.groups > grouped_before, "no group held more than one request"
+    statuses = [answer[0] for answer in expected[0]]
+    assert {201, 400, 404, 409} <= set(statuses)
+
+
+async def test_a_group_judges_one_devices_reads_in_their_order_as_sequential_posting_does(service):
+    """The same scripts through the group commit alone, one after the other, every request waiting at once: groups of
+    at most 16, one after the other, take most of a device's script together (its conflicting reads too: a repeat, a
+    read not after the one before, a reused key); the outcomes of the use case and what is stored are those of
+    posting one by one."""
+    runtime = service.runtime
+    devices = twins(10)
+    sequential_devices, grouped_devices = devices[:5], devices[5:]
+    await known(service, sequential_devices[:-1], sequential_devices[-1])
+    await known(service, grouped_devices[:-1], grouped_devices[-1])
+    groups = services.ReadGroups(
+        runtime.uow, runtime.settings, runtime.owners, window_s=0.001, max_size=16, concurrent=1
+    )
+
+    def call(device, external_id, body, extra, groups):
+        user = Principal(user_id=7, organization_id=device.organization_id, organization_type="Developer",
+                         role="User", email="dev@example.org", permissions={"READS_MANAGEMENT_CRUDL": "RW"})  # fmt: skip
+        read = body["reads"][0]
+        return services.add_meter_reads(
+            runtime.uow(), runtime.settings, runtime.owners, user, external_id, organization_id=None,
+            read_type=body["type"], unit=body["unit"], timezone=body.get("timezone"),
+            starts=[read["starttimestamp"]], ends=[read["endtimestamp"]], values=[read["value"]],
+            idempotency_key=extra.get("Idempotency-Key"), groups=groups,
+        )  # fmt: skip
+
+    def as_answer(outcome):
+        if isinstance(outcome, ApiError):
+            return outcome.status, {"message": outcome.message, "details": outcome.details}, False
+        assert isinstance(outcome, services.Accepted), outcome
+        return 201, outcome.summary.as_json(), outcome.replayed
+
+    async def one_by_one(steps):
+        answers = []
+        for step in steps:
+            try:
+                answers.append(as_answer(await call(*step, None)))
+            except ApiError as refused:
+                answers.append(as_answer(refused))
+        return answers
+
+    async def all_at_once(steps):
+        # Each call enqueues its submission before its first await: the groups take them in the plan's order.
+        outcomes = await asyncio.gather(*(call(*step, groups) for step in steps), return_exceptions=True)
+        return [as_answer(outcome) for outcome in outcomes]
+
+    expected = await outcomes_of(service, sequential_devices[:-1], sequential_devices[-1], one_by_one, False)
+    got = await outcomes_of(service, grouped_devices[:-1], grouped_devices[-1], all_at_once, False)
+    assert_same(got, expected)
+    assert groups.groups >= 3 and groups.grouped > groups.groups

@@ -137,10 +137,200 @@ def _refused_if_deleted(device: str, deleted_at: datetime | None) -> Rejected | 
     return Rejected([ReadError(None, reason)], device_deleted=True) if reason else None
 
 
+class Ledger:
+    """Where `_ingest` reads what judging a batch needs and writes an accepted one: straight through `store` in the
+    unit of work's transaction (this class), or a group's (GroupLedger: read for many batches at once, written at
+    the end). Either way a batch sees every batch judged before it in the transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def find_device(self, organization_id: int, external_id: str) -> Mapping[str, Any] | None:
+        return await store.find_device(self.conn, organization_id, external_id)
+
+    async def lock(self, device_id: int, fingerprint: bytes) -> Mapping[str, Any] | None:
+        """store.lock_for_batch: the last read locked, the device read under the lock, its country's configured
+        yield and the earliest batch of the same content."""
+        return await store.lock_for_batch(self.conn, device_id, fingerprint)
+
+    async def batch_by_key(self, device_id: int, idempotency_key: str) -> Mapping[str, Any] | None:
+        return await store.find_batch_by_key(self.conn, device_id, idempotency_key)
+
+    async def intervals_near(self, device_id: int, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        return await store.intervals_near(self.conn, device_id, start, end)
+
+    async def set_timezone_if_missing(self, device_id: int, timezone: str) -> None:
+        await store.set_timezone_if_missing(self.conn, device_id, timezone)
+
+    async def store(self, batch: dict[str, Any], intervals: domain.Intervals, last: domain.LastRead) -> None:
+        """An accepted batch: its intervals, its row and (ongoing reads) the device's new last read."""
+        device_id, read_type, source = batch["device_id"], batch["read_type"], batch["source"]
+        if read_type != "History" and len(intervals) <= store.SMALL_BATCH:
+            await store.store_small_batch(self.conn, intervals=intervals, last=last, **batch)
+            return
+        if intervals:
+            await store.copy_intervals(self.conn, device_id, read_type, source, batch["batch_id"], intervals)
+        if read_type != "History":
+            await store.save_last_read(self.conn, device_id, last)
+        await store.insert_batch(self.conn, **batch)
+
+
+class GroupLedger(Ledger):
+    """The ledger of a group commit (ReadGroups): what its batches need is read for all of them in one statement
+    (`load`: store.lock_group, their devices' last reads locked), and what the accepted ones store is written in one
+    statement (`flush`: store.store_group) before the group commits. In between each batch is judged against what
+    the ones before it left, kept here: the device's last read, its timezone, the batches of the same content or
+    Idempotency-Key. Whatever was not read ahead (a History batch's stored intervals, a large batch) is asked of the
+    database after the writes waiting are flushed, so it too sees every batch before it."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__(conn)
+        self._named: dict[tuple[int, str], dict[str, Any]] = {}  # (organization, external id) -> the device
+        self._state: dict[int, dict[str, Any]] = {}  # device id -> lock_for_batch's row but `previous_*`
+        self._previous: dict[tuple[int, bytes], dict[str, Any] | None] = {}  # (device, fingerprint) -> previous_*
+        self._keyed: dict[tuple[int, str], Mapping[str, Any] | None] = {}  # (device, key) -> the batch
+        self._pending: list[tuple[dict[str, Any], domain.Intervals]] = []
+        self._zones: dict[int, str] = {}
+        self._moved: set[int] = set()  # devices whose last read changed
+
+    async def load(self, wanted: Sequence[tuple[int, str, bytes, str | None]]) -> None:
+        """Read ahead for batches (organization, external id, fingerprint, Idempotency-Key) and lock their devices."""
+        if not wanted:
+            return
+        organizations, external_ids, fingerprints, keys = (list(column) for column in zip(*wanted, strict=True))
+        for row in await store.lock_group(self.conn, organizations, external_ids, fingerprints, keys):
+            organization, external_id, fingerprint, key = wanted[row["i"]]
+            found = dict(row)
+            device_id = found["device_id"]
+            self._named[organization, external_id] = found
+            if found["locked"]:
+                self._state.setdefault(device_id, found)
+            self._previous[device_id, fingerprint] = (
+                {name: found[name] for name in _PREVIOUS} if found["previous_batch_id"] is not None else None
+            )
+            if key is not None:
+                self._keyed[device_id, key] = (
+                    {name: found[f"keyed_{name}"] for name in _KEYED} if found["keyed_batch_id"] is not None else None
+                )
+
+    async def find_device(self, organization_id: int, external_id: str) -> Mapping[str, Any] | None:
+        if (organization_id, external_id) in self._named:
+            return self._named[organization_id, external_id]
+        await self.flush()
+        return await super().find_device(organization_id, external_id)
+
+    async def lock(self, device_id: int, fingerprint: bytes) -> Mapping[str, Any] | None:
+        state = self._state.get(device_id)
+        if state is None or (device_id, fingerprint) not in self._previous:
+            await self.flush()
+            return await super().lock(device_id, fingerprint)
+        return {**state, **(self._previous[device_id, fingerprint] or _NO_PREVIOUS)}
+
+    async def batch_by_key(self, device_id: int, idempotency_key: str) -> Mapping[str, Any] | None:
+        if (device_id, idempotency_key) in self._keyed:
+            return self._keyed[device_id, idempotency_key]
+        await self.flush()
+        return await super().batch_by_key(device_id, idempotency_key)
+
+    async def intervals_near(self, device_id: int, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        await self.flush()
+        return await super().intervals_near(device_id, start, end)
+
+    async def set_timezone_if_missing(self, device_id: int, timezone: str) -> None:
+        state = self._state.get(device_id)
+        if state is None:
+            await self.flush()
+            await super().set_timezone_if_missing(device_id, timezone)
+        elif state["timezone"] is None:
+            state["timezone"] = self._zones[device_id] = timezone
+
+    async def store(self, batch: dict[str, Any], intervals: domain.Intervals, last: domain.LastRead) -> None:
+        device_id, read_type = batch["device_id"], batch["read_type"]
+        state = self._state.get(device_id)
+        waits = state is not None and read_type != "History" and len(intervals) <= store.SMALL_BATCH
+        if waits:
+            self._pending.append((batch, intervals))
+        else:
+            await self.flush()
+            await super().store(batch, intervals, last)
+        if state is None:
+            return
+        if read_type != "History":
+            state.update(
+                last_ongoing_type=last.ongoing_type,
+                last_end=last.end,
+                last_value_wh=last.value_wh,
+                last_meter_total_wh=last.meter_total_wh,
+            )
+            if waits:
+                self._moved.add(device_id)
+        same = (device_id, batch["fingerprint"])
+        if same in self._previous and self._previous[same] is None:
+            self._previous[same] = {f"previous_{name}": batch[name] for name in _BATCH_SUMMARY}
+        if batch["idempotency_key"] is not None:
+            self._keyed[device_id, batch["idempotency_key"]] = batch
+
+    async def flush(self) -> None:
+        """Write what waits: the intervals and rows of the batches stored, timezones learned, new last reads."""
+        if not self._pending and not self._zones and not self._moved:
+            return
+        intervals: list[list[Any]] = [[] for _ in store.INTERVAL_COLUMNS]
+        batches: list[list[Any]] = [[] for _ in _BATCH_COLUMNS]
+        for batch, part in self._pending:
+            n = len(part)
+            for column, values in zip(
+                intervals,
+                (
+                    [batch["device_id"]] * n,
+                    part.starts,
+                    part.ends,
+                    part.whs,
+                    [batch["read_type"]] * n,
+                    [batch["source"]] * n,
+                    [batch["batch_id"]] * n,
+                ),
+                strict=True,
+            ):
+                column.extend(values)
+            for column, name in zip(batches, _BATCH_COLUMNS, strict=True):
+                column.append(batch[name])
+        moved = sorted(self._moved)
+        states = [self._state[device_id] for device_id in moved]
+        last_reads: list[list[Any]] = [
+            moved,
+            [s["last_ongoing_type"] for s in states],
+            [s["last_end"] for s in states],
+            [s["last_value_wh"] for s in states],
+            [s["last_meter_total_wh"] for s in states],
+        ]
+        zones: list[list[Any]] = [list(self._zones), list(self._zones.values())]
+        self._pending, self._zones, self._moved = [], {}, set()
+        await store.store_group(self.conn, intervals, batches, zones, last_reads)
+
+
+_BATCH_SUMMARY = ("batch_id", "read_type", "read_count", "total_wh", "first_at", "last_at")
+_PREVIOUS = tuple(f"previous_{name}" for name in _BATCH_SUMMARY)
+_NO_PREVIOUS = dict.fromkeys(_PREVIOUS)
+_KEYED = (*_BATCH_SUMMARY, "fingerprint")
+# insert_batch's columns, in its order
+_BATCH_COLUMNS = (
+    "batch_id",
+    "device_id",
+    "read_type",
+    "source",
+    "idempotency_key",
+    "fingerprint",
+    "read_count",
+    "total_wh",
+    "first_at",
+    "last_at",
+)
+
+
 async def _ingest(
     uow: UnitOfWork,
     settings: Settings,
-    device: asyncpg.Record,
+    device: Mapping[str, Any],
     read_type: ReadType,
     reads: Reads,
     *,
@@ -150,15 +340,17 @@ async def _ingest(
     timezone: str | None = None,
     now: datetime | None = None,
     charging_sessions: bool = False,
+    ledger: Ledger | None = None,
 ) -> Accepted | Rejected:
-    """Judge `reads` of `device` as one batch and store them if all pass, in the open unit of work.
-    `charging_sessions`: Delta reads that are interval reads over exactly [start, end], judged as a charger."""
-    conn = uow.conn
+    """Judge `reads` of `device` as one batch and store them if all pass, in the open unit of work (through
+    `ledger`: a group's, else straight to the database). `charging_sessions`: Delta reads that are interval reads
+    over exactly [start, end], judged as a charger."""
+    ledger = ledger or Ledger(uow.conn)
     device_id, external_id = device["device_id"], device["external_id"]
     fingerprint = domain.fingerprint(domain.CHARGING_SESSIONS if charging_sessions else read_type, reads)
     # The last read locked, the device read again under the lock (a device.updated/deleted handled meanwhile is
     # seen), its country's configured yield and a batch of the same content: one round trip.
-    locked = await store.lock_for_batch(conn, device_id, fingerprint)
+    locked = await ledger.lock(device_id, fingerprint)
     if locked is None:
         raise LookupError(f"device {device_id} has no last_reads row")
     device, last = locked, store.locked_last_read(locked)
@@ -168,7 +360,7 @@ async def _ingest(
         return deleted
 
     if not parse_errors:
-        previous = await store.find_batch_by_key(conn, device_id, idempotency_key) if idempotency_key else None
+        previous = await ledger.batch_by_key(device_id, idempotency_key) if idempotency_key else None
         if previous is not None and bytes(previous["fingerprint"]) != fingerprint:
             raise IdempotencyConflict(idempotency_key)
         if previous is not None:
@@ -183,11 +375,11 @@ async def _ingest(
     if starts:
         # Every stored read of the device, not only History: an onboarding date moved later would otherwise let a
         # History read cover ongoing reads already taken (found by certificates' model test, issue 13).
-        history = await store.intervals_near(conn, device_id, min(starts), max(reads.ends))
+        history = await ledger.intervals_near(device_id, min(starts), max(reads.ends))
     facts = _facts(device, settings, locked["configured_yield"])
     if charging_sessions:
         starts = [start for start in reads.starts if start is not None]
-        stored = await store.intervals_near(conn, device_id, min(starts), max(reads.ends)) if starts else []
+        stored = await ledger.intervals_near(device_id, min(starts), max(reads.ends)) if starts else []
         verdict = domain.validate_charging_sessions(facts, last, reads, now=now or datetime.now(UTC), stored=stored)
     else:
         verdict = domain.validate_batch(read_type, facts, last, reads, now=now or datetime.now(UTC), history=history)
@@ -199,7 +391,7 @@ async def _ingest(
     batch_id = uuid.uuid4()
     intervals = verdict.intervals
     if timezone and device["timezone"] is None:
-        await store.set_timezone_if_missing(conn, device_id, timezone)
+        await ledger.set_timezone_if_missing(device_id, timezone)
     summary = BatchSummary(
         batch_id=batch_id,
         external_id=external_id,
@@ -222,14 +414,7 @@ async def _ingest(
         "first_at": summary.first_at,
         "last_at": summary.last_at,
     }
-    if read_type != "History" and len(intervals) <= store.SMALL_BATCH:
-        await store.store_small_batch(conn, intervals=intervals, last=verdict.last, **batch)
-    else:
-        if intervals:
-            await store.copy_intervals(conn, device_id, read_type, source, batch_id, intervals)
-        if read_type != "History":
-            await store.save_last_read(conn, device_id, verdict.last)
-        await store.insert_batch(conn, **batch)
+    await ledger.store(batch, intervals, verdict.last)
     uow.record_all(domain.ingested_events(device, read_type, batch_id, intervals, settings.read_ingested_max_reads))
     metrics.reads_accepted(summary.count, summary.total_wh, source=source)
     return Accepted(summary, replayed=False)
@@ -274,11 +459,16 @@ async def _knowing_devices(
 
 
 async def _device(
-    conn: asyncpg.Connection, organization_id: int, external_id: str, *, live: bool = False
-) -> asyncpg.Record:
+    conn: asyncpg.Connection,
+    organization_id: int,
+    external_id: str,
+    *,
+    live: bool = False,
+    ledger: Ledger | None = None,
+) -> Mapping[str, Any]:
     """The organization's device by external id (a deleted one too, unless `live`), else UnknownDevice."""
     external_id = external_id.strip()
-    device = await store.find_device(conn, organization_id, external_id)
+    device = await (ledger or Ledger(conn)).find_device(organization_id, external_id)
     if device is None or (live and device["deleted_at"] is not None):
         raise UnknownDevice(
             f"No device with external id {external_id!r} in organization {organization_id}",
@@ -300,19 +490,27 @@ class Submission:
     idempotency_key: str | None
     timezone: str | None
 
-    @property
-    def order(self) -> str:
-        # The order a group takes its submissions in (stable: one device's keep their arrival order), the same in
-        # every group, so that two groups lock the devices they share in the same order.
-        return self.external_id.strip()
+
+async def _acting(uow: UnitOfWork, s: Submission) -> int:
+    return await acting_organization(uow.conn, s.user, s.organization_id, organization_type="Developer")
 
 
-async def _add_in(uow: UnitOfWork, settings: Settings, s: Submission, first: bool) -> Accepted | Rejected:
-    """Judge and store one submission in `uow` (opened here, or joined when already open: a group's)."""
+async def _add_in(
+    uow: UnitOfWork,
+    settings: Settings,
+    s: Submission,
+    first: bool,
+    *,
+    organization: int | None = None,
+    ledger: Ledger | None = None,
+) -> Accepted | Rejected:
+    """Judge and store one submission in `uow` (opened here, or joined when already open: a group's, with its
+    ledger and the organization it found the submission acting for)."""
     async with uow:
-        organization = await acting_organization(uow.conn, s.user, s.organization_id, organization_type="Developer")
+        if organization is None:
+            organization = await _acting(uow, s)
         # First time, a deleted device is a miss too: the external id may name a device registered since.
-        device = await _device(uow.conn, organization, s.external_id, live=first)
+        device = await _device(uow.conn, organization, s.external_id, live=first, ledger=ledger)
         try:
             return await _ingest(
                 uow,
@@ -324,6 +522,7 @@ async def _add_in(uow: UnitOfWork, settings: Settings, s: Submission, first: boo
                 parse_errors=s.parse_errors,
                 idempotency_key=s.idempotency_key,
                 timezone=s.timezone,
+                ledger=ledger,
             )
         except IdempotencyConflict as exc:
             raise ApiError(
@@ -342,10 +541,13 @@ class ReadGroups:
     Each submission is still judged by every rule, in its turn, against what the ones before it in the group left
     (`_ingest`, its device's last read locked); its read.ingested is recorded in the group's transaction, so it is
     announced exactly once, if and only if the group commits; a request is answered only after that commit. A
-    refusal (400, 409, an unknown device) concerns its submission only: it writes nothing. An error of the database
-    (a deadlock, a lost connection, a failed commit) rolls the whole group back, and then every submission of it is
-    run alone, as if there had been no group: a resubmission the failed commit did store is recognised (idempotent).
-    A device not known here yet (read-your-writes) is asked for after the group, and its submission then run alone.
+    refusal (400, 409, an unknown device) concerns its submission only: it writes nothing. The group's statements
+    do not grow with it: one reads and locks what all its submissions need, one writes what the accepted ones store
+    (GroupLedger), then the outbox and the commit. An outage of the database (db.OUTAGES: away, too slow) answers
+    each request 503; any other error (a deadlock, a failed commit) rolls the whole group back, and then every
+    submission of it is run alone, as if there had been no group: a resubmission the failed commit did store is
+    recognised (idempotent). A device not known here yet (read-your-writes) is asked for after the group, and its
+    submission then run alone.
 
     At most `concurrent` groups are open at once; a group takes at most `max_size` submissions.
     """
@@ -389,22 +591,51 @@ class ReadGroups:
             self._open -= 1
 
     async def _commit(self, group: list[tuple[Submission, asyncio.Future[Accepted | Rejected]]]) -> None:
-        group = sorted(group, key=lambda item: item[0].order)
-        outcomes: list[Accepted | Rejected | BaseException | None] = []  # None: a device to ask devices for
+        """Judge and store `group` in one transaction, in its order (one device's in their arrival order), through a
+        GroupLedger: one statement reads and locks what every submission needs, one writes what they store."""
+        # None: a device to ask devices for; else the submission's outcome (an exception: its refusal)
+        outcomes: list[Accepted | Rejected | BaseException | None] = [None] * len(group)
         uow = self._uow()
         try:
             async with uow:
-                for submission, _ in group:
+                ledger = GroupLedger(uow.conn)
+                acting: list[tuple[int, int]] = []  # (index in the group, the organization it acts for)
+                for i, (submission, _) in enumerate(group):
+                    try:
+                        acting.append((i, await _acting(uow, submission)))
+                    except ApiError as refused:
+                        outcomes[i] = refused
+                await ledger.load(
+                    [
+                        (
+                            organization,
+                            group[i][0].external_id.strip(),
+                            domain.fingerprint(group[i][0].read_type, group[i][0].reads),
+                            group[i][0].idempotency_key,
+                        )
+                        for i, organization in acting
+                    ]
+                )
+                for i, organization in acting:
                     recorded = len(uow.events)
                     try:
-                        outcomes.append(await _add_in(uow, self._settings, submission, True))
+                        outcomes[i] = await _add_in(
+                            uow, self._settings, group[i][0], True, organization=organization, ledger=ledger
+                        )
                     except UnknownDevice:
                         del uow.events[recorded:]
-                        outcomes.append(None)
+                        outcomes[i] = None
                     except ApiError as refused:
                         del uow.events[recorded:]
-                        outcomes.append(refused)
-        except Exception:  # any failure of the group's transaction: each submission alone
+                        outcomes[i] = refused
+                await ledger.flush()
+        except db.OUTAGES as exc:  # the database is away or too slow: each request answers so (503) at once
+            log.warning("a group of reads met an outage of the database", exc_info=True)
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except Exception:  # any other failure of the group's transaction (a deadlock...): each submission alone
             log.warning("a group of reads failed; its submissions are run alone", exc_info=True)
             for submission, future in group:  # one after the other: one device's keep their order
                 await self._alone(submission, future)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
@@ -151,7 +151,7 @@ async def lock_for_batch(conn: asyncpg.Connection, device_id: int, fingerprint: 
     )
 
 
-def locked_last_read(row: asyncpg.Record) -> LastRead:
+def locked_last_read(row: Mapping[str, Any]) -> LastRead:
     """The last read in a lock_for_batch row."""
     return LastRead(row["last_ongoing_type"], row["last_end"], row["last_value_wh"], row["last_meter_total_wh"])
 
@@ -382,6 +382,101 @@ async def store_small_batch(
         last.end,
         last.value_wh,
         last.meter_total_wh,
+    )
+
+
+async def lock_group(
+    conn: asyncpg.Connection,
+    organization_ids: Sequence[int],
+    external_ids: Sequence[str],
+    fingerprints: Sequence[bytes],
+    idempotency_keys: Sequence[str | None],
+) -> list[asyncpg.Record]:
+    """What judging a group of batches needs (a group commit of single-read requests), in one round trip: batch `i`
+    (0-based) of the device `external_ids[i]` of organization `organization_ids[i]`: one row per batch whose device
+    is known (`i`), with the device (the live one, else the latest deleted one, as find_device), its last read
+    (`last_*`; `locked` false when the device has no last_reads row) locked until the transaction ends, in device
+    order (two groups sharing devices lock them in the same order), its country's Active configured yield, the
+    earliest batch of the device with the same content (`previous_*`) and the one with the same Idempotency-Key
+    (`keyed_*`), NULL without. lock_for_batch's row, for many batches at once."""
+    return await conn.fetch(
+        """
+        WITH wanted AS (
+            SELECT w.i - 1 AS i, w.organization_id, w.external_id, w.fingerprint, w.idempotency_key
+            FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
+                 WITH ORDINALITY AS w(organization_id, external_id, fingerprint, idempotency_key, i)
+        ), named AS MATERIALIZED (
+            SELECT DISTINCT ON (w.i) w.i, w.fingerprint, w.idempotency_key, d.device_id
+            FROM wanted w JOIN devices d ON d.organization_id = w.organization_id AND d.external_id = w.external_id
+            ORDER BY w.i, d.deleted_at IS NOT NULL, d.deleted_at DESC
+        ), locked AS MATERIALIZED (
+            SELECT l.* FROM last_reads l WHERE l.device_id IN (SELECT device_id FROM named)
+            ORDER BY l.device_id FOR UPDATE
+        )
+        SELECT n.i, d.*, l.device_id IS NOT NULL AS locked,
+               l.ongoing_type AS last_ongoing_type, l.last_end AS last_end, l.last_value_wh AS last_value_wh,
+               l.meter_total_wh AS last_meter_total_wh,
+               (SELECT y.yield_value FROM yield_configs y WHERE y.country_code = d.country_code AND y.status = 'Y')
+                   AS configured_yield,
+               p.batch_id AS previous_batch_id, p.read_type AS previous_read_type,
+               p.read_count AS previous_read_count, p.total_wh AS previous_total_wh,
+               p.first_at AS previous_first_at, p.last_at AS previous_last_at,
+               k.batch_id AS keyed_batch_id, k.read_type AS keyed_read_type, k.read_count AS keyed_read_count,
+               k.total_wh AS keyed_total_wh, k.first_at AS keyed_first_at, k.last_at AS keyed_last_at,
+               k.fingerprint AS keyed_fingerprint
+        FROM named n
+        JOIN devices d ON d.device_id = n.device_id
+        LEFT JOIN locked l ON l.device_id = n.device_id
+        LEFT JOIN LATERAL (
+            SELECT * FROM batches b WHERE b.device_id = n.device_id AND b.fingerprint = n.fingerprint
+            ORDER BY b.created_at LIMIT 1
+        ) p ON true
+        LEFT JOIN batches k ON k.device_id = n.device_id AND k.idempotency_key = n.idempotency_key
+        """,
+        organization_ids,
+        external_ids,
+        fingerprints,
+        idempotency_keys,
+    )
+
+
+async def store_group(
+    conn: asyncpg.Connection,
+    intervals: Sequence[list[Any]],
+    batches: Sequence[list[Any]],
+    timezones: Sequence[list[Any]],
+    last_reads: Sequence[list[Any]],
+) -> None:
+    """A group's accepted ongoing batches in one statement, each argument in columns: their intervals (in
+    INTERVAL_COLUMNS order), their batch rows (insert_batch's columns in its order), the timezones learned (device,
+    timezone: set where the device has none) and the devices' new last reads (device, ongoing type, end, value,
+    meter total: one each)."""
+    await conn.execute(
+        """
+        WITH stored AS (
+            INSERT INTO intervals (device_id, start_at, end_at, wh, read_type, source, batch_id)
+            SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::text[],
+                                 $6::text[], $7::uuid[])
+        ), batch AS (
+            INSERT INTO batches (batch_id, device_id, read_type, source, idempotency_key, fingerprint,
+                                 read_count, total_wh, first_at, last_at)
+            SELECT * FROM unnest($8::uuid[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bytea[],
+                                 $14::integer[], $15::numeric[], $16::timestamptz[], $17::timestamptz[])
+        ), zone AS (
+            UPDATE devices d SET timezone = z.timezone, updated_at = now()
+            FROM unnest($18::bigint[], $19::text[]) AS z(device_id, timezone)
+            WHERE d.device_id = z.device_id AND d.timezone IS NULL
+        )
+        UPDATE last_reads l SET ongoing_type = t.ongoing_type, last_end = t.last_end, last_value_wh = t.last_value_wh,
+                                meter_total_wh = t.meter_total_wh, updated_at = now()
+        FROM unnest($20::bigint[], $21::text[], $22::timestamptz[], $23::bigint[], $24::bigint[])
+             AS t(device_id, ongoing_type, last_end, last_value_wh, meter_total_wh)
+        WHERE l.device_id = t.device_id
+        """,
+        *intervals,
+        *batches,
+        *timezones,
+        *last_reads,
     )
 
 
