@@ -161,6 +161,30 @@ async def test_a_failed_group_runs_each_submission_alone(service):
         assert await announced(service, outcome.summary.batch_id) == 1
 
 
+class DatabaseAway(UnitOfWork):
+    """The unit of work of a group when the database goes away under it."""
+
+    async def __aenter__(self):
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+
+async def test_an_outage_answers_every_request_of_the_group_at_once(service):
+    a, b = await service.register(), await service.register()
+    runtime = service.runtime
+    made: list[UnitOfWork] = []
+
+    def uow() -> UnitOfWork:
+        made.append(DatabaseAway(runtime.pool, runtime.name))
+        return made[-1]
+
+    groups = groups_of(service, uow)
+    outcomes = await commit_group(groups, [submission(a, 1), submission(b, 1), submission(a, 2)])
+    # each request's own outage (503 through the error handlers), none run alone against a database that is away
+    assert [type(o) for o in outcomes] == [asyncpg.exceptions.ConnectionDoesNotExistError] * 3
+    assert len(made) == 1
+    assert await service.intervals(a.device_id) == [] and await service.intervals(b.device_id) == []
+
+
 async def test_concurrent_single_reads_over_http_are_all_stored_and_announced_once(service):
     devices = [await service.register() for _ in range(4)]
     bodies = [(d, delta(d, [h])) for d in devices for h in (1, 2, 3)]
