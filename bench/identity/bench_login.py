@@ -43,9 +43,14 @@ IDLE_SAMPLE_S = 3.0
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+PROFILED = {  # --profile, --profile-gateway: the process under cProfile, written when it stops
+    "opendrec_identity": Path(__file__).with_name("profiled_service.py"),
+    "opendrec_gateway": Path(__file__).parents[1] / "gateway" / "profiled_gateway.py",
+}
+
+
 def spawn(module: str, env: dict[str, str], log: Path, profile: Path | None = None) -> subprocess.Popen:
-    # --profile: identity under cProfile (profiled_service.py), written when it stops.
-    command = [str(Path(__file__).with_name("profiled_service.py")), str(profile)] if profile else ["-m", module]
+    command = [str(PROFILED[module]), str(profile)] if profile else ["-m", module]
     return subprocess.Popen(
         [sys.executable, *command],
         env={**os.environ, **env},
@@ -206,6 +211,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 "PUBLIC_RATE_LIMIT": "100000/second",
             },
             work / "gateway.log",
+            args.profile_gateway,
         )
         procs.append(gateway)
         await wait_ready(f"http://127.0.0.1:{gateway_port}/readyz", gateway)
@@ -258,9 +264,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--direct", action="store_true", help="log in at identity itself, not through the gateway")
     parser.add_argument("--profile", type=Path, help="identity's event loop under cProfile, written to this file")
+    parser.add_argument("--profile-gateway", type=Path, help="the gateway's event loop under cProfile, to this file")
     args = parser.parse_args()
-    if args.profile:
-        args.profile = args.profile.resolve()
+    args.profile = args.profile.resolve() if args.profile else None
+    args.profile_gateway = args.profile_gateway.resolve() if args.profile_gateway else None
     if not 1 <= args.connections <= 256:
         parser.error("--connections must be 1..256")
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}", flush=True)

@@ -268,7 +268,7 @@ class Gateway:
         )
         try:
             if routes.is_public(method, path):
-                wait = await self._public_limiter.allow(client)
+                wait = self._public_limiter.allow(client)
                 if wait is not None:
                     status = 429
                     message = f"Too many requests from {client} to the public routes; try again in {wait} s"
