@@ -253,3 +253,54 @@ async def test_a_device_whose_reservation_ended_is_offered_again(service, kafka_
     )
     assert await offered() == [devices[3], devices[1], devices[0]]
     assert devices[2] not in await offered()
+
+
+async def test_a_listed_device_changed_is_listed_changed_at_once(service):
+    """Listings serialize a device once per version of its row: asked again they answer the same devices, and a
+    device changed (or deleted) in between is listed as it is now, field for field as GET /api/device/{id} gives."""
+    client, issuer = service
+    org = new_org()
+    ids = []
+    for _ in range(3):
+        r = await client.post("/api/device", json=payload(), headers=dev(issuer, org))
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    first = (await client.get("/api/device/my", headers=dev(issuer, org))).json()
+    assert first == (await client.get("/api/device/my", headers=dev(issuer, org))).json()
+    for device in first["devices"]:
+        assert device == (await client.get(f"/api/device/{device['id']}", headers=dev(issuer, org))).json()
+
+    changed = first["devices"][1]
+    r = await client.patch(
+        f"/api/device/{changed['externalId']}",
+        json={"projectName": "renamed", "capacity": 12.5},
+        headers=dev(issuer, org),
+    )
+    assert r.status_code == 200, r.text
+    assert (await client.delete(f"/api/device/{first['devices'][0]['id']}", headers=dev(issuer, org))).status_code in (
+        200,
+        204,
+    )
+    after = (await client.get("/api/device/my", headers=dev(issuer, org))).json()
+    assert [d["id"] for d in after["devices"]] == [ids[1], ids[0]] and after["totalCount"] == 2
+    assert after["devices"][0] == r.json()
+    assert (after["devices"][0]["projectName"], after["devices"][0]["capacity"]) == ("renamed", 12.5)
+    assert after["devices"][1] == first["devices"][2]
+
+
+def test_serialized_devices_are_bounded(monkeypatch):
+    import orjson
+
+    from opendrec_devices.services import devices
+
+    monkeypatch.setattr(devices, "to_drec", lambda row: {"id": row["id"], "v": row["row_version"]})
+    rendered = devices.SerializedDevices(size=2)
+    one = rendered.of({"id": 1, "row_version": 10})
+    assert orjson.dumps([one]) == b'[{"id":1,"v":10}]'
+    assert rendered.of({"id": 1, "row_version": 10}) is one  # the same version: serialized once
+    assert orjson.dumps([rendered.of({"id": 1, "row_version": 11})]) == b'[{"id":1,"v":11}]'  # changed: anew
+    rendered.of({"id": 2, "row_version": 5})  # a third version: the oldest kept (1 at 10) goes
+    assert orjson.dumps([rendered.of({"id": 1, "row_version": 11}), rendered.of({"id": 2, "row_version": 5})]) == (
+        b'[{"id":1,"v":11},{"id":2,"v":5}]'
+    )
+    assert len(rendered._json) == 2

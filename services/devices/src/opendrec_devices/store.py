@@ -424,7 +424,8 @@ async def list_devices(
 
     One statement (one round trip, one snapshot): the count, and the page joined to it, so that an empty page still
     gives its count (a row of NULL device columns, dropped here). Each part keeps its own plan (the count an
-    index-only scan, the page a walk of the id index in page order)."""
+    index-only scan, the page a walk of the id index in page order). Each row also has its `row_version` (the
+    xmin of its tuple: every change of the row makes a new one), which keys its serialized answer."""
     counted = {k: v for k, v in filters.items() if k != "after_id"}
     count_where, count_args = _where(counted, available_only)
     where, args = _where(filters, available_only, numbered_after=len(count_args))
@@ -433,7 +434,7 @@ async def list_devices(
         f"""
         SELECT c.total AS listed_total, p.* FROM (SELECT count(*) AS total FROM devices d{count_where}) c
         LEFT JOIN LATERAL (
-            SELECT d.* FROM devices d{where} ORDER BY d.id DESC LIMIT ${n + 1} OFFSET ${n + 2}
+            SELECT d.*, d.xmin AS row_version FROM devices d{where} ORDER BY d.id DESC LIMIT ${n + 1} OFFSET ${n + 2}
         ) p ON true
         ORDER BY p.id DESC
         """,
