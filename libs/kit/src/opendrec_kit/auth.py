@@ -380,7 +380,10 @@ def permission(module: str, action: str) -> Any:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action}")
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    # The token is read here, not through a CurrentPrincipal dependency: each dependency is a node FastAPI solves
+    # on every request (a route asking for both verifies twice: a cache lookup).
+    async def check(request: Request) -> Principal:
+        principal = await current_principal(request)
         if not principal.can(module, action):
             raise ApiError(403, f"{action} permission on {module} is required")
         return principal
@@ -396,7 +399,8 @@ def only_roles(*roles: str) -> Any:
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}")
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(request: Request) -> Principal:
+        principal = await current_principal(request)
         if principal.role not in roles:
             raise ApiError(403, f"Only {' or '.join(roles)} may do this")
         return principal
