@@ -60,33 +60,58 @@ DUE_BATCH = 500  # due devices (and due reservations) one round of the certifica
 # -- allocation -----------------------------------------------------------------------------------------------------
 
 
-async def _allocate_device(
-    uow: UnitOfWork, device_id: int, settle: timedelta, now: datetime, unstored: dict[int, int]
-) -> list[tuple[int, list[domain.Allocation]]]:
-    """What the device's reservations can take of its settled reads not yet allocated to them: per reservation of
-    the device, its allocations (stored by the issuance that follows: most are issued at once). The caller holds
-    the device's lock and its reservations' (a reservation's target is shared by its devices, which other
-    transactions allocate at the same time: what it was allocated is read under its lock, or two devices could
-    each fill what is left). `unstored`: Wh per reservation this transaction allocated to the devices before this
-    one, not stored yet (counted against the target too; updated here)."""
+async def _allocate_devices(
+    uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime
+) -> list[tuple[int, int, list[domain.Allocation]]]:
+    """What the devices' reservations can take of their settled reads not yet allocated to them: per device (in the
+    order given) and reservation of the device, its allocations (stored by the issuance that follows: most are issued
+    at once). The caller holds the devices' locks and their reservations' (a reservation's target is shared by its
+    devices, which other transactions allocate at the same time: what it was allocated is read under its lock, or two
+    devices could each fill what is left; what this transaction gives the devices before counts too). Nothing is
+    written until every device is allocated, so the reads and reservations of all of them are read at once (one
+    statement each, issue 16: a consumer's batch holds hundreds of devices)."""
     conn = uow.conn
     settled_before = now - settle
+    reservations = await store.reservations_of_devices(conn, device_ids)
+    offered = await store.offered_until(conn, device_ids)  # reads ending before were offered already
+    windows = [
+        (device_id, r.reservation_id, r.start, r.end, offered.get(device_id))
+        for device_id in device_ids
+        for r in reservations.get(device_id, [])
+        if domain.certifiable(r, now)  # expired: nothing more is certified for it
+    ]
+    reads = await store.uncertified_reads(conn, windows, settled_before) if windows else {}
+    unstored: dict[int, int] = {}  # Wh per reservation allocated here, not stored yet
     out = []
-    for reservation in await store.reservations_of_device(conn, device_id):
-        allocations: list[domain.Allocation] = []
-        if domain.certifiable(reservation, now):  # expired: nothing more is certified for it
-            reads = await store.uncertified_reads(
-                conn, device_id, reservation.reservation_id, reservation.start, reservation.end, settled_before
-            )
-            given = unstored.get(reservation.reservation_id, 0)
-            allocations = domain.allocate(
-                reads, replace(reservation, certified_wh=reservation.certified_wh + given) if given else reservation
-            )
-            unstored[reservation.reservation_id] = given + sum(a.energy_wh for a in allocations)
-        out.append((reservation.reservation_id, allocations))
-    unsettled = await store.latest_unsettled_end(conn, device_id, settled_before)
-    await store.set_certification_due(conn, device_id, unsettled + settle if unsettled else None)
+    for device_id in device_ids:
+        taken: dict[int, int] = {}  # Wh per read given here to the device's reservations before (not stored yet)
+        for reservation in reservations.get(device_id, []):
+            allocations: list[domain.Allocation] = []
+            if domain.certifiable(reservation, now):
+                given = unstored.get(reservation.reservation_id, 0)
+                allocations = domain.allocate(
+                    _left(reads.get((device_id, reservation.reservation_id), []), taken),
+                    replace(reservation, certified_wh=reservation.certified_wh + given) if given else reservation,
+                )
+                unstored[reservation.reservation_id] = given + sum(a.energy_wh for a in allocations)
+                for a in allocations:
+                    taken[a.read_id] = taken.get(a.read_id, 0) + a.energy_wh
+            out.append((device_id, reservation.reservation_id, allocations))
+    await store.set_offered_until(conn, device_ids, settled_before)
+    unsettled = await store.latest_unsettled_ends(conn, device_ids, settled_before)
+    await store.set_certification_dues(
+        conn, {d: (unsettled[d] + settle if d in unsettled else None) for d in device_ids}
+    )
     return out
+
+
+def _left(reads: list[domain.Read], taken: dict[int, int]) -> list[domain.Read]:
+    """The reads as they are once what this round gave other reservations of their device is counted: two
+    reservations holding a device at the same time share its reads, never take each one's energy twice."""
+    if not taken:
+        return reads
+    counted = [r._replace(certified_wh=r.certified_wh + taken[r.id]) if r.id in taken else r for r in reads]
+    return [r for r in counted if r.certified_wh < r.energy_wh]
 
 
 # -- issuance -------------------------------------------------------------------------------------------------------
@@ -176,10 +201,11 @@ async def _issue_reservation(
         for row in await store.due_allocations(conn, reservation_id, settled_before, terms["ends"])
     ]
     new: list[dict[str, Any]] = []
+    countries = await store.device_countries(conn, [d for d, allocations in fresh or [] if allocations])
     for device, allocations in fresh or []:
         if not allocations:
             continue
-        country = await store.device_country(conn, device)
+        country = countries[device]
         new += [
             {
                 "read_id": a.read_id,
@@ -225,12 +251,14 @@ async def _issue_reservation(
                     reached = True
                     break
         await _write_issuance(uow, batch)
-    for device, _ in fresh or []:
-        mine = [row for row in new if row["device_id"] == device]
-        if mine:
-            await store.insert_allocations(
-                conn, reservation_id, device, [row["allocation"] for row in mine], [row["round_id"] for row in mine]
-            )
+    if new:  # every device's, in one write
+        await store.insert_allocations(
+            conn,
+            reservation_id,
+            [row["device_id"] for row in new],
+            [row["allocation"] for row in new],
+            [row["round_id"] for row in new],
+        )
     if reached:
         await store.release_pending(conn, reservation_id)
     return issued
@@ -413,10 +441,8 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
     order); the reservations' are taken here, all at once and in id order (no deadlock between transactions)."""
     await store.lock_reservations_of_devices(uow.conn, device_ids)
     fresh: dict[int, list[tuple[int, list[domain.Allocation]]]] = {}
-    unstored: dict[int, int] = {}  # Wh per reservation allocated here, stored by its issuance below
-    for device_id in device_ids:
-        for reservation_id, allocations in await _allocate_device(uow, device_id, settle, now, unstored):
-            fresh.setdefault(reservation_id, []).append((device_id, allocations))
+    for device_id, reservation_id, allocations in await _allocate_devices(uow, device_ids, settle, now):
+        fresh.setdefault(reservation_id, []).append((device_id, allocations))
     for reservation_id in sorted(fresh):
         await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id])
 
@@ -446,6 +472,7 @@ async def take_many_reads(uow: UnitOfWork, events: list[ReadIngested], settle: t
         device_ids = sorted({event.device_id for event in events})
         await store.lock_devices(uow.conn, device_ids)
         await store.insert_reads(uow.conn, devices, organizations, batches, starts, ends, energies, types)
+        await store.rescan_behind(uow.conn, devices, ends)  # a read arriving behind what was offered
         await _certify(uow, device_ids, settle, now)
 
 
@@ -469,6 +496,7 @@ async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: t
         if not inserted:
             return
         await store.apply_reservation_change(uow.conn, event.reservation_id)  # one heard before it, if any
+        await store.rescan(uow.conn, event.device_ids)  # their reads are offered to it from its window's start
         await _certify_devices(uow, event.device_ids, settle, now)
 
 
@@ -498,6 +526,7 @@ async def change_reservation(uow: UnitOfWork, event: ReservationUpdated, settle:
         )
         devices = await store.apply_reservation_change(uow.conn, event.reservation_id)
         if devices:
+            await store.rescan(uow.conn, devices)  # the new terms may take reads offered before
             await _certify_devices(uow, devices, settle, now)
 
 

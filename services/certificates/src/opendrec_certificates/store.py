@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +18,9 @@ from .domain import (
     Reservation,
     effective_end,
 )
+
+# Before any read: the offered_until of a device never offered.
+NEVER = datetime(1, 1, 1, tzinfo=UTC)
 
 
 async def upsert_device(conn: asyncpg.Connection, e: DeviceRegistered | DeviceUpdated, state_at: datetime) -> None:
@@ -284,13 +287,37 @@ async def try_lock_device(conn: asyncpg.Connection, device_id: int) -> bool:
     )
 
 
-async def latest_unsettled_end(conn: asyncpg.Connection, device_id: int, settled_before: datetime) -> datetime | None:
-    """The latest end of the device's reads with energy left that are not settled yet."""
-    return await conn.fetchval(
-        "SELECT max(end_at) FROM reads WHERE device_id = $1 AND end_at > $2 AND certified_wh < energy_wh",
-        device_id,
+async def latest_unsettled_ends(
+    conn: asyncpg.Connection, device_ids: list[int], settled_before: datetime
+) -> dict[int, datetime]:
+    """The latest end of each device's reads with energy left that are not settled yet (devices with none left
+    out), in one statement."""
+    rows = await conn.fetch(
+        """SELECT d.device_id,
+                  (SELECT max(end_at) FROM reads WHERE device_id = d.device_id AND end_at > $2
+                                                 AND certified_wh < energy_wh) AS latest
+           FROM unnest($1::bigint[]) AS d (device_id)""",
+        device_ids,
         settled_before,
     )
+    return {r["device_id"]: r["latest"] for r in rows if r["latest"] is not None}
+
+
+async def set_certification_dues(conn: asyncpg.Connection, dues: dict[int, datetime | None]) -> None:
+    """When each device is due for certification again (None: it is not), two statements for all of them. Caller
+    holds the devices' locks."""
+    gone = [d for d, due in dues.items() if due is None]
+    if gone:
+        await conn.execute("DELETE FROM certification_due WHERE device_id = ANY($1::bigint[])", gone)
+    due = [(d, at) for d, at in dues.items() if at is not None]
+    if due:
+        await conn.execute(
+            """INSERT INTO certification_due (device_id, due_at)
+               SELECT * FROM unnest($1::bigint[], $2::timestamptz[])
+               ON CONFLICT (device_id) DO UPDATE SET due_at = EXCLUDED.due_at""",
+            [d for d, _ in due],
+            [at for _, at in due],
+        )
 
 
 async def set_certification_due(conn: asyncpg.Connection, device_id: int, due_at: datetime | None) -> None:
@@ -318,83 +345,134 @@ async def is_certification_due(conn: asyncpg.Connection, device_id: int, now: da
     )
 
 
-async def reservations_of_device(conn: asyncpg.Connection, device_id: int) -> list[Reservation]:
-    """The device's reservations (effective end), each with what was allocated to it so far when its target
-    caps it (0 otherwise: not needed)."""
+async def reservations_of_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, list[Reservation]]:
+    """Each device's reservations (effective end), in window-start order, each with what was allocated to it so far
+    when its target caps it (0 otherwise: not needed); one statement for all the devices."""
     rows = await conn.fetch(
-        """SELECT r.reservation_id, r.reservation_start, r.reservation_end, r.frequency, r.target_capacity_wh,
-                  r.authority_to_exceed, r.reservation_expiry, e.ended_at,
+        """SELECT rd.device_id, r.reservation_id, r.reservation_start, r.reservation_end, r.frequency,
+                  r.target_capacity_wh, r.authority_to_exceed, r.reservation_expiry, e.ended_at,
                   CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed
                        THEN coalesce((SELECT sum(a.energy_wh) FROM allocations a
                                       WHERE a.reservation_id = r.reservation_id), 0)
                        ELSE 0 END AS certified
            FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
            LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
-           WHERE rd.device_id = $1 ORDER BY r.reservation_start""",
-        device_id,
+           WHERE rd.device_id = ANY($1::bigint[]) ORDER BY rd.device_id, r.reservation_start""",
+        device_ids,
     )
-    return [
-        Reservation(
-            r["reservation_id"],
-            r["reservation_start"],
-            effective_end(r["reservation_end"], r["ended_at"]),
-            r["frequency"],
-            r["target_capacity_wh"],
-            r["authority_to_exceed"],
-            int(r["certified"]),
-            r["reservation_expiry"],
+    out: dict[int, list[Reservation]] = {}
+    for r in rows:
+        out.setdefault(r["device_id"], []).append(
+            Reservation(
+                r["reservation_id"],
+                r["reservation_start"],
+                effective_end(r["reservation_end"], r["ended_at"]),
+                r["frequency"],
+                r["target_capacity_wh"],
+                r["authority_to_exceed"],
+                int(r["certified"]),
+                r["reservation_expiry"],
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 async def uncertified_reads(
     conn: asyncpg.Connection,
-    device_id: int,
-    reservation_id: int,
-    start: datetime,
-    end: datetime,
+    windows: list[tuple[int, int, datetime, datetime, datetime | None]],
     settled_before: datetime,
-) -> list[Read]:
-    """Settled reads of the device (ending at or before `settled_before`) meeting the window, with energy left,
-    not yet allocated to this reservation."""
+) -> dict[tuple[int, int], list[Read]]:
+    """For each (device, reservation, window start, window end, after): the device's settled reads (ending at or
+    before `settled_before`, and after `after` when given: offered_until) meeting the window, with energy left, not
+    yet allocated to this reservation, in end order; one statement for all of them."""
     rows = await conn.fetch(
-        """SELECT id, start_at, end_at, energy_wh, certified_wh, read_type FROM reads r
-           WHERE device_id = $1 AND end_at >= $3 AND start_at <= $4 AND certified_wh < energy_wh AND end_at <= $5
-             AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.read_id = r.id AND a.reservation_id = $2)
-           ORDER BY end_at, id""",
-        device_id,
-        reservation_id,
-        start,
-        end,
+        """SELECT w.device_id, w.reservation_id, r.id, r.start_at, r.end_at, r.energy_wh, r.certified_wh, r.read_type
+           FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $6::timestamptz[])
+                AS w (device_id, reservation_id, start_at, end_at, after)
+           JOIN reads r ON r.device_id = w.device_id AND r.end_at >= w.start_at AND r.start_at <= w.end_at
+                       AND r.end_at > w.after
+           WHERE r.certified_wh < r.energy_wh AND r.end_at <= $5
+             AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.read_id = r.id AND a.reservation_id = w.reservation_id)
+           ORDER BY w.device_id, w.reservation_id, r.end_at, r.id""",
+        [w[0] for w in windows],
+        [w[1] for w in windows],
+        [w[2] for w in windows],
+        [w[3] for w in windows],
         settled_before,
+        [w[4] if w[4] is not None else NEVER for w in windows],
     )
-    return [
-        Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"], r["read_type"] == "History")
-        for r in rows
-    ]
+    out: dict[tuple[int, int], list[Read]] = {}
+    for r in rows:
+        out.setdefault((r["device_id"], r["reservation_id"]), []).append(
+            Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"], r["read_type"] == "History")
+        )
+    return out
+
+
+async def offered_until(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, datetime | None]:
+    """Until when each device's reads were offered to its reservations (migration 0019), None when never or when a
+    full look was asked since (the asks seen are consumed here). Caller holds the devices' locks."""
+    rows = await conn.fetch(
+        """WITH asked AS (DELETE FROM certification_rescans WHERE device_id = ANY($1::bigint[]) RETURNING device_id)
+           SELECT l.device_id, CASE WHEN EXISTS (SELECT 1 FROM asked WHERE asked.device_id = l.device_id) THEN NULL
+                                    ELSE l.offered_until END AS offered_until
+           FROM device_locks l WHERE l.device_id = ANY($1::bigint[])""",
+        device_ids,
+    )
+    return {r["device_id"]: r["offered_until"] for r in rows}
+
+
+async def set_offered_until(conn: asyncpg.Connection, device_ids: list[int], moment: datetime) -> None:
+    """The devices' reads ending at or before `moment` were offered to every reservation they have. Caller holds the
+    devices' locks."""
+    await conn.execute(
+        "UPDATE device_locks SET offered_until = $2 WHERE device_id = ANY($1::bigint[])", device_ids, moment
+    )
+
+
+async def rescan(conn: asyncpg.Connection, device_ids: list[int]) -> None:
+    """Ask for a full look at the devices' reads at their next allocation (something may have made an earlier read
+    allocatable again). Takes no lock: callable under any lock."""
+    if device_ids:
+        await conn.execute(
+            "INSERT INTO certification_rescans (device_id) SELECT unnest($1::bigint[])", sorted(set(device_ids))
+        )
+
+
+async def rescan_behind(conn: asyncpg.Connection, device_ids: list[int], ends: list[datetime]) -> None:
+    """A full look for the devices with a read (device_ids[i], ending ends[i]) behind what was offered already (a
+    read arriving late). Caller holds the devices' locks."""
+    await conn.execute(
+        """INSERT INTO certification_rescans (device_id)
+           SELECT l.device_id FROM device_locks l
+           JOIN (SELECT device_id, min(end_at) AS end_at FROM unnest($1::bigint[], $2::timestamptz[])
+                     AS r (device_id, end_at) GROUP BY device_id) r ON r.device_id = l.device_id
+           WHERE r.end_at <= l.offered_until""",
+        device_ids,
+        ends,
+    )
 
 
 async def insert_allocations(
     conn: asyncpg.Connection,
     reservation_id: int,
-    device_id: int,
+    device_ids: list[int],
     allocations: list[Allocation],
     round_ids: list[uuid.UUID | None],
 ) -> None:
-    """The reservation's parts of the device's reads, per period, each with the round that issued it (None: not
-    yet), and the reads' allocated energy, in two statements over arrays (thousands of reads a batch). The
-    database keeps certified_wh <= energy_wh."""
+    """The reservation's parts of its devices' reads (the device of each allocation in `device_ids`), per period,
+    each with the round that issued it (None: not yet), and the reads' allocated energy, in two statements over
+    arrays (thousands of reads a batch). The database keeps certified_wh <= energy_wh."""
     await conn.execute(
         """INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at,
                                     end_at, energy_wh, round_id)
-           SELECT a.read_id, $1, a.period_start, a.period_end, a.kind, $2, a.start_at, a.end_at, a.energy_wh,
-                  a.round_id
+           SELECT a.read_id, $1, a.period_start, a.period_end, a.kind, a.device_id, a.start_at, a.end_at,
+                  a.energy_wh, a.round_id
            FROM unnest($3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-                       $8::timestamptz[], $9::bigint[], $10::uuid[])
-                AS a (read_id, period_start, period_end, kind, start_at, end_at, energy_wh, round_id)""",
+                       $8::timestamptz[], $9::bigint[], $10::uuid[], $2::bigint[])
+                AS a (read_id, period_start, period_end, kind, start_at, end_at, energy_wh, round_id, device_id)""",
         reservation_id,
-        device_id,
+        device_ids,
         [a.read_id for a in allocations],
         [a.period_start for a in allocations],
         [a.period_end for a in allocations],
@@ -419,16 +497,20 @@ async def insert_allocations(
 
 async def issuance_terms(conn: asyncpg.Connection, reservation_id: int) -> asyncpg.Record | None:
     """What issuing for a reservation needs: its terms and effective end (`ends`), its buyer and uid, what was
-    allocated to it and issued for it, and whether a certificate reached its target."""
+    allocated to it and issued for it (when a target caps it; else 0: not needed), and whether a certificate reached
+    its target."""
     return await conn.fetchrow(
         """SELECT r.reservation_id, r.uid, r.buyer_organization_id, r.reservation_start, r.frequency,
                   r.target_capacity_wh, r.authority_to_exceed, r.reservation_expiry,
                   CASE WHEN e.ended_at IS NOT NULL AND e.ended_at < r.reservation_end THEN e.ended_at
                        ELSE r.reservation_end END AS ends,
-                  coalesce((SELECT sum(a.energy_wh) FROM allocations a WHERE a.reservation_id = r.reservation_id),
-                           0)::bigint AS allocated_wh,
-                  coalesce((SELECT sum(c.energy_wh) FROM certificates c WHERE c.reservation_id = r.reservation_id),
-                           0)::bigint AS issued_wh,
+                  -- only a target needs them (summed over every allocation and certificate of the reservation)
+                  CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed THEN
+                      coalesce((SELECT sum(a.energy_wh) FROM allocations a
+                                WHERE a.reservation_id = r.reservation_id), 0) ELSE 0 END::bigint AS allocated_wh,
+                  CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed THEN
+                      coalesce((SELECT sum(c.energy_wh) FROM certificates c
+                                WHERE c.reservation_id = r.reservation_id), 0) ELSE 0 END::bigint AS issued_wh,
                   EXISTS (SELECT 1 FROM certificates c WHERE c.reservation_id = r.reservation_id AND c.target_reached)
                       AS target_reached
            FROM reservations r LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
@@ -437,21 +519,22 @@ async def issuance_terms(conn: asyncpg.Connection, reservation_id: int) -> async
     )
 
 
+_DUE_ALLOCATIONS = """SELECT a.read_id, a.period_start, a.period_end, a.kind, a.device_id, a.start_at, a.end_at,
+                             a.energy_wh, d.country_code
+                      FROM allocations a LEFT JOIN devices d ON d.device_id = a.device_id
+                      WHERE a.reservation_id = $1 AND a.round_id IS NULL {}
+                      ORDER BY a.period_start, a.kind, a.device_id, a.start_at, a.read_id"""
+
+
 async def due_allocations(
     conn: asyncpg.Connection, reservation_id: int, settled_before: datetime, ends: datetime
 ) -> list[asyncpg.Record]:
     """The reservation's allocations not issued yet whose period has closed (at its end, or the window's end if
     earlier) by `settled_before`, with the device's country, in period order."""
-    return await conn.fetch(
-        """SELECT a.read_id, a.period_start, a.period_end, a.kind, a.device_id, a.start_at, a.end_at, a.energy_wh,
-                  d.country_code
-           FROM allocations a LEFT JOIN devices d ON d.device_id = a.device_id
-           WHERE a.reservation_id = $1 AND a.round_id IS NULL AND LEAST(a.period_end, $3) <= $2
-           ORDER BY a.period_start, a.kind, a.device_id, a.start_at, a.read_id""",
-        reservation_id,
-        settled_before,
-        ends,
-    )
+    if ends <= settled_before:  # the window has closed: every one
+        return await conn.fetch(_DUE_ALLOCATIONS.format(""), reservation_id)
+    # those of periods ended: an index range (migration 0019), not the open period's, which grow all period long
+    return await conn.fetch(_DUE_ALLOCATIONS.format("AND a.period_end <= $2"), reservation_id, settled_before)
 
 
 async def rounds_of_periods(
@@ -582,9 +665,13 @@ async def insert_certificates(
     )
 
 
-async def device_country(conn: asyncpg.Connection, device_id: int) -> str | None:
-    """The device's country (device.registered; None when unknown)."""
-    return await conn.fetchval("SELECT country_code FROM devices WHERE device_id = $1", device_id)
+async def device_countries(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, str | None]:
+    """Each device's country (device.registered; None when unknown or not announced)."""
+    rows = await conn.fetch(
+        "SELECT device_id, country_code FROM devices WHERE device_id = ANY($1::bigint[])", device_ids
+    )
+    found = {r["device_id"]: r["country_code"] for r in rows}
+    return {d: found.get(d) for d in device_ids}
 
 
 async def devices_read_owners(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, int]:
@@ -603,7 +690,7 @@ async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:
     """Give back to their reads what was allocated to the reservation but will never be issued (it expired, or
     its target was reached): that energy stays uncertified. How many Wh."""
     released = await conn.fetch(
-        "DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL RETURNING read_id, energy_wh",
+        "DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL RETURNING read_id, device_id, energy_wh",
         reservation_id,
     )
     await _give_back(conn, released)
@@ -611,8 +698,10 @@ async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:
 
 
 async def _give_back(conn: asyncpg.Connection, released: list[asyncpg.Record]) -> None:
-    """The released allocations' energy is uncertified again on their reads."""
+    """The released allocations' energy is uncertified again on their reads (another reservation of their device
+    may take it: a full look at the device's reads is asked)."""
     if released:
+        await rescan(conn, [r["device_id"] for r in released])
         await conn.execute(
             """UPDATE reads SET certified_wh = reads.certified_wh - a.energy_wh
                FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM unnest($1::bigint[], $2::bigint[])
