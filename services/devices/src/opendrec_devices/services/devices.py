@@ -69,12 +69,15 @@ def to_drec(row: Mapping[str, Any]) -> dict[str, Any]:
 class SerializedDevices:
     """The D-REC JSON of listed devices, serialized once per version of each row (its `row_version`), not once per
     listing: the same first page asked again costs a lookup per device (to_drec and its timestamps were a fifth of
-    a listing's CPU). A device changed is a new row version, so an answer never shows an old one. Bounded: past
-    `size` versions the oldest kept goes first."""
+    a listing's CPU), and only the devices' ids and versions are read. A device changed is a new row version, so an
+    answer never shows an old one. Bounded: past `size` versions the oldest kept goes first."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._json: dict[tuple[int, int], orjson.Fragment] = {}
+
+    def get(self, device_id: int, version: int) -> orjson.Fragment | None:
+        return self._json.get((device_id, version))
 
     def of(self, row: Mapping[str, Any]) -> orjson.Fragment:
         key = (row["id"], row["row_version"])
@@ -139,20 +142,38 @@ async def _page(
     organization_ids: list[int] | None,
     *,
     available_only: bool = False,
-    serialized: bool = False,
 ) -> dict[str, Any]:
-    """One page in D-REC's paged shape, plus `nextAfterId` for keyset paging; with `serialized`, each device as
-    its JSON already (an `orjson.Fragment`: the answer is written by orjson)."""
+    """One page in D-REC's paged shape, plus `nextAfterId` for keyset paging."""
     offset = 0 if query.afterId else page.offset
     total, rows = await store.list_devices(
         conn, query.filters(organization_ids), page.limit, offset, available_only=available_only
     )
+    return _paged([to_drec(row) for row in rows], total, page, rows)
+
+
+async def _serialized_page(
+    conn: asyncpg.Connection, query: DeviceQuery, page: Page, organization_ids: list[int] | None
+) -> dict[str, Any]:
+    """`_page` with each device as its JSON already (an `orjson.Fragment`: the answer is written by orjson): the
+    page's ids and row versions, then only the devices not serialized at their version yet (in the reading unit's
+    snapshot: the same versions; a device gone in between, were there none, would be left out)."""
+    offset = 0 if query.afterId else page.offset
+    total, listed = await store.list_device_versions(conn, query.filters(organization_ids), page.limit, offset)
+    # Taken before the next await: another request may push them out of the bounded cache meanwhile.
+    found = [_serialized.get(row["id"], row["row_version"]) for row in listed]
+    missing = [row["id"] for row, json in zip(listed, found, strict=True) if json is None]
+    fetched = {row["id"]: _serialized.of(row) for row in await store.devices_by_ids(conn, missing)} if missing else {}
+    devices = [json or fetched.get(row["id"]) for row, json in zip(listed, found, strict=True)]
+    return _paged([json for json in devices if json is not None], total, page, listed)
+
+
+def _paged(devices: list[Any], total: int, page: Page, listed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
-        "devices": [_serialized.of(row) for row in rows] if serialized else [to_drec(row) for row in rows],
+        "devices": devices,
         "currentPage": page.number,
         "totalPages": total_pages(total, page.limit),
         "totalCount": total,
-        "nextAfterId": rows[-1]["id"] if len(rows) == page.limit else None,
+        "nextAfterId": listed[-1]["id"] if len(listed) == page.limit else None,
     }
 
 
@@ -169,7 +190,7 @@ async def list_devices(
     the page and its total from one snapshot, each device already serialized (answer it with orjson)."""
     async with uow.reading() as r:
         scope = await access.listing_scope(r.conn, user, organization_id, admin_default=admin_default)
-        return await _page(r.conn, query, page, scope, serialized=True)
+        return await _serialized_page(r.conn, query, page, scope)
 
 
 async def list_available_devices(
