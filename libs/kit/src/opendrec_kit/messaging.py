@@ -391,6 +391,7 @@ def subscribe_batch(
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         batch=True,
         max_records=max_records,
+        decoder=_bodies,
     )
     async def consume(body: Any, msg: KafkaMessage) -> None:
         segment: list[tuple[Any, bytes, dict[str, Any], Envelope, E]] = []
@@ -413,6 +414,12 @@ def subscribe_batch(
             await delivery.set_aside(*bad, attempts=0)
 
     return delivery.stats
+
+
+async def _bodies(msg: KafkaMessage) -> Any:
+    """A batch's messages as they came: `decode` reads each once (FastStream's own decoder would parse every one
+    as JSON first, for nothing: ~7 % of the consumer's CPU under a stream of small events)."""
+    return msg.body
 
 
 class _Runtime(Protocol):
