@@ -33,7 +33,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import psutil
@@ -89,7 +89,7 @@ def _cpu_delta(before: float | None, pid: int) -> float | None:
 
 
 async def certification(
-    server_url: str, frequency: str, events: list[ReadIngested], first: datetime
+    server_url: str, frequency: Literal["hourly", "daily"], events: list[ReadIngested], first: datetime
 ) -> tuple[float, int, int, float, float | None]:
     """Seconds to handle `events`, certificates issued, Wh they hold, and the CPU seconds spent: this process's
     (the service's code) and its Postgres backend's (the SQL). CPU time is what the shared machine's load changes
@@ -171,7 +171,8 @@ async def main(args: argparse.Namespace) -> int:
             wrong = False
             copy, copy_sql = await bare_copy(server_url, events)
             rates = {}
-            for frequency in ("hourly", "daily"):
+            frequencies: tuple[Literal["hourly", "daily"], ...] = ("hourly", "daily")
+            for frequency in frequencies:
                 elapsed, count, energy, cpu, sql_cpu = await certification(server_url, frequency, events, first)
                 rates[frequency] = total / elapsed
                 print(
