@@ -197,7 +197,8 @@ class GroupLedger(Ledger):
         """Read ahead for batches (organization, external id, fingerprint, Idempotency-Key) and lock their devices."""
         if not wanted:
             return
-        for row in await store.lock_group(self.conn, wanted):
+        organizations, external_ids, fingerprints, keys = (list(column) for column in zip(*wanted, strict=True))
+        for row in await store.lock_group(self.conn, organizations, external_ids, fingerprints, keys):
             organization, external_id, fingerprint, key = wanted[row["i"]]
             found = dict(row)
             device_id = found["device_id"]
@@ -273,20 +274,36 @@ class GroupLedger(Ledger):
         """Write what waits: the intervals and rows of the batches stored, timezones learned, new last reads."""
         if not self._pending and not self._zones and not self._moved:
             return
-        intervals = [
-            (batch["device_id"], start, end, wh, batch["read_type"], batch["source"], batch["batch_id"])
-            for batch, part in self._pending
-            for start, end, wh in zip(part.starts, part.ends, part.whs, strict=True)
+        intervals: list[list[Any]] = [[] for _ in store.INTERVAL_COLUMNS]
+        batches: list[list[Any]] = [[] for _ in _BATCH_COLUMNS]
+        for batch, part in self._pending:
+            n = len(part)
+            for column, values in zip(
+                intervals,
+                (
+                    [batch["device_id"]] * n,
+                    part.starts,
+                    part.ends,
+                    part.whs,
+                    [batch["read_type"]] * n,
+                    [batch["source"]] * n,
+                    [batch["batch_id"]] * n,
+                ),
+                strict=True,
+            ):
+                column.extend(values)
+            for column, name in zip(batches, _BATCH_COLUMNS, strict=True):
+                column.append(batch[name])
+        moved = sorted(self._moved)
+        states = [self._state[device_id] for device_id in moved]
+        last_reads: list[list[Any]] = [
+            moved,
+            [s["last_ongoing_type"] for s in states],
+            [s["last_end"] for s in states],
+            [s["last_value_wh"] for s in states],
+            [s["last_meter_total_wh"] for s in states],
         ]
-        batches = [
-            [batch[name].hex() if name == "fingerprint" else batch[name] for name in store.BATCH_COLUMNS]
-            for batch, _ in self._pending
-        ]
-        last_reads = [
-            (device_id, s["last_ongoing_type"], s["last_end"], s["last_value_wh"], s["last_meter_total_wh"])
-            for device_id, s in ((device_id, self._state[device_id]) for device_id in sorted(self._moved))
-        ]
-        zones = list(self._zones.items())
+        zones: list[list[Any]] = [list(self._zones), list(self._zones.values())]
         self._pending, self._zones, self._moved = [], {}, set()
         await store.store_group(self.conn, intervals, batches, zones, last_reads)
 
@@ -295,6 +312,19 @@ _BATCH_SUMMARY = ("batch_id", "read_type", "read_count", "total_wh", "first_at",
 _PREVIOUS = tuple(f"previous_{name}" for name in _BATCH_SUMMARY)
 _NO_PREVIOUS = dict.fromkeys(_PREVIOUS)
 _KEYED = (*_BATCH_SUMMARY, "fingerprint")
+# insert_batch's columns, in its order
+_BATCH_COLUMNS = (
+    "batch_id",
+    "device_id",
+    "read_type",
+    "source",
+    "idempotency_key",
+    "fingerprint",
+    "read_count",
+    "total_wh",
+    "first_at",
+    "last_at",
+)
 
 
 async def _ingest(

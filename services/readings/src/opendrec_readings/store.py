@@ -386,28 +386,25 @@ async def store_small_batch(
 
 
 async def lock_group(
-    conn: asyncpg.Connection, wanted: Sequence[tuple[int, str, bytes, str | None]]
+    conn: asyncpg.Connection,
+    organization_ids: Sequence[int],
+    external_ids: Sequence[str],
+    fingerprints: Sequence[bytes],
+    idempotency_keys: Sequence[str | None],
 ) -> list[asyncpg.Record]:
     """What judging a group of batches needs (a group commit of single-read requests), in one round trip: batch `i`
-    (0-based) `wanted[i]` is (organization, external id, fingerprint, Idempotency-Key). One row per batch whose device
+    (0-based) of the device `external_ids[i]` of organization `organization_ids[i]`: one row per batch whose device
     is known (`i`), with the device (the live one, else the latest deleted one, as find_device), its last read
     (`last_*`; `locked` false when the device has no last_reads row) locked until the transaction ends, in device
     order (two groups sharing devices lock them in the same order), its country's Active configured yield, the
     earliest batch of the device with the same content (`previous_*`) and the one with the same Idempotency-Key
-    (`keyed_*`), NULL without. lock_for_batch's row, for many batches at once.
-
-    The batches travel as one JSON parameter: asyncpg checks every element of an array parameter against the
-    container ABCs (~1 µs each), orjson writes them all in less."""
-    rows = [
-        (i, organization, external_id, fingerprint.hex(), key)
-        for i, (organization, external_id, fingerprint, key) in enumerate(wanted)
-    ]
+    (`keyed_*`), NULL without. lock_for_batch's row, for many batches at once."""
     return await conn.fetch(
         """
         WITH wanted AS (
-            SELECT w.i, w.organization_id, w.external_id, decode(w.fingerprint, 'hex') AS fingerprint, w.idempotency_key
-            FROM jsonb_to_recordset($1::jsonb)
-                 AS w(i integer, organization_id bigint, external_id text, fingerprint text, idempotency_key text)
+            SELECT w.i - 1 AS i, w.organization_id, w.external_id, w.fingerprint, w.idempotency_key
+            FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
+                 WITH ORDINALITY AS w(organization_id, external_id, fingerprint, idempotency_key, i)
         ), named AS MATERIALIZED (
             SELECT DISTINCT ON (w.i) w.i, w.fingerprint, w.idempotency_key, d.device_id
             FROM wanted w JOIN devices d ON d.organization_id = w.organization_id AND d.external_id = w.external_id
@@ -436,72 +433,51 @@ async def lock_group(
         ) p ON true
         LEFT JOIN batches k ON k.device_id = n.device_id AND k.idempotency_key = n.idempotency_key
         """,
-        _records(("i", "organization_id", "external_id", "fingerprint", "idempotency_key"), rows),
+        organization_ids,
+        external_ids,
+        fingerprints,
+        idempotency_keys,
     )
-
-
-def _records(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Rows as a JSON array of objects, for jsonb_to_recordset (datetimes in ISO 8601 with their offset, UUIDs as text;
-    bytes go as hex, decoded by the statement)."""
-    return orjson.dumps([dict(zip(names, row, strict=True)) for row in rows]).decode()
 
 
 async def store_group(
     conn: asyncpg.Connection,
-    intervals: Sequence[Sequence[Any]],
-    batches: Sequence[Sequence[Any]],
-    timezones: Sequence[tuple[int, str]],
-    last_reads: Sequence[tuple[int, str | None, datetime | None, int | None, int | None]],
+    intervals: Sequence[list[Any]],
+    batches: Sequence[list[Any]],
+    timezones: Sequence[list[Any]],
+    last_reads: Sequence[list[Any]],
 ) -> None:
-    """A group's accepted ongoing batches in one statement: their intervals (rows in INTERVAL_COLUMNS order), their
-    batch rows (insert_batch's columns in its order, the fingerprint as hex), the timezones learned (device,
-    timezone: set where the device has none) and the devices' new last reads (device, ongoing type, end, value, meter
-    total: one each). Rows travel as JSON, as in lock_group."""
+    """A group's accepted ongoing batches in one statement, each argument in columns: their intervals (in
+    INTERVAL_COLUMNS order), their batch rows (insert_batch's columns in its order), the timezones learned (device,
+    timezone: set where the device has none) and the devices' new last reads (device, ongoing type, end, value,
+    meter total: one each)."""
     await conn.execute(
         """
         WITH stored AS (
             INSERT INTO intervals (device_id, start_at, end_at, wh, read_type, source, batch_id)
-            SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(device_id bigint, start_at timestamptz,
-                 end_at timestamptz, wh bigint, read_type text, source text, batch_id uuid)
+            SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::text[],
+                                 $6::text[], $7::uuid[])
         ), batch AS (
             INSERT INTO batches (batch_id, device_id, read_type, source, idempotency_key, fingerprint,
                                  read_count, total_wh, first_at, last_at)
-            SELECT batch_id, device_id, read_type, source, idempotency_key, decode(fingerprint, 'hex'),
-                   read_count, total_wh, first_at, last_at
-            FROM jsonb_to_recordset($2::jsonb) AS b(batch_id uuid, device_id bigint, read_type text, source text,
-                 idempotency_key text, fingerprint text, read_count integer, total_wh numeric, first_at timestamptz,
-                 last_at timestamptz)
+            SELECT * FROM unnest($8::uuid[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bytea[],
+                                 $14::integer[], $15::numeric[], $16::timestamptz[], $17::timestamptz[])
         ), zone AS (
             UPDATE devices d SET timezone = z.timezone, updated_at = now()
-            FROM jsonb_to_recordset($3::jsonb) AS z(device_id bigint, timezone text)
+            FROM unnest($18::bigint[], $19::text[]) AS z(device_id, timezone)
             WHERE d.device_id = z.device_id AND d.timezone IS NULL
         )
         UPDATE last_reads l SET ongoing_type = t.ongoing_type, last_end = t.last_end, last_value_wh = t.last_value_wh,
                                 meter_total_wh = t.meter_total_wh, updated_at = now()
-        FROM jsonb_to_recordset($4::jsonb) AS t(device_id bigint, ongoing_type text, last_end timestamptz,
-             last_value_wh bigint, meter_total_wh bigint)
+        FROM unnest($20::bigint[], $21::text[], $22::timestamptz[], $23::bigint[], $24::bigint[])
+             AS t(device_id, ongoing_type, last_end, last_value_wh, meter_total_wh)
         WHERE l.device_id = t.device_id
         """,
-        _records(INTERVAL_COLUMNS, intervals),
-        _records(BATCH_COLUMNS, batches),
-        _records(("device_id", "timezone"), timezones),
-        _records(("device_id", "ongoing_type", "last_end", "last_value_wh", "meter_total_wh"), last_reads),
+        *intervals,
+        *batches,
+        *timezones,
+        *last_reads,
     )
-
-
-# insert_batch's columns, in its order
-BATCH_COLUMNS = (
-    "batch_id",
-    "device_id",
-    "read_type",
-    "source",
-    "idempotency_key",
-    "fingerprint",
-    "read_count",
-    "total_wh",
-    "first_at",
-    "last_at",
-)
 
 
 async def find_batch_by_key(conn: asyncpg.Connection, device_id: int, idempotency_key: str) -> asyncpg.Record | None:
