@@ -278,19 +278,16 @@ class GroupLedger(Ledger):
         batches: list[list[Any]] = [[] for _ in _BATCH_COLUMNS]
         for batch, part in self._pending:
             n = len(part)
-            for column, values in zip(
-                intervals,
-                (
-                    [batch["device_id"]] * n,
-                    part.starts,
-                    part.ends,
-                    part.whs,
-                    [batch["read_type"]] * n,
-                    [batch["source"]] * n,
-                    [batch["batch_id"]] * n,
-                ),
-                strict=True,
-            ):
+            columns: tuple[list[Any], ...] = (
+                [batch["device_id"]] * n,
+                part.starts,
+                part.ends,
+                part.whs,
+                [batch["read_type"]] * n,
+                [batch["source"]] * n,
+                [batch["batch_id"]] * n,
+            )
+            for column, values in zip(intervals, columns, strict=True):
                 column.extend(values)
             for column, name in zip(batches, _BATCH_COLUMNS, strict=True):
                 column.append(batch[name])
