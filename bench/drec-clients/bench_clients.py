@@ -138,6 +138,9 @@ def start_stack(state_dir: Path, code_root: Path | None = None) -> Stack:
     `code_root`: the platform's packages from that tree (libs/*/src, services/*/src) instead of the workspace's."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL")}
     env["PYTHONUNBUFFERED"] = "1"
+    # Every connection of the bench comes from 127.0.0.1, where D-REC clients each come from their own address:
+    # the gateway's per-client limit of the public routes (100 logins a second) would refuse the login scenario.
+    env.setdefault("PUBLIC_RATE_LIMIT", "100000/second")
     if code_root is not None:
         # ahead of the workspace's editable installs on sys.path
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in sorted(code_root.glob("*/*/src")))
