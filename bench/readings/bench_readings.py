@@ -7,8 +7,9 @@
 Starts, as real processes on loopback: an embedded Postgres and a Tansu broker (devstack),
 the readings service (`python -m opendrec_readings`), and the gateway
 (`python -m opendrec_gateway`, READINGS_URL on the service, IDENTITY_URL on a JWKS served
-here); with --direct, or if the gateway does not come up, clients call the service directly
-(the output says which). Devices are announced as device.registered on the broker.
+here); with --direct clients call the service directly; if the gateway does not come up, they
+do too, the output says so and the run counts as a miss (exit 1). Devices are announced as
+device.registered on the broker.
 
 (a) ingestion: --clients concurrent clients, each posting --batches-per-client batches of
     --batch Delta reads (one device per client; --read-type Aggregate: meter totals instead,
@@ -17,7 +18,7 @@ here); with --direct, or if the gateway does not come up, clients call the servi
     same rows (same table shape, same number of concurrent connections, one transaction per
     batch) in the same Postgres. Prints both rates and the ratio, the load average, the CPU
     each process used meanwhile, and the service's peak RSS.
-    Goals: >= 100,000 reads/s end to end and >= 50% of the copy.
+    Goals: >= 100,000 reads/s end to end and >= 65% of the copy (issue 16).
     The clients post with aiohttp: they stand in for machines elsewhere, and httpx spent
     ~10 ms of CPU per 400 kB post on the 2 cores the system needs.
     --workers N: the readings service with HTTP_WORKERS=N (N processes on its one port: how it
@@ -58,6 +59,8 @@ from opendrec_devstack.postgres import EmbeddedPostgres, start_postgres
 from opendrec_devstack.procs import stop_process
 from opendrec_kit.testing import TokenIssuer, publish_events, serve_jwks
 
+# Batch ingestion end to end against a bare COPY of the same rows in the same run (issue 16: >= 65 %).
+GOAL_COPY_RATIO = 0.65
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 PERMS = {"READS_MANAGEMENT_CRUDL": "RW"}
@@ -353,10 +356,13 @@ async def main(args: argparse.Namespace) -> int:
                 "opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gateway.log"
             )
             procs.append(gateway)
-            if await wait_ready(f"http://127.0.0.1:{gateway_port}/healthz", gateway, 30):
+            # The gateway's own readiness (identity's keys loaded): its /healthz also probes identity's /readyz,
+            # which the JWKS stand-in here does not serve, so it never answers 200 in this bench.
+            if await wait_ready(f"http://127.0.0.1:{gateway_port}/readyz", gateway, 30):
                 base, path = f"http://127.0.0.1:{gateway_port}", "through the gateway"
             else:
                 print(f"gateway did not start (see {work_dir / 'gateway.log'}): clients call the service directly")
+                misses.append("the gateway did not start (figures measured directly)")
         print(
             f"readings service: {workers} process(es) (HTTP_WORKERS={workers}); clients post {path}; postgres {pg.url}, broker {broker.bootstrap}, logs in {work_dir}"
         )
@@ -412,10 +418,11 @@ async def main(args: argparse.Namespace) -> int:
             print(
                 f"    readings RSS after {rss / 1024:.0f} MiB, peak (VmHWM) {peak / 1024:.0f} MiB (the largest of its processes)"
             )
+            ratio_met = e2e_rate >= GOAL_COPY_RATIO * copy_rate
             print(f"    ratio end-to-end / copy: {e2e_rate / copy_rate:.1%}   goals: >= 100,000 reads/s "
-                  f"[{'PASS' if e2e_rate >= 100_000 else 'FAIL'}], >= 50% of copy [{'PASS' if e2e_rate >= copy_rate / 2 else 'FAIL'}]")  # fmt: skip
+                  f"[{'PASS' if e2e_rate >= 100_000 else 'FAIL'}], >= {GOAL_COPY_RATIO:.0%} of copy [{'PASS' if ratio_met else 'FAIL'}]")  # fmt: skip
             misses += ["(a) reads/s"] if e2e_rate < 100_000 else []
-            misses += ["(a) ratio to copy"] if e2e_rate < copy_rate / 2 else []
+            misses += ["(a) ratio to copy"] if not ratio_met else []
 
         if "b" not in skip:
             year = datetime(2024, 1, 1, tzinfo=UTC)
