@@ -102,6 +102,35 @@ async def test_a_read_only_unit_refuses_writes(pool):
             await uow.conn.execute("INSERT INTO notes (device_id, trace_id) VALUES (1, 'x')")
 
 
+async def test_a_reading_without_a_snapshot_runs_its_statement_outside_any_transaction(pool):
+    """reading(snapshot=False): a use case of one statement spends no BEGIN and COMMIT round trips."""
+    uow = UnitOfWork(pool, "sample").reading(snapshot=False)
+    async with uow:
+        assert not uow.conn.is_in_transaction()
+        assert await uow.conn.fetchval("SELECT 1") == 1
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = uow.conn
+    async with UnitOfWork(pool, "sample").reading() as snapshot:
+        assert snapshot.conn.is_in_transaction()
+
+
+async def test_a_connection_given_back_inside_a_transaction_is_rolled_back_for_the_next_user(fresh_database):
+    """The pool does not reset session state (no pooled connection keeps any: a round trip a release saved), but
+    a transaction left open is still rolled back before the connection is handed out again."""
+    url = fresh_database("pool_reset")
+    await db.migrate(url, Path(__file__).parent / "sample_migrations")
+    one = await db.create_pool(url, 1, 1)
+    try:
+        async with one.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO notes (device_id, trace_id) VALUES (7, 'left open')")
+        async with one.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM notes WHERE device_id = 7") == 0
+    finally:
+        await one.close()
+
+
 async def test_dispatch_runs_a_handler_once_per_event_with_its_events_at_commit(pool):
     device_id = uuid.uuid4().int % 10**9
     seen: list[int] = []

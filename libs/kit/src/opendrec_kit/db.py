@@ -132,6 +132,10 @@ class BoundedPool(asyncpg.Pool):
         return _Acquiring(super().acquire(timeout=timeout_s), timeout_s)
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    return None
+
+
 def _milliseconds(seconds: float) -> str:
     return str(max(0, round(seconds * 1000)))  # 0: no limit, as Postgres reads it
 
@@ -156,6 +160,9 @@ async def create_pool(
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
+        # asyncpg rolls back an open transaction on release anyway; the reset query (advisory locks, cursors,
+        # LISTEN, settings) is a round trip for session state no pooled connection keeps.
+        reset=_no_session_state,
         server_settings={
             "statement_timeout": _milliseconds(statement_timeout_s),
             "idle_in_transaction_session_timeout": _milliseconds(idle_in_transaction_timeout_s),

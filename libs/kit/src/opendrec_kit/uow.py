@@ -42,12 +42,16 @@ class UnitOfWork:
         self._owns_conn = False
         self._tx: asyncpg.transaction.Transaction | None = None
         self._depth = 0
+        self._snapshot = True
         self.events: list[Event] = []
         self.committed: list[Event] = []  # events of the last commit, for callers that answer with them
 
-    def reading(self, isolation: Isolation = "repeatable_read") -> UnitOfWork:
-        """The same pool, for a read-only use case: one consistent snapshot (e.g. a page and its total)."""
-        return UnitOfWork(self.pool, self.producer, isolation=isolation, readonly=True)
+    def reading(self, isolation: Isolation = "repeatable_read", *, snapshot: bool = True) -> UnitOfWork:
+        """The same pool, for a read-only use case: one consistent snapshot (e.g. a page and its total).
+        snapshot=False: no transaction (no BEGIN/COMMIT round trips), for a use case of one statement."""
+        uow = UnitOfWork(self.pool, self.producer, isolation=isolation, readonly=True)
+        uow._snapshot = snapshot
+        return uow
 
     @property
     def conn(self) -> asyncpg.Connection:
@@ -70,8 +74,9 @@ class UnitOfWork:
             if self._conn is None:
                 self._conn = await self.pool.acquire()
                 self._owns_conn = True
-            self._tx = self._conn.transaction(isolation=self._isolation, readonly=self._readonly)
-            await self._tx.start()
+            if self._snapshot:
+                self._tx = self._conn.transaction(isolation=self._isolation, readonly=self._readonly)
+                await self._tx.start()
         except BaseException:
             await self._close()
             raise
@@ -83,6 +88,9 @@ class UnitOfWork:
     ) -> None:
         self._depth -= 1
         if self._depth > 0:
+            return
+        if not self._snapshot:
+            await self._close()
             return
         assert self._tx is not None
         try:
