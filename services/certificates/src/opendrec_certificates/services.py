@@ -55,6 +55,7 @@ from .registry.domain import IssuedCertificate
 log = logging.getLogger(__name__)
 BUYER = "Buyer"
 DUE_BATCH = 500  # due devices (and due reservations) one round of the certification worker takes
+DUE_CHUNK = 100  # due devices certified in one transaction (issue 16: one each was a transaction per device)
 
 
 # -- allocation -----------------------------------------------------------------------------------------------------
@@ -181,11 +182,17 @@ async def _issue_reservation(
     settle: timedelta,
     now: datetime,
     fresh: list[tuple[int, list[domain.Allocation]]] | None = None,
+    *,
+    complete_only: bool = False,
 ) -> int:
     """Issue the reservation's certificates of every period that has closed and settled by `now`; how many.
     `fresh`: [(device, allocations)] just made for it, stored here with the round that took them (one write per
     allocation, not an insert and an update). The caller holds the reservation's lock. What the rounds read and
-    write is read once and written once per table (a sweep can issue hundreds of certificates)."""
+    write is read once and written once per table (a sweep can issue hundreds of certificates).
+    `complete_only`: only the periods every device of the reservation was offered past (its reads allocated up to
+    the period's end): a device's reads certified before the others' of the same period would issue the period
+    without them, and theirs in late certificates after it (issue 16: under a stream of reads each device settles
+    a period a moment apart). The sweep issues the rest (a device that sends nothing more never holds a period)."""
     conn = uow.conn
     terms = await store.issuance_terms(conn, reservation_id)
     if terms is None:
@@ -196,10 +203,11 @@ async def _issue_reservation(
         await store.release_pending(conn, reservation_id)
         return 0
     settled_before = now - settle
-    rows = [
-        {**row, "fresh": False}
-        for row in await store.due_allocations(conn, reservation_id, settled_before, terms["ends"])
-    ]
+    # what has closed and settled, and when complete_only, that every device was offered past
+    closed = settled_before
+    if complete_only:
+        closed = min(closed, await store.reservation_offered_line(conn, reservation_id))
+    rows = [{**row, "fresh": False} for row in await store.due_allocations(conn, reservation_id, closed, terms["ends"])]
     new: list[dict[str, Any]] = []
     countries = await store.device_countries(conn, [d for d, allocations in fresh or [] if allocations])
     for device, allocations in fresh or []:
@@ -223,7 +231,7 @@ async def _issue_reservation(
             }
             for a in allocations
         ]
-    rows += [row for row in new if min(row["period_end"], terms["ends"]) <= settled_before]
+    rows += [row for row in new if min(row["period_end"], terms["ends"]) <= closed]
     pendings = _pending(rows)
     issued, reached = 0, False
     if pendings:
@@ -444,7 +452,7 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
     for device_id, reservation_id, allocations in await _allocate_devices(uow, device_ids, settle, now):
         fresh.setdefault(reservation_id, []).append((device_id, allocations))
     for reservation_id in sorted(fresh):
-        await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id])
+        await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id], complete_only=True)
 
 
 async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, now: datetime) -> None:
@@ -599,20 +607,19 @@ class Sweep:
 async def certify_due(uow: UnitOfWork, settle: timedelta, now: datetime, batch: int = DUE_BATCH) -> Sweep:
     """One round of the certification worker: allocate (and issue for) each device (up to `batch`) whose
     unsettled energy has settled by `now`, then issue the periods that have closed and settled since, one
-    transaction per device and per reservation. A device or reservation busy in another transaction (a read, a
+    transaction per DUE_CHUNK devices and per reservation. A device or reservation busy in another transaction (a read, a
     reservation, another replica's sweep) is left to it: replicas share the work, and each certificate is issued
     once (its key is unique)."""
     async with uow.reading("read_committed") as r:
         due = await store.due_devices(r.conn, now, batch)
     certified = 0
-    for device_id in due:
+    for i in range(0, len(due), DUE_CHUNK):
         async with uow:
-            # its due time is set again when the transaction holding it ends
-            if await store.try_lock_device(uow.conn, device_id) and await store.is_certification_due(
-                uow.conn, device_id, now
-            ):
-                await _certify(uow, [device_id], settle, now)
-                certified += 1
+            # a device busy elsewhere is left to that transaction (its due time is set again when it ends)
+            devices = await store.try_lock_due_devices(uow.conn, due[i : i + DUE_CHUNK], now)
+            if devices:
+                await _certify(uow, devices, settle, now)  # together: their reservations' periods at once
+                certified += len(devices)
     async with uow.reading("read_committed") as r:
         closed = await store.due_reservations(r.conn, now - settle, batch)
     issued = 0

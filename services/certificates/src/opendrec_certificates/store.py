@@ -279,12 +279,23 @@ async def try_lock_reservation(conn: asyncpg.Connection, reservation_id: int) ->
     )
 
 
-async def try_lock_device(conn: asyncpg.Connection, device_id: int) -> bool:
-    """lock_device, unless another transaction holds it (it is certifying the device right now)."""
-    await conn.execute("INSERT INTO device_locks (device_id) VALUES ($1) ON CONFLICT DO NOTHING", device_id)
-    return bool(
-        await conn.fetchval("SELECT true FROM device_locks WHERE device_id = $1 FOR UPDATE SKIP LOCKED", device_id)
+async def try_lock_due_devices(conn: asyncpg.Connection, device_ids: list[int], now: datetime) -> list[int]:
+    """Of `device_ids`, those no other transaction holds (locked here, in id order, never waited for) and still due
+    by `now` once locked (the transaction that held one may have certified it), in id order."""
+    ids = sorted(set(device_ids))
+    await conn.execute("INSERT INTO device_locks (device_id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING", ids)
+    locked = await conn.fetch(
+        "SELECT device_id FROM device_locks WHERE device_id = ANY($1::bigint[]) ORDER BY device_id "
+        "FOR UPDATE SKIP LOCKED",
+        ids,
     )
+    rows = await conn.fetch(
+        "SELECT device_id FROM certification_due WHERE device_id = ANY($1::bigint[]) AND due_at <= $2 "
+        "ORDER BY device_id",
+        [r["device_id"] for r in locked],
+        now,
+    )
+    return [r["device_id"] for r in rows]
 
 
 async def latest_unsettled_ends(
@@ -337,12 +348,6 @@ async def due_devices(conn: asyncpg.Connection, now: datetime, limit: int) -> li
         "SELECT device_id FROM certification_due WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit
     )
     return [r["device_id"] for r in rows]
-
-
-async def is_certification_due(conn: asyncpg.Connection, device_id: int, now: datetime) -> bool:
-    return bool(
-        await conn.fetchval("SELECT 1 FROM certification_due WHERE device_id = $1 AND due_at <= $2", device_id, now)
-    )
 
 
 async def reservations_of_devices(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, list[Reservation]]:
@@ -428,6 +433,18 @@ async def set_offered_until(conn: asyncpg.Connection, device_ids: list[int], mom
     await conn.execute(
         "UPDATE device_locks SET offered_until = $2 WHERE device_id = ANY($1::bigint[])", device_ids, moment
     )
+
+
+async def reservation_offered_line(conn: asyncpg.Connection, reservation_id: int) -> datetime:
+    """Until when every device of the reservation was offered to it (the earliest offered_until; NEVER when one of
+    them never was)."""
+    line: datetime = await conn.fetchval(
+        """SELECT min(coalesce(l.offered_until, $2)) FROM reservation_devices rd
+           LEFT JOIN device_locks l ON l.device_id = rd.device_id WHERE rd.reservation_id = $1""",
+        reservation_id,
+        NEVER,
+    )
+    return line or NEVER
 
 
 async def rescan(conn: asyncpg.Connection, device_ids: list[int]) -> None:
@@ -714,12 +731,18 @@ async def _give_back(conn: asyncpg.Connection, released: list[asyncpg.Record]) -
 
 async def due_reservations(conn: asyncpg.Connection, settled_before: datetime, limit: int) -> list[int]:
     """Reservations with allocations whose period closed by `settled_before` (its end or the reservation's end)."""
+    # Two index ranges (issue 16: LEAST(...) over every pending allocation read the open periods' too, all of them at
+    # every sweep): allocations whose period ended (allocations_pending_end), and reservations whose window ended
+    # with allocations pending (allocations_pending_due).
     rows = await conn.fetch(
-        """SELECT DISTINCT a.reservation_id FROM allocations a
-           JOIN reservations r ON r.reservation_id = a.reservation_id
-           LEFT JOIN reservation_ends e ON e.reservation_id = a.reservation_id
-           WHERE a.round_id IS NULL AND LEAST(a.period_end, r.reservation_end, e.ended_at) <= $1
-           ORDER BY a.reservation_id LIMIT $2""",
+        """SELECT reservation_id FROM (
+               SELECT DISTINCT a.reservation_id FROM allocations a WHERE a.round_id IS NULL AND a.period_end <= $1
+               UNION
+               SELECT r.reservation_id FROM reservations r
+               LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
+               WHERE LEAST(r.reservation_end, e.ended_at) <= $1
+                 AND EXISTS (SELECT 1 FROM allocations a WHERE a.reservation_id = r.reservation_id AND a.round_id IS NULL)
+           ) due ORDER BY reservation_id LIMIT $2""",
         settled_before,
         limit,
     )
