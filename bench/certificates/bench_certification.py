@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-import psutil
+from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 
 import opendrec_certificates
 from opendrec_certificates import handlers
@@ -76,11 +76,7 @@ async def handle(pool: asyncpg.Pool, handler: Any, event: Any) -> None:
 
 def _backend_cpu(pid: int) -> float | None:
     """CPU seconds a Postgres backend has used (None: not on this machine, e.g. a DATABASE_URL elsewhere)."""
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    return float(times.user + times.system)
+    return cpu_seconds(pid)
 
 
 def _cpu_delta(before: float | None, pid: int) -> float | None:

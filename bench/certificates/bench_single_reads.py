@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 
 import asyncpg
-import psutil
+from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 
 import opendrec_certificates
 from opendrec_certificates import handlers, services
@@ -67,11 +67,8 @@ def single_reads(devices: int, count: int, first: datetime) -> list[tuple[Envelo
 
 
 def _backend_cpu(pid: int) -> float | None:
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    return float(times.user + times.system)
+    """CPU seconds a Postgres backend has used (None: not on this machine, e.g. a DATABASE_URL elsewhere)."""
+    return cpu_seconds(pid)
 
 
 class Cpu:
