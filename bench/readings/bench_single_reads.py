@@ -97,7 +97,8 @@ async def main(args: argparse.Namespace) -> int:
             }
             gateway = spawn("opendrec_gateway", {**common, **urls, "HTTP_PORT": str(gateway_port)}, work_dir / "gw.log")
             procs.append(gateway)
-            if not await wait_ready(f"http://127.0.0.1:{gateway_port}/healthz", gateway, 30):
+            # The gateway's own readiness: its /healthz also probes identity's /readyz, which the JWKS stand-in lacks.
+            if not await wait_ready(f"http://127.0.0.1:{gateway_port}/readyz", gateway, 30):
                 print(f"gateway did not start; see {work_dir}")
                 return 1
             base = f"http://127.0.0.1:{gateway_port}"
