@@ -1,4 +1,4 @@
-"""Batch consumers (messaging.on_batch, issue 16) against the real database and broker: many events a transaction,
+"""Batch consumers (runtime.on(..., batch=N), issue 16) against the real database and broker: many events a transaction,
 each still once, and a bad one never takes the others with it (DLQ, retries, watermark hold as a plain consumer)."""
 
 import asyncio
@@ -11,7 +11,7 @@ import pytest
 from opendrec_contracts import DeviceRegistered, envelope_for, topic_of
 from opendrec_contracts.testing import device_registered
 from opendrec_kit import ServiceRuntime, ServiceSettings, dlq, watermarks
-from opendrec_kit.messaging import BatchContext, handle_batch, on_batch
+from opendrec_kit.messaging import BatchContext, handle_batch
 from opendrec_kit.testing import (
     all_events,
     eventually,
@@ -62,7 +62,7 @@ async def pair(postgres_url, kafka_bootstrap):
         title="consumer",
         migrations=MIGRATIONS,
     )
-    on_batch(consumer, DeviceRegistered, on_devices, max_records=100, watermarks=True)
+    consumer.on(DeviceRegistered, on_devices, batch=100, watermarks=True)
     async with started(producer), started(consumer):
         yield producer, consumer
 

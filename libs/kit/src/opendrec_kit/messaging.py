@@ -6,7 +6,7 @@ event changes nothing. Offsets are committed after that commit. A message that k
 failing goes to `<topic>.dlq` with the error in its headers; an outage (database or broker
 unreachable) is not the message's fault, so it is redelivered instead.
 
-A batch consumer (`on_batch`) takes the events the broker has at hand (up to `max_records`) in ONE transaction: the
+A batch consumer (`runtime.on(..., batch=N)`, `subscribe_batch`) takes the events the broker has at hand (up to `max_records`) in ONE transaction: the
 inbox claims of all of them in one statement, its handler once for the new ones (issue 16: a single-read event
 costs a transaction, an inbox row and a certification round; a batch shares them). Should the batch fail, it is
 rolled back and its events are handled one by one, each as a plain consumer would (retries, DLQ, watermark hold):
@@ -19,7 +19,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -32,7 +32,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from opendrec_contracts import Envelope, Event, UnknownEvent, dlq_topic, parse_event, topic_of
 
-from . import metrics, watermarks
+from . import watermarks
 from .kafka_security import broker_security, client_options
 from .settings import ServiceSettings
 from .uow import EventContext, UnitOfWork
@@ -420,57 +420,6 @@ async def _bodies(msg: KafkaMessage) -> Any:
     """A batch's messages as they came: `decode` reads each once (FastStream's own decoder would parse every one
     as JSON first, for nothing: ~7 % of the consumer's CPU under a stream of small events)."""
     return msg.body
-
-
-class _Runtime(Protocol):
-    """What `on_batch` needs of a ServiceRuntime (messaging is below the runtime: no import of it)."""
-
-    @property
-    def broker(self) -> KafkaBroker: ...
-    @property
-    def settings(self) -> ServiceSettings: ...
-    @property
-    def pool(self) -> asyncpg.Pool | None: ...
-
-    consumer_stats: dict[str, dict[str, int]]
-    consumer_groups: dict[str, str]
-    follows_watermarks: bool
-
-
-def on_batch(
-    runtime: _Runtime,
-    event_class: type[E],
-    handler: BatchHandler[E],
-    *,
-    max_records: int,
-    group: str | None = None,
-    watermarks: bool = False,
-) -> dict[str, int]:
-    """`runtime.on`, for a batch handler (`subscribe_batch`): the same group, counters, metrics and readiness."""
-
-    def pool() -> asyncpg.Pool:
-        if runtime.pool is None:
-            raise RuntimeError("the service is not started: no database pool yet")
-        return runtime.pool
-
-    timed = metrics.timed(event_class.TYPE, handler)
-    stats = subscribe_batch(
-        runtime.broker,
-        runtime.settings,
-        pool,
-        event_class,
-        timed,
-        max_records=max_records,
-        group=group,
-        follow_watermarks=watermarks,
-    )
-    group_name = _group(runtime.settings, event_class, group)
-    runtime.consumer_stats[topic_of(event_class.TYPE)] = stats
-    runtime.consumer_groups[group_name] = topic_of(event_class.TYPE)
-    metrics.gauges.consumers[group_name] = stats
-    if watermarks:
-        runtime.follows_watermarks = True
-    return stats
 
 
 async def _take_watermark(pool: asyncpg.Pool, group: str, topic: str, record: Any, raw: bytes) -> None:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import asyncpg
 import uvicorn
@@ -33,7 +33,16 @@ from opendrec_contracts import Event, OrganizationRegistered, all_topics, topic_
 from . import db, metrics, watermarks
 from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import ERROR_RESPONSES, install_error_handlers
-from .messaging import E, Handler, ensure_topics, make_broker, partition_counts, subscribe
+from .messaging import (
+    BatchHandler,
+    E,
+    Handler,
+    ensure_topics,
+    make_broker,
+    partition_counts,
+    subscribe,
+    subscribe_batch,
+)
 from .organizations import remember_organization, serving
 from .outbox import BrokerEpoch, OutboxRelay
 from .owners import OwnerServices
@@ -222,16 +231,41 @@ class ServiceRuntime(Generic[S]):
         self.app.include_router(router, responses=ERROR_RESPONSES)  # every error answer, documented
 
     def on(
-        self, event_class: type[E], handler: Handler[E], *, group: str | None = None, watermarks: bool = False
+        self,
+        event_class: type[E],
+        handler: Handler[E] | BatchHandler[E],
+        *,
+        group: str | None = None,
+        watermarks: bool = False,
+        batch: int | None = None,
     ) -> dict[str, int]:
         """Handle every `event_class` event of its topic, once each (inbox), in consumer group `group`
         (default `<service>.<topic>`); `watermarks`: also record the producer's watermarks met on the topic
-        (opendrec_kit.watermarks.passed). Returns live counters (handled, duplicates, dead_lettered)."""
+        (opendrec_kit.watermarks.passed); `batch`: `handler` takes up to that many events at hand in one unit of
+        work (a BatchHandler, messaging.subscribe_batch). Returns live counters (handled, duplicates,
+        dead_lettered)."""
         topic = topic_of(event_class.TYPE)
-        timed = metrics.timed(event_class.TYPE, handler)
-        stats = subscribe(
-            self.broker, self.settings, self._pool, event_class, timed, group=group, follow_watermarks=watermarks
-        )
+        if batch is None:
+            stats = subscribe(
+                self.broker,
+                self.settings,
+                self._pool,
+                event_class,
+                metrics.timed(event_class.TYPE, cast("Handler[E]", handler)),
+                group=group,
+                follow_watermarks=watermarks,
+            )
+        else:
+            stats = subscribe_batch(
+                self.broker,
+                self.settings,
+                self._pool,
+                event_class,
+                metrics.timed(event_class.TYPE, cast("BatchHandler[E]", handler)),
+                max_records=batch,
+                group=group,
+                follow_watermarks=watermarks,
+            )
         self.consumer_stats[topic] = stats
         if watermarks:
             self.follows_watermarks = True

@@ -11,7 +11,6 @@ from opendrec_contracts import (
     ReservationUpdated,
 )
 from opendrec_kit import ServiceRuntime
-from opendrec_kit.messaging import on_batch
 
 from . import api, handlers, services
 from .ledger import api as ledger_api
@@ -31,12 +30,7 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
     runtime.on(DeviceRegistered, handlers.on_device_registered)
     runtime.on(DeviceUpdated, handlers.on_device_updated)
     # Many events a transaction: under D-REC clients' load each read comes in an event of its own (issue 16).
-    on_batch(
-        runtime,
-        ReadIngested,
-        partial(handlers.on_reads_ingested, settlement=settlement),
-        max_records=settings.read_batch_max,
-    )
+    runtime.on(ReadIngested, partial(handlers.on_reads_ingested, settlement=settlement), batch=settings.read_batch_max)
     runtime.on(ReservationCreated, partial(handlers.on_reservation_created, settlement=settlement))
     # their producer's watermarks tell until when every end is known (services.known_until)
     runtime.on(ReservationUpdated, partial(handlers.on_reservation_updated, settlement=settlement), watermarks=True)

@@ -55,7 +55,7 @@ async def on_read_ingested(event: ReadIngested, ctx: EventContext, *, settlement
 
 
 async def on_reads_ingested(events: list[ReadIngested], ctx: UnitOfWork, *, settlement: Settlement) -> None:
-    """The consumer's batch of read.ingested events (kit `messaging.on_batch`), in one unit of work."""
+    """The consumer's batch of read.ingested events (kit `runtime.on(..., batch=N)`), in one unit of work."""
     await services.take_many_reads(ctx, events, settlement.settle, await _now(ctx, settlement))
 
 
