@@ -109,7 +109,9 @@ async def test_an_api_user_registration_with_a_known_email_gets_a_fresh_answer_a
     key = serialization.load_pem_private_key(taken["privateKey"].encode(), password=None)
     assert isinstance(key, Ed25519PrivateKey) and taken["privateKey"] != fresh.json()["privateKey"]
     assert taken["apiUserId"] != fresh.json()["apiUserId"]
-    assert await runtime.pool.fetchval("SELECT count(*) FROM api_users WHERE id = $1", uuid.UUID(taken["apiUserId"])) == 0
+    assert (
+        await runtime.pool.fetchval("SELECT count(*) FROM api_users WHERE id = $1", uuid.UUID(taken["apiUserId"])) == 0
+    )
     assert await _counts(runtime, fresh_body["email"], again["orgName"]) == (1, 0)
     assert len(await _attempt_mails(smtp_sink, fresh_body["email"], 2)) == 1
 
