@@ -58,6 +58,7 @@ async def commit_group(groups: services.ReadGroups, subs: list[services.Submissi
     loop = asyncio.get_running_loop()
     group = [(s, loop.create_future()) for s in subs]
     await groups._commit(group)
+    await asyncio.wait([future for _, future in group])  # those of unknown devices are answered after the group
     outcomes = []
     for _, future in group:
         exc = future.exception()
@@ -183,6 +184,42 @@ async def test_an_outage_answers_every_request_of_the_group_at_once(service):
     assert [type(o) for o in outcomes] == [asyncpg.exceptions.ConnectionDoesNotExistError] * 3
     assert len(made) == 1
     assert await service.intervals(a.device_id) == [] and await service.intervals(b.device_id) == []
+
+
+class SlowDevices:
+    """The devices service as the group sees it when it asks about a device not known here: answering only when
+    told to (nothing: the device does not exist)."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def ask(self, owner, path, principal, params=None):
+        self.asked.set()
+        await self.answer.wait()
+        return []
+
+
+async def test_a_device_devices_is_asked_about_does_not_hold_up_the_next_group(service):
+    a = await service.register()
+    runtime = service.runtime
+    devices = SlowDevices()
+    groups = services.ReadGroups(runtime.uow, runtime.settings, devices, window_s=0.001, max_size=64, concurrent=1)
+    unknown = submission(a, 1)
+    unknown = services.Submission(unknown.user, "NOT-HERE-YET", None, "Delta", unknown.reads, (), None, None)
+    loop = asyncio.get_running_loop()
+    first = [(unknown, loop.create_future()), (submission(a, 1), loop.create_future())]
+    await asyncio.wait_for(groups._commit(first), 10)  # answered what it could, without waiting for devices
+    await asyncio.wait_for(devices.asked.wait(), 10)
+    # the next group commits while devices has not answered about the first group's unknown device
+    second = [(submission(a, 2), loop.create_future())]
+    await asyncio.wait_for(groups._commit(second), 10)
+    assert isinstance(first[1][1].result(), services.Accepted) and isinstance(second[0][1].result(), services.Accepted)
+    assert not first[0][1].done()
+    devices.answer.set()
+    with pytest.raises(ApiError) as refused:
+        await asyncio.wait_for(first[0][1], 10)
+    assert refused.value.status == 404
 
 
 async def test_concurrent_single_reads_over_http_are_all_stored_and_announced_once(service):

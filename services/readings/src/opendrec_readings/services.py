@@ -22,7 +22,7 @@ import io
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, TypeVar, cast
@@ -572,9 +572,7 @@ class ReadGroups:
         self._waiting.append((submission, future))
         if self._open < self.concurrent:
             self._open += 1
-            task = asyncio.create_task(self._form(), name="read-group")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._form(), "read-group")
         return await future
 
     async def _form(self) -> None:
@@ -653,7 +651,18 @@ class ReadGroups:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
-        for submission, future in alone:  # in the group's order, as above
+        if alone:
+            # Devices asks about them on the caller's behalf: in a task of their own, so the next group need not wait
+            # for another service (one device's still in their order).
+            self._spawn(self._all_alone(alone), "read-group-unknown-devices")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _all_alone(self, submissions: list[tuple[Submission, asyncio.Future[Accepted | Rejected]]]) -> None:
+        for submission, future in submissions:
             await self._alone(submission, future)
 
     async def _alone(self, submission: Submission, future: asyncio.Future[Accepted | Rejected]) -> None:

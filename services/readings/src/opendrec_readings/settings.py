@@ -30,10 +30,12 @@ class Settings(ServiceSettings):
     # Group commit of single-read requests (services.ReadGroups, the way every D-REC client sends): the ones
     # arriving within READ_GROUP_WINDOW_MS of each other share one transaction; at most READ_GROUP_MAX_SIZE a
     # group, READ_GROUPS_CONCURRENT groups at once. READ_GROUPS=false: each request its own transaction.
+    # One group at a time: those arriving while it commits make the next one, larger (README: less CPU a read and,
+    # through the gateway, more reads/s at a lower p50 than two at once, 16 connections).
     read_groups: bool = True
     read_group_window_ms: float = Field(default=2.0, ge=0, le=100)
     read_group_max_size: int = Field(default=64, ge=1, le=1000)
-    read_groups_concurrent: int = Field(default=2, ge=1, le=32)
+    read_groups_concurrent: int = Field(default=1, ge=1, le=32)
 
     # Outbox rows here can be up to ~0.4 MB each (a whole batch of reads): relay fewer at a time.
     outbox_batch_size: int = 50
