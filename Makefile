@@ -67,6 +67,7 @@ bench-readings: .venv/.synced
 
 bench-certificates: .venv/.synced
 	$(PY) bench/certificates/bench_certification.py
+	$(PY) bench/certificates/bench_latency.py
 
 # The D-REC client load (issue 16): one read per request, device listing, login, through the whole platform.
 bench-drec-clients: .venv/.synced
