@@ -161,8 +161,12 @@ async def test_walking_skeleton(platform):
                 "/api/certificate-log/by-reservation-groupId", params={"groupId": group_id}, headers=buyer
             )
             assert r.status_code == 200, r.text
-            # D-REC's per-device issue log: a bare array, each part's energy in readvalue_watthour
-            return r if sum(c["readvalue_watthour"] for c in r.json()) == total_wh else None
+            # D-REC's per-device issue log: a bare array, each part's energy in readvalue_watthour. The part's
+            # externalId is certificates' copy of the device (device.registered), which may arrive after the
+            # energy is certified (seen once in CI): waited for too, then checked below.
+            parts = r.json()
+            done = sum(c["readvalue_watthour"] for c in parts) == total_wh and all(c["externalId"] for c in parts)
+            return r if done else None
 
         r = await eventually(lambda: issued(2000))
         [part] = r.json()
