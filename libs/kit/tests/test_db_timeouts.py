@@ -67,12 +67,18 @@ async def test_a_transaction_left_idle_is_ended_and_its_locks_freed(url):
         await pool.execute("CREATE TABLE IF NOT EXISTS idle_locked (id int PRIMARY KEY, n int)")
         await pool.execute("INSERT INTO idle_locked VALUES (1, 0) ON CONFLICT DO NOTHING")
         async with pool.acquire() as idle:
+            closed = asyncio.Event()
+            idle.add_termination_listener(lambda _conn: closed.set())
             transaction = idle.transaction()
             await transaction.start()
             await idle.execute("UPDATE idle_locked SET n = n + 1 WHERE id = 1")  # holds the row, then waits on us
             async with asyncio.timeout(HANG_GUARD_S):
                 # the other connection's update waits for the row until Postgres ends the idle transaction
                 await pool.execute("UPDATE idle_locked SET n = n + 10 WHERE id = 1")
+            # Postgres ended the session; once the client has read that (a commit sent while it is still reading the
+            # server's last message meets asyncpg's "another operation is in progress" instead), the commit fails.
+            async with asyncio.timeout(HANG_GUARD_S):
+                await closed.wait()
             with pytest.raises((*db.OUTAGES, asyncpg.InterfaceError)):  # the session is gone
                 await transaction.commit()
         assert await pool.fetchval("SELECT n FROM idle_locked WHERE id = 1") == 10  # its change rolled back
