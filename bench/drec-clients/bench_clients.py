@@ -45,6 +45,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import psutil
+import uvloop
 
 from opendrec_devstack.drec_samples import PASSWORD, device_body, registration_body
 
@@ -107,11 +108,31 @@ class Stack:
                     continue
         return []
 
+    def broker_pids(self) -> list[int]:
+        """The embedded broker (Tansu), a child of the supervisor."""
+        pids = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                if "tansu" in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:
+                continue
+        return pids
+
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) used so far by each service, and by Postgres (its processes now)."""
+        """CPU time (user + system) used so far by each service (its HTTP_WORKERS processes included), Postgres
+        (its processes now), the broker, this load generator ("client") and the whole machine ("machine", every
+        process: what the 2 cores had to give, the one figure nothing escapes)."""
         used = {}
-        groups = {name: [pid] for name, pid in self.service_pids().items()}
+        groups = {}
+        for name, pid in self.service_pids().items():
+            try:
+                groups[name] = [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+            except psutil.Error:
+                groups[name] = [pid]
         groups["postgres"] = self.postgres_pids()
+        groups["broker"] = self.broker_pids()
+        groups["client"] = [os.getpid()]
         for name, pids in groups.items():
             total = 0.0
             for pid in pids:
@@ -121,6 +142,8 @@ class Stack:
                     continue
                 total += times.user + times.system
             used[name] = total
+        machine = psutil.cpu_times()
+        used["machine"] = machine.user + machine.system + getattr(machine, "softirq", 0.0) + getattr(machine, "irq", 0.0)
         return used
 
     def stop(self) -> None:
@@ -354,7 +377,9 @@ def login_sender(client: Client) -> Send:
 # ---- profiling (optional) --------------------------------------------------------------------
 
 
-def start_profiles(stack: Stack, directory: Path | None, scenario: str, seconds: float) -> list[subprocess.Popen]:
+def start_profiles(
+    stack: Stack, directory: Path | None, scenario: str, seconds: float, raw: bool = False
+) -> list[subprocess.Popen]:
     if directory is None:
         return []
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -373,8 +398,9 @@ def start_profiles(stack: Stack, directory: Path | None, scenario: str, seconds:
                 "--rate",
                 "200",
                 "--nonblocking",
+                *(["--format", "raw"] if raw else []),
                 "--output",
-                str(directory / f"{scenario}-{name}.svg"),
+                str(directory / f"{scenario}-{name}.{'txt' if raw else 'svg'}"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -418,7 +444,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
     for name in args.scenarios:
         senders, expected = scenarios[name]
         load_before = os.getloadavg()[0]
-        profiles = start_profiles(stack, args.profile_dir, name, args.warmup + args.duration)
+        profiles = start_profiles(stack, args.profile_dir, name, args.warmup + args.duration, args.profile_raw)
         figures = await closed_loop(stack.gateway_url, senders, expected, args.warmup, args.duration, stack.cpu_seconds)
         for p in profiles:
             try:
@@ -444,9 +470,12 @@ async def bench(args: argparse.Namespace, stack: Stack) -> bool:
         if figures.requests:
             busy = {k: v - idle.get(k, 0.0) * figures.seconds for k, v in figures.cpu_s.items()}
             per_request = {k: v * 1000 / figures.requests for k, v in busy.items() if v > 0}
+            machine = per_request.pop("machine", 0.0)
             print(
                 f"  CPU ms per request (beyond idle): total {sum(per_request.values()):.2f} = "
-                + "  ".join(f"{k} {v:.2f}" for k, v in sorted(per_request.items(), key=lambda kv: -kv[1])),
+                + "  ".join(f"{k} {v:.2f}" for k, v in sorted(per_request.items(), key=lambda kv: -kv[1]))
+                + f"; whole machine {machine:.2f} ({figures.cpu_s.get('machine', 0.0) / figures.seconds:.2f} of "
+                f"{os.cpu_count()} cores busy)",
                 flush=True,
             )
         if figures.first_error:
@@ -505,6 +534,9 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="2 connections, 3 s each: correctness, no speed goal")
     parser.add_argument("--profile-dir", type=Path, default=None)
     parser.add_argument(
+        "--profile-raw", action="store_true", help="collapsed stacks (.txt, greppable) instead of flamegraph SVGs"
+    )
+    parser.add_argument(
         "--code-root",
         type=Path,
         default=None,
@@ -540,7 +572,9 @@ def main() -> int:
         f"platform ready in {time.monotonic() - started:.0f} s at {stack.gateway_url} (state {state_dir})", flush=True
     )
     try:
-        passed = asyncio.run(bench(args, stack))
+        # uvloop, as the services run: the load generator shares the 2 cores with the platform, so it should take
+        # as little of them as it can (its own CPU per request is printed as `client`).
+        passed = uvloop.run(bench(args, stack))
     finally:
         stack.stop()
         if not args.keep_state:
