@@ -143,7 +143,9 @@ class Stack:
                 total += times.user + times.system
             used[name] = total
         machine = psutil.cpu_times()
-        used["machine"] = machine.user + machine.system + getattr(machine, "softirq", 0.0) + getattr(machine, "irq", 0.0)
+        used["machine"] = (
+            machine.user + machine.system + getattr(machine, "softirq", 0.0) + getattr(machine, "irq", 0.0)
+        )
         return used
 
     def stop(self) -> None:
