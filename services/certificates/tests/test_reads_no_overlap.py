@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import opendrec_certificates
 from opendrec_certificates import store
+from opendrec_contracts import ReadIngested
 from opendrec_kit import db
 
 BASE = datetime(2027, 6, 1, tzinfo=UTC)
@@ -46,17 +47,20 @@ def overlap(a: Read, b: Read) -> bool:
 
 
 async def insert(conn: asyncpg.Connection, devices: tuple[int, int], reads: list[Read]) -> None:
-    async with conn.transaction():
-        await store.insert_reads(
-            conn,
-            [devices[d] for d, _, _ in reads],
-            [970001] * len(reads),
-            [uuid.uuid4()] * len(reads),
-            [BASE + s * MINUTE for _, s, _ in reads],
-            [BASE + e * MINUTE for _, _, e in reads],
-            [1] * len(reads),
-            ["Delta"] * len(reads),
+    """The reads in one statement, as take_many_reads writes a consumer's batch: one read.ingested each."""
+    events = [
+        ReadIngested(
+            batch_id=uuid.uuid4(),
+            device_id=devices[d],
+            external_id=f"overlap-{devices[d]}",
+            organization_id=970001,
+            read_type="Delta",
+            **ReadIngested.columns([BASE + s * MINUTE], [BASE + e * MINUTE], [1]),
         )
+        for d, s, e in reads
+    ]
+    async with conn.transaction():
+        await store.insert_reads(conn, events)
 
 
 async def scenario(url: str, batches: list[list[Read]]) -> None:

@@ -129,30 +129,55 @@ class _Pending:
     energy: dict[int, int]
     starts: dict[int, datetime]
     ends: dict[int, datetime]
-    rows: list[dict[str, Any]]  # its allocations (store.due_allocations' rows, or fresh ones: "fresh")
+    stored: list[Any]  # its allocations stored before (store.due_allocations' rows)
+    fresh: list[tuple[int, domain.Allocation]]  # its allocations made in this transaction: (device, allocation)
     reads: list[tuple[int, datetime, datetime, int]]  # (device, start, end, Wh): the intervals it covers
+    round_id: uuid.UUID | None = None  # the round that took it (_issue_round)
 
 
-def _pending(rows: list[dict[str, Any]]) -> list[_Pending]:
-    """Due allocations grouped into certificates: a period's of one country together; a History read's alone."""
+def _pending(stored: list[Any], fresh: list[tuple[int, str | None, domain.Allocation]]) -> list[_Pending]:
+    """Due allocations grouped into certificates: a period's of one country together; a History read's alone.
+    `stored`: store.due_allocations' rows; `fresh`: (device, its country, allocation) made in this transaction
+    (one per read and period: a tuple each, not a row, issue 16)."""
     groups: dict[tuple[Any, ...], _Pending] = {}
-    for row in rows:
-        if row["kind"] == domain.HISTORY:
-            key: tuple[Any, ...] = (row["period_start"], 1, row["country_code"] or "", row["device_id"], row["read_id"])
+
+    def group(key: tuple[Any, ...], country: str | None, kind: str, start: datetime, end: datetime) -> _Pending:
+        found = groups.get(key)
+        if found is None:
+            found = groups[key] = _Pending(country, kind, start, end, {}, {}, {}, [], [], [])
+        return found
+
+    def add(pending: _Pending, device: int, wh: int, start: datetime, end: datetime, period_end: datetime) -> None:
+        energy, starts, ends = pending.energy, pending.starts, pending.ends
+        if device in energy:
+            energy[device] += wh
+            if start < starts[device]:
+                starts[device] = start
+            if end > ends[device]:
+                ends[device] = end
         else:
-            key = (row["period_start"], 0, row["country_code"] or "")
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Pending(
-                row["country_code"], row["kind"], row["period_start"], row["period_end"], {}, {}, {}, [], []
-            )
-        device = row["device_id"]
-        group.energy[device] = group.energy.get(device, 0) + row["energy_wh"]
-        group.starts[device] = min(group.starts.get(device, row["start_at"]), row["start_at"])
-        group.ends[device] = max(group.ends.get(device, row["end_at"]), row["end_at"])
-        group.period_end = max(group.period_end, row["period_end"])
-        group.rows.append(row)
-        group.reads.append((device, row["start_at"], row["end_at"], row["energy_wh"]))
+            energy[device], starts[device], ends[device] = wh, start, end
+        if period_end > pending.period_end:
+            pending.period_end = period_end
+        pending.reads.append((device, start, end, wh))
+
+    for row in stored:
+        country, device, period_start = row["country_code"], row["device_id"], row["period_start"]
+        if row["kind"] == domain.HISTORY:
+            key: tuple[Any, ...] = (period_start, 1, country or "", device, row["read_id"])
+        else:
+            key = (period_start, 0, country or "")
+        pending = group(key, country, row["kind"], period_start, row["period_end"])
+        add(pending, device, row["energy_wh"], row["start_at"], row["end_at"], row["period_end"])
+        pending.stored.append(row)
+    for device, country, a in fresh:
+        if a.kind == domain.HISTORY:
+            key = (a.period_start, 1, country or "", device, a.read_id)
+        else:
+            key = (a.period_start, 0, country or "")
+        pending = group(key, country, a.kind, a.period_start, a.period_end)
+        add(pending, device, a.energy_wh, a.start, a.end, a.period_end)
+        pending.fresh.append((device, a))
     return [groups[k] for k in sorted(groups)]
 
 
@@ -207,32 +232,12 @@ async def _issue_reservation(
     closed = settled_before
     if complete_only:
         closed = min(closed, await store.reservation_offered_line(conn, reservation_id))
-    rows = [{**row, "fresh": False} for row in await store.due_allocations(conn, reservation_id, closed, terms["ends"])]
-    new: list[dict[str, Any]] = []
+    stored = await store.due_allocations(conn, reservation_id, closed, terms["ends"])
     countries = await store.device_countries(conn, [d for d, allocations in fresh or [] if allocations])
-    for device, allocations in fresh or []:
-        if not allocations:
-            continue
-        country = countries[device]
-        new += [
-            {
-                "read_id": a.read_id,
-                "period_start": a.period_start,
-                "period_end": a.period_end,
-                "kind": a.kind,
-                "device_id": device,
-                "start_at": a.start,
-                "end_at": a.end,
-                "energy_wh": a.energy_wh,
-                "country_code": country,
-                "fresh": True,
-                "round_id": None,
-                "allocation": a,
-            }
-            for a in allocations
-        ]
-    rows += [row for row in new if min(row["period_end"], terms["ends"]) <= closed]
-    pendings = _pending(rows)
+    made = [(device, countries[device], a) for device, allocations in fresh or [] for a in allocations]
+    ends = terms["ends"]
+    due = [m for m in made if min(m[2].period_end, ends) <= closed]
+    pendings = _pending(stored, due)
     issued, reached = 0, False
     if pendings:
         carry = await store.carries(conn, reservation_id)
@@ -247,7 +252,7 @@ async def _issue_reservation(
         )
         target = terms["target_capacity_wh"] if not terms["authority_to_exceed"] else None
         issued_total = terms["issued_wh"]
-        allocated = terms["allocated_wh"] + sum(row["energy_wh"] for row in new)
+        allocated = terms["allocated_wh"] + sum(a.energy_wh for _, _, a in made)
         full = target is not None and allocated >= target
         for pending in pendings:
             pending.period_end = min(pending.period_end, terms["ends"])  # an early end cuts the last period
@@ -259,14 +264,11 @@ async def _issue_reservation(
                     reached = True
                     break
         await _write_issuance(uow, batch)
-    if new:  # every device's, in one write
-        await store.insert_allocations(
-            conn,
-            reservation_id,
-            [row["device_id"] for row in new],
-            [row["allocation"] for row in new],
-            [row["round_id"] for row in new],
-        )
+    if made:  # every device's, in one write, each with the round that took it (None: its period is open)
+        taken = [(a, p.round_id) for p in pendings for _, a in p.fresh]
+        if len(due) < len(made):
+            taken += [(a, None) for _, _, a in made if min(a.period_end, ends) > closed]
+        await store.insert_allocations(conn, reservation_id, [a for a, _ in taken], [r for _, r in taken])
     if reached:
         await store.release_pending(conn, reservation_id)
     return issued
@@ -294,12 +296,8 @@ def _issue_round(batch: _Issuance, pending: _Pending, target_left: int | None, f
         {} if history else carried, pending.energy, target_left=target_left, full=full, whole_kwh_only=history
     )
     certificate_id = domain.certificate_id(reservation_id, country, pending.period_start, kind, sequence)
-    assert all(row["period_start"] == pending.period_start for row in pending.rows)  # a round is of one period
-    for row in pending.rows:
-        if row["fresh"]:
-            row["round_id"] = certificate_id  # stored with it (_issue_reservation)
-        else:
-            batch.taken.append((row["read_id"], pending.period_start, certificate_id))
+    pending.round_id = certificate_id  # its fresh allocations are stored with it (_issue_reservation)
+    batch.taken += [(row["read_id"], pending.period_start, certificate_id) for row in pending.stored]
     batch.rounds.append(
         (
             certificate_id,
@@ -465,22 +463,16 @@ async def take_many_reads(uow: UnitOfWork, events: list[ReadIngested], settle: t
     stored in one statement (a read seen before is skipped), then their devices certified together, as a
     reservation's are (issue 16: D-REC clients send one read a request, one event each; a batch shares the
     transaction, the locks and the certification round)."""
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
-    devices, organizations, batches, starts, ends, energies, types = columns
+    earliest_ends: dict[int, datetime] = {}  # per device: its new reads' earliest end
     for event in events:
-        for start, end, energy in event.intervals():
-            devices.append(event.device_id)
-            organizations.append(event.organization_id)
-            batches.append(event.batch_id)
-            starts.append(start)
-            ends.append(end)
-            energies.append(energy)
-            types.append(event.read_type)
+        end = event.origin + timedelta(microseconds=min(event.ends_us))
+        if event.device_id not in earliest_ends or end < earliest_ends[event.device_id]:
+            earliest_ends[event.device_id] = end
     async with uow:
-        device_ids = sorted({event.device_id for event in events})
+        device_ids = sorted(earliest_ends)
         await store.lock_devices(uow.conn, device_ids)
-        await store.insert_reads(uow.conn, devices, organizations, batches, starts, ends, energies, types)
-        await store.rescan_behind(uow.conn, devices, ends)  # a read arriving behind what was offered
+        await store.insert_reads(uow.conn, events)
+        await store.rescan_behind(uow.conn, earliest_ends)  # a read arriving behind what was offered
         await _certify(uow, device_ids, settle, now)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from opendrec_contracts import DeviceRegistered, DeviceUpdated
+from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReadIngested
 
 from .domain import (
     NO_DEVICE_LOG_FILTER,
@@ -206,31 +206,40 @@ async def apply_reservation_change(conn: asyncpg.Connection, reservation_id: int
     )
 
 
-async def insert_reads(
-    conn: asyncpg.Connection,
-    device_ids: list[int],
-    organization_ids: list[int],
-    batch_ids: list[uuid.UUID],
-    starts: list[datetime],
-    ends: list[datetime],
-    energies_wh: list[int],
-    read_types: list[str],
-) -> None:
-    """The intervals of read.ingested events (one or a batch of them: a column per field, a row per read), in one
-    statement (arrays, not a statement per read), in their order; a read seen before is skipped."""
+async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> None:
+    """The intervals of read.ingested events (one or a batch of them), in one statement, in their order (ids: a
+    device's later event's reads after its earlier one's); a read seen before is skipped. An event's fields are sent
+    once an event, its intervals as the integer microseconds it carries (issue 16: asyncpg spends ~0.75 us encoding a
+    timestamp, ~0.2 an integer; Postgres adds them to the event's origin exactly)."""
+    index: list[int] = []
+    starts_us: list[int] = []
+    ends_us: list[int] = []
+    energies: list[int] = []
+    for i, event in enumerate(events, 1):
+        ends = event.ends_us
+        index += [i] * len(ends)
+        starts_us += event.starts_us if event.starts_us is not None else [0, *ends[:-1]]  # consecutive
+        ends_us += ends
+        energies += event.values_wh
     await conn.execute(
         """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id, read_type)
-           SELECT r.device_id, r.organization_id, r.start_at, r.end_at, r.energy_wh, r.batch_id, r.read_type
-           FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::uuid[],
-                       $7::text[]) AS r (device_id, organization_id, start_at, end_at, energy_wh, batch_id, read_type)
+           SELECT e.device_id, e.organization_id, e.origin + r.start_us * interval '1 microsecond',
+                  e.origin + r.end_us * interval '1 microsecond', r.energy_wh, e.batch_id, e.read_type
+           FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
+                AS r (event, start_us, end_us, energy_wh, n)
+           JOIN unnest($5::bigint[], $6::bigint[], $7::timestamptz[], $8::uuid[], $9::text[]) WITH ORDINALITY
+                AS e (device_id, organization_id, origin, batch_id, read_type, event) ON e.event = r.event
+           ORDER BY r.n
            ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
-        device_ids,
-        organization_ids,
-        starts,
-        ends,
-        energies_wh,
-        batch_ids,
-        read_types,
+        index,
+        starts_us,
+        ends_us,
+        energies,
+        [e.device_id for e in events],
+        [e.organization_id for e in events],
+        [e.origin for e in events],
+        [e.batch_id for e in events],
+        [e.read_type for e in events],
     )
 
 
@@ -456,56 +465,60 @@ async def rescan(conn: asyncpg.Connection, device_ids: list[int]) -> None:
         )
 
 
-async def rescan_behind(conn: asyncpg.Connection, device_ids: list[int], ends: list[datetime]) -> None:
-    """A full look for the devices with a read (device_ids[i], ending ends[i]) behind what was offered already (a
+async def rescan_behind(conn: asyncpg.Connection, earliest_ends: dict[int, datetime]) -> None:
+    """A full look for the devices whose earliest new read ends (device -> end) behind what was offered already (a
     read arriving late). Caller holds the devices' locks."""
     await conn.execute(
         """INSERT INTO certification_rescans (device_id)
            SELECT l.device_id FROM device_locks l
-           JOIN (SELECT device_id, min(end_at) AS end_at FROM unnest($1::bigint[], $2::timestamptz[])
-                     AS r (device_id, end_at) GROUP BY device_id) r ON r.device_id = l.device_id
+           JOIN unnest($1::bigint[], $2::timestamptz[]) AS r (device_id, end_at) ON r.device_id = l.device_id
            WHERE r.end_at <= l.offered_until""",
-        device_ids,
-        ends,
+        list(earliest_ends),
+        list(earliest_ends.values()),
     )
 
 
 async def insert_allocations(
-    conn: asyncpg.Connection,
-    reservation_id: int,
-    device_ids: list[int],
-    allocations: list[Allocation],
-    round_ids: list[uuid.UUID | None],
+    conn: asyncpg.Connection, reservation_id: int, allocations: list[Allocation], round_ids: list[uuid.UUID | None]
 ) -> None:
-    """The reservation's parts of its devices' reads (the device of each allocation in `device_ids`), per period,
-    each with the round that issued it (None: not yet), and the reads' allocated energy, in two statements over
-    arrays (thousands of reads a batch). The database keeps certified_wh <= energy_wh."""
+    """The reservation's parts of its devices' reads, per period, each with the round that issued it (None: not yet),
+    and the reads' allocated energy, in one statement (thousands of reads a batch). The database keeps certified_wh
+    <= energy_wh.
+
+    Sent per allocation: its read, Wh and period (an index into the periods sent once each, with their round); the
+    rest is the read's, from the UPDATE's rows (issue 16: asyncpg spends ~0.75 us encoding a timestamp): its device,
+    its kind (a History read's own; domain.allocate) and the part of it inside the period (domain.split: the read
+    cut by the period, which the window already cuts)."""
+    periods: list[tuple[datetime, datetime, uuid.UUID | None]] = []
+    index: list[int] = []
+    last: tuple[datetime, datetime, uuid.UUID | None] | None = None
+    for a, round_id in zip(allocations, round_ids, strict=True):
+        # a read's allocations and the next reads' mostly share a period: compared with the last, not hashed
+        if last is None or a.period_start != last[0] or a.period_end != last[1] or round_id != last[2]:
+            last = (a.period_start, a.period_end, round_id)
+            periods.append(last)
+        index.append(len(periods))
     await conn.execute(
-        """INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at,
+        """WITH x AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::int[]) AS x (read_id, energy_wh, period)),
+           r AS (UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
+                 FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM x GROUP BY read_id) a
+                 WHERE reads.id = a.read_id
+                 RETURNING reads.id, reads.device_id, reads.start_at, reads.end_at, reads.read_type)
+           INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at,
                                     end_at, energy_wh, round_id)
-           SELECT a.read_id, $1, a.period_start, a.period_end, a.kind, a.device_id, a.start_at, a.end_at,
-                  a.energy_wh, a.round_id
-           FROM unnest($3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-                       $8::timestamptz[], $9::bigint[], $10::uuid[], $2::bigint[])
-                AS a (read_id, period_start, period_end, kind, start_at, end_at, energy_wh, round_id, device_id)""",
+           SELECT x.read_id, $1, p.period_start, p.period_end,
+                  CASE WHEN r.read_type = 'History' THEN 'history' ELSE 'period' END, r.device_id,
+                  greatest(r.start_at, p.period_start), least(r.end_at, p.period_end), x.energy_wh, p.round_id
+           FROM x JOIN r ON r.id = x.read_id
+           JOIN unnest($5::timestamptz[], $6::timestamptz[], $7::uuid[]) WITH ORDINALITY
+                AS p (period_start, period_end, round_id, n) ON p.n = x.period""",
         reservation_id,
-        device_ids,
-        [a.read_id for a in allocations],
-        [a.period_start for a in allocations],
-        [a.period_end for a in allocations],
-        [a.kind for a in allocations],
-        [a.start for a in allocations],
-        [a.end for a in allocations],
-        [a.energy_wh for a in allocations],
-        round_ids,
-    )
-    await conn.execute(
-        """UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
-           FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM unnest($1::bigint[], $2::bigint[])
-                     AS x (read_id, energy_wh) GROUP BY read_id) a
-           WHERE reads.id = a.read_id""",
         [a.read_id for a in allocations],
         [a.energy_wh for a in allocations],
+        index,
+        [p[0] for p in periods],
+        [p[1] for p in periods],
+        [p[2] for p in periods],
     )
 
 
