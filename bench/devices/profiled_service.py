@@ -12,11 +12,13 @@ import time
 
 from opendrec_devices.app import build
 from opendrec_devices.settings import Settings
+from opendrec_kit import heap
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: None)
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting on sockets is not counted
     runtime = build(Settings())
+    heap.settle()  # as the kit's entry points do
     profiler.enable()
     try:
         runtime.run()

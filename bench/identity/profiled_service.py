@@ -12,11 +12,13 @@ import time
 
 from opendrec_identity.__main__ import checked
 from opendrec_identity.settings import Settings
+from opendrec_kit import heap
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: None)
     profiler = cProfile.Profile(time.thread_time)  # this thread's CPU: waiting on sockets is not counted
     runtime = checked(Settings())
+    heap.settle()  # as the kit's entry points do
     profiler.enable()
     try:
         runtime.run()

@@ -7,12 +7,11 @@ it restores, so the process returns here and writes the profile.
 """
 
 import cProfile
-import gc
 import signal
 import sys
 import time
 
-from opendrec_readings.__main__ import GC_THRESHOLDS
+from opendrec_kit import heap
 from opendrec_readings.app import build
 from opendrec_readings.settings import Settings
 
@@ -20,8 +19,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: None)
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting on sockets is not counted
     runtime = build(Settings())
-    gc.freeze()  # as opendrec_readings.__main__ does
-    gc.set_threshold(*GC_THRESHOLDS)
+    heap.settle()  # as the kit's entry points do
     profiler.enable()
     try:
         runtime.run()

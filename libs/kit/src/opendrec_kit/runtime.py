@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opendrec_contracts import Event, OrganizationRegistered, all_topics, topic_of
 
-from . import db, metrics, watermarks
+from . import db, heap, metrics, watermarks
 from .auth import RevocationFollower, TokenVerifier, describe_access
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .messaging import (
@@ -600,9 +600,13 @@ def entry_points(
     service with `build(settings())`."""
 
     def worker() -> FastAPI:
-        return build(settings()).setup_process()
+        app = build(settings()).setup_process()
+        heap.settle()
+        return app
 
     def main() -> None:
-        build(settings()).run(worker_factory=worker_factory)
+        runtime = build(settings())
+        heap.settle()
+        runtime.run(worker_factory=worker_factory)
 
     return worker, main

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import uvicorn
 
-from opendrec_kit import metrics
+from opendrec_kit import heap, metrics
 from opendrec_kit.telemetry import setup_logging
 
+from .app import Gateway, create_app
 from .settings import Settings
+
+
+def serving_app() -> Gateway:
+    """uvicorn's factory (`--factory`, once in each worker process): the app, with start-up's objects frozen for the
+    collector (opendrec_kit.heap; not in create_app, which tests call many times in one process)."""
+    app = create_app()
+    heap.settle()
+    return app
 
 
 def main() -> None:
@@ -16,7 +25,7 @@ def main() -> None:
     if settings.http_workers > 1:  # the worker holding METRICS_PORT then serves every worker's figures, summed
         metrics.prepare_multiprocess(settings.service_name, settings.http_port)
     uvicorn.run(
-        "opendrec_gateway.app:create_app",
+        "opendrec_gateway.__main__:serving_app",
         factory=True,
         host=settings.http_host,
         port=settings.http_port,
