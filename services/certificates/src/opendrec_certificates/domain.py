@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Final, Literal, NamedTuple, TypeVar
 
 from opendrec_kit.periods import next_period_start, period_of_end, period_start
@@ -173,11 +174,16 @@ def allocate(reads: list[Read], reservation: Reservation) -> list[Allocation]:
         assert reservation.target_wh is not None
         remaining = max(reservation.target_wh - reservation.certified_wh, 0)
     out: list[Allocation] = []
-    for read in sorted(reads, key=lambda r: (r.end, r.id)):
-        share = share_in_window(read, reservation.start, reservation.end)
-        if share is None:
-            continue
-        wh, lo, hi = share
+    start, end, frequency = reservation.start, reservation.end, reservation.frequency
+    period: tuple[datetime, datetime, datetime, datetime] | None = None  # the last period: start, next, cut by window
+    for read in sorted(reads, key=_end_order):
+        if start <= read.start < read.end <= end:  # inside the window, not an instant: all of its energy
+            wh, lo, hi = read.energy_wh, read.start, read.end
+        else:
+            share = share_in_window(read, start, end)
+            if share is None:
+                continue
+            wh, lo, hi = share
         wh = min(wh, read.uncertified_wh)
         if remaining is not None:
             wh = min(wh, remaining)
@@ -187,10 +193,20 @@ def allocate(reads: list[Read], reservation: Reservation) -> list[Allocation]:
         if read.history:
             out.append(Allocation(read.id, HISTORY, lo, hi, wh, lo, hi))
             continue
-        for p_lo, p_hi, part, a, b in split(wh, lo, hi, reservation.frequency, reservation.start, reservation.end):
+        if lo < hi:  # a read inside one period (most are) is split's one part, its period found once for many reads
+            if period is None or not period[0] <= lo < hi <= period[1]:
+                p = period_start(lo, frequency)
+                period = (p, next_period_start(p, frequency), *period_bounds(p, frequency, start, end))
+            if hi <= period[1]:
+                out.append(Allocation(read.id, PERIOD, period[2], period[3], wh, lo, hi))
+                continue
+        for p_lo, p_hi, part, a, b in split(wh, lo, hi, frequency, start, end):
             if part > 0:
                 out.append(Allocation(read.id, PERIOD, p_lo, p_hi, part, a, b))
     return out
+
+
+_end_order = attrgetter("end", "id")
 
 
 def issue_round(

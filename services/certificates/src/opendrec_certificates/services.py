@@ -170,12 +170,21 @@ def _pending(stored: list[Any], fresh: list[tuple[int, str | None, domain.Alloca
         pending = group(key, country, row["kind"], period_start, row["period_end"])
         add(pending, device, row["energy_wh"], row["start_at"], row["end_at"], row["period_end"])
         pending.stored.append(row)
+    last: _Pending | None = None  # a device's next allocation is mostly of the same period: compared, not hashed
     for device, country, a in fresh:
         if a.kind == domain.HISTORY:
-            key = (a.period_start, 1, country or "", device, a.read_id)
+            pending = group(
+                (a.period_start, 1, country or "", device, a.read_id), country, a.kind, a.period_start, a.period_end
+            )
+        elif (
+            last is not None
+            and last.kind == domain.PERIOD
+            and a.period_start == last.period_start
+            and country == last.country_code
+        ):
+            pending = last
         else:
-            key = (a.period_start, 0, country or "")
-        pending = group(key, country, a.kind, a.period_start, a.period_end)
+            pending = last = group((a.period_start, 0, country or ""), country, a.kind, a.period_start, a.period_end)
         add(pending, device, a.energy_wh, a.start, a.end, a.period_end)
         pending.fresh.append((device, a))
     return [groups[k] for k in sorted(groups)]

@@ -36,9 +36,18 @@ def instant(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise LedgerError("instants in the ledger must be timezone-aware")
     if moment.tzinfo is UTC and moment.year >= 1000:
-        # the same text, 3 times faster (every read interval of a certificate is written in its reads_hash);
-        # strftime writes years before 1000 with fewer digits
-        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+        # the same text, 3 times faster than strftime, twice as fast as isoformat (every read interval of a
+        # certificate is written in its reads_hash); strftime writes years before 1000 with fewer digits
+        m = moment
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - twice as fast as the f-string (measured)
+            m.year,
+            m.month,
+            m.day,
+            m.hour,
+            m.minute,
+            m.second,
+            m.microsecond,
+        )
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -163,6 +172,19 @@ def reads_hash(reads: Iterable[Read]) -> str:
     """SHA-256 (hex) of the canonical encoding of the reads as a list of `[device_id, start, end, energy_wh]`,
     sorted (by device, start, end, energy), instants as above. The order reads are given in does not matter;
     a read given twice counts twice. To recompute: list the intervals, sort, encode, hash."""
+    rows = sorted((int(d), s, e, int(wh)) for d, s, e, wh in reads)
+    if rows and min(row[1] for row in rows).astimezone(UTC).year >= 1000:
+        # Issue 16 (every read interval of a certificate is written here): sorted as instants, not as their text,
+        # each instant written once (a read's end is mostly the next one's start), the list written without the
+        # JSON encoder. The same bytes: from year 1000 on an instant's text is fixed-width, so its order is the
+        # instants' order, and integers and such strings (digits, '-', ':', '.', 'T', 'Z') encode as written here.
+        parts = []
+        last, last_text = None, ""
+        for d, s, e, wh in rows:
+            start = last_text if s == last else instant(s)
+            last, last_text = e, instant(e)
+            parts.append(f'[{d},"{start}","{last_text}",{wh}]')
+        return sha256(("[" + ",".join(parts) + "]").encode())
     written: dict[datetime, str] = {}  # a read's end is the next one's start: each instant written once
 
     def at(moment: datetime) -> str:
@@ -171,8 +193,8 @@ def reads_hash(reads: Iterable[Read]) -> str:
             text = written[moment] = instant(moment)
         return text
 
-    rows = sorted((int(d), at(s), at(e), int(wh)) for d, s, e, wh in reads)
-    return sha256(canonical([list(row) for row in rows]))
+    texts = sorted((d, at(s), at(e), wh) for d, s, e, wh in rows)
+    return sha256(canonical([list(row) for row in texts]))
 
 
 # -- what the ledger answers -----------------------------------------------------------------------------------------
