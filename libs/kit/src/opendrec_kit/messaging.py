@@ -49,6 +49,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # Outbox + inbox give effectively-once effects; Tansu refuses idempotent producers.
         enable_idempotence=False,
         acks="all",
+        linger_ms=settings.kafka_linger_ms,
         allow_auto_create_topics=False,
         logger=logging.getLogger(f"faststream.{settings.service_name}"),
     )
