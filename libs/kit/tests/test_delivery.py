@@ -242,8 +242,16 @@ async def test_trace_started_by_a_request_continues_in_the_consumer(service):
     await client.post(f"/devices/{device_id}", headers={"traceparent": traceparent})
     [row] = await eventually(lambda: notes(runtime, device_id))
     assert row["trace_id"] == trace_id
-    names = {s.name for s in SPANS.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id}
-    assert {"POST /devices/{device_id}", "device.registered publish", "device.registered process"} <= names
+    spans = SPANS.get_finished_spans()
+    names = {s.name for s in spans if format(s.context.trace_id, "032x") == trace_id}
+    assert {"POST /devices/{device_id}", "device.registered process"} <= names
+    # The relay's span of the batch that published the event links to the request's trace.
+    relayed = [
+        s
+        for s in spans
+        if s.name == "outbox publish" and any(format(link.context.trace_id, "032x") == trace_id for link in s.links)
+    ]
+    assert relayed and relayed[0].attributes["messaging.batch.message_count"] >= 1
 
 
 async def test_a_private_key_sent_in_a_query_string_reaches_no_span(service):
