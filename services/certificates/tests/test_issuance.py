@@ -291,6 +291,47 @@ async def test_a_period_is_issued_once_closed_and_settled_and_two_concurrent_swe
     await invariants(runtime, res)
 
 
+async def test_the_sweep_issues_a_closed_period_with_the_energy_of_devices_still_streaming(clocked):
+    """A device streaming reads is never due itself (its latest read always waits to settle): the sweep issuing a
+    closed period allocates the reservation's devices first, so the period is issued once, with every device's
+    energy, not followed by a late certificate of a device whose last reads of it settled after its last event."""
+    runtime, clock, *_ = clocked
+    close = datetime(2030, 7, 2, 10, 0, tzinfo=UTC)
+    a, res = ids()
+    b = a + 2
+    buyer, owner = 950071, 950072
+    minute = timedelta(minutes=1)
+    clock.now = close - H
+    created = reservation(res, a, buyer, start=close - H, end=close).model_copy(update={"device_ids": [a, b]})
+    assert await deliver(runtime, created)
+
+    def stream(device, start, end, step=minute):
+        return interval_reads(device, owner, [(t, t + step, 1000) for t in _range(start, end, step)])
+
+    clock.now = close + timedelta(seconds=10)  # both devices' reads of the hour; the last minute not settled yet
+    assert await deliver(runtime, stream(a, close - H, close))
+    assert await deliver(runtime, stream(b, close - H, close))
+    clock.now = close + timedelta(seconds=50)  # b goes on past the window: its last minute of it still unsettled
+    assert await deliver(runtime, stream(b, close, close + timedelta(seconds=50), timedelta(seconds=50)))
+    clock.now = close + timedelta(seconds=65)  # a goes on, its last minute settled: b's too, but b sent nothing since
+    assert await deliver(runtime, stream(a, close, close + timedelta(seconds=65), timedelta(seconds=65)))
+    assert await certificates_of(runtime, res) == []  # the event path waits for b
+    assert (await sweep(runtime, clock)).issued == 1
+    [issued] = await certificates_of(runtime, res)
+    assert (issued["kind"], issued["energy_wh"], issued["parts"]) == ("period", 120_000, [[a, 60_000], [b, 60_000]])
+    clock.now = close + timedelta(minutes=10)
+    assert await deliver(runtime, stream(b, close + timedelta(seconds=50), close + timedelta(minutes=9)))
+    assert (await sweep(runtime, clock)).issued == 0
+    assert len(await certificates_of(runtime, res)) == 1  # no late certificate
+    await invariants(runtime, res)
+
+
+def _range(start, end, step):
+    while start < end:
+        yield start
+        start += step
+
+
 async def test_nothing_is_issued_after_the_expiry_and_what_waited_is_given_back(clocked):
     runtime, clock, *_ = clocked
     clock.now = datetime(2030, 8, 10, 10, 0, tzinfo=UTC)

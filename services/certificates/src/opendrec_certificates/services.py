@@ -450,16 +450,19 @@ async def _write_issuance(uow: UnitOfWork, batch: _Issuance) -> None:
         )
 
 
-async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> None:
+async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> int:
     """Allocate the devices' settled energy, then issue what closed for their reservations: a reservation's
-    devices allocated together share its period's certificate. The caller holds the devices' locks (in id
-    order); the reservations' are taken here, all at once and in id order (no deadlock between transactions)."""
+    devices allocated together share its period's certificate; how many were issued. The caller holds the devices'
+    locks (in id order); the reservations' are taken here, all at once and in id order (no deadlock between
+    transactions)."""
     await store.lock_reservations_of_devices(uow.conn, device_ids)
     fresh: dict[int, list[tuple[int, list[domain.Allocation]]]] = {}
     for device_id, reservation_id, allocations in await _allocate_devices(uow, device_ids, settle, now):
         fresh.setdefault(reservation_id, []).append((device_id, allocations))
+    issued = 0
     for reservation_id in sorted(fresh):
-        await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id], complete_only=True)
+        issued += await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id], complete_only=True)
+    return issued
 
 
 async def take_reads(uow: UnitOfWork, event: ReadIngested, settle: timedelta, now: datetime) -> None:
@@ -607,10 +610,10 @@ class Sweep:
 
 async def certify_due(uow: UnitOfWork, settle: timedelta, now: datetime, batch: int = DUE_BATCH) -> Sweep:
     """One round of the certification worker: allocate (and issue for) each device (up to `batch`) whose
-    unsettled energy has settled by `now`, then issue the periods that have closed and settled since, one
-    transaction per DUE_CHUNK devices and per reservation. A device or reservation busy in another transaction (a read, a
-    reservation, another replica's sweep) is left to it: replicas share the work, and each certificate is issued
-    once (its key is unique)."""
+    unsettled energy has settled by `now`, then issue the periods that have closed and settled since (their
+    devices' settled reads allocated first), one transaction per DUE_CHUNK devices and per reservation. A due device
+    busy in another transaction (a read, a reservation, another replica's sweep) is left to it; a reservation's
+    devices are waited for. Replicas share the work, and each certificate is issued once (its key is unique)."""
     async with uow.reading("read_committed") as r:
         due = await store.due_devices(r.conn, now, batch)
     certified = 0
@@ -626,8 +629,15 @@ async def certify_due(uow: UnitOfWork, settle: timedelta, now: datetime, batch: 
     issued = 0
     for reservation_id in closed:
         async with uow:
-            if await store.try_lock_reservation(uow.conn, reservation_id):
-                issued += await _issue_reservation(uow, reservation_id, settle, now)
+            # Its devices' settled reads are allocated first, so the period is issued once with every device's
+            # energy (issue 16): a device streaming reads is never due itself (its latest read always waits to
+            # settle), and its reads of the closed period came after it in late certificates. Its devices' locks are
+            # waited for (a consumer's transaction holds them a moment), then the reservation's: the lock order.
+            devices = sorted(await store.reservation_device_ids(uow.conn, reservation_id))
+            await store.lock_devices(uow.conn, devices)
+            issued += await _certify(uow, devices, settle, now)
+            await store.lock_reservation(uow.conn, reservation_id)  # held already when it has devices
+            issued += await _issue_reservation(uow, reservation_id, settle, now)
     if certified or issued:
         log.info("settled energy certified", extra={"devices": certified, "certificates": issued})
     return Sweep(len(due), certified, issued)

@@ -281,13 +281,6 @@ async def lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> Non
     await conn.execute("SELECT pg_advisory_xact_lock(0x0DED, $1::int)", reservation_id % 2_147_483_647)
 
 
-async def try_lock_reservation(conn: asyncpg.Connection, reservation_id: int) -> bool:
-    """lock_reservation, unless another transaction holds it (it is allocating to or issuing for it right now)."""
-    return bool(
-        await conn.fetchval("SELECT pg_try_advisory_xact_lock(0x0DED, $1::int)", reservation_id % 2_147_483_647)
-    )
-
-
 async def try_lock_due_devices(conn: asyncpg.Connection, device_ids: list[int], now: datetime) -> list[int]:
     """Of `device_ids`, those no other transaction holds (locked here, in id order, never waited for) and still due
     by `now` once locked (the transaction that held one may have certified it), in id order."""
