@@ -409,10 +409,14 @@ async def uncertified_reads(
         [w[4] if w[4] is not None else NEVER for w in windows],
     )
     out: dict[tuple[int, int], list[Read]] = {}
-    for r in rows:
-        out.setdefault((r["device_id"], r["reservation_id"]), []).append(
-            Read(r["id"], r["start_at"], r["end_at"], r["energy_wh"], r["certified_wh"], r["read_type"] == "History")
-        )
+    last_device = last_reservation = None
+    reads: list[Read] = []
+    # thousands of rows a batch, in (device, reservation) order: unpacked by position, grouped as they come
+    for device_id, reservation_id, read_id, start, end, energy_wh, certified_wh, read_type in rows:
+        if device_id != last_device or reservation_id != last_reservation:
+            last_device, last_reservation = device_id, reservation_id
+            reads = out[(device_id, reservation_id)] = []
+        reads.append(Read(read_id, start, end, energy_wh, certified_wh, read_type == "History"))
     return out
 
 
