@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import orjson
 import pytest
+from opentelemetry import propagate
 
 from opendrec_contracts import DeviceDeleted, DeviceRegistered, Envelope, parse_event
 from opendrec_kit import ApiError, Principal, UnitOfWork
+from opendrec_kit.telemetry import in_trace
 from opendrec_kit.testing import eventually, publish_events
 from opendrec_kit.timestamps import iso
 from opendrec_readings import domain, services
@@ -88,6 +90,24 @@ async def test_one_transaction_for_many_devices_two_reads_of_one_device_judged_i
     assert [(r["end_at"], r["wh"]) for r in await service.intervals(a.device_id)] == [(a.onboarded_at + H, 500)]
     for outcome in outcomes:
         assert await announced(service, outcome.summary.batch_id) == 1
+
+
+async def test_each_read_of_a_group_is_announced_in_its_own_requests_trace(service):
+    a, b = await service.register(), await service.register()
+    trace_ids = [uuid.uuid4().hex for _ in range(2)]
+    # as the API builds them: each in its request's trace context (here one a traceparent header would give)
+    subs = []
+    for device, trace_id in zip((a, b), trace_ids, strict=True):
+        with in_trace(propagate.extract({"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})):
+            subs.append(submission(device, 1))
+    outcomes = await commit_group(groups_of(service), subs)
+    assert [type(o) for o in outcomes] == [services.Accepted] * 2
+    for outcome, trace_id in zip(outcomes, trace_ids, strict=True):
+        headers = await service.runtime.pool.fetchval(
+            "SELECT headers FROM outbox WHERE topic = 'read.ingested' AND envelope::jsonb->'payload'->>'batch_id' = $1",
+            str(outcome.summary.batch_id),
+        )
+        assert orjson.loads(headers)["traceparent"].split("-")[1] == trace_id
 
 
 async def test_a_bad_read_is_refused_alone_the_others_of_its_group_stored(service):

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -36,6 +37,7 @@ from aiokafka.errors import (
 )
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind
 
 from opendrec_contracts import Event, all_topics, envelope_for, topic_of
@@ -63,14 +65,25 @@ class EventTooLarge(ValueError):
     is not committed either (a producer splits such events; one that reaches here is a bug to fix there)."""
 
 
-async def add_many(conn: asyncpg.Connection, events: list[Event], producer: str) -> None:
-    """Record `events` for publication, in the caller's transaction (the unit of work calls this at commit).
+async def add_many(
+    conn: asyncpg.Connection, events: list[Event], producer: str, traces: Sequence[Context | None] | None = None
+) -> None:
+    """Record `events` for publication, in the caller's transaction (the unit of work calls this at commit), each
+    with the trace context of the request or message that caused it: `traces[i]`, else the current one.
     Raises EventTooLarge for an envelope above MAX_EVENT_BYTES: the transaction rolls back."""
-    headers: dict[str, str] = {}
-    propagate.inject(headers)  # trace context of the request or message that caused the events
-    h = orjson.dumps(headers).decode()
+    carriers: dict[int, str] = {}  # one injection per distinct context (a group commit has one per request)
+
+    def headers(context: Context | None) -> str:
+        key = id(context)
+        if (h := carriers.get(key)) is None:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier, context=context)
+            h = carriers[key] = orjson.dumps(carrier).decode()
+        return h
+
     rows = []
-    for event in events:
+    for i, event in enumerate(events):
+        h = headers(traces[i] if traces is not None else None)
         env = envelope_for(event, producer)
         body = env.model_dump_json()
         if len(body) > MAX_EVENT_BYTES:  # characters: a lower bound of the bytes, and JSON here is ASCII-heavy

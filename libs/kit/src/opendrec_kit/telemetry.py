@@ -10,16 +10,18 @@ to its trace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -206,3 +208,22 @@ def setup_tracing(service: str, traces_file: str | None, otlp_endpoint: str | No
     trace.set_tracer_provider(provider)
     _configured = True
     return provider
+
+
+TraceContext = Context  # for services, which do not import OpenTelemetry themselves
+
+
+def current_trace() -> Context:
+    """The trace context now (a request's, a message's): to carry work done later, elsewhere, under it."""
+    return otel_context.get_current()
+
+
+@contextlib.contextmanager
+def in_trace(context: Context) -> Iterator[None]:
+    """Run the block under `context` (from `current_trace`), e.g. one request's share of a group commit: the events
+    it records continue that request's trace."""
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)

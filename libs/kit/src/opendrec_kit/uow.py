@@ -17,6 +17,8 @@ from types import TracebackType
 from typing import Literal, Self
 
 import asyncpg
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 from opendrec_contracts import Envelope, Event
 
@@ -44,6 +46,9 @@ class UnitOfWork:
         self._depth = 0
         self._snapshot = True
         self.events: list[Event] = []
+        # The trace context each event was recorded in (by id: readings deletes refused submissions' events from
+        # `events`): its message continues that trace, e.g. each request's of a group commit, not the group's.
+        self._traces: dict[int, Context] = {}
         self.committed: list[Event] = []  # events of the last commit, for callers that answer with them
 
     def reading(self, isolation: Isolation = "repeatable_read", *, snapshot: bool = True) -> UnitOfWork:
@@ -60,11 +65,13 @@ class UnitOfWork:
         return self._conn
 
     def record(self, event: Event) -> None:
-        """Publish `event` if, and only if, this unit of work commits."""
+        """Publish `event` if, and only if, this unit of work commits (under the trace context current now)."""
         self.events.append(event)
+        self._traces[id(event)] = otel_context.get_current()
 
     def record_all(self, events: Iterable[Event]) -> None:
-        self.events.extend(events)
+        for event in events:
+            self.record(event)
 
     async def __aenter__(self) -> Self:
         self._depth += 1
@@ -80,7 +87,7 @@ class UnitOfWork:
         except BaseException:
             await self._close()
             raise
-        self.events = []
+        self.events, self._traces = [], {}
         return self
 
     async def __aexit__(
@@ -97,15 +104,16 @@ class UnitOfWork:
             if exc_type is None:
                 try:
                     if self.events:
-                        await outbox.add_many(self._conn, self.events, self.producer)
+                        traces = [self._traces.get(id(event)) for event in self.events]
+                        await outbox.add_many(self._conn, self.events, self.producer, traces)
                     await self._tx.commit()
                 except BaseException:
                     with contextlib.suppress(Exception):  # the commit's own error is the one to raise
                         await self._tx.rollback()
                     raise
-                self.committed, self.events = self.events, []
+                self.committed, self.events, self._traces = self.events, [], {}
             else:
-                self.events = []
+                self.events, self._traces = [], {}
                 await self._tx.rollback()
         finally:
             await self._close()

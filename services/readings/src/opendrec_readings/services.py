@@ -23,7 +23,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, TypeVar, cast
 from urllib.parse import quote
@@ -43,6 +43,7 @@ from opendrec_kit import ApiError, Principal, UnitOfWork, db, metrics
 from opendrec_kit.organizations import acting_organization, known_organization
 from opendrec_kit.owners import OwnerServices
 from opendrec_kit.paging import Page, total_pages
+from opendrec_kit.telemetry import TraceContext, current_trace, in_trace
 from opendrec_kit.timestamps import iso, iso_exact, iso_or_none
 
 from . import domain, imports, store
@@ -486,6 +487,8 @@ class Submission:
     parse_errors: Sequence[ReadError]
     idempotency_key: str | None
     timezone: str | None
+    # The request's trace context: in a group commit its read.ingested continues the request's trace
+    trace: TraceContext = field(default_factory=current_trace, compare=False, repr=False)
 
 
 async def _acting(uow: UnitOfWork, s: Submission) -> int:
@@ -614,9 +617,10 @@ class ReadGroups:
                 for i, organization in acting:
                     recorded = len(uow.events)
                     try:
-                        outcomes[i] = await _add_in(
-                            uow, self._settings, group[i][0], True, organization=organization, ledger=ledger
-                        )
+                        with in_trace(group[i][0].trace):
+                            outcomes[i] = await _add_in(
+                                uow, self._settings, group[i][0], True, organization=organization, ledger=ledger
+                            )
                     except UnknownDevice:
                         del uow.events[recorded:]
                         outcomes[i] = None
@@ -667,7 +671,8 @@ class ReadGroups:
 
     async def _alone(self, submission: Submission, future: asyncio.Future[Accepted | Rejected]) -> None:
         try:
-            outcome = await _add_alone(self._uow(), self._settings, self._owners, submission)
+            with in_trace(submission.trace):
+                outcome = await _add_alone(self._uow(), self._settings, self._owners, submission)
         except Exception as exc:  # noqa: BLE001 - the request's own outcome: its caller raises it
             if not future.done():
                 future.set_exception(exc)
