@@ -65,9 +65,10 @@ bench-devices: .venv/.synced
 bench-readings: .venv/.synced
 	$(PY) bench/readings/bench_readings.py $(BENCH_ARGS)
 
+# Each to its end even if one misses its goal (certification's 100,000 reads/s is missed today); fails if any did.
 bench-certificates: .venv/.synced
-	$(PY) bench/certificates/bench_certification.py
-	$(PY) bench/certificates/bench_latency.py
+	@status=0; for b in bench_certification bench_latency bench_reads_insert; do \
+		$(PY) bench/certificates/$$b.py || status=1; done; exit $$status
 
 # The D-REC client load (issue 16): one read per request, device listing, login, through the whole platform.
 bench-drec-clients: .venv/.synced
