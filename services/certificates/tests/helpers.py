@@ -1,9 +1,13 @@
 """Helpers shared by the certificates integration tests."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import opendrec_certificates
 from opendrec_contracts import ReadIngested, ReservationCreated
+from opendrec_kit import db
 
 T0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -85,3 +89,17 @@ async def _equals(coro, value):
 
 async def _ge(stats, key, value):
     return stats[key] >= value
+
+
+MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
+
+
+def migrated_database(postgres_url: str, prefix: str) -> str:
+    """A new certificates database, migrated: for a module of its own (property tests, each example with its ids)."""
+
+    async def create() -> str:
+        url = await db.ensure_database(postgres_url, f"{prefix}_{uuid.uuid4().hex[:8]}")
+        await db.migrate(url, MIGRATIONS)
+        return url
+
+    return asyncio.run(create())

@@ -35,7 +35,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -51,14 +50,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import opendrec_certificates
 from opendrec_certificates import handlers, services
 from opendrec_contracts import Envelope, ReadIngested, ReservationCreated, ReservationEnded, envelope_for
-from opendrec_kit import db, watermarks
+from opendrec_kit import watermarks
 from opendrec_kit.testing import dispatch
 from opendrec_kit.uow import UnitOfWork
 
-MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
+from .helpers import migrated_database
+
 T0 = datetime(2031, 3, 3, tzinfo=UTC)  # a Monday
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -92,13 +91,7 @@ RESERVATIONS = {
 @pytest.fixture(scope="module")
 def database(postgres_url):
     """A certificates database of this module's own; each program uses ids of its own."""
-
-    async def create() -> str:
-        url = await db.ensure_database(postgres_url, f"cert_model_{uuid.uuid4().hex[:8]}")
-        await db.migrate(url, MIGRATIONS)
-        return url
-
-    return asyncio.run(create())
+    return migrated_database(postgres_url, "cert_model")
 
 
 @dataclass

@@ -9,37 +9,29 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import opendrec_certificates
 from opendrec_certificates import handlers, services
 from opendrec_contracts import ReadIngested, ReservationCreated
-from opendrec_kit import db
 from opendrec_kit.periods import FREQUENCIES
 from opendrec_kit.testing import dispatch
 from opendrec_kit.uow import UnitOfWork
 
+from .helpers import migrated_database
+
 BASE = datetime(2028, 2, 20, tzinfo=UTC)  # leap day and a month end inside
 MINUTE = timedelta(minutes=1)
 LATER = BASE + timedelta(days=400)  # every window closed and settled
-MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
 
 
 @pytest.fixture(scope="module")
 def database(postgres_url):
     """A certificates database of this module's own (each example uses ids of its own)."""
-
-    async def create() -> str:
-        url = await db.ensure_database(postgres_url, f"cert_props_{uuid.uuid4().hex[:8]}")
-        await db.migrate(url, MIGRATIONS)
-        return url
-
-    return asyncio.run(create())
+    return migrated_database(postgres_url, "cert_props")
 
 
 read_ = st.tuples(

@@ -8,33 +8,25 @@ read meets it, touching reads don't, the same (device, start, end) again is a du
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import opendrec_certificates
 from opendrec_certificates import store
 from opendrec_contracts import ReadIngested
-from opendrec_kit import db
+
+from .helpers import migrated_database
 
 BASE = datetime(2027, 6, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
 
 
 @pytest.fixture(scope="module")
 def database(postgres_url):
     """A certificates database of this module's own (each example uses devices of its own)."""
-
-    async def create() -> str:
-        url = await db.ensure_database(postgres_url, f"cert_overlap_{uuid.uuid4().hex[:8]}")
-        await db.migrate(url, MIGRATIONS)
-        return url
-
-    return asyncio.run(create())
+    return migrated_database(postgres_url, "cert_overlap")
 
 
 Read = tuple[int, int, int]  # (device 0 or 1, start minute, end minute)

@@ -8,37 +8,30 @@ say, and no Wh is made or lost."""
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import opendrec_certificates
 from opendrec_certificates.registry import domain, services, store
 from opendrec_certificates.registry.domain import IssuedCertificate
 from opendrec_certificates.registry.settings import RegistrySettings
 from opendrec_contracts import OrganizationRegistered
-from opendrec_kit import db
 from opendrec_kit.auth import Principal
 from opendrec_kit.errors import ApiError
 from opendrec_kit.organizations import Acting, remember_organization
 from opendrec_kit.uow import UnitOfWork
 
-MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
+from .helpers import migrated_database
+
 START, END = datetime(2021, 11, 6, tzinfo=UTC), datetime(2021, 11, 10, tzinfo=UTC)
 DIRECT = RegistrySettings(registry_direct_transfers=True)
 
 
 @pytest.fixture(scope="module")
 def database(postgres_url):
-    async def create() -> str:
-        url = await db.ensure_database(postgres_url, f"registry_props_{uuid.uuid4().hex[:8]}")
-        await db.migrate(url, MIGRATIONS)
-        return url
-
-    return asyncio.run(create())
+    return migrated_database(postgres_url, "registry_props")
 
 
 operation = st.one_of(
