@@ -3,11 +3,15 @@
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import opendrec_certificates
-from opendrec_contracts import ReadIngested, ReservationCreated
+from opendrec_certificates import handlers
+from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated
+from opendrec_contracts.testing import device_registered
 from opendrec_kit import db
+from opendrec_kit.testing import dispatch
 
 T0 = datetime(2025, 3, 1, 10, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -32,6 +36,26 @@ def reservation(reservation_id, device_id, buyer_org, **kw):
         target_capacity_wh=kw.get("target"),
         authority_to_exceed=kw.get("exceed", True),
     )
+
+
+def registered(device_id, owner_org, country="IND", **fields) -> DeviceRegistered:
+    """The device.registered that makes a device known here (its owner, country and externalId, as `reads` names
+    it): energy is certified only for devices known here. Publish it with the reads, or `register` it."""
+    return device_registered(
+        device_id, organization_id=owner_org, country_code=country, external_id=f"ext-{device_id}", **fields
+    )
+
+
+async def register(runtime, device_id, owner_org, country="IND", **fields) -> DeviceRegistered:
+    """The device made known here through the real handler (device.registered, settling as the service does)."""
+    return await register_on(runtime.pool, runtime.app.state.settlement, device_id, owner_org, country, **fields)
+
+
+async def register_on(pool, settlement, device_id, owner_org, country="IND", **fields) -> DeviceRegistered:
+    """`register` on a database of a test's own, with the test's settlement."""
+    event = registered(device_id, owner_org, country, **fields)
+    assert await dispatch(pool, "certificates", partial(handlers.on_device_registered, settlement=settlement), event)
+    return event
 
 
 def reads(device_id, owner_org, values, start=T0):

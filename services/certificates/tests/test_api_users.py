@@ -6,7 +6,7 @@ import pytest
 
 from opendrec_kit.testing import announce_api_user_organizations, eventually, publish_events
 
-from .helpers import PERMS, _equals, ids, reads, reservation, total_certified
+from .helpers import PERMS, _equals, ids, reads, register, reservation, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 LOG = "/api/certificate-log/by-reservation-groupId"
@@ -23,6 +23,7 @@ async def world(service, kafka_bootstrap):
     )
     dev, res = ids()
     created = reservation(res, dev, orgs["a_buyer"])
+    await register(runtime, dev, orgs["a_dev"])
     await publish_events(kafka_bootstrap, [created, reads(dev, orgs["a_dev"], [10_000, 20_000, 30_000])])
     await eventually(lambda: _equals(total_certified(client, issuer, res, orgs["a_buyer"]), 60_000))
 

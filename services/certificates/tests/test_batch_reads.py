@@ -12,7 +12,7 @@ from opendrec_kit import dlq
 from opendrec_kit.messaging import handle_batch
 from opendrec_kit.testing import dispatch, eventually, publish_events, wait_for_event
 
-from .helpers import T0, H, reads, reservation, total_certified
+from .helpers import T0, H, reads, register, reservation, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,6 +60,8 @@ async def test_a_batch_certifies_what_one_event_at_a_time_does(service):
     base = uuid.uuid4().int % 10**8 * 10
     one_devices, batch_devices = [base + 1, base + 2, base + 3], [base + 4, base + 5, base + 6]
     buyer, owner = 900301, 900302
+    for device in one_devices + batch_devices:
+        await register(runtime, device, owner)
     for reservation_id, devices in ((base, one_devices), (base + 7, batch_devices)):
         assert await dispatch(
             runtime.pool,
@@ -126,6 +128,8 @@ async def test_the_consumer_dead_letters_the_overlapping_event_and_certifies_the
     runtime, client, issuer = service
     device, other = (uuid.uuid4().int % 10**9 for _ in range(2))
     res, buyer, owner = device + 1, 900321, 900322
+    await register(runtime, device, owner)
+    await register(runtime, other, owner)
     await publish_events(kafka_bootstrap, [reservation_of(res, [device, other], buyer)])
     await eventually(lambda: runtime.pool.fetchval("SELECT 1 FROM reservations WHERE reservation_id = $1", res))
     overlapping = reads(device, owner, [500], start=T0 + H / 2)

@@ -14,7 +14,7 @@ from opendrec_certificates import domain, handlers, services
 from opendrec_contracts.testing import device_registered
 from opendrec_kit.testing import announce_api_user_organizations, dispatch
 
-from .helpers import PERMS, T0, H, ids, reads, reservation, z
+from .helpers import PERMS, T0, H, ids, reads, register, reservation, z
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ALL = "/api/certificate-log"
@@ -31,15 +31,14 @@ ISSUER = [
 
 async def deliver(runtime, handler, event):
     settlement = runtime.app.state.settlement
-    bound = handler if handler is handlers.on_device_registered else partial(handler, settlement=settlement)
-    assert await dispatch(runtime.pool, "certificates", bound, event)
+    assert await dispatch(runtime.pool, "certificates", partial(handler, settlement=settlement), event)
 
 
 @pytest.fixture(scope="module")
 async def world(service, kafka_bootstrap):
     """r1: a_buyer's reservation (target 10 MWh, named like a formula) of a_dev's registered device (DEU; 1 and
-    2 kWh in two hours) and of another organization's unregistered device (5 kWh): three certificates (T0 DEU,
-    T0 unknown country, T0+H DEU). r2: b_buyer's reservation (target 100 MWh) of another device: 7 kWh."""
+    2 kWh in two hours) and of another organization's device (KEN, 5 kWh): three certificates (T0 DEU, T0 KEN,
+    T0+H DEU). r2: b_buyer's reservation (target 100 MWh) of another device: 7 kWh."""
     runtime, client, issuer = service
     base = 850_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b, orgs = await announce_api_user_organizations(kafka_bootstrap, runtime, base, ["a_buyer", "a_dev", "b_buyer"])
@@ -49,6 +48,8 @@ async def world(service, kafka_bootstrap):
         dev, organization_id=orgs["a_dev"], country_code="DEU", external_id=f"-{dev}+cmd", timezone="Europe/Berlin"
     )
     await deliver(runtime, handlers.on_device_registered, registered)
+    await register(runtime, dev2, other_owner, "KEN")
+    await register(runtime, dev3, base + 9)
     created = reservation(res, dev, orgs["a_buyer"], target=10_000_000).model_copy(
         update={"device_ids": [dev, dev2], "name": f'=HYPERLINK("x") {res}'}
     )
@@ -74,6 +75,7 @@ async def world(service, kafka_bootstrap):
         "name": created.name,
         "external_id": registered.external_id,
         "dev": dev,
+        "dev2": dev2,
         "buyer": issuer.headers(
             organization_id=orgs["a_buyer"], organization_type="Buyer", role="Buyer", permissions=PERMS
         ),
@@ -264,7 +266,7 @@ async def test_the_export_is_the_reservations_per_device_log_as_csv(world, path)
     assert sorted(int(line[4]) for line in lines) == [1000, 2000, 5000]
     # cells a spreadsheet would run as formulas are text: the reservation's name, the device's externalId
     assert {line[1] for line in lines} == {"'" + world["name"]}
-    assert {line[0] for line in lines} == {"'" + world["external_id"], ""}
+    assert {line[0] for line in lines} == {"'" + world["external_id"], f"ext-{world['dev2']}"}
     assert {line[6] for line in lines} == {""}
 
 

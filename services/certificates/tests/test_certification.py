@@ -8,7 +8,22 @@ import pytest
 from opendrec_certificates import handlers
 from opendrec_kit.testing import dispatch, eventually, handling, publish_envelopes, publish_events, wait_for_event
 
-from .helpers import PERMS, T0, H, _equals, _ge, certificates, energy, ids, reads, reservation, total_certified, z
+from .helpers import (
+    PERMS,
+    T0,
+    H,
+    _equals,
+    _ge,
+    certificates,
+    energy,
+    ids,
+    reads,
+    register,
+    registered,
+    reservation,
+    total_certified,
+    z,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -18,11 +33,11 @@ async def test_reads_then_reservation_and_reservation_then_reads_certify_the_sam
     (dev_a, res_a), (dev_b, res_b) = ids(), ids()
     buyer, owner = 900001, 900002
     # Order 1: reads before the reservation is known.
-    await publish_events(kafka_bootstrap, [reads(dev_a, owner, [1000, 2000])])
+    await publish_events(kafka_bootstrap, [registered(dev_a, owner), reads(dev_a, owner, [1000, 2000])])
     await publish_events(kafka_bootstrap, [reservation(res_a, dev_a, buyer)])
     # Order 2: the reservation first.
     await publish_events(kafka_bootstrap, [reservation(res_b, dev_b, buyer)])
-    await publish_events(kafka_bootstrap, [reads(dev_b, owner, [1000, 2000])])
+    await publish_events(kafka_bootstrap, [reads(dev_b, owner, [1000, 2000]), registered(dev_b, owner)])
 
     async def both_done():
         a = await total_certified(client, issuer, res_a, buyer)
@@ -51,7 +66,7 @@ async def test_a_redelivered_event_changes_nothing(service, kafka_bootstrap):
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 900011, 900012
-    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer)])
+    await publish_events(kafka_bootstrap, [registered(dev, owner), reservation(res, dev, buyer)])
     batch = reads(dev, owner, [7000])
     [env] = await publish_events(kafka_bootstrap, [batch])
     await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 7000))
@@ -63,7 +78,8 @@ async def test_a_redelivered_event_changes_nothing(service, kafka_bootstrap):
     await eventually(lambda: _ge(runtime.consumer_stats["read.ingested"], "duplicates", duplicates_before + 1))
     marker_dev, marker_res = ids()  # a later event on the same topic proves the replay was processed
     await publish_events(
-        kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5000])]
+        kafka_bootstrap,
+        [registered(marker_dev, owner), reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5000])],
     )
     await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5000))
     assert await total_certified(client, issuer, res, buyer) == 7000
@@ -74,13 +90,16 @@ async def test_target_without_authority_to_exceed_caps_certified_energy(service,
     _, client, issuer = service
     dev, res = ids()
     buyer, owner = 900021, 900022
-    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer, target=2500, exceed=False)])
+    await publish_events(
+        kafka_bootstrap, [registered(dev, owner), reservation(res, dev, buyer, target=2500, exceed=False)]
+    )
     await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 1000, 1000])])
     await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 2500))
     await publish_events(kafka_bootstrap, [reads(dev, owner, [1000], start=T0 + 5 * H)])
     marker_dev, marker_res = ids()
     await publish_events(
-        kafka_bootstrap, [reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5000])]
+        kafka_bootstrap,
+        [registered(marker_dev, owner), reservation(marker_res, marker_dev, buyer), reads(marker_dev, owner, [5000])],
     )
     await eventually(lambda: _equals(total_certified(client, issuer, marker_res, buyer), 5000))
     assert await total_certified(client, issuer, res, buyer) == 2500
@@ -90,7 +109,9 @@ async def test_reads_outside_the_window_are_not_certified(service, kafka_bootstr
     _, client, issuer = service
     dev, res = ids()
     buyer, owner = 900031, 900032
-    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer, start=T0 + 2 * H, end=T0 + 3 * H)])
+    await publish_events(
+        kafka_bootstrap, [registered(dev, owner), reservation(res, dev, buyer, start=T0 + 2 * H, end=T0 + 3 * H)]
+    )
     await publish_events(kafka_bootstrap, [reads(dev, owner, [1000, 2000, 3000, 4000])])  # hours 0..3
     await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 3000))
 
@@ -99,7 +120,9 @@ async def test_who_sees_the_certificate_log(service, kafka_bootstrap):
     _, client, issuer = service
     dev, res = ids()
     buyer, owner, stranger = 900041, 900042, 900043
-    await publish_events(kafka_bootstrap, [reservation(res, dev, buyer), reads(dev, owner, [10000])])
+    await publish_events(
+        kafka_bootstrap, [registered(dev, owner), reservation(res, dev, buyer), reads(dev, owner, [10000])]
+    )
     await eventually(lambda: _equals(total_certified(client, issuer, res, buyer), 10000))
     owner_view = await certificates(client, issuer, res, owner)
     assert owner_view.status_code == 200 and energy(owner_view.json()) == 10000
@@ -130,6 +153,8 @@ async def test_devices_certified_at_the_same_time_never_exceed_their_reservation
     created = reservation(res, first_dev, buyer, target=1500, exceed=False).model_copy(
         update={"device_ids": [first_dev, second_dev]}
     )
+    await register(runtime, first_dev, owner)
+    await register(runtime, second_dev, owner)
     await publish_events(kafka_bootstrap, [created])
     await eventually(lambda: runtime.pool.fetchval("SELECT 1 FROM reservations WHERE reservation_id = $1", res))
     first, second = reads(first_dev, owner, [1000]), reads(second_dev, owner, [1000])

@@ -15,7 +15,9 @@ is handled; the clock moves.
 
 After every step, against the database: Σ allocated per read ≤ its energy (and equal to what it counts as
 certified); a capped reservation is allocated and issued no more than its target; every allocation and certificate
-lies inside [start, effective end) of its reservation (the model's: also an end not delivered yet); nothing is
+lies inside [start, effective end) of its reservation; nothing is allocated or certified of a device not known
+yet (its device.registered, published at the start, is delivered at a random point of the program, as any other
+message: the order does not matter); a certificate's country is its devices'; (the model's: also an end not delivered yet); nothing is
 issued past reservations' watermark; no two reads of a device overlap; no Wh is certified twice (a read's
 allocations never overlap in time; allocated = issued + carried); certified ≤ accepted per device and period; the
 accepted energy is the model's (redeliveries add nothing). At the end every event is delivered, the watermark passes
@@ -51,7 +53,15 @@ from hypothesis.stateful import (
 )
 
 from opendrec_certificates import handlers, services
-from opendrec_contracts import Envelope, ReadIngested, ReservationCreated, ReservationEnded, envelope_for
+from opendrec_contracts import (
+    DeviceRegistered,
+    Envelope,
+    ReadIngested,
+    ReservationCreated,
+    ReservationEnded,
+    envelope_for,
+)
+from opendrec_contracts.testing import device_registered
 from opendrec_kit import watermarks
 from opendrec_kit.testing import dispatch
 from opendrec_kit.uow import UnitOfWork
@@ -65,7 +75,7 @@ SETTLE = timedelta(minutes=10)
 HORIZON = T0 + timedelta(days=4)  # the clock stays before it; windows end before it
 LATER = T0 + timedelta(days=30)  # the end of a program: everything closed and settled
 DEVICES = 3
-COUNTRIES = ("DEU", "DEU", None)  # devices 0 and 1 share certificates; device 2 is unregistered (a country of its own)
+COUNTRIES = ("DEU", "DEU", "KEN")  # devices 0 and 1 share certificates; device 2 is of a country of its own
 OWNER = 985001
 EXAMPLES = int(os.environ.get("CERT_MODEL_EXAMPLES", "25"))
 STEPS = int(os.environ.get("CERT_MODEL_STEPS", "20"))
@@ -141,7 +151,12 @@ class CertificationModel(RuleBasedStateMachine):
         self.reservations: dict[int, Reservation] = {}
         self.pending: list[Message] = []  # published, not delivered yet
         self.delivered: list[Message] = []
+        self.known: set[int] = set()  # devices whose device.registered was delivered
         self.run(self._prepare())
+        for device, country in zip(self.devices, COUNTRIES, strict=True):
+            self.publish(
+                device_registered(device, organization_id=OWNER, country_code=country, external_id=f"m-{device}")
+            )
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -150,15 +165,6 @@ class CertificationModel(RuleBasedStateMachine):
         # Watermarks are the database's (one consumer per topic); the sweep's queue too: a program starts with its own.
         await self.pool.execute("DELETE FROM watermarks")
         await self.pool.execute("DELETE FROM certification_due")
-        for device, country in zip(self.devices, COUNTRIES, strict=True):
-            if country:
-                await self.pool.execute(
-                    "INSERT INTO devices (device_id, external_id, organization_id, country_code) VALUES ($1, $2, $3, $4)",
-                    device,
-                    f"m-{device}",
-                    OWNER,
-                    country,
-                )
 
     # -- the other services' decisions ------------------------------------------------------------------------
 
@@ -287,6 +293,7 @@ class CertificationModel(RuleBasedStateMachine):
             ReadIngested.TYPE: partial(handlers.on_read_ingested, settlement=self.settlement),
             ReservationCreated.TYPE: partial(handlers.on_reservation_created, settlement=self.settlement),
             ReservationEnded.TYPE: handlers.on_reservation_ended,
+            DeviceRegistered.TYPE: partial(handlers.on_device_registered, settlement=self.settlement),
         }[message.envelope.type]
         return await dispatch(
             self.pool, "certificates", handler, message.event, consumer="certificates", envelope=message.envelope
@@ -300,6 +307,8 @@ class CertificationModel(RuleBasedStateMachine):
             self.stored[event.device_id] += event.intervals()
         elif isinstance(event, ReservationEnded):
             self.reservations[event.reservation_id].end_delivered = True
+        elif isinstance(event, DeviceRegistered):
+            self.known.add(event.device_id)
 
     async def _sweep(self) -> services.Sweep:
         """The certification worker's step, as app.py runs it."""
@@ -352,9 +361,9 @@ class CertificationModel(RuleBasedStateMachine):
 
     def _devices_of(self, message: Message) -> set[int]:
         """The devices a message touches: a read's, a reservation's; reads also touch the devices sharing a
-        reservation with theirs (its target)."""
+        reservation with theirs (its target); a device's registration certifies its reads, as they do."""
         event = message.event
-        if isinstance(event, ReadIngested):
+        if isinstance(event, ReadIngested | DeviceRegistered):
             return {event.device_id}.union(
                 *(r.created.device_ids for r in self.reservations.values() if event.device_id in r.created.device_ids)
             )
@@ -477,6 +486,23 @@ class CertificationModel(RuleBasedStateMachine):
             ends,
         )
         assert not bad, f"certified outside the window: {bad}"
+        # nothing allocated or certified of a device not known yet (its country and externalId are not)
+        unknown = [d for d in devices if d not in self.known]
+        bad = await conn.fetch(
+            """SELECT 'allocation' AS what, device_id FROM allocations WHERE device_id = ANY($1::bigint[])
+               UNION ALL
+               SELECT 'part', device_id FROM certificate_parts WHERE device_id = ANY($1::bigint[])""",
+            unknown,
+        )
+        assert not bad, f"certified energy of a device not known yet: {bad}"
+        # a certificate's country is its devices' (every part's device of that country)
+        bad = await conn.fetch(
+            """SELECT c.id FROM certificates c JOIN certificate_parts p ON p.certificate_id = c.id
+               JOIN devices d ON d.device_id = p.device_id
+               WHERE c.reservation_id = ANY($1::bigint[]) AND c.country_code IS DISTINCT FROM d.country_code""",
+            ids,
+        )
+        assert not bad, f"a certificate of another country than its devices': {bad}"
         # nothing issued past reservations' watermark (periods close by it, not by the clock)
         last = await conn.fetchval(
             "SELECT max(period_end) FROM issuance_rounds WHERE reservation_id = ANY($1::bigint[])", ids

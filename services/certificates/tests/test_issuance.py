@@ -17,7 +17,7 @@ from opendrec_contracts import ReadIngested
 from opendrec_contracts.testing import device_registered
 from opendrec_kit.testing import TokenIssuer, dispatch, settings_for_test, started
 
-from .helpers import PERMS, T0, H, ids, reads, reservation, reservation_log
+from .helpers import PERMS, T0, H, ids, reads, register, reservation, reservation_log
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -26,7 +26,7 @@ async def deliver(runtime, event) -> bool:
     """Hand an event to its handler as the consumer does (inbox claim, use case, outbox: one transaction)."""
     settlement = runtime.app.state.settlement
     handler = {
-        "device.registered": handlers.on_device_registered,
+        "device.registered": partial(handlers.on_device_registered, settlement=settlement),
         "read.ingested": partial(handlers.on_read_ingested, settlement=settlement),
         "reservation.created": partial(handlers.on_reservation_created, settlement=settlement),
         "reservation.ended": handlers.on_reservation_ended,
@@ -98,6 +98,7 @@ async def test_a_read_straddling_periods_is_split_exactly_and_the_kwh_remainder_
     runtime, _client, _issuer = service
     dev, res = ids()
     buyer, owner = 950011, 950012
+    await register(runtime, dev, owner)  # certified only once known here
     assert await deliver(runtime, reservation(res, dev, buyer))
     # 1,800 Wh from 10:20 to 11:50: 800 in hour 10 (40 min), 1,000 in hour 11 (50 min); then 600 and 700
     assert await deliver(
@@ -135,6 +136,7 @@ async def test_a_late_read_gets_a_late_certificate_and_the_issued_one_is_never_r
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 950021, 950022
+    await register(runtime, dev, owner)  # certified only once known here
     assert await deliver(runtime, reservation(res, dev, buyer))
     assert await deliver(runtime, interval_reads(dev, owner, [(T0, T0 + timedelta(minutes=30), 2000)]))
     [first] = await certificates_of(runtime, res)
@@ -171,6 +173,7 @@ async def test_history_reads_get_certificates_per_device_and_read_when_at_least_
     runtime, _client, _issuer = service
     dev, res = ids()
     buyer, owner = 950031, 950032
+    await register(runtime, dev, owner)  # certified only once known here
     assert await deliver(runtime, reservation(res, dev, buyer, start=T0 - 1000 * H, frequency="monthly"))
     history = interval_reads(
         dev,
@@ -199,6 +202,7 @@ async def test_replays_and_duplicates_change_nothing(service):
     runtime, _client, _issuer = service
     dev, res = ids()
     buyer, owner = 950041, 950042
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer)
     batch = reads(dev, owner, [1500, 1500, 400])
     assert await deliver(runtime, created)
@@ -265,6 +269,7 @@ async def test_a_period_is_issued_once_closed_and_settled_and_two_concurrent_swe
     start = clock.now
     dev, res = ids()
     buyer, owner = 950051, 950052
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, start=start - 24 * H, end=start + 24 * H, frequency="daily")
     assert await deliver(runtime, created)
     # reads of this morning, settled: allocated, but the day (UTC) has not closed
@@ -300,6 +305,8 @@ async def test_the_sweep_issues_a_closed_period_with_the_energy_of_devices_still
     a, res = ids()
     b = a + 2
     buyer, owner = 950071, 950072
+    for device in (a, b):
+        await register(runtime, device, owner)  # certified only once known here
     minute = timedelta(minutes=1)
     clock.now = close - H
     created = reservation(res, a, buyer, start=close - H, end=close).model_copy(update={"device_ids": [a, b]})
@@ -338,6 +345,7 @@ async def test_nothing_is_issued_after_the_expiry_and_what_waited_is_given_back(
     start = clock.now
     dev, res = ids()
     buyer, owner = 950061, 950062
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, start=start - 24 * H, end=start + H, frequency="daily").model_copy(
         update={"reservation_expiry": start + 2 * H}
     )
@@ -357,6 +365,7 @@ async def test_an_early_end_closes_the_last_period_at_the_end(clocked):
     start = clock.now
     dev, res = ids()
     buyer, owner = 950071, 950072
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, start=start - 5 * H, end=start + 48 * H, frequency="daily")
     assert await deliver(runtime, created)
     assert await deliver(runtime, reads(dev, owner, [1000, 2000], start=start - 3 * H))

@@ -12,7 +12,7 @@ from opendrec_certificates import handlers
 from opendrec_contracts.testing import device_registered
 from opendrec_kit.testing import announce_api_user_organizations, dispatch
 
-from .helpers import PERMS, T0, H, certificates, ids, reads, reservation, reservation_log, z
+from .helpers import PERMS, T0, H, certificates, ids, reads, register, reservation, reservation_log, z
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 GROUP_LOG = "/api/buyer-reservation/certificatelog/{}"
@@ -21,14 +21,13 @@ NOW = datetime.now(UTC)
 
 async def deliver(runtime, handler, event):
     settlement = runtime.app.state.settlement
-    bound = handler if handler is handlers.on_device_registered else partial(handler, settlement=settlement)
-    assert await dispatch(runtime.pool, "certificates", bound, event)
+    assert await dispatch(runtime.pool, "certificates", partial(handler, settlement=settlement), event)
 
 
 @pytest.fixture(scope="module")
 async def world(service, kafka_bootstrap):
     """A reservation of `buyer` on two devices, `owner`'s (registered: country, time zone; 1 and 2 kWh) and
-    `other_owner`'s (never registered here: 5 kWh); API user A holds `buyer`, API user B another Buyer organization."""
+    `other_owner`'s (registered in KEN, no time zone: 5 kWh); API user A holds `buyer`, API user B another Buyer organization."""
     runtime, client, issuer = service
     base = 840_000_000 + uuid.uuid4().int % 1_000_000 * 10
     a, b, orgs = await announce_api_user_organizations(kafka_bootstrap, runtime, base, ["a_buyer", "b_buyer", "a_dev"])
@@ -36,6 +35,7 @@ async def world(service, kafka_bootstrap):
     (dev, res), (dev2, _) = ids(), ids()
     registered = device_registered(dev, organization_id=owner, country_code="DEU", timezone="Europe/Berlin")
     await deliver(runtime, handlers.on_device_registered, registered)
+    await register(runtime, dev2, other_owner, "KEN")
     created = reservation(res, dev, orgs["a_buyer"]).model_copy(update={"device_ids": [dev, dev2]})
     await deliver(runtime, handlers.on_reservation_created, created)
     await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [1000, 2000]))
@@ -86,7 +86,7 @@ async def test_by_group_id_answers_the_per_device_issue_log_as_a_bare_array(worl
         assert (e["devicegroup_uid"], e["reservationName"]) == (world["uid"], f"res-{world['res']}")
     assert {e["deviceId"]: e["externalId"] for e in entries} == {
         world["dev"]: world["external_id"],
-        world["dev2"]: None,
+        world["dev2"]: f"ext-{world['dev2']}",
     }
 
 
@@ -129,7 +129,7 @@ async def test_the_group_issue_log_has_one_entry_per_certificate(world):
     for e in entries:
         assert e["groupid"] == str(world["res"]) and e["status"] == "Issued" and e["issuer_certificate_id"] is None
         assert e["certificateTransactionUID"] == e["id"] and e["readvalue_watthour"] == e["energyWh"]
-        assert e["countryCode"] == ("DEU" if e["deviceId"] == world["dev"] else None)
+        assert e["countryCode"] == ("DEU" if e["deviceId"] == world["dev"] else "KEN")
         assert e["certificate_payload"] == {
             "deviceId": str(world["res"]),
             "energyValue": str(e["readvalue_watthour"]),

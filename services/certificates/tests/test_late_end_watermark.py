@@ -20,7 +20,7 @@ from opendrec_kit import db, watermarks
 from opendrec_kit.testing import dispatch
 from opendrec_kit.uow import UnitOfWork
 
-from .helpers import T0, H, ids, reads, reservation
+from .helpers import T0, H, ids, reads, registered, reservation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -76,6 +76,7 @@ async def scenario(pool: asyncpg.Pool, *, watermarked: bool) -> list[tuple]:
     device, reservation_id = ids()
     created = reservation(reservation_id, device, 930001)
     for event, handler in [
+        (registered(device, 930002), partial(handlers.on_device_registered, settlement=settlement)),
         (created, partial(handlers.on_reservation_created, settlement=settlement)),
         (reads(device, 930002, [2000, 2000, 2000, 2000]), partial(handlers.on_read_ingested, settlement=settlement)),
     ]:
@@ -105,6 +106,8 @@ async def test_nothing_is_issued_before_a_first_watermark(pool):
     settlement = handlers.Settlement(SETTLE, clock=lambda: LATER, watermarked=True)
     device, reservation_id = ids()
     created = reservation(reservation_id, device, 930011)
+    on_registered = partial(handlers.on_device_registered, settlement=settlement)
+    assert await dispatch(pool, "certificates", on_registered, registered(device, 930012))
     assert await dispatch(
         pool, "certificates", partial(handlers.on_reservation_created, settlement=settlement), created
     )

@@ -28,7 +28,7 @@ from opendrec_kit.auth import Principal
 from opendrec_kit.organizations import Acting, remember_organization
 from opendrec_kit.testing import settings_for_test, started
 
-from .helpers import T0, H, ids, reservation
+from .helpers import T0, H, ids, register, reservation
 from .test_issuance import deliver, interval_reads
 from .test_ledger_support import fresh_pool, uow
 
@@ -66,6 +66,7 @@ async def test_the_ledger_rebuilt_from_the_published_events_is_the_live_one(own_
     runtime, _client = own_service
     dev, res = ids()
     buyer, receiver, owner = 960011, 960012, 960013
+    await register(runtime, dev, owner)  # certified only once known here
     async with runtime.uow() as u:
         for org, kind in ((buyer, "Buyer"), (receiver, "Buyer")):
             event = OrganizationRegistered(organization_id=org, name=f"org {org}", organization_type=kind)

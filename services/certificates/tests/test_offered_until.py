@@ -12,7 +12,7 @@ from opendrec_certificates import handlers
 from opendrec_contracts import ReservationEnded
 from opendrec_kit.testing import dispatch
 
-from .helpers import H, reads, reservation
+from .helpers import H, reads, register_on, reservation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -41,6 +41,7 @@ async def test_energy_given_back_by_an_early_end_is_offered_again(service):
     settlement = handlers.Settlement(settle=timedelta(seconds=1), clock=clock)
     device = uuid.uuid4().int % 10**9
     first, second, buyer, owner = device + 1, device + 2, 900401, 900402
+    await register_on(runtime.pool, settlement, device, owner)  # certified only once known here
     # Both hold the device; the first (earlier start) is offered its reads first, daily: its period stays open.
     created = reservation(first, device, buyer, start=T - H, end=T + 24 * H, frequency="daily")
     for r in (created, reservation(second, device, buyer, start=T, end=T + 24 * H)):
@@ -73,6 +74,7 @@ async def test_a_read_arriving_behind_what_was_offered_is_offered(service):
     settlement = handlers.Settlement(settle=timedelta(seconds=1), clock=clock)
     device = uuid.uuid4().int % 10**9
     res, buyer, owner = device + 1, 900411, 900412
+    await register_on(runtime.pool, settlement, device, owner)
     assert await dispatch(
         runtime.pool,
         "certificates",

@@ -7,7 +7,7 @@ import pytest
 
 from opendrec_kit.testing import announce_api_user_organizations, eventually, publish_events
 
-from .helpers import PERMS, _equals, ids, reads, reservation, total_certified
+from .helpers import PERMS, _equals, ids, reads, register, reservation, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 LOG = "/api/certificate-log/issuer/certifiedlogOfdevices"
@@ -30,6 +30,7 @@ async def world(service, kafka_bootstrap):
     ):
         dev, res = ids()
         created = reservation(res, dev, orgs[buyer])
+        await register(runtime, dev, orgs[owner])
         await publish_events(kafka_bootstrap, [created, reads(dev, orgs[owner], values)])
         await eventually(
             lambda res=res, buyer=buyer, values=values: _equals(

@@ -9,7 +9,7 @@ import pytest
 
 from opendrec_certificates import services
 
-from .helpers import ids, reservation
+from .helpers import ids, register, reservation
 from .test_issuance import deliver, interval_reads, invariants
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -57,6 +57,7 @@ async def test_a_read_straddling_a_boundary_is_split_by_time_exactly(
     runtime, _client, _issuer = service
     dev, res = ids()
     buyer, owner = 960001, 960002
+    await register(runtime, dev, owner)  # certified only once known here
     # the reservation holds exactly the two periods: its window is theirs
     assert await deliver(runtime, reservation(res, dev, buyer, start=first, end=last, frequency=frequency))
     start, end = boundary - before, boundary + after

@@ -12,7 +12,7 @@ from opendrec_certificates import handlers
 from opendrec_contracts import ReservationEnded
 from opendrec_kit.testing import dispatch, handling
 
-from .helpers import PERMS, T0, H, certificates, ids, reads, reservation
+from .helpers import PERMS, T0, H, certificates, ids, reads, register, reservation
 from .test_reservation_terms import updated
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -54,6 +54,7 @@ async def test_a_log_read_before_reservation_created_arrives_is_learned_certifie
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 930001, 930002
+    await register(runtime, dev, owner)  # certified only once known here
     assert await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [1000, 2000]))
     created = reservation(res, dev, buyer)
     reservations_owner.knows(f"/reservations/{created.reservation_uid}", [(created, NOW)], producer="reservations")
@@ -84,6 +85,7 @@ async def test_a_log_read_while_reservation_created_is_being_taken_waits_for_it_
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 930061, 930062
+    await register(runtime, dev, owner)  # certified only once known here
     assert await deliver(runtime, handlers.on_read_ingested, reads(dev, owner, [5000]))
     created = reservation(res, dev, buyer)
     reservations_owner.knows(f"/reservations/{created.reservation_uid}", [(created, NOW)], producer="reservations")
@@ -182,7 +184,7 @@ async def test_learned_changes_and_end_hold_and_older_or_replayed_events_change_
 
 
 async def test_a_reservation_its_owner_does_not_know_or_show_stays_a_404(service, reservations_owner):
-    _, client, issuer = service
+    _runtime, client, issuer = service
     dev, res = ids()
     unknown = reservation(res, dev, 930031).reservation_uid
     r = await by_uid(client, issuer, unknown, 930031)
@@ -214,7 +216,7 @@ async def test_a_learned_reservation_is_still_shown_only_to_whom_it_may_be(servi
 
 
 async def test_an_owner_that_fails_is_a_503_not_a_404(service, reservations_owner):
-    _, client, issuer = service
+    _runtime, client, issuer = service
     _dev, res = ids()
     reservations_owner.answers[f"/internal/reservations/by-id/{res}"] = (500, {"message": "boom"})
     r = await certificates(client, issuer, res, 930051)

@@ -10,7 +10,7 @@ import pytest
 
 from opendrec_certificates import handlers
 
-from .helpers import PERMS, T0, H, ids, reads, reservation, reservation_log
+from .helpers import PERMS, T0, H, ids, reads, register, reservation, reservation_log
 from .test_issuance import SETTLE, certificates_of, clocked, deliver, invariants, sweep  # noqa: F401 (clocked: a fixture)
 from .test_reservation_end import ended
 
@@ -38,6 +38,7 @@ async def test_the_carry_left_when_a_reservation_ends_is_shown_not_dropped(servi
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 961001, 961002
+    await register(runtime, dev, owner)  # certified only once known here
     values = [1500, 1200, 800]
     created = reservation(res, dev, buyer, end=T0 + len(values) * H)  # its window holds exactly the reads
     assert await deliver(runtime, created)
@@ -49,7 +50,7 @@ async def test_the_carry_left_when_a_reservation_ends_is_shown_not_dropped(servi
     assert body["totalEnergyWh"] == sum(issued) == sum(values) - carry
     # the window closed long ago: nothing more comes, the carry stays uncertified, and the answer says how much
     assert (body["carryWh"], body["carryFinal"]) == (carry, True)
-    assert body["carry"] == [{"countryCode": None, "deviceId": dev, "carryWh": carry}]
+    assert body["carry"] == [{"countryCode": "IND", "deviceId": dev, "carryWh": carry}]
     # the device's owner sees its device's carry; another organization's view of it does not exist
     mine = await client.get(
         f"/api/certificate-log/issuer/certified/{created.reservation_uid}",
@@ -64,6 +65,7 @@ async def test_a_carry_still_waiting_for_the_next_period_is_not_final(clocked): 
     clock.now = datetime(2031, 3, 5, 12, tzinfo=UTC)
     dev, res = ids()
     buyer, owner = 961011, 961012
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, start=clock.now - 6 * H, end=clock.now + 24 * H)
     assert await deliver(runtime, created)
     values = [700, 900]
@@ -89,6 +91,7 @@ async def test_an_end_arriving_after_its_periods_were_issued_reopens_nothing_and
     clock.now = d0 + 3 * day + 12 * H  # January 10, noon
     dev, res = ids()
     buyer, owner = 961021, 961022
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, start=d0, end=d0 + 8 * day, frequency="daily")
     assert await deliver(runtime, created)
     assert await deliver(runtime, reads(dev, owner, [1000, 2000], start=d0 + 10 * H))  # January 7, 10:00-12:00
@@ -141,6 +144,7 @@ async def test_an_end_known_in_time_is_not_late(service):
     runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 961031, 961032
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer)
     assert await deliver(runtime, created)
     assert await deliver_end(runtime, ended(created, T0 + 2 * H))

@@ -7,7 +7,7 @@ import pytest
 from opendrec_contracts import ReservationEnded
 from opendrec_kit.testing import eventually, publish_events
 
-from .helpers import T0, H, certificates, ids, reads, reservation, reservation_log, total_certified, z
+from .helpers import T0, H, certificates, ids, reads, register, reservation, reservation_log, total_certified, z
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -35,9 +35,10 @@ async def first_total(client, issuer, reservation_id, buyer):
 
 
 async def test_reads_after_an_early_end_go_to_the_next_reservation_not_the_ended_one(service, kafka_bootstrap):
-    _, client, issuer = service
+    runtime, client, issuer = service
     dev, res = ids()
     buyer, next_buyer, owner = 910001, 910002, 910003
+    await register(runtime, dev, owner)  # certified only once known here
     first = reservation(res, dev, buyer)  # T0 .. T0+24h
     await publish_events(kafka_bootstrap, [first, ended(first, T0 + 2 * H)])
     await eventually(lambda: end_known(client, issuer, first, buyer, T0 + 2 * H))
@@ -55,9 +56,10 @@ async def test_reads_after_an_early_end_go_to_the_next_reservation_not_the_ended
 
 
 async def test_an_end_heard_before_the_reservation_itself_still_counts(service, kafka_bootstrap):
-    _, client, issuer = service
+    runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 910011, 910012
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer)
     at = T0 + timedelta(minutes=90)
     await publish_events(kafka_bootstrap, [ended(created, at)])  # another topic: may well come first
@@ -68,9 +70,10 @@ async def test_an_end_heard_before_the_reservation_itself_still_counts(service, 
 
 
 async def test_expiry_at_the_end_date_changes_nothing_and_a_repeated_end_is_ignored(service, kafka_bootstrap):
-    _, client, issuer = service
+    runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 910021, 910022
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, end=T0 + 3 * H)
     await publish_events(kafka_bootstrap, [created, ended(created, T0 + 3 * H, "expired")])
     await eventually(lambda: end_known(client, issuer, created, buyer, T0 + 3 * H))

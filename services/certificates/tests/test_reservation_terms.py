@@ -5,7 +5,7 @@ import pytest
 from opendrec_contracts import ReservationUpdated
 from opendrec_kit.testing import eventually, publish_events
 
-from .helpers import T0, H, certificates, ids, reads, reservation, reservation_log, total_certified
+from .helpers import T0, H, certificates, ids, reads, register, reservation, reservation_log, total_certified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,9 +31,10 @@ async def total_is(client, issuer, reservation_id, buyer, value):
 
 
 async def test_an_expired_reservation_gets_no_certificate(service, kafka_bootstrap):
-    _, client, issuer = service
+    runtime, client, issuer = service
     dev, res = ids()
     buyer, other_buyer, owner = 920001, 920002, 920003
+    await register(runtime, dev, owner)  # certified only once known here
     # The first reservation's expiry has passed (T0 is long ago); the second has none.
     expired = reservation(res, dev, buyer, end=T0 + 2 * H).model_copy(update={"reservation_expiry": T0 + 3 * H})
     live = reservation(res + 10**9, dev, other_buyer, start=T0 + 2 * H, end=T0 + 4 * H)
@@ -47,9 +48,10 @@ async def test_an_expired_reservation_gets_no_certificate(service, kafka_bootstr
 
 
 async def test_a_later_end_and_a_higher_target_are_certified_when_the_change_comes(service, kafka_bootstrap):
-    _, client, issuer = service
+    runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 920011, 920012
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, end=T0 + 2 * H, target=4000, exceed=False)
     await publish_events(kafka_bootstrap, [created, reads(dev, owner, [1000, 2000, 3000, 4000])])
     await eventually(lambda: total_is(client, issuer, res, buyer, 3000))  # hours 0, 1: the window's end
@@ -76,9 +78,10 @@ async def _named_end(client, issuer, uid, buyer, end):
 
 
 async def test_a_change_heard_before_the_reservation_and_a_stale_one_are_handled(service, kafka_bootstrap):
-    _, client, issuer = service
+    runtime, client, issuer = service
     dev, res = ids()
     buyer, owner = 920021, 920022
+    await register(runtime, dev, owner)  # certified only once known here
     created = reservation(res, dev, buyer, end=T0 + 4 * H)
     newest = updated(created, 2, end=T0 + H, name="shortened")
     stale = updated(created, 1, end=T0 + 4 * H, name="stale")

@@ -10,7 +10,7 @@ from opendrec_certificates.app import build
 from opendrec_certificates.settings import Settings
 from opendrec_kit.testing import TokenIssuer, eventually, publish_events, settings_for_test, started
 
-from .helpers import H, _equals, ids, reads, reservation, total_certified
+from .helpers import H, _equals, ids, reads, register, reservation, total_certified
 from .test_reservation_end import ended
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -67,6 +67,7 @@ async def test_an_end_that_arrives_after_the_read_still_keeps_the_energy_after_i
     runtime, client, issuer, clock = settling
     dev, res = ids()
     buyer, owner = 910041, 910042
+    await register(runtime, dev, owner)  # certified only once known here
     now = clock.now
     created = reservation(res, dev, buyer, start=now - 4 * H, end=now + 20 * H)
     read = reads(dev, owner, [36000], start=now - H)  # 36,000 Wh from an hour ago until now: 10 Wh a second
@@ -87,6 +88,7 @@ async def test_settled_energy_is_certified_when_it_arrives(settling, kafka_boots
     runtime, client, issuer, clock = settling
     dev, res = ids()
     buyer, owner = 910043, 910044
+    await register(runtime, dev, owner)  # certified only once known here
     now = clock.now
     created = reservation(res, dev, buyer, start=now - 10 * H, end=now + 20 * H)
     old = reads(dev, owner, [1000, 2000], start=now - 5 * H)  # ended 3 hours ago: settled long since

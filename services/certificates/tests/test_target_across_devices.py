@@ -18,7 +18,7 @@ from opendrec_certificates import handlers
 from opendrec_kit import db
 from opendrec_kit.testing import dispatch
 
-from .helpers import T0, H, reads, reservation
+from .helpers import T0, H, reads, register_on, reservation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,6 +39,7 @@ async def test_a_reservation_arriving_after_the_energy_of_two_devices_takes_no_m
     first = uuid.uuid4().int % 10**9 * 10
     devices = [first, first + 1]
     for device in devices:  # 3 kWh each in the reservation's first hour, settled long ago
+        await register_on(pool, SETTLEMENT, device, 970101)
         event = reads(device, 970101, [3000])
         assert await dispatch(pool, "certificates", partial(handlers.on_read_ingested, settlement=SETTLEMENT), event)
     capped = reservation(first + 5, devices[0], 970102, target=4000, exceed=False).model_copy(

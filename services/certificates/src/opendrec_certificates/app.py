@@ -27,8 +27,8 @@ def build(settings: Settings) -> ServiceRuntime[Settings]:
         timedelta(seconds=settings.certify_settle_s), watermarked=settings.wait_for_reservation_watermarks
     )
     runtime.app.state.settlement = settlement  # tests move its clock
-    runtime.on(DeviceRegistered, handlers.on_device_registered)
-    runtime.on(DeviceUpdated, handlers.on_device_updated)
+    runtime.on(DeviceRegistered, partial(handlers.on_device_registered, settlement=settlement))
+    runtime.on(DeviceUpdated, partial(handlers.on_device_updated, settlement=settlement))
     # Many events a transaction: under D-REC clients' load each read comes in an event of its own (issue 16).
     runtime.on(ReadIngested, partial(handlers.on_reads_ingested, settlement=settlement), batch=settings.read_batch_max)
     runtime.on(ReservationCreated, partial(handlers.on_reservation_created, settlement=settlement))

@@ -41,13 +41,16 @@ async def _now(ctx: UnitOfWork, settlement: Settlement) -> datetime:
     return await services.known_until(ctx, settlement.settle, settlement.clock(), settlement.watermarked)
 
 
-async def on_device_registered(event: DeviceRegistered, ctx: EventContext) -> None:
-    await services.register_device(ctx, event, ctx.envelope.occurred_at)
+async def on_device_registered(event: DeviceRegistered, ctx: EventContext, *, settlement: Settlement) -> None:
+    # a device heard of for the first time: its reads that waited for it are certified
+    now = await _now(ctx, settlement)
+    await services.register_device(ctx, event, ctx.envelope.occurred_at, settlement.settle, now)
 
 
-async def on_device_updated(event: DeviceUpdated, ctx: EventContext) -> None:
+async def on_device_updated(event: DeviceUpdated, ctx: EventContext, *, settlement: Settlement) -> None:
     # the full current state: it replaces the row unless a newer state arrived first
-    await services.register_device(ctx, event, ctx.envelope.occurred_at)
+    now = await _now(ctx, settlement)
+    await services.register_device(ctx, event, ctx.envelope.occurred_at, settlement.settle, now)
 
 
 async def on_read_ingested(event: ReadIngested, ctx: EventContext, *, settlement: Settlement) -> None:

@@ -454,7 +454,18 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
     """Allocate the devices' settled energy, then issue what closed for their reservations: a reservation's
     devices allocated together share its period's certificate; how many were issued. The caller holds the devices'
     locks (in id order); the reservations' are taken here, all at once and in id order (no deadlock between
-    transactions)."""
+    transactions).
+
+    Only devices known here (device.registered or device.updated heard) are certified: a device's country is part
+    of its certificates' key and its externalId names it in the logs, so energy certified before the device is known
+    would land in another certificate than it will once known. An unknown device's reads wait, stored, and are not
+    due (register_device certifies them when it comes)."""
+    known = await store.known_devices(uow.conn, device_ids)
+    if len(known) < len(device_ids):
+        await store.set_certification_dues(uow.conn, {d: None for d in device_ids if d not in known})
+        device_ids = [d for d in device_ids if d in known]
+        if not device_ids:
+            return 0
     await store.lock_reservations_of_devices(uow.conn, device_ids)
     fresh: dict[int, list[tuple[int, list[domain.Allocation]]]] = {}
     for device_id, reservation_id, allocations in await _allocate_devices(uow, device_ids, settle, now):
@@ -574,13 +585,24 @@ async def end_reservation(uow: UnitOfWork, event: ReservationEnded) -> None:
             )
 
 
-async def register_device(uow: UnitOfWork, event: DeviceRegistered | DeviceUpdated, state_at: datetime) -> None:
+async def register_device(
+    uow: UnitOfWork, event: DeviceRegistered | DeviceUpdated, state_at: datetime, settle: timedelta, now: datetime
+) -> None:
     """The device as announced at `state_at` (device.registered or device.updated: its full current state; an
     older one never overwrites a newer one): owner and externalId for the log and the owner's view, country and
     time zone for the logs, uuid, fuel, type, capacity, commissioning date and off-taker for the filters and the
-    inventory."""
+    inventory. A device heard of for the first time is certified at once: its reads stored before waited for it
+    (_certify), so every one of them is looked at (a full look) for every reservation holding it."""
     async with uow:
-        await store.upsert_device(uow.conn, event, state_at)
+        conn = uow.conn
+        # the device's lock first (the order every certifying transaction takes): a read.ingested of it committed
+        # before is seen here, one after sees the device known
+        await store.lock_devices(conn, [event.device_id])
+        first = not await store.known_devices(conn, [event.device_id])
+        await store.upsert_device(conn, event, state_at)
+        if first:
+            await store.rescan(conn, [event.device_id])
+            await _certify(uow, [event.device_id], settle, now)
 
 
 # Where reservations decides where a window ends (an early end, a shorter end date): its watermarks on these topics

@@ -346,8 +346,12 @@ async def set_certification_due(conn: asyncpg.Connection, device_id: int, due_at
 
 
 async def due_devices(conn: asyncpg.Connection, now: datetime, limit: int) -> list[int]:
+    """Known devices due by `now` (an unknown one is certified when device.registered comes: services.register_device)."""
     rows = await conn.fetch(
-        "SELECT device_id FROM certification_due WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit
+        """SELECT c.device_id FROM certification_due c JOIN devices d ON d.device_id = c.device_id
+           WHERE c.due_at <= $1 ORDER BY c.due_at LIMIT $2""",
+        now,
+        limit,
     )
     return [r["device_id"] for r in rows]
 
@@ -443,14 +447,15 @@ async def set_offered_until(conn: asyncpg.Connection, device_ids: list[int], mom
 
 async def reservation_offered_line(conn: asyncpg.Connection, reservation_id: int) -> datetime:
     """Until when every device of the reservation was offered to it (the earliest offered_until; NEVER when one of
-    them never was)."""
-    line: datetime = await conn.fetchval(
-        """SELECT min(coalesce(l.offered_until, $2)) FROM reservation_devices rd
+    them never was, e.g. a device not known yet)."""
+    # NEVER is not sent: asyncpg writes datetime.min as -infinity and reads it back without a time zone
+    row = await conn.fetchrow(
+        """SELECT bool_or(l.offered_until IS NULL) AS never, min(l.offered_until) AS line FROM reservation_devices rd
            LEFT JOIN device_locks l ON l.device_id = rd.device_id WHERE rd.reservation_id = $1""",
         reservation_id,
-        NEVER,
     )
-    return line or NEVER
+    line: datetime | None = row["line"]
+    return NEVER if row["never"] or line is None else line
 
 
 async def rescan(conn: asyncpg.Connection, device_ids: list[int]) -> None:
@@ -690,6 +695,12 @@ async def insert_certificates(
                                 $6::timestamptz[], $7::timestamptz[])""",
         *(list(column) for column in zip(*parts, strict=True)),
     )
+
+
+async def known_devices(conn: asyncpg.Connection, device_ids: list[int]) -> set[int]:
+    """Of `device_ids`, those known here (their row from device.registered or device.updated exists)."""
+    rows = await conn.fetch("SELECT device_id FROM devices WHERE device_id = ANY($1::bigint[])", device_ids)
+    return {r["device_id"] for r in rows}
 
 
 async def device_countries(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, str | None]:
