@@ -41,6 +41,7 @@ from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 import opendrec_certificates
 from opendrec_certificates import handlers
 from opendrec_contracts import ReadIngested, ReservationCreated
+from opendrec_contracts.testing import device_registered
 from opendrec_devstack.postgres import start_postgres
 from opendrec_kit import db, heap
 from opendrec_kit.testing import dispatch
@@ -96,6 +97,11 @@ async def certification(
     device_id, reservation_id = 1, 2
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1)  # one connection, as one consumer
     try:
+        # Energy is certified only for devices the service knows (device.registered), as devices announces them.
+        registered = device_registered(
+            device_id, organization_id=events[0].organization_id, external_id=events[0].external_id
+        )
+        await handle(pool, partial(handlers.on_device_registered, settlement=settlement), registered)
         reservation = ReservationCreated(
             reservation_id=reservation_id, reservation_uid=uuid.uuid4(), name="bench", buyer_organization_id=3,
             device_ids=[device_id], reservation_start=first, reservation_end=first + timedelta(days=3650),

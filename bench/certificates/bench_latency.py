@@ -44,7 +44,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from proc_cpu import tree_cpu_seconds  # this directory (the bench runs as a script)
 
-from opendrec_contracts import ReadIngested, ReservationCreated, all_topics, envelope_for, topic_of
+from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated, all_topics, envelope_for, topic_of
+from opendrec_contracts.testing import device_registered
 from opendrec_devstack.broker import start_broker
 from opendrec_devstack.net import free_port
 from opendrec_devstack.postgres import start_postgres
@@ -239,6 +240,14 @@ async def main(args: argparse.Namespace) -> int:
             )
             for r, (devices, end) in plan.reservations.items()
         ]  # fmt: skip
+        # Energy is certified only for devices the service knows (device.registered), as devices announces them.
+        for device in plan.devices:
+            registered = device_registered(device, organization_id=7, external_id=f"LAT-{device}")
+            await producer.send(
+                topic_of(DeviceRegistered.TYPE),
+                envelope_for(registered, "devices").model_dump_json().encode(),
+                key=registered.key().encode(),
+            )
         for reservation in reservations:
             envelope = envelope_for(reservation, "reservations")
             await producer.send_and_wait(
@@ -249,9 +258,11 @@ async def main(args: argparse.Namespace) -> int:
             deadline = time.monotonic() + 30
             while await conn.fetchval(
                 "SELECT count(*) FROM reservations WHERE reservation_id = ANY($1::bigint[])", list(plan.reservations)
-            ) < len(plan.reservations):
+            ) < len(plan.reservations) or await conn.fetchval(
+                "SELECT count(*) FROM devices WHERE device_id = ANY($1::bigint[])", plan.devices
+            ) < len(plan.devices):
                 if time.monotonic() > deadline:
-                    print("the reservations did not reach the service within 30 s")
+                    print("the devices and reservations did not reach the service within 30 s")
                     return 1
                 await asyncio.sleep(0.2)
             print(

@@ -39,6 +39,7 @@ from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 import opendrec_certificates
 from opendrec_certificates import handlers, services
 from opendrec_contracts import Envelope, ReadIngested, ReservationCreated, envelope_for
+from opendrec_contracts.testing import device_registered
 from opendrec_devstack.postgres import start_postgres
 from opendrec_kit import UnitOfWork, db, heap
 from opendrec_kit.messaging import handle_batch, handle_once
@@ -109,6 +110,17 @@ async def run(
     # one connection, as one consumer (kept: asyncpg replaces one after 50,000 queries, and its backend with it)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1, max_queries=10**9)
     try:
+        # Energy is certified only for devices the service knows (device.registered), as devices announces them.
+        for device in range(1, devices + 1):
+            registered = device_registered(device, organization_id=4)
+            await handle_once(
+                pool,
+                "bench",
+                PRODUCER,
+                envelope_for(registered, "devices"),
+                registered,
+                partial(handlers.on_device_registered, settlement=settlement),
+            )
         reservation = ReservationCreated(
             reservation_id=2, reservation_uid=uuid.uuid4(), name="bench", buyer_organization_id=3,
             device_ids=list(range(1, devices + 1)), reservation_start=first, reservation_end=first + timedelta(days=1),
