@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,13 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
+from pg_server import postgres_server  # this directory (the bench runs as a script)
 from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 
 import opendrec_certificates
 from opendrec_certificates import handlers
 from opendrec_contracts import ReadIngested, ReservationCreated
 from opendrec_contracts.testing import device_registered
-from opendrec_devstack.postgres import start_postgres
 from opendrec_kit import db, heap
 from opendrec_kit.testing import dispatch
 
@@ -161,44 +160,37 @@ async def main(args: argparse.Namespace) -> int:
     # Reads end before now: energy is certified once settled, and readings refuses reads in the future.
     first = (datetime.now(UTC) - total * MINUTE - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     events = read_batches(1, 4, first, args.batches, args.batch)
-    with tempfile.TemporaryDirectory() as pgdata:
-        given = os.environ.get("DATABASE_URL")
-        pg = None if given else start_postgres(pgdata)
-        server_url = given or (pg.url if pg else "")
-        try:
+    with postgres_server() as server_url:
+        print(
+            f"{total:,} minute reads of one device in {args.batches} read.ingested events of {args.batch:,}; postgres {server_url}"
+        )
+        print(f"  load average before: {_load()}")
+        wrong = False
+        copy, copy_sql = await bare_copy(server_url, events)
+        rates = {}
+        frequencies: tuple[Literal["hourly", "daily"], ...] = ("hourly", "daily")
+        for frequency in frequencies:
+            elapsed, count, energy, cpu, sql_cpu = await certification(server_url, frequency, events, first)
+            rates[frequency] = total / elapsed
             print(
-                f"{total:,} minute reads of one device in {args.batches} read.ingested events of {args.batch:,}; postgres {server_url}"
+                f"  {frequency:7s} certificates: {elapsed:6.2f} s {total / elapsed:10,.0f} reads/s"
+                f" ({total / elapsed / (total / copy):5.1%} of the bare COPY); {count:,} certificates holding"
+                f" {energy:,} Wh"
             )
-            print(f"  load average before: {_load()}")
-            wrong = False
-            copy, copy_sql = await bare_copy(server_url, events)
-            rates = {}
-            frequencies: tuple[Literal["hourly", "daily"], ...] = ("hourly", "daily")
-            for frequency in frequencies:
-                elapsed, count, energy, cpu, sql_cpu = await certification(server_url, frequency, events, first)
-                rates[frequency] = total / elapsed
-                print(
-                    f"  {frequency:7s} certificates: {elapsed:6.2f} s {total / elapsed:10,.0f} reads/s"
-                    f" ({total / elapsed / (total / copy):5.1%} of the bare COPY); {count:,} certificates holding"
-                    f" {energy:,} Wh"
-                )
-                print(f"          CPU per read: {_per_read(cpu, total)} service, {_per_read(sql_cpu, total)} Postgres")
-                wrong |= energy != 100 * total
-            print(f"  bare COPY of the reads: {copy:6.2f} s {total / copy:10,.0f} reads/s (same run)")
-            print(f"          CPU per read: {_per_read(copy_sql, total)} Postgres")
-            print(f"  load average after: {_load()}")
-            slowest = min(rates.values())
-            missed = slowest < GOAL_READS_S
-            print(
-                f"goal: >= {GOAL_READS_S:,} reads/s certified (the slowest frequency): {slowest:,.0f} reads/s,"
-                f" {'MISSED' if missed else 'met'}"
-            )
-            if wrong:
-                print(f"certificates do not hold the reads' {100 * total:,} Wh")
-            return 1 if wrong or missed else 0
-        finally:
-            if pg:
-                pg.stop()
+            print(f"          CPU per read: {_per_read(cpu, total)} service, {_per_read(sql_cpu, total)} Postgres")
+            wrong |= energy != 100 * total
+        print(f"  bare COPY of the reads: {copy:6.2f} s {total / copy:10,.0f} reads/s (same run)")
+        print(f"          CPU per read: {_per_read(copy_sql, total)} Postgres")
+        print(f"  load average after: {_load()}")
+        slowest = min(rates.values())
+        missed = slowest < GOAL_READS_S
+        print(
+            f"goal: >= {GOAL_READS_S:,} reads/s certified (the slowest frequency): {slowest:,.0f} reads/s,"
+            f" {'MISSED' if missed else 'met'}"
+        )
+        if wrong:
+            print(f"certificates do not hold the reads' {100 * total:,} Wh")
+        return 1 if wrong or missed else 0
 
 
 if __name__ == "__main__":

@@ -20,18 +20,17 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from pg_server import postgres_server  # this directory (the bench runs as a script)
 from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 
 import opendrec_certificates
 from opendrec_certificates import store
 from opendrec_contracts import ReadIngested
-from opendrec_devstack.postgres import start_postgres
 from opendrec_kit import db
 
 MIGRATIONS = Path(opendrec_certificates.__file__).parent / "migrations"
@@ -90,23 +89,16 @@ async def main(args: argparse.Namespace) -> int:
     batch_events = events(args.batches, args.batch)
     reads = args.batches * args.batch
     best: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as pgdata:
-        given = os.environ.get("DATABASE_URL")
-        pg = None if given else start_postgres(pgdata)
-        server_url = given or (pg.url if pg else "")
-        try:
-            print(f"{reads:,} minute reads of one device in {args.batches} events; load {os.getloadavg()[0]:.2f}")
-            for _ in range(args.rounds):
-                for way in WAYS:
-                    cpu = await insert_all(server_url, way, batch_events)
-                    if cpu is None:
-                        print("  Postgres is not on this machine: no CPU figures")
-                        return 1
-                    print(f"  {way:6s} Postgres CPU per read {cpu / reads * 1e6:6.1f} us")
-                    best[way] = min(best.get(way, cpu), cpu)
-        finally:
-            if pg:
-                pg.stop()
+    with postgres_server() as server_url:
+        print(f"{reads:,} minute reads of one device in {args.batches} events; load {os.getloadavg()[0]:.2f}")
+        for _ in range(args.rounds):
+            for way in WAYS:
+                cpu = await insert_all(server_url, way, batch_events)
+                if cpu is None:
+                    print("  Postgres is not on this machine: no CPU figures")
+                    return 1
+                print(f"  {way:6s} Postgres CPU per read {cpu / reads * 1e6:6.1f} us")
+                best[way] = min(best.get(way, cpu), cpu)
     ratio = best["check"] / best["none"]
     missed = ratio >= GOAL_RATIO
     print(

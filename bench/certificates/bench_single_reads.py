@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,13 +33,13 @@ from functools import partial
 from pathlib import Path
 
 import asyncpg
+from pg_server import postgres_server  # this directory (the bench runs as a script)
 from proc_cpu import cpu_seconds  # this directory (the bench runs as a script)
 
 import opendrec_certificates
 from opendrec_certificates import handlers, services
 from opendrec_contracts import Envelope, ReadIngested, ReservationCreated, envelope_for
 from opendrec_contracts.testing import device_registered
-from opendrec_devstack.postgres import start_postgres
 from opendrec_kit import UnitOfWork, db, heap
 from opendrec_kit.messaging import handle_batch, handle_once
 
@@ -176,31 +175,24 @@ async def main(args: argparse.Namespace) -> int:
     first = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
     items = single_reads(args.devices, args.events, first)
     n = len(items)
-    with tempfile.TemporaryDirectory() as pgdata:
-        given = os.environ.get("DATABASE_URL")
-        pg = None if given else start_postgres(pgdata)
-        server_url = given or (pg.url if pg else "")
-        try:
-            print(f"{n:,} read.ingested events of one read each, {args.devices} devices of one hourly reservation")
-            print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-            wrong, per_event = False, {}
-            for way in ("one by one", f"batched {args.batch}"):
-                elapsed, handling, sweeping, count, energy = await run(
-                    server_url, way, items, args.devices, first, args.batch
-                )
-                per_event[way] = handling.service + handling.sql
-                print(f"  {way:12s} handled {n / elapsed:9,.0f} events/s; CPU per event: {_per_event(handling, n)}")
-                print(f"  {'':12s} then the sweep certified {count:,} certificates: {_per_event(sweeping, n)}")
-                if energy != n:
-                    print(f"  {'':12s} WRONG: {energy:,} Wh certified or carried of {n:,}")
-                    wrong = True
-            print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-            one, batched = per_event.values()
-            print(f"batched / one by one, CPU per event handled: {batched / one:.1%} (goal: under 50%)")
-            return 1 if wrong or batched >= one / 2 else 0
-        finally:
-            if pg:
-                pg.stop()
+    with postgres_server() as server_url:
+        print(f"{n:,} read.ingested events of one read each, {args.devices} devices of one hourly reservation")
+        print(f"  load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        wrong, per_event = False, {}
+        for way in ("one by one", f"batched {args.batch}"):
+            elapsed, handling, sweeping, count, energy = await run(
+                server_url, way, items, args.devices, first, args.batch
+            )
+            per_event[way] = handling.service + handling.sql
+            print(f"  {way:12s} handled {n / elapsed:9,.0f} events/s; CPU per event: {_per_event(handling, n)}")
+            print(f"  {'':12s} then the sweep certified {count:,} certificates: {_per_event(sweeping, n)}")
+            if energy != n:
+                print(f"  {'':12s} WRONG: {energy:,} Wh certified or carried of {n:,}")
+                wrong = True
+        print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        one, batched = per_event.values()
+        print(f"batched / one by one, CPU per event handled: {batched / one:.1%} (goal: under 50%)")
+        return 1 if wrong or batched >= one / 2 else 0
 
 
 if __name__ == "__main__":
