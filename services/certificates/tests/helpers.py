@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from hypothesis import HealthCheck, Phase, settings
+
 import opendrec_certificates
 from opendrec_certificates import handlers
 from opendrec_contracts import DeviceRegistered, ReadIngested, ReservationCreated
@@ -127,3 +129,15 @@ def migrated_database(postgres_url: str, prefix: str) -> str:
         return url
 
     return asyncio.run(create())
+
+
+def database_examples(n: int) -> settings:
+    """Hypothesis settings for examples that each run real statements: `n` of them, no deadline, and no long shrinking
+    (a failure prints its example to reproduce it)."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        print_blob=True,
+    )

@@ -12,7 +12,7 @@ from functools import partial
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from opendrec_certificates import handlers, services
@@ -21,7 +21,7 @@ from opendrec_kit.periods import FREQUENCIES
 from opendrec_kit.testing import dispatch
 from opendrec_kit.uow import UnitOfWork
 
-from .helpers import migrated_database, registered
+from .helpers import database_examples, migrated_database, registered
 
 BASE = datetime(2028, 2, 20, tzinfo=UTC)  # leap day and a month end inside
 MINUTE = timedelta(minutes=1)
@@ -181,13 +181,7 @@ async def check(pool: asyncpg.Pool, devices: tuple[int, int], reservations: tupl
 
 
 # Each example is a few real transactions: 30 of them, and no long shrinking (a failure prints its example).
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    print_blob=True,
-)
+@database_examples(30)
 @given(ex=example)
 def test_issuance_properties_hold_in_the_database(database, ex):
     asyncio.run(scenario(database, ex))

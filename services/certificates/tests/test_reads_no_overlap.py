@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from opendrec_certificates import store
 from opendrec_contracts import ReadIngested
 
-from .helpers import migrated_database
+from .helpers import database_examples, migrated_database
 
 BASE = datetime(2027, 6, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -103,13 +103,7 @@ def test_overlapping_reads_are_refused_and_the_others_taken(database, batches):
 
 
 # Each example is a few real statements: 200 of them, and no long shrinking (a failure prints its example).
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    print_blob=True,
-)
+@database_examples(200)
 @given(batches=statements)
 def test_a_statement_of_reads_is_refused_exactly_when_one_overlaps(database, batches):
     asyncio.run(scenario(database, batches))

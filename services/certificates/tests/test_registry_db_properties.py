@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from opendrec_certificates.registry import domain, services, store
@@ -23,7 +23,7 @@ from opendrec_kit.errors import ApiError
 from opendrec_kit.organizations import Acting, remember_organization
 from opendrec_kit.uow import UnitOfWork
 
-from .helpers import migrated_database
+from .helpers import database_examples, migrated_database
 
 START, END = datetime(2021, 11, 6, tzinfo=UTC), datetime(2021, 11, 10, tzinfo=UTC)
 DIRECT = RegistrySettings(registry_direct_transfers=True)
@@ -143,13 +143,7 @@ async def check(pool: asyncpg.Pool, device: int, issued_wh: int) -> None:
         assert total + transferring == issued_wh  # no Wh made or lost
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    print_blob=True,
-)
+@database_examples(25)
 @given(issued=st.lists(st.integers(1, 3000), min_size=1, max_size=3), operations=st.lists(operation, max_size=12))
 def test_balances_hold_after_any_sequence_of_operations(database, issued, operations):
     asyncio.run(scenario(database, issued, operations))
