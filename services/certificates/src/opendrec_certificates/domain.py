@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import uuid
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -207,6 +209,232 @@ def allocate(reads: list[Read], reservation: Reservation) -> list[Allocation]:
 
 
 _end_order = attrgetter("end", "id")
+
+
+# -- reads stored as runs (issue 16) ----------------------------------------------------------------------------------
+
+UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+RUN_MAX_READS = 1 << 16  # reads of one run at most (a read's id in the views is its run's * 2^20 + its index)
+
+
+def micros(moment: datetime) -> int:
+    """A moment as integer microseconds since the Unix epoch."""
+    return (moment - UNIX_EPOCH) // US
+
+
+def moment_of(us: int) -> datetime:
+    """The moment `us` microseconds after the Unix epoch (UTC)."""
+    return UNIX_EPOCH + timedelta(microseconds=us)
+
+
+class Run(NamedTuple):
+    """Back-to-back reads of one device from one read.ingested event (migration 0021): read k (0-based) runs from
+    `start_us` (k = 0) or `ends_us[k - 1]` to `ends_us[k]`, microseconds after `origin_us` (itself microseconds after
+    the Unix epoch), and carries `energy_wh[k]`. An instant is a run of one read."""
+
+    id: int
+    device_id: int
+    origin_us: int
+    start_us: int
+    ends_us: Sequence[int]
+    energy_wh: Sequence[int]
+    history: bool = False
+
+    def start_of(self, k: int) -> int:
+        return self.start_us if k == 0 else self.ends_us[k - 1]
+
+
+class RunAllocation(NamedTuple):
+    """What one reservation gets of the reads [lo, hi) of one run in one period (a History read: its own row)."""
+
+    run_id: int
+    lo: int
+    hi: int
+    kind: str  # PERIOD or HISTORY
+    period_start: datetime  # the period as cut by the window; a History read's own interval in the window
+    period_end: datetime
+    energy_wh: int
+    parts: list[int] | None  # Wh of each read of [lo, hi) (0: none of it); None: each read's whole energy
+    start: datetime  # the first part's start (a part: the read cut by the period)
+    end: datetime  # the last part's end
+
+    def parts_of(self, run: Run) -> Sequence[int]:
+        return run.energy_wh[self.lo : self.hi] if self.parts is None else self.parts
+
+
+def allocate_runs(
+    runs: Sequence[Run],
+    reservation: Reservation,
+    after_us: int | None,
+    settled_us: int,
+    certified: dict[int, list[int]],
+    mine: dict[int, set[int]],
+) -> list[RunAllocation]:
+    """`allocate` over runs of one device (in start order): what the reservation gets of their reads that end after
+    `after_us` (None: any) and by `settled_us`, with energy left (`certified`: Wh already allocated per read of a run
+    that has any allocation, absent: none), not allocated to it before (`mine`: indexes per run). The rules are
+    `allocate`'s, read by read (cumulative floor, shares, History reads alone, the target in end order); whole reads
+    inside a period and the window, of a run nothing was taken of, are counted over the arrays (bisect for the
+    period boundaries) and make one row per period holding "each read's whole energy"."""
+    if reservation.capped:  # the target goes to reads in end order across the runs: read by read
+        return _allocate_reads(runs, reservation, after_us, settled_us, certified, mine, None)
+    out: list[RunAllocation] = []
+    for run in runs:
+        if run.history or run.id in certified or (len(run.ends_us) == 1 and run.start_us == run.ends_us[0]):
+            out += _allocate_reads([run], reservation, after_us, settled_us, certified, mine, None)
+        else:
+            out += _allocate_whole(run, reservation, after_us, settled_us)
+    return out
+
+
+def _eligible(run: Run, start_us: int, end_us: int, after_us: int | None, settled_us: int) -> tuple[int, int]:
+    """The reads [a, b) of `run` ending after `after_us` and by `settled_us` that meet the window [start, end] (as
+    the scan for uncertified reads took them: end >= the window's start, start <= its end)."""
+    ends, o = run.ends_us, run.origin_us
+    if run.start_us > end_us - o:
+        return 0, 0
+    a = max(0 if after_us is None else bisect_right(ends, after_us - o), bisect_left(ends, start_us - o))
+    b = min(bisect_right(ends, settled_us - o), bisect_right(ends, end_us - o) + 1)
+    return a, b
+
+
+def _allocate_whole(run: Run, reservation: Reservation, after_us: int | None, settled_us: int) -> list[RunAllocation]:
+    """A run nothing was taken of, a reservation without a cap: its reads inside the window and a period give their
+    whole energy, a row per period; the few others (crossing the window's ends or a period boundary) go read by
+    read."""
+    start, end, frequency = reservation.start, reservation.end, reservation.frequency
+    ws, we = micros(start), micros(end)
+    a, b = _eligible(run, ws, we, after_us, settled_us)
+    if a >= b:
+        return []
+    ends, o, energy = run.ends_us, run.origin_us, run.energy_wh
+    # the reads wholly inside the window: starting at or after its start, ending by its end
+    inner_a = max(a, 0 if run.start_us >= ws - o else bisect_left(ends, ws - o) + 1)
+    inner_b = min(b, bisect_right(ends, we - o))
+    edge = [k for k in range(a, b) if not inner_a <= k < inner_b]
+    out: list[RunAllocation] = []
+    k = inner_a
+    while k < inner_b:
+        p = period_start(moment_of(o + run.start_of(k)), frequency)
+        boundary = next_period_start(p, frequency)
+        j = bisect_right(ends, micros(boundary) - o, k, inner_b)  # [k, j): ending by the period's end
+        if j > k:
+            wh = sum(energy[k:j])
+            if wh > 0:
+                lo, hi = k, j  # from the first read with energy to the last (the parts' start and end)
+                while not energy[lo]:
+                    lo += 1
+                while not energy[hi - 1]:
+                    hi -= 1
+                p_lo, p_hi = period_bounds(p, frequency, start, end)
+                out.append(
+                    RunAllocation(
+                        run.id,
+                        lo,
+                        hi,
+                        PERIOD,
+                        p_lo,
+                        p_hi,
+                        wh,
+                        None,
+                        moment_of(o + run.start_of(lo)),
+                        moment_of(o + ends[hi - 1]),
+                    )
+                )
+        if j < inner_b and j == k:  # read j crosses the period's end: split read by read
+            edge.append(j)
+            j += 1
+        k = j
+    if edge:
+        out += _allocate_reads([run], reservation, after_us, settled_us, {}, {}, set(edge))
+    return out
+
+
+def _allocate_reads(
+    runs: Sequence[Run],
+    reservation: Reservation,
+    after_us: int | None,
+    settled_us: int,
+    certified: dict[int, list[int]],
+    mine: dict[int, set[int]],
+    only: set[int] | None,
+) -> list[RunAllocation]:
+    """`allocate` itself over the eligible reads of the runs (only the indexes `only` of a single run, if given),
+    its allocations gathered into rows of consecutive reads per run and period."""
+    ws, we = micros(reservation.start), micros(reservation.end)
+    reads: list[Read] = []
+    where: list[tuple[Run, int]] = []
+    for run in runs:
+        a, b = _eligible(run, ws, we, after_us, settled_us)
+        taken = mine.get(run.id, set())
+        given = certified.get(run.id)
+        o, ends, energy = run.origin_us, run.ends_us, run.energy_wh
+        for k in range(a, b) if only is None else sorted(i for i in only if a <= i < b):
+            c = given[k] if given is not None else 0
+            if k in taken or c >= energy[k]:
+                continue
+            reads.append(
+                Read(len(where), moment_of(o + run.start_of(k)), moment_of(o + ends[k]), energy[k], c, run.history)
+            )
+            where.append((run, k))
+    if not reads:
+        return []
+    grouped: dict[tuple[int, str, datetime], list[tuple[int, Allocation]]] = {}
+    for allocation in allocate(reads, reservation):
+        run, k = where[allocation.read_id]
+        grouped.setdefault((run.id, allocation.kind, allocation.period_start), []).append((k, allocation))
+    out: list[RunAllocation] = []
+    for (run_id, kind, _), parts in grouped.items():
+        parts.sort(key=_first)
+        segment: list[tuple[int, Allocation]] = []
+        for k, allocation in parts:
+            if segment and k != segment[-1][0] + 1:
+                out.append(_row(run_id, kind, segment))
+                segment = []
+            segment.append((k, allocation))
+        out.append(_row(run_id, kind, segment))
+    return out
+
+
+def _first(item: tuple[int, Allocation]) -> int:
+    return item[0]
+
+
+def _row(run_id: int, kind: str, segment: list[tuple[int, Allocation]]) -> RunAllocation:
+    first, last = segment[0][1], segment[-1][1]
+    wh = [a.energy_wh for _, a in segment]
+    return RunAllocation(
+        run_id,
+        segment[0][0],
+        segment[-1][0] + 1,
+        kind,
+        first.period_start,
+        first.period_end,
+        sum(wh),
+        wh,
+        first.start,
+        last.end,
+    )
+
+
+def run_parts(run: Run, row: RunAllocation, device_id: int) -> list[tuple[int, int, int, int]]:
+    """The read parts a row holds, (device, start, end, Wh) in microseconds since the Unix epoch: each read of its
+    range cut by its period, those of 0 Wh left out (the intervals a certificate covers: its reads_hash)."""
+    o, ends = run.origin_us, run.ends_us
+    lo, hi = row.lo, row.hi
+    starts = ends[lo - 1 : hi - 1] if lo > 0 else [run.start_us, *ends[: hi - 1]]
+    if row.parts is None:  # whole reads inside the period
+        return [
+            (device_id, o + s, o + e, wh)
+            for s, e, wh in zip(starts, ends[lo:hi], run.energy_wh[lo:hi], strict=True)
+            if wh > 0
+        ]
+    p_lo, p_hi = micros(row.period_start), micros(row.period_end)
+    return [
+        (device_id, max(o + s, p_lo), min(o + e, p_hi), wh)
+        for s, e, wh in zip(starts, ends[lo:hi], row.parts, strict=True)
+        if wh > 0
+    ]
 
 
 def issue_round(

@@ -63,16 +63,17 @@ DUE_CHUNK = 100  # due devices certified in one transaction (issue 16: one each 
 
 async def _allocate_devices(
     uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime
-) -> list[tuple[int, int, list[domain.Allocation]]]:
+) -> tuple[list[tuple[int, int, list[domain.RunAllocation]]], dict[int, domain.Run]]:
     """What the devices' reservations can take of their settled reads not yet allocated to them: per device (in the
-    order given) and reservation of the device, its allocations (stored by the issuance that follows: most are issued
-    at once). The caller holds the devices' locks and their reservations' (a reservation's target is shared by its
-    devices, which other transactions allocate at the same time: what it was allocated is read under its lock, or two
-    devices could each fill what is left; what this transaction gives the devices before counts too). Nothing is
-    written until every device is allocated, so the reads and reservations of all of them are read at once (one
-    statement each, issue 16: a consumer's batch holds hundreds of devices)."""
+    order given) and reservation of the device, its allocations per run of reads (stored by the issuance that
+    follows: most are issued at once), and the runs they are of. The caller holds the devices' locks and their
+    reservations' (a reservation's target is shared by its devices, which other transactions allocate at the same
+    time: what it was allocated is read under its lock, or two devices could each fill what is left; what this
+    transaction gives the devices before counts too). Nothing is written until every device is allocated, so the
+    runs and reservations of all of them are read at once (issue 16: a consumer's batch holds hundreds of devices)."""
     conn = uow.conn
     settled_before = now - settle
+    settled_us = domain.micros(settled_before)
     reservations = await store.reservations_of_devices(conn, device_ids)
     offered = await store.offered_until(conn, device_ids)  # reads ending before were offered already
     windows = [
@@ -81,38 +82,59 @@ async def _allocate_devices(
         for r in reservations.get(device_id, [])
         if domain.certifiable(r, now)  # expired: nothing more is certified for it
     ]
-    reads = await store.uncertified_reads(conn, windows, settled_before) if windows else {}
+    runs, given = await store.uncertified_runs(conn, windows, settled_before) if windows else ({}, [])
+    by_id = {run.id: run for device_runs in runs.values() for run in device_runs}
+    # Wh already allocated per read of the runs that gave any (all reservations; this round's added as it goes: two
+    # reservations holding a device at the same time share its reads, never take each one's energy twice), and the
+    # reads each reservation was given (a read goes to a reservation once)
+    certified: dict[int, list[int]] = {}
+    mine: dict[tuple[int, int], set[int]] = {}
+    for run_id, reservation_id, lo, hi, parts in given:
+        run = by_id[run_id]
+        counted = certified.setdefault(run_id, [0] * len(run.ends_us))
+        taken = mine.setdefault((run_id, reservation_id), set())
+        for k, wh in zip(range(lo, hi), run.energy_wh[lo:hi] if parts is None else parts, strict=True):
+            if wh > 0:
+                counted[k] += wh
+                taken.add(k)
     unstored: dict[int, int] = {}  # Wh per reservation allocated here, not stored yet
     out = []
     for device_id in device_ids:
-        taken: dict[int, int] = {}  # Wh per read given here to the device's reservations before (not stored yet)
-        for reservation in reservations.get(device_id, []):
-            allocations: list[domain.Allocation] = []
-            if domain.certifiable(reservation, now):
-                given = unstored.get(reservation.reservation_id, 0)
-                allocations = domain.allocate(
-                    _left(reads.get((device_id, reservation.reservation_id), []), taken),
-                    replace(reservation, certified_wh=reservation.certified_wh + given) if given else reservation,
+        device_runs = runs.get(device_id, [])
+        after = offered.get(device_id)
+        after_us = None if after is None else domain.micros(after)
+        held = reservations.get(device_id, [])
+        for i, reservation in enumerate(held):
+            allocations: list[domain.RunAllocation] = []
+            if domain.certifiable(reservation, now) and device_runs:
+                given_here = unstored.get(reservation.reservation_id, 0)
+                allocations = domain.allocate_runs(
+                    device_runs,
+                    replace(reservation, certified_wh=reservation.certified_wh + given_here)
+                    if given_here
+                    else reservation,
+                    after_us,
+                    settled_us,
+                    certified,
+                    {
+                        run.id: mine[(run.id, reservation.reservation_id)]
+                        for run in device_runs
+                        if (run.id, reservation.reservation_id) in mine
+                    },
                 )
-                unstored[reservation.reservation_id] = given + sum(a.energy_wh for a in allocations)
-                for a in allocations:
-                    taken[a.read_id] = taken.get(a.read_id, 0) + a.energy_wh
+                unstored[reservation.reservation_id] = given_here + sum(a.energy_wh for a in allocations)
+                for a in allocations if i + 1 < len(held) else ():  # what the device's next reservations see
+                    run = by_id[a.run_id]
+                    counted = certified.setdefault(a.run_id, [0] * len(run.ends_us))
+                    for k, wh in zip(range(a.lo, a.hi), a.parts_of(run), strict=True):
+                        counted[k] += wh
             out.append((device_id, reservation.reservation_id, allocations))
     await store.set_offered_until(conn, device_ids, settled_before)
     unsettled = await store.latest_unsettled_ends(conn, device_ids, settled_before)
     await store.set_certification_dues(
         conn, {d: (unsettled[d] + settle if d in unsettled else None) for d in device_ids}
     )
-    return out
-
-
-def _left(reads: list[domain.Read], taken: dict[int, int]) -> list[domain.Read]:
-    """The reads as they are once what this round gave other reservations of their device is counted: two
-    reservations holding a device at the same time share its reads, never take each one's energy twice."""
-    if not taken:
-        return reads
-    counted = [r._replace(certified_wh=r.certified_wh + taken[r.id]) if r.id in taken else r for r in reads]
-    return [r for r in counted if r.certified_wh < r.energy_wh]
+    return out, by_id
 
 
 # -- issuance -------------------------------------------------------------------------------------------------------
@@ -129,16 +151,18 @@ class _Pending:
     energy: dict[int, int]
     starts: dict[int, datetime]
     ends: dict[int, datetime]
-    stored: list[Any]  # its allocations stored before (store.due_allocations' rows)
-    fresh: list[tuple[int, domain.Allocation]]  # its allocations made in this transaction: (device, allocation)
-    reads: list[tuple[int, datetime, datetime, int]]  # (device, start, end, Wh): the intervals it covers
+    stored: list[tuple[int, datetime, int]]  # its allocations stored before: (run, period start, first read)
+    fresh: list[tuple[int, domain.RunAllocation]]  # its allocations made in this transaction: (device, allocation)
+    reads: list[tuple[int, int, int, int]]  # (device, start, end, Wh; instants in us): the intervals it covers
     round_id: uuid.UUID | None = None  # the round that took it (_issue_round)
 
 
-def _pending(stored: list[Any], fresh: list[tuple[int, str | None, domain.Allocation]]) -> list[_Pending]:
+def _pending(
+    stored: list[Any], fresh: list[tuple[int, str | None, domain.RunAllocation]], runs: dict[int, domain.Run]
+) -> list[_Pending]:
     """Due allocations grouped into certificates: a period's of one country together; a History read's alone.
-    `stored`: store.due_allocations' rows; `fresh`: (device, its country, allocation) made in this transaction
-    (one per read and period: a tuple each, not a row, issue 16)."""
+    `stored`: store.due_allocations' rows; `fresh`: (device, its country, allocation) made in this transaction (a
+    tuple each, not a row, issue 16), of the `runs`."""
     groups: dict[tuple[Any, ...], _Pending] = {}
 
     def group(key: tuple[Any, ...], country: str | None, kind: str, start: datetime, end: datetime) -> _Pending:
@@ -147,34 +171,39 @@ def _pending(stored: list[Any], fresh: list[tuple[int, str | None, domain.Alloca
             found = groups[key] = _Pending(country, kind, start, end, {}, {}, {}, [], [], [])
         return found
 
-    def add(pending: _Pending, device: int, wh: int, start: datetime, end: datetime, period_end: datetime) -> None:
+    def add(pending: _Pending, device: int, a: domain.RunAllocation, run: domain.Run) -> None:
         energy, starts, ends = pending.energy, pending.starts, pending.ends
         if device in energy:
-            energy[device] += wh
-            if start < starts[device]:
-                starts[device] = start
-            if end > ends[device]:
-                ends[device] = end
+            energy[device] += a.energy_wh
+            if a.start < starts[device]:
+                starts[device] = a.start
+            if a.end > ends[device]:
+                ends[device] = a.end
         else:
-            energy[device], starts[device], ends[device] = wh, start, end
-        if period_end > pending.period_end:
-            pending.period_end = period_end
-        pending.reads.append((device, start, end, wh))
+            energy[device], starts[device], ends[device] = a.energy_wh, a.start, a.end
+        if a.period_end > pending.period_end:
+            pending.period_end = a.period_end
+        pending.reads += domain.run_parts(run, a, device)
 
     for row in stored:
         country, device, period_start = row["country_code"], row["device_id"], row["period_start"]
         if row["kind"] == domain.HISTORY:
-            key: tuple[Any, ...] = (period_start, 1, country or "", device, row["read_id"])
+            key: tuple[Any, ...] = (period_start, 1, country or "", device, row["run_id"], row["lo"])
         else:
             key = (period_start, 0, country or "")
         pending = group(key, country, row["kind"], period_start, row["period_end"])
-        add(pending, device, row["energy_wh"], row["start_at"], row["end_at"], row["period_end"])
-        pending.stored.append(row)
+        allocation, run = store.stored_allocation(row)
+        add(pending, device, allocation, run)
+        pending.stored.append((row["run_id"], period_start, row["lo"]))
     last: _Pending | None = None  # a device's next allocation is mostly of the same period: compared, not hashed
     for device, country, a in fresh:
         if a.kind == domain.HISTORY:
             pending = group(
-                (a.period_start, 1, country or "", device, a.read_id), country, a.kind, a.period_start, a.period_end
+                (a.period_start, 1, country or "", device, a.run_id, a.lo),
+                country,
+                a.kind,
+                a.period_start,
+                a.period_end,
             )
         elif (
             last is not None
@@ -185,7 +214,7 @@ def _pending(stored: list[Any], fresh: list[tuple[int, str | None, domain.Alloca
             pending = last
         else:
             pending = last = group((a.period_start, 0, country or ""), country, a.kind, a.period_start, a.period_end)
-        add(pending, device, a.energy_wh, a.start, a.end, a.period_end)
+        add(pending, device, a, runs[a.run_id])
         pending.fresh.append((device, a))
     return [groups[k] for k in sorted(groups)]
 
@@ -202,7 +231,7 @@ class _Issuance:
     owners: dict[int, int]  # the organization of each device's latest accepted read
     issued_at: datetime  # the transaction's time (certificates' issued_at)
     rounds: list[tuple[Any, ...]] = field(default_factory=list)
-    taken: list[tuple[int, datetime, uuid.UUID]] = field(default_factory=list)  # stored allocations: read, period
+    taken: list[tuple[int, datetime, int, uuid.UUID]] = field(default_factory=list)  # stored: run, period, lo
     carried: set[str] = field(default_factory=set)  # country keys whose carry changed
     certificates: list[tuple[Any, ...]] = field(default_factory=list)
     parts: list[tuple[Any, ...]] = field(default_factory=list)
@@ -215,12 +244,13 @@ async def _issue_reservation(
     reservation_id: int,
     settle: timedelta,
     now: datetime,
-    fresh: list[tuple[int, list[domain.Allocation]]] | None = None,
+    fresh: list[tuple[int, list[domain.RunAllocation]]] | None = None,
+    runs: dict[int, domain.Run] | None = None,
     *,
     complete_only: bool = False,
 ) -> int:
     """Issue the reservation's certificates of every period that has closed and settled by `now`; how many.
-    `fresh`: [(device, allocations)] just made for it, stored here with the round that took them (one write per
+    `fresh`: [(device, allocations)] just made for it (of the `runs`), stored here with the round that took them (one write per
     allocation, not an insert and an update). The caller holds the reservation's lock. What the rounds read and
     write is read once and written once per table (a sweep can issue hundreds of certificates).
     `complete_only`: only the periods every device of the reservation was offered past (its reads allocated up to
@@ -246,7 +276,7 @@ async def _issue_reservation(
     made = [(device, countries[device], a) for device, allocations in fresh or [] for a in allocations]
     ends = terms["ends"]
     due = [m for m in made if min(m[2].period_end, ends) <= closed]
-    pendings = _pending(stored, due)
+    pendings = _pending(stored, due, runs or {})
     issued, reached = 0, False
     if pendings:
         carry = await store.carries(conn, reservation_id)
@@ -306,7 +336,7 @@ def _issue_round(batch: _Issuance, pending: _Pending, target_left: int | None, f
     )
     certificate_id = domain.certificate_id(reservation_id, country, pending.period_start, kind, sequence)
     pending.round_id = certificate_id  # its fresh allocations are stored with it (_issue_reservation)
-    batch.taken += [(row["read_id"], pending.period_start, certificate_id) for row in pending.stored]
+    batch.taken += [(run_id, period_start, lo, certificate_id) for run_id, period_start, lo in pending.stored]
     batch.rounds.append(
         (
             certificate_id,
@@ -397,7 +427,7 @@ def _issue_certificate(
             parts=[CertificatePart(device_id=d, owner_organization_id=o, energy_wh=wh) for _, d, o, wh, _, _ in parts],
             issued_at=batch.issued_at,
             allocated_wh=round_.allocated_wh,
-            reads_hash=ledger_domain.reads_hash(pending.reads),
+            reads_hash=ledger_domain.reads_hash_us(pending.reads),
         )
     )
     batch.holdings.append(
@@ -467,12 +497,15 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
         if not device_ids:
             return 0
     await store.lock_reservations_of_devices(uow.conn, device_ids)
-    fresh: dict[int, list[tuple[int, list[domain.Allocation]]]] = {}
-    for device_id, reservation_id, allocations in await _allocate_devices(uow, device_ids, settle, now):
+    fresh: dict[int, list[tuple[int, list[domain.RunAllocation]]]] = {}
+    allocated, runs = await _allocate_devices(uow, device_ids, settle, now)
+    for device_id, reservation_id, allocations in allocated:
         fresh.setdefault(reservation_id, []).append((device_id, allocations))
     issued = 0
     for reservation_id in sorted(fresh):
-        issued += await _issue_reservation(uow, reservation_id, settle, now, fresh[reservation_id], complete_only=True)
+        issued += await _issue_reservation(
+            uow, reservation_id, settle, now, fresh[reservation_id], runs, complete_only=True
+        )
     return issued
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,11 +14,14 @@ from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReadIngested
 
 from .domain import (
     NO_DEVICE_LOG_FILTER,
-    Allocation,
+    RUN_MAX_READS,
     DeviceLogFilter,
-    Read,
     Reservation,
+    Run,
+    RunAllocation,
     effective_end,
+    micros,
+    moment_of,
 )
 
 # Before any read: the offered_until of a device never offered.
@@ -120,15 +125,50 @@ async def reservation_device_ids(conn: asyncpg.Connection, reservation_id: int) 
 
 async def release_pending_after(conn: asyncpg.Connection, reservation_id: int, ended_at: datetime) -> list[int]:
     """Give back to their reads the reservation's allocations not issued yet that hold energy generated after
-    `ended_at` (its end, learnt after they were made): the devices whose reads got energy back."""
-    released = await conn.fetch(
-        """DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL AND end_at > $2
-           RETURNING read_id, device_id, energy_wh""",
+    `ended_at` (its end, learnt after they were made): each read part ending after it (a row's parts before it stay);
+    the devices whose reads got energy back."""
+    rows = await conn.fetch(
+        f"""DELETE FROM run_allocations a USING read_runs r
+            WHERE r.id = a.run_id AND a.reservation_id = $1 AND a.round_id IS NULL AND a.end_at > $2
+            RETURNING a.*, {_RUN_SLICE}""",
         reservation_id,
         ended_at,
     )
-    await _give_back(conn, released)
-    return sorted({r["device_id"] for r in released})
+    end_us = micros(ended_at)
+    kept: list[RunAllocation] = []
+    given_back: dict[int, int] = {}
+    devices: set[int] = set()
+    for row in rows:
+        allocation, run = stored_allocation(row)
+        p_lo, p_hi = micros(allocation.period_start), micros(allocation.period_end)
+        # a part ends at its read's end cut by the period
+        keep = [
+            wh if min(run.origin_us + run.ends_us[k], p_hi) <= end_us else 0
+            for k, wh in enumerate(allocation.parts_of(run))
+        ]
+        while keep and not keep[-1]:
+            keep.pop()
+        released = allocation.energy_wh - sum(keep)
+        if released:
+            given_back[row["run_id"]] = given_back.get(row["run_id"], 0) + released
+            devices.add(row["device_id"])
+        if keep:
+            first = next(k for k, wh in enumerate(keep) if wh)
+            kept.append(
+                allocation._replace(
+                    run_id=row["run_id"],
+                    lo=row["lo"],
+                    hi=row["lo"] + len(keep),
+                    energy_wh=sum(keep),
+                    parts=keep,
+                    start=moment_of(max(run.origin_us + run.start_of(first), p_lo)),
+                    end=moment_of(min(run.origin_us + run.ends_us[len(keep) - 1], p_hi)),
+                )
+            )
+    if kept:
+        await _insert_allocations(conn, reservation_id, kept, [None] * len(kept), take=False)
+    await _give_back(conn, given_back, devices)
+    return sorted(devices)
 
 
 async def issued_after_end(conn: asyncpg.Connection, reservation_id: int) -> asyncpg.Record:
@@ -153,7 +193,7 @@ async def carry_of_reservation(
            WHERE k.reservation_id = $1
              AND ($2::bigint IS NULL
                   OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = k.device_id AND d.organization_id = $2)
-                  OR EXISTS (SELECT 1 FROM reads r WHERE r.device_id = k.device_id AND r.organization_id = $2))
+                  OR EXISTS (SELECT 1 FROM read_runs r WHERE r.device_id = k.device_id AND r.organization_id = $2))
            ORDER BY k.country_key, k.device_id""",
         reservation_id,
         owner_organization_id,
@@ -207,46 +247,157 @@ async def apply_reservation_change(conn: asyncpg.Connection, reservation_id: int
 
 
 async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> None:
-    """The intervals of read.ingested events (one or a batch of them), in one statement, in their order (ids: a
-    device's later event's reads after its earlier one's); a read seen before is skipped. An event's fields are sent
-    once an event, its intervals as the integer microseconds it carries (issue 16: asyncpg spends ~0.75 us encoding a
-    timestamp, ~0.2 an integer; Postgres adds them to the event's origin exactly)."""
-    index: list[int] = []
-    starts_us: list[int] = []
-    ends_us: list[int] = []
-    energies: list[int] = []
-    for i, event in enumerate(events, 1):
-        ends = event.ends_us
-        index += [i] * len(ends)
-        starts_us += event.starts_us if event.starts_us is not None else [0, *ends[:-1]]  # consecutive
-        ends_us += ends
-        energies += event.values_wh
+    """The intervals of read.ingested events (one or a batch of them) as runs of back-to-back reads (migration 0021:
+    a row per run of one event, its reads as arrays of the event's integer microseconds), in one statement; a read
+    seen before (the same device, start and end: an event delivered again, under any id) is skipped. The database
+    refuses a read overlapping another of its device (SQLSTATE 23P01, reads_no_overlap). Caller holds the devices'
+    locks (the check sees committed rows and its own transaction's)."""
+    candidates = [run for i, event in enumerate(events) for run in _event_runs(i, event)]
+    origins = [micros(e.origin) for e in events]
+    # Stored runs that may hold one of the new reads (their ranges meet, or the same instant): one probe a new run.
+    conflicts = await conn.fetch(
+        """SELECT c.n - 1 AS candidate, m.device_id, m.origin, m.start_us, m.ends_us
+           FROM unnest($1::int[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (event, start_us, end_us, n)
+           JOIN unnest($4::bigint[], $5::timestamptz[]) WITH ORDINALITY AS e (device_id, origin, event)
+                ON e.event = c.event + 1
+           CROSS JOIN LATERAL (SELECT e.origin + c.start_us * interval '1 microsecond' AS lo,
+                                      e.origin + c.end_us * interval '1 microsecond' AS hi) h
+           CROSS JOIN LATERAL (
+               (SELECT * FROM read_runs m
+                WHERE m.device_id = e.device_id AND m.start_at >= h.lo AND m.start_at <= h.hi)
+               UNION ALL
+               (SELECT * FROM read_runs m
+                WHERE m.device_id = e.device_id AND m.start_at < h.lo AND m.start_at < m.end_at
+                ORDER BY m.start_at DESC LIMIT 1)
+           ) m
+           WHERE (m.start_at < h.hi AND m.end_at > h.lo) OR (m.start_at = m.end_at AND h.lo = h.hi AND m.start_at = h.lo)""",
+        [c[0] for c in candidates],
+        [c[1] for c in candidates],
+        [c[2][-1] for c in candidates],
+        [e.device_id for e in events],
+        [e.origin for e in events],
+    )
+    # Devices whose new runs may hold a read stored before, or meet one another: their reads one by one.
+    careful = {events[candidates[r["candidate"]][0]].device_id for r in conflicts}
+    hulls: dict[int, list[tuple[int, int]]] = {}
+    for c in candidates:
+        o = origins[c[0]]
+        hulls.setdefault(events[c[0]].device_id, []).append((o + c[1], o + c[2][-1]))
+    for device, ranges in hulls.items():
+        if device not in careful and len(ranges) > 1:
+            ranges.sort()
+            if any(b[0] < a[1] or a == b for a, b in itertools.pairwise(ranges)):
+                careful.add(device)
+    if careful:
+        seen: dict[int, set[tuple[int, int]]] = {device: set() for device in careful}
+        for r in conflicts:
+            if r["device_id"] in seen:
+                o, start = micros(r["origin"]), r["start_us"]
+                for end in r["ends_us"]:
+                    seen[r["device_id"]].add((o + start, o + end))
+                    start = end
+        kept: list[_Candidate] = []
+        for c in candidates:
+            device = events[c[0]].device_id
+            if device not in careful:
+                kept.append(c)
+                continue
+            o, start, fresh = origins[c[0]], c[1], []
+            for end, wh in zip(c[2], c[3], strict=True):
+                if (o + start, o + end) not in seen[device]:
+                    seen[device].add((o + start, o + end))
+                    fresh.append((start, end, wh))
+                start = end
+            kept += _cut(c[0], fresh)
+        candidates = kept
+    if not candidates:
+        return
+    ends: list[int] = []
+    energy: list[int] = []
+    bounds: list[int] = []
+    for c in candidates:
+        ends += c[2]
+        energy += c[3]
+        bounds.append(len(ends))
     await conn.execute(
-        """INSERT INTO reads (device_id, organization_id, start_at, end_at, energy_wh, batch_id, read_type)
-           SELECT e.device_id, e.organization_id, e.origin + r.start_us * interval '1 microsecond',
-                  e.origin + r.end_us * interval '1 microsecond', r.energy_wh, e.batch_id, e.read_type
-           FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
-                AS r (event, start_us, end_us, energy_wh, n)
-           JOIN unnest($5::bigint[], $6::bigint[], $7::timestamptz[], $8::uuid[], $9::text[]) WITH ORDINALITY
-                AS e (device_id, organization_id, origin, batch_id, read_type, event) ON e.event = r.event
-           ORDER BY r.n
-           ON CONFLICT (device_id, start_at, end_at) DO NOTHING""",
-        index,
-        starts_us,
-        ends_us,
-        energies,
+        """INSERT INTO read_runs (device_id, organization_id, batch_id, read_type, origin, start_us, ends_us, energy_wh,
+                                  start_at, end_at, left_wh)
+           SELECT e.device_id, e.organization_id, e.batch_id, e.read_type, e.origin, x.start_us,
+                  ($3::bigint[])[x.a + 1 : x.b], ($4::bigint[])[x.a + 1 : x.b],
+                  e.origin + x.start_us * interval '1 microsecond',
+                  e.origin + ($3::bigint[])[x.b] * interval '1 microsecond', x.left_wh
+           FROM unnest($1::int[], $2::bigint[], $5::int[], $6::int[], $7::bigint[]) WITH ORDINALITY
+                AS x (event, start_us, a, b, left_wh, n)
+           JOIN unnest($8::bigint[], $9::bigint[], $10::uuid[], $11::text[], $12::timestamptz[]) WITH ORDINALITY
+                AS e (device_id, organization_id, batch_id, read_type, origin, event) ON e.event = x.event + 1
+           ORDER BY x.n""",
+        [c[0] for c in candidates],
+        [c[1] for c in candidates],
+        ends,
+        energy,
+        [0, *bounds[:-1]],
+        bounds,
+        [sum(c[3]) for c in candidates],
         [e.device_id for e in events],
         [e.organization_id for e in events],
-        [e.origin for e in events],
         [e.batch_id for e in events],
         [e.read_type for e in events],
+        [e.origin for e in events],
     )
+
+
+_Candidate = tuple[int, int, list[int], list[int]]  # (event index, first start, ends, Wh): a run to store
+
+
+def _event_runs(index: int, event: ReadIngested) -> list[_Candidate]:
+    """An event's reads cut into runs of back-to-back reads (in time order; an instant alone; a read given twice in
+    the event taken once, the first)."""
+    ends, energy = event.ends_us, event.values_wh
+    if event.starts_us is None and ends[0] > 0 and all(map(operator.lt, ends, ends[1:])):
+        # consecutive reads, none an instant (every Delta batch): one run, cut every RUN_MAX_READS
+        if len(ends) <= RUN_MAX_READS:
+            return [(index, 0, ends, energy)]
+        return [
+            (index, 0 if i == 0 else ends[i - 1], ends[i : i + RUN_MAX_READS], energy[i : i + RUN_MAX_READS])
+            for i in range(0, len(ends), RUN_MAX_READS)
+        ]
+    starts = event.starts_us if event.starts_us is not None else [0, *ends[:-1]]
+    reads, seen = [], set()
+    for start, end, wh in sorted(zip(starts, ends, energy, strict=True), key=_interval):  # stable: the first kept
+        if (start, end) not in seen:
+            seen.add((start, end))
+            reads.append((start, end, wh))
+    return _cut(index, reads)
+
+
+def _interval(read: tuple[int, int, int]) -> tuple[int, int]:
+    return read[0], read[1]
+
+
+def _cut(index: int, reads: list[tuple[int, int, int]]) -> list[_Candidate]:
+    """Reads (start, end, Wh) of one event in time order as runs: a new run at a gap, at an instant (alone) and
+    every RUN_MAX_READS reads."""
+    runs: list[_Candidate] = []
+    for start, end, wh in reads:
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and start < end
+            and last[2][-1] == start
+            and last[1] < last[2][0]  # the run so far is not an instant
+            and len(last[2]) < RUN_MAX_READS
+        ):
+            last[2].append(end)
+            last[3].append(wh)
+        else:
+            runs.append((index, start, [end], [wh]))
+    return runs
 
 
 async def read_owner(conn: asyncpg.Connection, device_id: int) -> int | None:
     """The organization whose accepted reads these are (the device owner when the reads were accepted)."""
     return await conn.fetchval(
-        "SELECT organization_id FROM reads WHERE device_id = $1 ORDER BY id DESC LIMIT 1", device_id
+        "SELECT organization_id FROM read_runs WHERE device_id = $1 ORDER BY id DESC LIMIT 1", device_id
     )
 
 
@@ -303,12 +454,14 @@ async def try_lock_due_devices(conn: asyncpg.Connection, device_ids: list[int], 
 async def latest_unsettled_ends(
     conn: asyncpg.Connection, device_ids: list[int], settled_before: datetime
 ) -> dict[int, datetime]:
-    """The latest end of each device's reads with energy left that are not settled yet (devices with none left
-    out), in one statement."""
+    """The latest end of each device's reads with energy that are not settled yet, in runs with energy left (devices
+    with none left out), in one statement (such a read is not allocated yet: allocation takes settled reads)."""
     rows = await conn.fetch(
         """SELECT d.device_id,
-                  (SELECT max(end_at) FROM reads WHERE device_id = d.device_id AND end_at > $2
-                                                 AND certified_wh < energy_wh) AS latest
+                  (SELECT max(r.origin + x.end_us * interval '1 microsecond')
+                   FROM read_runs r CROSS JOIN LATERAL unnest(r.ends_us, r.energy_wh) AS x (end_us, energy_wh)
+                   WHERE r.device_id = d.device_id AND r.end_at > $2 AND r.left_wh > 0 AND x.energy_wh > 0
+                     AND r.origin + x.end_us * interval '1 microsecond' > $2) AS latest
            FROM unnest($1::bigint[]) AS d (device_id)""",
         device_ids,
         settled_before,
@@ -363,7 +516,7 @@ async def reservations_of_devices(conn: asyncpg.Connection, device_ids: list[int
         """SELECT rd.device_id, r.reservation_id, r.reservation_start, r.reservation_end, r.frequency,
                   r.target_capacity_wh, r.authority_to_exceed, r.reservation_expiry, e.ended_at,
                   CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed
-                       THEN coalesce((SELECT sum(a.energy_wh) FROM allocations a
+                       THEN coalesce((SELECT sum(a.energy_wh) FROM run_allocations a
                                       WHERE a.reservation_id = r.reservation_id), 0)
                        ELSE 0 END AS certified
            FROM reservations r JOIN reservation_devices rd ON rd.reservation_id = r.reservation_id
@@ -388,40 +541,43 @@ async def reservations_of_devices(conn: asyncpg.Connection, device_ids: list[int
     return out
 
 
-async def uncertified_reads(
+async def uncertified_runs(
     conn: asyncpg.Connection,
     windows: list[tuple[int, int, datetime, datetime, datetime | None]],
     settled_before: datetime,
-) -> dict[tuple[int, int], list[Read]]:
-    """For each (device, reservation, window start, window end, after): the device's settled reads (ending at or
-    before `settled_before`, and after `after` when given: offered_until) meeting the window, with energy left, not
-    yet allocated to this reservation, in end order; one statement for all of them."""
+) -> tuple[dict[int, list[Run]], list[asyncpg.Record]]:
+    """For the (device, reservation, window start, window end, after) given: each device's runs with energy left that
+    meet one of its windows, end after its `after` (offered_until) when given, and start by `settled_before`, in start
+    order (domain.allocate_runs picks their reads); and every allocation of those runs (`run_id`, `reservation_id`,
+    `lo`, `hi`, `parts_wh`: what their reads gave already, and to whom). Two statements for all of them."""
     rows = await conn.fetch(
-        """SELECT w.device_id, w.reservation_id, r.id, r.start_at, r.end_at, r.energy_wh, r.certified_wh, r.read_type
-           FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $6::timestamptz[])
-                AS w (device_id, reservation_id, start_at, end_at, after)
-           JOIN reads r ON r.device_id = w.device_id AND r.end_at >= w.start_at AND r.start_at <= w.end_at
-                       AND r.end_at > w.after
-           WHERE r.certified_wh < r.energy_wh AND r.end_at <= $5
-             AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.read_id = r.id AND a.reservation_id = w.reservation_id)
-           ORDER BY w.device_id, w.reservation_id, r.end_at, r.id""",
+        """SELECT r.id, r.device_id, r.origin, r.start_us, r.ends_us, r.energy_wh, r.read_type
+           FROM read_runs r
+           WHERE r.id IN (SELECT m.id
+                          FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $5::timestamptz[])
+                               AS w (device_id, start_at, end_at, after)
+                          JOIN read_runs m ON m.device_id = w.device_id AND m.end_at >= w.start_at
+                                          AND m.start_at <= w.end_at AND m.end_at > w.after
+                          WHERE m.left_wh > 0 AND m.start_at <= $4)
+           ORDER BY r.device_id, r.start_at, r.id""",
         [w[0] for w in windows],
-        [w[1] for w in windows],
         [w[2] for w in windows],
         [w[3] for w in windows],
         settled_before,
         [w[4] if w[4] is not None else NEVER for w in windows],
     )
-    out: dict[tuple[int, int], list[Read]] = {}
-    last_device = last_reservation = None
-    reads: list[Read] = []
-    # thousands of rows a batch, in (device, reservation) order: unpacked by position, grouped as they come
-    for device_id, reservation_id, read_id, start, end, energy_wh, certified_wh, read_type in rows:
-        if device_id != last_device or reservation_id != last_reservation:
-            last_device, last_reservation = device_id, reservation_id
-            reads = out[(device_id, reservation_id)] = []
-        reads.append(Read(read_id, start, end, energy_wh, certified_wh, read_type == "History"))
-    return out
+    out: dict[int, list[Run]] = {}
+    for run_id, device_id, origin, start_us, ends_us, energy_wh, read_type in rows:
+        out.setdefault(device_id, []).append(
+            Run(run_id, device_id, micros(origin), start_us, ends_us, energy_wh, read_type == "History")
+        )
+    if not rows:
+        return out, []
+    given = await conn.fetch(
+        "SELECT run_id, reservation_id, lo, hi, parts_wh FROM run_allocations WHERE run_id = ANY($1::bigint[])",
+        [r["id"] for r in rows],
+    )
+    return out, given
 
 
 async def offered_until(conn: asyncpg.Connection, device_ids: list[int]) -> dict[int, datetime | None]:
@@ -481,43 +637,74 @@ async def rescan_behind(conn: asyncpg.Connection, earliest_ends: dict[int, datet
 
 
 async def insert_allocations(
-    conn: asyncpg.Connection, reservation_id: int, allocations: list[Allocation], round_ids: list[uuid.UUID | None]
+    conn: asyncpg.Connection, reservation_id: int, allocations: list[RunAllocation], round_ids: list[uuid.UUID | None]
 ) -> None:
-    """The reservation's parts of its devices' reads, per period, each with the round that issued it (None: not yet),
-    and the reads' allocated energy, in one statement (thousands of reads a batch). The database keeps certified_wh
-    <= energy_wh.
+    """The reservation's parts of its devices' runs of reads, per period, each with the round that issued it (None:
+    not yet), and the runs' energy left less what they gave, in one statement. The database keeps left_wh >= 0."""
+    await _insert_allocations(conn, reservation_id, allocations, round_ids, take=True)
 
-    Sent per allocation: its read, Wh and period (an index into the periods sent once each, with their round); the
-    rest is the read's, from the UPDATE's rows (issue 16: asyncpg spends ~0.75 us encoding a timestamp): its device,
-    its kind (a History read's own; domain.allocate) and the part of it inside the period (domain.split: the read
-    cut by the period, which the window already cuts)."""
+
+# The runs of the rows (their device): their left_wh less the rows' Wh (taking), or as they are (rows kept).
+_TAKE = """UPDATE read_runs SET left_wh = read_runs.left_wh - a.energy_wh
+           FROM (SELECT run_id, sum(energy_wh) AS energy_wh FROM x GROUP BY run_id) a
+           WHERE read_runs.id = a.run_id RETURNING read_runs.id, read_runs.device_id"""
+_KEEP = "SELECT id, device_id FROM read_runs WHERE id IN (SELECT run_id FROM x)"
+
+
+async def _insert_allocations(
+    conn: asyncpg.Connection,
+    reservation_id: int,
+    allocations: list[RunAllocation],
+    round_ids: list[uuid.UUID | None],
+    *,
+    take: bool,
+) -> None:
+    """Rows of run_allocations (sent per row: run, range, kind, Wh, first and last part's instants, its explicit parts
+    as a range of one array, a period index into the periods sent once each with their round); `take`: the runs'
+    left_wh less their Wh (False: rows kept of ones given back)."""
     periods: list[tuple[datetime, datetime, uuid.UUID | None]] = []
     index: list[int] = []
+    parts: list[int] = []
+    parts_a: list[int] = []
+    parts_b: list[int] = []
     last: tuple[datetime, datetime, uuid.UUID | None] | None = None
     for a, round_id in zip(allocations, round_ids, strict=True):
-        # a read's allocations and the next reads' mostly share a period: compared with the last, not hashed
+        # a run's rows and the next runs' mostly share a period: compared with the last, not hashed
         if last is None or a.period_start != last[0] or a.period_end != last[1] or round_id != last[2]:
             last = (a.period_start, a.period_end, round_id)
             periods.append(last)
         index.append(len(periods))
+        if a.parts is None:
+            parts_a.append(0)
+            parts_b.append(0)
+        else:
+            parts_a.append(len(parts) + 1)
+            parts += a.parts
+            parts_b.append(len(parts))
     await conn.execute(
-        """WITH x AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::int[]) AS x (read_id, energy_wh, period)),
-           r AS (UPDATE reads SET certified_wh = reads.certified_wh + a.energy_wh
-                 FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM x GROUP BY read_id) a
-                 WHERE reads.id = a.read_id
-                 RETURNING reads.id, reads.device_id, reads.start_at, reads.end_at, reads.read_type)
-           INSERT INTO allocations (read_id, reservation_id, period_start, period_end, kind, device_id, start_at,
-                                    end_at, energy_wh, round_id)
-           SELECT x.read_id, $1, p.period_start, p.period_end,
-                  CASE WHEN r.read_type = 'History' THEN 'history' ELSE 'period' END, r.device_id,
-                  greatest(r.start_at, p.period_start), least(r.end_at, p.period_end), x.energy_wh, p.round_id
-           FROM x JOIN r ON r.id = x.read_id
-           JOIN unnest($5::timestamptz[], $6::timestamptz[], $7::uuid[]) WITH ORDINALITY
-                AS p (period_start, period_end, round_id, n) ON p.n = x.period""",
+        f"""WITH x AS (SELECT * FROM unnest($2::bigint[], $3::int[], $4::int[], $5::text[], $6::int[], $7::bigint[],
+                                            $8::timestamptz[], $9::timestamptz[], $10::int[], $11::int[])
+                       AS x (run_id, lo, hi, kind, period, energy_wh, start_at, end_at, pa, pb)),
+            r AS ({_TAKE if take else _KEEP})
+            INSERT INTO run_allocations (run_id, reservation_id, period_start, period_end, lo, hi, kind, device_id,
+                                         start_at, end_at, energy_wh, parts_wh, round_id)
+            SELECT x.run_id, $1, p.period_start, p.period_end, x.lo, x.hi, x.kind, r.device_id, x.start_at, x.end_at,
+                   x.energy_wh, CASE WHEN x.pa = 0 THEN NULL ELSE ($12::bigint[])[x.pa : x.pb] END, p.round_id
+            FROM x JOIN r ON r.id = x.run_id
+            JOIN unnest($13::timestamptz[], $14::timestamptz[], $15::uuid[]) WITH ORDINALITY
+                 AS p (period_start, period_end, round_id, n) ON p.n = x.period""",
         reservation_id,
-        [a.read_id for a in allocations],
-        [a.energy_wh for a in allocations],
+        [a.run_id for a in allocations],
+        [a.lo for a in allocations],
+        [a.hi for a in allocations],
+        [a.kind for a in allocations],
         index,
+        [a.energy_wh for a in allocations],
+        [a.start for a in allocations],
+        [a.end for a in allocations],
+        parts_a,
+        parts_b,
+        parts,
         [p[0] for p in periods],
         [p[1] for p in periods],
         [p[2] for p in periods],
@@ -538,7 +725,7 @@ async def issuance_terms(conn: asyncpg.Connection, reservation_id: int) -> async
                        ELSE r.reservation_end END AS ends,
                   -- only a target needs them (summed over every allocation and certificate of the reservation)
                   CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed THEN
-                      coalesce((SELECT sum(a.energy_wh) FROM allocations a
+                      coalesce((SELECT sum(a.energy_wh) FROM run_allocations a
                                 WHERE a.reservation_id = r.reservation_id), 0) ELSE 0 END::bigint AS allocated_wh,
                   CASE WHEN r.target_capacity_wh IS NOT NULL AND NOT r.authority_to_exceed THEN
                       coalesce((SELECT sum(c.energy_wh) FROM certificates c
@@ -551,21 +738,54 @@ async def issuance_terms(conn: asyncpg.Connection, reservation_id: int) -> async
     )
 
 
-_DUE_ALLOCATIONS = """SELECT a.read_id, a.period_start, a.period_end, a.kind, a.device_id, a.start_at, a.end_at,
-                             a.energy_wh, d.country_code
-                      FROM allocations a LEFT JOIN devices d ON d.device_id = a.device_id
-                      WHERE a.reservation_id = $1 AND a.round_id IS NULL {}
-                      ORDER BY a.period_start, a.kind, a.device_id, a.start_at, a.read_id"""
+# A stored allocation's reads: the first one's start and the range's ends and Wh, sliced from the run's arrays.
+_RUN_SLICE = """r.origin AS run_origin, r.read_type AS run_read_type,
+                CASE WHEN a.lo = 0 THEN r.start_us ELSE r.ends_us[a.lo] END AS run_start_us,
+                r.ends_us[a.lo + 1 : a.hi] AS run_ends_us, r.energy_wh[a.lo + 1 : a.hi] AS run_energy_wh"""
+
+_DUE_ALLOCATIONS = f"""SELECT a.run_id, a.lo, a.hi, a.period_start, a.period_end, a.kind, a.device_id, a.start_at,
+                              a.end_at, a.energy_wh, a.parts_wh, d.country_code, {_RUN_SLICE}
+                       FROM run_allocations a JOIN read_runs r ON r.id = a.run_id
+                       LEFT JOIN devices d ON d.device_id = a.device_id
+                       WHERE a.reservation_id = $1 AND a.round_id IS NULL {{}}
+                       ORDER BY a.period_start, a.kind, a.device_id, a.start_at, a.run_id, a.lo"""
+
+
+def stored_allocation(row: Any) -> tuple[RunAllocation, Run]:
+    """A stored allocation's row (with _RUN_SLICE) as (the allocation of indexes 0 to hi - lo, the reads of its
+    range as a run)."""
+    run = Run(
+        row["run_id"],
+        row["device_id"],
+        micros(row["run_origin"]),
+        row["run_start_us"],
+        row["run_ends_us"],
+        row["run_energy_wh"],
+        row["run_read_type"] == "History",
+    )
+    allocation = RunAllocation(
+        row["run_id"],
+        0,
+        row["hi"] - row["lo"],
+        row["kind"],
+        row["period_start"],
+        row["period_end"],
+        row["energy_wh"],
+        row["parts_wh"],
+        row["start_at"],
+        row["end_at"],
+    )
+    return allocation, run
 
 
 async def due_allocations(
     conn: asyncpg.Connection, reservation_id: int, settled_before: datetime, ends: datetime
 ) -> list[asyncpg.Record]:
     """The reservation's allocations not issued yet whose period has closed (at its end, or the window's end if
-    earlier) by `settled_before`, with the device's country, in period order."""
+    earlier) by `settled_before`, with the device's country and the reads they cover (_RUN_SLICE), in period order."""
     if ends <= settled_before:  # the window has closed: every one
         return await conn.fetch(_DUE_ALLOCATIONS.format(""), reservation_id)
-    # those of periods ended: an index range (migration 0019), not the open period's, which grow all period long
+    # those of periods ended: an index range (migration 0021), not the open period's, which grow all period long
     return await conn.fetch(_DUE_ALLOCATIONS.format("AND a.period_end <= $2"), reservation_id, settled_before)
 
 
@@ -645,15 +865,15 @@ async def insert_rounds(conn: asyncpg.Connection, reservation_id: int, rounds: l
 
 
 async def take_allocations(
-    conn: asyncpg.Connection, reservation_id: int, taken: list[tuple[int, datetime, uuid.UUID]]
+    conn: asyncpg.Connection, reservation_id: int, taken: list[tuple[int, datetime, int, uuid.UUID]]
 ) -> None:
-    """Stored allocations (read, period start) taken by a round (its id), in one statement."""
+    """Stored allocations (run, period start, first read) taken by a round (its id), in one statement."""
     if not taken:
         return
     await conn.execute(
-        """UPDATE allocations a SET round_id = x.round_id
-           FROM unnest($2::bigint[], $3::timestamptz[], $4::uuid[]) AS x (read_id, period_start, round_id)
-           WHERE a.reservation_id = $1 AND a.read_id = x.read_id AND a.period_start = x.period_start
+        """UPDATE run_allocations a SET round_id = x.round_id
+           FROM unnest($2::bigint[], $3::timestamptz[], $4::int[], $5::uuid[]) AS x (run_id, period_start, lo, round_id)
+           WHERE a.reservation_id = $1 AND a.run_id = x.run_id AND a.period_start = x.period_start AND a.lo = x.lo
              AND a.round_id IS NULL""",
         reservation_id,
         *(list(column) for column in zip(*taken, strict=True)),
@@ -716,7 +936,7 @@ async def devices_read_owners(conn: asyncpg.Connection, device_ids: list[int]) -
     """The organization of each device's latest accepted read (the owner of its energy)."""
     rows = await conn.fetch(
         """SELECT d.device_id,
-                  (SELECT organization_id FROM reads WHERE device_id = d.device_id
+                  (SELECT organization_id FROM read_runs WHERE device_id = d.device_id
                    ORDER BY end_at DESC, id DESC LIMIT 1) AS organization_id
            FROM unnest($1::bigint[]) AS d (device_id)""",
         device_ids,
@@ -728,25 +948,26 @@ async def release_pending(conn: asyncpg.Connection, reservation_id: int) -> int:
     """Give back to their reads what was allocated to the reservation but will never be issued (it expired, or
     its target was reached): that energy stays uncertified. How many Wh."""
     released = await conn.fetch(
-        "DELETE FROM allocations WHERE reservation_id = $1 AND round_id IS NULL RETURNING read_id, device_id, energy_wh",
+        "DELETE FROM run_allocations WHERE reservation_id = $1 AND round_id IS NULL RETURNING run_id, device_id, energy_wh",
         reservation_id,
     )
-    await _give_back(conn, released)
+    given_back: dict[int, int] = {}
+    for r in released:
+        given_back[r["run_id"]] = given_back.get(r["run_id"], 0) + r["energy_wh"]
+    await _give_back(conn, given_back, {r["device_id"] for r in released})
     return sum(r["energy_wh"] for r in released)
 
 
-async def _give_back(conn: asyncpg.Connection, released: list[asyncpg.Record]) -> None:
-    """The released allocations' energy is uncertified again on their reads (another reservation of their device
-    may take it: a full look at the device's reads is asked)."""
-    if released:
-        await rescan(conn, [r["device_id"] for r in released])
+async def _give_back(conn: asyncpg.Connection, given_back: dict[int, int], devices: set[int]) -> None:
+    """Released allocations' energy (Wh per run) is left again on their runs (another reservation of their device
+    may take it: a full look at the devices' reads is asked)."""
+    if given_back:
+        await rescan(conn, sorted(devices))
         await conn.execute(
-            """UPDATE reads SET certified_wh = reads.certified_wh - a.energy_wh
-               FROM (SELECT read_id, sum(energy_wh) AS energy_wh FROM unnest($1::bigint[], $2::bigint[])
-                         AS x (read_id, energy_wh) GROUP BY read_id) a
-               WHERE reads.id = a.read_id""",
-            [r["read_id"] for r in released],
-            [r["energy_wh"] for r in released],
+            """UPDATE read_runs SET left_wh = read_runs.left_wh + x.energy_wh
+               FROM unnest($1::bigint[], $2::bigint[]) AS x (run_id, energy_wh) WHERE read_runs.id = x.run_id""",
+            list(given_back),
+            list(given_back.values()),
         )
 
 
@@ -757,12 +978,13 @@ async def due_reservations(conn: asyncpg.Connection, settled_before: datetime, l
     # with allocations pending (allocations_pending_due).
     rows = await conn.fetch(
         """SELECT reservation_id FROM (
-               SELECT DISTINCT a.reservation_id FROM allocations a WHERE a.round_id IS NULL AND a.period_end <= $1
+               SELECT DISTINCT a.reservation_id FROM run_allocations a WHERE a.round_id IS NULL AND a.period_end <= $1
                UNION
                SELECT r.reservation_id FROM reservations r
                LEFT JOIN reservation_ends e ON e.reservation_id = r.reservation_id
                WHERE LEAST(r.reservation_end, e.ended_at) <= $1
-                 AND EXISTS (SELECT 1 FROM allocations a WHERE a.reservation_id = r.reservation_id AND a.round_id IS NULL)
+                 AND EXISTS (SELECT 1 FROM run_allocations a WHERE a.reservation_id = r.reservation_id
+                             AND a.round_id IS NULL)
            ) due ORDER BY reservation_id LIMIT $2""",
         settled_before,
         limit,
@@ -978,7 +1200,7 @@ async def owns_any_device(conn: asyncpg.Connection, device_ids: list[int], organ
             organization_id,
         )
         or await conn.fetchval(
-            "SELECT true FROM reads WHERE device_id = ANY($1::bigint[]) AND organization_id = $2 LIMIT 1",
+            "SELECT true FROM read_runs WHERE device_id = ANY($1::bigint[]) AND organization_id = $2 LIMIT 1",
             device_ids,
             organization_id,
         )

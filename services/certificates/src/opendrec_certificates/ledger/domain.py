@@ -19,7 +19,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -195,6 +195,40 @@ def reads_hash(reads: Iterable[Read]) -> str:
 
     texts = sorted((d, at(s), at(e), wh) for d, s, e, wh in rows)
     return sha256(canonical([list(row) for row in texts]))
+
+
+DAY_US = 86_400_000_000
+YEAR_1000_US = -30_610_224_000_000_000  # 1000-01-01T00:00:00Z in microseconds since the Unix epoch
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def reads_hash_us(reads: Iterable[tuple[int, int, int, int]]) -> str:
+    """`reads_hash` of reads given as (device_id, start, end, energy_wh) with instants in integer microseconds since
+    the Unix epoch: the same bytes (issue 16: no datetime a read; each instant written once, its day's text once)."""
+    rows = sorted(reads)
+    if not rows or min(row[1] for row in rows) < YEAR_1000_US:
+        return reads_hash(
+            (d, _EPOCH + timedelta(microseconds=s), _EPOCH + timedelta(microseconds=e), wh) for d, s, e, wh in rows
+        )
+    days: dict[int, str] = {}
+
+    def text(us: int) -> str:
+        day, of_day = divmod(us, DAY_US)
+        prefix = days.get(day)
+        if prefix is None:
+            prefix = days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+        seconds, micro = divmod(of_day, 1_000_000)
+        minutes, second = divmod(seconds, 60)
+        hour, minute = divmod(minutes, 60)
+        return "%s%02d:%02d:%02d.%06dZ" % (prefix, hour, minute, second, micro)  # noqa: UP031 - as instant()
+
+    parts = []
+    last, last_text = None, ""
+    for d, s, e, wh in rows:
+        start = last_text if s == last else text(s)
+        last, last_text = e, text(e)
+        parts.append(f'[{d},"{start}","{last_text}",{wh}]')
+    return sha256(("[" + ",".join(parts) + "]").encode())
 
 
 # -- what the ledger answers -----------------------------------------------------------------------------------------
