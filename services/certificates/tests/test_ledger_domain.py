@@ -138,3 +138,35 @@ def test_any_chain_exported_verifies(chain_bodies):
     raw = domain.canonical(domain.export_document(0, entries, *head))
     result = verify.check([verify.load(raw)])
     assert result["from_genesis"] and result["reached_head"] and result["last"] == len(entries)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# instants as integer microseconds since the epoch, from year 1 (before year 1000 the other path) to 9999
+micros = st.integers(
+    (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1),
+    (datetime(9999, 12, 30, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1),
+)
+near = st.integers(1_740_000_000_000_000, 1_740_000_000_000_000 + 3 * 86_400_000_000)  # a few days, to the us
+reads_us = st.lists(
+    st.tuples(st.integers(1, 3), st.one_of(near, micros), st.integers(0, 7_200_000_000), st.integers(0, 10**6)).map(
+        lambda r: (r[0], r[1], r[1] + r[2], r[3])
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(reads=reads_us)
+def test_reads_hash_from_microseconds_is_the_same_bytes(reads):
+    # issue 16: certificates hash their read parts from the runs' integer microseconds; the reads_hash of their
+    # instants is the one a certificate's ledger entry holds and the verifier recomputes
+    as_moments = [
+        (d, EPOCH + timedelta(microseconds=s), EPOCH + timedelta(microseconds=e), wh) for d, s, e, wh in reads
+    ]
+    assert domain.reads_hash_us(reads) == domain.reads_hash(as_moments)
+    consecutive = [
+        (1, s, s + 60_000_000, 5) for s in range(1_740_000_000_000_000, 1_740_000_000_000_000 + 10**9, 60_000_000)
+    ]
+    assert domain.reads_hash_us(consecutive) == domain.reads_hash(
+        [(d, EPOCH + timedelta(microseconds=s), EPOCH + timedelta(microseconds=e), wh) for d, s, e, wh in consecutive]
+    )

@@ -62,7 +62,20 @@ def parse_instant(text: str) -> datetime:
 def normalized(value: Any) -> Any:
     """`value` with only JSON types left (str, int, bool, None, lists, objects with string keys), by the rules
     above; what the ledger stores and hashes."""
-    if value is None or isinstance(value, str | bool | int):
+    kind = type(value)
+    # the exact JSON types first (issue 16: an issuance body is ~20 values; abstract-class checks cost the most)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LedgerError(f"object keys in the ledger must be strings: {key!r}")
+            out[key] = normalized(item)
+        return out
+    if kind is list:
+        return [normalized(item) for item in value]
+    if isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         if math.isfinite(value) and value.is_integer():
@@ -75,7 +88,7 @@ def normalized(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
+        out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise LedgerError(f"object keys in the ledger must be strings: {key!r}")
@@ -202,31 +215,42 @@ YEAR_1000_US = -30_610_224_000_000_000  # 1000-01-01T00:00:00Z in microseconds s
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_DAYS: dict[int, str] = {}  # day since the epoch -> "YYYY-MM-DDT" (cleared past _DAYS_KEPT days)
+_DAYS_KEPT = 100_000
+_CLOCK: dict[int, str] = {}  # second of a day -> "HH:MM:SS." (86,400 at most)
+
+
+def _instant_us(us: int) -> str:
+    """`instant` of the moment `us` microseconds after the Unix epoch (from the year 1000 on): its day's and its
+    second's text kept once written (a certificate's reads are mostly of one day, and every day has the same
+    seconds)."""
+    day, of_day = divmod(us, DAY_US)
+    second, micro = divmod(of_day, 1_000_000)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) >= _DAYS_KEPT:
+            _DAYS.clear()
+        date = _DAYS[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+    clock = _CLOCK.get(second)
+    if clock is None:
+        clock = _CLOCK[second] = "%02d:%02d:%02d." % (second // 3600, second // 60 % 60, second % 60)  # noqa: UP031 - as instant()
+    return date + clock + ("000000Z" if micro == 0 else "%06dZ" % micro)  # noqa: UP031 - as instant()
+
+
 def reads_hash_us(reads: Iterable[tuple[int, int, int, int]]) -> str:
     """`reads_hash` of reads given as (device_id, start, end, energy_wh) with instants in integer microseconds since
-    the Unix epoch: the same bytes (issue 16: no datetime a read; each instant written once, its day's text once)."""
+    the Unix epoch: the same bytes (issue 16: no datetime a read, each instant written once, the text of its day and
+    second kept)."""
     rows = sorted(reads)
     if not rows or min(row[1] for row in rows) < YEAR_1000_US:
         return reads_hash(
             (d, _EPOCH + timedelta(microseconds=s), _EPOCH + timedelta(microseconds=e), wh) for d, s, e, wh in rows
         )
-    days: dict[int, str] = {}
-
-    def text(us: int) -> str:
-        day, of_day = divmod(us, DAY_US)
-        prefix = days.get(day)
-        if prefix is None:
-            prefix = days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
-        seconds, micro = divmod(of_day, 1_000_000)
-        minutes, second = divmod(seconds, 60)
-        hour, minute = divmod(minutes, 60)
-        return "%s%02d:%02d:%02d.%06dZ" % (prefix, hour, minute, second, micro)  # noqa: UP031 - as instant()
-
     parts = []
     last, last_text = None, ""
     for d, s, e, wh in rows:
-        start = last_text if s == last else text(s)
-        last, last_text = e, text(e)
+        start = last_text if s == last else _instant_us(s)
+        last, last_text = e, _instant_us(e)
         parts.append(f'[{d},"{start}","{last_text}",{wh}]')
     return sha256(("[" + ",".join(parts) + "]").encode())
 

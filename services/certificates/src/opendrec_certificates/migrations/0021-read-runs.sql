@@ -26,6 +26,8 @@ CREATE TABLE read_runs (
     CHECK (cardinality(ends_us) BETWEEN 1 AND 1048576 AND cardinality(energy_wh) = cardinality(ends_us)),
     CHECK (start_at <= end_at)
 ) WITH (fillfactor = 70);  -- left_wh is updated once or twice a run: a HOT update, no index entry
+-- A long run's arrays are stored out of line, uncompressed: compressing them cost more than writing them.
+ALTER TABLE read_runs ALTER COLUMN ends_us SET STORAGE EXTERNAL, ALTER COLUMN energy_wh SET STORAGE EXTERNAL;
 CREATE INDEX read_runs_device_start ON read_runs (device_id, start_at);
 CREATE INDEX read_runs_device_end ON read_runs (device_id, end_at);
 
