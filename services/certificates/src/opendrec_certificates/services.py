@@ -62,7 +62,7 @@ DUE_CHUNK = 100  # due devices certified in one transaction (issue 16: one each 
 
 
 async def _allocate_devices(
-    uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime
+    uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime, stored: list[domain.Run]
 ) -> tuple[list[tuple[int, int, list[domain.RunAllocation]]], dict[int, domain.Run]]:
     """What the devices' reservations can take of their settled reads not yet allocated to them: per device (in the
     order given) and reservation of the device, its allocations per run of reads (stored by the issuance that
@@ -70,7 +70,8 @@ async def _allocate_devices(
     reservations' (a reservation's target is shared by its devices, which other transactions allocate at the same
     time: what it was allocated is read under its lock, or two devices could each fill what is left; what this
     transaction gives the devices before counts too). Nothing is written until every device is allocated, so the
-    runs and reservations of all of them are read at once (issue 16: a consumer's batch holds hundreds of devices)."""
+    runs and reservations of all of them are read at once (issue 16: a consumer's batch holds hundreds of devices).
+    `stored`: runs this transaction stored (taken as they are, not read back)."""
     conn = uow.conn
     settled_before = now - settle
     settled_us = domain.micros(settled_before)
@@ -82,7 +83,16 @@ async def _allocate_devices(
         for r in reservations.get(device_id, [])
         if domain.certifiable(r, now)  # expired: nothing more is certified for it
     ]
-    runs, given = await store.uncertified_runs(conn, windows, settled_before) if windows else ({}, [])
+    runs, given = (
+        await store.uncertified_runs(conn, windows, settled_before, [run.id for run in stored]) if windows else ({}, [])
+    )
+    if windows and stored:
+        offered_to = {w[0] for w in windows}  # devices with a reservation to offer them to
+        for run in stored:
+            if run.device_id in offered_to:
+                runs.setdefault(run.device_id, []).append(run)
+        for device_runs in runs.values():
+            device_runs.sort(key=_run_order)
     by_id = {run.id: run for device_runs in runs.values() for run in device_runs}
     # Wh already allocated per read of the runs that gave any (all reservations; this round's added as it goes: two
     # reservations holding a device at the same time share its reads, never take each one's energy twice), and the
@@ -480,7 +490,13 @@ async def _write_issuance(uow: UnitOfWork, batch: _Issuance) -> None:
         )
 
 
-async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime) -> int:
+def _run_order(run: domain.Run) -> tuple[int, int]:
+    return run.origin_us + run.start_us, run.id
+
+
+async def _certify(
+    uow: UnitOfWork, device_ids: list[int], settle: timedelta, now: datetime, stored: list[domain.Run] | None = None
+) -> int:
     """Allocate the devices' settled energy, then issue what closed for their reservations: a reservation's
     devices allocated together share its period's certificate; how many were issued. The caller holds the devices'
     locks (in id order); the reservations' are taken here, all at once and in id order (no deadlock between
@@ -489,7 +505,7 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
     Only devices known here (device.registered or device.updated heard) are certified: a device's country is part
     of its certificates' key and its externalId names it in the logs, so energy certified before the device is known
     would land in another certificate than it will once known. An unknown device's reads wait, stored, and are not
-    due (register_device certifies them when it comes)."""
+    due (register_device certifies them when it comes). `stored`: runs of reads this transaction stored."""
     known = await store.known_devices(uow.conn, device_ids)
     if len(known) < len(device_ids):
         await store.set_certification_dues(uow.conn, {d: None for d in device_ids if d not in known})
@@ -498,7 +514,7 @@ async def _certify(uow: UnitOfWork, device_ids: list[int], settle: timedelta, no
             return 0
     await store.lock_reservations_of_devices(uow.conn, device_ids)
     fresh: dict[int, list[tuple[int, list[domain.RunAllocation]]]] = {}
-    allocated, runs = await _allocate_devices(uow, device_ids, settle, now)
+    allocated, runs = await _allocate_devices(uow, device_ids, settle, now, stored or [])
     for device_id, reservation_id, allocations in allocated:
         fresh.setdefault(reservation_id, []).append((device_id, allocations))
     issued = 0
@@ -527,9 +543,9 @@ async def take_many_reads(uow: UnitOfWork, events: list[ReadIngested], settle: t
     async with uow:
         device_ids = sorted(earliest_ends)
         await store.lock_devices(uow.conn, device_ids)
-        await store.insert_reads(uow.conn, events)
+        stored = await store.insert_reads(uow.conn, events)
         await store.rescan_behind(uow.conn, earliest_ends)  # a read arriving behind what was offered
-        await _certify(uow, device_ids, settle, now)
+        await _certify(uow, device_ids, settle, now, stored)
 
 
 async def take_reservation(uow: UnitOfWork, event: ReservationCreated, settle: timedelta, now: datetime) -> None:

@@ -246,12 +246,13 @@ async def apply_reservation_change(conn: asyncpg.Connection, reservation_id: int
     )
 
 
-async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> None:
+async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> list[Run]:
     """The intervals of read.ingested events (one or a batch of them) as runs of back-to-back reads (migration 0021:
     a row per run of one event, its reads as arrays of the event's integer microseconds), in one statement; a read
     seen before (the same device, start and end: an event delivered again, under any id) is skipped. The database
     refuses a read overlapping another of its device (SQLSTATE 23P01, reads_no_overlap). Caller holds the devices'
-    locks (the check sees committed rows and its own transaction's)."""
+    locks (the check sees committed rows and its own transaction's). The runs stored (allocation takes them as they
+    are, without reading them back)."""
     candidates = [run for i, event in enumerate(events) for run in _event_runs(i, event)]
     origins = [micros(e.origin) for e in events]
     # Stored runs that may hold one of the new reads (their ranges meet, or the same instant): one probe a new run.
@@ -311,7 +312,7 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
             kept += _cut(c[0], fresh)
         candidates = kept
     if not candidates:
-        return
+        return []
     ends: list[int] = []
     energy: list[int] = []
     bounds: list[int] = []
@@ -319,7 +320,7 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
         ends += c[2]
         energy += c[3]
         bounds.append(len(ends))
-    await conn.execute(
+    stored = await conn.fetch(
         """INSERT INTO read_runs (device_id, organization_id, batch_id, read_type, origin, start_us, ends_us, energy_wh,
                                   start_at, end_at, left_wh)
            SELECT e.device_id, e.organization_id, e.batch_id, e.read_type, e.origin, x.start_us,
@@ -330,7 +331,8 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
                 AS x (event, start_us, a, b, left_wh, n)
            JOIN unnest($8::bigint[], $9::bigint[], $10::uuid[], $11::text[], $12::timestamptz[]) WITH ORDINALITY
                 AS e (device_id, organization_id, batch_id, read_type, origin, event) ON e.event = x.event + 1
-           ORDER BY x.n""",
+           ORDER BY x.n
+           RETURNING id, device_id, start_at, end_at""",
         [c[0] for c in candidates],
         [c[1] for c in candidates],
         ends,
@@ -344,6 +346,23 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
         [e.read_type for e in events],
         [e.origin for e in events],
     )
+    # a run is known by its device, start and end (two never share them: the no-overlap check)
+    ids = {(r["device_id"], micros(r["start_at"]), micros(r["end_at"])): r["id"] for r in stored}
+    runs = []
+    for event_index, start_us, run_ends, run_energy in candidates:
+        event, o = events[event_index], origins[event_index]
+        runs.append(
+            Run(
+                ids[(event.device_id, o + start_us, o + run_ends[-1])],
+                event.device_id,
+                o,
+                start_us,
+                run_ends,
+                run_energy,
+                event.read_type == "History",
+            )
+        )
+    return runs
 
 
 _Candidate = tuple[int, int, list[int], list[int]]  # (event index, first start, ends, Wh): a run to store
@@ -545,11 +564,13 @@ async def uncertified_runs(
     conn: asyncpg.Connection,
     windows: list[tuple[int, int, datetime, datetime, datetime | None]],
     settled_before: datetime,
+    known: list[int],
 ) -> tuple[dict[int, list[Run]], list[asyncpg.Record]]:
     """For the (device, reservation, window start, window end, after) given: each device's runs with energy left that
     meet one of its windows, end after its `after` (offered_until) when given, and start by `settled_before`, in start
     order (domain.allocate_runs picks their reads); and every allocation of those runs (`run_id`, `reservation_id`,
-    `lo`, `hi`, `parts_wh`: what their reads gave already, and to whom). Two statements for all of them."""
+    `lo`, `hi`, `parts_wh`: what their reads gave already, and to whom). Two statements for all of them. The runs
+    `known` (just stored by this transaction, allocated nothing yet) are left out: the caller has them."""
     rows = await conn.fetch(
         """SELECT r.id, r.device_id, r.origin, r.start_us, r.ends_us, r.energy_wh, r.read_type
            FROM read_runs r
@@ -558,13 +579,14 @@ async def uncertified_runs(
                                AS w (device_id, start_at, end_at, after)
                           JOIN read_runs m ON m.device_id = w.device_id AND m.end_at >= w.start_at
                                           AND m.start_at <= w.end_at AND m.end_at > w.after
-                          WHERE m.left_wh > 0 AND m.start_at <= $4)
+                          WHERE m.left_wh > 0 AND m.start_at <= $4 AND m.id <> ALL($6::bigint[]))
            ORDER BY r.device_id, r.start_at, r.id""",
         [w[0] for w in windows],
         [w[2] for w in windows],
         [w[3] for w in windows],
         settled_before,
         [w[4] if w[4] is not None else NEVER for w in windows],
+        known,
     )
     out: dict[int, list[Run]] = {}
     for run_id, device_id, origin, start_us, ends_us, energy_wh, read_type in rows:
