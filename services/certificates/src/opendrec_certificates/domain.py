@@ -279,11 +279,12 @@ def allocate_runs(
     if reservation.capped:  # the target goes to reads in end order across the runs: read by read
         return _allocate_reads(runs, reservation, after_us, settled_us, certified, mine, None)
     out: list[RunAllocation] = []
+    periods: list[tuple[int, int, datetime, datetime]] = []  # the last period met: its µs range, cut by the window
     for run in runs:
         if run.history or run.id in certified or (len(run.ends_us) == 1 and run.start_us == run.ends_us[0]):
             out += _allocate_reads([run], reservation, after_us, settled_us, certified, mine, None)
         else:
-            out += _allocate_whole(run, reservation, after_us, settled_us)
+            out += _allocate_whole(run, reservation, after_us, settled_us, periods)
     return out
 
 
@@ -298,10 +299,17 @@ def _eligible(run: Run, start_us: int, end_us: int, after_us: int | None, settle
     return a, b
 
 
-def _allocate_whole(run: Run, reservation: Reservation, after_us: int | None, settled_us: int) -> list[RunAllocation]:
+def _allocate_whole(
+    run: Run,
+    reservation: Reservation,
+    after_us: int | None,
+    settled_us: int,
+    periods: list[tuple[int, int, datetime, datetime]],
+) -> list[RunAllocation]:
     """A run nothing was taken of, a reservation without a cap: its reads inside the window and a period give their
     whole energy, a row per period; the few others (crossing the window's ends or a period boundary) go read by
-    read."""
+    read. `periods`: the last period met (its start and end in microseconds, and as cut by the window), kept from
+    run to run (short runs of a device are mostly of one period)."""
     start, end, frequency = reservation.start, reservation.end, reservation.frequency
     ws, we = micros(start), micros(end)
     a, b = _eligible(run, ws, we, after_us, settled_us)
@@ -315,9 +323,14 @@ def _allocate_whole(run: Run, reservation: Reservation, after_us: int | None, se
     out: list[RunAllocation] = []
     k = inner_a
     while k < inner_b:
-        p = period_start(moment_of(o + run.start_of(k)), frequency)
-        boundary = next_period_start(p, frequency)
-        j = bisect_right(ends, micros(boundary) - o, k, inner_b)  # [k, j): ending by the period's end
+        s = o + run.start_of(k)
+        if not periods or not periods[0][0] <= s < periods[0][1]:
+            p = period_start(moment_of(s), frequency)
+            periods[:] = [
+                (micros(p), micros(next_period_start(p, frequency)), *period_bounds(p, frequency, start, end))
+            ]
+        _, boundary_us, p_lo, p_hi = periods[0]
+        j = bisect_right(ends, boundary_us - o, k, inner_b)  # [k, j): ending by the period's end
         if j > k:
             wh = sum(energy[k:j])
             if wh > 0:
@@ -326,7 +339,6 @@ def _allocate_whole(run: Run, reservation: Reservation, after_us: int | None, se
                     lo += 1
                 while not energy[hi - 1]:
                     hi -= 1
-                p_lo, p_hi = period_bounds(p, frequency, start, end)
                 out.append(
                     RunAllocation(
                         run.id,

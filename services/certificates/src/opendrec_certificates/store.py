@@ -15,6 +15,7 @@ from opendrec_contracts import DeviceRegistered, DeviceUpdated, ReadIngested
 from .domain import (
     NO_DEVICE_LOG_FILTER,
     RUN_MAX_READS,
+    UNIX_EPOCH,
     DeviceLogFilter,
     Reservation,
     Run,
@@ -255,40 +256,48 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
     are, without reading them back)."""
     candidates = [run for i, event in enumerate(events) for run in _event_runs(i, event)]
     origins = [micros(e.origin) for e in events]
-    # Stored runs that may hold one of the new reads (their ranges meet, or the same instant): one probe a new run.
-    conflicts = await conn.fetch(
-        """SELECT c.n - 1 AS candidate, m.device_id, m.origin, m.start_us, m.ends_us
-           FROM unnest($1::int[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (event, start_us, end_us, n)
-           JOIN unnest($4::bigint[], $5::timestamptz[]) WITH ORDINALITY AS e (device_id, origin, event)
-                ON e.event = c.event + 1
-           CROSS JOIN LATERAL (SELECT e.origin + c.start_us * interval '1 microsecond' AS lo,
-                                      e.origin + c.end_us * interval '1 microsecond' AS hi) h
-           CROSS JOIN LATERAL (
-               (SELECT * FROM read_runs m
-                WHERE m.device_id = e.device_id AND m.start_at >= h.lo AND m.start_at <= h.hi)
-               UNION ALL
-               (SELECT * FROM read_runs m
-                WHERE m.device_id = e.device_id AND m.start_at < h.lo AND m.start_at < m.end_at
-                ORDER BY m.start_at DESC LIMIT 1)
-           ) m
-           WHERE (m.start_at < h.hi AND m.end_at > h.lo) OR (m.start_at = m.end_at AND h.lo = h.hi AND m.start_at = h.lo)""",
-        [c[0] for c in candidates],
-        [c[1] for c in candidates],
-        [c[2][-1] for c in candidates],
-        [e.device_id for e in events],
-        [e.origin for e in events],
-    )
-    # Devices whose new runs may hold a read stored before, or meet one another: their reads one by one.
-    careful = {events[candidates[r["candidate"]][0]].device_id for r in conflicts}
+    # Each device's new runs in time order, back-to-back ones chained (reads arriving one an event: a run each); new
+    # runs meeting one another make their device careful.
     hulls: dict[int, list[tuple[int, int]]] = {}
     for c in candidates:
         o = origins[c[0]]
         hulls.setdefault(events[c[0]].device_id, []).append((o + c[1], o + c[2][-1]))
+    careful: set[int] = set()
+    chains: list[tuple[int, int, int]] = []  # (device, lo, hi) in microseconds since the epoch
     for device, ranges in hulls.items():
-        if device not in careful and len(ranges) > 1:
-            ranges.sort()
-            if any(b[0] < a[1] or a == b for a, b in itertools.pairwise(ranges)):
+        ranges.sort()
+        lo, hi = ranges[0]
+        for a, b in itertools.pairwise(ranges):
+            if b[0] < a[1] or a == b:
                 careful.add(device)
+            if b[0] == hi and a[0] < a[1] and b[0] < b[1]:
+                hi = b[1]
+            else:
+                chains.append((device, lo, hi))
+                lo, hi = b
+        chains.append((device, lo, hi))
+    # Stored runs that may hold one of the new reads (their ranges meet a chain's, or the same instant): a probe a
+    # chain; their devices are careful.
+    conflicts = await conn.fetch(
+        """SELECT m.device_id, m.origin, m.start_us, m.ends_us
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS c (device_id, lo_us, hi_us)
+           CROSS JOIN LATERAL (SELECT $4::timestamptz + c.lo_us * interval '1 microsecond' AS lo,
+                                      $4::timestamptz + c.hi_us * interval '1 microsecond' AS hi) h
+           CROSS JOIN LATERAL (
+               (SELECT * FROM read_runs m
+                WHERE m.device_id = c.device_id AND m.start_at >= h.lo AND m.start_at <= h.hi)
+               UNION ALL
+               (SELECT * FROM read_runs m
+                WHERE m.device_id = c.device_id AND m.start_at < h.lo AND m.start_at < m.end_at
+                ORDER BY m.start_at DESC LIMIT 1)
+           ) m
+           WHERE (m.start_at < h.hi AND m.end_at > h.lo) OR (m.start_at = m.end_at AND h.lo = h.hi AND m.start_at = h.lo)""",
+        [c[0] for c in chains],
+        [c[1] for c in chains],
+        [c[2] for c in chains],
+        UNIX_EPOCH,
+    )
+    careful |= {r["device_id"] for r in conflicts}
     if careful:
         seen: dict[int, set[tuple[int, int]]] = {device: set() for device in careful}
         for r in conflicts:
@@ -313,6 +322,8 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
         candidates = kept
     if not candidates:
         return []
+    if len(candidates) > len(hulls):
+        candidates = _joined(events, origins, candidates)
     ends: list[int] = []
     energy: list[int] = []
     bounds: list[int] = []
@@ -366,6 +377,34 @@ async def insert_reads(conn: asyncpg.Connection, events: list[ReadIngested]) -> 
 
 
 _Candidate = tuple[int, int, list[int], list[int]]  # (event index, first start, ends, Wh): a run to store
+
+
+def _joined(events: list[ReadIngested], origins: list[int], candidates: list[_Candidate]) -> list[_Candidate]:
+    """Runs of one device that continue one another across the batch's events (the same owner and kind of read) as
+    one run, its reads' instants from the first one's event origin: D-REC clients send a read a request, readings
+    announces each in an event of its own, and a run a read would cost a row a read again. The run keeps the first
+    event's batch id."""
+    ordered = sorted(candidates, key=lambda c: (events[c[0]].device_id, origins[c[0]] + c[1], origins[c[0]] + c[2][-1]))
+    out: list[_Candidate] = []
+    for c in ordered:
+        last = out[-1] if out else None
+        if last is not None:
+            before, event = events[last[0]], events[c[0]]
+            shift = origins[c[0]] - origins[last[0]]
+            if (
+                before.device_id == event.device_id
+                and last[1] < last[2][0]  # neither is an instant
+                and c[1] < c[2][0]
+                and last[2][-1] == c[1] + shift  # back to back
+                and before.organization_id == event.organization_id
+                and before.read_type == event.read_type
+                and len(last[2]) + len(c[2]) <= RUN_MAX_READS
+            ):
+                last[2].extend(end + shift for end in c[2])
+                last[3].extend(c[3])
+                continue
+        out.append((c[0], c[1], list(c[2]), list(c[3])))  # copies: the event's own lists stay as they are
+    return out
 
 
 def _event_runs(index: int, event: ReadIngested) -> list[_Candidate]:
@@ -474,13 +513,19 @@ async def latest_unsettled_ends(
     conn: asyncpg.Connection, device_ids: list[int], settled_before: datetime
 ) -> dict[int, datetime]:
     """The latest end of each device's reads with energy that are not settled yet, in runs with energy left (devices
-    with none left out), in one statement (such a read is not allocated yet: allocation takes settled reads)."""
+    with none left out; such a read is not allocated yet: allocation takes settled reads), in one statement. Runs of a
+    device do not overlap: the latest run holding such a read holds the latest one (its arrays are the only ones
+    read; a device's unsettled runs are many when its reads come one an event)."""
     rows = await conn.fetch(
         """SELECT d.device_id,
                   (SELECT max(r.origin + x.end_us * interval '1 microsecond')
-                   FROM read_runs r CROSS JOIN LATERAL unnest(r.ends_us, r.energy_wh) AS x (end_us, energy_wh)
-                   WHERE r.device_id = d.device_id AND r.end_at > $2 AND r.left_wh > 0 AND x.energy_wh > 0
-                     AND r.origin + x.end_us * interval '1 microsecond' > $2) AS latest
+                   FROM (SELECT m.origin, m.ends_us, m.energy_wh FROM read_runs m
+                         WHERE m.device_id = d.device_id AND m.end_at > $2 AND m.left_wh > 0
+                           AND EXISTS (SELECT 1 FROM unnest(m.ends_us, m.energy_wh) AS y (end_us, energy_wh)
+                                       WHERE y.energy_wh > 0 AND m.origin + y.end_us * interval '1 microsecond' > $2)
+                         ORDER BY m.end_at DESC LIMIT 1) r
+                   CROSS JOIN LATERAL unnest(r.ends_us, r.energy_wh) AS x (end_us, energy_wh)
+                   WHERE x.energy_wh > 0 AND r.origin + x.end_us * interval '1 microsecond' > $2) AS latest
            FROM unnest($1::bigint[]) AS d (device_id)""",
         device_ids,
         settled_before,

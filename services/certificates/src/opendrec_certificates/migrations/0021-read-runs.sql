@@ -83,10 +83,13 @@ DROP FUNCTION reads_no_overlap();
 -- No two reads of a device overlap (domain.rule_no_overlap; migration 0020's rule): a run covers [start_at, end_at)
 -- entirely, so two runs of reads (s < e) overlap exactly when their ranges do; an instant t meets a run when it lies
 -- strictly inside it and not on one of its reads' boundaries (touching reads don't meet). As 0020: ordered by start,
--- if any two overlap, two neighbours do; after each INSERT, each new run is checked against the last run of reads
--- (not an instant) starting before it, the runs starting inside it, and the instants inside it (index ranges of
--- (device_id, start_at)). The same instant twice is refused too (insert_reads skips a read seen before, so it is a
--- read stored twice). It relies on the device's row lock held by every insert of reads (migration 0020).
+-- if any two overlap, two neighbours do. After each INSERT, the new runs of reads of a device are cut into chains of
+-- back-to-back runs (reads arriving one an event make a run each: a chain is checked at once), and for each chain
+-- [lo, hi): the last run of reads starting before it must end by lo, no run of reads but its own may start inside it,
+-- and an instant inside it must lie on a boundary of the run holding it (the run of reads starting last at or before
+-- it). A new instant: the last run of reads starting before it must end by it or hold it on a boundary, and no other
+-- instant may be the same. Index ranges of (device_id, start_at), ~one probe a chain. It relies on the device's row
+-- lock held by every insert of reads (migration 0020).
 CREATE FUNCTION read_runs_boundary(origin timestamptz, ends_us bigint[], moment timestamptz) RETURNS boolean
     LANGUAGE sql IMMUTABLE AS
 $$ SELECT (extract(epoch FROM moment - origin) * 1000000)::bigint = ANY(ends_us) $$;
@@ -95,24 +98,51 @@ CREATE FUNCTION read_runs_no_overlap() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
 BEGIN
-    SELECT n.device_id, n.start_at, n.end_at INTO bad FROM new_runs n
-    WHERE (n.start_at < n.end_at AND EXISTS (  -- a run of reads starting inside it
-               SELECT 1 FROM read_runs m WHERE m.device_id = n.device_id AND m.start_at >= n.start_at
-                   AND m.start_at < n.end_at AND m.start_at < m.end_at AND m.id <> n.id))
-       OR EXISTS (  -- the run of reads before it reaches into it (an instant: not on one of its boundaries)
-              SELECT 1 FROM (SELECT m.origin, m.ends_us, m.end_at FROM read_runs m
-                             WHERE m.device_id = n.device_id AND m.start_at < n.start_at AND m.start_at < m.end_at
+    WITH marked AS (
+        SELECT device_id, start_at, end_at,
+               CASE WHEN lag(end_at) OVER w = start_at THEN 0 ELSE 1 END AS starts_chain
+        FROM new_runs WHERE start_at < end_at WINDOW w AS (PARTITION BY device_id ORDER BY start_at, end_at)
+    ), numbered AS (
+        SELECT device_id, start_at, end_at,
+               sum(starts_chain) OVER (PARTITION BY device_id ORDER BY start_at, end_at) AS chain
+        FROM marked
+    ), chains AS (
+        SELECT device_id, min(start_at) AS lo, max(end_at) AS hi, count(*) AS runs
+        FROM numbered GROUP BY device_id, chain
+    )
+    SELECT c.device_id, c.lo AS start_at, c.hi AS end_at INTO bad FROM chains c
+    WHERE EXISTS (  -- the run of reads before it reaches into it
+              SELECT 1 FROM (SELECT m.end_at FROM read_runs m
+                             WHERE m.device_id = c.device_id AND m.start_at < c.lo AND m.start_at < m.end_at
                              ORDER BY m.start_at DESC LIMIT 1) p
-              WHERE p.end_at > n.start_at
-                AND (n.start_at < n.end_at OR NOT read_runs_boundary(p.origin, p.ends_us, n.start_at)))
-       OR (n.start_at < n.end_at AND EXISTS (  -- an instant inside it, not on one of its reads' boundaries
-               SELECT 1 FROM read_runs m WHERE m.device_id = n.device_id AND m.start_at > n.start_at
-                   AND m.start_at < n.end_at AND m.start_at = m.end_at
-                   AND NOT read_runs_boundary(n.origin, n.ends_us, m.start_at)))
-       OR (n.start_at = n.end_at AND EXISTS (  -- the same instant twice
-               SELECT 1 FROM read_runs m WHERE m.device_id = n.device_id AND m.start_at = n.start_at
-                   AND m.end_at = n.end_at AND m.id <> n.id))
+              WHERE p.end_at > c.lo)
+       OR (SELECT count(*) FROM read_runs m  -- a run of reads not its own starting inside it
+           WHERE m.device_id = c.device_id AND m.start_at >= c.lo AND m.start_at < c.hi AND m.start_at < m.end_at)
+          > c.runs
+       OR EXISTS (  -- an instant inside it, not on a boundary of the run holding it
+              SELECT 1 FROM read_runs i
+              WHERE i.device_id = c.device_id AND i.start_at > c.lo AND i.start_at < c.hi AND i.start_at = i.end_at
+                AND NOT EXISTS (
+                    SELECT 1 FROM (SELECT p.start_at, p.origin, p.ends_us FROM read_runs p
+                                   WHERE p.device_id = c.device_id AND p.start_at <= i.start_at
+                                     AND p.start_at < p.end_at
+                                   ORDER BY p.start_at DESC LIMIT 1) p
+                    WHERE p.start_at = i.start_at OR read_runs_boundary(p.origin, p.ends_us, i.start_at)))
     LIMIT 1;
+    IF NOT FOUND THEN
+        SELECT n.device_id, n.start_at, n.end_at INTO bad FROM new_runs n
+        WHERE n.start_at = n.end_at
+          AND (EXISTS (  -- inside the run of reads before it, not on one of its boundaries
+                   SELECT 1 FROM (SELECT m.origin, m.ends_us, m.end_at FROM read_runs m
+                                  WHERE m.device_id = n.device_id AND m.start_at < n.start_at
+                                    AND m.start_at < m.end_at
+                                  ORDER BY m.start_at DESC LIMIT 1) p
+                   WHERE p.end_at > n.start_at AND NOT read_runs_boundary(p.origin, p.ends_us, n.start_at))
+               OR EXISTS (  -- the same instant twice
+                   SELECT 1 FROM read_runs m WHERE m.device_id = n.device_id AND m.start_at = n.start_at
+                       AND m.end_at = n.end_at AND m.id <> n.id))
+        LIMIT 1;
+    END IF;
     IF FOUND THEN
         RAISE EXCEPTION 'reads_no_overlap: a read of device % from % to % overlaps another', bad.device_id,
             bad.start_at, bad.end_at USING ERRCODE = 'exclusion_violation', TABLE = 'read_runs',
