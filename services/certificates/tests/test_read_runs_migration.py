@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -40,7 +41,7 @@ async def _reads(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
     return [tuple(r) for r in rows]
 
 
-async def _deliver(pool: asyncpg.Pool, handler, event) -> None:  # type: ignore[no-untyped-def]
+async def _deliver(pool: asyncpg.Pool, handler: Any, event: Any) -> None:
     await dispatch(pool, "certificates", partial(handler, settlement=SETTLEMENT), event)
 
 
