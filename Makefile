@@ -36,8 +36,12 @@ $(NEWMAN_STAMP): tests/postman/package.json tests/postman/package-lock.json
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
+# Tests run on TEST_WORKERS pytest-xdist workers (0: in this process): a file on one worker, and the suites that start
+# platforms all on one, in turn (conftest.py). Most tests wait on processes, the broker and Postgres: 3 workers share
+# the 2 cores of the CI machine well.
+TEST_WORKERS ?= 3
 test: .venv/.synced $(NEWMAN_STAMP) chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The API fuzzer with 100 random cases per operation, role and mode (make test runs 5).
 fuzz: .venv/.synced

@@ -288,7 +288,7 @@ async def test_a_listed_device_changed_is_listed_changed_at_once(service):
     assert after["devices"][1] == first["devices"][2]
 
 
-def test_serialized_devices_are_bounded(monkeypatch):
+async def test_serialized_devices_are_bounded(monkeypatch):  # async as the module's other tests (its asyncio mark)
     import orjson
 
     from opendrec_devices.services import devices
