@@ -63,6 +63,7 @@ from opendrec_contracts import (
 )
 from opendrec_contracts.testing import device_registered
 from opendrec_kit import watermarks
+from opendrec_kit.messaging import handle_batch
 from opendrec_kit.testing import dispatch
 from opendrec_kit.uow import UnitOfWork
 
@@ -368,6 +369,25 @@ class CertificationModel(RuleBasedStateMachine):
                 *(r.created.device_ids for r in self.reservations.values() if event.device_id in r.created.device_ids)
             )
         return set(event.device_ids)
+
+    @precondition(lambda self: sum(isinstance(m.event, ReadIngested) for m in self.pending) >= 2)
+    @rule(count=st.integers(2, 8))
+    def deliver_reads_in_a_batch(self, count: int) -> None:
+        """The consumer's batch of read.ingested (issue 16): the reads at hand, of any devices, each device's in order,
+        in one transaction (a device's runs of reads continuing one another across its events are stored as one)."""
+        batch = [m for m in self.pending if isinstance(m.event, ReadIngested)][:count]
+        handled = self.run(
+            handle_batch(
+                self.pool,
+                "certificates",
+                "certificates",
+                [(m.envelope, m.event) for m in batch],
+                partial(handlers.on_reads_ingested, settlement=self.settlement),
+            )
+        )
+        assert len(handled) == len(batch)
+        for message in batch:
+            self._delivered(message)
 
     @precondition(lambda self: self.pending)
     @rule(which=st.integers(0, 100))
