@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -191,13 +191,7 @@ def reads_hash(reads: Iterable[Read]) -> str:
         # each instant written once (a read's end is mostly the next one's start), the list written without the
         # JSON encoder. The same bytes: from year 1000 on an instant's text is fixed-width, so its order is the
         # instants' order, and integers and such strings (digits, '-', ':', '.', 'T', 'Z') encode as written here.
-        parts = []
-        last, last_text = None, ""
-        for d, s, e, wh in rows:
-            start = last_text if s == last else instant(s)
-            last, last_text = e, instant(e)
-            parts.append(f'[{d},"{start}","{last_text}",{wh}]')
-        return sha256(("[" + ",".join(parts) + "]").encode())
+        return _sorted_rows_hash(rows, instant)
     written: dict[datetime, str] = {}  # a read's end is the next one's start: each instant written once
 
     def at(moment: datetime) -> str:
@@ -246,11 +240,17 @@ def reads_hash_us(reads: Iterable[tuple[int, int, int, int]]) -> str:
         return reads_hash(
             (d, _EPOCH + timedelta(microseconds=s), _EPOCH + timedelta(microseconds=e), wh) for d, s, e, wh in rows
         )
+    return _sorted_rows_hash(rows, _instant_us)
+
+
+def _sorted_rows_hash(rows: list[tuple[int, Any, Any, int]], text_of: Callable[[Any], str]) -> str:
+    """`reads_hash` of sorted rows whose instants `text_of` writes as `instant` does (from the year 1000 on), each
+    instant written once (a read's end is mostly the next one's start), the list written without the JSON encoder."""
     parts = []
     last, last_text = None, ""
     for d, s, e, wh in rows:
-        start = last_text if s == last else _instant_us(s)
-        last, last_text = e, _instant_us(e)
+        start = last_text if s == last else text_of(s)
+        last, last_text = e, text_of(e)
         parts.append(f'[{d},"{start}","{last_text}",{wh}]')
     return sha256(("[" + ",".join(parts) + "]").encode())
 
